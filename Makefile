@@ -1,0 +1,91 @@
+# Two commands matter: `make run` and `make test`. Everything else is a step they depend on.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Rasa 3.6 needs Python 3.10; find one even where the pyenv shim does not resolve it.
+PY310 ?= $(shell for p in python3.10 $$(ls -d $$HOME/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10 2>/dev/null); do \
+          $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$p && break; done)
+PY311 ?= python3
+
+VENV := .venv
+BOTVENV := .venv-bot
+RASA := PYTHONPATH=$(CURDIR) $(BOTVENV)/bin/rasa
+MODEL := models/switchboard.tar.gz
+BOT_INPUTS := config.yml $(wildcard bot/domain/*.yml data/nlu/*.yml data/rules/*.yml data/stories/*.yml)
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: help setup run test train validate rasa-test unit integration bench clean
+
+help:
+	@echo "make run    install what is missing, train if needed, start bot + actions + gateway"
+	@echo "make test   install what is missing, run the whole suite"
+	@echo "make bench  run bench/turns.py against a running stack"
+
+setup: $(VENV)/.installed $(BOTVENV)/.installed
+
+$(VENV)/.installed: requirements/app.lock
+	@test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_QUIET) -r requirements/app.lock 2>&1 | grep -v "^WARNING: Location" || true
+	@$(VENV)/bin/python -c "import rasa_sdk, sanic, sqlalchemy, alembic" 
+	@touch $@
+
+$(BOTVENV)/.installed: requirements/bot.lock
+	@test -n "$(PY310)" || { echo "Python 3.10 not found (Rasa 3.6 needs it)"; exit 1; }
+	@test -x $(BOTVENV)/bin/python || $(PY310) -m venv $(BOTVENV)
+	$(BOTVENV)/bin/pip install $(PIP_QUIET) -r requirements/bot.lock 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BOTVENV)/bin/python -c "import rasa, psycopg2"
+	@touch $@
+
+# Train only when the bot's inputs changed (make compares the model's time to its inputs).
+train: $(MODEL)
+$(MODEL): $(BOT_INPUTS) $(BOTVENV)/.installed
+	$(RASA) data validate --domain bot/domain --data data
+	$(RASA) train --domain bot/domain --data data --config config.yml --out models \
+	  --fixed-model-name switchboard
+
+validate: $(BOTVENV)/.installed
+	$(RASA) data validate --domain bot/domain --data data
+
+var/dev.env: | $(VENV)/.installed
+	$(VENV)/bin/python -m core.bootstrap --dev-env var/dev.env
+
+run: setup $(MODEL) var/dev.env
+	$(VENV)/bin/python -m core.bootstrap
+	@echo
+	@echo "  bot (Rasa)      http://127.0.0.1:5005   (loopback only, token in var/dev.env)"
+	@echo "  actions         http://127.0.0.1:5055   (loopback only)"
+	@echo "  gateway         http://0.0.0.0:8000     (public: channels, GET /health)"
+	@echo
+	@echo "  Try it:  curl -s localhost:8000/channels/demo/rest/webhook \\"
+	@echo "             -H 'Content-Type: application/json' \\"
+	@echo "             -d '{\"sender\": \"me\", \"message\": \"where is order #1001? my email is alex@example.com\"}'"
+	@echo "  Ctrl-C stops every process."
+	@echo
+	$(VENV)/bin/honcho start -f Procfile -e .env.defaults,var/dev.env
+
+# Conversation tests (data/tests) against the trained model.
+rasa-test: $(MODEL)
+	$(RASA) test core --stories data/tests --model $(MODEL) --out results/core --fail-on-prediction-errors
+
+unit: setup
+	$(VENV)/bin/python -m pytest tests -m "not integration" -q
+
+# PostgreSQL and Redis are used by the tests when they answer (CI runs both); the SQLite
+# default is always tested as well.
+TEST_PG := postgresql://postgres@127.0.0.1:5432/test
+TEST_REDIS := redis://127.0.0.1:6379/0
+SERVICES_ENV = TEST_DATABASE_URL=$$($(VENV)/bin/python -c "import psycopg; psycopg.connect('$(TEST_PG)', connect_timeout=2).close(); print('$(TEST_PG)')" 2>/dev/null) \
+	TEST_REDIS_URL=$$($(VENV)/bin/python -c "import redis; redis.Redis.from_url('$(TEST_REDIS)', socket_timeout=2).ping(); print('$(TEST_REDIS)')" 2>/dev/null)
+
+integration: setup $(MODEL)
+	$(SERVICES_ENV) $(VENV)/bin/python -m pytest tests -m integration
+
+test: setup $(MODEL)
+	$(MAKE) --no-print-directory rasa-test
+	$(SERVICES_ENV) $(VENV)/bin/python -m pytest tests
+
+bench: setup
+	$(VENV)/bin/python bench/turns.py
+
+clean:
+	rm -rf models results var

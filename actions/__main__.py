@@ -1,0 +1,46 @@
+"""Run the action server: `python -m actions [--port 5055]`.
+
+We start rasa-sdk's own Sanic app in a single process (scale out with more replicas) so our
+JSON logging and warning filter apply to the process that serves requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import warnings
+
+from core import logs
+
+# rasa-sdk 3.21 warns on every call that Rasa 3.6 "might not be compatible". DESIGN.md records
+# that this exact pair was checked (custom actions, sender_id and metadata arrive), so we
+# silence that one warning and nothing else.
+warnings.filterwarnings("ignore", message="Your versions of rasa and rasa_sdk might not be compatible")
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Switchboard action server")
+    parser.add_argument("--host", default=os.environ.get("ACTIONS_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("ACTIONS_PORT", "5055")))
+    args = parser.parse_args()
+
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    from rasa_sdk.endpoint import create_app
+    from rasa_sdk.executor import ActionExecutor
+
+    from actions.runtime import runtime
+
+    runtime()  # fail at start-up, not on the first turn, when settings are missing
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    app = create_app(executor)
+    log.info("action server listening", extra={"url": f"http://{args.host}:{args.port}"})
+    app.run(host=args.host, port=args.port, single_process=True, access_log=False,
+            motd=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Order backends (demo store, Shopify, WooCommerce) and return bookkeeping."""

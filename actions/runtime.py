@@ -1,0 +1,100 @@
+"""Heavy shared objects of the action server, built once per process on first use.
+
+Actions are instantiated by rasa-sdk's executor without arguments, so they reach the database,
+tenant resolver and order backends through `runtime()`, a cached factory, never globals that
+carry tenant data.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from actions.commerce.base import BackendNotConfigured, OrderBackend
+from actions.commerce.demo_store import DemoStoreBackend
+from core.db import create_engine, session_factory
+from core.settings import Settings
+from tenants import Tenant, TenantResolver
+from tenants.crypto import CredentialsBox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker
+    tenants: TenantResolver
+    credentials: CredentialsBox
+    _http: httpx.AsyncClient | None = None
+    _backends: dict[str, OrderBackend] = field(default_factory=dict)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        # Created lazily so that it binds to the action server's running event loop.
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(5.0, connect=3.0),
+                limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            )
+        return self._http
+
+    def backend_for(self, tenant: Tenant) -> OrderBackend:
+        """The tenant's order backend (cached per tenant and backend kind)."""
+        key = f"{tenant.id}:{tenant.order_backend}"
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = self._build_backend(tenant)
+            self._backends[key] = backend
+        return backend
+
+    def _build_backend(self, tenant: Tenant) -> OrderBackend:
+        if tenant.order_backend == "demo":
+            return DemoStoreBackend(self.sessions, tenant.id)
+        creds = self.credentials.open(tenant.credentials_encrypted)
+        try:
+            if tenant.order_backend == "shopify":
+                from actions.commerce.shopify import ShopifyBackend
+
+                section = creds["shopify"]
+                return ShopifyBackend(
+                    section["shop_url"],
+                    section["access_token"],
+                    section.get("api_version", "2024-10"),
+                    client=self.http,
+                )
+            if tenant.order_backend == "woocommerce":
+                from actions.commerce.woocommerce import WooCommerceBackend
+
+                section = creds["woocommerce"]
+                return WooCommerceBackend(
+                    section["store_url"],
+                    section["consumer_key"],
+                    section["consumer_secret"],
+                    client=self.http,
+                )
+        except KeyError as exc:
+            raise BackendNotConfigured(
+                f"tenant {tenant.slug}: {tenant.order_backend} credentials lack {exc}"
+            ) from None
+        raise BackendNotConfigured(f"tenant {tenant.slug}: unknown backend {tenant.order_backend!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    settings = Settings.from_env()
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    log.info("action runtime ready", extra={"embedded": settings.uses_embedded_storage})
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        tenants=TenantResolver(sessions),
+        credentials=CredentialsBox(settings.credentials_key),
+    )

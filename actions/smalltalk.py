@@ -1,0 +1,65 @@
+"""Greeting (the tenant's own words), cancelling a flow, and the one fallback action."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.tenancy import NoTenant, tenant_of
+
+log = logging.getLogger(__name__)
+
+# Slots a flow collects for one request; cleared when the visitor abandons it. Order number
+# and email stay: the visitor proved them and may ask about the same order again.
+FLOW_SLOTS = ("return_items", "return_reason", "flow_stop_reason", "requested_slot")
+
+
+class ActionGreet(Action):
+    def name(self) -> str:
+        return "action_greet"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        try:
+            tenant = await tenant_of(tracker)
+        except NoTenant:
+            tenant = None
+        if tenant is not None and tenant.greeting:
+            dispatcher.utter_message(text=tenant.greeting)
+        else:
+            dispatcher.utter_message(response="utter_greet")
+        return []
+
+
+class ActionCancelFlow(Action):
+    def name(self) -> str:
+        return "action_cancel_flow"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        dispatcher.utter_message(response="utter_cancelled")
+        return [SlotSet(slot, None) for slot in FLOW_SLOTS]
+
+
+class ActionFallback(Action):
+    """Where every turn the bot cannot classify with confidence ends up.
+
+    Until knowledge answers exist it says so honestly and offers a person.
+    """
+
+    def name(self) -> str:
+        return "action_fallback"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        log.info("fallback", extra={"intent": intent, "sender": tracker.sender_id})
+        dispatcher.utter_message(response="utter_cannot_answer_yet")
+        return [SlotSet("handoff_offered", True)]

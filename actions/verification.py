@@ -1,0 +1,150 @@
+"""Shared base for forms that act on one order: collect number + email, then verify them.
+
+Nothing about an order is said until the pair matches. A wrong pair clears both slots and the
+form asks again; after MAX_ATTEMPTS failures the form stops and the submit action offers a
+person. The same message is used for "no such order" and "wrong email" on purpose.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import re
+from typing import Any
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import FormValidationAction
+
+from actions.commerce.base import BackendError, Order, normalise_email, normalise_order_number
+from actions.runtime import runtime
+from actions.tenancy import NoTenant, tenant_of
+from tenants import Tenant
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+_ORDER_NUMBER = re.compile(r"[A-Z0-9][A-Z0-9-]{2,19}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+
+# Values of the `flow_stop_reason` slot.
+STOP_VERIFICATION_FAILED = "verification_failed"
+STOP_NOT_ELIGIBLE = "not_eligible"
+STOP_BACKEND_UNAVAILABLE = "backend_unavailable"
+STOP_NO_TENANT = "no_tenant"
+
+
+def _first(value: Any) -> str:
+    """Slots filled from entities can hold a list when a message had several matches."""
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return str(value or "")
+
+
+class VerifiedOrderForm(FormValidationAction, abc.ABC):
+    async def required_slots(
+        self,
+        domain_slots: list[str],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: dict[str, Any],
+    ) -> list[str]:
+        # An empty list ends the form; the submit action explains why.
+        if tracker.get_slot("flow_stop_reason"):
+            return []
+        return domain_slots
+
+    def validate_order_number(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> dict[str, Any]:
+        number = normalise_order_number(_first(value))
+        if not _ORDER_NUMBER.fullmatch(number):
+            dispatcher.utter_message(response="utter_invalid_order_number")
+            return {"order_number": None}
+        return {"order_number": number}
+
+    def validate_email(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> dict[str, Any]:
+        email = normalise_email(_first(value))
+        if not _EMAIL.fullmatch(email):
+            dispatcher.utter_message(response="utter_invalid_email")
+            return {"email": None}
+        return {"email": email}
+
+    async def get_validation_events(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        events = await super().get_validation_events(dispatcher, tracker, domain)
+        number, email = tracker.get_slot("order_number"), tracker.get_slot("email")
+        if not (number and email) or tracker.get_slot("flow_stop_reason"):
+            return events
+        changed = {"order_number", "email"} & set(tracker.slots_to_validate())
+        if tracker.get_slot("verified_order") == number and not changed:
+            return events
+        return events + await self._verify(number, email, dispatcher, tracker)
+
+    async def _verify(
+        self, number: str, email: str, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> list[EventType]:
+        try:
+            tenant = await tenant_of(tracker)
+            order = await runtime().backend_for(tenant).find_order(number, email)
+        except NoTenant:
+            log.warning("form without tenant", extra={"sender": tracker.sender_id[:80]})
+            return [SlotSet("flow_stop_reason", STOP_NO_TENANT)]
+        except BackendError:
+            log.exception("order backend failed", extra={"sender": tracker.sender_id})
+            dispatcher.utter_message(response="utter_backend_unavailable")
+            return [SlotSet("flow_stop_reason", STOP_BACKEND_UNAVAILABLE),
+                    SlotSet("handoff_offered", True)]
+        if order is None:
+            failures = int(tracker.get_slot("verification_failures") or 0) + 1
+            log.info("order verification failed",
+                     extra={"tenant_id": tenant.id, "attempt": failures, "sender": tracker.sender_id})
+            cleared = [SlotSet("order_number", None), SlotSet("email", None),
+                       SlotSet("verified_order", None),
+                       SlotSet("verification_failures", float(failures))]
+            if failures >= MAX_ATTEMPTS:
+                return cleared + [SlotSet("flow_stop_reason", STOP_VERIFICATION_FAILED)]
+            dispatcher.utter_message(
+                response="utter_order_not_found", attempt=failures + 1, max_attempts=MAX_ATTEMPTS
+            )
+            return cleared
+        events: list[EventType] = [SlotSet("verified_order", order.number),
+                                   SlotSet("verification_failures", 0.0)]
+        tracker.add_slots(events)
+        return events + await self.on_verified(tenant, order, dispatcher, tracker)
+
+    async def on_verified(
+        self, tenant: Tenant, order: Order, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> list[EventType]:
+        """Hook: the order was just verified (check eligibility, resolve items...)."""
+        return []
+
+
+async def verified_order(tracker: Tracker) -> tuple[Tenant, Order] | None:
+    """Fetch the order the form verified (fresh from the backend), or None."""
+    number, email = tracker.get_slot("verified_order"), tracker.get_slot("email")
+    if not number or not email or tracker.get_slot("order_number") != number:
+        return None
+    tenant = await tenant_of(tracker)
+    order = await runtime().backend_for(tenant).find_order(number, email)
+    return (tenant, order) if order else None
+
+
+def stop_events() -> list[EventType]:
+    """Reset what a finished or stopped flow leaves behind."""
+    return [SlotSet("flow_stop_reason", None), SlotSet("requested_slot", None)]
+
+
+def explain_stop(reason: str, dispatcher: CollectingDispatcher) -> list[EventType]:
+    """Say what a form that ended early means for the visitor; returns slot events."""
+    if reason == STOP_VERIFICATION_FAILED:
+        dispatcher.utter_message(response="utter_verification_exhausted")
+        return [SlotSet("handoff_offered", True)]
+    if reason == STOP_NO_TENANT:
+        dispatcher.utter_message(response="utter_handoff_failed")
+    # not_eligible / backend_unavailable: the validator already explained.
+    return []

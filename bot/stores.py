@@ -1,0 +1,85 @@
+"""Rasa tracker and lock stores chosen from the environment (runs inside Rasa's Python 3.10).
+
+endpoints.yml names these classes so one file serves both shapes:
+- embedded default: SQL tracker store on a SQLite file under var/, in-memory lock store;
+- production: SQL tracker store on DATABASE_URL (PostgreSQL), RedisLockStore on REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import unquote, urlparse
+
+from rasa.core.brokers.broker import EventBroker
+from rasa.core.lock_store import InMemoryLockStore, LockStore, RedisLockStore
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.domain import Domain
+from rasa.utils.endpoints import EndpointConfig
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tracker_store_params(env: "os._Environ[str] | dict[str, str]") -> dict[str, Any]:
+    """SQLTrackerStore keyword arguments for DATABASE_URL, or the embedded SQLite file."""
+    url = env.get("DATABASE_URL", "").strip()
+    if not url:
+        var_dir = Path(env.get("SWITCHBOARD_VAR_DIR", str(ROOT / "var"))).resolve()
+        var_dir.mkdir(parents=True, exist_ok=True)
+        return {"dialect": "sqlite", "db": str(var_dir / "rasa-tracker.db")}
+    parsed = urlparse(url)
+    dialect = parsed.scheme.split("+", 1)[0]
+    if dialect == "postgres":
+        dialect = "postgresql"
+    return {
+        "dialect": dialect,
+        "host": parsed.hostname,
+        "port": parsed.port,
+        "db": parsed.path.lstrip("/"),
+        "username": unquote(parsed.username) if parsed.username else None,
+        "password": unquote(parsed.password) if parsed.password else None,
+        "query": dict(part.split("=", 1) for part in parsed.query.split("&") if "=" in part),
+    }
+
+
+class EnvTrackerStore(SQLTrackerStore):
+    def __init__(
+        self,
+        domain: Optional[Domain] = None,
+        event_broker: Optional[EventBroker] = None,
+        host: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        params = tracker_store_params(os.environ)
+        logger.info(
+            "tracker store: SQL (%s%s)",
+            params["dialect"],
+            f" at {params.get('host')}:{params.get('port')}/{params.get('db')}"
+            if params["dialect"] != "sqlite"
+            else f" file {params['db']}",
+        )
+        super().__init__(domain=domain, event_broker=event_broker, **params, **kwargs)
+
+
+def env_lock_store(endpoint_config: EndpointConfig) -> LockStore:
+    """RedisLockStore when REDIS_URL is set (needed for more than one Rasa process)."""
+    url = os.environ.get("REDIS_URL", "").strip()
+    if not url:
+        logger.info("lock store: in-memory (single Rasa process)")
+        return InMemoryLockStore()
+    parsed = urlparse(url)
+    db = int(parsed.path.lstrip("/") or 0)
+    logger.info("lock store: Redis at %s:%s/%s", parsed.hostname, parsed.port or 6379, db)
+    return RedisLockStore(
+        host=parsed.hostname or "localhost",
+        port=parsed.port or 6379,
+        db=db,
+        username=unquote(parsed.username) if parsed.username else None,
+        password=unquote(parsed.password) if parsed.password else None,
+        use_ssl=parsed.scheme == "rediss",
+        key_prefix="switchboard",
+    )

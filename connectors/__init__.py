@@ -1,0 +1,1 @@
+"""The public gateway: channel connectors (verify → parse → resolve tenant → hand off)."""

@@ -1,0 +1,25 @@
+"""Typed errors of the gateway, mapped to one HTTP answer in one place (app.py)."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status = 500
+    # The JSON `detail` a client sees: a sentence, never a traceback or a secret.
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(GatewayError):
+    status = 400
+
+
+class TenantNotFound(GatewayError):
+    status = 404
+
+
+class UpstreamUnavailable(GatewayError):
+    """Rasa or the action server did not answer in time."""
+
+    status = 503

@@ -1,0 +1,79 @@
+"""Process settings, read once from the environment into a frozen object.
+
+A missing secret fails at start-up with a message naming the variable; it never silently
+becomes an empty string. `make run` writes development secrets to `var/dev.env` once, so the
+embedded default still needs no configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(
+            f"{name} is not set. `make run` creates development values in var/dev.env; "
+            f"in production set it in the environment."
+        )
+    return value
+
+
+def async_database_url(url: str) -> str:
+    """Map a plain DATABASE_URL to the async driver we use for it."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    var_dir: Path
+    database_url: str  # SQLAlchemy async URL
+    redis_url: str | None
+    credentials_key: str  # Fernet key for tenant credentials at rest
+    rasa_url: str
+    rasa_token: str
+    action_server_url: str
+    rasa_timeout: float  # seconds the gateway waits for Rasa's answer to one turn
+
+    @property
+    def uses_embedded_storage(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        var_dir = Path(env.get("SWITCHBOARD_VAR_DIR", str(ROOT / "var"))).resolve()
+        raw_db = env.get("DATABASE_URL", "").strip()
+        database_url = (
+            async_database_url(raw_db)
+            if raw_db
+            else f"sqlite+aiosqlite:///{var_dir / 'switchboard.db'}"
+        )
+        try:
+            rasa_timeout = float(env.get("RASA_TIMEOUT", "30"))
+        except ValueError as exc:
+            raise ConfigError(f"RASA_TIMEOUT must be a number of seconds: {exc}") from None
+        return cls(
+            var_dir=var_dir,
+            database_url=database_url,
+            redis_url=env.get("REDIS_URL", "").strip() or None,
+            credentials_key=_required(env, "SWITCHBOARD_CREDENTIALS_KEY"),
+            rasa_url=env.get("RASA_URL", "http://127.0.0.1:5005").rstrip("/"),
+            rasa_token=_required(env, "RASA_TOKEN"),
+            action_server_url=env.get("ACTION_SERVER_URL", "http://127.0.0.1:5055").rstrip("/"),
+            rasa_timeout=rasa_timeout,
+        )

@@ -1,0 +1,51 @@
+"""Alembic environment: one metadata for all our tables, a synchronous connection to run on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+import actions.commerce.tables  # noqa: F401  (registers tables on Base.metadata)
+import core.conversations  # noqa: F401
+import tenants.models  # noqa: F401
+from core.db import Base, install_sqlite_pragmas, sync_url
+from core.settings import ROOT, async_database_url
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    explicit = config.attributes.get("url") or os.environ.get("DATABASE_URL", "").strip()
+    if explicit:
+        return sync_url(async_database_url(explicit))
+    var_dir = Path(os.environ.get("SWITCHBOARD_VAR_DIR", str(ROOT / "var")))
+    var_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{var_dir.resolve() / 'switchboard.db'}"
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
+                      render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(_url(), poolclass=pool.NullPool)
+    install_sqlite_pragmas(engine)
+    with engine.connect() as connection:
+        # render_as_batch: SQLite cannot ALTER most things; batch mode recreates tables.
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,53 @@
+"""The tenant table and the frozen view of a tenant that the rest of the code passes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, UtcDateTime, utcnow
+
+ORDER_BACKENDS = ("demo", "shopify", "woocommerce")
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    greeting: Mapped[str | None] = mapped_column(Text)
+    return_window_days: Mapped[int] = mapped_column(Integer, default=30)
+    order_backend: Mapped[str] = mapped_column(String(32), default="demo")
+    # Fernet token of a JSON object (backend and channel credentials); never logged.
+    credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    slug: str
+    name: str
+    greeting: str | None
+    return_window_days: int
+    order_backend: str
+    credentials_encrypted: bytes | None
+
+    def __repr__(self) -> str:  # keep the ciphertext out of logs and tracebacks
+        return f"Tenant(id={self.id!r}, slug={self.slug!r}, backend={self.order_backend!r})"
+
+    @classmethod
+    def from_row(cls, row: TenantRow) -> "Tenant":
+        return cls(
+            id=row.id,
+            slug=row.slug,
+            name=row.name,
+            greeting=row.greeting,
+            return_window_days=row.return_window_days,
+            order_backend=row.order_backend,
+            credentials_encrypted=row.credentials_encrypted,
+        )

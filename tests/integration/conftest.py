@@ -1,0 +1,79 @@
+"""One real stack per storage shape: embedded SQLite always, PostgreSQL + Redis when answering."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import services
+from tests.integration.stack import Stack, print_logs_on_failure
+
+SHAPES = ["embedded", "postgres+redis"]
+
+
+def _reset_postgres(url: str) -> None:
+    """Start from an empty schema of ours (Rasa's events table is keyed by unique senders)."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        for table in ("return_requests", "demo_order_items", "demo_orders", "handoff_requests",
+                      "messages", "tenants", "alembic_version"):
+            conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=SHAPES)
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    var_dir: Path = tmp_path_factory.mktemp(request.param.replace("+", "-"))
+    found = services()
+    if request.param == "postgres+redis":
+        if not (found["database_url"] and found["redis_url"]):
+            pytest.skip("PostgreSQL/Redis not answering (make test sets TEST_DATABASE_URL/TEST_REDIS_URL)")
+        _reset_postgres(found["database_url"])
+        st = Stack(var_dir, database_url=found["database_url"], redis_url=found["redis_url"])
+    else:
+        st = Stack(var_dir)
+    try:
+        st.start()
+    except Exception:
+        st.stop()
+        raise
+    yield st
+    if request.session.testsfailed:
+        print_logs_on_failure(st)
+    st.stop()
+
+
+class Visitor:
+    """A visitor on the REST channel of one shop."""
+
+    def __init__(self, stack: Stack, tenant: str = "demo") -> None:
+        self.stack = stack
+        self.tenant = tenant
+        self.sender = f"visitor-{uuid.uuid4().hex[:10]}"
+        self.replies: list[dict[str, Any]] = []
+
+    def say(self, message: str) -> str:
+        """Send a message; return the bot's texts joined by newlines (all replies kept)."""
+        response = httpx.post(
+            f"{self.stack.gateway}/channels/{self.tenant}/rest/webhook",
+            json={"sender": self.sender, "message": message},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        replies = response.json()
+        assert all(r["recipient_id"] == self.sender for r in replies)
+        self.replies = replies
+        return "\n".join(r.get("text", "") for r in replies)
+
+    def buttons(self) -> list[dict[str, str]]:
+        return [b for r in self.replies for b in r.get("buttons", [])]
+
+
+@pytest.fixture
+def visitor(stack: Stack) -> Visitor:
+    return Visitor(stack)

@@ -1,0 +1,146 @@
+"""Start the real stack for a test session: bootstrap, Rasa server, action server, gateway.
+
+Each process runs from the repository's own virtual environments with the trained model,
+on free loopback ports, with its output in a log file that is printed when a start fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "switchboard.tar.gz"
+APP_PY = ROOT / ".venv" / "bin" / "python"
+RASA = ROOT / ".venv-bot" / "bin" / "rasa"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    var_dir: Path
+    database_url: str | None = None
+    redis_url: str | None = None
+    rasa_port: int = field(default_factory=free_port)
+    actions_port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def rasa(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(
+            SWITCHBOARD_VAR_DIR=str(self.var_dir),
+            SWITCHBOARD_CREDENTIALS_KEY="lD3k5cRsZ0sJ2zv0cH2b1K0mD0vYt8bqz9vO3J2bX1c=",
+            RASA_TOKEN="integration-token",
+            RASA_URL=self.rasa,
+            ACTION_SERVER_URL=f"http://127.0.0.1:{self.actions_port}",
+            ACTION_ENDPOINT_URL=f"http://127.0.0.1:{self.actions_port}/webhook",
+            ACTIONS_HOST="127.0.0.1",
+            ACTIONS_PORT=str(self.actions_port),
+            GATEWAY_HOST="127.0.0.1",
+            GATEWAY_PORT=str(self.gateway_port),
+            RASA_TIMEOUT="20",
+            PYTHONPATH=str(ROOT),
+            LOG_LEVEL="INFO",
+        )
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        return env
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.var_dir / f"{name}.log", "wb")
+        self.procs[name] = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_rasa(self) -> None:
+        self._spawn("bot", [str(RASA), "run", "--enable-api", "--auth-token", "integration-token",
+                            "-i", "127.0.0.1", "-p", str(self.rasa_port), "--model", str(MODEL),
+                            "--endpoints", "endpoints.yml", "--credentials", "credentials.yml"])
+
+    def start_actions(self) -> None:
+        self._spawn("actions", [str(APP_PY), "-m", "actions"])
+
+    def start_gateway(self) -> None:
+        self._spawn("gateway", [str(APP_PY), "-m", "connectors"])
+
+    def bootstrap(self) -> None:
+        subprocess.run([str(APP_PY), "-m", "core.bootstrap"], cwd=ROOT, env=self.env(),
+                       check=True, capture_output=True)
+
+    def start(self, timeout: float = 180.0) -> "Stack":
+        assert MODEL.exists(), "no trained model: run `make train`"
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        self.bootstrap()
+        self.start_rasa()
+        self.start_actions()
+        self.start_gateway()
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited early:\n{self.log_tail(name)}")
+            try:
+                response = httpx.get(f"{self.gateway}/health", timeout=3)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.5)
+        raise RuntimeError(f"stack not healthy after {timeout}s: {last}\n"
+                           + "\n".join(self.log_tail(n) for n in self.procs))
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.var_dir / f"{name}.log"
+        text = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return f"--- {name} ---\n" + "\n".join(text[-lines:])
+
+    def stop_process(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.stop_process(name)
+
+
+def print_logs_on_failure(stack: Stack) -> None:
+    for name in ("bot", "actions", "gateway"):
+        sys.stderr.write(stack.log_tail(name) + "\n")

@@ -1,0 +1,147 @@
+"""The demo shop's conversations, played over HTTP through the real gateway, Rasa and actions."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.integration.conftest import Visitor
+
+pytestmark = pytest.mark.integration
+
+TRACKING = "1Z999AA10123456784"
+REFERENCE = re.compile(r"RMA-\d+-[A-Z0-9]{4}")
+
+
+def asks_order_number(text: str) -> bool:
+    return "order number" in text.lower()
+
+
+def asks_email(text: str) -> bool:
+    return "email" in text.lower()
+
+
+def test_order_status_asks_for_number_then_email(visitor: Visitor) -> None:
+    assert asks_order_number(visitor.say("where is my order?"))
+    assert asks_email(visitor.say("1001"))
+    answer = visitor.say("alex@example.com")
+    assert "shipped" in answer and "UPS" in answer and TRACKING in answer
+
+
+def test_order_status_in_one_message(visitor: Visitor) -> None:
+    answer = visitor.say("Where's order #1001? my email is alex@example.com")
+    assert "UPS" in answer and TRACKING in answer
+
+
+def test_order_number_without_hash_and_email_in_capitals(visitor: Visitor) -> None:
+    visitor.say("has my parcel shipped yet")
+    visitor.say("order 1002")
+    answer = visitor.say("SAM@Example.com")
+    assert "delivered" in answer and "Denim jacket" in answer
+
+
+def test_wrong_email_reveals_nothing_and_offers_a_person_after_three_tries(visitor: Visitor) -> None:
+    visitor.say("where is my order")
+    replies = []
+    for attempt in range(3):
+        visitor.say("#1002")
+        replies.append(visitor.say(f"someone{attempt}@example.org"))
+    for reply in replies:
+        for secret in ("delivered", "DHL", "JD014600006281230704", "Denim", "Scarf", "sam@"):
+            assert secret.lower() not in reply.lower(), reply
+    assert "couldn't find" in replies[0].lower()
+    assert "/human_handoff" in [b["payload"] for b in visitor.buttons()]
+    # A typed "yes" accepts the offer.
+    assert "team" in visitor.say("yes please").lower()
+
+
+def test_handoff_is_acknowledged_and_recorded(visitor: Visitor) -> None:
+    answer = visitor.say("I want to talk to a human")
+    assert "person from our team" in answer
+    again = visitor.say("can I speak to a real person")
+    assert "already" in again.lower()
+
+
+def test_return_collects_details_and_is_idempotent(visitor: Visitor) -> None:
+    assert asks_order_number(visitor.say("I'd like to return the denim jacket"))
+    assert asks_email(visitor.say("1002"))
+    assert "reason" in visitor.say("sam@example.com").lower()
+    first = visitor.say("It doesn't fit")
+    reference = REFERENCE.search(first)
+    assert reference and "Denim jacket" in first
+
+    other = Visitor(visitor.stack)
+    other.say("I want to return my jacket from order #1002, email sam@example.com")
+    again = other.say("too small")
+    assert reference.group(0) in again and "already" in again.lower()
+
+
+def test_return_asks_which_items_with_buttons(visitor: Visitor) -> None:
+    visitor.say("I want to send something back")
+    visitor.say("#1002")
+    question = visitor.say("sam@example.com")
+    assert "which item" in question.lower()
+    assert {"Denim jacket", "Scarf"} <= {b["title"] for b in visitor.buttons()}
+    assert "reason" in visitor.say("the scarf").lower()
+    done = visitor.say("I changed my mind")
+    assert REFERENCE.search(done) and "Scarf" in done
+
+
+def test_return_of_undelivered_order_is_explained(visitor: Visitor) -> None:
+    visitor.say("I want to return my shoes")
+    visitor.say("1001")
+    answer = visitor.say("alex@example.com")
+    assert "hasn't been delivered" in answer and not REFERENCE.search(answer)
+
+
+def test_return_outside_window_is_explained(visitor: Visitor) -> None:
+    visitor.say("I want to return a coat")
+    visitor.say("1003")
+    answer = visitor.say("sam@example.com")
+    assert "30 days" in answer and "closed" in answer
+
+
+def test_return_of_cancelled_order_is_explained(visitor: Visitor) -> None:
+    answer = visitor.say("return the water bottle from order 1005, my email is kim@example.com")
+    assert "cancelled" in answer
+
+
+def test_return_of_unshipped_order_is_explained(visitor: Visitor) -> None:
+    answer = visitor.say("I want to return order 1004, email kim@example.com")
+    assert "hasn't been delivered" in answer
+
+
+def test_fallback_is_honest_and_offers_a_person(visitor: Visitor) -> None:
+    answer = visitor.say("what's the capital of mongolia, also tell me a joke")
+    assert "can't answer" in answer
+    assert "/human_handoff" in [b["payload"] for b in visitor.buttons()]
+
+
+def test_smalltalk(visitor: Visitor) -> None:
+    assert "Demo Outfitters" in visitor.say("hello")
+    assert "virtual assistant" in visitor.say("am I talking to a bot?")
+    assert "welcome" in visitor.say("thanks!").lower()
+    assert visitor.say("bye")
+
+
+def test_cancel_in_the_middle_of_a_form(visitor: Visitor) -> None:
+    assert asks_order_number(visitor.say("where's my package"))
+    assert "stopped" in visitor.say("actually, cancel that")
+    assert not asks_order_number(visitor.say("thanks"))
+
+
+def test_question_in_the_middle_of_a_form_then_carry_on(visitor: Visitor) -> None:
+    visitor.say("where is my order")
+    answer = visitor.say("are you a real person?")
+    assert "virtual assistant" in answer and asks_order_number(answer)
+    assert asks_email(visitor.say("1001"))
+
+
+def test_switch_from_order_status_to_return(visitor: Visitor) -> None:
+    status = visitor.say("where is order 1002? sam@example.com")
+    assert "delivered" in status
+    asked = visitor.say("ok I want to return the scarf")
+    assert "reason" in asked.lower() and not asks_email(asked)
+    done = visitor.say("damaged")
+    assert REFERENCE.search(done) and "Scarf" in done
