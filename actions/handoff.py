@@ -47,7 +47,7 @@ class ActionHandoff(Action):
             dispatcher.utter_message(response="utter_handoff_failed")
             return [SlotSet("handoff_offered", False)]
         log.info("handoff requested", extra={"tenant_id": tenant.id, "handoff_id": row.id,
-                                             "created": created, "sender": tracker.sender_id})
+                                             "new_request": created, "sender": tracker.sender_id})
         dispatcher.utter_message(
             response="utter_handoff_requested" if created else "utter_handoff_already_requested"
         )

@@ -43,6 +43,10 @@ def _first(value: Any) -> str:
 
 
 class VerifiedOrderForm(FormValidationAction, abc.ABC):
+    @abc.abstractmethod
+    def name(self) -> str:
+        """Abstract, so rasa-sdk's executor does not register this base as an action."""
+
     async def required_slots(
         self,
         domain_slots: list[str],

@@ -65,8 +65,19 @@ class EnvTrackerStore(SQLTrackerStore):
         super().__init__(domain=domain, event_broker=event_broker, **params, **kwargs)
 
 
-def env_lock_store(endpoint_config: EndpointConfig) -> LockStore:
-    """RedisLockStore when REDIS_URL is set (needed for more than one Rasa process)."""
+class EnvLockStore(LockStore):
+    """RedisLockStore when REDIS_URL is set (needed for more than one Rasa process), else
+    the in-memory lock store.
+
+    Rasa insists that a custom lock store `type` names a class, so this class's constructor
+    returns an instance of one of Rasa's own stores (Python then skips __init__).
+    """
+
+    def __new__(cls, endpoint_config: Optional[EndpointConfig] = None) -> LockStore:  # type: ignore[misc]
+        return env_lock_store()
+
+
+def env_lock_store() -> LockStore:
     url = os.environ.get("REDIS_URL", "").strip()
     if not url:
         logger.info("lock store: in-memory (single Rasa process)")
