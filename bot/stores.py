@@ -64,6 +64,25 @@ class EnvTrackerStore(SQLTrackerStore):
         )
         super().__init__(domain=domain, event_broker=event_broker, **params, **kwargs)
 
+    # Rasa wraps every tracker store in FailSafeTrackerStore, which on an error quietly
+    # carries on with an in-memory tracker (the conversation's history is then lost). Say so
+    # loudly; the gateway's /health also checks the tracker database directly.
+    async def save(self, tracker: Any) -> None:
+        try:
+            await super().save(tracker)
+        except Exception:
+            logger.error("TRACKER STORE FAILED to save %s: Rasa falls back to memory, this "
+                         "conversation's state is not persisted", tracker.sender_id, exc_info=True)
+            raise
+
+    async def retrieve(self, sender_id: str) -> Any:
+        try:
+            return await super().retrieve(sender_id)
+        except Exception:
+            logger.error("TRACKER STORE FAILED to load %s: Rasa falls back to memory", sender_id,
+                         exc_info=True)
+            raise
+
 
 class EnvLockStore(LockStore):
     """RedisLockStore when REDIS_URL is set (needed for more than one Rasa process), else

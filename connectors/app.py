@@ -28,6 +28,11 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     @app.before_server_start
     async def open_connections(app: Sanic) -> None:
         app.ctx.engine = create_engine(settings.database_url)
+        app.ctx.tracker_engine = (
+            create_engine(settings.tracker_store_url)
+            if settings.uses_embedded_storage
+            else app.ctx.engine
+        )
         sessions = session_factory(app.ctx.engine)
         resolver = TenantResolver(sessions)
         app.ctx.rasa = RasaClient(
@@ -54,6 +59,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
         if app.ctx.redis is not None:
             await app.ctx.redis.aclose()
         await app.ctx.engine.dispose()
+        await app.ctx.tracker_engine.dispose()
 
     @app.exception(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> HTTPResponse:

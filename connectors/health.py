@@ -32,6 +32,12 @@ async def health(request: Request) -> HTTPResponse:
             await conn.execute(text("SELECT 1"))
         return {"kind": ctx.engine.dialect.name}
 
+    async def tracker_store() -> dict[str, Any]:
+        # Rasa silently falls back to an in-memory tracker when its database fails.
+        async with ctx.tracker_engine.connect() as conn:
+            await conn.execute(text("SELECT 1 FROM events LIMIT 1"))
+        return {"kind": ctx.tracker_engine.dialect.name}
+
     async def rasa() -> dict[str, Any]:
         status = await ctx.rasa.status()
         if not status.get("model_id"):
@@ -43,7 +49,8 @@ async def health(request: Request) -> HTTPResponse:
             raise RuntimeError("action server not answering")
         return {}
 
-    checks = [_check("database", database), _check("rasa", rasa), _check("actions", actions)]
+    checks = [_check("database", database), _check("tracker_store", tracker_store),
+              _check("rasa", rasa), _check("actions", actions)]
     if ctx.redis is not None:
         async def redis() -> dict[str, Any]:
             await ctx.redis.ping()

@@ -50,6 +50,13 @@ class Settings:
     rasa_timeout: float  # seconds the gateway waits for Rasa's answer to one turn
 
     @property
+    def tracker_store_url(self) -> str:
+        """Where Rasa keeps its `events` table (bot/stores.py picks the same place)."""
+        if self.uses_embedded_storage:
+            return f"sqlite+aiosqlite:///{self.var_dir / 'rasa-tracker.db'}"
+        return self.database_url
+
+    @property
     def uses_embedded_storage(self) -> bool:
         return self.database_url.startswith("sqlite")
 

@@ -137,3 +137,4 @@ def test_health_reports_each_dependency(tmp_path: Path) -> None:
     checks = response.json["checks"]
     assert checks["database"]["ok"] is True
     assert checks["rasa"]["ok"] is False and checks["actions"]["ok"] is False
+    assert checks["tracker_store"]["ok"] is False  # no Rasa has created its events table

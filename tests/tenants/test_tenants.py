@@ -1,0 +1,78 @@
+"""Tenant credentials are encrypted at rest; tenants resolve by slug or id and only their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from actions.commerce.demo_store import DemoStoreBackend
+from core.db import create_engine, session_factory
+from core.logs import JsonFormatter, redact
+from core.settings import async_database_url
+from tenants import TenantResolver, TenantRow, UnknownTenant
+from tenants.crypto import CredentialsBox, CredentialsError
+from tenants.demo import DEMO_TENANT_ID, seed_demo
+from actions.commerce.tables import DemoOrderItemRow, DemoOrderRow
+from core.db import utcnow
+from tests.databases import database_params, migrated_url
+
+
+def test_credentials_round_trip_and_wrong_key() -> None:
+    box = CredentialsBox(CredentialsBox.generate_key())
+    sealed = box.seal({"shopify": {"access_token": "shpat_secret"}})
+    assert b"shpat_secret" not in sealed
+    assert box.open(sealed) == {"shopify": {"access_token": "shpat_secret"}}
+    with pytest.raises(CredentialsError):
+        CredentialsBox(CredentialsBox.generate_key()).open(sealed)
+
+
+def test_key_rotation_reads_old_tokens() -> None:
+    old, new = CredentialsBox.generate_key(), CredentialsBox.generate_key()
+    sealed = CredentialsBox(old).seal({"a": 1})
+    assert CredentialsBox(f"{new},{old}").open(sealed) == {"a": 1}
+
+
+def test_logs_mask_card_numbers_and_secrets() -> None:
+    assert redact("card 4000 0000 0000 4242") == "card **** **** **** 4242"
+    assert "abc123" not in redact("token=abc123 and api_key: abc123")
+    import logging
+
+    record = logging.LogRecord("x", logging.INFO, "", 0, "pay 4111111111111111", (), None)
+    assert "4111111111111111" not in JsonFormatter().format(record)
+
+
+@pytest.mark.parametrize("kind", database_params())
+@pytest.mark.asyncio
+async def test_resolver_and_isolation(kind: str, tmp_path: Path) -> None:
+    engine = create_engine(async_database_url(migrated_url(kind, tmp_path)))
+    sessions = session_factory(engine)
+    try:
+        await seed_demo(sessions)
+        async with sessions() as session:
+            session.add(TenantRow(id="other-tenant", slug="other", name="Other Shop",
+                                  return_window_days=14, order_backend="demo"))
+            await session.flush()
+            session.add(DemoOrderRow(tenant_id="other-tenant", number="1001", email="canary@other.example",
+                                     status="shipped", placed_at=utcnow(),
+                                     items=[DemoOrderItemRow(name="Canary lamp")]))
+            await session.commit()
+        resolver = TenantResolver(sessions)
+        assert (await resolver.get("demo")).id == DEMO_TENANT_ID
+        assert (await resolver.get(DEMO_TENANT_ID)).slug == "demo"
+        with pytest.raises(UnknownTenant):
+            await resolver.get("nobody")
+        # Same order number in two shops: each sees only its own.
+        demo = DemoStoreBackend(sessions, DEMO_TENANT_ID)
+        other = DemoStoreBackend(sessions, "other-tenant")
+        assert await demo.find_order("1001", "canary@other.example") is None
+        assert (await other.find_order("1001", "canary@other.example")).items[0].name == "Canary lamp"
+        assert await other.find_order("1001", "alex@example.com") is None
+        # Re-seeding keeps one demo tenant and refreshes its orders.
+        await seed_demo(sessions)
+        async with sessions() as session:
+            count = len((await session.execute(select(TenantRow))).scalars().all())
+        assert count == 2
+    finally:
+        await engine.dispose()
