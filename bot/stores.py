@@ -99,6 +99,10 @@ class EnvLockStore(LockStore):
 def env_lock_store() -> LockStore:
     url = os.environ.get("REDIS_URL", "").strip()
     if not url:
+        # Rasa accepts several Sanic workers with any custom lock store; each worker would
+        # then hold its own in-memory locks and interleave one conversation's messages.
+        if int(os.environ.get("SANIC_WORKERS", "1") or 1) > 1:
+            raise RuntimeError("SANIC_WORKERS > 1 needs REDIS_URL (a shared lock store)")
         logger.info("lock store: in-memory (single Rasa process)")
         return InMemoryLockStore()
     parsed = urlparse(url)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 
+import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.integration.conftest import Visitor
+from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +149,47 @@ def test_switch_from_order_status_to_return(visitor: Visitor) -> None:
     assert "reason" in asked.lower() and not asks_email(asked)
     done = visitor.say("damaged")
     assert REFERENCE.search(done) and "Scarf" in done
+
+
+def test_conversations_are_stored_where_the_environment_says(visitor: Visitor) -> None:
+    visitor.say("hi there")
+    stack = visitor.stack
+    url = stack.database_url or f"sqlite:///{stack.var_dir / 'rasa-tracker.db'}"
+    ours = stack.database_url or f"sqlite:///{stack.var_dir / 'switchboard.db'}"
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    our_engine = create_engine(ours.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            events = conn.execute(
+                text("SELECT count(*) FROM events WHERE sender_id LIKE :s"),
+                {"s": f"%:rest:{visitor.sender}"},
+            ).scalar_one()
+        with our_engine.connect() as conn:
+            stored = conn.execute(
+                text("SELECT direction, text FROM messages WHERE sender_id LIKE :s ORDER BY id"),
+                {"s": f"%:rest:{visitor.sender}"},
+            ).all()
+    finally:
+        engine.dispose()
+        our_engine.dispose()
+    assert events > 0
+    assert [row[0] for row in stored] == ["in", "out"] and stored[0][1] == "hi there"
+
+
+def test_outages_answer_503_and_recover(stack: Stack) -> None:
+    """Runs last in this module: it stops and restarts processes of the shared stack."""
+    visitor = Visitor(stack)
+    stack.stop_process("actions")
+    response = httpx.post(f"{stack.gateway}/channels/demo/rest/webhook",
+                          json={"sender": visitor.sender, "message": "hello"}, timeout=30)
+    assert response.status_code == 503 and "action server" in response.json()["detail"]
+    stack.start_actions()
+    stack.stop_process("bot")
+    started = time.monotonic()
+    response = httpx.post(f"{stack.gateway}/channels/demo/rest/webhook",
+                          json={"sender": visitor.sender, "message": "hello"}, timeout=30)
+    assert response.status_code == 503 and time.monotonic() - started < 5
+    assert httpx.get(f"{stack.gateway}/health", timeout=10).json()["checks"]["rasa"]["ok"] is False
+    stack.start_rasa()
+    stack.wait_healthy(180)
+    assert "Demo Outfitters" in Visitor(stack).say("hello")

@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# One image for our Python 3.11 processes. docker-compose.yml picks the command:
+#   actions   python -m actions         (rasa-sdk action server, :5055)
+#   gateway   python -m connectors      (public channels + /health, :8000)
+#   migrate   python -m core.bootstrap  (Alembic upgrade + demo seed, one-shot)
+# tests/test_compose.py checks this file and the compose file against the code.
+FROM python:3.11-slim
+
+# PYTHONPATH=/app: the processes import our top-level packages (core, tenants, ...) and
+# Alembic's env.py imports them too, exactly as `.venv/bin/python -m ...` does from the repo root.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app \
+    PATH=/opt/venv/bin:$PATH
+
+WORKDIR /app
+
+# Dependencies first so code edits do not reinstall them. Only the pinned lock file, nothing
+# resolved at build time; torch is not part of it and must stay out of this image.
+COPY requirements/app.lock requirements/app.lock
+RUN python -m venv /opt/venv \
+ && pip install -r requirements/app.lock \
+ && pip check \
+ && python -c "import importlib.util as u, sys; sys.exit('torch must not be installed' if u.find_spec('torch') else 0)"
+
+# Code is owned by root and read-only for the process user.
+COPY alembic.ini ./
+COPY core/ core/
+COPY tenants/ tenants/
+COPY actions/ actions/
+COPY connectors/ connectors/
+COPY migrations/ migrations/
+
+# Settings resolves var/ and core.bootstrap creates it even when DATABASE_URL points at
+# PostgreSQL (nothing is stored there then), so it must exist and be writable.
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app app \
+ && mkdir -p /app/var \
+ && chown app:app /app/var
+
+USER 10001:10001
+
+EXPOSE 5055 8000
+# No default command on purpose: the same image runs three different processes.
