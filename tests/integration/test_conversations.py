@@ -57,7 +57,8 @@ def test_wrong_email_reveals_nothing_and_offers_a_person_after_three_tries(visit
     assert "couldn't find" in replies[0].lower()
     assert "/human_handoff" in [b["payload"] for b in visitor.buttons()]
     # A typed "yes" accepts the offer.
-    assert "team" in visitor.say("yes please").lower()
+    accepted = visitor.say("yes please")
+    assert "person from our team" in accepted and "can't answer" not in accepted
 
 
 def test_handoff_is_acknowledged_and_recorded(visitor: Visitor) -> None:
@@ -140,6 +141,13 @@ def test_question_in_the_middle_of_a_form_then_carry_on(visitor: Visitor) -> Non
     answer = visitor.say("are you a real person?")
     assert "virtual assistant" in answer and asks_order_number(answer)
     assert asks_email(visitor.say("1001"))
+
+
+def test_unrelated_question_in_the_middle_of_a_return_then_carry_on(visitor: Visitor) -> None:
+    visitor.say("I need to return something")
+    answer = visitor.say("what's the weather like in paris today?")
+    assert "can't answer" in answer and asks_order_number(answer)
+    assert asks_email(visitor.say("1002"))
 
 
 def test_switch_from_order_status_to_return(visitor: Visitor) -> None:
