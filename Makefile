@@ -13,6 +13,8 @@ RASA := PYTHONPATH=$(CURDIR) $(BOTVENV)/bin/rasa
 MODEL := models/switchboard.tar.gz
 BOT_INPUTS := config.yml $(wildcard bot/domain/*.yml data/nlu/*.yml data/rules/*.yml data/stories/*.yml)
 PIP_QUIET := --quiet --disable-pip-version-check
+# Some machines' pip config names local index folders that do not exist; drop that noise only.
+PIP_FILTER := { grep -v "^WARNING: Location '.*' is ignored" || true; }
 
 .PHONY: help setup run test train validate rasa-test unit integration bench clean
 
@@ -25,14 +27,14 @@ setup: $(VENV)/.installed $(BOTVENV)/.installed
 
 $(VENV)/.installed: requirements/app.lock
 	@test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_QUIET) -r requirements/app.lock 2>&1 | grep -v "^WARNING: Location" || true
+	set -o pipefail; $(VENV)/bin/pip install $(PIP_QUIET) -r requirements/app.lock 2>&1 | $(PIP_FILTER)
 	@$(VENV)/bin/python -c "import rasa_sdk, sanic, sqlalchemy, alembic" 
 	@touch $@
 
 $(BOTVENV)/.installed: requirements/bot.lock
 	@test -n "$(PY310)" || { echo "Python 3.10 not found (Rasa 3.6 needs it)"; exit 1; }
 	@test -x $(BOTVENV)/bin/python || $(PY310) -m venv $(BOTVENV)
-	$(BOTVENV)/bin/pip install $(PIP_QUIET) -r requirements/bot.lock 2>&1 | grep -v "^WARNING: Location" || true
+	set -o pipefail; $(BOTVENV)/bin/pip install $(PIP_QUIET) -r requirements/bot.lock 2>&1 | $(PIP_FILTER)
 	@$(BOTVENV)/bin/python -c "import rasa, psycopg2"
 	@touch $@
 
@@ -59,6 +61,7 @@ run: setup $(MODEL) var/dev.env
 	@echo "  Try it:  curl -s localhost:8000/channels/demo/rest/webhook \\"
 	@echo "             -H 'Content-Type: application/json' \\"
 	@echo "             -d '{\"sender\": \"me\", \"message\": \"where is order #1001? my email is alex@example.com\"}'"
+	@echo "  The bot takes up to a minute to load its model: curl localhost:8000/health says when."
 	@echo "  Ctrl-C stops every process."
 	@echo
 	$(VENV)/bin/honcho start -f Procfile -e .env.defaults,var/dev.env

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
-    app = Sanic(name)
+    app = Sanic(name, configure_logging=False)  # core.logs owns the log format
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.blueprint(rest.bp)
     app.blueprint(health.bp)
