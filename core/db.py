@@ -28,6 +28,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic autogenerate filter: our tables only (Rasa's `events` table shares the database)."""
+    return type_ != "table" or name in Base.metadata.tables
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both databases (SQLite drops tzinfo otherwise)."""
 

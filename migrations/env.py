@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, pool
 import actions.commerce.tables  # noqa: F401  (registers tables on Base.metadata)
 import core.conversations  # noqa: F401
 import tenants.models  # noqa: F401
-from core.db import Base, install_sqlite_pragmas, sync_url
+from core.db import Base, include_name, install_sqlite_pragmas, sync_url
 from core.settings import ROOT, async_database_url
 
 config = context.config
@@ -29,7 +29,7 @@ def _url() -> str:
 
 def run_migrations_offline() -> None:
     context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
-                      render_as_batch=True)
+                      render_as_batch=True, include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -40,7 +40,7 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         # render_as_batch: SQLite cannot ALTER most things; batch mode recreates tables.
         context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=True)
+                          render_as_batch=True, include_name=include_name)
         with context.begin_transaction():
             context.run_migrations()
 

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, inspect
 import actions.commerce.tables  # noqa: F401
 import core.conversations  # noqa: F401
 import tenants.models  # noqa: F401
-from core.db import Base, sync_url
+from core.db import Base, include_name, sync_url
 from core.settings import ROOT, async_database_url
 from tests.databases import database_params, migrated_url
 
@@ -25,7 +25,8 @@ def test_upgrade_matches_models_and_downgrade_empties(kind: str, tmp_path: Path)
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            context = MigrationContext.configure(conn, opts={"include_name": include_name})
+            diff = compare_metadata(context, Base.metadata)
         assert diff == [], f"models and migrations disagree: {diff}"
         config = Config(str(ROOT / "alembic.ini"))
         config.attributes["url"] = url
