@@ -28,9 +28,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Alembic autogenerate filter: our tables only (Rasa's `events` table shares the database)."""
-    return type_ != "table" or name in Base.metadata.tables
+def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+    """Alembic autogenerate filter: our tables and their indexes only (Rasa's `events` table
+    shares the database)."""
+    table = name if type_ == "table" else parent_names.get("table_name")
+    return table is None or table in Base.metadata.tables
 
 
 class UtcDateTime(TypeDecorator[datetime]):
