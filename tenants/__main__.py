@@ -1,0 +1,100 @@
+"""Manage tenants from the command line until the admin API exists.
+
+    python -m tenants list
+    python -m tenants add --slug acme --name "Acme" --backend shopify \\
+        --credentials creds.json [--return-window 30] [--greeting "Hi!"]
+
+`creds.json` holds e.g. {"shopify": {"shop_url": ..., "access_token": ...}} or
+{"woocommerce": {"store_url": ..., "consumer_key": ..., "consumer_secret": ...}}; it is
+encrypted with SWITCHBOARD_CREDENTIALS_KEY before it is stored, and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import uuid
+from pathlib import Path
+
+from sqlalchemy import select
+
+from core.db import create_engine, session_factory
+from core.settings import Settings
+from tenants.crypto import CredentialsBox
+from tenants.models import ORDER_BACKENDS, TenantRow
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+_REQUIRED = {
+    "shopify": ("shop_url", "access_token"),
+    "woocommerce": ("store_url", "consumer_key", "consumer_secret"),
+}
+
+
+def check_credentials(backend: str, credentials: dict) -> None:
+    """Refuse credentials that lack what the backend needs (better now than mid-chat)."""
+    needed = _REQUIRED.get(backend, ())
+    section = credentials.get(backend, {}) if needed else {}
+    missing = [key for key in needed if not section.get(key)]
+    if missing:
+        raise SystemExit(f"credentials for {backend} need {backend}.{', '.join(missing)}")
+
+
+async def add(settings: Settings, args: argparse.Namespace) -> str:
+    if not _SLUG.fullmatch(args.slug):
+        raise SystemExit("slug: lowercase letters, digits and '-', 2 to 63 characters")
+    credentials = json.loads(Path(args.credentials).read_text()) if args.credentials else {}
+    check_credentials(args.backend, credentials)
+    box = CredentialsBox(settings.credentials_key)
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            if (await session.execute(select(TenantRow).where(TenantRow.slug == args.slug))).first():
+                raise SystemExit(f"a tenant called {args.slug!r} exists already")
+            row = TenantRow(
+                id=str(uuid.uuid4()), slug=args.slug, name=args.name, greeting=args.greeting,
+                return_window_days=args.return_window, order_backend=args.backend,
+                credentials_encrypted=box.seal(credentials) if credentials else None,
+            )
+            session.add(row)
+            await session.commit()
+            return row.id
+    finally:
+        await engine.dispose()
+
+
+async def list_tenants(settings: Settings) -> list[TenantRow]:
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            return list((await session.execute(select(TenantRow).order_by(TenantRow.slug))).scalars())
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tenants", description="Manage tenants")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list tenants")
+    add_cmd = sub.add_parser("add", help="add a tenant")
+    add_cmd.add_argument("--slug", required=True)
+    add_cmd.add_argument("--name", required=True)
+    add_cmd.add_argument("--backend", choices=ORDER_BACKENDS, default="demo")
+    add_cmd.add_argument("--credentials", help="JSON file with the backend's credentials")
+    add_cmd.add_argument("--return-window", type=int, default=30)
+    add_cmd.add_argument("--greeting")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if args.command == "add":
+        tenant_id = asyncio.run(add(settings, args))
+        print(f"added {args.slug} ({tenant_id}): POST /channels/{args.slug}/rest/webhook")
+    else:
+        for row in asyncio.run(list_tenants(settings)):
+            secret = "credentials stored" if row.credentials_encrypted else "no credentials"
+            print(f"{row.slug:20} {row.order_backend:12} {row.return_window_days:3}d  {secret}  {row.id}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Each tenant gets its own backend, built from its encrypted credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from actions.commerce.base import BackendNotConfigured, OrderState
+from actions.commerce.demo_store import DemoStoreBackend
+from actions.commerce.shopify import ShopifyBackend
+from actions.commerce.woocommerce import WooCommerceBackend
+from actions.runtime import Runtime
+from core.db import create_engine, session_factory
+from core.settings import Settings, async_database_url
+from tenants import Tenant, TenantResolver, TenantRow
+from tenants.crypto import CredentialsBox
+from tenants.demo import seed_demo
+from tests.databases import migrated_url
+from tests.fakes.shopify_server import ShopifyFake
+
+KEY = CredentialsBox.generate_key()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tenants_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tenants", *args], cwd=ROOT, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def shop() -> Iterator[ShopifyFake]:
+    with ShopifyFake(token="shpat_cli_token") as fake:
+        yield fake
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    url = migrated_url("sqlite", tmp_path)
+    env = {"DATABASE_URL": url, "SWITCHBOARD_CREDENTIALS_KEY": KEY, "RASA_TOKEN": "t",
+           "SWITCHBOARD_VAR_DIR": str(tmp_path)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings.from_env(env)
+
+
+@pytest.mark.asyncio
+async def test_cli_added_shopify_tenant_finds_orders_through_its_own_credentials(
+    settings: Settings, shop: ShopifyFake, tmp_path: Path
+) -> None:
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"shopify": {"shop_url": shop.base_url, "access_token": "shpat_cli_token"}}))
+    added = tenants_cli(["add", "--slug", "acme", "--name", "Acme", "--backend", "shopify",
+                         "--credentials", str(creds)])
+    assert added.returncode == 0, added.stderr
+    listed = tenants_cli(["list"]).stdout
+    assert "acme" in listed and "shopify" in listed and "shpat_cli_token" not in listed
+
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        await seed_demo(sessions)
+        async with sessions() as session:
+            row = (await session.execute(select(TenantRow).where(TenantRow.slug == "acme"))).scalar_one()
+        assert b"shpat_cli_token" not in row.credentials_encrypted
+        runtime = Runtime(settings=settings, engine=engine, sessions=sessions,
+                          tenants=TenantResolver(sessions), credentials=CredentialsBox(KEY))
+        acme = await runtime.tenants.get("acme")
+        backend = runtime.backend_for(acme)
+        assert isinstance(backend, ShopifyBackend)
+        order = await backend.find_order("1001", "alex.rivera@example.com")
+        assert order is not None and order.state is OrderState.SHIPPED
+        assert isinstance(runtime.backend_for(await runtime.tenants.get("demo")), DemoStoreBackend)
+        woo = Tenant(id="w", slug="w", name="W", greeting=None, return_window_days=30,
+                     order_backend="woocommerce",
+                     credentials_encrypted=CredentialsBox(KEY).seal(
+                         {"woocommerce": {"store_url": "https://w.example", "consumer_key": "ck",
+                                          "consumer_secret": "cs"}}))
+        assert isinstance(runtime.backend_for(woo), WooCommerceBackend)
+        broken = Tenant(id="b", slug="b", name="B", greeting=None, return_window_days=30,
+                        order_backend="shopify", credentials_encrypted=None)
+        with pytest.raises(BackendNotConfigured):
+            runtime.backend_for(broken)
+        await runtime.http.aclose()
+    finally:
+        await engine.dispose()
+
+
+def test_cli_refuses_incomplete_credentials(settings: Settings, tmp_path: Path) -> None:
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"shopify": {"shop_url": "https://x.myshopify.com"}}))
+    refused = tenants_cli(["add", "--slug", "xshop", "--name", "X", "--backend", "shopify",
+                           "--credentials", str(creds)])
+    assert refused.returncode != 0 and "shopify.access_token" in refused.stderr
+    assert "xshop" not in tenants_cli(["list"]).stdout
