@@ -21,7 +21,7 @@ PIP_FILTER := { grep -v "^WARNING: Location '.*' is ignored" || true; }
 help:
 	@echo "make run    install what is missing, train if needed, start bot + actions + gateway"
 	@echo "make test   install what is missing, run the whole suite"
-	@echo "make bench  run bench/turns.py against a running stack"
+	@echo "make bench  start a stack and measure turns (bench/turns.py --help for options)"
 
 setup: $(VENV)/.installed $(BOTVENV)/.installed
 

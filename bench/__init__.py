@@ -1,0 +1,1 @@
+"""Benchmarks run against the real stack (see bench/turns.py)."""

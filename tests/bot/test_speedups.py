@@ -1,0 +1,53 @@
+"""The faster action-response check accepts and rejects exactly what Rasa's own check does.
+
+Runs inside Rasa's interpreter (.venv-bot), where the patched code lives.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
+
+SCRIPT = r"""
+import json, sys
+import jsonschema
+from rasa.core.actions.action import RemoteAction
+original = RemoteAction._validate_action_result
+import bot  # installs the speed-up
+patched = RemoteAction._validate_action_result
+assert patched is not original, "speed-up not installed"
+action = RemoteAction("x", None)
+out = []
+for payload in json.loads(sys.stdin.read()):
+    verdicts = []
+    for check in (original, patched):
+        try:
+            check(action, payload)
+            verdicts.append("ok")
+        except jsonschema.ValidationError as e:
+            verdicts.append(e.message)
+    out.append(verdicts)
+print(json.dumps(out))
+"""
+
+PAYLOADS = [
+    {"events": [{"event": "slot", "name": "email", "value": "a@b.c"}], "responses": [{"text": "hi"}]},
+    {"events": [], "responses": [{"text": "x", "buttons": [{"title": "t", "payload": "/p"}]}]},
+    {"events": [{"name": "no event key"}], "responses": []},
+    {"events": "not a list", "responses": []},
+    {},
+]
+
+
+def test_same_verdicts_as_rasa() -> None:
+    result = subprocess.run([str(BOT_PY), "-c", SCRIPT], input=json.dumps(PAYLOADS), cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    verdicts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [v[0] == "ok" for v in verdicts] == [True, True, False, False, True]
+    for original, patched in verdicts:
+        assert original == patched
