@@ -54,11 +54,13 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 OWN_TOKEN = "integration-token"  # what tests/integration/stack.py gives its Rasa
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
 # Rasa 3.6 checks every action-server response with jsonschema.validate(), which first
-# re-validates Rasa's own schema against the metaschema; POST /model/predict does the same to
-# its events. Time exactly those two calls (the events come on stdin).
+# re-validates Rasa's own schema against the metaschema (bot/speedups.py replaces that with a
+# validator built once; `import bot` installs it, as in `rasa run`); POST /model/predict
+# checks its events the same way. Time exactly those two calls (the events come on stdin).
 SCHEMA_CHECK = """
 import json, statistics, sys, time, jsonschema
 from rasa.core.actions.action import RemoteAction
+import bot
 from rasa.shared.utils.schemas.events import EVENTS_SCHEMA
 action, events = RemoteAction("x", None), json.load(sys.stdin)
 def median_ms(call):

@@ -55,6 +55,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
+        await app.ctx.relay.drain()
         await app.ctx.rasa.aclose()
         if app.ctx.redis is not None:
             await app.ctx.redis.aclose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -61,22 +61,28 @@ async def record_message(
     payload: dict[str, Any] | None = None,
 ) -> int:
     """Store one message; raises DuplicateMessage when `message_id` was seen before."""
-    row = MessageRow(
-        tenant_id=tenant_id,
-        sender_id=sender_id,
-        channel=channel,
-        direction=direction,
-        text=text,
-        message_id=message_id,
-        payload=payload,
+    # A Core INSERT, not the ORM unit of work: this runs on every turn's hot path.
+    statement = (
+        insert(MessageRow)
+        .values(
+            tenant_id=tenant_id,
+            sender_id=sender_id,
+            channel=channel,
+            direction=direction,
+            text=text,
+            message_id=message_id,
+            payload=payload,
+            created_at=utcnow(),
+        )
+        .returning(MessageRow.id)
     )
     async with sessions() as session:
-        session.add(row)
         try:
+            message_pk = (await session.execute(statement)).scalar_one()
             await session.commit()
         except IntegrityError as exc:
             raise DuplicateMessage(message_id) from exc
-    return row.id
+    return message_pk
 
 
 async def open_handoff(
