@@ -26,29 +26,34 @@ class Relay:
         self._pending: set[asyncio.Task[None]] = set()
 
     async def handle(self, inbound: InboundMessage) -> list[dict[str, Any]] | None:
-        """The bot's messages, or None when this provider message id was already handled."""
+        """The bot's messages, or None when this provider message id was already handled.
+
+        A message with a provider id is stored before Rasa sees it: the unique id is the
+        dedupe. A message without one (plain REST) is stored while Rasa works on it; either
+        way it is stored before we answer, also when Rasa fails.
+        """
         started = time.perf_counter()
-        try:
-            await record_message(
-                self._sessions,
-                tenant_id=inbound.tenant.id,
-                sender_id=inbound.sender_id,
-                channel=inbound.channel,
-                direction="in",
-                text=inbound.text,
-                message_id=inbound.message_id,
-                payload=inbound.client_metadata or None,
+        stored = self._record_inbound(inbound)
+        if inbound.message_id is not None:
+            try:
+                await stored
+            except DuplicateMessage:
+                log.info("duplicate message dropped",
+                         extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel,
+                                "message_id": inbound.message_id})
+                return None
+            replies = await self._turn(inbound)
+        else:
+            stored_result, replies_result = await asyncio.gather(
+                stored, self._turn(inbound), return_exceptions=True
             )
-        except DuplicateMessage:
-            log.info("duplicate message dropped",
-                     extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel,
-                            "message_id": inbound.message_id})
-            return None
-        replies = await self._rasa.turn(inbound.sender_id, inbound.text, inbound.rasa_metadata())
+            for outcome in (stored_result, replies_result):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            replies = replies_result  # type: ignore[assignment]
         if replies:
-            # The visitor's message is stored before Rasa sees it (dedupe, never lost); the
-            # bot's answer is a copy of what Rasa's tracker holds, so it is stored after the
-            # response goes out instead of delaying it. drain() waits for these on shutdown.
+            # The bot's answer is a copy of what Rasa's tracker holds, so it is stored after
+            # the response goes out instead of delaying it. drain() waits on shutdown.
             task = asyncio.create_task(self._record_replies(inbound, replies))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
@@ -57,17 +62,30 @@ class Relay:
                                 "ms": round((time.perf_counter() - started) * 1000, 1)})
         return replies
 
+    async def _turn(self, inbound: InboundMessage) -> list[dict[str, Any]]:
+        return await self._rasa.turn(inbound.sender_id, inbound.text, inbound.rasa_metadata())
+
+    async def _record_inbound(self, inbound: InboundMessage) -> int:
+        return await self._store(inbound, "in", inbound.text, inbound.client_metadata or None,
+                                 message_id=inbound.message_id)
+
+    async def _store(self, inbound: InboundMessage, direction: str, text: str,
+                     payload: dict[str, Any] | None, message_id: str | None = None) -> int:
+        return await record_message(
+            self._sessions,
+            tenant_id=inbound.tenant.id,
+            sender_id=inbound.sender_id,
+            channel=inbound.channel,
+            direction=direction,
+            text=text,
+            message_id=message_id,
+            payload=payload,
+        )
+
     async def _record_replies(self, inbound: InboundMessage, replies: list[dict[str, Any]]) -> None:
         try:
-            await record_message(
-                self._sessions,
-                tenant_id=inbound.tenant.id,
-                sender_id=inbound.sender_id,
-                channel=inbound.channel,
-                direction="out",
-                text="\n".join(r["text"] for r in replies if r.get("text")),
-                payload={"messages": replies},
-            )
+            await self._store(inbound, "out", "\n".join(r["text"] for r in replies if r.get("text")),
+                              {"messages": replies})
         except Exception:
             log.exception("bot reply not stored", extra={"sender": inbound.sender_id})
 

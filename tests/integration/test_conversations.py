@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
+from datetime import datetime, timezone
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
 from tests.integration.conftest import Visitor
-from tests.integration.stack import Stack
+from tests.integration.stack import APP_PY, ROOT, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +186,35 @@ def test_conversations_are_stored_where_the_environment_says(visitor: Visitor) -
     assert [row[0] for row in stored] == ["in", "out"] and stored[0][1] == "hi there"
 
 
+def test_each_shop_sees_only_its_own_orders(stack: Stack) -> None:
+    added = subprocess.run(
+        [str(APP_PY), "-m", "tenants", "add", "--slug", "second-shop", "--name", "Second Shop"],
+        cwd=ROOT, env=stack.env(), capture_output=True, text=True, timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    url = stack.database_url or f"sqlite:///{stack.var_dir / 'switchboard.db'}"
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        tenant_id = conn.execute(text("SELECT id FROM tenants WHERE slug = 'second-shop'")).scalar_one()
+        order_id = conn.execute(
+            text("INSERT INTO demo_orders (tenant_id, number, email, status, placed_at, shipped_at, "
+                 "carrier, tracking_number) VALUES (:t, '1001', 'canary@second.example', 'shipped', "
+                 ":now, :now, 'DHL', 'CANARY123') RETURNING id"),
+            {"t": tenant_id, "now": datetime.now(timezone.utc)},
+        ).scalar_one()
+        conn.execute(text("INSERT INTO demo_order_items (order_id, name, quantity) "
+                          "VALUES (:o, 'Canary lamp', 1)"), {"o": order_id})
+    engine.dispose()
+
+    own = Visitor(stack, tenant="second-shop").say("where is order 1001? my email is canary@second.example")
+    assert "Canary lamp" in own and "CANARY123" in own
+    other_shops_email = Visitor(stack, tenant="second-shop").say(
+        "where is order 1001? my email is alex@example.com")
+    assert "couldn't find" in other_shops_email and "UPS" not in other_shops_email
+    from_demo = Visitor(stack).say("where is order 1001? my email is canary@second.example")
+    assert "couldn't find" in from_demo and "Canary" not in from_demo and "CANARY" not in from_demo
+
+
 def test_outages_answer_503_and_recover(stack: Stack) -> None:
     """Runs last in this module: it stops and restarts processes of the shared stack."""
     visitor = Visitor(stack)
@@ -201,3 +232,4 @@ def test_outages_answer_503_and_recover(stack: Stack) -> None:
     stack.start_rasa()
     stack.wait_healthy(180)
     assert "Demo Outfitters" in Visitor(stack).say("hello")
+
