@@ -40,6 +40,3 @@ class TenantResolver:
         self._cache[tenant.slug] = (now, tenant)
         self._cache[tenant.id] = (now, tenant)
         return tenant
-
-    def forget(self, key: str) -> None:
-        self._cache.pop(key, None)
