@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.commerce.base import BackendError, Order, OrderState
@@ -87,4 +87,6 @@ class ActionOrderStatus(Action):
             return stop_events()
         _, order = found
         dispatcher.utter_message(text=describe_order(order, utcnow()))
-        return stop_events()
+        # The number is asked afresh next time ("and my other order?"); `verified_order` and
+        # the email stay, so a return right after this one needs no new details.
+        return stop_events() + [SlotSet("order_number", None)]

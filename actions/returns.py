@@ -98,6 +98,17 @@ class ValidateReturnForm(VerifiedOrderForm):
     def name(self) -> str:
         return "validate_return_form"
 
+    async def extract_order_number(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A return right after talking about an order is about that order ("return it")."""
+        if tracker.get_slot("order_number") or tracker.get_slot("flow_stop_reason"):
+            return {}
+        verified = tracker.get_slot("verified_order")
+        if verified and tracker.get_slot("email"):
+            return {"order_number": verified}
+        return {}
+
     async def on_verified(
         self, tenant: Tenant, order: Order, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
@@ -181,7 +192,7 @@ class ActionSubmitReturn(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
-        reset = stop_events() + [SlotSet("return_items", None), SlotSet("return_reason", None)]
+        reset = stop_events() + [SlotSet(slot, None) for slot in ("return_items", "return_reason", "order_number")]
         reason = tracker.get_slot("flow_stop_reason")
         if reason:
             return explain_stop(reason, dispatcher) + reset

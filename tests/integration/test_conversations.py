@@ -161,6 +161,14 @@ def test_switch_from_order_status_to_return(visitor: Visitor) -> None:
     assert REFERENCE.search(done) and "Scarf" in done
 
 
+def test_another_order_asks_for_its_number_but_not_the_email_again(visitor: Visitor) -> None:
+    assert "Denim jacket" in visitor.say("where's order 1002? email sam@example.com")
+    asked = visitor.say("and where is my other order?")
+    assert asks_order_number(asked) and "Denim" not in asked
+    answer = visitor.say("1003")
+    assert "Wool coat" in answer and "delivered" in answer
+
+
 def test_conversations_are_stored_where_the_environment_says(visitor: Visitor) -> None:
     visitor.say("hi there")
     stack = visitor.stack
