@@ -25,9 +25,9 @@ help:
 
 setup: $(VENV)/.installed $(BOTVENV)/.installed
 
-$(VENV)/.installed: requirements/app.lock
+$(VENV)/.installed: requirements/app.lock requirements/dev.lock
 	@test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
-	set -o pipefail; $(VENV)/bin/pip install $(PIP_QUIET) -r requirements/app.lock 2>&1 | $(PIP_FILTER)
+	set -o pipefail; $(VENV)/bin/pip install $(PIP_QUIET) -r requirements/app.lock -r requirements/dev.lock 2>&1 | $(PIP_FILTER)
 	@$(VENV)/bin/python -c "import rasa_sdk, sanic, sqlalchemy, alembic" 
 	@touch $@
 
