@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from actions.commerce.base import BackendNotConfigured, OrderBackend
+from actions.commerce.base import BackendNotConfigured, Order, OrderBackend
 from actions.commerce.demo_store import DemoStoreBackend
 from core.db import create_engine, session_factory
 from core.settings import Settings
@@ -33,6 +34,25 @@ class Runtime:
     credentials: CredentialsBox
     _http: httpx.AsyncClient | None = None
     _backends: dict[str, OrderBackend] = field(default_factory=dict)
+    # A form verifies an order and its submit action reads it again a moment later; within
+    # this many seconds the second read is served from memory instead of the shop's API.
+    order_ttl: float = 30.0
+    _orders: dict[tuple[str, str, str], tuple[float, Order]] = field(default_factory=dict)
+
+    async def find_order(self, tenant: Tenant, number: str, email: str) -> Order | None:
+        """The tenant's order if `email` matches it (see OrderBackend.find_order)."""
+        key = (tenant.id, number, email.strip().lower())
+        now = time.monotonic()
+        hit = self._orders.get(key)
+        if hit and now - hit[0] < self.order_ttl:
+            return hit[1]
+        order = await self.backend_for(tenant).find_order(number, email)
+        if order is not None:
+            if len(self._orders) > 10_000:  # bound memory: drop the oldest half
+                for stale in sorted(self._orders, key=lambda k: self._orders[k][0])[:5_000]:
+                    del self._orders[stale]
+            self._orders[key] = (now, order)
+        return order
 
     @property
     def http(self) -> httpx.AsyncClient:

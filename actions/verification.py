@@ -94,7 +94,7 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
     ) -> list[EventType]:
         try:
             tenant = await tenant_of(tracker)
-            order = await runtime().backend_for(tenant).find_order(number, email)
+            order = await runtime().find_order(tenant, number, email)
         except NoTenant:
             log.warning("form without tenant", extra={"sender": tracker.sender_id[:80]})
             return [SlotSet("flow_stop_reason", STOP_NO_TENANT)]
@@ -129,12 +129,12 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
 
 
 async def verified_order(tracker: Tracker) -> tuple[Tenant, Order] | None:
-    """Fetch the order the form verified (fresh from the backend), or None."""
+    """The order the form verified (from the backend, or its copy of the last 30 s), or None."""
     number, email = tracker.get_slot("verified_order"), tracker.get_slot("email")
     if not number or not email or tracker.get_slot("order_number") != number:
         return None
     tenant = await tenant_of(tracker)
-    order = await runtime().backend_for(tenant).find_order(number, email)
+    order = await runtime().find_order(tenant, number, email)
     return (tenant, order) if order else None
 
 

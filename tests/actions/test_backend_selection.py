@@ -99,3 +99,34 @@ def test_cli_refuses_incomplete_credentials(settings: Settings, tmp_path: Path) 
                            "--credentials", str(creds)])
     assert refused.returncode != 0 and "shopify.access_token" in refused.stderr
     assert "xshop" not in tenants_cli(["list"]).stdout
+
+
+class CountingBackend(DemoStoreBackend):
+    calls = 0
+
+    async def find_order(self, number: str, email: str):  # type: ignore[override]
+        CountingBackend.calls += 1
+        return await super().find_order(number, email)
+
+
+@pytest.mark.asyncio
+async def test_verified_order_is_read_from_the_shop_once_per_short_window(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        await seed_demo(sessions)
+        runtime = Runtime(settings=settings, engine=engine, sessions=sessions,
+                          tenants=TenantResolver(sessions), credentials=CredentialsBox(KEY))
+        demo = await runtime.tenants.get("demo")
+        runtime._backends[f"{demo.id}:demo"] = CountingBackend(sessions, demo.id)
+        first = await runtime.find_order(demo, "1002", "sam@example.com")
+        again = await runtime.find_order(demo, "1002", "SAM@example.com ")
+        assert first == again and first is not None and CountingBackend.calls == 1
+        assert await runtime.find_order(demo, "1002", "alex@example.com") is None
+        assert await runtime.find_order(demo, "1002", "alex@example.com") is None
+        assert CountingBackend.calls == 3  # misses are never cached
+        runtime.order_ttl = 0
+        await runtime.find_order(demo, "1002", "sam@example.com")
+        assert CountingBackend.calls == 4
+    finally:
+        await engine.dispose()
