@@ -33,7 +33,8 @@ class Relay:
         way it is stored before we answer, also when Rasa fails.
         """
         started = time.perf_counter()
-        stored = self._record_inbound(inbound)
+        stored = self._store(inbound, "in", inbound.text, inbound.client_metadata or None,
+                             message_id=inbound.message_id)
         if inbound.message_id is not None:
             try:
                 await stored
@@ -64,10 +65,6 @@ class Relay:
 
     async def _turn(self, inbound: InboundMessage) -> list[dict[str, Any]]:
         return await self._rasa.turn(inbound.sender_id, inbound.text, inbound.rasa_metadata())
-
-    async def _record_inbound(self, inbound: InboundMessage) -> int:
-        return await self._store(inbound, "in", inbound.text, inbound.client_metadata or None,
-                                 message_id=inbound.message_id)
 
     async def _store(self, inbound: InboundMessage, direction: str, text: str,
                      payload: dict[str, Any] | None, message_id: str | None = None) -> int:

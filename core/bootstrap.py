@@ -48,7 +48,8 @@ def write_dev_env(path: Path) -> None:
     log.info("development secrets written", extra={"path": str(path)})
 
 
-async def _seed(database_url: str) -> None:
+async def seed(database_url: str) -> None:
+    """Seed the demo shop into the database at this async URL."""
     engine = create_engine(database_url)
     try:
         await seed_demo(session_factory(engine))
@@ -68,7 +69,7 @@ def main() -> None:
     settings = Settings.from_env(env)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     migrate(os.environ.get("DATABASE_URL") or None)
-    asyncio.run(_seed(settings.database_url))
+    asyncio.run(seed(settings.database_url))
     log.info("storage ready", extra={"embedded": settings.uses_embedded_storage})
 
 

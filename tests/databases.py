@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
 
 import pytest
-from sqlalchemy import create_engine as create_sync_engine, text
+from sqlalchemy import Engine, create_engine as create_sync_engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from core.bootstrap import migrate
+from core.db import create_engine, session_factory, sync_url
 from core.settings import async_database_url
+from tenants.demo import seed_demo
 from tests.conftest import services
 
 OUR_TABLES = ("return_requests", "demo_order_items", "demo_orders", "handoff_requests",
               "messages", "tenants", "alembic_version")
 
 
+def sync_engine(url: str) -> Engine:
+    """A synchronous engine for a plain DATABASE_URL-style URL (sqlite:// or postgresql://)."""
+    return create_sync_engine(sync_url(async_database_url(url)))
+
+
+@asynccontextmanager
+async def seeded_sessions(url: str) -> AsyncIterator[tuple[AsyncEngine, async_sessionmaker]]:
+    """The app's async engine and sessions on a migrated database, with the demo shop seeded."""
+    engine = create_engine(async_database_url(url))
+    sessions = session_factory(engine)
+    try:
+        await seed_demo(sessions)
+        yield engine, sessions
+    finally:
+        await engine.dispose()
+
+
 def drop_our_tables(url: str) -> None:
-    engine = create_sync_engine(async_database_url(url).replace("+aiosqlite", ""))
+    engine = sync_engine(url)
     with engine.begin() as conn:
         for table in OUR_TABLES:
             conn.execute(text(f"DROP TABLE IF EXISTS {table}" + (" CASCADE" if "postgresql" in url else "")))

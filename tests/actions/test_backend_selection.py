@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import select
@@ -17,12 +18,10 @@ from actions.commerce.demo_store import DemoStoreBackend
 from actions.commerce.shopify import ShopifyBackend
 from actions.commerce.woocommerce import WooCommerceBackend
 from actions.runtime import Runtime
-from core.db import create_engine, session_factory
-from core.settings import Settings, async_database_url
+from core.settings import Settings
 from tenants import Tenant, TenantResolver, TenantRow
 from tenants.crypto import CredentialsBox
-from tenants.demo import seed_demo
-from tests.databases import migrated_url
+from tests.databases import migrated_url, seeded_sessions
 from tests.fakes.shopify_server import ShopifyFake
 
 KEY = CredentialsBox.generate_key()
@@ -50,6 +49,19 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return Settings.from_env(env)
 
 
+@asynccontextmanager
+async def seeded_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The action server's runtime on the test database, built as `runtime()` builds it."""
+    async with seeded_sessions(settings.database_url) as (engine, sessions):
+        runtime = Runtime(settings=settings, engine=engine, sessions=sessions,
+                          tenants=TenantResolver(sessions), credentials=CredentialsBox(KEY))
+        try:
+            yield runtime
+        finally:
+            if runtime._http is not None:
+                await runtime._http.aclose()
+
+
 @pytest.mark.asyncio
 async def test_cli_added_shopify_tenant_finds_orders_through_its_own_credentials(
     settings: Settings, shop: ShopifyFake, tmp_path: Path
@@ -62,15 +74,10 @@ async def test_cli_added_shopify_tenant_finds_orders_through_its_own_credentials
     listed = tenants_cli(["list"]).stdout
     assert "acme" in listed and "shopify" in listed and "shpat_cli_token" not in listed
 
-    engine = create_engine(settings.database_url)
-    sessions = session_factory(engine)
-    try:
-        await seed_demo(sessions)
-        async with sessions() as session:
+    async with seeded_runtime(settings) as runtime:
+        async with runtime.sessions() as session:
             row = (await session.execute(select(TenantRow).where(TenantRow.slug == "acme"))).scalar_one()
         assert b"shpat_cli_token" not in row.credentials_encrypted
-        runtime = Runtime(settings=settings, engine=engine, sessions=sessions,
-                          tenants=TenantResolver(sessions), credentials=CredentialsBox(KEY))
         acme = await runtime.tenants.get("acme")
         backend = runtime.backend_for(acme)
         assert isinstance(backend, ShopifyBackend)
@@ -87,9 +94,6 @@ async def test_cli_added_shopify_tenant_finds_orders_through_its_own_credentials
                         order_backend="shopify", credentials_encrypted=None)
         with pytest.raises(BackendNotConfigured):
             runtime.backend_for(broken)
-        await runtime.http.aclose()
-    finally:
-        await engine.dispose()
 
 
 def test_cli_refuses_incomplete_credentials(settings: Settings, tmp_path: Path) -> None:
@@ -111,14 +115,9 @@ class CountingBackend(DemoStoreBackend):
 
 @pytest.mark.asyncio
 async def test_verified_order_is_read_from_the_shop_once_per_short_window(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
-    sessions = session_factory(engine)
-    try:
-        await seed_demo(sessions)
-        runtime = Runtime(settings=settings, engine=engine, sessions=sessions,
-                          tenants=TenantResolver(sessions), credentials=CredentialsBox(KEY))
+    async with seeded_runtime(settings) as runtime:
         demo = await runtime.tenants.get("demo")
-        runtime._backends[f"{demo.id}:demo"] = CountingBackend(sessions, demo.id)
+        runtime._backends[f"{demo.id}:demo"] = CountingBackend(runtime.sessions, demo.id)
         first = await runtime.find_order(demo, "1002", "sam@example.com")
         again = await runtime.find_order(demo, "1002", "SAM@example.com ")
         assert first == again and first is not None and CountingBackend.calls == 1
@@ -128,5 +127,3 @@ async def test_verified_order_is_read_from_the_shop_once_per_short_window(settin
         runtime.order_ttl = 0
         await runtime.find_order(demo, "1002", "sam@example.com")
         assert CountingBackend.calls == 4
-    finally:
-        await engine.dispose()

@@ -17,10 +17,9 @@ from actions.commerce.returns import (
     order_eligibility,
 )
 from actions.returns import match_items
-from core.db import create_engine, session_factory, utcnow
-from core.settings import async_database_url
-from tenants.demo import DEMO_TENANT_ID, seed_demo
-from tests.databases import database_params, migrated_url
+from core.db import utcnow
+from tenants.demo import DEMO_TENANT_ID
+from tests.databases import database_params, migrated_url, seeded_sessions
 
 NOW = utcnow()
 
@@ -78,10 +77,7 @@ class RefusingBackend(DemoStoreBackend):
 @pytest.mark.parametrize("kind", database_params())
 @pytest.mark.asyncio
 async def test_ledger_is_idempotent_and_refuses_overlaps(kind: str, tmp_path: Path) -> None:
-    engine = create_engine(async_database_url(migrated_url(kind, tmp_path)))
-    sessions = session_factory(engine)
-    try:
-        await seed_demo(sessions)
+    async with seeded_sessions(migrated_url(kind, tmp_path)) as (_, sessions):
         backend = DemoStoreBackend(sessions, DEMO_TENANT_ID)
         found = await backend.find_order("1002", "SAM@example.com")
         assert found is not None and found.state is OrderState.DELIVERED
@@ -108,5 +104,3 @@ async def test_ledger_is_idempotent_and_refuses_overlaps(kind: str, tmp_path: Pa
         # The refused request left nothing behind: a later attempt creates it afresh.
         later = await ledger.request(order=found, items=scarf, reason="x", backend=backend, sender_id="s")
         assert later.created and later.reference != first.reference
-    finally:
-        await engine.dispose()

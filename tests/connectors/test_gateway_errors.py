@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
 from sanic import Sanic
 
 from connectors.app import create_app
-from core.bootstrap import migrate
-from core.settings import Settings
+from core.bootstrap import migrate, seed
+from core.settings import Settings, async_database_url
 from tests.integration.stack import free_port
 
 
@@ -49,18 +49,7 @@ def fake_rasa() -> Iterator[str]:
 def make_app(tmp_path: Path, rasa_url: str) -> Sanic:
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     migrate(db)
-    import asyncio
-
-    from core.db import create_engine, session_factory
-    from core.settings import async_database_url
-    from tenants.demo import seed_demo
-
-    async def seed() -> None:
-        engine = create_engine(async_database_url(db))
-        await seed_demo(session_factory(engine))
-        await engine.dispose()
-
-    asyncio.run(seed())
+    asyncio.run(seed(async_database_url(db)))
     settings = Settings.from_env({
         "DATABASE_URL": db, "SWITCHBOARD_CREDENTIALS_KEY": "k", "RASA_TOKEN": "t",
         "RASA_URL": rasa_url, "ACTION_SERVER_URL": f"http://127.0.0.1:{free_port()}",

@@ -8,22 +8,11 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-
 from tests.conftest import services
+from tests.databases import drop_our_tables
 from tests.integration.stack import Stack, print_logs_on_failure
 
 SHAPES = ["embedded", "postgres+redis"]
-
-
-def _reset_postgres(url: str) -> None:
-    """Start from an empty schema of ours (Rasa's events table is keyed by unique senders)."""
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as conn:
-        for table in ("return_requests", "demo_order_items", "demo_orders", "handoff_requests",
-                      "messages", "tenants", "alembic_version"):
-            conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
-    engine.dispose()
 
 
 @pytest.fixture(scope="session", params=SHAPES)
@@ -33,7 +22,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == "postgres+redis":
         if not (found["database_url"] and found["redis_url"]):
             pytest.skip("PostgreSQL/Redis not answering (make test sets TEST_DATABASE_URL/TEST_REDIS_URL)")
-        _reset_postgres(found["database_url"])
+        # Start from an empty schema of ours (Rasa's events are keyed by unique senders).
+        drop_our_tables(found["database_url"])
         st = Stack(var_dir, database_url=found["database_url"], redis_url=found["redis_url"])
     else:
         st = Stack(var_dir)

@@ -9,8 +9,9 @@ from datetime import datetime, timezone
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from tests.databases import sync_engine
 from tests.integration.conftest import Visitor
 from tests.integration.stack import APP_PY, ROOT, Stack
 
@@ -174,8 +175,8 @@ def test_conversations_are_stored_where_the_environment_says(visitor: Visitor) -
     stack = visitor.stack
     url = stack.database_url or f"sqlite:///{stack.var_dir / 'rasa-tracker.db'}"
     ours = stack.database_url or f"sqlite:///{stack.var_dir / 'switchboard.db'}"
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    our_engine = create_engine(ours.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = sync_engine(url)
+    our_engine = sync_engine(ours)
     try:
         with engine.connect() as conn:
             events = conn.execute(
@@ -201,7 +202,7 @@ def test_each_shop_sees_only_its_own_orders(stack: Stack) -> None:
     )
     assert added.returncode == 0, added.stderr
     url = stack.database_url or f"sqlite:///{stack.var_dir / 'switchboard.db'}"
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = sync_engine(url)
     with engine.begin() as conn:
         tenant_id = conn.execute(text("SELECT id FROM tenants WHERE slug = 'second-shop'")).scalar_one()
         order_id = conn.execute(

@@ -8,15 +8,13 @@ import pytest
 from sqlalchemy import select
 
 from actions.commerce.demo_store import DemoStoreBackend
-from core.db import create_engine, session_factory
+from actions.commerce.tables import DemoOrderItemRow, DemoOrderRow
+from core.db import utcnow
 from core.logs import JsonFormatter, redact
-from core.settings import async_database_url
 from tenants import TenantResolver, TenantRow, UnknownTenant
 from tenants.crypto import CredentialsBox, CredentialsError
 from tenants.demo import DEMO_TENANT_ID, seed_demo
-from actions.commerce.tables import DemoOrderItemRow, DemoOrderRow
-from core.db import utcnow
-from tests.databases import database_params, migrated_url
+from tests.databases import database_params, migrated_url, seeded_sessions
 
 
 def test_credentials_round_trip_and_wrong_key() -> None:
@@ -46,10 +44,7 @@ def test_logs_mask_card_numbers_and_secrets() -> None:
 @pytest.mark.parametrize("kind", database_params())
 @pytest.mark.asyncio
 async def test_resolver_and_isolation(kind: str, tmp_path: Path) -> None:
-    engine = create_engine(async_database_url(migrated_url(kind, tmp_path)))
-    sessions = session_factory(engine)
-    try:
-        await seed_demo(sessions)
+    async with seeded_sessions(migrated_url(kind, tmp_path)) as (_, sessions):
         async with sessions() as session:
             session.add(TenantRow(id="other-tenant", slug="other", name="Other Shop",
                                   return_window_days=14, order_backend="demo"))
@@ -74,5 +69,3 @@ async def test_resolver_and_isolation(kind: str, tmp_path: Path) -> None:
         async with sessions() as session:
             count = len((await session.execute(select(TenantRow))).scalars().all())
         assert count == 2
-    finally:
-        await engine.dispose()
