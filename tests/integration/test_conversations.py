@@ -183,11 +183,18 @@ def test_conversations_are_stored_where_the_environment_says(visitor: Visitor) -
                 text("SELECT count(*) FROM events WHERE sender_id LIKE :s"),
                 {"s": f"%:rest:{visitor.sender}"},
             ).scalar_one()
-        with our_engine.connect() as conn:
-            stored = conn.execute(
-                text("SELECT direction, text FROM messages WHERE sender_id LIKE :s ORDER BY id"),
-                {"s": f"%:rest:{visitor.sender}"},
-            ).all()
+        # The visitor's message is stored before the answer; the bot's reply is stored just
+        # after the answer goes out (connectors/relay.py), so give it a moment (bounded).
+        deadline = time.monotonic() + 10
+        while True:
+            with our_engine.connect() as conn:
+                stored = conn.execute(
+                    text("SELECT direction, text FROM messages WHERE sender_id LIKE :s ORDER BY id"),
+                    {"s": f"%:rest:{visitor.sender}"},
+                ).all()
+            if len(stored) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         engine.dispose()
         our_engine.dispose()
