@@ -11,6 +11,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -21,6 +22,9 @@ from core.db import create_engine, session_factory
 from core.settings import Settings
 from tenants import Tenant, TenantResolver
 from tenants.crypto import CredentialsBox
+
+if TYPE_CHECKING:
+    from knowledge.answers import KnowledgeAnswers
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,26 @@ class Runtime:
                 limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
             )
         return self._http
+
+    @functools.cached_property
+    def knowledge(self) -> "KnowledgeAnswers":
+        """Grounded answers from the tenants' knowledge bases (loads the embedding model)."""
+        from knowledge.answers import KnowledgeAnswers
+        from knowledge.cache import MemoryAnswerCache, RedisAnswerCache
+        from knowledge.claude import ClaudeAnswerer
+        from knowledge.embeddings import get_embedder
+        from knowledge.index import IndexFiles
+        from knowledge.retrieval import Retriever
+
+        s = self.settings
+        retriever = Retriever(IndexFiles(s.knowledge_dir), self.sessions, get_embedder())
+        cache = RedisAnswerCache(s.redis_url) if s.redis_url else MemoryAnswerCache()
+        llm = (ClaudeAnswerer(s.anthropic_api_key, s.anthropic_base_url, timeout=s.llm_timeout)
+               if s.anthropic_api_key else None)
+        log.info("knowledge answers ready", extra={
+            "mode": "llm" if llm else "extractive (no ANTHROPIC_API_KEY)",
+            "cache": "redis" if s.redis_url else "memory"})
+        return KnowledgeAnswers(retriever, cache, llm)
 
     def backend_for(self, tenant: Tenant) -> OrderBackend:
         """The tenant's order backend (cached per tenant and backend kind)."""

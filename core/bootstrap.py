@@ -1,6 +1,7 @@
 """Prepare storage before the processes start: migrate our schema, seed the demo tenant.
 
-    python -m core.bootstrap                 # migrate + seed (DATABASE_URL or var/ SQLite)
+    python -m core.bootstrap                 # migrate + seed (DATABASE_URL or var/ SQLite),
+                                             # and sync the demo shop's knowledge base
     python -m core.bootstrap --dev-env FILE  # also write development secrets to FILE once
 
 Idempotent: safe to run before every start.
@@ -57,6 +58,25 @@ async def seed(database_url: str) -> None:
         await engine.dispose()
 
 
+async def ingest_demo_knowledge(settings: Settings) -> None:
+    """The demo shop's documents (tenants/demo_knowledge/); unchanged files are skipped."""
+    from knowledge.embeddings import get_embedder
+    from knowledge.index import IndexFiles
+    from knowledge.ingest import collect, ingest
+    from tenants.demo import DEMO_KNOWLEDGE, DEMO_TENANT_ID
+
+    engine = create_engine(settings.database_url)
+    try:
+        report = await ingest(DEMO_TENANT_ID, collect([DEMO_KNOWLEDGE]), session_factory(engine),
+                              IndexFiles(settings.knowledge_dir), get_embedder())
+    finally:
+        await engine.dispose()
+    log.info("demo knowledge base ready", extra={
+        "added": len(report.added), "updated": len(report.updated),
+        "unchanged": len(report.unchanged), "removed": len(report.removed),
+        "chunks": report.chunks_total, "failed": report.failed})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev-env", type=Path, help="write development secrets here if missing")
@@ -70,6 +90,7 @@ def main() -> None:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     migrate(os.environ.get("DATABASE_URL") or None)
     asyncio.run(seed(settings.database_url))
+    asyncio.run(ingest_demo_knowledge(settings))
     log.info("storage ready", extra={"embedded": settings.uses_embedded_storage})
 
 

@@ -47,3 +47,7 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Libraries that narrate their own start-up at INFO/DEBUG (FAISS's CPU-feature probing,
+    # bm25s's index building): only their warnings are worth a line.
+    for chatty in ("faiss.loader", "bm25s", "sentence_transformers"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

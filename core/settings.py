@@ -8,7 +8,7 @@ embedded default still needs no configuration.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -48,6 +48,15 @@ class Settings:
     rasa_token: str
     action_server_url: str
     rasa_timeout: float  # seconds the gateway waits for Rasa's answer to one turn
+    # Knowledge answers. No key: answers are extractive (the best passage), never an error.
+    anthropic_api_key: str | None = field(default=None, repr=False)
+    anthropic_base_url: str | None = None  # tests point this at a local fake
+    llm_timeout: float = 8.0  # seconds for one Messages API call, retries included
+
+    @property
+    def knowledge_dir(self) -> Path:
+        """Per-tenant FAISS and lexical index files."""
+        return self.var_dir / "knowledge"
 
     @property
     def tracker_store_url(self) -> str:
@@ -72,8 +81,9 @@ class Settings:
         )
         try:
             rasa_timeout = float(env.get("RASA_TIMEOUT", "30"))
+            llm_timeout = float(env.get("LLM_TIMEOUT", "8"))
         except ValueError as exc:
-            raise ConfigError(f"RASA_TIMEOUT must be a number of seconds: {exc}") from None
+            raise ConfigError(f"RASA_TIMEOUT and LLM_TIMEOUT are seconds: {exc}") from None
         return cls(
             var_dir=var_dir,
             database_url=database_url,
@@ -83,4 +93,7 @@ class Settings:
             rasa_token=_required(env, "RASA_TOKEN"),
             action_server_url=env.get("ACTION_SERVER_URL", "http://127.0.0.1:5055").rstrip("/"),
             rasa_timeout=rasa_timeout,
+            anthropic_api_key=env.get("ANTHROPIC_API_KEY", "").strip() or None,
+            anthropic_base_url=env.get("ANTHROPIC_BASE_URL", "").strip() or None,
+            llm_timeout=llm_timeout,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -56,6 +57,9 @@ DEMO_ORDERS = (
     _DemoOrder("1005", "kim@example.com", "cancelled", 6, (("BTL-STEEL-750", "Water bottle"),),
                cancelled_days_ago=5),
 )
+
+# The demo shop's knowledge base: policies, FAQ and catalogue (python -m core.bootstrap ingests it).
+DEMO_KNOWLEDGE = Path(__file__).resolve().parent / "demo_knowledge"
 
 DEMO_GREETING = (
     "Hi, welcome to Demo Outfitters! I can check where your order is, start a return, "

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, LargeBinary, String, Text
+from sqlalchemy import Float, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UtcDateTime, utcnow
 
 ORDER_BACKENDS = ("demo", "shopify", "woocommerce")
+# A fast, inexpensive model is right for short grounded answers; a tenant may choose another.
+DEFAULT_LLM_MODEL = "claude-haiku-4-5"
 
 
 class TenantRow(Base):
@@ -22,6 +24,10 @@ class TenantRow(Base):
     greeting: Mapped[str | None] = mapped_column(Text)
     return_window_days: Mapped[int] = mapped_column(Integer, default=30)
     order_backend: Mapped[str] = mapped_column(String(32), default="demo")
+    # Knowledge answers: which Claude model, how long and how free its answers may be.
+    llm_model: Mapped[str] = mapped_column(String(100), default=DEFAULT_LLM_MODEL)
+    llm_max_tokens: Mapped[int] = mapped_column(Integer, default=400)
+    llm_temperature: Mapped[float] = mapped_column(Float, default=0.2)
     # Fernet token of a JSON object (backend and channel credentials); never logged.
     credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -36,6 +42,9 @@ class Tenant:
     return_window_days: int
     order_backend: str
     credentials_encrypted: bytes | None
+    llm_model: str = DEFAULT_LLM_MODEL
+    llm_max_tokens: int = 400
+    llm_temperature: float = 0.2
 
     def __repr__(self) -> str:  # keep the ciphertext out of logs and tracebacks
         return f"Tenant(id={self.id!r}, slug={self.slug!r}, backend={self.order_backend!r})"
@@ -50,4 +59,7 @@ class Tenant:
             return_window_days=row.return_window_days,
             order_backend=row.order_backend,
             credentials_encrypted=row.credentials_encrypted,
+            llm_model=row.llm_model,
+            llm_max_tokens=row.llm_max_tokens,
+            llm_temperature=row.llm_temperature,
         )

@@ -1,0 +1,291 @@
+"""Knowledge retrieval: quality on the demo shop's documents, speed at 1k / 10k / 100k chunks.
+
+1. Quality: ingests tenants/demo_knowledge into a temporary SQLite database and asks the
+   questions in bench/data/knowledge_questions.yml (written the way visitors write, never
+   indexed or trained on). A passage is relevant when it comes from the question's source
+   file and contains all its evidence phrases. Prints recall@1, recall@5 and MRR, for the
+   embedding precision in use and for fp32 (quality must not change with the faster path),
+   and how the abstention threshold separates these questions from
+   bench/data/knowledge_uncovered.yml.
+2. Ingestion: ingests synthetic Markdown documents of ~200-token sections through the real
+   pipeline (load, chunk, embed, store, index) and prints chunks/s and the chunk length.
+3. Scale: indexes of N synthetic chunks plus the demo documents, and for each the latency of
+   retrieval as the knowledge route does it (embed the question + dense + lexical + fuse, LLM
+   excluded), p50/p95, and recall@5 of the demo questions among the N distractors. Chunks up
+   to --embed-limit are embedded for real; beyond it, vectors are embedded vectors with noise
+   (ingestion speed is measured in 2, so this only saves minutes of encoding).
+
+Usage: .venv/bin/python -m bench.knowledge [--sizes 1000,10000,100000] [--ingest-chunks 2000]
+       [--embed-limit 10000] [--skip-fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.bootstrap import migrate  # noqa: E402
+from core.db import create_engine, session_factory  # noqa: E402
+from knowledge.chunking import windows  # noqa: E402
+from knowledge.embeddings import Embedder  # noqa: E402
+from knowledge.index import APPROXIMATE_FROM, IndexFiles  # noqa: E402
+from knowledge.ingest import collect, ingest  # noqa: E402
+from knowledge.retrieval import MIN_COSINE, Retriever  # noqa: E402
+from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow  # noqa: E402
+from tenants.demo import DEMO_KNOWLEDGE  # noqa: E402
+
+log = logging.getLogger("bench.knowledge")
+DATA = ROOT / "bench" / "data"
+TENANT = "bench-tenant"
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    source: str
+    evidence: tuple[str, ...]
+
+
+def load_questions() -> tuple[list[Question], list[str]]:
+    covered = yaml.safe_load((DATA / "knowledge_questions.yml").read_text())["questions"]
+    uncovered = yaml.safe_load((DATA / "knowledge_uncovered.yml").read_text())["questions"]
+    return ([Question(q["question"], q["source"], tuple(q["evidence"])) for q in covered],
+            [q["question"] for q in uncovered])
+
+
+def relevant(question: Question, source: str, text: str) -> bool:
+    low = text.casefold()
+    return source == question.source and all(e.casefold() in low for e in question.evidence)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+# --- 1. quality on the demo documents -------------------------------------------------------
+
+async def demo_index(workdir: Path, embedder: Embedder) -> tuple[Retriever, dict[int, tuple[str, str]]]:
+    url = f"sqlite:///{workdir / 'bench.db'}"
+    migrate(url)
+    engine = create_engine(f"sqlite+aiosqlite:///{workdir / 'bench.db'}")
+    sessions = session_factory(engine)
+    files = IndexFiles(workdir / "knowledge")
+    await ingest(TENANT, collect([DEMO_KNOWLEDGE]), sessions, files, embedder)
+    from sqlalchemy import select
+
+    async with sessions() as session:
+        rows = (await session.execute(
+            select(KnowledgeChunkRow.id, KnowledgeDocumentRow.source, KnowledgeChunkRow.text)
+            .join(KnowledgeDocumentRow, KnowledgeChunkRow.document_id == KnowledgeDocumentRow.id)
+        )).all()
+    return Retriever(files, sessions, embedder), {r.id: (r.source, r.text) for r in rows}
+
+
+def score(retriever: Retriever, chunks: dict[int, tuple[str, str]], questions: list[Question],
+          tenant: str = TENANT, show_misses: bool = False) -> dict[str, float]:
+    hits1 = hits5 = 0
+    reciprocal = 0.0
+    misses = []
+    for q in questions:
+        fused, _, _ = retriever.rank(tenant, q.text, k=10)
+        ranks = [i for i, (cid, _) in enumerate(fused) if cid in chunks and relevant(q, *chunks[cid])]
+        first = ranks[0] + 1 if ranks else None
+        hits1 += first == 1
+        hits5 += bool(first and first <= 5)
+        reciprocal += 1 / first if first else 0.0
+        if show_misses and not (first and first <= 5):
+            top = chunks.get(fused[0][0], ("-", ""))[1].split("\n")[0] if fused else "-"
+            misses.append(f"    {q.text!r} ({q.source}) -> top: {top[:70]}")
+    n = len(questions)
+    if misses:
+        print("  not in the top 5:\n" + "\n".join(misses))
+    return {"recall@1": hits1 / n, "recall@5": hits5 / n, "mrr": reciprocal / n}
+
+
+def abstention(retriever: Retriever, covered: list[Question], uncovered: list[str]) -> None:
+    def best(text: str) -> float:
+        _, cosines, _ = retriever.rank(TENANT, text)
+        return max(cosines.values(), default=0.0)
+
+    yes = [best(q.text) for q in covered]
+    no = [best(q) for q in uncovered]
+    print(f"  best cosine: covered p10 {pct(yes, 10):.2f} median {statistics.median(yes):.2f}; "
+          f"uncovered median {statistics.median(no):.2f} p90 {pct(no, 90):.2f}")
+    print("  threshold  answers covered  abstains on uncovered")
+    for t in (0.30, 0.35, 0.40, 0.45, 0.50):
+        mark = "  <- MIN_COSINE" if abs(t - MIN_COSINE) < 1e-9 else ""
+        print(f"  {t:9.2f}  {sum(v >= t for v in yes) / len(yes):15.1%}  "
+              f"{sum(v < t for v in no) / len(no):21.1%}{mark}")
+
+
+# --- 2 and 3. synthetic chunks ----------------------------------------------------------------
+
+WORDS = {
+    "thing": "jacket coat parka vest sweater hoodie shirt tee trousers jeans shorts skirt dress "
+             "boot sneaker sandal sock beanie scarf glove backpack duffel bottle mug belt cap".split(),
+    "adj": "waterproof breathable warm lightweight durable recycled organic insulated stretch "
+           "packable slim relaxed classic technical merino cotton linen wool leather canvas".split(),
+    "topic": "delivery returns warranty repairs sizing care payment invoice voucher exchange "
+             "customs tracking pickup restock preorder discount membership newsletter".split(),
+    "place": "Lisbon Oslo Denver Kyoto Austin Lyon Porto Bergen Quebec Malmo Graz Leeds".split(),
+}
+
+
+def synthetic_text(rng: random.Random, n: int) -> str:
+    """About 150 words (~200 tokens) of shop-like prose, different for every n."""
+    sentences = []
+    while sum(len(s.split()) for s in sentences) < 150:
+        a, t, topic, place = (rng.choice(WORDS["adj"]), rng.choice(WORDS["thing"]),
+                              rng.choice(WORDS["topic"]), rng.choice(WORDS["place"]))
+        sentences.append(rng.choice([
+            f"The {a} {t} ships from our {place} warehouse within {rng.randint(1, 9)} days.",
+            f"For {topic} questions about the {a} {t}, our {place} team answers within "
+            f"{rng.randint(2, 48)} hours.",
+            f"Model {t.upper()}-{n % 997}-{rng.randint(10, 99)} comes in {rng.randint(2, 12)} "
+            f"colours and costs {rng.randint(15, 400)} euros.",
+            f"Our {topic} policy for {a} items changed in {rng.randint(2019, 2026)}, see section "
+            f"{rng.randint(1, 30)}.",
+            f"Customers in {place} often ask whether the {t} is {a}; it is rated "
+            f"{rng.randint(1, 5)} out of 5.",
+        ]))
+    return f"Catalogue note {n}\n" + " ".join(sentences)
+
+
+async def ingestion_throughput(workdir: Path, embedder: Embedder, chunks: int) -> None:
+    docs = workdir / "synthetic-docs"
+    docs.mkdir()
+    rng = random.Random(7)
+    per_doc = 10
+    for d in range(max(1, chunks // per_doc)):
+        body = [f"# Synthetic document {d}\n"]
+        for s in range(per_doc):
+            body.append(f"## Section {s}\n\n{synthetic_text(rng, d * per_doc + s).split(chr(10), 1)[1]}\n")
+        (docs / f"doc-{d:05d}.md").write_text("\n".join(body))
+    url = f"sqlite:///{workdir / 'ingest.db'}"
+    migrate(url)
+    engine = create_engine(f"sqlite+aiosqlite:///{workdir / 'ingest.db'}")
+    files = collect([docs])
+    embedder.encode(["warm up"])
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r  embedding {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    report = await ingest(TENANT, files, session_factory(engine), IndexFiles(workdir / "ingest-index"),
+                          embedder, progress)
+    elapsed = time.perf_counter() - started
+    print(file=sys.stderr)
+    await engine.dispose()
+    sample = [synthetic_text(random.Random(i), i) for i in range(50)]
+    tokens = statistics.mean(embedder.token_count(t) for t in sample)
+    print(f"  {report.chunks_total} chunks of ~{tokens:.0f} tokens (mean, model tokenizer) in "
+          f"{elapsed:.1f} s: {report.chunks_total / elapsed:.0f} chunks/s end to end "
+          f"(load, chunk, embed [{embedder.precision}], store, index)")
+
+
+def scale(workdir: Path, embedder: Embedder, demo: tuple[IndexFiles, dict[int, tuple[str, str]]],
+          sizes: list[int], embed_limit: int, questions: list[Question]) -> None:
+    demo_files, demo_chunks = demo
+    demo_owners, demo_vectors = demo_files.vectors(TENANT)
+    demo_ids = np.array(sorted(demo_chunks), dtype=np.int64)
+    demo_texts = [demo_chunks[i][1] for i in demo_ids.tolist()]
+    rng = random.Random(11)
+    largest = max(sizes)
+    texts = [synthetic_text(rng, i) for i in range(largest)]
+    groups = [windows(t) for t in texts]
+    sizes_w = np.array([len(g) for g in groups])
+    owners = np.repeat(np.arange(10_000_000, 10_000_000 + largest, dtype=np.int64), sizes_w)
+    real = int(sizes_w[:min(embed_limit, largest)].sum())
+    print(f"  embedding {real} windows of {min(embed_limit, largest)} synthetic chunks for real ...",
+          file=sys.stderr)
+    started = time.perf_counter()
+    vectors = embedder.encode([w for g in groups[:embed_limit] for w in g])
+    print(f"  ({real / (time.perf_counter() - started):.0f} windows/s)", file=sys.stderr)
+    if len(owners) > real:
+        noise = np.random.default_rng(3)
+        extra = vectors[noise.integers(0, real, len(owners) - real)] + noise.normal(
+            0, 0.04, (len(owners) - real, vectors.shape[1])).astype(np.float32)
+        extra /= np.linalg.norm(extra, axis=1, keepdims=True)
+        vectors = np.concatenate([vectors, extra])
+    print(f"  {'chunks':>8} {'windows':>8} {'index':>6} {'build s':>8} {'p50 ms':>7} {'p95 ms':>7} "
+          f"{'recall@5':>9} {'MRR':>6}")
+    for n in sizes:
+        files = IndexFiles(workdir / f"scale-{n}")
+        ids = np.concatenate([demo_ids, np.arange(10_000_000, 10_000_000 + n, dtype=np.int64)])
+        rows = int(sizes_w[:n].sum())
+        started = time.perf_counter()
+        manifest = files.build(TENANT, ids, demo_texts + texts[:n],
+                               np.concatenate([demo_owners, owners[:rows]]),
+                               np.concatenate([demo_vectors, vectors[:rows]]))
+        build = time.perf_counter() - started
+        retriever = Retriever(files, None, embedder)  # type: ignore[arg-type]  # rank() only
+        latencies = []
+        for q in questions[:20]:  # warm up
+            retriever.rank(TENANT, q.text)
+        for q in questions:
+            t = time.perf_counter()
+            retriever.rank(TENANT, q.text)
+            latencies.append((time.perf_counter() - t) * 1000)
+        quality = score(retriever, demo_chunks, questions)
+        print(f"  {n:>8} {rows + len(demo_owners):>8} {manifest.kind:>6} {build:>8.1f} {pct(latencies, 50):>7.1f} "
+              f"{pct(latencies, 95):>7.1f} {quality['recall@5']:>9.3f} {quality['mrr']:>6.3f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--ingest-chunks", type=int, default=2000)
+    parser.add_argument("--embed-limit", type=int, default=10_000)
+    parser.add_argument("--skip-fp32", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    covered, uncovered = load_questions()
+    embedder = Embedder()
+    with tempfile.TemporaryDirectory(prefix="bench-knowledge-") as tmp:
+        workdir = Path(tmp)
+        print(f"1. Quality on the demo knowledge base: {len(covered)} visitor questions, "
+              f"{len(uncovered)} uncovered ones")
+        retriever, chunks = await demo_index(workdir, embedder)
+        print(f"  {len(chunks)} chunks from {DEMO_KNOWLEDGE.relative_to(ROOT)}")
+        result = score(retriever, chunks, covered, show_misses=True)
+        print(f"  [{embedder.precision}] recall@1 {result['recall@1']:.3f}  recall@5 "
+              f"{result['recall@5']:.3f}  MRR {result['mrr']:.3f}   (targets: recall@5 >= 0.95, MRR >= 0.85)")
+        if not args.skip_fp32 and embedder.precision != "fp32":
+            (workdir / "fp32").mkdir()
+            fp32 = Embedder("fp32")
+            r32, c32 = await demo_index(workdir / "fp32", fp32)
+            other = score(r32, c32, covered)
+            print(f"  [fp32] recall@1 {other['recall@1']:.3f}  recall@5 {other['recall@5']:.3f}  "
+                  f"MRR {other['mrr']:.3f}")
+            vec_a = embedder.encode([q.text for q in covered])
+            vec_b = fp32.encode([q.text for q in covered])
+            print(f"  cosine between {embedder.precision} and fp32 vectors of the questions: "
+                  f"min {float((vec_a * vec_b).sum(1).min()):.5f}")
+        abstention(retriever, covered, uncovered)
+
+        print(f"\n2. Ingestion throughput ({args.ingest_chunks} synthetic chunks)")
+        await ingestion_throughput(workdir, embedder, args.ingest_chunks)
+
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+        print(f"\n3. Retrieval at scale (embed question + hybrid search, LLM excluded; exact "
+              f"search below {APPROXIMATE_FROM} chunks, HNSW above; target p95 <= 20 ms at 100k)")
+        scale(workdir, embedder, (retriever.index_files, chunks), sizes, args.embed_limit, covered)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,118 @@
+"""One question in, one grounded answer out: cache → retrieve → abstain, Claude or extract.
+
+Modes, visible in the logs and in each answer's metadata (stored with the bot's message):
+  llm         Claude answered from the passages and cited them
+  extractive  no API key configured: the best passage, quoted
+  fallback    the API failed, timed out or its circuit is open: the best passage, quoted
+  abstained   retrieval (or Claude) found nothing that answers it: say so, offer a person
+Only answers that would come out the same next time are cached (not `fallback`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from knowledge.cache import AnswerCache, cache_key
+from knowledge.claude import ClaudeAnswerer, LlmUnavailable
+from knowledge.extractive import extract
+from knowledge.retrieval import Passage, Retriever
+from tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    title: str
+    url: str | None
+    document: str  # the file it came from
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    sources: tuple[Source, ...]
+    mode: str  # llm | extractive | fallback | abstained
+    index_version: str | None
+    cached: bool = False
+
+    @property
+    def abstained(self) -> bool:
+        return self.mode == "abstained"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("cached")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], cached: bool = False) -> "Answer":
+        sources = tuple(Source(**s) for s in data.get("sources", ()))
+        return cls(data["text"], sources, data["mode"], data.get("index_version"), cached)
+
+
+def _source(passage: Passage) -> Source:
+    heading = passage.heading.split(" > ")
+    # "Product catalogue > Classic Denim Jacket" reads better as the product's name.
+    title = heading[-1] if passage.url and passage.url != "" and len(heading) > 1 else heading[0]
+    return Source(title, passage.url, passage.source)
+
+
+def _unique(sources: list[Source]) -> tuple[Source, ...]:
+    seen: dict[tuple[str, str | None], Source] = {}
+    for source in sources:
+        seen.setdefault((source.title, source.url), source)
+    return tuple(seen.values())
+
+
+class KnowledgeAnswers:
+    def __init__(self, retriever: Retriever, cache: AnswerCache, llm: ClaudeAnswerer | None,
+                 top_k: int = 5) -> None:
+        self.retriever = retriever
+        self.cache = cache
+        self.llm = llm
+        self.top_k = top_k
+        self.modes: Counter[str] = Counter()  # per process, for logs and the bench
+
+    async def answer(self, tenant: Tenant, question: str) -> Answer:
+        started = time.perf_counter()
+        version = self.retriever.index_files.current_version(tenant.id)
+        key = cache_key(tenant.id, version, question) if version else None
+        hit = await self.cache.get(key) if key else None
+        if hit is not None:
+            answer = Answer.from_dict(hit, cached=True)
+        else:
+            answer = await self._answer(tenant, question)
+            if key and answer.mode != "fallback" and answer.index_version == version:
+                await self.cache.set(key, answer.to_dict())
+        self.modes[answer.mode] += 1
+        log.info("knowledge answer", extra={
+            "tenant_id": tenant.id, "mode": answer.mode, "cached": answer.cached,
+            "sources": [s.document for s in answer.sources], "index_version": answer.index_version,
+            "ms": round((time.perf_counter() - started) * 1000, 1)})
+        return answer
+
+    async def _answer(self, tenant: Tenant, question: str) -> Answer:
+        retrieval = await self.retriever.search(tenant.id, question, self.top_k)
+        version = retrieval.index_version
+        if not retrieval.answerable or not retrieval.passages:
+            return Answer("", (), "abstained", version)
+        passages = retrieval.passages
+        if self.llm is not None:
+            try:
+                read = await self.llm.answer(tenant, question, passages)
+            except LlmUnavailable:
+                return self._extractive(question, passages[0], "fallback", version)
+            if read.abstained:
+                return Answer("", (), "abstained", version)
+            sources = _unique([_source(passages[n - 1]) for n in read.cited])
+            return Answer(read.text, sources, "llm", version)
+        return self._extractive(question, passages[0], "extractive", version)
+
+    @staticmethod
+    def _extractive(question: str, passage: Passage, mode: str, version: str | None) -> Answer:
+        return Answer(extract(question, passage), (_source(passage),), mode, version)

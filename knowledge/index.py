@@ -1,0 +1,204 @@
+"""One tenant's search index on disk: dense vectors in FAISS and a BM25 lexical index.
+
+Layout, under `<var>/knowledge/<tenant_id>/`:
+
+    CURRENT                  the version directory in use (replaced atomically)
+    <version>/vectors.npy    float32 [w, 384]: one row per window of a chunk (chunking.windows)
+    <version>/owners.npy     int64 [w]: the chunk id each window belongs to
+    <version>/dense.faiss    those rows; exact (flat) below APPROXIMATE_FROM rows, HNSW above
+    <version>/chunk_ids.npy  int64 [n]: chunk ids (our knowledge_chunks.id), one per lexical row
+    <version>/lexical/       bm25s index over the chunks' knowledge.lexical tokens
+    <version>/manifest.json  version, counts, index kind, build time
+
+A build writes a new version directory and then swaps CURRENT, so a reader never sees half an
+index; readers notice the new version on their next search (one stat call) and reload.
+The version is part of every answer-cache key, so re-ingestion invalidates cached answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from knowledge.embeddings import DIMENSION
+from knowledge.lexical import tokens
+
+log = logging.getLogger(__name__)
+
+# Exact search over n×384 floats stays within a few milliseconds up to here on 2 cores;
+# above it HNSW answers in well under a millisecond (bench/knowledge.py measures both).
+# A chunk has ~5 windows, so this is ~4k chunks.
+APPROXIMATE_FROM = 20_000
+HNSW_NEIGHBOURS = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 256  # >= the rows a search asks for (8 windows per wanted chunk)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: str
+    chunks: int
+    kind: str  # "flat" | "hnsw"
+    built_at: float
+
+
+class TenantIndex:
+    """A loaded, read-only index of one tenant's chunks."""
+
+    def __init__(self, manifest: Manifest, chunk_ids: np.ndarray, owners: np.ndarray,
+                 dense: object, lexical: object | None):
+        self.manifest = manifest
+        self._ids = chunk_ids
+        self._owners = owners
+        self._dense = dense
+        self._lexical = lexical
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    def dense_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Chunks by their best window's cosine, best first."""
+        rows_total = int(self._owners.shape[0])
+        if not rows_total:
+            return []
+        scores, rows = self._dense.search(vector.reshape(1, -1), min(k * 8, rows_total))  # type: ignore[attr-defined]
+        best: dict[int, float] = {}
+        for row, score in zip(rows[0], scores[0]):
+            if row >= 0:
+                chunk_id = int(self._owners[row])
+                if chunk_id not in best:  # rows come best first
+                    best[chunk_id] = float(score)
+        return list(best.items())[:k]
+
+    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        words = tokens(query)
+        if not words or self._lexical is None or not len(self):
+            return []
+        rows, scores = self._lexical.retrieve([words], k=min(k, len(self)),  # type: ignore[attr-defined]
+                                              show_progress=False, n_threads=1)
+        return [(int(self._ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+
+
+def _build_dense(vectors: np.ndarray) -> tuple[object, str]:
+    import faiss
+
+    if vectors.shape[0] >= APPROXIMATE_FROM:
+        index = faiss.IndexHNSWFlat(DIMENSION, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.add(vectors)
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+        return index, "hnsw"
+    index = faiss.IndexFlatIP(DIMENSION)
+    index.add(vectors)
+    return index, "flat"
+
+
+class IndexFiles:
+    """Builds and loads the per-tenant index directories under one root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._loaded: dict[str, TenantIndex] = {}
+        self._lock = threading.Lock()
+
+    def tenant_dir(self, tenant_id: str) -> Path:
+        if not tenant_id or "/" in tenant_id or tenant_id.startswith("."):
+            raise ValueError(f"not a tenant id: {tenant_id!r}")
+        return self.root / tenant_id
+
+    def current_version(self, tenant_id: str) -> str | None:
+        try:
+            return (self.tenant_dir(tenant_id) / "CURRENT").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def vectors(self, tenant_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The current (owners, window vectors), so a rebuild re-embeds only what changed."""
+        version = self.current_version(tenant_id)
+        if version is None:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, DIMENSION), dtype=np.float32)
+        base = self.tenant_dir(tenant_id) / version
+        return np.load(base / "owners.npy"), np.load(base / "vectors.npy")
+
+    def build(self, tenant_id: str, chunk_ids: np.ndarray, texts: Sequence[str],
+              owners: np.ndarray, vectors: np.ndarray) -> Manifest:
+        """A new version from every chunk (id, text) and every window (owner, vector)."""
+        import bm25s
+        import faiss
+
+        if len(chunk_ids) != len(texts) or len(owners) != vectors.shape[0]:
+            raise ValueError("chunk ids and texts, owners and vectors must line up")
+        version = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        tenant_dir = self.tenant_dir(tenant_id)
+        target = tenant_dir / version
+        target.mkdir(parents=True)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        np.save(target / "chunk_ids.npy", np.asarray(chunk_ids, dtype=np.int64))
+        np.save(target / "owners.npy", np.asarray(owners, dtype=np.int64))
+        np.save(target / "vectors.npy", vectors)
+        dense, kind = _build_dense(vectors)
+        faiss.write_index(dense, str(target / "dense.faiss"))
+        if len(texts):
+            lexical = bm25s.BM25()
+            lexical.index([tokens(t) or ["∅"] for t in texts], show_progress=False)
+            lexical.save(str(target / "lexical"))
+        manifest = Manifest(version, len(chunk_ids), kind, time.time())
+        (target / "manifest.json").write_text(json.dumps(manifest.__dict__))
+        pointer = tenant_dir / f"CURRENT.{version}.tmp"
+        pointer.write_text(version)
+        os.replace(pointer, tenant_dir / "CURRENT")
+        for old in tenant_dir.iterdir():  # readers hold their copy in memory, not open files
+            if old.is_dir() and old.name != version:
+                shutil.rmtree(old, ignore_errors=True)
+        log.info("index built", extra={"tenant_id": tenant_id, "chunks": len(chunk_ids),
+                                       "windows": len(owners), "kind": kind, "version": version})
+        return manifest
+
+    def load(self, tenant_id: str) -> TenantIndex | None:
+        """The tenant's current index, reloaded when a build has replaced it."""
+        version = self.current_version(tenant_id)
+        if version is None:
+            return None
+        cached = self._loaded.get(tenant_id)
+        if cached is not None and cached.version == version:
+            return cached
+        with self._lock:
+            cached = self._loaded.get(tenant_id)
+            if cached is not None and cached.version == version:
+                return cached
+            try:
+                index = self._read(tenant_id, version)
+            except FileNotFoundError:  # replaced by a newer build while we read: read that
+                version = self.current_version(tenant_id) or version
+                index = self._read(tenant_id, version)
+            self._loaded[tenant_id] = index
+            return index
+
+    def _read(self, tenant_id: str, version: str) -> TenantIndex:
+        import bm25s
+        import faiss
+
+        base = self.tenant_dir(tenant_id) / version
+        manifest = Manifest(**json.loads((base / "manifest.json").read_text()))
+        dense = faiss.read_index(str(base / "dense.faiss"))
+        if manifest.kind == "hnsw":
+            dense.hnsw.efSearch = HNSW_EF_SEARCH
+        lexical = bm25s.BM25.load(str(base / "lexical")) if (base / "lexical").exists() else None
+        log.info("index loaded", extra={"tenant_id": tenant_id, "version": version,
+                                        "chunks": manifest.chunks, "kind": manifest.kind})
+        return TenantIndex(manifest, np.load(base / "chunk_ids.npy"), np.load(base / "owners.npy"),
+                           dense, lexical)

@@ -1,0 +1,38 @@
+"""Words as the lexical index sees them, so product names, SKUs and exact terms match.
+
+"JKT-DENIM-M" stays one token (and also yields "jkt", "denim", "m"), so a visitor typing the
+SKU finds the row, and one typing "denim jacket" does too. A light plural/verb-ending strip
+makes "jackets" meet "jacket" without a stemmer's surprises on brand and product names.
+"""
+
+from __future__ import annotations
+
+import re
+
+TOKEN = re.compile(r"[a-z0-9]+(?:[-_./][a-z0-9]+)*")
+STOPWORDS = frozenset(
+    """a an and are as at be been but by can could did do does doing for from had has have how i
+    if in into is it its me my of on or our so than that the their them then there these they
+    this those to too u up us was we were what when where which who why will with would you your
+    yours hi hello hey please pls thanks thank just any some get got im i'm ur""".split()
+)
+
+
+def _normalise(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ches", "shes", "sses", "xes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    out: list[str] = []
+    for token in TOKEN.findall(text.lower()):
+        parts = re.split(r"[-_./]", token)
+        if len(parts) > 1:
+            out.append(token)  # the whole SKU / compound, exactly
+        out.extend(_normalise(p) for p in parts if p not in STOPWORDS)
+    return out
