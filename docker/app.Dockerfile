@@ -2,7 +2,7 @@
 # One image for our Python 3.11 processes. docker-compose.yml picks the command:
 #   actions   python -m actions         (rasa-sdk action server, :5055)
 #   gateway   python -m connectors      (public channels + /health, :8000)
-#   migrate   python -m core.bootstrap  (Alembic upgrade + demo seed, one-shot)
+#   migrate   python -m core.bootstrap  (Alembic upgrade + demo seed + demo knowledge, one-shot)
 # tests/test_compose.py checks this file and the compose file against the code.
 FROM python:3.11-slim
 
@@ -18,18 +18,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies first so code edits do not reinstall them. Only the pinned lock file, nothing
-# resolved at build time; torch is not part of it and must stay out of this image.
+# resolved at build time. torch (for knowledge/ embeddings) must be the CPU build: PyTorch's
+# CPU index offers 2.13.0+cpu, which pip prefers to PyPI's CUDA-bundled 2.13.0 (GBs more).
 COPY requirements/app.lock requirements/app.lock
 RUN python -m venv /opt/venv \
- && pip install -r requirements/app.lock \
+ && pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements/app.lock \
  && pip check \
- && python -c "import importlib.util as u, sys; sys.exit('torch must not be installed' if u.find_spec('torch') else 0)"
+ && python -c "import sys, torch; sys.exit('torch must be the CPU build' if torch.version.cuda else 0)"
 
 # Code is owned by root and read-only for the process user.
 COPY alembic.ini ./
 COPY core/ core/
 COPY tenants/ tenants/
 COPY actions/ actions/
+COPY knowledge/ knowledge/
 COPY connectors/ connectors/
 COPY migrations/ migrations/
 
@@ -37,8 +39,8 @@ COPY migrations/ migrations/
 # PostgreSQL (nothing is stored there then), so it must exist and be writable.
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app app \
- && mkdir -p /app/var \
- && chown app:app /app/var
+ && mkdir -p /app/var/knowledge \
+ && chown -R app:app /app/var
 
 USER 10001:10001
 

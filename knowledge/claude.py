@@ -13,7 +13,6 @@ import logging
 from collections.abc import Sequence
 
 import anthropic
-import httpx
 
 from knowledge.breaker import CircuitBreaker
 from knowledge.prompt import ReadAnswer, read_answer, system_prompt, user_prompt
@@ -34,7 +33,7 @@ class ClaudeAnswerer:
         self.breaker = breaker or CircuitBreaker()
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, max_retries=max_retries,
-            timeout=httpx.Timeout(timeout, connect=min(3.0, timeout)),
+            timeout=timeout,  # per attempt; the deadline in answer() bounds the retries too
         )
 
     async def answer(self, tenant: Tenant, question: str, passages: Sequence[Passage]) -> ReadAnswer:

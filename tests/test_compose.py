@@ -52,6 +52,14 @@ OPTIONAL_VARS = {
     "SWITCHBOARD_VAR_DIR": "locates the embedded-mode SQLite files; with DATABASE_URL set nothing "
                            "is stored there, and the default /app/var exists, writable, in both "
                            "images",
+    "KNOWLEDGE_EMBED_PRECISION": "auto picks bf16 where the CPU has it, fp32 elsewhere",
+    "LLM_TIMEOUT": "the 8 s default is the production value",
+    "ANTHROPIC_BASE_URL": "only tests point the SDK at a local fake",
+}
+
+# Secrets a deployment may leave out: from the host when set, else empty (`${VAR:-}`), never literal.
+OPTIONAL_SECRETS = {
+    "ANTHROPIC_API_KEY": "without it knowledge answers are extractive (DESIGN.md, LLM)",
 }
 
 # Read by a module the service imports, but not used by what the service runs.
@@ -64,12 +72,16 @@ NOT_USED_BY = {
         "RASA_URL": "core.bootstrap uses only Settings.database_url and var_dir",
         "ACTION_SERVER_URL": "core.bootstrap uses only Settings.database_url and var_dir",
         "REDIS_URL": "core.bootstrap uses only Settings.database_url and var_dir",
+        "ANTHROPIC_API_KEY": "core.bootstrap ingests documents; it never asks the LLM",
     },
     "actions": {
         # Settings carries the gateway's view of the other processes; the action server never
         # calls Rasa or itself (actions/runtime.py uses database_url and credentials_key).
         "RASA_URL": "the action server does not call Rasa",
         "ACTION_SERVER_URL": "the action server does not call itself",
+    },
+    "gateway": {
+        "ANTHROPIC_API_KEY": "only the action server answers from the knowledge base",
     },
 }
 
@@ -820,7 +832,9 @@ def test_depends_on_with_conditions(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED_SERVICES))
 def test_secrets_come_from_required_host_variables(name: str) -> None:
     for var, value in environment(name).items():
-        if SECRET_NAME.search(var):
+        if var in OPTIONAL_SECRETS:
+            assert value == f"${{{var}:-}}", f"service {name!r}: {var} must be ${{{var}:-}} (host or empty)"
+        elif SECRET_NAME.search(var):
             ref = REQUIRED_REF.match(value)
             assert ref and ref.group("var") == var, (
                 f"service {name!r}: {var} must be ${{{var}:?message}} (required, from the host), is {value!r}"
@@ -870,6 +884,9 @@ def test_dockerfile_basics(rel: str) -> None:
         assert not SECRET_NAME.search(key), f"{rel}: {key} looks like a secret baked into the image"
 
 
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
 @pytest.mark.parametrize("rel", sorted(BASE_IMAGES))
 def test_dockerfile_installs_only_existing_lock_files(rel: str) -> None:
     df = built_dockerfiles()[rel]
@@ -880,9 +897,13 @@ def test_dockerfile_installs_only_existing_lock_files(rel: str) -> None:
         args = tokens[2:] if tokens[0] == "pip" else tokens[4:]
         i = 0
         locks = []
+        indexes = []
         while i < len(args):
             if args[i] in ("-r", "--requirement", "-c", "--constraint"):
                 locks.append(args[i + 1])
+                i += 2
+            elif args[i] in ("--extra-index-url", "--index-url", "-i"):
+                indexes.append(args[i + 1])
                 i += 2
             elif args[i].startswith("-"):
                 i += 1
@@ -901,7 +922,9 @@ def test_dockerfile_installs_only_existing_lock_files(rel: str) -> None:
                 unpinned = [line for line in pins if "==" not in line]
                 assert not unpinned, f"{src}: not pinned: {unpinned[:5]}"
                 torch = [line for line in pins if re.match(r"^torch\b", line, re.I)]
-                assert not torch, f"{src}: {torch} would install torch into {rel}"
+                # PyPI's torch wheels bundle CUDA (GBs); only PyTorch's CPU index is acceptable.
+                assert not torch or CPU_TORCH_INDEX in indexes, (
+                    f"{src}: {torch} installed into {rel} without {CPU_TORCH_INDEX} (CUDA build)")
 
 
 @pytest.mark.parametrize("rel", sorted(BASE_IMAGES))
@@ -970,7 +993,9 @@ def test_compose_file_contains_no_literal_secret() -> None:
     """A cheap tripwire over the raw text: no `KEY: value` for secret-named keys except `${...:?`."""
     for number, line in enumerate(COMPOSE_FILE.read_text().splitlines(), 1):
         match = re.match(r"^\s*-?\s*([A-Z][A-Z0-9_]*)\s*[:=]\s*(\S.*)$", line)
-        if match and SECRET_NAME.search(match.group(1)):
+        if match and match.group(1) in OPTIONAL_SECRETS:
+            assert match.group(2) == f"${{{match.group(1)}:-}}", f"docker-compose.yml:{number}: literal {match.group(1)}"
+        elif match and SECRET_NAME.search(match.group(1)):
             assert match.group(2).startswith("${") and ":?" in match.group(2), (
                 f"docker-compose.yml:{number}: {match.group(1)} is not taken from the host with ${{VAR:?message}}"
             )
