@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 import warnings
 
 from core import logs
@@ -19,6 +20,15 @@ from core import logs
 warnings.filterwarnings("ignore", message="Your versions of rasa and rasa_sdk might not be compatible")
 
 log = logging.getLogger(__name__)
+
+
+def _warm_knowledge() -> None:
+    try:
+        from knowledge.embeddings import get_embedder
+
+        get_embedder().encode_query("warm up")
+    except Exception:  # the route answers "not available" then, and says why in its log
+        log.exception("embedding model failed to load")
 
 
 def main() -> None:
@@ -34,6 +44,9 @@ def main() -> None:
     from actions.runtime import runtime
 
     runtime()  # fail at start-up, not on the first turn, when settings are missing
+    # Load the embedding model now, beside serving, so the first knowledge question does not
+    # wait seconds for it (order status and returns never need it).
+    threading.Thread(target=_warm_knowledge, name="warm-knowledge", daemon=True).start()
     executor = ActionExecutor()
     executor.register_package("actions")
     app = create_app(executor)

@@ -278,10 +278,13 @@ async def main() -> None:
                   f"min {float((vec_a * vec_b).sum(1).min()):.5f}")
         abstention(retriever, covered, uncovered)
 
-        print(f"\n2. Ingestion throughput ({args.ingest_chunks} synthetic chunks)")
-        await ingestion_throughput(workdir, embedder, args.ingest_chunks)
+        if args.ingest_chunks:
+            print(f"\n2. Ingestion throughput ({args.ingest_chunks} synthetic chunks)")
+            await ingestion_throughput(workdir, embedder, args.ingest_chunks)
 
         sizes = [int(s) for s in args.sizes.split(",") if s]
+        if not sizes:
+            return
         print(f"\n3. Retrieval at scale (embed question + hybrid search, LLM excluded; exact "
               f"search below {APPROXIMATE_FROM} chunks, HNSW above; target p95 <= 20 ms at 100k)")
         scale(workdir, embedder, (retriever.index_files, chunks), sizes, args.embed_limit, covered)

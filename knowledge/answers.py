@@ -18,7 +18,7 @@ from typing import Any
 
 from knowledge.cache import AnswerCache, cache_key
 from knowledge.claude import ClaudeAnswerer, LlmUnavailable
-from knowledge.extractive import extract
+from knowledge.extractive import best_passage, extract
 from knowledge.retrieval import Passage, Retriever
 from tenants.models import Tenant
 
@@ -106,13 +106,15 @@ class KnowledgeAnswers:
             try:
                 read = await self.llm.answer(tenant, question, passages)
             except LlmUnavailable:
-                return self._extractive(question, passages[0], "fallback", version)
+                return self._extractive(question, passages, "fallback", version)
             if read.abstained:
                 return Answer("", (), "abstained", version)
             sources = _unique([_source(passages[n - 1]) for n in read.cited])
             return Answer(read.text, sources, "llm", version)
-        return self._extractive(question, passages[0], "extractive", version)
+        return self._extractive(question, passages, "extractive", version)
 
     @staticmethod
-    def _extractive(question: str, passage: Passage, mode: str, version: str | None) -> Answer:
+    def _extractive(question: str, passages: tuple[Passage, ...], mode: str,
+                    version: str | None) -> Answer:
+        passage = best_passage(question, passages)
         return Answer(extract(question, passage), (_source(passage),), mode, version)

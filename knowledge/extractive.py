@@ -7,20 +7,41 @@ circuit breaker is open. It never invents anything: it quotes the shop's own tex
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from knowledge.lexical import tokens
 from knowledge.retrieval import Passage
 
 MAX_WORDS = 70
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+MARKUP = re.compile(r"\*\*|__|`|^#+\s*", re.M)
+CONSIDERED = 3  # passages; retrieval's order breaks ties
+
+
+def _sentences(passage: Passage) -> list[str]:
+    body = passage.text.split("\n", 1)[1] if "\n" in passage.text else passage.text
+    body = MARKUP.sub("", body)
+    return [s.strip(" -*|") for s in SENTENCE.split(body) if len(s.strip(" -*|")) > 2]
+
+
+def best_passage(question: str, passages: Sequence[Passage]) -> Passage:
+    """Of the top passages, the one holding the sentence that shares most words with the
+    question (the fused ranking often puts a neighbouring section of the right page first)."""
+    wanted = set(tokens(question))
+
+    def overlap(passage: Passage) -> int:
+        heading = set(tokens(passage.heading))  # "Classic Denim Jacket" belongs to each line
+        return max((len(wanted & (heading | set(tokens(s)))) for s in _sentences(passage)), default=0)
+
+    top = list(passages[:CONSIDERED])
+    return max(top, key=lambda p: (overlap(p), -top.index(p)))
 
 
 def extract(question: str, passage: Passage) -> str:
     """Up to ~70 words from the passage, best-matching sentences first kept in document order."""
-    body = passage.text.split("\n", 1)[1] if "\n" in passage.text else passage.text
-    sentences = [s.strip(" -*|") for s in SENTENCE.split(body) if len(s.strip(" -*|")) > 2]
+    sentences = _sentences(passage)
     if not sentences:
-        return body.strip()
+        return MARKUP.sub("", passage.text).strip()
     wanted = set(tokens(question))
     scored = sorted(range(len(sentences)),
                     key=lambda i: (-len(wanted & set(tokens(sentences[i]))), i))

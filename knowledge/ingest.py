@@ -8,6 +8,7 @@ because one PDF is broken.
 
 Order of work: parse and embed first (no writes), then one database transaction, then the
 index build. If the build fails, the next run finds vectors missing and embeds them again.
+A run that changes nothing keeps the index and its version (cached answers stay valid).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow
 log = logging.getLogger(__name__)
 
 # Bump when loaders or chunking change, so the next ingestion re-chunks every document.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: windows for the dense index, -ing/-ed in lexical tokens
 
 Progress = Callable[[int, int], None]  # (done, total) chunks embedded
 
@@ -148,8 +149,11 @@ async def ingest(
         new_owners = np.array([row.id for row, group in zip(new_rows, new_windows) for _ in group],
                               dtype=np.int64)
 
-    report.manifest = await _rebuild(tenant_id, sessions, index_files, embedder,
-                                     new_owners, new_vectors, report)
+    if parsed or report.removed or index_files.current_version(tenant_id) is None:
+        report.manifest = await _rebuild(tenant_id, sessions, index_files, embedder,
+                                         new_owners, new_vectors, report)
+    else:  # nothing changed: keep the index (and its version, so cached answers stay valid)
+        report.chunks_total = sum(row.chunk_count for row in existing.values())
     return report
 
 

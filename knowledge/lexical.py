@@ -2,7 +2,9 @@
 
 "JKT-DENIM-M" stays one token (and also yields "jkt", "denim", "m"), so a visitor typing the
 SKU finds the row, and one typing "denim jacket" does too. A light plural/verb-ending strip
-makes "jackets" meet "jacket" without a stemmer's surprises on brand and product names.
+and -ing/-ed strip makes "jackets" meet "jacket" and "shipping" meet "ship" without a full
+stemmer's surprises on brand and product names. Changing these rules changes the index:
+bump knowledge.ingest.PIPELINE_VERSION with them.
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ STOPWORDS = frozenset(
 
 
 def _normalise(word: str) -> str:
+    if word.isdigit() or len(word) <= 3:
+        return word
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 4 and word.endswith(("ches", "shes", "sses", "xes")):
         return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
+    for ending in ("ing", "ed"):  # shipping/shipped -> ship, washing -> wash
+        stem = word[: -len(ending)]
+        if word.endswith(ending) and len(stem) >= 3 and any(v in stem for v in "aeiouy"):
+            if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
+                stem = stem[:-1]
+            return stem
     return word
 
 

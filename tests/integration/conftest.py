@@ -10,13 +10,23 @@ import httpx
 import pytest
 from tests.conftest import services
 from tests.databases import drop_our_tables
+from tests.fakes.anthropic_server import AnthropicFake
 from tests.integration.stack import Stack, print_logs_on_failure
 
 SHAPES = ["embedded", "postgres+redis"]
+FAKE_KEY = "sk-ant-integration"
+
+
+@pytest.fixture(scope="session")
+def anthropic_api() -> Iterator[AnthropicFake]:
+    """The Messages API the stack's action server talks to (a local fake over real HTTP)."""
+    with AnthropicFake(api_key=FAKE_KEY) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session", params=SHAPES)
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          anthropic_api: AnthropicFake) -> Iterator[Stack]:
     var_dir: Path = tmp_path_factory.mktemp(request.param.replace("+", "-"))
     found = services()
     if request.param == "postgres+redis":
@@ -27,6 +37,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         st = Stack(var_dir, database_url=found["database_url"], redis_url=found["redis_url"])
     else:
         st = Stack(var_dir)
+    st.extra_env.update(ANTHROPIC_API_KEY=FAKE_KEY, ANTHROPIC_BASE_URL=anthropic_api.base_url)
     try:
         st.start()
     except Exception:

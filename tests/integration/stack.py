@@ -38,6 +38,7 @@ class Stack:
     actions_port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the fake Messages API
 
     @property
     def gateway(self) -> str:
@@ -68,6 +69,7 @@ class Stack:
             env["DATABASE_URL"] = self.database_url
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
+        env.update(self.extra_env)
         return env
 
     def _spawn(self, name: str, argv: list[str]) -> None:

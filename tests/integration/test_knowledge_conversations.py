@@ -1,0 +1,82 @@
+"""Knowledge questions in real conversations: gateway → Rasa → action server → index → Claude
+(a local fake of the Messages API, see conftest.py), on both storage shapes.
+
+What a visitor notices: a general question gets a short answer from the shop's documents
+with its sources, an uncovered one gets "I don't know" and the offer of a person, and a
+question asked in the middle of a return does not lose the return.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.anthropic_server import AnthropicFake, grounded_responder
+from tests.integration.conftest import Visitor
+
+pytestmark = pytest.mark.integration
+
+
+def sources(visitor: Visitor) -> list[dict[str, str]]:
+    return [s for r in visitor.replies for s in (r.get("custom") or {}).get("knowledge", {}).get("sources", [])]
+
+
+def test_general_question_is_answered_from_the_shops_documents(
+    visitor: Visitor, anthropic_api: AnthropicFake
+) -> None:
+    anthropic_api.responder = grounded_responder
+    before = len(anthropic_api.messages_requests)
+
+    reply = visitor.say("do you ship to canada?")
+
+    assert "Canada" in reply
+    assert [s["document"] for s in sources(visitor)] == ["shipping.md"]
+    assert sources(visitor)[0]["url"] == "https://demo-outfitters.example/pages/shipping"
+    asked = anthropic_api.messages_requests[before:]
+    assert len(asked) == 1 and "Demo Outfitters" in asked[0].data["system"]
+
+
+def test_product_question_finds_the_catalogue_row(visitor: Visitor, anthropic_api: AnthropicFake) -> None:
+    anthropic_api.responder = grounded_responder
+
+    reply = visitor.say("what sizes does the denim jacket come in?")
+
+    assert "XS" in reply or "sizes" in reply.lower()
+    assert any(s["title"] == "Classic Denim Jacket" for s in sources(visitor))
+
+
+def test_refund_timing_is_a_question_not_a_return(visitor: Visitor, anthropic_api: AnthropicFake) -> None:
+    anthropic_api.responder = grounded_responder
+
+    reply = visitor.say("how long do returns take to be refunded?")
+
+    assert "order number" not in reply.lower()
+    assert any(s["document"] == "returns.md" for s in sources(visitor))
+
+
+def test_uncovered_question_says_so_and_offers_a_person(visitor: Visitor) -> None:
+    reply = visitor.say("what's the capital of mongolia?")
+
+    assert "don't" in reply.lower() or "not sure" in reply.lower()
+    assert sources(visitor) == []
+    assert "team" in visitor.say("yes please").lower()
+
+
+def test_question_in_the_middle_of_a_return_goes_back_to_the_return(
+    visitor: Visitor, anthropic_api: AnthropicFake
+) -> None:
+    anthropic_api.responder = grounded_responder
+
+    assert "order number" in visitor.say("I want to return something").lower()
+    reply = visitor.say("do you ship to canada?")
+    assert "Canada" in reply and "order number" in reply.lower()
+    assert "email" in visitor.say("1002").lower()
+
+
+def test_api_down_still_answers_from_the_documents(visitor: Visitor, anthropic_api: AnthropicFake) -> None:
+    anthropic_api.responder = grounded_responder
+    anthropic_api.fail_next(529, times=3)
+
+    reply = visitor.say("can I pay with paypal?")
+
+    assert "PayPal" in reply
+    assert visitor.replies[0]["custom"]["knowledge"]["mode"] == "fallback"
