@@ -97,7 +97,11 @@ class KnowledgeAnswers:
         return answer
 
     async def _answer(self, tenant: Tenant, question: str) -> Answer:
+        started = time.perf_counter()
         retrieval = await self.retriever.search(tenant.id, question, self.top_k)
+        log.debug("retrieved", extra={"tenant_id": tenant.id, "passages": len(retrieval.passages),
+                                      "best_cosine": round(retrieval.best_cosine, 3),
+                                      "ms": round((time.perf_counter() - started) * 1000, 1)})
         version = retrieval.index_version
         if not retrieval.answerable or not retrieval.passages:
             return Answer("", (), "abstained", version)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import anthropic
@@ -39,6 +40,7 @@ class ClaudeAnswerer:
     async def answer(self, tenant: Tenant, question: str, passages: Sequence[Passage]) -> ReadAnswer:
         if not self.breaker.allow():
             raise LlmUnavailable("circuit open")
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
                 message = await self._client.messages.create(
@@ -66,7 +68,8 @@ class ClaudeAnswerer:
         log.info("llm answered", extra={"tenant_id": tenant.id, "model": tenant.llm_model,
                                         "input_tokens": message.usage.input_tokens,
                                         "output_tokens": message.usage.output_tokens,
-                                        "abstained": read.abstained})
+                                        "abstained": read.abstained,
+                                        "ms": round((time.perf_counter() - started) * 1000, 1)})
         return read
 
     async def close(self) -> None:

@@ -126,13 +126,31 @@ class IndexFiles:
         except FileNotFoundError:
             return None
 
+    def is_complete(self, tenant_id: str, chunks: int) -> bool:
+        """Does the current version hold exactly `chunks` chunks in the current layout?"""
+        version = self.current_version(tenant_id)
+        if version is None:
+            return False
+        base = self.tenant_dir(tenant_id) / version
+        try:
+            manifest = json.loads((base / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return False
+        needed = ("owners.npy", "vectors.npy", "chunk_ids.npy", "dense.faiss")
+        return manifest.get("chunks") == chunks and all((base / name).exists() for name in needed)
+
     def vectors(self, tenant_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The current (owners, window vectors), so a rebuild re-embeds only what changed."""
         version = self.current_version(tenant_id)
         if version is None:
             return np.zeros(0, dtype=np.int64), np.zeros((0, DIMENSION), dtype=np.float32)
         base = self.tenant_dir(tenant_id) / version
-        return np.load(base / "owners.npy"), np.load(base / "vectors.npy")
+        try:
+            return np.load(base / "owners.npy"), np.load(base / "vectors.npy")
+        except (OSError, ValueError):  # an older layout or a damaged folder: embed everything again
+            log.warning("index vectors unreadable; re-embedding", extra={"tenant_id": tenant_id,
+                                                                         "version": version})
+            return np.zeros(0, dtype=np.int64), np.zeros((0, DIMENSION), dtype=np.float32)
 
     def build(self, tenant_id: str, chunk_ids: np.ndarray, texts: Sequence[str],
               owners: np.ndarray, vectors: np.ndarray) -> Manifest:
@@ -184,7 +202,12 @@ class IndexFiles:
                 index = self._read(tenant_id, version)
             except FileNotFoundError:  # replaced by a newer build while we read: read that
                 version = self.current_version(tenant_id) or version
-                index = self._read(tenant_id, version)
+                try:
+                    index = self._read(tenant_id, version)
+                except (OSError, ValueError, KeyError, TypeError):
+                    log.error("index unreadable: run `python -m knowledge ingest` for this tenant",
+                              extra={"tenant_id": tenant_id, "version": version})
+                    return None
             self._loaded[tenant_id] = index
             return index
 

@@ -149,11 +149,12 @@ async def ingest(
         new_owners = np.array([row.id for row, group in zip(new_rows, new_windows) for _ in group],
                               dtype=np.int64)
 
-    if parsed or report.removed or index_files.current_version(tenant_id) is None:
+    unchanged_total = sum(row.chunk_count for row in existing.values())
+    if parsed or report.removed or not index_files.is_complete(tenant_id, unchanged_total):
         report.manifest = await _rebuild(tenant_id, sessions, index_files, embedder,
                                          new_owners, new_vectors, report)
     else:  # nothing changed: keep the index (and its version, so cached answers stay valid)
-        report.chunks_total = sum(row.chunk_count for row in existing.values())
+        report.chunks_total = unchanged_total
     return report
 
 
