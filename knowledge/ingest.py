@@ -122,6 +122,12 @@ async def ingest(
 
     async with sessions() as session, session.begin():
         stale = [existing[s].id for s in (*parsed, *report.removed) if s in existing]
+        # Their chunk ids, so the rebuild drops their vectors even if the database hands the
+        # same ids to new chunks (SQLite reuses the highest ids after a delete).
+        stale_chunks = np.array((await session.execute(
+            select(KnowledgeChunkRow.id).where(KnowledgeChunkRow.tenant_id == tenant_id,
+                                               KnowledgeChunkRow.document_id.in_(stale))
+        )).scalars().all() if stale else [], dtype=np.int64)
         if stale:
             await session.execute(delete(KnowledgeChunkRow).where(
                 KnowledgeChunkRow.tenant_id == tenant_id, KnowledgeChunkRow.document_id.in_(stale)))
@@ -152,7 +158,7 @@ async def ingest(
     unchanged_total = sum(row.chunk_count for row in existing.values())
     if parsed or report.removed or not index_files.is_complete(tenant_id, unchanged_total):
         report.manifest = await _rebuild(tenant_id, sessions, index_files, embedder,
-                                         new_owners, new_vectors, report)
+                                         new_owners, new_vectors, stale_chunks, report)
     else:  # nothing changed: keep the index (and its version, so cached answers stay valid)
         report.chunks_total = unchanged_total
     return report
@@ -174,7 +180,7 @@ def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> n
 
 async def _rebuild(tenant_id: str, sessions: async_sessionmaker, index_files: IndexFiles,
                    embedder: Embedder, new_owners: np.ndarray, new_vectors: np.ndarray,
-                   report: IngestReport) -> Manifest:
+                   stale_chunks: np.ndarray, report: IngestReport) -> Manifest:
     async with sessions() as session:
         rows = (await session.execute(
             select(KnowledgeChunkRow.id, KnowledgeChunkRow.text)
@@ -183,6 +189,8 @@ async def _rebuild(tenant_id: str, sessions: async_sessionmaker, index_files: In
     chunk_ids = np.array([r.id for r in rows], dtype=np.int64)
     texts = [r.text for r in rows]
     old_owners, old_vectors = index_files.vectors(tenant_id)
+    fresh = ~np.isin(old_owners, stale_chunks)
+    old_owners, old_vectors = old_owners[fresh], old_vectors[fresh]
     owners = np.concatenate([old_owners, new_owners])
     vectors = np.concatenate([old_vectors, new_vectors]) if len(owners) else old_vectors
     keep = np.isin(owners, chunk_ids)  # windows of replaced and removed chunks go

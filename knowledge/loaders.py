@@ -24,6 +24,8 @@ HTML_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 # Page furniture that is never content.
 HTML_BOILERPLATE = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form",
                     "template", "svg", "iframe")
+# Banners and pop-ups that sit in the body without a semantic tag, recognised by id/class.
+HTML_FURNITURE = re.compile(r"cookie|consent|gdpr|newsletter|announcement|promo-bar|popup|modal", re.I)
 
 
 class UnsupportedDocument(ValueError):
@@ -47,6 +49,12 @@ class Document:
 
 def _clean(text: str) -> str:
     return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def _inline(element: Tag) -> str:
+    """An element's text with inline tags joined naturally ("Visa, Mastercard", not "Visa ,")."""
+    text = _clean(element.get_text(" "))
+    return re.sub(r"\s+([,.;:!?)\]])", r"\1", re.sub(r"([(\[])\s+", r"\1", text))
 
 
 def _take_url(lines: list[str]) -> tuple[str | None, list[str]]:
@@ -136,14 +144,28 @@ def load_html(source: str, raw: str) -> Document:
     page_title = _clean(soup.title.get_text()) if soup.title else ""
     for tag in soup.find_all(HTML_BOILERPLATE):
         tag.decompose()
+    for tag in soup.find_all(True):
+        if tag.decomposed or tag.attrs is None:
+            continue
+        marks = " ".join([tag.get("id") or "", *(tag.get("class") or [])])
+        if marks.strip() and HTML_FURNITURE.search(marks):
+            tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.body or soup
     title = ""
     stack: list[tuple[int, str]] = []
     sections: list[Section] = []
-    buffer: list[str] = []
+    buffer: list[tuple[str, str]] = []  # (kind, text)
 
     def flush() -> None:
-        text = "\n".join(buffer).strip()
+        # Blank lines between blocks so chunking can cut between them; table rows stay
+        # together as one Markdown table (chunking splits those between rows).
+        parts: list[str] = []
+        for kind, text in buffer:
+            if kind == "row" and parts and parts[-1].startswith("|"):
+                parts[-1] += "\n" + text
+            else:
+                parts.append(text)
+        text = "\n\n".join(parts).strip()
         if text:
             sections.append(Section(tuple(h for _, h in stack), text))
         buffer.clear()
@@ -160,22 +182,28 @@ def load_html(source: str, raw: str) -> Document:
                 stack.pop()
             stack.append((level, heading))
         elif element.name == "tr":
-            cells = [_clean(c.get_text(" ")) for c in element.find_all(("td", "th"))]
-            buffer.append(" | ".join(cells))
+            cells = [_inline(c) for c in element.find_all(("td", "th"))]
+            row = "| " + " | ".join(cells) + " |"
+            header = all(c.name == "th" for c in element.find_all(("td", "th")))
+            buffer.append(("row", row + ("\n|" + "---|" * len(cells) if header else "")))
         elif element.find_parent(("li", "td", "th", "p")) is None and element.name not in ("td", "th"):
-            text = _clean(element.get_text(" "))
+            text = _inline(element)
             if text:
-                buffer.append(f"- {text}" if element.name == "li" else text)
+                buffer.append(("block", f"- {text}" if element.name == "li" else text))
     flush()
     return Document(source, title or page_title or _title_from(source), url, tuple(sections))
 
 
 def load_pdf(source: str, data: bytes) -> Document:
     from pypdf import PdfReader  # imported here: only PDFs need it
+    from pypdf.errors import PyPdfError
 
-    reader = PdfReader(io.BytesIO(data))
-    meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
+        raise UnsupportedDocument(f"{source}: not a readable PDF ({type(exc).__name__}: {exc})") from exc
     sections = tuple(Section((f"Page {n}",), text) for n, text in enumerate(pages, 1) if text)
     if not sections:
         raise UnsupportedDocument(f"{source}: the PDF has no extractable text (scanned images?)")
