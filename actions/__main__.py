@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 def _warm_knowledge() -> None:
     try:
+        from actions.runtime import runtime
         from knowledge.embeddings import get_embedder
 
-        get_embedder().encode_query("warm up")
+        get_embedder(runtime().settings.models_dir).encode_query("warm up")
     except Exception:  # the route answers "not available" then, and says why in its log
         log.exception("embedding model failed to load")
 

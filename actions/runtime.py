@@ -79,7 +79,7 @@ class Runtime:
         from knowledge.retrieval import Retriever
 
         s = self.settings
-        retriever = Retriever(IndexFiles(s.knowledge_dir), self.sessions, get_embedder())
+        retriever = Retriever(IndexFiles(s.knowledge_dir), self.sessions, get_embedder(s.models_dir))
         cache = RedisAnswerCache(s.redis_url) if s.redis_url else MemoryAnswerCache()
         llm = (ClaudeAnswerer(s.anthropic_api_key, s.anthropic_base_url, timeout=s.llm_timeout)
                if s.anthropic_api_key else None)

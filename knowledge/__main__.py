@@ -100,7 +100,8 @@ async def run_search(settings: Settings, tenant: str, question: str) -> int:
     try:
         sessions = session_factory(engine)
         tenant_id = await tenant_id_for(sessions, tenant)
-        retriever = Retriever(IndexFiles(settings.knowledge_dir), sessions, get_embedder())
+        retriever = Retriever(IndexFiles(settings.knowledge_dir), sessions,
+                              get_embedder(settings.models_dir))
         result = await retriever.search(tenant_id, question)
         print(f"answerable: {result.answerable} (best cosine {result.best_cosine:.2f})")
         for p in result.passages:

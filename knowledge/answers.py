@@ -56,10 +56,9 @@ class Answer:
 
 
 def _source(passage: Passage) -> Source:
-    heading = passage.heading.split(" > ")
-    # "Product catalogue > Classic Denim Jacket" reads better as the product's name.
-    title = heading[-1] if passage.url and passage.url != "" and len(heading) > 1 else heading[0]
-    return Source(title, passage.url, passage.source)
+    # The innermost heading names what was used: "Classic Denim Jacket", not "Product
+    # catalogue"; "Shipping zones" on the shipping page (whose URL comes with it).
+    return Source(passage.heading.split(" > ")[-1], passage.url, passage.source)
 
 
 def _unique(sources: list[Source]) -> tuple[Source, ...]:

@@ -44,7 +44,9 @@ def cpu_has_bf16() -> bool:
 
 
 class Embedder:
-    def __init__(self, precision: str | None = None) -> None:
+    def __init__(self, precision: str | None = None, onnx_dir: Path | None = None) -> None:
+        """`onnx_dir`: where the ONNX query encoder may be exported (knowledge/query_encoder.py);
+        None keeps questions on PyTorch."""
         choice = (precision or os.environ.get("KNOWLEDGE_EMBED_PRECISION", "auto")).lower()
         self.precision = ("bf16" if cpu_has_bf16() else "fp32") if choice == "auto" else choice
         if self.precision not in ("bf16", "fp32"):
@@ -53,6 +55,8 @@ class Embedder:
         self._cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                           else (os.cpu_count() or 1))
         self._loaded: tuple[object, object] | None = None  # (torch, model), on first use
+        self._onnx_dir = onnx_dir
+        self._query_encoder: object | None = None  # QueryEncoder, or False once it failed
 
     def _load(self) -> tuple[object, object]:
         if self._loaded is None:
@@ -82,11 +86,30 @@ class Embedder:
         return self._encode(texts, self.precision, self._cores, show_progress)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """One visitor question: fp32 on one thread. A short text gains nothing from a second
-        thread, and on a machine shared with Rasa and the gateway OpenMP's thread barrier
-        turns 10 ms into 500 ms whenever the other core is busy (measured: p95 496 ms with
-        2 threads vs 27 ms with 1, under load)."""
+        """One visitor question: ONNX Runtime when available (~2 ms), else PyTorch fp32 on one
+        thread. A short text gains nothing from a second thread, and on a machine shared
+        with Rasa and the gateway OpenMP's thread barrier turns 10 ms into 500 ms whenever the
+        other core is busy (measured: p95 496 ms with 2 threads vs 27 ms with 1, under load)."""
+        encoder = self._onnx_encoder()
+        if encoder is not None:
+            return encoder.encode(text)  # type: ignore[attr-defined]
         return self._encode([text], "fp32", 1)[0]
+
+    def _onnx_encoder(self) -> object | None:
+        if self._onnx_dir is None or self._query_encoder is False:
+            return None
+        if self._query_encoder is None:
+            with self._lock:
+                if self._query_encoder is None:
+                    try:
+                        from knowledge.query_encoder import QueryEncoder
+
+                        self._query_encoder = QueryEncoder(self._onnx_dir)
+                    except Exception:  # noqa: BLE001 - PyTorch still answers, only slower
+                        log.exception("ONNX query encoder unavailable; questions use PyTorch")
+                        self._query_encoder = False
+                        return None
+        return self._query_encoder
 
     async def encode_async(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.to_thread(self.encode, texts)
@@ -111,6 +134,6 @@ class Embedder:
 
 
 @functools.cache
-def get_embedder() -> Embedder:
+def get_embedder(onnx_dir: Path | None = None) -> Embedder:
     """One model per process: loading it takes seconds and ~100 MB."""
-    return Embedder()
+    return Embedder(onnx_dir=onnx_dir)

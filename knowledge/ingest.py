@@ -34,7 +34,7 @@ from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow
 log = logging.getLogger(__name__)
 
 # Bump when loaders or chunking change, so the next ingestion re-chunks every document.
-PIPELINE_VERSION = "2"  # 2: windows for the dense index, -ing/-ed in lexical tokens
+PIPELINE_VERSION = "3"  # 2: windows for the dense index, -ing/-ed in lexical tokens; 3: HTML blocks and tables
 
 Progress = Callable[[int, int], None]  # (done, total) chunks embedded
 
