@@ -146,10 +146,11 @@ WORDS = {
 }
 
 
-def synthetic_text(rng: random.Random, n: int) -> str:
-    """About 150 words (~200 tokens) of shop-like prose, different for every n."""
-    sentences = []
-    while sum(len(s.split()) for s in sentences) < 150:
+def synthetic_text(rng: random.Random, n: int, words: int = 130) -> str:
+    """About `words` words of shop-like prose (130 words: one chunk of ~200 tokens with its
+    heading line), different for every n."""
+    sentences: list[str] = []
+    while sum(len(s.split()) for s in sentences) < words:
         a, t, topic, place = (rng.choice(WORDS["adj"]), rng.choice(WORDS["thing"]),
                               rng.choice(WORDS["topic"]), rng.choice(WORDS["place"]))
         sentences.append(rng.choice([
@@ -186,14 +187,18 @@ async def ingestion_throughput(workdir: Path, embedder: Embedder, chunks: int) -
     def progress(done: int, total: int) -> None:
         print(f"\r  embedding {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    report = await ingest(TENANT, files, session_factory(engine), IndexFiles(workdir / "ingest-index"),
+    sessions = session_factory(engine)
+    report = await ingest(TENANT, files, sessions, IndexFiles(workdir / "ingest-index"),
                           embedder, progress)
     elapsed = time.perf_counter() - started
     print(file=sys.stderr)
+    from sqlalchemy import select
+
+    async with sessions() as session:
+        texts = (await session.execute(select(KnowledgeChunkRow.text).limit(300))).scalars().all()
     await engine.dispose()
-    sample = [synthetic_text(random.Random(i), i) for i in range(50)]
-    tokens = statistics.mean(embedder.token_count(t) for t in sample)
-    print(f"  {report.chunks_total} chunks of ~{tokens:.0f} tokens (mean, model tokenizer) in "
+    tokens = statistics.mean(embedder.token_count(t) for t in texts)
+    print(f"  {report.chunks_total} chunks of {tokens:.0f} tokens (mean over stored chunks, model tokenizer) in "
           f"{elapsed:.1f} s: {report.chunks_total / elapsed:.0f} chunks/s end to end "
           f"(load, chunk, embed [{embedder.precision}], store, index)")
 

@@ -167,7 +167,7 @@ async def ingest(
 def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
     """Encode in slices so a progress bar can move; the model sorts each slice by length.
     Progress counts windows (several per chunk)."""
-    slices = [texts[i:i + 512] for i in range(0, len(texts), 512)]
+    slices = [texts[i:i + 4096] for i in range(0, len(texts), 4096)]
     vectors = []
     done = 0
     for part in slices:
