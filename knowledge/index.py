@@ -7,6 +7,8 @@ Layout, under `<var>/knowledge/<tenant_id>/`:
     <version>/owners.npy     int64 [w]: the chunk id each window belongs to
     <version>/dense.faiss    those rows; exact (flat) below APPROXIMATE_FROM rows, HNSW above
     <version>/chunk_ids.npy  int64 [n]: chunk ids (our knowledge_chunks.id), one per lexical row
+    <version>/digests.npy    int64 [n]: each chunk's text digest, so a rebuild reuses a vector
+                             only for the same id with the same text
     <version>/lexical/       bm25s index over the chunks' knowledge.lexical tokens
     <version>/manifest.json  version, counts, index kind, build time
 
@@ -17,6 +19,7 @@ The version is part of every answer-cache key, so re-ingestion invalidates cache
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +45,12 @@ APPROXIMATE_FROM = 20_000
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 256  # >= the rows a search asks for (8 windows per wanted chunk)
+
+
+def digests(texts: Sequence[str]) -> np.ndarray:
+    """A 63-bit digest of each chunk text."""
+    return np.array([int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") >> 1
+                     for t in texts], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -126,18 +135,26 @@ class IndexFiles:
         except FileNotFoundError:
             return None
 
-    def is_complete(self, tenant_id: str, chunks: int) -> bool:
-        """Does the current version hold exactly `chunks` chunks in the current layout?"""
+    def digests(self, tenant_id: str) -> dict[int, int]:
+        """chunk id -> text digest of the current version (empty when unreadable)."""
+        version = self.current_version(tenant_id)
+        if version is None:
+            return {}
+        base = self.tenant_dir(tenant_id) / version
+        try:
+            return dict(zip(np.load(base / "chunk_ids.npy").tolist(), np.load(base / "digests.npy").tolist()))
+        except (OSError, ValueError):
+            return {}
+
+    def is_current(self, tenant_id: str, chunk_ids: np.ndarray, chunk_digests: np.ndarray) -> bool:
+        """Does the current version hold exactly these chunks, with this text, in this layout?"""
         version = self.current_version(tenant_id)
         if version is None:
             return False
         base = self.tenant_dir(tenant_id) / version
-        try:
-            manifest = json.loads((base / "manifest.json").read_text())
-        except (OSError, ValueError):
+        if not all((base / name).exists() for name in ("owners.npy", "vectors.npy", "dense.faiss")):
             return False
-        needed = ("owners.npy", "vectors.npy", "chunk_ids.npy", "dense.faiss")
-        return manifest.get("chunks") == chunks and all((base / name).exists() for name in needed)
+        return self.digests(tenant_id) == dict(zip(chunk_ids.tolist(), chunk_digests.tolist()))
 
     def vectors(self, tenant_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The current (owners, window vectors), so a rebuild re-embeds only what changed."""
@@ -166,6 +183,7 @@ class IndexFiles:
         target.mkdir(parents=True)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         np.save(target / "chunk_ids.npy", np.asarray(chunk_ids, dtype=np.int64))
+        np.save(target / "digests.npy", digests(texts))
         np.save(target / "owners.npy", np.asarray(owners, dtype=np.int64))
         np.save(target / "vectors.npy", vectors)
         dense, kind = _build_dense(vectors)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from core.db import utcnow
 from knowledge.chunking import Chunk, chunk_document, windows
 from knowledge.embeddings import Embedder
-from knowledge.index import IndexFiles, Manifest
+from knowledge.index import IndexFiles, Manifest, digests
 from knowledge.loaders import SUPPORTED, Document, UnsupportedDocument, load
 from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow
 
@@ -122,12 +122,6 @@ async def ingest(
 
     async with sessions() as session, session.begin():
         stale = [existing[s].id for s in (*parsed, *report.removed) if s in existing]
-        # Their chunk ids, so the rebuild drops their vectors even if the database hands the
-        # same ids to new chunks (SQLite reuses the highest ids after a delete).
-        stale_chunks = np.array((await session.execute(
-            select(KnowledgeChunkRow.id).where(KnowledgeChunkRow.tenant_id == tenant_id,
-                                               KnowledgeChunkRow.document_id.in_(stale))
-        )).scalars().all() if stale else [], dtype=np.int64)
         if stale:
             await session.execute(delete(KnowledgeChunkRow).where(
                 KnowledgeChunkRow.tenant_id == tenant_id, KnowledgeChunkRow.document_id.in_(stale)))
@@ -155,12 +149,11 @@ async def ingest(
         new_owners = np.array([row.id for row, group in zip(new_rows, new_windows) for _ in group],
                               dtype=np.int64)
 
-    unchanged_total = sum(row.chunk_count for row in existing.values())
-    if parsed or report.removed or not index_files.is_complete(tenant_id, unchanged_total):
-        report.manifest = await _rebuild(tenant_id, sessions, index_files, embedder,
-                                         new_owners, new_vectors, stale_chunks, report)
-    else:  # nothing changed: keep the index (and its version, so cached answers stay valid)
-        report.chunks_total = unchanged_total
+    chunk_ids, texts = await _current_chunks(tenant_id, sessions)
+    if parsed or report.removed or not index_files.is_current(tenant_id, chunk_ids, digests(texts)):
+        report.manifest = await _rebuild(tenant_id, index_files, embedder, chunk_ids, texts,
+                                         new_owners, new_vectors, report)
+    report.chunks_total = len(chunk_ids)
     return report
 
 
@@ -178,18 +171,25 @@ def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> n
     return np.concatenate(vectors) if vectors else embedder.encode([])
 
 
-async def _rebuild(tenant_id: str, sessions: async_sessionmaker, index_files: IndexFiles,
-                   embedder: Embedder, new_owners: np.ndarray, new_vectors: np.ndarray,
-                   stale_chunks: np.ndarray, report: IngestReport) -> Manifest:
+async def _current_chunks(tenant_id: str, sessions: async_sessionmaker) -> tuple[np.ndarray, list[str]]:
     async with sessions() as session:
         rows = (await session.execute(
             select(KnowledgeChunkRow.id, KnowledgeChunkRow.text)
             .where(KnowledgeChunkRow.tenant_id == tenant_id).order_by(KnowledgeChunkRow.id)
         )).all()
-    chunk_ids = np.array([r.id for r in rows], dtype=np.int64)
-    texts = [r.text for r in rows]
+    return np.array([r.id for r in rows], dtype=np.int64), [r.text for r in rows]
+
+
+async def _rebuild(tenant_id: str, index_files: IndexFiles, embedder: Embedder,
+                   chunk_ids: np.ndarray, texts: list[str], new_owners: np.ndarray,
+                   new_vectors: np.ndarray, report: IngestReport) -> Manifest:
+    # Old vectors are reused only for chunks whose id AND text are unchanged: ids alone are
+    # not enough (SQLite reuses deleted ids; a new database starts again at 1).
+    current = dict(zip(chunk_ids.tolist(), digests(texts).tolist()))
     old_owners, old_vectors = index_files.vectors(tenant_id)
-    fresh = ~np.isin(old_owners, stale_chunks)
+    old_digests = index_files.digests(tenant_id)
+    trusted = [cid for cid, digest in old_digests.items() if current.get(cid) == digest]
+    fresh = np.isin(old_owners, np.array(trusted, dtype=np.int64)) & ~np.isin(old_owners, new_owners)
     old_owners, old_vectors = old_owners[fresh], old_vectors[fresh]
     owners = np.concatenate([old_owners, new_owners])
     vectors = np.concatenate([old_vectors, new_vectors]) if len(owners) else old_vectors
@@ -206,5 +206,4 @@ async def _rebuild(tenant_id: str, sessions: async_sessionmaker, index_files: In
             [chunk_ids[i] for i, group in zip(missing, groups) for _ in group], dtype=np.int64)])
         vectors = np.concatenate([vectors, again])
         report.chunks_embedded += len(missing)
-    report.chunks_total = len(chunk_ids)
     return await asyncio.to_thread(index_files.build, tenant_id, chunk_ids, texts, owners, vectors)

@@ -24,7 +24,8 @@ from core.settings import ROOT, async_database_url
 from knowledge.chunking import windows
 from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow
 from tests.databases import migrated_url
-from tests.knowledge.conftest import DEMO_KNOWLEDGE, Store, pdf_bytes
+from knowledge.embeddings import Embedder
+from tests.knowledge.conftest import DEMO_KNOWLEDGE, Store, open_store, pdf_bytes
 
 TENANT = "tenant-ingest"
 DEMO_FILES = sorted(p.name for p in DEMO_KNOWLEDGE.iterdir())
@@ -207,6 +208,29 @@ async def test_replacing_the_newest_document_leaves_no_stale_vectors(
 
     assert report.updated == ["b.md"]
     await assert_index_matches_database(store, TENANT)
+
+
+@pytest.mark.asyncio
+async def test_a_new_database_never_inherits_vectors_from_the_old_index(
+    store: Store, tmp_path: Path, embedder: Embedder,
+) -> None:
+    """Pointing a deployment at a fresh database (ids start again at 1) with the same var/
+    folder: the old index's vectors belong to other texts and must not be reused."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "a.md").write_text("# Apples\n\nOur apples are crisp and red.\n")
+    (second / "b.md").write_text("# Bananas\n\nOur bananas are ripe and yellow.\n")
+    await store.sync(TENANT, first)
+    (tmp_path / "new-db").mkdir()
+    fresh_db = await open_store("sqlite", tmp_path / "new-db", embedder)
+    fresh_db.index_files = store.index_files  # same index folder, new database
+    try:
+        report = await fresh_db.sync(TENANT, second)
+        assert report.added == ["b.md"]
+        await assert_index_matches_database(fresh_db, TENANT)
+    finally:
+        await fresh_db.engine.dispose()
 
 
 # -- command line ----------------------------------------------------------------------------
