@@ -38,6 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.turns import pct  # noqa: E402
 from core.bootstrap import migrate  # noqa: E402
 from core.db import create_engine, session_factory  # noqa: E402
 from knowledge.chunking import windows  # noqa: E402
@@ -70,11 +71,6 @@ def load_questions() -> tuple[list[Question], list[str]]:
 def relevant(question: Question, source: str, text: str) -> bool:
     low = text.casefold()
     return source == question.source and all(e.casefold() in low for e in question.evidence)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 # --- 1. quality on the demo documents -------------------------------------------------------

@@ -29,16 +29,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.turns import pct  # noqa: E402
 from tests.fakes.anthropic_server import AnthropicFake, grounded_responder  # noqa: E402
 from tests.integration.stack import Stack  # noqa: E402
 
 log = logging.getLogger("bench.knowledge_turns")
 KEY = "sk-ant-bench"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def main() -> None:

@@ -77,6 +77,12 @@ async def ingest_demo_knowledge(settings: Settings) -> None:
         "chunks": report.chunks_total, "failed": report.failed})
 
 
+def storage_settings() -> Settings:
+    """Settings for commands that only prepare or fill storage (this one, `python -m knowledge`):
+    the secrets are placeholders, the storage URLs are read the way the processes read them."""
+    return Settings.from_env(dict(os.environ, SWITCHBOARD_CREDENTIALS_KEY="-", RASA_TOKEN="-"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev-env", type=Path, help="write development secrets here if missing")
@@ -84,9 +90,7 @@ def main() -> None:
     logs.configure()
     if args.dev_env:
         write_dev_env(args.dev_env)
-    # Only storage is needed here, not the secrets: read the URL the way Settings does.
-    env = dict(os.environ, SWITCHBOARD_CREDENTIALS_KEY="-", RASA_TOKEN="-")
-    settings = Settings.from_env(env)
+    settings = storage_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     migrate(os.environ.get("DATABASE_URL") or None)
     asyncio.run(seed(settings.database_url))

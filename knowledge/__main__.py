@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from tqdm import tqdm
 
 from core import logs
+from core.bootstrap import storage_settings
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from knowledge.embeddings import get_embedder
@@ -31,19 +34,21 @@ from knowledge.tables import KnowledgeDocumentRow
 from tenants.models import TenantRow
 
 
-def storage_settings() -> Settings:
-    # Only storage is needed here, not the secrets: read the URL the way Settings does.
-    return Settings.from_env(dict(os.environ, SWITCHBOARD_CREDENTIALS_KEY="-", RASA_TOKEN="-"))
-
-
-async def tenant_id_for(sessions, key: str) -> str:  # type: ignore[no-untyped-def]
-    async with sessions() as session:
-        row = (await session.execute(
-            select(TenantRow).where((TenantRow.slug == key) | (TenantRow.id == key))
-        )).scalar_one_or_none()
-    if row is None:
-        raise SystemExit(f"no tenant {key!r} (python -m tenants list shows them)")
-    return row.id
+@asynccontextmanager
+async def tenant_storage(settings: Settings, key: str) -> AsyncIterator[tuple[async_sessionmaker, str]]:
+    """Sessions on the configured database and the id of the tenant named by slug or id."""
+    engine = create_engine(settings.database_url)
+    try:
+        sessions = session_factory(engine)
+        async with sessions() as session:
+            row = (await session.execute(
+                select(TenantRow).where((TenantRow.slug == key) | (TenantRow.id == key))
+            )).scalar_one_or_none()
+        if row is None:
+            raise SystemExit(f"no tenant {key!r} (python -m tenants list shows them)")
+        yield sessions, row.id
+    finally:
+        await engine.dispose()
 
 
 def print_report(report: IngestReport) -> None:
@@ -57,10 +62,7 @@ def print_report(report: IngestReport) -> None:
 
 
 async def run_ingest(settings: Settings, tenant: str, paths: list[Path]) -> int:
-    engine = create_engine(settings.database_url)
-    try:
-        sessions = session_factory(engine)
-        tenant_id = await tenant_id_for(sessions, tenant)
+    async with tenant_storage(settings, tenant) as (sessions, tenant_id):
         files = collect(paths)
         bar: tqdm | None = None
 
@@ -74,42 +76,29 @@ async def run_ingest(settings: Settings, tenant: str, paths: list[Path]) -> int:
                               get_embedder(), progress)
         if bar is not None:
             bar.close()
-        print_report(report)
-        return 1 if report.failed else 0
-    finally:
-        await engine.dispose()
+    print_report(report)
+    return 1 if report.failed else 0
 
 
 async def run_list(settings: Settings, tenant: str) -> int:
-    engine = create_engine(settings.database_url)
-    try:
-        sessions = session_factory(engine)
-        tenant_id = await tenant_id_for(sessions, tenant)
-        async with sessions() as session:
-            rows = (await session.execute(select(KnowledgeDocumentRow).where(
-                KnowledgeDocumentRow.tenant_id == tenant_id).order_by(KnowledgeDocumentRow.source))).scalars()
-            for row in rows:
-                print(f"{row.source:<30} {row.chunk_count:4d} chunks  {row.title}  {row.url or ''}")
-        return 0
-    finally:
-        await engine.dispose()
+    async with tenant_storage(settings, tenant) as (sessions, tenant_id), sessions() as session:
+        rows = (await session.execute(select(KnowledgeDocumentRow).where(
+            KnowledgeDocumentRow.tenant_id == tenant_id).order_by(KnowledgeDocumentRow.source))).scalars()
+        for row in rows:
+            print(f"{row.source:<30} {row.chunk_count:4d} chunks  {row.title}  {row.url or ''}")
+    return 0
 
 
 async def run_search(settings: Settings, tenant: str, question: str) -> int:
-    engine = create_engine(settings.database_url)
-    try:
-        sessions = session_factory(engine)
-        tenant_id = await tenant_id_for(sessions, tenant)
+    async with tenant_storage(settings, tenant) as (sessions, tenant_id):
         retriever = Retriever(IndexFiles(settings.knowledge_dir), sessions,
                               get_embedder(settings.models_dir))
         result = await retriever.search(tenant_id, question)
-        print(f"answerable: {result.answerable} (best cosine {result.best_cosine:.2f})")
-        for p in result.passages:
-            cosine = f"{p.cosine:.2f}" if p.cosine is not None else "  - "
-            print(f"  {p.score:.4f} cos {cosine}  {p.source}  {p.heading}")
-        return 0
-    finally:
-        await engine.dispose()
+    print(f"answerable: {result.answerable} (best cosine {result.best_cosine:.2f})")
+    for p in result.passages:
+        cosine = f"{p.cosine:.2f}" if p.cosine is not None else "  - "
+        print(f"  {p.score:.4f} cos {cosine}  {p.source}  {p.heading}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

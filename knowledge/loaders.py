@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bs4 import BeautifulSoup
 from bs4.element import Tag
@@ -66,34 +67,45 @@ def _take_url(lines: list[str]) -> tuple[str | None, list[str]]:
     return None, lines
 
 
+class _Sections:
+    """Text grouped under the heading path it sits in; the first level-1 heading is the title.
+
+    `join` turns the buffered blocks of one section into its text (formats differ)."""
+
+    def __init__(self, join: Callable[[list[Any]], str]) -> None:
+        self.title = ""
+        self.sections: list[Section] = []
+        self.buffer: list[Any] = []
+        self._stack: list[tuple[int, str]] = []
+        self._join = join
+
+    def heading(self, level: int, text: str) -> None:
+        self.flush()
+        if level == 1 and not self.title:
+            self.title = text
+            return
+        while self._stack and self._stack[-1][0] >= level:
+            self._stack.pop()
+        self._stack.append((level, text))
+
+    def flush(self) -> None:
+        text = self._join(self.buffer).strip()
+        if text:
+            self.sections.append(Section(tuple(h for _, h in self._stack), text))
+        self.buffer.clear()
+
+
 def load_markdown(source: str, raw: str) -> Document:
     url, lines = _take_url(raw.splitlines())
-    title = ""
-    stack: list[tuple[int, str]] = []
-    sections: list[Section] = []
-    buffer: list[str] = []
-
-    def flush() -> None:
-        text = "\n".join(buffer).strip()
-        if text:
-            sections.append(Section(tuple(h for _, h in stack), text))
-        buffer.clear()
-
+    found = _Sections("\n".join)
     for line in lines:
         match = MD_HEADING.match(line)
-        if not match:
-            buffer.append(line.rstrip())
-            continue
-        flush()
-        level, heading = len(match.group(1)), _clean(match.group(2))
-        if level == 1 and not title:
-            title = heading
-            continue
-        while stack and stack[-1][0] >= level:
-            stack.pop()
-        stack.append((level, heading))
-    flush()
-    return Document(source, title or _title_from(source), url, tuple(sections))
+        if match:
+            found.heading(len(match.group(1)), _clean(match.group(2)))
+        else:
+            found.buffer.append(line.rstrip())
+    found.flush()
+    return Document(source, found.title or _title_from(source), url, tuple(found.sections))
 
 
 def load_text(source: str, raw: str) -> Document:
@@ -108,16 +120,8 @@ def load_text(source: str, raw: str) -> Document:
     title = _clean(lines.pop(0))
     if lines and re.fullmatch(r"[=\-]{3,}", lines[0].strip()):
         lines.pop(0)
-    sections: list[Section] = []
-    heading: tuple[str, ...] = ()
-    buffer: list[str] = []
-
-    def flush() -> None:
-        text = "\n".join(buffer).strip()
-        if text:
-            sections.append(Section(heading, text))
-        buffer.clear()
-
+    found = _Sections("\n".join)
+    found.title = title  # plain text has one level of headings below its title line
     for i, line in enumerate(lines):
         stripped = line.strip()
         underline = i + 1 < len(lines) and re.fullmatch(r"[=\-]{3,}", lines[i + 1].strip() or "x")
@@ -129,12 +133,11 @@ def load_text(source: str, raw: str) -> Document:
             underline or (stripped.isupper() and len(stripped) > 2) or (after_blank and before_blank
                                                                          and stripped.endswith(":")))
         if looks_like_heading:
-            flush()
-            heading = (_clean(stripped.rstrip(":").title() if stripped.isupper() else stripped.rstrip(":")),)
+            found.heading(2, _clean(stripped.rstrip(":").title() if stripped.isupper() else stripped.rstrip(":")))
             continue
-        buffer.append(line)
-    flush()
-    return Document(source, title, url, tuple(sections))
+        found.buffer.append(line)
+    found.flush()
+    return Document(source, title, url, tuple(found.sections))
 
 
 def load_html(source: str, raw: str) -> Document:
@@ -151,47 +154,34 @@ def load_html(source: str, raw: str) -> Document:
         if marks.strip() and HTML_FURNITURE.search(marks):
             tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.body or soup
-    title = ""
-    stack: list[tuple[int, str]] = []
-    sections: list[Section] = []
-    buffer: list[tuple[str, str]] = []  # (kind, text)
-
-    def flush() -> None:
-        # Blank lines between blocks so chunking can cut between them; table rows stay
-        # together as one Markdown table (chunking splits those between rows).
-        parts: list[str] = []
-        for kind, text in buffer:
-            if kind == "row" and parts and parts[-1].startswith("|"):
-                parts[-1] += "\n" + text
-            else:
-                parts.append(text)
-        text = "\n\n".join(parts).strip()
-        if text:
-            sections.append(Section(tuple(h for _, h in stack), text))
-        buffer.clear()
-
+    found = _Sections(_join_html_blocks)
     blocks = ("p", "li", "td", "th", "dt", "dd", "pre", "blockquote", "figcaption")
     for element in root.find_all((*HTML_HEADINGS, *blocks, "tr")):
         if element.name in HTML_HEADINGS:
-            flush()
-            level, heading = int(element.name[1]), _clean(element.get_text(" "))
-            if level == 1 and not title:
-                title = heading
-                continue
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, heading))
+            found.heading(int(element.name[1]), _clean(element.get_text(" ")))
         elif element.name == "tr":
             cells = [_inline(c) for c in element.find_all(("td", "th"))]
             row = "| " + " | ".join(cells) + " |"
             header = all(c.name == "th" for c in element.find_all(("td", "th")))
-            buffer.append(("row", row + ("\n|" + "---|" * len(cells) if header else "")))
+            found.buffer.append(("row", row + ("\n|" + "---|" * len(cells) if header else "")))
         elif element.find_parent(("li", "td", "th", "p")) is None and element.name not in ("td", "th"):
             text = _inline(element)
             if text:
-                buffer.append(("block", f"- {text}" if element.name == "li" else text))
-    flush()
-    return Document(source, title or page_title or _title_from(source), url, tuple(sections))
+                found.buffer.append(("block", f"- {text}" if element.name == "li" else text))
+    found.flush()
+    return Document(source, found.title or page_title or _title_from(source), url, tuple(found.sections))
+
+
+def _join_html_blocks(buffer: list[tuple[str, str]]) -> str:
+    """Blank lines between blocks so chunking can cut between them; table rows stay together
+    as one Markdown table (chunking splits those between rows)."""
+    parts: list[str] = []
+    for kind, text in buffer:
+        if kind == "row" and parts and parts[-1].startswith("|"):
+            parts[-1] += "\n" + text
+        else:
+            parts.append(text)
+    return "\n\n".join(parts)
 
 
 def load_pdf(source: str, data: bytes) -> Document:
