@@ -15,8 +15,26 @@ class BadRequest(GatewayError):
     status = 400
 
 
+class Forbidden(GatewayError):
+    """Missing or bad signature, wrong receiving address, forged visitor token."""
+
+    status = 403
+
+
 class TenantNotFound(GatewayError):
     status = 404
+
+
+class ChannelNotConfigured(GatewayError):
+    """The shop has not set this channel up (no credentials for it)."""
+
+    status = 404
+
+
+class NotAcceptable(GatewayError):
+    """Mailgun's way to reject without retries."""
+
+    status = 406
 
 
 class UpstreamUnavailable(GatewayError):

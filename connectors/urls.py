@@ -1,0 +1,27 @@
+"""The public URL a provider called, for signatures computed over it (Twilio).
+
+Behind a proxy or tunnel the URL the gateway sees (http://127.0.0.1:8000/...) is not the one
+the provider signed (https://bot.example.com/...). PUBLIC_BASE_URL names the public origin;
+without it the request's own URL is used (direct exposure, local tests).
+"""
+
+from __future__ import annotations
+
+from sanic import Request
+
+
+def public_url(request: Request) -> str:
+    """Scheme, host, port, path and query exactly as the provider called them."""
+    base: str | None = getattr(request.app.ctx, "public_base_url", None)
+    if not base:
+        return request.url
+    query = f"?{request.query_string}" if request.query_string else ""
+    return f"{base.rstrip('/')}{request.path}{query}"
+
+
+def public_origin(request: Request) -> str:
+    """Where providers reach us, for callback URLs we hand them (status callbacks)."""
+    base: str | None = getattr(request.app.ctx, "public_base_url", None)
+    if base:
+        return base.rstrip("/")
+    return f"{request.scheme}://{request.host}"
