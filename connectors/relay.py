@@ -12,9 +12,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from sqlalchemy import select
+
 from connectors.messages import InboundMessage
+from connectors.outbound import Answer
 from connectors.rasa_client import RasaClient
-from core.conversations import DuplicateMessage, record_message
+from connectors.rendering import pick_choice
+from core.conversations import DuplicateMessage, MessageRow, record_message
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,44 @@ class Relay:
 
     async def _turn(self, inbound: InboundMessage) -> list[dict[str, Any]]:
         return await self._rasa.turn(inbound.sender_id, inbound.text, inbound.rasa_metadata())
+
+    # -- the pieces provider channels use (connectors/pipeline.py) -----------------------
+    async def store_inbound(self, inbound: InboundMessage) -> int:
+        """Store a visitor message under its provider id; raises DuplicateMessage."""
+        payload = dict(inbound.client_metadata)
+        if inbound.media:
+            payload["media"] = [{"url": m.url, "content_type": m.content_type}
+                                for m in inbound.media]
+        if inbound.questions:
+            payload["questions"] = list(inbound.questions)
+        return await self._store(inbound, "in", inbound.text, payload or None,
+                                 message_id=inbound.message_id)
+
+    async def turn(self, inbound: InboundMessage, text: str) -> list[dict[str, Any]]:
+        """One Rasa turn for one of the message's texts."""
+        return await self._rasa.turn(inbound.sender_id, text, inbound.rasa_metadata())
+
+    async def chosen(self, inbound: InboundMessage, text: str) -> str | None:
+        """The payload of a numbered choice the bot offered last, if the visitor picked one."""
+        async with self._sessions() as session:
+            payload = (await session.execute(
+                select(MessageRow.payload)
+                .where(MessageRow.tenant_id == inbound.tenant.id,
+                       MessageRow.sender_id == inbound.sender_id,
+                       MessageRow.direction == "out")
+                .order_by(MessageRow.id.desc()).limit(1))).scalar()
+        messages = (payload or {}).get("messages") or []
+        offered = [m for m in messages if m.get("buttons")][-1:]  # numbered last, read back
+        buttons = [b for m in offered for b in m["buttons"]]
+        return pick_choice(text, buttons)
+
+    async def store_answers(self, inbound: InboundMessage, answers: list[Answer]) -> int:
+        messages = [m for a in answers for m in a.messages]
+        payload: dict[str, Any] = {"messages": messages}
+        if any(a.question for a in answers):
+            payload["questions"] = [a.question for a in answers]
+        return await self._store(inbound, "out",
+                                 "\n".join(m["text"] for m in messages if m.get("text")), payload)
 
     async def _store(self, inbound: InboundMessage, direction: str, text: str,
                      payload: dict[str, Any] | None, message_id: str | None = None) -> int:

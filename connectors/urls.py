@@ -7,7 +7,13 @@ without it the request's own URL is used (direct exposure, local tests).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from sanic import Request
+
+# The origin of the request being handled (set by the app for each request), for callback
+# URLs computed later in background tasks when PUBLIC_BASE_URL is not set.
+request_origin: ContextVar[str | None] = ContextVar("request_origin", default=None)
 
 
 def public_url(request: Request) -> str:

@@ -52,6 +52,22 @@ class Settings:
     anthropic_api_key: str | None = field(default=None, repr=False)
     anthropic_base_url: str | None = None  # tests point this at a local fake
     llm_timeout: float = 8.0  # seconds for one Messages API call, retries included
+    # Channels. Providers sign the public URL they call: behind a proxy, name it here.
+    public_base_url: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"  # tests and `make run` use local stand-ins
+    graph_api_url: str = "https://graph.facebook.com"
+    send_attempts: int = 4  # tries per outbound message on transient provider failures
+
+    @property
+    def widget_secret(self) -> bytes:
+        """Key for signed web-visitor tokens, derived from the credentials key (one secret
+        fewer to manage; rotating that key also ends old widget sessions)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        first = self.credentials_key.split(",")[0].strip().encode()
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=b"switchboard widget visitor tokens").derive(first)
 
     @property
     def knowledge_dir(self) -> Path:
@@ -101,4 +117,8 @@ class Settings:
             anthropic_api_key=env.get("ANTHROPIC_API_KEY", "").strip() or None,
             anthropic_base_url=env.get("ANTHROPIC_BASE_URL", "").strip() or None,
             llm_timeout=llm_timeout,
+            public_base_url=env.get("PUBLIC_BASE_URL", "").strip().rstrip("/") or None,
+            twilio_api_url=env.get("TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
+            graph_api_url=env.get("GRAPH_API_URL", "https://graph.facebook.com").rstrip("/"),
+            send_attempts=max(1, int(env.get("SEND_ATTEMPTS", "4") or 4)),
         )

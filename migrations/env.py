@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, pool
 
 import actions.commerce.tables  # noqa: F401  (registers tables on Base.metadata)
 import core.conversations  # noqa: F401
+import core.deliveries  # noqa: F401
 import knowledge.tables  # noqa: F401
 import tenants.models  # noqa: F401
 from core.db import Base, include_name, install_sqlite_pragmas, sync_url

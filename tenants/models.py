@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Float, Integer, LargeBinary, String, Text
+from typing import Any
+
+from sqlalchemy import JSON, Float, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UtcDateTime, utcnow
@@ -28,6 +30,10 @@ class TenantRow(Base):
     llm_model: Mapped[str] = mapped_column(String(100), default=DEFAULT_LLM_MODEL)
     llm_max_tokens: Mapped[int] = mapped_column(Integer, default=400)
     llm_temperature: Mapped[float] = mapped_column(Float, default=0.2)
+    # The web widget: a public key for the <script> tag (not a secret) and its look
+    # ({"primary": "#hex", "text": "#hex", "title": str, "position": "right" | "left"}).
+    widget_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    widget_theme: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Fernet token of a JSON object (backend and channel credentials); never logged.
     credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -45,6 +51,8 @@ class Tenant:
     llm_model: str = DEFAULT_LLM_MODEL
     llm_max_tokens: int = 400
     llm_temperature: float = 0.2
+    widget_key: str | None = None
+    widget_theme: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __repr__(self) -> str:  # keep the ciphertext out of logs and tracebacks
         return f"Tenant(id={self.id!r}, slug={self.slug!r}, backend={self.order_backend!r})"
@@ -62,4 +70,6 @@ class Tenant:
             llm_model=row.llm_model,
             llm_max_tokens=row.llm_max_tokens,
             llm_temperature=row.llm_temperature,
+            widget_key=row.widget_key,
+            widget_theme=dict(row.widget_theme or {}),
         )
