@@ -52,11 +52,14 @@ var/dev.env: | $(VENV)/.installed
 	$(VENV)/bin/python -m core.bootstrap --dev-env var/dev.env
 
 run: setup $(MODEL) var/dev.env
-	$(VENV)/bin/python -m core.bootstrap
+	set -a && . var/dev.env && set +a && $(VENV)/bin/python -m core.bootstrap
 	@echo
 	@echo "  bot (Rasa)      http://127.0.0.1:5005   (loopback only, token in var/dev.env)"
 	@echo "  actions         http://127.0.0.1:5055   (loopback only)"
 	@echo "  gateway         http://0.0.0.0:8000     (public: channels, GET /health)"
+	@echo "  sandbox         http://127.0.0.1:8025 + smtp 127.0.0.1:2525  (stands in for Twilio, Meta, SMTP)"
+	@echo "  widget demo     http://localhost:8000/channels/demo/web/demo"
+	@echo "  other channels  .venv/bin/python -m connectors.try_channel sms 'where is my order?'"
 	@echo
 	@echo "  Try it:  curl -s localhost:8000/channels/demo/rest/webhook \\"
 	@echo "             -H 'Content-Type: application/json' \\"
@@ -80,10 +83,17 @@ TEST_REDIS := redis://127.0.0.1:6379/0
 SERVICES_ENV = TEST_DATABASE_URL=$$($(VENV)/bin/python -c "import psycopg; psycopg.connect('$(TEST_PG)', connect_timeout=2).close(); print('$(TEST_PG)')" 2>/dev/null) \
 	TEST_REDIS_URL=$$($(VENV)/bin/python -c "import redis; redis.Redis.from_url('$(TEST_REDIS)', socket_timeout=2).ping(); print('$(TEST_REDIS)')" 2>/dev/null)
 
-integration: setup $(MODEL)
+integration: setup $(MODEL) $(CHROMIUM)
 	$(SERVICES_ENV) $(VENV)/bin/python -m pytest tests -m integration
 
-test: setup $(MODEL)
+# Debian's chromium drives the widget tests (never a browser download).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+test: setup $(MODEL) $(CHROMIUM)
 	$(MAKE) --no-print-directory rasa-test
 	$(SERVICES_ENV) $(VENV)/bin/python -m pytest tests
 

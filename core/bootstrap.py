@@ -22,7 +22,7 @@ from alembic.config import Config
 from core import logs
 from core.db import create_engine, session_factory
 from core.settings import ROOT, Settings
-from tenants.crypto import CredentialsBox
+from tenants.crypto import CredentialsBox, CredentialsError
 from tenants.demo import seed_demo
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,18 @@ def write_dev_env(path: Path) -> None:
     log.info("development secrets written", extra={"path": str(path)})
 
 
-async def seed(database_url: str) -> None:
-    """Seed the demo shop into the database at this async URL."""
+async def seed(database_url: str, credentials_key: str | None = None) -> None:
+    """Seed the demo shop into the database at this async URL (with channel credentials
+    when the credentials key is given)."""
+    box = None
+    if credentials_key:
+        try:
+            box = CredentialsBox(credentials_key)
+        except CredentialsError:
+            log.warning("credentials key unusable: demo channels not configured")
     engine = create_engine(database_url)
     try:
-        await seed_demo(session_factory(engine))
+        await seed_demo(session_factory(engine), box=box)
     finally:
         await engine.dispose()
 
@@ -79,8 +86,11 @@ async def ingest_demo_knowledge(settings: Settings) -> None:
 
 def storage_settings() -> Settings:
     """Settings for commands that only prepare or fill storage (this one, `python -m knowledge`):
-    the secrets are placeholders, the storage URLs are read the way the processes read them."""
-    return Settings.from_env(dict(os.environ, SWITCHBOARD_CREDENTIALS_KEY="-", RASA_TOKEN="-"))
+    missing secrets get placeholders, the storage URLs are read the way the processes read them."""
+    env = dict(os.environ)
+    env.setdefault("SWITCHBOARD_CREDENTIALS_KEY", "-")
+    env.setdefault("RASA_TOKEN", "-")
+    return Settings.from_env(env)
 
 
 def main() -> None:
@@ -93,7 +103,10 @@ def main() -> None:
     settings = storage_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     migrate(os.environ.get("DATABASE_URL") or None)
-    asyncio.run(seed(settings.database_url))
+    key = os.environ.get("SWITCHBOARD_CREDENTIALS_KEY")
+    if not key:
+        log.warning("SWITCHBOARD_CREDENTIALS_KEY not set: the demo shop gets no channel credentials")
+    asyncio.run(seed(settings.database_url, key))
     asyncio.run(ingest_demo_knowledge(settings))
     log.info("storage ready", extra={"embedded": settings.uses_embedded_storage})
 

@@ -7,6 +7,7 @@ bootstrap refreshes the demo orders (and nothing else, so return requests surviv
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from actions.commerce.tables import DemoOrderItemRow, DemoOrderRow
 from core.db import utcnow
+from tenants.crypto import CredentialsBox
 from tenants.models import TenantRow
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,58 @@ DEMO_GREETING = (
 )
 
 
+# The web widget's public key (it is in every page that embeds the widget: not a secret).
+DEMO_WIDGET_KEY = "pk_demo_outfitters"
+DEMO_WIDGET_THEME = {"primary": "#1f6f5c", "text": "#ffffff", "title": "Demo Outfitters",
+                     "position": "right"}
+# Where the demo shop's channels are reached. `make run` points the providers' APIs and SMTP
+# at the local sandbox (connectors/sandbox.py); try it with `python -m connectors.try_channel`.
+DEMO_SMS_NUMBER = "+15005550006"
+DEMO_WHATSAPP_NUMBER = "+14155238886"
+DEMO_PHONE_NUMBER_ID = "106540352242922"
+DEMO_EMAIL = "support@demo-outfitters.example"
+SANDBOX_SMTP = {"host": "127.0.0.1", "port": 2525, "starttls": False}
+
+
+def demo_channel_credentials() -> dict[str, dict]:
+    """Development credentials for every channel, with secrets made up for this database."""
+    return {
+        "twilio": {"account_sid": "AC" + secrets.token_hex(16),
+                   "auth_token": secrets.token_hex(16),
+                   "sms_numbers": [DEMO_SMS_NUMBER], "whatsapp_numbers": [DEMO_WHATSAPP_NUMBER]},
+        "meta_whatsapp": {"app_secret": secrets.token_hex(16),
+                          "verify_token": secrets.token_urlsafe(16),
+                          "access_token": "EAAG" + secrets.token_urlsafe(32),
+                          "phone_number_id": DEMO_PHONE_NUMBER_ID,
+                          # Meta's pre-approved sample template, for replies outside 24 h.
+                          "template": {"name": "hello_world", "language": "en_US"}},
+        "email": {"address": DEMO_EMAIL, "inbound": "mailgun", "from_name": "Demo Outfitters",
+                  "mailgun_signing_key": "key-" + secrets.token_hex(16),
+                  "smtp": dict(SANDBOX_SMTP)},
+    }
+
+
+def _with_channels(row: TenantRow, box: CredentialsBox | None) -> None:
+    """Give the demo shop credentials for the channels it lacks (existing ones are kept)."""
+    if box is None:
+        return
+    current = box.open(row.credentials_encrypted)
+    missing = {k: v for k, v in demo_channel_credentials().items() if k not in current}
+    if missing:
+        row.credentials_encrypted = box.seal({**current, **missing})
+
+
 def _ago(now: datetime, days: int | None) -> datetime | None:
     return None if days is None else now - timedelta(days=days)
 
 
-async def seed_demo(sessions: async_sessionmaker, now: datetime | None = None) -> None:
-    """Create the demo tenant if missing and (re)write its orders relative to `now`."""
+async def seed_demo(sessions: async_sessionmaker, now: datetime | None = None,
+                    box: CredentialsBox | None = None) -> None:
+    """Create the demo tenant if missing and (re)write its orders relative to `now`.
+
+    With `box` (the credentials key is known), the demo shop also gets a widget key and
+    development credentials for every channel.
+    """
     now = now or utcnow()
     async with sessions() as session:
         tenant = (
@@ -90,6 +138,11 @@ async def seed_demo(sessions: async_sessionmaker, now: datetime | None = None) -
                 )
             )
             await session.flush()
+            tenant = (await session.execute(
+                select(TenantRow).where(TenantRow.id == DEMO_TENANT_ID))).scalar_one()
+        if tenant.widget_key is None:
+            tenant.widget_key, tenant.widget_theme = DEMO_WIDGET_KEY, dict(DEMO_WIDGET_THEME)
+        _with_channels(tenant, box)
         await session.execute(delete(DemoOrderRow).where(DemoOrderRow.tenant_id == DEMO_TENANT_ID))
         for spec in DEMO_ORDERS:
             session.add(
