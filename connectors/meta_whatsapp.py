@@ -1,0 +1,392 @@
+"""WhatsApp through Meta's Cloud API: the webhook handshake, then messages and statuses.
+
+    GET  /channels/{tenant_slug}/whatsapp/webhook?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…
+         -> 200 text/plain challenge when the token is the shop's verify_token, else 403
+    POST /channels/{tenant_slug}/whatsapp/webhook   (X-Hub-Signature-256: sha256=<hex>)
+         {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages",
+          "value": {"metadata": {"phone_number_id"}, "contacts", "messages" | "statuses"}}]}]}
+         -> 200 {"status": "ok"}
+
+The signature is an HMAC-SHA256 of the raw body with the Meta app secret; a missing or bad one
+is refused before the body is even parsed (Rasa's Facebook channel answers 200 on a failed check
+— the pattern to avoid). Every change must be for the shop's own phone_number_id. Meta delivers at
+least once and retries non-200 answers, so the handler only translates and hands off: the inbox
+dedupes wamids and runs the bot turn in the background.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json as json_response, text as text_response
+
+from connectors.errors import BadRequest, Forbidden
+from connectors.messages import InboundMessage, Media, StatusUpdate
+from tenants import Tenant
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("meta_whatsapp_channel")
+
+SECTION = "meta_whatsapp"  # the tenant credentials section
+GRAPH_API_VERSION = "v21.0"  # used for media links here and for sends in meta_sender.py
+DEFAULT_GRAPH_BASE = "https://graph.facebook.com"
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
+# What Meta reports on our sends; "deleted"/"warning" and future values are logged and skipped.
+KNOWN_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
+
+
+# -- the payload, validated at the edge ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaMessage:
+    sender: str  # "from": the visitor's number, digits only (E.164 without "+")
+    id: str  # wamid.…
+    timestamp: str | None
+    type: str
+    content: Mapping[str, Any]  # the object named by `type` ({"body": …}, {"id", "mime_type"}…)
+    context_id: str | None = None  # the message this one replies to, when it does
+
+
+@dataclass(frozen=True)
+class WaError:
+    code: str | None
+    title: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class WaStatus:
+    id: str
+    status: str
+    timestamp: str | None
+    recipient_id: str | None
+    errors: tuple[WaError, ...] = ()
+
+
+@dataclass(frozen=True)
+class WaChange:
+    field: str
+    phone_number_id: str | None
+    display_phone_number: str | None = None
+    profile_names: Mapping[str, str] = field(default_factory=dict)  # wa_id -> profile name
+    messages: tuple[WaMessage, ...] = ()
+    statuses: tuple[WaStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class WaNotification:
+    changes: tuple[WaChange, ...]
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"'{where}' must be a JSON object.")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"'{where}' must be a JSON array.")
+    return value
+
+
+def _str(value: Any, where: str, *, required: bool = False) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # ids and timestamps are strings on the wire; tolerate numbers
+    if isinstance(value, str) and value:
+        return value
+    if required or value is not None:
+        raise BadRequest(f"'{where}' must be a non-empty string.")
+    return None
+
+
+def _parse_message(raw: Any, where: str) -> WaMessage:
+    msg = _obj(raw, where)
+    kind = _str(msg.get("type"), f"{where}.type", required=True)
+    assert kind is not None
+    content = msg.get(kind)
+    context = msg.get("context")
+    return WaMessage(
+        sender=_str(msg.get("from"), f"{where}.from", required=True) or "",
+        id=_str(msg.get("id"), f"{where}.id", required=True) or "",
+        timestamp=_str(msg.get("timestamp"), f"{where}.timestamp"),
+        type=kind,
+        content=content if isinstance(content, dict) else {},
+        context_id=context.get("id") if isinstance(context, dict) else None,
+    )
+
+
+def _parse_status(raw: Any, where: str) -> WaStatus:
+    status = _obj(raw, where)
+    errors = []
+    for i, err in enumerate(_list(status.get("errors"), f"{where}.errors")):
+        err = _obj(err, f"{where}.errors[{i}]")
+        errors.append(WaError(
+            code=_str(err.get("code"), f"{where}.errors[{i}].code"),
+            title=err.get("title") if isinstance(err.get("title"), str) else None,
+            message=err.get("message") if isinstance(err.get("message"), str) else None,
+        ))
+    return WaStatus(
+        id=_str(status.get("id"), f"{where}.id", required=True) or "",
+        status=_str(status.get("status"), f"{where}.status", required=True) or "",
+        timestamp=_str(status.get("timestamp"), f"{where}.timestamp"),
+        recipient_id=_str(status.get("recipient_id"), f"{where}.recipient_id"),
+        errors=tuple(errors),
+    )
+
+
+def _parse_change(raw: Any, where: str) -> WaChange:
+    change = _obj(raw, where)
+    name = _str(change.get("field"), f"{where}.field", required=True) or ""
+    value = _obj(change.get("value"), f"{where}.value")
+    if name != "messages":  # template/account updates: nothing for the bot, keep them opaque
+        return WaChange(field=name, phone_number_id=None)
+    metadata = _obj(value.get("metadata"), f"{where}.value.metadata")
+    names: dict[str, str] = {}
+    for i, contact in enumerate(_list(value.get("contacts"), f"{where}.value.contacts")):
+        contact = _obj(contact, f"{where}.value.contacts[{i}]")
+        profile = contact.get("profile")
+        wa_id = contact.get("wa_id")
+        profile_name = profile.get("name") if isinstance(profile, dict) else None
+        if isinstance(wa_id, str) and isinstance(profile_name, str):
+            names[wa_id] = profile_name
+    return WaChange(
+        field=name,
+        phone_number_id=_str(metadata.get("phone_number_id"),
+                             f"{where}.value.metadata.phone_number_id", required=True),
+        display_phone_number=_str(metadata.get("display_phone_number"),
+                                  f"{where}.value.metadata.display_phone_number"),
+        profile_names=names,
+        messages=tuple(_parse_message(m, f"{where}.value.messages[{i}]")
+                       for i, m in enumerate(_list(value.get("messages"), f"{where}.value.messages"))),
+        statuses=tuple(_parse_status(s, f"{where}.value.statuses[{i}]")
+                       for i, s in enumerate(_list(value.get("statuses"), f"{where}.value.statuses"))),
+    )
+
+
+def parse_notification(body: bytes) -> WaNotification:
+    """Validate the (already signature-checked) body; 400 with a reason otherwise."""
+    try:
+        payload = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("Body must be a WhatsApp Cloud API JSON notification.") from None
+    payload = _obj(payload, "body")
+    if payload.get("object") != "whatsapp_business_account":
+        raise BadRequest("'object' must be 'whatsapp_business_account'.")
+    changes: list[WaChange] = []
+    for e, entry in enumerate(_list(payload.get("entry"), "entry")):
+        entry = _obj(entry, f"entry[{e}]")
+        for c, change in enumerate(_list(entry.get("changes"), f"entry[{e}].changes")):
+            changes.append(_parse_change(change, f"entry[{e}].changes[{c}]"))
+    return WaNotification(changes=tuple(changes))
+
+
+# -- verification ----------------------------------------------------------------------------
+
+
+def signature_valid(app_secret: str, body: bytes, header: str | None) -> bool:
+    """`sha256=<hex HMAC-SHA256 of the raw body>`, compared in constant time."""
+    if not app_secret or not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(app_secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header[len("sha256="):].strip().lower())
+
+
+def _secret(credentials: Mapping[str, Any], name: str) -> str:
+    # A shop without the secret is refused, never accepted "because nothing was configured".
+    value = credentials.get(name)
+    if not isinstance(value, str) or not value:
+        raise Forbidden(f"WhatsApp is not fully configured for this shop ({name} missing).")
+    return value
+
+
+# -- message types -> text, media, metadata ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Content:
+    text: str
+    media: tuple[Media, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+Translator = Callable[[WaMessage, str], Content]
+
+
+def _text(msg: WaMessage, graph_base: str) -> Content:
+    return Content(str(msg.content.get("body") or ""))
+
+
+def _button(msg: WaMessage, graph_base: str) -> Content:
+    # A template's quick-reply button: the text the visitor tapped, plus the payload we set.
+    payload = msg.content.get("payload")
+    return Content(str(msg.content.get("text") or ""),
+                   metadata={"button_payload": payload} if payload else {})
+
+
+def _interactive(msg: WaMessage, graph_base: str) -> Content:
+    kind = msg.content.get("type")
+    reply = msg.content.get(kind) if isinstance(kind, str) else None
+    if kind not in ("button_reply", "list_reply") or not isinstance(reply, dict):
+        return Content("", metadata={"interactive_type": kind})
+    # The title is what the visitor saw and tapped; pick_choice matches it by title.
+    return Content(str(reply.get("title") or ""),
+                   metadata={"interactive_type": kind, "reply_id": reply.get("id")})
+
+
+def media_url(graph_base: str, media_id: str) -> str:
+    """The Graph object of an uploaded media (GET with the access token gives its download URL)."""
+    return f"{graph_base.rstrip('/')}/{GRAPH_API_VERSION}/{media_id}"
+
+
+def _media(msg: WaMessage, graph_base: str) -> Content:
+    media_id = msg.content.get("id")
+    meta: dict[str, Any] = {"media_type": msg.type}
+    if not isinstance(media_id, str) or not media_id:
+        return Content(str(msg.content.get("caption") or ""), metadata=meta)
+    meta["media_ids"] = [media_id]
+    if isinstance(msg.content.get("filename"), str):
+        meta["filename"] = msg.content["filename"]
+    mime = msg.content.get("mime_type")
+    return Content(
+        str(msg.content.get("caption") or ""),
+        media=(Media(url=media_url(graph_base, media_id),
+                     content_type=mime if isinstance(mime, str) else None),),
+        metadata=meta,
+    )
+
+
+def _location(msg: WaMessage, graph_base: str) -> Content:
+    lat, lon = msg.content.get("latitude"), msg.content.get("longitude")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lat, lon)):
+        return Content("")
+    name = msg.content.get("name") or msg.content.get("address") or ""
+    text = f"[location] {lat},{lon} {name}".strip()
+    return Content(text, metadata={"location": {"latitude": lat, "longitude": lon}})
+
+
+TRANSLATORS: dict[str, Translator] = {
+    "text": _text,
+    "button": _button,
+    "interactive": _interactive,
+    "location": _location,
+    **{kind: _media for kind in MEDIA_TYPES},
+}
+# reaction, unsupported, system, contacts, order, ephemeral and types Meta adds later are not in
+# the table: they are logged and acknowledged, so Meta does not retry them forever.
+
+
+def to_inbound(tenant: Tenant, change: WaChange, msg: WaMessage,
+               graph_base: str) -> InboundMessage | None:
+    translate = TRANSLATORS.get(msg.type)
+    if translate is None:
+        log.info("whatsapp message type ignored",
+                 extra={"tenant": tenant.slug, "type": msg.type, "wamid": msg.id})
+        return None
+    content = translate(msg, graph_base)
+    if not content.text and not content.media:
+        log.info("whatsapp message without text or media ignored",
+                 extra={"tenant": tenant.slug, "type": msg.type, "wamid": msg.id})
+        return None
+    metadata: dict[str, Any] = {"whatsapp_type": msg.type, **content.metadata}
+    if msg.timestamp:
+        metadata["timestamp"] = msg.timestamp
+    if change.profile_names.get(msg.sender):
+        metadata["profile_name"] = change.profile_names[msg.sender]
+    if msg.context_id:
+        metadata["context_message_id"] = msg.context_id
+    digits = msg.sender.lstrip("+")
+    return InboundMessage(
+        tenant=tenant,
+        channel="whatsapp",
+        user_key=f"+{digits}",  # E.164, the same key a Twilio WhatsApp visitor gets
+        text=content.text,
+        message_id=msg.id,
+        client_metadata=metadata,
+        media=content.media,
+        reply_context={"phone_number_id": change.phone_number_id or "", "wa_id": digits},
+        provider="meta",
+    )
+
+
+def to_status_update(status: WaStatus) -> StatusUpdate:
+    first = status.errors[0] if status.errors else None
+    return StatusUpdate(
+        provider_message_id=status.id,
+        status=status.status,
+        error_code=first.code if first else None,
+        error_detail=(first.title or first.message) if first else None,
+    )
+
+
+# -- routes ---------------------------------------------------------------------------------
+
+
+@bp.get("/channels/<tenant_slug:str>/whatsapp/webhook")
+async def verify(request: Request, tenant_slug: str) -> HTTPResponse:
+    tenant = await request.app.ctx.resolve_tenant(tenant_slug)
+    credentials = await request.app.ctx.channel_credentials(tenant, SECTION)
+    expected = _secret(credentials, "verify_token")
+    mode = request.args.get("hub.mode")
+    token = request.args.get("hub.verify_token") or ""
+    challenge = request.args.get("hub.challenge")
+    if mode != "subscribe" or not challenge or not hmac.compare_digest(
+            token.encode("utf-8"), expected.encode("utf-8")):
+        log.warning("whatsapp verification refused", extra={"tenant": tenant.slug, "mode": mode})
+        raise Forbidden("Webhook verification failed.")
+    log.info("whatsapp webhook verified", extra={"tenant": tenant.slug})
+    return text_response(challenge, content_type="text/plain; charset=utf-8")
+
+
+@bp.post("/channels/<tenant_slug:str>/whatsapp/webhook")
+async def webhook(request: Request, tenant_slug: str) -> HTTPResponse:
+    tenant = await request.app.ctx.resolve_tenant(tenant_slug)
+    credentials = await request.app.ctx.channel_credentials(tenant, SECTION)
+    app_secret = _secret(credentials, "app_secret")
+    phone_number_id = _secret(credentials, "phone_number_id")
+    if not signature_valid(app_secret, request.body, request.headers.get(SIGNATURE_HEADER)):
+        log.warning("whatsapp signature refused", extra={"tenant": tenant.slug})
+        raise Forbidden("Missing or invalid X-Hub-Signature-256.")
+
+    notification = parse_notification(request.body)
+    changes = [c for c in notification.changes if c.field == "messages"]
+    # Check every change before handing anything off: a mismatch refuses the whole request.
+    for change in changes:
+        if change.phone_number_id != phone_number_id:
+            log.warning("whatsapp phone number mismatch",
+                        extra={"tenant": tenant.slug, "phone_number_id": change.phone_number_id})
+            raise Forbidden("This notification is for another WhatsApp phone number.")
+    for change in notification.changes:
+        if change.field != "messages":
+            log.info("whatsapp change ignored", extra={"tenant": tenant.slug, "field": change.field})
+
+    graph_base = getattr(request.app.ctx, "graph_api_base", None) or DEFAULT_GRAPH_BASE
+    for change in changes:
+        for msg in change.messages:
+            inbound = to_inbound(tenant, change, msg, graph_base)
+            if inbound is not None:
+                new = await request.app.ctx.inbox.accept(inbound)
+                log.info("whatsapp message accepted", extra={
+                    "tenant": tenant.slug, "wamid": msg.id, "type": msg.type, "duplicate": not new})
+        for status in change.statuses:
+            if status.status not in KNOWN_STATUSES:
+                log.info("whatsapp status ignored",
+                         extra={"tenant": tenant.slug, "status": status.status, "wamid": status.id})
+                continue
+            await request.app.ctx.deliveries.record_status(tenant, "whatsapp",
+                                                           to_status_update(status))
+    return json_response({"status": "ok"})
