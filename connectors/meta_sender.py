@@ -95,6 +95,9 @@ class MetaWhatsAppSender:
         to = _recipient(context)
         base = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
 
+        text = messages_text(m for answer in answers for m in answer.messages)
+        if not text.strip():
+            return []  # nothing to say (custom payloads only): not even a template
         if not context.window_open:
             template = _template(credentials)
             if template is None:
@@ -104,7 +107,6 @@ class MetaWhatsAppSender:
             payload = {**base, "type": "template", "template": template}
             return [await self._post(str(phone_number_id), str(token), payload, context)]
 
-        text = messages_text(m for answer in answers for m in answer.messages)
         ids: list[str] = []
         for body in split_body(text):
             payload = {**base, "type": "text",

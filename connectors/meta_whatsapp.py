@@ -1,6 +1,7 @@
 """WhatsApp through Meta's Cloud API: the webhook handshake, then messages and statuses.
 
-    GET  /channels/{tenant_slug}/whatsapp/webhook?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…
+    GET  /channels/{tenant_slug}/whatsapp/webhook
+         ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…
          -> 200 text/plain challenge when the token is the shop's verify_token, else 403
     POST /channels/{tenant_slug}/whatsapp/webhook   (X-Hub-Signature-256: sha256=<hex>)
          {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages",
@@ -114,15 +115,20 @@ def _str(value: Any, where: str, *, required: bool = False) -> str | None:
     return None
 
 
+def _req(value: Any, where: str) -> str:
+    text = _str(value, where, required=True)
+    assert text is not None  # _str raised otherwise; this narrows the type
+    return text
+
+
 def _parse_message(raw: Any, where: str) -> WaMessage:
     msg = _obj(raw, where)
-    kind = _str(msg.get("type"), f"{where}.type", required=True)
-    assert kind is not None
+    kind = _req(msg.get("type"), f"{where}.type")
     content = msg.get(kind)
     context = msg.get("context")
     return WaMessage(
-        sender=_str(msg.get("from"), f"{where}.from", required=True) or "",
-        id=_str(msg.get("id"), f"{where}.id", required=True) or "",
+        sender=_req(msg.get("from"), f"{where}.from"),
+        id=_req(msg.get("id"), f"{where}.id"),
         timestamp=_str(msg.get("timestamp"), f"{where}.timestamp"),
         type=kind,
         content=content if isinstance(content, dict) else {},
@@ -141,8 +147,8 @@ def _parse_status(raw: Any, where: str) -> WaStatus:
             message=err.get("message") if isinstance(err.get("message"), str) else None,
         ))
     return WaStatus(
-        id=_str(status.get("id"), f"{where}.id", required=True) or "",
-        status=_str(status.get("status"), f"{where}.status", required=True) or "",
+        id=_req(status.get("id"), f"{where}.id"),
+        status=_req(status.get("status"), f"{where}.status"),
         timestamp=_str(status.get("timestamp"), f"{where}.timestamp"),
         recipient_id=_str(status.get("recipient_id"), f"{where}.recipient_id"),
         errors=tuple(errors),
@@ -151,7 +157,7 @@ def _parse_status(raw: Any, where: str) -> WaStatus:
 
 def _parse_change(raw: Any, where: str) -> WaChange:
     change = _obj(raw, where)
-    name = _str(change.get("field"), f"{where}.field", required=True) or ""
+    name = _req(change.get("field"), f"{where}.field")
     value = _obj(change.get("value"), f"{where}.value")
     if name != "messages":  # template/account updates: nothing for the bot, keep them opaque
         return WaChange(field=name, phone_number_id=None)
@@ -164,17 +170,19 @@ def _parse_change(raw: Any, where: str) -> WaChange:
         profile_name = profile.get("name") if isinstance(profile, dict) else None
         if isinstance(wa_id, str) and isinstance(profile_name, str):
             names[wa_id] = profile_name
+    messages = _list(value.get("messages"), f"{where}.value.messages")
+    statuses = _list(value.get("statuses"), f"{where}.value.statuses")
     return WaChange(
         field=name,
-        phone_number_id=_str(metadata.get("phone_number_id"),
-                             f"{where}.value.metadata.phone_number_id", required=True),
+        phone_number_id=_req(metadata.get("phone_number_id"),
+                             f"{where}.value.metadata.phone_number_id"),
         display_phone_number=_str(metadata.get("display_phone_number"),
                                   f"{where}.value.metadata.display_phone_number"),
         profile_names=names,
         messages=tuple(_parse_message(m, f"{where}.value.messages[{i}]")
-                       for i, m in enumerate(_list(value.get("messages"), f"{where}.value.messages"))),
+                       for i, m in enumerate(messages)),
         statuses=tuple(_parse_status(s, f"{where}.value.statuses[{i}]")
-                       for i, s in enumerate(_list(value.get("statuses"), f"{where}.value.statuses"))),
+                       for i, s in enumerate(statuses)),
     )
 
 
@@ -372,7 +380,8 @@ async def webhook(request: Request, tenant_slug: str) -> HTTPResponse:
             raise Forbidden("This notification is for another WhatsApp phone number.")
     for change in notification.changes:
         if change.field != "messages":
-            log.info("whatsapp change ignored", extra={"tenant": tenant.slug, "field": change.field})
+            log.info("whatsapp change ignored",
+                     extra={"tenant": tenant.slug, "field": change.field})
 
     graph_base = getattr(request.app.ctx, "graph_api_base", None) or DEFAULT_GRAPH_BASE
     for change in changes:

@@ -75,6 +75,8 @@ GRAPH_ERRORS: dict[int, tuple[int, str, str, str]] = {
              "template name does not exist in the translation", "OAuthException"),
 }
 
+DEFAULT_SUBCODES = {130429: 2494055}  # as Meta sends with its throughput limit
+
 
 def _trace_id() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode()[:23]
@@ -93,10 +95,12 @@ def graph_error(code: int, *, details: str | None = None, message: str | None = 
     if code != 190:
         error["error_data"] = {"messaging_product": "whatsapp",
                                "details": details or default_details}
+    subcode = subcode if subcode is not None else DEFAULT_SUBCODES.get(code)
     if subcode is not None:
         error["error_subcode"] = subcode
     error["fbtrace_id"] = _trace_id()
-    headers = {"www-authenticate": 'OAuth "Facebook Platform" "invalid_token"'} if code == 190 else {}
+    headers = ({"www-authenticate": 'OAuth "Facebook Platform" "invalid_token"'}
+               if code == 190 else {})
     return status or default_status, headers, {"error": error}
 
 
