@@ -443,7 +443,9 @@ def to_inbound(tenant: Tenant, credentials: Mapping[str, Any], mail: ParsedEmail
         tenant=tenant,
         channel="email",
         user_key=mail.sender,
-        text=text,
+        # One question: the turn itself (greeting and sign-off lines dropped, so "Hi," does
+        # not make the bot answer a greeting); several: the whole text, turns in `questions`.
+        text=turns[0] if len(turns) == 1 else text,
         message_id=mail.message_id,
         media=mail.media,
         questions=tuple(turns) if len(turns) > 1 else (),
