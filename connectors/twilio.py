@@ -152,7 +152,8 @@ def _media(params: Mapping[str, str]) -> tuple[Media, ...]:
     for index in range(min(int(raw), MAX_MEDIA)):
         url = params.get(f"MediaUrl{index}", "").strip()
         if url:  # a missing URL is Twilio's problem, not a reason to lose the text
-            found.append(Media(url=url, content_type=params.get(f"MediaContentType{index}") or None))
+            content_type = params.get(f"MediaContentType{index}") or None
+            found.append(Media(url=url, content_type=content_type))
     return tuple(found)
 
 
@@ -220,10 +221,15 @@ def _check_account(credentials: Mapping[str, Any], account_sid: str | None) -> N
 def _check_receiving_number(credentials: Mapping[str, Any], message: TwilioInbound) -> None:
     numbers = credentials.get(NUMBER_LISTS[message.channel]) or []
     if _normalised(message.to) not in {_normalised(n) for n in numbers}:
-        raise Forbidden(f"The number this {message.channel} message was sent to is not this shop's.")
+        raise Forbidden(
+            f"The number this {message.channel} message was sent to is not this shop's."
+        )
 
 
-async def _verified_form(request: Request, tenant_slug: str) -> tuple[Tenant, Mapping[str, Any], dict[str, str]]:
+async def _verified_form(
+    request: Request, tenant_slug: str
+) -> tuple[Tenant, Mapping[str, Any], dict[str, str]]:
+    """The tenant, its Twilio credentials and the form, once the signature has been checked."""
     tenant = await request.app.ctx.resolve_tenant(tenant_slug)
     credentials = await _credentials(request, tenant)
     params = form_params(request.body)

@@ -40,7 +40,7 @@ class TwilioSender:
     async def send(self, context: OutboundContext, answers: Sequence[Answer]) -> list[str]:
         our_number = context.reply_context.get("to")
         if not our_number:
-            raise PermanentSendError("no Twilio number to send from (the visitor's message named none)")
+            raise PermanentSendError("no Twilio number to reply from (no inbound 'to')")
         channel = channel_of(our_number)
         to = f"{WHATSAPP_PREFIX}{bare_number(context.to)}" if channel == "whatsapp" else context.to
         base = {"To": to, "From": our_number}
@@ -76,7 +76,8 @@ class TwilioSender:
         account_sid = str(context.credentials.get("account_sid") or "")
         auth_token = str(context.credentials.get("auth_token") or "")
         if not account_sid or not auth_token:
-            raise PermanentSendError("Twilio credentials are incomplete for this shop", code="20003")
+            raise PermanentSendError("Twilio credentials are incomplete for this shop",
+                                     code="20003")
         url = f"{self._api_base}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
         try:
             response = await self._http.post(url, data=form, auth=(account_sid, auth_token))
@@ -99,7 +100,9 @@ class TwilioSender:
         if not isinstance(sid, str) or not sid:
             # Twilio took the request but we cannot tell which message it made; resending
             # could double it, so this is not retried.
-            raise PermanentSendError(f"Twilio answered {response.status_code} without a message sid")
+            raise PermanentSendError(
+                f"Twilio answered {response.status_code} without a message sid"
+            )
         log.info(
             "twilio message created",
             extra={"tenant_id": context.tenant.id, "channel": channel, "message_sid": sid,

@@ -141,7 +141,8 @@ class TwilioFake(FakeServer):
 
     def route(self, request: RecordedRequest) -> Response:
         if request.method == "POST" and _CREATE.match(request.path):
-            return self._create(dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)))
+            form = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
+            return self._create(dict(form))
         return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
 
     # -- the Messages API ----------------------------------------------------------------------
@@ -210,8 +211,9 @@ class TwilioFake(FakeServer):
         with self._lock:
             return [m for m in self.sent if m.to == number or m.to.removeprefix(WHATSAPP) == bare]
 
-    # -- status callbacks ---------------------------------------------------------------------------
-    def status_callback(self, sid: str, status: str, error_code: str | None = None) -> StatusCallback:
+    # -- status callbacks -------------------------------------------------------------------
+    def status_callback(self, sid: str, status: str,
+                        error_code: str | None = None) -> StatusCallback:
         """The signed status callback Twilio would post for message `sid`."""
         message = next(m for m in self.sent if m.sid == sid)
         if not message.status_callback:
