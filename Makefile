@@ -52,7 +52,7 @@ var/dev.env: | $(VENV)/.installed
 	$(VENV)/bin/python -m core.bootstrap --dev-env var/dev.env
 
 run: setup $(MODEL) var/dev.env
-	set -a && . var/dev.env && set +a && $(VENV)/bin/python -m core.bootstrap
+	$(VENV)/bin/python -m core.bootstrap
 	@echo
 	@echo "  bot (Rasa)      http://127.0.0.1:5005   (loopback only, token in var/dev.env)"
 	@echo "  actions         http://127.0.0.1:5055   (loopback only)"

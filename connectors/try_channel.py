@@ -14,31 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
 from connectors import simulate
 from connectors.sandbox import outbox_path
+from core.bootstrap import load_dev_env, storage_settings
 from core.db import create_engine, session_factory
-from core.settings import ROOT, Settings
+from core.settings import Settings
 from tenants.crypto import CredentialsBox
 from tenants.resolver import TenantResolver
 
 DEFAULT_SENDER = {"sms": "+15557654321", "whatsapp": "+15557654321", "meta": "+15557654321",
                   "email": "visitor@example.net"}
-
-
-def _load_dev_env() -> None:
-    path = ROOT / "var" / "dev.env"
-    if "SWITCHBOARD_CREDENTIALS_KEY" not in os.environ and path.exists():
-        for line in path.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, value = line.split("=", 1)
-                os.environ.setdefault(key.strip(), value.strip())
 
 
 async def _credentials(slug: str) -> dict:
@@ -70,7 +60,7 @@ def main() -> None:
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
     parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the reply")
     args = parser.parse_args()
-    _load_dev_env()
+    load_dev_env(storage_settings().var_dir / "dev.env")
     sender = args.sender or DEFAULT_SENDER[args.channel]
     creds = asyncio.run(_credentials(args.tenant))
     request = build(args.channel, args.gateway, args.tenant, creds, sender, args.text)

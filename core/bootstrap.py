@@ -49,6 +49,17 @@ def write_dev_env(path: Path) -> None:
     log.info("development secrets written", extra={"path": str(path)})
 
 
+def load_dev_env(path: Path) -> None:
+    """Take development secrets from `path` for variables the environment does not set
+    (`make run` starts this command outside honcho, which reads the file for the processes)."""
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            name, value = line.split("=", 1)
+            os.environ.setdefault(name.strip(), value.strip())
+
+
 async def seed(database_url: str, credentials_key: str | None = None) -> None:
     """Seed the demo shop into the database at this async URL (with channel credentials
     when the credentials key is given)."""
@@ -100,6 +111,7 @@ def main() -> None:
     logs.configure()
     if args.dev_env:
         write_dev_env(args.dev_env)
+    load_dev_env(args.dev_env or storage_settings().var_dir / "dev.env")
     settings = storage_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     migrate(os.environ.get("DATABASE_URL") or None)

@@ -7,6 +7,7 @@ bootstrap refreshes the demo orders (and nothing else, so return requests surviv
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,7 +80,7 @@ DEMO_SMS_NUMBER = "+15005550006"
 DEMO_WHATSAPP_NUMBER = "+14155238886"
 DEMO_PHONE_NUMBER_ID = "106540352242922"
 DEMO_EMAIL = "support@demo-outfitters.example"
-SANDBOX_SMTP = {"host": "127.0.0.1", "port": 2525, "starttls": False}
+SANDBOX_SMTP_PORT = 2525  # SANDBOX_SMTP_PORT in the environment moves it (tests)
 
 
 def demo_channel_credentials() -> dict[str, dict]:
@@ -96,7 +97,8 @@ def demo_channel_credentials() -> dict[str, dict]:
                           "template": {"name": "hello_world", "language": "en_US"}},
         "email": {"address": DEMO_EMAIL, "inbound": "mailgun", "from_name": "Demo Outfitters",
                   "mailgun_signing_key": "key-" + secrets.token_hex(16),
-                  "smtp": dict(SANDBOX_SMTP)},
+                  "smtp": {"host": "127.0.0.1", "starttls": False,
+                           "port": int(os.environ.get("SANDBOX_SMTP_PORT", SANDBOX_SMTP_PORT))}},
     }
 
 

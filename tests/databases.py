@@ -16,7 +16,7 @@ from core.settings import async_database_url
 from tenants.demo import seed_demo
 from tests.conftest import services
 
-OUR_TABLES = ("knowledge_chunks", "knowledge_documents", "return_requests", "demo_order_items", "demo_orders", "handoff_requests",
+OUR_TABLES = ("deliveries", "knowledge_chunks", "knowledge_documents", "return_requests", "demo_order_items", "demo_orders", "handoff_requests",
               "messages", "tenants", "alembic_version")
 
 

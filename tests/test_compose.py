@@ -55,6 +55,12 @@ OPTIONAL_VARS = {
     "KNOWLEDGE_EMBED_PRECISION": "auto picks bf16 where the CPU has it, fp32 elsewhere",
     "LLM_TIMEOUT": "the 8 s default is the production value",
     "ANTHROPIC_BASE_URL": "only tests point the SDK at a local fake",
+    "PUBLIC_BASE_URL": "set it when a proxy fronts the gateway (Twilio signs the public URL); "
+                       "without it the request's own URL is used",
+    "TWILIO_API_URL": "defaults to Twilio's API; tests and `make run` point it at stand-ins",
+    "GRAPH_API_URL": "defaults to Meta's Graph API; tests and `make run` point it at stand-ins",
+    "SEND_ATTEMPTS": "4 tries per outbound message is the production value",
+    "SANDBOX_SMTP_PORT": "only the development sandbox and the demo shop's dev credentials",
 }
 
 # Secrets a deployment may leave out: from the host when set, else empty (`${VAR:-}`), never literal.
@@ -65,8 +71,6 @@ OPTIONAL_SECRETS = {
 # Read by a module the service imports, but not used by what the service runs.
 NOT_USED_BY = {
     "migrate": {
-        "SWITCHBOARD_CREDENTIALS_KEY": "core.bootstrap hands Settings a placeholder: it only "
-                                       "prepares storage (checked below)",
         "RASA_TOKEN": "core.bootstrap hands Settings a placeholder: it only prepares storage "
                       "(checked below)",
         "RASA_URL": "core.bootstrap uses only Settings.database_url and var_dir",
@@ -624,8 +628,8 @@ def test_allow_lists_are_current() -> None:
               if var not in process(svc).reads()]
     assert not stale, f"allow-listed variables no process reads any more (remove them): {stale}"
     bootstrap = (ROOT / "core" / "bootstrap.py").read_text()
-    for var in ("SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN"):
-        assert re.search(rf"dict\(os\.environ,[^)]*\b{var}=", bootstrap), (
+    for var in ("RASA_TOKEN",):
+        assert re.search(rf"setdefault\(\"{var}\"", bootstrap), (
             f"service 'migrate': core/bootstrap.py no longer substitutes {var}, so migrate now "
             f"needs it: set it in docker-compose.yml and drop it from NOT_USED_BY"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,7 +52,8 @@ def make_app(tmp_path: Path, rasa_url: str) -> Sanic:
     migrate(db)
     asyncio.run(seed(async_database_url(db)))
     settings = Settings.from_env({
-        "DATABASE_URL": db, "SWITCHBOARD_CREDENTIALS_KEY": "k", "RASA_TOKEN": "t",
+        "DATABASE_URL": db, "SWITCHBOARD_CREDENTIALS_KEY": os.environ["SWITCHBOARD_CREDENTIALS_KEY"],
+        "RASA_TOKEN": "t",
         "RASA_URL": rasa_url, "ACTION_SERVER_URL": f"http://127.0.0.1:{free_port()}",
         "RASA_TIMEOUT": "3", "SWITCHBOARD_VAR_DIR": str(tmp_path),
     })
