@@ -322,7 +322,8 @@ def parse_sendgrid(body: bytes, content_type: str) -> ParsedEmail:
     if "multipart/form-data" not in content_type.lower():
         raise BadRequest("SendGrid Inbound Parse posts multipart/form-data.")
     envelope = message_from_bytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\nMIME-Version: 1.0\r\n\r\n" + body,
+        b"Content-Type: " + content_type.encode("latin-1", errors="replace")
+        + b"\r\nMIME-Version: 1.0\r\n\r\n" + body,
         policy=compat32,
     )
     if not envelope.is_multipart():
@@ -410,7 +411,9 @@ async def sendgrid(request: Request, tenant_slug: str) -> HTTPResponse:
 # --- shared ----------------------------------------------------------------------------------
 
 
-async def _tenant_for(request: Request, slug: str, provider: str) -> tuple[Tenant, Mapping[str, Any]]:
+async def _tenant_for(
+    request: Request, slug: str, provider: str
+) -> tuple[Tenant, Mapping[str, Any]]:
     tenant = await request.app.ctx.resolve_tenant(slug)
     credentials = await request.app.ctx.channel_credentials(tenant, SECTION)
     if str(credentials.get("inbound") or "").lower() != provider:

@@ -172,7 +172,9 @@ class SmtpSender:
             # Includes authentication failures (535) and refused senders.
             raise _by_code(exc.code, f"SMTP server answered {exc.code}.") from None
         except aiosmtplib.SMTPNotSupported:
-            raise PermanentSendError("The SMTP server lacks a required feature (STARTTLS/AUTH).") from None
+            raise PermanentSendError(
+                "The SMTP server lacks a required feature (STARTTLS/AUTH)."
+            ) from None
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             raise TransientSendError(f"SMTP server unreachable: {type(exc).__name__}.") from None
         message_id = str(message["Message-ID"])

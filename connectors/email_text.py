@@ -93,7 +93,8 @@ _SIGN_OFF = re.compile(
     r"|yours( sincerely| truly)?|br|greetings|take care|talk soon"
     r"|danke( schön| sehr| im voraus)?|vielen dank|viele grüße|liebe grüße|beste grüße"
     r"|mit freundlichen grüßen|mfg|lg|gruß|grüße|merci( beaucoup)?|cordialement|bien à vous"
-    r"|gracias|saludos|un saludo|grazie|cordiali saluti|saluti|bedankt|groeten|met vriendelijke groet)"
+    r"|gracias|saludos|un saludo|grazie|cordiali saluti|saluti|bedankt|groeten"
+    r"|met vriendelijke groet)"
     r"\s*[,.!:;]*\s*$",
     re.IGNORECASE,
 )

@@ -34,7 +34,8 @@ GERMAN = (
     "Am Mo., 3. Juni 2024 um 10:12 Uhr schrieb Demo Shop <support@shop.example>:\n> Hallo Anna\n"
 )
 FRENCH = (
-    "Où est mon colis ?\n\nLe lun. 3 juin 2024 à 10:12, Demo Shop <support@shop.example> a écrit :\n"
+    "Où est mon colis ?\n\n"
+    "Le lun. 3 juin 2024 à 10:12, Demo Shop <support@shop.example> a écrit :\n"
     "> Bonjour\n"
 )
 SIGNATURE = "Where is my parcel?\n\n-- \nAlex Miller\nACME Corp | +1 555 0100\n"
@@ -85,7 +86,8 @@ def test_html_keeps_paragraphs_lines_and_list_items() -> None:
 def test_html_blockquote_history_is_cut_like_plain_text() -> None:
     html = (
         '<div dir="ltr">Can I change the address?</div><br><div class="gmail_quote">'
-        '<div class="gmail_attr">On Mon, 3 Jun 2024 at 09:58, Demo Shop &lt;support@shop.example&gt;'
+        '<div class="gmail_attr">On Mon, 3 Jun 2024 at 09:58, '
+        'Demo Shop &lt;support@shop.example&gt;'
         ' wrote:<br></div><blockquote class="gmail_quote">Hello<br>your order shipped'
         "</blockquote></div>"
     )
@@ -119,7 +121,8 @@ def test_context_before_the_first_question_stays_with_it() -> None:
 
 
 def test_no_question_is_one_turn_without_greeting_or_sign_off() -> None:
-    text = "Hi there,\n\nThe parcel arrived, all good.\nJust wanted to let you know.\n\nCheers,\nAlex"
+    text = ("Hi there,\n\nThe parcel arrived, all good.\nJust wanted to let you know."
+            "\n\nCheers,\nAlex")
     assert split_questions(text) == ["The parcel arrived, all good. Just wanted to let you know."]
 
 
