@@ -82,7 +82,7 @@ class Hello:
 class VisitorMessage:
     text: str  # what the visitor sees they sent (a chip's title)
     client_id: str | None
-    payload: str | None  # a button's /intent payload, sent to Rasa instead of the text
+    payload: str | None  # a button's payload, sent to Rasa instead of the text
 
 
 @dataclass(frozen=True)
@@ -110,10 +110,12 @@ def _message(data: dict[str, Any]) -> VisitorMessage:
     if client_id is not None and (not isinstance(client_id, str) or not _CLIENT_ID.match(client_id)):
         raise FrameError("bad_message", "'id' must be 1-64 characters of letters, digits, _ or -.")
     payload = data.get("payload")
+    # A button's payload: usually "/intent{...}", sometimes plain text ("It doesn't fit").
     if payload is not None and (
-        not isinstance(payload, str) or not payload.startswith("/") or len(payload) > MAX_PAYLOAD
+        not isinstance(payload, str) or not payload.strip() or len(payload) > MAX_PAYLOAD
     ):
-        raise FrameError("bad_message", "'payload' must be a button payload starting with '/'.")
+        raise FrameError("bad_message", f"'payload' must be a button payload of at most "
+                                        f"{MAX_PAYLOAD} characters.")
     return VisitorMessage(text=text.strip(), client_id=client_id, payload=payload)
 
 

@@ -160,7 +160,7 @@
   var shadow = host.attachShadow({ mode: "open" });
   var style = el("style", { text: CSS });
   var root = el("div", { class: "root" });
-  var launcher = el("button", { class: "launcher", type: "button", "aria-label": "Open chat",
+  var launcher = el("button", { class: "launcher", type: "button", "aria-label": "Chat with us",
                                 "aria-expanded": "false", "aria-controls": "sb-panel" });
   launcher.innerHTML = ICON; // a constant, never data
   var title = el("h2", { class: "title", id: "sb-title", text: "Chat" });
@@ -215,6 +215,7 @@
   var attempts = 0;
   var retryTimer = null;
   var lastError = null;
+  var restoreNotice = null; // said once the fresh conversation is on screen
   var pending = []; // visitor messages sent but not yet answered: {id, text, payload, node}
 
   function scrollDown() { log.scrollTop = log.scrollHeight; }
@@ -250,8 +251,8 @@
         if (!button || typeof button.title !== "string") return;
         var chip = el("button", { class: "chip", type: "button", text: button.title });
         chip.addEventListener("click", function () {
-          submit(button.title, typeof button.payload === "string" && button.payload.charAt(0) === "/"
-            ? button.payload : null);
+          var payload = typeof button.payload === "string" ? button.payload : "";
+          submit(button.title, payload && payload !== button.title ? payload : null);
         });
         if (!live) chip.disabled = true;
         chips.appendChild(chip);
@@ -334,6 +335,7 @@
       history.forEach(function (entry) { if (entry && entry.from === "visitor") texts[entry.text] = true; });
       pending.forEach(function (item) { item.shownInHistory = !!texts[item.text]; });
       renderHistory(history);
+      if (restoreNotice) { addNotice(restoreNotice); restoreNotice = null; }
       pending.forEach(transmit);
     },
     typing: function () {
@@ -374,7 +376,7 @@
     if (event.code === 4403 && lastError === "invalid_token") {
       // The stored conversation is not ours to resume (expired, forged, another shop's).
       dropToken();
-      addNotice("Your earlier conversation could not be restored; starting a new one.");
+      restoreNotice = "Your earlier conversation could not be restored; starting a new one.";
       connect();
       return;
     }
@@ -428,7 +430,6 @@
   function open(restoring) {
     panel.hidden = false;
     launcher.setAttribute("aria-expanded", "true");
-    launcher.setAttribute("aria-label", "Close chat");
     if (session) session.setItem(openKey, "1");
     if (!started) {
       started = true;
@@ -440,7 +441,6 @@
   function close() {
     panel.hidden = true;
     launcher.setAttribute("aria-expanded", "false");
-    launcher.setAttribute("aria-label", "Open chat");
     if (session) session.removeItem(openKey);
     launcher.focus();
   }

@@ -325,7 +325,9 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_usable(gateway: 
         (json.dumps({"type": "message", "text": "y" * 20000}), "too_long"),
         (json.dumps({"type": "message", "text": "hi", "id": "has space"}), "bad_message"),
         (json.dumps({"type": "message", "text": "hi", "id": 7}), "bad_message"),
-        (json.dumps({"type": "message", "text": "hi", "payload": "order_status"}), "bad_message"),
+        (json.dumps({"type": "message", "text": "hi", "payload": ""}), "bad_message"),
+        (json.dumps({"type": "message", "text": "hi", "payload": ["/x"]}), "bad_message"),
+        (json.dumps({"type": "message", "text": "hi", "payload": "/" * 501}), "bad_message"),
         (json.dumps({"type": "hello", "token": None}), "bad_frame"),
     ]
     async with websockets.connect(gateway.socket_url()) as ws:
