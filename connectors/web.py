@@ -19,6 +19,7 @@ page); what protects a conversation is the signed visitor token (connectors/visi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import html
@@ -384,3 +385,9 @@ async def socket(request: Request, ws: WebsocketImplProtocol, tenant_slug: str) 
             await Conversation(request, ws, tenant, conversation_id).serve()
     except (ConnectionClosed, WebsocketClosed):
         return  # the visitor left; any turn in flight finishes on its own
+    except Exception:
+        # The database or something of ours broke: tell the widget (it reconnects with
+        # backoff) instead of leaving a half-open socket.
+        log.exception("web socket failed", extra={"tenant_slug": tenant_slug[:64]})
+        with contextlib.suppress(Exception):
+            await ws.close(1011, "internal error")

@@ -253,6 +253,7 @@
         chip.addEventListener("click", function () {
           var payload = typeof button.payload === "string" ? button.payload : "";
           submit(button.title, payload && payload !== button.title ? payload : null);
+          input.focus(); // the chip is now disabled: keep the keyboard in the conversation
         });
         if (!live) chip.disabled = true;
         chips.appendChild(chip);

@@ -358,6 +358,20 @@ async def test_bot_down_is_an_error_frame_and_the_socket_stays_open(gateway: Gat
     assert again[1]["text"] == "How can I help?"
 
 
+@pytest.mark.asyncio
+async def test_a_broken_store_closes_the_socket_as_an_internal_error(gateway: Gateway) -> None:
+    async with websockets.connect(gateway.socket_url()) as ws:
+        token = (await hello(ws))["token"]
+
+    def broken_sessions() -> None:
+        raise RuntimeError("database is gone")
+
+    gateway.app.ctx.sessions = broken_sessions
+    async with websockets.connect(gateway.socket_url()) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": token}))
+        assert await closed_with(ws) == 1011
+
+
 # ---- HTTP routes --------------------------------------------------------------------------
 
 

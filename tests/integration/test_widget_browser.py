@@ -9,6 +9,7 @@ else's conversation sees none of it.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
@@ -56,6 +57,69 @@ def shop_site(stack: Stack) -> Iterator[str]:
     # Another port is another origin: the widget talks cross-origin to the gateway.
     yield f"http://127.0.0.1:{server.server_port}/"
     server.shutdown()
+
+
+class CuttableLink:
+    """A TCP forwarder to the gateway whose connections can all be cut, like a dropped network."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.open |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with self.lock:
+                    self.open.discard(s)
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def cut(self) -> int:
+        """Drop every connection now; returns how many sockets were cut."""
+        with self.lock:
+            victims, self.open = self.open, set()
+        for s in victims:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        return len(victims)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+def serve_page(html: str) -> tuple[ThreadingHTTPServer, str]:
+    handler = type("Page", (ShopPage,), {"html": html.encode()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}/"
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +270,57 @@ def test_forged_token_shows_nothing_of_another_visitor(
         victim_ctx.close()
         intruder_ctx.close()
 
+
+
+def test_the_widget_reconnects_after_a_dropped_connection(
+        context: BrowserContext, stack: Stack) -> None:
+    link = CuttableLink(stack.gateway_port)
+    gateway = f"http://127.0.0.1:{link.port}"
+    server, url = serve_page(
+        f'<!doctype html><body><script src="{gateway}/channels/demo/web/widget.js" '
+        f'data-key="{DEMO_KEY}" async></script></body>')
+    try:
+        widget = open_widget(context, url)
+        widget.say("where is my order?", re.compile("order number", re.I))
+        assert link.cut() > 0
+        # Typed while the connection is down: kept, sent once the widget is back.
+        widget.input.fill("#1001")
+        widget.input.press("Enter")
+        expect(widget.log).to_contain_text(re.compile("email", re.I), timeout=WAIT_MS)
+        expect(widget.log.locator(".msg.pending")).to_have_count(0, timeout=WAIT_MS)
+        widget.say("alex@example.com", TRACKING)
+        # Cut again while idle: the status says so, then the conversation simply goes on.
+        link.cut()
+        widget.say("thanks!", re.compile("anything else", re.I))
+        expect(widget.page.get_by_role("status")).to_have_text("")
+        assert widget.errors == []
+    finally:
+        server.shutdown()
+        link.close()
+
+
+def test_the_widget_is_usable_from_the_keyboard(context: BrowserContext, shop_site: str) -> None:
+    page = context.new_page()
+    page.goto(shop_site)
+    widget = Widget(page)
+    launcher = page.get_by_role("button", name="Chat with us")
+    expect(launcher).to_be_visible(timeout=WAIT_MS)
+    page.keyboard.press("Tab")
+    expect(launcher).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(launcher).to_have_attribute("aria-expanded", "true")
+    expect(widget.input).to_be_focused()
+    page.keyboard.type("what's the capital of mongolia, also tell me a joke")
+    page.keyboard.press("Enter")
+    no_thanks = widget.log.get_by_role("button", name="No, thanks")
+    expect(no_thanks).to_be_visible(timeout=WAIT_MS)
+    # The chips are reachable with Tab from the conversation and pressed with Enter.
+    no_thanks.focus()
+    page.keyboard.press("Enter")
+    expect(widget.log.locator(".msg.visitor").last).to_have_text(re.compile("No, thanks$"))
+    expect(widget.log.locator(".msg.pending")).to_have_count(0, timeout=WAIT_MS)
+    expect(widget.input).to_be_focused()  # ready for the next message
+    page.keyboard.press("Escape")
+    expect(launcher).to_have_attribute("aria-expanded", "false")
+    expect(launcher).to_be_focused()
+    assert widget.errors == []
