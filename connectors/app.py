@@ -8,13 +8,22 @@ from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
-from connectors import health, rest
+import httpx
+
+from connectors import email_inbound, health, meta_whatsapp, rest, twilio, web
+from connectors.credentials import ChannelCredentials
+from connectors.email_sender import SmtpSender
 from connectors.errors import GatewayError, TenantNotFound
+from connectors.meta_sender import MetaWhatsAppSender
+from connectors.pipeline import Inbox, Route
 from connectors.rasa_client import RasaClient
 from connectors.relay import Relay
+from connectors.twilio_sender import TwilioSender
+from connectors.urls import request_origin
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from tenants import Tenant, TenantResolver, UnknownTenant
+from tenants.crypto import CredentialsBox
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +31,11 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     app = Sanic(name, configure_logging=False)  # core.logs owns the log format
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    app.blueprint(rest.bp)
-    app.blueprint(health.bp)
+    for channel in (rest, web, twilio, meta_whatsapp, email_inbound, health):
+        app.blueprint(channel.bp)
+    app.ctx.public_base_url = settings.public_base_url
+    app.ctx.graph_api_base = settings.graph_api_url
+    app.ctx.widget_secret = settings.widget_secret
 
     @app.before_server_start
     async def open_connections(app: Sanic) -> None:
@@ -33,7 +45,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
             if settings.uses_embedded_storage
             else app.ctx.engine
         )
-        sessions = session_factory(app.ctx.engine)
+        sessions = app.ctx.sessions = session_factory(app.ctx.engine)
         resolver = TenantResolver(sessions)
         app.ctx.rasa = RasaClient(
             settings.rasa_url, settings.rasa_token, settings.rasa_timeout, settings.action_server_url
@@ -44,6 +56,24 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
             import redis.asyncio as aioredis
 
             app.ctx.redis = aioredis.from_url(settings.redis_url)
+        # Outbound calls to providers: bounded waits, never the event loop.
+        app.ctx.provider_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
+        credentials = ChannelCredentials(CredentialsBox(settings.credentials_key))
+        app.ctx.channel_credentials = credentials.section
+        twilio_route = Route(TwilioSender(app.ctx.provider_http, settings.twilio_api_url),
+                             "twilio", status_path="twilio/status")
+        app.ctx.inbox = Inbox(
+            sessions, app.ctx.relay, credentials,
+            routes={
+                "twilio": twilio_route,
+                "meta": Route(MetaWhatsAppSender(app.ctx.provider_http, settings.graph_api_url),
+                              "meta_whatsapp"),
+                "mailgun": Route(SmtpSender(), "email"),
+                "sendgrid": Route(SmtpSender(), "email"),
+            },
+            redis=app.ctx.redis, public_base_url=settings.public_base_url,
+            send_attempts=settings.send_attempts)
+        app.ctx.deliveries = app.ctx.inbox
 
         async def resolve_tenant(slug: str) -> Tenant:
             try:
@@ -53,9 +83,15 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
 
         app.ctx.resolve_tenant = resolve_tenant
 
+    @app.on_request
+    async def remember_origin(request: Request) -> None:
+        request_origin.set(f"{request.scheme}://{request.host}")
+
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
+        await app.ctx.inbox.drain()
         await app.ctx.relay.drain()
+        await app.ctx.provider_http.aclose()
         await app.ctx.rasa.aclose()
         if app.ctx.redis is not None:
             await app.ctx.redis.aclose()

@@ -146,9 +146,10 @@ class SmtpSender:
         message.add_alternative(render_html(answers), subtype="html")
         return message
 
-    async def send(self, context: OutboundContext, answers: Sequence[Answer]) -> list[str]:
+    async def send(self, context: OutboundContext, answers: Sequence[Answer],
+                   skip: int = 0) -> list[str]:
         message = self.build(context, answers)
-        if message is None:
+        if message is None or skip:  # one mail: a retry after it went out has nothing left
             return []
         smtp = context.credentials.get("smtp") or {}
         if not smtp.get("host"):

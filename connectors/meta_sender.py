@@ -27,6 +27,7 @@ from connectors.outbound import (
     OutboundContext,
     PermanentSendError,
     TransientSendError,
+    send_parts,
 )
 from connectors.rendering import messages_text
 
@@ -86,7 +87,8 @@ class MetaWhatsAppSender:
         self._api_base = api_base.rstrip("/")
         self._timeout = timeout
 
-    async def send(self, context: OutboundContext, answers: Sequence[Answer]) -> list[str]:
+    async def send(self, context: OutboundContext, answers: Sequence[Answer],
+                   skip: int = 0) -> list[str]:
         credentials = context.credentials
         token = credentials.get("access_token")
         phone_number_id = credentials.get("phone_number_id")
@@ -107,12 +109,14 @@ class MetaWhatsAppSender:
             payload = {**base, "type": "template", "template": template}
             return [await self._post(str(phone_number_id), str(token), payload, context)]
 
-        ids: list[str] = []
-        for body in split_body(text):
-            payload = {**base, "type": "text",
-                       "text": {"preview_url": bool(_URL.search(body)), "body": body}}
-            ids.append(await self._post(str(phone_number_id), str(token), payload, context))
-        return ids
+        def text_message(body: str) -> dict[str, Any]:
+            return {**base, "type": "text",
+                    "text": {"preview_url": bool(_URL.search(body)), "body": body}}
+
+        return await send_parts(
+            split_body(text),
+            lambda body: self._post(str(phone_number_id), str(token), text_message(body), context),
+            skip)
 
     async def _post(self, phone_number_id: str, token: str, payload: dict[str, Any],
                     context: OutboundContext) -> str:

@@ -8,7 +8,7 @@ choice of when to send live in the pipeline (connectors/pipeline.py), the same f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from tenants import Tenant
 
@@ -34,8 +34,14 @@ class OutboundContext:
 class Sender(Protocol):
     provider: str  # "twilio", "meta", "smtp"
 
-    async def send(self, context: OutboundContext, answers: Sequence[Answer]) -> list[str]:
-        """Deliver the answers; return the provider's message ids (one per message sent)."""
+    async def send(self, context: OutboundContext, answers: Sequence[Answer],
+                   skip: int = 0) -> list[str]:
+        """Deliver the answers; return the provider's message ids (one per message sent).
+
+        A long answer may go out as several provider messages. `skip` is how many of them an
+        earlier attempt already sent (a retry must not send them again); a failure part-way
+        reports the ids it did send in `SendError.sent`.
+        """
         ...
 
 
@@ -48,6 +54,7 @@ class SendError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.code = code  # the provider's error code when it gave one ("21211", "470", ...)
+        self.sent: list[str] = []  # parts that went out before this failure
 
 
 class TransientSendError(SendError):
@@ -56,3 +63,16 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """Retrying will not help: bad number, no template outside the 24 h window, auth."""
+
+
+async def send_parts(parts: Sequence[str], send_one: Callable[[str], Awaitable[str]],
+                     skip: int = 0) -> list[str]:
+    """Send `parts[skip:]` in order; on failure, the error carries the ids already sent."""
+    ids: list[str] = []
+    for part in parts[skip:]:
+        try:
+            ids.append(await send_one(part))
+        except SendError as exc:
+            exc.sent = ids
+            raise
+    return ids

@@ -65,7 +65,9 @@ class Inbox:
         self._public_base_url = public_base_url
         self._send_attempts = send_attempts
         self._retry_wait = retry_wait
-        self._locks: dict[str, asyncio.Lock] = {}
+        # One lock per conversation while it has messages in flight (with their count), so
+        # its messages are answered one at a time in arrival order.
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
     # -- the webhook side ----------------------------------------------------------------
@@ -109,7 +111,9 @@ class Inbox:
     # -- the background side -------------------------------------------------------------
     async def _process(self, inbound: InboundMessage, message_pk: int, accepted_at: float,
                        origin: str | None) -> None:
-        lock = self._locks.setdefault(inbound.sender_id, asyncio.Lock())
+        key = inbound.sender_id
+        lock, waiting = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, waiting + 1)
         try:
             async with lock:
                 answers = await self._answers(inbound)
@@ -123,8 +127,11 @@ class Inbox:
                 "tenant_id": inbound.tenant.id, "channel": inbound.channel,
                 "message_id": inbound.message_id})
         finally:
-            if not lock.locked() and self._locks.get(inbound.sender_id) is lock:
-                del self._locks[inbound.sender_id]
+            lock, waiting = self._locks[key]
+            if waiting == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, waiting - 1)
 
     async def _answers(self, inbound: InboundMessage) -> list[Answer]:
         texts = inbound.turns()
@@ -172,7 +179,7 @@ class Inbox:
             await deliveries.record_send(self._sessions, **record, provider_message_id=None,
                                          status="not_sent", error_detail=exc.detail)
             return
-        attempts = 0
+        attempts, sent = 0, []  # parts of a long reply that already went out
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._send_attempts), reraise=True,
@@ -181,8 +188,15 @@ class Inbox:
             ):
                 with attempt:
                     attempts += 1
-                    ids = await route.sender.send(context, answers)
+                    try:
+                        sent += await route.sender.send(context, answers, skip=len(sent))
+                    except SendError as exc:
+                        sent += exc.sent
+                        raise
         except SendError as exc:
+            for provider_id in sent:
+                await deliveries.record_send(self._sessions, **record, status="accepted",
+                                             provider_message_id=provider_id, attempts=attempts)
             status = "not_sent" if not context.window_open else "failed"
             await deliveries.record_send(self._sessions, **record, provider_message_id=None,
                                          status=status, attempts=attempts, error_code=exc.code,
@@ -191,7 +205,7 @@ class Inbox:
                 "tenant_id": tenant.id, "channel": inbound.channel, "status": status,
                 "error_code": exc.code, "attempts": attempts})
             return
-        for provider_id in ids:
+        for provider_id in sent:
             await deliveries.record_send(self._sessions, **record, provider_message_id=provider_id,
                                          status="accepted", attempts=attempts)
 

@@ -164,3 +164,16 @@ def _joined_to_previous(text: str, index: int) -> bool:
         or 0x1F3FB <= ord(char) <= 0x1F3FF  # skin-tone modifiers
         or 0xDC00 <= ord(char) <= 0xDFFF  # a lone low surrogate (text from a bad decoder)
     )
+
+
+# Typographic characters outside GSM-7 that have a plain equivalent (Twilio's "smart
+# encoding" does the same): one curly quote would otherwise make the whole SMS UCS-2.
+_PLAIN = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
+                        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2013": "-",
+                        "\u2014": "-", "\u2026": "...", "\u00a0": " ", "\u2022": "-",
+                        "\u2032": "'", "\u2033": '"'})
+
+
+def plain_punctuation(text: str) -> str:
+    """Curly quotes, dashes, ellipses and the like as their GSM-7 look-alikes."""
+    return text.translate(_PLAIN)

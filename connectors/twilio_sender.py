@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 
-from connectors.outbound import Answer, OutboundContext, PermanentSendError, TransientSendError
+from connectors.outbound import (Answer, OutboundContext, PermanentSendError, TransientSendError,
+                                 send_parts)
 from connectors.rendering import messages_text
-from connectors.sms_segments import split_at_length, split_for_sms
+from connectors.sms_segments import plain_punctuation, split_at_length, split_for_sms
 from connectors.twilio import WHATSAPP_PREFIX, bare_number, channel_of
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ class TwilioSender:
         self._http = http
         self._api_base = api_base.rstrip("/")
 
-    async def send(self, context: OutboundContext, answers: Sequence[Answer]) -> list[str]:
+    async def send(self, context: OutboundContext, answers: Sequence[Answer],
+                   skip: int = 0) -> list[str]:
         our_number = context.reply_context.get("to")
         if not our_number:
             raise PermanentSendError("no Twilio number to reply from (no inbound 'to')")
@@ -51,11 +53,10 @@ class TwilioSender:
             return [await self._create(context, {**base, **self._template(context)}, channel)]
 
         text = messages_text(m for answer in answers for m in answer.messages)
-        bodies = split_for_sms(text) if channel == "sms" else split_at_length(text)
-        sids: list[str] = []
-        for body in bodies:
-            sids.append(await self._create(context, {**base, "Body": body}, channel))
-        return sids
+        # Curly quotes and dashes from the LLM would make a whole SMS UCS-2 (3x the segments).
+        bodies = split_for_sms(plain_punctuation(text)) if channel == "sms" else split_at_length(text)
+        return await send_parts(
+            bodies, lambda body: self._create(context, {**base, "Body": body}, channel), skip)
 
     @staticmethod
     def _template(context: OutboundContext) -> dict[str, str]:

@@ -11,7 +11,10 @@ import pytest
 from tests.conftest import services
 from tests.databases import drop_our_tables
 from tests.fakes.anthropic_server import AnthropicFake
-from tests.integration.stack import Stack, print_logs_on_failure
+from tests.fakes.graph_server import GraphFake
+from tests.fakes.twilio_server import TwilioFake
+from tests.integration.mailbox import Mailbox
+from tests.integration.stack import Stack, free_port, print_logs_on_failure
 
 SHAPES = ["embedded", "postgres+redis"]
 FAKE_KEY = "sk-ant-integration"
@@ -24,9 +27,31 @@ def anthropic_api() -> Iterator[AnthropicFake]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def twilio_api() -> Iterator[TwilioFake]:
+    """Twilio's Messages API; it posts signed status callbacks (sent, delivered) like Twilio."""
+    with TwilioFake(auto_status=("sent", "delivered")) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def graph_api() -> Iterator[GraphFake]:
+    """Meta's Graph API (WhatsApp Cloud) sending side."""
+    with GraphFake() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def mailbox() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) receiving the shop's outbound mail."""
+    with Mailbox(free_port()) as box:
+        yield box
+
+
 @pytest.fixture(scope="session", params=SHAPES)
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-          anthropic_api: AnthropicFake) -> Iterator[Stack]:
+          anthropic_api: AnthropicFake, twilio_api: TwilioFake, graph_api: GraphFake,
+          mailbox: Mailbox) -> Iterator[Stack]:
     var_dir: Path = tmp_path_factory.mktemp(request.param.replace("+", "-"))
     found = services()
     if request.param == "postgres+redis":
@@ -37,12 +62,20 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         st = Stack(var_dir, database_url=found["database_url"], redis_url=found["redis_url"])
     else:
         st = Stack(var_dir)
-    st.extra_env.update(ANTHROPIC_API_KEY=FAKE_KEY, ANTHROPIC_BASE_URL=anthropic_api.base_url)
+    st.extra_env.update(ANTHROPIC_API_KEY=FAKE_KEY, ANTHROPIC_BASE_URL=anthropic_api.base_url,
+                        TWILIO_API_URL=twilio_api.base_url, GRAPH_API_URL=graph_api.base_url,
+                        SANDBOX_SMTP_PORT=str(mailbox.port), SEND_ATTEMPTS="3")
     try:
         st.start()
     except Exception:
         st.stop()
         raise
+    # The fakes accept what the demo shop was given at seed (secrets made up per database).
+    creds = st.demo_credentials()
+    twilio_api.account_sid = creds["twilio"]["account_sid"]
+    twilio_api.auth_token = creds["twilio"]["auth_token"]
+    graph_api.access_token = creds["meta_whatsapp"]["access_token"]
+    graph_api.phone_number_ids = {creds["meta_whatsapp"]["phone_number_id"]}
     yield st
     if request.session.testsfailed:
         print_logs_on_failure(st)

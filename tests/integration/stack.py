@@ -127,6 +127,51 @@ class Stack:
         text = path.read_text(errors="replace").splitlines() if path.exists() else []
         return f"--- {name} ---\n" + "\n".join(text[-lines:])
 
+    def start_second_gateway(self) -> str:
+        """Another gateway process on the same storage (scale-out); returns its base URL.
+
+        Behind a load balancer both share one public URL, the one providers sign: here the
+        first gateway's."""
+        port = free_port()
+        log = open(self.var_dir / "gateway2.log", "wb")
+        self.procs["gateway2"] = subprocess.Popen(
+            [str(APP_PY), "-m", "connectors"], cwd=ROOT,
+            env={**self.env(), "GATEWAY_PORT": str(port), "PUBLIC_BASE_URL": self.gateway},
+            stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=3).status_code == 200:
+                    return base
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("second gateway not healthy:\n" + self.log_tail("gateway2"))
+
+    @property
+    def database(self) -> str:
+        """Our tables' database as a plain URL (for tests reading what was stored)."""
+        return self.database_url or f"sqlite:///{self.var_dir / 'switchboard.db'}"
+
+    def demo_credentials(self) -> dict:
+        """The demo shop's channel credentials as bootstrap sealed them."""
+        from sqlalchemy import text
+
+        from tenants.crypto import CredentialsBox
+        from tenants.demo import DEMO_TENANT_ID
+        from tests.databases import sync_engine
+
+        engine = sync_engine(self.database)
+        try:
+            with engine.connect() as conn:
+                token = conn.execute(text("SELECT credentials_encrypted FROM tenants WHERE id = :id"),
+                                     {"id": DEMO_TENANT_ID}).scalar_one()
+        finally:
+            engine.dispose()
+        return CredentialsBox(self.env()["SWITCHBOARD_CREDENTIALS_KEY"]).open(bytes(token))
+
     def stop_process(self, name: str) -> None:
         proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
