@@ -1,0 +1,252 @@
+"""Many visitors on every channel at once: webhook acknowledgement, reply latency, lost and
+duplicated messages.
+
+Visitors on SMS and WhatsApp (Twilio), WhatsApp (Meta Cloud API), email (Mailgun route) and the
+web widget (WebSocket) play the demo shop's order-status conversation in a loop for the given
+time, each waiting for the bot's reply before it writes again. Provider webhooks are signed as
+the providers sign them (connectors/simulate.py); replies go out to local fakes of Twilio's and
+Meta's APIs and to a real SMTP server (aiosmtpd), where the benchmark watches for them. Every
+tenth webhook is delivered twice at once, as providers do on retries: the second copy must be
+acknowledged and dropped.
+
+Usage, from the repository root (starts its own stack in a temp dir, embedded storage):
+    .venv/bin/python bench/channels.py [--visitors 200] [--seconds 60]
+    .venv/bin/python bench/channels.py --postgres postgresql://postgres@127.0.0.1:5432/test \\
+        --redis redis://127.0.0.1:6379/0
+Results go to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.turns import pct  # noqa: E402
+from connectors import simulate  # noqa: E402
+from tenants.demo import DEMO_WIDGET_KEY  # noqa: E402
+from tests.fakes.graph_server import GraphFake  # noqa: E402
+from tests.fakes.twilio_server import TwilioFake  # noqa: E402
+from tests.integration.mailbox import Mailbox  # noqa: E402
+from tests.integration.stack import MODEL, Stack, free_port  # noqa: E402
+
+log = logging.getLogger("bench.channels")
+
+SCRIPT = ("where is my order?", "#1001", "alex@example.com")
+EMAIL = "Hi,\n\nWhere is order #1001? My email is alex@example.com\n\nThanks,\nAlex"
+MIX = {"sms": 0.25, "whatsapp": 0.2, "meta": 0.2, "email": 0.15, "web": 0.2}
+REPLY_TIMEOUT = 60.0
+
+
+@dataclass
+class Channel:
+    acks: list[float] = field(default_factory=list)  # ms, webhook answered
+    replies: list[float] = field(default_factory=list)  # ms, sent -> reply seen
+    sent: int = 0
+    lost: int = 0
+    duplicates_injected: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+
+class Replies:
+    """Counts replies per recipient as the fakes record them (scanned from a thread)."""
+
+    def __init__(self, twilio: TwilioFake, graph: GraphFake, mailbox: Mailbox) -> None:
+        self.twilio, self.graph, self.mailbox = twilio, graph, mailbox
+        self.counts: Counter = Counter()
+        self._seen = [0, 0, 0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._scan, daemon=True)
+
+    def _scan(self) -> None:
+        while not self._stop.wait(0.02):
+            for i, (items, key) in enumerate((
+                    (self.twilio.sent, lambda m: m.to.removeprefix("whatsapp:")),
+                    (self.graph.sent, lambda s: "+" + s.body["to"]),
+                    (self.mailbox.messages, lambda m: str(m["To"])))):
+                new = items[self._seen[i]:]
+                self._seen[i] += len(new)
+                for item in new:
+                    self.counts[key(item)] += 1
+
+    def __enter__(self) -> "Replies":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def wait_reply(replies: Replies, address: str, expected: int) -> bool:
+    deadline = time.monotonic() + REPLY_TIMEOUT
+    while time.monotonic() < deadline:
+        if replies.counts[address] >= expected:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any], http: httpx.AsyncClient,
+                           replies: Replies, stats: Channel, until: float, n: int) -> None:
+    address = (f"visitor{n}-{secrets.token_hex(3)}@example.net" if kind == "email"
+               else "+1555" + f"{secrets.randbelow(10**7):07d}")
+    turn, answered = 0, 0
+    while time.monotonic() < until:
+        text = SCRIPT[turn % len(SCRIPT)]
+        if kind in ("sms", "whatsapp"):
+            request = simulate.twilio_message(stack.gateway, "demo", creds["twilio"], address, text,
+                                              whatsapp=kind == "whatsapp")
+        elif kind == "meta":
+            request = simulate.meta_message(stack.gateway, "demo", creds["meta_whatsapp"], address,
+                                            text)
+        else:
+            request = simulate.mailgun_message(stack.gateway, "demo", creds["email"], address,
+                                               "Order", EMAIL)
+        copies = 2 if (stats.sent % 10) == 9 else 1
+        stats.duplicates_injected += copies - 1
+        started = time.perf_counter()
+        try:
+            answers = await asyncio.gather(*(http.post(request.url, content=request.body,
+                                                       headers=request.headers)
+                                             for _ in range(copies)))
+        except httpx.HTTPError as exc:
+            stats.errors[type(exc).__name__] += 1
+            await asyncio.sleep(0.5)
+            continue
+        stats.acks.append((time.perf_counter() - started) * 1000)
+        stats.sent += 1
+        if any(a.status_code != 200 for a in answers):
+            stats.errors[f"HTTP {answers[0].status_code}"] += 1
+            continue
+        answered += 1
+        if await wait_reply(replies, address, answered):
+            stats.replies.append((time.perf_counter() - started) * 1000)
+        else:
+            stats.lost += 1
+            answered = replies.counts[address]
+        turn += 1
+
+
+async def web_visitor(stack: Stack, stats: Channel, until: float) -> None:
+    url = (stack.gateway.replace("http", "ws") +
+           f"/channels/demo/web/socket?key={DEMO_WIDGET_KEY}")
+    try:
+        async with websockets.connect(url, open_timeout=30, max_size=2**20) as ws:
+            await ws.send(json.dumps({"type": "hello", "token": None}))
+            await ws.recv()  # session
+            turn = 0
+            while time.monotonic() < until:
+                started = time.perf_counter()
+                await ws.send(json.dumps({"type": "message", "text": SCRIPT[turn % 3],
+                                          "id": secrets.token_hex(6)}))
+                stats.sent += 1
+                got_typing = False
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), REPLY_TIMEOUT))
+                    if frame["type"] == "typing" and not got_typing:
+                        got_typing = True
+                        stats.acks.append((time.perf_counter() - started) * 1000)
+                    elif frame["type"] == "done":
+                        stats.replies.append((time.perf_counter() - started) * 1000)
+                        break
+                    elif frame["type"] == "error":
+                        stats.errors[frame.get("code", "error")] += 1
+                        break
+                turn += 1
+    except (asyncio.TimeoutError, OSError, websockets.WebSocketException) as exc:
+        stats.lost += 1
+        stats.errors[type(exc).__name__] += 1
+
+
+async def run(args: argparse.Namespace, stack: Stack, replies: Replies) -> dict[str, Channel]:
+    creds = stack.demo_credentials()
+    stats = {kind: Channel() for kind in MIX}
+    until = time.monotonic() + args.seconds
+    limits = httpx.Limits(max_connections=args.visitors * 2, max_keepalive_connections=args.visitors)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        tasks = []
+        kinds = [k for k, share in MIX.items() for _ in range(round(share * args.visitors))]
+        for n, kind in enumerate(kinds):
+            if kind == "web":
+                tasks.append(web_visitor(stack, stats[kind], until))
+            else:
+                tasks.append(provider_visitor(kind, stack, creds, http, replies, stats[kind],
+                                              until, n))
+        log.info("%d visitors for %d s: %s", len(tasks), args.seconds, dict(Counter(kinds)))
+        await asyncio.gather(*tasks)
+    await asyncio.sleep(3)  # late duplicates would show up now
+    return stats
+
+
+def report(stats: dict[str, Channel]) -> None:
+    print(f"{'channel':9} {'sent':>6} {'ack p50':>8} {'ack p95':>8} {'reply p50':>10} "
+          f"{'reply p95':>10} {'lost':>5} {'dup in':>7} errors")
+    for kind, s in stats.items():
+        print(f"{kind:9} {s.sent:6d} {pct(s.acks, 50):8.1f} {pct(s.acks, 95):8.1f} "
+              f"{pct(s.replies, 50):10.0f} {pct(s.replies, 95):10.0f} {s.lost:5d} "
+              f"{s.duplicates_injected:7d} {dict(s.errors) or ''}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--visitors", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--postgres", help="PostgreSQL URL (with --redis); bootstrap resets our tables")
+    parser.add_argument("--redis", help="Redis URL (with --postgres)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if bool(args.postgres) != bool(args.redis):
+        parser.error("--postgres and --redis go together")
+    assert MODEL.exists(), "no trained model: run `make train`"
+    with TwilioFake() as twilio, GraphFake() as graph, Mailbox(free_port()) as mailbox:
+        stack = Stack(Path(tempfile.mkdtemp(prefix="bench-channels-")),
+                      database_url=args.postgres, redis_url=args.redis)
+        stack.extra_env.update(TWILIO_API_URL=twilio.base_url, GRAPH_API_URL=graph.base_url,
+                               SANDBOX_SMTP_PORT=str(mailbox.port), LOG_LEVEL="WARNING")
+        if args.postgres:
+            from tests.databases import drop_our_tables
+            drop_our_tables(args.postgres)
+        try:
+            log.info("starting stack in %s", stack.var_dir)
+            stack.start()
+            creds = stack.demo_credentials()
+            twilio.account_sid = creds["twilio"]["account_sid"]
+            twilio.auth_token = creds["twilio"]["auth_token"]
+            graph.access_token = creds["meta_whatsapp"]["access_token"]
+            graph.phone_number_ids = {creds["meta_whatsapp"]["phone_number_id"]}
+            with Replies(twilio, graph, mailbox) as replies:
+                stats = asyncio.run(run(args, stack, replies))
+            print(f"\n{args.visitors} visitors, {args.seconds:.0f} s, "
+                  f"{'postgres+redis' if args.postgres else 'embedded'} storage; ms")
+            report(stats)
+            total_sent = sum(s.sent for k, s in stats.items() if k != "web")
+            total_replies = sum(replies.counts.values())
+            lost = sum(s.lost for s in stats.values())
+            print(f"\nprovider messages acknowledged {total_sent}, replies seen {total_replies}, "
+                  f"lost {lost}, duplicated {max(0, total_replies - (total_sent - lost))}")
+        finally:
+            stack.stop()
+            shutil.rmtree(stack.var_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
