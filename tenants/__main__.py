@@ -5,7 +5,8 @@
         --credentials creds.json [--return-window 30] [--greeting "Hi!"]
 
 `creds.json` holds e.g. {"shopify": {"shop_url": ..., "access_token": ...}} or
-{"woocommerce": {"store_url": ..., "consumer_key": ..., "consumer_secret": ...}}; it is
+{"woocommerce": {"store_url": ..., "consumer_key": ..., "consumer_secret": ...}}, plus a
+section per channel ("twilio", "meta_whatsapp", "email"; README, Channels); it is
 encrypted with SWITCHBOARD_CREDENTIALS_KEY before it is stored, and never printed.
 """
 
@@ -33,13 +34,37 @@ _REQUIRED = {
 }
 
 
+# What each channel's section needs when it is present (see README, Channels).
+_CHANNEL_REQUIRED = {
+    "twilio": ("account_sid", "auth_token"),
+    "meta_whatsapp": ("app_secret", "verify_token", "access_token", "phone_number_id"),
+    "email": ("address", "inbound", "smtp"),
+}
+
+
 def check_credentials(backend: str, credentials: dict) -> None:
-    """Refuse credentials that lack what the backend needs (better now than mid-chat)."""
+    """Refuse credentials that lack what the backend or a channel needs (better now than
+    mid-chat)."""
     needed = _REQUIRED.get(backend, ())
     section = credentials.get(backend, {}) if needed else {}
     missing = [key for key in needed if not section.get(key)]
     if missing:
         raise SystemExit(f"credentials for {backend} need {backend}.{', '.join(missing)}")
+    for channel, keys in _CHANNEL_REQUIRED.items():
+        if channel in credentials:
+            lacking = [k for k in keys if not (credentials[channel] or {}).get(k)]
+            if lacking:
+                raise SystemExit(f"the {channel} channel needs {channel}.{', '.join(lacking)}")
+    twilio = credentials.get("twilio") or {}
+    if twilio and not (twilio.get("sms_numbers") or twilio.get("whatsapp_numbers")):
+        raise SystemExit("the twilio channel needs twilio.sms_numbers or twilio.whatsapp_numbers")
+    email = credentials.get("email") or {}
+    if email and email.get("inbound") not in ("mailgun", "sendgrid"):
+        raise SystemExit("email.inbound is 'mailgun' or 'sendgrid'")
+    if email and not email.get(f"{email['inbound']}_signing_key"
+                               if email["inbound"] == "mailgun" else "sendgrid_public_key"):
+        raise SystemExit(f"email via {email['inbound']} needs its signing key "
+                         "(mailgun_signing_key / sendgrid_public_key)")
 
 
 async def add(settings: Settings, args: argparse.Namespace) -> str:

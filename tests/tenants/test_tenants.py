@@ -69,3 +69,27 @@ async def test_resolver_and_isolation(kind: str, tmp_path: Path) -> None:
         async with sessions() as session:
             count = len((await session.execute(select(TenantRow))).scalars().all())
         assert count == 2
+
+
+@pytest.mark.parametrize(("credentials", "fragment"), [
+    ({"twilio": {"account_sid": "AC1"}}, "twilio.auth_token"),
+    ({"twilio": {"account_sid": "AC1", "auth_token": "t"}}, "sms_numbers"),
+    ({"meta_whatsapp": {"app_secret": "s", "verify_token": "v", "access_token": "a"}},
+     "phone_number_id"),
+    ({"email": {"address": "a@b.example", "inbound": "imap", "smtp": {"host": "h"}}},
+     "'mailgun' or 'sendgrid'"),
+    ({"email": {"address": "a@b.example", "inbound": "mailgun", "smtp": {"host": "h"}}},
+     "signing key"),
+])
+def test_channel_credentials_missing_a_part_are_refused(credentials: dict, fragment: str) -> None:
+    from tenants.__main__ import check_credentials
+
+    with pytest.raises(SystemExit, match=fragment.replace(".", r"\.").replace("'", ".")):
+        check_credentials("demo", credentials)
+
+
+def test_complete_channel_credentials_pass() -> None:
+    from tenants.__main__ import check_credentials
+    from tenants.demo import demo_channel_credentials
+
+    check_credentials("demo", demo_channel_credentials())
