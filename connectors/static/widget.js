@@ -166,14 +166,15 @@
   var title = el("h2", { class: "title", id: "sb-title", text: "Chat" });
   var status = el("span", { class: "status", role: "status", text: "" });
   var closeBtn = el("button", { class: "close", type: "button", "aria-label": "Close chat", text: "\u00d7" });
-  var log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions",
-                        "aria-label": "Conversation", tabindex: "0" });
   var typing = el("div", { class: "typing", hidden: "" }, [
     el("span", { class: "sr", text: "The assistant is typing" }),
     el("span", { class: "dot", "aria-hidden": "true" }),
     el("span", { class: "dot", "aria-hidden": "true" }),
     el("span", { class: "dot", "aria-hidden": "true" })
   ]);
+  // The typing indicator is always the log's last child; messages go in before it.
+  var log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions",
+                        "aria-label": "Conversation", tabindex: "0" }, [typing]);
   var input = el("input", { class: "input", type: "text", maxlength: String(MAX_TEXT),
                             autocomplete: "off", "aria-label": "Type your message",
                             placeholder: "Type your message\u2026" });

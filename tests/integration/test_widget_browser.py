@@ -272,6 +272,17 @@ def test_forged_token_shows_nothing_of_another_visitor(
 
 
 
+def test_knowledge_answers_show_their_sources_as_links(context: BrowserContext, shop_site: str) -> None:
+    widget = open_widget(context, shop_site)
+    widget.say("how long do I have to return something?", "30 days")
+    sources = widget.bot_messages().last.locator(".sources")
+    expect(sources).to_contain_text("Sources:")
+    first = sources.get_by_role("link").first
+    expect(first).to_have_attribute("href", re.compile(r"^https?://"))
+    expect(first).to_have_attribute("target", "_blank")
+    assert widget.errors == []
+
+
 def test_the_widget_reconnects_after_a_dropped_connection(
         context: BrowserContext, stack: Stack) -> None:
     link = CuttableLink(stack.gateway_port)
