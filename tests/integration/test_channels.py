@@ -163,14 +163,26 @@ def test_media_without_text_gets_a_sensible_answer(stack: Stack, twilio_api: Twi
     assert media[0][0] in str(stored[0][0])
 
 
+JACKET = "The Classic Denim Jacket comes in XS to XXL."
+
+
+@pytest.fixture
+def jacket_answer(anthropic_api: AnthropicFake) -> Any:
+    """Claude (the fake) answers the jacket question with a cited sentence."""
+    before = anthropic_api.responder
+    anthropic_api.responder = lambda body: f"{JACKET} [1]"
+    yield
+    anthropic_api.responder = before
+
+
 def test_slow_bot_is_acknowledged_at_once_and_answers_later(
-        texter: Texter, anthropic_api: AnthropicFake) -> None:
+        texter: Texter, anthropic_api: AnthropicFake, jacket_answer: None) -> None:
     anthropic_api.hang_next(4.0)  # the LLM takes 4 s
     response = texter.post(texter.request("what sizes does the denim jacket come in?"))
     assert response.status_code == 200
     assert texter.twilio.messages_to(texter.number) == []  # acknowledged before the answer
     reply = eventually(lambda: texter.twilio.messages_to(texter.number), what="late reply")
-    assert reply[0].body == "The Classic Denim Jacket comes in XS to XXL."
+    assert reply[0].body == JACKET
 
 
 def test_delivery_status_callbacks_are_recorded(stack: Stack, texter: Texter) -> None:
@@ -183,7 +195,7 @@ def test_delivery_status_callbacks_are_recorded(stack: Stack, texter: Texter) ->
 
 
 def test_whatsapp_cloud_api_handshake_conversation_and_statuses(
-        stack: Stack, graph_api: GraphFake) -> None:
+        stack: Stack, graph_api: GraphFake, jacket_answer: None) -> None:
     creds = stack.demo_credentials()["meta_whatsapp"]
     url = f"{stack.gateway}/channels/demo/whatsapp/webhook"
     ok = httpx.get(url, params={"hub.mode": "subscribe", "hub.verify_token": creds["verify_token"],
@@ -199,7 +211,7 @@ def test_whatsapp_cloud_api_handshake_conversation_and_statuses(
     assert response.status_code == 200
     sent = eventually(lambda: [s for s in graph_api.sent if s.body["to"] == number.lstrip("+")],
                       what="WhatsApp reply")
-    assert sent[0].text == "The Classic Denim Jacket comes in XS to XXL."
+    assert sent[0].text == JACKET
     # A repeat of the same wamid (Meta delivers at least once) gets no second answer.
     assert httpx.post(request.url, content=request.body, headers=request.headers).status_code == 200
 
