@@ -217,7 +217,7 @@ async def test_transient_failures_are_retried_without_resending_parts(world: dic
             parts = [m["text"] for a in answers for m in a.messages]
             sender.sent.append((context.to, parts[0]))
             error = TransientSendError("502")
-            error.sent = [f"mem-part-1"]
+            error.sent = ["mem-part-1"]
             raise error
         return await real_send(context, answers, skip)
 

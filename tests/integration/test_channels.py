@@ -19,7 +19,7 @@ from connectors import simulate
 from tests.databases import sync_engine
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.graph_server import GraphFake, status_webhook
-from tests.fakes.twilio_server import SentMessage, TwilioFake
+from tests.fakes.twilio_server import TwilioFake
 from tests.integration.mailbox import Mailbox
 from tests.integration.stack import Stack
 
@@ -73,8 +73,8 @@ class Texter:
         response = self.post(self.request(body, **kw))
         assert response.status_code == 200, response.text
         assert response.text.strip().endswith("</Response>")  # empty TwiML: reply comes later
-        sent: list[SentMessage] = eventually(
-            lambda: self.twilio.messages_to(self.number)[before:], what=f"reply to {body!r}")
+        eventually(lambda: self.twilio.messages_to(self.number)[before:],
+                   what=f"reply to {body!r}")
         time.sleep(0.3)  # a long reply may be split over several messages
         return "\n".join(m.body or "" for m in self.twilio.messages_to(self.number)[before:])
 
