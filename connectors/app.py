@@ -82,6 +82,11 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
                 raise TenantNotFound(f"No shop called '{slug[:64]}' is served here.") from None
 
         app.ctx.resolve_tenant = resolve_tenant
+        app.ctx.resolve_tenant_by_id = resolver.get
+
+    @app.after_server_start
+    async def answer_what_a_crash_left(app: Sanic) -> None:
+        app.add_task(app.ctx.inbox.recover(app.ctx.resolve_tenant_by_id))
 
     @app.on_request
     async def remember_origin(request: Request) -> None:

@@ -16,25 +16,30 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenacity import (AsyncRetrying, retry_if_exception, stop_after_attempt,
                       wait_exponential_jitter)
 
 from connectors.credentials import ChannelCredentials
 from connectors.errors import GatewayError
-from connectors.messages import InboundMessage, StatusUpdate
+from connectors.messages import InboundMessage, Media, StatusUpdate
 from connectors.outbound import Answer, OutboundContext, SendError, Sender
 from connectors.relay import Relay
 from connectors.urls import request_origin
 from core import deliveries
 from core.conversations import DuplicateMessage, MessageRow
 from core.db import utcnow
-from tenants import Tenant
+from tenants import Tenant, UnknownTenant
 
 log = logging.getLogger(__name__)
 
 WHATSAPP_WINDOW = timedelta(hours=24)
+# A provider message still unhandled this long after it arrived was lost with its process
+# (a live one answers within seconds); recovery claims it. Older ones are not answered late.
+RECOVER_AFTER = timedelta(minutes=2)
+RECOVER_WITHIN = timedelta(hours=24)
+PROVIDER_CHANNELS = ("sms", "whatsapp", "email")
 SEEN_TTL = 7 * 24 * 3600  # providers retry for hours (SendGrid: 3 days); keep ids a week
 # Said when the bot itself cannot answer (Rasa down after retries): the visitor is not ignored.
 APOLOGY = ("Sorry, I'm having trouble answering right now. Please write again in a few "
@@ -116,22 +121,79 @@ class Inbox:
         self._locks[key] = (lock, waiting + 1)
         try:
             async with lock:
-                answers = await self._answers(inbound)
-                await self._deliver(inbound, answers, origin)
-                log.info("channel turn", extra={
-                    "tenant_id": inbound.tenant.id, "channel": inbound.channel,
-                    "provider": inbound.provider, "turns": len(answers),
-                    "ms": round((time.monotonic() - accepted_at) * 1000, 1)})
+                try:
+                    answers = await self._answers(inbound)
+                    await self._deliver(inbound, answers, origin)
+                    log.info("channel turn", extra={
+                        "tenant_id": inbound.tenant.id, "channel": inbound.channel,
+                        "provider": inbound.provider, "turns": len(answers),
+                        "ms": round((time.monotonic() - accepted_at) * 1000, 1)})
+                except Exception:
+                    log.exception("channel turn failed", extra={
+                        "tenant_id": inbound.tenant.id, "channel": inbound.channel,
+                        "message_id": inbound.message_id})
+                # Not after a cancellation (shutdown): the next start answers it.
+                await self._mark_handled(message_pk)
         except Exception:
-            log.exception("channel turn failed", extra={
-                "tenant_id": inbound.tenant.id, "channel": inbound.channel,
-                "message_id": inbound.message_id})
+            log.exception("message not marked handled", extra={"message_pk": message_pk})
         finally:
             lock, waiting = self._locks[key]
             if waiting == 1:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, waiting - 1)
+
+    async def _mark_handled(self, message_pk: int) -> None:
+        async with self._sessions() as session:
+            await session.execute(update(MessageRow).where(MessageRow.id == message_pk)
+                                  .values(handled_at=utcnow()))
+            await session.commit()
+
+    async def recover(self, resolve_tenant: Any) -> int:
+        """Answer provider messages that were acknowledged but never handled (the process
+        that took them died). Each is claimed in one UPDATE, so gateways starting together
+        never answer the same message twice. Returns how many were picked up."""
+        now = utcnow()
+        claim = (
+            update(MessageRow)
+            .where(MessageRow.direction == "in", MessageRow.handled_at.is_(None),
+                   MessageRow.message_id.is_not(None),
+                   MessageRow.channel.in_(PROVIDER_CHANNELS),
+                   MessageRow.created_at < now - RECOVER_AFTER,
+                   MessageRow.created_at > now - RECOVER_WITHIN)
+            .values(handled_at=now)
+            .returning(MessageRow.id, MessageRow.tenant_id, MessageRow.sender_id,
+                       MessageRow.channel, MessageRow.text, MessageRow.message_id,
+                       MessageRow.payload)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(claim)).all()
+            await session.commit()
+        picked = 0
+        for pk, tenant_id, sender_id, channel, text, message_id, payload in rows:
+            extra = dict(payload or {})
+            provider = extra.pop("provider", None)
+            if provider not in self._routes:
+                continue
+            try:
+                tenant = await resolve_tenant(tenant_id)
+            except UnknownTenant:
+                continue
+            inbound = InboundMessage(
+                tenant=tenant, channel=channel, user_key=sender_id.split(":", 2)[2],
+                text=text or "", message_id=message_id, provider=provider,
+                reply_context=extra.pop("reply_context", None) or {},
+                media=tuple(Media(m["url"], m.get("content_type"))
+                            for m in extra.pop("media", None) or []),
+                questions=tuple(extra.pop("questions", None) or ()),
+                client_metadata=extra)
+            task = asyncio.create_task(self._process(inbound, pk, time.monotonic(), None))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            picked += 1
+        if picked:
+            log.warning("unanswered messages picked up", extra={"messages": picked})
+        return picked
 
     async def _answers(self, inbound: InboundMessage) -> list[Answer]:
         texts = inbound.turns()

@@ -73,13 +73,15 @@ class Relay:
     # -- the pieces provider channels use (connectors/pipeline.py) -----------------------
     async def store_inbound(self, inbound: InboundMessage) -> int:
         """Store a visitor message under its provider id; raises DuplicateMessage."""
-        payload = dict(inbound.client_metadata)
+        # Everything needed to answer it again after a crash (Inbox.recover) is kept with it.
+        payload: dict[str, Any] = {**inbound.client_metadata, "provider": inbound.provider,
+                                   "reply_context": dict(inbound.reply_context)}
         if inbound.media:
             payload["media"] = [{"url": m.url, "content_type": m.content_type}
                                 for m in inbound.media]
         if inbound.questions:
             payload["questions"] = list(inbound.questions)
-        return await self._store(inbound, "in", inbound.text, payload or None,
+        return await self._store(inbound, "in", inbound.text, payload,
                                  message_id=inbound.message_id)
 
     async def turn(self, inbound: InboundMessage, text: str) -> list[dict[str, Any]]:

@@ -30,6 +30,9 @@ class MessageRow(Base):
     text: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Provider channels answer in the background: set once the reply went out (or could not),
+    # so a gateway that starts after a crash can answer what was acknowledged but not handled.
+    handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class HandoffRow(Base):

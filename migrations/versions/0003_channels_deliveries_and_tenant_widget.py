@@ -4,8 +4,8 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-25
 
-One row per message sent through a provider (status callbacks move it forward), and each
-tenant's public web-widget key and look. Existing tenants get no widget until one is set.
+One row per message sent through a provider (status callbacks move it forward), when each
+provider message was handled, and each tenant's public web-widget key and look. Existing tenants get no widget until one is set.
 """
 from typing import Sequence, Union
 
@@ -43,6 +43,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_deliveries_sender_id'), ['sender_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_deliveries_tenant_id'), ['tenant_id'], unique=False)
 
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('handled_at', core.db.UtcDateTime(timezone=True), nullable=True))
+
     with op.batch_alter_table('tenants', schema=None) as batch_op:
         batch_op.add_column(sa.Column('widget_key', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('widget_theme', sa.JSON(), nullable=True))
@@ -55,6 +58,9 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f('uq_tenants_widget_key'), type_='unique')
         batch_op.drop_column('widget_theme')
         batch_op.drop_column('widget_key')
+
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.drop_column('handled_at')
 
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deliveries_tenant_id'))

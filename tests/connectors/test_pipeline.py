@@ -273,3 +273,26 @@ async def test_a_status_before_the_send_is_recorded_joins_it(world: dict[str, An
     await settle(world)
     [delivery] = await rows(world, DeliveryRow)
     assert (delivery.status, delivery.sender_id) == ("sent", f"{tenant.id}:sms:+15550001")
+
+
+async def test_a_message_acknowledged_before_a_crash_is_answered_by_the_next_start(
+        world: dict[str, Any]) -> None:
+    inbox, sessions = world["inbox"], world["sessions"]
+    # The process stored and acknowledged this one, then died before answering.
+    lost = message(world, "where is my order?", "SM-crash", user="+15550009",
+                   reply_context={"to": "+15005550006"})
+    await inbox._relay.store_inbound(lost)
+    answered = message(world, "hi", "SM-fine")
+    await inbox.accept(answered)
+    await settle(world)
+    async with sessions() as session:  # both arrived three minutes ago
+        await session.execute(update(MessageRow).values(created_at=utcnow() - timedelta(minutes=3)))
+        await session.commit()
+    world["sender"].sent.clear()
+
+    resolver = TenantResolver(sessions)
+    assert await inbox.recover(resolver.get) == 1
+    await settle(world)
+    assert world["sender"].sent == [("+15550009", "echo: where is my order?")]
+    assert world["sender"].contexts[-1].reply_context == {"to": "+15005550006"}
+    assert await inbox.recover(resolver.get) == 0  # claimed once, never twice
