@@ -12,8 +12,23 @@ import pytest
 
 from tests.fakes.anthropic_server import AnthropicFake, grounded_responder, parse_prompt
 from tests.integration.conftest import Visitor
+from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def cold_answer_cache(stack: Stack) -> None:
+    """These tests watch what is asked of Claude: answers other tests cached in Redis (same
+    question, same index) would hide it. The embedded cache lives in the action server."""
+    if stack.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(stack.redis_url)
+        keys = list(client.scan_iter("switchboard:kb-answer:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def sources(visitor: Visitor) -> list[dict[str, str]]:
