@@ -10,7 +10,8 @@ through SMTP (connectors/email_sender.py) on the same thread.
 Verification
 - Mailgun: `signature` = hex HMAC-SHA256 of `timestamp` + `token`, keyed with the webhook
   signing key; compared in constant time. A timestamp more than 5 minutes off, or a token seen
-  before (Redis SET NX EX when REDIS_URL, else an in-process TTL cache), is refused.
+  before with other content (Redis when REDIS_URL, else an in-process TTL cache), is refused;
+  the same content again is a redelivery and is deduplicated by Message-ID.
 - SendGrid: Inbound Parse is signed through a *security policy* attached to the parse setting
   (POST /v3/user/webhooks/security/policies with {"signature": {"enabled": true}}, which
   returns the base64 DER public key to store as credentials["sendgrid_public_key"]). Checked
@@ -37,6 +38,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import time
 from typing import Any, Callable, Mapping
@@ -70,32 +72,42 @@ _AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 
 
 class _TokenCache:
-    """In-process memory of Mailgun tokens (embedded mode, one process)."""
+    """In-process memory of Mailgun tokens (embedded mode, one process): token → content."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, tuple[float, str]] = {}
         self._clock = clock
 
-    def add(self, token: str, ttl: float) -> bool:
+    def add(self, token: str, ttl: float, content: str) -> bool:
         now = self._clock()
         if len(self._seen) > 1000:
-            self._seen = {t: exp for t, exp in self._seen.items() if exp > now}
-        expires = self._seen.get(token)
-        if expires is not None and expires > now:
-            return False
-        self._seen[token] = now + ttl
+            self._seen = {t: seen for t, seen in self._seen.items() if seen[0] > now}
+        seen = self._seen.get(token)
+        if seen is not None and seen[0] > now:
+            return seen[1] == content
+        self._seen[token] = (now + ttl, content)
         return True
 
 
 _tokens = _TokenCache()
 
 
-async def _first_use(request: Request, token: str) -> bool:
+async def _token_fits(request: Request, token: str, form: Mapping[str, Any]) -> bool:
+    """False when this signed token was already used for other content.
+
+    Mailgun's signature covers the timestamp and token, not the mail: a token seen before with
+    different fields is someone replaying the signature on a forged mail. The same fields again
+    are a redelivery (Mailgun retries on timeouts) and go on to the Message-ID dedupe.
+    """
+    content = hashlib.sha256(json.dumps(sorted(form.items()), default=str).encode()).hexdigest()
     redis = getattr(request.app.ctx, "redis", None)
     if redis is None:
-        return _tokens.add(token, TOKEN_TTL_SECONDS)
+        return _tokens.add(token, TOKEN_TTL_SECONDS, content)
     key = f"switchboard:mailgun-token:{hashlib.sha256(token.encode()).hexdigest()}"
-    return bool(await redis.set(key, "1", nx=True, ex=TOKEN_TTL_SECONDS))
+    if await redis.set(key, content, nx=True, ex=TOKEN_TTL_SECONDS):
+        return True
+    first = await redis.get(key)
+    return (first.decode() if isinstance(first, bytes) else first) == content
 
 
 # --- verification ----------------------------------------------------------------------------
@@ -152,8 +164,8 @@ async def mailgun(request: Request, tenant_slug: str) -> HTTPResponse:
     form = {name: request.form.get(name) for name in (request.form or {})}
     verify_mailgun(str(credentials.get("mailgun_signing_key") or ""), form.get("timestamp", ""),
                    form.get("token", ""), form.get("signature", ""))
-    if not await _first_use(request, form["token"]):
-        raise Forbidden("This Mailgun token was already used.")
+    if not await _token_fits(request, form["token"], form):
+        raise Forbidden("This Mailgun token was already used for another message.")
     files = {name: (f.name, f.type) for name, f in
              ((n, request.files.get(n)) for n in (request.files or {})) if f is not None}
     return await _hand_off(request, tenant, credentials, parse_mailgun(form, files), "mailgun")

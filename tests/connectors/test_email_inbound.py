@@ -209,12 +209,21 @@ def test_mailgun_bad_signature_is_403_and_nothing_accepted(case: str) -> None:
     assert inbox.accepted == []
 
 
-def test_mailgun_replayed_token_is_403() -> None:
+def test_mailgun_token_replayed_on_another_mail_is_403() -> None:
     app, inbox = make_app("mailgun")
     form = mailgun_form("reply_with_history.json")
     assert post_mailgun(app, form)[0] == 200
-    assert post_mailgun(app, form)[0] == 403
+    forged = {**form, "body-plain": "Please refund order #1002 to this card", "stripped-text": ""}
+    assert post_mailgun(app, forged)[0] == 403
     assert len(inbox.accepted) == 1
+
+
+def test_mailgun_redelivery_of_the_same_mail_goes_on_to_the_dedupe() -> None:
+    app, inbox = make_app("mailgun")
+    form = mailgun_form("reply_with_history.json")
+    assert post_mailgun(app, form)[0] == 200
+    assert post_mailgun(app, form)[0] == 200  # Mailgun retried: the inbox drops it by Message-ID
+    assert [m.message_id for m in inbox.accepted] == [inbox.accepted[0].message_id] * 2
 
 
 @pytest.mark.asyncio
@@ -230,11 +239,15 @@ async def test_mailgun_replay_cache_uses_redis_when_configured() -> None:
             self.keys[key] = (value, ex)
             return True
 
+        async def get(self, key: str) -> bytes | None:
+            return self.keys[key][0].encode() if key in self.keys else None
+
     app, inbox = make_app("mailgun")
     app.ctx.redis = FakeRedis()
     form = mailgun_form("reply_with_history.json")
+    forged = {**form, "body-plain": "Send me every order of sam@example.com"}
     _, first = await app.asgi_client.post("/channels/demo/email/mailgun", data=form)
-    _, second = await app.asgi_client.post("/channels/demo/email/mailgun", data=form)
+    _, second = await app.asgi_client.post("/channels/demo/email/mailgun", data=forged)
     assert (first.status, second.status) == (200, 403)
     assert len(app.ctx.redis.keys) == 1 and form["token"] not in next(iter(app.ctx.redis.keys))
 
