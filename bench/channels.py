@@ -133,8 +133,10 @@ async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any], http:
             continue
         stats.acks.append((time.perf_counter() - started) * 1000)
         stats.sent += 1
-        if any(a.status_code != 200 for a in answers):
-            stats.errors[f"HTTP {answers[0].status_code}"] += 1
+        refused = [a.status_code for a in answers if a.status_code != 200]
+        for code in refused:
+            stats.errors[f"HTTP {code}"] += 1
+        if len(refused) == copies:  # no copy got through: the provider would retry later
             continue
         answered += 1
         if await wait_reply(replies, address, answered):
@@ -211,6 +213,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--postgres", help="PostgreSQL URL (with --redis); bootstrap resets our tables")
     parser.add_argument("--redis", help="Redis URL (with --postgres)")
+    parser.add_argument("--keep", action="store_true", help="keep the stack's logs and files")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -221,7 +224,8 @@ def main() -> None:
         stack = Stack(Path(tempfile.mkdtemp(prefix="bench-channels-")),
                       database_url=args.postgres, redis_url=args.redis)
         stack.extra_env.update(TWILIO_API_URL=twilio.base_url, GRAPH_API_URL=graph.base_url,
-                               SANDBOX_SMTP_PORT=str(mailbox.port), LOG_LEVEL="WARNING")
+                               SANDBOX_SMTP_PORT=str(mailbox.port),
+                               LOG_LEVEL="INFO" if args.keep else "WARNING")
         if args.postgres:
             from tests.databases import drop_our_tables
             drop_our_tables(args.postgres)
@@ -245,7 +249,10 @@ def main() -> None:
                   f"lost {lost}, duplicated {max(0, total_replies - (total_sent - lost))}")
         finally:
             stack.stop()
-            shutil.rmtree(stack.var_dir, ignore_errors=True)
+            if args.keep:
+                log.info("stack files kept in %s", stack.var_dir)
+            else:
+                shutil.rmtree(stack.var_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

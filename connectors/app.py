@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from sanic import Request, Sanic
@@ -86,7 +87,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
 
     @app.after_server_start
     async def answer_what_a_crash_left(app: Sanic) -> None:
-        app.add_task(app.ctx.inbox.recover(app.ctx.resolve_tenant_by_id))
+        app.ctx.recovery = asyncio.create_task(app.ctx.inbox.recover(app.ctx.resolve_tenant_by_id))
 
     @app.on_request
     async def remember_origin(request: Request) -> None:
@@ -94,6 +95,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
+        await asyncio.gather(app.ctx.recovery, return_exceptions=True)
         await app.ctx.inbox.drain()
         await app.ctx.relay.drain()
         await app.ctx.provider_http.aclose()

@@ -166,9 +166,13 @@ class Inbox:
                        MessageRow.channel, MessageRow.text, MessageRow.message_id,
                        MessageRow.payload)
         )
-        async with self._sessions() as session:
-            rows = (await session.execute(claim)).all()
-            await session.commit()
+        try:
+            async with self._sessions() as session:
+                rows = (await session.execute(claim)).all()
+                await session.commit()
+        except Exception:  # the gateway serves on; the next start tries again
+            log.exception("could not look for unanswered messages")
+            return 0
         picked = 0
         for pk, tenant_id, sender_id, channel, text, message_id, payload in rows:
             extra = dict(payload or {})

@@ -8,17 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
-
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from connectors.messages import InboundMessage
 from connectors.outbound import Answer
 from connectors.rasa_client import RasaClient
 from connectors.rendering import pick_choice
 from core.conversations import DuplicateMessage, MessageRow, record_message
+from core.db import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Relay:
         if replies:
             # The bot's answer is a copy of what Rasa's tracker holds, so it is stored after
             # the response goes out instead of delaying it. drain() waits on shutdown.
-            task = asyncio.create_task(self._record_replies(inbound, replies))
+            task = asyncio.create_task(self._record_replies(inbound, replies, utcnow()))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
         log.info("turn", extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel,
@@ -111,7 +112,8 @@ class Relay:
                                  "\n".join(m["text"] for m in messages if m.get("text")), payload)
 
     async def _store(self, inbound: InboundMessage, direction: str, text: str,
-                     payload: dict[str, Any] | None, message_id: str | None = None) -> int:
+                     payload: dict[str, Any] | None, message_id: str | None = None,
+                     at: datetime | None = None) -> int:
         return await record_message(
             self._sessions,
             tenant_id=inbound.tenant.id,
@@ -121,12 +123,14 @@ class Relay:
             text=text,
             message_id=message_id,
             payload=payload,
+            at=at,
         )
 
-    async def _record_replies(self, inbound: InboundMessage, replies: list[dict[str, Any]]) -> None:
+    async def _record_replies(self, inbound: InboundMessage, replies: list[dict[str, Any]],
+                              at: datetime) -> None:
         try:
             await self._store(inbound, "out", "\n".join(r["text"] for r in replies if r.get("text")),
-                              {"messages": replies})
+                              {"messages": replies}, at=at)
         except Exception:
             log.exception("bot reply not stored", extra={"sender": inbound.sender_id})
 

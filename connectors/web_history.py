@@ -94,7 +94,9 @@ async def load_history(sessions: async_sessionmaker, tenant_id: str, sender_id: 
     query = (
         select(MessageRow.direction, MessageRow.text, MessageRow.payload, MessageRow.created_at)
         .where(MessageRow.tenant_id == tenant_id, MessageRow.sender_id == sender_id)
-        .order_by(MessageRow.id.desc())
+        # By when each was said: a bot reply is stored just after it went out, sometimes after
+        # the visitor's next message (connectors/relay.py).
+        .order_by(MessageRow.created_at.desc(), MessageRow.id.desc())
         .limit(limit)
     )
     async with sessions() as session:

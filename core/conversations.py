@@ -62,8 +62,13 @@ async def record_message(
     text: str | None,
     message_id: str | None = None,
     payload: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> int:
-    """Store one message; raises DuplicateMessage when `message_id` was seen before."""
+    """Store one message; raises DuplicateMessage when `message_id` was seen before.
+
+    `at` is when it was said, for a message stored after the fact (a bot reply stored once it
+    went out), so a conversation reads in order by created_at even when the visitor's next
+    message was stored first."""
     # A Core INSERT, not the ORM unit of work: this runs on every turn's hot path.
     statement = (
         insert(MessageRow)
@@ -75,7 +80,7 @@ async def record_message(
             text=text,
             message_id=message_id,
             payload=payload,
-            created_at=utcnow(),
+            created_at=at or utcnow(),
         )
         .returning(MessageRow.id)
     )
