@@ -244,9 +244,10 @@ def main() -> None:
             report(stats)
             total_sent = sum(s.sent for k, s in stats.items() if k != "web")
             total_replies = sum(replies.counts.values())
-            lost = sum(s.lost for s in stats.values())
+            lost = sum(s.lost for k, s in stats.items() if k != "web")
             print(f"\nprovider messages acknowledged {total_sent}, replies seen {total_replies}, "
-                  f"lost {lost}, duplicated {max(0, total_replies - (total_sent - lost))}")
+                  f"lost {lost}, duplicated {max(0, total_replies - (total_sent - lost))}; "
+                  f"web turns lost {stats['web'].lost}")
         finally:
             stack.stop()
             if args.keep:

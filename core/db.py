@@ -7,7 +7,6 @@ every query we write runs on both, and Alembic migrations build the same schema 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Engine
@@ -76,24 +75,9 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-def _no_driver_transactions(dbapi_connection: object, _record: object) -> None:
-    # The driver's own BEGIN (DEFERRED) comes back in _begin_immediate below.
-    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
-
-
-def _begin_immediate(connection: Any) -> None:
-    # A deferred transaction that reads and then writes cannot wait for the lock: when another
-    # process wrote in between, SQLite answers "database is locked" at once, whatever the busy
-    # timeout (seen under 200 concurrent visitors). Taking the write lock at BEGIN makes every
-    # transaction queue for it instead; ours are short, so the queue is too.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def install_sqlite_pragmas(engine: Engine) -> None:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "connect", _no_driver_transactions)
-        event.listen(engine, "begin", _begin_immediate)
 
 
 def create_engine(url: str) -> AsyncEngine:
