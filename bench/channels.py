@@ -9,6 +9,11 @@ Meta's APIs and to a real SMTP server (aiosmtpd), where the benchmark watches fo
 tenth webhook is delivered twice at once, as providers do on retries: the second copy must be
 acknowledged and dropped.
 
+Columns: ack = the webhook's answer (web: the typing frame); reply = message sent until its
+reply reached the provider fake (web: the turn's "done" frame); late = no reply within 60 s;
+after the run the benchmark waits up to 60 s more, then lost = acknowledged messages that
+never got a reply and dup = replies beyond one per acknowledged message, per visitor.
+
 Usage, from the repository root (starts its own stack in a temp dir, embedded storage):
     .venv/bin/python bench/channels.py [--visitors 200] [--seconds 60]
     .venv/bin/python bench/channels.py --postgres postgresql://postgres@127.0.0.1:5432/test \\
@@ -60,7 +65,8 @@ class Channel:
     acks: list[float] = field(default_factory=list)  # ms, webhook answered
     replies: list[float] = field(default_factory=list)  # ms, sent -> reply seen
     sent: int = 0
-    lost: int = 0
+    late: int = 0  # no reply within REPLY_TIMEOUT (web: turn or socket lost)
+    sent_to: Counter = field(default_factory=Counter)  # acknowledged messages per address
     duplicates_injected: int = 0
     errors: Counter = field(default_factory=Counter)
 
@@ -139,11 +145,12 @@ async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any], http:
         if len(refused) == copies:  # no copy got through: the provider would retry later
             continue
         answered += 1
+        stats.sent_to[address] += 1
         if await wait_reply(replies, address, answered):
             stats.replies.append((time.perf_counter() - started) * 1000)
         else:
-            stats.lost += 1
-            answered = replies.counts[address]
+            stats.late += 1
+            answered = max(answered, replies.counts[address])
         turn += 1
 
 
@@ -174,7 +181,7 @@ async def web_visitor(stack: Stack, stats: Channel, until: float) -> None:
                         break
                 turn += 1
     except (asyncio.TimeoutError, OSError, websockets.WebSocketException) as exc:
-        stats.lost += 1
+        stats.late += 1
         stats.errors[type(exc).__name__] += 1
 
 
@@ -194,16 +201,32 @@ async def run(args: argparse.Namespace, stack: Stack, replies: Replies) -> dict[
                                               until, n))
         log.info("%d visitors for %d s: %s", len(tasks), args.seconds, dict(Counter(kinds)))
         await asyncio.gather(*tasks)
-    await asyncio.sleep(3)  # late duplicates would show up now
+    # Replies still on their way, and duplicates, would show up now.
+    deadline = time.monotonic() + REPLY_TIMEOUT
+    while time.monotonic() < deadline and any(
+            replies.counts[a] < n for s in stats.values() for a, n in s.sent_to.items()):
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(3)
     return stats
 
 
-def report(stats: dict[str, Channel]) -> None:
+def lost(stats: Channel, replies: Replies) -> int:
+    """Acknowledged messages that never got a reply (after the grace period)."""
+    return sum(max(0, n - replies.counts[a]) for a, n in stats.sent_to.items())
+
+
+def duplicated(stats: Channel, replies: Replies) -> int:
+    """Replies beyond one per acknowledged message."""
+    return sum(max(0, replies.counts[a] - n) for a, n in stats.sent_to.items())
+
+
+def report(stats: dict[str, Channel], replies: Replies) -> None:
     print(f"{'channel':9} {'sent':>6} {'ack p50':>8} {'ack p95':>8} {'reply p50':>10} "
-          f"{'reply p95':>10} {'lost':>5} {'dup in':>7} errors")
+          f"{'reply p95':>10} {'late':>5} {'lost':>5} {'dup':>4} {'dup in':>7} errors")
     for kind, s in stats.items():
         print(f"{kind:9} {s.sent:6d} {pct(s.acks, 50):8.1f} {pct(s.acks, 95):8.1f} "
-              f"{pct(s.replies, 50):10.0f} {pct(s.replies, 95):10.0f} {s.lost:5d} "
+              f"{pct(s.replies, 50):10.0f} {pct(s.replies, 95):10.0f} {s.late:5d} "
+              f"{lost(s, replies):5d} {duplicated(s, replies):4d} "
               f"{s.duplicates_injected:7d} {dict(s.errors) or ''}")
 
 
@@ -241,13 +264,12 @@ def main() -> None:
                 stats = asyncio.run(run(args, stack, replies))
             print(f"\n{args.visitors} visitors, {args.seconds:.0f} s, "
                   f"{'postgres+redis' if args.postgres else 'embedded'} storage; ms")
-            report(stats)
-            total_sent = sum(s.sent for k, s in stats.items() if k != "web")
-            total_replies = sum(replies.counts.values())
-            lost = sum(s.lost for k, s in stats.items() if k != "web")
-            print(f"\nprovider messages acknowledged {total_sent}, replies seen {total_replies}, "
-                  f"lost {lost}, duplicated {max(0, total_replies - (total_sent - lost))}; "
-                  f"web turns lost {stats['web'].lost}")
+            report(stats, replies)
+            provider = [s for k, s in stats.items() if k != "web"]
+            print(f"\nprovider messages acknowledged {sum(s.sent for s in provider)}, "
+                  f"lost {sum(lost(s, replies) for s in provider)}, "
+                  f"duplicated {sum(duplicated(s, replies) for s in provider)}; "
+                  f"web turns without an answer {stats['web'].late}")
         finally:
             stack.stop()
             if args.keep:
