@@ -41,3 +41,8 @@ class UpstreamUnavailable(GatewayError):
     """Rasa or the action server did not answer in time."""
 
     status = 503
+
+
+class BotUnreachable(UpstreamUnavailable):
+    """Rasa could not be connected to: the message never reached it, so trying again is safe
+    (after a timeout or an error answer it may have been taken in, and a retry would repeat it)."""

@@ -22,7 +22,7 @@ from tenacity import (AsyncRetrying, retry_if_exception, stop_after_attempt,
                       wait_exponential_jitter)
 
 from connectors.credentials import ChannelCredentials
-from connectors.errors import GatewayError
+from connectors.errors import BotUnreachable, GatewayError
 from connectors.messages import InboundMessage, Media, StatusUpdate
 from connectors.outbound import Answer, OutboundContext, SendError, Sender
 from connectors.relay import Relay
@@ -217,10 +217,12 @@ class Inbox:
         return answers
 
     async def _with_retries(self, call: Any, *args: Any) -> Any:
+        # Only when the message never reached Rasa: after a timeout Rasa may still take it in,
+        # and sending it again would put it in the conversation twice.
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(3), reraise=True,
             wait=wait_exponential_jitter(initial=self._retry_wait, max=8),
-            retry=retry_if_exception(lambda exc: isinstance(exc, GatewayError)),
+            retry=retry_if_exception(lambda exc: isinstance(exc, BotUnreachable)),
         ):
             with attempt:
                 return await call(*args)

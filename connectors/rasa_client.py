@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from connectors.errors import UpstreamUnavailable
+from connectors.errors import BotUnreachable, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ class RasaClient:
                 f"{self._base}/webhooks/rest/webhook",
                 json={"sender": sender_id, "message": text, "metadata": metadata},
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            log.error("rasa unreachable", extra={"sender": sender_id, "error": type(exc).__name__})
+            raise BotUnreachable("The bot is not reachable right now; please try again shortly.") from None
         except httpx.TimeoutException:
             log.error("rasa timed out", extra={"sender": sender_id})
             raise UpstreamUnavailable("The bot did not answer in time; please try again.") from None
