@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.tenancy import NoTenant, tenant_of
@@ -62,4 +62,7 @@ class ActionFallback(Action):
         intent = (tracker.latest_message.get("intent") or {}).get("name")
         log.info("fallback", extra={"intent": intent, "sender": tracker.sender_id})
         dispatcher.utter_message(response="utter_cannot_answer_yet")
-        return [SlotSet("handoff_offered", True)]
+        # As Rasa's own fallback does: forget the turn, so the next prediction is to listen.
+        # Without it the policies see the same state again and predict this action until
+        # Rasa's circuit breaker stops the conversation, which then never answers again.
+        return [UserUtteranceReverted(), SlotSet("handoff_offered", True)]

@@ -41,6 +41,16 @@ def test_order_status_in_one_message(visitor: Visitor) -> None:
     assert "UPS" in answer and TRACKING in answer
 
 
+def test_one_order_after_another_never_leaves_the_visitor_without_an_answer(
+        visitor: Visitor) -> None:
+    for _ in range(3):  # what the channel benchmark's visitors do, over and over
+        assert visitor.say("where is my order?").strip()
+        assert visitor.say("#1001").strip()
+        assert visitor.say("alex@example.com").strip()
+    assert asks_order_number(visitor.say("where is my order?"))
+    assert asks_order_number(visitor.say("where is my order?"))  # asked again: asks again
+
+
 def test_order_number_without_hash_and_email_in_capitals(visitor: Visitor) -> None:
     visitor.say("has my parcel shipped yet")
     visitor.say("order 1002")
