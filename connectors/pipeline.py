@@ -232,7 +232,12 @@ class Inbox:
         if not answers:
             return
         route = self._routes[inbound.provider]  # type: ignore[index]
-        message_pk = await self._relay.store_answers(inbound, answers)
+        try:
+            message_pk: int | None = await self._relay.store_answers(inbound, answers)
+        except Exception:  # the visitor's answer matters more than our copy of it
+            log.exception("bot reply not stored; sending it anyway",
+                          extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel})
+            message_pk = None
         tenant = inbound.tenant
         record = dict(tenant_id=tenant.id, channel=inbound.channel, provider=route.sender.provider,
                       sender_id=inbound.sender_id, message_pk=message_pk)

@@ -68,7 +68,7 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     # one writes, and busy_timeout waits for a writer instead of failing at once.
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute("PRAGMA busy_timeout=5000")
     # Safe with WAL (no corruption on crash); skips an fsync per commit.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")

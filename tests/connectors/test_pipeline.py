@@ -317,3 +317,15 @@ async def test_a_message_acknowledged_before_a_crash_is_answered_by_the_next_sta
     assert world["sender"].sent == [("+15550009", "echo: where is my order?")]
     assert world["sender"].contexts[-1].reply_context == {"to": "+15005550006"}
     assert await inbox.recover(resolver.get) == 0  # claimed once, never twice
+
+
+async def test_the_reply_goes_out_even_when_storing_it_fails(world: dict[str, Any]) -> None:
+    inbox = world["inbox"]
+
+    async def broken_store(*args: Any) -> int:
+        raise RuntimeError("database is locked")
+
+    inbox._relay.store_answers = broken_store  # type: ignore[method-assign]
+    await inbox.accept(message(world, "hi", "SM-nostore"))
+    await settle(world)
+    assert world["sender"].sent == [("+15550001", "echo: hi")]
