@@ -82,7 +82,11 @@ def install_sqlite_pragmas(engine: Engine) -> None:
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url)
+        # SQLite lets one writer in at a time per file. With one connection per process our
+        # coroutines queue for it in order (an asyncio wait) instead of each holding a
+        # connection and sleeping in SQLite's busy handler, where under load they time out
+        # with "database is locked". The busy timeout is then only for the other processes.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     install_sqlite_pragmas(engine.sync_engine)
