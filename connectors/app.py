@@ -56,7 +56,10 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
         if settings.redis_url:
             import redis.asyncio as aioredis
 
-            app.ctx.redis = aioredis.from_url(settings.redis_url)
+            # Under load a request waits for a free connection instead of failing at once
+            # (the default pool raises "Too many connections" past 100 commands in flight).
+            app.ctx.redis = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=100, timeout=5))
         # Outbound calls to providers: bounded waits, never the event loop.
         app.ctx.provider_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         credentials = ChannelCredentials(CredentialsBox(settings.credentials_key))

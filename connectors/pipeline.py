@@ -10,12 +10,14 @@ time in arrival order, so a slow LLM never makes a provider wait or retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Mapping
 
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenacity import (AsyncRetrying, retry_if_exception, stop_after_attempt,
@@ -83,7 +85,7 @@ class Inbox:
         if inbound.message_id is None:
             raise ValueError("provider messages need their provider id for dedupe")
         seen_key = f"sb:seen:{inbound.tenant.id}:{inbound.channel}:{inbound.message_id}"
-        if self._redis is not None and not await self._redis.set(seen_key, 1, nx=True, ex=SEEN_TTL):
+        if not await self._first_sighting(seen_key):
             self._log_duplicate(inbound)
             return False
         try:
@@ -93,13 +95,25 @@ class Inbox:
             return False
         except BaseException:
             if self._redis is not None:  # let the provider's retry through
-                await self._redis.delete(seen_key)
+                with contextlib.suppress(RedisError):
+                    await self._redis.delete(seen_key)
             raise
         task = asyncio.create_task(self._process(inbound, message_pk, time.monotonic(),
                                                  origin or request_origin.get()))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         return True
+
+    async def _first_sighting(self, seen_key: str) -> bool:
+        """Redis answers repeats before the database is asked; without Redis, or when it
+        fails, the database's unique key alone keeps each message once."""
+        if self._redis is None:
+            return True
+        try:
+            return bool(await self._redis.set(seen_key, 1, nx=True, ex=SEEN_TTL))
+        except RedisError as exc:
+            log.warning("dedupe falls back to the database", extra={"error": type(exc).__name__})
+            return True
 
     async def record_status(self, tenant: Tenant, channel: str, update: StatusUpdate,
                             provider: str | None = None) -> None:

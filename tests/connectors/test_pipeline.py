@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -20,7 +21,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select, update
 
+import connectors.rasa_client
 from connectors.credentials import ChannelCredentials
+from connectors.errors import UpstreamUnavailable
 from connectors.messages import InboundMessage, Media, StatusUpdate
 from connectors.outbound import (Answer, OutboundContext, PermanentSendError, TransientSendError,
                                  send_parts)
@@ -47,10 +50,20 @@ class ScriptedRasa(BaseHTTPRequestHandler):
     """Rasa's REST webhook: answers "echo: <text>", offers choices for "offer", fails on "boom"."""
 
     seen: list[dict[str, Any]] = []
+    in_flight, most_in_flight = 0, 0  # turns being answered at once ("slow" ones take 0.3 s)
+    counting = threading.Lock()
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         ScriptedRasa.seen.append(body)
+        if body["message"] == "slow":
+            with ScriptedRasa.counting:
+                ScriptedRasa.in_flight += 1
+                ScriptedRasa.most_in_flight = max(ScriptedRasa.most_in_flight,
+                                                  ScriptedRasa.in_flight)
+            time.sleep(0.3)
+            with ScriptedRasa.counting:
+                ScriptedRasa.in_flight -= 1
         if body["message"] == "boom":
             self.send_response(500)
             self.send_header("Content-Length", "0")
@@ -329,3 +342,35 @@ async def test_the_reply_goes_out_even_when_storing_it_fails(world: dict[str, An
     await inbox.accept(message(world, "hi", "SM-nostore"))
     await settle(world)
     assert world["sender"].sent == [("+15550001", "echo: hi")]
+
+
+async def test_each_message_is_kept_once_while_redis_is_down(world: dict[str, Any]) -> None:
+    import redis.asyncio as aioredis
+
+    dead = aioredis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=0.2)
+    live = world["inbox"]
+    inbox = Inbox(world["sessions"], live._relay, live._credentials, live._routes, redis=dead,
+                  retry_wait=0.01)
+    first = message(world, "hello", "SM-noredis")
+    assert sorted(await asyncio.gather(*(inbox.accept(first) for _ in range(3)))) == [
+        False, False, True]
+    await inbox.drain(10)
+    assert world["sender"].sent == [("+15550001", "echo: hello")]
+    await dead.aclose()
+
+
+async def test_turns_beyond_what_the_bot_takes_at_once_wait_then_give_up_politely(
+        rasa_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connectors.rasa_client, "MAX_TURNS_IN_FLIGHT", 1)
+    rasa = RasaClient(rasa_url, "t", 1.0, rasa_url)
+    ScriptedRasa.most_in_flight = 0
+    try:
+        # Each turn takes 0.3 s and only one is sent at a time: the first three are answered
+        # within the second the gateway waits; the fifth would wait longer and is refused.
+        results = await asyncio.gather(*(rasa.turn(f"t:sms:{i}", "slow", {}) for i in range(5)),
+                                       return_exceptions=True)
+    finally:
+        await rasa.aclose()
+    assert [r[0]["text"] for r in results[:3]] == ["echo: slow"] * 3
+    assert isinstance(results[4], UpstreamUnavailable) and "busy" in results[4].detail
+    assert ScriptedRasa.most_in_flight == 1

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from actions.commerce.demo_store import DemoStoreBackend
 from actions.commerce.tables import DemoOrderItemRow, DemoOrderRow
@@ -69,6 +70,56 @@ async def test_resolver_and_isolation(kind: str, tmp_path: Path) -> None:
         async with sessions() as session:
             count = len((await session.execute(select(TenantRow))).scalars().all())
         assert count == 2
+
+
+class CountingSessions:
+    """The real session factory, counting the sessions opened (one per resolver query)."""
+
+    def __init__(self, sessions) -> None:
+        self._sessions, self.opened = sessions, 0
+
+    def __call__(self):
+        self.opened += 1
+        return self._sessions()
+
+
+@pytest.mark.parametrize("kind", database_params())
+@pytest.mark.asyncio
+async def test_resolver_serves_settings_while_it_rereads_them(kind: str, tmp_path: Path) -> None:
+    async with seeded_sessions(migrated_url(kind, tmp_path)) as (_, sessions):
+        counted = CountingSessions(sessions)
+        resolver = TenantResolver(counted, ttl_seconds=0)
+        # Many requests for a shop not yet read share one query.
+        tenants = await asyncio.gather(*(resolver.get("demo") for _ in range(50)))
+        assert {t.name for t in tenants} == {"Demo Outfitters"} and counted.opened == 1
+
+        async with sessions() as session:
+            await session.execute(update(TenantRow).where(TenantRow.slug == "demo")
+                                  .values(name="Demo Outfitters Ltd"))
+            await session.commit()
+        # Past its time: the requests get the settings they had at once, one query rereads them.
+        stale = await asyncio.gather(*(resolver.get("demo") for _ in range(50)))
+        assert {t.name for t in stale} == {"Demo Outfitters"}
+        for _ in range(100):  # the reread finishes in the background
+            if (await resolver.get(DEMO_TENANT_ID)).name == "Demo Outfitters Ltd":
+                break
+            await asyncio.sleep(0.01)
+        assert (await resolver.get("demo")).name == "Demo Outfitters Ltd"
+
+        async with sessions() as session:  # renamed: the old address stops working
+            await session.execute(update(TenantRow).where(TenantRow.slug == "demo")
+                                  .values(slug="demo-renamed"))
+            await session.commit()
+        await resolver.get("demo")
+        for _ in range(100):
+            try:
+                await resolver.get("demo")
+            except UnknownTenant:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(UnknownTenant):
+            await resolver.get("demo")
+        assert (await resolver.get("demo-renamed")).id == DEMO_TENANT_ID
 
 
 @pytest.mark.parametrize(("credentials", "fragment"), [
