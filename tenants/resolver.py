@@ -55,8 +55,8 @@ class TenantResolver:
             return
         error = task.exception()  # also marks it retrieved when only a refresh wanted it
         if isinstance(error, UnknownTenant):  # deleted meanwhile: forget every name for it
-            stale = self._cache.pop(key, None)
-            if stale is not None:
+            stale = self._cache.get(key)
+            if stale is not None:  # its slug and its id name it; both entries go
                 self._cache = {k: v for k, v in self._cache.items() if v[1].id != stale[1].id}
         elif error is not None and key in self._cache:
             log.warning("tenant not refreshed; serving the cached settings",
