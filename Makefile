@@ -16,11 +16,12 @@ PIP_QUIET := --quiet --disable-pip-version-check
 # Some machines' pip config names local index folders that do not exist; drop that noise only.
 PIP_FILTER := { grep -v "^WARNING: Location '.*' is ignored" || true; }
 
-.PHONY: help setup run test train validate rasa-test unit integration bench clean
+.PHONY: help setup run test lint train validate rasa-test unit integration bench clean
 
 help:
 	@echo "make run    install what is missing, train if needed, start bot + actions + gateway"
-	@echo "make test   install what is missing, run the whole suite"
+	@echo "make test   install what is missing, run the whole suite (lint first)"
+	@echo "make lint   ruff and mypy, configured in pyproject.toml; any finding fails"
 	@echo "make bench  start a stack and measure turns (bench/turns.py --help for options)"
 
 setup: $(VENV)/.installed $(BOTVENV)/.installed
@@ -49,17 +50,17 @@ validate: $(BOTVENV)/.installed
 	$(RASA) data validate --domain bot/domain --data data
 
 var/dev.env: | $(VENV)/.installed
-	$(VENV)/bin/python -m core.bootstrap --dev-env var/dev.env
+	$(VENV)/bin/python -m devtools.bootstrap --dev-env var/dev.env
 
 run: setup $(MODEL) var/dev.env
-	$(VENV)/bin/python -m core.bootstrap
+	$(VENV)/bin/python -m devtools.bootstrap
 	@echo
 	@echo "  bot (Rasa)      http://127.0.0.1:5005   (loopback only, token in var/dev.env)"
 	@echo "  actions         http://127.0.0.1:5055   (loopback only)"
 	@echo "  gateway         http://0.0.0.0:8000     (public: channels, GET /health)"
 	@echo "  sandbox         http://127.0.0.1:8025 + smtp 127.0.0.1:2525  (stands in for Twilio, Meta, SMTP)"
 	@echo "  widget demo     http://localhost:8000/channels/demo/web/demo"
-	@echo "  other channels  .venv/bin/python -m connectors.try_channel sms 'where is my order?'"
+	@echo "  other channels  .venv/bin/python -m devtools.try_channel sms 'where is my order?'"
 	@echo
 	@echo "  Try it:  curl -s localhost:8000/channels/demo/rest/webhook \\"
 	@echo "             -H 'Content-Type: application/json' \\"
@@ -77,9 +78,11 @@ unit: setup
 	$(VENV)/bin/python -m pytest tests -m "not integration" -q
 
 # PostgreSQL and Redis are used by the tests when they answer (CI runs both); the SQLite
-# default is always tested as well.
+# default is always tested as well. Nothing is left behind on them (tests/conftest.py): the
+# session works in a database of its own on TEST_PG's server, dropped at the end, and in a
+# Redis database of its own (/15, not the /0 that `make run` uses), emptied at start and end.
 TEST_PG := postgresql://postgres@127.0.0.1:5432/test
-TEST_REDIS := redis://127.0.0.1:6379/0
+TEST_REDIS := redis://127.0.0.1:6379/15
 SERVICES_ENV = TEST_DATABASE_URL=$$($(VENV)/bin/python -c "import psycopg; psycopg.connect('$(TEST_PG)', connect_timeout=2).close(); print('$(TEST_PG)')" 2>/dev/null) \
 	TEST_REDIS_URL=$$($(VENV)/bin/python -c "import redis; redis.Redis.from_url('$(TEST_REDIS)', socket_timeout=2).ping(); print('$(TEST_REDIS)')" 2>/dev/null)
 
@@ -93,7 +96,12 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y --no-install-recommends chromium || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
 
-test: setup $(MODEL) $(CHROMIUM)
+# ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy over all our packages.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint $(MODEL) $(CHROMIUM)
 	$(MAKE) --no-print-directory rasa-test
 	$(SERVICES_ENV) $(VENV)/bin/python -m pytest tests
 

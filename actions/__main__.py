@@ -1,4 +1,4 @@
-"""Run the action server: `python -m actions [--port 5055]`.
+"""Run the action server: `python -m actions [--host H] [--port P]` (default: settings).
 
 We start rasa-sdk's own Sanic app in a single process (scale out with more replicas) so our
 JSON logging and warning filter apply to the process that serves requests.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import threading
 import warnings
 
@@ -17,43 +16,47 @@ from core import logs
 # rasa-sdk 3.21 warns on every call that Rasa 3.6 "might not be compatible". DESIGN.md records
 # that this exact pair was checked (custom actions, sender_id and metadata arrive), so we
 # silence that one warning and nothing else.
-warnings.filterwarnings("ignore", message="Your versions of rasa and rasa_sdk might not be compatible")
+warnings.filterwarnings("ignore",
+                        message="Your versions of rasa and rasa_sdk might not be compatible")
 
 log = logging.getLogger(__name__)
 
 
 def _warm_knowledge() -> None:
     try:
-        from actions.runtime import runtime
+        from actions.runtime import action_settings
         from knowledge.embeddings import get_embedder
 
-        get_embedder(runtime().settings.models_dir).encode_query("warm up")
+        settings = action_settings()
+        get_embedder(settings.models_dir, settings.embed_precision).encode_query("warm up")
     except Exception:  # the route answers "not available" then, and says why in its log
         log.exception("embedding model failed to load")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Switchboard action server")
-    parser.add_argument("--host", default=os.environ.get("ACTIONS_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("ACTIONS_PORT", "5055")))
+    parser.add_argument("--host", help="address to listen on (default: ACTIONS_HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: ACTIONS_PORT)")
     args = parser.parse_args()
 
-    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    from actions.runtime import action_settings, runtime
+
+    settings = action_settings()  # a missing secret or a bad value stops the process here
+    logs.configure(settings.log_level)
+    host = args.host or settings.actions_host
+    port = args.port or settings.actions_port
     from rasa_sdk.endpoint import create_app
     from rasa_sdk.executor import ActionExecutor
 
-    from actions.runtime import runtime
-
-    runtime()  # fail at start-up, not on the first turn, when settings are missing
+    runtime()  # open the database at start-up, not on the first turn
     # Load the embedding model now, beside serving, so the first knowledge question does not
     # wait seconds for it (order status and returns never need it).
     threading.Thread(target=_warm_knowledge, name="warm-knowledge", daemon=True).start()
     executor = ActionExecutor()
     executor.register_package("actions")
     app = create_app(executor)
-    log.info("action server listening", extra={"url": f"http://{args.host}:{args.port}"})
-    app.run(host=args.host, port=args.port, single_process=True, access_log=False,
-            motd=False)
+    log.info("action server listening", extra={"url": f"http://{host}:{port}"})
+    app.run(host=host, port=port, single_process=True, access_log=False, motd=False)
 
 
 if __name__ == "__main__":

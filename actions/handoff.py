@@ -7,11 +7,11 @@ then the request is stored honestly and the visitor is told a person will reply 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
 
 from actions.runtime import runtime
 from actions.tenancy import NoTenant, channel_of, tenant_of
@@ -25,11 +25,12 @@ class ActionHandoff(Action):
         return "action_handoff"
 
     async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         try:
             tenant = await tenant_of(tracker)
-            reason = "verification_failed" if tracker.get_slot("verification_failures") else "visitor_asked"
+            failed = tracker.get_slot("verification_failures")
+            reason = "verification_failed" if failed else "visitor_asked"
             row, created = await open_handoff(
                 runtime().sessions,
                 tenant_id=tenant.id,
@@ -60,7 +61,7 @@ class ActionHandoffDeclined(Action):
         return "action_handoff_declined"
 
     async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         dispatcher.utter_message(response="utter_anything_else")
         return [SlotSet("handoff_offered", False)]

@@ -10,11 +10,11 @@ passes to the channel and the gateway stores with the bot's message.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
 
 from actions.runtime import runtime
 from actions.tenancy import NoTenant, tenant_of
@@ -27,7 +27,7 @@ class ActionAnswerFromKnowledge(Action):
         return "action_answer_from_knowledge"
 
     async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         question = (tracker.latest_message.get("text") or "").strip()
         if not question or question.startswith("/"):  # a button payload, not a question
@@ -37,7 +37,8 @@ class ActionAnswerFromKnowledge(Action):
             tenant = await tenant_of(tracker)
             answer = await runtime().knowledge.answer(tenant, question)
         except NoTenant:
-            log.warning("knowledge question without tenant", extra={"sender": tracker.sender_id[:80]})
+            log.warning("knowledge question without tenant",
+                        extra={"sender": tracker.sender_id[:80]})
             dispatcher.utter_message(response="utter_knowledge_not_found")
             return [SlotSet("handoff_offered", True)]
         except Exception:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
 
 from actions.commerce.base import BackendError, LineItem, Order
 from actions.commerce.returns import (
@@ -63,7 +65,8 @@ def match_items(wanted: Sequence[str] | str, order: Order) -> list[LineItem]:
     """Line items the visitor means: 'the shoes', 'socks and shoes', 'both', 'all of it'."""
     phrases = [wanted] if isinstance(wanted, str) else list(wanted)
     text = " ".join(str(p) for p in phrases)
-    if _ALL.search(text) or (len(order.items) == 1 and re.search(r"\b(it|that|this)\b", text, re.I)):
+    only_one = len(order.items) == 1
+    if _ALL.search(text) or (only_one and re.search(r"\b(it|that|this)\b", text, re.I)):
         return list(order.items)
     said = _tokens(text)
     return [item for item in order.items if _tokens(item.name) & said]
@@ -99,7 +102,7 @@ class ValidateReturnForm(VerifiedOrderForm):
         return "validate_return_form"
 
     async def extract_order_number(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         """A return right after talking about an order is about that order ("return it")."""
         if tracker.get_slot("order_number") or tracker.get_slot("flow_stop_reason"):
@@ -128,7 +131,7 @@ class ValidateReturnForm(VerifiedOrderForm):
         return []
 
     async def validate_return_items(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         try:
             found = await verified_order(tracker)
@@ -149,7 +152,7 @@ class ValidateReturnForm(VerifiedOrderForm):
         return {"return_items": [item.name for item in matched]}
 
     def validate_return_reason(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         reason = str(value or "").strip()
         if len(reason) < 2:
@@ -164,7 +167,7 @@ class ActionAskReturnItems(Action):
         return "action_ask_return_items"
 
     async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         try:
             found = await verified_order(tracker)
@@ -190,9 +193,10 @@ class ActionSubmitReturn(Action):
         return "action_submit_return"
 
     async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        reset = stop_events() + [SlotSet(slot, None) for slot in ("return_items", "return_reason", "order_number")]
+        reset = stop_events() + [SlotSet(slot, None)
+                                 for slot in ("return_items", "return_reason", "order_number")]
         reason = tracker.get_slot("flow_stop_reason")
         if reason:
             return explain_stop(reason, dispatcher) + reset
@@ -204,7 +208,8 @@ class ActionSubmitReturn(Action):
             tenant, order = found
             items = match_items(tracker.get_slot("return_items") or [], order)
             if not items:
-                dispatcher.utter_message(text="I couldn't tell which items to return, so nothing was registered.")
+                dispatcher.utter_message(
+                    text="I couldn't tell which items to return, so nothing was registered.")
                 return reset
             rt = runtime()
             outcome = await ReturnLedger(rt.sessions, tenant.id).request(

@@ -69,7 +69,7 @@ class Runtime:
         return self._http
 
     @functools.cached_property
-    def knowledge(self) -> "KnowledgeAnswers":
+    def knowledge(self) -> KnowledgeAnswers:
         """Grounded answers from the tenants' knowledge bases (loads the embedding model)."""
         from knowledge.answers import KnowledgeAnswers
         from knowledge.cache import MemoryAnswerCache, RedisAnswerCache
@@ -79,9 +79,11 @@ class Runtime:
         from knowledge.retrieval import Retriever
 
         s = self.settings
-        retriever = Retriever(IndexFiles(s.knowledge_dir), self.sessions, get_embedder(s.models_dir))
+        retriever = Retriever(IndexFiles(s.knowledge_dir), self.sessions,
+                              get_embedder(s.models_dir, s.embed_precision))
         cache = RedisAnswerCache(s.redis_url) if s.redis_url else MemoryAnswerCache()
-        llm = (ClaudeAnswerer(s.anthropic_api_key, s.anthropic_base_url, timeout=s.llm_timeout)
+        llm = (ClaudeAnswerer(s.anthropic_api_key.reveal(), s.anthropic_base_url,
+                              timeout=s.llm_timeout)
                if s.anthropic_api_key else None)
         log.info("knowledge answers ready", extra={
             "mode": "llm" if llm else "extractive (no ANTHROPIC_API_KEY)",
@@ -126,12 +128,19 @@ class Runtime:
             raise BackendNotConfigured(
                 f"tenant {tenant.slug}: {tenant.order_backend} credentials lack {exc}"
             ) from None
-        raise BackendNotConfigured(f"tenant {tenant.slug}: unknown backend {tenant.order_backend!r}")
+        raise BackendNotConfigured(
+            f"tenant {tenant.slug}: unknown backend {tenant.order_backend!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def action_settings() -> Settings:
+    """The action server's settings, read from the environment once per process."""
+    return Settings.from_env()
 
 
 @functools.lru_cache(maxsize=1)
 def runtime() -> Runtime:
-    settings = Settings.from_env()
+    settings = action_settings()
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     log.info("action runtime ready", extra={"embedded": settings.uses_embedded_storage})
@@ -140,5 +149,5 @@ def runtime() -> Runtime:
         engine=engine,
         sessions=sessions,
         tenants=TenantResolver(sessions),
-        credentials=CredentialsBox(settings.credentials_key),
+        credentials=CredentialsBox(settings.credentials_key.reveal()),
     )

@@ -16,6 +16,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
+from rasa_sdk.types import DomainDict
 
 from actions.commerce.base import BackendError, Order, normalise_email, normalise_order_number
 from actions.runtime import runtime
@@ -52,7 +53,7 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         domain_slots: list[str],
         dispatcher: CollectingDispatcher,
         tracker: Tracker,
-        domain: dict[str, Any],
+        domain: DomainDict,
     ) -> list[str]:
         # An empty list ends the form; the submit action explains why.
         if tracker.get_slot("flow_stop_reason"):
@@ -60,7 +61,7 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         return domain_slots
 
     def validate_order_number(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         number = normalise_order_number(_first(value))
         if not _ORDER_NUMBER.fullmatch(number):
@@ -69,7 +70,7 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         return {"order_number": number}
 
     def validate_email(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         email = normalise_email(_first(value))
         if not _EMAIL.fullmatch(email):
@@ -78,7 +79,7 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         return {"email": email}
 
     async def get_validation_events(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         events = await super().get_validation_events(dispatcher, tracker, domain)
         number, email = tracker.get_slot("order_number"), tracker.get_slot("email")
@@ -106,7 +107,8 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         if order is None:
             failures = int(tracker.get_slot("verification_failures") or 0) + 1
             log.info("order verification failed",
-                     extra={"tenant_id": tenant.id, "attempt": failures, "sender": tracker.sender_id})
+                     extra={"tenant_id": tenant.id, "attempt": failures,
+                            "sender": tracker.sender_id})
             cleared = [SlotSet("order_number", None), SlotSet("email", None),
                        SlotSet("verified_order", None),
                        SlotSet("verification_failures", float(failures))]

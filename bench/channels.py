@@ -4,7 +4,7 @@ duplicated messages.
 Visitors on SMS and WhatsApp (Twilio), WhatsApp (Meta Cloud API), email (Mailgun route) and the
 web widget (WebSocket) play the demo shop's order-status conversation in a loop for the given
 time, each waiting for the bot's reply before it writes again. Provider webhooks are signed as
-the providers sign them (connectors/simulate.py); replies go out to local fakes of Twilio's and
+the providers sign them (devtools/simulate.py); replies go out to local fakes of Twilio's and
 Meta's APIs and to a real SMTP server (aiosmtpd), where the benchmark watches for them. Every
 tenth webhook is delivered twice at once, as providers do on retries: the second copy must be
 acknowledged and dropped.
@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.turns import pct  # noqa: E402
-from connectors import simulate  # noqa: E402
-from tenants.demo import DEMO_WIDGET_KEY  # noqa: E402
+from devtools import simulate  # noqa: E402
+from devtools.demo_shop import DEMO_WIDGET_KEY  # noqa: E402
 from tests.fakes.graph_server import GraphFake  # noqa: E402
 from tests.fakes.twilio_server import TwilioFake  # noqa: E402
 from tests.integration.mailbox import Mailbox  # noqa: E402
@@ -87,10 +88,11 @@ class Replies:
     def _scan(self) -> None:
         while not self._stop.wait(0.01):
             arrived: list[str] = []
-            for i, (items, key) in enumerate((
-                    (self.twilio.sent, lambda m: m.to.removeprefix("whatsapp:")),
-                    (self.graph.sent, lambda s: "+" + s.body["to"]),
-                    (self.mailbox.messages, lambda m: str(m["To"])))):
+            sources: tuple[tuple[list[Any], Callable[[Any], str]], ...] = (
+                (self.twilio.sent, lambda m: m.to.removeprefix("whatsapp:")),
+                (self.graph.sent, lambda s: "+" + s.body["to"]),
+                (self.mailbox.messages, lambda m: str(m["To"])))
+            for i, (items, key) in enumerate(sources):
                 new = items[self._seen[i]:]
                 self._seen[i] += len(new)
                 arrived += [key(item) for item in new]
@@ -116,7 +118,7 @@ class Replies:
         try:
             await asyncio.wait_for(future, timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if entry in self._waiting.get(address, []):
                 self._waiting[address].remove(entry)
             return False
@@ -136,8 +138,9 @@ async def post(http: aiohttp.ClientSession, request: simulate.SignedRequest) -> 
         return response.status
 
 
-async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any], http: aiohttp.ClientSession,
-                           replies: Replies, stats: Channel, until: float, n: int) -> None:
+async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any],
+                           http: aiohttp.ClientSession, replies: Replies, stats: Channel,
+                           until: float, n: int) -> None:
     address = (f"visitor{n}-{secrets.token_hex(3)}@example.net" if kind == "email"
                else "+1555" + f"{secrets.randbelow(10**7):07d}")
     turn, answered = 0, 0
@@ -157,7 +160,7 @@ async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any], http:
         started = time.perf_counter()
         try:
             answers = await asyncio.gather(*(post(http, request) for _ in range(copies)))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             stats.errors[type(exc).__name__] += 1
             await asyncio.sleep(0.5)
             continue
@@ -204,7 +207,7 @@ async def web_visitor(stack: Stack, stats: Channel, until: float) -> None:
                         stats.errors[frame.get("code", "error")] += 1
                         break
                 turn += 1
-    except (asyncio.TimeoutError, OSError, websockets.WebSocketException) as exc:
+    except (TimeoutError, OSError, websockets.WebSocketException) as exc:
         stats.late += 1
         stats.errors[type(exc).__name__] += 1
 
@@ -263,7 +266,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--visitors", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--postgres", help="PostgreSQL URL (with --redis); bootstrap resets our tables")
+    parser.add_argument("--postgres",
+                        help="PostgreSQL URL (with --redis); our tables there are reset")
     parser.add_argument("--redis", help="Redis URL (with --postgres)")
     parser.add_argument("--keep", action="store_true", help="keep the stack's logs and files")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Knowledge retrieval: quality on the demo shop's documents, speed at 1k / 10k / 100k chunks.
 
-1. Quality: ingests tenants/demo_knowledge into a temporary SQLite database and asks the
+1. Quality: ingests devtools/demo_knowledge into a temporary SQLite database and asks the
    questions in bench/data/knowledge_questions.yml (written the way visitors write, never
    indexed or trained on). A passage is relevant when it comes from the question's source
    file and contains all its evidence phrases. Prints recall@1, recall@5 and MRR, for the
@@ -39,15 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.turns import pct  # noqa: E402
-from core.bootstrap import migrate  # noqa: E402
 from core.db import create_engine, session_factory  # noqa: E402
+from devtools.bootstrap import migrate  # noqa: E402
+from devtools.demo_shop import DEMO_KNOWLEDGE  # noqa: E402
 from knowledge.chunking import windows  # noqa: E402
 from knowledge.embeddings import Embedder  # noqa: E402
 from knowledge.index import APPROXIMATE_FROM, IndexFiles  # noqa: E402
 from knowledge.ingest import collect, ingest  # noqa: E402
 from knowledge.retrieval import MIN_COSINE, Retriever  # noqa: E402
 from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow  # noqa: E402
-from tenants.demo import DEMO_KNOWLEDGE  # noqa: E402
 
 log = logging.getLogger("bench.knowledge")
 DATA = ROOT / "bench" / "data"
@@ -75,7 +75,8 @@ def relevant(question: Question, source: str, text: str) -> bool:
 
 # --- 1. quality on the demo documents -------------------------------------------------------
 
-async def demo_index(workdir: Path, embedder: Embedder) -> tuple[Retriever, dict[int, tuple[str, str]]]:
+async def demo_index(workdir: Path,
+                     embedder: Embedder) -> tuple[Retriever, dict[int, tuple[str, str]]]:
     url = f"sqlite:///{workdir / 'bench.db'}"
     migrate(url)
     engine = create_engine(f"sqlite+aiosqlite:///{workdir / 'bench.db'}")
@@ -99,7 +100,8 @@ def score(retriever: Retriever, chunks: dict[int, tuple[str, str]], questions: l
     misses = []
     for q in questions:
         fused, _, _ = retriever.rank(tenant, q.text, k=10)
-        ranks = [i for i, (cid, _) in enumerate(fused) if cid in chunks and relevant(q, *chunks[cid])]
+        ranks = [i for i, (cid, _) in enumerate(fused)
+                 if cid in chunks and relevant(q, *chunks[cid])]
         first = ranks[0] + 1 if ranks else None
         hits1 += first == 1
         hits5 += bool(first and first <= 5)
@@ -132,10 +134,12 @@ def abstention(retriever: Retriever, covered: list[Question], uncovered: list[st
 # --- 2 and 3. synthetic chunks ----------------------------------------------------------------
 
 WORDS = {
-    "thing": "jacket coat parka vest sweater hoodie shirt tee trousers jeans shorts skirt dress "
-             "boot sneaker sandal sock beanie scarf glove backpack duffel bottle mug belt cap".split(),
-    "adj": "waterproof breathable warm lightweight durable recycled organic insulated stretch "
-           "packable slim relaxed classic technical merino cotton linen wool leather canvas".split(),
+    "thing": ("jacket coat parka vest sweater hoodie shirt tee trousers jeans shorts skirt dress "
+              "boot sneaker sandal sock beanie scarf glove backpack duffel bottle mug belt cap"
+              ).split(),
+    "adj": ("waterproof breathable warm lightweight durable recycled organic insulated stretch "
+            "packable slim relaxed classic technical merino cotton linen wool leather canvas"
+            ).split(),
     "topic": "delivery returns warranty repairs sizing care payment invoice voucher exchange "
              "customs tracking pickup restock preorder discount membership newsletter".split(),
     "place": "Lisbon Oslo Denver Kyoto Austin Lyon Porto Bergen Quebec Malmo Graz Leeds".split(),
@@ -171,7 +175,8 @@ async def ingestion_throughput(workdir: Path, embedder: Embedder, chunks: int) -
     for d in range(max(1, chunks // per_doc)):
         body = [f"# Synthetic document {d}\n"]
         for s in range(per_doc):
-            body.append(f"## Section {s}\n\n{synthetic_text(rng, d * per_doc + s).split(chr(10), 1)[1]}\n")
+            section = synthetic_text(rng, d * per_doc + s).split("\n", 1)[1]
+            body.append(f"## Section {s}\n\n{section}\n")
         (docs / f"doc-{d:05d}.md").write_text("\n".join(body))
     url = f"sqlite:///{workdir / 'ingest.db'}"
     migrate(url)
@@ -194,7 +199,8 @@ async def ingestion_throughput(workdir: Path, embedder: Embedder, chunks: int) -
         texts = (await session.execute(select(KnowledgeChunkRow.text).limit(300))).scalars().all()
     await engine.dispose()
     tokens = statistics.mean(embedder.token_count(t) for t in texts)
-    print(f"  {report.chunks_total} chunks of {tokens:.0f} tokens (mean over stored chunks, model tokenizer) in "
+    print(f"  {report.chunks_total} chunks of {tokens:.0f} tokens "
+          f"(mean over stored chunks, model tokenizer) in "
           f"{elapsed:.1f} s: {report.chunks_total / elapsed:.0f} chunks/s end to end "
           f"(load, chunk, embed [{embedder.precision}], store, index)")
 
@@ -212,7 +218,8 @@ def scale(workdir: Path, embedder: Embedder, demo: tuple[IndexFiles, dict[int, t
     sizes_w = np.array([len(g) for g in groups])
     owners = np.repeat(np.arange(10_000_000, 10_000_000 + largest, dtype=np.int64), sizes_w)
     real = int(sizes_w[:min(embed_limit, largest)].sum())
-    print(f"  embedding {real} windows of {min(embed_limit, largest)} synthetic chunks for real ...",
+    print(f"  embedding {real} windows of {min(embed_limit, largest)} synthetic chunks "
+          "for real ...",
           file=sys.stderr)
     started = time.perf_counter()
     vectors = embedder.encode([w for g in groups[:embed_limit] for w in g])
@@ -243,8 +250,9 @@ def scale(workdir: Path, embedder: Embedder, demo: tuple[IndexFiles, dict[int, t
             retriever.rank(TENANT, q.text)
             latencies.append((time.perf_counter() - t) * 1000)
         quality = score(retriever, demo_chunks, questions)
-        print(f"  {n:>8} {rows + len(demo_owners):>8} {manifest.kind:>6} {build:>8.1f} {pct(latencies, 50):>7.1f} "
-              f"{pct(latencies, 95):>7.1f} {quality['recall@5']:>9.3f} {quality['mrr']:>6.3f}")
+        print(f"  {n:>8} {rows + len(demo_owners):>8} {manifest.kind:>6} {build:>8.1f} "
+              f"{pct(latencies, 50):>7.1f} {pct(latencies, 95):>7.1f} "
+              f"{quality['recall@5']:>9.3f} {quality['mrr']:>6.3f}")
 
 
 async def main() -> None:
@@ -266,7 +274,8 @@ async def main() -> None:
         print(f"  {len(chunks)} chunks from {DEMO_KNOWLEDGE.relative_to(ROOT)}")
         result = score(retriever, chunks, covered, show_misses=True)
         print(f"  [{embedder.precision}] recall@1 {result['recall@1']:.3f}  recall@5 "
-              f"{result['recall@5']:.3f}  MRR {result['mrr']:.3f}   (targets: recall@5 >= 0.95, MRR >= 0.85)")
+              f"{result['recall@5']:.3f}  MRR {result['mrr']:.3f}   "
+              "(targets: recall@5 >= 0.95, MRR >= 0.85)")
         if not args.skip_fp32 and embedder.precision != "fp32":
             (workdir / "fp32").mkdir()
             fp32 = Embedder("fp32")

@@ -50,7 +50,8 @@ def main() -> None:
     with AnthropicFake(api_key=KEY, responder=grounded_responder, delay=args.llm_delay) as fake:
         stack = Stack(Path(tempfile.mkdtemp(prefix="bench-knowledge-turns-")))
         stack.extra_env.update(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.base_url)
-        log.info("starting the stack in %s (bootstrap ingests the demo knowledge base)", stack.var_dir)
+        log.info("starting the stack in %s (bootstrap ingests the demo knowledge base)",
+                 stack.var_dir)
         stack.start(timeout=args.timeout)
         try:
             run(stack, fake, questions, args)
@@ -61,28 +62,33 @@ def main() -> None:
 def run(stack: Stack, fake: AnthropicFake, questions: list[str], args: argparse.Namespace) -> None:
     url = f"{stack.gateway}/channels/demo/rest/webhook"
     with httpx.Client(timeout=30) as client:
-        for warm in ("hello", "do you have gift cards?", "where is my order?"):  # load everything once
+        # Load everything once.
+        for warm in ("hello", "do you have gift cards?", "where is my order?"):
             client.post(url, json={"sender": f"warm-{uuid.uuid4().hex[:8]}", "message": warm})
         latencies, modes = [], []
         for n, question in enumerate(questions[1:args.questions + 1], 1):
             before = len(fake.messages_requests)
             started = time.perf_counter()
-            response = client.post(url, json={"sender": f"bench-{uuid.uuid4().hex[:8]}", "message": question})
+            response = client.post(url, json={"sender": f"bench-{uuid.uuid4().hex[:8]}",
+                                              "message": question})
             elapsed = (time.perf_counter() - started) * 1000
             response.raise_for_status()
-            knowledge = [r.get("custom", {}).get("knowledge") for r in response.json() if r.get("custom")]
+            knowledge = [r.get("custom", {}).get("knowledge") for r in response.json()
+                         if r.get("custom")]
             mode = knowledge[0]["mode"] if knowledge else "not-knowledge"
             modes.append(mode)
             if len(fake.messages_requests) > before:  # only turns that really waited for the LLM
                 latencies.append(elapsed - args.llm_delay * 1000)
             if n % 10 == 0:
                 log.info("%d/%d turns", n, args.questions)
-    print(f"Knowledge turns through the gateway with the LLM answering after {args.llm_delay * 1000:.0f} ms")
+    print("Knowledge turns through the gateway with the LLM answering after "
+          f"{args.llm_delay * 1000:.0f} ms")
     print(f"  turns: {len(modes)}; by route/mode: " + ", ".join(
         f"{m} {modes.count(m)}" for m in sorted(set(modes))))
     if latencies:
         print(f"  overhead beyond the LLM (turn latency - {args.llm_delay * 1000:.0f} ms) over "
-              f"{len(latencies)} LLM turns: p50 {pct(latencies, 50):.1f} ms, p95 {pct(latencies, 95):.1f} ms, "
+              f"{len(latencies)} LLM turns: p50 {pct(latencies, 50):.1f} ms, "
+              f"p95 {pct(latencies, 95):.1f} ms, "
               f"mean {statistics.mean(latencies):.1f} ms   (target <= 50 ms)")
 
 

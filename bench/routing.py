@@ -1,4 +1,5 @@
-"""Routing accuracy of the NLU on a held-out set of visitor messages (bench/data/routing_heldout.yml).
+"""Routing accuracy of the NLU on a held-out set of visitor messages
+(bench/data/routing_heldout.yml).
 
 Each message is labelled with the route it must take: a scripted flow (order_status, return),
 a person (handoff), or the knowledge answer (knowledge). Every message goes to Rasa's
@@ -151,8 +152,10 @@ def pct(part: int, whole: int) -> str:
 def report(results: list[Parsed]) -> None:
     correct = sum(r.got == r.message.route for r in results)
     per_route = {route: [r for r in results if r.message.route == route] for route in ROUTES}
-    shares = {route: sum(r.got == route for r in rs) / len(rs) for route, rs in per_route.items() if rs}
-    met = correct >= TARGET_OVERALL * len(results) and all(s >= TARGET_ROUTE for s in shares.values())
+    shares = {route: sum(r.got == route for r in rs) / len(rs)
+              for route, rs in per_route.items() if rs}
+    met = (correct >= TARGET_OVERALL * len(results)
+           and all(s >= TARGET_ROUTE for s in shares.values()))
     print(f"\nRouting accuracy on {len(results)} held-out messages: {correct}/{len(results)} "
           f"{pct(correct, len(results)).strip()}   (target >= {TARGET_OVERALL:.0%} overall, every "
           f"route >= {TARGET_ROUTE:.0%}: {'met' if met else 'NOT met'})")
@@ -183,7 +186,8 @@ def report(results: list[Parsed]) -> None:
     if wrong:
         print(f"{'expected':<13} {'got intent':<20} {'conf':>5}  text")
     for r in wrong:
-        top = f" [{r.ranking[0][0]} {r.ranking[0][1]:.2f}]" if r.intent == FALLBACK and r.ranking else ""
+        top = (f" [{r.ranking[0][0]} {r.ranking[0][1]:.2f}]"
+               if r.intent == FALLBACK and r.ranking else "")
         print(f"{r.message.route:<13} {r.intent:<20} {r.confidence:5.2f}  {r.message.text}{top}")
 
 
@@ -205,7 +209,7 @@ def sweep(results: list[Parsed], ambiguity: float) -> None:
           + f"{'fallbacks':>10}")
     for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
         intents = [decide(r, threshold, ambiguity) for r in results]
-        pairs = [(r.message.route, route_of(i)) for r, i in zip(results, intents)]
+        pairs = [(r.message.route, route_of(i)) for r, i in zip(results, intents, strict=True)]
         cells = []
         for route in ROUTES:
             mine = [got for expected, got in pairs if expected == route]

@@ -1,4 +1,5 @@
-"""Throughput and latency of scripted order-status conversations, via the gateway and straight to Rasa.
+"""Throughput and latency of scripted order-status conversations, via the gateway and straight
+to Rasa.
 
 Each virtual visitor (unique sender id) plays "where is my order?" -> "#1001" -> "alex@example.com"
 and must get the tracking number back (anything else counts as an error). The same turns go
@@ -13,7 +14,7 @@ Usage, from the repository root:
     .venv/bin/python bench/turns.py                      # own stack in a temp dir, embedded SQLite
     .venv/bin/python bench/turns.py --postgres postgresql://postgres@127.0.0.1:5432/test \\
         --redis redis://127.0.0.1:6379/0                 # own stack on PostgreSQL + Redis
-        (bootstrap migrates and re-seeds that database: prefer one the integration tests don't reset)
+        (bootstrap migrates that database and restores the demo shop in it)
     .venv/bin/python bench/turns.py --gateway http://127.0.0.1:8000 --rasa http://127.0.0.1:5005 \\
         --actions http://127.0.0.1:5055 --token TOKEN    # an already running stack
 Options: --concurrency 1,20 --conversations 30,60 --warmup 3 --one-turn --samples 10 --timeout 900
@@ -32,9 +33,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -42,7 +45,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tenants.demo import DEMO_TENANT_ID  # noqa: E402
+from devtools.demo_shop import DEMO_TENANT_ID  # noqa: E402
 from tests.integration.stack import MODEL, Stack  # noqa: E402
 
 log = logging.getLogger("bench.turns")
@@ -158,7 +161,8 @@ def action_calls(tracker: dict[str, Any], domain: dict[str, Any],
     forms = {name: spec.get("required_slots", []) for name, spec in domain.get("forms", {}).items()}
     calls: list[tuple[int, str, float, list[dict[str, Any]]]] = []
     slots: dict[str, Any] = {}
-    active, turn, turn_slots = None, 0, {}
+    active, turn = None, 0
+    turn_slots: dict[str, Any] = {}
     events = tracker["events"]
     for i, event in enumerate(events):
         kind, name, ts = event["event"], event.get("name"), event["timestamp"]
@@ -178,9 +182,11 @@ def action_calls(tracker: dict[str, Any], domain: dict[str, Any],
                 calls += [(max(turn, 1), a, before, []) for a in mapping_actions]
                 candidates = {k: slots[k] for k in required if slots.get(k) is not None}
             else:
-                candidates = {k: v for k, v in turn_slots.items() if k in required and v is not None}
-            extra = ([{"event": "slot", "name": "requested_slot", "value": slots.get("requested_slot"),
-                       "timestamp": before}, {"event": "action", "name": name, "timestamp": before}]
+                candidates = {k: v for k, v in turn_slots.items()
+                              if k in required and v is not None}
+            extra = ([{"event": "slot", "name": "requested_slot",
+                       "value": slots.get("requested_slot"), "timestamp": before},
+                      {"event": "action", "name": name, "timestamp": before}]
                      + [{"event": "slot", "name": k, "value": v, "timestamp": before}
                         for k, v in candidates.items()])
             calls += [(max(turn, 1), f"validate_{name}", before, extra)] * (
@@ -204,12 +210,13 @@ async def schema_checks_ms(samples: int, events: list[dict[str, Any]]) -> tuple[
     """Rasa's jsonschema checks (action response; /model/predict's events), in Rasa's virtualenv."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            str(BOT_PY), "-c", SCHEMA_CHECK.format(n=samples), cwd=ROOT, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            str(BOT_PY), "-c", SCHEMA_CHECK.format(n=samples), cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
         out, _ = await asyncio.wait_for(proc.communicate(json.dumps(events).encode()), 180)
         response, predict = out.decode().split()[-2:]
         return float(response), float(predict)
-    except (OSError, ValueError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, ValueError) as exc:
         log.warning("could not time Rasa's schema checks: %r", exc)
         return math.nan, math.nan
 
@@ -234,8 +241,8 @@ async def breakdown(client: httpx.AsyncClient, rasa: str, actions: str, token: s
     many = samples * 3  # cheap requests: more samples against the noise
     log.info("breakdown: NLU parse, tracker GET, POST /model/predict x%d", many)
     rtt = await p50_ms(many, lambda: client.get(f"{rasa}/version"))  # one HTTP round trip
-    nlu = [-rtt + await p50_ms(many, lambda t=text: client.post(f"{rasa}/model/parse", params=auth,
-                                                          json={"text": t}))
+    nlu = [-rtt + await p50_ms(many, partial(client.post, f"{rasa}/model/parse", params=auth,
+                                             json={"text": text}))
            for text in THREE_TURNS]
     tracker_p50 = await p50_ms(many, lambda: client.get(track_url, params=auth))
     predict_p50 = await p50_ms(many, lambda: client.post(  # no tracker store involved
@@ -249,14 +256,14 @@ async def breakdown(client: httpx.AsyncClient, rasa: str, actions: str, token: s
     calls = action_calls(tracker, domain, registered)
     log.info("breakdown: replaying %d action calls x%d", len(calls), samples)
     bodies = []
-    for turn, name, until, extra in calls:
+    for _turn, name, until, extra in calls:
         state = (await client.get(track_url, params={**auth, "include_events": "ALL",
                                                      "until": f"{until:.6f}"})).json()
         state["events"] += extra
         state["slots"].update({e["name"]: e["value"] for e in extra if e["event"] == "slot"})
         bodies.append({"next_action": name, "sender_id": sender, "tracker": state,
                        "domain": domain, "version": version})
-    call_ms = [await p50_ms(samples, lambda b=body: client.post(f"{actions}/webhook", json=b))
+    call_ms = [await p50_ms(samples, partial(client.post, f"{actions}/webhook", json=body))
                for body in bodies]
 
     log.info("breakdown: Rasa's action-response schema check, in %s", BOT_PY.parent.parent.name)
@@ -267,7 +274,8 @@ async def breakdown(client: httpx.AsyncClient, rasa: str, actions: str, token: s
     print(f"{'turn':<4} {'text':<18} {'turn':>5} {'NLU':>4} {'policy':>8} {'actions':>7} "
           f"{'check':>5}  {'action calls (action server ms)':<40} {'rest':>4}")
     for index, text in enumerate(THREE_TURNS):
-        mine = [(name, call_ms[i]) for i, (turn, name, _, _) in enumerate(calls) if turn == index + 1]
+        mine = [(name, call_ms[i]) for i, (turn, name, _, _) in enumerate(calls)
+                if turn == index + 1]
         total, spent = pct(stats.by_turn.get(index, []), 50), sum(ms for _, ms in mine)
         names = " + ".join(("validate" if n.startswith("validate_") else n.removeprefix("action_"))
                            + f" {ms:.0f}" for n, ms in mine) or "-"
@@ -278,14 +286,16 @@ async def breakdown(client: httpx.AsyncClient, rasa: str, actions: str, token: s
     print(f"NLU: POST /model/parse - one HTTP round trip (GET /version {rtt:.1f}).\n"
           f"policy: predictions in the turn x (POST /model/predict on the conversation's events"
           f" {predict_p50:.0f}\n  - its events schema check {events_check:.0f} - round trip).\n"
-          f"actions: the turn's calls replayed to the action server (Rasa makes them over HTTP too).\n"
+          "actions: the turn's calls replayed to the action server (Rasa makes them over HTTP"
+          " too).\n"
           f"check: calls x {check:.1f} ms, Rasa's jsonschema check of each action response.\n"
           f"rest = turn - the others: tracker load (GET of {len(tracker['events'])} events:"
           f" {tracker_p50:.0f} ms) and save, lock, Rasa's own handling.")
 
 
 def start_stack(args: argparse.Namespace, deadline: float) -> Stack:
-    """Our own stack in a temp dir; waits and retries while the model is missing or being rebuilt."""
+    """Our own stack in a temp dir; waits and retries while the model is missing or being
+    rebuilt."""
     for attempt in range(1, 4):
         stack = Stack(Path(tempfile.mkdtemp(prefix="bench-turns-")),
                       database_url=args.postgres, redis_url=args.redis)
@@ -304,14 +314,16 @@ def start_stack(args: argparse.Namespace, deadline: float) -> Stack:
     raise AssertionError("unreachable")
 
 
-async def bench(args: argparse.Namespace, gateway: str, rasa: str, actions: str, token: str) -> None:
+async def bench(args: argparse.Namespace, gateway: str, rasa: str, actions: str,
+                token: str) -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     counts = [int(c) for c in args.conversations.split(",")]
     counts += [counts[-1]] * (len(levels) - len(counts))
     scripts = [("3-turn", THREE_TURNS)] + ([("1-turn", ONE_TURN)] if args.one_turn else [])
     targets = [Target("gateway", f"{gateway}/channels/demo/rest/webhook", direct=False),
                Target("rasa", f"{rasa}/webhooks/rest/webhook", direct=True)]
-    limits = httpx.Limits(max_connections=max(levels) + 10, max_keepalive_connections=max(levels) + 10)
+    limits = httpx.Limits(max_connections=max(levels) + 10,
+                          max_keepalive_connections=max(levels) + 10)
     async with httpx.AsyncClient(timeout=30, limits=limits, trust_env=False) as client:
         for target in targets:
             log.info("warm-up: %d conversations via %s", args.warmup, target.name)
@@ -319,9 +331,10 @@ async def bench(args: argparse.Namespace, gateway: str, rasa: str, actions: str,
                 await run_level(client, target, script, 1, args.warmup)
         rows: list[tuple[str, str, int, int, Stats]] = []
         for label, script in scripts:
-            for level, count in zip(levels, counts):
+            for level, count in zip(levels, counts, strict=False):  # extra counts unused
                 for target in targets:
-                    log.info("%s %s: concurrency %d, %d conversations", target.name, label, level, count)
+                    log.info("%s %s: concurrency %d, %d conversations", target.name, label,
+                             level, count)
                     rows.append((target.name, label, level, count,
                                  await run_level(client, target, script, level, count)))
         print(f"\n{'target':<8} {'script':<7} {'conc':>4} {'convs':>5} {'turns':>5} {'errors':>6} "
@@ -340,7 +353,8 @@ async def bench(args: argparse.Namespace, gateway: str, rasa: str, actions: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", default="1,20", help="comma-separated levels (1 = sequential)")
+    parser.add_argument("--concurrency", default="1,20",
+                        help="comma-separated levels (1 = sequential)")
     parser.add_argument("--conversations", default="30,60", help="per level (last one repeats)")
     parser.add_argument("--warmup", type=int, default=3, help="uncounted conversations per target")
     parser.add_argument("--one-turn", action="store_true", help="also the one-message variant")
@@ -370,7 +384,7 @@ def main() -> None:
                                               f"http://127.0.0.1:{stack.actions_port}", OWN_TOKEN]
         asyncio.run(asyncio.wait_for(bench(args, *urls), max(1.0, deadline - time.monotonic())))
         finished = True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.error("gave up after the global timeout of %.0f s", args.timeout)
         raise SystemExit(2) from None
     finally:

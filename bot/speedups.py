@@ -10,7 +10,7 @@ the same checks and the same error, without the repeated schema self-check.
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Text
+from typing import Any
 
 from jsonschema import ValidationError, validators
 from jsonschema.exceptions import best_match
@@ -26,7 +26,7 @@ def _response_validator() -> Any:
     return validator_class(schema)
 
 
-def _validate_action_result(self: RemoteAction, result: Dict[Text, Any]) -> bool:
+def _validate_action_result(self: RemoteAction, result: dict[str, Any]) -> bool:
     error = best_match(_response_validator().iter_errors(result))
     if error is None:
         return True
@@ -40,4 +40,4 @@ def _validate_action_result(self: RemoteAction, result: Dict[Text, Any]) -> bool
 
 
 def install() -> None:
-    RemoteAction._validate_action_result = _validate_action_result  # type: ignore[method-assign]
+    RemoteAction._validate_action_result = _validate_action_result

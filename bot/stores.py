@@ -3,38 +3,35 @@
 endpoints.yml names these classes so one file serves both shapes:
 - embedded default: SQL tracker store on a SQLite file under var/, in-memory lock store;
 - production: SQL tracker store on DATABASE_URL (PostgreSQL), RedisLockStore on REDIS_URL.
+
+The environment is read by core/settings.py (`ProcessSettings`, standard library only), the
+one reader our other processes use, so Rasa and the gateway agree on where the tracker is.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.lock_store import InMemoryLockStore, LockStore, RedisLockStore
 from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.domain import Domain
-from rasa.utils.endpoints import EndpointConfig
+
+from core.settings import ProcessSettings
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def tracker_store_params(env: "os._Environ[str] | dict[str, str]") -> dict[str, Any]:
-    """SQLTrackerStore keyword arguments for DATABASE_URL, or the embedded SQLite file."""
-    url = env.get("DATABASE_URL", "").strip()
-    if not url:
-        var_dir = Path(env.get("SWITCHBOARD_VAR_DIR", str(ROOT / "var"))).resolve()
-        var_dir.mkdir(parents=True, exist_ok=True)
-        return {"dialect": "sqlite", "db": str(var_dir / "rasa-tracker.db")}
-    parsed = urlparse(url)
+def tracker_store_params(settings: ProcessSettings) -> dict[str, Any]:
+    """SQLTrackerStore keyword arguments for DATABASE_URL, or the embedded SQLite file
+    (`settings.tracker_store_url`, where the gateway looks for it too)."""
+    if settings.uses_embedded_storage:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        return {"dialect": "sqlite", "db": str(settings.var_dir / "rasa-tracker.db")}
+    parsed = urlparse(settings.database_url)  # async form: postgresql+psycopg://...
     dialect = parsed.scheme.split("+", 1)[0]
-    if dialect == "postgres":
-        dialect = "postgresql"
     return {
         "dialect": dialect,
         "host": parsed.hostname,
@@ -49,12 +46,12 @@ def tracker_store_params(env: "os._Environ[str] | dict[str, str]") -> dict[str, 
 class EnvTrackerStore(SQLTrackerStore):
     def __init__(
         self,
-        domain: Optional[Domain] = None,
-        event_broker: Optional[EventBroker] = None,
-        host: Optional[str] = None,
+        domain: Domain | None = None,
+        event_broker: EventBroker | None = None,
+        host: str | None = None,
         **kwargs: Any,
     ) -> None:
-        params = tracker_store_params(os.environ)
+        params = tracker_store_params(ProcessSettings.from_env())
         logger.info(
             "tracker store: SQL (%s%s)",
             params["dialect"],
@@ -92,20 +89,19 @@ class EnvLockStore(LockStore):
     returns an instance of one of Rasa's own stores (Python then skips __init__).
     """
 
-    def __new__(cls, endpoint_config: Optional[EndpointConfig] = None) -> LockStore:  # type: ignore[misc]
+    # Rasa passes endpoint_config=...; unused, our settings come from the environment.
+    def __new__(cls, **_: object) -> LockStore:
         return env_lock_store()
 
 
 def env_lock_store() -> LockStore:
-    url = os.environ.get("REDIS_URL", "").strip()
-    if not url:
-        # Rasa accepts several Sanic workers with any custom lock store; each worker would
-        # then hold its own in-memory locks and interleave one conversation's messages.
-        if int(os.environ.get("SANIC_WORKERS", "1") or 1) > 1:
-            raise RuntimeError("SANIC_WORKERS > 1 needs REDIS_URL (a shared lock store)")
+    # Several Sanic workers need the shared Redis lock: ProcessSettings refuses SANIC_WORKERS > 1
+    # without REDIS_URL (each worker would hold its own in-memory locks).
+    settings = ProcessSettings.from_env()
+    if not settings.redis_url:
         logger.info("lock store: in-memory (single Rasa process)")
         return InMemoryLockStore()
-    parsed = urlparse(url)
+    parsed = urlparse(settings.redis_url)
     db = int(parsed.path.lstrip("/") or 0)
     logger.info("lock store: Redis at %s:%s/%s", parsed.hostname, parsed.port or 6379, db)
     return RedisLockStore(

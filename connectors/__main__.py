@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 from connectors.app import create_app
 from core import logs
 from core.settings import Settings
 
 
 def main() -> None:
-    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
-    app = create_app(Settings.from_env())
+    settings = Settings.from_env()  # a missing secret or a bad value stops the process here
+    logs.configure(settings.log_level)
+    app = create_app(settings)
     app.run(
-        host=os.environ.get("GATEWAY_HOST", "0.0.0.0"),
-        port=int(os.environ.get("GATEWAY_PORT", "8000")),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
         single_process=True,
         access_log=False,
         motd=False,

@@ -1,96 +1,105 @@
-"""The gateway app factory: connections open in listeners and live on app.ctx."""
+"""The gateway app factory: connections open in listeners, channels come from the registry.
+
+Every channel in connectors/channels/ is mounted under /channels/<tenant_slug>/<segment> and gets
+one `ChannelContext` (its whole view of the gateway); the inbox, the outbox and the Rasa client
+are built here once per process, and typed errors map to one HTTP answer here.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from dataclasses import dataclass
 
+import httpx
+import redis.asyncio as aioredis
 from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-import httpx
-
-from connectors import email_inbound, health, meta_whatsapp, rest, twilio, web
+from connectors import health
+from connectors.channels import CHANNELS
+from connectors.channels.contract import ChannelContext, ChannelSettings
 from connectors.credentials import ChannelCredentials
-from connectors.email_sender import SmtpSender
-from connectors.errors import GatewayError, TenantNotFound
-from connectors.meta_sender import MetaWhatsAppSender
-from connectors.pipeline import Inbox, Route
+from connectors.errors import GatewayError
+from connectors.inbox import Inbox
+from connectors.outbox import Outbox
 from connectors.rasa_client import RasaClient
-from connectors.relay import Relay
-from connectors.twilio_sender import TwilioSender
+from connectors.replay import ReplayGuard
 from connectors.urls import request_origin
+from core.conversations import StoredMessage, recent_messages
 from core.db import create_engine, session_factory
 from core.settings import Settings
-from tenants import Tenant, TenantResolver, UnknownTenant
+from core.tasks import TaskSet
+from tenants import TenantResolver
 from tenants.crypto import CredentialsBox
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Connections:
+    """What the gateway opens at start and closes at stop (the health check reads them)."""
+
+    engine: AsyncEngine
+    tracker_engine: AsyncEngine  # Rasa's `events` table (the same engine unless embedded)
+    redis: aioredis.Redis | None
+    rasa: RasaClient
+    provider_http: httpx.AsyncClient  # outbound calls to providers
+
+
 def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     app = Sanic(name, configure_logging=False)  # core.logs owns the log format
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    for channel in (rest, web, twilio, meta_whatsapp, email_inbound, health):
-        app.blueprint(channel.bp)
-    app.ctx.public_base_url = settings.public_base_url
-    app.ctx.graph_api_base = settings.graph_api_url
-    app.ctx.widget_secret = settings.widget_secret
+    for channel in CHANNELS:
+        app.blueprint(channel.blueprint(), url_prefix=channel.url_prefix)
+    app.blueprint(health.bp)
+    answer_errors(app)
+    background = TaskSet()
 
     @app.before_server_start
     async def open_connections(app: Sanic) -> None:
-        app.ctx.engine = create_engine(settings.database_url)
-        app.ctx.tracker_engine = (
-            create_engine(settings.tracker_store_url)
-            if settings.uses_embedded_storage
-            else app.ctx.engine
-        )
-        sessions = app.ctx.sessions = session_factory(app.ctx.engine)
-        resolver = TenantResolver(sessions)
-        app.ctx.rasa = RasaClient(
-            settings.rasa_url, settings.rasa_token, settings.rasa_timeout, settings.action_server_url
-        )
-        app.ctx.relay = Relay(sessions, app.ctx.rasa)
-        app.ctx.redis = None
+        engine = create_engine(settings.database_url)
+        redis = None
         if settings.redis_url:
-            import redis.asyncio as aioredis
-
             # Under load a request waits for a free connection instead of failing at once
             # (the default pool raises "Too many connections" past 100 commands in flight).
-            app.ctx.redis = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+            redis = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
                 settings.redis_url, max_connections=100, timeout=5))
-        # Outbound calls to providers: bounded waits, never the event loop.
-        app.ctx.provider_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
-        credentials = ChannelCredentials(CredentialsBox(settings.credentials_key))
-        app.ctx.channel_credentials = credentials.section
-        twilio_route = Route(TwilioSender(app.ctx.provider_http, settings.twilio_api_url),
-                             "twilio", status_path="twilio/status")
-        app.ctx.inbox = Inbox(
-            sessions, app.ctx.relay, credentials,
-            routes={
-                "twilio": twilio_route,
-                "meta": Route(MetaWhatsAppSender(app.ctx.provider_http, settings.graph_api_url),
-                              "meta_whatsapp"),
-                "mailgun": Route(SmtpSender(), "email"),
-                "sendgrid": Route(SmtpSender(), "email"),
-            },
-            redis=app.ctx.redis, public_base_url=settings.public_base_url,
-            send_attempts=settings.send_attempts)
-        app.ctx.deliveries = app.ctx.inbox
+        connections = app.ctx.connections = Connections(
+            engine=engine,
+            tracker_engine=(create_engine(settings.tracker_store_url)
+                            if settings.uses_embedded_storage else engine),
+            redis=redis,
+            rasa=RasaClient(settings.rasa_url, settings.rasa_token.reveal(),
+                            settings.rasa_timeout, settings.action_server_url),
+            # Outbound calls to providers: bounded waits, never the event loop.
+            provider_http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)),
+        )
+        sessions = session_factory(engine)
+        tenants = TenantResolver(sessions)
+        sealed = ChannelCredentials(CredentialsBox(settings.credentials_key.reveal()))
+        senders = {c.name: c.sender(connections.provider_http, settings)
+                   for c in CHANNELS if c.sender is not None}
+        outbox = Outbox(sessions, sealed, {c.name: c for c in CHANNELS if c.name in senders},
+                        senders, public_base_url=settings.public_base_url,
+                        send_attempts=settings.send_attempts)
+        inbox = app.ctx.inbox = Inbox(sessions, connections.rasa, outbox, redis)
 
-        async def resolve_tenant(slug: str) -> Tenant:
-            try:
-                return await resolver.get(slug)
-            except UnknownTenant:
-                raise TenantNotFound(f"No shop called '{slug[:64]}' is served here.") from None
+        async def history(tenant_id: str, sender_id: str, limit: int) -> list[StoredMessage]:
+            return await recent_messages(sessions, tenant_id, sender_id, limit)
 
-        app.ctx.resolve_tenant = resolve_tenant
-        app.ctx.resolve_tenant_by_id = resolver.get
+        app.ctx.channels = ChannelContext(
+            settings=ChannelSettings(widget_secret=settings.widget_secret,
+                                     public_base_url=settings.public_base_url,
+                                     graph_api_url=settings.graph_api_url),
+            inbox=inbox, tenants=tenants, sealed=sealed, history=history,
+            replay=ReplayGuard(redis))
+        app.ctx.tenants = tenants
 
     @app.after_server_start
     async def answer_what_a_crash_left(app: Sanic) -> None:
-        app.ctx.recovery = asyncio.create_task(app.ctx.inbox.recover(app.ctx.resolve_tenant_by_id))
+        background.spawn(app.ctx.inbox.recover(app.ctx.tenants.get), name="recovery")
 
     @app.on_request
     async def remember_origin(request: Request) -> None:
@@ -98,15 +107,21 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
-        await asyncio.gather(app.ctx.recovery, return_exceptions=True)
+        await background.drain()
         await app.ctx.inbox.drain()
-        await app.ctx.relay.drain()
-        await app.ctx.provider_http.aclose()
-        await app.ctx.rasa.aclose()
-        if app.ctx.redis is not None:
-            await app.ctx.redis.aclose()
-        await app.ctx.engine.dispose()
-        await app.ctx.tracker_engine.dispose()
+        connections: Connections = app.ctx.connections
+        await connections.provider_http.aclose()
+        await connections.rasa.aclose()
+        if connections.redis is not None:
+            await connections.redis.aclose()
+        await connections.engine.dispose()
+        await connections.tracker_engine.dispose()
+
+    return app
+
+
+def answer_errors(app: Sanic) -> None:
+    """Typed errors to their HTTP answer, JSON `{"detail"}` always; never a traceback."""
 
     @app.exception(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> HTTPResponse:
@@ -120,5 +135,3 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     async def unexpected(request: Request, exc: Exception) -> HTTPResponse:
         log.exception("unhandled error", extra={"path": request.path})
         return json({"detail": "Something went wrong on our side; it has been logged."}, status=500)
-
-    return app

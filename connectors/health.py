@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
@@ -15,7 +16,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("health")
 
 
-async def _check(name: str, probe: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+async def _check(name: str,
+                 probe: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
     try:
         detail = await asyncio.wait_for(probe(), timeout=3.0)
         return name, {"ok": True, **detail}
@@ -25,7 +27,7 @@ async def _check(name: str, probe: Callable[[], Awaitable[dict[str, Any]]]) -> t
 
 @bp.get("/health")
 async def health(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = request.app.ctx.connections  # connectors.app.Connections
 
     async def database() -> dict[str, Any]:
         async with ctx.engine.connect() as conn:
@@ -58,4 +60,5 @@ async def health(request: Request) -> HTTPResponse:
         checks.append(_check("redis", redis))
     results = dict(await asyncio.gather(*checks))
     ok = all(r["ok"] for r in results.values())
-    return json({"status": "ok" if ok else "degraded", "checks": results}, status=200 if ok else 503)
+    return json({"status": "ok" if ok else "degraded", "checks": results},
+                status=200 if ok else 503)

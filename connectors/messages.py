@@ -1,17 +1,27 @@
-"""The shapes every channel translates to and from, so the pipeline never sees a raw request.
+"""The shapes every channel translates to and from, so the inbox never sees a raw request.
 
-Inbound: a connector verifies and parses a provider request into one `InboundMessage`.
+Inbound: a channel verifies and parses a provider request into `InboundMessage`s.
 Status: delivery callbacks (Twilio status callbacks, WhatsApp statuses) become `StatusUpdate`s.
+Outbound: the bot's answer to a message goes to its `Recipient` (who, where, on which thread).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
+from core.sender_ids import SenderId, sender_id
 from tenants import Tenant
 
+# The channel a visitor writes on (the middle part of the sender id). A provider (the channel
+# registry's entry: rest, web, twilio, meta, email) may serve more than one: Twilio does SMS
+# and WhatsApp, and WhatsApp comes through Twilio or Meta.
 CHANNELS = ("rest", "web", "sms", "whatsapp", "email")
+
+# Provider names a stored message may carry from before the channel registry (email went by
+# its inbound service's name); recovery reads them as today's name.
+_FORMER_PROVIDER_NAMES = {"mailgun": "email", "sendgrid": "email"}
 
 
 @dataclass(frozen=True)
@@ -23,8 +33,26 @@ class Media:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """Where the bot's answer to a visitor goes: their conversation, through one provider."""
+
+    tenant: Tenant
+    provider: str  # the channel registry's name: "twilio", "meta", "email", ...
+    channel: str  # one of CHANNELS
+    user_key: str  # the visitor's address on that channel
+    # What the provider's sender needs to answer on the same thread: the address the visitor
+    # wrote to (our number / phone_number_id / inbound address), email subject and ids, ...
+    reply_context: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def sender_id(self) -> str:
+        return sender_id(self.tenant.id, self.channel, self.user_key)
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     tenant: Tenant
+    provider: str  # the channel registry's name of the provider it came through
     channel: str  # one of CHANNELS
     user_key: str  # the visitor's id on that channel (sender, phone number, address)
     text: str  # may be "" for a media-only message
@@ -33,15 +61,17 @@ class InboundMessage:
     media: tuple[Media, ...] = ()
     # Several questions to answer in one reply (email): one Rasa turn each, in order.
     questions: tuple[str, ...] = ()
-    # What the channel's sender needs to answer on the same thread: the address the visitor
-    # wrote to (our number / phone_number_id / inbound address), email subject and ids, ...
     reply_context: Mapping[str, str] = field(default_factory=dict)
-    provider: str | None = None  # "twilio", "meta", "mailgun", "sendgrid"; None for rest/web
 
     @property
     def sender_id(self) -> str:
         """What Rasa sees; visitors cannot choose the tenant or channel part."""
-        return f"{self.tenant.id}:{self.channel}:{self.user_key}"
+        return sender_id(self.tenant.id, self.channel, self.user_key)
+
+    def recipient(self) -> Recipient:
+        """Who the answer to this message goes to."""
+        return Recipient(self.tenant, self.provider, self.channel, self.user_key,
+                         self.reply_context)
 
     def turns(self) -> tuple[str, ...]:
         """The texts to hand to Rasa, one turn each."""
@@ -58,6 +88,38 @@ class InboundMessage:
         if self.media:
             meta["media"] = [{"url": m.url, "content_type": m.content_type} for m in self.media]
         return meta
+
+    # -- kept with the stored message, to answer it again after a crash --------------------
+    def stored_payload(self) -> dict[str, Any]:
+        """Everything besides text and ids that answering this message needs (messages.payload)."""
+        payload: dict[str, Any] = {**self.client_metadata, "provider": self.provider,
+                                   "reply_context": dict(self.reply_context)}
+        if self.media:
+            payload["media"] = [{"url": m.url, "content_type": m.content_type}
+                                for m in self.media]
+        if self.questions:
+            payload["questions"] = list(self.questions)
+        return payload
+
+    @classmethod
+    def from_stored(cls, tenant: Tenant, sender: str, text: str | None, message_id: str | None,
+                    payload: Mapping[str, Any] | None) -> InboundMessage:
+        """The message as `stored_payload` kept it (crash recovery)."""
+        extra = dict(payload or {})
+        provider = str(extra.pop("provider", None) or "")
+        return cls(
+            tenant=tenant,
+            provider=_FORMER_PROVIDER_NAMES.get(provider, provider),
+            channel=SenderId.parse(sender).channel,
+            user_key=SenderId.parse(sender).user_key,
+            text=text or "",
+            message_id=message_id,
+            reply_context=extra.pop("reply_context", None) or {},
+            media=tuple(Media(m["url"], m.get("content_type"))
+                        for m in extra.pop("media", None) or []),
+            questions=tuple(extra.pop("questions", None) or ()),
+            client_metadata=extra,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,26 @@
-"""What a channel's sender implements, and the errors that tell the pipeline whether to retry.
+"""What a provider's sender implements, and the errors that tell the outbox whether to retry.
 
-A sender does one attempt: it renders the bot's answers for its channel, calls the provider
-once and returns the provider's message ids. Retries with backoff, delivery records and the
-choice of when to send live in the pipeline (connectors/pipeline.py), the same for all.
+A sender knows one provider's wire format and nothing else: `render` turns the bot's replies
+into the provider messages to send (text for the channel, split by the channel's rules, a
+template outside WhatsApp's window), `deliver` makes one provider call for one of them and
+returns the provider's message id. When to send, retries with backoff, which parts already
+went out, delivery records and the WhatsApp window live in the outbox (connectors/outbox.py),
+the same for every provider.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol, TypeVar
 
 from tenants import Tenant
 
+Part = TypeVar("Part")
+
 
 @dataclass(frozen=True)
-class Answer:
+class Reply:
     """The bot's messages (Rasa REST dicts: text, buttons, image, custom) for one question."""
 
     question: str | None
@@ -24,24 +30,25 @@ class Answer:
 @dataclass(frozen=True)
 class OutboundContext:
     tenant: Tenant
-    credentials: Mapping[str, Any]  # this channel's decrypted section of the tenant credentials
+    credentials: Mapping[str, Any]  # this provider's decrypted section of the shop's credentials
     to: str  # the visitor's address on the channel (the inbound user_key)
     reply_context: Mapping[str, str] = field(default_factory=dict)  # from the InboundMessage
     window_open: bool = True  # WhatsApp: inside the 24 h customer-service window
     status_callback_url: str | None = None  # where the provider reports delivery (Twilio)
 
 
-class Sender(Protocol):
-    provider: str  # "twilio", "meta", "smtp"
+class Sender(Protocol[Part]):
+    """One provider's sending side. Implementations: connectors/channels/*/sender.py."""
 
-    async def send(self, context: OutboundContext, answers: Sequence[Answer],
-                   skip: int = 0) -> list[str]:
-        """Deliver the answers; return the provider's message ids (one per message sent).
+    def render(self, context: OutboundContext, replies: Sequence[Reply]) -> list[Part]:
+        """The provider messages that carry `replies`, in order ([] when there is nothing to
+        say). Raises PermanentSendError when nothing may be sent (no template outside the
+        WhatsApp window, incomplete credentials)."""
+        ...
 
-        A long answer may go out as several provider messages. `skip` is how many of them an
-        earlier attempt already sent (a retry must not send them again); a failure part-way
-        reports the ids it did send in `SendError.sent`.
-        """
+    async def deliver(self, context: OutboundContext, part: Part) -> str:
+        """Send one of them; return the provider's message id. One attempt: raises
+        TransientSendError (worth retrying) or PermanentSendError."""
         ...
 
 
@@ -54,7 +61,6 @@ class SendError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.code = code  # the provider's error code when it gave one ("21211", "470", ...)
-        self.sent: list[str] = []  # parts that went out before this failure
 
 
 class TransientSendError(SendError):
@@ -63,16 +69,3 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """Retrying will not help: bad number, no template outside the 24 h window, auth."""
-
-
-async def send_parts(parts: Sequence[str], send_one: Callable[[str], Awaitable[str]],
-                     skip: int = 0) -> list[str]:
-    """Send `parts[skip:]` in order; on failure, the error carries the ids already sent."""
-    ids: list[str] = []
-    for part in parts[skip:]:
-        try:
-            ids.append(await send_one(part))
-        except SendError as exc:
-            exc.sent = ids
-            raise
-    return ids

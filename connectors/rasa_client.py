@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # instead, each request start and finish scans every queued request against every connection:
 # at 200 visitors that scan took over half the gateway's CPU and delayed every webhook's answer.
 MAX_TURNS_IN_FLIGHT = 32
+UNREACHABLE = "The bot is not reachable right now; please try again shortly."
 
 
 class RasaClient:
@@ -33,7 +34,8 @@ class RasaClient:
                                 max_keepalive_connections=MAX_TURNS_IN_FLIGHT + 4),
         )
 
-    async def turn(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    async def turn(self, sender_id: str, text: str,
+                   metadata: dict[str, Any]) -> list[dict[str, Any]]:
         """Send one visitor message; return the bot's messages for it."""
         try:
             # Waiting for a free slot counts against the turn's time, as a queued request did.
@@ -65,13 +67,13 @@ class RasaClient:
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             log.error("rasa unreachable", extra={"sender": sender_id, "error": type(exc).__name__})
-            raise BotUnreachable("The bot is not reachable right now; please try again shortly.") from None
+            raise BotUnreachable(UNREACHABLE) from None
         except httpx.TimeoutException:
             log.error("rasa timed out", extra={"sender": sender_id})
             raise UpstreamUnavailable("The bot did not answer in time; please try again.") from None
         except httpx.TransportError as exc:
             log.error("rasa unreachable", extra={"sender": sender_id, "error": type(exc).__name__})
-            raise UpstreamUnavailable("The bot is not reachable right now; please try again shortly.") from None
+            raise UpstreamUnavailable(UNREACHABLE) from None
 
     async def actions_alive(self) -> bool:
         try:

@@ -7,7 +7,8 @@ choices, and a reply of "2", "2.", "(2)" or the choice's own title selects it.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 _NUMBER = re.compile(r"^\s*\(?\s*(\d{1,2})\s*[\).:]?\s*$")
 

@@ -1,1 +1,3 @@
-"""Pieces shared by the Python 3.11 processes (actions, gateway, admin): settings, database, logging."""
+"""The ground floor shared by our processes: settings (the only reader of the environment),
+database, logging, conversation records, deliveries, sender ids, background tasks. Imports
+nothing else of ours."""

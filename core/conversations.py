@@ -6,10 +6,12 @@ The agent inbox (a later issue) reads both.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, insert, select
+from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -91,6 +93,98 @@ async def record_message(
         except IntegrityError as exc:
             raise DuplicateMessage(message_id) from exc
     return message_pk
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One row of a conversation as read back (transcripts, the widget's history)."""
+
+    id: int
+    direction: str  # "in" | "out"
+    text: str | None
+    payload: dict[str, Any] | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UnhandledMessage:
+    """A visitor message that was acknowledged but never answered (its process died)."""
+
+    id: int
+    tenant_id: str
+    sender_id: str
+    channel: str
+    text: str | None
+    message_id: str | None
+    payload: dict[str, Any] | None
+
+
+async def recent_messages(sessions: async_sessionmaker, tenant_id: str, sender_id: str,
+                          limit: int = 50) -> list[StoredMessage]:
+    """The last `limit` messages of a conversation, oldest first, by when each was said (a bot
+    reply is stored just after it went out, sometimes after the visitor's next message)."""
+    query = (
+        select(MessageRow.id, MessageRow.direction, MessageRow.text, MessageRow.payload,
+               MessageRow.created_at)
+        .where(MessageRow.tenant_id == tenant_id, MessageRow.sender_id == sender_id)
+        .order_by(MessageRow.created_at.desc(), MessageRow.id.desc())
+        .limit(limit)
+    )
+    async with sessions() as session:
+        rows = (await session.execute(query)).all()
+    return [StoredMessage(*row) for row in reversed(rows)]
+
+
+async def last_bot_payload(sessions: async_sessionmaker, tenant_id: str,
+                           sender_id: str) -> dict[str, Any] | None:
+    """The payload of the bot's latest message in a conversation ({"messages": [...]})."""
+    async with sessions() as session:
+        payload = (await session.execute(
+            select(MessageRow.payload)
+            .where(MessageRow.tenant_id == tenant_id, MessageRow.sender_id == sender_id,
+                   MessageRow.direction == "out")
+            .order_by(MessageRow.id.desc()).limit(1))).scalar()
+    return payload if isinstance(payload, dict) else None
+
+
+async def last_inbound_at(sessions: async_sessionmaker, sender_id: str) -> datetime | None:
+    """When the visitor last wrote in this conversation (WhatsApp's 24-hour window)."""
+    async with sessions() as session:
+        last = (await session.execute(select(func.max(MessageRow.created_at)).where(
+            MessageRow.sender_id == sender_id, MessageRow.direction == "in"))).scalar()
+    # max() keeps the column's type, so this is an aware UTC datetime on both databases.
+    return last if isinstance(last, datetime) else None
+
+
+async def mark_handled(sessions: async_sessionmaker, message_pk: int) -> None:
+    async with sessions() as session:
+        await session.execute(update(MessageRow).where(MessageRow.id == message_pk)
+                              .values(handled_at=utcnow()))
+        await session.commit()
+
+
+async def claim_unhandled(sessions: async_sessionmaker, channels: Sequence[str],
+                          older_than: timedelta, younger_than: timedelta) -> list[UnhandledMessage]:
+    """Visitor messages with a provider id on `channels` that were stored between
+    `younger_than` and `older_than` ago and never handled, each claimed (marked handled) in
+    the same UPDATE, so processes starting together never claim the same message twice."""
+    now = utcnow()
+    claim = (
+        update(MessageRow)
+        .where(MessageRow.direction == "in", MessageRow.handled_at.is_(None),
+               MessageRow.message_id.is_not(None),
+               MessageRow.channel.in_(list(channels)),
+               MessageRow.created_at < now - older_than,
+               MessageRow.created_at > now - younger_than)
+        .values(handled_at=now)
+        .returning(MessageRow.id, MessageRow.tenant_id, MessageRow.sender_id,
+                   MessageRow.channel, MessageRow.text, MessageRow.message_id,
+                   MessageRow.payload)
+    )
+    async with sessions() as session:
+        rows = (await session.execute(claim)).all()
+        await session.commit()
+    return [UnhandledMessage(*row) for row in rows]
 
 
 async def open_handoff(

@@ -6,7 +6,9 @@ every query we write runs on both, and Alembic migrations build the same schema 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Engine
@@ -28,7 +30,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+def include_name(name: str | None, type_: str, parent_names: Mapping[Any, str | None]) -> bool:
     """Alembic autogenerate filter: our tables and their indexes only (Rasa's `events` table
     shares the database)."""
     table = name if type_ == "table" else parent_names.get("table_name")
@@ -46,16 +48,16 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UtcDateTime column")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def sync_url(async_url: str) -> str:
@@ -63,10 +65,10 @@ def sync_url(async_url: str) -> str:
     return async_url.replace("sqlite+aiosqlite://", "sqlite://")
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     # Several processes (gateway, actions) write the same file: WAL lets readers go on while
     # one writes, and busy_timeout waits for a writer instead of failing at once.
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor = dbapi_connection.cursor()  # a DB-API 2 connection (sqlite3's, through aiosqlite)
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     # Safe with WAL (no corruption on crash); skips an fsync per commit.

@@ -1,32 +1,71 @@
-"""Process settings, read once from the environment into a frozen object.
+"""Every environment variable our processes read, declared once and read once into a frozen object.
 
-A missing secret fails at start-up with a message naming the variable; it never silently
-becomes an empty string. `make run` writes development secrets to `var/dev.env` once, so the
-embedded default still needs no configuration.
+Adding a setting is one declaration (`env_field`): its field, the variable that sets it, the
+parser that checks the value, and what the default means in production. `ProcessSettings` is
+what any process may read without secrets (where data lives, log level, bind addresses);
+Rasa's interpreter (bot/stores.py) and Alembic (migrations/env.py) read it too. `Settings`
+adds what the gateway and the action server need; its two secrets are required.
+
+A missing required value or a malformed one stops the process at start-up with a `ConfigError`
+naming the variable; nothing silently becomes "" or falls back to a default. Secrets are
+`Secret`s, which mask themselves; the reprs also mask passwords inside URLs (log a URL through
+`redact_url`).
+tests/test_compose.py checks docker-compose.yml against these declarations (`variables()`).
+
+Standard library only at import time: Rasa's Python 3.10 imports this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
+import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class ConfigError(RuntimeError):
-    """A required setting is missing or malformed."""
+    """A required setting is missing or malformed; the message names the variable."""
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigError(
-            f"{name} is not set. `make run` creates development values in var/dev.env; "
-            f"in production set it in the environment."
-        )
-    return value
+class Secret:
+    """A value that keeps itself out of reprs, logs and f-strings; `reveal()` is the only way in.
+
+    Safer than starlette's `Secret`: `str()` masks too (so `"%s" % key` or `f"{key}"` in a log
+    line cannot leak it), and equality compares in constant time.
+    """
+
+    __slots__ = ("_value",)
+    MASK = "**********"
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret('{self.MASK}')"
+
+    def __str__(self) -> str:
+        return self.MASK
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
 
 
 def async_database_url(url: str) -> str:
@@ -38,36 +77,248 @@ def async_database_url(url: str) -> str:
     return url
 
 
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by `***` (safe for reprs and logs)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc or parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers: raw (stripped, non-empty) text -> typed value, or ValueError saying what is expected.
+
+Parser = Callable[[str], Any]
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+def directory(raw: str) -> Path:
+    return Path(raw).expanduser().resolve()
+
+
+def integer(low: int, high: int | None = None) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"expected {low}-{high}" if high else f"expected at least {low}")
+        return value
+
+    return parse
+
+
+port = integer(1, 65535)
+
+
+def seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected seconds, e.g. 8 or 2.5") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("expected seconds greater than 0")
+    return value
+
+
+def one_of(*choices: str) -> Parser:
+    """Case-insensitive choice, returned as declared."""
+    by_key = {choice.lower(): choice for choice in choices}
+
+    def parse(raw: str) -> str:
+        if raw.lower() not in by_key:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return by_key[raw.lower()]
+
+    return parse
+
+
+def url(*schemes: str) -> Parser:
+    """An absolute URL with one of these schemes, without a trailing slash."""
+
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"expected a {' or '.join(schemes)} URL with a host")
+        _ = parts.port  # raises ValueError for a port out of range or not a number
+        return raw.rstrip("/")
+
+    return parse
+
+
+def redis_address(raw: str) -> str:
+    value = url("redis", "rediss")(raw)
+    db = urlsplit(value).path.lstrip("/")
+    if db and not db.isdigit():
+        raise ValueError("expected redis://[:password@]host[:port][/database number]")
+    return value
+
+
+def database_address(raw: str) -> str:
+    """A plain or async SQLAlchemy URL of PostgreSQL or SQLite, as the async URL we use."""
+    value = async_database_url(raw)
+    dialect = value.split("://", 1)[0].split("+", 1)[0] if "://" in value else ""
+    if dialect not in ("postgresql", "sqlite"):
+        raise ValueError("expected postgresql://user:password@host:port/db or sqlite:///path")
+    return value
+
+
+def bind_host(raw: str) -> str:
+    if "://" in raw or any(c.isspace() or c == "/" for c in raw):
+        raise ValueError("expected an address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Declarations
+
+
 @dataclass(frozen=True)
-class Settings:
-    var_dir: Path
-    database_url: str  # SQLAlchemy async URL
-    redis_url: str | None
-    credentials_key: str  # Fernet key for tenant credentials at rest
-    rasa_url: str
-    rasa_token: str
-    action_server_url: str
-    rasa_timeout: float  # seconds the gateway waits for Rasa's answer to one turn
-    # Knowledge answers. No key: answers are extractive (the best passage), never an error.
-    anthropic_api_key: str | None = field(default=None, repr=False)
-    anthropic_base_url: str | None = None  # tests point this at a local fake
-    llm_timeout: float = 8.0  # seconds for one Messages API call, retries included
-    # Channels. Providers sign the public URL they call: behind a proxy, name it here.
-    public_base_url: str | None = None
-    twilio_api_url: str = "https://api.twilio.com"  # tests and `make run` use local stand-ins
-    graph_api_url: str = "https://graph.facebook.com"
-    send_attempts: int = 4  # tries per outbound message on transient provider failures
+class Variable:
+    """One environment variable of a settings class, as declared by `env_field`."""
 
-    @property
-    def widget_secret(self) -> bytes:
-        """Key for signed web-visitor tokens, derived from the credentials key (one secret
-        fewer to manage; rotating that key also ends old widget sessions)."""
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    name: str  # the environment variable
+    field: str  # the attribute of the settings class it sets
+    doc: str  # what the value is, and what the default means in production
+    parse: Parser = dataclasses.field(repr=False, compare=False)
+    default: Any = None  # used when the variable is unset or blank
+    derive: Callable[[Mapping[str, Any]], Any] | None = dataclasses.field(
+        default=None, repr=False, compare=False)  # default computed from the fields before it
+    required: bool = False  # no default: unset or blank is a ConfigError
+    secret: bool = False  # the value is a Secret and comes from the host, never from a file
+    # The default works only with every process on one host (loopback URLs and addresses):
+    # a deployment over several hosts or containers must set it.
+    local_default: bool = False
+    used_by: tuple[str, ...] = ()  # the processes that read it; () = every process of the class
 
-        first = self.credentials_key.split(",")[0].strip().encode()
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                    info=b"switchboard widget visitor tokens").derive(first)
+
+_ENV = "switchboard.env"
+
+
+def _as_secret(parse: Parser) -> Parser:
+    return lambda raw: Secret(parse(raw))
+
+
+def env_field(
+    name: str,
+    parse: Parser = text,
+    *,
+    doc: str,
+    default: Any = None,
+    derive: Callable[[Mapping[str, Any]], Any] | None = None,
+    required: bool = False,
+    secret: bool = False,
+    local_default: bool = False,
+    used_by: tuple[str, ...] = (),
+) -> Any:
+    """A dataclass field read from environment variable `name` (see `Variable`)."""
+    variable = Variable(name=name, field="", doc=doc, parse=_as_secret(parse) if secret else parse,
+                        default=default, derive=derive, required=required, secret=secret,
+                        local_default=local_default, used_by=used_by)
+    metadata = {_ENV: variable}
+    if required or derive is not None:
+        return dataclasses.field(metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+_S = TypeVar("_S", bound="ProcessSettings")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ProcessSettings:
+    """What any process of ours may read without secrets: where data lives, log level, bind
+    addresses. Also read inside Rasa's interpreter (bot/stores.py) and by Alembic
+    (migrations/env.py)."""
+
+    var_dir: Path = env_field(
+        "SWITCHBOARD_VAR_DIR", directory, default=ROOT / "var",
+        doc="embedded SQLite files, knowledge indexes and derived models; the default /app/var "
+            "exists, writable, in the images, and the knowledge volume is mounted under it")
+    database_url: str = env_field(
+        "DATABASE_URL", database_address, local_default=True,
+        derive=lambda v: f"sqlite+aiosqlite:///{v['var_dir'] / 'switchboard.db'}",
+        doc="our tables and Rasa's tracker store; unset: SQLite files under var_dir, which only "
+            "processes sharing one disk can use")
+    redis_url: str | None = env_field(
+        "REDIS_URL", redis_address,
+        doc="Rasa's lock store, dedupe, answer cache; unset: in-process, so one process of each "
+            "kind (more Rasa workers or replicas need it)")
+    log_level: str = env_field(
+        "LOG_LEVEL", one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), default="INFO",
+        doc="INFO is the production level")
+    gateway_host: str = env_field(
+        "GATEWAY_HOST", bind_host, default="0.0.0.0", used_by=("gateway",),
+        doc="all interfaces: the gateway is the public process")
+    gateway_port: int = env_field(
+        "GATEWAY_PORT", port, default=8000, used_by=("gateway",),
+        doc="the gateway's port; providers and the widget reach it through the published port")
+    actions_host: str = env_field(
+        "ACTIONS_HOST", bind_host, default="127.0.0.1", local_default=True, used_by=("actions",),
+        doc="loopback: only processes on the same host reach the action server")
+    actions_port: int = env_field(
+        "ACTIONS_PORT", port, default=5055, used_by=("actions",),
+        doc="the action server's port (ACTION_ENDPOINT_URL and ACTION_SERVER_URL name it)")
+    sandbox_http_port: int = env_field(
+        "SANDBOX_HTTP_PORT", port, default=8025, used_by=("sandbox",),
+        doc="development only: the provider sandbox's HTTP port under `make run`")
+    sandbox_smtp_port: int = env_field(
+        "SANDBOX_SMTP_PORT", port, default=2525, used_by=("sandbox",),
+        doc="development only: the sandbox's SMTP port (and the demo shop's dev credentials)")
+    sanic_workers: int = env_field(
+        "SANIC_WORKERS", integer(1), default=1, used_by=("bot",),
+        doc="Rasa worker processes; more than 1 needs REDIS_URL (a lock store they share)")
+    embed_precision: str = env_field(
+        "KNOWLEDGE_EMBED_PRECISION", one_of("auto", "fp32", "bf16"), default="auto",
+        doc="auto picks bf16 for documents where the CPU has it, fp32 elsewhere")
+
+    def __post_init__(self) -> None:
+        # Rasa accepts several Sanic workers with any custom lock store; without Redis each would
+        # hold its own in-memory locks and interleave one conversation's messages.
+        if self.sanic_workers > 1 and not self.redis_url:
+            raise ConfigError("SANIC_WORKERS > 1 needs REDIS_URL (a lock store the workers share)")
+
+    @classmethod
+    def variables(cls) -> tuple[Variable, ...]:
+        """The declarations of this class's fields, in order."""
+        return tuple(dataclasses.replace(f.metadata[_ENV], field=f.name)
+                     for f in dataclasses.fields(cls) if _ENV in f.metadata)
+
+    @classmethod
+    def from_env(cls: type[_S], env: Mapping[str, str] | None = None) -> _S:
+        """Read every declared variable from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for var in cls.variables():
+            raw = env.get(var.name, "").strip()
+            if raw:
+                try:
+                    values[var.field] = var.parse(raw)
+                except ValueError as exc:
+                    shown = "(hidden)" if var.secret else repr(redact_url(raw))
+                    raise ConfigError(f"{var.name}={shown} is not valid: {exc}") from None
+            elif var.required:
+                raise ConfigError(
+                    f"{var.name} is not set ({var.doc}). Set it in the environment; "
+                    f"`make run` writes development values to var/dev.env.")
+            elif var.derive is not None:
+                values[var.field] = var.derive(values)
+            else:
+                values[var.field] = var.default
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str):
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @property
     def knowledge_dir(self) -> Path:
@@ -90,35 +341,58 @@ class Settings:
     def uses_embedded_storage(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if env is None else env
-        var_dir = Path(env.get("SWITCHBOARD_VAR_DIR", str(ROOT / "var"))).resolve()
-        raw_db = env.get("DATABASE_URL", "").strip()
-        database_url = (
-            async_database_url(raw_db)
-            if raw_db
-            else f"sqlite+aiosqlite:///{var_dir / 'switchboard.db'}"
-        )
-        try:
-            rasa_timeout = float(env.get("RASA_TIMEOUT", "30"))
-            llm_timeout = float(env.get("LLM_TIMEOUT", "8"))
-        except ValueError as exc:
-            raise ConfigError(f"RASA_TIMEOUT and LLM_TIMEOUT are seconds: {exc}") from None
-        return cls(
-            var_dir=var_dir,
-            database_url=database_url,
-            redis_url=env.get("REDIS_URL", "").strip() or None,
-            credentials_key=_required(env, "SWITCHBOARD_CREDENTIALS_KEY"),
-            rasa_url=env.get("RASA_URL", "http://127.0.0.1:5005").rstrip("/"),
-            rasa_token=_required(env, "RASA_TOKEN"),
-            action_server_url=env.get("ACTION_SERVER_URL", "http://127.0.0.1:5055").rstrip("/"),
-            rasa_timeout=rasa_timeout,
-            anthropic_api_key=env.get("ANTHROPIC_API_KEY", "").strip() or None,
-            anthropic_base_url=env.get("ANTHROPIC_BASE_URL", "").strip() or None,
-            llm_timeout=llm_timeout,
-            public_base_url=env.get("PUBLIC_BASE_URL", "").strip().rstrip("/") or None,
-            twilio_api_url=env.get("TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
-            graph_api_url=env.get("GRAPH_API_URL", "https://graph.facebook.com").rstrip("/"),
-            send_attempts=max(1, int(env.get("SEND_ATTEMPTS", "4") or 4)),
-        )
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Settings(ProcessSettings):
+    """Everything the gateway and the action server need; the two secrets are required."""
+
+    credentials_key: Secret = env_field(
+        "SWITCHBOARD_CREDENTIALS_KEY", secret=True, required=True,
+        doc="Fernet key(s), comma-separated, newest first: tenant credentials at rest and "
+            "widget visitor tokens")
+    rasa_token: Secret = env_field(
+        "RASA_TOKEN", secret=True, required=True,
+        doc="the token of Rasa's HTTP API (rasa run --auth-token), shared by gateway and Rasa")
+    rasa_url: str = env_field(
+        "RASA_URL", url("http", "https"), default="http://127.0.0.1:5005", local_default=True,
+        used_by=("gateway",), doc="where the gateway finds Rasa; the default is loopback")
+    action_server_url: str = env_field(
+        "ACTION_SERVER_URL", url("http", "https"), default="http://127.0.0.1:5055",
+        local_default=True, used_by=("gateway",),
+        doc="where the gateway's /health finds the action server; the default is loopback")
+    rasa_timeout: float = env_field(
+        "RASA_TIMEOUT", seconds, default=30.0, used_by=("gateway",),
+        doc="the gateway's wait for one Rasa turn; 30 s is the production value")
+    anthropic_api_key: Secret | None = env_field(
+        "ANTHROPIC_API_KEY", secret=True, used_by=("actions",),
+        doc="Claude writes knowledge answers; unset: answers are extractive (the best passage)")
+    anthropic_base_url: str | None = env_field(
+        "ANTHROPIC_BASE_URL", url("http", "https"), used_by=("actions",),
+        doc="unset: Anthropic's API; only tests point the SDK at a local fake")
+    llm_timeout: float = env_field(
+        "LLM_TIMEOUT", seconds, default=8.0, used_by=("actions",),
+        doc="seconds for one Messages API call, retries included; 8 s is the production value")
+    public_base_url: str | None = env_field(
+        "PUBLIC_BASE_URL", url("http", "https"), used_by=("gateway",),
+        doc="the gateway's public origin when a proxy fronts it (providers sign that URL); "
+            "unset: the request's own URL")
+    twilio_api_url: str = env_field(
+        "TWILIO_API_URL", url("http", "https"), default="https://api.twilio.com",
+        used_by=("gateway",), doc="Twilio's API; tests and `make run` point it at stand-ins")
+    graph_api_url: str = env_field(
+        "GRAPH_API_URL", url("http", "https"), default="https://graph.facebook.com",
+        used_by=("gateway",), doc="Meta's Graph API; tests and `make run` point it at stand-ins")
+    send_attempts: int = env_field(
+        "SEND_ATTEMPTS", integer(1), default=4, used_by=("gateway",),
+        doc="tries per outbound message on transient provider failures; 4 is the production value")
+
+    @property
+    def widget_secret(self) -> bytes:
+        """Key for signed web-visitor tokens, derived from the credentials key (one secret
+        fewer to manage; rotating that key also ends old widget sessions)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        first = self.credentials_key.reveal().split(",")[0].strip().encode()
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=b"switchboard widget visitor tokens").derive(first)

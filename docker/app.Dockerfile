@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # One image for our Python 3.11 processes. docker-compose.yml picks the command:
-#   actions   python -m actions         (rasa-sdk action server, :5055)
-#   gateway   python -m connectors      (public channels + /health, :8000)
-#   migrate   python -m core.bootstrap  (Alembic upgrade + demo seed + demo knowledge, one-shot)
-# tests/test_compose.py checks this file and the compose file against the code.
+#   actions   python -m actions        (rasa-sdk action server, :5055)
+#   gateway   python -m connectors     (public channels + /health, :8000)
+#   migrate   alembic upgrade head     (our schema, one-shot)
+# Every product package is copied; the development tools (devtools/: demo shop, provider
+# sandbox), tests/ and bench/ are not. tests/test_compose.py checks both.
 FROM python:3.11-slim
 
 # PYTHONPATH=/app: the processes import our top-level packages (core, tenants, ...) and
@@ -26,7 +27,8 @@ RUN python -m venv /opt/venv \
  && pip check \
  && python -c "import sys, torch; sys.exit('torch must be the CPU build' if torch.version.cuda else 0)"
 
-# Code is owned by root and read-only for the process user.
+# Code is owned by root and read-only for the process user. `python -m tenants` and
+# `python -m knowledge` (adding shops and their documents) run in this image too.
 COPY alembic.ini ./
 COPY core/ core/
 COPY tenants/ tenants/
@@ -35,8 +37,9 @@ COPY knowledge/ knowledge/
 COPY connectors/ connectors/
 COPY migrations/ migrations/
 
-# Settings resolves var/ and core.bootstrap creates it even when DATABASE_URL points at
-# PostgreSQL (nothing is stored there then), so it must exist and be writable.
+# SWITCHBOARD_VAR_DIR defaults to /app/var (core/settings.py): the knowledge volume is mounted
+# at var/knowledge and the action server exports its ONNX query encoder to var/models, so it
+# must exist and be writable even when DATABASE_URL points at PostgreSQL.
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app app \
  && mkdir -p /app/var/knowledge \

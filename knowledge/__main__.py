@@ -23,9 +23,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from tqdm import tqdm
 
 from core import logs
-from core.bootstrap import storage_settings
 from core.db import create_engine, session_factory
-from core.settings import Settings
+from core.settings import ProcessSettings
 from knowledge.embeddings import get_embedder
 from knowledge.index import IndexFiles
 from knowledge.ingest import IngestReport, collect, ingest
@@ -35,7 +34,9 @@ from tenants.models import TenantRow
 
 
 @asynccontextmanager
-async def tenant_storage(settings: Settings, key: str) -> AsyncIterator[tuple[async_sessionmaker, str]]:
+async def tenant_storage(
+    settings: ProcessSettings, key: str
+) -> AsyncIterator[tuple[async_sessionmaker, str]]:
     """Sessions on the configured database and the id of the tenant named by slug or id."""
     engine = create_engine(settings.database_url)
     try:
@@ -58,10 +59,11 @@ def print_report(report: IngestReport) -> None:
     for source, error in report.failed.items():
         print(f"{'failed':>10}: {source}: {error}")
     print(f"embedded {report.chunks_embedded} chunks; the index holds {report.chunks_total} chunks"
-          + (f" ({report.manifest.kind}, version {report.manifest.version})" if report.manifest else ""))
+          + (f" ({report.manifest.kind}, version {report.manifest.version})"
+             if report.manifest else ""))
 
 
-async def run_ingest(settings: Settings, tenant: str, paths: list[Path]) -> int:
+async def run_ingest(settings: ProcessSettings, tenant: str, paths: list[Path]) -> int:
     async with tenant_storage(settings, tenant) as (sessions, tenant_id):
         files = collect(paths)
         bar: tqdm | None = None
@@ -73,26 +75,29 @@ async def run_ingest(settings: Settings, tenant: str, paths: list[Path]) -> int:
             bar.update(done - bar.n)
 
         report = await ingest(tenant_id, files, sessions, IndexFiles(settings.knowledge_dir),
-                              get_embedder(), progress)
+                              get_embedder(precision=settings.embed_precision), progress)
         if bar is not None:
             bar.close()
     print_report(report)
     return 1 if report.failed else 0
 
 
-async def run_list(settings: Settings, tenant: str) -> int:
+async def run_list(settings: ProcessSettings, tenant: str) -> int:
     async with tenant_storage(settings, tenant) as (sessions, tenant_id), sessions() as session:
-        rows = (await session.execute(select(KnowledgeDocumentRow).where(
-            KnowledgeDocumentRow.tenant_id == tenant_id).order_by(KnowledgeDocumentRow.source))).scalars()
+        rows = (await session.execute(
+            select(KnowledgeDocumentRow)
+            .where(KnowledgeDocumentRow.tenant_id == tenant_id)
+            .order_by(KnowledgeDocumentRow.source)
+        )).scalars()
         for row in rows:
             print(f"{row.source:<30} {row.chunk_count:4d} chunks  {row.title}  {row.url or ''}")
     return 0
 
 
-async def run_search(settings: Settings, tenant: str, question: str) -> int:
+async def run_search(settings: ProcessSettings, tenant: str, question: str) -> int:
     async with tenant_storage(settings, tenant) as (sessions, tenant_id):
         retriever = Retriever(IndexFiles(settings.knowledge_dir), sessions,
-                              get_embedder(settings.models_dir))
+                              get_embedder(settings.models_dir, settings.embed_precision))
         result = await retriever.search(tenant_id, question)
     print(f"answerable: {result.answerable} (best cosine {result.best_cosine:.2f})")
     for p in result.passages:
@@ -102,7 +107,8 @@ async def run_search(settings: Settings, tenant: str, question: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m knowledge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m knowledge",
+                                     description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p_ingest = commands.add_parser("ingest", help="make the knowledge base exactly these files")
     p_ingest.add_argument("--tenant", required=True, help="tenant slug or id")
@@ -113,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p_search.add_argument("--tenant", required=True)
     p_search.add_argument("question")
     args = parser.parse_args(argv)
-    logs.configure()
-    settings = storage_settings()
+    settings = ProcessSettings.from_env()  # storage only: no secrets needed
+    logs.configure(settings.log_level)
     if args.command == "ingest":
         return asyncio.run(run_ingest(settings, args.tenant, args.paths))
     if args.command == "list":

@@ -50,7 +50,7 @@ class Answer:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], cached: bool = False) -> "Answer":
+    def from_dict(cls, data: dict[str, Any], cached: bool = False) -> Answer:
         sources = tuple(Source(**s) for s in data.get("sources", ()))
         return cls(data["text"], sources, data["mode"], data.get("index_version"), cached)
 

@@ -82,7 +82,8 @@ def _blocks(section: Section) -> list[str]:
         if _words(paragraph) <= MAX_WORDS:
             blocks.append(paragraph)
         elif paragraph.lstrip().startswith("|") or "\n" in paragraph and all(
-            line.strip().startswith(("|", "-", "*")) for line in paragraph.splitlines() if line.strip()
+            line.strip().startswith(("|", "-", "*"))
+            for line in paragraph.splitlines() if line.strip()
         ):
             blocks.extend(_split_table(paragraph))
         else:

@@ -37,7 +37,8 @@ class ClaudeAnswerer:
             timeout=timeout,  # per attempt; the deadline in answer() bounds the retries too
         )
 
-    async def answer(self, tenant: Tenant, question: str, passages: Sequence[Passage]) -> ReadAnswer:
+    async def answer(self, tenant: Tenant, question: str,
+                     passages: Sequence[Passage]) -> ReadAnswer:
         if not self.breaker.allow():
             raise LlmUnavailable("circuit open")
         started = time.perf_counter()
@@ -55,8 +56,9 @@ class ClaudeAnswerer:
         except (TimeoutError, anthropic.APIError) as exc:
             self.breaker.failed()
             status = getattr(exc, "status_code", None)
-            log.warning("llm call failed", extra={"tenant_id": tenant.id, "error": type(exc).__name__,
-                                                  "status": status, "breaker": self.breaker.state})
+            log.warning("llm call failed",
+                        extra={"tenant_id": tenant.id, "error": type(exc).__name__,
+                               "status": status, "breaker": self.breaker.state})
             raise LlmUnavailable(type(exc).__name__) from exc
         self.breaker.succeeded()
         raw = "".join(block.text for block in message.content if block.type == "text")

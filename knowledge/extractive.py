@@ -31,7 +31,8 @@ def best_passage(question: str, passages: Sequence[Passage]) -> Passage:
 
     def overlap(passage: Passage) -> int:
         heading = set(tokens(passage.heading))  # "Classic Denim Jacket" belongs to each line
-        return max((len(wanted & (heading | set(tokens(s)))) for s in _sentences(passage)), default=0)
+        return max((len(wanted & (heading | set(tokens(s)))) for s in _sentences(passage)),
+                   default=0)
 
     top = list(passages[:CONSIDERED])
     return max(top, key=lambda p: (overlap(p), -top.index(p)))

@@ -30,11 +30,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from knowledge.embeddings import DIMENSION
 from knowledge.lexical import tokens
+
+if TYPE_CHECKING:  # imported where used at run time: both take a while to import
+    import bm25s
+    import faiss
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +70,7 @@ class TenantIndex:
     """A loaded, read-only index of one tenant's chunks."""
 
     def __init__(self, manifest: Manifest, chunk_ids: np.ndarray, owners: np.ndarray,
-                 dense: object, lexical: object | None):
+                 dense: faiss.Index, lexical: bm25s.BM25 | None) -> None:
         self.manifest = manifest
         self._ids = chunk_ids
         self._owners = owners
@@ -84,9 +89,9 @@ class TenantIndex:
         rows_total = int(self._owners.shape[0])
         if not rows_total:
             return []
-        scores, rows = self._dense.search(vector.reshape(1, -1), min(k * 8, rows_total))  # type: ignore[attr-defined]
+        scores, rows = self._dense.search(vector.reshape(1, -1), min(k * 8, rows_total))
         best: dict[int, float] = {}
-        for row, score in zip(rows[0], scores[0]):
+        for row, score in zip(rows[0], scores[0], strict=True):
             if row >= 0:
                 chunk_id = int(self._owners[row])
                 if chunk_id not in best:  # rows come best first
@@ -97,23 +102,24 @@ class TenantIndex:
         words = tokens(query)
         if not words or self._lexical is None or not len(self):
             return []
-        rows, scores = self._lexical.retrieve([words], k=min(k, len(self)),  # type: ignore[attr-defined]
+        rows, scores = self._lexical.retrieve([words], k=min(k, len(self)),
                                               show_progress=False, n_threads=1)
-        return [(int(self._ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+        return [(int(self._ids[r]), float(s))
+                for r, s in zip(rows[0], scores[0], strict=True) if s > 0]
 
 
-def _build_dense(vectors: np.ndarray) -> tuple[object, str]:
+def _build_dense(vectors: np.ndarray) -> tuple[faiss.Index, str]:
     import faiss
 
     if vectors.shape[0] >= APPROXIMATE_FROM:
-        index = faiss.IndexHNSWFlat(DIMENSION, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.add(vectors)
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-        return index, "hnsw"
-    index = faiss.IndexFlatIP(DIMENSION)
-    index.add(vectors)
-    return index, "flat"
+        hnsw = faiss.IndexHNSWFlat(DIMENSION, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        hnsw.add(vectors)
+        hnsw.hnsw.efSearch = HNSW_EF_SEARCH
+        return hnsw, "hnsw"
+    flat = faiss.IndexFlatIP(DIMENSION)
+    flat.add(vectors)
+    return flat, "flat"
 
 
 class IndexFiles:
@@ -142,7 +148,9 @@ class IndexFiles:
             return {}
         base = self.tenant_dir(tenant_id) / version
         try:
-            return dict(zip(np.load(base / "chunk_ids.npy").tolist(), np.load(base / "digests.npy").tolist()))
+            # Unequal lengths (a damaged folder) raise ValueError: unreadable.
+            return dict(zip(np.load(base / "chunk_ids.npy").tolist(),
+                            np.load(base / "digests.npy").tolist(), strict=True))
         except (OSError, ValueError):
             return {}
 
@@ -154,7 +162,8 @@ class IndexFiles:
         base = self.tenant_dir(tenant_id) / version
         if not all((base / name).exists() for name in ("owners.npy", "vectors.npy", "dense.faiss")):
             return False
-        return self.digests(tenant_id) == dict(zip(chunk_ids.tolist(), chunk_digests.tolist()))
+        return self.digests(tenant_id) == dict(zip(chunk_ids.tolist(), chunk_digests.tolist(),
+                                                   strict=True))
 
     def vectors(self, tenant_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The current (owners, window vectors), so a rebuild re-embeds only what changed."""
@@ -235,8 +244,8 @@ class IndexFiles:
 
         base = self.tenant_dir(tenant_id) / version
         manifest = Manifest(**json.loads((base / "manifest.json").read_text()))
-        dense = faiss.read_index(str(base / "dense.faiss"))
-        if manifest.kind == "hnsw":
+        dense = faiss.read_index(str(base / "dense.faiss"))  # as its concrete class
+        if manifest.kind == "hnsw" and isinstance(dense, faiss.IndexHNSW):
             dense.hnsw.efSearch = HNSW_EF_SEARCH
         lexical = bm25s.BM25.load(str(base / "lexical")) if (base / "lexical").exists() else None
         log.info("index loaded", extra={"tenant_id": tenant_id, "version": version,

@@ -34,7 +34,8 @@ from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow
 log = logging.getLogger(__name__)
 
 # Bump when loaders or chunking change, so the next ingestion re-chunks every document.
-PIPELINE_VERSION = "3"  # 2: windows for the dense index, -ing/-ed in lexical tokens; 3: HTML blocks and tables
+# 2: windows for the dense index, -ing/-ed in lexical tokens; 3: HTML blocks and tables.
+PIPELINE_VERSION = "3"
 
 Progress = Callable[[int, int], None]  # (done, total) chunks embedded
 
@@ -66,7 +67,8 @@ def collect(paths: Iterable[Path]) -> list[SourceFile]:
     found: dict[str, SourceFile] = {}
     for path in paths:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED)
+            files = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in SUPPORTED)
             named = [(p.relative_to(path).as_posix(), p) for p in files]
         elif path.is_file():
             named = [(path.name, path)]
@@ -74,7 +76,8 @@ def collect(paths: Iterable[Path]) -> list[SourceFile]:
             raise FileNotFoundError(f"no such file or folder: {path}")
         for source, file in named:
             if source in found:
-                raise ValueError(f"two files would both be called {source!r}; ingest them from one folder")
+                raise ValueError(f"two files would both be called {source!r}; "
+                                 "ingest them from one folder")
             found[source] = SourceFile(source, file.read_bytes())
     return list(found.values())
 
@@ -146,7 +149,8 @@ async def ingest(
                                                   text=chunk.text, url=chunk.url))
         session.add_all(new_rows)
         await session.flush()
-        new_owners = np.array([row.id for row, group in zip(new_rows, new_windows) for _ in group],
+        new_owners = np.array([row.id for row, group in zip(new_rows, new_windows, strict=True)
+                               for _ in group],
                               dtype=np.int64)
 
     chunk_ids, texts = await _current_chunks(tenant_id, sessions)
@@ -171,7 +175,8 @@ def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> n
     return np.concatenate(vectors) if vectors else embedder.encode([])
 
 
-async def _current_chunks(tenant_id: str, sessions: async_sessionmaker) -> tuple[np.ndarray, list[str]]:
+async def _current_chunks(tenant_id: str,
+                          sessions: async_sessionmaker) -> tuple[np.ndarray, list[str]]:
     async with sessions() as session:
         rows = (await session.execute(
             select(KnowledgeChunkRow.id, KnowledgeChunkRow.text)
@@ -185,11 +190,12 @@ async def _rebuild(tenant_id: str, index_files: IndexFiles, embedder: Embedder,
                    new_vectors: np.ndarray, report: IngestReport) -> Manifest:
     # Old vectors are reused only for chunks whose id AND text are unchanged: ids alone are
     # not enough (SQLite reuses deleted ids; a new database starts again at 1).
-    current = dict(zip(chunk_ids.tolist(), digests(texts).tolist()))
+    current = dict(zip(chunk_ids.tolist(), digests(texts).tolist(), strict=True))
     old_owners, old_vectors = index_files.vectors(tenant_id)
     old_digests = index_files.digests(tenant_id)
     trusted = [cid for cid, digest in old_digests.items() if current.get(cid) == digest]
-    fresh = np.isin(old_owners, np.array(trusted, dtype=np.int64)) & ~np.isin(old_owners, new_owners)
+    fresh = (np.isin(old_owners, np.array(trusted, dtype=np.int64))
+             & ~np.isin(old_owners, new_owners))
     old_owners, old_vectors = old_owners[fresh], old_vectors[fresh]
     owners = np.concatenate([old_owners, new_owners])
     vectors = np.concatenate([old_vectors, new_vectors]) if len(owners) else old_vectors
@@ -202,8 +208,9 @@ async def _rebuild(tenant_id: str, index_files: IndexFiles, embedder: Embedder,
                     extra={"tenant_id": tenant_id, "chunks": len(missing)})
         groups = [windows(texts[i]) for i in missing]
         again = await embedder.encode_async([w for group in groups for w in group])
-        owners = np.concatenate([owners, np.array(
-            [chunk_ids[i] for i, group in zip(missing, groups) for _ in group], dtype=np.int64)])
+        again_owners = [chunk_ids[i] for i, group in zip(missing, groups, strict=True)
+                        for _ in group]
+        owners = np.concatenate([owners, np.array(again_owners, dtype=np.int64)])
         vectors = np.concatenate([vectors, again])
         report.chunks_embedded += len(missing)
     return await asyncio.to_thread(index_files.build, tenant_id, chunk_ids, texts, owners, vectors)

@@ -26,7 +26,8 @@ HTML_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 HTML_BOILERPLATE = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form",
                     "template", "svg", "iframe")
 # Banners and pop-ups that sit in the body without a semantic tag, recognised by id/class.
-HTML_FURNITURE = re.compile(r"cookie|consent|gdpr|newsletter|announcement|promo-bar|popup|modal", re.I)
+HTML_FURNITURE = re.compile(r"cookie|consent|gdpr|newsletter|announcement|promo-bar|popup|modal",
+                            re.I)
 
 
 class UnsupportedDocument(ValueError):
@@ -129,11 +130,13 @@ def load_text(source: str, raw: str) -> Document:
             continue
         before_blank = i + 1 >= len(lines) or not lines[i + 1].strip()
         after_blank = i == 0 or not lines[i - 1].strip()
-        looks_like_heading = stripped and len(stripped) <= 60 and not stripped.endswith((".", ",", ";")) and (
-            underline or (stripped.isupper() and len(stripped) > 2) or (after_blank and before_blank
-                                                                         and stripped.endswith(":")))
+        looks_like_heading = (
+            stripped and len(stripped) <= 60 and not stripped.endswith((".", ",", ";")) and (
+                underline or (stripped.isupper() and len(stripped) > 2)
+                or (after_blank and before_blank and stripped.endswith(":"))))
         if looks_like_heading:
-            found.heading(2, _clean(stripped.rstrip(":").title() if stripped.isupper() else stripped.rstrip(":")))
+            heading = stripped.rstrip(":")
+            found.heading(2, _clean(heading.title() if stripped.isupper() else heading))
             continue
         found.buffer.append(line)
     found.flush()
@@ -143,14 +146,15 @@ def load_text(source: str, raw: str) -> Document:
 def load_html(source: str, raw: str) -> Document:
     soup = BeautifulSoup(raw, "html.parser")
     canonical = soup.find("link", rel="canonical")
-    url = canonical.get("href") if isinstance(canonical, Tag) else None
+    href = canonical.get("href") if isinstance(canonical, Tag) else None
+    url = href if isinstance(href, str) else None  # html.parser keeps href a single string
     page_title = _clean(soup.title.get_text()) if soup.title else ""
     for tag in soup.find_all(HTML_BOILERPLATE):
         tag.decompose()
     for tag in soup.find_all(True):
         if tag.decomposed or tag.attrs is None:
             continue
-        marks = " ".join([tag.get("id") or "", *(tag.get("class") or [])])
+        marks = " ".join([*tag.get_attribute_list("id"), *tag.get_attribute_list("class")])
         if marks.strip() and HTML_FURNITURE.search(marks):
             tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.body or soup
@@ -164,12 +168,14 @@ def load_html(source: str, raw: str) -> Document:
             row = "| " + " | ".join(cells) + " |"
             header = all(c.name == "th" for c in element.find_all(("td", "th")))
             found.buffer.append(("row", row + ("\n|" + "---|" * len(cells) if header else "")))
-        elif element.find_parent(("li", "td", "th", "p")) is None and element.name not in ("td", "th"):
+        elif (element.find_parent(("li", "td", "th", "p")) is None
+              and element.name not in ("td", "th")):
             text = _inline(element)
             if text:
                 found.buffer.append(("block", f"- {text}" if element.name == "li" else text))
     found.flush()
-    return Document(source, found.title or page_title or _title_from(source), url, tuple(found.sections))
+    return Document(source, found.title or page_title or _title_from(source), url,
+                    tuple(found.sections))
 
 
 def _join_html_blocks(buffer: list[tuple[str, str]]) -> str:
@@ -193,7 +199,8 @@ def load_pdf(source: str, data: bytes) -> Document:
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
     except (PyPdfError, ValueError, KeyError, TypeError) as exc:
-        raise UnsupportedDocument(f"{source}: not a readable PDF ({type(exc).__name__}: {exc})") from exc
+        raise UnsupportedDocument(
+            f"{source}: not a readable PDF ({type(exc).__name__}: {exc})") from exc
     sections = tuple(Section((f"Page {n}",), text) for n, text in enumerate(pages, 1) if text)
     if not sections:
         raise UnsupportedDocument(f"{source}: the PDF has no extractable text (scanned images?)")

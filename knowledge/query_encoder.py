@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from knowledge.embeddings import model_path
+from knowledge.model_files import model_path
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ def export(target: Path) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    token_type_ids: torch.Tensor) -> torch.Tensor:
             return self.inner(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
 
@@ -59,7 +60,8 @@ def export(target: Path) -> None:
     axes = {0: "batch", 1: "tokens"}
     with torch.inference_mode():
         torch.onnx.export(HiddenStates(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
-                          str(partial), input_names=["input_ids", "attention_mask", "token_type_ids"],
+                          str(partial),
+                          input_names=["input_ids", "attention_mask", "token_type_ids"],
                           output_names=["hidden"], opset_version=17, dynamo=False,
                           dynamic_axes={"input_ids": axes, "attention_mask": axes,
                                         "token_type_ids": axes, "hidden": axes})
@@ -76,7 +78,8 @@ class QueryEncoder:
             log.info("exporting the query encoder to ONNX (once)", extra={"path": str(target)})
             export(target)
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1  # one short text: a second thread only waits (see embeddings)
+        # One short text: a second thread only waits (see embeddings.py).
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = onnxruntime.InferenceSession(str(target), options,
@@ -91,8 +94,10 @@ class QueryEncoder:
         ids = np.array([encoding.ids], dtype=np.int64)
         mask = np.array([encoding.attention_mask], dtype=np.int64)
         with self._lock:
-            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                              "token_type_ids": np.zeros_like(ids)})[0]
-        pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+            hidden = np.asarray(self._session.run(
+                None, {"input_ids": ids, "attention_mask": mask,
+                       "token_type_ids": np.zeros_like(ids)})[0])
+        counts = np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        pooled = (hidden * mask[..., None]).sum(axis=1) / counts
         vector = pooled[0] / max(float(np.linalg.norm(pooled[0])), 1e-12)
         return vector.astype(np.float32)

@@ -35,7 +35,8 @@ RRF_K = 5
 LEXICAL_WEIGHT = 0.3
 CANDIDATES = 30
 MIN_COSINE = 0.40
-EXACT_TERM = re.compile(r"^(?=.*\d)[a-z0-9]+(?:[-_./][a-z0-9]+)+$|^(?=.*[a-z])(?=.*\d)[a-z0-9]{4,}$")
+EXACT_TERM = re.compile(r"^(?=.*\d)[a-z0-9]+(?:[-_./][a-z0-9]+)+$"
+                        r"|^(?=.*[a-z])(?=.*\d)[a-z0-9]{4,}$")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class Retrieval:
     best_cosine: float
 
 
-def fuse(dense: list[tuple[int, float]], lexical: list[tuple[int, float]]) -> list[tuple[int, float]]:
+def fuse(dense: list[tuple[int, float]],
+         lexical: list[tuple[int, float]]) -> list[tuple[int, float]]:
     scores: dict[int, float] = {}
     for weight, ranking in ((1.0, dense), (LEXICAL_WEIGHT, lexical)):
         for rank, (chunk_id, _) in enumerate(ranking):
@@ -101,7 +103,8 @@ class Retriever:
         async with self.sessions() as session:
             rows = (await session.execute(
                 select(KnowledgeChunkRow, KnowledgeDocumentRow)
-                .join(KnowledgeDocumentRow, KnowledgeChunkRow.document_id == KnowledgeDocumentRow.id)
+                .join(KnowledgeDocumentRow,
+                      KnowledgeChunkRow.document_id == KnowledgeDocumentRow.id)
                 .where(KnowledgeChunkRow.tenant_id == tenant_id,
                        KnowledgeDocumentRow.tenant_id == tenant_id,
                        KnowledgeChunkRow.id.in_(ids))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from alembic import context
 from sqlalchemy import create_engine, pool
 
@@ -14,19 +11,22 @@ import core.deliveries  # noqa: F401
 import knowledge.tables  # noqa: F401
 import tenants.models  # noqa: F401
 from core.db import Base, include_name, install_sqlite_pragmas, sync_url
-from core.settings import ROOT, async_database_url
+from core.settings import ProcessSettings, async_database_url
 
 config = context.config
 target_metadata = Base.metadata
 
 
 def _url() -> str:
-    explicit = config.attributes.get("url") or os.environ.get("DATABASE_URL", "").strip()
+    """The URL a caller handed over (tests, the development bootstrap), else DATABASE_URL or the
+    embedded SQLite file, read as every process reads them."""
+    explicit = config.attributes.get("url")
     if explicit:
         return sync_url(async_database_url(explicit))
-    var_dir = Path(os.environ.get("SWITCHBOARD_VAR_DIR", str(ROOT / "var")))
-    var_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{var_dir.resolve() / 'switchboard.db'}"
+    settings = ProcessSettings.from_env()
+    if settings.uses_embedded_storage:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return sync_url(settings.database_url)
 
 
 def run_migrations_offline() -> None:

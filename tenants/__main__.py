@@ -6,8 +6,12 @@
 
 `creds.json` holds e.g. {"shopify": {"shop_url": ..., "access_token": ...}} or
 {"woocommerce": {"store_url": ..., "consumer_key": ..., "consumer_secret": ...}}, plus a
-section per channel ("twilio", "meta_whatsapp", "email"; README, Channels); it is
-encrypted with SWITCHBOARD_CREDENTIALS_KEY before it is stored, and never printed.
+section per channel ("twilio", "meta_whatsapp", "email"; README, Channels) checked by that
+channel's own rules (the channel registry, connectors/channels/); it is encrypted with
+SWITCHBOARD_CREDENTIALS_KEY before it is stored, and never printed.
+
+This command is an entry point: like every `__main__` module it may use any product package
+(here the channel registry), while the rest of `tenants` imports only `core`.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import argparse
 import asyncio
 import json
 import re
-import sys
 import uuid
 from pathlib import Path
 
 from sqlalchemy import select
 
+from connectors.channels import credentials_problems
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from tenants.crypto import CredentialsBox
@@ -34,14 +38,6 @@ _REQUIRED = {
 }
 
 
-# What each channel's section needs when it is present (see README, Channels).
-_CHANNEL_REQUIRED = {
-    "twilio": ("account_sid", "auth_token"),
-    "meta_whatsapp": ("app_secret", "verify_token", "access_token", "phone_number_id"),
-    "email": ("address", "inbound", "smtp"),
-}
-
-
 def check_credentials(backend: str, credentials: dict) -> None:
     """Refuse credentials that lack what the backend or a channel needs (better now than
     mid-chat)."""
@@ -50,21 +46,9 @@ def check_credentials(backend: str, credentials: dict) -> None:
     missing = [key for key in needed if not section.get(key)]
     if missing:
         raise SystemExit(f"credentials for {backend} need {backend}.{', '.join(missing)}")
-    for channel, keys in _CHANNEL_REQUIRED.items():
-        if channel in credentials:
-            lacking = [k for k in keys if not (credentials[channel] or {}).get(k)]
-            if lacking:
-                raise SystemExit(f"the {channel} channel needs {channel}.{', '.join(lacking)}")
-    twilio = credentials.get("twilio") or {}
-    if twilio and not (twilio.get("sms_numbers") or twilio.get("whatsapp_numbers")):
-        raise SystemExit("the twilio channel needs twilio.sms_numbers or twilio.whatsapp_numbers")
-    email = credentials.get("email") or {}
-    if email and email.get("inbound") not in ("mailgun", "sendgrid"):
-        raise SystemExit("email.inbound is 'mailgun' or 'sendgrid'")
-    if email and not email.get(f"{email['inbound']}_signing_key"
-                               if email["inbound"] == "mailgun" else "sendgrid_public_key"):
-        raise SystemExit(f"email via {email['inbound']} needs its signing key "
-                         "(mailgun_signing_key / sendgrid_public_key)")
+    problems = credentials_problems(credentials)
+    if problems:
+        raise SystemExit("channel credentials: " + "; ".join(problems))
 
 
 async def add(settings: Settings, args: argparse.Namespace) -> str:
@@ -72,11 +56,12 @@ async def add(settings: Settings, args: argparse.Namespace) -> str:
         raise SystemExit("slug: lowercase letters, digits and '-', 2 to 63 characters")
     credentials = json.loads(Path(args.credentials).read_text()) if args.credentials else {}
     check_credentials(args.backend, credentials)
-    box = CredentialsBox(settings.credentials_key)
+    box = CredentialsBox(settings.credentials_key.reveal())
     engine = create_engine(settings.database_url)
     try:
         async with session_factory(engine)() as session:
-            if (await session.execute(select(TenantRow).where(TenantRow.slug == args.slug))).first():
+            taken = select(TenantRow).where(TenantRow.slug == args.slug)
+            if (await session.execute(taken)).first():
                 raise SystemExit(f"a tenant called {args.slug!r} exists already")
             row = TenantRow(
                 id=str(uuid.uuid4()), slug=args.slug, name=args.name, greeting=args.greeting,
@@ -94,7 +79,8 @@ async def list_tenants(settings: Settings) -> list[TenantRow]:
     engine = create_engine(settings.database_url)
     try:
         async with session_factory(engine)() as session:
-            return list((await session.execute(select(TenantRow).order_by(TenantRow.slug))).scalars())
+            rows = await session.execute(select(TenantRow).order_by(TenantRow.slug))
+            return list(rows.scalars())
     finally:
         await engine.dispose()
 
@@ -118,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         for row in asyncio.run(list_tenants(settings)):
             secret = "credentials stored" if row.credentials_encrypted else "no credentials"
-            print(f"{row.slug:20} {row.order_backend:12} {row.return_window_days:3}d  {secret}  {row.id}")
+            print(f"{row.slug:20} {row.order_backend:12} {row.return_window_days:3}d  "
+                  f"{secret}  {row.id}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

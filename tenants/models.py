@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import JSON, Float, Integer, LargeBinary, String, Text
@@ -58,7 +57,7 @@ class Tenant:
         return f"Tenant(id={self.id!r}, slug={self.slug!r}, backend={self.order_backend!r})"
 
     @classmethod
-    def from_row(cls, row: TenantRow) -> "Tenant":
+    def from_row(cls, row: TenantRow) -> Tenant:
         return cls(
             id=row.id,
             slug=row.slug,

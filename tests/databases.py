@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
-from sqlalchemy import Engine, create_engine as create_sync_engine, text
+from sqlalchemy import Engine, text
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from core.bootstrap import migrate
 from core.db import create_engine, session_factory, sync_url
 from core.settings import async_database_url
-from tenants.demo import seed_demo
+from devtools.bootstrap import migrate
+from devtools.demo_shop import seed_demo
 from tests.conftest import services
 
-OUR_TABLES = ("deliveries", "knowledge_chunks", "knowledge_documents", "return_requests", "demo_order_items", "demo_orders", "handoff_requests",
-              "messages", "tenants", "alembic_version")
+OUR_TABLES = ("deliveries", "knowledge_chunks", "knowledge_documents", "return_requests",
+              "demo_order_items", "demo_orders", "handoff_requests", "messages", "tenants",
+              "alembic_version")
 
 
 def sync_engine(url: str) -> Engine:
@@ -40,8 +42,9 @@ async def seeded_sessions(url: str) -> AsyncIterator[tuple[AsyncEngine, async_se
 def drop_our_tables(url: str) -> None:
     engine = sync_engine(url)
     with engine.begin() as conn:
+        cascade = " CASCADE" if "postgresql" in url else ""
         for table in OUR_TABLES:
-            conn.execute(text(f"DROP TABLE IF EXISTS {table}" + (" CASCADE" if "postgresql" in url else "")))
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}{cascade}"))
     engine.dispose()
 
 
@@ -54,9 +57,10 @@ def migrated_url(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'test.db'}"
     else:
-        url = services()["database_url"]
-        if not url:
+        found = services()["database_url"]
+        if not found:
             pytest.skip("PostgreSQL not answering (make test sets TEST_DATABASE_URL)")
+        url = found
         drop_our_tables(url)
     migrate(url)
     return url

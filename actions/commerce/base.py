@@ -9,12 +9,13 @@ platform (return references, idempotency, eligibility) lives in `actions.commerc
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 
-class OrderState(str, enum.Enum):
+class OrderState(enum.StrEnum):
     """Where an order is in its life, reduced to what a visitor cares about."""
 
     PENDING = "pending"  # placed and/or paid, not shipped yet

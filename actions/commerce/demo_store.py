@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -51,7 +51,8 @@ class DemoStoreBackend:
 
 def _to_order(row: DemoOrderRow) -> Order:
     shipment = (
-        Shipment(carrier=row.carrier, tracking_number=row.tracking_number, tracking_url=row.tracking_url)
+        Shipment(carrier=row.carrier, tracking_number=row.tracking_number,
+                 tracking_url=row.tracking_url)
         if row.carrier or row.tracking_number
         else None
     )

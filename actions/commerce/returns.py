@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 _REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read out on the phone
 
 
-class Ineligible(str, enum.Enum):
+class Ineligible(enum.StrEnum):
     CANCELLED = "cancelled"
     NOT_DELIVERED = "not_delivered"
     WINDOW_CLOSED = "window_closed"

@@ -1,4 +1,5 @@
-"""Our own commerce tables: the built-in demo store's orders, and return requests for every backend."""
+"""Our own commerce tables: the built-in demo store's orders, and return requests for every
+backend."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class DemoOrderRow(Base):
     tracking_number: Mapped[str | None] = mapped_column(String(64))
     tracking_url: Mapped[str | None] = mapped_column(Text)
 
-    items: Mapped[list["DemoOrderItemRow"]] = relationship(
+    items: Mapped[list[DemoOrderItemRow]] = relationship(
         back_populates="order", cascade="all, delete-orphan", lazy="selectin",
         order_by="DemoOrderItemRow.id",
     )
@@ -38,7 +39,8 @@ class DemoOrderItemRow(Base):
     __tablename__ = "demo_order_items"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("demo_orders.id", ondelete="CASCADE"), index=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("demo_orders.id", ondelete="CASCADE"),
+                                          index=True)
     sku: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     quantity: Mapped[int] = mapped_column(Integer, default=1)

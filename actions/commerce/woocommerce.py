@@ -33,7 +33,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -282,7 +282,7 @@ def _tracking_items(meta_data: object) -> list[dict[str, str]]:
 
 def _shipped_at(tracking: dict[str, str] | None) -> datetime | None:
     stamp = (tracking or {}).get("date_shipped", "")
-    return datetime.fromtimestamp(int(stamp), tz=timezone.utc) if stamp.isdigit() else None
+    return datetime.fromtimestamp(int(stamp), tz=UTC) if stamp.isdigit() else None
 
 
 def _shipment(tracking: dict[str, str]) -> Shipment:

@@ -7,18 +7,17 @@ Create Date: 2026-11-25
 One row per message sent through a provider (status callbacks move it forward), when each
 provider message was handled, and each tenant's public web-widget key and look. Existing tenants get no widget until one is set.
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import core.db
 
-
 revision: str = '0003'
-down_revision: Union[str, None] = '0002'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | None = '0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -6,14 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import select
 
-from actions.commerce.base import BackendNotConfigured, OrderState
+from actions.commerce.base import BackendNotConfigured, Order, OrderState
 from actions.commerce.demo_store import DemoStoreBackend
 from actions.commerce.shopify import ShopifyBackend
 from actions.commerce.woocommerce import WooCommerceBackend
@@ -67,7 +67,8 @@ async def test_cli_added_shopify_tenant_finds_orders_through_its_own_credentials
     settings: Settings, shop: ShopifyFake, tmp_path: Path
 ) -> None:
     creds = tmp_path / "creds.json"
-    creds.write_text(json.dumps({"shopify": {"shop_url": shop.base_url, "access_token": "shpat_cli_token"}}))
+    creds.write_text(json.dumps({"shopify": {"shop_url": shop.base_url,
+                                             "access_token": "shpat_cli_token"}}))
     added = tenants_cli(["add", "--slug", "acme", "--name", "Acme", "--backend", "shopify",
                          "--credentials", str(creds)])
     assert added.returncode == 0, added.stderr
@@ -76,7 +77,8 @@ async def test_cli_added_shopify_tenant_finds_orders_through_its_own_credentials
 
     async with seeded_runtime(settings) as runtime:
         async with runtime.sessions() as session:
-            row = (await session.execute(select(TenantRow).where(TenantRow.slug == "acme"))).scalar_one()
+            found = await session.execute(select(TenantRow).where(TenantRow.slug == "acme"))
+            row = found.scalar_one()
         assert b"shpat_cli_token" not in row.credentials_encrypted
         acme = await runtime.tenants.get("acme")
         backend = runtime.backend_for(acme)
@@ -108,13 +110,14 @@ def test_cli_refuses_incomplete_credentials(settings: Settings, tmp_path: Path) 
 class CountingBackend(DemoStoreBackend):
     calls = 0
 
-    async def find_order(self, number: str, email: str):  # type: ignore[override]
+    async def find_order(self, number: str, email: str) -> Order | None:
         CountingBackend.calls += 1
         return await super().find_order(number, email)
 
 
 @pytest.mark.asyncio
-async def test_verified_order_is_read_from_the_shop_once_per_short_window(settings: Settings) -> None:
+async def test_verified_order_is_read_from_the_shop_once_per_short_window(
+        settings: Settings) -> None:
     async with seeded_runtime(settings) as runtime:
         demo = await runtime.tenants.get("demo")
         runtime._backends[f"{demo.id}:demo"] = CountingBackend(runtime.sessions, demo.id)

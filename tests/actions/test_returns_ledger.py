@@ -18,7 +18,7 @@ from actions.commerce.returns import (
 )
 from actions.returns import match_items
 from core.db import utcnow
-from tenants.demo import DEMO_TENANT_ID
+from devtools.demo_shop import DEMO_TENANT_ID
 from tests.databases import database_params, migrated_url, seeded_sessions
 
 NOW = utcnow()
@@ -30,8 +30,10 @@ def order(state: OrderState, delivered_days_ago: int | None = None, items: int =
         email="sam@example.com",
         state=state,
         placed_at=NOW - timedelta(days=40),
-        items=tuple(LineItem(id=str(i), name=n) for i, n in enumerate(["Denim jacket", "Scarf"][:items])),
-        delivered_at=NOW - timedelta(days=delivered_days_ago) if delivered_days_ago is not None else None,
+        items=tuple(LineItem(id=str(i), name=n)
+                    for i, n in enumerate(["Denim jacket", "Scarf"][:items])),
+        delivered_at=(NOW - timedelta(days=delivered_days_ago)
+                      if delivered_days_ago is not None else None),
     )
 
 
@@ -66,7 +68,8 @@ def test_match_items(said: str | list[str], expected: list[str]) -> None:
 
 
 def test_match_items_it_means_the_only_item() -> None:
-    assert [i.name for i in match_items("I want to return it", order(OrderState.DELIVERED, 3, items=1))] == ["Denim jacket"]
+    only = order(OrderState.DELIVERED, 3, items=1)
+    assert [i.name for i in match_items("I want to return it", only)] == ["Denim jacket"]
 
 
 class RefusingBackend(DemoStoreBackend):
@@ -87,20 +90,25 @@ async def test_ledger_is_idempotent_and_refuses_overlaps(kind: str, tmp_path: Pa
 
         # Two identical requests at the same moment: one return, one reference.
         first, second = await asyncio.gather(
-            ledger.request(order=found, items=jacket, reason="too big", backend=backend, sender_id="s"),
-            ledger.request(order=found, items=jacket, reason="too big", backend=backend, sender_id="s"),
+            ledger.request(order=found, items=jacket, reason="too big", backend=backend,
+                           sender_id="s"),
+            ledger.request(order=found, items=jacket, reason="too big", backend=backend,
+                           sender_id="s"),
         )
         assert first.reference == second.reference
         assert {first.created, second.created} == {True, False}
 
         with pytest.raises(ItemsAlreadyReturned) as overlap:
-            await ledger.request(order=found, items=list(found.items), reason="x", backend=backend, sender_id="s")
-        assert overlap.value.reference == first.reference and overlap.value.names == ("Denim jacket",)
+            await ledger.request(order=found, items=list(found.items), reason="x",
+                                 backend=backend, sender_id="s")
+        assert overlap.value.reference == first.reference
+        assert overlap.value.names == ("Denim jacket",)
 
         scarf = [i for i in found.items if i.name == "Scarf"]
         with pytest.raises(BackendError):
             await ledger.request(order=found, items=scarf, reason="x",
                                  backend=RefusingBackend(sessions, DEMO_TENANT_ID), sender_id="s")
         # The refused request left nothing behind: a later attempt creates it afresh.
-        later = await ledger.request(order=found, items=scarf, reason="x", backend=backend, sender_id="s")
+        later = await ledger.request(order=found, items=scarf, reason="x", backend=backend,
+                                     sender_id="s")
         assert later.created and later.reference != first.reference

@@ -35,7 +35,8 @@ print(json.dumps(out))
 """
 
 PAYLOADS = [
-    {"events": [{"event": "slot", "name": "email", "value": "a@b.c"}], "responses": [{"text": "hi"}]},
+    {"events": [{"event": "slot", "name": "email", "value": "a@b.c"}],
+     "responses": [{"text": "hi"}]},
     {"events": [], "responses": [{"text": "x", "buttons": [{"title": "t", "payload": "/p"}]}]},
     {"events": [{"name": "no event key"}], "responses": []},
     {"events": "not a list", "responses": []},
@@ -45,7 +46,8 @@ PAYLOADS = [
 
 def test_same_verdicts_as_rasa() -> None:
     result = subprocess.run([str(BOT_PY), "-c", SCRIPT], input=json.dumps(PAYLOADS), cwd=ROOT,
-                            capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(ROOT)})
+                            capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
     verdicts = json.loads(result.stdout.strip().splitlines()[-1])
     assert [v[0] == "ok" for v in verdicts] == [True, True, False, False, True]

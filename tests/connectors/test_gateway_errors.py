@@ -3,48 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import os
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pytest
 from sanic import Sanic
 
 from connectors.app import create_app
-from core.bootstrap import migrate, seed
 from core.settings import Settings, async_database_url
+from devtools.bootstrap import migrate, seed
+from tests.fakes.rasa_server import RasaFake
 from tests.integration.stack import free_port
 
 
-class FakeRasa(BaseHTTPRequestHandler):
-    """Answers Rasa's REST channel like Rasa does when the action server is down: []."""
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeRasa.seen.append(body)
-        data = b"[]"
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        return
-
-    seen: list[dict] = []
-
-
 @pytest.fixture
-def fake_rasa() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeRasa)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    FakeRasa.seen.clear()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+def silent_rasa() -> Iterator[RasaFake]:
+    """Answers like Rasa does when the action server is down: []."""
+    with RasaFake(silent=True) as fake:
+        yield fake
 
 
 def make_app(tmp_path: Path, rasa_url: str) -> Sanic:
@@ -52,7 +32,8 @@ def make_app(tmp_path: Path, rasa_url: str) -> Sanic:
     migrate(db)
     asyncio.run(seed(async_database_url(db)))
     settings = Settings.from_env({
-        "DATABASE_URL": db, "SWITCHBOARD_CREDENTIALS_KEY": os.environ["SWITCHBOARD_CREDENTIALS_KEY"],
+        "DATABASE_URL": db,
+        "SWITCHBOARD_CREDENTIALS_KEY": os.environ["SWITCHBOARD_CREDENTIALS_KEY"],
         "RASA_TOKEN": "t",
         "RASA_URL": rasa_url, "ACTION_SERVER_URL": f"http://127.0.0.1:{free_port()}",
         "RASA_TIMEOUT": "3", "SWITCHBOARD_VAR_DIR": str(tmp_path),
@@ -60,7 +41,7 @@ def make_app(tmp_path: Path, rasa_url: str) -> Sanic:
     return create_app(settings, name=f"gw{free_port()}")
 
 
-def post(app: Sanic, path: str, content: bytes | str) -> tuple[int, dict | list]:
+def post(app: Sanic, path: str, content: bytes | str) -> tuple[int, Any]:
     _, response = app.test_client.post(path, content=content,
                                        headers={"Content-Type": "application/json"})
     return response.status, response.json
@@ -95,30 +76,30 @@ def test_rasa_unreachable_is_503_and_message_kept(tmp_path: Path) -> None:
     app = make_app(tmp_path, f"http://127.0.0.1:{free_port()}")
     status, payload = post(app, "/channels/demo/rest/webhook", b'{"sender": "a", "message": "hi"}')
     assert status == 503 and "not reachable" in payload["detail"]
-    import sqlite3
-
-    rows = sqlite3.connect(tmp_path / "gw.db").execute("select text, direction from messages").fetchall()
+    database = sqlite3.connect(tmp_path / "gw.db")
+    rows = database.execute("select text, direction from messages").fetchall()
     assert rows == [("hi", "in")]  # the visitor's message is not lost
 
 
-def test_action_server_down_is_503_and_tenant_comes_from_the_url(tmp_path: Path, fake_rasa: str) -> None:
-    app = make_app(tmp_path, fake_rasa)
+def test_action_server_down_is_503_and_tenant_comes_from_the_url(
+        tmp_path: Path, silent_rasa: RasaFake) -> None:
+    app = make_app(tmp_path, silent_rasa.base_url)
     body = {"sender": "v1", "message": "hi", "metadata": {"tenant_id": "someone-else"}}
     status, payload = post(app, "/channels/demo/rest/webhook", json.dumps(body))
     assert status == 503 and "action server" in payload["detail"]
-    sent = FakeRasa.seen[-1]
+    sent = silent_rasa.seen[-1]
     tenant_id, channel, user = sent["sender"].split(":", 2)
     assert sent["metadata"]["tenant_id"] == tenant_id != "someone-else"
     assert (channel, user) == ("rest", "v1")
 
 
-def test_duplicate_message_id_is_handled_once(tmp_path: Path, fake_rasa: str) -> None:
-    app = make_app(tmp_path, fake_rasa)
+def test_duplicate_message_id_is_handled_once(tmp_path: Path, silent_rasa: RasaFake) -> None:
+    app = make_app(tmp_path, silent_rasa.base_url)
     body = json.dumps({"sender": "v1", "message": "hi", "metadata": {"message_id": "m-1"}})
     post(app, "/channels/demo/rest/webhook", body)
     status, payload = post(app, "/channels/demo/rest/webhook", body)
     assert status == 200 and payload == []
-    assert len(FakeRasa.seen) == 1
+    assert len(silent_rasa.seen) == 1
 
 
 def test_health_reports_each_dependency(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ def test_upgrade_matches_models_and_downgrade_empties(kind: str, tmp_path: Path)
         command.downgrade(config, "base")
         assert set(inspect(engine).get_table_names()) <= {"alembic_version", "events"}
         command.upgrade(config, "head")
-        assert {"tenants", "demo_orders", "return_requests", "messages"} <= set(inspect(engine).get_table_names())
+        tables = set(inspect(engine).get_table_names())
+        assert {"tenants", "demo_orders", "return_requests", "messages"} <= tables
     finally:
         engine.dispose()

@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+HOST = "127.0.0.1"  # loopback only
 
 
 def load_fixture(*parts: str) -> Any:
@@ -113,10 +114,9 @@ class FakeServer:
     @property
     def base_url(self) -> str:
         assert self._server is not None, "server not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{HOST}:{self._server.server_port}"
 
-    def start(self) -> "FakeServer":
+    def start(self) -> Self:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -140,7 +140,7 @@ class FakeServer:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 return  # clients hanging up on a hung request are expected in tests
 
-        server = self._server = Server(("127.0.0.1", 0), Handler)
+        server = self._server = Server((HOST, 0), Handler)
         # A short poll interval keeps shutdown (and so every test's teardown) fast.
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
@@ -154,7 +154,7 @@ class FakeServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

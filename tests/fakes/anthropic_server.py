@@ -25,11 +25,12 @@ Wire format (as the real API):
   429 rate_limit_error (+ `retry-after`), 500 api_error, 529 overloaded_error. Every response
   carries a `request-id` header.
 
-Validation like the real API: wrong/missing key (neither header matching) -> 401; missing `anthropic-version`,
-missing/invalid `model`, `max_tokens` (integer >= 1) or `messages` (non-empty, starting with
-`user`, strictly alternating user/assistant, string or block content), bad `system`,
-`temperature`, `stop_sequences` or `metadata` -> 400. (The live API nowadays merges consecutive
-same-role turns instead of rejecting them; this fake is deliberately strict.)
+Validation like the real API: wrong/missing key (neither header matching) -> 401; missing
+`anthropic-version`, missing/invalid `model`, `max_tokens` (integer >= 1) or `messages`
+(non-empty, starting with `user`, strictly alternating user/assistant, string or block
+content), bad `system`, `temperature`, `stop_sequences` or `metadata` -> 400. (The live API
+nowadays merges consecutive same-role turns instead of rejecting them; this fake is
+deliberately strict.)
 
 The text of an answer comes from `responder(body) -> str` (the parsed request body). A
 responder that raises makes the fake answer 500 api_error (the exception is kept in
@@ -71,7 +72,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes import FakeServer, RecordedRequest, Response, _Failure
@@ -165,7 +166,7 @@ class Passage:
 
 def parse_prompt(text: str) -> tuple[list[Passage], str | None]:
     """The passages and question of a prompt written in the contract above."""
-    passages = []
+    passages: list[Passage] = []
     for match in _PASSAGE.finditer(text):
         attrs = {
             m.group("name").lower(): html.unescape(m.group("dq") if m.group("dq") is not None
@@ -264,9 +265,9 @@ class AnthropicFake(FakeServer):
         self.responder_errors: list[BaseException] = []
 
     # -- misbehaviour -------------------------------------------------------------------
-    def fail_next(  # type: ignore[override]
+    def fail_next(
         self,
-        status: int,
+        status: int = 500,
         times: int = 1,
         retry_after: float | None = None,
         *,
@@ -289,30 +290,27 @@ class AnthropicFake(FakeServer):
             self._failures.append(_AnthropicFailure(
                 "status", status=status, headers=dict(extra), match=match, message=message))
 
-    def hang_next(self, seconds: float = 30.0, times: int = 1, *,  # type: ignore[override]
+    def hang_next(self, seconds: float = 30.0, times: int = 1, *,
                   match: Callable[[RecordedRequest], bool] | None = None) -> None:
         """Hold the next `times` (matching) requests for `seconds` without answering, then
         close the connection. `stop()` releases hung requests at once."""
         for _ in range(times):
             self._failures.append(_Failure("hang", seconds=seconds, match=match))
 
-    def lose_next_response(self, status: int = 502, *,  # type: ignore[override]
+    def lose_next_response(self, status: int = 502, *,
                            match: Callable[[RecordedRequest], bool] | None = None) -> None:
         raise NotImplementedError("use fail_next or hang_next with the Anthropic fake")
 
     # -- convenience ----------------------------------------------------------------------
     @property
     def messages_requests(self) -> list[AnthropicRequest]:
-        return [r for r in self.requests  # type: ignore[misc]
-                if r.method == "POST" and r.path == "/v1/messages"]
+        return [r for r in self.requests  # all of them are: _dispatch records only these
+                if isinstance(r, AnthropicRequest)
+                and r.method == "POST" and r.path == "/v1/messages"]
 
-    def start(self) -> "AnthropicFake":
+    def start(self) -> Self:
         self._stop.clear()
-        super().start()
-        return self
-
-    def __enter__(self) -> "AnthropicFake":
-        return self.start()
+        return super().start()
 
     # -- FakeServer -------------------------------------------------------------------------
     def authorized(self, request: RecordedRequest) -> bool:
@@ -455,7 +453,8 @@ class AnthropicFake(FakeServer):
 
     @staticmethod
     def _error(status: int, message: str | None = None) -> Response:
-        kind = ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+        kind = ERROR_TYPES.get(status) or (
+            "api_error" if status >= 500 else "invalid_request_error")
         return status, {}, {
             "type": "error",
             "error": {"type": kind, "message": message or _DEFAULT_MESSAGES.get(status, kind)},

@@ -28,7 +28,8 @@ _ORDER = re.compile(r"^/orders/(?P<oid>\d+)\.json$")
 _COST = {
     "requestedQueryCost": 12,
     "actualQueryCost": 8,
-    "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1992, "restoreRate": 100.0},
+    "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1992,
+                       "restoreRate": 100.0},
 }
 
 

@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from twilio.request_validator import RequestValidator
 
-from connectors.sms_segments import segments
+from connectors.splitting import segments
 from tests.fakes import FakeServer, RecordedRequest, Response
 
 DEFAULT_ACCOUNT_SID = "AC4f1d2e8b9c0a7f6e5d4c3b2a1908f7e6"

@@ -47,7 +47,8 @@ class WooCommerceFake(FakeServer):
         for order_id in self.orders:
             name = f"notes_{order_id}.json"
             seeded = (FIXTURES / "woocommerce" / name).exists()
-            self.notes[order_id] = copy.deepcopy(load_fixture("woocommerce", name)) if seeded else []
+            self.notes[order_id] = (copy.deepcopy(load_fixture("woocommerce", name))
+                                    if seeded else [])
         self._next_note_id = 6001
 
     def authorized(self, request: RecordedRequest) -> bool:
@@ -91,7 +92,8 @@ class WooCommerceFake(FakeServer):
     def _search(self, term: str) -> list[dict[str, Any]]:
         needle = term.strip().lower()
         found = []
-        newest_first = sorted(self.orders.values(), key=lambda o: o["date_created_gmt"], reverse=True)
+        newest_first = sorted(self.orders.values(), key=lambda o: o["date_created_gmt"],
+                              reverse=True)
         for order in newest_first:
             billing = order["billing"]
             haystack = [order["number"], billing["email"], billing["first_name"],

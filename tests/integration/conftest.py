@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
+
 from tests.conftest import services
 from tests.databases import drop_our_tables
 from tests.fakes.anthropic_server import AnthropicFake
@@ -56,7 +58,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     found = services()
     if request.param == "postgres+redis":
         if not (found["database_url"] and found["redis_url"]):
-            pytest.skip("PostgreSQL/Redis not answering (make test sets TEST_DATABASE_URL/TEST_REDIS_URL)")
+            pytest.skip("PostgreSQL/Redis not answering "
+                        "(make test sets TEST_DATABASE_URL/TEST_REDIS_URL)")
         # Start from an empty schema of ours (Rasa's events are keyed by unique senders).
         drop_our_tables(found["database_url"])
         st = Stack(var_dir, database_url=found["database_url"], redis_url=found["redis_url"])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any, Callable
+from typing import Any
 
 from aiosmtpd.controller import Controller
 
@@ -21,11 +22,12 @@ class Mailbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self._cond:
-            self.messages.append(message)  # type: ignore[arg-type]
+            self.messages.append(message)
             self._cond.notify_all()
         return "250 Message accepted for delivery"
 
-    def wait_for(self, match: Callable[[EmailMessage], bool], timeout: float = 30.0) -> EmailMessage:
+    def wait_for(self, match: Callable[[EmailMessage], bool],
+                 timeout: float = 30.0) -> EmailMessage:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -42,7 +44,7 @@ class Mailbox:
         with self._cond:
             return [m for m in self.messages if address in str(m["To"])]
 
-    def __enter__(self) -> "Mailbox":
+    def __enter__(self) -> Mailbox:
         self._controller.start()
         return self
 

@@ -91,10 +91,10 @@ class Stack:
         self._spawn("gateway", [str(APP_PY), "-m", "connectors"])
 
     def bootstrap(self) -> None:
-        subprocess.run([str(APP_PY), "-m", "core.bootstrap"], cwd=ROOT, env=self.env(),
+        subprocess.run([str(APP_PY), "-m", "devtools.bootstrap"], cwd=ROOT, env=self.env(),
                        check=True, capture_output=True)
 
-    def start(self, timeout: float = 180.0) -> "Stack":
+    def start(self, timeout: float = 180.0) -> Stack:
         assert MODEL.exists(), "no trained model: run `make train`"
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.bootstrap()
@@ -159,15 +159,16 @@ class Stack:
         """The demo shop's channel credentials as bootstrap sealed them."""
         from sqlalchemy import text
 
+        from devtools.demo_shop import DEMO_TENANT_ID
         from tenants.crypto import CredentialsBox
-        from tenants.demo import DEMO_TENANT_ID
         from tests.databases import sync_engine
 
         engine = sync_engine(self.database)
         try:
             with engine.connect() as conn:
-                token = conn.execute(text("SELECT credentials_encrypted FROM tenants WHERE id = :id"),
-                                     {"id": DEMO_TENANT_ID}).scalar_one()
+                token = conn.execute(
+                    text("SELECT credentials_encrypted FROM tenants WHERE id = :id"),
+                    {"id": DEMO_TENANT_ID}).scalar_one()
         finally:
             engine.dispose()
         return CredentialsBox(self.env()["SWITCHBOARD_CREDENTIALS_KEY"]).open(bytes(token))

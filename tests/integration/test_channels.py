@@ -1,6 +1,6 @@
 """SMS, WhatsApp (Twilio and Meta) and email through the real gateway, Rasa and action server.
 
-Provider webhooks are built and signed the way the providers do it (connectors/simulate.py);
+Provider webhooks are built and signed the way the providers do it (devtools/simulate.py);
 replies go out to local fakes of Twilio's and Meta's sending APIs and to a real SMTP server.
 """
 
@@ -9,13 +9,15 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from connectors import simulate
+from devtools import simulate
 from tests.databases import sync_engine
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.graph_server import GraphFake, status_webhook
@@ -49,6 +51,14 @@ def rows(stack: Stack, sql: str, **params: Any) -> list[Any]:
             return list(conn.execute(text(sql), params))
     finally:
         engine.dispose()
+
+
+def mail_body(mail: EmailMessage, subtype: str) -> str:
+    """The text of the mail's text/<subtype> part (get_body gives None when there is none)."""
+    part = mail.get_body(preferencelist=(subtype,))
+    assert part is not None, f"no text/{subtype} part in {mail['Subject']!r}"
+    content: str = part.get_content()
+    return content
 
 
 class Texter:
@@ -235,8 +245,8 @@ def test_email_with_two_questions_gets_one_threaded_reply(stack: Stack, mailbox:
     assert reply["In-Reply-To"] == first.message_id
     assert reply["References"].split() == [first.message_id]
     assert reply["Subject"] == "Re: Shipping and payment"
-    plain = reply.get_body(preferencelist=("plain",)).get_content()
-    html = reply.get_body(preferencelist=("html",)).get_content()
+    plain = mail_body(reply, "plain")
+    html = mail_body(reply, "html")
     assert "Canada" in plain and "PayPal" in plain and "<" in html
     assert len(mailbox.to(visitor)) == 1  # both questions in one mail
 
@@ -249,9 +259,10 @@ def test_email_with_two_questions_gets_one_threaded_reply(stack: Stack, mailbox:
         "> Do you ship to Canada?\n> Yes, we ship to Canada.\n",
         in_reply_to=ours, references=f"{first.message_id} {ours}")
     assert httpx.post(second.url, content=second.body, headers=second.headers).status_code == 200
-    follow_up = mailbox.wait_for(lambda m: visitor in str(m["To"]) and m["In-Reply-To"] == second.message_id)
+    follow_up = mailbox.wait_for(
+        lambda m: visitor in str(m["To"]) and m["In-Reply-To"] == second.message_id)
     assert follow_up["References"].split() == [first.message_id, ours, second.message_id]
-    assert TRACKING in follow_up.get_body(preferencelist=("plain",)).get_content()
+    assert TRACKING in mail_body(follow_up, "plain")
     stored = rows(stack, "SELECT text FROM messages WHERE message_id = :m", m=second.message_id)
     assert "wrote:" not in stored[0][0] and "ship to Canada" not in stored[0][0]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -58,7 +58,8 @@ def test_order_number_without_hash_and_email_in_capitals(visitor: Visitor) -> No
     assert "delivered" in answer and "Denim jacket" in answer
 
 
-def test_wrong_email_reveals_nothing_and_offers_a_person_after_three_tries(visitor: Visitor) -> None:
+def test_wrong_email_reveals_nothing_and_offers_a_person_after_three_tries(
+        visitor: Visitor) -> None:
     visitor.say("where is my order")
     replies = []
     for attempt in range(3):
@@ -199,7 +200,8 @@ def test_conversations_are_stored_where_the_environment_says(visitor: Visitor) -
         while True:
             with our_engine.connect() as conn:
                 stored = conn.execute(
-                    text("SELECT direction, text FROM messages WHERE sender_id LIKE :s ORDER BY id"),
+                    text("SELECT direction, text FROM messages WHERE sender_id LIKE :s "
+                         "ORDER BY id"),
                     {"s": f"%:rest:{visitor.sender}"},
                 ).all()
             if len(stored) >= 2 or time.monotonic() > deadline:
@@ -221,18 +223,21 @@ def test_each_shop_sees_only_its_own_orders(stack: Stack) -> None:
     url = stack.database_url or f"sqlite:///{stack.var_dir / 'switchboard.db'}"
     engine = sync_engine(url)
     with engine.begin() as conn:
-        tenant_id = conn.execute(text("SELECT id FROM tenants WHERE slug = 'second-shop'")).scalar_one()
+        tenant_id = conn.execute(
+            text("SELECT id FROM tenants WHERE slug = 'second-shop'")).scalar_one()
         order_id = conn.execute(
-            text("INSERT INTO demo_orders (tenant_id, number, email, status, placed_at, shipped_at, "
-                 "carrier, tracking_number) VALUES (:t, '1001', 'canary@second.example', 'shipped', "
-                 ":now, :now, 'DHL', 'CANARY123') RETURNING id"),
-            {"t": tenant_id, "now": datetime.now(timezone.utc)},
+            text("INSERT INTO demo_orders (tenant_id, number, email, status, placed_at, "
+                 "shipped_at, carrier, tracking_number) VALUES (:t, '1001', "
+                 "'canary@second.example', 'shipped', :now, :now, 'DHL', 'CANARY123') "
+                 "RETURNING id"),
+            {"t": tenant_id, "now": datetime.now(UTC)},
         ).scalar_one()
         conn.execute(text("INSERT INTO demo_order_items (order_id, name, quantity) "
                           "VALUES (:o, 'Canary lamp', 1)"), {"o": order_id})
     engine.dispose()
 
-    own = Visitor(stack, tenant="second-shop").say("where is order 1001? my email is canary@second.example")
+    own = Visitor(stack, tenant="second-shop").say(
+        "where is order 1001? my email is canary@second.example")
     assert "Canary lamp" in own and "CANARY123" in own
     other_shops_email = Visitor(stack, tenant="second-shop").say(
         "where is order 1001? my email is alex@example.com")

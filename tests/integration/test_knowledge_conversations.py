@@ -33,7 +33,8 @@ def cold_answer_cache(stack: Stack) -> None:
 
 def sources(visitor: Visitor) -> list[dict[str, str]]:
     """Rasa's REST channel sends a message's text and its custom payload as two replies."""
-    return [s for r in visitor.replies for s in (r.get("custom") or {}).get("knowledge", {}).get("sources", [])]
+    return [s for r in visitor.replies
+            for s in (r.get("custom") or {}).get("knowledge", {}).get("sources", [])]
 
 
 def test_general_question_is_answered_from_the_shops_documents(
@@ -55,21 +56,28 @@ def test_general_question_is_answered_from_the_shops_documents(
     assert sources(visitor)[0]["url"] == "https://demo-outfitters.example/pages/shipping"
 
 
-def test_product_question_finds_the_catalogue_row(visitor: Visitor, anthropic_api: AnthropicFake) -> None:
+def test_product_question_finds_the_catalogue_row(
+    visitor: Visitor, anthropic_api: AnthropicFake
+) -> None:
     anthropic_api.responder = lambda body: "The Classic Denim Jacket comes in XS to XXL. [1]"
     before = len(anthropic_api.messages_requests)
 
     reply = visitor.say("what sizes does the denim jacket come in?")
 
-    passages, _ = parse_prompt(anthropic_api.messages_requests[before].data["messages"][0]["content"])
+    prompt = anthropic_api.messages_requests[before].data["messages"][0]["content"]
+    passages, _ = parse_prompt(prompt)
     assert passages[0].title == "Product catalogue > Classic Denim Jacket"
     assert "XS;S;M;L;XL;XXL" in passages[0].text
     assert reply.strip() == "The Classic Denim Jacket comes in XS to XXL."
-    assert sources(visitor) == [{"title": "Classic Denim Jacket", "document": "products.csv",
-                                 "url": "https://demo-outfitters.example/products/classic-denim-jacket"}]
+    assert sources(visitor) == [{
+        "title": "Classic Denim Jacket", "document": "products.csv",
+        "url": "https://demo-outfitters.example/products/classic-denim-jacket",
+    }]
 
 
-def test_refund_timing_is_a_question_not_a_return(visitor: Visitor, anthropic_api: AnthropicFake) -> None:
+def test_refund_timing_is_a_question_not_a_return(
+    visitor: Visitor, anthropic_api: AnthropicFake
+) -> None:
     anthropic_api.responder = grounded_responder
 
     reply = visitor.say("how long do returns take to be refunded?")
@@ -98,7 +106,9 @@ def test_question_in_the_middle_of_a_return_goes_back_to_the_return(
     assert "email" in visitor.say("1002").lower()
 
 
-def test_api_down_still_answers_from_the_documents(visitor: Visitor, anthropic_api: AnthropicFake) -> None:
+def test_api_down_still_answers_from_the_documents(
+    visitor: Visitor, anthropic_api: AnthropicFake
+) -> None:
     anthropic_api.responder = grounded_responder
     anthropic_api.fail_next(529, times=3)
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 import re
 import socket
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
-from connectors import visitor_tokens
+from connectors.channels.web import tokens as visitor_tokens
+from devtools.demo_shop import DEMO_WIDGET_KEY
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-DEMO_KEY = "pk_demo_outfitters"  # tenants/demo.py
+DEMO_KEY = DEMO_WIDGET_KEY
 TRACKING = "1Z999AA10123456784"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -154,7 +155,7 @@ class Widget:
             launcher.click()
         expect(self.input).to_be_visible()
 
-    def bot_messages(self):  # noqa: ANN201 - a Playwright Locator
+    def bot_messages(self) -> Locator:
         return self.log.locator(".msg.bot")
 
     def say(self, text: str, expect_reply: str | re.Pattern[str]) -> None:
@@ -181,7 +182,8 @@ def open_widget(context: BrowserContext, url: str) -> Widget:
     return widget
 
 
-def test_order_status_conversation_survives_a_reload(context: BrowserContext, shop_site: str) -> None:
+def test_order_status_conversation_survives_a_reload(
+        context: BrowserContext, shop_site: str) -> None:
     widget = open_widget(context, shop_site)
     expect(widget.bot_messages().first).to_contain_text("Demo Outfitters", timeout=WAIT_MS)
     # The shop's colours reached the bubble (tenants/demo.py: primary #1f6f5c).
@@ -272,7 +274,8 @@ def test_forged_token_shows_nothing_of_another_visitor(
 
 
 
-def test_knowledge_answers_show_their_sources_as_links(context: BrowserContext, shop_site: str) -> None:
+def test_knowledge_answers_show_their_sources_as_links(
+        context: BrowserContext, shop_site: str) -> None:
     widget = open_widget(context, shop_site)
     widget.say("how long do I have to return something?", "30 days")
     sources = widget.bot_messages().last.locator(".sources")

@@ -17,15 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from core.db import create_engine, session_factory
-from core.settings import ROOT, async_database_url
+from core.settings import async_database_url
+from devtools.demo_shop import DEMO_KNOWLEDGE
 from knowledge.embeddings import Embedder, get_embedder
 from knowledge.index import IndexFiles
 from knowledge.ingest import IngestReport, collect, ingest
 from knowledge.retrieval import Retriever
 from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow
 from tests.databases import database_params, migrated_url
-
-DEMO_KNOWLEDGE = ROOT / "tenants" / "demo_knowledge"
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +60,8 @@ class Store:
         async with self.sessions() as session:
             rows = (await session.execute(
                 select(KnowledgeDocumentRow.source, KnowledgeChunkRow.text)
-                .join(KnowledgeDocumentRow, KnowledgeChunkRow.document_id == KnowledgeDocumentRow.id)
+                .join(KnowledgeDocumentRow,
+                      KnowledgeChunkRow.document_id == KnowledgeDocumentRow.id)
                 .where(KnowledgeChunkRow.tenant_id == tenant_id).order_by(KnowledgeChunkRow.id)
             )).all()
         return [(row.source, row.text) for row in rows]
@@ -76,11 +76,13 @@ class Store:
 async def open_store(kind: str, tmp_path: Path, embedder: Embedder) -> Store:
     url = migrated_url(kind, tmp_path)
     engine = create_engine(async_database_url(url))
-    return Store(kind, url, engine, session_factory(engine), IndexFiles(tmp_path / "knowledge"), embedder)
+    return Store(kind, url, engine, session_factory(engine), IndexFiles(tmp_path / "knowledge"),
+                 embedder)
 
 
 @pytest_asyncio.fixture(params=database_params())
-async def store(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder) -> AsyncIterator[Store]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path,
+                embedder: Embedder) -> AsyncIterator[Store]:
     """A fresh, migrated database (SQLite, then PostgreSQL) with an empty index root."""
     opened = await open_store(request.param, tmp_path, embedder)
     try:

@@ -13,17 +13,26 @@ from typing import Any
 
 import anthropic
 import pytest
-from anthropic.types import Message
+from anthropic.types import Message, TextBlock
 
-from tests.fakes.anthropic_server import NO_ANSWER, AnthropicFake, content_words, grounded_responder
+from tests.fakes.anthropic_server import (
+    NO_ANSWER,
+    AnthropicFake,
+    AnthropicRequest,
+    content_words,
+    grounded_responder,
+)
 
 KEY = "sk-ant-test-fake"
 MODEL = "claude-test-model"
 
 KB_PROMPT = """Answer only from the passages.
-<passage id="1" title="Shipping" source="kb/shipping.md">We ship worldwide. Orders are shipped within 2 business days. Tracking links arrive by email.</passage>
-<passage id="2" title="Returns" source="kb/returns.md">Returns are free for 30 days. Refunds are issued to the original payment method within 5 days of receiving the parcel.</passage>
-<passage id="3" title="Gift cards" source="kb/gift-cards.md">Gift cards never expire &amp; can be combined.</passage>
+<passage id="1" title="Shipping" source="kb/shipping.md">We ship worldwide. \
+Orders are shipped within 2 business days. Tracking links arrive by email.</passage>
+<passage id="2" title="Returns" source="kb/returns.md">Returns are free for 30 days. \
+Refunds are issued to the original payment method within 5 days of receiving the parcel.</passage>
+<passage id="3" title="Gift cards" source="kb/gift-cards.md">\
+Gift cards never expire &amp; can be combined.</passage>
 <question>{question}</question>"""
 
 
@@ -62,6 +71,19 @@ def raw_post(fake: AnthropicFake, body: Any, headers: dict[str, str] | None = No
         return error.code, dict(error.headers), json.loads(error.read())
 
 
+def first_text(message: Message) -> str:
+    """The text of the first content block (the fake answers with one text block)."""
+    block = message.content[0]
+    assert isinstance(block, TextBlock), block
+    return block.text
+
+
+def error_body(error: anthropic.APIStatusError) -> dict[str, Any]:
+    """The parsed JSON of an error answer (the SDK types it `object`)."""
+    assert isinstance(error.body, dict), error.body
+    return error.body
+
+
 VALID = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
 
 
@@ -86,13 +108,14 @@ async def test_answer_is_parsed_into_a_message_with_text_and_usage(fake: Anthrop
     assert message.id.startswith("msg_") and message.type == "message"
     assert message.role == "assistant" and message.model == MODEL
     assert message.content[0].type == "text"
-    assert message.content[0].text == "Hello from the fake model."
+    assert first_text(message) == "Hello from the fake model."
     assert message.stop_reason == "end_turn" and message.stop_sequence is None
     assert message.usage.output_tokens == 5
     assert message.usage.input_tokens == 6  # "You are terse." + "Say hello please"
     assert message._request_id and message._request_id.startswith("req_")
 
     (request,) = fake.requests
+    assert isinstance(request, AnthropicRequest)  # what this fake records
     assert (request.method, request.path) == ("POST", "/v1/messages")
     # anthropic 2.14 sends the key as a bearer token, not x-api-key; the fake takes both
     assert request.headers.get("x-api-key") == KEY or request.headers["authorization"] == (
@@ -117,7 +140,7 @@ async def test_responder_set_at_construction_sees_the_request_body() -> None:
             message = await api.messages.create(
                 model=MODEL, max_tokens=5, system="plain string system",
                 messages=[{"role": "user", "content": "hi"}])
-    assert message.content[0].text == f"model={MODEL}"
+    assert first_text(message) == f"model={MODEL}"
     assert seen[0]["system"] == "plain string system"
 
 
@@ -130,9 +153,9 @@ async def test_stop_sequences_and_max_tokens_cut_the_text(fake: AnthropicFake) -
             messages=[{"role": "user", "content": "count"}])
         truncated = await api.messages.create(
             model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "count"}])
-    assert stopped.content[0].text == "one two three "
+    assert first_text(stopped) == "one two three "
     assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", "STOP")
-    assert truncated.content[0].text == "one two"
+    assert first_text(truncated) == "one two"
     assert truncated.stop_reason == "max_tokens" and truncated.usage.output_tokens == 2
 
 
@@ -144,16 +167,16 @@ async def test_grounded_responder_cites_the_passage_that_shares_most_words(
     fake: AnthropicFake,
 ) -> None:
     refund = await ask(fake, "How is my refund issued?")
-    assert refund.content[0].text == (
+    assert first_text(refund) == (
         "Refunds are issued to the original payment method within 5 days of receiving the "
         "parcel. [2]")
     shipping = await ask(fake, "When will my order ship?")
-    assert shipping.content[0].text == "We ship worldwide. [1]"
+    assert first_text(shipping) == "We ship worldwide. [1]"
     gift = await ask(fake, "Do gift cards expire?")
-    assert gift.content[0].text == "Gift cards never expire & can be combined. [3]"
+    assert first_text(gift) == "Gift cards never expire & can be combined. [3]"
     # the *first* sentence sharing a word is the answer, even if a later one fits better
     days = await ask(fake, "How many days until my refund is issued?")
-    assert days.content[0].text == "Returns are free for 30 days. [2]"
+    assert first_text(days) == "Returns are free for 30 days. [2]"
 
 
 @pytest.mark.asyncio
@@ -161,7 +184,7 @@ async def test_grounded_responder_abstains_when_no_passage_shares_a_word(
     fake: AnthropicFake,
 ) -> None:
     message = await ask(fake, "Is the pizza vegan?")
-    assert message.content[0].text == NO_ANSWER
+    assert first_text(message) == NO_ANSWER
     assert message.stop_reason == "end_turn"
 
 
@@ -188,7 +211,7 @@ async def test_429_is_retried_by_the_sdk_then_succeeds(fake: AnthropicFake) -> N
     fake.fail_next(429, retry_after=0.05)
     started = time.monotonic()
     message = await ask(fake, "When will my order ship?", max_retries=1)
-    assert message.content[0].text.endswith("[1]")
+    assert first_text(message).endswith("[1]")
     assert len(fake.requests) == 2
     assert time.monotonic() - started < 2
 
@@ -201,9 +224,9 @@ async def test_429_carries_retry_after_and_the_real_error_json(fake: AnthropicFa
     error = caught.value
     assert error.status_code == 429
     assert error.response.headers["retry-after"] == "1"
-    assert error.body["type"] == "error"
-    assert error.body["error"]["type"] == "rate_limit_error"
-    assert error.body["request_id"] == error.response.headers["request-id"]
+    assert error_body(error)["type"] == "error"
+    assert error_body(error)["error"]["type"] == "rate_limit_error"
+    assert error_body(error)["request_id"] == error.response.headers["request-id"]
 
 
 @pytest.mark.asyncio
@@ -215,7 +238,8 @@ async def test_529_surfaces_as_an_internal_server_error_without_retries(
         await ask(fake, "anything", max_retries=0)
     assert isinstance(caught.value, anthropic.APIStatusError)
     assert caught.value.status_code == 529
-    assert caught.value.body["error"] == {"type": "overloaded_error", "message": "Overloaded"}
+    assert error_body(caught.value)["error"] == {"type": "overloaded_error",
+                                                 "message": "Overloaded"}
     assert len(fake.requests) == 1
 
 
@@ -223,7 +247,7 @@ async def test_529_surfaces_as_an_internal_server_error_without_retries(
 async def test_500_then_success_with_default_backoff(fake: AnthropicFake) -> None:
     fake.fail_next(500, times=1, retry_after=0.05)
     message = await ask(fake, "Do gift cards expire?", max_retries=2)
-    assert message.content[0].text.endswith("[3]")
+    assert first_text(message).endswith("[3]")
     assert len(fake.requests) == 2
 
 
@@ -264,7 +288,7 @@ async def test_wrong_api_key_is_an_authentication_error(fake: AnthropicFake) -> 
     with pytest.raises(anthropic.AuthenticationError) as caught:
         await ask(fake, "anything", key="sk-ant-wrong")
     assert caught.value.status_code == 401
-    assert caught.value.body["error"]["type"] == "authentication_error"
+    assert error_body(caught.value)["error"]["type"] == "authentication_error"
 
 
 @pytest.mark.asyncio
@@ -337,7 +361,7 @@ async def test_sdk_bad_request_for_a_conversation_starting_with_assistant(
         with pytest.raises(anthropic.BadRequestError) as caught:
             await api.messages.create(model=MODEL, max_tokens=5,
                                       messages=[{"role": "assistant", "content": "Hi"}])
-    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert error_body(caught.value)["error"]["type"] == "invalid_request_error"
 
 
 @pytest.mark.asyncio

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from knowledge.chunking import MAX_WORDS, TABLE_RULE, WINDOW_BREAK, WINDOW_WORDS, Chunk, chunk_document, windows
+from knowledge.chunking import (
+    MAX_WORDS,
+    TABLE_RULE,
+    WINDOW_BREAK,
+    WINDOW_WORDS,
+    Chunk,
+    chunk_document,
+    windows,
+)
 from knowledge.loaders import Document, Section, load
 from tests.knowledge.conftest import DEMO_KNOWLEDGE
 
@@ -30,7 +36,8 @@ def demo_chunks() -> list[tuple[Document, list[Chunk]]]:
 
 def long_table(rows: int) -> tuple[str, list[str]]:
     header = "| Size | Chest (cm) | Waist (cm) | Notes |\n|---|---|---|---|"
-    lines = [f"| EU {30 + i} | {80 + i} | {70 + i} | fits true to size with room to layer |" for i in range(rows)]
+    lines = [f"| EU {30 + i} | {80 + i} | {70 + i} | fits true to size with room to layer |"
+             for i in range(rows)]
     return header + "\n" + "\n".join(lines), lines
 
 
@@ -80,7 +87,8 @@ def test_catalogue_chunks_keep_each_products_own_url() -> None:
 
 
 def test_long_prose_is_cut_between_sentences() -> None:
-    sentences = [f"Sentence {i} explains how parcels to zone {i} are packed and sent." for i in range(60)]
+    sentences = [f"Sentence {i} explains how parcels to zone {i} are packed and sent."
+                 for i in range(60)]
     document = Document("p.md", "Packing", None, (Section(("How we pack",), "\n".join(sentences)),))
     chunks = chunk_document(document)
 
@@ -93,7 +101,8 @@ def test_long_prose_is_cut_between_sentences() -> None:
 
 
 def test_long_paragraphs_are_packed_up_to_the_budget() -> None:
-    paragraphs = [f"Paragraph {i} says that returns are free within thirty days of delivery." for i in range(40)]
+    paragraphs = [f"Paragraph {i} says that returns are free within thirty days of delivery."
+                  for i in range(40)]
     document = Document("r.md", "Returns", None, (Section((), "\n\n".join(paragraphs)),))
     chunks = chunk_document(document)
 
@@ -128,8 +137,8 @@ def test_demo_size_tables_keep_their_header_in_every_chunk() -> None:
 
 
 def test_a_long_html_table_is_split_between_rows_repeating_its_header() -> None:
-    cells = "".join(f"<tr><td>EU {30 + i}</td><td>{80 + i} cm</td><td>fits true to size with room</td></tr>"
-                    for i in range(40))
+    cells = "".join(f"<tr><td>EU {30 + i}</td><td>{80 + i} cm</td>"
+                    "<td>fits true to size with room</td></tr>" for i in range(40))
     page = (f"<html><body><main><h1>Size guide</h1><h2>Trousers</h2><table><tr><th>Size</th>"
             f"<th>Chest</th><th>Notes</th></tr>{cells}</table></main></body></html>")
     chunks = chunk_document(load("sizing.html", page.encode()))

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from core.bootstrap import seed
 from core.settings import ROOT, async_database_url
+from devtools.bootstrap import seed
 from knowledge.chunking import windows
+from knowledge.embeddings import Embedder
 from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow
 from tests.databases import migrated_url
-from knowledge.embeddings import Embedder
 from tests.knowledge.conftest import DEMO_KNOWLEDGE, Store, open_store, pdf_bytes
 
 TENANT = "tenant-ingest"
@@ -49,7 +49,7 @@ async def assert_index_matches_database(store: Store, tenant_id: str,
     index = store.index_files.load(tenant_id)
     assert index is not None and len(index) == len(rows)
     owners, vectors = store.index_files.vectors(tenant_id)
-    counts = dict(zip(*np.unique(owners, return_counts=True)))
+    counts = dict(zip(*np.unique(owners, return_counts=True), strict=True))
     assert {int(k): int(v) for k, v in counts.items()} == {
         row.id: len(windows(row.text)) for row in rows}
     # Each stored vector, in window order per chunk, is its window's embedding of today's text.
@@ -70,14 +70,16 @@ async def synced_demo(store: Store, docs: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_first_sync_adds_every_document_and_a_rerun_changes_nothing(store: Store, demo_docs: Path) -> None:
+async def test_first_sync_adds_every_document_and_a_rerun_changes_nothing(
+        store: Store, demo_docs: Path) -> None:
     first = await store.sync(TENANT, demo_docs)
 
     assert first.added == DEMO_FILES
     assert (first.updated, first.unchanged, first.removed, first.failed) == ([], [], [], {})
     documents = await store.documents(TENANT)
     assert sorted(documents) == DEMO_FILES
-    assert first.chunks_total == first.chunks_embedded == sum(d.chunk_count for d in documents.values())
+    chunk_count = sum(d.chunk_count for d in documents.values())
+    assert first.chunks_total == first.chunks_embedded == chunk_count
     assert documents["shipping.md"].url == "https://demo-outfitters.example/pages/shipping"
     windows_total = sum(len(windows(text)) for _, text in await store.chunks(TENANT))
     assert store.progress[-1] == (windows_total, windows_total)  # the bar reaches the end
@@ -95,7 +97,8 @@ async def test_first_sync_adds_every_document_and_a_rerun_changes_nothing(store:
 
 
 @pytest.mark.asyncio
-async def test_edited_document_is_replaced_and_only_it_is_embedded(store: Store, demo_docs: Path) -> None:
+async def test_edited_document_is_replaced_and_only_it_is_embedded(store: Store,
+                                                                   demo_docs: Path) -> None:
     await synced_demo(store, demo_docs)
     shipping = demo_docs / "shipping.md"
     assert OLD_CARRIERS in shipping.read_text()
@@ -107,7 +110,8 @@ async def test_edited_document_is_replaced_and_only_it_is_embedded(store: Store,
     assert report.unchanged == [name for name in DEMO_FILES if name != "shipping.md"]
     assert (report.added, report.removed, report.failed) == ([], [], {})
     new_chunks = [text for source, text in await store.chunks(TENANT) if source == "shipping.md"]
-    assert report.chunks_embedded == len(new_chunks) == (await store.documents(TENANT))["shipping.md"].chunk_count
+    stored = (await store.documents(TENANT))["shipping.md"]
+    assert report.chunks_embedded == len(new_chunks) == stored.chunk_count
     shipping_windows = sum(len(windows(text)) for text in new_chunks)
     assert store.progress[-1] == (shipping_windows, shipping_windows)  # only shipping.md's windows
     all_text = "\n".join(text for _, text in await store.chunks(TENANT))
@@ -122,7 +126,8 @@ async def test_edited_document_is_replaced_and_only_it_is_embedded(store: Store,
 
 
 @pytest.mark.asyncio
-async def test_deleted_document_is_gone_from_database_and_search(store: Store, demo_docs: Path) -> None:
+async def test_deleted_document_is_gone_from_database_and_search(store: Store,
+                                                                 demo_docs: Path) -> None:
     await synced_demo(store, demo_docs)
     (demo_docs / "payments.html").unlink()
 
@@ -143,9 +148,12 @@ async def test_deleted_document_is_gone_from_database_and_search(store: Store, d
 # -- broken files ----------------------------------------------------------------------------
 
 SMALL_KB = {
-    "faq.csv": b"question,answer\nDo you sell gift cards?,Yes: digital gift cards from 25 to 300 euros.\n",
-    "notes.md": b"# Store notes\n\n## Parking\nCustomers park for free in the courtyard behind the Altona store.\n",
-    "terms.pdf": pdf_bytes(["Gift card terms", "Gift cards are valid for three years from purchase."]),
+    "faq.csv": (b"question,answer\n"
+                b"Do you sell gift cards?,Yes: digital gift cards from 25 to 300 euros.\n"),
+    "notes.md": (b"# Store notes\n\n## Parking\n"
+                 b"Customers park for free in the courtyard behind the Altona store.\n"),
+    "terms.pdf": pdf_bytes(["Gift card terms",
+                            "Gift cards are valid for three years from purchase."]),
 }
 GOOD_TEXT = {
     "faq.csv": ("do you have gift cards", "digital gift cards from 25 to 300 euros"),
@@ -249,7 +257,8 @@ def count(stdout: str, label: str) -> int:
 
 def test_cli_ingest_prints_what_it_did_with_a_progress_bar(tmp_path: Path, demo_docs: Path) -> None:
     url = migrated_url("sqlite", tmp_path)
-    asyncio.run(seed(async_database_url(url)))  # the demo tenant, as `python -m core.bootstrap` makes it
+    # The demo tenant, as `python -m devtools.bootstrap` makes it.
+    asyncio.run(seed(async_database_url(url)))
     env = dict(os.environ, SWITCHBOARD_VAR_DIR=str(tmp_path / "var"), DATABASE_URL=url)
 
     first = run_cli(env, "ingest", "--tenant", "demo", str(demo_docs))

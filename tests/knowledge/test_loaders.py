@@ -8,6 +8,7 @@ catalogue row is a product with its own link; a file we cannot read is refused b
 from __future__ import annotations
 
 import logging
+
 import pytest
 
 from knowledge.loaders import Document, Section, UnsupportedDocument, load
@@ -64,10 +65,12 @@ def test_markdown_cites_the_url_line_and_titles_from_the_first_h1() -> None:
 def test_markdown_keeps_the_heading_path_and_tables() -> None:
     document = load("shipping.md", MARKDOWN.encode())
 
-    assert section_under(document, "Zones", "Canada") == "Parcels to Canada take 4 to 7 business days."
+    assert (section_under(document, "Zones", "Canada")
+            == "Parcels to Canada take 4 to 7 business days.")
     assert section_under(document, "Zones", "Germany") == "Parcels within Germany arrive next day."
     costs = section_under(document, "Costs")
-    assert costs.splitlines() == ["| Zone | Price |", "|---|---|", "| Canada | 19.95 |", "| Germany | 4.95 |"]
+    assert costs.splitlines() == ["| Zone | Price |", "|---|---|", "| Canada | 19.95 |",
+                                  "| Germany | 4.95 |"]
 
 
 def test_markdown_without_h1_is_titled_from_its_file_name() -> None:
@@ -124,7 +127,8 @@ def test_html_drops_page_furniture_and_cites_the_canonical_url() -> None:
 
     assert document.title == "Help centre"
     assert document.url == "https://shop.example/pages/help"
-    for furniture in ("SCRIPT-TEXT", "color: red", "HEADER-TEXT", "NAV-ITEM", "FOOTER-TEXT", "COOKIE-TEXT"):
+    for furniture in ("SCRIPT-TEXT", "color: red", "HEADER-TEXT", "NAV-ITEM", "FOOTER-TEXT",
+                      "COOKIE-TEXT"):
         assert furniture not in text, furniture
 
 
@@ -160,11 +164,12 @@ def test_demo_payments_page_has_its_content_and_not_its_footer() -> None:
     assert (document.title, document.url) == ("Payment methods",
                                               "https://demo-outfitters.example/pages/payments")
     assert "PayPal is available in every country we ship to." in section_under(document, "PayPal")
-    items = [line for line in section_under(document, "Klarna").splitlines() if line.startswith("- ")]
+    items = [line for line in section_under(document, "Klarna").splitlines()
+             if line.startswith("- ")]
     assert len(items) == 2 and "within 30 days" in items[0] and "interest-free" in items[1]
     for furniture in ("Join our newsletter", "Sign up", "We use cookies", "All rights reserved",
-                      "Free standard shipping in Germany from €50 · Free returns", "Jackets & Coats",
-                      "Log in", "dataLayer", "Privacy policy"):
+                      "Free standard shipping in Germany from €50 · Free returns",
+                      "Jackets & Coats", "Log in", "dataLayer", "Privacy policy"):
         assert furniture not in text, furniture
 
 
@@ -223,9 +228,9 @@ def test_faq_csv_is_one_section_per_question() -> None:
 
 
 def test_catalogue_csv_is_one_product_per_row_with_its_own_url() -> None:
-    raw = ("sku,name,price_eur,sizes,url\n"
-           "JKT-1,Denim Jacket,89.00,S;M;L,https://shop.example/products/denim-jacket\n"
-           "TEE-1,Merino Tee,49.00,,\n").encode()
+    raw = (b"sku,name,price_eur,sizes,url\n"
+           b"JKT-1,Denim Jacket,89.00,S;M;L,https://shop.example/products/denim-jacket\n"
+           b"TEE-1,Merino Tee,49.00,,\n")
     document = load("products.csv", raw)
 
     jacket, tee = document.sections
@@ -233,7 +238,8 @@ def test_catalogue_csv_is_one_product_per_row_with_its_own_url() -> None:
     assert jacket.headings == ("Denim Jacket",)
     assert jacket.url == "https://shop.example/products/denim-jacket"
     assert jacket.text.splitlines() == ["Sku: JKT-1", "Price (EUR): 89.00", "Sizes: S;M;L"]
-    assert (tee.headings, tee.url, tee.text) == (("Merino Tee",), None, "Sku: TEE-1\nPrice (EUR): 49.00")
+    assert (tee.headings, tee.url, tee.text) == (("Merino Tee",), None,
+                                                 "Sku: TEE-1\nPrice (EUR): 49.00")
 
 
 def test_demo_catalogue_has_every_product() -> None:
@@ -251,7 +257,8 @@ def test_demo_catalogue_has_every_product() -> None:
 
 
 def test_pdf_text_is_extracted_per_page(caplog: pytest.LogCaptureFixture) -> None:
-    lines = ["Gift Card Terms", "Gift cards are valid for three years.", "They cannot be exchanged for cash."]
+    lines = ["Gift Card Terms", "Gift cards are valid for three years.",
+             "They cannot be exchanged for cash."]
     with caplog.at_level(logging.WARNING, logger="pypdf"):
         document = load("terms.pdf", pdf_bytes(lines))
 
@@ -273,7 +280,8 @@ def test_pdf_without_text_is_refused() -> None:
         load("scan.pdf", pdf_bytes([]))
 
 
-@pytest.mark.parametrize("data", [b"", b"%PDF-1.4 this is not really a pdf"], ids=["empty", "garbage"])
+@pytest.mark.parametrize("data", [b"", b"%PDF-1.4 this is not really a pdf"],
+                         ids=["empty", "garbage"])
 def test_broken_pdf_is_refused_as_unsupported(data: bytes) -> None:
     with pytest.raises(UnsupportedDocument):
         load("broken.pdf", data)

@@ -95,9 +95,10 @@ async def search(shops: Shops, embedder: Embedder) -> AsyncIterator[Search]:
 
 # -- tenant isolation ------------------------------------------------------------------------
 
-CANARY_QUESTIONS = (CANARY, "ZEBRAFISH-4417", "what is the secret promo word?", "do orders ship by llama?",
-                    "how many stamps do club members collect?")
-DEMO_QUESTIONS = ("do you ship to Canada?", "JKT-DENIM-M", "PayPal is available in every country we ship to.",
+CANARY_QUESTIONS = (CANARY, "ZEBRAFISH-4417", "what is the secret promo word?",
+                    "do orders ship by llama?", "how many stamps do club members collect?")
+DEMO_QUESTIONS = ("do you ship to Canada?", "JKT-DENIM-M",
+                  "PayPal is available in every country we ship to.",
                   "what sizes does the denim jacket come in")
 
 
@@ -175,7 +176,8 @@ async def test_shipping_question_finds_the_shipping_page(search: Search, shops: 
     assert any("Canada (all provinces and territories)" in p.text for p in result.passages[:3])
     assert result.answerable
     assert result.index_version == IndexFiles(shops.index_root).current_version(SHOP_A)
-    assert [p.score for p in result.passages] == sorted((p.score for p in result.passages), reverse=True)
+    scores = [p.score for p in result.passages]
+    assert scores == sorted(scores, reverse=True)
 
 
 @pytest.mark.asyncio
@@ -212,7 +214,8 @@ async def test_a_tenant_whose_documents_were_all_removed_gets_nothing(search: Se
     await ingest(tenant, [page], retriever.sessions, retriever.index_files, retriever.embedder)
     assert (await search(tenant, "when do you open?")).answerable
 
-    emptied = await ingest(tenant, [], retriever.sessions, retriever.index_files, retriever.embedder)
+    emptied = await ingest(tenant, [], retriever.sessions, retriever.index_files,
+                           retriever.embedder)
     assert emptied.removed == ["hours.md"] and emptied.chunks_total == 0
 
     result = await search(tenant, "do you ship to Canada?")

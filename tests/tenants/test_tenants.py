@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import cast
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions.commerce.demo_store import DemoStoreBackend
 from actions.commerce.tables import DemoOrderItemRow, DemoOrderRow
 from core.db import utcnow
 from core.logs import JsonFormatter, redact
+from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tenants import TenantResolver, TenantRow, UnknownTenant
 from tenants.crypto import CredentialsBox, CredentialsError
-from tenants.demo import DEMO_TENANT_ID, seed_demo
 from tests.databases import database_params, migrated_url, seeded_sessions
+
+
+@asynccontextmanager
+async def own_tenant(sessions: async_sessionmaker, tenant_id: str, slug: str,
+                     name: str) -> AsyncIterator[str]:
+    """A tenant of the test's own, deleted afterwards with its demo-store orders (the
+    database may be the one a developer's `make run` uses)."""
+    async with sessions() as session:
+        session.add(TenantRow(id=tenant_id, slug=slug, name=name, return_window_days=14,
+                              order_backend="demo"))
+        await session.commit()
+    try:
+        yield tenant_id
+    finally:
+        async with sessions() as session:
+            await session.execute(delete(DemoOrderRow).where(DemoOrderRow.tenant_id == tenant_id))
+            await session.execute(delete(TenantRow).where(TenantRow.id == tenant_id))
+            await session.commit()
 
 
 def test_credentials_round_trip_and_wrong_key() -> None:
@@ -45,13 +67,12 @@ def test_logs_mask_card_numbers_and_secrets() -> None:
 @pytest.mark.parametrize("kind", database_params())
 @pytest.mark.asyncio
 async def test_resolver_and_isolation(kind: str, tmp_path: Path) -> None:
-    async with seeded_sessions(migrated_url(kind, tmp_path)) as (_, sessions):
+    async with seeded_sessions(migrated_url(kind, tmp_path)) as (_, sessions), \
+            own_tenant(sessions, "other-tenant", "other", "Other Shop"):
         async with sessions() as session:
-            session.add(TenantRow(id="other-tenant", slug="other", name="Other Shop",
-                                  return_window_days=14, order_backend="demo"))
-            await session.flush()
-            session.add(DemoOrderRow(tenant_id="other-tenant", number="1001", email="canary@other.example",
-                                     status="shipped", placed_at=utcnow(),
+            session.add(DemoOrderRow(tenant_id="other-tenant", number="1001",
+                                     email="canary@other.example", status="shipped",
+                                     placed_at=utcnow(),
                                      items=[DemoOrderItemRow(name="Canary lamp")]))
             await session.commit()
         resolver = TenantResolver(sessions)
@@ -63,7 +84,8 @@ async def test_resolver_and_isolation(kind: str, tmp_path: Path) -> None:
         demo = DemoStoreBackend(sessions, DEMO_TENANT_ID)
         other = DemoStoreBackend(sessions, "other-tenant")
         assert await demo.find_order("1001", "canary@other.example") is None
-        assert (await other.find_order("1001", "canary@other.example")).items[0].name == "Canary lamp"
+        canary = await other.find_order("1001", "canary@other.example")
+        assert canary is not None and canary.items[0].name == "Canary lamp"
         assert await other.find_order("1001", "alex@example.com") is None
         # Re-seeding keeps one demo tenant and refreshes its orders.
         await seed_demo(sessions)
@@ -75,10 +97,10 @@ async def test_resolver_and_isolation(kind: str, tmp_path: Path) -> None:
 class CountingSessions:
     """The real session factory, counting the sessions opened (one per resolver query)."""
 
-    def __init__(self, sessions) -> None:
+    def __init__(self, sessions: async_sessionmaker) -> None:
         self._sessions, self.opened = sessions, 0
 
-    def __call__(self):
+    def __call__(self) -> AsyncSession:
         self.opened += 1
         return self._sessions()
 
@@ -86,40 +108,43 @@ class CountingSessions:
 @pytest.mark.parametrize("kind", database_params())
 @pytest.mark.asyncio
 async def test_resolver_serves_settings_while_it_rereads_them(kind: str, tmp_path: Path) -> None:
-    async with seeded_sessions(migrated_url(kind, tmp_path)) as (_, sessions):
+    # A shop of the test's own: renaming the demo shop would outlive the test.
+    async with seeded_sessions(migrated_url(kind, tmp_path)) as (_, sessions), \
+            own_tenant(sessions, "reread-tenant", "reread", "Reread Shop") as tenant_id:
         counted = CountingSessions(sessions)
-        resolver = TenantResolver(counted, ttl_seconds=0)
+        resolver = TenantResolver(cast(async_sessionmaker, counted), ttl_seconds=0)
         # Many requests for a shop not yet read share one query.
-        tenants = await asyncio.gather(*(resolver.get("demo") for _ in range(50)))
-        assert {t.name for t in tenants} == {"Demo Outfitters"} and counted.opened == 1
+        tenants = await asyncio.gather(*(resolver.get("reread") for _ in range(50)))
+        assert {t.name for t in tenants} == {"Reread Shop"} and counted.opened == 1
 
         async with sessions() as session:
-            await session.execute(update(TenantRow).where(TenantRow.slug == "demo")
-                                  .values(name="Demo Outfitters Ltd"))
+            await session.execute(update(TenantRow).where(TenantRow.id == tenant_id)
+                                  .values(name="Reread Shop Ltd"))
             await session.commit()
         # Past its time: the requests get the settings they had at once, one query rereads them.
-        stale = await asyncio.gather(*(resolver.get("demo") for _ in range(50)))
-        assert {t.name for t in stale} == {"Demo Outfitters"}
+        stale = await asyncio.gather(*(resolver.get("reread") for _ in range(50)))
+        assert {t.name for t in stale} == {"Reread Shop"}
         for _ in range(100):  # the reread finishes in the background
-            if (await resolver.get(DEMO_TENANT_ID)).name == "Demo Outfitters Ltd":
+            if (await resolver.get(tenant_id)).name == "Reread Shop Ltd":
                 break
             await asyncio.sleep(0.01)
-        assert (await resolver.get("demo")).name == "Demo Outfitters Ltd"
+        assert (await resolver.get("reread")).name == "Reread Shop Ltd"
 
         async with sessions() as session:  # renamed: the old address stops working
-            await session.execute(update(TenantRow).where(TenantRow.slug == "demo")
-                                  .values(slug="demo-renamed"))
+            await session.execute(update(TenantRow).where(TenantRow.id == tenant_id)
+                                  .values(slug="reread-renamed"))
             await session.commit()
-        await resolver.get("demo")
+        await resolver.get("reread")
         for _ in range(100):
             try:
-                await resolver.get("demo")
+                await resolver.get("reread")
             except UnknownTenant:
                 break
             await asyncio.sleep(0.01)
         with pytest.raises(UnknownTenant):
-            await resolver.get("demo")
-        assert (await resolver.get("demo-renamed")).id == DEMO_TENANT_ID
+            await resolver.get("reread")
+        assert (await resolver.get("reread-renamed")).id == tenant_id
+        assert (await resolver.get("demo")).name == "Demo Outfitters"  # the demo shop untouched
 
 
 @pytest.mark.parametrize(("credentials", "fragment"), [
@@ -140,7 +165,7 @@ def test_channel_credentials_missing_a_part_are_refused(credentials: dict, fragm
 
 
 def test_complete_channel_credentials_pass() -> None:
+    from devtools.demo_shop import demo_channel_credentials
     from tenants.__main__ import check_credentials
-    from tenants.demo import demo_channel_credentials
 
     check_credentials("demo", demo_channel_credentials())

@@ -1,0 +1,10 @@
+"""Email: a Mailgun route or SendGrid Inbound Parse in, one threaded reply over SMTP out."""
+
+from connectors.channels.contract import Channel
+from connectors.channels.email import credentials
+from connectors.channels.email.routes import routes
+from connectors.channels.email.sender import SmtpSender
+
+CHANNEL = Channel(name="email", label="email", routes=routes,
+                  sender=lambda http, settings: SmtpSender(),
+                  check_credentials=credentials.check)

@@ -1,0 +1,189 @@
+"""Email channel, outbound: one threaded reply over SMTP for all the replies to one email.
+
+The reply carries In-Reply-To (the visitor's Message-ID) and References (their chain plus that
+id), so mail clients keep it in the thread; our own Message-ID is returned for the outbox to
+record and match later replies. A text/plain part and a text/html alternative: when the visitor
+asked several questions, each answer follows its quoted question; buttons become a numbered
+list the visitor can answer with.
+
+One attempt per call; the outbox retries TransientSendError. Error mapping:
+connection refused/dropped, timeouts and SMTP 4xx → TransientSendError; SMTP 5xx (550 recipient
+refused, 535 authentication failed, ...) → PermanentSendError(code="550").
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+from typing import Any
+
+import aiosmtplib
+
+from connectors.outbound import OutboundContext, PermanentSendError, Reply, TransientSendError
+from connectors.rendering import message_text
+
+log = logging.getLogger(__name__)
+
+_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|r)\s*:\s*", re.IGNORECASE)
+_URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
+MAX_REFERENCES = 20
+
+
+def reply_subject(subject: str, fallback: str) -> str:
+    subject = " ".join((subject or "").split())
+    if not subject:
+        return f"Re: {fallback}"
+    return subject if _REPLY_PREFIX.match(subject) else f"Re: {subject}"
+
+
+def references_chain(references: str, parent: str) -> str:
+    """The parent's References plus the parent id; long chains keep the first and the last."""
+    ids = references.split()
+    if parent and (not ids or ids[-1] != parent):
+        ids.append(parent)
+    if len(ids) > MAX_REFERENCES:
+        ids = ids[:1] + ids[-(MAX_REFERENCES - 1):]
+    return " ".join(ids)
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _linkify(escaped: str) -> str:
+    return _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
+
+
+def _html_paragraphs(text: str) -> str:
+    blocks = [b for b in re.split(r"\n\s*\n", text.strip()) if b.strip()]
+    return "".join(
+        f"<p>{_linkify(html.escape(b.strip())).replace(chr(10), '<br>')}</p>" for b in blocks
+    )
+
+
+def _message_html(message: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    if message.get("text"):
+        parts.append(_html_paragraphs(str(message["text"])))
+    buttons = message.get("buttons") or []
+    if buttons:
+        items = "".join(f"<li>{html.escape(str(b.get('title', '')))}</li>" for b in buttons)
+        parts.append(f"<ol>{items}</ol><p>Reply with a number.</p>")
+    for key in ("image", "attachment"):
+        url = message.get(key)
+        if isinstance(url, str) and url:
+            safe = html.escape(url, quote=True)
+            parts.append(f'<p><a href="{safe}">{safe}</a></p>')
+    return "".join(parts)
+
+
+def render_text(replies: Sequence[Reply]) -> str:
+    quote = len(replies) > 1
+    sections: list[str] = []
+    for reply in replies:
+        body = "\n\n".join(t for t in (message_text(m) for m in reply.messages) if t)
+        if not body:
+            continue
+        if quote and reply.question:
+            quoted = "\n".join(f"> {line}".rstrip() for line in reply.question.splitlines())
+            body = f"{quoted}\n\n{body}"
+        sections.append(body)
+    return "\n\n".join(sections)
+
+
+def render_html(replies: Sequence[Reply]) -> str:
+    quote = len(replies) > 1
+    sections: list[str] = []
+    for reply in replies:
+        body = "".join(_message_html(m) for m in reply.messages)
+        if not body:
+            continue
+        if quote and reply.question:
+            question = html.escape(reply.question).replace("\n", "<br>")
+            body = (
+                '<blockquote style="margin:0 0 8px;padding-left:8px;border-left:3px solid #ccc;'
+                f'color:#555">{question}</blockquote>{body}'
+            )
+        sections.append(f"<div>{body}</div>")
+    inner = "<hr>".join(sections)
+    return f'<!DOCTYPE html><html><body style="font-family:sans-serif">{inner}</body></html>'
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+class SmtpSender:
+    """Renders to one EmailMessage (text and HTML parts) for all the replies to one email."""
+
+    def __init__(self, timeout: float = 15.0) -> None:
+        self.timeout = timeout
+
+    def build(self, context: OutboundContext, replies: Sequence[Reply]) -> EmailMessage | None:
+        """The reply as an EmailMessage, or None when the replies hold nothing to send."""
+        text = render_text(replies)
+        if not text.strip():
+            return None
+        credentials = context.credentials
+        address = str(credentials["address"])
+        reply = context.reply_context
+        parent = str(reply.get("message_id") or "")
+        message = EmailMessage()
+        message["From"] = formataddr((credentials.get("from_name") or context.tenant.name, address))
+        message["To"] = context.to
+        message["Subject"] = reply_subject(str(reply.get("subject") or ""), context.tenant.name)
+        message["Date"] = formatdate(localtime=False, usegmt=True)
+        message["Message-ID"] = make_msgid(domain=address.rpartition("@")[2] or None)
+        if parent:
+            message["In-Reply-To"] = parent
+            message["References"] = references_chain(str(reply.get("references") or ""), parent)
+        # RFC 3834: tells the visitor's auto-responders (out of office) not to answer a bot.
+        message["Auto-Submitted"] = "auto-replied"
+        message["X-Auto-Response-Suppress"] = "All"
+        message.set_content(text)
+        message.add_alternative(render_html(replies), subtype="html")
+        return message
+
+    def render(self, context: OutboundContext, replies: Sequence[Reply]) -> list[EmailMessage]:
+        message = self.build(context, replies)
+        return [] if message is None else [message]
+
+    async def deliver(self, context: OutboundContext, message: EmailMessage) -> str:
+        smtp = context.credentials.get("smtp") or {}
+        if not smtp.get("host"):
+            raise PermanentSendError("No SMTP server configured for this shop.")
+        starttls = smtp.get("starttls")
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=str(smtp["host"]),
+                port=int(smtp.get("port") or 587),
+                username=smtp.get("username") or None,
+                password=smtp.get("password") or None,
+                start_tls=None if starttls is None else bool(starttls),
+                use_tls=bool(smtp.get("ssl", False)),
+                timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients] or [550]
+            raise _by_code(min(codes), "The recipient was refused.") from None
+        except aiosmtplib.SMTPResponseException as exc:
+            # Includes authentication failures (535) and refused senders.
+            raise _by_code(exc.code, f"SMTP server answered {exc.code}.") from None
+        except aiosmtplib.SMTPNotSupported:
+            raise PermanentSendError(
+                "The SMTP server lacks a required feature (STARTTLS/AUTH)."
+            ) from None
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            raise TransientSendError(f"SMTP server unreachable: {type(exc).__name__}.") from None
+        message_id = str(message["Message-ID"])
+        log.info("email sent", extra={"tenant": context.tenant.slug, "message_id": message_id})
+        return message_id
+
+
+def _by_code(code: int, detail: str) -> TransientSendError | PermanentSendError:
+    if 400 <= code < 500:
+        return TransientSendError(detail, code=str(code))
+    return PermanentSendError(detail, code=str(code))

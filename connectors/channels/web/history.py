@@ -1,0 +1,103 @@
+"""A web visitor's conversation as the widget shows it, read back from the stored messages.
+
+The inbox stores each visitor message ("in", with the client metadata as payload) and each
+bot answer ("out", payload {"messages": [Rasa messages]}). The widget gets them as
+{"from": "visitor"|"bot", "text", "buttons"?, "sources"?, "at"} in the order they happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from connectors.channels.contract import ChannelContext
+
+MAX_BUTTONS = 12
+MAX_SOURCES = 8
+
+
+def _str(value: object, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _buttons(raw: object) -> list[dict[str, str]]:
+    if not isinstance(raw, list):
+        return []
+    buttons = []
+    for button in raw[:MAX_BUTTONS]:
+        if not isinstance(button, dict):
+            continue
+        title = _str(button.get("title"), 200)
+        if title:
+            buttons.append({"title": title, "payload": _str(button.get("payload"), 500) or title})
+    return buttons
+
+
+def _sources(custom: object) -> list[dict[str, str | None]]:
+    knowledge = custom.get("knowledge") if isinstance(custom, dict) else None
+    raw = knowledge.get("sources") if isinstance(knowledge, dict) else None
+    if not isinstance(raw, list):
+        return []
+    sources = []
+    for source in raw[:MAX_SOURCES]:
+        if not isinstance(source, dict):
+            continue
+        title = _str(source.get("title"), 200)
+        url = _str(source.get("url"), 2000)
+        if title or url:
+            sources.append({"title": title or url, "url": url})
+    return sources
+
+
+def bot_messages(replies: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rasa's messages as widget messages {text, buttons?, sources?}.
+
+    Rasa's REST channel sends a custom payload as its own message right after the text it
+    belongs to; its knowledge sources are attached to that text instead of standing alone.
+    """
+    out: list[dict[str, Any]] = []
+    for reply in replies:
+        if not isinstance(reply, dict):
+            continue
+        text = reply.get("text") if isinstance(reply.get("text"), str) else ""
+        buttons = _buttons(reply.get("buttons"))
+        sources = _sources(reply.get("custom"))
+        if not text and not buttons:
+            if sources and out:
+                out[-1].setdefault("sources", []).extend(sources)
+            elif sources:
+                out.append({"text": "", "sources": sources})
+            continue
+        message: dict[str, Any] = {"text": text}
+        if buttons:
+            message["buttons"] = buttons
+        if sources:
+            message["sources"] = sources
+        out.append(message)
+    return out
+
+
+def visitor_text(row_text: str | None, payload: object) -> str:
+    """What the visitor saw themselves send: a chip's title rather than its /intent payload."""
+    display = payload.get("display_text") if isinstance(payload, dict) else None
+    if isinstance(display, str) and display.strip():
+        return display
+    return row_text or ""
+
+
+async def load_history(ctx: ChannelContext, tenant_id: str, sender_id: str,
+                       limit: int = 50) -> list[dict[str, Any]]:
+    """The last `limit` stored messages of this conversation, oldest first."""
+    history: list[dict[str, Any]] = []
+    for row in await ctx.history(tenant_id, sender_id, limit):
+        at = row.created_at.isoformat() if row.created_at is not None else None
+        if row.direction == "in":
+            history.append({"from": "visitor", "text": visitor_text(row.text, row.payload),
+                            "at": at})
+            continue
+        replies = row.payload.get("messages") if isinstance(row.payload, dict) else None
+        messages = bot_messages(replies) if isinstance(replies, list) else []
+        if not messages and row.text:
+            messages = [{"text": row.text}]
+        history.extend({"from": "bot", **message, "at": at} for message in messages)
+    return history

@@ -1,0 +1,125 @@
+"""Local stand-ins for the providers' sending side, for `make run` (development only).
+
+    python -m devtools.sandbox    # HTTP 127.0.0.1:8025 (Twilio Messages API + WhatsApp
+                                  # Cloud API), SMTP 127.0.0.1:2525
+                                  # (SANDBOX_HTTP_PORT / SANDBOX_SMTP_PORT move them)
+
+The demo shop's replies on SMS, WhatsApp and email land here instead of the real providers:
+each is appended to var/sandbox/outbox.jsonl (what `python -m devtools.try_channel` reads)
+and logged. Twilio sends get signed "sent" and "delivered" status callbacks, as Twilio does.
+Not for production: it accepts any credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse
+from sanic.response import json as json_response
+from twilio.request_validator import RequestValidator
+
+from core import logs
+from core.settings import ProcessSettings
+
+log = logging.getLogger(__name__)
+
+
+def outbox_path(var_dir: Path) -> Path:
+    """Where the sandbox appends what it received, one JSON object a line."""
+    return var_dir / "sandbox" / "outbox.jsonl"
+
+
+def _append(path: Path, entry: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"at": time.time(), **entry}) + "\n")
+    log.info("sandbox received", extra={k: v for k, v in entry.items() if k != "text"})
+
+
+def create_app(outbox: Path) -> Sanic:
+    app = Sanic("switchboard-sandbox", configure_logging=False)
+    pending: set[asyncio.Task[None]] = set()
+
+    async def status_callbacks(url: str, token: str, form: dict[str, str]) -> None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            for status in ("sent", "delivered"):
+                await asyncio.sleep(0.2)
+                params = {**form, "MessageStatus": status, "SmsStatus": status}
+                signature = RequestValidator(token).compute_signature(url, params)
+                try:
+                    await http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+                except httpx.HTTPError:
+                    return
+
+    @app.post("/2010-04-01/Accounts/<account_sid:str>/Messages.json")
+    async def twilio_send(request: Request, account_sid: str) -> HTTPResponse:
+        form = {k: v[0] for k, v in (request.form or {}).items()}
+        sid = "SM" + secrets.token_hex(16)
+        _append(outbox, {"provider": "twilio", "to": form.get("To"), "from": form.get("From"),
+                         "text": form.get("Body", ""), "sid": sid})
+        if form.get("StatusCallback") and request.credentials:
+            callback = {"MessageSid": sid, "SmsSid": sid, "AccountSid": account_sid,
+                        "From": form.get("From", ""), "To": form.get("To", ""),
+                        "ApiVersion": "2010-04-01"}
+            task = asyncio.create_task(status_callbacks(
+                form["StatusCallback"], request.credentials.password or "", callback))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        return json_response({"sid": sid, "status": "queued", "to": form.get("To"),
+                              "from": form.get("From"), "body": form.get("Body"),
+                              "account_sid": account_sid, "num_segments": "1"}, status=201)
+
+    @app.post("/<version:str>/<phone_number_id:str>/messages")
+    async def whatsapp_send(request: Request, version: str, phone_number_id: str) -> HTTPResponse:
+        body = request.json or {}
+        wamid = "wamid.HBgL" + secrets.token_hex(20).upper()
+        text = (body.get("text") or {}).get("body") or json.dumps(body.get("template"))
+        _append(outbox, {"provider": "meta", "to": body.get("to"), "from": phone_number_id,
+                         "text": text, "wamid": wamid})
+        return json_response({"messaging_product": "whatsapp",
+                              "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
+                              "messages": [{"id": wamid}]})
+
+    return app
+
+
+class _MailHandler:
+    def __init__(self, outbox: Path) -> None:
+        self.outbox = outbox
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        part = message.get_body(preferencelist=("plain",))
+        _append(self.outbox, {
+            "provider": "smtp", "to": ", ".join(envelope.rcpt_tos), "from": envelope.mail_from,
+            "subject": message["Subject"], "message_id": message["Message-ID"],
+            "in_reply_to": message["In-Reply-To"], "text": part.get_content() if part else ""})
+        return "250 Message accepted for delivery"
+
+
+def main() -> None:
+    from aiosmtpd.controller import Controller  # a development dependency, like this module
+
+    settings = ProcessSettings.from_env()
+    logs.configure(settings.log_level)
+    outbox = outbox_path(settings.var_dir)
+    smtp = Controller(_MailHandler(outbox), hostname="127.0.0.1", port=settings.sandbox_smtp_port)
+    smtp.start()
+    try:
+        create_app(outbox).run(host="127.0.0.1", port=settings.sandbox_http_port,
+                               single_process=True, access_log=False, motd=False)
+    finally:
+        smtp.stop()
+
+
+if __name__ == "__main__":
+    main()

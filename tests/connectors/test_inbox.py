@@ -1,0 +1,212 @@
+"""The inbox: provider messages accepted once, answered in the background in order, choices
+read back, several questions in one reply, apologies instead of silence, crash recovery; and
+messages answered within the request (REST, widget)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import update
+
+import connectors.rasa_client
+from connectors.errors import UpstreamUnavailable
+from connectors.inbox import APOLOGY, MEDIA_PAYLOAD, Inbox
+from connectors.messages import Media
+from connectors.rasa_client import RasaClient
+from core import conversations
+from core.conversations import MessageRow
+from core.db import utcnow
+from tenants import TenantResolver
+from tests.connectors.conftest import World
+from tests.fakes.rasa_server import RasaFake
+from tests.integration.stack import free_port
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_accepts_once_and_answers_in_the_background(world: World) -> None:
+    first = world.message("hello", "SM-dup-1")
+    results = await asyncio.gather(*(world.inbox.accept(first) for _ in range(5)))
+    assert sorted(results) == [False, False, False, False, True]
+    await world.settle()
+    assert world.sender.sent == [("+15550001", "echo: hello")]
+    stored = [(m.direction, m.text) for m in await world.rows(MessageRow)]
+    assert stored == [("in", "hello"), ("out", "echo: hello")]
+    assert all(m.handled_at is not None for m in await world.rows(MessageRow)
+               if m.direction == "in")
+
+
+async def test_messages_of_one_conversation_are_answered_in_order(world: World) -> None:
+    for i in range(6):
+        assert await world.inbox.accept(world.message(f"m{i}", f"SM-order-{i}"))
+    await world.settle()
+    assert [part for _, part in world.sender.sent] == [f"echo: m{i}" for i in range(6)]
+
+
+async def test_a_numbered_reply_picks_the_offered_choice(world: World) -> None:
+    await world.inbox.accept(world.message("offer", "SM-c-1"))
+    await world.settle()
+    await world.inbox.accept(world.message("2", "SM-c-2"))
+    await world.settle()
+    await world.inbox.accept(world.message("yes please", "SM-c-3"))  # by title, after no offer
+    await world.settle()
+    assert world.rasa.texts() == ["offer", "/deny", "yes please"]
+
+
+async def test_media_without_text_reaches_the_bot_as_an_intent_with_urls(world: World) -> None:
+    media = (Media("https://media.example/1.jpg", "image/jpeg"),)
+    await world.inbox.accept(world.message("", "SM-media", media=media))
+    await world.settle()
+    seen = world.rasa.seen[-1]
+    assert seen["message"] == MEDIA_PAYLOAD
+    assert seen["metadata"]["media"] == [{"url": "https://media.example/1.jpg",
+                                          "content_type": "image/jpeg"}]
+
+
+async def test_several_questions_get_one_reply(world: World) -> None:
+    await world.inbox.accept(world.message("q1? q2?", "SM-q", questions=("q1?", "q2?")))
+    await world.settle()
+    assert world.rasa.texts() == ["q1?", "q2?"]
+    assert len(world.sender.contexts) == 1  # one rendering for both answers
+    [_, reply] = await world.rows(MessageRow)
+    assert reply.payload["questions"] == ["q1?", "q2?"]
+
+
+async def test_bot_error_gets_an_apology_and_is_not_sent_twice(world: World) -> None:
+    await world.inbox.accept(world.message("boom", "SM-boom"))
+    await world.settle()
+    assert world.sender.sent == [("+15550001", APOLOGY)]
+    # Rasa may have taken the message in before failing: a retry would repeat it.
+    assert len(world.rasa.seen) == 1
+
+
+async def test_unreachable_bot_is_retried_then_apologised_for(world: World) -> None:
+    attempts: list[str] = []
+
+    class CountingRasa(RasaClient):
+        async def turn(self, sender_id: str, text: str,
+                       metadata: dict[str, Any]) -> list[dict[str, Any]]:
+            attempts.append(text)
+            return await super().turn(sender_id, text, metadata)
+
+    down = CountingRasa(f"http://127.0.0.1:{free_port()}", "t", 2.0, "http://127.0.0.1:9")
+    inbox = Inbox(world.sessions, down, world.outbox, retry_wait=0.01)
+    await inbox.accept(world.message("hello", "SM-down"))
+    await inbox.drain(10)
+    await down.aclose()
+    assert attempts == ["hello"] * 3  # nothing reached Rasa: trying again is safe
+    assert world.sender.sent == [("+15550001", APOLOGY)]
+
+
+async def test_a_message_acknowledged_before_a_crash_is_answered_by_the_next_start(
+        world: World) -> None:
+    # The process stored and acknowledged this one, then died before answering.
+    lost = world.message("where is my order?", "SM-crash", user="+15550009",
+                         reply_context={"to": "+15005550006"})
+    await conversations.record_message(
+        world.sessions, tenant_id=lost.tenant.id, sender_id=lost.sender_id,
+        channel=lost.channel, direction="in", text=lost.text, message_id=lost.message_id,
+        payload=lost.stored_payload())
+    await world.inbox.accept(world.message("hi", "SM-fine"))
+    await world.settle()
+    async with world.sessions() as session:  # both arrived three minutes ago
+        await session.execute(update(MessageRow).values(created_at=utcnow() - timedelta(minutes=3)))
+        await session.commit()
+    world.sender.sent.clear()
+
+    resolver = TenantResolver(world.sessions)
+    assert await world.inbox.recover(resolver.get) == 1
+    await world.settle()
+    assert world.sender.sent == [("+15550009", "echo: where is my order?")]
+    assert world.sender.contexts[-1].reply_context == {"to": "+15005550006"}
+    assert await world.inbox.recover(resolver.get) == 0  # claimed once, never twice
+
+
+async def test_messages_stored_under_a_former_provider_name_are_recovered(
+        world: World) -> None:
+    """Email was stored as provider "mailgun"/"sendgrid" before the channel registry."""
+    stored = world.message("hello", "SM-legacy").stored_payload()
+    from connectors.messages import InboundMessage
+    again = InboundMessage.from_stored(world.tenant, f"{world.tenant.id}:email:a@b.example",
+                                       "hi", "<m@x>", {**stored, "provider": "sendgrid"})
+    assert (again.provider, again.channel, again.user_key) == ("email", "email", "a@b.example")
+
+
+async def test_the_reply_goes_out_even_when_storing_it_fails(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = conversations.record_message
+
+    async def no_replies(*args: Any, **kw: Any) -> int:
+        if kw.get("direction") == "out":
+            raise RuntimeError("database is locked")
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(conversations, "record_message", no_replies)
+    await world.inbox.accept(world.message("hi", "SM-nostore"))
+    await world.settle()
+    assert world.sender.sent == [("+15550001", "echo: hi")]
+
+
+async def test_each_message_is_kept_once_while_redis_is_down(world: World) -> None:
+    dead = aioredis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=0.2)
+    client = RasaClient(world.rasa.base_url, "t", 5.0, world.rasa.base_url)
+    inbox = Inbox(world.sessions, client, world.outbox, redis=dead, retry_wait=0.01)
+    first = world.message("hello", "SM-noredis")
+    assert sorted(await asyncio.gather(*(inbox.accept(first) for _ in range(3)))) == [
+        False, False, True]
+    await inbox.drain(10)
+    assert world.sender.sent == [("+15550001", "echo: hello")]
+    await dead.aclose()
+    await client.aclose()
+
+
+async def test_a_provider_without_a_sender_is_refused(world: World) -> None:
+    message = world.message("hi", "SM-nosender")
+    with pytest.raises(ValueError, match="no sender"):
+        await world.inbox.accept(type(message)(**{**message.__dict__, "provider": "pigeon"}))
+
+
+# -- messages answered within the request (REST, widget) --------------------------------------
+
+
+async def test_converse_stores_both_sides_and_answers(world: World) -> None:
+    message = world.message("hi there", "web-1", channel="web")
+    assert await world.inbox.converse(message) == [
+        {"recipient_id": message.sender_id, "text": "echo: hi there"}]
+    await world.settle()
+    stored = [(m.direction, m.text) for m in await world.rows(MessageRow)]
+    assert stored == [("in", "hi there"), ("out", "echo: hi there")]
+    assert await world.inbox.converse(message) is None  # the same id again: handled once
+    assert world.rasa.texts() == ["hi there"]
+
+
+async def test_a_turn_goes_on_when_its_visitor_leaves(world: World) -> None:
+    message = world.message("slow", "web-leave", channel="web")
+    turn = asyncio.create_task(world.inbox.converse(message))
+    await asyncio.sleep(0.1)
+    turn.cancel()  # the visitor closed the tab mid-turn
+    await world.settle()
+    stored = [(m.direction, m.text) for m in await world.rows(MessageRow)]
+    assert stored == [("in", "slow"), ("out", "echo: slow")]  # the history has the answer
+
+
+async def test_turns_beyond_what_the_bot_takes_at_once_wait_then_give_up_politely(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connectors.rasa_client, "MAX_TURNS_IN_FLIGHT", 1)
+    with RasaFake() as fake:
+        rasa = RasaClient(fake.base_url, "t", 1.0, fake.base_url)
+        try:
+            # Each turn takes 0.3 s and only one is sent at a time: the first three are
+            # answered within the second the gateway waits; the fifth would wait longer.
+            results = await asyncio.gather(
+                *(rasa.turn(f"t:sms:{i}", "slow", {}) for i in range(5)), return_exceptions=True)
+        finally:
+            await rasa.aclose()
+        assert fake.most_in_flight == 1
+    answered = [r for r in results if isinstance(r, list)]
+    assert [r[0]["text"] for r in answered[:3]] == ["echo: slow"] * 3
+    assert isinstance(results[4], UpstreamUnavailable) and "busy" in results[4].detail
