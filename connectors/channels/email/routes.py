@@ -28,7 +28,7 @@ from connectors.channels.contract import Channel, ChannelContext, context_of
 from connectors.channels.email.parsing import ParsedEmail, parse_mailgun, parse_sendgrid
 from connectors.channels.email.text import split_questions, strip_reply
 from connectors.channels.email.verification import token_fits, verify_mailgun, verify_sendgrid
-from connectors.errors import ChannelNotConfigured, Forbidden
+from connectors.errors import BadRequest, ChannelNotConfigured, Forbidden, NotAcceptable
 from connectors.messages import InboundMessage
 from tenants import Tenant
 
@@ -117,7 +117,13 @@ def routes(channel: Channel) -> Blueprint:
         uploads = request.files or RequestParameters()
         files = {name: (f.name, f.type) for name, f in
                  ((n, uploads.get(n)) for n in uploads) if f is not None}
-        return await hand_off(ctx, tenant, credentials, parse_mailgun(form, files), "mailgun")
+        try:
+            mail = parse_mailgun(form, files)
+        except BadRequest as malformed:
+            # Signed by Mailgun but unreadable: it will be the same on every retry, and 406 is
+            # Mailgun's "do not retry" (any other error is retried for 8 hours).
+            raise NotAcceptable(malformed.detail) from None
+        return await hand_off(ctx, tenant, credentials, mail, "mailgun")
 
     @bp.post("/sendgrid")
     async def sendgrid(request: Request, tenant_slug: str) -> HTTPResponse:
