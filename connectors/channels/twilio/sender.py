@@ -39,6 +39,9 @@ class TwilioSender:
         self._api_base = api_base.rstrip("/")
 
     def render(self, context: OutboundContext, replies: Sequence[Reply]) -> list[dict[str, str]]:
+        if not context.credentials.get("account_sid") or not context.credentials.get("auth_token"):
+            raise PermanentSendError("Twilio credentials are incomplete for this shop",
+                                     code="20003")
         our_number = context.reply_context.get("to")
         if not our_number:
             raise PermanentSendError("no Twilio number to reply from (no inbound 'to')")
@@ -48,10 +51,11 @@ class TwilioSender:
         if context.status_callback_url:
             base["StatusCallback"] = context.status_callback_url
 
+        text = messages_text(m for reply in replies for m in reply.messages)
+        if not text.strip():
+            return []  # nothing to say (custom payloads only): not even a template
         if channel == "whatsapp" and not context.window_open:
             return [{**base, **self._template(context)}]
-
-        text = messages_text(m for reply in replies for m in reply.messages)
         # Curly quotes and dashes from the LLM would make a whole SMS UCS-2 (3x the segments).
         bodies = (split_for_sms(plain_punctuation(text)) if channel == "sms"
                   else split_for_whatsapp(text))

@@ -70,7 +70,7 @@ def test_a_missing_piece_is_named(key: str, absent: str | None) -> None:
     assert credentials.check(section) == [f"meta_whatsapp.{key} is missing"]
 
 
-@pytest.mark.parametrize("value", [{"id": "106540352242922"}, ["106540352242922"]])
+@pytest.mark.parametrize("value", [{"id": "106540352242922"}, ["106540352242922"], True])
 def test_a_value_that_is_not_a_string_is_named(value: Any) -> None:
     assert credentials.check({**CREDENTIALS, "phone_number_id": value}) == [
         "meta_whatsapp.phone_number_id must be a string"]

@@ -207,6 +207,29 @@ async def test_nothing_to_say_renders_nothing(twilio: TwilioFake, sender: Twilio
 
 
 @pytest.mark.asyncio
+async def test_nothing_to_say_outside_the_window_sends_not_even_a_template(
+    sender: TwilioSender,
+) -> None:
+    """As through Meta: a reply with only custom payloads is no reason to send a template."""
+    credentials = {**CREDENTIALS, "whatsapp_template": {"content_sid": TEMPLATE_SID}}
+    closed = whatsapp_context(credentials=credentials, window_open=False)
+    assert sender.render(closed, [reply({"custom": {"x": 1}})]) == []
+    no_template = whatsapp_context(window_open=False)
+    assert sender.render(no_template, [reply({"custom": {"x": 1}})]) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("missing", ["account_sid", "auth_token"])
+async def test_incomplete_credentials_are_refused_when_rendering(
+    sender: TwilioSender, missing: str
+) -> None:
+    with pytest.raises(PermanentSendError) as refused:
+        sender.render(sms_context(credentials={**CREDENTIALS, missing: ""}),
+                      [reply({"text": "hi"})])
+    assert refused.value.code == "20003"
+
+
+@pytest.mark.asyncio
 async def test_without_the_number_the_visitor_wrote_to_nothing_can_be_sent(
     sender: TwilioSender,
 ) -> None:
