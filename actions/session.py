@@ -30,7 +30,8 @@ class ActionSessionStart(Action):
         }
         events.extend(SlotSet(name, value) for name, value in carried.items())
         try:
-            tenant_id, channel, _ = parse_sender_id(tracker.sender_id)
+            scoped = parse_sender_id(tracker.sender_id)
+            tenant_id, channel = scoped.tenant_id, scoped.channel
         except NoTenant:
             log.warning("conversation without tenant", extra={"sender": tracker.sender_id[:80]})
         else:

@@ -45,6 +45,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.sender_ids import sender_id  # noqa: E402
 from devtools.demo_shop import DEMO_TENANT_ID  # noqa: E402
 from tests.integration.stack import MODEL, Stack  # noqa: E402
 
@@ -95,7 +96,7 @@ class Target:
     def body(self, user: str, text: str) -> dict[str, Any]:
         if not self.direct:
             return {"sender": user, "message": text}
-        return {"sender": f"{DEMO_TENANT_ID}:rest:{user}", "message": text,
+        return {"sender": sender_id(DEMO_TENANT_ID, "rest", user), "message": text,
                 "metadata": {"tenant_id": DEMO_TENANT_ID, "channel": "rest"}}
 
 
@@ -229,7 +230,7 @@ async def breakdown(client: httpx.AsyncClient, rasa: str, actions: str, token: s
     stats, user = Stats(), ""
     for _ in range(samples):
         user = await converse(client, target, THREE_TURNS, stats)
-    sender = f"{DEMO_TENANT_ID}:rest:{user}"
+    sender = sender_id(DEMO_TENANT_ID, "rest", user)
     auth = {"token": token}
     track_url = f"{rasa}/conversations/{sender}/tracker"
     tracker = (await client.get(track_url, params={**auth, "include_events": "ALL"})).json()

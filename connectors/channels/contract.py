@@ -32,6 +32,7 @@ from sanic import Blueprint, Request
 from connectors.errors import ChannelNotConfigured, TenantNotFound
 from connectors.messages import InboundMessage, StatusUpdate
 from connectors.outbound import Sender
+from connectors.replay import ReplayGuard
 from core.conversations import StoredMessage
 from core.settings import Settings
 from tenants import Tenant, UnknownTenant
@@ -99,7 +100,7 @@ class Channel:
         return section if isinstance(section, Mapping) else {}
 
 
-class Inbox(Protocol):
+class ChannelInbox(Protocol):
     """Where channels hand what they parsed (connectors/inbox.py; tests use a fake)."""
 
     async def accept(self, inbound: InboundMessage) -> bool:
@@ -130,12 +131,6 @@ class SealedCredentials(Protocol):
         ...
 
 
-class ReplayGuard(Protocol):
-    async def first_use(self, key: str, content: str, ttl: float) -> bool:
-        """False when `key` was already used, within `ttl` seconds, for other content."""
-        ...
-
-
 @dataclass(frozen=True)
 class ChannelSettings:
     """The few settings channels read."""
@@ -150,7 +145,7 @@ class ChannelContext:
     """The one object a channel gets from the gateway (`context_of(request)`)."""
 
     settings: ChannelSettings
-    inbox: Inbox
+    inbox: ChannelInbox
     tenants: TenantDirectory
     sealed: SealedCredentials
     history: History  # a conversation's stored messages (the widget shows them)

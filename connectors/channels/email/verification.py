@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from connectors.channels.contract import ReplayGuard
 from connectors.errors import Forbidden
+from connectors.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
 

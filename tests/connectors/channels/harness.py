@@ -18,7 +18,7 @@ from typing import Any
 from sanic import Sanic
 
 from connectors.app import answer_errors
-from connectors.channels.contract import Channel, ChannelContext, ChannelSettings, Inbox
+from connectors.channels.contract import Channel, ChannelContext, ChannelInbox, ChannelSettings
 from connectors.messages import InboundMessage, StatusUpdate
 from connectors.replay import ReplayGuard
 from core.conversations import StoredMessage
@@ -105,7 +105,7 @@ class ChannelHarness:
     def __init__(self, channel: Channel, fixtures: str,
                  credentials: Mapping[str, Any] | None = None, *,
                  tenant: Tenant | None = None, others: Iterable[Tenant] = (),
-                 inbox: Inbox | None = None, public_base_url: str | None = None,
+                 inbox: ChannelInbox | None = None, public_base_url: str | None = None,
                  graph_api_url: str = "http://graph.test",
                  history: Callable[[str, str, int], Awaitable[list[StoredMessage]]] = no_history,
                  replay: ReplayGuard | None = None) -> None:
