@@ -186,7 +186,7 @@ def test_order_status_conversation_survives_a_reload(
         context: BrowserContext, shop_site: str) -> None:
     widget = open_widget(context, shop_site)
     expect(widget.bot_messages().first).to_contain_text("Demo Outfitters", timeout=WAIT_MS)
-    # The shop's colours reached the bubble (tenants/demo.py: primary #1f6f5c).
+    # The shop's colours reached the bubble (devtools/demo_shop.py: primary #1f6f5c).
     launcher = widget.page.get_by_role("button", name="Chat with us")
     expect(launcher).to_have_css("background-color", "rgb(31, 111, 92)")
 
