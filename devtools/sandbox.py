@@ -29,6 +29,7 @@ from twilio.request_validator import RequestValidator
 
 from core import logs
 from core.settings import ProcessSettings
+from core.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def _append(path: Path, entry: dict[str, Any]) -> None:
 
 def create_app(outbox: Path) -> Sanic:
     app = Sanic("switchboard-sandbox", configure_logging=False)
-    pending: set[asyncio.Task[None]] = set()
+    callbacks = TaskSet()
 
     async def status_callbacks(url: str, token: str, form: dict[str, str]) -> None:
         async with httpx.AsyncClient(timeout=5) as http:
@@ -70,10 +71,8 @@ def create_app(outbox: Path) -> Sanic:
             callback = {"MessageSid": sid, "SmsSid": sid, "AccountSid": account_sid,
                         "From": form.get("From", ""), "To": form.get("To", ""),
                         "ApiVersion": "2010-04-01"}
-            task = asyncio.create_task(status_callbacks(
+            callbacks.spawn(status_callbacks(
                 form["StatusCallback"], request.credentials.password or "", callback))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
         return json_response({"sid": sid, "status": "queued", "to": form.get("To"),
                               "from": form.get("From"), "body": form.get("Body"),
                               "account_sid": account_sid, "num_segments": "1"}, status=201)
