@@ -64,8 +64,13 @@ class Channel:
     status_path: str | None = None  # where the provider reports deliveries, under url_prefix
 
     @property
+    def segment(self) -> str:
+        """Its part of the URL: /channels/<shop>/<segment>/..."""
+        return self.url_segment or self.name
+
+    @property
     def url_prefix(self) -> str:
-        return f"/channels/<tenant_slug:str>/{self.url_segment or self.name}"
+        return f"/channels/<tenant_slug:str>/{self.segment}"
 
     @property
     def section(self) -> str:
@@ -75,7 +80,7 @@ class Channel:
     def status_callback_url(self, base: str, tenant_slug: str) -> str | None:
         if self.status_path is None:
             return None
-        return f"{base}/channels/{tenant_slug}/{self.url_segment or self.name}/{self.status_path}"
+        return f"{base}/channels/{tenant_slug}/{self.segment}/{self.status_path}"
 
     def blueprint(self) -> Blueprint:
         """A fresh blueprint of its routes (Sanic binds a blueprint to one app)."""

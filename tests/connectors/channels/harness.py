@@ -127,8 +127,7 @@ class ChannelHarness:
 
     def url(self, path: str, slug: str | None = None) -> str:
         """`/channels/<shop>/<the channel's segment>/<path>`."""
-        segment = self.channel.url_prefix.rsplit("/", 1)[1]
-        return f"/channels/{slug or self.tenant.slug}/{segment}/{path.lstrip('/')}"
+        return f"/channels/{slug or self.tenant.slug}/{self.channel.segment}/{path.lstrip('/')}"
 
     def fixture_path(self, name: str) -> Path:
         return self.fixtures / name
