@@ -265,7 +265,7 @@ async def test_the_same_long_reply_is_cut_into_the_same_parts_whichever_provider
 ) -> None:
     reply = Reply(question="returns?", messages=({"text": text},))
     via_twilio = TwilioSender(http).render(OutboundContext(
-        tenant=shop(), credentials={}, to="+4915112345678",
+        tenant=shop(), credentials={"account_sid": "AC1", "auth_token": "t"}, to="+4915112345678",
         reply_context={"to": "whatsapp:+15550002222", "from": "whatsapp:+4915112345678"}),
         [reply])
     via_meta = MetaWhatsAppSender(http).render(OutboundContext(
