@@ -15,7 +15,16 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    FloatRect,
+    Locator,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from connectors.channels.web import tokens as visitor_tokens
 from devtools.demo_shop import DEMO_WIDGET_KEY
@@ -338,3 +347,55 @@ def test_the_widget_is_usable_from_the_keyboard(context: BrowserContext, shop_si
     expect(launcher).to_have_attribute("aria-expanded", "false")
     expect(launcher).to_be_focused()
     assert widget.errors == []
+
+
+PHONE: ViewportSize = {"width": 390, "height": 844}  # a common phone's CSS viewport
+
+
+def box(locator: Locator) -> FloatRect:
+    found = locator.bounding_box()
+    assert found is not None, "not laid out"
+    return found
+
+
+def test_on_a_phone_the_demo_page_fits_and_the_panel_opens_full_screen(
+        browser: Browser, stack: Stack) -> None:
+    """Chromium's mobile emulation: nothing wider than the screen, the launcher in reach, the
+    open panel over the whole screen with its input in sight, and a conversation works."""
+    phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True,
+                                device_scale_factor=3)
+    try:
+        page = phone.new_page()
+        page.goto(f"{stack.gateway}/channels/demo/web/demo")
+        widget = Widget(page)
+        launcher = page.get_by_role("button", name="Chat with us")
+        expect(launcher).to_be_visible(timeout=WAIT_MS)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+        spot = box(launcher)
+        assert spot["x"] >= 0 and spot["x"] + spot["width"] <= PHONE["width"]
+        assert spot["y"] >= 0 and spot["y"] + spot["height"] <= PHONE["height"]
+
+        launcher.tap()
+        expect(widget.input).to_be_visible()
+        panel = page.get_by_role("dialog")
+        assert box(panel) == {"x": 0, "y": 0, **PHONE}
+        field = box(widget.input)
+        assert 0 <= field["y"] and field["y"] + field["height"] <= PHONE["height"]
+        expect(widget.bot_messages().first).to_contain_text("Demo Outfitters", timeout=WAIT_MS)
+        widget.say("where is my order?", re.compile("order number", re.I))
+
+        # The visible area shrinks (as when the keyboard opens): the panel follows it.
+        page.set_viewport_size({"width": PHONE["width"], "height": 500})
+        expect(panel).to_have_js_property("offsetHeight", 500)
+        field = box(widget.input)
+        assert field["y"] + field["height"] <= 500
+        assert widget.errors == []
+    finally:
+        phone.close()
+
+
+def test_on_a_desktop_the_panel_stays_a_card_beside_the_launcher(
+        context: BrowserContext, shop_site: str) -> None:
+    widget = open_widget(context, shop_site)
+    card = box(widget.page.get_by_role("dialog"))
+    assert card["width"] == 360 and card["x"] > 0

@@ -42,7 +42,10 @@ DEMO_PAGE = """<!doctype html>
 <title>{name} - chat widget demo</title>
 <style>
   /* Deliberately loud host styles: none of them reach inside the widget. */
-  body {{ font-family: Georgia, serif; max-width: 40rem; margin: 3rem auto; color: #333; }}
+  body {{ font-family: Georgia, serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem;
+          color: #333; }}
+  /* The script tag is one long line: wrapped, it cannot widen the page on a phone. */
+  pre {{ white-space: pre-wrap; overflow-wrap: anywhere; }}
   button {{ background: hotpink !important; }}
   div {{ border-radius: 0; }}
 </style>

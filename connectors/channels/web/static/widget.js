@@ -151,7 +151,14 @@
     ".input{flex:1;border:1px solid #c9ced4;border-radius:8px;padding:8px 10px;font:inherit;color:#1b1f24;background:#fff;min-width:0;}",
     ".send{border:0;border-radius:8px;padding:8px 14px;background:var(--sb-primary);color:var(--sb-text);font:inherit;font-weight:600;cursor:pointer;}",
     ".send[disabled]{opacity:.6;cursor:default;}",
-    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;}"
+    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;}",
+    // Phones: the open panel takes the whole screen (a 360 px card with margins leaves no room
+    // to read); its height follows the visible viewport, so the input stays above the keyboard.
+    "@media (max-width:480px){",
+    ".root{bottom:16px;right:16px;}.root.left{left:16px;}",
+    ".panel,.root.left .panel{position:fixed;top:0;left:0;right:0;bottom:auto;width:100%;max-width:none;height:100vh;height:100dvh;max-height:none;border-radius:0;box-shadow:none;}",
+    ".input{font-size:16px;}", // under 16 px, iOS zooms the page when the input gets focus
+    "}"
   ].join("\n");
 
   var ICON = '<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>';
@@ -429,8 +436,29 @@
     return configLoaded;
   }
 
+  // On a phone the panel fills the visible viewport: when the on-screen keyboard opens, the
+  // visual viewport shrinks (and may scroll) while 100dvh does not follow everywhere, so the
+  // panel is fitted to it and the input stays in sight.
+  var phone = window.matchMedia ? window.matchMedia("(max-width: 480px)") : null;
+  var viewport = window.visualViewport || null;
+  function fitToViewport() {
+    if (phone && phone.matches && viewport && !panel.hidden) {
+      panel.style.height = viewport.height + "px";
+      panel.style.top = viewport.offsetTop + "px";
+    } else {
+      panel.style.height = "";
+      panel.style.top = "";
+    }
+  }
+  if (viewport) {
+    viewport.addEventListener("resize", fitToViewport);
+    viewport.addEventListener("scroll", fitToViewport);
+  }
+  if (phone && phone.addEventListener) phone.addEventListener("change", fitToViewport);
+
   function open(restoring) {
     panel.hidden = false;
+    fitToViewport();
     launcher.setAttribute("aria-expanded", "true");
     if (session) session.setItem(openKey, "1");
     if (!started) {
