@@ -107,11 +107,12 @@ class InboundMessage:
         """The message as `stored_payload` kept it (crash recovery)."""
         extra = dict(payload or {})
         provider = str(extra.pop("provider", None) or "")
+        scoped = SenderId.parse(sender)
         return cls(
             tenant=tenant,
             provider=_FORMER_PROVIDER_NAMES.get(provider, provider),
-            channel=SenderId.parse(sender).channel,
-            user_key=SenderId.parse(sender).user_key,
+            channel=scoped.channel,
+            user_key=scoped.user_key,
             text=text or "",
             message_id=message_id,
             reply_context=extra.pop("reply_context", None) or {},

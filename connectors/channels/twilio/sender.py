@@ -78,11 +78,9 @@ class TwilioSender:
 
     async def deliver(self, context: OutboundContext, form: dict[str, str]) -> str:
         channel = channel_of(form["From"])
-        account_sid = str(context.credentials.get("account_sid") or "")
-        auth_token = str(context.credentials.get("auth_token") or "")
-        if not account_sid or not auth_token:
-            raise PermanentSendError("Twilio credentials are incomplete for this shop",
-                                     code="20003")
+        # render() refused incomplete credentials before any part was made.
+        account_sid = str(context.credentials["account_sid"])
+        auth_token = str(context.credentials["auth_token"])
         url = f"{self._api_base}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
         try:
             response = await self._http.post(url, data=form, auth=(account_sid, auth_token))
