@@ -5,8 +5,11 @@
    indexed or trained on). A passage is relevant when it comes from the question's source
    file and contains all its evidence phrases. Prints recall@1, recall@5 and MRR, for the
    embedding precision in use and for fp32 (quality must not change with the faster path),
-   and how the abstention threshold separates these questions from
-   bench/data/knowledge_uncovered.yml.
+   and how the abstention score separates these questions from
+   bench/data/knowledge_uncovered.yml. Then what the knowledge route answers without an LLM
+   key, routing left out: the share of covered questions whose answer's first source is a
+   covering document, and of uncovered ones that abstain (per topic, failures by cause);
+   bench/knowledge_e2e.py measures the same through the running bot.
 2. Ingestion: ingests synthetic Markdown documents of ~200-token sections through the real
    pipeline (load, chunk, embed, store, index) and prints chunks/s and the chunk length.
 3. Scale: indexes of N synthetic chunks plus the demo documents, and for each the latency of
@@ -31,6 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -38,20 +42,29 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.knowledge_report import Outcome, report  # noqa: E402
 from bench.turns import pct  # noqa: E402
 from core.db import create_engine, session_factory  # noqa: E402
 from devtools.bootstrap import migrate  # noqa: E402
 from devtools.demo_shop import DEMO_KNOWLEDGE  # noqa: E402
+from knowledge.answers import KnowledgeAnswers  # noqa: E402
 from knowledge.chunking import windows  # noqa: E402
 from knowledge.embeddings import Embedder  # noqa: E402
 from knowledge.index import APPROXIMATE_FROM, IndexFiles  # noqa: E402
 from knowledge.ingest import collect, ingest  # noqa: E402
-from knowledge.retrieval import MIN_COSINE, Retriever  # noqa: E402
+from knowledge.retrieval import MIN_SCORE, Retriever  # noqa: E402
 from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow  # noqa: E402
+from tenants.models import Tenant  # noqa: E402
 
 log = logging.getLogger("bench.knowledge")
 DATA = ROOT / "bench" / "data"
 TENANT = "bench-tenant"
+
+
+# The two sets in knowledge_questions.yml: the first one written with the knowledge base (its
+# numbers are the ones earlier changes were judged by), the second written per topic as
+# shoppers phrase things (issue 11).
+SETS = {"questions": "earlier set", "real_phrasings": "real phrasings"}
 
 
 @dataclass(frozen=True)
@@ -59,13 +72,23 @@ class Question:
     text: str
     source: str
     evidence: tuple[str, ...]
+    topic: str = ""
+    also: tuple[str, ...] = ()  # other documents that answer it too
+    group: str = "questions"
+
+    @property
+    def covering(self) -> tuple[str, ...]:
+        """The documents an answer's first source may come from."""
+        return (self.source, *self.also)
 
 
 def load_questions() -> tuple[list[Question], list[str]]:
-    covered = yaml.safe_load((DATA / "knowledge_questions.yml").read_text())["questions"]
+    data = yaml.safe_load((DATA / "knowledge_questions.yml").read_text())
     uncovered = yaml.safe_load((DATA / "knowledge_uncovered.yml").read_text())["questions"]
-    return ([Question(q["question"], q["source"], tuple(q["evidence"])) for q in covered],
-            [q["question"] for q in uncovered])
+    covered = [Question(q["question"], q["source"], tuple(q["evidence"]),
+                        q.get("topic") or Path(q["source"]).stem, tuple(q.get("also", ())), group)
+               for group in SETS for q in data.get(group, ())]
+    return covered, [q["question"] for q in uncovered]
 
 
 def relevant(question: Question, source: str, text: str) -> bool:
@@ -115,20 +138,50 @@ def score(retriever: Retriever, chunks: dict[int, tuple[str, str]], questions: l
     return {"recall@1": hits1 / n, "recall@5": hits5 / n, "mrr": reciprocal / n}
 
 
-def abstention(retriever: Retriever, covered: list[Question], uncovered: list[str]) -> None:
-    def best(text: str) -> float:
-        _, cosines, _ = retriever.rank(TENANT, text)
-        return max(cosines.values(), default=0.0)
+class NoCache:
+    """Every question answered afresh (the bench measures retrieval, not the cache)."""
 
-    yes = [best(q.text) for q in covered]
-    no = [best(q) for q in uncovered]
-    print(f"  best cosine: covered p10 {pct(yes, 10):.2f} median {statistics.median(yes):.2f}; "
-          f"uncovered median {statistics.median(no):.2f} p90 {pct(no, 90):.2f}")
-    print("  threshold  answers covered  abstains on uncovered")
-    for t in (0.30, 0.35, 0.40, 0.45, 0.50):
-        mark = "  <- MIN_COSINE" if abs(t - MIN_COSINE) < 1e-9 else ""
-        print(f"  {t:9.2f}  {sum(v >= t for v in yes) / len(yes):15.1%}  "
-              f"{sum(v < t for v in no) / len(no):21.1%}{mark}")
+    async def get(self, key: str) -> dict[str, Any] | None:
+        return None
+
+    async def set(self, key: str, value: dict[str, Any]) -> None:
+        return None
+
+
+async def answers(retriever: Retriever, covered: list[Question], uncovered: list[str],
+                  show_failures: bool) -> dict[str, float]:
+    """What the knowledge route answers without an LLM key, routing left out: retrieval,
+    abstention and the extractive pick of the passage whose source the answer cites."""
+    knowledge = KnowledgeAnswers(retriever, NoCache(), None)
+    tenant = Tenant(TENANT, TENANT, "Bench", None, 30, "demo", None)
+
+    async def outcome(text: str) -> Outcome:
+        answer = await knowledge.answer(tenant, text)
+        if answer.abstained or not answer.sources:
+            return Outcome("abstained")
+        return Outcome("answered", answer.sources[0].document, answer.sources[0].title)
+
+    yes = [await outcome(q.text) for q in covered]
+    no = [await outcome(q) for q in uncovered]
+    return report(covered, yes, uncovered, no, SETS, show_failures)
+
+
+def abstention(retriever: Retriever, covered: list[Question], uncovered: list[str]) -> None:
+    """How the abstention score (best cosine less a penalty per word no chunk contains)
+    separates covered from uncovered questions, next to the best cosine alone."""
+    yes = [retriever.ranking(TENANT, q.text) for q in covered]
+    no = [retriever.ranking(TENANT, q) for q in uncovered]
+    print(f"  best cosine: covered p10 {pct([r.best_cosine for r in yes], 10):.2f} median "
+          f"{statistics.median(r.best_cosine for r in yes):.2f}; uncovered median "
+          f"{statistics.median(r.best_cosine for r in no):.2f} p90 "
+          f"{pct([r.best_cosine for r in no], 90):.2f}")
+    print("  threshold  answers covered  abstains on uncovered   (score | cosine alone)")
+    for t in (0.30, 0.33, 0.35, 0.37, 0.40, 0.45, 0.50):
+        mark = "  <- MIN_SCORE" if abs(t - MIN_SCORE) < 1e-9 else ""
+        print(f"  {t:9.2f}  {sum(r.score >= t for r in yes) / len(yes):6.1%} | "
+              f"{sum(r.best_cosine >= t for r in yes) / len(yes):6.1%}  "
+              f"{sum(r.score < t for r in no) / len(no):10.1%} | "
+              f"{sum(r.best_cosine < t for r in no) / len(no):6.1%}{mark}")
 
 
 # --- 2 and 3. synthetic chunks ----------------------------------------------------------------
@@ -261,6 +314,8 @@ async def main() -> None:
     parser.add_argument("--ingest-chunks", type=int, default=2000)
     parser.add_argument("--embed-limit", type=int, default=10_000)
     parser.add_argument("--skip-fp32", action="store_true")
+    parser.add_argument("--misses", action=argparse.BooleanOptionalAction, default=True,
+                        help="list the questions missed (default: on)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     covered, uncovered = load_questions()
@@ -272,22 +327,27 @@ async def main() -> None:
               f"{len(uncovered)} uncovered ones")
         retriever, chunks = await demo_index(workdir, embedder)
         print(f"  {len(chunks)} chunks from {DEMO_KNOWLEDGE.relative_to(ROOT)}")
-        result = score(retriever, chunks, covered, show_misses=True)
-        print(f"  [{embedder.precision}] recall@1 {result['recall@1']:.3f}  recall@5 "
-              f"{result['recall@5']:.3f}  MRR {result['mrr']:.3f}   "
-              "(targets: recall@5 >= 0.95, MRR >= 0.85)")
+        for group, label in SETS.items():
+            asked = [q for q in covered if q.group == group]
+            result = score(retriever, chunks, asked, show_misses=args.misses)
+            print(f"  [{embedder.precision}] {label} ({len(asked)}): recall@1 "
+                  f"{result['recall@1']:.3f}  recall@5 {result['recall@5']:.3f}  MRR "
+                  f"{result['mrr']:.3f}   (targets: recall@5 >= 0.95, MRR >= 0.85)")
         if not args.skip_fp32 and embedder.precision != "fp32":
             (workdir / "fp32").mkdir()
             fp32 = Embedder("fp32")
             r32, c32 = await demo_index(workdir / "fp32", fp32)
             other = score(r32, c32, covered)
-            print(f"  [fp32] recall@1 {other['recall@1']:.3f}  recall@5 {other['recall@5']:.3f}  "
-                  f"MRR {other['mrr']:.3f}")
+            print(f"  [fp32] all {len(covered)}: recall@1 {other['recall@1']:.3f}  recall@5 "
+                  f"{other['recall@5']:.3f}  MRR {other['mrr']:.3f}")
             vec_a = embedder.encode([q.text for q in covered])
             vec_b = fp32.encode([q.text for q in covered])
             print(f"  cosine between {embedder.precision} and fp32 vectors of the questions: "
                   f"min {float((vec_a * vec_b).sum(1).min()):.5f}")
         abstention(retriever, covered, uncovered)
+        print("\n1b. Answers without an LLM key, routing left out (the end-to-end measure through "
+              "the running bot is bench/knowledge_e2e.py)")
+        await answers(retriever, covered, uncovered, args.misses)
 
         if args.ingest_chunks:
             print(f"\n2. Ingestion throughput ({args.ingest_chunks} synthetic chunks)")

@@ -10,6 +10,8 @@ Layout, under `<var>/knowledge/<tenant_id>/`:
     <version>/digests.npy    int64 [n]: each chunk's text digest, so a rebuild reuses a vector
                              only for the same id with the same text
     <version>/lexical/       bm25s index over the chunks' knowledge.lexical tokens
+    <version>/words.json     the chunks' distinct words, which typos in questions are corrected
+                             to (knowledge/query.py; an index without it corrects none)
     <version>/manifest.json  version, counts, index kind, build time
 
 A build writes a new version directory and then swaps CURRENT, so a reader never sees half an
@@ -19,10 +21,12 @@ The version is part of every answer-cache key, so re-ingestion invalidates cache
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -36,6 +40,7 @@ import numpy as np
 
 from knowledge.embeddings import DIMENSION
 from knowledge.lexical import tokens
+from knowledge.query import Rewriter
 
 if TYPE_CHECKING:  # imported where used at run time: both take a while to import
     import bm25s
@@ -50,6 +55,7 @@ APPROXIMATE_FROM = 20_000
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 256  # >= the rows a search asks for (8 windows per wanted chunk)
+WORD = re.compile(r"[A-Za-z]{3,}")
 
 
 def digests(texts: Sequence[str]) -> np.ndarray:
@@ -70,12 +76,19 @@ class TenantIndex:
     """A loaded, read-only index of one tenant's chunks."""
 
     def __init__(self, manifest: Manifest, chunk_ids: np.ndarray, owners: np.ndarray,
-                 dense: faiss.Index, lexical: bm25s.BM25 | None) -> None:
+                 dense: faiss.Index, lexical: bm25s.BM25 | None,
+                 words: frozenset[str] = frozenset()) -> None:
         self.manifest = manifest
         self._ids = chunk_ids
         self._owners = owners
         self._dense = dense
         self._lexical = lexical
+        self._words = words
+
+    @functools.cached_property
+    def rewriter(self) -> Rewriter:
+        """Questions rewritten towards this tenant's own words (built on first use)."""
+        return Rewriter(self._words)
 
     @property
     def version(self) -> str:
@@ -97,6 +110,19 @@ class TenantIndex:
                 if chunk_id not in best:  # rows come best first
                     best[chunk_id] = float(score)
         return list(best.items())[:k]
+
+    @functools.cached_property
+    def _vocabulary(self) -> frozenset[str]:
+        return frozenset(self._lexical.vocab_dict) if self._lexical is not None else frozenset()
+
+    def unknown_terms(self, query: str) -> list[str]:
+        """The query's words that no chunk contains (numbers and SKUs aside): "tents" in a shop
+        that sells none. Empty when there is no lexical index to ask."""
+        vocabulary = self._vocabulary
+        if not vocabulary:
+            return []
+        return [t for t in tokens(query)
+                if len(t) >= 3 and not any(c.isdigit() for c in t) and t not in vocabulary]
 
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         words = tokens(query)
@@ -197,6 +223,8 @@ class IndexFiles:
         np.save(target / "vectors.npy", vectors)
         dense, kind = _build_dense(vectors)
         faiss.write_index(dense, str(target / "dense.faiss"))
+        words = sorted({w.lower() for t in texts for w in WORD.findall(t)})
+        (target / "words.json").write_text(json.dumps(words))
         if len(texts):
             lexical = bm25s.BM25()
             lexical.index([tokens(t) or ["∅"] for t in texts], show_progress=False)
@@ -248,7 +276,10 @@ class IndexFiles:
         if manifest.kind == "hnsw" and isinstance(dense, faiss.IndexHNSW):
             dense.hnsw.efSearch = HNSW_EF_SEARCH
         lexical = bm25s.BM25.load(str(base / "lexical")) if (base / "lexical").exists() else None
+        words_file = base / "words.json"  # absent in indexes built before it existed
+        words = (frozenset(json.loads(words_file.read_text())) if words_file.exists()
+                 else frozenset())
         log.info("index loaded", extra={"tenant_id": tenant_id, "version": version,
                                         "chunks": manifest.chunks, "kind": manifest.kind})
         return TenantIndex(manifest, np.load(base / "chunk_ids.npy"), np.load(base / "owners.npy"),
-                           dense, lexical)
+                           dense, lexical, words)

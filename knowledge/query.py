@@ -1,0 +1,149 @@
+"""A visitor's question as retrieval should read it: the ask without the chat, slang and typos.
+
+Shoppers write "hi there, I was wondering which paymnet methods u take??". The greeting and
+the politeness add nothing to the meaning but pull the question's embedding towards every
+other chatty text; "u", "pls" and "amex" are not words the shop's documents use; and a typo
+("paymnet", "pasword", "regster") is split by the model's tokenizer into pieces that mean
+nothing, so the dense cosine falls from ~0.6 to ~0.3 and the lexical index misses the word
+altogether. `Rewriter.rewrite` therefore
+
+1. drops greetings, politeness and fillers ("hi!", "quick question", "I was wondering if",
+   "sorry to bother you", "pls", "lol");
+2. spells out chat shorthand with a fixed table (u → you, pw → password, amex → American
+   Express, login → log in);
+3. corrects a word that is neither a word of the shop's documents nor a common English word
+   (the embedding model's own vocabulary) to the shop's word one edit away (two for long
+   words): "paymnet" → "payment", "reveiw" → "review", "passwort" → "password". The
+   candidates are the tenant's lexical vocabulary, so a correction can only move a question
+   towards what the shop writes about, and a real word the documents never use ("tent",
+   "dog") is left alone for abstention to see.
+
+The rewritten text is what both the dense and the lexical search read; exact terms (SKUs,
+sizes) pass through untouched. Measured on bench/data/knowledge_questions.yml by
+bench/knowledge.py (see the numbers in knowledge/retrieval.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterable
+
+from knowledge.lexical import STOPWORDS
+from knowledge.model_files import model_path
+
+# Whole phrases only, case-insensitive; what remains must still be the question.
+GREETING = re.compile(
+    r"^\s*(?:(?:hi|hii+|hello|hallo|hey|heya|hiya|howdy|yo|greetings|dear\s+\w+|"
+    r"good\s+(?:morning|afternoon|evening))(?:\s+(?:there|team|guys|all|folks|everyone|"
+    r"again))?\s*[,!.:;\-–]*\s*)+", re.I)
+FILLER = re.compile(
+    r"\b(?:(?:just\s+)?(?:a\s+)?quick\s+question|i\s+(?:was|am|'m)\s+(?:just\s+)?wondering"
+    r"(?:\s+(?:if|whether))?|i\s+wanted\s+to\s+ask(?:\s+you)?|i(?:'d|\s+would)\s+like\s+to\s+"
+    r"know|(?:could|can|would)\s+you\s+(?:please\s+)?(?:tell|let)\s+me(?:\s+know)?|"
+    r"sorry\s+to\s+bother\s+you(?:\s+but)?|thanks?(?:\s+you)?(?:\s+(?:so|very)\s+much)?"
+    r"(?:\s+in\s+advance)?|many\s+thanks|cheers|please|pls+|plz+|lol|lmao|ugh+|"
+    r"seriously|honestly|tbh)\b[\s,.!:;\-–]*", re.I)
+SHORTHAND = {
+    "u": "you", "ya": "you", "yall": "you all", "ur": "your", "r": "are", "wat": "what",
+    "wht": "what", "wich": "which", "hav": "have", "cant": "can't", "dont": "don't",
+    "doesnt": "doesn't", "isnt": "isn't", "wasnt": "wasn't", "wont": "won't", "didnt": "didn't",
+    "havent": "haven't", "hasnt": "hasn't", "arent": "aren't", "shouldnt": "shouldn't",
+    "couldnt": "couldn't", "wouldnt": "wouldn't", "im": "I'm", "ive": "I've", "cuz": "because",
+    "coz": "because", "abt": "about", "thx": "thanks", "pw": "password", "pwd": "password",
+    "login": "log in",
+    "signup": "sign up", "amex": "American Express", "tshirt": "t-shirt", "tshirts": "t-shirts",
+    "insta": "Instagram", "nr": "number", "tmrw": "tomorrow", "tmr": "tomorrow", "msg": "message",
+    "txt": "text", "bday": "birthday", "asap": "as soon as possible", "info": "information",
+}
+WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?|[^A-Za-z]+")
+MIN_CORRECTED = 5  # shorter words have too many neighbours one edit away
+
+
+@functools.cache
+def english_words() -> frozenset[str]:
+    """Whole words of all-MiniLM-L6-v2's WordPiece vocabulary: the common English words
+    (~22k) that need no correction even when the shop's documents never use them."""
+    vocab = json.loads((model_path() / "tokenizer.json").read_text())["model"]["vocab"]
+    return frozenset(w for w in vocab if w.isalpha())
+
+
+PREFIXES = ("de", "re", "un", "dis", "pre", "non", "over", "under", "mis", "co", "anti")
+SUFFIXES = ("s", "es", "d", "ed", "ing", "er", "ers", "ly", "ion", "ions", "able", "ment",
+            "ments", "ness", "y", "ies")
+
+
+def is_english(word: str) -> bool:
+    """A common English word, or one with a common prefix or suffix ("deactivate" is "de" +
+    "activate"), which is a word the visitor meant, never a typo to correct."""
+    english = english_words()
+    if word in english:
+        return True
+    stems = [word[len(p):] for p in PREFIXES if word.startswith(p)] + [word]
+    return any(stem in english or any(stem.endswith(s) and stem[:-len(s)] in english
+                                      for s in SUFFIXES)
+               for stem in stems if len(stem) >= 3)
+
+
+def _deletes(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))} | {word}
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance (a transposition counts one edit)."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if (i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]):
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+class Rewriter:
+    """Rewrites questions for one tenant: `words` are the documents' own words (any case),
+    the candidates a typo may be corrected to."""
+
+    def __init__(self, words: Iterable[str]) -> None:
+        own = {w.lower() for w in words if w.isalpha()}
+        english = english_words()
+        # "Registered" in the documents makes "register" a word of theirs too, "refunds" "refund".
+        stems = {w[:-len(s)] for w in own for s in SUFFIXES
+                 if w.endswith(s) and w[:-len(s)] in english}
+        stems |= {w[:-1] for w in own if len(w) > 4 and w.endswith("s") and not w.endswith("ss")}
+        self.words = frozenset(own | stems)
+        self._by_delete: dict[str, set[str]] = {}
+        for word in self.words:
+            if len(word) >= MIN_CORRECTED - 1:
+                for variant in _deletes(word):
+                    self._by_delete.setdefault(variant, set()).add(word)
+
+    def correct(self, word: str) -> str:
+        """The shop's word this one is a typo of, or the word itself."""
+        low = word.lower()
+        if (len(low) < MIN_CORRECTED or not low.isalpha() or low in self.words
+                or low in STOPWORDS or is_english(low)):
+            return word
+        allowed = 1 if len(low) <= 6 else 2
+        candidates = {c for v in _deletes(low) for c in self._by_delete.get(v, ())}
+        scored = sorted((edit_distance(low, c), c) for c in candidates)
+        best = [c for distance, c in scored if distance <= allowed]
+        return best[0] if best else word
+
+    def rewrite(self, question: str) -> str:
+        text = GREETING.sub("", question)
+        text = FILLER.sub(" ", text)
+        if not re.search(r"[A-Za-z0-9]", text):  # nothing but a greeting: keep it as asked
+            text = question
+        out = []
+        for piece in WORD.findall(text):
+            if piece[0].isalpha():
+                piece = SHORTHAND.get(piece.lower(), piece)
+                piece = self.correct(piece) if " " not in piece else piece
+            out.append(piece)
+        return " ".join("".join(out).split())

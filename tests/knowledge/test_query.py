@@ -1,0 +1,72 @@
+"""Questions rewritten for retrieval (knowledge/query.py): chat dropped, shorthand spelled
+out, typos corrected to the shop's own words and nothing else."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from knowledge.query import Rewriter, edit_distance, is_english
+
+SHOP_WORDS = re.findall(r"[A-Za-z]+", """Payment methods You can pay with PayPal Klarna and
+American Express. Forgot your password? Create an account. Your invoice is sent as a PDF.
+Refunds go to the original payment method. Write a review. Unsubscribe at the bottom of any
+newsletter. Delete account.
+Registered at Amtsgericht Hamburg. Delivery address""")
+
+
+@pytest.fixture(scope="module")
+def rewriter() -> Rewriter:
+    return Rewriter(SHOP_WORDS)
+
+
+@pytest.mark.parametrize(("asked", "meant"), [
+    ("hi there, I was wondering which payment options you accept",
+     "which payment options you accept"),
+    ("hello! quick question - can i pay with klarna?", "can i pay with klarna?"),
+    ("Hey team, sorry to bother you but do you take paypal? thanks in advance",
+     "do you take paypal?"),
+    ("rfund policy pls", "refund policy"),
+    ("wich paymnet methods do u hav", "which payment methods do you have"),
+    ("pasword forgotten", "password forgotten"),
+    ("how do i write a product reveiw", "how do i write a product review"),
+    ("invoce missing", "invoice missing"),
+    ("delte acount", "delete account"),
+    ("unsubscrbe", "unsubscribe"),
+    ("how to regster", "how to register"),  # "Registered" is the shop's word
+    ("do you take amex", "do you take American Express"),
+    ("login not working", "log in not working"),
+])
+def test_rewrites_what_shoppers_type(rewriter: Rewriter, asked: str, meant: str) -> None:
+    assert rewriter.rewrite(asked) == meant
+
+
+@pytest.mark.parametrize("asked", [
+    "do you sell tents",  # a real word the shop never writes: abstention must still see it
+    "how to deactivate account",  # "de" + "activate", not a typo of anything
+    "can i bring my dog",
+    "do you ship to JKT-DENIM-M in 42.5",  # SKUs and sizes pass through
+])
+def test_leaves_real_words_alone(rewriter: Rewriter, asked: str) -> None:
+    assert rewriter.rewrite(asked) == asked
+
+
+def test_a_bare_greeting_is_kept_as_asked(rewriter: Rewriter) -> None:
+    assert rewriter.rewrite("hi!") == "hi!"
+
+
+def test_without_the_shops_words_nothing_is_corrected() -> None:
+    assert Rewriter([]).rewrite("pasword forgotten") == "pasword forgotten"
+
+
+def test_edit_distance_counts_a_transposition_once() -> None:
+    assert edit_distance("paymnet", "payment") == 1
+    assert edit_distance("rfund", "refund") == 1
+    assert edit_distance("tent", "text") == 1
+    assert edit_distance("abc", "abc") == 0
+
+
+def test_english_words_with_common_affixes() -> None:
+    assert is_english("deactivate") and is_english("tents") and is_english("review")
+    assert not is_english("paymnet") and not is_english("reveiw")
