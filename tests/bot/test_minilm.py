@@ -1,0 +1,102 @@
+"""The NLU's dense features: bot/minilm.py computes all-MiniLM-L6-v2 as sentence-transformers
+does, and the Rasa featurizer gives every token and every message a vector.
+
+The encoder is plain NumPy and runs here (our 3.11 environment, which also has PyTorch's
+sentence-transformers to compare with); the featurizer runs inside Rasa's interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.minilm import MiniLM
+from knowledge.embeddings import get_embedder
+
+ROOT = Path(__file__).resolve().parents[2]
+BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
+
+TEXTS = [
+    "where is my order #1002?",
+    "I need to speak with someone from customer service",
+    "Wat sizes does the denim jacket come in??",
+    "ok",
+    "Hi! I ordered a scarf and a jacket last week, paid with PayPal, and nothing has arrived "
+    "yet; my email is sam@example.com. Could you please check what is going on with it?",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> MiniLM:
+    return MiniLM()
+
+
+def test_sentence_vectors_match_sentence_transformers(minilm: MiniLM) -> None:
+    ours = np.stack([e.sentence for e in minilm.encode(TEXTS)])
+    theirs = np.stack([get_embedder().encode_query(t) for t in TEXTS])
+    cosine = (ours * theirs).sum(axis=1)
+    assert cosine.min() > 0.9999, cosine
+
+
+def test_results_keep_input_order_across_batches(minilm: MiniLM) -> None:
+    texts = [f"question number {i} " + "about shipping " * (i % 7) for i in range(150)]
+    together = minilm.encode(texts)
+    alone = [minilm.encode([t])[0] for t in (texts[3], texts[149])]
+    assert np.allclose(together[3].sentence, alone[0].sentence, atol=1e-5)
+    assert np.allclose(together[149].sentence, alone[1].sentence, atol=1e-5)
+
+
+def test_word_pieces_carry_their_place_in_the_text(minilm: MiniLM) -> None:
+    text = "Denim jacket, size XL"
+    encoded = minilm.encode([text])[0]
+    assert len(encoded.spans) == len(encoded.pieces)
+    assert [text[s:e].lower() for s, e in encoded.spans] == ["denim", "jacket", ",", "size", "xl"]
+
+
+FEATURIZE = r"""
+import json, sys
+import numpy as np
+from rasa.engine.graph import ExecutionContext
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+from rasa.shared.nlu.training_data.message import Message
+from bot.featurizer import MiniLMFeaturizer
+
+context = ExecutionContext(graph_schema=None, node_name="minilm")
+tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
+featurizer = MiniLMFeaturizer.create({**MiniLMFeaturizer.get_default_config(), "scale": 2.0},
+                                     None, Resource("minilm"), context)
+messages = [Message(data={"text": t}) for t in json.loads(sys.stdin.read())]
+tokenizer.process(messages)
+featurizer.process(messages)
+out = []
+for m in messages:
+    sequence, sentence = m.get_dense_features("text")
+    out.append({"tokens": len(m.get("text_tokens")), "sequence": list(sequence.features.shape),
+                "sentence": sentence.features[0].tolist()})
+print(json.dumps(out))
+"""
+
+
+def test_rasa_featurizer_gives_each_token_and_each_message_a_vector() -> None:
+    texts = ["I would like to talk to a person", "can I speak with a human?",
+             "where is my order #1002?"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([str(BOT_PY), "-c", FEATURIZE], input=json.dumps(texts), env=env,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for row in result:
+        assert row["sequence"] == [row["tokens"], 384]
+    vectors = np.array([row["sentence"] for row in result])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 2.0, atol=1e-4)  # scaled as configured
+    person, human, order = vectors / 2.0
+    # Two ways of asking for a person are closer to each other than to an order question.
+    assert float(person @ human) > float(person @ order) + 0.2
