@@ -8,7 +8,6 @@ asking again for the same order and items gives the same one.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,8 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions import answers
+from actions.answers import Turn, choose_items, leads_elsewhere, reason_in
 from actions.commerce.base import BackendError, LineItem, Order
 from actions.commerce.returns import (
     Ineligible,
@@ -31,6 +32,7 @@ from actions.verification import (
     STOP_NOT_ELIGIBLE,
     VerifiedOrderForm,
     explain_stop,
+    slot_before_turn,
     stop_events,
     verified_order,
 )
@@ -39,37 +41,9 @@ from tenants import Tenant
 
 log = logging.getLogger(__name__)
 
-_ALL = re.compile(r"\b(all|both|everything|every item|whole order|entire order)\b", re.I)
-_STOPWORDS = {"the", "and", "my", "a", "an", "of", "pair", "pack", "set", "with", "for", "in"}
-
-
-def _singular(word: str) -> str:
-    """Enough English plural folding for product nouns: scarves, dresses, batteries, socks."""
-    if len(word) <= 3 or not word.endswith("s") or word.endswith("ss"):
-        return word
-    if word.endswith("ves"):
-        return word[:-3] + "f"
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith(("ses", "xes", "ches", "shes", "zes")):
-        return word[:-2]
-    return word[:-1]
-
-
-def _tokens(text: str) -> set[str]:
-    words = re.findall(r"[a-z0-9]+", text.lower())
-    return {_singular(w) for w in words if w not in _STOPWORDS}
-
-
 def match_items(wanted: Sequence[str] | str, order: Order) -> list[LineItem]:
-    """Line items the visitor means: 'the shoes', 'socks and shoes', 'both', 'all of it'."""
-    phrases = [wanted] if isinstance(wanted, str) else list(wanted)
-    text = " ".join(str(p) for p in phrases)
-    only_one = len(order.items) == 1
-    if _ALL.search(text) or (only_one and re.search(r"\b(it|that|this)\b", text, re.I)):
-        return list(order.items)
-    said = _tokens(text)
-    return [item for item in order.items if _tokens(item.name) & said]
+    """Line items of `order` the visitor means (see actions.answers.match_items)."""
+    return answers.match_items(wanted, order.items)
 
 
 def _join(names: Sequence[str]) -> str:
@@ -97,6 +71,20 @@ def explain_ineligible(why: Ineligible, order: Order, tenant: Tenant) -> str:
     return f"Everything in order #{order.number} has already been returned."
 
 
+def request_text(tracker: Tracker, form: str) -> str:
+    """What the visitor typed to start this return, if it was a request to return."""
+    events = tracker.events
+    start = len(events)  # the form is starting on the latest message
+    if tracker.active_loop_name == form:
+        start = max((i for i, e in enumerate(events)
+                     if e.get("event") == "active_loop" and e.get("name") == form), default=0)
+    for event in reversed(events[:start]):
+        if event.get("event") == "user":
+            intent = (event.get("parse_data") or {}).get("intent") or {}
+            return str(event.get("text") or "") if intent.get("name") == "request_return" else ""
+    return ""
+
+
 class ValidateReturnForm(VerifiedOrderForm):
     def name(self) -> str:
         return "validate_return_form"
@@ -106,11 +94,41 @@ class ValidateReturnForm(VerifiedOrderForm):
     ) -> dict[str, Any]:
         """A return right after talking about an order is about that order ("return it")."""
         if tracker.get_slot("order_number") or tracker.get_slot("flow_stop_reason"):
-            return {}
+            return await super().extract_order_number(dispatcher, tracker, domain)
         verified = tracker.get_slot("verified_order")
-        if verified and tracker.get_slot("email"):
+        if verified and tracker.get_slot("email") and self.asked(tracker) is None:
             return {"order_number": verified}
-        return {}
+        return await super().extract_order_number(dispatcher, tracker, domain)
+
+    async def extract_return_items(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """The items the visitor picked, by name as the order lists them (any case, article,
+        typo), by position ("the second one") or all of them; the buttons send names."""
+        if self.asked(tracker) != "return_items":
+            return {}
+        turn = Turn.of(tracker.latest_message)
+        try:
+            found = await verified_order(tracker)
+        except (BackendError, NoTenant):
+            found = None
+        if found is None or turn.is_payload:
+            return {}
+        chosen, only_the_choice = choose_items(turn.text, found[1].items)
+        # "Denim jacket" is an answer even when NLU calls it a product question; "does the
+        # denim jacket come in other sizes?" is a question that happens to name an item.
+        if chosen and (only_the_choice or not leads_elsewhere(turn, self.form_name())):
+            return {"return_items": [item.name for item in chosen]}
+        return self.free_answer("return_items", None, tracker, domain)
+
+    async def extract_return_reason(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """Whatever the visitor types as the reason is the reason, unless it leads elsewhere."""
+        if self.asked(tracker) != "return_reason":
+            return {}
+        reason = reason_in(Turn.of(tracker.latest_message))
+        return {"return_reason": reason} if reason else {}
 
     async def on_verified(
         self, tenant: Tenant, order: Order, dispatcher: CollectingDispatcher, tracker: Tracker
@@ -123,8 +141,10 @@ class ValidateReturnForm(VerifiedOrderForm):
             if why is Ineligible.WINDOW_CLOSED:
                 events.append(SlotSet("handoff_offered", True))
             return events
-        # Items named before the order was known ("return my shoes") are resolved now.
-        wanted = tracker.get_slot("return_items")
+        # Items named before the order was known ("return my shoes") are resolved now: those
+        # NLU found, else whatever in the request names the order's items ("send back the
+        # denim jacekt", or a shop's own product name NLU has never seen).
+        wanted = tracker.get_slot("return_items") or request_text(tracker, self.form_name())
         if wanted:
             matched = match_items(wanted, order)
             return [SlotSet("return_items", [i.name for i in matched] or None)]
@@ -133,6 +153,10 @@ class ValidateReturnForm(VerifiedOrderForm):
     async def validate_return_items(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
+        earlier = slot_before_turn(tracker, "return_items")
+        if earlier and self.asked(tracker) != "return_items":
+            # "the scarf is too small" answers the reason; the items were chosen already.
+            return {"return_items": earlier}
         try:
             found = await verified_order(tracker)
         except (BackendError, NoTenant):

@@ -3,6 +3,11 @@
 Nothing about an order is said until the pair matches. A wrong pair clears both slots and the
 form asks again; after MAX_ATTEMPTS failures the form stops and the submit action offers a
 person. The same message is used for "no such order" and "wrong email" on purpose.
+
+What the visitor types while the form asks is read by `extract_<slot>` (actions/answers.py):
+an answer that fits is taken whatever NLU thought of the message; a question or a request
+with a rule of its own is left alone, so the form rejects the turn and the rule answers
+(data/rules); anything else is passed to `validate_<slot>`, which says what it needs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
+from actions.answers import Turn, email_in, leads_elsewhere, order_number_in
 from actions.commerce.base import BackendError, Order, normalise_email, normalise_order_number
 from actions.runtime import runtime
 from actions.tenancy import NoTenant, tenant_of
@@ -60,11 +66,53 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
             return []
         return domain_slots
 
+    def asked(self, tracker: Tracker) -> str | None:
+        """The slot this form asked for in its last message (None while it starts)."""
+        if tracker.active_loop_name != self.form_name():
+            return None
+        return tracker.get_slot("requested_slot")
+
+    def others_given(self, slot: str, tracker: Tracker, domain: DomainDict) -> bool:
+        """NLU filled another of the form's slots from this message ("sorry, it's 1001" while
+        the email is asked): the message answered that, not the question."""
+        candidates = tracker.slots_to_validate()
+        return any(value is not None for name, value in candidates.items()
+                   if name != slot and name in self.domain_slots(domain))
+
+    def free_answer(self, slot: str, value: Any, tracker: Tracker,
+                    domain: DomainDict) -> dict[str, Any]:
+        """What to extract for `slot` from the latest message: `value` when the message holds
+        one, the raw text when it tried to answer and failed (the validator then explains),
+        nothing when it is not about the question (or NLU already found the slot)."""
+        if self.asked(tracker) != slot or tracker.slots_to_validate().get(slot) is not None:
+            return {}
+        turn = Turn.of(tracker.latest_message)
+        if value:
+            return {slot: value}
+        if leads_elsewhere(turn, self.form_name()) or self.others_given(slot, tracker, domain):
+            return {}
+        return {slot: turn.text}
+
+    async def extract_order_number(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        turn = Turn.of(tracker.latest_message)
+        found = None if turn.is_payload else order_number_in(turn.text)
+        return self.free_answer("order_number", found, tracker, domain)
+
+    async def extract_email(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        turn = Turn.of(tracker.latest_message)
+        found = None if turn.is_payload else email_in(turn.text)
+        return self.free_answer("email", found, tracker, domain)
+
     def validate_order_number(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         number = normalise_order_number(_first(value))
-        if not _ORDER_NUMBER.fullmatch(number):
+        # Order numbers always have a digit: "DUNNO" typed as an answer is not one.
+        if not _ORDER_NUMBER.fullmatch(number) or not any(c.isdigit() for c in number):
             dispatcher.utter_message(response="utter_invalid_order_number")
             return {"order_number": None}
         return {"order_number": number}
@@ -138,6 +186,17 @@ async def verified_order(tracker: Tracker) -> tuple[Tenant, Order] | None:
     tenant = await tenant_of(tracker)
     order = await runtime().find_order(tenant, number, email)
     return (tenant, order) if order else None
+
+
+def slot_before_turn(tracker: Tracker, name: str) -> Any:
+    """The slot's value before the visitor's latest message (what NLU just extracted and the
+    form is validating is not counted)."""
+    events = tracker.events
+    last_user = max((i for i, e in enumerate(events) if e.get("event") == "user"), default=-1)
+    for event in reversed(events[:max(last_user, 0)]):
+        if event.get("event") == "slot" and event.get("name") == name:
+            return event.get("value")
+    return None
 
 
 def stop_events() -> list[EventType]:

@@ -181,6 +181,80 @@ def test_another_order_asks_for_its_number_but_not_the_email_again(visitor: Visi
     assert "Wool coat" in answer and "delivered" in answer
 
 
+# Forms take natural answers (actions/answers.py): what fits the question is taken whatever
+# NLU made of it; a real question is answered and the form asks again with what it has.
+
+@pytest.fixture
+def returnable(stack: Stack) -> None:
+    """Order #1002 with no return requested yet (other tests return its items)."""
+    engine = sync_engine(stack.database)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM return_requests WHERE order_number = '1002'"))
+    finally:
+        engine.dispose()
+
+
+def start_return_of_1002(visitor: Visitor) -> str:
+    assert asks_order_number(visitor.say("I want to return something"))
+    assert asks_email(visitor.say("#1002"))
+    question = visitor.say("sam@example.com")
+    assert "which item" in question.lower()
+    return question
+
+
+@pytest.mark.usefixtures("returnable")
+def test_an_item_typed_as_the_button_shows_it_is_the_answer(visitor: Visitor) -> None:
+    # NLU reads "Denim jacket" as a product question; it was answered from the catalogue and
+    # the form then said it could not match anything in the order.
+    start_return_of_1002(visitor)
+    asked = visitor.say("Denim jacket")
+    assert "reason" in asked.lower() and "couldn't match" not in asked
+    done = visitor.say("too small")
+    assert REFERENCE.search(done) and "return of Denim jacket from order #1002" in done
+
+
+@pytest.mark.usefixtures("returnable")
+@pytest.mark.parametrize(("said", "items"), [("the second one", "Scarf"),
+                                             ("all of them", "Denim jacket and Scarf"),
+                                             ("the jaket", "Denim jacket")])
+def test_items_by_position_all_of_them_and_with_a_typo(visitor: Visitor, said: str,
+                                                       items: str) -> None:
+    start_return_of_1002(visitor)
+    assert "reason" in visitor.say(said).lower()
+    done = visitor.say("changed my mind")
+    assert REFERENCE.search(done) and f"return of {items} from order #1002" in done
+
+
+@pytest.mark.usefixtures("returnable")
+def test_a_question_mid_form_is_answered_and_the_form_keeps_what_it_has(
+        visitor: Visitor) -> None:
+    start_return_of_1002(visitor)
+    answer = visitor.say("how long does shipping take?")
+    knowledge = [r for r in visitor.replies if (r.get("custom") or {}).get("knowledge")]
+    assert knowledge and "which item" in answer.lower()
+    assert "reason" in visitor.say("the scarf").lower()
+    again = visitor.say("is return shipping free?")
+    assert "reason" in again.lower()
+    done = visitor.say("it doesn't fit")
+    assert REFERENCE.search(done) and "return of Scarf from order #1002" in done
+
+
+def test_a_corrected_order_number_and_an_email_with_a_full_stop(visitor: Visitor) -> None:
+    visitor.say("where is my order?")
+    assert asks_email(visitor.say("1002"))
+    assert asks_email(visitor.say("sorry, it's 1001"))
+    answer = visitor.say("my email is alex@example.com.")
+    assert "#1001" in answer and "UPS" in answer and TRACKING in answer
+
+
+def test_a_statement_that_is_not_an_order_number_gets_the_form_explaining(
+        visitor: Visitor) -> None:
+    visitor.say("where is my order?")
+    answer = visitor.say("I don't have it with me")
+    assert "doesn't look like an order number" in answer and asks_order_number(answer)
+
+
 def test_conversations_are_stored_where_the_environment_says(visitor: Visitor) -> None:
     visitor.say("hi there")
     stack = visitor.stack
