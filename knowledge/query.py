@@ -57,6 +57,23 @@ SHORTHAND = {
     "insta": "Instagram", "nr": "number", "tmrw": "tomorrow", "tmr": "tomorrow", "msg": "message",
     "txt": "text", "bday": "birthday", "asap": "as soon as possible", "info": "information",
 }
+# Shoppers' words for things shop pages name otherwise (British and American retail usage,
+# not any one shop's): the page's usual word is added after the shopper's, so both match.
+EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
+    (r"\b(?:bill|bills|receipt|receipts)\b", "invoice"),
+    (r"\b(?:feedback|rating|ratings|rate)\b", "review"),
+    (r"\b(?:sign(?:ing)?[\s-]?up|regist(?:er|ering|ration))\b(?!.*\b(?:newsletter|mailing))",
+     "create account"),
+    (r"\b(?:deactivate|close|cancel|remove)\s+(?:my\s+|the\s+)?(?:customer\s+)?"
+     r"(?:account|profile)\b", "delete account"),
+    (r"\b(?:courier|couriers|delivery\s+compan(?:y|ies))\b", "carrier"),
+    (r"\b(?:postage|p\s*&\s*p)\b", "shipping cost"),
+    (r"\b(?:jumper|jumpers|pullover)\b", "sweater"),
+    (r"\b(?:trainers|runners)\b", "sneakers"),
+    (r"\b(?:puffer|puffa)\b", "down jacket"),
+    (r"\b(?:opt\s+out|stop\s+(?:sending|the)\s+(?:me\s+)?(?:e-?mails|newsletters?))\b",
+     "unsubscribe"),
+)]
 WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?|[^A-Za-z]+")
 MIN_CORRECTED = 5  # shorter words have too many neighbours one edit away
 
@@ -69,7 +86,7 @@ def english_words() -> frozenset[str]:
     return frozenset(w for w in vocab if w.isalpha())
 
 
-PREFIXES = ("de", "re", "un", "dis", "pre", "non", "over", "under", "mis", "co", "anti")
+PREFIXES = ("de", "re", "un", "dis", "pre", "non", "over", "under", "mis", "co", "anti", "sub")
 SUFFIXES = ("s", "es", "d", "ed", "ing", "er", "ers", "ly", "ion", "ions", "able", "ment",
             "ments", "ness", "y", "ies")
 
@@ -146,4 +163,7 @@ class Rewriter:
                 piece = SHORTHAND.get(piece.lower(), piece)
                 piece = self.correct(piece) if " " not in piece else piece
             out.append(piece)
-        return " ".join("".join(out).split())
+        text = " ".join("".join(out).split())
+        added = [word for pattern, word in EXPANSIONS
+                 if pattern.search(text) and word not in text.lower()]
+        return f"{text} ({', '.join(added)})" if added else text
