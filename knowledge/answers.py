@@ -2,10 +2,14 @@
 
 Modes, visible in the logs and in each answer's metadata (stored with the bot's message):
   llm         Claude answered from the passages and cited them
-  extractive  no API key configured: the best passage, quoted
-  fallback    the API failed, timed out or its circuit is open: the best passage, quoted
+  extractive  no API key configured: the sentences of the best passage that answer it, or
+              the product its catalogue row describes, in words (knowledge/extractive.py)
+  fallback    the API failed, timed out or its circuit is open: the same, extracted
   abstained   retrieval (or Claude) found nothing that answers it: say so, offer a person
 Only answers that would come out the same next time are cached (not `fallback`).
+
+An answer drawn from catalogue rows (extracted, or cited by Claude) carries those products
+(knowledge/products.py), so channels can show a card with image, price and link.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from typing import Any
 
 from knowledge.cache import AnswerCache, cache_key
 from knowledge.claude import ClaudeAnswerer, LlmUnavailable
-from knowledge.extractive import best_passage, extract
+from knowledge.extractive import extract
+from knowledge.products import Product, product_of
 from knowledge.retrieval import Passage, Retriever
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
+
+MAX_PRODUCTS = 3  # cards under one answer; Claude may cite more rows than a visitor can take in
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Answer:
     mode: str  # llm | extractive | fallback | abstained
     index_version: str | None
     cached: bool = False
+    products: tuple[Product, ...] = ()  # catalogue rows it was drawn from, for product cards
 
     @property
     def abstained(self) -> bool:
@@ -47,12 +55,15 @@ class Answer:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("cached")
+        data["products"] = [p.to_dict() for p in self.products]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], cached: bool = False) -> Answer:
         sources = tuple(Source(**s) for s in data.get("sources", ()))
-        return cls(data["text"], sources, data["mode"], data.get("index_version"), cached)
+        products = tuple(Product.from_dict(p) for p in data.get("products") or ())
+        return cls(data["text"], sources, data["mode"], data.get("index_version"), cached,
+                   products)
 
 
 def _source(passage: Passage) -> Source:
@@ -112,12 +123,15 @@ class KnowledgeAnswers:
                 return self._extractive(question, passages, "fallback", version)
             if read.abstained:
                 return Answer("", (), "abstained", version)
-            sources = _unique([_source(passages[n - 1]) for n in read.cited])
-            return Answer(read.text, sources, "llm", version)
+            cited = [passages[n - 1] for n in read.cited]
+            products = tuple(p for p in map(product_of, cited) if p is not None)
+            return Answer(read.text, _unique([_source(p) for p in cited]), "llm", version,
+                          products=products[:MAX_PRODUCTS])
         return self._extractive(question, passages, "extractive", version)
 
     @staticmethod
     def _extractive(question: str, passages: tuple[Passage, ...], mode: str,
                     version: str | None) -> Answer:
-        passage = best_passage(question, passages)
-        return Answer(extract(question, passage), (_source(passage),), mode, version)
+        found = extract(question, passages)
+        products = (found.product,) if found.product is not None else ()
+        return Answer(found.text, (_source(found.passage),), mode, version, products=products)

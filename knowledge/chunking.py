@@ -27,6 +27,7 @@ WINDOW_WORDS = 30
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 WINDOW_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
+LINK_LINE = re.compile(r"^[^:]{1,40}:\s*https?://\S+$")  # "Image url: https://…" of a catalogue row
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,8 @@ def windows(chunk_text: str) -> list[str]:
     out: list[str] = []
     current: list[str] = []
     for sentence in (s.strip() for s in WINDOW_BREAK.split(body)):
-        if not sentence or TABLE_RULE.match(sentence):
-            continue
+        if not sentence or TABLE_RULE.match(sentence) or LINK_LINE.match(sentence):
+            continue  # a bare link means nothing to the embedding model
         if current and _words(" ".join(current)) + _words(sentence) > WINDOW_WORDS:
             out.append(f"{heading}\n" + " ".join(current))
             current = []

@@ -213,6 +213,8 @@ FAQ_QUESTION = ("question", "q", "frage")
 FAQ_ANSWER = ("answer", "a", "antwort")
 ROW_TITLE = ("name", "title", "product", "product_name")
 ROW_URL = ("url", "link", "product_url")
+# A catalogue's title; knowledge.products recognises its rows' passages by it.
+CATALOGUE_TITLE = "Product catalogue"
 
 
 def load_csv(source: str, raw: str) -> Document:
@@ -230,7 +232,7 @@ def load_csv(source: str, raw: str) -> Document:
             if q and a:
                 sections.append(Section((q,), a))
     else:
-        title = "Product catalogue"
+        title = CATALOGUE_TITLE
         name_col = next((columns[c] for c in ROW_TITLE if c in columns), None)
         url_col = next((columns[c] for c in ROW_URL if c in columns), None)
         for n, row in enumerate(rows, 1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from knowledge.chunking import (
+    LINK_LINE,
     MAX_WORDS,
     TABLE_RULE,
     WINDOW_BREAK,
@@ -178,13 +179,21 @@ def test_demo_windows_cover_their_chunk_in_small_groups() -> None:
                 sentences = [s for s in WINDOW_BREAK.split(passage) if s.strip()]
                 # a sentence longer than the budget stands alone; otherwise the group fits
                 assert len(passage.split()) <= WINDOW_WORDS or len(sentences) == 1, group
-            kept = [line for line in body(chunk.text).splitlines() if not TABLE_RULE.match(line)]
+            kept = [line for line in body(chunk.text).splitlines()
+                    if not TABLE_RULE.match(line) and not LINK_LINE.match(line)]
             assert " ".join(body(g) for g in groups).split() == " ".join(kept).split()
 
 
 def test_table_rule_lines_are_not_windows() -> None:
     groups = windows("Sizes\n| Size | Chest |\n|---|---|\n| S | 90 |\n| M | 96 |")
     assert groups == ["Sizes\n| Size | Chest | | S | 90 | | M | 96 |"]
+
+
+def test_a_catalogue_rows_bare_links_are_not_windows() -> None:
+    """An image URL says nothing the embedding model could match a question with."""
+    groups = windows("Product catalogue > Denim Jacket\nSizes: S;M\n"
+                     "Image url: https://shop.example/img/denim.jpg")
+    assert groups == ["Product catalogue > Denim Jacket\nSizes: S;M"]
 
 
 def test_a_chunk_with_only_a_heading_is_its_own_window() -> None:
