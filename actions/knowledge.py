@@ -1,15 +1,20 @@
 """The knowledge route: general questions, out-of-scope turns and low-confidence NLU.
 
 Answers come from the tenant in the tracker only (knowledge/answers.py): Claude grounded in
-retrieved passages, or the best passage quoted when there is no LLM. When the documents do
-not cover the question the bot says so and offers a person (`handoff_offered`), so "yes"
-next turn reaches a human. Sources travel in the message's `custom` payload, which Rasa
-passes to the channel and the gateway stores with the bot's message.
+retrieved passages, or without an LLM the sentences of the best passage that answer it (a
+product in words for a catalogue row). When the documents do not cover the question the bot
+says so and offers a person (`handoff_offered`), so "yes" next turn reaches a human.
+
+Sources travel in the message's `custom` payload, which Rasa passes to the channel and the
+gateway stores with the bot's message; so do the products an answer was drawn from
+(`custom.knowledge.products`: name, price, facts, url, image), which the widget and email
+show as cards and SMS/WhatsApp as the product's link under the text.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
@@ -49,13 +54,13 @@ class ActionAnswerFromKnowledge(Action):
             dispatcher.utter_message(response="utter_knowledge_not_found",
                                      json_message={"knowledge": {"mode": answer.mode}})
             return [SlotSet("handoff_offered", True)]
-        dispatcher.utter_message(
-            text=answer.text,
-            json_message={"knowledge": {
-                "mode": answer.mode,
-                "cached": answer.cached,
-                "sources": [{"title": s.title, "url": s.url, "document": s.document}
-                            for s in answer.sources],
-            }},
-        )
+        knowledge: dict[str, Any] = {
+            "mode": answer.mode,
+            "cached": answer.cached,
+            "sources": [{"title": s.title, "url": s.url, "document": s.document}
+                        for s in answer.sources],
+        }
+        if answer.products:
+            knowledge["products"] = [p.card() for p in answer.products]
+        dispatcher.utter_message(text=answer.text, json_message={"knowledge": knowledge})
         return [SlotSet("handoff_offered", False)]

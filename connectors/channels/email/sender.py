@@ -4,7 +4,8 @@ The reply carries In-Reply-To (the visitor's Message-ID) and References (their c
 id), so mail clients keep it in the thread; our own Message-ID is returned for the outbox to
 record and match later replies. A text/plain part and a text/html alternative: when the visitor
 asked several questions, each answer follows its quoted question; buttons become a numbered
-list the visitor can answer with.
+list the visitor can answer with; a product under a knowledge answer becomes a card in the
+HTML part (picture, name, price, facts, a "View product" link) and its link in the text part.
 
 One attempt per call; the outbox retries TransientSendError. Error mapping:
 connection refused/dropped, timeouts and SMTP 4xx → TransientSendError; SMTP 5xx (550 recipient
@@ -24,7 +25,7 @@ from typing import Any
 import aiosmtplib
 
 from connectors.outbound import OutboundContext, PermanentSendError, Reply, TransientSendError
-from connectors.rendering import message_text
+from connectors.rendering import ProductCard, message_text, product_cards
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,29 @@ def _html_paragraphs(text: str) -> str:
     )
 
 
+def _card_html(card: ProductCard) -> str:
+    """A product as a table, the layout mail clients agree on; every value escaped, links and
+    pictures only http(s) (rendering.product_cards checked them)."""
+    name = html.escape(card.name)
+    picture = ""
+    if card.image:
+        image = f'<img src="{html.escape(card.image, quote=True)}" alt="{name}" width="96" ' \
+                'style="display:block;border:0;border-radius:4px">'
+        if card.url:
+            image = f'<a href="{html.escape(card.url, quote=True)}">{image}</a>'
+        picture = f'<td style="padding:8px;width:96px;vertical-align:top">{image}</td>'
+    lines = [f"<strong>{name}</strong>"]
+    if card.price:
+        lines.append(html.escape(card.price))
+    lines.extend(f'<span style="color:#555">{html.escape(fact)}</span>' for fact in card.facts)
+    if card.url:
+        lines.append(f'<a href="{html.escape(card.url, quote=True)}">View product</a>')
+    return ('<table role="presentation" cellpadding="0" cellspacing="0" style="border:1px solid'
+            ' #ddd;border-radius:6px;margin:8px 0;max-width:480px"><tr>'
+            f'{picture}<td style="padding:8px 12px;vertical-align:top">{"<br>".join(lines)}'
+            '</td></tr></table>')
+
+
 def _message_html(message: Mapping[str, Any]) -> str:
     parts: list[str] = []
     if message.get("text"):
@@ -77,6 +101,7 @@ def _message_html(message: Mapping[str, Any]) -> str:
         if isinstance(url, str) and url:
             safe = html.escape(url, quote=True)
             parts.append(f'<p><a href="{safe}">{safe}</a></p>')
+    parts.extend(_card_html(card) for card in product_cards(dict(message)))
     return "".join(parts)
 
 

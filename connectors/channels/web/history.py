@@ -2,7 +2,8 @@
 
 The inbox stores each visitor message ("in", with the client metadata as payload) and each
 bot answer ("out", payload {"messages": [Rasa messages]}). The widget gets them as
-{"from": "visitor"|"bot", "text", "buttons"?, "sources"?, "at"} in the order they happened.
+{"from": "visitor"|"bot", "text", "buttons"?, "sources"?, "products"?, "at"} in the order
+they happened; a product is {"name", "price"?, "facts", "url"?, "image"?} (a card).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from connectors.channels.contract import ChannelContext
+from connectors.rendering import product_cards
 
 MAX_BUTTONS = 12
 MAX_SOURCES = 8
@@ -49,11 +51,23 @@ def _sources(custom: object) -> list[dict[str, str | None]]:
     return sources
 
 
+def _products(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    products = []
+    for card in product_cards(reply):
+        product: dict[str, Any] = {"name": card.name, "facts": list(card.facts)}
+        for key in ("price", "url", "image"):
+            if getattr(card, key):
+                product[key] = getattr(card, key)
+        products.append(product)
+    return products
+
+
 def bot_messages(replies: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rasa's messages as widget messages {text, buttons?, sources?}.
+    """Rasa's messages as widget messages {text, buttons?, sources?, products?}.
 
     Rasa's REST channel sends a custom payload as its own message right after the text it
-    belongs to; its knowledge sources are attached to that text instead of standing alone.
+    belongs to; its knowledge sources and product cards are attached to that text instead of
+    standing alone.
     """
     out: list[dict[str, Any]] = []
     for reply in replies:
@@ -61,18 +75,19 @@ def bot_messages(replies: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         text = reply.get("text") if isinstance(reply.get("text"), str) else ""
         buttons = _buttons(reply.get("buttons"))
-        sources = _sources(reply.get("custom"))
+        extras = {key: found for key, found in (("sources", _sources(reply.get("custom"))),
+                                                ("products", _products(reply))) if found}
         if not text and not buttons:
-            if sources and out:
-                out[-1].setdefault("sources", []).extend(sources)
-            elif sources:
-                out.append({"text": "", "sources": sources})
+            if extras and out:
+                for key, found in extras.items():
+                    out[-1].setdefault(key, []).extend(found)
+            elif extras:
+                out.append({"text": "", **extras})
             continue
         message: dict[str, Any] = {"text": text}
         if buttons:
             message["buttons"] = buttons
-        if sources:
-            message["sources"] = sources
+        message.update(extras)
         out.append(message)
     return out
 

@@ -140,6 +140,15 @@
     ".chip:hover:not([disabled]){background:var(--sb-primary);color:var(--sb-text);}",
     ".chip[disabled]{opacity:.5;cursor:default;}",
     ".sources{margin-top:6px;font-size:12px;color:#5b636d;}",
+    // A product under a knowledge answer: picture, name, price, facts and a link button.
+    ".cards{display:flex;flex-direction:column;gap:8px;margin-top:8px;white-space:normal;}",
+    ".card{display:flex;gap:10px;border:1px solid #e3e6ea;border-radius:10px;padding:8px;background:#fafbfc;}",
+    ".card-img{width:72px;height:72px;flex:none;border-radius:6px;object-fit:cover;background:#eef0f3;}",
+    ".card-body{display:flex;flex-direction:column;gap:2px;min-width:0;}",
+    ".card-title{font-weight:600;}",
+    ".card-price{font-weight:600;color:var(--sb-primary);}",
+    ".card-fact{font-size:12px;color:#5b636d;}",
+    ".msg .card-link{align-self:flex-start;margin-top:4px;padding:4px 10px;border-radius:14px;background:var(--sb-primary);color:var(--sb-text);text-decoration:none;font-size:13px;}",
     ".sources ul{margin:2px 0 0;padding-left:16px;}",
     ".typing{align-self:flex-start;padding:8px 12px;background:#fff;border:1px solid #e3e6ea;border-radius:12px;}",
     ".typing[hidden]{display:none;}",
@@ -268,6 +277,14 @@
       });
       node.appendChild(chips);
     }
+    var products = Array.isArray(message.products) ? message.products : [];
+    if (products.length) {
+      var cards = el("div", { class: "cards" });
+      products.forEach(function (product) {
+        if (product && typeof product.name === "string") cards.appendChild(productCard(product));
+      });
+      node.appendChild(cards);
+    }
     var sources = Array.isArray(message.sources) ? message.sources : [];
     if (sources.length) {
       var list = el("ul");
@@ -281,6 +298,35 @@
     }
     log.insertBefore(node, typing);
     scrollDown();
+  }
+
+  // A card for one product: its picture (dropped if it does not load), name, price, facts and
+  // a "View product" link. Every value is text; links and pictures only from http(s) URLs.
+  function productCard(product) {
+    var name = String(product.name).slice(0, 200);
+    var card = el("div", { class: "card", role: "group", "aria-label": name });
+    var image = product.image ? safeUrl(product.image) : null;
+    if (image) {
+      var picture = el("img", { class: "card-img", src: image, alt: name, loading: "lazy" });
+      picture.addEventListener("error", function () { picture.remove(); });
+      card.appendChild(picture);
+    }
+    var body = el("div", { class: "card-body" }, [el("span", { class: "card-title", text: name })]);
+    if (typeof product.price === "string" && product.price) {
+      body.appendChild(el("span", { class: "card-price", text: product.price.slice(0, 40) }));
+    }
+    (Array.isArray(product.facts) ? product.facts : []).slice(0, 4).forEach(function (fact) {
+      if (typeof fact === "string") body.appendChild(el("span", { class: "card-fact", text: fact.slice(0, 200) }));
+    });
+    var href = product.url ? safeUrl(product.url) : null;
+    if (href) {
+      var button = link("View product", href);
+      button.className = "card-link";
+      button.setAttribute("aria-label", "View " + name);
+      body.appendChild(button);
+    }
+    card.appendChild(body);
+    return card;
   }
 
   function renderHistory(history) {
