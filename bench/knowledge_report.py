@@ -48,6 +48,10 @@ def report(covered: Sequence[Question], answers: Sequence[Outcome],
     right = [is_right(q, o) for q, o in zip(covered, answers, strict=True)]
     print(f"  covered questions answered from a covering document: {sum(right)}/{len(right)} = "
           f"{sum(right) / max(len(right), 1):.1%}   (target >= {COVERED_TARGET:.0%})")
+    reached = [r for r, o in zip(right, answers, strict=True) if o.kind != "routed"]
+    if len(reached) < len(right):
+        print(f"    of those that reached the knowledge route (retrieval and abstention alone): "
+              f"{sum(reached)}/{len(reached)} = {sum(reached) / max(len(reached), 1):.1%}")
     for group, label in groups.items():
         picked = [r for q, r in zip(covered, right, strict=True) if q.group == group]
         if picked:
