@@ -73,6 +73,12 @@ def test_product_question_finds_the_catalogue_row(
         "title": "Classic Denim Jacket", "document": "products.csv",
         "url": "https://demo-outfitters.example/products/classic-denim-jacket",
     }]
+    # The cited row comes with its card, for channels that draw one.
+    (card,) = [p for r in visitor.replies
+               for p in (r.get("custom") or {}).get("knowledge", {}).get("products", [])]
+    assert card["name"] == "Classic Denim Jacket" and card["price"] == "€89.00"
+    assert card["url"] == "https://demo-outfitters.example/products/classic-denim-jacket"
+    assert card["image"].endswith("/images/products/classic-denim-jacket.jpg")
 
 
 def test_refund_timing_is_a_question_not_a_return(

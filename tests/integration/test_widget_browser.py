@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,6 +23,7 @@ from playwright.sync_api import (
     FloatRect,
     Locator,
     Page,
+    Route,
     ViewportSize,
     expect,
     sync_playwright,
@@ -28,6 +31,7 @@ from playwright.sync_api import (
 
 from connectors.channels.web import tokens as visitor_tokens
 from devtools.demo_shop import DEMO_WIDGET_KEY
+from tests.fakes.anthropic_server import AnthropicFake
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -36,6 +40,8 @@ DEMO_KEY = DEMO_WIDGET_KEY
 TRACKING = "1Z999AA10123456784"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+JACKET_URL = "https://demo-outfitters.example/products/classic-denim-jacket"
+JACKET_IMAGE = "https://demo-outfitters.example/images/products/classic-denim-jacket.jpg"
 WAIT_MS = 30_000  # one bot turn on a busy machine (the knowledge route loads its index once)
 
 
@@ -292,6 +298,57 @@ def test_knowledge_answers_show_their_sources_as_links(
     first = sources.get_by_role("link").first
     expect(first).to_have_attribute("href", re.compile(r"^https?://"))
     expect(first).to_have_attribute("target", "_blank")
+    assert widget.errors == []
+
+
+def png_pixel() -> bytes:
+    """A valid 1x1 PNG: what the shop's image server answers in the test below."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\x1f\x6f\x5c")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
+            + chunk(b"IEND", b""))
+
+
+def test_a_product_question_shows_a_card_with_picture_price_and_link(
+        context: BrowserContext, shop_site: str, anthropic_api: AnthropicFake) -> None:
+    """Without an answer from Claude (as without a key under `make run`) the widget shows the
+    product in words and a card: the catalogue's picture, name, price and a link to its page."""
+    question = "which sizes does the classic denim jacket come in?"
+    # The API fails for this question (the first try and both retries): the action answers
+    # extractively, as it does without ANTHROPIC_API_KEY.
+    anthropic_api.fail_next(500, times=3, match=lambda r: question.encode() in r.body)
+    pictures: list[str] = []
+
+    def shop_image(route: Route) -> None:
+        pictures.append(route.request.url)
+        route.fulfill(status=200, content_type="image/png", body=png_pixel())
+
+    context.route("https://demo-outfitters.example/images/**", shop_image)
+    widget = open_widget(context, shop_site)
+    widget.say(question, "comes in sizes XS, S, M, L, XL and XXL")
+
+    answer = widget.bot_messages().last
+    expect(answer).to_contain_text("It costs €89.00 and comes in Indigo or Washed Black.")
+    card = answer.get_by_role("group", name="Classic Denim Jacket")
+    expect(card).to_contain_text("€89.00")
+    expect(card).to_contain_text("Sizes XS, S, M, L, XL and XXL")
+    picture = card.get_by_role("img", name="Classic Denim Jacket")
+    expect(picture).to_have_attribute("src", JACKET_IMAGE)
+    expect(picture).to_be_visible()
+    expect(picture).to_have_js_property("complete", True)
+    assert picture.evaluate("img => img.naturalWidth") == 1  # it loaded from the shop's server
+    assert pictures == [JACKET_IMAGE]
+    product_page = card.get_by_role("link", name="View Classic Denim Jacket")
+    expect(product_page).to_have_text("View product")
+    expect(product_page).to_have_attribute("href", JACKET_URL)
+    expect(product_page).to_have_attribute("target", "_blank")
+    # The source stays under the answer.
+    expect(answer.locator(".sources")).to_contain_text("Classic Denim Jacket")
+    assert "Sku:" not in answer.inner_text() and "JKT-DENIM-XS" not in answer.inner_text()
     assert widget.errors == []
 
 
