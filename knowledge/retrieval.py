@@ -49,6 +49,7 @@ from knowledge.tables import KnowledgeChunkRow, KnowledgeDocumentRow
 
 RRF_K = 5
 LEXICAL_WEIGHT = 0.3
+DISTINCT_LEXICAL_RATIO = 1.5  # lexical's best over its runner-up: a hit on a rare word
 CANDIDATES = 30
 MIN_SCORE = 0.37
 UNKNOWN_TERM_PENALTY = 0.05
@@ -75,12 +76,20 @@ class Retrieval:
     answerable: bool
     best_cosine: float
     unknown_terms: tuple[str, ...] = ()  # the question's words no chunk contains
+    asked: str = ""  # the question as searched (knowledge/query.py), for reading passages
 
 
 def fuse(dense: list[tuple[int, float]],
          lexical: list[tuple[int, float]]) -> list[tuple[int, float]]:
     scores: dict[int, float] = {}
-    for weight, ranking in ((1.0, dense), (LEXICAL_WEIGHT, lexical)):
+    # One chunk far ahead in BM25 holds a rare word of the question ("Hungary" in the list of
+    # shipping zones) that the embedding of a long passage blurs: then lexical votes as much
+    # as dense. Chosen and checked like LEXICAL_WEIGHT: MRR 0.816 -> 0.831 on the even half,
+    # 0.821 -> 0.830 on the odd half, the right document first as often or more.
+    distinct = len(lexical) == 1 or (
+        len(lexical) > 1 and lexical[0][1] >= DISTINCT_LEXICAL_RATIO * lexical[1][1])
+    lexical_weight = 1.0 if distinct else LEXICAL_WEIGHT
+    for weight, ranking in ((1.0, dense), (lexical_weight, lexical)):
         for rank, (chunk_id, _) in enumerate(ranking):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank + 1)
     return sorted(scores.items(), key=lambda item: item[1], reverse=True)
@@ -92,6 +101,7 @@ class Ranking:
     cosines: dict[int, float]  # dense candidates' cosine to the question
     version: str | None
     unknown_terms: tuple[str, ...] = ()
+    asked: str = ""
 
     @property
     def best_cosine(self) -> float:
@@ -121,7 +131,7 @@ class Retriever:
         dense = index.dense_search(vector, CANDIDATES)
         lexical = index.lexical_search(asked, CANDIDATES)
         return Ranking(fuse(dense, lexical)[:k], dict(dense), index.version,
-                       tuple(index.unknown_terms(asked)))
+                       tuple(index.unknown_terms(asked)), asked)
 
     def rank(self, tenant_id: str, question: str,
              k: int = 5) -> tuple[list[tuple[int, float]], dict[int, float], str | None]:
@@ -137,7 +147,7 @@ class Retriever:
         exact_hit = any(t in exact for p in passages[:3] for t in tokens(p.text))
         return Retrieval(tuple(passages), ranking.version,
                          ranking.score >= self.min_score or exact_hit, ranking.best_cosine,
-                         ranking.unknown_terms)
+                         ranking.unknown_terms, ranking.asked)
 
     async def passages(self, tenant_id: str, fused: list[tuple[int, float]],
                        cosines: dict[int, float]) -> list[Passage]:
