@@ -109,7 +109,7 @@ class ValidateReturnForm(VerifiedOrderForm):
             return {}
         turn = Turn.of(tracker.latest_message)
         try:
-            found = await verified_order(tracker)
+            found = await verified_order(tracker, before_turn=True)
         except (BackendError, NoTenant):
             found = None
         if found is None or turn.is_payload:

@@ -13,9 +13,12 @@ from actions.tenancy import NoTenant, tenant_of
 
 log = logging.getLogger(__name__)
 
-# Slots a flow collects for one request; cleared when the visitor abandons it. Order number
-# and email stay: the visitor proved them and may ask about the same order again.
-FLOW_SLOTS = ("return_items", "return_reason", "flow_stop_reason", "requested_slot")
+# Slots a flow collects for one request; cleared when the visitor abandons it. The order
+# number goes too, as after an answered flow: the next "where is my order?" asks for it,
+# while "return it" still means the order verified last. The email stays only if it was
+# verified with an order (the visitor proved it); one typed into the abandoned flow goes.
+FLOW_SLOTS = ("return_items", "return_reason", "flow_stop_reason", "requested_slot",
+              "order_number")
 
 
 class ActionGreet(Action):
@@ -44,7 +47,8 @@ class ActionCancelFlow(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         dispatcher.utter_message(response="utter_cancelled")
-        return [SlotSet(slot, None) for slot in FLOW_SLOTS]
+        unproven = [] if tracker.get_slot("verified_order") else [SlotSet("email", None)]
+        return [SlotSet(slot, None) for slot in FLOW_SLOTS] + unproven
 
 
 class ActionFallback(Action):

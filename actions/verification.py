@@ -113,8 +113,7 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         number = normalise_order_number(_first(value))
         # Order numbers always have a digit: "DUNNO" typed as an answer is not one.
         if not _ORDER_NUMBER.fullmatch(number) or not any(c.isdigit() for c in number):
-            dispatcher.utter_message(response="utter_invalid_order_number")
-            return {"order_number": None}
+            return self._invalid("order_number", "utter_invalid_order_number", dispatcher, tracker)
         return {"order_number": number}
 
     def validate_email(
@@ -122,9 +121,18 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
     ) -> dict[str, Any]:
         email = normalise_email(_first(value))
         if not _EMAIL.fullmatch(email):
-            dispatcher.utter_message(response="utter_invalid_email")
-            return {"email": None}
+            return self._invalid("email", "utter_invalid_email", dispatcher, tracker)
         return {"email": email}
+
+    def _invalid(self, slot: str, response: str, dispatcher: CollectingDispatcher,
+                 tracker: Tracker) -> dict[str, Any]:
+        asked = self.asked(tracker)
+        if asked is not None and asked != slot:
+            # NLU tagged something in an answer to another question (the "2" that picks the
+            # second item as an order number): keep what the visitor gave for this slot.
+            return {slot: slot_before_turn(tracker, slot)}
+        dispatcher.utter_message(response=response)
+        return {slot: None}
 
     async def get_validation_events(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -178,10 +186,15 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         return []
 
 
-async def verified_order(tracker: Tracker) -> tuple[Tenant, Order] | None:
-    """The order the form verified (from the backend, or its copy of the last 30 s), or None."""
-    number, email = tracker.get_slot("verified_order"), tracker.get_slot("email")
-    if not number or not email or tracker.get_slot("order_number") != number:
+async def verified_order(tracker: Tracker,
+                         before_turn: bool = False) -> tuple[Tenant, Order] | None:
+    """The order the form verified (from the backend, or its copy of the last 30 s), or None.
+
+    `before_turn`: as it stood before the latest message, whatever NLU extracted from it (the
+    "2" that picks an item is not a new order number)."""
+    slot = (lambda name: slot_before_turn(tracker, name)) if before_turn else tracker.get_slot
+    number, email = slot("verified_order"), slot("email")
+    if not number or not email or slot("order_number") != number:
         return None
     tenant = await tenant_of(tracker)
     order = await runtime().find_order(tenant, number, email)

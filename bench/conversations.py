@@ -469,11 +469,67 @@ def switch(p: Phrasings) -> Conversation:
     return c
 
 
-# How many of every 20 conversations each kind of conversation makes up.
+def return_in_one_message(p: Phrasings) -> Conversation:
+    which = p.rng.choice(list(ITEM_SETS))
+    item = {"jacket": "the denim jacket", "scarf": "the scarf", "both": "everything"}[which]
+    said = p.rng.choice([
+        "I want to return {item} from order #1002, my email is sam@example.com",
+        "return {item} from 1002 please, email sam@example.com",
+        "hi, order 1002 (sam@example.com): I'd like to send back {item}",
+    ]).format(item=item)
+    c = Conversation("return", f"return of {which} asked in one message")
+    c.add(p.vary(said, typo=False), asks("return_reason", RETURN))
+    c.add(p.vary(p.pick("reason")), reference_for(RETURNABLE, ITEM_SETS[which]))
+    return c
+
+
+def two_questions(p: Phrasings) -> Conversation:
+    """Questions at two different steps of one return: each answered, nothing collected lost."""
+    which = p.rng.choice(list(ITEM_SETS))
+    first, second = p.rng.sample(p.data["digression"], 2)
+    c = Conversation("digression", f"return of {which}, questions while asking the email "
+                     "and the reason")
+    c.add(p.vary(p.pick("return_request")), asks("order_number", RETURN))
+    c.add(p.number(RETURNABLE.number), asks("email", RETURN))
+    c.add(first, knowledge_answer() & asks("email", RETURN))
+    c.add(p.email(RETURNABLE.email), asks("return_items", RETURN))
+    c.add(p.items(which), asks("return_reason", RETURN))
+    c.add(second, knowledge_answer() & asks("return_reason", RETURN))
+    c.add(p.vary(p.pick("reason")), reference_for(RETURNABLE, ITEM_SETS[which]))
+    return c
+
+
+def question_then_flow(p: Phrasings) -> Conversation:
+    order = ORDERS[p.rng.choice(["1001", "1002", "1003"])]
+    c = Conversation("switch", f"a question first, then the status of #{order.number}")
+    c.add(p.vary(p.pick("digression"), typo=False), knowledge_answer() & no_form())
+    start_status(p, c, order)
+    return c
+
+
+def cancel_then_status(p: Phrasings) -> Conversation:
+    """A cancelled flow leaves no order number behind; an email verified with an order stays
+    (as after any answered flow), one typed into the cancelled flow does not."""
+    verified = p.rng.random() < 0.5
+    order = ORDERS[p.rng.choice(["1002", "1003"] if verified else ["1001", "1002", "1003"])]
+    c = Conversation("cancel", f"a return cancelled {'after' if verified else 'before'} "
+                     f"verification, then the status of #{order.number}")
+    _steps_until(p, RETURN, "return_items" if verified else "email", c)
+    c.add(p.rng.choice(["cancel", "never mind", "forget it", "stop"]), says("stopped") & no_form())
+    if verified:  # same email as the verified #1002: asked for the number only
+        c.add(p.vary(p.pick("order_status")), asks("order_number", STATUS))
+        c.add(p.number(order.number), status_of(order))
+    else:
+        start_status(p, c, order)
+    return c
+
+
+# How many of every 25 conversations each kind of conversation makes up.
 KINDS: list[tuple[Callable[[Phrasings], Conversation], int]] = [
     (order_status, 3), (status_correction, 1), (digression_status, 2), (smalltalk_mid_form, 1),
     (ret, 3), (return_typed_item, 2), (return_correction, 2), (digression_return, 3),
-    (return_ineligible, 1), (cancel, 1), (handoff, 1), (switch, 1),
+    (return_in_one_message, 1), (two_questions, 1), (return_ineligible, 1), (cancel, 1),
+    (cancel_then_status, 1), (handoff, 1), (switch, 1), (question_then_flow, 1),
 ]
 
 

@@ -217,7 +217,8 @@ def test_an_item_typed_as_the_button_shows_it_is_the_answer(visitor: Visitor) ->
 @pytest.mark.usefixtures("returnable")
 @pytest.mark.parametrize(("said", "items"), [("the second one", "Scarf"),
                                              ("all of them", "Denim jacket and Scarf"),
-                                             ("the jaket", "Denim jacket")])
+                                             ("the jaket", "Denim jacket"),
+                                             ("2", "Scarf")])  # DIET tags it order_number
 def test_items_by_position_all_of_them_and_with_a_typo(visitor: Visitor, said: str,
                                                        items: str) -> None:
     start_return_of_1002(visitor)
@@ -246,6 +247,14 @@ def test_a_corrected_order_number_and_an_email_with_a_full_stop(visitor: Visitor
     assert asks_email(visitor.say("sorry, it's 1001"))
     answer = visitor.say("my email is alex@example.com.")
     assert "#1001" in answer and "UPS" in answer and TRACKING in answer
+
+
+def test_a_cancelled_flow_leaves_no_order_number_behind(visitor: Visitor) -> None:
+    visitor.say("I want to return something")
+    assert asks_email(visitor.say("1002"))
+    assert "stopped" in visitor.say("never mind")
+    assert asks_order_number(visitor.say("where is my order?"))
+    assert asks_email(visitor.say("1001"))
 
 
 def test_a_statement_that_is_not_an_order_number_gets_the_form_explaining(
