@@ -34,16 +34,16 @@ from bot.minilm import Encoded, MiniLM
 
 log = logging.getLogger(__name__)
 
-_encoder: MiniLM | None = None
-_encoder_lock = threading.Lock()
+_encoders: dict[str, MiniLM] = {}
+_encoders_lock = threading.Lock()
 
 
-def encoder() -> MiniLM:
-    global _encoder
-    with _encoder_lock:
-        if _encoder is None:
-            _encoder = MiniLM()
-        return _encoder
+def encoder(purpose: str = "turns") -> MiniLM:
+    """The process's encoder for turns (one thread), or for training (every core)."""
+    with _encoders_lock:
+        if purpose not in _encoders:
+            _encoders[purpose] = MiniLM(threads=0 if purpose == "training" else 1)
+        return _encoders[purpose]
 
 
 def token_vectors(encoded: Encoded, spans: list[tuple[int, int]]) -> np.ndarray:
@@ -83,14 +83,18 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         examples = [m for m in training_data.training_examples if m.get(TOKENS_NAMES[TEXT])]
         log.info("encoding %d training messages with all-MiniLM-L6-v2", len(examples))
-        self.process(examples)
+        self._featurize(examples, encoder("training"))
         return training_data
 
     def process(self, messages: list[Message]) -> list[Message]:
+        self._featurize(messages, encoder())
+        return messages
+
+    def _featurize(self, messages: list[Message], model: MiniLM) -> None:
         with_tokens = [m for m in messages if m.get(TOKENS_NAMES[TEXT])]
         if not with_tokens:
-            return messages
-        encoded = encoder().encode([m.get(TEXT) for m in with_tokens])
+            return
+        encoded = model.encode([m.get(TEXT) for m in with_tokens])
         scale = float(self._config["scale"])
         for message, vectors in zip(with_tokens, encoded, strict=True):
             tokens = message.get(TOKENS_NAMES[TEXT])
@@ -99,4 +103,3 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
             alias = self._config[FEATURIZER_CLASS_ALIAS]
             message.add_features(Features(sequence, FEATURE_TYPE_SEQUENCE, TEXT, alias))
             message.add_features(Features(sentence, FEATURE_TYPE_SENTENCE, TEXT, alias))
-        return messages

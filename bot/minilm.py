@@ -55,7 +55,8 @@ def _graph(weights: dict[str, np.ndarray]) -> bytes:
     from onnx import NodeProto, TensorProto, helper, numpy_helper
 
     nodes: list[NodeProto] = []
-    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    weights = dict(weights)
+    inits: list[Any] = []
     hidden_size = weights["embeddings.word_embeddings.weight"].shape[1]
     size = hidden_size // HEADS
 
@@ -82,8 +83,8 @@ def _graph(weights: dict[str, np.ndarray]) -> bytes:
     x = node("Add", [node("Gather", ["embeddings.word_embeddings.weight", "input_ids"], "words"),
                      node("Gather", ["embeddings.position_embeddings.weight", positions], "pos")],
              "emb_sum")
-    x = node("Add", [x, const("token_type", weights["embeddings.token_type_embeddings.weight"][0])],
-             "emb")
+    token_type = weights.pop("embeddings.token_type_embeddings.weight")[0]  # always type 0
+    x = node("Add", [x, const("token_type", token_type)], "emb")
     x = layer_norm(x, "embeddings.LayerNorm", "x_emb")
     # Padding takes no attention: (1 - mask) * -1e9, shaped (batch, 1, 1, tokens).
     blocked = node("Mul", [node("Sub", [const("f_one", np.array(1.0, np.float32)),
@@ -121,6 +122,7 @@ def _graph(weights: dict[str, np.ndarray]) -> bytes:
         out = linear(gelu, p + "output.dense", n + "out")
         x = layer_norm(node("Add", [x, out], n + "res2"), p + "output.LayerNorm", n + "x2")
     nodes.append(helper.make_node("Identity", [x], ["hidden"]))
+    inits.extend(numpy_helper.from_array(v, k) for k, v in weights.items())
     graph = helper.make_graph(
         nodes, "minilm", [
             helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
@@ -152,7 +154,9 @@ def _weights(folder: Path) -> dict[str, np.ndarray]:
 
 
 class MiniLM:
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, threads: int = 1) -> None:
+        """`threads`: 1 for turns (one short message: a second thread would mostly wait),
+        0 for every core when training encodes thousands of messages."""
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -160,8 +164,7 @@ class MiniLM:
         weights = _weights(folder)
         self.dimension = int(weights["embeddings.word_embeddings.weight"].shape[1])
         options = onnxruntime.SessionOptions()
-        # A turn encodes one short message: a second thread would mostly wait.
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = onnxruntime.InferenceSession(_graph(weights), options,

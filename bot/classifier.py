@@ -1,0 +1,195 @@
+"""Intent classification as one linear model over sparse words and dense meaning.
+
+The sparse sentence features (word and character n-gram counts, regex hits) are weighted as
+TF-IDF (sublinear counts, inverse document frequency from the training messages, unit
+length); the dense sentence vector (bot/featurizer.py's MiniLM) is appended, multiplied by
+`dense_weight`. A multinomial logistic regression learns over both. On CLINC150 (150 intents,
+`python -m bench.clinc`) this trains in about a minute, where DIET took eleven, and
+generalises better to phrasings the examples never had. Its probabilities are calibrated
+enough for the FallbackClassifier's threshold (chosen in config.yml).
+
+Rasa's own LogisticRegressionClassifier feeds raw counts to the solver, which then needs
+many minutes to converge on the same data and leaves the regularisation fixed (C=1).
+
+The trained model is stored as NumPy arrays (no pickle): weights, biases, intent names and
+the IDF of every sparse column.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.nlu.featurizers.featurizer import Featurizer
+from rasa.shared.nlu.constants import INTENT, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+log = logging.getLogger(__name__)
+
+FILE = "linear_intents.npz"
+
+
+def tf_idf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Sublinear term frequency times IDF, each row scaled to unit length."""
+    weighted = counts.astype(np.float32).tocsr(copy=True)
+    weighted.data = (1.0 + np.log(np.maximum(weighted.data, 1e-12))) * idf[weighted.indices]
+    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1))).ravel()
+    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ weighted)
+
+
+def fit_softmax(sparse: sp.csr_matrix, dense: np.ndarray, labels: np.ndarray, classes: int,
+                c: float, max_iter: int) -> np.ndarray:
+    """Multinomial logistic regression, as scikit-learn's LogisticRegression(C=c) defines it
+    (mean cross-entropy plus ||W||² / (2·C·n), bias not penalised), minimised with SciPy's
+    L-BFGS. Returns the weights of [sparse columns, dense columns, bias] × classes.
+
+    Ours because scikit-learn 1.1 (Rasa's) takes ~5 s an iteration on CLINC150's
+    sparse-plus-dense matrix; keeping the dense part dense makes its products BLAS calls."""
+    from scipy.optimize import minimize
+
+    rows = sparse.shape[0]
+    x = sp.csr_matrix(sparse, dtype=np.float32)
+    xt = sp.csr_matrix(x.T)
+    d = np.ascontiguousarray(dense, dtype=np.float32)
+    onehot = np.zeros((rows, classes), dtype=np.float32)
+    onehot[np.arange(rows), labels] = 1.0
+    penalty = 1.0 / (c * rows)
+    cut = x.shape[1] + d.shape[1]
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w = theta.reshape(cut + 1, classes).astype(np.float32)
+        ws, wd, b = w[:x.shape[1]], w[x.shape[1]:cut], w[cut]
+        scores = np.asarray(x @ ws) + d @ wd + b
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        total = exp.sum(axis=1, keepdims=True)
+        log_likelihood = float((scores * onehot).sum() - np.log(total).sum())
+        error = (exp / total - onehot) / rows
+        grad = np.concatenate([np.asarray(xt @ error) + penalty * ws,
+                               d.T @ error + penalty * wd, error.sum(axis=0, keepdims=True)])
+        value = -log_likelihood / rows + 0.5 * penalty * float((ws * ws).sum() + (wd * wd).sum())
+        return value, grad.ravel().astype(np.float64)
+
+    result = minimize(loss, np.zeros((cut + 1) * classes), jac=True, method="L-BFGS-B",
+                      options={"maxiter": max_iter, "gtol": 1e-5})
+    log.info("LinearIntentClassifier: %d iterations, loss %.4f", result.nit, result.fun)
+    return np.ascontiguousarray(result.x.reshape(cut + 1, classes), dtype=np.float32)
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
+class LinearIntentClassifier(IntentClassifier, GraphComponent):
+    @classmethod
+    def required_components(cls) -> list[type]:
+        return [Featurizer]
+
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        return {"C": 10.0, "dense_weight": 2.0, "max_iter": 1000, "ranking_length": 10}
+
+    @staticmethod
+    def required_packages() -> list[str]:
+        return ["scipy"]
+
+    def __init__(self, config: dict[str, Any], model_storage: ModelStorage,
+                 resource: Resource) -> None:
+        self._config = config
+        self._storage = model_storage
+        self._resource = resource
+        self._weights: np.ndarray | None = None  # (sparse + dense features, intents)
+        self._bias = np.zeros(0, dtype=np.float32)
+        self._intents: list[str] = []
+        self._idf = np.zeros(0, dtype=np.float32)
+
+    @classmethod
+    def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> LinearIntentClassifier:
+        return cls(config, model_storage, resource)
+
+    def _sparse(self, messages: list[Message]) -> sp.csr_matrix:
+        rows = []
+        for message in messages:
+            _, sentence = message.get_sparse_features(TEXT)
+            rows.append(sp.csr_matrix(sentence.features) if sentence is not None
+                        else sp.csr_matrix((1, 0), dtype=np.float32))
+        return sp.csr_matrix(sp.vstack(rows))
+
+    def _dense(self, messages: list[Message]) -> np.ndarray | None:
+        rows = []
+        for message in messages:
+            _, sentence = message.get_dense_features(TEXT)
+            if sentence is None:
+                return None
+            rows.append(np.asarray(sentence.features, dtype=np.float32).reshape(-1))
+        return np.vstack(rows) * float(self._config["dense_weight"])
+
+    def _features(self, messages: list[Message]) -> tuple[sp.csr_matrix, np.ndarray]:
+        dense = self._dense(messages)
+        if dense is None:
+            dense = np.zeros((len(messages), 0), dtype=np.float32)
+        return tf_idf(self._sparse(messages), self._idf), dense
+
+    def train(self, training_data: TrainingData) -> Resource:
+        examples = [m for m in training_data.intent_examples if m.get(INTENT) and m.get(TEXT)]
+        intents = sorted({m.get(INTENT) for m in examples})
+        if len(intents) < 2:
+            log.warning("LinearIntentClassifier needs two intents or more; not trained")
+            return self._resource
+        counts = self._sparse(examples)
+        seen_in = np.bincount(counts.indices, minlength=counts.shape[1])
+        self._idf = (np.log((1 + len(examples)) / (1 + seen_in)) + 1).astype(np.float32)
+        sparse, dense = self._features(examples)
+        log.info("LinearIntentClassifier: %d messages, %d intents, %d sparse and %d dense "
+                 "features", len(examples), len(intents), sparse.shape[1], dense.shape[1])
+        labels = np.array([intents.index(m.get(INTENT)) for m in examples])
+        weights = fit_softmax(sparse, dense, labels, len(intents), float(self._config["C"]),
+                              int(self._config["max_iter"]))
+        self._weights, self._bias = weights[:-1], weights[-1]
+        self._intents = intents
+        self.persist()
+        return self._resource
+
+    def persist(self) -> None:
+        assert self._weights is not None
+        with self._storage.write_to(self._resource) as folder:
+            np.savez(folder / FILE, weights=self._weights, bias=self._bias, idf=self._idf,
+                     intents=np.array(self._intents))
+
+    @classmethod
+    def load(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> LinearIntentClassifier:
+        component = cls(config, model_storage, resource)
+        try:
+            with model_storage.read_from(resource) as folder:
+                stored = np.load(folder / FILE, allow_pickle=False)
+                component._weights = stored["weights"]
+                component._bias = stored["bias"]
+                component._idf = stored["idf"]
+                component._intents = [str(i) for i in stored["intents"]]
+        except (ValueError, FileNotFoundError):
+            log.debug("LinearIntentClassifier: nothing trained in this model")
+        return component
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        if self._weights is None or not messages:
+            return messages
+        sparse, dense = self._features(messages)
+        width = sparse.shape[1]
+        scores = (np.asarray(sparse @ self._weights[:width]) + dense @ self._weights[width:]
+                  + self._bias)
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        probabilities = scores / scores.sum(axis=1, keepdims=True)
+        keep = int(self._config["ranking_length"])
+        for message, row in zip(messages, probabilities, strict=True):
+            order = np.argsort(-row)[:keep] if keep > 0 else np.argsort(-row)
+            ranking = [{"name": self._intents[i], "confidence": float(row[i])} for i in order]
+            message.set(INTENT, ranking[0], add_to_output=True)
+            message.set("intent_ranking", ranking, add_to_output=True)
+        return messages

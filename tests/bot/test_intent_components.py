@@ -1,0 +1,148 @@
+"""The intent classifier and the question guard, inside Rasa's interpreter (.venv-bot).
+
+- fit_softmax finds the same model as scikit-learn's LogisticRegression with the same C;
+- LinearIntentClassifier, trained through Rasa's own featurizers, sends paraphrases it never
+  saw to the right intent and keeps doing so after a save and a load;
+- a greeting or a thanks with a question in it becomes the best intent that is not small talk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
+
+SCRIPT = r"""
+import json, sys, tempfile
+from pathlib import Path
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+from rasa.engine.graph import ExecutionContext
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import CountVectorsFeaturizer
+from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+from bot.classifier import LinearIntentClassifier, fit_softmax
+from bot.featurizer import MiniLMFeaturizer
+from bot.questions import QuestionsAreNotSmallTalk
+
+out = {}
+
+# 1. The solver against scikit-learn on a small problem with sparse and dense columns.
+rng = np.random.default_rng(3)
+sparse = sp.random(300, 40, density=0.1, random_state=4, format="csr", dtype=np.float32)
+dense = rng.normal(size=(300, 5)).astype(np.float32)
+labels = rng.integers(0, 4, size=300)
+weights = fit_softmax(sparse, dense, labels, 4, c=2.0, max_iter=500)
+both = sp.hstack([sparse, sp.csr_matrix(dense)]).tocsr()
+ours = both @ weights[:-1] + weights[-1]
+ours = np.exp(ours - ours.max(axis=1, keepdims=True)); ours /= ours.sum(axis=1, keepdims=True)
+theirs = LogisticRegression(C=2.0, max_iter=2000, tol=1e-8).fit(both, labels).predict_proba(both)
+out["max_probability_gap"] = float(np.abs(ours - theirs).max())
+
+# 2. Trained through Rasa's own pieces, saved, loaded, asked new phrasings.
+examples = {
+    "check_order_status": ["where is my order", "has my parcel shipped yet",
+                           "my package still hasn't arrived", "track my delivery",
+                           "when will my order get here", "is my order on its way"],
+    "human_handoff": ["let me talk to a human", "connect me with an agent",
+                      "I want to speak to a real person", "get me customer service",
+                      "can a person help me", "transfer me to support staff"],
+    "ask_question": ["do you ship to canada", "what payment methods do you take",
+                     "how long do refunds take", "what is your returns policy",
+                     "do you have gift cards", "how much is delivery"],
+    "greet": ["hi", "hello", "hey there", "good morning", "hiya", "hello again"],
+}
+training = TrainingData([Message(data={"text": t, "intent": i})
+                         for i, texts in examples.items() for t in texts])
+context = ExecutionContext(graph_schema=None, node_name="x")
+storage = LocalModelStorage(Path(tempfile.mkdtemp()))
+tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
+counts = CountVectorsFeaturizer.create(CountVectorsFeaturizer.get_default_config(),
+                                       storage, Resource("cv"), context)
+minilm = MiniLMFeaturizer.create(MiniLMFeaturizer.get_default_config(), None, Resource("m"),
+                                 context)
+tokenizer.process_training_data(training)
+counts.train(training)
+counts.process_training_data(training)
+minilm.process_training_data(training)
+config = LinearIntentClassifier.get_default_config()
+trained = LinearIntentClassifier.create(config, storage, Resource("lin"), context)
+trained.train(training)
+loaded = LinearIntentClassifier.load(config, storage, Resource("lin"), context)
+guard = QuestionsAreNotSmallTalk.create(QuestionsAreNotSmallTalk.get_default_config(), storage,
+                                        Resource("q"), context)
+asked = json.loads(sys.stdin.read())
+messages = [Message(data={"text": t}) for t in asked]
+tokenizer.process(messages)
+counts.process(messages)
+minilm.process(messages)
+out["before_save"] = [m.get("intent")["name"] for m in trained.process(
+    [Message(data=dict(m.data), features=list(m.features)) for m in messages])]
+loaded.process(messages)
+out["after_load"] = [m.get("intent")["name"] for m in messages]
+out["confidences"] = [m.get("intent")["confidence"] for m in messages]
+out["ranking_sums"] = [sum(r["confidence"] for r in m.get("intent_ranking")) for m in messages]
+
+# 3. The guard, on classifications as the classifier could make them.
+def classified(text, *ranking):
+    names = [{"name": n, "confidence": c} for n, c in ranking]
+    return Message(data={"text": text, "intent": names[0], "intent_ranking": names})
+
+guarded = guard.process([
+    classified("hi there", ("greet", 0.9), ("ask_question", 0.1)),
+    classified("hi there, how long does delivery take", ("greet", 0.6), ("ask_question", 0.3)),
+    classified("thanks! and where is my order?", ("thank", 0.7), ("greet", 0.2),
+               ("check_order_status", 0.1)),
+    classified("thanks?", ("thank", 0.9), ("ask_question", 0.1)),
+    classified("can you stop this now?", ("stop", 0.9), ("ask_question", 0.1)),
+])
+out["guarded"] = [m.get("intent")["name"] for m in guarded]
+print(json.dumps(out))
+"""
+
+ASKED = ["anybody from your team around? I need a hand", "parcel not here yet",
+         "can I pay by card", "hello"]
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([str(BOT_PY), "-c", SCRIPT], input=json.dumps(ASKED), env=env,
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    parsed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return parsed
+
+
+def test_solver_finds_scikit_learns_model(result: dict[str, Any]) -> None:
+    assert result["max_probability_gap"] < 2e-3
+
+
+def test_new_phrasings_reach_their_intent_before_and_after_a_save(
+        result: dict[str, Any]) -> None:
+    expected = ["human_handoff", "check_order_status", "ask_question", "greet"]
+    assert result["before_save"] == expected
+    assert result["after_load"] == expected
+    assert all(abs(total - 1.0) < 1e-4 for total in result["ranking_sums"])
+
+
+def test_a_greeting_with_a_question_is_a_question(result: dict[str, Any]) -> None:
+    assert result["guarded"] == [
+        "greet",  # a greeting alone stays one
+        "ask_question",
+        "check_order_status",  # the best intent that is not small talk, not always a question
+        "thank",  # too short to be a question
+        "stop",  # asking to stop is a stop
+    ]
