@@ -174,6 +174,8 @@ def test_media_without_text_gets_a_sensible_answer(stack: Stack, twilio_api: Twi
 
 
 JACKET = "The Classic Denim Jacket comes in XS to XXL."
+# Claude cites the catalogue row, so text channels also get the product's page under the answer.
+JACKET_TEXT = f"{JACKET}\n\nhttps://demo-outfitters.example/products/classic-denim-jacket"
 
 
 @pytest.fixture
@@ -192,7 +194,7 @@ def test_slow_bot_is_acknowledged_at_once_and_answers_later(
     assert response.status_code == 200
     assert texter.twilio.messages_to(texter.number) == []  # acknowledged before the answer
     reply = eventually(lambda: texter.twilio.messages_to(texter.number), what="late reply")
-    assert reply[0].body == JACKET
+    assert reply[0].body == JACKET_TEXT
 
 
 def test_delivery_status_callbacks_are_recorded(stack: Stack, texter: Texter) -> None:
@@ -221,7 +223,7 @@ def test_whatsapp_cloud_api_handshake_conversation_and_statuses(
     assert response.status_code == 200
     sent = eventually(lambda: [s for s in graph_api.sent if s.body["to"] == number.lstrip("+")],
                       what="WhatsApp reply")
-    assert sent[0].text == JACKET
+    assert sent[0].text == JACKET_TEXT
     # A repeat of the same wamid (Meta delivers at least once) gets no second answer.
     assert httpx.post(request.url, content=request.body, headers=request.headers).status_code == 200
 
