@@ -52,6 +52,8 @@ _CANCEL = re.compile(
     r"|leave it)\b",
     re.I,
 )
+_ENDS_WITH_QUESTION_MARK = re.compile(
+    r"\?(?:\s*(?:pls|please|thanks|thx|thank you|ty|lol|:\)|:-\)))*[\s!?.:)(]*$", re.I)
 _ORDER_NUMBER = re.compile(r"(?<![\d@])#?\s?(\d{4,10})(?![\d@])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+\s?@\s?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
@@ -113,12 +115,15 @@ class Turn:
         return re.findall(r"[\w'&]+", self.text.lower())
 
 
-def question_like(text: str) -> bool:
-    """Reads as a question: a clause opens like one ("right, do you ship to canada"), or it
-    ends with a question mark ("shipping to the UK?!")."""
-    if re.search(r"\?[\s!?.:)(]*$", text):
-        return True
+def opens_like_question(text: str) -> bool:
+    """A clause opens like a question: "right, do you ship to canada", "how much is it"."""
     return any(_QUESTION_START.match(clause) for clause in re.split(r"[,;.!:]\s*", text))
+
+
+def question_like(text: str) -> bool:
+    """Reads as a question: opens like one, or ends with a question mark ("shipping to the
+    UK?!", "paypal ok? thanks")."""
+    return bool(_ENDS_WITH_QUESTION_MARK.search(text)) or opens_like_question(text)
 
 
 def cancels(text: str) -> bool:
@@ -141,23 +146,28 @@ def leads_elsewhere(turn: Turn, form: str) -> bool:
     """A message that does not answer should go to the rules (True) rather than be taken as a
     failed attempt to answer (False: the form says what it needs and asks again).
 
-    Questions go to the knowledge route; intents with a rule during forms go to their rule.
-    Asking to return something while the return form runs is not a way out of it, unless it
-    is a question about returns; and a statement the knowledge route would not know ("I
-    don't have my order number") is better answered by the form saying what it needs.
+    Intents with a rule during forms go to their rule; whatever NLU calls a question, a topic
+    or is unsure about goes to the knowledge route (which answers, or offers a person), as it
+    would outside a form. An `inform` that fits nothing is a failed answer ("the blue one")
+    unless it reads as a question ("and to canada?"). Asking to return something while the
+    return form runs is an answer too, unless it is a question about returns.
     """
     if turn.is_payload:
         return True
     if form == "return_form" and turn.intent == "request_return":
         return question_like(turn.text)  # "how long do refunds take?" (data/rules/return.yml)
-    if turn.intent in CONTROL_INTENTS:
+    if turn.intent in CONTROL_INTENTS | KNOWLEDGE_INTENTS:
         return True
-    return turn.intent in KNOWLEDGE_INTENTS and question_like(turn.text)
+    # By the rule for an `inform` that answers nothing (data/rules/knowledge.yml).
+    return turn.intent == "inform" and question_like(turn.text)
 
 
 def reason_in(turn: Turn) -> str | None:
     """A return reason is anything typed in answer, unless it plainly means something else:
-    a cancellation, a request for a person or an order, a question, a bare greeting or thanks."""
+    a cancellation, a request for a person or an order, a question, a bare greeting or thanks.
+
+    Reasons are short and often end in a question mark ("too small?"), so a question mark
+    alone makes a question only when NLU also took the message for one."""
     text = turn.text.strip()
     if turn.is_payload or len(text) < 2 or not re.search(r"\w", text):
         return None
@@ -168,7 +178,9 @@ def reason_in(turn: Turn) -> str | None:
     if turn.intent in SMALLTALK_INTENTS and (
             question_like(text) or not set(turn.words) - _PLEASANTRIES):
         return None  # "thanks!", "hi there", "are you a bot?"; not "doesnt fit thx"
-    if turn.intent in KNOWLEDGE_INTENTS | {"stop", "goodbye"} and question_like(text):
+    if turn.intent in {"ask_question", "out_of_scope"} and question_like(text):
+        return None
+    if opens_like_question(text):
         return None
     return text[:500]
 

@@ -92,6 +92,7 @@ def test_emails_in_text(text: str, email: str | None) -> None:
     ("text", "question"),
     [("how long does shipping take", True), ("right, do you ship to canada?!!", True),
      ("ok so is return shipping free", True), ("are you open on sunday", True),
+     ("paypal ok? pls", True),
      ("does not fit", False), ("is too small", False), ("when I tried it on it ripped", False),
      ("It arrived damaged", False), ("Denim jacket", False), ("denim jacket?", True)],
 )
@@ -109,6 +110,11 @@ def test_question_like(text: str, question: bool) -> None:
      ("cancel", "stop", None),
      ("never mind, forget it", "stop", None),
      ("how long does the refund take?", "ask_question", None),
+     ("how long does the refund take", "request_return", None),
+     ("paypal ok?", "ask_question", None),
+     ("paypal ok? thanks", "thank", None),
+     ("too small?", "inform", "too small?"),
+     ("Damaged or faulty", "request_return", "Damaged or faulty"),
      ("thanks", "thank", None),
      ("thank you so much!", "thank", None),
      ("doesnt fit thx", "thank", "doesnt fit thx"),
@@ -122,12 +128,15 @@ def test_reasons_are_typed_freely(text: str, intent: str, reason: str | None) ->
 @pytest.mark.parametrize(
     ("text", "intent", "form", "elsewhere"),
     [("how long does shipping take?", "ask_question", "return_form", True),
-     ("I don't have my order number", "ask_question", "order_status_form", False),
+     ("paypal ok", "ask_question", "order_status_form", True),
+     ("I don't have it with me", "nlu_fallback", "order_status_form", True),
+     ("I don't have my order number", "inform", "order_status_form", False),
      ("cancel", "stop", "order_status_form", True),
      ("I want to return something", "request_return", "return_form", False),
      ("how do I return something?", "request_return", "return_form", True),
      ("I want to return something", "request_return", "order_status_form", True),
      ("the blue one", "inform", "return_form", False),
+     ("and to canada?", "inform", "order_status_form", True),
      ("/affirm", "affirm", "return_form", True)],
 )
 def test_what_leads_elsewhere(text: str, intent: str, form: str, elsewhere: bool) -> None:

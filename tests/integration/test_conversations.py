@@ -260,7 +260,7 @@ def test_a_cancelled_flow_leaves_no_order_number_behind(visitor: Visitor) -> Non
 def test_a_statement_that_is_not_an_order_number_gets_the_form_explaining(
         visitor: Visitor) -> None:
     visitor.say("where is my order?")
-    answer = visitor.say("I don't have it with me")
+    answer = visitor.say("it's the one from last week")
     assert "doesn't look like an order number" in answer and asks_order_number(answer)
 
 
