@@ -609,14 +609,14 @@ class Player:
         return outcome
 
 
-def report(outcomes: list[Outcome], show: int) -> None:
+def report(outcomes: list[Outcome], show: int, setup: str = "") -> None:
     flows: dict[str, list[Outcome]] = {}
     for outcome in outcomes:
         flows.setdefault(outcome.conversation.flow, []).append(outcome)
     passed = sum(o.passed for o in outcomes)
     total = len(outcomes)
     print(f"Conversation suite: {passed}/{total} conversations reach their goal "
-          f"({100 * passed / total:.1f} %, target >= {TARGET:.0f} %)")
+          f"({100 * passed / total:.1f} %, target >= {TARGET:.0f} %){setup}")
     for flow, group in sorted(flows.items()):
         ok = sum(o.passed for o in group)
         turns = sum(len(o.conversation.steps) for o in group)
@@ -637,7 +637,8 @@ def report(outcomes: list[Outcome], show: int) -> None:
                 print(f"       bot: {line}")
 
 
-def run(stack: Stack, conversations: list[Conversation], show: int) -> list[Outcome]:
+def run(stack: Stack, conversations: list[Conversation], show: int,
+        setup: str = "") -> list[Outcome]:
     with httpx.Client(timeout=60) as client:
         player = Player(stack, client)
         try:
@@ -652,7 +653,7 @@ def run(stack: Stack, conversations: list[Conversation], show: int) -> list[Outc
                              sum(not o.passed for o in outcomes), time.monotonic() - started)
         finally:
             player.engine.dispose()
-    report(outcomes, show)
+    report(outcomes, show, setup)
     return outcomes
 
 
@@ -677,7 +678,8 @@ def main() -> None:
     log.info("starting the stack in %s with %s", stack.var_dir, args.model)
     stack.start(timeout=args.timeout)
     try:
-        outcomes = run(stack, conversations, args.show)
+        outcomes = run(stack, conversations, args.show,
+                       f"\n  seed {args.seed}, model {args.model}")
     finally:
         stack.stop()
     if not outcomes:
