@@ -11,7 +11,9 @@ VENV := .venv
 BOTVENV := .venv-bot
 RASA := PYTHONPATH=$(CURDIR) $(BOTVENV)/bin/rasa
 MODEL := models/switchboard.tar.gz
-BOT_INPUTS := config.yml $(wildcard bot/domain/*.yml data/nlu/*.yml data/rules/*.yml data/stories/*.yml)
+# bot/*.py holds the NLU components config.yml names (featurizer, classifier): their code shapes
+# the trained model too.
+BOT_INPUTS := config.yml $(wildcard bot/*.py bot/domain/*.yml data/nlu/*.yml data/rules/*.yml data/stories/*.yml)
 PIP_QUIET := --quiet --disable-pip-version-check
 # Some machines' pip config names local index folders that do not exist; drop that noise only.
 PIP_FILTER := { grep -v "^WARNING: Location '.*' is ignored" || true; }

@@ -28,7 +28,7 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.nlu.featurizers.featurizer import Featurizer
-from rasa.shared.nlu.constants import INTENT, TEXT
+from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -39,10 +39,21 @@ FILE = "linear_intents.npz"
 
 def tf_idf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     """Sublinear term frequency times IDF, each row scaled to unit length."""
-    weighted = counts.astype(np.float32).tocsr(copy=True)
+    weighted = sp.csr_matrix(counts, dtype=np.float32, copy=True)
     weighted.data = (1.0 + np.log(np.maximum(weighted.data, 1e-12))) * idf[weighted.indices]
-    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1))).ravel()
-    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ weighted)
+    lengths = np.diff(weighted.indptr)
+    squares = np.add.reduceat(weighted.data ** 2, weighted.indptr[:-1][lengths > 0])
+    norms = np.ones(len(lengths), dtype=np.float32)
+    norms[lengths > 0] = np.sqrt(squares)
+    weighted.data /= np.repeat(np.maximum(norms, 1e-12), lengths)
+    return weighted
+
+
+def sentence_features(message: Message, sparse: bool) -> list[Any]:
+    """The message's sentence-level features of one kind, in pipeline order. (Rasa's
+    get_sparse_features also combines the token-level ones, which costs a turn ~1.5 ms.)"""
+    return [f for f in message.features
+            if f.attribute == TEXT and f.type == FEATURE_TYPE_SENTENCE and f.is_sparse() == sparse]
 
 
 def fit_softmax(sparse: sp.csr_matrix, dense: np.ndarray, labels: np.ndarray, classes: int,
@@ -114,20 +125,21 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         return cls(config, model_storage, resource)
 
     def _sparse(self, messages: list[Message]) -> sp.csr_matrix:
-        rows = []
-        for message in messages:
-            _, sentence = message.get_sparse_features(TEXT)
-            rows.append(sp.csr_matrix(sentence.features) if sentence is not None
-                        else sp.csr_matrix((1, 0), dtype=np.float32))
-        return sp.csr_matrix(sp.vstack(rows))
+        found = [[f.features for f in sentence_features(m, sparse=True)] for m in messages]
+        width = max((sum(p.shape[1] for p in parts) for parts in found if parts),
+                    default=len(self._idf))
+        rows = [sp.hstack(parts, format="csr") if parts else sp.csr_matrix((1, width))
+                for parts in found]  # an empty message has no features at all
+        return sp.csr_matrix(sp.vstack(rows, format="csr"))
 
     def _dense(self, messages: list[Message]) -> np.ndarray | None:
         rows = []
         for message in messages:
-            _, sentence = message.get_dense_features(TEXT)
-            if sentence is None:
+            parts = sentence_features(message, sparse=False)
+            if not parts:
                 return None
-            rows.append(np.asarray(sentence.features, dtype=np.float32).reshape(-1))
+            rows.append(np.concatenate([np.asarray(f.features, dtype=np.float32).reshape(-1)
+                                        for f in parts]))
         return np.vstack(rows) * float(self._config["dense_weight"])
 
     def _features(self, messages: list[Message]) -> tuple[sp.csr_matrix, np.ndarray]:
