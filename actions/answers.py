@@ -52,6 +52,11 @@ _CANCEL = re.compile(
     r"|leave it)\b",
     re.I,
 )
+_ASKS_FOR_PERSON = re.compile(
+    r"\b(?:human|person|people|agent|someone|somebody|staff|team|representative|operator"
+    r"|manager|real|talk|speak|call|chat|support|service|employee|colleague)\b", re.I)
+_ASKS_ABOUT_ORDER = re.compile(
+    r"\b(?:where|track\w*|status|when (?:will|does|do|is)|other order|order\s*#?\d)|#\d", re.I)
 _ENDS_WITH_QUESTION_MARK = re.compile(
     r"\?(?:\s*(?:pls|please|thanks|thx|thank you|ty|lol|:\)|:-\)))*[\s!?.:)(]*$", re.I)
 _ORDER_NUMBER = re.compile(r"(?<![\d@])#?\s?(\d{4,10})(?![\d@])")
@@ -171,7 +176,11 @@ def reason_in(turn: Turn) -> str | None:
     text = turn.text.strip()
     if turn.is_payload or len(text) < 2 or not re.search(r"\w", text):
         return None
-    if turn.intent in {"human_handoff", "check_order_status"}:
+    # A reason NLU misreads as a switch ("the zip is borken" as check_order_status) would
+    # lose the whole return, so a switch needs words of its own.
+    if turn.intent == "human_handoff" and _ASKS_FOR_PERSON.search(text):
+        return None
+    if turn.intent == "check_order_status" and _ASKS_ABOUT_ORDER.search(text):
         return None
     if cancels(text) and turn.intent in {"stop", "deny", "goodbye"} | KNOWLEDGE_INTENTS:
         return None

@@ -119,6 +119,9 @@ def test_question_like(text: str, question: bool) -> None:
      ("thank you so much!", "thank", None),
      ("doesnt fit thx", "thank", "doesnt fit thx"),
      ("I want to talk to a person", "human_handoff", None),
+     ("the zip is borken", "check_order_status", "the zip is borken"),
+     ("wait, where is my other order?", "check_order_status", None),
+     ("the seam ripped", "human_handoff", "the seam ripped"),
      ("/human_handoff", "human_handoff", None)],
 )
 def test_reasons_are_typed_freely(text: str, intent: str, reason: str | None) -> None:
