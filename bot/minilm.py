@@ -21,9 +21,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +201,12 @@ class MiniLM:
                 out[i] = self._result(hidden[row], mask[row], encodings[i])
         return [e for e in out if e is not None]
 
-    def _result(self, hidden: np.ndarray, mask: np.ndarray, encoding: object) -> Encoded:
+    def _result(self, hidden: np.ndarray, mask: np.ndarray, encoding: Encoding) -> Encoded:
         n = int(mask.sum())
         pooled = hidden[:n].mean(axis=0)
         sentence = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
-        special = encoding.special_tokens_mask  # type: ignore[attr-defined]
-        offsets = encoding.offsets  # type: ignore[attr-defined]
+        special = encoding.special_tokens_mask
+        offsets = encoding.offsets
         keep = [j for j in range(n) if not special[j]]
         return Encoded(sentence=sentence.astype(np.float32),
                        pieces=hidden[keep].astype(np.float32),
