@@ -4,11 +4,13 @@ Sparse features only know the words seen in training; a shopper who writes "I ne
 from customer service" or "can I get a copy of my bill" uses words our examples never had.
 The sentence vector of a model trained on a billion sentence pairs puts such messages near
 the examples that mean the same thing. Sequence features (one vector per token of Rasa's own
-tokenizer: the mean of its word pieces) are added too, so that DIET's entity tagging sees them.
+tokenizer: the mean of its word pieces) are added too, for pipelines whose entity taggers read
+dense token features (DIET; a CRF with `text_dense_features`); ours reads the sentence vector.
 
 One encoder per process, shared by every model that names this component (shop models,
-issue 15). `scale` multiplies the vectors: classifiers with a fixed regularisation
-(LogisticRegressionClassifier's C=1) then weigh them against the sparse counts.
+issue 15). `scale` multiplies the vectors, for classifiers that cannot weigh them against the
+sparse counts themselves (bot/classifier.py can: `dense_weight`). `model` names the encoder in
+the pipeline's configuration, so a different one would change the model's fingerprint.
 """
 
 from __future__ import annotations
