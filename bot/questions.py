@@ -25,10 +25,12 @@ from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.nlu.constants import INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
+# "have" and "has" are left out ("bye, have a nice day"), and a word followed by an apostrophe
+# is not an opener ("thanks, can't wait").
 QUESTION_OPENER = re.compile(
     r"(?:^|[,.;:!]\s*|\b(?:and|but|so|also|btw)\s+)"
     r"(?:what|whats|what's|where|wheres|where's|when|why|how|hows|how's|which|who|"
-    r"can|could|do|does|did|is|are|will|would|should|may|have|has)\b", re.I)
+    r"can|could|do|does|did|is|are|will|would|should)\b(?!')", re.I)
 
 
 def asks_something(text: str, min_words: int) -> bool:

@@ -106,6 +106,8 @@ guarded = guard.process([
                ("check_order_status", 0.1)),
     classified("thanks?", ("thank", 0.9), ("ask_question", 0.1)),
     classified("can you stop this now?", ("stop", 0.9), ("ask_question", 0.1)),
+    classified("bye, have a nice day", ("goodbye", 0.8), ("ask_question", 0.2)),
+    classified("thanks, can't wait to get it", ("thank", 0.8), ("ask_question", 0.2)),
 ])
 out["guarded"] = [m.get("intent")["name"] for m in guarded]
 print(json.dumps(out))
@@ -145,4 +147,6 @@ def test_a_greeting_with_a_question_is_a_question(result: dict[str, Any]) -> Non
         "check_order_status",  # the best intent that is not small talk, not always a question
         "thank",  # too short to be a question
         "stop",  # asking to stop is a stop
+        "goodbye",  # a wish, not a question
+        "thank",  # "can't" opens no question
     ]
