@@ -16,7 +16,6 @@ length-sorted batches.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,7 +164,6 @@ class MiniLM:
 
         folder = folder or model_path()
         weights = _weights(folder)
-        self.dimension = int(weights["embeddings.word_embeddings.weight"].shape[1])
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -175,7 +173,6 @@ class MiniLM:
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.no_padding()
-        self._lock = threading.Lock()  # Rasa may parse from several threads
 
     def encode(self, texts: Sequence[str]) -> list[Encoded]:
         """Vectors for each text, in order; batches group texts of similar length."""
@@ -198,11 +195,11 @@ class MiniLM:
                 mask[row, :n] = 1.0
             hidden = self._forward(ids, mask)
             for row, i in enumerate(batch):
-                out[i] = self._result(hidden[row], mask[row], encodings[i])
+                out[i] = self._result(hidden[row], encodings[i])
         return [e for e in out if e is not None]
 
-    def _result(self, hidden: np.ndarray, mask: np.ndarray, encoding: Encoding) -> Encoded:
-        n = int(mask.sum())
+    def _result(self, hidden: np.ndarray, encoding: Encoding) -> Encoded:
+        n = len(encoding.ids)  # the rest of the row is padding
         pooled = hidden[:n].mean(axis=0)
         sentence = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
         special = encoding.special_tokens_mask
@@ -213,6 +210,5 @@ class MiniLM:
                        spans=[(int(offsets[j][0]), int(offsets[j][1])) for j in keep])
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        with self._lock:
-            return np.asarray(self._session.run(
-                None, {"input_ids": ids, "attention_mask": mask})[0])
+        # InferenceSession.run is safe to call from several threads at once.
+        return np.asarray(self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
