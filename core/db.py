@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from core.sqlite import install_sqlite_pragmas
 
 # Stable constraint names, so migrations can drop/alter them on both databases.
 NAMING = {
@@ -63,23 +64,6 @@ def utcnow() -> datetime:
 def sync_url(async_url: str) -> str:
     """The same database through a synchronous driver (for Alembic)."""
     return async_url.replace("sqlite+aiosqlite://", "sqlite://")
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
-    # Several processes (gateway, actions) write the same file: WAL lets readers go on while
-    # one writes, and busy_timeout waits for a writer instead of failing at once.
-    cursor = dbapi_connection.cursor()  # a DB-API 2 connection (sqlite3's, through aiosqlite)
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    # Safe with WAL (no corruption on crash); skips an fsync per commit.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def install_sqlite_pragmas(engine: Engine) -> None:
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -10,8 +10,9 @@ import core.conversations  # noqa: F401
 import core.deliveries  # noqa: F401
 import knowledge.tables  # noqa: F401
 import tenants.models  # noqa: F401
-from core.db import Base, include_name, install_sqlite_pragmas, sync_url
+from core.db import Base, include_name, sync_url
 from core.settings import ProcessSettings, async_database_url
+from core.sqlite import install_sqlite_pragmas
 
 config = context.config
 target_metadata = Base.metadata
