@@ -35,6 +35,11 @@ class MessageRow(Base):
     # Provider channels answer in the background: set once the reply went out (or could not),
     # so a gateway that starts after a crash can answer what was acknowledged but not handled.
     handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Who is answering it and until when (connectors/leases.py): a gateway that dies leaves an
+    # expired lease that any other gateway's sweep takes over. `attempts` counts the claims.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class HandoffRow(Base):

@@ -40,3 +40,16 @@ class KnowledgeChunkRow(Base):
     heading: Mapped[str] = mapped_column(Text)  # "Title > Section > Subsection"
     text: Mapped[str] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(String(1000))  # a product row may have its own URL
+
+
+class LlmUsageRow(Base):
+    """One LLM answer's spend, for the shop's monthly budget (and billing)."""
+
+    __tablename__ = "llm_usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
+    model: Mapped[str] = mapped_column(String(100))
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)

@@ -14,6 +14,10 @@ from core.db import Base, UtcDateTime, utcnow
 ORDER_BACKENDS = ("demo", "shopify", "woocommerce")
 # A fast, inexpensive model is right for short grounded answers; a tenant may choose another.
 DEFAULT_LLM_MODEL = "claude-haiku-4-5"
+DEFAULT_VERIFICATION_EXPIRY_MINUTES = 30
+DEFAULT_RATE_PER_CLIENT = 30  # a person types a few messages a minute; a script hundreds
+DEFAULT_RATE_PER_CONVERSATION = 20
+DEFAULT_RATE_PER_SHOP = 600
 
 
 class TenantRow(Base):
@@ -33,6 +37,22 @@ class TenantRow(Base):
     # ({"primary": "#hex", "text": "#hex", "title": str, "position": "right" | "left"}).
     widget_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     widget_theme: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The public edge (issue 12). A verified order is forgotten after this many quiet minutes.
+    verification_expiry_minutes: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_VERIFICATION_EXPIRY_MINUTES,
+        server_default=str(DEFAULT_VERIFICATION_EXPIRY_MINUTES))
+    # Messages a minute (token buckets, connectors/limits.py): per client address, per
+    # conversation and for the whole shop.
+    rate_per_client: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_RATE_PER_CLIENT, server_default=str(DEFAULT_RATE_PER_CLIENT))
+    rate_per_conversation: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_RATE_PER_CONVERSATION,
+        server_default=str(DEFAULT_RATE_PER_CONVERSATION))
+    rate_per_shop: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_RATE_PER_SHOP, server_default=str(DEFAULT_RATE_PER_SHOP))
+    # LLM tokens (input + output) a calendar month; None: no limit. Past it answers are
+    # extractive (knowledge/budget.py); the spend is recorded per answer (llm_usage).
+    llm_monthly_token_budget: Mapped[int | None] = mapped_column(Integer)
     # Fernet token of a JSON object (backend and channel credentials); never logged.
     credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -52,6 +72,11 @@ class Tenant:
     llm_temperature: float = 0.2
     widget_key: str | None = None
     widget_theme: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    verification_expiry_minutes: int = DEFAULT_VERIFICATION_EXPIRY_MINUTES
+    rate_per_client: int = DEFAULT_RATE_PER_CLIENT
+    rate_per_conversation: int = DEFAULT_RATE_PER_CONVERSATION
+    rate_per_shop: int = DEFAULT_RATE_PER_SHOP
+    llm_monthly_token_budget: int | None = None
 
     def __repr__(self) -> str:  # keep the ciphertext out of logs and tracebacks
         return f"Tenant(id={self.id!r}, slug={self.slug!r}, backend={self.order_backend!r})"
@@ -71,4 +96,9 @@ class Tenant:
             llm_temperature=row.llm_temperature,
             widget_key=row.widget_key,
             widget_theme=dict(row.widget_theme or {}),
+            verification_expiry_minutes=row.verification_expiry_minutes,
+            rate_per_client=row.rate_per_client,
+            rate_per_conversation=row.rate_per_conversation,
+            rate_per_shop=row.rate_per_shop,
+            llm_monthly_token_budget=row.llm_monthly_token_budget,
         )
