@@ -125,7 +125,7 @@ def answer_errors(app: Sanic) -> None:
 
     @app.exception(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> HTTPResponse:
-        return json({"detail": exc.detail}, status=exc.status)
+        return json({"detail": exc.detail}, status=exc.status, headers=exc.headers or None)
 
     @app.exception(SanicException)
     async def sanic_error(request: Request, exc: SanicException) -> HTTPResponse:

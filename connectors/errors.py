@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class GatewayError(Exception):
     status = 500
-    # The JSON `detail` a client sees: a sentence, never a traceback or a secret.
-    def __init__(self, detail: str) -> None:
+
+    # The JSON `detail` a client sees: a sentence, never a traceback or a secret; `headers`
+    # go with the answer (WWW-Authenticate on a 401, Retry-After on a 429).
+    def __init__(self, detail: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 class BadRequest(GatewayError):
     status = 400
 
 
+class Unauthorized(GatewayError):
+    """A missing, unknown or revoked API key (REST). RFC 6750 asks for a Bearer challenge."""
+
+    status = 401
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, {"WWW-Authenticate": 'Bearer realm="switchboard"'})
+
+
 class Forbidden(GatewayError):
     """Missing or bad signature, wrong receiving address, forged visitor token."""
 
     status = 403
+
+
+class PayloadTooLarge(GatewayError):
+    """A body over its route's limit (connectors/bounds.py), refused before it is read."""
+
+    status = 413
 
 
 class TenantNotFound(GatewayError):
