@@ -50,7 +50,6 @@ from tests.integration.stack import MODEL, Stack  # noqa: E402
 
 log = logging.getLogger("bench.conversations")
 PHRASINGS = ROOT / "bench" / "data" / "conversations.yml"
-TOKEN = "integration-token"  # what tests/integration/stack.py gives its Rasa
 TARGET = 98.0
 STATUS = "order_status_form"
 RETURN = "return_form"
@@ -571,7 +570,7 @@ class Player:
         response.raise_for_status()
         tracker = self.client.get(
             f"{self.stack.rasa}/conversations/{sender_id(DEMO_TENANT_ID, 'rest', user)}/tracker",
-            params={"token": TOKEN, "include_events": "NONE"})
+            params={"include_events": "NONE"}, headers=self.stack.rasa_headers())
         tracker.raise_for_status()
         return Reply(response.json(), tracker.json())
 

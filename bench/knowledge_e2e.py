@@ -83,7 +83,7 @@ def ask(client: httpx.Client, stack: Stack, question: str) -> Outcome:
     # Rasa reads the id from the path undecoded: ":" stays as it is.
     conversation = quote(sender_id(DEMO_TENANT_ID, "rest", user), safe=":")
     tracker = client.get(f"{stack.rasa}/conversations/{conversation}/tracker",
-                         params={"token": stack.env()["RASA_TOKEN"]})
+                         headers=stack.rasa_headers())
     tracker.raise_for_status()
     return outcome_of(tracker.json().get("events") or [])
 

@@ -35,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.stack import MODEL, Stack  # noqa: E402
+from tests.integration.stack import MODEL, Stack, rasa_headers  # noqa: E402
 
 log = logging.getLogger("bench.routing")
 
@@ -101,7 +101,8 @@ def start_rasa(timeout: float) -> tuple[Stack, str]:
                 raise RuntimeError(f"Rasa exited early:\n{stack.log_tail('bot')}")
             try:
                 # 200 once a model is loaded (409 before), so parse results are real.
-                response = httpx.get(f"{stack.rasa}/status", params={"token": token}, timeout=3)
+                response = httpx.get(f"{stack.rasa}/status", headers=rasa_headers(token),
+                                     timeout=3)
                 if response.status_code == 200:
                     log.info("Rasa ready after %.0f s", time.monotonic() - started)
                     return stack, token
@@ -120,14 +121,14 @@ def start_rasa(timeout: float) -> tuple[Stack, str]:
 
 async def parse_all(url: str, token: str | None, messages: list[Message],
                     concurrency: int) -> list[Parsed]:
-    params = {"token": token} if token else {}
+    headers = rasa_headers(token) if token else {}
     results: list[Parsed | None] = [None] * len(messages)
     indexes, done = iter(range(len(messages))), 0
 
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal done
         for i in indexes:  # shared iterator: each message once
-            response = await client.post(f"{url}/model/parse", params=params,
+            response = await client.post(f"{url}/model/parse", headers=headers,
                                          json={"text": messages[i].text})
             response.raise_for_status()
             body: dict[str, Any] = response.json()
@@ -221,7 +222,7 @@ def sweep(results: list[Parsed], ambiguity: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="running Rasa server (loopback), e.g. http://127.0.0.1:5005")
-    parser.add_argument("--token", help="that server's auth token, if it has one")
+    parser.add_argument("--token", help="that server's RASA_TOKEN (bot/serve.py), if it has one")
     parser.add_argument("--data", type=Path, default=DATA, help="held-out set (YAML)")
     parser.add_argument("--concurrency", type=int, default=4, help="parse requests in flight")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for own Rasa")

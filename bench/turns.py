@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.sender_ids import sender_id  # noqa: E402
 from devtools.demo_shop import DEMO_TENANT_ID  # noqa: E402
-from tests.integration.stack import MODEL, Stack  # noqa: E402
+from tests.integration.stack import MODEL, TOKEN, Stack, rasa_headers  # noqa: E402
 
 log = logging.getLogger("bench.turns")
 
@@ -55,7 +55,6 @@ TRACKING = "1Z999AA10123456784"
 THREE_TURNS = ("where is my order?", "#1001", "alex@example.com")
 ONE_TURN = ("Where's order #1001? my email is alex@example.com",)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-OWN_TOKEN = "integration-token"  # what tests/integration/stack.py gives its Rasa
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
 # Rasa 3.6 checks every action-server response with jsonschema.validate(), which first
 # re-validates Rasa's own schema against the metaschema (bot/speedups.py replaces that with a
@@ -231,11 +230,12 @@ async def breakdown(client: httpx.AsyncClient, rasa: str, actions: str, token: s
     for _ in range(samples):
         user = await converse(client, target, THREE_TURNS, stats)
     sender = sender_id(DEMO_TENANT_ID, "rest", user)
-    auth = {"token": token}
+    auth = rasa_headers(token)
     track_url = f"{rasa}/conversations/{sender}/tracker"
-    tracker = (await client.get(track_url, params={**auth, "include_events": "ALL"})).json()
-    domain = (await client.get(f"{rasa}/domain", params=auth,
-                               headers={"Accept": "application/json"})).json()
+    tracker = (await client.get(track_url, params={"include_events": "ALL"},
+                                headers=auth)).json()
+    domain = (await client.get(f"{rasa}/domain",
+                               headers={**auth, "Accept": "application/json"})).json()
     version = (await client.get(f"{rasa}/version")).json().get("version", "3.6")
     registered = {a["name"] for a in (await client.get(f"{actions}/actions")).json()}
 
@@ -366,7 +366,7 @@ def main() -> None:
     parser.add_argument("--gateway", help="running stack: gateway base URL")
     parser.add_argument("--rasa", help="running stack: Rasa base URL")
     parser.add_argument("--actions", help="running stack: action server base URL")
-    parser.add_argument("--token", help="running stack: Rasa auth token")
+    parser.add_argument("--token", help="running stack: its RASA_TOKEN (bot/serve.py)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -382,7 +382,7 @@ def main() -> None:
     stack, finished = None if all(running) else start_stack(args, deadline), False
     try:
         urls = running if stack is None else [stack.gateway, stack.rasa,
-                                              f"http://127.0.0.1:{stack.actions_port}", OWN_TOKEN]
+                                              f"http://127.0.0.1:{stack.actions_port}", TOKEN]
         asyncio.run(asyncio.wait_for(bench(args, *urls), max(1.0, deadline - time.monotonic())))
         finished = True
     except TimeoutError:

@@ -71,7 +71,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
             tracker_engine=(create_engine(settings.tracker_store_url)
                             if settings.uses_embedded_storage else engine),
             redis=redis,
-            rasa=RasaClient(settings.rasa_url, settings.rasa_token.reveal(),
+            rasa=RasaClient(settings.rasa_url, settings.rasa_jwt_key,
                             settings.rasa_timeout, settings.action_server_url),
             # Outbound calls to providers: bounded waits, never the event loop.
             provider_http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)),

@@ -1,14 +1,22 @@
-"""Talking to the Rasa server over its REST channel, on loopback, with bounded waits."""
+"""Talking to the Rasa server over its REST channel, on loopback, with bounded waits.
+
+Rasa's HTTP API (/status) is called with a short-lived JWT in the Authorization header, never
+with `?token=` in the URL: httpx's error texts quote the URL, and so would every log line or
+response that showed one (bot/serve.py says why Rasa runs with --jwt-secret).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import httpx
+import jwt
 
 from connectors.errors import BotUnreachable, UpstreamUnavailable
+from core.settings import Secret
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +26,25 @@ log = logging.getLogger(__name__)
 # at 200 visitors that scan took over half the gateway's CPU and delayed every webhook's answer.
 MAX_TURNS_IN_FLIGHT = 32
 UNREACHABLE = "The bot is not reachable right now; please try again shortly."
+# A token lives this long; a new one is minted when less than half its life is left. Short, so
+# one that leaks is soon worthless; long enough that minting is rare.
+TOKEN_LIFETIME = 300
+
+
+def rasa_api_token(jwt_key: Secret, lifetime: int = TOKEN_LIFETIME) -> str:
+    """A JWT Rasa's HTTP API accepts (rasa/server.py `requires_auth`: role admin)."""
+    payload = {"user": {"username": "switchboard-gateway", "role": "admin"},
+               "exp": int(time.time()) + lifetime}
+    return jwt.encode(payload, jwt_key.reveal(), algorithm="HS256")
 
 
 class RasaClient:
-    def __init__(self, base_url: str, token: str, timeout: float, action_server_url: str) -> None:
+    def __init__(self, base_url: str, jwt_key: Secret, timeout: float,
+                 action_server_url: str) -> None:
         self._base = base_url
-        self._token = token
+        self._jwt_key = jwt_key
+        self._token = ""
+        self._token_renew_at = 0.0
         self._actions = action_server_url
         self._timeout = timeout
         self._slots = asyncio.Semaphore(MAX_TURNS_IN_FLIGHT)
@@ -82,11 +103,17 @@ class RasaClient:
         except httpx.HTTPError:
             return False
 
+    def _auth_headers(self) -> dict[str, str]:
+        now = time.monotonic()
+        if now >= self._token_renew_at:
+            self._token = rasa_api_token(self._jwt_key)
+            self._token_renew_at = now + TOKEN_LIFETIME / 2
+        return {"Authorization": f"Bearer {self._token}"}
+
     async def status(self) -> dict[str, Any]:
         """Rasa's /status (model loaded?) for the health check."""
-        response = await self._http.get(
-            f"{self._base}/status", params={"token": self._token}, timeout=2.0
-        )
+        response = await self._http.get(f"{self._base}/status", headers=self._auth_headers(),
+                                        timeout=2.0)
         response.raise_for_status()
         return response.json()
 

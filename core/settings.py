@@ -3,8 +3,9 @@
 Adding a setting is one declaration (`env_field`): its field, the variable that sets it, the
 parser that checks the value, and what the default means in production. `ProcessSettings` is
 what any process may read without secrets (where data lives, log level, bind addresses);
-Rasa's interpreter (bot/stores.py) and Alembic (migrations/env.py) read it too. `Settings`
-adds what the gateway and the action server need; its two secrets are required.
+Rasa's interpreter (bot/stores.py) and Alembic (migrations/env.py) read it too. `BotSettings`
+adds the one secret Rasa's launcher (bot/serve.py) needs; `Settings` adds what the gateway and
+the action server need; its two secrets are required.
 
 A missing required value or a malformed one stops the process at start-up with a `ConfigError`
 naming the variable; nothing silently becomes "" or falls back to a default. Secrets are
@@ -18,6 +19,7 @@ Standard library only at import time: Rasa's Python 3.10 imports this module.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import math
 import os
@@ -114,6 +116,16 @@ def integer(low: int, high: int | None = None) -> Parser:
 
 
 port = integer(1, 65535)
+
+
+def boolean(raw: str) -> bool:
+    """1/true/yes/on or 0/false/no/off, any case."""
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
 
 
 def seconds(raw: str) -> float:
@@ -342,17 +354,37 @@ class ProcessSettings:
         return self.database_url.startswith("sqlite")
 
 
+def _derived_key(secret: str, purpose: bytes) -> bytes:
+    """32 bytes for one purpose from a secret (HMAC-SHA256 as a KDF: standard library only,
+    one secret to manage, and knowing one derived key reveals neither the secret nor another)."""
+    return hmac.new(secret.encode(), b"switchboard " + purpose, hashlib.sha256).digest()
+
+
 @dataclass(frozen=True, kw_only=True, repr=False)
-class Settings(ProcessSettings):
+class BotSettings(ProcessSettings):
+    """What Rasa's launcher (bot/serve.py) adds to the process settings: the secret its HTTP
+    API checks callers with. Read from the environment, so it is on no command line."""
+
+    rasa_token: Secret = env_field(
+        "RASA_TOKEN", secret=True, required=True,
+        doc="shared by the gateway and Rasa: the key of the short-lived JWTs (HS256) the gateway "
+            "sends in an Authorization header to Rasa's HTTP API; never in a URL or argv")
+
+    @property
+    def rasa_jwt_key(self) -> Secret:
+        """The HS256 key both sides use, derived from RASA_TOKEN: a 64-character key whatever
+        the token's length (PyJWT warns below 32 bytes; RFC 7518 asks for at least 32)."""
+        return Secret(_derived_key(self.rasa_token.reveal(), b"rasa http api jwt").hex())
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Settings(BotSettings):
     """Everything the gateway and the action server need; the two secrets are required."""
 
     credentials_key: Secret = env_field(
         "SWITCHBOARD_CREDENTIALS_KEY", secret=True, required=True,
         doc="Fernet key(s), comma-separated, newest first: tenant credentials at rest and "
             "widget visitor tokens")
-    rasa_token: Secret = env_field(
-        "RASA_TOKEN", secret=True, required=True,
-        doc="the token of Rasa's HTTP API (rasa run --auth-token), shared by gateway and Rasa")
     rasa_url: str = env_field(
         "RASA_URL", url("http", "https"), default="http://127.0.0.1:5005", local_default=True,
         used_by=("gateway",), doc="where the gateway finds Rasa; the default is loopback")
@@ -385,6 +417,23 @@ class Settings(ProcessSettings):
     send_attempts: int = env_field(
         "SEND_ATTEMPTS", integer(1), default=4, used_by=("gateway",),
         doc="tries per outbound message on transient provider failures; 4 is the production value")
+    health_token: Secret | None = env_field(
+        "HEALTH_TOKEN", secret=True, used_by=("gateway",),
+        doc="bearer token for GET /health/details from another host (a monitor); unset: the "
+            "details answer only on loopback, and public GET /health says ok or degraded only")
+    log_message_text: bool = env_field(
+        "LOG_MESSAGE_TEXT", boolean, default=False,
+        doc="debugging only: log visitors' message texts; off in production (texts hold emails, "
+            "phone numbers, addresses)")
+
+    @property
+    def log_key(self) -> bytes:
+        """Key of the pseudonyms that stand for visitors in logs (core/logs.py `visitor`),
+        derived from the first credentials key: the gateway and the action server name one
+        visitor alike, and no one without the key can test a guessed phone number against a
+        log line. Rotating that key starts new pseudonyms."""
+        first = self.credentials_key.reveal().split(",")[0].strip()
+        return _derived_key(first, b"log pseudonyms")
 
     @property
     def widget_secret(self) -> bytes:

@@ -24,15 +24,19 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from core.settings import ProcessSettings, Settings, Variable
+from core.settings import BotSettings, ProcessSettings, Settings, Variable
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The settings each service's process builds: bot/stores.py inside Rasa and migrations/env.py
-# under `alembic upgrade head` read ProcessSettings; the action server and the gateway Settings.
+# The settings each service's process builds: migrations/env.py under `alembic upgrade head`
+# reads ProcessSettings; Rasa's launcher (bot/serve.py) BotSettings (bot/stores.py inside Rasa
+# the ProcessSettings part); the action server and the gateway Settings.
 SERVICE_SETTINGS: dict[str, type[ProcessSettings]] = {
-    "migrate": ProcessSettings, "bot": ProcessSettings, "actions": Settings, "gateway": Settings,
+    "migrate": ProcessSettings, "bot": BotSettings, "actions": Settings, "gateway": Settings,
 }
+# The bot runs `python -m bot.serve <rasa arguments>`: Rasa's CLI in process, its secret from
+# the environment (bot/serve.py).
+BOT_LAUNCHER = ["-m", "bot.serve"]
 APP_SERVICES = tuple(SERVICE_SETTINGS)
 EXPECTED_SERVICES = {"postgres", "redis", *APP_SERVICES}
 PUBLIC_SERVICE, PUBLIC_PORT = "gateway", 8000
@@ -124,6 +128,14 @@ def rasa_options(args: list[str]) -> tuple[list[str], dict[str, str | None]]:
                         for i, a in enumerate(rest[:-1]) if a.startswith("-")}
 
 
+def rasa_run_args(cmd: list[str], where: str) -> list[str]:
+    """The Rasa arguments of a `python -m bot.serve run ...` command."""
+    assert Path(cmd[0]).name.startswith("python") and cmd[1:3] == BOT_LAUNCHER, (
+        f"{where}: run Rasa as `python -m bot.serve run ...` (the secret stays off the command "
+        f"line), not {cmd[:3]}")
+    return cmd[3:]
+
+
 def url_password(url: str) -> str | None:
     """The password of `scheme://user:password@host...`, read before any parsing: a
     `${VAR:?message}` in it may hold `?` or `/`, which urlparse takes for query or path."""
@@ -213,29 +225,37 @@ def test_compose_has_the_expected_services() -> None:
 
 
 def test_bot_command_has_the_procfile_flags() -> None:
-    proc, cmd = procfile("bot"), command("bot")
-    assert Path(cmd[0]).name == Path(proc[0]).name == "rasa", (
-        f"service 'bot': command starts with {cmd[0]!r}, the Procfile runs {proc[0]!r}")
-    (proc_pos, proc_opts), (cmd_pos, cmd_opts) = rasa_options(proc[1:]), rasa_options(cmd[1:])
-    assert cmd_pos == proc_pos, f"service 'bot': rasa subcommand {cmd_pos}, Procfile has {proc_pos}"
+    proc = rasa_run_args(procfile("bot"), "Procfile")
+    cmd = rasa_run_args(command("bot"), "service 'bot'")
+    (proc_pos, proc_opts), (cmd_pos, cmd_opts) = rasa_options(proc), rasa_options(cmd)
+    assert cmd_pos == proc_pos == ["run"], (
+        f"service 'bot': rasa subcommand {cmd_pos}, Procfile has {proc_pos}")
     assert set(cmd_opts) == set(proc_opts), (
         f"service 'bot': flags differ from the Procfile's: missing "
         f"{sorted(set(proc_opts) - set(cmd_opts))}, extra {sorted(set(cmd_opts) - set(proc_opts))}")
-    token = next(var.name for var in Settings.variables() if var.field == "rasa_token")
     for flag, expected in proc_opts.items():
         got = cmd_opts[flag]
         if flag == "--interface":
             assert got == "0.0.0.0", f"service 'bot': {flag} must be 0.0.0.0 (other containers)"
         elif flag == "--port":
             assert str(got).isdigit(), f"service 'bot': --port {got!r} is not a port"
-        elif flag == "--auth-token":
-            assert expected in (f"${token}", f"${{{token}}}"), (
-                f"Procfile: --auth-token must be ${token}, the token the gateway's Settings reads")
-            ref = REQUIRED_REF.match(str(got))
-            assert ref and ref.group("var") == token, (
-                f"service 'bot': --auth-token must be ${{{token}:?message}} from the host")
         else:
             assert got == expected, f"service 'bot': {flag} is {got!r}, the Procfile's {expected!r}"
+
+
+def test_no_secret_on_a_command_line() -> None:
+    """`ps` shows every process's argv to every user of the host: Rasa's key comes from
+    RASA_TOKEN in its environment (bot/serve.py), never from a flag."""
+    secret_vars = {var.name for var in Settings.variables() if var.secret} | {"POSTGRES_PASSWORD"}
+    lines = {path: (ROOT / path).read_text()
+             for path in ("Procfile", "Makefile", "tests/integration/stack.py")}
+    lines |= {f"service {name!r}": " ".join(command(name)) for name in APP_SERVICES}
+    for where, text in lines.items():
+        for flag in ("--auth-token", "--jwt-secret", "--jwt-private-key"):
+            assert flag not in text, f"{where}: {flag} puts a secret on the command line"
+        for var in secret_vars:
+            assert not re.search(rf"\$\{{?{var}\b", text), (
+                f"{where}: ${var} on a command line")
 
 
 @pytest.mark.parametrize("name", ["actions", "gateway"])
@@ -323,7 +343,7 @@ def test_database_password_is_the_postgres_password() -> None:
 
 def listening_port(name: str) -> int:
     if name == "bot":
-        return int(str(rasa_options(command("bot")[1:])[1]["--port"]))
+        return int(str(rasa_options(rasa_run_args(command("bot"), "bot"))[1]["--port"]))
     value = environment(name).get(LISTEN[name][1])
     assert value, f"service {name!r}: set {LISTEN[name][1]} (other services' URLs name the port)"
     return int(value)
@@ -488,7 +508,7 @@ def test_bot_image_trains_like_the_makefile() -> None:
         assert in_image[:1] == [expected], f"{rel}: run `rasa {subcommand}` with {expected}"
     _, train = rasa_options(makefile_rasa_args("train"))
     model = f"{train['--out']}/{train['--fixed-model-name']}.tar.gz"
-    _, run = rasa_options(command("bot")[1:])
+    _, run = rasa_options(rasa_run_args(command("bot"), "service 'bot'"))
     assert run.get("--model") == model, f"service 'bot': --model {model}, what the image trains"
 
 

@@ -22,6 +22,7 @@ from connectors.messages import InboundMessage
 from connectors.outbound import OutboundContext, Reply
 from connectors.outbox import Outbox
 from connectors.rasa_client import RasaClient
+from core.settings import Secret
 from devtools.demo_shop import DEMO_TENANT_ID
 from tenants import Tenant, TenantResolver
 from tenants.crypto import CredentialsBox
@@ -117,7 +118,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path,
         if request.param == "postgresql" and redis_url:
             import redis.asyncio as aioredis
             redis = aioredis.from_url(redis_url)
-        client = RasaClient(rasa.base_url, "t", 5.0, rasa.base_url)
+        client = RasaClient(rasa.base_url, Secret("t"), 5.0, rasa.base_url)
         sender = MemorySender()
         outbox = make_outbox(sessions, sender)
         world = World(inbox=Inbox(sessions, client, outbox, redis=redis, retry_wait=0.01),

@@ -20,6 +20,7 @@ from connectors.rasa_client import RasaClient
 from core import conversations
 from core.conversations import MessageRow
 from core.db import utcnow
+from core.settings import Secret
 from tenants import TenantResolver
 from tests.connectors.conftest import World
 from tests.fakes.rasa_server import RasaFake
@@ -93,7 +94,7 @@ async def test_unreachable_bot_is_retried_then_apologised_for(world: World) -> N
             attempts.append(text)
             return await super().turn(sender_id, text, metadata)
 
-    down = CountingRasa(f"http://127.0.0.1:{free_port()}", "t", 2.0, "http://127.0.0.1:9")
+    down = CountingRasa(f"http://127.0.0.1:{free_port()}", Secret("t"), 2.0, "http://127.0.0.1:9")
     inbox = Inbox(world.sessions, down, world.outbox, retry_wait=0.01)
     await inbox.accept(world.message("hello", "SM-down"))
     await inbox.drain(10)
@@ -153,7 +154,7 @@ async def test_the_reply_goes_out_even_when_storing_it_fails(
 
 async def test_each_message_is_kept_once_while_redis_is_down(world: World) -> None:
     dead = aioredis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=0.2)
-    client = RasaClient(world.rasa.base_url, "t", 5.0, world.rasa.base_url)
+    client = RasaClient(world.rasa.base_url, Secret("t"), 5.0, world.rasa.base_url)
     inbox = Inbox(world.sessions, client, world.outbox, redis=dead, retry_wait=0.01)
     first = world.message("hello", "SM-noredis")
     assert sorted(await asyncio.gather(*(inbox.accept(first) for _ in range(3)))) == [
@@ -198,7 +199,7 @@ async def test_turns_beyond_what_the_bot_takes_at_once_wait_then_give_up_politel
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connectors.rasa_client, "MAX_TURNS_IN_FLIGHT", 1)
     with RasaFake() as fake:
-        rasa = RasaClient(fake.base_url, "t", 1.0, fake.base_url)
+        rasa = RasaClient(fake.base_url, Secret("t"), 1.0, fake.base_url)
         try:
             # Each turn takes 0.3 s and only one is sent at a time: the first three are
             # answered within the second the gateway waits; the fifth would wait longer.

@@ -40,9 +40,10 @@ BAD_VALUES = [
     ("GRAPH_API_URL", "graph"),
     ("SEND_ATTEMPTS", "0"),
     ("SEND_ATTEMPTS", "many"),
+    ("LOG_MESSAGE_TEXT", "sometimes"),
 ]
 FREE_TEXT = {"SWITCHBOARD_VAR_DIR", "SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN",
-             "ANTHROPIC_API_KEY"}
+             "ANTHROPIC_API_KEY", "HEALTH_TOKEN"}
 
 
 @pytest.mark.parametrize("missing", ["SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN"])
@@ -167,7 +168,7 @@ def test_declarations() -> None:
     assert all(v.doc for v in full), "every variable says what its default means"
     assert {v.name for v in full if v.required} == {"SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN"}
     assert {v.name for v in full if v.secret} == {"SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN",
-                                                  "ANTHROPIC_API_KEY"}
+                                                  "ANTHROPIC_API_KEY", "HEALTH_TOKEN"}
     assert {v.name for v in full if v.local_default} >= {"DATABASE_URL", "RASA_URL",
                                                          "ACTION_SERVER_URL", "ACTIONS_HOST"}
 

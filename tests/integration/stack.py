@@ -23,12 +23,24 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = Path(os.environ.get("SWITCHBOARD_MODEL") or ROOT / "models" / "switchboard.tar.gz")
 APP_PY = ROOT / ".venv" / "bin" / "python"
 RASA = ROOT / ".venv-bot" / "bin" / "rasa"
+BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
+TOKEN = "integration-token"  # RASA_TOKEN of every process; on no command line (bot/serve.py)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def rasa_headers(rasa_token: str = TOKEN) -> dict[str, str]:
+    """The Authorization header for Rasa's HTTP API (tracker, status, parse) as the gateway
+    sends it: a JWT keyed by RASA_TOKEN (bot/serve.py). Valid for a day, for long benches."""
+    from connectors.rasa_client import rasa_api_token
+    from core.settings import BotSettings
+
+    key = BotSettings.from_env({"RASA_TOKEN": rasa_token}).rasa_jwt_key
+    return {"Authorization": f"Bearer {rasa_api_token(key, lifetime=86400)}"}
 
 
 @dataclass
@@ -56,7 +68,7 @@ class Stack:
         env.update(
             SWITCHBOARD_VAR_DIR=str(self.var_dir),
             SWITCHBOARD_CREDENTIALS_KEY="lD3k5cRsZ0sJ2zv0cH2b1K0mD0vYt8bqz9vO3J2bX1c=",
-            RASA_TOKEN="integration-token",
+            RASA_TOKEN=TOKEN,
             RASA_URL=self.rasa,
             ACTION_SERVER_URL=f"http://127.0.0.1:{self.actions_port}",
             ACTION_ENDPOINT_URL=f"http://127.0.0.1:{self.actions_port}/webhook",
@@ -83,7 +95,7 @@ class Stack:
         )
 
     def start_rasa(self) -> None:
-        self._spawn("bot", [str(RASA), "run", "--enable-api", "--auth-token", "integration-token",
+        self._spawn("bot", [str(BOT_PY), "-m", "bot.serve", "run", "--enable-api",
                             "-i", "127.0.0.1", "-p", str(self.rasa_port),
                             "--model", str(self.model),
                             "--endpoints", "endpoints.yml", "--credentials", "credentials.yml"])
@@ -153,6 +165,10 @@ class Stack:
                 pass
             time.sleep(0.3)
         raise RuntimeError("second gateway not healthy:\n" + self.log_tail("gateway2"))
+
+    def rasa_headers(self) -> dict[str, str]:
+        """The Authorization header this stack's Rasa HTTP API wants (tracker, status)."""
+        return rasa_headers(self.env()["RASA_TOKEN"])
 
     @property
     def database(self) -> str:

@@ -1,0 +1,49 @@
+"""Start Rasa with its HTTP API secret taken from the environment, never from the command line.
+
+    python -m bot.serve run --enable-api -i 127.0.0.1 -p 5005 --model ... --endpoints ...
+
+takes the same arguments as `rasa` and runs Rasa's own CLI in this process, adding
+`--jwt-secret` from RASA_TOKEN (core/settings.py `BotSettings`). The secret is in
+this process's memory and environment, not in its argv: `ps` and /proc/<pid>/cmdline show
+the command as typed.
+
+Why JWT and not `--auth-token`: Rasa 3.6 reads the auth token only from a `?token=` query
+parameter (rasa/server.py `requires_auth`), so every authenticated call would carry the secret
+in its URL, where httpx error texts, proxies and access logs repeat it. With `--jwt-secret`
+Rasa (sanic-jwt) reads `Authorization: Bearer <JWT>` from the headers and checks its HS256
+signature and expiry; the gateway mints a short-lived token per call (connectors/rasa_client.py)
+with the same key, `BotSettings.rasa_jwt_key`. Passing `--auth-token` or `--jwt-secret` here is
+refused: that would put a secret back on the command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from core.settings import BotSettings, ConfigError
+
+REFUSED = ("--auth-token", "--jwt-secret", "--jwt-private-key", "--jwt-method")
+
+
+def rasa_argv(args: Sequence[str], settings: BotSettings) -> list[str]:
+    """Rasa's argv: ours plus the JWT key; `args` must not carry a secret of their own."""
+    given = [arg for arg in args if arg.split("=", 1)[0] in REFUSED]
+    if given:
+        raise ConfigError(f"{given[0].split('=', 1)[0]} is not accepted on the command line: "
+                          f"bot.serve passes the key from RASA_TOKEN")
+    if not args or args[0] != "run":
+        raise ConfigError("bot.serve runs `rasa run ...` only (the server that needs the key)")
+    return ["rasa", *args, "--jwt-secret", settings.rasa_jwt_key.reveal(), "--jwt-method", "HS256"]
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    settings = BotSettings.from_env()  # a missing RASA_TOKEN stops the server here
+    sys.argv = rasa_argv(sys.argv[1:] if args is None else args, settings)
+    from rasa.__main__ import main as rasa_main  # Rasa's interpreter only
+
+    rasa_main()
+
+
+if __name__ == "__main__":
+    main()
