@@ -52,8 +52,10 @@ class ActionHandoff(Action):
         dispatcher.utter_message(
             response="utter_handoff_requested" if created else "utter_handoff_already_requested"
         )
-        return [SlotSet("handoff_requested", True), SlotSet("handoff_offered", False),
-                SlotSet("verification_failures", 0.0)]
+        # Failed verifications are not forgotten: a person taking over is no reason to give
+        # whoever is guessing a fresh set of tries (the counts across senders live in
+        # actions/attempts.py and a handoff does not touch them either).
+        return [SlotSet("handoff_requested", True), SlotSet("handoff_offered", False)]
 
 
 class ActionHandoffDeclined(Action):

@@ -12,7 +12,13 @@ from rasa_sdk.types import DomainDict
 
 from actions.commerce.base import BackendError, Order, OrderState
 from actions.tenancy import NoTenant
-from actions.verification import VerifiedOrderForm, explain_stop, stop_events, verified_order
+from actions.verification import (
+    VerifiedOrderForm,
+    explain_stop,
+    stop_events,
+    verified_now,
+    verified_order,
+)
 from core.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -88,5 +94,6 @@ class ActionOrderStatus(Action):
         _, order = found
         dispatcher.utter_message(text=describe_order(order, utcnow()))
         # The number is asked afresh next time ("and my other order?"); `verified_order` and
-        # the email stay, so a return right after this one needs no new details.
-        return stop_events() + [SlotSet("order_number", None)]
+        # the email stay for the shop's quiet period (restarted now), so a return right after
+        # this one needs no new details.
+        return stop_events() + [SlotSet("order_number", None)] + verified_now()

@@ -34,6 +34,7 @@ from actions.verification import (
     explain_stop,
     slot_before_turn,
     stop_events,
+    verified_now,
     verified_order,
 )
 from core.db import utcnow
@@ -263,4 +264,4 @@ class ActionSubmitReturn(Action):
             text = (f"You've already started a return of {what} from order #{order.number}: "
                     f"the reference is {outcome.reference}. No need to do anything else.")
         dispatcher.utter_message(text=text)
-        return reset
+        return reset + verified_now()

@@ -90,6 +90,12 @@ class Runtime:
             "cache": "redis" if s.redis_url else "memory"})
         return KnowledgeAnswers(retriever, cache, llm)
 
+    async def aclose(self) -> None:
+        """Close what this runtime opened (tests build and drop several per process)."""
+        if self._http is not None:
+            await self._http.aclose()
+        await self.engine.dispose()
+
     def backend_for(self, tenant: Tenant) -> OrderBackend:
         """The tenant's order backend (cached per tenant and backend kind)."""
         key = f"{tenant.id}:{tenant.order_backend}"

@@ -1,4 +1,8 @@
-"""Session start: carry slots over and pin the conversation to its tenant."""
+"""Session start: carry slots over and pin the conversation to its tenant.
+
+What a visitor proved about an order, and the flow they were in, stay with the session that saw
+it: whoever writes to the same sender id later (a REST `sender` or an email `From` is whatever
+the client says) must prove the order again."""
 
 from __future__ import annotations
 
@@ -9,9 +13,13 @@ from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.smalltalk import FLOW_SLOTS
 from actions.tenancy import NoTenant, parse_sender_id
+from actions.verification import IDENTITY_SLOTS
 
 log = logging.getLogger(__name__)
+
+NOT_CARRIED = frozenset(IDENTITY_SLOTS) | frozenset(FLOW_SLOTS)
 
 
 class ActionSessionStart(Action):
@@ -22,11 +30,12 @@ class ActionSessionStart(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         events: list[EventType] = [SessionStarted()]
-        # Carry over what the visitor already told us (domain: carry_over_slots_to_new_session).
+        # Carry over what the visitor already told us (domain: carry_over_slots_to_new_session),
+        # except a proof of identity and the state of a flow.
         carried = {
             name: value
             for name, value in tracker.current_slot_values().items()
-            if value is not None and name not in ("requested_slot", "flow_stop_reason")
+            if value is not None and name not in NOT_CARRIED
         }
         events.extend(SlotSet(name, value) for name, value in carried.items())
         try:

@@ -4,6 +4,13 @@ Nothing about an order is said until the pair matches. A wrong pair clears both 
 form asks again; after MAX_ATTEMPTS failures the form stops and the submit action offers a
 person. The same message is used for "no such order" and "wrong email" on purpose.
 
+A verified order is a short-lived fact of one conversation, not a property of a sender id (a
+REST sender or an email From is whatever the client says it is): `verified_at` holds when the
+pair was proved or last used, and past the shop's `verification_expiry_minutes` the proof is
+forgotten (number, email and all) and the form asks again. `verified_order()` is what every
+action that reveals an order goes through, so none can act on an older proof; session start
+carries none of it over (actions/session.py).
+
 What the visitor types while the form asks is read by `extract_<slot>` (actions/answers.py):
 an answer that fits is taken whatever NLU thought of the message; a question or a request
 with a rule of its own is left alone, so the form rejects the turn and the rule answers
@@ -15,6 +22,7 @@ from __future__ import annotations
 import abc
 import logging
 import re
+import time
 from typing import Any
 
 from rasa_sdk import Tracker
@@ -40,6 +48,10 @@ STOP_VERIFICATION_FAILED = "verification_failed"
 STOP_NOT_ELIGIBLE = "not_eligible"
 STOP_BACKEND_UNAVAILABLE = "backend_unavailable"
 STOP_NO_TENANT = "no_tenant"
+
+# What a visitor proved about an order; forgotten together when the proof expires.
+VERIFIED_AT = "verified_at"  # unix time the pair was verified or last used to reveal the order
+IDENTITY_SLOTS = ("order_number", "email", "verified_order", VERIFIED_AT)
 
 
 def _first(value: Any) -> str:
@@ -138,13 +150,34 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         events = await super().get_validation_events(dispatcher, tracker, domain)
+        if tracker.get_slot("flow_stop_reason"):
+            return events
+        forgotten = await self._forget_stale_proof(tracker)
+        tracker.add_slots(forgotten)
+        events += forgotten
         number, email = tracker.get_slot("order_number"), tracker.get_slot("email")
-        if not (number and email) or tracker.get_slot("flow_stop_reason"):
+        if not (number and email):
             return events
         changed = {"order_number", "email"} & set(tracker.slots_to_validate())
         if tracker.get_slot("verified_order") == number and not changed:
             return events
         return events + await self._verify(number, email, dispatcher, tracker)
+
+    async def _forget_stale_proof(self, tracker: Tracker) -> list[EventType]:
+        """Forget a verified order (and the email proved with it) once the shop's quiet period
+        has passed: whoever writes now must prove the order again. What the visitor gives in
+        this very message stays."""
+        if not tracker.get_slot("verified_order"):
+            return []
+        try:
+            tenant = await tenant_of(tracker)
+        except NoTenant:
+            return []  # _verify stops the form
+        if proof_is_fresh(tracker, tenant):
+            return []
+        given = tracker.slots_to_validate()
+        return [SlotSet("verified_order", None), SlotSet(VERIFIED_AT, None)] + [
+            SlotSet(slot, None) for slot in ("email",) if slot not in given]
 
     async def _verify(
         self, number: str, email: str, dispatcher: CollectingDispatcher, tracker: Tracker
@@ -175,7 +208,7 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
             )
             return cleared
         events: list[EventType] = [SlotSet("verified_order", order.number),
-                                   SlotSet("verification_failures", 0.0)]
+                                   SlotSet("verification_failures", 0.0), *verified_now()]
         tracker.add_slots(events)
         return events + await self.on_verified(tenant, order, dispatcher, tracker)
 
@@ -186,9 +219,26 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         return []
 
 
+def proof_is_fresh(tracker: Tracker, tenant: Tenant, now: float | None = None) -> bool:
+    """Whether the verified order was proved or used within the shop's quiet period.
+
+    A `verified_order` without a time (a tracker from before verification expired) is stale."""
+    at = tracker.get_slot(VERIFIED_AT)
+    if not isinstance(at, (int, float)) or isinstance(at, bool):
+        return False
+    age = (time.time() if now is None else now) - at
+    return 0 <= age <= tenant.verification_expiry_minutes * 60
+
+
+def verified_now() -> list[EventType]:
+    """Events that restart the quiet period: the order was just proved or used."""
+    return [SlotSet(VERIFIED_AT, time.time())]
+
+
 async def verified_order(tracker: Tracker,
                          before_turn: bool = False) -> tuple[Tenant, Order] | None:
-    """The order the form verified (from the backend, or its copy of the last 30 s), or None.
+    """The order the form verified (from the backend, or its copy of the last 30 s), or None
+    when nothing was verified or the proof is older than the shop's quiet period.
 
     `before_turn`: as it stood before the latest message, whatever NLU extracted from it (the
     "2" that picks an item is not a new order number)."""
@@ -197,6 +247,8 @@ async def verified_order(tracker: Tracker,
     if not number or not email or slot("order_number") != number:
         return None
     tenant = await tenant_of(tracker)
+    if not proof_is_fresh(tracker, tenant):
+        return None
     order = await runtime().find_order(tenant, number, email)
     return (tenant, order) if order else None
 
