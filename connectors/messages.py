@@ -62,11 +62,24 @@ class InboundMessage:
     # Several questions to answer in one reply (email): one Rasa turn each, in order.
     questions: tuple[str, ...] = ()
     reply_context: Mapping[str, str] = field(default_factory=dict)
+    # Who is on the other end, for limits that must hold across senders and sessions (failed
+    # order verifications, actions/attempts.py): the request's peer for REST and the widget,
+    # whose sender ids the client chooses. None for providers: there the phone number or email
+    # address is the client, and the provider vouches for it (`client`).
+    client_address: str | None = None
+    # Email only: whether the provider reported that the From domain passed DMARC (or SPF and
+    # DKIM, aligned). Order details are revealed to an email conversation only when it did.
+    sender_authenticated: bool | None = None
 
     @property
     def sender_id(self) -> str:
         """What Rasa sees; visitors cannot choose the tenant or channel part."""
         return sender_id(self.tenant.id, self.channel, self.user_key)
+
+    @property
+    def client(self) -> str:
+        """The client's address: the network peer, else the visitor's address on the channel."""
+        return self.client_address or self.user_key
 
     def recipient(self) -> Recipient:
         """Who the answer to this message goes to."""
@@ -84,6 +97,9 @@ class InboundMessage:
             "tenant_id": self.tenant.id,
             "channel": self.channel,
             "message_id": self.message_id,
+            # Always set, so a client's metadata cannot claim either.
+            "client_address": self.client,
+            "sender_authenticated": self.sender_authenticated,
         }
         if self.media:
             meta["media"] = [{"url": m.url, "content_type": m.content_type} for m in self.media]
@@ -99,6 +115,8 @@ class InboundMessage:
                                 for m in self.media]
         if self.questions:
             payload["questions"] = list(self.questions)
+        if self.sender_authenticated is not None:
+            payload["sender_authenticated"] = self.sender_authenticated
         return payload
 
     @classmethod
@@ -119,6 +137,7 @@ class InboundMessage:
             media=tuple(Media(m["url"], m.get("content_type"))
                         for m in extra.pop("media", None) or []),
             questions=tuple(extra.pop("questions", None) or ()),
+            sender_authenticated=extra.pop("sender_authenticated", None),
             client_metadata=extra,
         )
 

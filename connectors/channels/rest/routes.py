@@ -25,8 +25,12 @@ MAX_TEXT = 4000
 MAX_SENDER = 128
 
 
-def parse(body: bytes, tenant: Tenant, provider: str = "rest") -> InboundMessage:
-    """Validate the untrusted body into an InboundMessage (400 with a reason otherwise)."""
+def parse(body: bytes, tenant: Tenant, provider: str = "rest",
+          client_address: str | None = None) -> InboundMessage:
+    """Validate the untrusted body into an InboundMessage (400 with a reason otherwise).
+
+    `client_address`: the request's peer; failed order verifications are counted by it
+    across the senders a client may invent (actions/attempts.py)."""
     try:
         payload = json.loads(body or b"")
     except (ValueError, UnicodeDecodeError):
@@ -59,6 +63,7 @@ def parse(body: bytes, tenant: Tenant, provider: str = "rest") -> InboundMessage
         text=text.strip(),
         message_id=message_id,
         client_metadata=metadata,
+        client_address=client_address,
     )
 
 
@@ -73,7 +78,8 @@ def routes(channel: Channel) -> Blueprint:
     @bp.post("/webhook")
     async def webhook(request: Request, tenant_slug: str) -> HTTPResponse:
         ctx = context_of(request)
-        inbound = parse(request.body, await ctx.tenant(tenant_slug), channel.name)
+        inbound = parse(request.body, await ctx.tenant(tenant_slug), channel.name,
+                        client_address=request.remote_addr or request.ip)
         replies = await ctx.inbox.converse(inbound)
         return json_response(render(replies or [], inbound.user_key))
 

@@ -57,8 +57,9 @@ class Conversation:
     """One socket's conversation after a valid hello: turns in, bot messages out."""
 
     def __init__(self, ctx: ChannelContext, channel: Channel, ws: WebsocketImplProtocol,
-                 tenant: Tenant, conversation_id: str) -> None:
+                 tenant: Tenant, conversation_id: str, client_address: str | None = None) -> None:
         self.ctx = ctx
+        self.client_address = client_address  # the socket's peer (InboundMessage.client)
         self.channel = channel
         self.ws = ws
         self.tenant = tenant
@@ -99,6 +100,7 @@ class Conversation:
             message_id=(f"web:{self.conversation_id}:{frame.client_id}"
                         if frame.client_id else None),
             client_metadata={"display_text": frame.text} if frame.payload else {},
+            client_address=self.client_address,
         )
         await self.send({"type": "typing"})
         try:
@@ -170,7 +172,9 @@ async def serve_socket(channel: Channel, request: Request, ws: WebsocketImplProt
             return
         conversation_id = await open_session(ctx, ws, tenant)
         if conversation_id is not None:
-            await Conversation(ctx, channel, ws, tenant, conversation_id).serve()
+            # The proxy's forwarded address only when Sanic is configured to trust it.
+            await Conversation(ctx, channel, ws, tenant, conversation_id,
+                               request.remote_addr or request.ip).serve()
     except (ConnectionClosed, WebsocketClosed):
         return  # the visitor left; any turn in flight finishes on its own
     except Exception:
