@@ -53,7 +53,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     for channel in CHANNELS:
         app.blueprint(channel.blueprint(), url_prefix=channel.url_prefix)
-    app.blueprint(health.bp)
+    app.blueprint(health.blueprint(settings.health_token))
     answer_errors(app)
     background = TaskSet()
 
