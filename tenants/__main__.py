@@ -3,6 +3,7 @@
     python -m tenants list
     python -m tenants add --slug acme --name "Acme" --backend shopify \\
         --credentials creds.json [--return-window 30] [--greeting "Hi!"]
+    python -m tenants budget acme 2000000   # LLM tokens a calendar month; `none`: no limit
 
 `creds.json` holds e.g. {"shopify": {"shop_url": ..., "access_token": ...}} or
 {"woocommerce": {"store_url": ..., "consumer_key": ..., "consumer_secret": ...}}, plus a
@@ -23,7 +24,7 @@ import re
 import uuid
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from connectors.channels import credentials_problems
 from core.db import create_engine, session_factory
@@ -75,6 +76,30 @@ async def add(settings: Settings, args: argparse.Namespace) -> str:
         await engine.dispose()
 
 
+def budget_tokens(value: str) -> int | None:
+    """A monthly token budget from the command line: a whole number >= 0, or `none`."""
+    if value.lower() == "none":
+        return None
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError("a whole number of tokens, or none")
+    return int(value)
+
+
+async def set_budget(settings: Settings, slug: str, tokens: int | None) -> None:
+    """Past this many tokens in a month the shop's answers are extractive (knowledge/budget.py);
+    running processes see the change when they next reread the tenant."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            result = await session.execute(update(TenantRow).where(TenantRow.slug == slug)
+                                           .values(llm_monthly_token_budget=tokens))
+            await session.commit()
+    finally:
+        await engine.dispose()
+    if not getattr(result, "rowcount", 0):
+        raise SystemExit(f"no tenant called {slug!r}")
+
+
 async def list_tenants(settings: Settings) -> list[TenantRow]:
     engine = create_engine(settings.database_url)
     try:
@@ -96,11 +121,18 @@ def main(argv: list[str] | None = None) -> None:
     add_cmd.add_argument("--credentials", help="JSON file with the backend's credentials")
     add_cmd.add_argument("--return-window", type=int, default=30)
     add_cmd.add_argument("--greeting")
+    budget_cmd = sub.add_parser("budget", help="set a tenant's monthly LLM token budget")
+    budget_cmd.add_argument("slug")
+    budget_cmd.add_argument("tokens", type=budget_tokens, help="tokens a month, or none")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     if args.command == "add":
         tenant_id = asyncio.run(add(settings, args))
         print(f"added {args.slug} ({tenant_id}): POST /channels/{args.slug}/rest/webhook")
+    elif args.command == "budget":
+        asyncio.run(set_budget(settings, args.slug, args.tokens))
+        print(f"{args.slug}: " + ("no LLM budget" if args.tokens is None
+                                  else f"{args.tokens} LLM tokens a month"))
     else:
         for row in asyncio.run(list_tenants(settings)):
             secret = "credentials stored" if row.credentials_encrypted else "no credentials"
