@@ -16,6 +16,7 @@ import httpx
 import jwt
 
 from connectors.errors import BotUnreachable, UpstreamUnavailable
+from connectors.fairness import FairSlots
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,9 @@ log = logging.getLogger(__name__)
 # at a time; the rest wait here, where waiting is cheap. Queued inside httpx's connection pool
 # instead, each request start and finish scans every queued request against every connection:
 # at 200 visitors that scan took over half the gateway's CPU and delayed every webhook's answer.
+# Shared fairly between shops (connectors/fairness.py): one shop holds at most PER_SHOP of them.
 MAX_TURNS_IN_FLIGHT = 32
+PER_SHOP = 24
 UNREACHABLE = "The bot is not reachable right now; please try again shortly."
 # A token lives this long; a new one is minted when less than half its life is left. Short, so
 # one that leaks is soon worthless; long enough that minting is rare.
@@ -47,7 +50,7 @@ class RasaClient:
         self._token_renew_at = 0.0
         self._actions = action_server_url
         self._timeout = timeout
-        self._slots = asyncio.Semaphore(MAX_TURNS_IN_FLIGHT)
+        self.slots = FairSlots(MAX_TURNS_IN_FLIGHT, PER_SHOP)
         # Room for the health and status calls besides the turns.
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=2.0),
@@ -58,10 +61,12 @@ class RasaClient:
     async def turn(self, sender_id: str, text: str,
                    metadata: dict[str, Any]) -> list[dict[str, Any]]:
         """Send one visitor message; return the bot's messages for it."""
+        # The shop's share of the slots; the sender id starts with the shop's id too.
+        shop = str(metadata.get("tenant_id") or sender_id.split(":", 1)[0])
         try:
             # Waiting for a free slot counts against the turn's time, as a queued request did.
             async with asyncio.timeout(self._timeout):
-                await self._slots.acquire()
+                await self.slots.acquire(shop)
         except TimeoutError:
             log.error("rasa busy", extra={"sender": sender_id})
             raise UpstreamUnavailable(
@@ -69,7 +74,7 @@ class RasaClient:
         try:
             response = await self._post(sender_id, text, metadata)
         finally:
-            self._slots.release()
+            self.slots.release(shop)
         if response.status_code != 200:
             log.error("rasa error", extra={"sender": sender_id, "status": response.status_code})
             raise UpstreamUnavailable("The bot could not handle this message right now.")
