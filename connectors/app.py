@@ -77,14 +77,15 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
             provider_http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)),
         )
         sessions = session_factory(engine)
-        tenants = TenantResolver(sessions)
         sealed = ChannelCredentials(CredentialsBox(settings.credentials_key.reveal()))
         senders = {c.name: c.sender(connections.provider_http, settings)
                    for c in CHANNELS if c.sender is not None}
         outbox = Outbox(sessions, sealed, {c.name: c for c in CHANNELS if c.name in senders},
                         senders, public_base_url=settings.public_base_url,
                         send_attempts=settings.send_attempts)
-        inbox = app.ctx.inbox = Inbox(sessions, connections.rasa, outbox, redis)
+        tenants = TenantResolver(sessions)
+        inbox = app.ctx.inbox = Inbox(sessions, connections.rasa, outbox, redis,
+                                      tenants=tenants.get)
 
         async def history(tenant_id: str, sender_id: str, limit: int) -> list[StoredMessage]:
             return await recent_messages(sessions, tenant_id, sender_id, limit)
@@ -98,12 +99,19 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
         app.ctx.tenants = tenants
 
     @app.after_server_start
-    async def answer_what_a_crash_left(app: Sanic) -> None:
-        background.spawn(app.ctx.inbox.recover(app.ctx.tenants.get), name="recovery")
+    async def sweep_leases(app: Sanic) -> None:
+        # At once (what a crash left), then every few seconds (connectors/leases.py).
+        app.ctx.sweeps = background.spawn(app.ctx.inbox.run_sweeps(), name="lease-sweeps")
 
     @app.on_request
     async def remember_origin(request: Request) -> None:
         request_origin.set(f"{request.scheme}://{request.host}")
+
+    @app.before_server_stop
+    async def stop_sweeping(app: Sanic) -> None:
+        sweeps = getattr(app.ctx, "sweeps", None)
+        if sweeps is not None:
+            sweeps.cancel()
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:

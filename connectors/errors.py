@@ -66,3 +66,13 @@ class UpstreamUnavailable(GatewayError):
 class BotUnreachable(UpstreamUnavailable):
     """Rasa could not be connected to: the message never reached it, so trying again is safe
     (after a timeout or an error answer it may have been taken in, and a retry would repeat it)."""
+
+
+class RateLimited(GatewayError):
+    """Over a rate limit (connectors/limits.py): 429 with `Retry-After` in seconds."""
+
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, {"Retry-After": str(retry_after)})
+        self.retry_after = retry_after

@@ -3,15 +3,25 @@
 Every channel hands what it parsed to the inbox (connectors/channels/contract.py):
 - `accept`: a provider message (SMS, WhatsApp, email). It is stored under its provider id (the
   unique key is the dedupe, also across gateway processes; Redis answers repeats before the
-  database is asked) and the webhook is acknowledged at once. The bot's turns run in a
-  background task, one conversation at a time in arrival order, so a slow LLM never makes a
-  provider wait or retry; the answer is stored and handed to the outbox (connectors/outbox.py).
-- `converse`: a message answered within the request (REST, widget): stored, one Rasa turn, the
-  bot's messages returned (and stored once they are on their way).
+  database is asked) and the webhook is acknowledged at once, also over a rate limit (it is then
+  stored to be answered when its turn comes: connectors/limits.py). Its answer runs in the
+  background under a lease (connectors/leases.py): one conversation at a time in arrival order,
+  across gateways; the answer is stored and handed to the outbox (connectors/outbox.py).
+- `converse`: a message answered within the request (REST, widget): over a rate limit 429,
+  else stored, one Rasa turn, the bot's messages returned (and stored once on their way).
 - `record_status`: a provider's report on a message we sent, for the outbox's records.
-- `recover`: at start-up, provider messages that were acknowledged but never answered (their
-  process died) are claimed once and answered.
+- `sweep` (every few seconds, `run_sweeps`): renews this process's leases and answers provider
+  messages nobody holds: a dead gateway's, retries that are due, deferred ones whose turn came.
 So a message's path through the gateway is one pass: channel → inbox → Rasa → outbox.
+
+When the bot cannot answer a provider message (Rasa timed out, unreachable, erred; or our own
+storage failed), the message is not marked handled: it is given back and tried again after
+RETRY_AFTER (10 s, 30 s, 1 min, 2 min). The fifth attempt that fails (about four minutes after
+the first, a crash-looping message included: every claim counts) sends the apology instead and
+marks it handled: a visitor on SMS hears from us within minutes, and an outage longer than that
+is one the apology tells them about. A retry after a timeout may give Rasa the message twice
+(it may have taken it in before we stopped waiting): a repeated turn is a smaller harm than a
+lost one.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -30,6 +40,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from connectors.errors import BotUnreachable, GatewayError
+from connectors.leases import SWEEP_EVERY, Claimed, Conversation, Leases
+from connectors.limits import Limits
 from connectors.messages import InboundMessage, StatusUpdate
 from connectors.outbound import Reply
 from connectors.outbox import Outbox
@@ -43,17 +55,17 @@ from tenants import Tenant, UnknownTenant
 
 log = logging.getLogger(__name__)
 
-# A provider message still unhandled this long after it arrived was lost with its process
-# (a live one answers within seconds); recovery claims it. Older ones are not answered late.
-RECOVER_AFTER = timedelta(minutes=2)
-RECOVER_WITHIN = timedelta(hours=24)
-PROVIDER_CHANNELS = ("sms", "whatsapp", "email")
 SEEN_TTL = 7 * 24 * 3600  # providers retry for hours (SendGrid: 3 days); keep ids a week
 # Said when the bot itself cannot answer (Rasa down after retries): the visitor is not ignored.
 APOLOGY = ("Sorry, I'm having trouble answering right now. Please write again in a few "
            "minutes, or reply 'agent' to reach someone from our team.")
 # Media without text reaches the bot as this intent (bot/domain/media.yml answers it).
 MEDIA_PAYLOAD = "/send_media"
+# Seconds before the next try of a provider message whose answer failed, by failures so far;
+# one more failure than there are waits gets the apology.
+RETRY_AFTER: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0)
+
+ResolveTenant = Callable[[str], Awaitable[Tenant]]
 
 
 class Bot(Protocol):
@@ -66,15 +78,23 @@ class Bot(Protocol):
 
 class Inbox:
     def __init__(self, sessions: async_sessionmaker, rasa: Bot, outbox: Outbox,
-                 redis: Redis | None = None, retry_wait: float = 0.5) -> None:
+                 redis: Redis | None = None, retry_wait: float = 0.5,
+                 tenants: ResolveTenant | None = None, limits: Limits | None = None,
+                 leases: Leases | None = None,
+                 retry_after: Sequence[float] = RETRY_AFTER) -> None:
         self._sessions = sessions
         self._rasa = rasa
         self._outbox = outbox
         self._redis = redis
         self._retry_wait = retry_wait
-        # One lock per conversation while it has messages in flight (with their count), so
-        # its messages are answered one at a time in arrival order.
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._tenants = tenants
+        self.limits = limits or Limits(redis)
+        self.leases = leases or Leases(sessions)
+        self._retry_after = tuple(retry_after)
+        # Conversations this process is answering: True when more arrived meanwhile.
+        self._draining: dict[Conversation, bool] = {}
+        # One wake-up per conversation with a retry or a deferred message due soon.
+        self._wakeups: dict[Conversation, asyncio.TimerHandle] = {}
         self._tasks = TaskSet()
 
     # -- provider messages: acknowledged at once, answered in the background ---------------
@@ -89,7 +109,10 @@ class Inbox:
             self._log_duplicate(inbound)
             return False
         try:
-            message_pk = await self._store_inbound(inbound, inbound.stored_payload())
+            wait = await self.limits.reserve(inbound)
+            await self._store(inbound, "in", inbound.text, inbound.stored_payload(),
+                              message_id=inbound.message_id,
+                              answer_from=utcnow() + timedelta(seconds=wait))
         except DuplicateMessage:
             self._log_duplicate(inbound)
             return False
@@ -98,8 +121,11 @@ class Inbox:
                 with contextlib.suppress(RedisError):
                     await self._redis.delete(seen_key)
             raise
-        self._tasks.spawn(self._answer(inbound, message_pk, time.monotonic(),
-                                       request_origin.get()))
+        conversation = Conversation(inbound.tenant.id, inbound.sender_id)
+        if wait > 0:
+            self._wake_later(conversation, wait, inbound.tenant)
+        else:
+            self._answer_conversation(conversation, inbound.tenant, request_origin.get())
         return True
 
     async def _first_sighting(self, seen_key: str) -> bool:
@@ -117,42 +143,122 @@ class Inbox:
                             update: StatusUpdate) -> None:
         await self._outbox.record_status(tenant, provider, channel, update)
 
-    async def _answer(self, inbound: InboundMessage, message_pk: int, accepted_at: float,
-                      origin: str | None) -> None:
-        try:
-            async with self._in_order(inbound.sender_id):
-                try:
-                    replies = await self._replies(inbound)
-                    await self._outbox.send(inbound.recipient(), replies,
-                                            await self._store_replies(inbound, replies), origin)
-                    log.info("channel turn", extra={
-                        "tenant_id": inbound.tenant.id, "channel": inbound.channel,
-                        "provider": inbound.provider, "turns": len(replies),
-                        "ms": round((time.monotonic() - accepted_at) * 1000, 1)})
-                except Exception:
-                    log.exception("channel turn failed", extra={
-                        "tenant_id": inbound.tenant.id, "channel": inbound.channel,
-                        "message_id": inbound.message_id})
-                # Not after a cancellation (shutdown): the next start answers it.
-                await conversations.mark_handled(self._sessions, message_pk)
-        except Exception:
-            log.exception("message not marked handled", extra={"message_pk": message_pk})
+    def _answer_conversation(self, conversation: Conversation, tenant: Tenant | None,
+                             origin: str | None) -> None:
+        """Answer the conversation's messages that are free, oldest first, unless this process
+        is at it already (then it is told to look again when done)."""
+        if conversation in self._draining:
+            self._draining[conversation] = True
+            return
+        self._draining[conversation] = False
+        self._tasks.spawn(self._drain(conversation, tenant, origin))
 
-    @contextlib.asynccontextmanager
-    async def _in_order(self, conversation: str) -> AsyncIterator[None]:
-        lock, waiting = self._locks.get(conversation) or (asyncio.Lock(), 0)
-        self._locks[conversation] = (lock, waiting + 1)
+    async def _drain(self, conversation: Conversation, tenant: Tenant | None,
+                     origin: str | None) -> None:
         try:
-            async with lock:
-                yield
+            claimed = await self.leases.claim_next(conversation)
+            while True:
+                if claimed is None:
+                    if not self._draining[conversation]:
+                        return
+                    self._draining[conversation] = False  # more arrived: look again
+                    claimed = await self.leases.claim_next(conversation)
+                    continue
+                if not await self._answer(claimed, tenant, origin):
+                    return  # given back for a retry; the conversation waits for it
+                claimed = await self.leases.finish_and_claim_next(claimed.id, conversation)
+        except Exception:  # the lease runs out and a sweep tries again
+            log.exception("conversation not answered", extra={"tenant_id": conversation.tenant_id})
         finally:
-            lock, waiting = self._locks[conversation]
-            if waiting == 1:
-                del self._locks[conversation]
-            else:
-                self._locks[conversation] = (lock, waiting - 1)
+            del self._draining[conversation]
 
-    async def _replies(self, inbound: InboundMessage) -> list[Reply]:
+    async def _answer(self, claimed: Claimed, tenant: Tenant | None, origin: str | None) -> bool:
+        """True when the message is handled (answered, or a permanent error recorded); False
+        when it was given back to be tried again."""
+        if tenant is None or tenant.id != claimed.tenant_id:
+            try:
+                tenant = await self._tenant(claimed.tenant_id)
+            except UnknownTenant:
+                log.warning("message of an unknown shop not answered",
+                            extra={"tenant_id": claimed.tenant_id, "message_pk": claimed.id})
+                return True
+        inbound = InboundMessage.from_stored(tenant, claimed.sender_id, claimed.text,
+                                             claimed.message_id, claimed.payload)
+        facts = {"tenant_id": tenant.id, "channel": inbound.channel,
+                 "provider": inbound.provider, "message_pk": claimed.id,
+                 "attempt": claimed.attempts}
+        if not self._outbox.sends_for(inbound.provider):
+            log.error("no sender for a stored message; not answered", extra=facts)
+            return True
+        if claimed.attempts > 1:
+            log.warning("message answered again (a retry, or its gateway died)", extra=facts)
+        last_try = claimed.attempts > len(self._retry_after)
+        try:
+            replies = await self._replies(inbound, apologise=last_try)
+            await self._outbox.send(inbound.recipient(), replies,
+                                    await self._store_replies(inbound, replies), origin)
+        except Exception as exc:
+            if last_try:
+                log.exception("message given up after its last try", extra=facts)
+                return True
+            wait = self._retry_after[claimed.attempts - 1]
+            if isinstance(exc, GatewayError):
+                log.warning("bot did not answer; trying again later",
+                            extra={**facts, "error": type(exc).__name__, "in_s": wait})
+            else:
+                log.exception("channel turn failed; trying again later",
+                              extra={**facts, "in_s": wait})
+            await self.leases.release(claimed.id, utcnow() + timedelta(seconds=wait))
+            self._wake_later(Conversation(claimed.tenant_id, claimed.sender_id), wait, tenant)
+            return False
+        log.info("channel turn", extra={
+            **facts, "turns": len(replies),
+            "ms": round((utcnow() - claimed.created_at).total_seconds() * 1000, 1)})
+        return True
+
+    async def _tenant(self, tenant_id: str) -> Tenant:
+        if self._tenants is None:
+            raise UnknownTenant(tenant_id)
+        return await self._tenants(tenant_id)
+
+    def _wake_later(self, conversation: Conversation, seconds: float,
+                    tenant: Tenant | None) -> None:
+        """Look at the conversation again once its next message is due, when that is before
+        the next sweep would (a sweep finds it anyway, also in another gateway)."""
+        if seconds >= SWEEP_EVERY or conversation in self._wakeups:
+            return
+
+        def wake() -> None:
+            del self._wakeups[conversation]
+            self._answer_conversation(conversation, tenant, None)
+
+        self._wakeups[conversation] = asyncio.get_running_loop().call_later(
+            seconds + 0.05, wake)
+
+    async def sweep(self) -> int:
+        """Renew our leases; answer the conversations with messages nobody holds. Returns
+        how many conversations were taken on."""
+        await self.leases.renew()
+        found = await self.leases.free_conversations(skip=list(self._draining))
+        taken_over = sum(taken for _, taken in found)
+        if taken_over:
+            log.warning("leases taken over", extra={"conversations": taken_over})
+        for conversation, _ in found:
+            self._answer_conversation(conversation, None, None)
+        return len(found)
+
+    async def run_sweeps(self, every: float = SWEEP_EVERY) -> None:
+        """Sweep now (what a crash left) and every `every` seconds until cancelled."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # the database may be away for a moment; the next one tries
+                log.exception("lease sweep failed")
+            await asyncio.sleep(every)
+
+    async def _replies(self, inbound: InboundMessage, apologise: bool) -> list[Reply]:
+        """The bot's replies; raises GatewayError when Rasa cannot answer, unless
+        `apologise` (the last try), when the apology answers instead."""
         texts = inbound.turns()
         if len(texts) == 1 and not texts[0].strip():
             texts = (MEDIA_PAYLOAD,) if inbound.media else ()
@@ -163,6 +269,8 @@ class Inbox:
             try:
                 messages = await self._with_retries(self._rasa_turn, inbound, text)
             except GatewayError:
+                if not apologise:
+                    raise
                 messages = [{"text": APOLOGY}]
             if messages:
                 replies.append(Reply(question=text if len(texts) > 1 else None,
@@ -202,31 +310,6 @@ class Inbox:
                           extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel})
             return None
 
-    async def recover(self, resolve_tenant: Callable[[str], Awaitable[Tenant]]) -> int:
-        """Answer provider messages that were acknowledged but never handled (the process
-        that took them died). Returns how many were picked up."""
-        try:
-            rows = await conversations.claim_unhandled(
-                self._sessions, PROVIDER_CHANNELS, RECOVER_AFTER, RECOVER_WITHIN)
-        except Exception:  # the gateway serves on; the next start tries again
-            log.exception("could not look for unanswered messages")
-            return 0
-        picked = 0
-        for row in rows:
-            try:
-                tenant = await resolve_tenant(row.tenant_id)
-            except UnknownTenant:
-                continue
-            inbound = InboundMessage.from_stored(tenant, row.sender_id, row.text, row.message_id,
-                                                 row.payload)
-            if not self._outbox.sends_for(inbound.provider):
-                continue
-            self._tasks.spawn(self._answer(inbound, row.id, time.monotonic(), None))
-            picked += 1
-        if picked:
-            log.warning("unanswered messages picked up", extra={"messages": picked})
-        return picked
-
     # -- messages answered within the request (REST, widget) --------------------------------
     async def converse(self, inbound: InboundMessage) -> list[dict[str, Any]] | None:
         """The bot's messages, or None when this message id was already handled.
@@ -235,8 +318,9 @@ class Inbox:
         message without one (plain REST) is stored while Rasa works on it; either way it is
         stored before we answer, also when Rasa fails. A visitor who leaves mid-turn (closed
         tab, dropped request) does not cancel it: its answer is stored and shows up in the
-        conversation's history.
+        conversation's history. Over a rate limit: RateLimited (429), nothing stored.
         """
+        await self.limits.admit(inbound)
         return await asyncio.shield(self._tasks.spawn(self._converse(inbound)))
 
     async def _converse(self, inbound: InboundMessage) -> list[dict[str, Any]] | None:
@@ -285,19 +369,28 @@ class Inbox:
 
     async def _store(self, inbound: InboundMessage, direction: str, text: str,
                      payload: dict[str, Any] | None, message_id: str | None = None,
-                     at: datetime | None = None) -> int:
+                     at: datetime | None = None, answer_from: datetime | None = None) -> int:
         return await conversations.record_message(
             self._sessions, tenant_id=inbound.tenant.id, sender_id=inbound.sender_id,
             channel=inbound.channel, direction=direction, text=text, message_id=message_id,
-            payload=payload, at=at)
+            payload=payload, at=at, answer_from=answer_from)
 
     def _log_duplicate(self, inbound: InboundMessage) -> None:
         log.info("duplicate message dropped", extra={
             "tenant_id": inbound.tenant.id, "channel": inbound.channel,
             "provider": inbound.provider, "message_id": inbound.message_id})
 
+    @property
+    def busy(self) -> bool:
+        """Turns in flight or retries waiting in this process."""
+        return bool(len(self._tasks) or self._wakeups)
+
     async def drain(self, timeout: float = 30.0) -> None:
-        """Let turns and replies in flight finish (server shutdown)."""
+        """Let turns and replies in flight finish (server shutdown); retries that were due
+        later are left to the sweeps of whichever gateway runs then."""
+        for wakeup in self._wakeups.values():
+            wakeup.cancel()
+        self._wakeups.clear()
         await self._tasks.drain(timeout)
 
 

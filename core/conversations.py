@@ -6,12 +6,11 @@ The agent inbox (a later issue) reads both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, func, insert, select, update
+from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,8 +31,8 @@ class MessageRow(Base):
     text: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    # Provider channels answer in the background: set once the reply went out (or could not),
-    # so a gateway that starts after a crash can answer what was acknowledged but not handled.
+    # Provider channels answer in the background: set once the reply went out (or a permanent
+    # error was recorded), so any gateway can answer what was acknowledged but not handled.
     handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Who is answering it and until when (connectors/leases.py): a gateway that dies leaves an
     # expired lease that any other gateway's sweep takes over. `attempts` counts the claims.
@@ -70,12 +69,14 @@ async def record_message(
     message_id: str | None = None,
     payload: dict[str, Any] | None = None,
     at: datetime | None = None,
+    answer_from: datetime | None = None,
 ) -> int:
     """Store one message; raises DuplicateMessage when `message_id` was seen before.
 
     `at` is when it was said, for a message stored after the fact (a bot reply stored once it
     went out), so a conversation reads in order by created_at even when the visitor's next
-    message was stored first."""
+    message was stored first. `answer_from`: a provider message to be answered, free to be
+    claimed from then on (connectors/leases.py)."""
     # A Core INSERT, not the ORM unit of work: this runs on every turn's hot path.
     statement = (
         insert(MessageRow)
@@ -88,6 +89,7 @@ async def record_message(
             message_id=message_id,
             payload=payload,
             created_at=at or utcnow(),
+            lease_expires_at=answer_from,
         )
         .returning(MessageRow.id)
     )
@@ -109,19 +111,6 @@ class StoredMessage:
     text: str | None
     payload: dict[str, Any] | None
     created_at: datetime | None
-
-
-@dataclass(frozen=True)
-class UnhandledMessage:
-    """A visitor message that was acknowledged but never answered (its process died)."""
-
-    id: int
-    tenant_id: str
-    sender_id: str
-    channel: str
-    text: str | None
-    message_id: str | None
-    payload: dict[str, Any] | None
 
 
 async def recent_messages(sessions: async_sessionmaker, tenant_id: str, sender_id: str,
@@ -159,37 +148,6 @@ async def last_inbound_at(sessions: async_sessionmaker, sender_id: str) -> datet
             MessageRow.sender_id == sender_id, MessageRow.direction == "in"))).scalar()
     # max() keeps the column's type, so this is an aware UTC datetime on both databases.
     return last if isinstance(last, datetime) else None
-
-
-async def mark_handled(sessions: async_sessionmaker, message_pk: int) -> None:
-    async with sessions() as session:
-        await session.execute(update(MessageRow).where(MessageRow.id == message_pk)
-                              .values(handled_at=utcnow()))
-        await session.commit()
-
-
-async def claim_unhandled(sessions: async_sessionmaker, channels: Sequence[str],
-                          older_than: timedelta, younger_than: timedelta) -> list[UnhandledMessage]:
-    """Visitor messages with a provider id on `channels` that were stored between
-    `younger_than` and `older_than` ago and never handled, each claimed (marked handled) in
-    the same UPDATE, so processes starting together never claim the same message twice."""
-    now = utcnow()
-    claim = (
-        update(MessageRow)
-        .where(MessageRow.direction == "in", MessageRow.handled_at.is_(None),
-               MessageRow.message_id.is_not(None),
-               MessageRow.channel.in_(list(channels)),
-               MessageRow.created_at < now - older_than,
-               MessageRow.created_at > now - younger_than)
-        .values(handled_at=now)
-        .returning(MessageRow.id, MessageRow.tenant_id, MessageRow.sender_id,
-                   MessageRow.channel, MessageRow.text, MessageRow.message_id,
-                   MessageRow.payload)
-    )
-    async with sessions() as session:
-        rows = (await session.execute(claim)).all()
-        await session.commit()
-    return [UnhandledMessage(*row) for row in rows]
 
 
 async def open_handoff(

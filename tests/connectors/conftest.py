@@ -3,6 +3,7 @@ answer), a scripted Rasa over HTTP and an in-memory provider whose sends can be 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,8 +82,11 @@ class World:
                               user_key=user, text=text, message_id=f"{message_id}-{self.run}",
                               **kw)
 
-    async def settle(self) -> None:
-        await self.inbox.drain(10)
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every turn, retry and deferred message of the inbox is done."""
+        async with asyncio.timeout(timeout):
+            while self.inbox.busy:
+                await asyncio.sleep(0.01)
 
     async def rows(self, model: Any) -> list[Any]:
         async with self.sessions() as session:
@@ -121,7 +125,9 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path,
         client = RasaClient(rasa.base_url, Secret("t"), 5.0, rasa.base_url)
         sender = MemorySender()
         outbox = make_outbox(sessions, sender)
-        world = World(inbox=Inbox(sessions, client, outbox, redis=redis, retry_wait=0.01),
+        inbox = Inbox(sessions, client, outbox, redis=redis, retry_wait=0.01,
+                      tenants=TenantResolver(sessions).get, retry_after=(0.05, 0.05))
+        world = World(inbox=inbox,
                       outbox=outbox, sender=sender, rasa=rasa, sessions=sessions, tenant=tenant,
                       run=uuid.uuid4().hex[:8], redis=redis)
         rasa.seen.clear()

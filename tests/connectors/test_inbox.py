@@ -5,7 +5,6 @@ messages answered within the request (REST, widget)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -77,12 +76,35 @@ async def test_several_questions_get_one_reply(world: World) -> None:
     assert reply.payload["questions"] == ["q1?", "q2?"]
 
 
-async def test_bot_error_gets_an_apology_and_is_not_sent_twice(world: World) -> None:
+async def test_bot_error_is_tried_again_then_apologised_for(world: World) -> None:
     await world.inbox.accept(world.message("boom", "SM-boom"))
     await world.settle()
+    # Not marked handled with an apology at the first error: tried again after each wait of
+    # the inbox's retry_after (two here), and the third failure gets the apology, once.
+    assert world.rasa.texts() == ["boom"] * 3
     assert world.sender.sent == [("+15550001", APOLOGY)]
-    # Rasa may have taken the message in before failing: a retry would repeat it.
-    assert len(world.rasa.seen) == 1
+    [message, _] = await world.rows(MessageRow)
+    assert message.handled_at is not None and message.attempts == 3
+
+
+async def test_a_turn_that_fails_is_answered_on_the_retry(world: World) -> None:
+    failures = [UpstreamUnavailable("The bot did not answer in time; please try again.")]
+
+    class FlakyRasa(RasaClient):
+        async def turn(self, sender_id: str, text: str,
+                       metadata: dict[str, Any]) -> list[dict[str, Any]]:
+            if failures:
+                raise failures.pop()
+            return await super().turn(sender_id, text, metadata)
+
+    flaky = FlakyRasa(world.rasa.base_url, Secret("t"), 5.0, world.rasa.base_url)
+    inbox = Inbox(world.sessions, flaky, world.outbox, retry_wait=0.01, retry_after=(0.05,))
+    await inbox.accept(world.message("hello", "SM-flaky"))
+    async with asyncio.timeout(10):
+        while inbox.busy:
+            await asyncio.sleep(0.01)
+    await flaky.aclose()
+    assert world.sender.sent == [("+15550001", "echo: hello")]  # no apology
 
 
 async def test_unreachable_bot_is_retried_then_apologised_for(world: World) -> None:
@@ -95,36 +117,30 @@ async def test_unreachable_bot_is_retried_then_apologised_for(world: World) -> N
             return await super().turn(sender_id, text, metadata)
 
     down = CountingRasa(f"http://127.0.0.1:{free_port()}", Secret("t"), 2.0, "http://127.0.0.1:9")
-    inbox = Inbox(world.sessions, down, world.outbox, retry_wait=0.01)
+    inbox = Inbox(world.sessions, down, world.outbox, retry_wait=0.01, retry_after=())
     await inbox.accept(world.message("hello", "SM-down"))
     await inbox.drain(10)
     await down.aclose()
-    assert attempts == ["hello"] * 3  # nothing reached Rasa: trying again is safe
-    assert world.sender.sent == [("+15550001", APOLOGY)]
+    assert attempts == ["hello"] * 3  # nothing reached Rasa: trying again at once is safe
+    assert world.sender.sent == [("+15550001", APOLOGY)]  # no retry left: the apology
 
 
-async def test_a_message_acknowledged_before_a_crash_is_answered_by_the_next_start(
-        world: World) -> None:
-    # The process stored and acknowledged this one, then died before answering.
-    lost = world.message("where is my order?", "SM-crash", user="+15550009",
-                         reply_context={"to": "+15005550006"})
-    await conversations.record_message(
-        world.sessions, tenant_id=lost.tenant.id, sender_id=lost.sender_id,
-        channel=lost.channel, direction="in", text=lost.text, message_id=lost.message_id,
-        payload=lost.stored_payload())
-    await world.inbox.accept(world.message("hi", "SM-fine"))
+async def test_a_failure_of_our_own_is_retried_not_marked_handled(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = world.outbox.send
+    failures = [RuntimeError("database is locked")]
+
+    async def send_once_failing(*args: Any, **kw: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await real(*args, **kw)
+
+    monkeypatch.setattr(world.outbox, "send", send_once_failing)
+    await world.inbox.accept(world.message("hi", "SM-hiccup"))
     await world.settle()
-    async with world.sessions() as session:  # both arrived three minutes ago
-        await session.execute(update(MessageRow).values(created_at=utcnow() - timedelta(minutes=3)))
-        await session.commit()
-    world.sender.sent.clear()
-
-    resolver = TenantResolver(world.sessions)
-    assert await world.inbox.recover(resolver.get) == 1
-    await world.settle()
-    assert world.sender.sent == [("+15550009", "echo: where is my order?")]
-    assert world.sender.contexts[-1].reply_context == {"to": "+15005550006"}
-    assert await world.inbox.recover(resolver.get) == 0  # claimed once, never twice
+    assert world.sender.sent == [("+15550001", "echo: hi")]
+    [message, *_] = await world.rows(MessageRow)
+    assert message.handled_at is not None and message.attempts == 2
 
 
 async def test_messages_stored_under_a_former_provider_name_are_recovered(

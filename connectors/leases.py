@@ -1,0 +1,181 @@
+"""Leases on stored provider messages: who is answering one, until when, and the takeover.
+
+Every provider message (SMS, WhatsApp, email) is stored before it is acknowledged, with
+`lease_expires_at` set to when it may be answered (now, or later when its sender is over a rate
+limit, connectors/limits.py) and no owner. A gateway answers a message only after claiming it:
+one UPDATE that sets `lease_owner` to the process and `lease_expires_at` to now + LEASE, and
+that matches only while the lease is free (no expiry, or an expiry in the past). The UPDATE's
+row count says who won, so two gateways (or a gateway and its own sweep) never answer the same
+message, on SQLite (one writer at a time) as on PostgreSQL (the second UPDATE waits for the
+first's row lock, then re-reads the row and no longer matches).
+
+One conversation, one answer at a time, in arrival order, across gateways: a claim takes only
+the oldest unhandled message of its conversation. While that one is leased, the conversation's
+later messages wait; whoever finishes it claims the next (`finish_and_claim_next`), and the
+sweep claims what nobody is holding.
+
+Every gateway renews its own leases and looks for free ones every SWEEP_EVERY seconds. A
+gateway that dies stops renewing: its leases run out within LEASE and the next sweep of any
+gateway (the dead one's successor included) takes them over: acknowledged messages are answered
+within LEASE + SWEEP_EVERY + a turn, 30 + 10 + a few seconds, well within a minute. A message
+is marked handled only once its answer was delivered or a permanent error was recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from core.conversations import MessageRow
+from core.db import utcnow
+
+# A lease outlives two renewals (SWEEP_EVERY), so one late tick of a busy event loop does not
+# hand a live gateway's message to another; a turn waits RASA_TIMEOUT (30 s) at most between
+# renewals. Short enough that a dead gateway's messages are answered within a minute.
+LEASE = timedelta(seconds=30)
+SWEEP_EVERY = 10.0  # seconds
+# Messages older than this are not answered late (a reply a day later confuses more than it
+# helps); they stay unhandled in the table for the record.
+ANSWER_WITHIN = timedelta(hours=24)
+PROVIDER_CHANNELS = ("sms", "whatsapp", "email")
+SWEEP_BATCH = 200  # conversations a sweep takes on at once; the next sweep takes the rest
+
+
+def process_owner() -> str:
+    """This process's name on its leases: host, pid and a random part (a restarted process
+    with the same pid is another owner, and does not mistake its predecessor's leases for its
+    own)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    tenant_id: str
+    sender_id: str
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message this process now holds the lease on."""
+
+    id: int
+    tenant_id: str
+    sender_id: str
+    channel: str
+    text: str | None
+    message_id: str | None
+    payload: dict[str, Any] | None
+    attempts: int  # claims so far, this one included
+    created_at: datetime
+
+
+def _unanswered(now: datetime) -> ColumnElement[bool]:
+    return and_(MessageRow.direction == "in", MessageRow.handled_at.is_(None),
+                MessageRow.message_id.is_not(None),
+                MessageRow.channel.in_(PROVIDER_CHANNELS),
+                MessageRow.created_at > now - ANSWER_WITHIN)
+
+
+def _free(now: datetime) -> ColumnElement[bool]:
+    return or_(MessageRow.lease_expires_at.is_(None), MessageRow.lease_expires_at <= now)
+
+
+class Leases:
+    def __init__(self, sessions: async_sessionmaker, owner: str | None = None) -> None:
+        self._sessions = sessions
+        self.owner = owner or process_owner()
+
+    def _claim_oldest(self, conversation: Conversation, now: datetime) -> Any:
+        oldest = (select(func.min(MessageRow.id))
+                  .where(MessageRow.tenant_id == conversation.tenant_id,
+                         MessageRow.sender_id == conversation.sender_id, _unanswered(now))
+                  .scalar_subquery())
+        return (update(MessageRow)
+                .where(MessageRow.id == oldest, MessageRow.handled_at.is_(None), _free(now))
+                .values(lease_owner=self.owner, lease_expires_at=now + LEASE,
+                        attempts=MessageRow.attempts + 1)
+                .returning(MessageRow.id, MessageRow.tenant_id, MessageRow.sender_id,
+                           MessageRow.channel, MessageRow.text, MessageRow.message_id,
+                           MessageRow.payload, MessageRow.attempts, MessageRow.created_at)
+                .execution_options(synchronize_session=False))
+
+    async def claim_next(self, conversation: Conversation) -> Claimed | None:
+        """The conversation's oldest unanswered message, leased to us; None when it is held
+        by someone (maybe us), not yet due, or there is none."""
+        async with self._sessions() as session:
+            row = (await session.execute(self._claim_oldest(conversation, utcnow()))).first()
+            await session.commit()
+        return Claimed(*row) if row is not None else None
+
+    async def finish_and_claim_next(self, message_pk: int,
+                                    conversation: Conversation) -> Claimed | None:
+        """Mark a message handled (answered, or a permanent error recorded) and, in the same
+        transaction, claim its conversation's next one."""
+        now = utcnow()
+        async with self._sessions() as session:
+            await session.execute(
+                update(MessageRow).where(MessageRow.id == message_pk)
+                .values(handled_at=now, lease_expires_at=None)
+                .execution_options(synchronize_session=False))
+            row = (await session.execute(self._claim_oldest(conversation, now))).first()
+            await session.commit()
+        return Claimed(*row) if row is not None else None
+
+    async def release(self, message_pk: int, due: datetime) -> None:
+        """Give a message back, to be claimed again from `due` on (a retry)."""
+        async with self._sessions() as session:
+            await session.execute(
+                update(MessageRow)
+                .where(MessageRow.id == message_pk, MessageRow.lease_owner == self.owner,
+                       MessageRow.handled_at.is_(None))
+                .values(lease_owner=None, lease_expires_at=due)
+                .execution_options(synchronize_session=False))
+            await session.commit()
+
+    async def release_all(self) -> int:
+        """Give back every message we hold, due now (a clean shutdown: the next gateway to
+        sweep answers them without waiting for the leases to run out)."""
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(MessageRow)
+                .where(MessageRow.lease_owner == self.owner, MessageRow.handled_at.is_(None))
+                .values(lease_owner=None, lease_expires_at=utcnow())
+                .execution_options(synchronize_session=False))
+            await session.commit()
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def renew(self) -> int:
+        """Extend every lease we hold (messages being answered or waiting for a turn slot)."""
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(MessageRow)
+                .where(MessageRow.lease_owner == self.owner, MessageRow.handled_at.is_(None))
+                .values(lease_expires_at=utcnow() + LEASE)
+                .execution_options(synchronize_session=False))
+            await session.commit()
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def free_conversations(self, skip: Sequence[Conversation] = ()
+                                 ) -> list[tuple[Conversation, bool]]:
+        """Conversations with an unanswered message that nobody holds (never claimed, due
+        again, or its holder's lease ran out), each with whether that is a takeover (an
+        owner's lease ran out). Claims happen in `claim_next`."""
+        now = utcnow()
+        query = (select(MessageRow.tenant_id, MessageRow.sender_id,
+                        func.max(MessageRow.lease_owner))
+                 .where(_unanswered(now), _free(now))
+                 .group_by(MessageRow.tenant_id, MessageRow.sender_id)
+                 .limit(SWEEP_BATCH + len(skip)))
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        skipped = set(skip)
+        found = [(Conversation(t, s), owner is not None) for t, s, owner in rows]
+        return [(c, taken) for c, taken in found if c not in skipped][:SWEEP_BATCH]
