@@ -24,6 +24,7 @@ from tenants import Tenant, TenantResolver
 from tenants.crypto import CredentialsBox
 
 if TYPE_CHECKING:
+    from actions.attempts import Attempts
     from knowledge.answers import KnowledgeAnswers
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class Runtime:
     def knowledge(self) -> KnowledgeAnswers:
         """Grounded answers from the tenants' knowledge bases (loads the embedding model)."""
         from knowledge.answers import KnowledgeAnswers
+        from knowledge.budget import LlmBudget
         from knowledge.cache import MemoryAnswerCache, RedisAnswerCache
         from knowledge.claude import ClaudeAnswerer
         from knowledge.embeddings import get_embedder
@@ -83,17 +85,31 @@ class Runtime:
                               get_embedder(s.models_dir, s.embed_precision))
         cache = RedisAnswerCache(s.redis_url) if s.redis_url else MemoryAnswerCache()
         llm = (ClaudeAnswerer(s.anthropic_api_key.reveal(), s.anthropic_base_url,
-                              timeout=s.llm_timeout)
+                              timeout=s.llm_timeout, budget=LlmBudget(self.sessions))
                if s.anthropic_api_key else None)
         log.info("knowledge answers ready", extra={
             "mode": "llm" if llm else "extractive (no ANTHROPIC_API_KEY)",
             "cache": "redis" if s.redis_url else "memory"})
         return KnowledgeAnswers(retriever, cache, llm)
 
+    @functools.cached_property
+    def attempts(self) -> Attempts:
+        """Failed verifications across senders and sessions (Redis when configured)."""
+        from redis.asyncio import Redis
+
+        from actions.attempts import Attempts, derive_key
+
+        s = self.settings
+        return Attempts(self.sessions, derive_key(s.credentials_key.reveal()),
+                        Redis.from_url(s.redis_url) if s.redis_url else None)
+
     async def aclose(self) -> None:
         """Close what this runtime opened (tests build and drop several per process)."""
         if self._http is not None:
             await self._http.aclose()
+        attempts = self.__dict__.get("attempts")
+        if attempts is not None:
+            await attempts.aclose()
         await self.engine.dispose()
 
     def backend_for(self, tenant: Tenant) -> OrderBackend:

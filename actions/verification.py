@@ -11,6 +11,13 @@ forgotten (number, email and all) and the form asks again. `verified_order()` is
 action that reveals an order goes through, so none can act on an older proof; session start
 carries none of it over (actions/session.py).
 
+Failures also count across senders and sessions (actions/attempts.py): past a limit for the
+email, the order number or the client's address, no check runs and the visitor is told to wait
+or offered a person. On email, the From header proves nothing by itself: an order is checked
+only when the provider reported that the sender's domain passed DMARC (or SPF and DKIM,
+aligned); otherwise the bot says where to verify instead (the web chat, or a reply from the
+order's own address) and answers everything else as usual.
+
 What the visitor types while the form asks is read by `extract_<slot>` (actions/answers.py):
 an answer that fits is taken whatever NLU thought of the message; a question or a request
 with a rule of its own is left alone, so the form rejects the turn and the rule answers
@@ -32,9 +39,11 @@ from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
 from actions.answers import Turn, email_in, leads_elsewhere, order_number_in
+from actions.attempts import Lockout
 from actions.commerce.base import BackendError, Order, normalise_email, normalise_order_number
 from actions.runtime import runtime
-from actions.tenancy import NoTenant, tenant_of
+from actions.tenancy import NoTenant, channel_of, parse_sender_id, tenant_of
+from core import logs
 from tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -48,10 +57,37 @@ STOP_VERIFICATION_FAILED = "verification_failed"
 STOP_NOT_ELIGIBLE = "not_eligible"
 STOP_BACKEND_UNAVAILABLE = "backend_unavailable"
 STOP_NO_TENANT = "no_tenant"
+STOP_LOCKED = "verification_locked"  # too many failures for this email, order or client
+STOP_UNPROVEN_SENDER = "unproven_sender"  # an email whose From the provider did not vouch for
 
 # What a visitor proved about an order; forgotten together when the proof expires.
 VERIFIED_AT = "verified_at"  # unix time the pair was verified or last used to reveal the order
 IDENTITY_SLOTS = ("order_number", "email", "verified_order", VERIFIED_AT)
+
+
+def _metadata(tracker: Tracker) -> dict[str, Any]:
+    """What the gateway sent with the latest message (connectors/messages.py rasa_metadata)."""
+    metadata = (tracker.latest_message or {}).get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def client_of(tracker: Tracker) -> str | None:
+    """The address failed checks are counted under besides the email and the order: what the
+    gateway saw of the client, else the visitor's address on a provider channel."""
+    address = _metadata(tracker).get("client_address")
+    if isinstance(address, str) and address:
+        return address
+    try:
+        scoped = parse_sender_id(tracker.sender_id)
+    except NoTenant:
+        return None
+    return scoped.user_key if scoped.channel in ("sms", "whatsapp", "email") else None
+
+
+def sender_unproven(tracker: Tracker) -> bool:
+    """An email conversation whose latest message the provider did not vouch for (DMARC)."""
+    return (channel_of(tracker) == "email"
+            and _metadata(tracker).get("sender_authenticated") is not True)
 
 
 def _first(value: Any) -> str:
@@ -152,6 +188,10 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         events = await super().get_validation_events(dispatcher, tracker, domain)
         if tracker.get_slot("flow_stop_reason"):
             return events
+        if sender_unproven(tracker):
+            dispatcher.utter_message(response="utter_verify_elsewhere")
+            return events + [SlotSet("order_number", None), SlotSet("email", None),
+                             SlotSet("flow_stop_reason", STOP_UNPROVEN_SENDER)]
         forgotten = await self._forget_stale_proof(tracker)
         tracker.add_slots(forgotten)
         events += forgotten
@@ -182,14 +222,22 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
     async def _verify(
         self, number: str, email: str, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
+        cleared = [SlotSet("order_number", None), SlotSet("email", None),
+                   SlotSet("verified_order", None), SlotSet(VERIFIED_AT, None)]
         try:
             tenant = await tenant_of(tracker)
+            attempts = runtime().attempts
+            check = attempts.check(tenant.id, email=email, order_number=number,
+                                   client=client_of(tracker))
+            lockout = await attempts.locked(check)
+            if lockout is not None:
+                return cleared + self._locked(lockout, dispatcher)
             order = await runtime().find_order(tenant, number, email)
         except NoTenant:
-            log.warning("form without tenant", extra={"sender": tracker.sender_id[:80]})
+            log.warning("form without tenant", extra={"sender": logs.visitor(tracker.sender_id)})
             return [SlotSet("flow_stop_reason", STOP_NO_TENANT)]
         except BackendError:
-            log.exception("order backend failed", extra={"sender": tracker.sender_id})
+            log.exception("order backend failed", extra={"sender": logs.visitor(tracker.sender_id)})
             dispatcher.utter_message(response="utter_backend_unavailable")
             return [SlotSet("flow_stop_reason", STOP_BACKEND_UNAVAILABLE),
                     SlotSet("handoff_offered", True)]
@@ -197,10 +245,11 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
             failures = int(tracker.get_slot("verification_failures") or 0) + 1
             log.info("order verification failed",
                      extra={"tenant_id": tenant.id, "attempt": failures,
-                            "sender": tracker.sender_id})
-            cleared = [SlotSet("order_number", None), SlotSet("email", None),
-                       SlotSet("verified_order", None),
-                       SlotSet("verification_failures", float(failures))]
+                            "sender": logs.visitor(tracker.sender_id)})
+            cleared.append(SlotSet("verification_failures", float(failures)))
+            lockout = await attempts.failed(check)
+            if lockout is not None:
+                return cleared + self._locked(lockout, dispatcher)
             if failures >= MAX_ATTEMPTS:
                 return cleared + [SlotSet("flow_stop_reason", STOP_VERIFICATION_FAILED)]
             dispatcher.utter_message(
@@ -211,6 +260,12 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
                                    SlotSet("verification_failures", 0.0), *verified_now()]
         tracker.add_slots(events)
         return events + await self.on_verified(tenant, order, dispatcher, tracker)
+
+    @staticmethod
+    def _locked(lockout: Lockout, dispatcher: CollectingDispatcher) -> list[EventType]:
+        dispatcher.utter_message(response="utter_verification_locked",
+                                 minutes=lockout.minutes_left())
+        return [SlotSet("flow_stop_reason", STOP_LOCKED), SlotSet("handoff_offered", True)]
 
     async def on_verified(
         self, tenant: Tenant, order: Order, dispatcher: CollectingDispatcher, tracker: Tracker
@@ -244,7 +299,7 @@ async def verified_order(tracker: Tracker,
     "2" that picks an item is not a new order number)."""
     slot = (lambda name: slot_before_turn(tracker, name)) if before_turn else tracker.get_slot
     number, email = slot("verified_order"), slot("email")
-    if not number or not email or slot("order_number") != number:
+    if not number or not email or slot("order_number") != number or sender_unproven(tracker):
         return None
     tenant = await tenant_of(tracker)
     if not proof_is_fresh(tracker, tenant):
@@ -276,5 +331,6 @@ def explain_stop(reason: str, dispatcher: CollectingDispatcher) -> list[EventTyp
         return [SlotSet("handoff_offered", True)]
     if reason == STOP_NO_TENANT:
         dispatcher.utter_message(response="utter_handoff_failed")
-    # not_eligible / backend_unavailable: the validator already explained.
+    # not_eligible / backend_unavailable / verification_locked / unproven_sender: the
+    # validator already explained.
     return []
