@@ -42,7 +42,8 @@ def main() -> None:
     from actions.runtime import action_settings, runtime
 
     settings = action_settings()  # a missing secret or a bad value stops the process here
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, pseudonym_key=settings.log_key,
+                   log_message_text=settings.log_message_text)
     host = args.host or settings.actions_host
     port = args.port or settings.actions_port
     from rasa_sdk.endpoint import create_app

@@ -15,6 +15,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.runtime import runtime
 from actions.tenancy import NoTenant, channel_of, tenant_of
+from core import logs
 from core.conversations import open_handoff
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,17 @@ class ActionHandoff(Action):
                 last_message=tracker.latest_message.get("text"),
             )
         except NoTenant:
-            log.warning("handoff without tenant", extra={"sender": tracker.sender_id[:80]})
+            log.warning("handoff without tenant", extra={"sender": logs.visitor(tracker.sender_id)})
             dispatcher.utter_message(response="utter_handoff_failed")
             return [SlotSet("handoff_offered", False)]
         except Exception:
-            log.exception("handoff could not be recorded", extra={"sender": tracker.sender_id})
+            log.exception("handoff could not be recorded",
+                          extra={"sender": logs.visitor(tracker.sender_id)})
             dispatcher.utter_message(response="utter_handoff_failed")
             return [SlotSet("handoff_offered", False)]
         log.info("handoff requested", extra={"tenant_id": tenant.id, "handoff_id": row.id,
-                                             "new_request": created, "sender": tracker.sender_id})
+                                             "new_request": created,
+                                             "sender": logs.visitor(tracker.sender_id)})
         dispatcher.utter_message(
             response="utter_handoff_requested" if created else "utter_handoff_already_requested"
         )

@@ -23,6 +23,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.runtime import runtime
 from actions.tenancy import NoTenant, tenant_of
+from core import logs
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,12 @@ class ActionAnswerFromKnowledge(Action):
             answer = await runtime().knowledge.answer(tenant, question)
         except NoTenant:
             log.warning("knowledge question without tenant",
-                        extra={"sender": tracker.sender_id[:80]})
+                        extra={"sender": logs.visitor(tracker.sender_id)})
             dispatcher.utter_message(response="utter_knowledge_not_found")
             return [SlotSet("handoff_offered", True)]
         except Exception:
-            log.exception("knowledge answer failed", extra={"sender": tracker.sender_id})
+            log.exception("knowledge answer failed",
+                          extra={"sender": logs.visitor(tracker.sender_id)})
             dispatcher.utter_message(response="utter_knowledge_unavailable")
             return [SlotSet("handoff_offered", True)]
         if answer.abstained:

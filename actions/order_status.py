@@ -19,6 +19,7 @@ from actions.verification import (
     verified_now,
     verified_order,
 )
+from core import logs
 from core.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ class ActionOrderStatus(Action):
         try:
             found = await verified_order(tracker)
         except (BackendError, NoTenant):
-            log.exception("order status lookup failed", extra={"sender": tracker.sender_id})
+            log.exception("order status lookup failed",
+                          extra={"sender": logs.visitor(tracker.sender_id)})
             dispatcher.utter_message(response="utter_backend_unavailable")
             return stop_events()
         if found is None:

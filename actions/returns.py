@@ -37,6 +37,7 @@ from actions.verification import (
     verified_now,
     verified_order,
 )
+from core import logs
 from core.db import utcnow
 from tenants import Tenant
 
@@ -252,7 +253,8 @@ class ActionSubmitReturn(Action):
             )
             return reset
         except (BackendError, NoTenant):
-            log.exception("return could not be registered", extra={"sender": tracker.sender_id})
+            log.exception("return could not be registered",
+                          extra={"sender": logs.visitor(tracker.sender_id)})
             dispatcher.utter_message(response="utter_backend_unavailable")
             return reset + [SlotSet("handoff_offered", True)]
         what = _item_list(items)

@@ -16,6 +16,7 @@ from rasa_sdk.types import DomainDict
 from actions.smalltalk import FLOW_SLOTS
 from actions.tenancy import NoTenant, parse_sender_id
 from actions.verification import IDENTITY_SLOTS
+from core import logs
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class ActionSessionStart(Action):
             scoped = parse_sender_id(tracker.sender_id)
             tenant_id, channel = scoped.tenant_id, scoped.channel
         except NoTenant:
-            log.warning("conversation without tenant", extra={"sender": tracker.sender_id[:80]})
+            log.warning("conversation without tenant",
+                        extra={"sender": logs.visitor(tracker.sender_id)})
         else:
             metadata = tracker.get_slot("session_started_metadata") or {}
             if metadata.get("tenant_id") not in (None, tenant_id):

@@ -10,6 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.tenancy import NoTenant, tenant_of
+from core import logs
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class ActionFallback(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         intent = (tracker.latest_message.get("intent") or {}).get("name")
-        log.info("fallback", extra={"intent": intent, "sender": tracker.sender_id})
+        log.info("fallback", extra={"intent": intent, "sender": logs.visitor(tracker.sender_id)})
         dispatcher.utter_message(response="utter_cannot_answer_yet")
         # As Rasa's own fallback does: forget the turn, so the next prediction is to listen.
         # Without it the policies see the same state again and predict this action until

@@ -9,7 +9,8 @@ from core.settings import Settings
 
 def main() -> None:
     settings = Settings.from_env()  # a missing secret or a bad value stops the process here
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, pseudonym_key=settings.log_key,
+                   log_message_text=settings.log_message_text)
     app = create_app(settings)
     app.run(
         host=settings.gateway_host,

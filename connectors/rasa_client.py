@@ -17,6 +17,7 @@ import jwt
 
 from connectors.errors import BotUnreachable, UpstreamUnavailable
 from connectors.fairness import FairSlots
+from core import logs
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class RasaClient:
             async with asyncio.timeout(self._timeout):
                 await self.slots.acquire(shop)
         except TimeoutError:
-            log.error("rasa busy", extra={"sender": sender_id})
+            log.error("rasa busy", extra={"sender": logs.visitor(sender_id)})
             raise UpstreamUnavailable(
                 "The bot is too busy to answer right now; please try again.") from None
         try:
@@ -76,12 +77,13 @@ class RasaClient:
         finally:
             self.slots.release(shop)
         if response.status_code != 200:
-            log.error("rasa error", extra={"sender": sender_id, "status": response.status_code})
+            log.error("rasa error", extra={"sender": logs.visitor(sender_id),
+                                           "status": response.status_code})
             raise UpstreamUnavailable("The bot could not handle this message right now.")
         messages = response.json()
         if not messages and not await self.actions_alive():
             # Rasa answers [] and only logs when the action server is down: say so.
-            log.error("action server unreachable", extra={"sender": sender_id})
+            log.error("action server unreachable", extra={"sender": logs.visitor(sender_id)})
             raise UpstreamUnavailable("The bot's action server is not reachable right now.")
         return messages
 
@@ -92,13 +94,15 @@ class RasaClient:
                 json={"sender": sender_id, "message": text, "metadata": metadata},
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            log.error("rasa unreachable", extra={"sender": sender_id, "error": type(exc).__name__})
+            log.error("rasa unreachable", extra={"sender": logs.visitor(sender_id),
+                                                 "error": type(exc).__name__})
             raise BotUnreachable(UNREACHABLE) from None
         except httpx.TimeoutException:
-            log.error("rasa timed out", extra={"sender": sender_id})
+            log.error("rasa timed out", extra={"sender": logs.visitor(sender_id)})
             raise UpstreamUnavailable("The bot did not answer in time; please try again.") from None
         except httpx.TransportError as exc:
-            log.error("rasa unreachable", extra={"sender": sender_id, "error": type(exc).__name__})
+            log.error("rasa unreachable", extra={"sender": logs.visitor(sender_id),
+                                                 "error": type(exc).__name__})
             raise UpstreamUnavailable(UNREACHABLE) from None
 
     async def actions_alive(self) -> bool:

@@ -1,27 +1,77 @@
-"""Structured (JSON lines) logging for our processes.
+"""Structured (JSON lines) logging for our processes, with no secrets and no visitor data in it.
 
 Secrets never reach a log line: we log ids and kinds, not tokens, and `redact` masks anything
 that looks like a card number or a credential in free text before it is logged.
+
+Visitors' emails, phone numbers and message texts never reach a log line either (DESIGN.md,
+style 14): sender ids hold them ("{tenant}:sms:+4915112345678"), so a sender id is logged as
+`visitor(sender_id)`, a keyed hash that names one visitor across log lines and processes but
+cannot be reversed or checked against a guessed number without the key (`Settings.log_key`).
+Message texts are logged only through `message_text`, which shows their length unless
+LOG_MESSAGE_TEXT says otherwise (debugging only). As a last line of defence the formatter
+replaces anything shaped like an email address or an international phone number in a log
+line, its fields and its traceback.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import re
+import secrets
 import sys
 import time
 from typing import Any
 
 _CARD = re.compile(r"\b(?:\d[ -]?){12,15}(\d{4})\b")
 _SECRET_KV = re.compile(r"(?i)\b(token|secret|password|api[_-]?key|authorization)(\s*[=:]\s*)\S+")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# E.164 as Twilio sends it ("+4915112345678", "whatsapp:+49..."). A bare run of digits (Meta's
+# wa_id) is left alone here: timestamps and provider ids look the same; `visitor` covers those.
+_PHONE = re.compile(r"(?<![\w+])\+[1-9]\d{6,14}\b")
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
+# Until `configure` sets the deployment's key, pseudonyms are keyed with a random one: still
+# unlinkable to the visitor, just not stable across processes.
+_pseudonym_key = secrets.token_bytes(32)
+_log_message_text = False
 
-def redact(text: str) -> str:
+
+def redact(text: str, *, personal: bool = True) -> str:
+    """Card numbers and `token=...`-shaped credentials masked; with `personal`, also emails
+    and international phone numbers."""
     text = _CARD.sub(lambda m: "**** **** **** " + m.group(1), text)
+    if personal:
+        text = _EMAIL.sub("[email]", text)
+        text = _PHONE.sub("[phone]", text)
     return _SECRET_KV.sub(lambda m: m.group(1) + m.group(2) + "[redacted]", text)
+
+
+def visitor(sender_id: str) -> str:
+    """How a sender id appears in logs: "<tenant>:<channel>:v-<keyed hash>".
+
+    The tenant and channel parts are ours (an id and a name), so they stay readable; the
+    visitor's own part (a phone number, an email address, a client-chosen id) becomes 16 hex
+    digits of HMAC-SHA256 over the whole sender id.
+    """
+    digest = hmac.new(_pseudonym_key, sender_id.encode(), hashlib.sha256).hexdigest()[:16]
+    parts = sender_id.split(":", 2)
+    if len(parts) == 3 and all(parts) and parts[1].isidentifier() and len(parts[0]) <= 64:
+        return f"{parts[0][:64]}:{parts[1][:32]}:v-{digest}"
+    return f"v-{digest}"
+
+
+def message_text(text: str | None) -> str:
+    """A visitor's (or a reply's) text as logs show it: its length, or the text itself when
+    LOG_MESSAGE_TEXT is on (a development setting: texts hold emails, numbers, addresses)."""
+    if text is None:
+        return "<none>"
+    if _log_message_text:
+        return text
+    return f"<{len(text)} chars>"
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,17 +81,36 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": _clean(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = redact(value) if isinstance(value, str) else value
+                entry[key] = _clean(value)
         if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+            entry["exc"] = _clean(self.formatException(record.exc_info))
+        return json.dumps(entry, default=lambda value: _clean(str(value)))
 
 
-def configure(level: str = "INFO") -> None:
+def _clean(value: Any) -> Any:
+    """`redact` through strings, lists and dicts of a log entry. With LOG_MESSAGE_TEXT on, a
+    developer asked to see texts: emails and numbers stay, credentials are still masked."""
+    if isinstance(value, str):
+        return redact(value, personal=not _log_message_text)
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    return value
+
+
+def configure(level: str = "INFO", *, pseudonym_key: bytes | None = None,
+              log_message_text: bool = False) -> None:
+    """JSON lines on stderr at `level`. `pseudonym_key` keys `visitor` (Settings.log_key, the
+    same in every process of a deployment); `log_message_text` is LOG_MESSAGE_TEXT."""
+    global _pseudonym_key, _log_message_text
+    if pseudonym_key is not None:
+        _pseudonym_key = pseudonym_key
+    _log_message_text = log_message_text
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

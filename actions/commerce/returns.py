@@ -176,7 +176,7 @@ class ReturnLedger:
                 await session.commit()
         log.info(
             "return recorded",
-            extra={"tenant_id": self._tenant_id, "order": order.number, "reference": reference,
+            extra={"tenant_id": self._tenant_id, "reference": reference,
                    "backend": backend.kind, "status": status},
         )
         return ReturnOutcome(reference, created=True, status=status)

@@ -40,6 +40,7 @@ from connectors.channels.web.history import bot_messages, load_history
 from connectors.channels.web.look import key_matches
 from connectors.errors import GatewayError, UpstreamUnavailable
 from connectors.messages import InboundMessage
+from core import logs
 from core.sender_ids import sender_id
 from tenants import Tenant
 
@@ -153,7 +154,9 @@ async def open_session(ctx: ChannelContext, ws: WebsocketImplProtocol,
         token, _ = tokens.issue(secret, tenant.id, conversation_id)
         history = await load_history(ctx, tenant.id, sender_id(tenant.id, "web", conversation_id))
     await ws.send(json.dumps({"type": "session", "token": token, "history": history}))
-    log.info("web session", extra={"tenant_id": tenant.id, "conversation": conversation_id,
+    log.info("web session", extra={"tenant_id": tenant.id,
+                                   "sender": logs.visitor(sender_id(tenant.id, "web",
+                                                                    conversation_id)),
                                    "resumed": frame.token is not None})
     return conversation_id
 

@@ -1,0 +1,105 @@
+"""Log lines carry no visitor data: sender ids as keyed pseudonyms, texts as lengths, and a
+formatter that masks emails, phone numbers, cards and credentials whatever a caller passed."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from core import logs
+from core.settings import Settings
+
+SMS_SENDER = "3f0c2a9e-1111-4a4a-9c9c-000000000001:sms:+4915112345678"
+EMAIL_SENDER = "3f0c2a9e-1111-4a4a-9c9c-000000000001:email:sam@example.com"
+
+
+def redirect() -> io.StringIO:
+    """Point the handler `configure` installed at a buffer."""
+    stream = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    return stream
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """The root logger as `configure` sets it up, writing to a buffer; restored after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure("DEBUG", pseudonym_key=b"k" * 32)
+    stream = redirect()
+    yield stream
+    logs.configure("INFO")
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_visitor_is_a_keyed_pseudonym_that_keeps_tenant_and_channel() -> None:
+    logs.configure("INFO", pseudonym_key=b"a" * 32)
+    first = logs.visitor(SMS_SENDER)
+    assert "+49" not in first and "15112345678" not in first
+    assert first.startswith("3f0c2a9e-1111-4a4a-9c9c-000000000001:sms:v-")
+    assert logs.visitor(SMS_SENDER) == first  # one visitor, one name across lines
+    assert logs.visitor(EMAIL_SENDER) != first
+    assert logs.visitor("me").startswith("v-")  # not a sender id the gateway built
+    logs.configure("INFO", pseudonym_key=b"b" * 32)
+    assert logs.visitor(SMS_SENDER) != first  # without the key a number cannot be tested
+
+
+def test_settings_give_every_process_one_key() -> None:
+    env = {"SWITCHBOARD_CREDENTIALS_KEY": "new,old", "RASA_TOKEN": "t"}
+    one, same = Settings.from_env(env), Settings.from_env({**env, "RASA_TOKEN": "u"})
+    other = Settings.from_env({**env, "SWITCHBOARD_CREDENTIALS_KEY": "old"})
+    assert one.log_key == same.log_key != other.log_key and len(one.log_key) == 32
+    assert one.log_key != one.widget_secret
+
+
+def test_message_text_is_a_length_unless_asked(captured: io.StringIO) -> None:
+    assert logs.message_text("my email is sam@example.com") == "<27 chars>"
+    logs.configure("INFO", log_message_text=True)
+    try:
+        assert logs.message_text("hello") == "hello"
+    finally:
+        logs.configure("INFO")
+    assert logs.message_text(None) == "<none>"
+
+
+def test_formatter_masks_what_a_careless_caller_passes(captured: io.StringIO) -> None:
+    log = logging.getLogger("tests.careless")
+    log.info("lookup for sam@example.com from +4915112345678",
+             extra={"to": "whatsapp:+4915112345678", "detail": {"email": "alex@example.org"},
+                    "recipients": ["kim@example.net"], "auth": "token=abc123"})
+    try:
+        raise ValueError("no order for sam@example.com")
+    except ValueError:
+        log.exception("failed")
+    text = captured.getvalue()
+    for leaked in ("sam@example.com", "15112345678", "alex@example.org", "kim@example.net",
+                   "abc123"):
+        assert leaked not in text
+    first = lines(captured)[0]
+    assert first["msg"] == "lookup for [email] from [phone]"
+    assert first["to"] == "whatsapp:[phone]" and first["detail"] == {"email": "[email]"}
+
+
+def test_debug_text_setting_keeps_texts_but_never_credentials(captured: io.StringIO) -> None:
+    logs.configure("INFO", log_message_text=True)
+    stream = redirect()
+    logging.getLogger("tests.debug").info("said", extra={
+        "text": logs.message_text("I am sam@example.com"), "auth": "api_key=abc123"})
+    entry = lines(stream)[0]
+    assert entry["text"] == "I am sam@example.com" and entry["auth"] == "api_key=[redacted]"
+
+
+def test_ids_and_numbers_that_are_not_phone_numbers_stay() -> None:
+    assert logs.redact("order #1002 took 1500 ms at 1732800000") == (
+        "order #1002 took 1500 ms at 1732800000")
