@@ -67,14 +67,19 @@ def sync_url(async_url: str) -> str:
 
 
 def create_engine(url: str) -> AsyncEngine:
+    # hide_parameters: a failed statement's exception text would otherwise quote its bound
+    # values (visitors' texts, sender ids holding phone numbers and emails), and that text
+    # reaches logs through log.exception.
     if url.startswith("sqlite"):
         # SQLite lets one writer in at a time per file. With one connection per process our
         # coroutines queue for it in order (an asyncio wait) instead of each holding a
         # connection and sleeping in SQLite's busy handler, where under load they time out
         # with "database is locked". The busy timeout is then only for the other processes.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
+                                     hide_parameters=True)
     else:
-        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                                     hide_parameters=True)
     install_sqlite_pragmas(engine.sync_engine)
     return engine
 
