@@ -76,13 +76,21 @@ def meta_message(gateway: str, slug: str, creds: dict[str, Any], sender: str, te
 
 def mailgun_message(gateway: str, slug: str, creds: dict[str, Any], sender: str, subject: str,
                     text: str, message_id: str | None = None, in_reply_to: str = "",
-                    references: str = "") -> SignedRequest:
-    """An inbound email as a Mailgun route forwards it (signature over timestamp + token)."""
+                    references: str = "", authenticated: bool = True) -> SignedRequest:
+    """An inbound email as a Mailgun route forwards it (signature over timestamp + token).
+
+    `authenticated`: Mailgun found SPF and DKIM passing for the sender's own domain (a mail
+    from its real address); False: a From anyone could have typed."""
     message_id = message_id or make_msgid(domain="mail.example.net")
     timestamp, token = str(int(time.time())), secrets.token_hex(25)
     signature = hmac.new(creds["mailgun_signing_key"].encode(), (timestamp + token).encode(),
                          hashlib.sha256).hexdigest()
-    headers = [["Received", "by mxa.mailgun.org with SMTP"], ["From", sender],
+    verdict = "Pass" if authenticated else "Fail"
+    headers = [["X-Mailgun-Spf", verdict], ["X-Mailgun-Dkim-Check-Result", verdict],
+               ["Received", "by mxa.mailgun.org with SMTP"],
+               ["DKIM-Signature", f"v=1; a=rsa-sha256; d={sender.rpartition('@')[2]}; s=s1; "
+                                  "bh=x; b=y"],
+               ["From", sender],
                ["To", creds["address"]], ["Subject", subject], ["Message-Id", message_id],
                ["Date", formatdate(localtime=False)], ["Mime-Version", "1.0"],
                ["Content-Type", 'text/plain; charset="utf-8"']]

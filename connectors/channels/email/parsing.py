@@ -6,12 +6,25 @@ is the Message-ID header; a mail without one gets a stable synthetic id (a hash 
 Subject and body, "<sha256…@switchboard.invalid>") so provider retries still dedupe, instead of
 a 400 that Mailgun and SendGrid would retry for hours. The text is the plain part, else the
 HTML part flattened (stripping quoted history is the caller's step).
+
+The From header is whatever the sender typed, so `ParsedEmail.authenticated` records whether
+the provider vouched for it, and only then does the bot talk about orders by email
+(actions/verification.py). What counts, read only from what the provider itself adds:
+- a DMARC pass for the From domain in the newest Authentication-Results or
+  ARC-Authentication-Results header that the provider's own servers wrote (authserv-id under
+  TRUSTED_AUTHSERV); a sender's own A-R headers sit below it and are not read;
+- or SPF and DKIM both passing and aligned with the From domain: Mailgun's X-Mailgun-Spf and
+  X-Mailgun-Dkim-Check-Result headers (with the envelope sender and a DKIM-Signature d= of the
+  From domain), SendGrid's `SPF` and `dkim` fields (`{@domain : pass}`, with the envelope's
+  from). A verdict header that appears twice with different values (a sender adding its own
+  "Pass") counts as a failure.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -39,6 +52,8 @@ class ParsedEmail:
     text: str  # plain part, or the HTML part flattened; not yet stripped
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names, first value
     media: tuple[Media, ...] = ()
+    # The provider reported the From domain passed DMARC, or SPF and DKIM aligned with it.
+    authenticated: bool = False
 
 
 
@@ -134,12 +149,115 @@ def _loads(value: str | None, fallback: Any) -> Any:
         return fallback
 
 
+# --- did the provider vouch for the sender? -------------------------------------------------
+
+# authserv-ids of the providers' receiving servers (RFC 8601), by provider.
+TRUSTED_AUTHSERV = {"mailgun": ("mailgun.org", "mailgun.net"), "sendgrid": ("sendgrid.net",)}
+_AUTH_RESULTS = ("authentication-results", "arc-authentication-results")
+_ARC_INSTANCE = re.compile(r"^\s*i\s*=\s*(\d+)\s*$")
+_DKIM_DOMAIN = re.compile(r"(?:^|;)\s*d\s*=\s*([^;\s]+)", re.IGNORECASE)
+_SENDGRID_DKIM = re.compile(r"@([^\s:,{}]+)\s*:\s*(\w+)")
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].strip().strip(">").lower().rstrip(".")
+
+
+def aligned(domain: str, from_domain: str) -> bool:
+    """DMARC's relaxed alignment, conservatively: the same domain, or one a subdomain of the
+    other (sibling subdomains, which share an organisational domain, are not accepted)."""
+    if not domain or not from_domain or "." not in domain or "." not in from_domain:
+        return False
+    return (domain == from_domain or domain.endswith("." + from_domain)
+            or from_domain.endswith("." + domain))
+
+
+def _dmarc_passed(value: str, from_domain: str, provider: str) -> bool | None:
+    """One (ARC-)Authentication-Results value: None unless the provider wrote it, else
+    whether it says DMARC passed for the From domain."""
+    parts = [p.strip() for p in value.split(";")]
+    if parts and _ARC_INSTANCE.match(parts[0]):  # ARC-A-R: "i=1; authserv-id; ..."
+        parts = parts[1:]
+    if not parts:
+        return None
+    authserv = parts[0].split()[0].lower() if parts[0].split() else ""
+    if not any(authserv == t or authserv.endswith("." + t) for t in TRUSTED_AUTHSERV[provider]):
+        return None
+    for result in parts[1:]:
+        words = result.split()
+        if not words or not words[0].lower().startswith("dmarc="):
+            continue
+        if words[0].lower() != "dmarc=pass":
+            return False
+        said = [w.split("=", 1)[1].lower() for w in words[1:]
+                if w.lower().startswith("header.from=")]
+        return bool(said) and all(aligned(d.strip('"'), from_domain) for d in said)
+    return False
+
+
+def _newest_provider_verdict(pairs: list[tuple[str, str]], from_domain: str,
+                             provider: str) -> bool | None:
+    """The DMARC verdict of the newest A-R / ARC-A-R header the provider wrote (headers are
+    listed newest first, as each hop prepends its own)."""
+    for name, value in pairs:
+        if name in _AUTH_RESULTS:
+            verdict = _dmarc_passed(value, from_domain, provider)
+            if verdict is not None:
+                return verdict
+    return None
+
+
+def _one_value(pairs: list[tuple[str, str]], name: str) -> str:
+    """A verdict header's value, lower-cased; "" when absent or present with different values
+    (a sender cannot add a "Pass" of its own next to the provider's "Fail")."""
+    values = {v.strip().lower() for n, v in pairs if n == name}
+    return values.pop() if len(values) == 1 else ""
+
+
+def mailgun_authenticated(pairs: list[tuple[str, str]], sender: str, envelope: str) -> bool:
+    from_domain = _domain(sender)
+    verdict = _newest_provider_verdict(pairs, from_domain, "mailgun")
+    if verdict is not None:
+        return verdict
+    signed_by = {m.group(1).lower().rstrip(".") for n, v in pairs if n == "dkim-signature"
+                 for m in [_DKIM_DOMAIN.search(v)] if m}
+    return (_one_value(pairs, "x-mailgun-spf") == "pass"
+            and _one_value(pairs, "x-mailgun-dkim-check-result") == "pass"
+            and aligned(_domain(envelope), from_domain)
+            and any(aligned(d, from_domain) for d in signed_by))
+
+
+def sendgrid_authenticated(pairs: list[tuple[str, str]], sender: str, envelope: str,
+                           spf: str, dkim: str) -> bool:
+    from_domain = _domain(sender)
+    verdict = _newest_provider_verdict(pairs, from_domain, "sendgrid")
+    if verdict is not None:
+        return verdict
+    passed = {d.lower().rstrip(".") for d, result in _SENDGRID_DKIM.findall(dkim)
+              if result.lower() == "pass"}
+    return (spf.strip().lower() == "pass" and aligned(_domain(envelope), from_domain)
+            and any(aligned(d, from_domain) for d in passed))
+
+
+def _header_pairs(raw: Any) -> list[tuple[str, str]]:
+    """Mailgun's message-headers ([[name, value], ...]) with lower-cased names, in order."""
+    if not isinstance(raw, list):
+        return []
+    return [(str(p[0]).lower(), str(p[1])) for p in raw
+            if isinstance(p, (list, tuple)) and len(p) == 2]
+
+
+def _message_pairs(message: Message) -> list[tuple[str, str]]:
+    return [(name.lower(), str(value)) for name, value in message.items()]
+
+
 # --- Mailgun ---------------------------------------------------------------------------------
 
 
 def parse_mailgun(form: Mapping[str, str], files: Mapping[str, tuple[str, str]]) -> ParsedEmail:
     """Mailgun's forward() fields → ParsedEmail. `files`: field name → (filename, type)."""
-    headers = _headers_from_pairs(_loads(form.get("message-headers"), []))
+    raw_headers = _loads(form.get("message-headers"), [])
+    headers = _headers_from_pairs(raw_headers)
 
     def header(name: str) -> str:
         return headers.get(name.lower()) or form.get(name) or form.get(name.title()) or ""
@@ -172,6 +290,8 @@ def parse_mailgun(form: Mapping[str, str], files: Mapping[str, tuple[str, str]])
         text=text,
         headers=headers,
         media=tuple(media),
+        authenticated=mailgun_authenticated(_header_pairs(raw_headers), sender,
+                                            _address(form.get("sender", "")) or sender),
     )
 
 
@@ -218,10 +338,12 @@ def parse_sendgrid(body: bytes, content_type: str) -> ParsedEmail:
     if "email" in raw_fields:  # raw mode: the whole MIME message in one field
         mime = message_from_bytes(raw_fields["email"], policy=default)
         headers = _headers_from_message(mime)
+        pairs = _message_pairs(mime)
         plain, html, media = _mime_parts(mime)
     else:
         parsed_headers = HeaderParser(policy=default).parsestr(field_text("headers"))
         headers = _headers_from_message(parsed_headers)
+        pairs = _message_pairs(parsed_headers)
         plain, html = field_text("text"), field_text("html")
         info = _loads(field_text("attachment-info"), {}) or {}
         media_list: list[Media] = []
@@ -255,4 +377,8 @@ def parse_sendgrid(body: bytes, content_type: str) -> ParsedEmail:
         text=text,
         headers=headers,
         media=media,
+        authenticated=sendgrid_authenticated(
+            pairs, sender,
+            _address(str(envelope_json.get("from", ""))) if isinstance(envelope_json, dict)
+            else "", field_text("SPF"), field_text("dkim")),
     )

@@ -70,6 +70,7 @@ def to_inbound(tenant: Tenant, provider: str, credentials: Mapping[str, Any],
         message_id=mail.message_id,
         media=mail.media,
         questions=tuple(turns) if len(turns) > 1 else (),
+        sender_authenticated=mail.authenticated,
         reply_context={
             "to": address,
             "subject": mail.subject,

@@ -3,9 +3,16 @@
 The reply carries In-Reply-To (the visitor's Message-ID) and References (their chain plus that
 id), so mail clients keep it in the thread; our own Message-ID is returned for the outbox to
 record and match later replies. A text/plain part and a text/html alternative: when the visitor
-asked several questions, each answer follows its quoted question; buttons become a numbered
-list the visitor can answer with; a product under a knowledge answer becomes a card in the
-HTML part (picture, name, price, facts, a "View product" link) and its link in the text part.
+asked several questions, the answers follow in their order under "Your question 1 of 3";
+buttons become a numbered list the visitor can answer with; a product under a knowledge answer
+becomes a card in the HTML part (picture, name, price, facts, a "View product" link) and its
+link in the text part.
+
+Nothing the visitor wrote is sent back beyond what threading needs: anyone can put someone
+else's address in From, and a reply that quoted the mail's text (or carried its subject as
+written) would let the shop's own server deliver an attacker's words to that person. So the
+questions are never quoted, and the subject is "Re: " + the original cut to SUBJECT_WORDS and
+SUBJECT_CHARS, without links, addresses or control characters.
 
 One attempt per call; the outbox retries TransientSendError. Error mapping:
 connection refused/dropped, timeouts and SMTP 4xx → TransientSendError; SMTP 5xx (550 recipient
@@ -29,16 +36,31 @@ from connectors.rendering import ProductCard, message_text, product_cards
 
 log = logging.getLogger(__name__)
 
-_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|r)\s*:\s*", re.IGNORECASE)
+_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|r|fwd?|wg)\s*:\s*", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 MAX_REFERENCES = 20
+# The original subject, as far as a reply repeats it: enough to recognise the thread.
+SUBJECT_WORDS = 8
+SUBJECT_CHARS = 60
+# Links (with or without a scheme), email addresses and control or format characters.
+_SUBJECT_DROP = re.compile(
+    r"(\b[a-z][a-z0-9+.-]*://\S*|\bwww\.\S*|\S*@\S*|\S+\.(com|net|org|io|co|info|biz|ru|xyz)"
+    r"(/\S*)?\b|[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069])", re.IGNORECASE)
 
 
 def reply_subject(subject: str, fallback: str) -> str:
-    subject = " ".join((subject or "").split())
-    if not subject:
-        return f"Re: {fallback}"
-    return subject if _REPLY_PREFIX.match(subject) else f"Re: {subject}"
+    """"Re: " + the visitor's subject, bounded and without links or addresses ("Re: " + the
+    shop's name when nothing is left)."""
+    subject = " ".join(_SUBJECT_DROP.sub(" ", subject or "").split())
+    while _REPLY_PREFIX.match(subject):
+        subject = _REPLY_PREFIX.sub("", subject, count=1)
+    words = subject.split()
+    subject = " ".join(words[:SUBJECT_WORDS])
+    if len(subject) > SUBJECT_CHARS:
+        subject = subject[:SUBJECT_CHARS].rsplit(" ", 1)[0].rstrip(" ,.;:-") + "…"
+    elif len(words) > SUBJECT_WORDS:
+        subject = subject.rstrip(" ,.;:-") + "…"
+    return f"Re: {subject or fallback}"
 
 
 def references_chain(references: str, parent: str) -> str:
@@ -105,33 +127,31 @@ def _message_html(message: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _heading(index: int, replies: Sequence[Reply]) -> str:
+    """Names the question an answer is for by its place, never by its words."""
+    return f"Your question {index + 1} of {len(replies)}:" if len(replies) > 1 else ""
+
+
 def render_text(replies: Sequence[Reply]) -> str:
-    quote = len(replies) > 1
     sections: list[str] = []
-    for reply in replies:
+    for index, reply in enumerate(replies):
         body = "\n\n".join(t for t in (message_text(m) for m in reply.messages) if t)
         if not body:
             continue
-        if quote and reply.question:
-            quoted = "\n".join(f"> {line}".rstrip() for line in reply.question.splitlines())
-            body = f"{quoted}\n\n{body}"
-        sections.append(body)
+        heading = _heading(index, replies)
+        sections.append(f"{heading}\n{body}" if heading else body)
     return "\n\n".join(sections)
 
 
 def render_html(replies: Sequence[Reply]) -> str:
-    quote = len(replies) > 1
     sections: list[str] = []
-    for reply in replies:
+    for index, reply in enumerate(replies):
         body = "".join(_message_html(m) for m in reply.messages)
         if not body:
             continue
-        if quote and reply.question:
-            question = html.escape(reply.question).replace("\n", "<br>")
-            body = (
-                '<blockquote style="margin:0 0 8px;padding-left:8px;border-left:3px solid #ccc;'
-                f'color:#555">{question}</blockquote>{body}'
-            )
+        heading = _heading(index, replies)
+        if heading:
+            body = f'<p style="margin:0 0 4px;color:#555"><strong>{heading}</strong></p>{body}'
         sections.append(f"<div>{body}</div>")
     inner = "<hr>".join(sections)
     return f'<!DOCTYPE html><html><body style="font-family:sans-serif">{inner}</body></html>'

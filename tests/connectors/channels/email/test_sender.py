@@ -137,6 +137,23 @@ def test_render_without_a_parent_starts_a_thread_named_after_the_shop() -> None:
     assert mail["In-Reply-To"] is None and mail["References"] is None
 
 
+@pytest.mark.parametrize(("subject", "expected"), [
+    ("Where is my order?", "Re: Where is my order?"),
+    ("RE: re: Fwd: Where is my order?", "Re: Where is my order?"),
+    ("Your account is locked, log in at https://evil.example/login or www.evil.example now",
+     "Re: Your account is locked, log in at or…"),
+    ("Payment failed: write to billing@evil.example today", "Re: Payment failed: write to today"),
+    ("one two three four five six seven eight nine ten", "Re: one two three four five six seven"
+     " eight…"),
+    ("x" * 200, "Re: " + "x" * 60 + "…"),
+    ("Hello\r\nBcc: victim@example.com\u202e", "Re: Hello Bcc:"),
+    ("https://evil.example", "Re: Demo Shop"),
+])
+def test_the_subject_repeats_only_a_bounded_clean_original(subject: str, expected: str) -> None:
+    [mail] = SmtpSender().render(context(25, subject=subject), ONE)
+    assert mail["Subject"] == expected
+
+
 def test_nothing_to_say_renders_nothing() -> None:
     assert SmtpSender().render(context(25), [Reply("hi?", ())]) == []
     assert SmtpSender().render(context(25), []) == []
@@ -182,7 +199,7 @@ async def test_plain_and_html_alternatives_with_escaped_clickable_links(
 
 
 @pytest.mark.asyncio
-async def test_several_answers_in_one_mail_each_after_its_quoted_question(
+async def test_several_answers_in_one_mail_in_order_without_quoting_the_questions(
         smtp: tuple[KeepingHandler, int]) -> None:
     handler, port = smtp
     ids = await send(SmtpSender(), context(port, subject="A few questions", references=""),
@@ -193,12 +210,15 @@ async def test_several_answers_in_one_mail_each_after_its_quoted_question(
     assert mail["References"] == PARENT
     text = part(mail, "plain")
     order = [text.index(s) for s in (
-        "> Where is order #1003?", "Order #1003 was cancelled",
-        "> Can I return shoes", "Sale items can be returned", "1. Yes, start a return",
-        "2. No thanks", "> And do you ship to Canada?", "Yes, we ship to Canada.")]
+        "Your question 1 of 3:", "Order #1003 was cancelled",
+        "Your question 2 of 3:", "Sale items can be returned", "1. Yes, start a return",
+        "2. No thanks", "Your question 3 of 3:", "Yes, we ship to Canada.")]
     assert order == sorted(order)
     html = part(mail, "html")
-    assert html.count("<blockquote") == 3
+    # The visitor's words are not sent back (a spoofed From would make us relay them).
+    for question in ("Where is order #1003?", "Can I return shoes", "And do you ship"):
+        assert question not in text and question not in html
+    assert "<blockquote" not in html
     assert "<ol><li>Yes, start a return</li><li>No thanks</li></ol>" in html
 
 
