@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import update
 
 import connectors.rasa_client
 from connectors.errors import UpstreamUnavailable
@@ -18,9 +17,7 @@ from connectors.messages import Media
 from connectors.rasa_client import RasaClient
 from core import conversations
 from core.conversations import MessageRow
-from core.db import utcnow
 from core.settings import Secret
-from tenants import TenantResolver
 from tests.connectors.conftest import World
 from tests.fakes.rasa_server import RasaFake
 from tests.integration.stack import free_port
