@@ -18,6 +18,7 @@ from sanic.response import HTTPResponse, json
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors import health
+from connectors.bounds import limit_bodies
 from connectors.channels import CHANNELS
 from connectors.channels.contract import ChannelContext, ChannelSettings
 from connectors.credentials import ChannelCredentials
@@ -32,6 +33,7 @@ from core.db import create_engine, session_factory
 from core.settings import Settings
 from core.tasks import TaskSet
 from tenants import TenantResolver
+from tenants.api_keys import ApiKeyVerifier
 from tenants.crypto import CredentialsBox
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
         app.blueprint(channel.blueprint(), url_prefix=channel.url_prefix)
     app.blueprint(health.blueprint(settings.health_token))
     answer_errors(app)
+    limit_bodies(app)
     background = TaskSet()
 
     @app.before_server_start
@@ -95,7 +98,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
                                      public_base_url=settings.public_base_url,
                                      graph_api_url=settings.graph_api_url),
             inbox=inbox, tenants=tenants, sealed=sealed, history=history,
-            replay=ReplayGuard(redis))
+            replay=ReplayGuard(redis), api_keys=ApiKeyVerifier(sessions))
         app.ctx.tenants = tenants
 
     @app.after_server_start

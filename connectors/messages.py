@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.bounds import check_ids
 from core.sender_ids import SenderId, sender_id
 from tenants import Tenant
 
@@ -70,6 +71,11 @@ class InboundMessage:
     # Email only: whether the provider reported that the From domain passed DMARC (or SPF and
     # DKIM, aligned). Order details are revealed to an email conversation only when it did.
     sender_authenticated: bool | None = None
+
+    def __post_init__(self) -> None:
+        # Every channel builds one: an id too long for its column is a 400 here, on all of
+        # them, instead of a 500 from the insert (connectors/bounds.py).
+        check_ids(self.sender_id, self.message_id)
 
     @property
     def sender_id(self) -> str:

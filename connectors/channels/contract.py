@@ -10,12 +10,15 @@ turns the bot's replies into provider messages. Nothing else of the gateway is t
 The same condition gets the same answer on every channel (JSON `{"detail"}`; the widget's
 socket closes with the 44xx code of the same number):
 - unknown shop                              404  (`ChannelContext.tenant`)
+- missing, unknown or revoked API key (REST) 401  (`ChannelContext.api_client`)
 - channel not set up for the shop, or its   404  (`ChannelContext.credentials`: the section is
   credentials incomplete                          missing or fails the channel's own check)
 - missing or bad signature / token          403
 - sent to an address that is not the shop's 403  (receiving number, WhatsApp phone number id,
                                                   inbound email address, widget key)
-- malformed request                         400  (Mailgun: 406, its "do not retry")
+- malformed request                         400  (Mailgun: 406, its "do not retry"); also
+  an id longer than its column                    (connectors/bounds.py)
+- a body over the route's limit             413  (connectors/bounds.py, before it is read)
 A provider message is acknowledged once it is stored; a repeat of it is acknowledged the same way
 and dropped.
 """
@@ -29,13 +32,14 @@ from typing import Any, Protocol
 import httpx
 from sanic import Blueprint, Request
 
-from connectors.errors import ChannelNotConfigured, TenantNotFound
+from connectors.errors import ChannelNotConfigured, TenantNotFound, Unauthorized
 from connectors.messages import InboundMessage, StatusUpdate
 from connectors.outbound import Sender
 from connectors.replay import ReplayGuard
 from core.conversations import StoredMessage
 from core.settings import Settings
 from tenants import Tenant, UnknownTenant
+from tenants.api_keys import ApiKey, InvalidApiKey
 
 # Checks one channel's credentials section; returns what is wrong ([] when usable), each
 # problem naming the field ("twilio.auth_token is missing").
@@ -130,6 +134,14 @@ class TenantDirectory(Protocol):
         ...
 
 
+class ApiKeys(Protocol):
+    """Checks a shop's API keys (tenants.api_keys.ApiKeyVerifier)."""
+
+    async def verify(self, token: str | None, tenant_id: str, scope: str = "rest") -> ApiKey:
+        """The active key for this shop and scope; raises InvalidApiKey."""
+        ...
+
+
 class SealedCredentials(Protocol):
     def all(self, tenant: Tenant) -> Mapping[str, Any]:
         """The shop's decrypted credentials, every section."""
@@ -155,6 +167,7 @@ class ChannelContext:
     sealed: SealedCredentials
     history: History  # a conversation's stored messages (the widget shows them)
     replay: ReplayGuard  # signed tokens used once (Mailgun)
+    api_keys: ApiKeys  # the shops' API keys (REST)
 
     async def tenant(self, slug: str) -> Tenant:
         """The shop the URL names; 404 when none is served here."""
@@ -162,6 +175,19 @@ class ChannelContext:
             return await self.tenants.get(slug)
         except UnknownTenant:
             raise TenantNotFound(f"No shop called '{slug[:64]}' is served here.") from None
+
+    async def api_client(self, request: Request, tenant: Tenant, scope: str = "rest") -> ApiKey:
+        """The shop's own key the request carries (`Authorization: Bearer <key>`); 401 when it
+        is missing, malformed, unknown, revoked or another shop's, all answered alike."""
+        scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("This endpoint needs the shop's API key: "
+                               "'Authorization: Bearer <key>'.")
+        try:
+            return await self.api_keys.verify(token.strip(), tenant.id, scope)
+        except InvalidApiKey:
+            raise Unauthorized("The API key is not valid for this shop "
+                               "(unknown, revoked or another shop's).") from None
 
     def credentials(self, tenant: Tenant, channel: Channel) -> Mapping[str, Any]:
         """The shop's credentials for this channel; 404 unless they pass its check."""

@@ -14,8 +14,11 @@ import pytest
 from sanic import Sanic
 
 from connectors.app import create_app
+from core.db import create_engine, session_factory
 from core.settings import Settings, async_database_url
 from devtools.bootstrap import migrate, seed
+from devtools.demo_shop import DEMO_TENANT_ID
+from tenants.api_keys import issue_key, revoke_key
 from tests.fakes.rasa_server import RasaFake
 from tests.integration.stack import free_port
 
@@ -38,13 +41,40 @@ def make_app(tmp_path: Path, rasa_url: str) -> Sanic:
         "RASA_URL": rasa_url, "ACTION_SERVER_URL": f"http://127.0.0.1:{free_port()}",
         "RASA_TIMEOUT": "3", "SWITCHBOARD_VAR_DIR": str(tmp_path),
     })
-    return create_app(settings, name=f"gw{free_port()}")
+    app = create_app(settings, name=f"gw{free_port()}")
+    app.ctx.rest_key = asyncio.run(new_key(async_database_url(db)))
+    return app
 
 
-def post(app: Sanic, path: str, content: bytes | str) -> tuple[int, Any]:
-    _, response = app.test_client.post(path, content=content,
-                                       headers={"Content-Type": "application/json"})
+async def new_key(url: str, revoked: bool = False) -> str:
+    """A REST key of the demo shop in this database (revoked at once if asked)."""
+    engine = create_engine(url)
+    try:
+        sessions = session_factory(engine)
+        issued = await issue_key(sessions, DEMO_TENANT_ID, "tests")
+        if revoked:
+            await revoke_key(sessions, DEMO_TENANT_ID, issued.key.prefix)
+        return issued.secret
+    finally:
+        await engine.dispose()
+
+
+def post(app: Sanic, path: str, content: Any, key: str | None = None) -> tuple[int, Any]:
+    """With the demo shop's key unless `key` says otherwise ("" for none)."""
+    headers = {"Content-Type": "application/json"}
+    key = app.ctx.rest_key if key is None else key
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    _, response = app.test_client.post(path, content=content, headers=headers)
     return response.status, response.json
+
+
+def stored(tmp_path: Path) -> list[tuple[str, str]]:
+    database = sqlite3.connect(tmp_path / "gw.db")
+    try:
+        return database.execute("select text, direction from messages").fetchall()
+    finally:
+        database.close()
 
 
 @pytest.mark.parametrize(
@@ -76,21 +106,19 @@ def test_rasa_unreachable_is_503_and_message_kept(tmp_path: Path) -> None:
     app = make_app(tmp_path, f"http://127.0.0.1:{free_port()}")
     status, payload = post(app, "/channels/demo/rest/webhook", b'{"sender": "a", "message": "hi"}')
     assert status == 503 and "not reachable" in payload["detail"]
-    database = sqlite3.connect(tmp_path / "gw.db")
-    rows = database.execute("select text, direction from messages").fetchall()
-    assert rows == [("hi", "in")]  # the visitor's message is not lost
+    assert stored(tmp_path) == [("hi", "in")]  # the visitor's message is not lost
 
 
 def test_action_server_down_is_503_and_tenant_comes_from_the_url(
         tmp_path: Path, silent_rasa: RasaFake) -> None:
     app = make_app(tmp_path, silent_rasa.base_url)
-    body = {"sender": "v1", "message": "hi", "metadata": {"tenant_id": "someone-else"}}
+    body = {"sender": "v1", "message": "hi", "metadata": {"locale": "de"}}
     status, payload = post(app, "/channels/demo/rest/webhook", json.dumps(body))
     assert status == 503 and "action server" in payload["detail"]
     sent = silent_rasa.seen[-1]
     tenant_id, channel, user = sent["sender"].split(":", 2)
-    assert sent["metadata"]["tenant_id"] == tenant_id != "someone-else"
-    assert (channel, user) == ("rest", "v1")
+    assert sent["metadata"]["tenant_id"] == tenant_id == DEMO_TENANT_ID
+    assert (channel, user, sent["metadata"]["locale"]) == ("rest", "v1", "de")
 
 
 def test_duplicate_message_id_is_handled_once(tmp_path: Path, silent_rasa: RasaFake) -> None:
@@ -100,3 +128,103 @@ def test_duplicate_message_id_is_handled_once(tmp_path: Path, silent_rasa: RasaF
     status, payload = post(app, "/channels/demo/rest/webhook", body)
     assert status == 200 and payload == []
     assert len(silent_rasa.seen) == 1
+
+
+# --- the public edge (issue 12): the shop's key, bounded input -------------------------------
+
+
+@pytest.mark.parametrize("key", ["", "sb_live_000000000000_" + "x" * 43, "revoked"],
+                         ids=["missing", "wrong", "revoked"])
+def test_rest_without_a_valid_key_is_401_and_nothing_is_stored(
+        tmp_path: Path, silent_rasa: RasaFake, key: str) -> None:
+    app = make_app(tmp_path, silent_rasa.base_url)
+    if key == "revoked":
+        key = asyncio.run(new_key(async_database_url(f"sqlite:///{tmp_path / 'gw.db'}"),
+                                  revoked=True))
+    status, payload = post(app, "/channels/demo/rest/webhook",
+                           b'{"sender": "a", "message": "hi"}', key=key)
+    assert status == 401 and "API key" in payload["detail"]
+    assert stored(tmp_path) == [] and silent_rasa.seen == []
+
+
+def test_rest_with_the_key_reaches_the_bot(tmp_path: Path, silent_rasa: RasaFake) -> None:
+    app = make_app(tmp_path, silent_rasa.base_url)
+    post(app, "/channels/demo/rest/webhook", b'{"sender": "a", "message": "hi"}')
+    assert stored(tmp_path) == [("hi", "in")] and len(silent_rasa.seen) == 1
+    database = sqlite3.connect(tmp_path / "gw.db")
+    [(last_used,)] = database.execute("select last_used_at from api_keys").fetchall()
+    assert last_used is not None
+
+
+async def first_answer(app: Sanic, path: str, length: int | None, sent: bytes) -> bytes:
+    """Start the app's real HTTP server, announce a body of `length` bytes (None: chunked),
+    send only `sent` of it and return what the server answers before it closes."""
+    port = free_port()
+    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
+    assert server is not None
+    await server.startup()
+    await server.before_start()
+    await server.after_start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        framing = (f"Content-Length: {length}" if length is not None
+                   else "Transfer-Encoding: chunked")
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: gateway\r\n"
+                     f"Content-Type: application/json\r\n{framing}\r\n\r\n".encode() + sent)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)  # read() ends when the server closes
+        writer.close()
+        return answer
+    finally:
+        await server.before_stop()
+        await server.close()
+        await server.after_stop()
+
+
+@pytest.mark.parametrize(("path", "megabytes", "limit"), [
+    ("/channels/demo/rest/webhook", 2, "64 KB"),
+    ("/channels/demo/twilio/messages", 2, "128 KB"),
+    ("/channels/demo/twilio/status", 2, "128 KB"),
+    ("/channels/demo/whatsapp/webhook", 5, "4 MB"),  # Meta batches up to 3 MB
+    ("/channels/demo/email/mailgun", 33, "32 MB"),  # mail up to 25-30 MB with attachments
+    ("/channels/demo/email/sendgrid", 33, "32 MB"),
+])
+def test_a_body_over_the_routes_limit_is_413_before_it_is_read(
+        tmp_path: Path, path: str, megabytes: int, limit: str) -> None:
+    app = make_app(tmp_path, f"http://127.0.0.1:{free_port()}")
+    answer = asyncio.run(first_answer(app, path, megabytes * 1024 * 1024, b"x" * 65536))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ") and b"connection: close" in head.lower()
+    assert json.loads(body) == {"detail": f"The body is larger than this endpoint takes ({limit})."}
+    assert stored(tmp_path) == []
+
+
+def test_a_2_mb_rest_body_is_413_through_a_client(tmp_path: Path) -> None:
+    app = make_app(tmp_path, f"http://127.0.0.1:{free_port()}")
+    status, payload = post(app, "/channels/demo/rest/webhook", b"x" * (2 * 1024 * 1024))
+    assert status == 413 and "64 KB" in payload["detail"] and stored(tmp_path) == []
+
+
+def test_a_chunked_body_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
+    app = make_app(tmp_path, f"http://127.0.0.1:{free_port()}")
+    chunk = b"%x\r\n%s\r\n" % (16384, b"x" * 16384)  # no length up front: 5 chunks of 16 KB
+    answer = asyncio.run(first_answer(app, "/channels/demo/rest/webhook", None, chunk * 5))
+    assert answer.startswith(b"HTTP/1.1 413 ") and stored(tmp_path) == []
+
+
+@pytest.mark.parametrize("path", ["/channels/demo/email/mailgun",
+                                  "/channels/demo/whatsapp/webhook"])
+def test_the_provider_routes_take_a_2_mb_body(tmp_path: Path, path: str) -> None:
+    app = make_app(tmp_path, f"http://127.0.0.1:{free_port()}")
+    # The demo shop here has no channel credentials: 404 once the body was taken, not 413.
+    status, _ = post(app, path, b"x" * (2 * 1024 * 1024))
+    assert status == 404
+
+
+def test_a_message_id_longer_than_its_column_is_400(tmp_path: Path,
+                                                    silent_rasa: RasaFake) -> None:
+    app = make_app(tmp_path, silent_rasa.base_url)
+    body = {"sender": "a", "message": "hi", "metadata": {"message_id": "m" * 256}}
+    status, payload = post(app, "/channels/demo/rest/webhook", json.dumps(body))
+    assert status == 400 and "255" in payload["detail"]
+    assert stored(tmp_path) == [] and silent_rasa.seen == []

@@ -10,10 +10,18 @@ the receiving address → hand off to the inbox; the reply goes out later throug
 become several turns (text.py). Auto-replies (Auto-Submitted other than "no", Precedence
 bulk/junk/list/auto_reply, X-Autoreply) and mail from our own address are acknowledged and
 ignored, to avoid mail loops.
+
+Bounded input (connectors/bounds.py): a post may be up to 32 MB (the providers' own message
+limits plus the form around them); Mailgun's signature is checked on the raw body before the
+form is parsed (verification.py); a Message-ID longer than its column is replaced by a stable
+hash of itself (a real mail may carry one, and it must still be answered once: the threading
+headers of the reply keep the original), while a sender address too long to store is refused
+like any malformed mail (Mailgun: 406).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -24,10 +32,16 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
+from connectors.bounds import EMAIL_BODY, MAX_ID
 from connectors.channels.contract import Channel, ChannelContext, context_of
 from connectors.channels.email.parsing import ParsedEmail, parse_mailgun, parse_sendgrid
 from connectors.channels.email.text import split_questions, strip_reply
-from connectors.channels.email.verification import token_fits, verify_mailgun, verify_sendgrid
+from connectors.channels.email.verification import (
+    mailgun_signed_fields,
+    token_fits,
+    verify_mailgun,
+    verify_sendgrid,
+)
 from connectors.errors import BadRequest, ChannelNotConfigured, Forbidden, NotAcceptable
 from connectors.messages import InboundMessage
 from tenants import Tenant
@@ -45,6 +59,13 @@ def _is_auto_reply(headers: Mapping[str, str]) -> bool:
     if headers.get("precedence", "").strip().lower() in _AUTO_PRECEDENCE:
         return True
     return "x-autoreply" in headers or "x-autorespond" in headers
+
+
+def storable_id(message_id: str) -> str:
+    """The Message-ID as stored for dedupe: itself, or a stable hash when it is too long."""
+    if len(message_id) <= MAX_ID:
+        return message_id
+    return f"<{hashlib.sha256(message_id.encode()).hexdigest()}@long-id.switchboard.invalid>"
 
 
 def to_inbound(tenant: Tenant, provider: str, credentials: Mapping[str, Any],
@@ -67,7 +88,7 @@ def to_inbound(tenant: Tenant, provider: str, credentials: Mapping[str, Any],
         # One question: the turn itself (greeting and sign-off lines dropped, so "Hi," does
         # not make the bot answer a greeting); several: the whole text, turns in `questions`.
         text=turns[0] if len(turns) == 1 else text,
-        message_id=mail.message_id,
+        message_id=storable_id(mail.message_id),
         media=mail.media,
         questions=tuple(turns) if len(turns) > 1 else (),
         sender_authenticated=mail.authenticated,
@@ -93,7 +114,12 @@ def routes(channel: Channel) -> Blueprint:
 
     async def hand_off(ctx: ChannelContext, tenant: Tenant, credentials: Mapping[str, Any],
                        mail: ParsedEmail, service: str) -> HTTPResponse:
-        inbound = to_inbound(tenant, channel.name, credentials, mail)
+        try:
+            inbound = to_inbound(tenant, channel.name, credentials, mail)
+        except BadRequest as malformed:  # a sender address too long to store
+            if service == "mailgun":
+                raise NotAcceptable(malformed.detail) from None
+            raise
         if inbound is None:
             log.info("email ignored", extra={"tenant": tenant.slug, "service": service,
                                              "message_id": mail.message_id})
@@ -104,16 +130,19 @@ def routes(channel: Channel) -> Blueprint:
             "duplicate": not new, "turns": len(inbound.turns()), "media": len(inbound.media)})
         return json_response({"status": "ok"})
 
-    @bp.post("/mailgun")
+    @bp.post("/mailgun", ctx_body_limit=EMAIL_BODY)
     async def mailgun(request: Request, tenant_slug: str) -> HTTPResponse:
         ctx = context_of(request)
         tenant, credentials = await shop(ctx, tenant_slug, "mailgun")
+        signed = mailgun_signed_fields(request.body or b"",
+                                       request.headers.get("content-type", ""))
+        verify_mailgun(str(credentials.get("mailgun_signing_key") or ""),
+                       signed.get("timestamp", ""), signed.get("token", ""),
+                       signed.get("signature", ""))
+        # Only now is the form parsed (Sanic parses request.form on first use).
         fields = request.form or RequestParameters()
         form: dict[str, str] = {name: str(fields.get(name) or "") for name in fields}
-        verify_mailgun(str(credentials.get("mailgun_signing_key") or ""),
-                       form.get("timestamp", ""), form.get("token", ""),
-                       form.get("signature", ""))
-        if not await token_fits(ctx.replay, form["token"], form):
+        if not await token_fits(ctx.replay, signed["token"], form):
             raise Forbidden("This Mailgun token was already used for another message.")
         uploads = request.files or RequestParameters()
         files = {name: (f.name, f.type) for name, f in
@@ -126,7 +155,7 @@ def routes(channel: Channel) -> Blueprint:
             raise NotAcceptable(malformed.detail) from None
         return await hand_off(ctx, tenant, credentials, mail, "mailgun")
 
-    @bp.post("/sendgrid")
+    @bp.post("/sendgrid", ctx_body_limit=EMAIL_BODY)
     async def sendgrid(request: Request, tenant_slug: str) -> HTTPResponse:
         ctx = context_of(request)
         tenant, credentials = await shop(ctx, tenant_slug, "sendgrid")

@@ -24,6 +24,7 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 from sanic.response import text as text_response
 
+from connectors.bounds import META_BODY
 from connectors.channels.contract import Channel, context_of
 from connectors.channels.meta.payloads import (
     KNOWN_STATUSES,
@@ -65,7 +66,7 @@ def routes(channel: Channel) -> Blueprint:
         log.info("whatsapp webhook verified", extra={"tenant": tenant.slug})
         return text_response(challenge, content_type="text/plain; charset=utf-8")
 
-    @bp.post("/webhook")
+    @bp.post("/webhook", ctx_body_limit=META_BODY)
     async def webhook(request: Request, tenant_slug: str) -> HTTPResponse:
         ctx = context_of(request)
         tenant = await ctx.tenant(tenant_slug)

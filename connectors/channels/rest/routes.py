@@ -1,10 +1,18 @@
 """REST channel: the same JSON in and out as Rasa's own REST channel.
 
     POST /channels/{tenant_slug}/rest/webhook
+    Authorization: Bearer sb_live_…                               (the shop's REST API key)
     {"sender": "visitor-1", "message": "hi", "metadata": {...}}   (metadata optional)
     -> [{"recipient_id": "visitor-1", "text": "...", "buttons": [...]}, ...]
 
-Existing Rasa REST clients work unchanged; only the URL names the shop.
+Existing Rasa REST clients work unchanged besides the key; the URL names the shop. The key is
+for a shop's own servers (`python -m tenants keys create`); browsers use the web widget, whose
+visitor tokens are signed per conversation. Without the shop's key the answer is 401 and
+nothing is stored or sent to the bot: the client-chosen `sender` is the conversation key, so
+an open endpoint would let anyone continue anyone's conversation.
+
+`metadata` travels to the tracker with the message, so it is bounded: only the documented keys,
+string values, at most 2 KB in all (`METADATA_KEYS`); anything else is a 400.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
+from connectors.bounds import MAX_ID, REST_BODY
 from connectors.channels.contract import Channel, context_of
 from connectors.errors import BadRequest
 from connectors.messages import InboundMessage
@@ -23,6 +32,31 @@ from tenants import Tenant
 
 MAX_TEXT = 4000
 MAX_SENDER = 128
+# What a client may tell us beside the text: `message_id` makes a retried post be answered
+# once; `locale` and `page_url` are kept with the message for the shop's transcripts.
+METADATA_KEYS = ("message_id", "locale", "page_url")
+MAX_METADATA = 2048  # bytes of the metadata object as JSON
+
+
+def parse_metadata(metadata: Any) -> dict[str, str]:
+    """The client's metadata, validated (400 with a reason otherwise)."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise BadRequest("'metadata' must be a JSON object when given.")
+    unknown = sorted(str(key)[:40] for key in metadata if key not in METADATA_KEYS)
+    if unknown:
+        raise BadRequest(f"'metadata' takes only {', '.join(METADATA_KEYS)}; "
+                         f"not {', '.join(unknown[:5])}.")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise BadRequest(f"'metadata.{key}' must be a string when given.")
+    if len(json.dumps(metadata).encode()) > MAX_METADATA:
+        raise BadRequest(f"'metadata' is larger than {MAX_METADATA} bytes.")
+    message_id = metadata.get("message_id")
+    if message_id is not None and len(message_id) > MAX_ID:
+        raise BadRequest(f"'metadata.message_id' is longer than {MAX_ID} characters.")
+    return dict(metadata)
 
 
 def parse(body: bytes, tenant: Tenant, provider: str = "rest",
@@ -49,12 +83,8 @@ def parse(body: bytes, tenant: Tenant, provider: str = "rest",
         raise BadRequest("'message' must be a non-empty string.")
     if len(text) > MAX_TEXT:
         raise BadRequest(f"'message' is longer than {MAX_TEXT} characters.")
-    metadata = payload.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise BadRequest("'metadata' must be a JSON object when given.")
+    metadata = parse_metadata(payload.get("metadata"))
     message_id = metadata.get("message_id")
-    if message_id is not None and not isinstance(message_id, str):
-        raise BadRequest("'metadata.message_id' must be a string when given.")
     return InboundMessage(
         tenant=tenant,
         provider=provider,
@@ -75,10 +105,12 @@ def render(replies: list[dict[str, Any]], sender: str) -> list[dict[str, Any]]:
 def routes(channel: Channel) -> Blueprint:
     bp = Blueprint(channel.name)
 
-    @bp.post("/webhook")
+    @bp.post("/webhook", ctx_body_limit=REST_BODY)
     async def webhook(request: Request, tenant_slug: str) -> HTTPResponse:
         ctx = context_of(request)
-        inbound = parse(request.body, await ctx.tenant(tenant_slug), channel.name,
+        tenant = await ctx.tenant(tenant_slug)
+        await ctx.api_client(request, tenant)  # 401 before the body is even parsed
+        inbound = parse(request.body, tenant, channel.name,
                         client_address=request.remote_addr or request.ip)
         replies = await ctx.inbox.converse(inbound)
         return json_response(render(replies or [], inbound.user_key))

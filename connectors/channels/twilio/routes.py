@@ -22,6 +22,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from twilio.request_validator import RequestValidator
 
+from connectors.bounds import TWILIO_BODY
 from connectors.channels.contract import Channel, ChannelContext, context_of
 from connectors.channels.twilio.payloads import (
     NUMBER_LISTS,
@@ -82,7 +83,7 @@ async def verified_form(
 def routes(channel: Channel) -> Blueprint:
     bp = Blueprint(channel.name)
 
-    @bp.post("/messages")
+    @bp.post("/messages", ctx_body_limit=TWILIO_BODY)
     async def messages(request: Request, tenant_slug: str) -> HTTPResponse:
         ctx = context_of(request)
         tenant, credentials, params = await verified_form(request, ctx, channel, tenant_slug)
@@ -97,7 +98,7 @@ def routes(channel: Channel) -> Blueprint:
         # Same answer for a duplicate: Twilio only needs to know it may stop retrying.
         return HTTPResponse(EMPTY_TWIML, status=200, content_type="text/xml")
 
-    @bp.post("/status")
+    @bp.post("/status", ctx_body_limit=TWILIO_BODY)
     async def status(request: Request, tenant_slug: str) -> HTTPResponse:
         ctx = context_of(request)
         tenant, credentials, params = await verified_form(request, ctx, channel, tenant_slug)

@@ -2,9 +2,10 @@
 
 `ChannelHarness(CHANNEL, "twilio", credentials)` mounts the channel's real routes (from its
 registry entry, under its real URL prefix) on a small Sanic app with the gateway's real error
-answers and a real `ChannelContext` whose parts are in-memory stand-ins: one shop (plus any
-others given), that shop's sealed credentials, and a `FakeInbox` that records what the channel
-handed over. Captured provider payloads come from `tests/fixtures/<fixtures>/`.
+answers and body limits and a real `ChannelContext` whose parts are in-memory stand-ins: one
+shop (plus any others given), that shop's sealed credentials, one REST API key per shop
+(`h.api_key(tenant)`, revocable) and a `FakeInbox` that records what the channel handed over.
+Captured provider payloads come from `tests/fixtures/<fixtures>/`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from typing import Any
 from sanic import Sanic
 
 from connectors.app import answer_errors
+from connectors.bounds import limit_bodies
 from connectors.channels.contract import Channel, ChannelContext, ChannelInbox, ChannelSettings
 from connectors.messages import InboundMessage, StatusUpdate
 from connectors.replay import ReplayGuard
 from core.conversations import StoredMessage
+from core.db import utcnow
 from tenants import Tenant, UnknownTenant
+from tenants.api_keys import ApiKey, InvalidApiKey
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SECRET = b"widget-secret-for-tests-0123456789"
@@ -93,6 +97,31 @@ class Sealed:
         return self._by_tenant.get(tenant.id, {})
 
 
+class FakeApiKeys:
+    """One REST key per shop, as the verifier answers for it (tenants.api_keys)."""
+
+    def __init__(self, tenants: Iterable[Tenant]) -> None:
+        self.keys: dict[str, ApiKey] = {}
+        for number, tenant in enumerate(tenants):
+            prefix = f"{number:012x}"
+            self.keys[f"sb_live_{prefix}_{tenant.id:_<43}"[:64]] = ApiKey(
+                id=number, tenant_id=tenant.id, scope="rest", name="test", prefix=prefix,
+                created_at=utcnow())
+
+    def token(self, tenant: Tenant) -> str:
+        return next(t for t, key in self.keys.items() if key.tenant_id == tenant.id)
+
+    def revoke(self, tenant: Tenant) -> None:
+        token = self.token(tenant)
+        self.keys[token] = ApiKey(**{**vars(self.keys[token]), "revoked_at": utcnow()})
+
+    async def verify(self, token: str | None, tenant_id: str, scope: str = "rest") -> ApiKey:
+        key = self.keys.get(token or "")
+        if key is None or not key.active or key.tenant_id != tenant_id or key.scope != scope:
+            raise InvalidApiKey("refused")
+        return key
+
+
 async def no_history(tenant_id: str, sender_id: str, limit: int) -> list[StoredMessage]:
     return []
 
@@ -115,15 +144,24 @@ class ChannelHarness:
         self.tenant = tenant or shop()
         self.inbox = inbox if isinstance(inbox, FakeInbox) else FakeInbox()
         sealed = {self.tenant.id: {channel.section: dict(credentials)}} if credentials else {}
+        self.others = list(others)
+        shops = [self.tenant, *self.others]
+        self.api_keys = FakeApiKeys(shops)
         self.context = ChannelContext(
             settings=ChannelSettings(widget_secret=SECRET, public_base_url=public_base_url,
                                      graph_api_url=graph_api_url),
-            inbox=self.inbox if inbox is None else inbox, tenants=Shops([self.tenant, *others]),
-            sealed=Sealed(sealed), history=history, replay=replay or ReplayGuard())
+            inbox=self.inbox if inbox is None else inbox, tenants=Shops(shops),
+            sealed=Sealed(sealed), history=history, replay=replay or ReplayGuard(),
+            api_keys=self.api_keys)
         self.app = Sanic(f"{channel.name}_test_{next(_apps)}")
         self.app.blueprint(channel.blueprint(), url_prefix=channel.url_prefix)
         answer_errors(self.app)
+        limit_bodies(self.app)
         self.app.ctx.channels = self.context
+
+    def api_key(self, tenant: Tenant | None = None) -> str:
+        """The REST API key of a shop (the harness's own by default)."""
+        return self.api_keys.token(tenant or self.tenant)
 
     def url(self, path: str, slug: str | None = None) -> str:
         """`/channels/<shop>/<the channel's segment>/<path>`."""

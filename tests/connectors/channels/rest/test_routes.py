@@ -1,7 +1,9 @@
-"""The REST channel: Rasa's own REST shape in and out, the shop named by the URL.
+"""The REST channel: Rasa's own REST shape in and out, the shop named by the URL, the shop's
+API key required.
 
 Through the shared channel harness: the real route under /channels/<shop>/rest/webhook, the
-gateway's real error answers; the inbox records what it is handed and answers as Rasa would.
+gateway's real error answers and body limits; the inbox records what it is handed and answers
+as Rasa would.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from connectors.bounds import MAX_ID
 from connectors.channels import BY_NAME, rest
-from connectors.channels.rest.routes import MAX_SENDER, MAX_TEXT, parse, render
+from connectors.channels.rest.routes import MAX_METADATA, MAX_SENDER, MAX_TEXT, parse, render
 from connectors.errors import BadRequest, UpstreamUnavailable
 from connectors.messages import InboundMessage
 from tests.connectors.channels.harness import ChannelHarness, FakeInbox, shop
@@ -32,9 +35,17 @@ def harness(replies: Any = rasa_like) -> ChannelHarness:
                           inbox=FakeInbox(replies=replies))
 
 
-async def post(h: ChannelHarness, body: Any, slug: str | None = None) -> Any:
+async def post(h: ChannelHarness, body: Any, slug: str | None = None,
+               key: str | None = None) -> Any:
+    """Posted with the URL's shop's own key unless `key` says otherwise ("" for none)."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return await h.post(h.url("webhook", slug), raw, {"Content-Type": "application/json"})
+    if key is None:
+        others = {t.slug: t for t in [h.tenant, *h.others]}
+        key = h.api_key(others.get(slug or h.tenant.slug, h.tenant))
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return await h.post(h.url("webhook", slug), raw, headers)
 
 
 @pytest.mark.asyncio
@@ -66,11 +77,84 @@ async def test_the_message_is_handed_to_the_inbox_scoped_to_the_shop() -> None:
 @pytest.mark.asyncio
 async def test_a_client_cannot_choose_the_shop_or_channel_in_metadata() -> None:
     h = harness()
-    await post(h, {"sender": "v", "message": "hi",
-                   "metadata": {"tenant_id": "t-other", "channel": "email"}})
-    [inbound] = h.inbox.conversed
+    response = await post(h, {"sender": "v", "message": "hi",
+                              "metadata": {"tenant_id": "t-other", "channel": "email"}})
+    assert response.status == 400 and "message_id, locale, page_url" in response.json["detail"]
+    assert h.inbox.conversed == []
+    # And were such keys ever let through, ours are written last.
+    inbound = InboundMessage(tenant=SHOP, provider="rest", channel="rest", user_key="v",
+                             text="hi", client_metadata={"tenant_id": "t-other"})
     assert inbound.rasa_metadata()["tenant_id"] == SHOP.id
     assert inbound.rasa_metadata()["channel"] == "rest"
+
+
+# --- the shop's API key ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("authorization", [
+    None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "sb_live_000000000000_x",
+    "Bearer sb_live_000000000000_" + "x" * 43, "Bearer not-a-key",
+], ids=["none", "empty", "no-token", "blank-token", "basic", "no-scheme", "unknown", "garbage"])
+@pytest.mark.asyncio
+async def test_without_the_shops_key_it_is_401_and_nothing_is_handed_on(
+        authorization: str | None) -> None:
+    h = harness()
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    response = await h.post(h.url("webhook"), b'{"sender": "v", "message": "hi"}', headers)
+    assert response.status == 401 and "API key" in response.json["detail"]
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert h.inbox.conversed == []
+
+
+@pytest.mark.asyncio
+async def test_another_shops_key_is_401() -> None:
+    h = harness()
+    other = h.others[0]
+    response = await post(h, {"sender": "v", "message": "hi"}, key=h.api_key(other))
+    assert response.status == 401 and h.inbox.conversed == []
+    response = await post(h, {"sender": "v", "message": "hi"}, slug="other", key=h.api_key())
+    assert response.status == 401 and h.inbox.conversed == []
+
+
+@pytest.mark.asyncio
+async def test_a_revoked_key_is_401() -> None:
+    h = harness()
+    assert (await post(h, {"sender": "v", "message": "hi"})).status == 200
+    key = h.api_key()
+    h.api_keys.revoke(SHOP)
+    response = await post(h, {"sender": "v", "message": "hi"}, key=key)
+    assert response.status == 401 and len(h.inbox.conversed) == 1
+
+
+@pytest.mark.asyncio
+async def test_the_key_is_checked_before_the_body() -> None:
+    response = await post(harness(), b"not json", key="")
+    assert response.status == 401
+
+
+# --- bounded input --------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_2_mb_body_is_413_before_anything_else() -> None:
+    h = harness()
+    body = {"sender": "v", "message": "hi", "metadata": {"page_url": "x" * 2_000_000}}
+    for key in (None, ""):  # the limit comes first, key or not
+        response = await post(h, body, key=key)
+        assert response.status == 413 and "64 KB" in response.json["detail"]
+    assert h.inbox.conversed == []
+
+
+@pytest.mark.asyncio
+async def test_documented_metadata_within_2_kb_passes() -> None:
+    h = harness()
+    metadata = {"message_id": "m" * MAX_ID, "locale": "pt-BR",
+                "page_url": "https://shop.example/" + "p" * 1000}
+    response = await post(h, {"sender": "v", "message": "hi", "metadata": metadata})
+    assert response.status == 200 and h.inbox.conversed[0].client_metadata == metadata
+    assert (await post(h, {"sender": "w", "message": "hi", "metadata": None})).status == 200
 
 
 @pytest.mark.asyncio
@@ -109,9 +193,16 @@ async def test_a_repeat_of_a_handled_message_id_gets_an_empty_answer() -> None:
     ({"sender": "v", "message": "x" * (MAX_TEXT + 1)}, f"longer than {MAX_TEXT}"),
     ({"sender": "v", "message": "hi", "metadata": ["x"]}, "'metadata'"),
     ({"sender": "v", "message": "hi", "metadata": {"message_id": 7}}, "message_id"),
+    ({"sender": "v", "message": "hi", "metadata": {"message_id": "m" * (MAX_ID + 1)}},
+     f"longer than {MAX_ID}"),
+    ({"sender": "v", "message": "hi", "metadata": {"user": "me"}}, "takes only"),
+    ({"sender": "v", "message": "hi", "metadata": {"locale": {"lang": "de"}}}, "'metadata.locale'"),
+    ({"sender": "v", "message": "hi", "metadata": {"page_url": "x" * MAX_METADATA}},
+     f"larger than {MAX_METADATA} bytes"),
 ], ids=["empty", "not-json", "not-utf8", "array", "string", "no-sender", "empty-sender",
         "blank-sender", "bool-sender", "list-sender", "long-sender", "no-message",
-        "blank-message", "object-message", "long-message", "list-metadata", "numeric-id"])
+        "blank-message", "object-message", "long-message", "list-metadata", "numeric-id",
+        "long-id", "unknown-metadata", "object-metadata-value", "large-metadata"])
 @pytest.mark.asyncio
 async def test_bad_bodies_are_400_with_a_clear_detail(body: Any, detail: str) -> None:
     h = harness()
