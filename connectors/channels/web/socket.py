@@ -7,7 +7,9 @@ The client opens with {"type": "hello", "token": <token or null>} and gets
 not ours for this shop gets {"type": "error", "code": "invalid_token"} and close code 4403,
 and nothing of any conversation. Then {"type": "message", "text", "id"?, "payload"?} gets
 {"type": "typing"}, one {"type": "bot", ...} per bot message and {"type": "done", "id"}.
-Bad frames get {"type": "error", "code", "detail"} and the socket stays open (frames.py).
+Bad frames get {"type": "error", "code", "detail"} and the socket stays open (frames.py); a
+message over the shop's rate limits (connectors/limits.py) gets {"type": "error", "code":
+"rate_limited", "detail", "retry_after": <seconds>}, the socket's 429, then its "done".
 
 The public widget key only says which shop's widget this is (anyone can read it from the
 page); what protects a conversation is the signed visitor token (tokens.py).
@@ -38,7 +40,7 @@ from connectors.channels.web.frames import (
 )
 from connectors.channels.web.history import bot_messages, load_history
 from connectors.channels.web.look import key_matches
-from connectors.errors import GatewayError, UpstreamUnavailable
+from connectors.errors import GatewayError, RateLimited, UpstreamUnavailable
 from connectors.messages import InboundMessage
 from core import logs
 from core.sender_ids import sender_id
@@ -107,6 +109,11 @@ class Conversation:
         try:
             # A visitor closing the tab mid-turn does not cancel it (Inbox.converse).
             replies = await self.ctx.inbox.converse(inbound)
+        except RateLimited as exc:  # the widget's 429: wait, then write again
+            await self.send({"type": "error", "code": "rate_limited", "detail": exc.detail,
+                             "retry_after": exc.retry_after})
+            await self.send({"type": "done", "id": frame.client_id, "ok": False})
+            return
         except UpstreamUnavailable as exc:
             await self.ws.send(error_frame("unavailable", exc.detail))
             await self.send({"type": "done", "id": frame.client_id, "ok": False})

@@ -397,6 +397,22 @@ async def test_bot_down_is_an_error_frame_and_the_socket_stays_open(gateway: Gat
 
 
 @pytest.mark.asyncio
+async def test_a_flood_gets_the_sockets_429_and_the_socket_stays_open(gateway: Gateway) -> None:
+    """The shop's default: 20 messages a minute per conversation (a minute's worth at once)."""
+    async with websockets.connect(gateway.socket_url()) as ws:
+        await hello(ws)
+        answered = [await say(ws, f"hi {i}", client_id=f"f{i}") for i in range(20)]
+        refused = await say(ws, "one too many", client_id="f20")
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
+    assert all(frames[-1].get("ok", True) for frames in answered)
+    assert [f["type"] for f in refused] == ["typing", "error", "done"]
+    assert refused[1]["code"] == "rate_limited" and 1 <= refused[1]["retry_after"] <= 3
+    assert refused[2] == {"type": "done", "id": "f20", "ok": False}
+    assert len(gateway.rasa.seen) == 20  # the refused one never reached the bot
+
+
+@pytest.mark.asyncio
 async def test_a_broken_store_closes_the_socket_as_an_internal_error(gateway: Gateway) -> None:
     async with websockets.connect(gateway.socket_url()) as ws:
         token = (await hello(ws))["token"]
