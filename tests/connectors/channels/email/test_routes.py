@@ -21,6 +21,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from redis.asyncio import Redis
+from sanic import Request
 
 from connectors.channels import email
 from connectors.messages import InboundMessage, Media
@@ -322,6 +323,53 @@ async def test_shop_without_complete_email_credentials_is_404_on_both_endpoints(
     assert status == 404 and "not set up" in body["detail"]
     assert (await signed_post(h, sendgrid_key, "three_questions.multipart"))[0] == 404
     assert offered(h) == []
+
+
+@pytest.mark.parametrize("attachments", [False, True], ids=["urlencoded", "multipart"])
+@pytest.mark.asyncio
+async def test_mailgun_form_is_parsed_only_once_the_signature_holds(
+        attachments: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    get_form = Request.get_form
+
+    def spy(request: Request, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(request.path)
+        return get_form(request, *args, **kwargs)
+
+    monkeypatch.setattr(Request, "get_form", spy)
+    h = harness("mailgun")
+    files = {"attachment-1": ("a.jpg", b"\xff\xd8", "image/jpeg")} if attachments else None
+    forged = mailgun_form(h, "three_questions.json", signature="0" * 64)
+    assert (await post_mailgun(h, forged, files=files))[0] == 403
+    assert parsed == [] and offered(h) == []
+    assert (await post_mailgun(h, mailgun_form(h, "three_questions.json"), files=files))[0] == 200
+    assert len(parsed) == 1 and len(offered(h)) == 1
+
+
+@pytest.mark.asyncio
+async def test_mailgun_message_id_too_long_to_store_is_hashed_and_still_answered() -> None:
+    h = harness("mailgun")
+    long_id = "<" + "x" * 300 + "@mail.example.net>"
+    headers = json.dumps([["Message-Id", long_id], ["From", "alex@example.com"]])
+    form = mailgun_form(h, "three_questions.json",
+                        fields={"Message-Id": long_id, "message-headers": headers})
+    assert (await post_mailgun(h, form))[0] == 200
+    [inbound] = h.inbox.accepted
+    digest = hashlib.sha256(long_id.encode()).hexdigest()
+    assert inbound.message_id == f"<{digest}@long-id.switchboard.invalid>"
+    assert inbound.reply_context["message_id"] == long_id  # the reply threads on the original
+    again = mailgun_form(h, "three_questions.json",
+                         fields={"Message-Id": long_id, "message-headers": headers})
+    assert (await post_mailgun(h, again))[0] == 200 and len(h.inbox.accepted) == 1
+
+
+@pytest.mark.asyncio
+async def test_mailgun_sender_too_long_to_store_is_406_and_nothing_accepted() -> None:
+    h = harness("mailgun")
+    sender = "a" * 250 + "@example.com"
+    form = mailgun_form(h, "three_questions.json", fields={"from": sender, "sender": sender})
+    status, body = await post_mailgun(h, form)
+    assert status == 406 and "sender" in body["detail"] and offered(h) == []
 
 
 # --- SendGrid --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import hmac
 import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,8 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from redis.asyncio import Redis
 
 from connectors.channels.email.verification import (
+    MAX_PARTS_SCANNED,
+    MAX_SIGNED_FIELD,
     MAX_SKEW_SECONDS,
     TOKEN_TTL_SECONDS,
+    mailgun_signed_fields,
     token_fits,
     verify_mailgun,
     verify_sendgrid,
@@ -219,3 +223,56 @@ async def test_replay_guard_in_redis_forgets_a_token_after_its_ttl(redis: Redis)
     assert await redis.ttl(name) == 1
     await redis.delete(name)  # as Redis expires it; waiting a second adds nothing
     assert await guard.first_use(key, "forged", 0.2)
+
+
+# --- Mailgun's signed fields, read before the form is parsed ---------------------------------
+
+SIGNED = {"timestamp": str(NOW), "token": "a" * 50, "signature": mailgun_signature(str(NOW),
+                                                                                   "a" * 50)}
+
+
+def encoded(form: dict[str, str], files: dict | None = None) -> tuple[bytes, str]:
+    """A form as Mailgun posts it (urlencoded, or multipart with attachments)."""
+    request = httpx.Request("POST", "http://gateway.test", data=form, files=files)
+    return request.read(), request.headers["Content-Type"]
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["urlencoded", "multipart"])
+def test_the_signed_fields_are_found_wherever_they_are(multipart: bool) -> None:
+    # After a large body and an attachment whose bytes imitate a field, in Mailgun's way.
+    decoy = b'\r\nContent-Disposition: form-data; name="token"\r\n\r\nforged\r\n'
+    files = {"attachment-1": ("a.bin", decoy * 100, "application/octet-stream")} if multipart \
+        else None
+    form = {"body-plain": "token=forged&signature=forged " * 2000, **SIGNED,
+            "stripped-text": "&timestamp=1"}
+    body, content_type = encoded(form, files)
+    assert mailgun_signed_fields(body, content_type) == SIGNED
+    fields_first = {**SIGNED, "body-plain": "hi"}
+    assert mailgun_signed_fields(*encoded(fields_first, files)) == SIGNED
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "text/plain", "multipart/form-data", "multipart/form-data; boundary=",
+    "",
+])
+def test_other_bodies_have_no_signed_fields(content_type: str) -> None:
+    body, _ = encoded(SIGNED)
+    assert mailgun_signed_fields(body, content_type) == {}
+
+
+def test_oversized_or_absent_fields_are_left_out() -> None:
+    huge = {**SIGNED, "token": "a" * (MAX_SIGNED_FIELD + 1)}
+    for files in (None, {"attachment-1": ("a.bin", b"x", "image/png")}):
+        assert "token" not in mailgun_signed_fields(*encoded(huge, files))
+        assert mailgun_signed_fields(*encoded({"body-plain": "hi"}, files)) == {}
+    assert mailgun_signed_fields(b"", "application/x-www-form-urlencoded") == {}
+
+
+def test_a_flood_of_tiny_parts_is_scanned_only_so_far() -> None:
+    part = b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\ny\r\n"
+    tail = b"".join(b"--b\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
+                    % (name.encode(), value.encode()) for name, value in SIGNED.items())
+    body = part * MAX_PARTS_SCANNED + tail + b"--b--\r\n"
+    assert mailgun_signed_fields(body, "multipart/form-data; boundary=b") == {}
+    body = part * 10 + tail + b"--b--\r\n"
+    assert mailgun_signed_fields(body, "multipart/form-data; boundary=b") == SIGNED
