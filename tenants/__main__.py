@@ -3,6 +3,9 @@
     python -m tenants list
     python -m tenants add --slug acme --name "Acme" --backend shopify \\
         --credentials creds.json [--return-window 30] [--greeting "Hi!"]
+    python -m tenants keys create --tenant acme --name "order system"   # prints the key once
+    python -m tenants keys list --tenant acme
+    python -m tenants keys revoke --tenant acme sb_live_3f9a0c1d2e4b
     python -m tenants budget acme 2000000   # LLM tokens a calendar month; `none`: no limit
 
 `creds.json` holds e.g. {"shopify": {"shop_url": ..., "access_token": ...}} or
@@ -10,6 +13,10 @@
 section per channel ("twilio", "meta_whatsapp", "email"; README, Channels) checked by that
 channel's own rules (the channel registry, connectors/channels/); it is encrypted with
 SWITCHBOARD_CREDENTIALS_KEY before it is stored, and never printed.
+
+`keys` manages a shop's REST API keys (tenants/api_keys.py): `create` prints the new key once
+(only its hash is stored: lose it and create another), `list` shows prefixes, names, creation,
+last use and revocation, `revoke` stops a key within seconds on every gateway.
 
 This command is an entry point: like every `__main__` module it may use any product package
 (here the channel registry), while the rest of `tenants` imports only `core`.
@@ -22,13 +29,16 @@ import asyncio
 import json
 import re
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from connectors.channels import credentials_problems
 from core.db import create_engine, session_factory
 from core.settings import Settings
+from tenants import api_keys
 from tenants.crypto import CredentialsBox
 from tenants.models import ORDER_BACKENDS, TenantRow
 
@@ -110,6 +120,44 @@ async def list_tenants(settings: Settings) -> list[TenantRow]:
         await engine.dispose()
 
 
+async def tenant_id_of(sessions: async_sessionmaker, slug: str) -> str:
+    async with sessions() as session:
+        found = (await session.execute(select(TenantRow.id).where(TenantRow.slug == slug))
+                 ).scalar_one_or_none()
+    if found is None:
+        raise SystemExit(f"no tenant called {slug!r}")
+    return str(found)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+async def keys(settings: Settings, args: argparse.Namespace) -> list[str]:
+    """The `keys` subcommands; returns the lines to print."""
+    engine = create_engine(settings.database_url)
+    try:
+        sessions = session_factory(engine)
+        tenant_id = await tenant_id_of(sessions, args.tenant)
+        if args.keys_command == "create":
+            issued = await api_keys.issue_key(sessions, tenant_id, args.name)
+            return [issued.secret,
+                    f"# {issued.key.label} ({issued.key.name}) for {args.tenant}: shown once, "
+                    "only its hash is stored. Send it as 'Authorization: Bearer <key>'."]
+        if args.keys_command == "revoke":
+            try:
+                key = await api_keys.revoke_key(sessions, tenant_id, args.prefix)
+            except api_keys.UnknownApiKey:
+                raise SystemExit(f"{args.tenant} has no key {args.prefix!r}") from None
+            return [f"revoked {key.label} ({key.name}) at {_when(key.revoked_at)} UTC"]
+        return [f"{key.label:24} {key.scope:6} {key.name[:30]:30} created {_when(key.created_at)}"
+                f"  used {_when(key.last_used_at)}"
+                + (f"  REVOKED {_when(key.revoked_at)}" if key.revoked_at else "")
+                for key in await api_keys.list_keys(sessions, tenant_id)]
+    finally:
+        await engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tenants", description="Manage tenants")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,11 +172,24 @@ def main(argv: list[str] | None = None) -> None:
     budget_cmd = sub.add_parser("budget", help="set a tenant's monthly LLM token budget")
     budget_cmd.add_argument("slug")
     budget_cmd.add_argument("tokens", type=budget_tokens, help="tokens a month, or none")
+    keys_cmd = sub.add_parser("keys", help="a shop's REST API keys")
+    keys_sub = keys_cmd.add_subparsers(dest="keys_command", required=True)
+    create_cmd = keys_sub.add_parser("create", help="a new key, printed once")
+    create_cmd.add_argument("--name", required=True, help="what the key is for")
+    list_cmd = keys_sub.add_parser("list", help="the shop's keys (prefixes, never secrets)")
+    revoke_cmd = keys_sub.add_parser("revoke", help="stop a key")
+    revoke_cmd.add_argument("prefix", help="the key's prefix as listed (sb_live_…)")
+    for command in (create_cmd, list_cmd, revoke_cmd):
+        command.add_argument("--tenant", required=True, help="the shop's slug")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     if args.command == "add":
         tenant_id = asyncio.run(add(settings, args))
-        print(f"added {args.slug} ({tenant_id}): POST /channels/{args.slug}/rest/webhook")
+        print(f"added {args.slug} ({tenant_id}): POST /channels/{args.slug}/rest/webhook "
+              f"with a key from `python -m tenants keys create --tenant {args.slug}`")
+    elif args.command == "keys":
+        for line in asyncio.run(keys(settings, args)):
+            print(line)
     elif args.command == "budget":
         asyncio.run(set_budget(settings, args.slug, args.tokens))
         print(f"{args.slug}: " + ("no LLM budget" if args.tokens is None
