@@ -5,7 +5,10 @@
     python -m devtools.bootstrap --dev-env FILE  # also write development secrets to FILE once
 
 Idempotent: safe to run before every start. Every run restores the demo shop completely
-(devtools/demo_shop.py) and rewrites its orders relative to now.
+(devtools/demo_shop.py) and rewrites its orders relative to now, and makes sure the dev env
+file (FILE, else var/dev.env, when it exists) holds a REST API key of the demo shop as
+DEMO_REST_KEY: the one already there while it still verifies, a new one when it does not (a
+fresh database, a revoked key).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from alembic.config import Config
 from core import logs
 from core.db import create_engine, session_factory
 from core.settings import ROOT, ConfigError, ProcessSettings, Settings
-from devtools.demo_shop import SANDBOX_SMTP_PORT, DemoShopConflict, seed_demo
+from devtools.demo_shop import DEMO_TENANT_ID, SANDBOX_SMTP_PORT, DemoShopConflict, seed_demo
+from tenants.api_keys import ApiKeyVerifier, InvalidApiKey, issue_key
 from tenants.crypto import CredentialsBox, CredentialsError
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,46 @@ def load_dev_env(path: Path) -> None:
         if "=" in line and not line.lstrip().startswith("#"):
             name, value = line.split("=", 1)
             os.environ.setdefault(name.strip(), value.strip())
+
+
+def env_value(path: Path, name: str) -> str | None:
+    """`name`'s value in an env file, or None."""
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
+
+
+def set_env_value(path: Path, name: str, value: str) -> None:
+    """Set `name` in an env file, keeping its other lines (created readable by us only)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if line.partition("=")[0].strip() != name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([*kept, f"{name}={value}"]) + "\n")
+    path.chmod(0o600)
+
+
+async def demo_rest_key(database_url: str, path: Path) -> None:
+    """DEMO_REST_KEY in the env file at `path`: the demo shop's development REST key, kept
+    while it still verifies (the README's curl and the tests send it)."""
+    current = env_value(path, "DEMO_REST_KEY")
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        if current:
+            try:
+                await ApiKeyVerifier(sessions).verify(current, DEMO_TENANT_ID)
+                return
+            except InvalidApiKey:
+                log.info("the demo shop's REST key no longer verifies: a new one is made")
+        issued = await issue_key(sessions, DEMO_TENANT_ID, "development (devtools.bootstrap)")
+    finally:
+        await engine.dispose()
+    set_env_value(path, "DEMO_REST_KEY", issued.secret)
+    log.info("demo shop REST key written", extra={"path": str(path), "key": issued.key.label})
 
 
 def demo_credentials_key() -> str | None:
@@ -130,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
                          settings.sandbox_smtp_port))
     except DemoShopConflict as exc:
         raise SystemExit(str(exc)) from None  # already logged; the message says what to do
+    dev_env = args.dev_env or settings.var_dir / "dev.env"
+    if dev_env.exists():  # never the first line of a file `make run` must fill with secrets
+        asyncio.run(demo_rest_key(settings.database_url, dev_env))
     asyncio.run(ingest_demo_knowledge(settings))
     log.info("storage ready", extra={"embedded": settings.uses_embedded_storage})
 
