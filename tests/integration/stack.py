@@ -107,8 +107,23 @@ class Stack:
         self._spawn("gateway", [str(APP_PY), "-m", "connectors"])
 
     def bootstrap(self) -> None:
+        # An env file to exist is bootstrap's cue to keep the demo shop's REST key there.
+        (self.var_dir / "dev.env").touch()
         subprocess.run([str(APP_PY), "-m", "devtools.bootstrap"], cwd=ROOT, env=self.env(),
                        check=True, capture_output=True)
+
+    @property
+    def rest_key(self) -> str:
+        """The demo shop's REST API key, as bootstrap wrote it (DEMO_REST_KEY)."""
+        from devtools.bootstrap import env_value
+
+        key = env_value(self.var_dir / "dev.env", "DEMO_REST_KEY")
+        assert key, f"bootstrap wrote no DEMO_REST_KEY to {self.var_dir / 'dev.env'}"
+        return key
+
+    def rest_headers(self) -> dict[str, str]:
+        """What a post to the demo shop's REST channel carries: its key."""
+        return {"Authorization": f"Bearer {self.rest_key}"}
 
     def start(self, timeout: float = 180.0) -> Stack:
         assert self.model.exists(), f"no trained model at {self.model}: run `make train`"
