@@ -14,16 +14,47 @@ Rasa (sanic-jwt) reads `Authorization: Bearer <JWT>` from the headers and checks
 signature and expiry; the gateway mints a short-lived token per call (connectors/rasa_client.py)
 with the same key, `BotSettings.rasa_jwt_key`. Passing `--auth-token` or `--jwt-secret` here is
 refused: that would put a secret back on the command line.
+
+It also keeps visitors' data out of Rasa's log (DESIGN.md, style 14): every record is masked
+for emails and phone numbers as it is created (core/logs.py `redact_every_record`), and the
+fields Rasa's structured events carry texts, slots and trackers in (the keys Rasa's own
+`_anonymizer` names, which only Rasa Pro fills with an anonymization pipeline) are replaced.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from core.logs import redact_every_record
 from core.settings import BotSettings, ConfigError
 
 REFUSED = ("--auth-token", "--jwt-secret", "--jwt-private-key", "--jwt-method")
+# rasa/utils/log_utils.py `_anonymizer`'s keys (Rasa 3.6.21): the structured events' fields that
+# hold visitors' texts, entities, slots and tracker states.
+RASA_TEXT_KEYS = frozenset((
+    "text", "response_text", "user_text", "slot_values", "parse_data_text",
+    "parse_data_entities", "prediction_events", "tracker_latest_message", "prefilled_slots",
+    "message", "response", "slot_candidates", "rasa_event", "rasa_events", "tracker_states",
+    "current_states", "old_states", "successes", "current_entity", "next_entity", "states",
+    "entity", "token_text", "user_message", "json_message",
+))
+
+
+def drop_texts(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor in place of Rasa's `_anonymizer`: those fields' values go."""
+    for key in RASA_TEXT_KEYS & event_dict.keys():
+        event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def keep_visitors_out_of_logs() -> None:
+    redact_every_record()
+    import rasa.utils.log_utils  # Rasa's interpreter only
+
+    # configure_structlog() reads the module global when it builds its processor list.
+    rasa.utils.log_utils._anonymizer = drop_texts
 
 
 def rasa_argv(args: Sequence[str], settings: BotSettings) -> list[str]:
@@ -40,6 +71,7 @@ def rasa_argv(args: Sequence[str], settings: BotSettings) -> list[str]:
 def main(args: Sequence[str] | None = None) -> None:
     settings = BotSettings.from_env()  # a missing RASA_TOKEN stops the server here
     sys.argv = rasa_argv(sys.argv[1:] if args is None else args, settings)
+    keep_visitors_out_of_logs()
     from rasa.__main__ import main as rasa_main  # Rasa's interpreter only
 
     rasa_main()

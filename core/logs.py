@@ -11,6 +11,8 @@ Message texts are logged only through `message_text`, which shows their length u
 LOG_MESSAGE_TEXT says otherwise (debugging only). As a last line of defence the formatter
 replaces anything shaped like an email address or an international phone number in a log
 line, its fields and its traceback.
+
+Standard library only, and Python 3.10: Rasa's interpreter imports it too (bot/serve.py).
 """
 
 from __future__ import annotations
@@ -103,6 +105,32 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def redact_every_record() -> None:
+    """Redact each log record of this process as it is created, whoever formats it later.
+
+    For a process whose logging is not ours to format (Rasa's: bot/serve.py): the message is
+    rendered once, masked by `redact`, and the traceback's text with it, so no handler Rasa
+    installs can print an email or a phone number.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed format is the handler's to report
+            return record
+        record.msg, record.args = redact(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]  # marks ours: installed once
+    logging.setLogRecordFactory(factory)
+
+
 def configure(level: str = "INFO", *, pseudonym_key: bytes | None = None,
               log_message_text: bool = False) -> None:
     """JSON lines on stderr at `level`. `pseudonym_key` keys `visitor` (Settings.log_key, the
@@ -117,6 +145,8 @@ def configure(level: str = "INFO", *, pseudonym_key: bytes | None = None,
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Libraries that narrate their own start-up at INFO/DEBUG (FAISS's CPU-feature probing,
-    # bm25s's index building): only their warnings are worth a line.
-    for chatty in ("faiss.loader", "bm25s", "sentence_transformers"):
+    # bm25s's index building): only their warnings are worth a line. httpx and httpcore log
+    # every request's full URL at INFO/DEBUG: provider paths name accounts and phone number ids,
+    # and a URL may carry a query with a visitor's data or a credential.
+    for chatty in ("faiss.loader", "bm25s", "sentence_transformers", "httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

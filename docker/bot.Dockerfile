@@ -40,10 +40,11 @@ RUN rasa data validate --domain bot/domain --data data \
  && rm -rf .rasa
 
 # bot/stores.py (named by endpoints.yml) reads the environment through core/settings.py,
-# standard library only, and opens SQLite files as core/sqlite.py says; the rest of core/
-# needs our 3.11 environment and stays out. Copied after training: training does not load the
+# standard library only, and opens SQLite files as core/sqlite.py says; bot/serve.py (the
+# command) masks Rasa's log records with core/logs.py, standard library only too. The rest
+# of core/ needs our 3.11 environment and stays out. Copied after training: training does not load the
 # stores, so a settings edit does not retrain.
-COPY core/__init__.py core/settings.py core/sqlite.py core/
+COPY core/__init__.py core/settings.py core/logs.py core/sqlite.py core/
 
 # Code and model are owned by root and read-only for the process user; Rasa unpacks the
 # model under /tmp and keeps its small global config under $HOME.

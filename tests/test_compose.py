@@ -46,11 +46,11 @@ LISTEN = {"actions": ("ACTIONS_HOST", "ACTIONS_PORT"), "gateway": ("GATEWAY_HOST
 APP_IMAGE_PATHS = ("alembic.ini", "migrations", "core", "tenants", "actions", "knowledge",
                    "connectors")
 NOT_IN_APP_IMAGE = ("devtools", "tests", "bench", "bot")  # bot/ runs in Rasa's image
-# bot/ imports only core.settings and core.sqlite (tests/test_layering.py), importable by Python
-# 3.10 with Rasa's libraries (tests/core/test_settings.py, tests/bot/test_stores.py); the rest of
-# core/ needs our 3.11 environment.
+# bot/ imports only core.settings, core.logs and core.sqlite (tests/test_layering.py), importable
+# by Python 3.10 with Rasa's libraries (tests/core/test_settings.py, tests/core/test_logs.py,
+# tests/bot/test_stores.py); the rest of core/ needs our 3.11 environment.
 BOT_IMAGE_PATHS = ("config.yml", "endpoints.yml", "credentials.yml", "bot", "data",
-                   "core/__init__.py", "core/settings.py", "core/sqlite.py")
+                   "core/__init__.py", "core/settings.py", "core/logs.py", "core/sqlite.py")
 
 SERVICE_URLS = {  # variable -> (service it points at, path it must have or None)
     "RASA_URL": ("bot", None),

@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from core import logs
-from core.settings import Settings
+from core.settings import ROOT, Settings
 
 SMS_SENDER = "3f0c2a9e-1111-4a4a-9c9c-000000000001:sms:+4915112345678"
 EMAIL_SENDER = "3f0c2a9e-1111-4a4a-9c9c-000000000001:email:sam@example.com"
@@ -103,3 +104,27 @@ def test_debug_text_setting_keeps_texts_but_never_credentials(captured: io.Strin
 def test_ids_and_numbers_that_are_not_phone_numbers_stay() -> None:
     assert logs.redact("order #1002 took 1500 ms at 1732800000") == (
         "order #1002 took 1500 ms at 1732800000")
+
+
+def test_rasa_python_masks_its_records() -> None:
+    """bot/serve.py imports core.logs inside Rasa's Python 3.10: standard library only, and
+    every record Rasa logs is masked however Rasa formats it."""
+    bot_python = ROOT / ".venv-bot" / "bin" / "python"
+    if not bot_python.exists():
+        pytest.skip("Rasa's environment (.venv-bot) is not installed")
+    script = (
+        "import logging, sys\n"
+        "from core.logs import redact_every_record\n"
+        "redact_every_record(); redact_every_record()\n"
+        "logging.basicConfig(stream=sys.stdout, format='%(message)s')\n"
+        "log = logging.getLogger('rasa.core.processor')\n"
+        "log.warning(\"Circuit breaker tripped for sender '%s'\", 't1:sms:+4915112345678')\n"
+        "try:\n"
+        "    raise ValueError('no order for sam@example.com')\n"
+        "except ValueError:\n"
+        "    log.exception('failed')\n")
+    done = subprocess.run([str(bot_python), "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "t1:sms:[phone]" in done.stdout and "ValueError: no order for [email]" in done.stdout
+    assert "15112345678" not in done.stdout and "sam@example.com" not in done.stdout
