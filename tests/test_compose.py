@@ -280,6 +280,20 @@ def test_migrate_runs_alembic_in_the_app_image() -> None:
         "alembic.ini: script_location must be %(here)s/migrations (the image copies it beside)")
 
 
+def test_production_compose_seeds_no_demo_shop() -> None:
+    """The demo shop and its known orders (order numbers, emails, a dev REST key) exist only
+    where a developer asks for them: `make run` runs devtools.bootstrap. No service here runs
+    it or anything like it, and the app image could not (it holds no devtools/)."""
+    for name in compose().get("services") or {}:
+        words = " ".join(str(part) for part in (service(name).get("command") or []))
+        words += " " + str(service(name).get("entrypoint") or "")
+        words += " " + " ".join(f"{k}={v}" for k, v in environment(name).items())
+        for sign in ("devtools", "bootstrap", "seed", "demo"):
+            assert sign not in words.lower(), f"service {name!r}: {sign!r}: no demo shop here"
+    assert "devtools" not in image_paths(dockerfile_of("gateway"))
+    assert "python -m devtools.bootstrap" in (ROOT / "Makefile").read_text()
+
+
 # (b) environment, against core/settings.py ----------------------------------------------------
 
 
