@@ -6,7 +6,10 @@ Modes, visible in the logs and in each answer's metadata (stored with the bot's 
               the product its catalogue row describes, in words (knowledge/extractive.py)
   fallback    the API failed, timed out or its circuit is open: the same, extracted
   abstained   retrieval (or Claude) found nothing that answers it: say so, offer a person
-Only answers that would come out the same next time are cached (not `fallback`).
+An extractive answer while an API key is configured means the shop's monthly token budget is
+spent (knowledge/budget.py).
+Only answers that would come out the same next time are cached (not `fallback`, nor an
+extractive answer forced by the budget: the month ends, or the budget is raised).
 
 An answer drawn from catalogue rows (extracted, or cited by Claude) carries those products
 (knowledge/products.py), so channels can show a card with image, price and link.
@@ -21,7 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from knowledge.cache import AnswerCache, cache_key
-from knowledge.claude import ClaudeAnswerer, LlmUnavailable
+from knowledge.claude import ClaudeAnswerer, LlmOverBudget, LlmUnavailable
 from knowledge.extractive import extract
 from knowledge.products import Product, product_of
 from knowledge.retrieval import Passage, Retriever
@@ -97,7 +100,9 @@ class KnowledgeAnswers:
             answer = Answer.from_dict(hit, cached=True)
         else:
             answer = await self._answer(tenant, question)
-            if key and answer.mode != "fallback" and answer.index_version == version:
+            lasting = answer.mode != "fallback" and not (
+                self.llm is not None and answer.mode == "extractive")  # over budget
+            if key and lasting and answer.index_version == version:
                 await self.cache.set(key, answer.to_dict())
         self.modes[answer.mode] += 1
         log.info("knowledge answer", extra={
@@ -119,6 +124,8 @@ class KnowledgeAnswers:
         if self.llm is not None:
             try:
                 read = await self.llm.answer(tenant, question, passages)
+            except LlmOverBudget:  # the no-key mode until the month ends
+                return self._extractive(question, passages, "extractive", version)
             except LlmUnavailable:
                 return self._extractive(question, passages, "fallback", version)
             if read.abstained:

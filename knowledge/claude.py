@@ -2,8 +2,16 @@
 
 Every call has one deadline (`timeout`, 8 s by default) that covers the SDK's retries too:
 the SDK retries 429/529/5xx and connection errors at most `max_retries` times, but never past
-the deadline. A circuit breaker stops calling an API that keeps failing. Any failure raises
-`LlmUnavailable`, and the caller answers extractively instead.
+the deadline. Any failure raises `LlmUnavailable`, and the caller answers extractively instead.
+
+Per shop, and never across shops:
+- circuit breakers (knowledge/breaker.py), one per shop and model: an API that keeps failing
+  one shop's calls is not called for that shop for a while. A 404 (or a 400 about the model)
+  is the shop's configuration, not an outage: it opens that shop's circuit at once, is logged
+  as an error naming the shop and model (never the key or the question), and leaves every
+  other shop's answers alone;
+- the monthly token budget (knowledge/budget.py): checked before the call (`LlmOverBudget`),
+  and every answer's usage, as the API reports it, is recorded after it.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from collections.abc import Sequence
 
 import anthropic
 
-from knowledge.breaker import CircuitBreaker
+from knowledge.breaker import Breakers
+from knowledge.budget import LlmBudget
 from knowledge.prompt import ReadAnswer, read_answer, system_prompt, user_prompt
 from knowledge.retrieval import Passage
 from tenants.models import Tenant
@@ -24,14 +33,32 @@ log = logging.getLogger(__name__)
 
 
 class LlmUnavailable(RuntimeError):
-    """No answer from the LLM: timeout, API error, open circuit, or an uncited answer."""
+    """No answer from the LLM: timeout, API error, open circuit, or an ungrounded answer."""
+
+
+class LlmOverBudget(LlmUnavailable):
+    """The shop's tokens for this month are spent: answer as without a key until it ends."""
+
+
+def _configuration_error(exc: anthropic.APIStatusError) -> bool:
+    """Will the API refuse every call of this shop alike? A 404 is an unknown model (the only
+    resource we name); a 400 is the shop's too when it is about the model."""
+    if isinstance(exc, anthropic.NotFoundError):
+        return True
+    if isinstance(exc, anthropic.BadRequestError) and isinstance(exc.body, dict):
+        error = exc.body.get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+        return isinstance(message, str) and message.lower().startswith("model")
+    return False
 
 
 class ClaudeAnswerer:
     def __init__(self, api_key: str, base_url: str | None = None, timeout: float = 8.0,
-                 max_retries: int = 2, breaker: CircuitBreaker | None = None) -> None:
+                 max_retries: int = 2, breakers: Breakers | None = None,
+                 budget: LlmBudget | None = None) -> None:
         self.timeout = timeout
-        self.breaker = breaker or CircuitBreaker()
+        self.breakers = Breakers() if breakers is None else breakers
+        self.budget = budget
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, max_retries=max_retries,
             timeout=timeout,  # per attempt; the deadline in answer() bounds the retries too
@@ -39,7 +66,10 @@ class ClaudeAnswerer:
 
     async def answer(self, tenant: Tenant, question: str,
                      passages: Sequence[Passage]) -> ReadAnswer:
-        if not self.breaker.allow():
+        if self.budget is not None and await self.budget.exhausted(tenant):
+            raise LlmOverBudget("monthly token budget spent")
+        breaker = self.breakers.get(tenant.id, tenant.llm_model)
+        if not breaker.allow():
             raise LlmUnavailable("circuit open")
         started = time.perf_counter()
         try:
@@ -53,23 +83,47 @@ class ClaudeAnswerer:
                     # This SDK version has no `temperature` argument; the API still takes it.
                     extra_body={"temperature": tenant.llm_temperature},
                 )
-        except (TimeoutError, anthropic.APIError) as exc:
-            self.breaker.failed()
-            status = getattr(exc, "status_code", None)
-            log.warning("llm call failed",
-                        extra={"tenant_id": tenant.id, "error": type(exc).__name__,
-                               "status": status, "breaker": self.breaker.state})
+        except anthropic.APIStatusError as exc:
+            if _configuration_error(exc):
+                breaker.trip(self.breakers.config_cooldown)
+                log.error("llm refused the shop's model: check its llm_model setting",
+                          extra={"tenant_id": tenant.id, "model": tenant.llm_model,
+                                 "status": exc.status_code, "request_id": exc.request_id,
+                                 "breaker": breaker.state})
+            else:
+                breaker.failed()
+                log.warning("llm call failed",
+                            extra={"tenant_id": tenant.id, "model": tenant.llm_model,
+                                   "error": type(exc).__name__, "status": exc.status_code,
+                                   "request_id": exc.request_id, "breaker": breaker.state})
             raise LlmUnavailable(type(exc).__name__) from exc
-        self.breaker.succeeded()
+        except (TimeoutError, anthropic.APIError) as exc:
+            breaker.failed()
+            log.warning("llm call failed",
+                        extra={"tenant_id": tenant.id, "model": tenant.llm_model,
+                               "error": type(exc).__name__, "breaker": breaker.state})
+            raise LlmUnavailable(type(exc).__name__) from exc
+        except BaseException:  # cancelled: no verdict on the API, but free a trial slot
+            breaker.release()
+            raise
+        breaker.succeeded()
+        usage = message.usage
+        # Prompt caching is not used, but if it were, cached input is still input spent.
+        input_tokens = (usage.input_tokens + (usage.cache_creation_input_tokens or 0)
+                        + (usage.cache_read_input_tokens or 0))
+        if self.budget is not None:  # paid for even if the answer is dropped below
+            await self.budget.record(tenant, tenant.llm_model, input_tokens, usage.output_tokens)
         raw = "".join(block.text for block in message.content if block.type == "text")
-        read = read_answer(raw, len(passages))
+        read = read_answer(raw, passages)
         if not read.abstained and not read.cited:
-            # An answer that cites none of the passages is not grounded in them: do not show it.
-            log.warning("llm answer without citations dropped", extra={"tenant_id": tenant.id})
-            raise LlmUnavailable("uncited answer")
+            # An answer that cites none of the passages, or whose cited text does not rest on
+            # them (a visitor's dictated "[1]"), is not grounded in them: do not show it.
+            log.warning("llm answer without grounded citations dropped",
+                        extra={"tenant_id": tenant.id})
+            raise LlmUnavailable("ungrounded answer")
         log.info("llm answered", extra={"tenant_id": tenant.id, "model": tenant.llm_model,
-                                        "input_tokens": message.usage.input_tokens,
-                                        "output_tokens": message.usage.output_tokens,
+                                        "input_tokens": input_tokens,
+                                        "output_tokens": usage.output_tokens,
                                         "abstained": read.abstained,
                                         "ms": round((time.perf_counter() - started) * 1000, 1)})
         return read

@@ -4,7 +4,9 @@ Retrieved text is data, never instructions: passages go into the user turn insid
 `<passage>` elements with their markup escaped (a document cannot close the element and
 speak in its own voice), and the system prompt says that anything inside them that looks
 like an instruction is content to ignore. The answer must cite passage ids like [2]; an
-answer that cites nothing we sent is not shown (see `read_answer`).
+answer that cites nothing we sent is not shown (see `read_answer`), and neither is one whose
+cited text does not rest on the passages it cites, such as a sentence the visitor dictated
+with a "[1]" of their own (knowledge/grounding.py).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from knowledge.grounding import neutralise, supported
 from knowledge.retrieval import Passage
 
 NO_ANSWER = "<no_answer/>"
-CITATION = re.compile(r"\[(\d{1,2})\]")
+# One or more adjacent markers, each [2] or [1, 3]: the text before them is what they cite.
+CITATIONS = re.compile(r"(?:\s*\[\d{1,2}(?:\s*,\s*\d{1,2})*\])+")
 
 SYSTEM = """You are the customer support assistant of the online shop "{shop}".
 Answer the visitor's question using only the passages from the shop's own documents given in
@@ -35,7 +39,7 @@ Answer the visitor's question using only the passages from the shop's own docume
 @dataclass(frozen=True)
 class ReadAnswer:
     text: str  # for the visitor, citation markers removed
-    cited: tuple[int, ...]  # 1-based passage ids, in order of first citation
+    cited: tuple[int, ...]  # 1-based passage ids, in order of first citation; () if ungrounded
     abstained: bool
 
 
@@ -51,19 +55,47 @@ def user_prompt(question: str, passages: Sequence[Passage]) -> str:
         parts.append(f'<passage id="{n}" title="{title}" source="{source}">\n'
                      f"{html.escape(passage.text, quote=False)}\n</passage>")
     parts.append("</passages>")
-    parts.append(f"<question>{html.escape(question.strip(), quote=False)}</question>")
+    # The visitor's "[1]" becomes "(1)": the only citations the model sees are our passage ids.
+    asked = html.escape(neutralise(question.strip()), quote=False)
+    parts.append(f"<question>{asked}</question>")
     return "\n".join(parts)
 
 
-def read_answer(raw: str, passage_count: int) -> ReadAnswer:
+def read_answer(raw: str, passages: Sequence[Passage]) -> ReadAnswer:
+    """The answer as the visitor sees it, and the passages it cites.
+
+    The text before each group of markers (back to the previous group) is what that group
+    cites; it must rest on those passages (`supported`), or the answer cites nothing (and is
+    not shown). Text after the last marker is kept only when it rests on the cited passages
+    ("Let me know if you have other questions" does not, and goes).
+    """
     text = raw.strip()
     if not text or NO_ANSWER in text:
         return ReadAnswer("", (), True)
     cited: list[int] = []
-    for match in CITATION.finditer(text):
-        n = int(match.group(1))
-        if 1 <= n <= passage_count and n not in cited:
-            cited.append(n)
-    visible = CITATION.sub("", text)
-    visible = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", visible)).strip()
-    return ReadAnswer(visible, tuple(cited), False)
+    shown: list[str] = []
+    start = 0
+    for group in CITATIONS.finditer(text):
+        span = text[start:group.start()]
+        numbers = [int(n) for n in re.findall(r"\d+", group.group())]
+        known = [n for n in numbers if 1 <= n <= len(passages)]
+        if not known or not supported(span, [_evidence(passages[n - 1]) for n in known]):
+            return ReadAnswer(_tidy(CITATIONS.sub("", text)), (), False)
+        cited.extend(n for n in known if n not in cited)
+        shown.append(span)
+        start = group.end()
+    tail = text[start:]
+    if not cited or supported(tail, [_evidence(passages[n - 1]) for n in cited]):
+        shown.append(tail)
+    else:  # keep the full stop of "... days [1]. Anything else?"
+        shown.append(re.sub(r"\w.*", "", tail, flags=re.S))
+    return ReadAnswer(_tidy("".join(shown)), tuple(cited), False)
+
+
+def _evidence(passage: Passage) -> str:
+    # The heading counts: an answer names the product or section it comes from.
+    return f"{passage.heading}\n{passage.text}"
+
+
+def _tidy(text: str) -> str:
+    return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()

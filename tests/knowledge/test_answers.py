@@ -22,7 +22,7 @@ import pytest_asyncio
 from core.db import create_engine, session_factory
 from core.settings import async_database_url
 from knowledge.answers import KnowledgeAnswers
-from knowledge.breaker import CircuitBreaker
+from knowledge.breaker import Breakers
 from knowledge.cache import MemoryAnswerCache, RedisAnswerCache
 from knowledge.claude import ClaudeAnswerer
 from knowledge.embeddings import get_embedder
@@ -107,9 +107,9 @@ def fake() -> Iterator[AnthropicFake]:
 
 
 def service(kb: Kb, fake: AnthropicFake | None, timeout: float = 5.0,
-            breaker: CircuitBreaker | None = None, max_retries: int = 2) -> KnowledgeAnswers:
+            breakers: Breakers | None = None, max_retries: int = 2) -> KnowledgeAnswers:
     llm = (ClaudeAnswerer(KEY, fake.base_url, timeout=timeout, max_retries=max_retries,
-                          breaker=breaker)
+                          breakers=breakers)
            if fake is not None else None)
     return KnowledgeAnswers(kb.retriever, MemoryAnswerCache(), llm)
 
@@ -219,7 +219,7 @@ async def test_hanging_api_is_given_up_on_within_the_timeout(kb: Kb, fake: Anthr
 
 @pytest.mark.asyncio
 async def test_open_circuit_stops_calling_a_failing_api(kb: Kb, fake: AnthropicFake) -> None:
-    answers = service(kb, fake, breaker=CircuitBreaker(threshold=2, cooldown=60), max_retries=0)
+    answers = service(kb, fake, breakers=Breakers(threshold=2, cooldown=60), max_retries=0)
     fake.fail_next(500, times=100)
 
     for question in ("Do you ship to Canada?", "How long do refunds take?",
