@@ -106,7 +106,7 @@ def main() -> None:
     log.info("starting the stack in %s (bootstrap ingests the demo knowledge base)", workdir)
     stack.start(timeout=args.timeout)
     try:
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60, headers=stack.rest_headers()) as client:
             for warm in ("hello", "do you have gift cards?"):  # load the models once
                 ask(client, stack, warm)
             started = time.perf_counter()

@@ -61,7 +61,7 @@ def main() -> None:
 
 def run(stack: Stack, fake: AnthropicFake, questions: list[str], args: argparse.Namespace) -> None:
     url = f"{stack.gateway}/channels/demo/rest/webhook"
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=stack.rest_headers()) as client:
         # Load everything once.
         for warm in ("hello", "do you have gift cards?", "where is my order?"):
             client.post(url, json={"sender": f"warm-{uuid.uuid4().hex[:8]}", "message": warm})

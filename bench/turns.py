@@ -17,6 +17,7 @@ Usage, from the repository root:
         (bootstrap migrates that database and restores the demo shop in it)
     .venv/bin/python bench/turns.py --gateway http://127.0.0.1:8000 --rasa http://127.0.0.1:5005 \\
         --actions http://127.0.0.1:5055 --token TOKEN    # an already running stack
+        # (its REST key: --rest-key, else DEMO_REST_KEY from var/dev.env)
 Options: --concurrency 1,20 --conversations 30,60 --warmup 3 --one-turn --samples 10 --timeout 900
 Results go to stdout, progress to stderr. Only loopback addresses are accepted.
 """
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.sender_ids import sender_id  # noqa: E402
+from devtools.bootstrap import env_value  # noqa: E402
 from devtools.demo_shop import DEMO_TENANT_ID  # noqa: E402
 from tests.integration.stack import MODEL, TOKEN, Stack, rasa_headers  # noqa: E402
 
@@ -91,6 +93,7 @@ class Target:
     name: str
     url: str
     direct: bool  # True: Rasa's own REST channel with the gateway's scoped sender id
+    headers: dict[str, str] = field(default_factory=dict)  # the gateway's: the shop's REST key
 
     def body(self, user: str, text: str) -> dict[str, Any]:
         if not self.direct:
@@ -116,7 +119,8 @@ async def converse(client: httpx.AsyncClient, target: Target, script: tuple[str,
     for index, text in enumerate(script):
         started = time.perf_counter()
         try:
-            response = await client.post(target.url, json=target.body(user, text))
+            response = await client.post(target.url, json=target.body(user, text),
+                                         headers=target.headers)
             response.raise_for_status()
             answer = "\n".join(r.get("text") or "" for r in response.json())
         except (httpx.HTTPError, ValueError) as exc:
@@ -316,12 +320,13 @@ def start_stack(args: argparse.Namespace, deadline: float) -> Stack:
 
 
 async def bench(args: argparse.Namespace, gateway: str, rasa: str, actions: str,
-                token: str) -> None:
+                token: str, rest_key: str) -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     counts = [int(c) for c in args.conversations.split(",")]
     counts += [counts[-1]] * (len(levels) - len(counts))
     scripts = [("3-turn", THREE_TURNS)] + ([("1-turn", ONE_TURN)] if args.one_turn else [])
-    targets = [Target("gateway", f"{gateway}/channels/demo/rest/webhook", direct=False),
+    targets = [Target("gateway", f"{gateway}/channels/demo/rest/webhook", direct=False,
+                      headers={"Authorization": f"Bearer {rest_key}"}),
                Target("rasa", f"{rasa}/webhooks/rest/webhook", direct=True)]
     limits = httpx.Limits(max_connections=max(levels) + 10,
                           max_keepalive_connections=max(levels) + 10)
@@ -367,6 +372,8 @@ def main() -> None:
     parser.add_argument("--rasa", help="running stack: Rasa base URL")
     parser.add_argument("--actions", help="running stack: action server base URL")
     parser.add_argument("--token", help="running stack: its RASA_TOKEN (bot/serve.py)")
+    parser.add_argument("--rest-key", help="running stack: the demo shop's REST API key "
+                        "(default: DEMO_REST_KEY in var/dev.env, written by make run)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -383,7 +390,13 @@ def main() -> None:
     try:
         urls = running if stack is None else [stack.gateway, stack.rasa,
                                               f"http://127.0.0.1:{stack.actions_port}", TOKEN]
-        asyncio.run(asyncio.wait_for(bench(args, *urls), max(1.0, deadline - time.monotonic())))
+        rest_key = (stack.rest_key if stack is not None else
+                    args.rest_key or env_value(ROOT / "var" / "dev.env", "DEMO_REST_KEY"))
+        if not rest_key:
+            parser.error("--rest-key: the demo shop's REST API key (var/dev.env has none)")
+        gateway, rasa, actions, token = (str(url) for url in urls)
+        asyncio.run(asyncio.wait_for(bench(args, gateway, rasa, actions, token, rest_key),
+                                     max(1.0, deadline - time.monotonic())))
         finished = True
     except TimeoutError:
         log.error("gave up after the global timeout of %.0f s", args.timeout)
