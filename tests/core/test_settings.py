@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import ROOT, ConfigError, ProcessSettings, Secret, Settings
+from core.settings import ROOT, BotSettings, ConfigError, ProcessSettings, Secret, Settings
 
 SECRETS = {"SWITCHBOARD_CREDENTIALS_KEY": "k", "RASA_TOKEN": "t"}
 
@@ -116,11 +116,16 @@ def test_repr_masks_secrets_and_url_passwords() -> None:
         "SWITCHBOARD_CREDENTIALS_KEY": "fernet-key-1", "RASA_TOKEN": "rasa-token-2",
         "ANTHROPIC_API_KEY": "sk-ant-3",
         "DATABASE_URL": "postgresql://switchboard:pg-pass-4@postgres/switchboard",
-        "REDIS_URL": "redis://:redis-pass-5@redis:6379/0",
+        "REDIS_URL": "redis://:redis-pass-5@redis:6379/0", "HEALTH_TOKEN": "health-6",
     })
+    derived = (settings.rasa_jwt_key.reveal(), settings.log_key.hex(),
+               settings.widget_secret.hex(), repr(settings.log_key), repr(settings.widget_secret))
     for shown in (repr(settings), str(settings), f"{settings}", repr(ProcessSettings.from_env({
-            "DATABASE_URL": "postgresql://switchboard:pg-pass-4@postgres/switchboard"}))):
-        for secret in ("fernet-key-1", "rasa-token-2", "sk-ant-3", "pg-pass-4", "redis-pass-5"):
+            "DATABASE_URL": "postgresql://switchboard:pg-pass-4@postgres/switchboard"})),
+            repr(BotSettings.from_env({"RASA_TOKEN": "rasa-token-2", "DATABASE_URL":
+                                       "postgresql://switchboard:pg-pass-4@postgres/switchboard"}))):
+        for secret in ("fernet-key-1", "rasa-token-2", "sk-ant-3", "pg-pass-4", "redis-pass-5",
+                       "health-6", *derived):
             assert secret not in shown
         assert "postgresql+psycopg://switchboard:***@postgres/switchboard" in shown
     assert "credentials_key=Secret('**********')" in repr(settings)
