@@ -125,16 +125,20 @@ class KnowledgeAnswers:
             try:
                 read = await self.llm.answer(tenant, question, passages)
             except LlmOverBudget:  # the no-key mode until the month ends
-                return self._extractive(question, passages, "extractive", version)
+                return self._extractive(retrieval.asked or question, passages, "extractive",
+                                        version)
             except LlmUnavailable:
-                return self._extractive(question, passages, "fallback", version)
+                return self._extractive(retrieval.asked or question, passages, "fallback",
+                                        version)
             if read.abstained:
                 return Answer("", (), "abstained", version)
             cited = [passages[n - 1] for n in read.cited]
             products = tuple(p for p in map(product_of, cited) if p is not None)
             return Answer(read.text, _unique([_source(p) for p in cited]), "llm", version,
                           products=products[:MAX_PRODUCTS])
-        return self._extractive(question, passages, "extractive", version)
+        # The passage to quote and its sentences are read with the question as it was searched
+        # (fillers dropped, typos corrected, the pages' words added after the shopper's).
+        return self._extractive(retrieval.asked or question, passages, "extractive", version)
 
     @staticmethod
     def _extractive(question: str, passages: tuple[Passage, ...], mode: str,

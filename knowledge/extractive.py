@@ -13,6 +13,13 @@ range it gives ("100" in a chest of "96–101"). The best unit is the answer; a 
 leans on the one before it ("It takes …") brings that one along, and units nearly as good
 follow, in document order, up to three.
 
+The question read here is the one retrieval searched (`Retrieval.asked`: fillers dropped,
+typos corrected, the pages' own word added after the shopper's: "opt out" brings
+"unsubscribe"), so the words scored are the ones the passages use. On the 448 questions of
+bench/data/knowledge_questions.yml that changes little (the answer's document is a covering
+one for 398 instead of 397: even half 198 vs 196, odd 200 vs 201), but a rewritten question
+is the only one whose words match the pages when the shopper's do not.
+
 Which of the top passages to quote: the fused ranking often puts a neighbouring section of
 the right page first, so the lexical evidence above decides between passages whose meaning
 (dense cosine) is about as close to the question; a clearly closer passage wins. On the 190

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from knowledge.embeddings import DIMENSION
-from knowledge.lexical import tokens
+from knowledge.lexical import STOPWORDS, tokens
 from knowledge.query import Rewriter
 
 if TYPE_CHECKING:  # imported where used at run time: both take a while to import
@@ -123,8 +123,11 @@ class TenantIndex:
         vocabulary = self._vocabulary
         if not vocabulary:
             return []
+        # A stop word is never indexed, so one that only shows after the suffix strip ("whats"
+        # -> "what") is no word the shop lacks.
         return [t for t in tokens(query)
-                if len(t) >= 3 and not any(c.isdigit() for c in t) and t not in vocabulary]
+                if len(t) >= 3 and not any(c.isdigit() for c in t) and t not in vocabulary
+                and t not in STOPWORDS]
 
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         words = tokens(query)

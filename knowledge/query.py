@@ -8,7 +8,9 @@ nothing, so the dense cosine falls from ~0.6 to ~0.3 and the lexical index misse
 altogether. `Rewriter.rewrite` therefore
 
 1. drops greetings, politeness and fillers ("hi!", "quick question", "I was wondering if",
-   "sorry to bother you", "pls", "lol");
+   "sorry to bother you", "pls", "lol") and the frames support chats put around a request
+   ("I need assistance to", "can you help me", "I want to know"): "assistance" is a word no
+   shop page uses, so each cost the question the unknown-word penalty of retrieval.py;
 2. spells out chat shorthand with a fixed table (u → you, pw → password, amex → American
    Express, login → log in);
 3. corrects a word that is neither a word of the shop's documents nor a common English word
@@ -42,7 +44,13 @@ FILLER = re.compile(
     r"\b(?:(?:just\s+)?(?:a\s+)?quick\s+question|i\s+(?:was|am|'m)\s+(?:just\s+)?wondering"
     r"(?:\s+(?:if|whether))?|i\s+wanted\s+to\s+ask(?:\s+you)?|i(?:'d|\s+would)\s+like\s+to\s+"
     r"know|(?:could|can|would)\s+you\s+(?:please\s+)?(?:tell|let)\s+me(?:\s+know)?|"
-    r"sorry\s+to\s+bother\s+you(?:\s+but)?|thanks?(?:\s+you)?(?:\s+(?:so|very)\s+much)?"
+    r"sorry\s+to\s+bother\s+you(?:\s+but)?|"
+    # Requests framed as asking for help ("I need assistance to reset my password", "can you
+    # help me see the payment options"): the frame is every support chat's, the rest the ask.
+    r"i\s+(?:need|want|would\s+like|'d\s+like)\s+(?:some\s+)?(?:help|assistance)"
+    r"(?:\s+(?:with|to|for|on))?|(?:(?:could|can|would)\s+you\s+(?:please\s+)?)?help\s+me"
+    r"(?:\s+(?:with|to))?(?=\s+\w)|i\s+(?:want|need)\s+to\s+know(?:\s+(?:if|whether))?|"
+    r"thanks?(?:\s+you)?(?:\s+(?:so|very)\s+much)?"
     r"(?:\s+in\s+advance)?|many\s+thanks|cheers|please|pls+|plz+|lol|lmao|ugh+|"
     r"seriously|honestly|tbh)\b[\s,.!:;\-–]*", re.I)
 SHORTHAND = {

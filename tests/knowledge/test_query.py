@@ -37,6 +37,11 @@ def rewriter() -> Rewriter:
     ("how to regster", "how to register (create account)"),  # "Registered": the shop's word
     ("do you take amex", "do you take American Express"),
     ("login not working", "log in not working"),
+    # Support-chat request frames: the ask is what follows them.
+    ("I need assistance to reset my password", "reset my password"),
+    ("can you help me see your payment options?", "see your payment options?"),
+    ("I want to know what payment methods you accept", "what payment methods you accept"),
+    ("i need some help with my invoice please", "my invoice"),
 ])
 def test_rewrites_what_shoppers_type(rewriter: Rewriter, asked: str, meant: str) -> None:
     assert rewriter.rewrite(asked) == meant
@@ -54,6 +59,12 @@ def test_leaves_real_words_alone(rewriter: Rewriter, asked: str) -> None:
 
 def test_a_bare_greeting_is_kept_as_asked(rewriter: Rewriter) -> None:
     assert rewriter.rewrite("hi!") == "hi!"
+
+
+@pytest.mark.parametrize("asked", ["I need help", "can you help me",
+                                   "what email do i write to for help"])
+def test_help_that_is_the_whole_ask_stays(rewriter: Rewriter, asked: str) -> None:
+    assert rewriter.rewrite(asked) == asked
 
 
 def test_without_the_shops_words_nothing_is_corrected() -> None:

@@ -202,6 +202,15 @@ async def test_uncovered_question_is_not_answerable(search: Search, question: st
 
 
 @pytest.mark.asyncio
+async def test_a_stop_word_is_no_unknown_term(search: Search) -> None:
+    # "whats" loses its "s" to the lexical suffix strip and becomes "what", a stop word that
+    # no index holds: it says nothing about what the shop lacks.
+    result = await search(SHOP_A, "whats your phone number")
+    assert result.unknown_terms == ()
+    assert (await search(SHOP_A, "whats the wifi password")).unknown_terms == ("wifi",)
+
+
+@pytest.mark.asyncio
 async def test_a_tenant_without_an_index_gets_nothing_not_an_error(search: Search) -> None:
     result = await search("tenant-with-no-documents", "do you ship to Canada?")
     assert result == Retrieval(passages=(), index_version=None, answerable=False, best_cosine=0.0)
