@@ -30,9 +30,12 @@ class Reply:
 @dataclass(frozen=True)
 class OutboundContext:
     tenant: Tenant
-    credentials: Mapping[str, Any]  # this provider's decrypted section of the shop's credentials
-    to: str  # the visitor's address on the channel (the inbound user_key)
-    reply_context: Mapping[str, str] = field(default_factory=dict)  # from the InboundMessage
+    # This provider's decrypted section of the shop's credentials, and the visitor's address on
+    # the channel (the inbound user_key): neither belongs in a repr (a log line, a traceback).
+    credentials: Mapping[str, Any] = field(repr=False)
+    to: str = field(repr=False)
+    # From the InboundMessage (thread ids, the visitor's own address again): not in a repr.
+    reply_context: Mapping[str, str] = field(default_factory=dict, repr=False)
     window_open: bool = True  # WhatsApp: inside the 24 h customer-service window
     status_callback_url: str | None = None  # where the provider reports delivery (Twilio)
 

@@ -26,7 +26,7 @@ and dropped.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -152,7 +152,7 @@ class SealedCredentials(Protocol):
 class ChannelSettings:
     """The few settings channels read."""
 
-    widget_secret: bytes  # signs web visitors' tokens
+    widget_secret: bytes = field(repr=False)  # signs web visitors' tokens; never in a repr
     public_base_url: str | None = None  # the URL providers call, when a proxy fronts us
     graph_api_url: str = "https://graph.facebook.com"  # WhatsApp media links
 
