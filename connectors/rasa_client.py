@@ -85,6 +85,11 @@ class RasaClient:
             # Rasa answers [] and only logs when the action server is down: say so.
             log.error("action server unreachable", extra={"sender": logs.visitor(sender_id)})
             raise UpstreamUnavailable("The bot's action server is not reachable right now.")
+        if log.isEnabledFor(logging.DEBUG):
+            # Texts only as a length unless LOG_MESSAGE_TEXT (core/logs.py, development only).
+            log.debug("rasa turn", extra={
+                "sender": logs.visitor(sender_id), "text": logs.message_text(text),
+                "replies": [logs.message_text(m.get("text")) for m in messages]})
         return messages
 
     async def _post(self, sender_id: str, text: str, metadata: dict[str, Any]) -> httpx.Response:
