@@ -14,8 +14,14 @@ reply reached the provider fake (web: the turn's "done" frame); late = no reply 
 after the run the benchmark waits up to 60 s more, then lost = acknowledged messages that
 never got a reply and dup = replies beyond one per acknowledged message, per visitor.
 
+With --kill-gateway the gateway process is killed (SIGKILL, as a crash or an OOM kill) halfway
+through the run and started again at once: acknowledged messages it held are answered by the
+new process once their leases run out (connectors/leases.py); web visitors whose socket died
+count as late and reconnect. Its visitors all come from 127.0.0.1 and write to one shop, so the
+demo shop's rate limits are raised for the run (a real shop of this size would set its own).
+
 Usage, from the repository root (starts its own stack in a temp dir, embedded storage):
-    .venv/bin/python bench/channels.py [--visitors 200] [--seconds 60]
+    .venv/bin/python bench/channels.py [--visitors 200] [--seconds 60] [--kill-gateway]
     .venv/bin/python bench/channels.py --postgres postgresql://postgres@127.0.0.1:5432/test \\
         --redis redis://127.0.0.1:6379/0
 Results go to stdout, progress to stderr.
@@ -182,6 +188,14 @@ async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any],
 
 
 async def web_visitor(stack: Stack, stats: Channel, until: float) -> None:
+    """A widget visitor; after a lost socket (the gateway killed) a new one, as the widget
+    reconnects."""
+    while time.monotonic() < until:
+        await web_session(stack, stats, until)
+        await asyncio.sleep(1.0)
+
+
+async def web_session(stack: Stack, stats: Channel, until: float) -> None:
     url = (stack.gateway.replace("http", "ws") +
            f"/channels/demo/web/socket?key={DEMO_WIDGET_KEY}")
     try:
@@ -231,6 +245,8 @@ async def run(args: argparse.Namespace, stack: Stack, replies: Replies) -> dict[
                 tasks.append(provider_visitor(kind, stack, creds, http, replies, stats[kind],
                                               until, n))
         log.info("%d visitors for %d s: %s", len(tasks), args.seconds, dict(Counter(kinds)))
+        if args.kill_gateway:
+            tasks.append(kill_and_restart(stack, args.seconds / 2))
         await asyncio.gather(*tasks)
     # Replies still on their way, and duplicates, would show up now.
     deadline = time.monotonic() + REPLY_TIMEOUT
@@ -240,6 +256,15 @@ async def run(args: argparse.Namespace, stack: Stack, replies: Replies) -> dict[
     await asyncio.sleep(3)
     replies.stop()
     return stats
+
+
+async def kill_and_restart(stack: Stack, after: float) -> None:
+    await asyncio.sleep(after)
+    log.info("killing the gateway (SIGKILL) and starting it again")
+    stack.kill_process("gateway")
+    started = time.monotonic()
+    await asyncio.to_thread(stack.restart_gateway)
+    log.info("gateway back after %.1f s", time.monotonic() - started)
 
 
 def lost(stats: Channel, replies: Replies) -> int:
@@ -270,14 +295,19 @@ def main() -> None:
                         help="PostgreSQL URL (with --redis); our tables there are reset")
     parser.add_argument("--redis", help="Redis URL (with --postgres)")
     parser.add_argument("--keep", action="store_true", help="keep the stack's logs and files")
+    parser.add_argument("--kill-gateway", action="store_true",
+                        help="SIGKILL the gateway halfway through and start it again at once")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     if bool(args.postgres) != bool(args.redis):
         parser.error("--postgres and --redis go together")
     assert MODEL.exists(), "no trained model: run `make train`"
     with TwilioFake() as twilio, GraphFake() as graph, Mailbox(free_port()) as mailbox:
+        # 200 visitors of one shop from one address: no per-address limit, room for the rest.
         stack = Stack(Path(tempfile.mkdtemp(prefix="bench-channels-")),
-                      database_url=args.postgres, redis_url=args.redis)
+                      database_url=args.postgres, redis_url=args.redis,
+                      demo_rates={"rate_per_client": 0, "rate_per_conversation": 60,
+                                  "rate_per_shop": 0})
         stack.extra_env.update(TWILIO_API_URL=twilio.base_url, GRAPH_API_URL=graph.base_url,
                                SANDBOX_SMTP_PORT=str(mailbox.port),
                                LOG_LEVEL="INFO" if args.keep else "WARNING")
@@ -295,7 +325,8 @@ def main() -> None:
             replies = Replies(twilio, graph, mailbox)
             stats = asyncio.run(run(args, stack, replies))
             print(f"\n{args.visitors} visitors, {args.seconds:.0f} s, "
-                  f"{'postgres+redis' if args.postgres else 'embedded'} storage; ms")
+                  f"{'postgres+redis' if args.postgres else 'embedded'} storage"
+                  f"{', gateway killed and restarted halfway' if args.kill_gateway else ''}; ms")
             report(stats, replies)
             provider = [s for k, s in stats.items() if k != "web"]
             print(f"\nprovider messages acknowledged {sum(s.sent for s in provider)}, "

@@ -53,6 +53,10 @@ class Stack:
     gateway_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the fake Messages API
+    # The demo shop's rate limits (messages a minute: rate_per_client, rate_per_conversation,
+    # rate_per_shop; 0 turns one off), set before the gateway starts: benches whose hundreds of
+    # visitors share one address and one shop raise them.
+    demo_rates: dict[str, int] = field(default_factory=dict)
     model: Path = MODEL
 
     @property
@@ -129,6 +133,8 @@ class Stack:
         assert self.model.exists(), f"no trained model at {self.model}: run `make train`"
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.bootstrap()
+        if self.demo_rates:
+            self.set_rates("demo", **self.demo_rates)
         self.start_rasa()
         self.start_actions()
         self.start_gateway()
@@ -207,6 +213,58 @@ class Stack:
         finally:
             engine.dispose()
         return CredentialsBox(self.env()["SWITCHBOARD_CREDENTIALS_KEY"]).open(bytes(token))
+
+    def set_rates(self, slug: str, **rates: int) -> None:
+        """A shop's rate limits (the gateway reads them again within 30 s)."""
+        from sqlalchemy import text
+
+        from tests.databases import sync_engine
+
+        assignments = ", ".join(f"{name} = :{name}" for name in rates)
+        engine = sync_engine(self.database)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"UPDATE tenants SET {assignments} WHERE slug = :slug"),
+                             {**rates, "slug": slug})
+        finally:
+            engine.dispose()
+
+    def add_shop_like_demo(self, slug: str, widget_key: str, **rates: int) -> str:
+        """Another shop with the demo shop's settings and credentials; returns its id."""
+        import uuid
+
+        from sqlalchemy import text
+
+        from devtools.demo_shop import DEMO_TENANT_ID
+        from tests.databases import sync_engine
+
+        tenant_id = str(uuid.uuid4())
+        engine = sync_engine(self.database)
+        try:
+            with engine.begin() as conn:
+                row = dict(conn.execute(text("SELECT * FROM tenants WHERE id = :id"),
+                                        {"id": DEMO_TENANT_ID}).mappings().one())
+                row.update(id=tenant_id, slug=slug, name=slug.title(), widget_key=widget_key,
+                           widget_theme=None,
+                           **rates)
+                columns = ", ".join(row)
+                conn.execute(text(f"INSERT INTO tenants ({columns}) VALUES "
+                                  f"({', '.join(':' + c for c in row)})"), row)
+        finally:
+            engine.dispose()
+        return tenant_id
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL, as a crash or an OOM kill: no shutdown handlers run."""
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def restart_gateway(self, timeout: float = 60.0) -> None:
+        """Start the gateway again on its port (after kill_process("gateway"))."""
+        self.start_gateway()
+        self.wait_healthy(timeout)
 
     def stop_process(self, name: str) -> None:
         proc = self.procs.pop(name, None)
