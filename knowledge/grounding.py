@@ -18,7 +18,10 @@ close that:
 
 Lexical checks cannot prove a sentence true (a negation reuses the passage's words); they
 make the visitor's own text fail the gate, and a failed gate costs only a quote instead of
-a paraphrase (the extractive answer).
+a paraphrase (the extractive answer). The number rule is strict on purpose: "returns are
+accepted within 30 days, so 45 days is too late [1]" fails when only the question says 45,
+because a number the visitor wrote is exactly what a dictated claim would carry; the
+visitor then reads the passage's own sentence instead.
 """
 
 from __future__ import annotations
