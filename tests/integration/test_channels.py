@@ -249,7 +249,10 @@ def test_email_with_two_questions_gets_one_threaded_reply(stack: Stack, mailbox:
     assert reply["Subject"] == "Re: Shipping and payment"
     plain = mail_body(reply, "plain")
     html = mail_body(reply, "html")
-    assert "Canada" in plain and "PayPal" in plain and "<" in html
+    # Both answered, in order, under a numbered heading: the questions are not quoted back.
+    assert plain.index("Your question 1 of 2:") < plain.index("ship")
+    assert plain.index("Your question 2 of 2:") < plain.index("PayPal") and "<" in html
+    assert "Do you deliver to Canada?" not in plain and "Canada?" not in html
     assert len(mailbox.to(visitor)) == 1  # both questions in one mail
 
     # The visitor answers our mail; quoted history must not reach the bot, threading goes on.
@@ -267,6 +270,32 @@ def test_email_with_two_questions_gets_one_threaded_reply(stack: Stack, mailbox:
     assert TRACKING in mail_body(follow_up, "plain")
     stored = rows(stack, "SELECT text FROM messages WHERE message_id = :m", m=second.message_id)
     assert "wrote:" not in stored[0][0] and "ship to Canada" not in stored[0][0]
+
+
+def test_spoofed_email_gets_no_order_details_and_relays_nothing(
+        stack: Stack, mailbox: Mailbox) -> None:
+    """Anyone can write someone else's address in From: a mail the provider did not vouch for
+    (no DMARC / aligned SPF and DKIM pass) learns nothing about an order, and the shop's reply
+    to that address carries none of the sender's words (no quotes, a bounded clean subject)."""
+    creds = stack.demo_credentials()["email"]
+    victim = f"victim-{secrets.token_hex(4)}@example.net"
+    mail = simulate.mailgun_message(
+        stack.gateway, "demo", creds, victim,
+        "Your account is locked: log in at https://evil.example/login today or lose your orders",
+        "Your account is locked, log in at https://evil.example/login now.\n\n"
+        "Where is order #1001? My email is alex@example.com\n\nDo you deliver to Canada?",
+        authenticated=False)
+    assert httpx.post(mail.url, content=mail.body, headers=mail.headers).status_code == 200
+    reply = mailbox.wait_for(lambda m: victim in str(m["To"]))
+    plain, html = mail_body(reply, "plain"), mail_body(reply, "html")
+    assert TRACKING not in plain and "UPS" not in plain and "Running shoes" not in plain
+    assert "website" in plain  # where to verify instead
+    assert "Your question 2 of 2:" in plain and "ship" in plain  # still answered
+    for part in (reply["Subject"], plain, html):
+        assert "evil.example" not in part and "account is locked, log in" not in part
+    assert reply["Subject"].startswith("Re: Your account is locked")
+    assert len(reply["Subject"]) <= len("Re: ") + 61
+    assert reply["In-Reply-To"] == mail.message_id  # still threaded
 
 
 def test_provider_outage_is_retried_and_the_reply_still_arrives(
