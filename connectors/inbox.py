@@ -155,6 +155,7 @@ class Inbox:
 
     async def _drain(self, conversation: Conversation, tenant: Tenant | None,
                      origin: str | None) -> None:
+        claimed: Claimed | None = None
         try:
             claimed = await self.leases.claim_next(conversation)
             while True:
@@ -165,10 +166,13 @@ class Inbox:
                     claimed = await self.leases.claim_next(conversation)
                     continue
                 if not await self._answer(claimed, tenant, origin):
+                    claimed = None
                     return  # given back for a retry; the conversation waits for it
                 claimed = await self.leases.finish_and_claim_next(claimed.id, conversation)
         except Exception:  # the lease runs out and a sweep tries again
             log.exception("conversation not answered", extra={"tenant_id": conversation.tenant_id})
+            if claimed is not None:
+                self.leases.forget(claimed.id)
         finally:
             del self._draining[conversation]
 
@@ -235,11 +239,11 @@ class Inbox:
         self._wakeups[conversation] = asyncio.get_running_loop().call_later(
             seconds + 0.05, wake)
 
-    async def sweep(self) -> int:
-        """Renew our leases; answer the conversations with messages nobody holds. Returns
-        how many conversations were taken on."""
+    async def sweep(self, first: bool = False) -> int:
+        """Renew our leases; answer the conversations with messages nobody holds (`first`:
+        also those stored before leases existed). Returns how many were taken on."""
         await self.leases.renew()
-        found = await self.leases.free_conversations(skip=list(self._draining))
+        found = await self.leases.free_conversations(skip=list(self._draining), unleased=first)
         taken_over = sum(taken for _, taken in found)
         if taken_over:
             log.warning("leases taken over", extra={"conversations": taken_over})
@@ -249,9 +253,11 @@ class Inbox:
 
     async def run_sweeps(self, every: float = SWEEP_EVERY) -> None:
         """Sweep now (what a crash left) and every `every` seconds until cancelled."""
+        first = True
         while True:
             try:
-                await self.sweep()
+                await self.sweep(first)
+                first = False
             except Exception:  # the database may be away for a moment; the next one tries
                 log.exception("lease sweep failed")
             await asyncio.sleep(every)

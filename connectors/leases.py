@@ -96,6 +96,9 @@ class Leases:
     def __init__(self, sessions: async_sessionmaker, owner: str | None = None) -> None:
         self._sessions = sessions
         self.owner = owner or process_owner()
+        # What this process is working on: only these are renewed, so a message whose
+        # handling broke off (an error we did not foresee) runs out and is taken over.
+        self._held: set[int] = set()
 
     def _claim_oldest(self, conversation: Conversation, now: datetime) -> Any:
         oldest = (select(func.min(MessageRow.id))
@@ -117,7 +120,19 @@ class Leases:
         async with self._sessions() as session:
             row = (await session.execute(self._claim_oldest(conversation, utcnow()))).first()
             await session.commit()
-        return Claimed(*row) if row is not None else None
+        return self._holding(row)
+
+    def _holding(self, row: Any) -> Claimed | None:
+        if row is None:
+            return None
+        claimed = Claimed(*row)
+        self._held.add(claimed.id)
+        return claimed
+
+    def forget(self, message_pk: int) -> None:
+        """Stop renewing a message's lease (its handling broke off): it runs out within LEASE
+        and a sweep takes it over."""
+        self._held.discard(message_pk)
 
     async def finish_and_claim_next(self, message_pk: int,
                                     conversation: Conversation) -> Claimed | None:
@@ -131,10 +146,12 @@ class Leases:
                 .execution_options(synchronize_session=False))
             row = (await session.execute(self._claim_oldest(conversation, now))).first()
             await session.commit()
-        return Claimed(*row) if row is not None else None
+        self._held.discard(message_pk)
+        return self._holding(row)
 
     async def release(self, message_pk: int, due: datetime) -> None:
         """Give a message back, to be claimed again from `due` on (a retry)."""
+        self._held.discard(message_pk)  # should this fail, the lease runs out instead
         async with self._sessions() as session:
             await session.execute(
                 update(MessageRow)
@@ -144,38 +161,34 @@ class Leases:
                 .execution_options(synchronize_session=False))
             await session.commit()
 
-    async def release_all(self) -> int:
-        """Give back every message we hold, due now (a clean shutdown: the next gateway to
-        sweep answers them without waiting for the leases to run out)."""
-        async with self._sessions() as session:
-            result = await session.execute(
-                update(MessageRow)
-                .where(MessageRow.lease_owner == self.owner, MessageRow.handled_at.is_(None))
-                .values(lease_owner=None, lease_expires_at=utcnow())
-                .execution_options(synchronize_session=False))
-            await session.commit()
-        return int(getattr(result, "rowcount", 0) or 0)
-
     async def renew(self) -> int:
-        """Extend every lease we hold (messages being answered or waiting for a turn slot)."""
+        """Extend the leases of the messages we are working on (being answered or waiting for
+        a turn slot)."""
+        if not self._held:
+            return 0
         async with self._sessions() as session:
             result = await session.execute(
                 update(MessageRow)
-                .where(MessageRow.lease_owner == self.owner, MessageRow.handled_at.is_(None))
+                .where(MessageRow.id.in_(sorted(self._held)), MessageRow.lease_owner == self.owner,
+                       MessageRow.handled_at.is_(None))
                 .values(lease_expires_at=utcnow() + LEASE)
                 .execution_options(synchronize_session=False))
             await session.commit()
         return int(getattr(result, "rowcount", 0) or 0)
 
-    async def free_conversations(self, skip: Sequence[Conversation] = ()
-                                 ) -> list[tuple[Conversation, bool]]:
-        """Conversations with an unanswered message that nobody holds (never claimed, due
-        again, or its holder's lease ran out), each with whether that is a takeover (an
-        owner's lease ran out). Claims happen in `claim_next`."""
+    async def free_conversations(self, skip: Sequence[Conversation] = (),
+                                 unleased: bool = False) -> list[tuple[Conversation, bool]]:
+        """Conversations with an unanswered message that nobody holds (due, or its holder's
+        lease ran out), each with whether that is a takeover (an owner's lease ran out). Claims
+        happen in `claim_next`. `unleased`: also messages stored before leases existed (no
+        expiry at all; REST and widget messages have none either, and there are many, so
+        this is for the first sweep of a process only: the regular ones read the
+        lease_expires_at index for a range)."""
         now = utcnow()
+        free = _free(now) if unleased else MessageRow.lease_expires_at <= now
         query = (select(MessageRow.tenant_id, MessageRow.sender_id,
                         func.max(MessageRow.lease_owner))
-                 .where(_unanswered(now), _free(now))
+                 .where(_unanswered(now), free)
                  .group_by(MessageRow.tenant_id, MessageRow.sender_id)
                  .limit(SWEEP_BATCH + len(skip)))
         async with self._sessions() as session:
