@@ -66,6 +66,7 @@ run: setup $(MODEL) var/dev.env
 	@echo "  other channels  .venv/bin/python -m devtools.try_channel sms 'where is my order?'"
 	@echo
 	@echo "  Try it:  curl -s localhost:8000/channels/demo/rest/webhook \\"
+	@echo "             -H \"Authorization: Bearer \$$(sed -n 's/^DEMO_REST_KEY=//p' var/dev.env)\" \\"
 	@echo "             -H 'Content-Type: application/json' \\"
 	@echo "             -d '{\"sender\": \"me\", \"message\": \"where is order #1001? my email is alex@example.com\"}'"
 	@echo "  The bot takes up to a minute to load its model: curl localhost:8000/health says when."

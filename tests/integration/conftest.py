@@ -88,9 +88,11 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 class Visitor:
     """A visitor on the REST channel of one shop."""
 
-    def __init__(self, stack: Stack, tenant: str = "demo") -> None:
+    def __init__(self, stack: Stack, tenant: str = "demo", key: str | None = None) -> None:
+        """`key`: the shop's REST API key (the demo shop's from bootstrap by default)."""
         self.stack = stack
         self.tenant = tenant
+        self.key = key
         self.sender = f"visitor-{uuid.uuid4().hex[:10]}"
         self.replies: list[dict[str, Any]] = []
 
@@ -99,6 +101,8 @@ class Visitor:
         response = httpx.post(
             f"{self.stack.gateway}/channels/{self.tenant}/rest/webhook",
             json={"sender": self.sender, "message": message},
+            headers=({"Authorization": f"Bearer {self.key}"} if self.key
+                     else self.stack.rest_headers()),
             timeout=30,
         )
         assert response.status_code == 200, response.text

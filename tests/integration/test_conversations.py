@@ -318,11 +318,17 @@ def test_each_shop_sees_only_its_own_orders(stack: Stack) -> None:
         conn.execute(text("INSERT INTO demo_order_items (order_id, name, quantity) "
                           "VALUES (:o, 'Canary lamp', 1)"), {"o": order_id})
     engine.dispose()
+    created = subprocess.run(
+        [str(APP_PY), "-m", "tenants", "keys", "create", "--tenant", "second-shop",
+         "--name", "tests"], cwd=ROOT, env=stack.env(), capture_output=True, text=True,
+        timeout=60)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.splitlines()[0]
 
-    own = Visitor(stack, tenant="second-shop").say(
+    own = Visitor(stack, tenant="second-shop", key=key).say(
         "where is order 1001? my email is canary@second.example")
     assert "Canary lamp" in own and "CANARY123" in own
-    other_shops_email = Visitor(stack, tenant="second-shop").say(
+    other_shops_email = Visitor(stack, tenant="second-shop", key=key).say(
         "where is order 1001? my email is alex@example.com")
     assert "couldn't find" in other_shops_email and "UPS" not in other_shops_email
     from_demo = Visitor(stack).say("where is order 1001? my email is canary@second.example")
@@ -334,13 +340,15 @@ def test_outages_answer_503_and_recover(stack: Stack) -> None:
     visitor = Visitor(stack)
     stack.stop_process("actions")
     response = httpx.post(f"{stack.gateway}/channels/demo/rest/webhook",
-                          json={"sender": visitor.sender, "message": "hello"}, timeout=30)
+                          json={"sender": visitor.sender, "message": "hello"},
+                          headers=stack.rest_headers(), timeout=30)
     assert response.status_code == 503 and "action server" in response.json()["detail"]
     stack.start_actions()
     stack.stop_process("bot")
     started = time.monotonic()
     response = httpx.post(f"{stack.gateway}/channels/demo/rest/webhook",
-                          json={"sender": visitor.sender, "message": "hello"}, timeout=30)
+                          json={"sender": visitor.sender, "message": "hello"},
+                          headers=stack.rest_headers(), timeout=30)
     assert response.status_code == 503 and time.monotonic() - started < 5
     details = httpx.get(f"{stack.gateway}/health/details", timeout=10).json()  # from loopback
     assert details["checks"]["rasa"]["ok"] is False
