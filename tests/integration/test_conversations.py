@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from redis import Redis
 from sqlalchemy import text
 
+from actions.attempts import LIMITS
 from tests.databases import sync_engine
 from tests.integration.conftest import Visitor
 from tests.integration.stack import APP_PY, ROOT, Stack
@@ -333,6 +335,61 @@ def test_each_shop_sees_only_its_own_orders(stack: Stack) -> None:
     assert "couldn't find" in other_shops_email and "UPS" not in other_shops_email
     from_demo = Visitor(stack).say("where is order 1001? my email is canary@second.example")
     assert "couldn't find" in from_demo and "Canary" not in from_demo and "CANARY" not in from_demo
+
+
+def forget_failed_verifications(stack: Stack) -> None:
+    """Failed checks count across conversations (actions/attempts.py): a test that locks an
+    email or this client's address out clears the counts, so later tests start afresh."""
+    engine = sync_engine(stack.database)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM verification_failures"))
+    engine.dispose()
+    if stack.redis_url:
+        redis = Redis.from_url(stack.redis_url)
+        for key in [*redis.scan_iter("sb:vfail:*"), *redis.scan_iter("sb:vlock:*")]:
+            redis.delete(key)
+        redis.close()
+
+
+def test_a_sender_id_taken_over_later_must_prove_the_order_again(stack: Stack) -> None:
+    """Issue 12's takeover: a visitor on sender `me` checks #1002; whoever posts as the same
+    sender in a new session gets asked for the details again, and nothing about the order."""
+    customer = Visitor(stack)
+    assert "DHL" in customer.say("where is order #1002? my email is sam@example.com")
+    intruder = Visitor(stack)
+    intruder.sender = customer.sender  # the REST sender is whatever the client says
+    intruder.say("/session_start")  # a new session, as after an hour of silence
+    secrets = ("DHL", "JD014600006281230704", "Denim", "Scarf", "delivered")
+    asked = intruder.say("where is my order?")
+    assert asks_order_number(asked)
+    asked = intruder.say("1002")
+    assert asks_email(asked) and not any(s in asked for s in secrets), asked
+    intruder.say("stop")
+    returning = intruder.say("I want to return it")
+    assert asks_order_number(returning) and not any(s in returning for s in secrets)
+
+
+def test_brute_force_across_senders_is_locked_out(stack: Stack) -> None:
+    """Walking order numbers for a known email, a new conversation for every try: the email is
+    locked after LIMITS["email"] failures, even for the right pair, and a person is offered."""
+    try:
+        for n in range(LIMITS["email"] - 1):
+            reply = Visitor(stack).say(f"where is order #{7001 + n}? my email is kim@example.com")
+            assert "couldn't find" in reply, reply
+        locked = Visitor(stack)
+        reply = locked.say("where is order #7999? my email is kim@example.com")
+        assert "too many unsuccessful attempts" in reply, reply
+        assert "/human_handoff" in [b["payload"] for b in locked.buttons()]
+        right_pair = Visitor(stack)
+        reply = right_pair.say("where is order #1004? my email is kim@example.com")
+        assert "too many unsuccessful attempts" in reply and "Backpack" not in reply
+        assert "person from our team" in right_pair.say("yes please")  # the offered person
+        # A handoff or a restart gives no fresh tries.
+        right_pair.say("/restart")
+        reply = right_pair.say("where is order #1004? my email is kim@example.com")
+        assert "too many unsuccessful attempts" in reply and "Backpack" not in reply
+    finally:
+        forget_failed_verifications(stack)
 
 
 def test_outages_answer_503_and_recover(stack: Stack) -> None:
