@@ -228,3 +228,37 @@ def test_a_message_id_longer_than_its_column_is_400(tmp_path: Path,
     status, payload = post(app, "/channels/demo/rest/webhook", json.dumps(body))
     assert status == 400 and "255" in payload["detail"]
     assert stored(tmp_path) == [] and silent_rasa.seen == []
+
+
+async def frame_too_large(app: Sanic) -> int | None:
+    """Open the demo shop's widget socket on the real server, send a 100 KB frame and return
+    the close code the server answers with."""
+    import websockets
+
+    port = free_port()
+    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
+    assert server is not None
+    await server.startup()
+    await server.before_start()
+    await server.after_start()
+    try:
+        url = f"ws://127.0.0.1:{port}/channels/demo/web/socket?key=pk_demo_outfitters"
+        async with websockets.connect(url, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "hello", "token": None}))
+            await ws.recv()  # the session frame
+            await ws.send(json.dumps({"type": "message", "text": "x" * 100_000}))
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+    finally:
+        await server.before_stop()
+        await server.close()
+        await server.after_stop()
+
+
+def test_a_widget_frame_over_64_kb_closes_the_socket(tmp_path: Path) -> None:
+    app = make_app(tmp_path, f"http://127.0.0.1:{free_port()}")
+    assert asyncio.run(frame_too_large(app)) == 1009  # "message too big"
+    assert stored(tmp_path) == []
