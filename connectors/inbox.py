@@ -195,12 +195,17 @@ class Inbox:
             log.error("no sender for a stored message; not answered", extra=facts)
             return True
         if claimed.attempts > 1:
+            if await self.leases.answer_went_out(claimed, reply_key(claimed.id)):
+                # Its holder sent the answer and died before marking it handled.
+                log.warning("message was answered before its holder died", extra=facts)
+                return True
             log.warning("message answered again (a retry, or its gateway died)", extra=facts)
         last_try = claimed.attempts > len(self._retry_after)
         try:
             replies = await self._replies(inbound, apologise=last_try)
             await self._outbox.send(inbound.recipient(), replies,
-                                    await self._store_replies(inbound, replies), origin)
+                                    await self._store_replies(inbound, replies, claimed.id),
+                                    origin)
         except Exception as exc:
             if last_try:
                 log.exception("message given up after its last try", extra=facts)
@@ -302,7 +307,10 @@ class Inbox:
             with attempt:
                 return await call(*args)
 
-    async def _store_replies(self, inbound: InboundMessage, replies: list[Reply]) -> int | None:
+    async def _store_replies(self, inbound: InboundMessage, replies: list[Reply],
+                             answering: int) -> int | None:
+        """Our copy of the bot's reply to stored message `answering`, keyed by it (a later
+        holder of its lease can tell whether it went out: Leases.answer_went_out)."""
         if not replies:
             return None
         messages = [m for r in replies for m in r.messages]
@@ -310,7 +318,8 @@ class Inbox:
         if any(r.question for r in replies):
             payload["questions"] = [r.question for r in replies]
         try:
-            return await self._store(inbound, "out", _text_of(messages), payload)
+            return await self._store(inbound, "out", _text_of(messages), payload,
+                                     message_id=reply_key(answering))
         except Exception:  # the visitor's answer matters more than our copy of it
             log.exception("bot reply not stored; sending it anyway",
                           extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel})
@@ -398,6 +407,11 @@ class Inbox:
             wakeup.cancel()
         self._wakeups.clear()
         await self._tasks.drain(timeout)
+
+
+def reply_key(message_pk: int) -> str:
+    """The message id of our copy of the bot's reply to stored message `message_pk`."""
+    return f"reply:{message_pk}"
 
 
 def _text_of(messages: list[dict[str, Any]]) -> str:

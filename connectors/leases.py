@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from core.conversations import MessageRow
 from core.db import utcnow
+from core.deliveries import DeliveryRow
 
 # A lease outlives four renewals (SWEEP_EVERY), so a late tick or two of a busy event loop do
 # not hand a live gateway's message to another; renewals do not wait for turns (one UPDATE for
@@ -148,6 +149,27 @@ class Leases:
             await session.commit()
         self._held.discard(message_pk)
         return self._holding(row)
+
+    async def answer_went_out(self, claimed: Claimed, reply_key: str) -> bool:
+        """Whether a previous holder of this message stored its reply (under `reply_key`) and
+        a provider accepted at least part of it: it died between sending and marking the
+        message handled, and answering again would send the visitor the answer twice. (The
+        window left: a provider that accepted a part just before the process died, before the
+        delivery was recorded.)"""
+        async with self._sessions() as session:
+            reply = (await session.execute(
+                select(MessageRow.id).where(
+                    MessageRow.tenant_id == claimed.tenant_id,
+                    MessageRow.sender_id == claimed.sender_id,
+                    MessageRow.direction == "out", MessageRow.message_id == reply_key))
+            ).scalar()
+            if reply is None:
+                return False
+            sent = (await session.execute(
+                select(func.count()).select_from(DeliveryRow).where(
+                    DeliveryRow.sender_id == claimed.sender_id, DeliveryRow.message_pk == reply,
+                    DeliveryRow.provider_message_id.is_not(None)))).scalar()
+        return bool(sent)
 
     async def release(self, message_pk: int, due: datetime) -> None:
         """Give a message back, to be claimed again from `due` on (a retry)."""

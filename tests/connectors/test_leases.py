@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from connectors.inbox import Inbox
+from connectors.inbox import Inbox, reply_key
 from connectors.leases import LEASE, Conversation, Leases
 from connectors.messages import InboundMessage
 from connectors.rasa_client import RasaClient
-from core import conversations
+from core import conversations, deliveries
 from core.conversations import MessageRow
 from core.db import utcnow
 from core.settings import Secret
@@ -137,3 +137,22 @@ async def test_leases_held_are_renewed(world: World) -> None:
     # Nobody else can claim it meanwhile.
     other = Leases(world.sessions, owner="other")
     assert await other.claim_next(Conversation(message.tenant.id, message.sender_id)) is None
+
+
+async def test_a_dead_gateways_message_whose_answer_went_out_is_not_answered_twice(
+        world: World) -> None:
+    """It sent the answer and died before marking the message handled."""
+    message = world.message("hi", "SM-sent-then-died")
+    pk = await store(world, message, owner="dead-gateway", expires_in=-timedelta(seconds=1))
+    reply = await conversations.record_message(
+        world.sessions, tenant_id=message.tenant.id, sender_id=message.sender_id,
+        channel=message.channel, direction="out", text="echo: hi", message_id=reply_key(pk))
+    await deliveries.record_send(
+        world.sessions, tenant_id=message.tenant.id, channel=message.channel,
+        provider="memory", sender_id=message.sender_id, message_pk=reply,
+        provider_message_id="mem-before-the-crash", status="accepted")
+    await world.inbox.sweep()
+    await world.settle()
+    assert world.sender.sent == []
+    [row] = [m for m in await world.rows(MessageRow) if m.direction == "in"]
+    assert row.handled_at is not None
