@@ -198,6 +198,7 @@ async def web_visitor(stack: Stack, stats: Channel, until: float) -> None:
 async def web_session(stack: Stack, stats: Channel, until: float) -> None:
     url = (stack.gateway.replace("http", "ws") +
            f"/channels/demo/web/socket?key={DEMO_WIDGET_KEY}")
+    waiting = False  # a turn sent and not answered yet
     try:
         async with websockets.connect(url, open_timeout=30, max_size=2**20) as ws:
             await ws.send(json.dumps({"type": "hello", "token": None}))
@@ -208,7 +209,7 @@ async def web_session(stack: Stack, stats: Channel, until: float) -> None:
                 await ws.send(json.dumps({"type": "message", "text": SCRIPT[turn % 3],
                                           "id": secrets.token_hex(6)}))
                 stats.sent += 1
-                got_typing = False
+                waiting, got_typing = True, False
                 while True:
                     frame = json.loads(await asyncio.wait_for(ws.recv(), REPLY_TIMEOUT))
                     if frame["type"] == "typing" and not got_typing:
@@ -220,9 +221,10 @@ async def web_session(stack: Stack, stats: Channel, until: float) -> None:
                     elif frame["type"] == "error":
                         stats.errors[frame.get("code", "error")] += 1
                         break
+                waiting = False
                 turn += 1
     except (TimeoutError, OSError, websockets.WebSocketException) as exc:
-        stats.late += 1
+        stats.late += waiting  # a refused reconnect (gateway down) is no unanswered turn
         stats.errors[type(exc).__name__] += 1
 
 
