@@ -89,6 +89,8 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
     (r"\b(?:puffer|puffa)\b", "down jacket"),
     (r"\b(?:opt\s+out|stop\s+(?:sending|the)\s+(?:me\s+)?(?:e-?mails|newsletters?))\b",
      "unsubscribe"),
+    (r"\b(?:(?:promotional|marketing|advertising)\s+(?:e-?)?mails?|mailing\s+list|(?:news|"
+     r"updates|offers|deals)\s+(?:\w+\s+){0,4}?(?:by|via|in\s+an?)\s+e-?mail)\b", "newsletter"),
 )]
 # A request that opens by looking ("I want to check the payment methods", "see your refund
 # policy"): what is looked at is the ask. Only at the start, so "check my gift card balance"

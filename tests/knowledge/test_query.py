@@ -41,6 +41,8 @@ def rewriter() -> Rewriter:
     ("I need assistance to reset my password", "reset my password"),
     ("can you help me see your payment options?", "your payment options?"),
     ("I want to check the payment methods", "the payment methods"),
+    ("can I get news about new products by email",
+     "can I get news about new products by email (newsletter)"),
     ("I need assistance closing my user account", "closing my account (delete account)"),
     ("I want to know what payment methods you accept", "what payment methods you accept"),
     ("i need some help with my invoice please", "my invoice"),
