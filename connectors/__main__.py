@@ -1,9 +1,11 @@
-"""Run the gateway: `python -m connectors` (GATEWAY_HOST/GATEWAY_PORT, default 0.0.0.0:8000)."""
+"""Run the gateway: `python -m connectors` (GATEWAY_HOST/GATEWAY_PORT, default 0.0.0.0:8000;
+its metrics on METRICS_HOST/GATEWAY_METRICS_PORT, default 127.0.0.1:9101, never the public port)."""
 
 from __future__ import annotations
 
 from connectors.app import create_app
 from core import logs
+from core.metrics import serve_metrics
 from core.settings import Settings
 
 
@@ -12,6 +14,7 @@ def main() -> None:
     logs.configure(settings.log_level, pseudonym_key=settings.log_key,
                    log_message_text=settings.log_message_text)
     app = create_app(settings)
+    serve_metrics(settings.metrics_host, settings.gateway_metrics_port, "gateway")
     app.run(
         host=settings.gateway_host,
         port=settings.gateway_port,

@@ -17,7 +17,7 @@ from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from connectors import health
+from connectors import health, metrics
 from connectors.bounds import limit_bodies
 from connectors.channels import CHANNELS
 from connectors.channels.contract import ChannelContext, ChannelSettings
@@ -58,6 +58,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     app.blueprint(health.blueprint(settings.health_token))
     answer_errors(app)
     limit_bodies(app)
+    metrics.count_webhook_responses(app, {c.segment: c.name for c in CHANNELS})
     background = TaskSet()
 
     @app.before_server_start
@@ -100,11 +101,14 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
             inbox=inbox, tenants=tenants, sealed=sealed, history=history,
             replay=ReplayGuard(redis), api_keys=ApiKeyVerifier(sessions))
         app.ctx.tenants = tenants
+        app.ctx.sessions = sessions
 
     @app.after_server_start
     async def sweep_leases(app: Sanic) -> None:
         # At once (what a crash left), then every few seconds (connectors/leases.py).
         app.ctx.sweeps = background.spawn(app.ctx.inbox.run_sweeps(), name="lease-sweeps")
+        app.ctx.queue_depth = background.spawn(metrics.track_queue_depth(app.ctx.sessions),
+                                               name="queue-depth")
 
     @app.on_request
     async def remember_origin(request: Request) -> None:
@@ -112,9 +116,10 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
 
     @app.before_server_stop
     async def stop_sweeping(app: Sanic) -> None:
-        sweeps = getattr(app.ctx, "sweeps", None)
-        if sweeps is not None:
-            sweeps.cancel()
+        for name in ("sweeps", "queue_depth"):
+            task = getattr(app.ctx, name, None)
+            if task is not None:
+                task.cancel()
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:

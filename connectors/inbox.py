@@ -39,6 +39,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from connectors import metrics
 from connectors.errors import BotUnreachable, GatewayError
 from connectors.leases import SWEEP_EVERY, Claimed, Conversation, Leases
 from connectors.limits import Limits
@@ -252,6 +253,7 @@ class Inbox:
         taken_over = sum(taken for _, taken in found)
         if taken_over:
             log.warning("leases taken over", extra={"conversations": taken_over})
+            metrics.LEASE_TAKEOVERS.inc(taken_over)
         for conversation, _ in found:
             self._answer_conversation(conversation, None, None)
         return len(found)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from connectors import metrics
 from connectors.errors import RateLimited
 from connectors.messages import InboundMessage
 
@@ -152,6 +153,7 @@ class Limits:
             log.info("rate limited", extra={"tenant_id": inbound.tenant.id,
                                             "channel": inbound.channel,
                                             "retry_after": round(wait, 1)})
+            metrics.rate_limited(inbound.channel, "refused")
             raise RateLimited("Too many messages; please wait a moment before writing again.",
                               retry_after=max(1, math.ceil(wait)))
 
@@ -162,6 +164,7 @@ class Limits:
             log.info("provider message deferred", extra={
                 "tenant_id": inbound.tenant.id, "channel": inbound.channel,
                 "seconds": round(wait, 1)})
+            metrics.rate_limited(inbound.channel, "deferred")
         return wait
 
     async def _take(self, buckets: list[Bucket], reserve: bool) -> float:

@@ -7,6 +7,7 @@ or the shop's template outside the window), sends them one by one with retries a
 transient failures without ever resending a part that went out, and records each provider
 message in the `deliveries` table; providers' status callbacks move those rows forward
 (`record_status`). A send that cannot be made is recorded too (`not_sent` / `failed`, with why).
+Each status is counted too, by channel (connectors/metrics.py `DELIVERIES`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from connectors import metrics
 from connectors.channels.contract import Channel, SealedCredentials
 from connectors.errors import GatewayError
 from connectors.messages import Recipient, StatusUpdate
@@ -70,6 +72,7 @@ class Outbox:
         except GatewayError as exc:  # the channel was switched off meanwhile
             await deliveries.record_send(self._sessions, **record, provider_message_id=None,
                                          status="not_sent", error_detail=exc.detail)
+            metrics.delivery(recipient.channel, "not_sent")
             return
         attempts, sent = 0, list[str]()  # parts of a long reply that already went out
         try:
@@ -91,6 +94,8 @@ class Outbox:
             await deliveries.record_send(self._sessions, **record, provider_message_id=None,
                                          status=status, attempts=max(attempts, 1),
                                          error_code=exc.code, error_detail=exc.detail[:500])
+            metrics.delivery(recipient.channel, "accepted", len(sent))
+            metrics.delivery(recipient.channel, status)
             log.warning("reply not delivered", extra={
                 "tenant_id": tenant.id, "channel": recipient.channel, "provider": channel.name,
                 "status": status, "error_code": exc.code, "attempts": attempts})
@@ -98,6 +103,7 @@ class Outbox:
         for provider_id in sent:
             await deliveries.record_send(self._sessions, **record, provider_message_id=provider_id,
                                          status="accepted", attempts=attempts)
+        metrics.delivery(recipient.channel, "accepted", len(sent))
 
     async def record_status(self, tenant: Tenant, provider: str, channel: str,
                             update: StatusUpdate) -> None:
@@ -105,6 +111,7 @@ class Outbox:
             self._sessions, tenant_id=tenant.id, channel=channel, provider=provider,
             provider_message_id=update.provider_message_id, status=update.status,
             error_code=update.error_code, error_detail=update.error_detail)
+        metrics.delivery(channel, update.status)
         log.info("delivery status", extra={
             "tenant_id": tenant.id, "channel": channel, "provider": provider,
             "provider_message_id": update.provider_message_id, "status": update.status,

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import jwt
 
+from connectors import metrics
 from connectors.errors import BotUnreachable, UpstreamUnavailable
 from connectors.fairness import FairSlots
 from core import logs
@@ -61,7 +62,19 @@ class RasaClient:
 
     async def turn(self, sender_id: str, text: str,
                    metadata: dict[str, Any]) -> list[dict[str, Any]]:
-        """Send one visitor message; return the bot's messages for it."""
+        """Send one visitor message; return the bot's messages for it. Counted and timed by
+        channel (connectors/metrics.py); a failure also by its kind where it is raised."""
+        started, answered = time.perf_counter(), False
+        try:
+            messages = await self._turn(sender_id, text, metadata)
+            answered = True
+            return messages
+        finally:
+            metrics.turn_finished(metadata.get("channel"), time.perf_counter() - started,
+                                  answered)
+
+    async def _turn(self, sender_id: str, text: str,
+                    metadata: dict[str, Any]) -> list[dict[str, Any]]:
         # The shop's share of the slots; the sender id starts with the shop's id too.
         shop = str(metadata.get("tenant_id") or sender_id.split(":", 1)[0])
         try:
@@ -70,6 +83,7 @@ class RasaClient:
                 await self.slots.acquire(shop)
         except TimeoutError:
             log.error("rasa busy", extra={"sender": logs.visitor(sender_id)})
+            metrics.rasa_error("busy")
             raise UpstreamUnavailable(
                 "The bot is too busy to answer right now; please try again.") from None
         try:
@@ -79,11 +93,13 @@ class RasaClient:
         if response.status_code != 200:
             log.error("rasa error", extra={"sender": logs.visitor(sender_id),
                                            "status": response.status_code})
+            metrics.rasa_error("status")
             raise UpstreamUnavailable("The bot could not handle this message right now.")
         messages = response.json()
         if not messages and not await self.actions_alive():
             # Rasa answers [] and only logs when the action server is down: say so.
             log.error("action server unreachable", extra={"sender": logs.visitor(sender_id)})
+            metrics.rasa_error("actions_down")
             raise UpstreamUnavailable("The bot's action server is not reachable right now.")
         if log.isEnabledFor(logging.DEBUG):
             # Texts only as a length unless LOG_MESSAGE_TEXT (core/logs.py, development only).
@@ -101,13 +117,16 @@ class RasaClient:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             log.error("rasa unreachable", extra={"sender": logs.visitor(sender_id),
                                                  "error": type(exc).__name__})
+            metrics.rasa_error("unreachable")
             raise BotUnreachable(UNREACHABLE) from None
         except httpx.TimeoutException:
             log.error("rasa timed out", extra={"sender": logs.visitor(sender_id)})
+            metrics.rasa_error("timeout")
             raise UpstreamUnavailable("The bot did not answer in time; please try again.") from None
         except httpx.TransportError as exc:
             log.error("rasa unreachable", extra={"sender": logs.visitor(sender_id),
                                                  "error": type(exc).__name__})
+            metrics.rasa_error("unreachable")
             raise UpstreamUnavailable(UNREACHABLE) from None
 
     async def actions_alive(self) -> bool:

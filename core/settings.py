@@ -116,6 +116,7 @@ def integer(low: int, high: int | None = None) -> Parser:
 
 
 port = integer(1, 65535)
+metrics_port = integer(0, 65535)  # 0: the process serves no metrics
 
 
 def boolean(raw: str) -> bool:
@@ -275,6 +276,19 @@ class ProcessSettings:
     actions_port: int = env_field(
         "ACTIONS_PORT", port, default=5055, used_by=("actions",),
         doc="the action server's port (ACTION_ENDPOINT_URL and ACTION_SERVER_URL name it)")
+    # Metrics (core/metrics.py): each process serves Prometheus's text format on a port of its
+    # own, apart from the public one, so neither the internet nor a provider can read them.
+    metrics_host: str = env_field(
+        "METRICS_HOST", bind_host, default="127.0.0.1", local_default=True,
+        used_by=("gateway", "actions"),
+        doc="where every process serves /metrics; loopback: only this host scrapes them (in "
+            "compose the container's interface, on the internal network, never published)")
+    gateway_metrics_port: int = env_field(
+        "GATEWAY_METRICS_PORT", metrics_port, default=9101, used_by=("gateway",),
+        doc="the gateway's metrics port, never its public one; 0: no metrics endpoint")
+    actions_metrics_port: int = env_field(
+        "ACTIONS_METRICS_PORT", metrics_port, default=9102, used_by=("actions",),
+        doc="the action server's metrics port; 0: no metrics endpoint")
     sandbox_http_port: int = env_field(
         "SANDBOX_HTTP_PORT", port, default=8025, used_by=("sandbox",),
         doc="development only: the provider sandbox's HTTP port under `make run`")

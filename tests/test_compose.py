@@ -7,7 +7,9 @@ No Docker engine runs here: the compose file is parsed as YAML and compared with
 - endpoints.yml, the Procfile and the Makefile (the bot's command, variables and model), and
   itself: ports, URLs, networks, healthchecks, start order;
 - the Dockerfiles: pinned lock files, every product package in the app image and no development
-  tools, and in the bot image only the part of core/ that bot/stores.py imports.
+  tools, and in the bot image only the part of core/ that bot/stores.py imports;
+- docker/prometheus.yml: every process's metrics port is scraped over the internal network and
+  published to no one.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ SERVICE_SETTINGS: dict[str, type[ProcessSettings]] = {
 # the environment (bot/serve.py).
 BOT_LAUNCHER = ["-m", "bot.serve"]
 APP_SERVICES = tuple(SERVICE_SETTINGS)
-EXPECTED_SERVICES = {"postgres", "redis", *APP_SERVICES}
+EXPECTED_SERVICES = {"postgres", "redis", "prometheus", *APP_SERVICES}
 PUBLIC_SERVICE, PUBLIC_PORT = "gateway", 8000
 LISTEN = {"actions": ("ACTIONS_HOST", "ACTIONS_PORT"), "gateway": ("GATEWAY_HOST", "GATEWAY_PORT")}
+# Each process's metrics (core/metrics.py): its port variable; METRICS_HOST is the address.
+METRICS = {"actions": "ACTIONS_METRICS_PORT", "gateway": "GATEWAY_METRICS_PORT"}
+PROMETHEUS_CONFIG = "docker/prometheus.yml"
 
 # The app image holds the product at the repository layout under /app, and nothing else.
 APP_IMAGE_PATHS = ("alembic.ini", "migrations", "core", "tenants", "actions", "knowledge",
@@ -377,12 +382,49 @@ def test_only_the_gateway_publishes_a_port() -> None:
         assert not service(name).get("ports"), f"service {name!r}: only {PUBLIC_SERVICE} publishes"
 
 
-@pytest.mark.parametrize("name", ["bot", "postgres", "redis"])
+@pytest.mark.parametrize("name", ["bot", "postgres", "redis", "prometheus"])
 def test_backend_services_are_on_internal_networks_only(name: str) -> None:
     internal = {n for n, spec in (compose().get("networks") or {}).items()
                 if isinstance(spec, dict) and spec.get("internal")}
     outside = set(service(name).get("networks") or {"default"}) - internal
     assert not outside, f"service {name!r}: on non-internal networks {sorted(outside)}"
+
+
+def scrape_targets() -> set[str]:
+    config = yaml.safe_load((ROOT / PROMETHEUS_CONFIG).read_text())
+    return {target for job in config.get("scrape_configs") or []
+            for static in job.get("static_configs") or [] for target in static.get("targets", [])}
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_metrics_are_scraped_over_the_backend_and_not_published(name: str) -> None:
+    env = environment(name)
+    assert env.get("METRICS_HOST") == "0.0.0.0", (
+        f"service {name!r}: METRICS_HOST: 0.0.0.0 (Prometheus scrapes from another container)")
+    port = env.get(METRICS[name])
+    assert port and port.isdigit() and int(port) > 0, f"service {name!r}: set {METRICS[name]}"
+    assert int(port) != listening_port(name), (
+        f"service {name!r}: metrics on a port of their own, not the one the service answers on")
+    assert port in [str(p) for p in service(name).get("expose") or []], (
+        f"service {name!r}: expose {port} (the backend network), never `ports`")
+    published = {str(p).split(":")[-1].split("/")[0] for p in service(name).get("ports") or []}
+    assert port not in published, f"service {name!r}: the metrics port {port} is published"
+    assert f"{name}:{port}" in scrape_targets(), (
+        f"{PROMETHEUS_CONFIG}: scrape {name}:{port}")
+    assert "backend" in (service(name).get("networks") or []), f"{name}: on the backend network"
+
+
+def test_prometheus_is_the_official_image_pinned_and_reads_our_config() -> None:
+    prometheus = service("prometheus")
+    image, _, tag = str(prometheus.get("image")).partition(":")
+    assert image == "prom/prometheus", f"service 'prometheus': the official image, not {image}"
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", tag), f"service 'prometheus': pin a version, not {tag!r}"
+    mounts = [str(v).split(":") for v in prometheus.get("volumes") or []]
+    assert [f"./{PROMETHEUS_CONFIG}", "/etc/prometheus/prometheus.yml", "ro"] in mounts, (
+        f"service 'prometheus': mount ./{PROMETHEUS_CONFIG} read-only as its configuration")
+    assert "--config.file=/etc/prometheus/prometheus.yml" in command("prometheus")
+    targets = {t.split(":")[0] for t in scrape_targets()} - {"localhost"}
+    assert targets == set(METRICS), f"{PROMETHEUS_CONFIG}: scrapes {targets}, not {set(METRICS)}"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
