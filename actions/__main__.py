@@ -1,4 +1,5 @@
-"""Run the action server: `python -m actions [--host H] [--port P]` (default: settings).
+"""Run the action server: `python -m actions [--host H] [--port P]` (default: settings), its
+metrics on METRICS_HOST/ACTIONS_METRICS_PORT (default 127.0.0.1:9102).
 
 We start rasa-sdk's own Sanic app in a single process (scale out with more replicas) so our
 JSON logging and warning filter apply to the process that serves requests.
@@ -12,6 +13,7 @@ import threading
 import warnings
 
 from core import logs
+from core.metrics import serve_metrics
 
 # rasa-sdk 3.21 warns on every call that Rasa 3.6 "might not be compatible". DESIGN.md records
 # that this exact pair was checked (custom actions, sender_id and metadata arrive), so we
@@ -47,13 +49,15 @@ def main() -> None:
     host = args.host or settings.actions_host
     port = args.port or settings.actions_port
     from rasa_sdk.endpoint import create_app
-    from rasa_sdk.executor import ActionExecutor
+
+    from actions.metrics import InstrumentedExecutor
 
     runtime()  # open the database at start-up, not on the first turn
     # Load the embedding model now, beside serving, so the first knowledge question does not
     # wait seconds for it (order status and returns never need it).
     threading.Thread(target=_warm_knowledge, name="warm-knowledge", daemon=True).start()
-    executor = ActionExecutor()
+    serve_metrics(settings.metrics_host, settings.actions_metrics_port, "actions")
+    executor = InstrumentedExecutor()  # rasa-sdk's, each action counted by route
     executor.register_package("actions")
     app = create_app(executor)
     log.info("action server listening", extra={"url": f"http://{host}:{port}"})

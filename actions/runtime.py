@@ -78,6 +78,7 @@ class Runtime:
         from knowledge.claude import ClaudeAnswerer
         from knowledge.embeddings import get_embedder
         from knowledge.index import IndexFiles
+        from knowledge.metrics import LLM_CONFIGURED
         from knowledge.retrieval import Retriever
 
         s = self.settings
@@ -87,6 +88,7 @@ class Runtime:
         llm = (ClaudeAnswerer(s.anthropic_api_key.reveal(), s.anthropic_base_url,
                               timeout=s.llm_timeout, budget=LlmBudget(self.sessions))
                if s.anthropic_api_key else None)
+        LLM_CONFIGURED.set(1 if llm else 0)
         log.info("knowledge answers ready", extra={
             "mode": "llm" if llm else "extractive (no ANTHROPIC_API_KEY)",
             "cache": "redis" if s.redis_url else "memory"})

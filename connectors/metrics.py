@@ -32,11 +32,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from connectors.leases import ANSWER_WITHIN, PROVIDER_CHANNELS
 from core.conversations import MessageRow
 from core.db import utcnow
-from core.metrics import bounded
+from core.metrics import CHANNELS, bounded
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("rest", "web", "sms", "whatsapp", "email")  # InboundMessage.channel
 # deliveries' statuses (core/deliveries.py): ours when sending, the providers' in callbacks.
 DELIVERY_STATUSES = ("accepted", "queued", "sending", "sent", "delivered", "read",
                      "undelivered", "failed", "not_sent")

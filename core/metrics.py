@@ -24,6 +24,9 @@ from prometheus_client import start_http_server
 log = logging.getLogger(__name__)
 
 OTHER = "other"
+# The channels a visitor's message arrives on (the gateway's InboundMessage.channel, in the
+# metadata Rasa hands the action server): the one label every process shares.
+CHANNELS = ("rest", "web", "sms", "whatsapp", "email")
 
 
 def bounded(value: str | None, allowed: Collection[str]) -> str:

@@ -102,5 +102,16 @@ class Breakers:
             self._breakers.move_to_end(key)
         return breaker
 
+    def items(self) -> list[tuple[tuple[str, str], CircuitBreaker]]:
+        """A snapshot of ((shop, model), breaker) pairs, for metrics (knowledge/metrics.py),
+        read from the metrics server's thread: copied in one C call, which the event loop's
+        thread cannot interleave with; should it ever change under us, try again."""
+        for _ in range(3):
+            try:
+                return list(self._breakers.items())
+            except RuntimeError:  # changed size during the copy
+                continue
+        return []
+
     def __len__(self) -> int:
         return len(self._breakers)

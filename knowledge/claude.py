@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import anthropic
 
+from knowledge import metrics
 from knowledge.breaker import Breakers
 from knowledge.budget import LlmBudget
 from knowledge.prompt import ReadAnswer, read_answer, system_prompt, user_prompt
@@ -58,6 +59,7 @@ class ClaudeAnswerer:
                  budget: LlmBudget | None = None) -> None:
         self.timeout = timeout
         self.breakers = Breakers() if breakers is None else breakers
+        metrics.BREAKERS.watch(self.breakers)
         self.budget = budget
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, max_retries=max_retries,
@@ -67,9 +69,11 @@ class ClaudeAnswerer:
     async def answer(self, tenant: Tenant, question: str,
                      passages: Sequence[Passage]) -> ReadAnswer:
         if self.budget is not None and await self.budget.exhausted(tenant):
+            metrics.llm_error("over_budget")
             raise LlmOverBudget("monthly token budget spent")
         breaker = self.breakers.get(tenant.id, tenant.llm_model)
         if not breaker.allow():
+            metrics.llm_error("circuit_open")
             raise LlmUnavailable("circuit open")
         started = time.perf_counter()
         try:
@@ -85,12 +89,14 @@ class ClaudeAnswerer:
                 )
         except anthropic.APIStatusError as exc:
             if _configuration_error(exc):
+                metrics.llm_error("model")
                 breaker.trip(self.breakers.config_cooldown)
                 log.error("llm refused the shop's model: check its llm_model setting",
                           extra={"tenant_id": tenant.id, "model": tenant.llm_model,
                                  "status": exc.status_code, "request_id": exc.request_id,
                                  "breaker": breaker.state})
             else:
+                metrics.llm_error(metrics.status_kind(exc.status_code))
                 breaker.failed()
                 log.warning("llm call failed",
                             extra={"tenant_id": tenant.id, "model": tenant.llm_model,
@@ -98,6 +104,8 @@ class ClaudeAnswerer:
                                    "request_id": exc.request_id, "breaker": breaker.state})
             raise LlmUnavailable(type(exc).__name__) from exc
         except (TimeoutError, anthropic.APIError) as exc:
+            timed_out = isinstance(exc, TimeoutError | anthropic.APITimeoutError)
+            metrics.llm_error("timeout" if timed_out else "connection")
             breaker.failed()
             log.warning("llm call failed",
                         extra={"tenant_id": tenant.id, "model": tenant.llm_model,
@@ -111,6 +119,7 @@ class ClaudeAnswerer:
         # Prompt caching is not used, but if it were, cached input is still input spent.
         input_tokens = (usage.input_tokens + (usage.cache_creation_input_tokens or 0)
                         + (usage.cache_read_input_tokens or 0))
+        metrics.llm_tokens(tenant.id, input_tokens, usage.output_tokens)
         if self.budget is not None:  # paid for even if the answer is dropped below
             await self.budget.record(tenant, tenant.llm_model, input_tokens, usage.output_tokens)
         raw = "".join(block.text for block in message.content if block.type == "text")
@@ -120,6 +129,7 @@ class ClaudeAnswerer:
             # them (a visitor's dictated "[1]"), is not grounded in them: do not show it.
             log.warning("llm answer without grounded citations dropped",
                         extra={"tenant_id": tenant.id})
+            metrics.llm_error("ungrounded")
             raise LlmUnavailable("ungrounded answer")
         log.info("llm answered", extra={"tenant_id": tenant.id, "model": tenant.llm_model,
                                         "input_tokens": input_tokens,
