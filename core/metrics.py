@@ -42,14 +42,14 @@ def serve_metrics(host: str, port: int, process: str) -> WSGIServer | None:
     they are worth less than the answers the process gives.
     """
     if port == 0:
-        log.info("metrics not served (port 0)", extra={"process": process})
+        log.info("metrics not served (port 0)", extra={"server": process})
         return None
     try:
         server, _ = start_http_server(port, addr=host)
     except OSError as exc:
         log.error("metrics not served: the port is not free",
-                  extra={"process": process, "host": host, "port": port,
+                  extra={"server": process, "host": host, "port": port,
                          "error": type(exc).__name__})
         return None
-    log.info("metrics served", extra={"process": process, "url": f"http://{host}:{port}/metrics"})
+    log.info("metrics served", extra={"server": process, "url": f"http://{host}:{port}/metrics"})
     return server

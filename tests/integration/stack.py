@@ -51,6 +51,9 @@ class Stack:
     rasa_port: int = field(default_factory=free_port)
     actions_port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
+    # Metrics (core/metrics.py) on ports of their own, so stacks and `make run` do not collide.
+    gateway_metrics_port: int = field(default_factory=free_port)
+    actions_metrics_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the fake Messages API
     # The demo shop's rate limits (messages a minute: rate_per_client, rate_per_conversation,
@@ -67,6 +70,13 @@ class Stack:
     def rasa(self) -> str:
         return f"http://127.0.0.1:{self.rasa_port}"
 
+    def metrics(self, process: str = "gateway") -> str:
+        """The Prometheus text a process serves (`gateway` or `actions`)."""
+        port = {"gateway": self.gateway_metrics_port, "actions": self.actions_metrics_port}
+        response = httpx.get(f"http://127.0.0.1:{port[process]}/metrics", timeout=5)
+        response.raise_for_status()
+        return response.text
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(
@@ -80,6 +90,9 @@ class Stack:
             ACTIONS_PORT=str(self.actions_port),
             GATEWAY_HOST="127.0.0.1",
             GATEWAY_PORT=str(self.gateway_port),
+            METRICS_HOST="127.0.0.1",
+            GATEWAY_METRICS_PORT=str(self.gateway_metrics_port),
+            ACTIONS_METRICS_PORT=str(self.actions_metrics_port),
             RASA_TIMEOUT="20",
             PYTHONPATH=str(ROOT),
             LOG_LEVEL="INFO",
@@ -173,7 +186,8 @@ class Stack:
         log = open(self.var_dir / "gateway2.log", "wb")
         self.procs["gateway2"] = subprocess.Popen(
             [str(APP_PY), "-m", "connectors"], cwd=ROOT,
-            env={**self.env(), "GATEWAY_PORT": str(port), "PUBLIC_BASE_URL": self.gateway},
+            env={**self.env(), "GATEWAY_PORT": str(port), "PUBLIC_BASE_URL": self.gateway,
+                 "GATEWAY_METRICS_PORT": str(free_port())},
             stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
