@@ -302,8 +302,12 @@ def start_stack(args: argparse.Namespace, deadline: float) -> Stack:
     """Our own stack in a temp dir; waits and retries while the model is missing or being
     rebuilt."""
     for attempt in range(1, 4):
+        # Turns as fast as the gateway takes them, for minutes: the demo shop's default limit
+        # (600 a minute) would answer 429 instead (connectors/limits.py).
         stack = Stack(Path(tempfile.mkdtemp(prefix="bench-turns-")),
-                      database_url=args.postgres, redis_url=args.redis)
+                      database_url=args.postgres, redis_url=args.redis,
+                      demo_rates={"rate_per_client": 0, "rate_per_conversation": 0,
+                                  "rate_per_shop": 0})
         try:
             if not MODEL.exists():
                 raise RuntimeError(f"{MODEL} is missing (retraining?)")
