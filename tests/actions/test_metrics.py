@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.interfaces import ActionExecutionRejection
+from rasa_sdk.types import DomainDict
 
 from actions.metrics import ROUTES, InstrumentedExecutor, route_of
 
@@ -22,7 +24,7 @@ class Answering(Action):
         return "action_answer_from_knowledge"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: dict[str, Any]) -> list[dict[str, Any]]:
+                  domain: DomainDict) -> list[EventType]:
         dispatcher.utter_message(text="Refunds take 5 days.")
         return []
 
@@ -32,7 +34,7 @@ class Refusing(Action):
         return "validate_order_status_form"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: dict[str, Any]) -> list[dict[str, Any]]:
+                  domain: DomainDict) -> list[EventType]:
         raise ActionExecutionRejection(self.name(), "not filled")
 
 
