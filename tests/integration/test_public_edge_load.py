@@ -66,7 +66,7 @@ def test_a_flood_on_one_shop_leaves_another_shops_turns_as_fast(stack: Stack) ->
     run = uuid.uuid4().hex[:6]
     stack.add_shop_like_demo(f"flooded-{run}", f"pk_flooded_{run}")
     # The calm shop's visitors here all come from 127.0.0.1: no per-address limit for it.
-    stack.add_shop_like_demo(f"calm-{run}", f"pk_calm_{run}", rate_per_client=0)
+    stack.add_shop_like_demo(f"calm-{run}", f"pk_calm_{run}", rate_per_client=0, rate_per_shop=0)
     ws = stack.gateway.replace("http", "ws")
     calm = f"{ws}/channels/calm-{run}/web/socket?key=pk_calm_{run}"
     flooded = f"{ws}/channels/flooded-{run}/web/socket?key=pk_flooded_{run}"
