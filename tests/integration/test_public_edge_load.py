@@ -65,8 +65,10 @@ def test_a_gateway_killed_with_messages_in_flight_answers_them_after_a_restart(
 def test_a_flood_on_one_shop_leaves_another_shops_turns_as_fast(stack: Stack) -> None:
     run = uuid.uuid4().hex[:6]
     stack.add_shop_like_demo(f"flooded-{run}", f"pk_flooded_{run}")
-    # The calm shop's visitors here all come from 127.0.0.1: no per-address limit for it.
-    stack.add_shop_like_demo(f"calm-{run}", f"pk_calm_{run}", rate_per_client=0, rate_per_shop=0)
+    # The calm shop's visitors all come from 127.0.0.1 and write as fast as they are answered
+    # (a conversation here is faster than 20 messages a minute): no limits for it.
+    stack.add_shop_like_demo(f"calm-{run}", f"pk_calm_{run}", rate_per_client=0,
+                             rate_per_conversation=0, rate_per_shop=0)
     ws = stack.gateway.replace("http", "ws")
     calm = f"{ws}/channels/calm-{run}/web/socket?key=pk_calm_{run}"
     flooded = f"{ws}/channels/flooded-{run}/web/socket?key=pk_flooded_{run}"
@@ -81,8 +83,9 @@ def test_a_flood_on_one_shop_leaves_another_shops_turns_as_fast(stack: Stack) ->
     flood = json.loads(out)
 
     assert not alone.errors and not under.errors  # every calm turn answered
-    # The flood was held to its client's rate: a minute's worth (30) and a trickle after.
-    assert flood["refused"] > 10 * flood["answered"] and flood["answered"] <= 40, flood
+    # The flood was held to its client's rate: a minute's worth (30) and a trickle after; its
+    # sockets, refused, were left unread for their Retry-After.
+    assert flood["refused"] > 0 and flood["answered"] <= 40, flood
     p95_alone, p95_flooded = pct(alone.replies, 95), pct(under.replies, 95)
     print(f"\ncalm shop reply p95 {p95_alone:.0f} ms alone, {p95_flooded:.0f} ms under the "
           f"flood ({flood})")
