@@ -2,17 +2,19 @@
 
 The sparse sentence features (word and character n-gram counts, regex hits) are weighted as
 TF-IDF (sublinear counts, inverse document frequency from the training messages, unit
-length); the dense sentence vector (bot/featurizer.py's MiniLM) is appended, multiplied by
-`dense_weight`. A multinomial logistic regression learns over both. On CLINC150 (150 intents,
-`python -m bench.clinc`) this trains in about a minute, where DIET took eleven, and
-generalises better to phrasings the examples never had. Its probabilities are calibrated
-enough for the FallbackClassifier's threshold (chosen in config.yml).
+length for each featurizer's columns apart); the dense sentence vector (bot/featurizer.py's
+MiniLM) is appended, multiplied by `dense_weight`. A multinomial logistic regression learns
+over both. On CLINC150 (150 intents, `python -m bench.clinc`) this trains in about a minute,
+where DIET took eleven, and generalises better to phrasings the examples never had. Its
+probabilities are calibrated enough for the FallbackClassifier's threshold (chosen in
+config.yml).
 
 Rasa's own LogisticRegressionClassifier feeds raw counts to the solver, which then needs
 many minutes to converge on the same data and leaves the regularisation fixed (C=1).
 
-The trained model is stored as NumPy arrays (no pickle): weights, biases, intent names and
-the IDF of every sparse column.
+The trained model is stored as NumPy arrays (no pickle): weights, biases, intent names, the
+IDF of every sparse column and where each featurizer's columns start (a model stored without
+them scales all sparse columns as one block, as this classifier first did).
 """
 
 from __future__ import annotations
@@ -37,15 +39,22 @@ log = logging.getLogger(__name__)
 FILE = "linear_intents.npz"
 
 
-def tf_idf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    """Sublinear term frequency times IDF, each row scaled to unit length."""
+def tf_idf(counts: sp.csr_matrix, idf: np.ndarray,
+           blocks: np.ndarray | None = None) -> sp.csr_matrix:
+    """Sublinear term frequency times IDF, scaled to unit length in each block of columns
+    (`blocks`: the first column of each; None, one block).
+
+    A block is one featurizer's columns, so each featurizer has the same say in a message:
+    a message has a few words but dozens of character n-grams, which scaled together leave
+    its words (and word pairs) a small part of its length."""
     weighted = sp.csr_matrix(counts, dtype=np.float32, copy=True)
     weighted.data = (1.0 + np.log(np.maximum(weighted.data, 1e-12))) * idf[weighted.indices]
-    lengths = np.diff(weighted.indptr)
-    squares = np.add.reduceat(weighted.data ** 2, weighted.indptr[:-1][lengths > 0])
-    norms = np.ones(len(lengths), dtype=np.float32)
-    norms[lengths > 0] = np.sqrt(squares)
-    weighted.data /= np.repeat(np.maximum(norms, 1e-12), lengths)
+    starts = np.zeros(1, dtype=np.int64) if blocks is None else np.asarray(blocks, np.int64)
+    rows = np.repeat(np.arange(weighted.shape[0]), np.diff(weighted.indptr))
+    cell = rows * len(starts) + np.searchsorted(starts, weighted.indices, side="right") - 1
+    squares = np.bincount(cell, weights=weighted.data.astype(np.float64) ** 2,
+                          minlength=weighted.shape[0] * len(starts))
+    weighted.data /= np.maximum(np.sqrt(squares[cell]), 1e-12).astype(np.float32)
     return weighted
 
 
@@ -118,6 +127,7 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         self._bias = np.zeros(0, dtype=np.float32)
         self._intents: list[str] = []
         self._idf = np.zeros(0, dtype=np.float32)
+        self._blocks = np.zeros(1, dtype=np.int64)  # first sparse column of each featurizer
 
     @classmethod
     def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
@@ -146,7 +156,7 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         dense = self._dense(messages)
         if dense is None:
             dense = np.zeros((len(messages), 0), dtype=np.float32)
-        return tf_idf(self._sparse(messages), self._idf), dense
+        return tf_idf(self._sparse(messages), self._idf, self._blocks), dense
 
     def train(self, training_data: TrainingData) -> Resource:
         examples = [m for m in training_data.intent_examples if m.get(INTENT) and m.get(TEXT)]
@@ -155,6 +165,9 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             log.warning("LinearIntentClassifier needs two intents or more; not trained")
             return self._resource
         counts = self._sparse(examples)
+        widths = next(([p.features.shape[1] for p in parts] for parts in
+                       (sentence_features(m, sparse=True) for m in examples) if parts), [0])
+        self._blocks = np.cumsum([0, *widths[:-1]], dtype=np.int64)
         seen_in = np.bincount(counts.indices, minlength=counts.shape[1])
         self._idf = (np.log((1 + len(examples)) / (1 + seen_in)) + 1).astype(np.float32)
         sparse, dense = self._features(examples)
@@ -172,7 +185,7 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         assert self._weights is not None
         with self._storage.write_to(self._resource) as folder:
             np.savez(folder / FILE, weights=self._weights, bias=self._bias, idf=self._idf,
-                     intents=np.array(self._intents))
+                     intents=np.array(self._intents), blocks=self._blocks)
 
     @classmethod
     def load(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
@@ -185,6 +198,8 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
                 component._bias = stored["bias"]
                 component._idf = stored["idf"]
                 component._intents = [str(i) for i in stored["intents"]]
+                if "blocks" in stored.files:
+                    component._blocks = stored["blocks"]
         except (ValueError, FileNotFoundError):
             log.debug("LinearIntentClassifier: nothing trained in this model")
         return component

@@ -1,8 +1,11 @@
 """The intent classifier and the question guard, inside Rasa's interpreter (.venv-bot).
 
 - fit_softmax finds the same model as scikit-learn's LogisticRegression with the same C;
-- LinearIntentClassifier, trained through Rasa's own featurizers, sends paraphrases it never
-  saw to the right intent and keeps doing so after a save and a load;
+- tf_idf scales each featurizer's columns to unit length apart (all of them together when it is
+  told of no blocks, as for a model stored before blocks were);
+- LinearIntentClassifier, trained through Rasa's own featurizers (words and word pairs,
+  character n-grams, as config.yml), sends paraphrases it never saw to the right intent and
+  keeps doing so after a save and a load, and after a load of a model stored without blocks;
 - a greeting or a thanks with a question in it becomes the best intent that is not small talk.
 """
 
@@ -32,7 +35,7 @@ from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import Coun
 from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
-from bot.classifier import LinearIntentClassifier, fit_softmax
+from bot.classifier import FILE, LinearIntentClassifier, fit_softmax, tf_idf
 from bot.featurizer import MiniLMFeaturizer
 from bot.questions import QuestionsAreNotSmallTalk
 
@@ -50,7 +53,21 @@ ours = np.exp(ours - ours.max(axis=1, keepdims=True)); ours /= ours.sum(axis=1, 
 theirs = LogisticRegression(C=2.0, max_iter=2000, tol=1e-8).fit(both, labels).predict_proba(both)
 out["max_probability_gap"] = float(np.abs(ours - theirs).max())
 
-# 2. Trained through Rasa's own pieces, saved, loaded, asked new phrasings.
+# 2. TF-IDF lengths: one block, or two (columns 0-5 and 6-11); a row may leave a block empty.
+counts = sp.csr_matrix(np.array([[1, 2, 0, 0, 0, 0, 3, 1, 1, 1, 1, 1],
+                                 [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+                                 [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.float32))
+idf = np.linspace(1.0, 2.0, 12).astype(np.float32)
+def lengths(m):
+    return np.sqrt(np.asarray(m.multiply(m).sum(axis=1))).ravel().round(5).tolist()
+one, two = tf_idf(counts, idf), tf_idf(counts, idf, np.array([0, 6]))
+out["one_block"] = lengths(one)
+out["two_blocks"] = [lengths(two[:, :6]), lengths(two[:, 6:])]
+out["same_direction_in_block"] = float(np.abs(
+    two[0, 6:].toarray() / np.linalg.norm(two[0, 6:].toarray())
+    - one[0, 6:].toarray() / np.linalg.norm(one[0, 6:].toarray())).max())
+
+# 3. Trained through Rasa's own pieces, saved, loaded, asked new phrasings.
 examples = {
     "check_order_status": ["where is my order", "has my parcel shipped yet",
                            "my package still hasn't arrived", "track my delivery",
@@ -68,33 +85,49 @@ training = TrainingData([Message(data={"text": t, "intent": i})
 context = ExecutionContext(graph_schema=None, node_name="x")
 storage = LocalModelStorage(Path(tempfile.mkdtemp()))
 tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
-counts = CountVectorsFeaturizer.create(CountVectorsFeaturizer.get_default_config(),
-                                       storage, Resource("cv"), context)
+words = CountVectorsFeaturizer.create(
+    {**CountVectorsFeaturizer.get_default_config(), "max_ngram": 2}, storage, Resource("cv"),
+    context)
+chars = CountVectorsFeaturizer.create(
+    {**CountVectorsFeaturizer.get_default_config(), "analyzer": "char_wb", "min_ngram": 2,
+     "max_ngram": 4}, storage, Resource("cc"), context)
 minilm = MiniLMFeaturizer.create(MiniLMFeaturizer.get_default_config(), None, Resource("m"),
                                  context)
 tokenizer.process_training_data(training)
-counts.train(training)
-counts.process_training_data(training)
+for featurizer in (words, chars):
+    featurizer.train(training)
+    featurizer.process_training_data(training)
 minilm.process_training_data(training)
 config = LinearIntentClassifier.get_default_config()
 trained = LinearIntentClassifier.create(config, storage, Resource("lin"), context)
 trained.train(training)
 loaded = LinearIntentClassifier.load(config, storage, Resource("lin"), context)
+out["blocks"] = loaded._blocks.tolist()
+out["word_columns"] = len(words.vectorizers["text"].vocabulary_)
+with storage.read_from(Resource("lin")) as folder:
+    stored = dict(np.load(folder / FILE, allow_pickle=False))
+with storage.write_to(Resource("old")) as folder:
+    np.savez(folder / FILE, **{k: v for k, v in stored.items() if k != "blocks"})
+old = LinearIntentClassifier.load(config, storage, Resource("old"), context)
+out["old_blocks"] = old._blocks.tolist()
 guard = QuestionsAreNotSmallTalk.create(QuestionsAreNotSmallTalk.get_default_config(), storage,
                                         Resource("q"), context)
 asked = json.loads(sys.stdin.read())
 messages = [Message(data={"text": t}) for t in asked]
 tokenizer.process(messages)
-counts.process(messages)
+words.process(messages)
+chars.process(messages)
 minilm.process(messages)
 out["before_save"] = [m.get("intent")["name"] for m in trained.process(
+    [Message(data=dict(m.data), features=list(m.features)) for m in messages])]
+out["old_model"] = [m.get("intent")["name"] for m in old.process(
     [Message(data=dict(m.data), features=list(m.features)) for m in messages])]
 loaded.process(messages)
 out["after_load"] = [m.get("intent")["name"] for m in messages]
 out["confidences"] = [m.get("intent")["confidence"] for m in messages]
 out["ranking_sums"] = [sum(r["confidence"] for r in m.get("intent_ranking")) for m in messages]
 
-# 3. The guard, on classifications as the classifier could make them.
+# 4. The guard, on classifications as the classifier could make them.
 def classified(text, *ranking):
     names = [{"name": n, "confidence": c} for n, c in ranking]
     return Message(data={"text": text, "intent": names[0], "intent_ranking": names})
@@ -130,6 +163,19 @@ def result() -> dict[str, Any]:
 
 def test_solver_finds_scikit_learns_model(result: dict[str, Any]) -> None:
     assert result["max_probability_gap"] < 2e-3
+
+
+def test_tf_idf_scales_each_block_to_unit_length(result: dict[str, Any]) -> None:
+    assert result["one_block"] == [1.0, 1.0, 0.0]
+    assert result["two_blocks"] == [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+    assert result["same_direction_in_block"] < 1e-6  # only the length within a block changes
+
+
+def test_each_featurizer_is_a_block_and_a_model_without_blocks_still_loads(
+        result: dict[str, Any]) -> None:
+    assert result["blocks"] == [0, result["word_columns"]]
+    assert result["old_blocks"] == [0]
+    assert len(result["old_model"]) == len(ASKED)  # one block's scaling: it still classifies
 
 
 def test_new_phrasings_reach_their_intent_before_and_after_a_save(
