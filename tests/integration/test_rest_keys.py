@@ -64,14 +64,18 @@ def test_a_key_created_and_revoked_with_the_cli(stack: Stack) -> None:
     visitor = Visitor(stack, key=key)
     assert "Demo Outfitters" in visitor.say("hello")
     tenants_cli(stack, "keys", "revoke", "--tenant", "demo", key[:len("sb_live_") + 12])
-    deadline = time.monotonic() + 15  # the gateway trusts a checked key for 5 s
+    # The gateway trusts a checked key for 5 s: messages within that window are answered.
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         response = post(stack, {"sender": visitor.sender, "message": "hi again"}, key)
         if response.status_code == 401:
             break
         time.sleep(0.5)
     assert response.status_code == 401
-    assert stored_for(stack, visitor.sender) == 2  # "hello" and its answer, nothing after
+    stored = stored_for(stack, visitor.sender)
+    refused = post(stack, {"sender": visitor.sender, "message": "and again"}, key)
+    assert refused.status_code == 401
+    assert stored_for(stack, visitor.sender) == stored  # nothing stored once refused
     assert "REVOKED" in tenants_cli(stack, "keys", "list", "--tenant", "demo")
 
 
