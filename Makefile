@@ -62,7 +62,7 @@ run: setup $(MODEL) var/dev.env
 	@echo "  actions         http://127.0.0.1:5055   (loopback only)"
 	@echo "  gateway         http://0.0.0.0:8000     (public: channels, GET /health)"
 	@echo "  sandbox         http://127.0.0.1:8025 + smtp 127.0.0.1:2525  (stands in for Twilio, Meta, SMTP)"
-	@echo "  metrics         http://127.0.0.1:9101/metrics (gateway), :9102/metrics (actions)  (loopback only)"
+	@echo "  metrics         http://127.0.0.1:9101/metrics (gateway), :9102/metrics (actions), :9103/metrics (Rasa)  (loopback only)"
 	@echo "  widget demo     http://localhost:8000/channels/demo/web/demo"
 	@echo "  other channels  .venv/bin/python -m devtools.try_channel sms 'where is my order?'"
 	@echo

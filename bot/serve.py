@@ -19,16 +19,26 @@ It also keeps visitors' data out of Rasa's log (DESIGN.md, style 14): every reco
 for emails and phone numbers as it is created (core/logs.py `redact_every_record`), and the
 fields Rasa's structured events carry texts, slots and trackers in (the keys Rasa's own
 `_anonymizer` names, which only Rasa Pro fills with an anonymization pipeline) are replaced.
+
+And it serves Rasa's Prometheus metrics (bot/metrics.py) on METRICS_HOST:BOT_METRICS_PORT, from
+this launcher process, for all of Rasa's Sanic workers together (`serve_rasa_metrics`).
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from core.logs import redact_every_record
 from core.settings import BotSettings, ConfigError
+
+log = logging.getLogger(__name__)
 
 REFUSED = ("--auth-token", "--jwt-secret", "--jwt-private-key", "--jwt-method")
 # rasa/utils/log_utils.py `_anonymizer`'s keys (Rasa 3.6.21): the structured events' fields that
@@ -68,10 +78,35 @@ def rasa_argv(args: Sequence[str], settings: BotSettings) -> list[str]:
     return ["rasa", *args, "--jwt-secret", settings.rasa_jwt_key.reveal(), "--jwt-method", "HS256"]
 
 
+def serve_rasa_metrics(settings: BotSettings) -> None:
+    """Measure Rasa's requests and NLU parses and serve them, unless BOT_METRICS_PORT is 0.
+
+    Sanic forks its workers from this process after this has run, so the values go through
+    the client library's multiprocess mode: a fresh PROMETHEUS_MULTIPROC_DIR for this start
+    (under the temporary directory: Rasa's image has no writable var/; removed at exit), set
+    before prometheus_client is first imported, and read at each scrape by the endpoint this
+    process serves. With one worker the same path is taken, so both shapes are counted alike.
+    """
+    if settings.bot_metrics_port == 0:
+        log.info("metrics not served (port 0)", extra={"server": "bot"})
+        return
+    directory = tempfile.mkdtemp(prefix="switchboard-bot-metrics-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)  # forked workers skip atexit
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    # prometheus_client chooses its value storage when first imported: after the variable.
+    from bot.metrics import instrument_rasa, multiprocess_registry
+    from core.metrics import serve_metrics
+
+    instrument_rasa()
+    serve_metrics(settings.metrics_host, settings.bot_metrics_port, "bot",
+                  registry=multiprocess_registry())
+
+
 def main(args: Sequence[str] | None = None) -> None:
     settings = BotSettings.from_env()  # a missing RASA_TOKEN stops the server here
     sys.argv = rasa_argv(sys.argv[1:] if args is None else args, settings)
     keep_visitors_out_of_logs()
+    serve_rasa_metrics(settings)
     from rasa.__main__ import main as rasa_main  # Rasa's interpreter only
 
     rasa_main()

