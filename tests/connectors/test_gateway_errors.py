@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +157,9 @@ def test_rest_with_the_key_reaches_the_bot(tmp_path: Path, silent_rasa: RasaFake
     assert last_used is not None
 
 
-async def first_answer(app: Sanic, path: str, length: int | None, sent: bytes) -> bytes:
-    """Start the app's real HTTP server, announce a body of `length` bytes (None: chunked),
-    send only `sent` of it and return what the server answers before it closes."""
+@contextlib.asynccontextmanager
+async def serving(app: Sanic) -> AsyncIterator[int]:
+    """The app's real HTTP server (not the ASGI test client) on a free loopback port."""
     port = free_port()
     server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
     assert server is not None
@@ -166,6 +167,17 @@ async def first_answer(app: Sanic, path: str, length: int | None, sent: bytes) -
     await server.before_start()
     await server.after_start()
     try:
+        yield port
+    finally:
+        await server.before_stop()
+        await server.close()
+        await server.after_stop()
+
+
+async def first_answer(app: Sanic, path: str, length: int | None, sent: bytes) -> bytes:
+    """Start the app's real HTTP server, announce a body of `length` bytes (None: chunked),
+    send only `sent` of it and return what the server answers before it closes."""
+    async with serving(app) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         framing = (f"Content-Length: {length}" if length is not None
                    else "Transfer-Encoding: chunked")
@@ -175,10 +187,6 @@ async def first_answer(app: Sanic, path: str, length: int | None, sent: bytes) -
         answer = await asyncio.wait_for(reader.read(), 5)  # read() ends when the server closes
         writer.close()
         return answer
-    finally:
-        await server.before_stop()
-        await server.close()
-        await server.after_stop()
 
 
 @pytest.mark.parametrize(("path", "megabytes", "limit"), [
@@ -235,13 +243,7 @@ async def frame_too_large(app: Sanic) -> int | None:
     the close code the server answers with."""
     import websockets
 
-    port = free_port()
-    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    try:
+    async with serving(app) as port:
         url = f"ws://127.0.0.1:{port}/channels/demo/web/socket?key=pk_demo_outfitters"
         async with websockets.connect(url, max_size=None) as ws:
             await ws.send(json.dumps({"type": "hello", "token": None}))
@@ -252,10 +254,6 @@ async def frame_too_large(app: Sanic) -> int | None:
                     await asyncio.wait_for(ws.recv(), 5)
             except websockets.ConnectionClosed as closed:
                 return closed.rcvd.code if closed.rcvd else None
-    finally:
-        await server.before_stop()
-        await server.close()
-        await server.after_stop()
 
 
 def test_a_widget_frame_over_64_kb_closes_the_socket(tmp_path: Path) -> None:
