@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, func, insert, select
+from sqlalchemy import (
+    JSON,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -20,7 +31,11 @@ from core.db import Base, UtcDateTime, utcnow
 
 class MessageRow(Base):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("tenant_id", "channel", "direction", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "channel", "direction", "message_id"),
+        # Transcripts, conversation lists and analytics read a shop's messages by time.
+        Index("ix_messages_tenant_id_created_at", "tenant_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -39,6 +54,12 @@ class MessageRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the bot made of a visitor's message (inbound rows, set once Rasa answered): the
+    # intent and its confidence, and the turn's outcome for analytics: "flow", "knowledge",
+    # "abstained", "fallback", "handoff", "smalltalk" (admin_api analytics reads them).
+    intent: Mapped[str | None] = mapped_column(String(100))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str | None] = mapped_column(String(16))
 
 
 class HandoffRow(Base):

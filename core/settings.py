@@ -280,7 +280,7 @@ class ProcessSettings:
     # own, apart from the public one, so neither the internet nor a provider can read them.
     metrics_host: str = env_field(
         "METRICS_HOST", bind_host, default="127.0.0.1", local_default=True,
-        used_by=("gateway", "actions", "bot"),
+        used_by=("gateway", "actions", "bot", "admin"),
         doc="where every process serves /metrics; loopback: only this host scrapes them (in "
             "compose the container's interface, on the internal network, never published)")
     gateway_metrics_port: int = env_field(
@@ -293,6 +293,15 @@ class ProcessSettings:
         "BOT_METRICS_PORT", metrics_port, default=9103, used_by=("bot",),
         doc="Rasa's metrics port (bot/metrics.py, all its Sanic workers in one endpoint), never "
             "its API port; 0: no metrics endpoint")
+    admin_host: str = env_field(
+        "ADMIN_HOST", bind_host, default="0.0.0.0", used_by=("admin",),
+        doc="all interfaces: people reach the admin API and its pages (put it behind TLS)")
+    admin_port: int = env_field(
+        "ADMIN_PORT", port, default=8080, used_by=("admin",),
+        doc="the admin service's port (API, owner and agent pages, Rasa's NLG endpoint)")
+    admin_metrics_port: int = env_field(
+        "ADMIN_METRICS_PORT", metrics_port, default=9104, used_by=("admin",),
+        doc="the admin service's metrics port, never its public one; 0: no metrics endpoint")
     sandbox_http_port: int = env_field(
         "SANDBOX_HTTP_PORT", port, default=8025, used_by=("sandbox",),
         doc="development only: the provider sandbox's HTTP port under `make run`")
@@ -388,6 +397,18 @@ class BotSettings(ProcessSettings):
         doc="shared by the gateway and Rasa: the key of the short-lived JWTs (HS256) the gateway "
             "sends in an Authorization header to Rasa's HTTP API; never in a URL or argv")
 
+    nlg_url: str = env_field(
+        "NLG_URL", url("http", "https"), default="http://127.0.0.1:8080/nlg", local_default=True,
+        used_by=("bot",),
+        doc="our NLG endpoint (the admin service) that Rasa asks for every response's text; "
+            "unreachable: Rasa says the domain's default texts")
+
+    @property
+    def nlg_token(self) -> Secret:
+        """The bearer token Rasa's NLG client (bot/nlg.py) sends to our NLG endpoint, derived
+        from RASA_TOKEN: both sides have it without another secret to manage."""
+        return Secret(_derived_key(self.rasa_token.reveal(), b"nlg endpoint").hex())
+
     @property
     def rasa_jwt_key(self) -> Secret:
         """The HS256 key both sides use, derived from RASA_TOKEN: a 64-character key whatever
@@ -439,6 +460,23 @@ class Settings(BotSettings):
         "HEALTH_TOKEN", secret=True, used_by=("gateway",),
         doc="bearer token for GET /health/details from another host (a monitor); unset: the "
             "details answer only on loopback, and public GET /health says ok or degraded only")
+    admin_public_url: str | None = env_field(
+        "ADMIN_PUBLIC_URL", url("http", "https"), used_by=("admin",),
+        doc="the admin service's public origin, for links in invitation emails; unset: the "
+            "origin of the request that sent the invitation")
+    smtp_url: str | None = env_field(
+        "SMTP_URL", url("smtp", "smtps"), used_by=("admin",),
+        doc="the platform's own mail (invitations, notices to shops): smtp[s]://user:pass@host:"
+            "port; unset: no mail is sent and the link is only shown to whoever invited")
+    mail_from: str = env_field(
+        "MAIL_FROM", default="Switchboard <no-reply@switchboard.localhost>", used_by=("admin",),
+        doc="the From of the platform's own mail")
+    cookie_secure: bool = env_field(
+        "COOKIE_SECURE", boolean, default=True, used_by=("admin",),
+        doc="admin session cookies only over HTTPS; `make run` turns it off for http://localhost")
+    upload_max_bytes: int = env_field(
+        "UPLOAD_MAX_BYTES", integer(1024), default=20 * 1024 * 1024, used_by=("admin",),
+        doc="the largest knowledge file the admin API accepts (bytes)")
     log_message_text: bool = env_field(
         "LOG_MESSAGE_TEXT", boolean, default=False,
         doc="debugging only: log visitors' message texts; off in production (texts hold emails, "

@@ -7,11 +7,14 @@ from sqlalchemy import create_engine, pool
 
 import actions.attempts  # noqa: F401  (registers tables on Base.metadata)
 import actions.commerce.tables  # noqa: F401
+import admin_api.tables  # noqa: F401
 import core.conversations  # noqa: F401
 import core.deliveries  # noqa: F401
+import core.jobs  # noqa: F401
 import knowledge.tables  # noqa: F401
 import tenants.api_keys  # noqa: F401
 import tenants.models  # noqa: F401
+import tenants.texts  # noqa: F401
 from core.db import Base, include_name, sync_url
 from core.settings import ProcessSettings, async_database_url
 from core.sqlite import install_sqlite_pragmas

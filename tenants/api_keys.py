@@ -1,8 +1,8 @@
 """A shop's API keys: secrets shown once, stored hashed, with a visible prefix, revocable.
 
 `scope` says what a key opens: "rest" is the REST channel (a shop's own servers posting
-visitors' messages; browsers use the widget's signed visitor tokens instead); the admin API
-adds its own scopes.
+visitors' messages; browsers use the widget's signed visitor tokens instead); "owner",
+"designer" and "agent" are the admin API with that role's rights (admin_api/).
 
 A key reads `sb_live_<prefix>_<secret>`: the prefix (12 hex digits) is the row's public name,
 shown in lists and logs and used to find the row; the secret is 32 random bytes
@@ -40,7 +40,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db import Base, UtcDateTime, utcnow
 
 KEY_MARK = "sb_live_"  # what secret scanners (and people) recognise a Switchboard key by
-SCOPES = ("rest",)
+SCOPES = ("rest", "owner", "designer", "agent")
+ADMIN_SCOPES = ("owner", "designer", "agent")
 _KEY = re.compile(r"sb_live_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _PREFIX = re.compile(r"(?:sb_live_)?([0-9a-f]{12})")
 _HASH = "sha256"
@@ -187,6 +188,14 @@ class ApiKeyVerifier:
     async def verify(self, token: str | None, tenant_id: str, scope: str = "rest") -> ApiKey:
         """The active key `token` is, when it belongs to this shop and scope; InvalidApiKey
         otherwise."""
+        key = await self.verify_any(token, (scope,))
+        if key.tenant_id != tenant_id:
+            raise InvalidApiKey("unknown, revoked or another shop's key")
+        return key
+
+    async def verify_any(self, token: str | None, scopes: tuple[str, ...]) -> ApiKey:
+        """The active key `token` is, of any shop, when its scope is one of `scopes` (the
+        admin API: the key names the shop); InvalidApiKey otherwise."""
         if not token:
             raise InvalidApiKey("no key")
         prefix = prefix_of(token)
@@ -196,7 +205,7 @@ class ApiKeyVerifier:
             key: ApiKey | None = hit[1]
         else:
             key = await asyncio.shield(self._load(prefix, digest))
-        if key is None or not key.active or key.tenant_id != tenant_id or key.scope != scope:
+        if key is None or not key.active or key.scope not in scopes:
             raise InvalidApiKey("unknown, revoked or another shop's key")
         return key
 

@@ -53,6 +53,12 @@ class TenantRow(Base):
     # LLM tokens (input + output) a calendar month; None: no limit. Past it answers are
     # extractive (knowledge/budget.py); the spend is recorded per answer (llm_usage).
     llm_monthly_token_budget: Mapped[int | None] = mapped_column(Integer)
+    # The operator side (issue 13): days after which conversations are deleted (None: kept),
+    # opening hours ({"timezone": "Europe/Berlin", "days": {"mon": [["09:00", "17:00"]], ...}})
+    # and where people reach the shop.
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    opening_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    support_email: Mapped[str | None] = mapped_column(String(254))
     # Fernet token of a JSON object (backend and channel credentials); never logged.
     credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -77,6 +83,9 @@ class Tenant:
     rate_per_conversation: int = DEFAULT_RATE_PER_CONVERSATION
     rate_per_shop: int = DEFAULT_RATE_PER_SHOP
     llm_monthly_token_budget: int | None = None
+    retention_days: int | None = None
+    opening_hours: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    support_email: str | None = None
 
     def __repr__(self) -> str:  # keep the ciphertext out of logs and tracebacks
         return f"Tenant(id={self.id!r}, slug={self.slug!r}, backend={self.order_backend!r})"
@@ -101,4 +110,7 @@ class Tenant:
             rate_per_conversation=row.rate_per_conversation,
             rate_per_shop=row.rate_per_shop,
             llm_monthly_token_budget=row.llm_monthly_token_budget,
+            retention_days=row.retention_days,
+            opening_hours=dict(row.opening_hours or {}),
+            support_email=row.support_email,
         )

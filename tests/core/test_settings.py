@@ -45,9 +45,17 @@ BAD_VALUES = [
     ("SEND_ATTEMPTS", "0"),
     ("SEND_ATTEMPTS", "many"),
     ("LOG_MESSAGE_TEXT", "sometimes"),
+    ("ADMIN_HOST", "admin.example.com:80"),
+    ("ADMIN_PORT", "0"),
+    ("ADMIN_METRICS_PORT", "99999"),
+    ("ADMIN_PUBLIC_URL", "admin.example.com"),
+    ("NLG_URL", "127.0.0.1:8080/nlg"),
+    ("SMTP_URL", "http://mail.example.com"),
+    ("COOKIE_SECURE", "maybe"),
+    ("UPLOAD_MAX_BYTES", "12"),
 ]
 FREE_TEXT = {"SWITCHBOARD_VAR_DIR", "SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN",
-             "ANTHROPIC_API_KEY", "HEALTH_TOKEN"}
+             "ANTHROPIC_API_KEY", "HEALTH_TOKEN", "MAIL_FROM"}
 
 
 @pytest.mark.parametrize("missing", ["SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN"])

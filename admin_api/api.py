@@ -1,0 +1,334 @@
+"""Routes declared once, with typed models that validate input and produce the OpenAPI document.
+
+Each resource module declares its routes on the one `API`:
+
+    @API.route("GET", "/conversations", roles=EVERYONE, query=ConversationFilter,
+               response=Page[ConversationOut], summary="List the shop's conversations")
+    async def list_conversations(call: Call[None, ConversationFilter]) -> Page[ConversationOut]:
+        ...
+
+`mount` registers every route on the Sanic app behind one wrapper: authenticate (admin_api/
+auth.py), check the role, check CSRF for browser sessions, parse the query and the JSON body
+into pydantic models (422 with the validation errors otherwise), call the handler, serialise
+its model. `openapi` builds the OpenAPI 3.1 document from the same declarations and pydantic's
+JSON Schemas (2020-12, which OpenAPI 3.1 uses as is), so the document cannot drift from what
+the code validates. Path parameters come from `{name}` in the path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.json_schema import models_json_schema
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, empty
+from sanic.response import json as json_response
+
+from admin_api.errors import BadRequest, Forbidden, Unprocessable
+from admin_api.principal import Principal
+
+PREFIX = "/api/v1"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+B = TypeVar("B")
+Q = TypeVar("Q")
+T = TypeVar("T")
+
+
+class Model(BaseModel):
+    """Base of request and response models: unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(BaseModel):
+    detail: Any = Field(description="what went wrong: a sentence, or validation errors")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; every list of the API answers this shape."""
+
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+
+class PageQuery(Model):
+    page: int = Field(1, ge=1, le=100_000)
+    page_size: int = Field(50, ge=1, le=200)
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+@dataclass
+class Call(Generic[B, Q]):
+    """What a handler gets: the request, who is calling, the parsed body, query and path."""
+
+    request: Request
+    principal: Principal
+    body: B
+    query: Q
+    path: dict[str, str]
+
+    @property
+    def shop(self) -> str:
+        return self.principal.shop
+
+    @property
+    def ctx(self) -> Any:
+        """The app's context (connections, caches): `call.ctx.sessions`, ..."""
+        return self.request.app.ctx
+
+
+Handler = Callable[[Call[Any, Any]], Awaitable[Any]]
+# (request) -> Principal or raise Unauthorized; installed by app.py from admin_api/auth.py.
+Authenticator = Callable[[Request], Awaitable[Principal]]
+# (request, principal) -> raise Forbidden when an unsafe browser request lacks the CSRF token.
+CsrfCheck = Callable[[Request, Principal], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # under PREFIX, with {params}
+    handler: Handler
+    roles: frozenset[str]
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None  # a model, list[model], Page[model] or None (204)
+    status: int = 200
+    upload: bool = False  # multipart/form-data with a `file` field; the handler reads it
+    public: bool = False  # no authentication (login, accepting an invitation)
+    description: str | None = None
+    extra_errors: tuple[int, ...] = field(default=())
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+    @property
+    def path_params(self) -> list[str]:
+        return _PATH_PARAM.findall(self.path)
+
+
+class Api:
+    def __init__(self, prefix: str = PREFIX) -> None:
+        self.prefix = prefix
+        self.endpoints: list[Endpoint] = []
+
+    def route(self, method: str, path: str, *, roles: frozenset[str], summary: str,
+              tag: str | None = None, body: type[BaseModel] | None = None,
+              query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
+              upload: bool = False, public: bool = False, description: str | None = None,
+              errors: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(Endpoint(
+                method=method.upper(), path=path, handler=handler, roles=roles, summary=summary,
+                tag=tag or path.strip("/").split("/")[0], body=body, query=query,
+                response=response, status=status if response is not None else 204,
+                upload=upload, public=public, description=description or handler.__doc__,
+                extra_errors=errors))
+            return handler
+        return register
+
+    # --- serving ---------------------------------------------------------------------------
+
+    def mount(self, app: Sanic, authenticate: Authenticator, check_csrf: CsrfCheck) -> None:
+        for endpoint in self.endpoints:
+            uri = self.prefix + _PATH_PARAM.sub(r"<\1:str>", endpoint.path)
+            app.add_route(_serve(endpoint, authenticate, check_csrf), uri,
+                          methods=[endpoint.method], name=endpoint.operation_id)
+
+    # --- the document ----------------------------------------------------------------------
+
+    def openapi(self, *, title: str, version: str) -> dict[str, Any]:
+        models: list[tuple[Any, Any]] = [(Error, "serialization")]
+        for endpoint in self.endpoints:
+            if endpoint.body is not None:
+                models.append((endpoint.body, "validation"))
+            for model in _models_in(endpoint.response):
+                models.append((model, "serialization"))
+        refs, definitions = models_json_schema(
+            models, ref_template="#/components/schemas/{model}")
+        schemas = dict(definitions.get("$defs", {}))
+        paths: dict[str, dict[str, Any]] = {}
+        for endpoint in self.endpoints:
+            operation = self._operation(endpoint, refs, schemas)
+            paths.setdefault(self.prefix + endpoint.path, {})[endpoint.method.lower()] = operation
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "apiKey": {"type": "http", "scheme": "bearer",
+                               "description": "an API key of the shop (`sb_live_…`)"},
+                    "session": {"type": "apiKey", "in": "cookie", "name": "sb_session",
+                                "description": "a browser session; unsafe methods also need "
+                                               "the X-CSRF-Token header"},
+                },
+            },
+        }
+
+    def _operation(self, endpoint: Endpoint, refs: dict[Any, Any],
+                   schemas: dict[str, Any]) -> dict[str, Any]:
+        def schema_of(model: Any, mode: Literal["validation", "serialization"]
+                      ) -> dict[str, Any]:
+            if (model, mode) in refs:
+                return dict(refs[(model, mode)])
+            schema = TypeAdapter(model).json_schema(
+                ref_template="#/components/schemas/{model}", mode=mode)
+            schemas.update(schema.pop("$defs", {}))
+            return schema
+
+        error = {"content": {"application/json": {"schema": schema_of(Error, "serialization")}}}
+        operation: dict[str, Any] = {
+            "operationId": endpoint.operation_id,
+            "summary": endpoint.summary,
+            "tags": [endpoint.tag],
+            "x-roles": sorted(endpoint.roles),
+            "parameters": [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in endpoint.path_params],
+            "responses": {},
+        }
+        if endpoint.description:
+            operation["description"] = " ".join(endpoint.description.split())
+        if endpoint.query is not None:
+            for name, info in endpoint.query.model_fields.items():
+                parameter_schema = TypeAdapter(info.annotation).json_schema(
+                    ref_template="#/components/schemas/{model}")
+                schemas.update(parameter_schema.pop("$defs", {}))
+                if info.metadata:
+                    parameter_schema.update(_constraints(info.metadata))
+                operation["parameters"].append({
+                    "name": info.alias or name, "in": "query", "required": info.is_required(),
+                    "schema": parameter_schema,
+                    **({"description": info.description} if info.description else {})})
+        if endpoint.body is not None:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": schema_of(endpoint.body, "validation")}}}
+        elif endpoint.upload:
+            operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary"}}}}}}
+        if endpoint.response is None:
+            operation["responses"]["204"] = {"description": "done"}
+        else:
+            operation["responses"][str(endpoint.status)] = {
+                "description": "OK", "content": {"application/json": {
+                    "schema": schema_of(endpoint.response, "serialization")}}}
+        statuses = {400, 422, *endpoint.extra_errors}
+        if not endpoint.public:
+            statuses |= {401, 403}
+            operation["security"] = [{"apiKey": []}, {"session": []}]
+        if endpoint.path_params:
+            statuses.add(404)
+        if endpoint.upload or endpoint.body is not None:
+            statuses.add(413)
+        for status in sorted(statuses):
+            operation["responses"][str(status)] = {"description": _REASONS.get(status, "error"),
+                                                   **error}
+        return operation
+
+
+_REASONS = {400: "bad request", 401: "not authenticated", 402: "not in the shop's plan",
+            403: "not allowed for this role", 404: "not found in your shop", 409: "conflict",
+            413: "too large", 422: "invalid input", 429: "too many requests",
+            503: "unavailable"}
+
+
+def _constraints(metadata: list[Any]) -> dict[str, Any]:
+    """ge/le/min_length... of a query field as JSON Schema keywords."""
+    keywords = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum",
+                "lt": "exclusiveMaximum", "min_length": "minLength", "max_length": "maxLength",
+                "pattern": "pattern"}
+    found: dict[str, Any] = {}
+    for item in metadata:
+        for attribute, keyword in keywords.items():
+            value = getattr(item, attribute, None)
+            if value is not None:
+                found[keyword] = value
+    return found
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a response annotation names (Page[X] is itself a model)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [arg for arg in getattr(annotation, "__args__", ())
+            if isinstance(arg, type) and issubclass(arg, BaseModel)]
+
+
+def _serve(endpoint: Endpoint, authenticate: Authenticator,
+           check_csrf: CsrfCheck) -> Callable[..., Coroutine[Any, Any, HTTPResponse]]:
+    adapter = TypeAdapter(endpoint.response) if endpoint.response is not None else None
+
+    async def handle(request: Request, **path: str) -> HTTPResponse:
+        if endpoint.public:
+            principal = Principal(role="public", actor="anonymous", tenant_id=None)
+        else:
+            principal = await authenticate(request)
+            if not principal.may(endpoint.roles):
+                raise Forbidden(f"the {principal.role} role may not {endpoint.summary[:1].lower()}"
+                                f"{endpoint.summary[1:]}")
+            if endpoint.method in UNSAFE and principal.via_session:
+                await check_csrf(request, principal)
+        query = _parse_query(endpoint.query, request) if endpoint.query else None
+        body = _parse_body(endpoint.body, request) if endpoint.body else None
+        result = await endpoint.handler(Call(request, principal, body, query, path))
+        if isinstance(result, HTTPResponse):
+            return result
+        if adapter is None:
+            return empty(status=204)
+        return json_response(adapter.dump_python(result, mode="json"), status=endpoint.status)
+
+    handle.__name__ = endpoint.operation_id
+    return handle
+
+
+def _parse_query(model: type[BaseModel], request: Request) -> BaseModel:
+    raw: dict[str, Any] = {}
+    for name, values in request.args.items():
+        info = model.model_fields.get(name)
+        many = info is not None and "list" in str(info.annotation)
+        raw[name] = values if many else values[-1]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise Unprocessable(_errors(exc)) from None
+
+
+def _parse_body(model: type[BaseModel], request: Request) -> BaseModel:
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    if content_type not in ("application/json", ""):
+        raise BadRequest("send a JSON body (Content-Type: application/json)")
+    try:
+        data = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Unprocessable(_errors(exc)) from None
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors without echoing the input back (it may hold a password)."""
+    return [{"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False, include_input=False)]
+
+
+API = Api()

@@ -1,0 +1,93 @@
+"""The admin service's app factory: connections open in listeners, routes come from the one
+`API` declaration (admin_api/api.py), typed errors map to one HTTP answer here."""
+
+from __future__ import annotations
+
+import logging
+
+import redis.asyncio as aioredis
+from sanic import Request, Sanic
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse, html, json
+
+import admin_api.routes  # noqa: F401  (declares every route on API)
+from admin_api import auth
+from admin_api.api import API
+from admin_api.errors import ApiError
+from core.db import create_engine, session_factory
+from core.settings import Settings
+from tenants.api_keys import ApiKeyVerifier
+from tenants.crypto import CredentialsBox
+
+log = logging.getLogger(__name__)
+TITLE = "Switchboard admin API"
+VERSION = "1.0.0"
+# Swagger UI from its CDN: the browser of whoever reads the docs loads it; nothing is vendored.
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Switchboard admin API</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head><body><div id="docs"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs"});</script>
+<noscript>The API's OpenAPI 3.1 document is at <a href="/openapi.json">/openapi.json</a>.
+</noscript></body></html>"""
+
+
+def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
+    app = Sanic(name, configure_logging=False)  # core.logs owns the log format
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.REQUEST_MAX_SIZE = settings.upload_max_bytes + 64 * 1024  # multipart overhead
+    app.ctx.settings = settings
+    answer_errors(app)
+    API.mount(app, auth.authenticate, auth.check_csrf)
+    document = API.openapi(title=TITLE, version=VERSION)
+
+    @app.get("/openapi.json", name="openapi")
+    async def openapi(request: Request) -> HTTPResponse:
+        return json(document)
+
+    @app.get("/docs", name="docs")
+    async def docs(request: Request) -> HTTPResponse:
+        return html(DOCS_PAGE)
+
+    @app.get("/health", name="health")
+    async def health(request: Request) -> HTTPResponse:
+        return json({"status": "ok"})
+
+    @app.before_server_start
+    async def open_connections(app: Sanic) -> None:
+        engine = create_engine(settings.database_url)
+        app.ctx.engine = engine
+        app.ctx.sessions = session_factory(engine)
+        app.ctx.redis = (aioredis.Redis.from_url(settings.redis_url)
+                         if settings.redis_url else None)
+        app.ctx.keys = ApiKeyVerifier(app.ctx.sessions)
+        app.ctx.box = CredentialsBox(settings.credentials_key.reveal())
+
+    @app.after_server_stop
+    async def close_connections(app: Sanic) -> None:
+        if app.ctx.redis is not None:
+            await app.ctx.redis.aclose()
+        await app.ctx.engine.dispose()
+
+    return app
+
+
+def answer_errors(app: Sanic) -> None:
+    """Every error is `{"detail": ...}` with its status; an unexpected one is logged and is a
+    plain 500 that says nothing about the internals."""
+
+    @app.exception(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> HTTPResponse:
+        return json({"detail": exc.detail}, status=exc.status, headers=exc.headers)
+
+    @app.exception(SanicException)
+    async def sanic_error(request: Request, exc: SanicException) -> HTTPResponse:
+        status = getattr(exc, "status_code", 500) or 500
+        detail = str(exc) if status < 500 else "internal error"
+        return json({"detail": detail}, status=status, headers=getattr(exc, "headers", None))
+
+    @app.exception(Exception)
+    async def unexpected(request: Request, exc: Exception) -> HTTPResponse:
+        log.exception("admin request failed", extra={"path": request.path})
+        return json({"detail": "internal error"}, status=500)

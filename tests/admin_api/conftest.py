@@ -1,0 +1,99 @@
+"""The admin service on a real database (SQLite always; PostgreSQL when it answers): the app
+in-process through Sanic's ASGI test client, two shops (the demo shop and a second one) and an
+API key per role in each, so every test can check roles and shop isolation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sanic import Sanic
+from sanic_testing.testing import SanicASGITestClient
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from admin_api.app import create_app
+from core.settings import Settings
+from devtools.demo_shop import DEMO_TENANT_ID
+from tenants.api_keys import issue_key
+from tenants.crypto import CredentialsBox
+from tenants.models import TenantRow
+from tests.databases import database_params, migrated_url, seeded_sessions
+
+ROLES = ("owner", "designer", "agent")
+
+
+@dataclass
+class Shop:
+    id: str
+    slug: str
+    keys: dict[str, str] = field(default_factory=dict)  # role -> secret
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+
+@dataclass
+class Admin:
+    app: Sanic
+    client: SanicASGITestClient
+    sessions: async_sessionmaker
+    settings: Settings
+    demo: Shop
+    other: Shop
+    database_url: str
+
+    async def call(self, method: str, path: str, role: str = "owner", shop: Shop | None = None,
+                   **kwargs: Any) -> tuple[int, Any]:
+        """`method path` under /api/v1 with the API key of `role` in `shop` (default the demo
+        shop); returns (status, JSON body or None)."""
+        headers = {**(shop or self.demo).auth(role), **kwargs.pop("headers", {})}
+        _, response = await getattr(self.client, method.lower())(
+            f"/api/v1{path}", headers=headers, **kwargs)
+        try:
+            body = response.json
+        except ValueError:
+            body = None
+        return response.status, body
+
+
+def admin_settings(tmp_path: Path, database_url: str, **env: str) -> Settings:
+    return Settings.from_env({
+        "SWITCHBOARD_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": database_url,
+        "RASA_TOKEN": "test-rasa-token-" + "x" * 20,
+        "SWITCHBOARD_CREDENTIALS_KEY": KEY,
+        "COOKIE_SECURE": "false",
+        **env,
+    })
+
+
+KEY = CredentialsBox.generate_key()
+
+
+async def add_shop(sessions: async_sessionmaker, slug: str) -> str:
+    tenant_id = str(uuid.uuid4())
+    async with sessions() as session:
+        session.add(TenantRow(id=tenant_id, slug=slug, name=slug.title()))
+        await session.commit()
+    return tenant_id
+
+
+@pytest_asyncio.fixture(params=database_params())
+async def admin(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Admin]:
+    url = migrated_url(request.param, tmp_path)
+    settings = admin_settings(tmp_path, url)
+    async with seeded_sessions(url) as (_, sessions):
+        other_id = await add_shop(sessions, f"other-{uuid.uuid4().hex[:8]}")
+        demo, other = Shop(DEMO_TENANT_ID, "demo"), Shop(other_id, "other")
+        for shop in (demo, other):
+            for role in ROLES:
+                shop.keys[role] = (await issue_key(sessions, shop.id, f"test {role}",
+                                                   scope=role)).secret
+        app = create_app(settings, name=f"admin-test-{uuid.uuid4().hex[:8]}")
+        client = SanicASGITestClient(app)
+        yield Admin(app, client, sessions, settings, demo, other, url)
