@@ -55,6 +55,8 @@ class Stack:
     gateway_metrics_port: int = field(default_factory=free_port)
     actions_metrics_port: int = field(default_factory=free_port)
     bot_metrics_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
+    admin_metrics_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the fake Messages API
     # The demo shop's rate limits (messages a minute: rate_per_client, rate_per_conversation,
@@ -68,13 +70,18 @@ class Stack:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     @property
+    def admin(self) -> str:
+        """The admin service (API, pages, Rasa's NLG endpoint)."""
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
     def rasa(self) -> str:
         return f"http://127.0.0.1:{self.rasa_port}"
 
     def metrics(self, process: str = "gateway") -> str:
         """The Prometheus text a process serves (`gateway`, `actions` or `bot`)."""
         port = {"gateway": self.gateway_metrics_port, "actions": self.actions_metrics_port,
-                "bot": self.bot_metrics_port}
+                "bot": self.bot_metrics_port, "admin": self.admin_metrics_port}
         response = httpx.get(f"http://127.0.0.1:{port[process]}/metrics", timeout=5)
         response.raise_for_status()
         return response.text
@@ -96,6 +103,11 @@ class Stack:
             GATEWAY_METRICS_PORT=str(self.gateway_metrics_port),
             ACTIONS_METRICS_PORT=str(self.actions_metrics_port),
             BOT_METRICS_PORT=str(self.bot_metrics_port),
+            ADMIN_HOST="127.0.0.1",
+            ADMIN_PORT=str(self.admin_port),
+            ADMIN_METRICS_PORT=str(self.admin_metrics_port),
+            NLG_URL=f"{self.admin}/nlg",
+            COOKIE_SECURE="false",
             RASA_TIMEOUT="20",
             PYTHONPATH=str(ROOT),
             LOG_LEVEL="INFO",
@@ -126,6 +138,9 @@ class Stack:
     def start_gateway(self) -> None:
         self._spawn("gateway", [str(APP_PY), "-m", "connectors"])
 
+    def start_admin(self) -> None:
+        self._spawn("admin", [str(APP_PY), "-m", "admin_api", "serve"])
+
     def bootstrap(self) -> None:
         # An env file to exist is bootstrap's cue to keep the demo shop's REST key there.
         (self.var_dir / "dev.env").touch()
@@ -154,6 +169,7 @@ class Stack:
         self.start_rasa()
         self.start_actions()
         self.start_gateway()
+        self.start_admin()
         self.wait_healthy(timeout)
         return self
 
@@ -166,7 +182,8 @@ class Stack:
                     raise RuntimeError(f"{name} exited early:\n{self.log_tail(name)}")
             try:
                 response = httpx.get(f"{self.gateway}/health", timeout=3)
-                if response.status_code == 200:
+                if response.status_code == 200 and httpx.get(
+                        f"{self.admin}/health", timeout=3).status_code == 200:
                     return
                 last = response.text
             except httpx.HTTPError as exc:
