@@ -492,6 +492,13 @@ class Settings(BotSettings):
         return _derived_key(first, b"log pseudonyms")
 
     @property
+    def csrf_key(self) -> bytes:
+        """Key of the admin sessions' CSRF tokens (HMAC of the session token, so no column
+        holds them), derived from the first credentials key like `log_key`."""
+        first = self.credentials_key.reveal().split(",")[0].strip()
+        return _derived_key(first, b"admin csrf tokens")
+
+    @property
     def widget_secret(self) -> bytes:
         """Key for signed web-visitor tokens, derived from the credentials key (one secret
         fewer to manage; rotating that key also ends old widget sessions)."""
