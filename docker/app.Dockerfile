@@ -2,6 +2,7 @@
 # One image for our Python 3.11 processes. docker-compose.yml picks the command:
 #   actions   python -m actions        (rasa-sdk action server, :5055)
 #   gateway   python -m connectors     (public channels + /health, :8000)
+#   admin     python -m admin_api serve (admin API, owner page, Rasa's NLG endpoint, :8080)
 #   migrate   alembic upgrade head     (our schema, one-shot)
 # Every product package is copied; the development tools (devtools/: demo shop, provider
 # sandbox), tests/ and bench/ are not. tests/test_compose.py checks both.
@@ -28,13 +29,15 @@ RUN python -m venv /opt/venv \
  && python -c "import sys, torch; sys.exit('torch must be the CPU build' if torch.version.cuda else 0)"
 
 # Code is owned by root and read-only for the process user. `python -m tenants` and
-# `python -m knowledge` (adding shops and their documents) run in this image too.
+# `python -m knowledge` (adding shops and their documents) and `python -m admin_api` (shops,
+# people, keys) run in this image too.
 COPY alembic.ini ./
 COPY core/ core/
 COPY tenants/ tenants/
 COPY actions/ actions/
 COPY knowledge/ knowledge/
 COPY connectors/ connectors/
+COPY admin_api/ admin_api/
 COPY migrations/ migrations/
 
 # SWITCHBOARD_VAR_DIR defaults to /app/var (core/settings.py): the knowledge volume is mounted
@@ -47,5 +50,5 @@ RUN groupadd --system --gid 10001 app \
 
 USER 10001:10001
 
-EXPOSE 5055 8000
-# No default command on purpose: the same image runs three different processes.
+EXPOSE 5055 8000 8080
+# No default command on purpose: the same image runs four different processes.

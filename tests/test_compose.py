@@ -32,25 +32,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The settings each service's process builds: migrations/env.py under `alembic upgrade head`
 # reads ProcessSettings; Rasa's launcher (bot/serve.py) BotSettings (bot/stores.py inside Rasa
-# the ProcessSettings part); the action server and the gateway Settings.
+# the ProcessSettings part); the action server, the gateway and the admin service Settings.
 SERVICE_SETTINGS: dict[str, type[ProcessSettings]] = {
     "migrate": ProcessSettings, "bot": BotSettings, "actions": Settings, "gateway": Settings,
+    "admin": Settings,
 }
 # The bot runs `python -m bot.serve <rasa arguments>`: Rasa's CLI in process, its secret from
 # the environment (bot/serve.py).
 BOT_LAUNCHER = ["-m", "bot.serve"]
 APP_SERVICES = tuple(SERVICE_SETTINGS)
 EXPECTED_SERVICES = {"postgres", "redis", "prometheus", *APP_SERVICES}
-PUBLIC_SERVICE, PUBLIC_PORT = "gateway", 8000
-LISTEN = {"actions": ("ACTIONS_HOST", "ACTIONS_PORT"), "gateway": ("GATEWAY_HOST", "GATEWAY_PORT")}
+# Published services and their host ports: the gateway for visitors and providers, the admin
+# service for the people who run shops (DESIGN.md, Processes).
+PUBLIC_PORTS = {"gateway": 8000, "admin": 8080}
+LISTEN = {"actions": ("ACTIONS_HOST", "ACTIONS_PORT"), "gateway": ("GATEWAY_HOST", "GATEWAY_PORT"),
+          "admin": ("ADMIN_HOST", "ADMIN_PORT")}
 # Each process's metrics (core/metrics.py): its port variable; METRICS_HOST is the address.
 METRICS = {"actions": "ACTIONS_METRICS_PORT", "gateway": "GATEWAY_METRICS_PORT",
-           "bot": "BOT_METRICS_PORT"}
+           "bot": "BOT_METRICS_PORT", "admin": "ADMIN_METRICS_PORT"}
 PROMETHEUS_CONFIG = "docker/prometheus.yml"
 
 # The app image holds the product at the repository layout under /app, and nothing else.
 APP_IMAGE_PATHS = ("alembic.ini", "migrations", "core", "tenants", "actions", "knowledge",
-                   "connectors")
+                   "connectors", "admin_api")
 NOT_IN_APP_IMAGE = ("devtools", "tests", "bench", "bot")  # bot/ runs in Rasa's image
 # bot/ imports only core.settings, core.logs, core.sqlite and core.metrics
 # (tests/test_layering.py), importable by Python 3.10 with Rasa's libraries
@@ -64,9 +68,10 @@ SERVICE_URLS = {  # variable -> (service it points at, path it must have or None
     "RASA_URL": ("bot", None),
     "ACTION_SERVER_URL": ("actions", None),
     "ACTION_ENDPOINT_URL": ("actions", "/webhook"),
+    "NLG_URL": ("admin", "/nlg"),
 }
 HEALTH = {"bot": ("/", "Hello from Rasa"), "actions": ("/health", None),
-          "gateway": ("/health", None)}
+          "gateway": ("/health", None), "admin": ("/health", None)}
 BASE_IMAGES = {  # DESIGN.md, Processes: Rasa needs Python 3.10, our code runs on 3.11
     "docker/bot.Dockerfile": "python:3.10-slim",
     "docker/app.Dockerfile": "python:3.11-slim",
@@ -266,7 +271,7 @@ def test_no_secret_on_a_command_line() -> None:
                 f"{where}: ${var} on a command line")
 
 
-@pytest.mark.parametrize("name", ["actions", "gateway"])
+@pytest.mark.parametrize("name", ["actions", "gateway", "admin"])
 def test_app_service_runs_the_procfile_module(name: str) -> None:
     cmd, proc = command(name), procfile(name)
     assert Path(cmd[0]).name.startswith("python"), f"service {name!r}: runs {cmd[0]!r}, not python"
@@ -279,8 +284,8 @@ def test_migrate_runs_alembic_in_the_app_image() -> None:
         "belongs to the development tools)")
     assert str(service("migrate").get("restart")) == "no", "service 'migrate': restart: \"no\""
     builds = {(dockerfile_of(name), service(name).get("image"))
-              for name in ("actions", "gateway", "migrate")}
-    assert len(builds) == 1, f"actions, gateway and migrate must build one app image: {builds}"
+              for name in ("actions", "gateway", "admin", "migrate")}
+    assert len(builds) == 1, f"actions, gateway, admin, migrate: build one app image: {builds}"
     # alembic reads alembic.ini from its working directory; the ini names %(here)s/migrations.
     rel = dockerfile_of("migrate")
     assert image_paths(rel).get("alembic.ini") == "/app/alembic.ini", f"{rel}: COPY alembic.ini ./"
@@ -377,12 +382,14 @@ def test_app_services_listen_on_all_interfaces(name: str) -> None:
     assert host == "0.0.0.0", f"service {name!r}: set {LISTEN[name][0]}: 0.0.0.0 (other containers)"
 
 
-def test_only_the_gateway_publishes_a_port() -> None:
-    published = [str(entry).split("/")[0] for entry in service(PUBLIC_SERVICE).get("ports") or []]
-    expected = f"{PUBLIC_PORT}:{listening_port(PUBLIC_SERVICE)}"
-    assert expected in published, f"service {PUBLIC_SERVICE!r}: publish {expected}, not {published}"
-    for name in EXPECTED_SERVICES - {PUBLIC_SERVICE}:
-        assert not service(name).get("ports"), f"service {name!r}: only {PUBLIC_SERVICE} publishes"
+def test_only_the_gateway_and_the_admin_service_publish_a_port() -> None:
+    for public, host_port in PUBLIC_PORTS.items():
+        published = [str(entry).split("/")[0] for entry in service(public).get("ports") or []]
+        expected = f"{host_port}:{listening_port(public)}"
+        assert published == [expected], f"service {public!r}: publish {expected}, not {published}"
+    for name in EXPECTED_SERVICES - set(PUBLIC_PORTS):
+        assert not service(name).get("ports"), (
+            f"service {name!r}: only {sorted(PUBLIC_PORTS)} publish a port")
 
 
 @pytest.mark.parametrize("name", ["bot", "postgres", "redis", "prometheus"])
