@@ -1,14 +1,17 @@
 """Records about conversations that several processes write: messages and handoff requests.
 
 The gateway stores every inbound and outbound message; actions record handoff requests.
-The agent inbox (a later issue) reads both.
+The agent inbox (a later issue) reads both. Each inbound row also keeps what the bot made of
+it (`Understood`: intent, confidence and the turn's outcome, `outcome_of`), which the admin
+API's transcripts and analytics read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -56,7 +60,9 @@ class MessageRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What the bot made of a visitor's message (inbound rows, set once Rasa answered): the
     # intent and its confidence, and the turn's outcome for analytics: "flow", "knowledge",
-    # "abstained", "fallback", "handoff", "smalltalk" (admin_api analytics reads them).
+    # "abstained", "fallback", "handoff", "smalltalk" (`outcome_of` defines each one; the
+    # admin API's transcripts and analytics read them). NULL: not answered (yet), or answered
+    # by a Rasa that did not say (the apology when the bot was down, or an older channel).
     intent: Mapped[str | None] = mapped_column(String(100))
     confidence: Mapped[float | None] = mapped_column(Float)
     outcome: Mapped[str | None] = mapped_column(String(16))
@@ -73,6 +79,115 @@ class HandoffRow(Base):
     last_message: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | taken | resolved
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# -- what the bot made of a turn -----------------------------------------------------------
+# A turn is one visitor message and everything Rasa did for it. Its outcome is the first of
+# these that applies, in this order (`outcome_of`):
+#
+#   "handoff"    a person takes over: `action_handoff` ran in this turn (the visitor asked,
+#                or said yes to an offered person; also "you are already in the queue"), or
+#                the conversation is paused for a person (Rasa recorded the message and did
+#                not answer: an agent owns it).
+#   "knowledge"  the knowledge route answered: a bot message of this turn carries
+#                custom.knowledge with a mode other than "abstained" (actions/knowledge.py:
+#                llm, extractive, fallback — always with its sources).
+#   "fallback"   the bot did not understand: intent `nlu_fallback` (below the NLU threshold)
+#                without a knowledge answer, or `action_default_fallback` / `action_fallback`
+#                ran, or Rasa said nothing at all to a conversation nobody paused.
+#   "abstained"  the message was understood as a question (ask_question, out_of_scope, an
+#                unplaced inform) but the knowledge route had no grounded answer: it said
+#                utter_knowledge_not_found (custom.knowledge.mode "abstained") or
+#                utter_knowledge_unavailable, and offered a person.
+#   "smalltalk"  intent greet, goodbye, thank or bot_challenge, and none of the above.
+#   "flow"       anything else: a scripted flow (order status, returns, their questions and
+#                answers, affirm/deny, stop, media) went on.
+#
+# Containment for analytics: a conversation with no "handoff" turn was contained.
+OUTCOMES: Final = ("flow", "knowledge", "abstained", "fallback", "handoff", "smalltalk")
+HANDOFF_ACTIONS: Final = frozenset({"action_handoff"})
+FALLBACK_ACTIONS: Final = frozenset({"action_default_fallback", "action_fallback"})
+FALLBACK_INTENTS: Final = frozenset({"nlu_fallback"})
+KNOWLEDGE_ACTION: Final = "action_answer_from_knowledge"
+NOT_FOUND_RESPONSES: Final = frozenset({"utter_knowledge_not_found",
+                                        "utter_knowledge_unavailable"})
+SMALLTALK_INTENTS: Final = frozenset({"greet", "goodbye", "thank", "bot_challenge"})
+# Which turn speaks for a visitor message that was several turns (one per question, SMS
+# "q1? q2?"): the one whose outcome comes first here.
+_WEIGHT: Final = {name: rank for rank, name in enumerate(
+    ("handoff", "fallback", "abstained", "knowledge", "flow", "smalltalk"))}
+
+
+def knowledge_of(message: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A bot message's knowledge facts (custom.knowledge: mode, sources, ...), if any."""
+    custom = message.get("custom")
+    knowledge = custom.get("knowledge") if isinstance(custom, dict) else None
+    return knowledge if isinstance(knowledge, dict) else None
+
+
+def outcome_of(intent: str | None, actions: Sequence[str],
+               messages: Sequence[Mapping[str, Any]], responses: Iterable[str] = (),
+               paused: bool = False) -> str:
+    """The turn's outcome (the comment above OUTCOMES defines each value).
+
+    `actions`: the actions Rasa ran for this message, in order; `messages`: the bot's
+    messages (Rasa's channel format: text, buttons, custom); `responses`: the names of the
+    domain responses it said (utter_*); `paused`: a person owns the conversation."""
+    ran = set(actions)
+    if ran & HANDOFF_ACTIONS or paused:
+        return "handoff"
+    modes = [k.get("mode") for k in map(knowledge_of, messages) if k is not None]
+    if any(mode != "abstained" for mode in modes):
+        return "knowledge"
+    if intent in FALLBACK_INTENTS or ran & FALLBACK_ACTIONS or not messages:
+        return "fallback"
+    if modes or KNOWLEDGE_ACTION in ran or NOT_FOUND_RESPONSES & set(responses):
+        return "abstained"
+    if intent in SMALLTALK_INTENTS:
+        return "smalltalk"
+    return "flow"
+
+
+@dataclass(frozen=True)
+class Understood:
+    """What the bot made of one visitor message: stored on its inbound row."""
+
+    intent: str | None = None
+    confidence: float | None = None
+    outcome: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {"intent": self.intent[:100] if self.intent else self.intent,
+                "confidence": self.confidence, "outcome": self.outcome}
+
+    @classmethod
+    def deciding(cls, turns: Sequence[Understood]) -> Understood:
+        """One message answered in several turns: the turn whose outcome weighs most."""
+        known = [t for t in turns if t.outcome is not None]
+        return min(known, key=lambda t: _WEIGHT.get(t.outcome or "", 99), default=cls())
+
+
+NOTHING_UNDERSTOOD: Final = Understood()
+
+
+async def record_turn(sessions: async_sessionmaker, message_pk: int, understood: Understood,
+                      reply: Mapping[str, Any] | None = None) -> int | None:
+    """Store what the bot made of stored message `message_pk` and, in the same transaction,
+    the bot's reply (`reply`: record_message's keyword arguments). Returns the reply's id.
+
+    For turns answered within the request (REST, widget), off the answer's path; provider
+    messages get theirs in the UPDATE that marks them handled (connectors/leases.py)."""
+    async with sessions() as session:
+        reply_pk = None
+        if reply is not None:
+            reply_pk = (await session.execute(
+                insert(MessageRow).values(**{"created_at": utcnow(), **reply})
+                .returning(MessageRow.id))).scalar_one()
+        if understood != NOTHING_UNDERSTOOD:
+            await session.execute(update(MessageRow).where(MessageRow.id == message_pk)
+                                  .values(**understood.columns()))
+        await session.commit()
+    return reply_pk
 
 
 class DuplicateMessage(Exception):
