@@ -1,0 +1,154 @@
+"""Rasa's REST channel, answering also what Rasa made of the message (runs in .venv-bot).
+
+    POST /webhooks/switchboard/webhook  {"sender", "message", "metadata"}
+    -> {"messages": [...as the REST channel...],
+        "turn": {"intent", "confidence", "actions", "responses", "paused"}}
+
+Rasa's own REST channel returns only the bot's messages; the gateway also records per turn
+the intent, its confidence and the turn's outcome (core/conversations.py `outcome_of`), which
+needs the actions Rasa ran and the responses it said. Asking Rasa's HTTP API for the tracker
+afterwards would cost a second request and a tracker load per turn. Instead, while this
+channel hands a message to Rasa, a context variable holds a `TurnRecord`; the processor's
+`save_tracker`, called once at the end of `handle_message` with the tracker in memory, is
+wrapped to keep a reference to that tracker in the record (only for the same sender, and only
+inside this channel's request: every other caller runs as before). The turn's facts are then
+read from the events after the message's own `UserUttered`, newest first, which stops at that
+event: the cost does not grow with the conversation (measured in tests/bot/test_channel.py).
+
+- `intent`, `confidence`: the parse of this message (after our NLU components).
+- `actions`: the actions run for it, in order, without `action_listen` and
+  `action_extract_slots` (run on every turn, they say nothing about it).
+- `responses`: names of the domain responses said (BotUttered metadata `utter_action`, for
+  responses said by Rasa's own actions and by custom actions alike).
+- `paused`: the conversation is paused for a person (Rasa recorded the message, answered
+  nothing).
+
+`turn` is null when Rasa failed before saving the tracker (its messages so far still come
+back, as the REST channel does). The plain `rest` channel stays enabled in credentials.yml
+(the benchmarks and metrics tests use it).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+from asyncio import CancelledError
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.channels.rest import RestInput
+from rasa.core.processor import MessageProcessor
+from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+log = logging.getLogger(__name__)
+
+# Run on every turn: they tell nothing about this one.
+PLUMBING = frozenset({"action_listen", "action_extract_slots"})
+
+
+@dataclass
+class TurnRecord:
+    """The tracker Rasa saved at the end of one message's handling, if it got that far."""
+
+    sender_id: str
+    tracker: DialogueStateTracker | None = None
+
+
+_current: contextvars.ContextVar[TurnRecord | None] = contextvars.ContextVar(
+    "switchboard_turn", default=None)
+_installed: list[bool] = []
+
+
+def install() -> None:
+    """Wrap MessageProcessor.save_tracker once, so a turn of this channel sees its tracker."""
+    if _installed:
+        return
+    _installed.append(True)
+    save = MessageProcessor.save_tracker
+
+    @functools.wraps(save)
+    async def save_tracker(self: Any, tracker: DialogueStateTracker) -> None:
+        record = _current.get()
+        if record is not None and tracker.sender_id == record.sender_id:
+            record.tracker = tracker
+        await save(self, tracker)
+
+    MessageProcessor.save_tracker = save_tracker
+
+
+def turn_facts(tracker: DialogueStateTracker) -> dict[str, Any] | None:
+    """What Rasa made of the tracker's latest user message (the keys the module doc names)."""
+    actions: list[str] = []
+    responses: list[str] = []
+    user: UserUttered | None = None
+    for event in reversed(tracker.events):
+        if isinstance(event, UserUttered):
+            user = event
+            break
+        if isinstance(event, ActionExecuted) and event.action_name not in PLUMBING:
+            actions.append(str(event.action_name or event.action_text))
+        elif isinstance(event, BotUttered):
+            name = (event.metadata or {}).get("utter_action")
+            if name:
+                responses.append(str(name))
+    if user is None:
+        return None
+    intent = user.intent or {}
+    confidence = intent.get("confidence")
+    return {"intent": intent.get("name"),
+            "confidence": None if confidence is None else round(float(confidence), 4),
+            "actions": actions[::-1], "responses": responses[::-1],
+            "paused": tracker.is_paused()}
+
+
+async def handle(on_new_message: Callable[[UserMessage], Awaitable[Any]],
+                 message: UserMessage) -> dict[str, Any] | None:
+    """Hand `message` to Rasa; the turn's facts, or None when Rasa saved no tracker."""
+    record = TurnRecord(message.sender_id)
+    token = _current.set(record)
+    try:
+        await on_new_message(message)
+    finally:
+        _current.reset(token)
+    return None if record.tracker is None else turn_facts(record.tracker)
+
+
+class SwitchboardInput(RestInput):
+    """The REST channel's request, plus the turn's facts in the answer (module doc)."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "switchboard"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        install()
+        webhook = Blueprint("switchboard_webhook", __name__)
+
+        @webhook.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            text = self._extract_message(request)
+            collector = CollectingOutputChannel()
+            message = UserMessage(text, collector, await self._extract_sender(request),
+                                  input_channel=self._extract_input_channel(request),
+                                  metadata=self.get_metadata(request))
+            turn = None
+            try:  # as the REST channel: what was said so far goes back, also after an error
+                turn = await handle(on_new_message, message)
+            except CancelledError:
+                log.error("switchboard turn timed out")
+            except Exception:
+                log.exception("switchboard turn failed")
+            return response.json({"messages": collector.messages, "turn": turn})
+
+        return webhook

@@ -1,0 +1,177 @@
+"""bot/channel.py in Rasa's interpreter: the trained model answers on our channel with the
+intent, confidence and actions of each turn, as the gateway records them.
+
+Rasa runs as in production (`python -m bot.serve run` with the trained model and both
+channels of credentials.yml); its action server is a small scripted one here, over real HTTP,
+speaking rasa-sdk's webhook format (the real actions need shops and knowledge indexes; the
+channel only cares which actions ran and what they said).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
+MODEL = ROOT / "models" / "switchboard.tar.gz"
+SOURCES = [{"title": "Shipping", "url": None, "document": "shipping.md"}]
+
+# What each custom action answers: (events, responses), rasa-sdk's webhook answer.
+SCRIPT: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
+    "action_session_start": ([{"event": "session_started"},
+                              {"event": "action", "name": "action_listen"}], []),
+    "action_greet": ([], [{"response": "utter_greet"}]),
+    "action_answer_from_knowledge": (
+        [], [{"text": "We ship within 2 days.",
+              "custom": {"knowledge": {"mode": "extractive", "sources": SOURCES}}}]),
+    "action_handoff": ([{"event": "pause"}], [{"response": "utter_handoff_requested"}]),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ActionServer:
+    """rasa-sdk's POST /webhook, scripted by SCRIPT; anything else runs and says nothing."""
+
+    def __init__(self) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.called.append(body["next_action"])
+                events, responses = SCRIPT.get(body["next_action"], ([], []))
+                data = json.dumps({"events": events, "responses": responses}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.called: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/webhook"
+
+
+@pytest.fixture(scope="module")
+def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not BOT_PY.exists() or not MODEL.exists():
+        pytest.skip("Rasa's environment (.venv-bot) or the trained model is missing")
+    tmp = tmp_path_factory.mktemp("channel")
+    actions = ActionServer()
+    threading.Thread(target=actions.server.serve_forever, daemon=True).start()
+    endpoints = tmp / "endpoints.yml"
+    endpoints.write_text(f"action_endpoint:\n  url: {actions.url}\n"
+                         "tracker_store:\n  type: bot.stores.EnvTrackerStore\n"
+                         "lock_store:\n  type: bot.stores.EnvLockStore\n")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(SWITCHBOARD_VAR_DIR=str(tmp), RASA_TOKEN="t", BOT_METRICS_PORT="0",
+               PYTHONPATH=str(ROOT), RASA_TELEMETRY_ENABLED="false", SANIC_WORKERS="1")
+    log = tmp / "rasa.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(BOT_PY), "-m", "bot.serve", "run", "-i", "127.0.0.1", "-p", str(port),
+             "--model", str(MODEL), "--credentials", str(ROOT / "credentials.yml"),
+             "--endpoints", str(endpoints)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            try:
+                if httpx.get(f"{base}/webhooks/switchboard/", timeout=2).status_code == 200:
+                    # Channels answer before the model is loaded: wait for a real turn.
+                    if turn(base, "warm:rest:up", "hello")["turn"] is not None:
+                        break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        actions.server.shutdown()
+
+
+def turn(base: str, sender: str, text: str) -> dict[str, Any]:
+    answer = httpx.post(f"{base}/webhooks/switchboard/webhook", timeout=30,
+                        json={"sender": sender, "message": text,
+                              "metadata": {"tenant_id": "shop", "channel": "rest"}})
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def test_a_turn_comes_back_with_its_intent_confidence_and_actions(rasa: str) -> None:
+    greeting = turn(rasa, "shop:rest:v1", "hello there")
+    assert greeting["turn"]["intent"] == "greet"
+    assert 0.5 < greeting["turn"]["confidence"] <= 1.0
+    assert greeting["turn"]["actions"] == ["action_greet"]
+    assert greeting["turn"]["responses"] == ["utter_greet"]
+    assert greeting["turn"]["paused"] is False
+    assert greeting["messages"][0]["text"].startswith("Hi!")  # the messages as REST has them
+
+
+def test_knowledge_sources_and_a_handoff_then_a_paused_conversation(rasa: str) -> None:
+    answer = turn(rasa, "shop:rest:v2", "how long does shipping take to canada?")
+    assert answer["turn"]["actions"] == ["action_answer_from_knowledge"], answer
+    assert answer["messages"][-1]["custom"]["knowledge"]["sources"] == SOURCES
+    handoff = turn(rasa, "shop:rest:v2", "I want to talk to a human")
+    assert handoff["turn"]["intent"] == "human_handoff"
+    assert handoff["turn"]["actions"] == ["action_handoff"]
+    assert handoff["turn"]["responses"] == ["utter_handoff_requested"]
+    assert handoff["turn"]["paused"] is True
+    # A person owns it now: Rasa records the message, says and runs nothing.
+    waiting = turn(rasa, "shop:rest:v2", "where is my order?")
+    assert waiting == {"messages": [], "turn": {
+        "intent": "check_order_status", "confidence": waiting["turn"]["confidence"],
+        "actions": [], "responses": [], "paused": True}}
+
+
+def test_the_plain_rest_channel_still_answers(rasa: str) -> None:
+    answer = httpx.post(f"{rasa}/webhooks/rest/webhook", timeout=30,
+                        json={"sender": "shop:rest:v3", "message": "are you a bot?"})
+    assert answer.status_code == 200
+    assert "virtual assistant" in answer.json()[0]["text"]
+
+
+def test_the_turn_facts_cost_no_noticeable_time(rasa: str) -> None:
+    """The same turn (utter_iamabot, no action server call) alternately on both channels, in
+    a conversation that has grown long: the facts are read from the end of the tracker."""
+    for i in range(60):
+        turn(rasa, "shop:rest:long", f"are you a bot? {i}")
+    timings: dict[str, list[float]] = {"rest": [], "switchboard": []}
+    with httpx.Client(timeout=30) as client:
+        for _ in range(30):
+            for name in timings:
+                started = time.perf_counter()
+                client.post(f"{rasa}/webhooks/{name}/webhook",
+                            json={"sender": f"shop:rest:{name}", "message": "are you a bot?"})
+                timings[name].append((time.perf_counter() - started) * 1000)
+    rest, ours = (statistics.median(timings[name]) for name in ("rest", "switchboard"))
+    print(f"turn p50: rest channel {rest:.1f} ms, switchboard channel {ours:.1f} ms")
+    assert ours < rest + 5.0
