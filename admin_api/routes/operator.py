@@ -1,0 +1,59 @@
+"""The platform operator's one route: create a shop and invite its first owner.
+
+Operators are people (users.is_operator, made with `python -m admin_api operators create`)
+signed in with a session; no API key has the operator role, so creating shops always needs a
+person and a password (scripts on the server use `python -m admin_api shops create`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from admin_api import people
+from admin_api.api import API, Call, Model
+from admin_api.audit import record
+from admin_api.errors import Conflict
+from admin_api.principal import OPERATORS
+from admin_api.routes.users import EMAIL, InvitationOut, send_invitation
+
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+
+
+class NewShop(Model):
+    slug: str = Field(min_length=2, max_length=63, pattern=SLUG.pattern,
+                      description="lowercase letters, digits and '-': the shop's short name")
+    name: str = Field(min_length=1, max_length=200)
+    owner_email: str = Field(min_length=3, max_length=254)
+
+    @field_validator("owner_email")
+    @classmethod
+    def an_address(cls, value: str) -> str:
+        if not EMAIL.fullmatch(value.strip()):
+            raise ValueError("not an email address")
+        return value.strip().lower()
+
+
+class ShopCreated(Model):
+    id: str
+    slug: str
+    name: str
+    invitation: InvitationOut = Field(description="the first owner's invitation")
+
+
+@API.route("POST", "/operator/shops", roles=OPERATORS, body=NewShop, response=ShopCreated,
+           status=201, summary="Create a shop and invite its first owner", errors=(409, 503))
+async def create_shop(call: Call[NewShop, None]) -> ShopCreated:
+    """The shop gets a new id and every setting's default; its owner gets an invitation mail
+    (or, without SMTP_URL, the answer carries the link). A taken slug is 409."""
+    try:
+        tenant_id = await people.add_shop(call.ctx.sessions, call.body.slug, call.body.name)
+    except people.ShopExists as exc:
+        raise Conflict(str(exc)) from None
+    invitation = await send_invitation(call, tenant_id, call.body.owner_email, "owner")
+    await record(call, "shop.create", target=call.body.slug,
+                 after={"id": tenant_id, "name": call.body.name,
+                        "owner": call.body.owner_email})
+    return ShopCreated(id=tenant_id, slug=call.body.slug, name=call.body.name,
+                       invitation=invitation)

@@ -1,0 +1,200 @@
+"""Browser sessions: login sets a safe cookie, the CSRF token guards unsafe requests, logout and
+expiry end the session, failed logins are limited and never tell which emails exist."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from admin_api import people
+from admin_api.tables import AdminSessionRow
+from core.db import utcnow
+from tests.admin_api.accounts import PASSWORD, Browser, person, slug_of
+from tests.admin_api.conftest import Admin
+
+pytestmark = pytest.mark.asyncio
+
+
+def cookie_attributes(response: Any) -> dict[str, str]:
+    headers = response.headers.get_list("set-cookie")
+    [cookie] = [h for h in headers if h.startswith("sb_session=")]
+    parts = [p.strip() for p in cookie.split(";")]
+    attributes = {}
+    for part in parts[1:]:
+        name, _, value = part.partition("=")
+        attributes[name.lower()] = value
+    attributes["value"] = parts[0].partition("=")[2]
+    return attributes
+
+
+async def test_login_sets_an_httponly_lax_cookie_and_answers_who_i_am(admin: Admin) -> None:
+    await person(admin, "olga@demo.example", "owner")
+    browser = Browser(admin)
+    status, body, response = await browser.call(
+        "POST", "/session", json={"email": "Olga@Demo.example ", "password": PASSWORD})
+    assert status == 200, body
+    assert body["user"]["email"] == "olga@demo.example" and body["role"] == "owner"
+    assert body["shop"]["slug"] == "demo" and body["csrf_token"]
+    cookie = cookie_attributes(response)
+    assert "httponly" in cookie and cookie["samesite"].lower() == "lax"
+    assert cookie["path"] == "/" and "secure" not in cookie  # COOKIE_SECURE=false in tests
+    assert len(cookie["value"]) >= 40 and cookie["value"] not in str(body)
+
+    status, me, _ = await browser.call("GET", "/session")
+    assert status == 200 and me["user"]["email"] == "olga@demo.example"
+    assert me["csrf_token"] == body["csrf_token"]
+    assert [s["slug"] for s in me["shops"]] == ["demo"]
+    status, page, _ = await browser.call("GET", "/keys")  # the owner's routes open
+    assert status == 200 and page["total"] >= 3
+
+
+async def test_the_cookie_is_secure_when_settings_say_so(admin: Admin) -> None:
+    admin.app.ctx.settings = replace(admin.settings, cookie_secure=True)
+    await person(admin, "sam@demo.example")
+    _, _, response = await Browser(admin).call(
+        "POST", "/session", json={"email": "sam@demo.example", "password": PASSWORD})
+    assert "secure" in cookie_attributes(response)
+
+
+async def test_unsafe_requests_need_the_csrf_token(admin: Admin) -> None:
+    await person(admin, "olga@demo.example", "owner")
+    browser = Browser(admin)
+    await browser.log_in("olga@demo.example")
+    key = {"name": "from the page", "role": "agent"}
+
+    status, body, _ = await browser.call("POST", "/keys", json=key, csrf=False)
+    assert status == 403 and "X-CSRF-Token" in body["detail"]
+    status, _, _ = await browser.call("POST", "/keys", json=key, csrf=False,
+                                      headers={"X-CSRF-Token": "forged" + "x" * 37})
+    assert status == 403
+    status, created, _ = await browser.call("POST", "/keys", json=key)
+    assert status == 201 and created["secret"]
+
+    # Another browser's token does not fit this session.
+    await person(admin, "pia@demo.example", "owner")
+    other = Browser(admin)
+    await other.log_in("pia@demo.example")
+    status, _, _ = await browser.call("POST", "/keys", json=key, csrf=False,
+                                      headers={"X-CSRF-Token": other.csrf})
+    assert status == 403
+    # Reads need no token; API keys need none either.
+    assert (await browser.call("GET", "/keys", csrf=False))[0] == 200
+    assert (await admin.call("POST", "/keys", json=key))[0] == 201
+
+
+async def test_the_role_comes_from_the_membership(admin: Admin) -> None:
+    await person(admin, "dana@demo.example", "designer")
+    browser = Browser(admin)
+    body = await browser.log_in("dana@demo.example")
+    assert body["role"] == "designer"
+    status, refused, _ = await browser.call("GET", "/keys")
+    assert status == 403 and refused["detail"]
+
+
+async def test_logout_ends_the_session(admin: Admin) -> None:
+    await person(admin, "olga@demo.example")
+    browser = Browser(admin)
+    await browser.log_in("olga@demo.example")
+    stolen = browser.client.cookies.get("sb_session")
+    status, _, response = await browser.call("DELETE", "/session")
+    assert status == 204
+    assert cookie_attributes(response)["value"] in ("", '""')
+    status, body, _ = await browser.call("GET", "/session")
+    assert status == 401 and body["detail"]
+    replay = Browser(admin)
+    status, _, _ = await replay.call("GET", "/session", headers={"Cookie": f"sb_session={stolen}"})
+    assert status == 401
+
+
+async def test_sessions_expire_when_idle_or_old(admin: Admin) -> None:
+    await person(admin, "olga@demo.example")
+    idle, old = Browser(admin), Browser(admin)
+    await idle.log_in("olga@demo.example")
+    await old.log_in("olga@demo.example")
+    async with admin.sessions() as session:
+        await session.execute(update(AdminSessionRow).where(
+            AdminSessionRow.token_hash == people.token_hash(idle.client.cookies["sb_session"]))
+            .values(last_seen_at=utcnow() - people.SESSION_IDLE - timedelta(minutes=1)))
+        await session.execute(update(AdminSessionRow).where(
+            AdminSessionRow.token_hash == people.token_hash(old.client.cookies["sb_session"]))
+            .values(expires_at=utcnow() - timedelta(seconds=1)))
+        await session.commit()
+    for browser in (idle, old):
+        status, body, _ = await browser.call("GET", "/session")
+        assert status == 401 and "log in again" in body["detail"]
+
+
+async def test_a_wrong_password_and_an_unknown_email_answer_alike(admin: Admin) -> None:
+    await person(admin, "olga@demo.example")
+    browser = Browser(admin)
+    wrong = await browser.call("POST", "/session",
+                               json={"email": "olga@demo.example", "password": "nope" * 3})
+    unknown = await browser.call("POST", "/session",
+                                 json={"email": "nobody@demo.example", "password": "nope" * 3})
+    assert wrong[0] == unknown[0] == 401
+    assert wrong[1] == unknown[1] == {"detail": "wrong email or password"}
+    assert "set-cookie" not in wrong[2].headers
+
+
+async def test_failed_logins_are_limited_per_email(admin: Admin) -> None:
+    await person(admin, "olga@demo.example")
+    browser = Browser(admin)
+    attempt = {"email": "olga@demo.example", "password": "guess-guess-guess"}
+    for _ in range(people.FAILURES_PER_EMAIL - 1):
+        assert (await browser.call("POST", "/session", json=attempt))[0] == 401
+    await browser.log_in("olga@demo.example")  # a success clears the email's failures
+    for _ in range(people.FAILURES_PER_EMAIL):
+        assert (await browser.call("POST", "/session", json=attempt))[0] == 401
+    status, body, response = await browser.call(
+        "POST", "/session", json={"email": "olga@demo.example", "password": PASSWORD})
+    assert status == 429 and "try again" in body["detail"]  # even the right password waits
+    assert 1 <= int(response.headers["retry-after"]) <= 15 * 60
+    # An unknown email is limited the same way (nothing tells which emails exist).
+    ghost = {"email": "ghost@demo.example", "password": "guess-guess-guess"}
+    answers = [(await browser.call("POST", "/session", json=ghost))[0]
+               for _ in range(people.FAILURES_PER_EMAIL + 1)]
+    assert answers == [401] * people.FAILURES_PER_EMAIL + [429]
+
+
+async def test_failed_logins_are_limited_per_address(admin: Admin) -> None:
+    await person(admin, "olga@demo.example")
+    browser = Browser(admin)
+    for n in range(people.FAILURES_PER_ADDRESS):
+        status, _, _ = await browser.call(
+            "POST", "/session", json={"email": f"spray{n}@demo.example", "password": "x" * 12})
+        assert status == 401
+    status, _, response = await browser.call(
+        "POST", "/session", json={"email": "olga@demo.example", "password": PASSWORD})
+    assert status == 429 and int(response.headers["retry-after"]) >= 1
+
+
+async def test_a_person_in_two_shops_chooses_and_switches(admin: Admin) -> None:
+    await person(admin, "max@demo.example", "owner")
+    await person(admin, "max@demo.example", "agent", shop=admin.other)
+    browser = Browser(admin)
+    body = await browser.log_in("max@demo.example", shop=await slug_of(admin, admin.other))
+    assert body["shop"]["id"] == admin.other.id and body["role"] == "agent"
+    assert {s["role"] for s in body["shops"]} == {"owner", "agent"}
+    assert (await browser.call("GET", "/keys"))[0] == 403  # an agent in that shop
+
+    status, moved, _ = await browser.call("POST", "/session/shop", json={"shop": "demo"})
+    assert status == 200 and moved["role"] == "owner" and moved["shop"]["slug"] == "demo"
+    status, page, _ = await browser.call("GET", "/keys")
+    assert status == 200 and all(k["id"] for k in page["items"])
+
+    status, body, _ = await Browser(admin).call(
+        "POST", "/session", json={"email": "max@demo.example", "password": PASSWORD,
+                                  "shop": "nowhere"})
+    assert status == 403 and "nowhere" in body["detail"]
+
+
+async def test_an_api_key_is_not_a_session(admin: Admin) -> None:
+    status, me = await admin.call("GET", "/session", role="designer")
+    assert status == 200 and me["user"] is None and me["csrf_token"] is None
+    assert me["role"] == "designer" and me["shop"]["slug"] == "demo"
+    status, _ = await admin.call("POST", "/session/shop", json={"shop": "demo"})
+    assert status == 400
