@@ -11,7 +11,7 @@ from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, html, json
 
 import admin_api.routes  # noqa: F401  (declares every route on API)
-from admin_api import auth
+from admin_api import auth, nlg
 from admin_api.api import API
 from admin_api.errors import ApiError
 from core.db import create_engine, session_factory
@@ -40,6 +40,7 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
     app.ctx.settings = settings
     answer_errors(app)
     API.mount(app, auth.authenticate, auth.check_csrf)
+    nlg.install(app)  # Rasa's NLG endpoint (/nlg): the shop's texts without retraining
     document = API.openapi(title=TITLE, version=VERSION)
 
     @app.get("/openapi.json", name="openapi")

@@ -1,0 +1,142 @@
+"""The shop's texts: every `utter_*` response with its default and the shop's override.
+
+A change is live for the next message without retraining: Rasa asks our NLG endpoint
+(admin_api/nlg.py) for each response, which reads the same overrides through the cache this
+module clears on every write. A template that would not render (an unknown `{placeholder}`,
+a lone brace, no variant for every channel) is a 422 naming the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from admin_api.api import API, Call, Model, Page, PageQuery
+from admin_api.audit import record
+from admin_api.errors import NotFound, Unprocessable
+from admin_api.nlg import texts_cache
+from admin_api.principal import DESIGNERS
+from tenants.texts import (
+    TemplateError,
+    UnknownResponse,
+    domain_texts,
+    normalise,
+    read_override,
+    read_overrides,
+    remove_override,
+    store_override,
+    validate,
+)
+
+Channel = Literal["web", "rest", "sms", "whatsapp", "email"]
+
+
+class Button(Model):
+    title: str = Field(min_length=1, max_length=200)
+    payload: str = Field(min_length=1, max_length=1000,
+                         description="what the button sends: an intent like /affirm, or text")
+
+
+class VariantIn(Model):
+    text: str = Field(min_length=1, max_length=4096,
+                      description="the message; {slot} placeholders are filled as Rasa does")
+    channel: Channel | None = Field(None, description="only on this channel; null: every channel")
+    buttons: list[Button] = Field(default_factory=list, max_length=10)
+
+
+class VariantOut(Model):
+    text: str | None
+    channel: str | None
+    buttons: list[dict[str, Any]]
+
+
+class ResponseOut(Model):
+    name: str
+    default: list[VariantOut]
+    override: list[VariantOut] | None = Field(description="the shop's own; null: the default")
+    effective: list[VariantOut] = Field(description="what the bot says")
+    placeholders: list[str] = Field(description="the {names} this response may use")
+
+
+class NewVariants(Model):
+    variants: list[VariantIn] = Field(description="one is chosen at random per message, among "
+                                                  "those for the visitor's channel if any")
+
+
+class ResponseQuery(PageQuery):
+    page_size: int = Field(100, ge=1, le=200)
+    overridden: bool | None = Field(None, description="only those the shop changed (or not)")
+
+
+def _out(variants: list[dict[str, Any]]) -> list[VariantOut]:
+    return [VariantOut(text=v.get("text"), channel=v.get("channel"),
+                       buttons=list(v.get("buttons") or [])) for v in variants]
+
+
+def _response(name: str, override: list[dict[str, Any]] | None) -> ResponseOut:
+    domain = domain_texts()
+    default = domain.defaults(name)
+    return ResponseOut(name=name, default=_out(default),
+                       override=_out(override) if override is not None else None,
+                       effective=_out(override if override is not None else default),
+                       placeholders=sorted(domain.allowed_placeholders(name)))
+
+
+def _known(name: str) -> None:
+    if name not in domain_texts().responses:
+        raise NotFound(f"no response named {name!r}; GET /responses lists them")
+
+
+@API.route("GET", "/responses", roles=DESIGNERS, query=ResponseQuery,
+           response=Page[ResponseOut], summary="List the bot's responses with the shop's texts")
+async def list_responses(call: Call[None, ResponseQuery]) -> Page[ResponseOut]:
+    overrides = await read_overrides(call.ctx.sessions, call.shop)
+    names = [n for n in domain_texts().responses
+             if call.query.overridden is None or (n in overrides) == call.query.overridden]
+    chosen = names[call.query.offset:call.query.offset + call.query.page_size]
+    return Page[ResponseOut](items=[_response(n, overrides.get(n)) for n in chosen],
+                             total=len(names), page=call.query.page,
+                             page_size=call.query.page_size)
+
+
+@API.route("GET", "/responses/{name}", roles=DESIGNERS, response=ResponseOut,
+           summary="Read one response with the shop's text")
+async def get_response(call: Call[None, None]) -> ResponseOut:
+    name = call.path["name"]
+    _known(name)
+    return _response(name, await read_override(call.ctx.sessions, call.shop, name))
+
+
+@API.route("PUT", "/responses/{name}", roles=DESIGNERS, body=NewVariants, response=ResponseOut,
+           summary="Set the shop's text of a response", errors=(422,))
+async def put_response(call: Call[NewVariants, None]) -> ResponseOut:
+    name = call.path["name"]
+    _known(name)
+    variants = normalise(v.model_dump() for v in call.body.variants)
+    try:
+        validate(name, variants, domain_texts())
+    except UnknownResponse:  # pragma: no cover (checked above)
+        raise NotFound(f"no response named {name!r}") from None
+    except TemplateError as exc:
+        raise Unprocessable(str(exc)) from None
+    before = await store_override(call.ctx.sessions, call.shop, name, variants,
+                                  call.principal.actor)
+    texts_cache(call.ctx).forget(call.shop)
+    await record(call, "response.update", target=name,
+                 before={"variants": before}, after={"variants": variants})
+    return _response(name, variants)
+
+
+@API.route("DELETE", "/responses/{name}", roles=DESIGNERS, response=ResponseOut,
+           summary="Restore the default text of a response")
+async def delete_response(call: Call[None, None]) -> ResponseOut:
+    name = call.path["name"]
+    _known(name)
+    before = await remove_override(call.ctx.sessions, call.shop, name)
+    texts_cache(call.ctx).forget(call.shop)
+    if before is not None:
+        await record(call, "response.reset", target=name, before={"variants": before},
+                     after=None)
+    return _response(name, None)
+

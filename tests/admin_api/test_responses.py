@@ -1,0 +1,171 @@
+"""The shop's texts over the admin API, and what Rasa's NLG endpoint then says.
+
+A designer changes a response, the NLG endpoint (what Rasa asks for every message) says the new
+text at once for that shop only; deleting the override brings the default back. Broken
+templates are refused; agents may not change texts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from admin_api.tables import AuditRow
+from tenants.texts import OverrideCache, domain_texts
+from tests.admin_api.conftest import Admin
+
+pytestmark = pytest.mark.asyncio
+
+GREET = "Hi! I'm the shop's assistant."
+NEW = {"variants": [{"text": "Welcome to our shop, how can I help?", "channel": None,
+                     "buttons": [{"title": "Track my order", "payload": "/check_order_status"}]}]}
+
+
+async def say(admin: Admin, response: str, shop_id: str | None = None, channel: str = "web",
+              token: str | None = "valid", **body: Any) -> tuple[int, Any]:
+    """Ask the NLG endpoint as bot/nlg.py does (slim body) for one message."""
+    token = admin.settings.nlg_token.reveal() if token == "valid" else token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    payload = {"response": response, "arguments": {}, "channel": {"name": "collector"},
+               "sender_id": f"{shop_id or admin.demo.id}:{channel}:visitor-1",
+               "slots": {"tenant_id": shop_id or admin.demo.id}, **body}
+    _, reply = await admin.client.post("/nlg", json=payload, headers=headers)
+    return reply.status, (reply.json if reply.body else None)
+
+
+async def test_a_designer_changes_a_text_and_the_next_message_says_it(admin: Admin) -> None:
+    status, before = await say(admin, "utter_greet")
+    assert status == 200 and before["text"].startswith(GREET)
+
+    status, body = await admin.call("PUT", "/responses/utter_greet", role="designer", json=NEW)
+    assert status == 200
+    assert body["override"] == NEW["variants"] and body["effective"] == NEW["variants"]
+    assert body["default"][0]["text"].startswith(GREET)
+
+    status, message = await say(admin, "utter_greet")
+    assert status == 200
+    assert message == {"text": "Welcome to our shop, how can I help?",
+                       "buttons": [{"title": "Track my order",
+                                    "payload": "/check_order_status"}]}
+    # The other shop still hears the default.
+    assert (await say(admin, "utter_greet", shop_id=admin.other.id))[1]["text"].startswith(GREET)
+
+    status, restored = await admin.call("DELETE", "/responses/utter_greet", role="designer")
+    assert status == 200 and restored["override"] is None
+    assert (await say(admin, "utter_greet"))[1]["text"].startswith(GREET)
+
+
+async def test_the_list_shows_every_response_with_default_override_and_placeholders(
+        admin: Admin) -> None:
+    await admin.call("PUT", "/responses/utter_order_not_found", json={"variants": [
+        {"text": "No match. Try {attempt} of {max_attempts}.", "channel": None, "buttons": []},
+        {"text": "No match ({attempt}/{max_attempts})", "channel": "sms", "buttons": []}]})
+    status, page = await admin.call("GET", "/responses", role="designer")
+    assert status == 200 and page["total"] == len(page["items"]) >= 20
+    by_name = {item["name"]: item for item in page["items"]}
+    assert by_name["utter_goodbye"]["override"] is None
+    assert len(by_name["utter_goodbye"]["effective"]) == 2
+    changed = by_name["utter_order_not_found"]
+    assert changed["override"][1]["channel"] == "sms"
+    assert {"attempt", "max_attempts", "order_number"} <= set(changed["placeholders"])
+
+    status, only = await admin.call("GET", "/responses?overridden=true")
+    assert status == 200 and [i["name"] for i in only["items"]] == ["utter_order_not_found"]
+    # Another shop's change is not in this shop's list.
+    _, theirs = await admin.call("GET", "/responses?overridden=true", shop=admin.other)
+    assert theirs["total"] == 0
+
+    # The NLG endpoint fills the arguments the action passes and picks the SMS variant on SMS.
+    arguments = {"attempt": 2, "max_attempts": 3}
+    assert (await say(admin, "utter_order_not_found", channel="sms", arguments=arguments)
+            )[1]["text"] == "No match (2/3)"
+    assert (await say(admin, "utter_order_not_found", channel="web", arguments=arguments)
+            )[1]["text"] == "No match. Try 2 of 3."
+
+
+async def test_a_broken_template_is_refused_with_a_clear_422(admin: Admin) -> None:
+    status, body = await admin.call("PUT", "/responses/utter_ask_email", json={"variants": [
+        {"text": "What email did you use for order {ordr_number}?", "channel": None}]})
+    assert status == 422 and "{ordr_number}" in body["detail"]
+    assert "{order_number}" in body["detail"]  # what it may use instead
+    status, body = await admin.call("PUT", "/responses/utter_ask_email", json={"variants": []})
+    assert status == 422 and "at least one variant" in body["detail"]
+    status, _ = await admin.call("PUT", "/responses/utter_ask_email", json={"variants": [
+        {"text": "x", "channel": "fax"}]})
+    assert status == 422
+    # Nothing was stored: the bot still says the default.
+    assert (await say(admin, "utter_ask_email"))[1]["text"].startswith("Thanks! And what email")
+
+
+async def test_unknown_response_names_are_not_found(admin: Admin) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        extra: dict[str, Any] = {"json": NEW} if method == "PUT" else {}
+        status, body = await admin.call(method, "/responses/utter_nope", **extra)
+        assert status == 404 and "utter_nope" in body["detail"]
+    assert (await say(admin, "utter_nope"))[0] == 404
+
+
+async def test_agents_may_not_read_or_change_texts(admin: Admin) -> None:
+    for method, path in (("GET", "/responses"), ("PUT", "/responses/utter_greet"),
+                         ("DELETE", "/responses/utter_greet")):
+        extra: dict[str, Any] = {"json": NEW} if method == "PUT" else {}
+        status, body = await admin.call(method, path, role="agent", **extra)
+        assert status == 403 and body["detail"]
+    status, _ = await admin.call("PUT", "/responses/utter_greet", role="owner", json=NEW)
+    assert status == 200
+
+
+async def test_changes_are_audited_with_before_and_after(admin: Admin) -> None:
+    await admin.call("PUT", "/responses/utter_iamabot", role="designer", json=NEW)
+    await admin.call("DELETE", "/responses/utter_iamabot", role="designer")
+    async with admin.sessions() as session:
+        rows = (await session.scalars(select(AuditRow).where(
+            AuditRow.tenant_id == admin.demo.id, AuditRow.target == "utter_iamabot")
+            .order_by(AuditRow.id))).all()
+    assert [r.action for r in rows] == ["response.update", "response.reset"]
+    assert rows[0].before == {"variants": None}
+    assert rows[0].after["variants"][0]["text"] == NEW["variants"][0]["text"]
+    assert rows[1].before["variants"][0]["text"] == NEW["variants"][0]["text"]
+    assert all(r.actor.startswith("key:") for r in rows)
+
+
+async def test_the_nlg_endpoint_answers_rasas_own_callback_body(admin: Admin) -> None:
+    """Rasa's plain `callback` NLG posts the whole tracker; the shop and slots come from it."""
+    await admin.call("PUT", "/responses/utter_ask_email", json={"variants": [
+        {"text": "Which email goes with order {order_number}?", "channel": None}]})
+    token = admin.settings.nlg_token.reveal()
+    body = {"response": "utter_ask_email", "id": None, "arguments": {},
+            "channel": {"name": "collector"},
+            "tracker": {"sender_id": f"{admin.demo.id}:web:v", "slots": {"order_number": "1001"},
+                        "events": [], "latest_message": {}, "paused": False}}
+    _, reply = await admin.client.post("/nlg", json=body,
+                                       headers={"Authorization": f"Bearer {token}"})
+    assert reply.status == 200 and reply.json == {"text": "Which email goes with order 1001?"}
+
+
+async def test_the_nlg_endpoint_refuses_a_wrong_token(admin: Admin) -> None:
+    assert (await say(admin, "utter_greet", token="not-the-token"))[0] == 401
+    assert (await say(admin, "utter_greet", token="valid"))[0] == 200
+
+
+async def test_another_process_sees_a_change_once_its_cache_entry_is_a_second_old(
+        admin: Admin) -> None:
+    """An admin replica that did not make the change: its cached texts are re-read after 1 s."""
+    now = [100.0]
+    replica = OverrideCache(admin.sessions, ttl=1.0, clock=lambda: now[0])
+    domain = domain_texts()
+    assert (await replica.variants(admin.demo.id, "utter_greet", domain))[0]["text"] \
+        .startswith(GREET)
+    await admin.call("PUT", "/responses/utter_greet", json=NEW)
+    now[0] += 0.5
+    assert (await replica.variants(admin.demo.id, "utter_greet", domain))[0]["text"] \
+        .startswith(GREET)  # still within its second
+    now[0] += 0.6
+    assert (await replica.variants(admin.demo.id, "utter_greet", domain))[0]["text"] \
+        == NEW["variants"][0]["text"]
+    await admin.call("DELETE", "/responses/utter_greet")
+    replica.forget(admin.demo.id)  # a write in its own process: at once
+    assert (await replica.variants(admin.demo.id, "utter_greet", domain))[0]["text"] \
+        .startswith(GREET)
