@@ -14,6 +14,7 @@ import admin_api.routes  # noqa: F401  (declares every route on API)
 from admin_api import auth, nlg
 from admin_api.api import API
 from admin_api.errors import ApiError
+from admin_api.pages import mount as mount_pages
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from tenants.api_keys import ApiKeyVerifier
@@ -41,6 +42,7 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
     answer_errors(app)
     API.mount(app, auth.authenticate, auth.check_csrf)
     nlg.install(app)  # Rasa's NLG endpoint (/nlg): the shop's texts without retraining
+    mount_pages(app)  # the owner page (/app/) and the invitation page (/invite)
     document = API.openapi(title=TITLE, version=VERSION)
 
     @app.get("/openapi.json", name="openapi")

@@ -1,0 +1,744 @@
+// The owner page: log in, then one tab per part of the shop (settings, texts, knowledge,
+// conversations, analytics). Everything goes through the admin API under /api/v1 with the
+// session cookie; what the page may show follows the role the login answered (the API checks
+// it again on every call).
+//
+// Forms are built from data, and the settings form from the API's own OpenAPI document
+// (field types, choices, which fields PATCH accepts): a new setting appears here without an
+// edit of this file.
+
+import { api, ApiError, el, humanize, say, setCsrf, svg, when } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const PAGE_SIZE = 25;
+const state = { session: null, loaded: new Set() };
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+async function start() {
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", logout);
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    tab.addEventListener("click", () => showTab(tab.id.replace("tab-", "")));
+    tab.addEventListener("keydown", tabKeys);
+  }
+  wireSettings();
+  wireTexts();
+  wireKnowledge();
+  wireConversations();
+  wireAnalytics();
+  try {
+    entered(await api("GET", "/session"));
+  } catch {
+    showLogin();
+  }
+}
+
+function showLogin() {
+  state.session = null;
+  state.loaded.clear();
+  $("app").hidden = true;
+  $("who").hidden = true;
+  $("logout").hidden = true;
+  $("login").hidden = false;
+  $("login-email").focus();
+}
+
+async function login(event) {
+  event.preventDefault();
+  const button = event.submitter || $("login-form").querySelector("button");
+  const email = $("login-email").value.trim();
+  const password = $("login-password").value;
+  if (!email || !password) {
+    say($("login-error"), "Enter your email and password.", "error");
+    return;
+  }
+  button.disabled = true;
+  say($("login-error"), "");
+  try {
+    const session = await api("POST", "/session", { json: { email, password } });
+    $("login-password").value = "";
+    entered(session);
+  } catch (error) {
+    const message = error instanceof ApiError && error.status === 429
+      ? `Too many attempts: ${error.detail}` : (error.detail || "Login failed.");
+    say($("login-error"), message, "error");
+    $("login-password").select();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function logout() {
+  try {
+    await api("DELETE", "/session");
+  } catch {
+    // Already gone on the server: the page logs out all the same.
+  }
+  setCsrf(null);
+  showLogin();
+}
+
+function sessionRole(session) {
+  return session.role || (session.membership && session.membership.role) || "";
+}
+
+function entered(session) {
+  if (session.csrf_token) setCsrf(session.csrf_token);
+  state.session = session;
+  const role = sessionRole(session);
+  const user = session.user || {};
+  const shop = session.shop || {};
+  const shopName = typeof shop === "string" ? shop : (shop.name || shop.slug || "");
+  $("who").textContent = [user.name || user.email, shopName, role].filter(Boolean).join(" · ");
+  $("who").hidden = false;
+  $("logout").hidden = false;
+  $("login").hidden = true;
+  $("app").hidden = false;
+  let first = null;
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    const allowed = tab.dataset.roles.split(" ").includes(role);
+    tab.hidden = !allowed;
+    if (allowed && !first) first = tab.id.replace("tab-", "");
+  }
+  if (first) showTab(first);
+}
+
+/** A 401 means the session ended (expired, logged out elsewhere): back to the login form. */
+function failed(node, error) {
+  if (error instanceof ApiError && error.status === 401) {
+    showLogin();
+    say($("login-error"), "Your session ended; please log in again.", "error");
+    return;
+  }
+  say(node, error.detail || String(error), "error");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tabs (WAI-ARIA tabs pattern: arrows move between tabs)
+
+const LOADERS = {};
+
+function showTab(name) {
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    const selected = tab.id === `tab-${name}`;
+    tab.setAttribute("aria-selected", String(selected));
+    tab.tabIndex = selected ? 0 : -1;
+    $(tab.getAttribute("aria-controls")).hidden = !selected;
+  }
+  if (!state.loaded.has(name) && LOADERS[name]) {
+    state.loaded.add(name);
+    LOADERS[name]();
+  }
+}
+
+function tabKeys(event) {
+  const tabs = [...document.querySelectorAll('[role="tab"]')].filter((t) => !t.hidden);
+  const at = tabs.indexOf(event.currentTarget);
+  const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+  if (step === undefined) return;
+  const next = tabs[(at + step + tabs.length) % tabs.length];
+  next.focus();
+  showTab(next.id.replace("tab-", ""));
+}
+
+function pager(node, page, onPage) {
+  node.replaceChildren();
+  const pages = Math.max(1, Math.ceil(page.total / page.page_size));
+  if (pages <= 1) return;
+  node.append(
+    el("button", { type: "button", class: "secondary small", disabled: page.page <= 1,
+      onclick: () => onPage(page.page - 1) }, "Previous"),
+    el("span", {}, `Page ${page.page} of ${pages} (${page.total})`),
+    el("button", { type: "button", class: "secondary small", disabled: page.page >= pages,
+      onclick: () => onPage(page.page + 1) }, "Next"),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings: the form follows the OpenAPI document's schemas of GET and PATCH /settings
+
+let openapi = null;
+let settingsShown = {};
+
+async function apiDocument() {
+  if (!openapi) {
+    const response = await fetch("/openapi.json", { credentials: "same-origin" });
+    openapi = response.ok ? await response.json() : {};
+  }
+  return openapi;
+}
+
+function resolve(doc, schema) {
+  let seen = 0;
+  while (schema && schema.$ref && seen++ < 10) {
+    schema = schema.$ref.replace(/^#\//, "").split("/").reduce((at, key) => (at || {})[key], doc);
+  }
+  return schema || {};
+}
+
+function properties(doc, operation, where) {
+  const content = where === "body"
+    ? operation && operation.requestBody && operation.requestBody.content
+    : operation && operation.responses && (operation.responses["200"] || {}).content;
+  const schema = resolve(doc, content && content["application/json"]
+    && content["application/json"].schema);
+  return schema.properties || null;
+}
+
+/** "number" | "integer" | "boolean" | "string" | "json", with choices for an enum. */
+function fieldKind(doc, schema, value) {
+  schema = resolve(doc, schema);
+  const options = schema.anyOf || schema.oneOf || [schema];
+  const types = [];
+  let choices = schema.enum || null;
+  let nullable = false;
+  for (const option of options.map((o) => resolve(doc, o))) {
+    const type = option.type || (option.enum ? "string" : option.properties ? "object" : null);
+    if (type === "null") nullable = true;
+    else if (type) types.push(type);
+    if (option.enum) choices = option.enum.filter((c) => c !== null);
+    if (option.const !== undefined) choices = [...(choices || []), option.const];
+  }
+  let kind = types[0];
+  if (!kind) {
+    kind = typeof value === "boolean" ? "boolean" : typeof value === "number" ? "number"
+      : value !== null && typeof value === "object" ? "json" : "string";
+  }
+  if (kind === "object" || kind === "array") kind = "json";
+  return { kind, choices, nullable };
+}
+
+function settingInput(name, value, spec, editable) {
+  const id = `setting-${name}`;
+  const common = { id, name, disabled: !editable, "data-kind": spec.kind };
+  let input;
+  if (spec.choices && spec.choices.length) {
+    input = el("select", common,
+      spec.nullable ? el("option", { value: "" }, "(none)") : null,
+      spec.choices.map((choice) => el("option", { value: String(choice) }, String(choice))));
+    input.value = value === null || value === undefined ? "" : String(value);
+  } else if (spec.kind === "boolean") {
+    input = el("input", { ...common, type: "checkbox" });
+    input.checked = Boolean(value);
+  } else if (spec.kind === "json") {
+    input = el("textarea", { ...common, class: "json", rows: 6, spellcheck: "false" });
+    input.value = value === null || value === undefined ? "" : JSON.stringify(value, null, 2);
+  } else {
+    const type = spec.kind === "integer" || spec.kind === "number" ? "number"
+      : /email/.test(name) ? "email" : "text";
+    input = el("input", { ...common, type, step: spec.kind === "number" ? "any" : undefined });
+    input.value = value === null || value === undefined ? "" : String(value);
+  }
+  input.dataset.nullable = String(spec.nullable);
+  const wide = spec.kind === "json" || name === "greeting";
+  return el("div", { class: wide ? "wide" : undefined },
+    el("label", { for: id }, humanize(name)), input);
+}
+
+function readInput(input) {
+  const kind = input.dataset.kind;
+  const nullable = input.dataset.nullable === "true";
+  if (input.type === "checkbox") return input.checked;
+  const raw = input.value.trim();
+  if (raw === "" && (nullable || kind !== "string")) return null;
+  if (kind === "integer" || kind === "number") {
+    const number = Number(raw);
+    if (!Number.isFinite(number)) throw new Error(`${humanize(input.name)}: not a number`);
+    return number;
+  }
+  if (kind === "json") {
+    try {
+      return JSON.parse(raw);
+    } catch {
+      throw new Error(`${humanize(input.name)}: not valid JSON`);
+    }
+  }
+  return input.value;
+}
+
+async function loadSettings() {
+  const status = $("settings-status");
+  say(status, "Loading…");
+  try {
+    const [doc, current] = await Promise.all([apiDocument(), api("GET", "/settings")]);
+    const path = (doc.paths || {})["/api/v1/settings"] || {};
+    const shape = properties(doc, path.get, "response") || {};
+    const writable = properties(doc, path.patch, "body");
+    const fields = $("settings-fields");
+    fields.replaceChildren();
+    for (const [name, value] of Object.entries(current)) {
+      const spec = fieldKind(doc, shape[name] || {}, value);
+      fields.append(settingInput(name, value, spec, !writable || name in writable));
+    }
+    settingsShown = current;
+    say(status, "");
+  } catch (error) {
+    failed(status, error);
+  }
+}
+
+function wireSettings() {
+  LOADERS.settings = loadSettings;
+  $("settings-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = $("settings-status");
+    const changes = {};
+    try {
+      for (const input of $("settings-fields").querySelectorAll("[name]:not(:disabled)")) {
+        const value = readInput(input);
+        if (JSON.stringify(value) !== JSON.stringify(settingsShown[input.name] ?? null)) {
+          changes[input.name] = value;
+        }
+      }
+    } catch (error) {
+      say(status, error.message, "error");
+      return;
+    }
+    if (!Object.keys(changes).length) {
+      say(status, "Nothing changed.");
+      return;
+    }
+    say(status, "Saving…");
+    try {
+      const saved = await api("PATCH", "/settings", { json: changes });
+      say(status, `Saved: ${Object.keys(changes).map(humanize).join(", ")}.`, "ok");
+      if (saved && typeof saved === "object") settingsShown = saved;
+      else settingsShown = { ...settingsShown, ...changes };
+    } catch (error) {
+      failed(status, error);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Texts: every utter_* response, the shop's variants over the domain's defaults
+
+let textsPage = 1;
+
+function variantEditor(name, variant, index) {
+  const id = `text-${name}-${index}`;
+  const area = el("textarea", { id, rows: 2, "data-channel": variant.channel ?? "" });
+  area.value = variant.text || "";
+  area.buttons = variant.buttons || [];
+  const channel = variant.channel ? ` (${variant.channel} only)` : "";
+  const buttons = (variant.buttons || []).map((b) => b.title).filter(Boolean);
+  return el("div", { class: "variant" },
+    el("label", { for: id }, `Variant ${index + 1}${channel}`), area,
+    buttons.length ? el("p", { class: "hint" }, `Buttons: ${buttons.join(", ")}`) : null);
+}
+
+function responseCard(item) {
+  const variants = item.override || item.effective || item.default || item.variants || [];
+  const editors = el("div", { class: "variants" },
+    variants.map((v, i) => variantEditor(item.name, v, i)));
+  const status = el("p", { class: "message", role: "status", "aria-live": "polite" });
+  const custom = Boolean(item.override);
+  const card = el("article", { class: "response", "data-name": item.name },
+    el("h3", {}, item.name,
+      el("span", { class: custom ? "badge custom" : "badge" }, custom ? "this shop's text" : "default")),
+    item.placeholders && item.placeholders.length
+      ? el("p", { class: "hint" }, `Placeholders: ${item.placeholders.map((p) => `{${p}}`).join(" ")}`)
+      : null,
+    editors);
+  const save = el("button", { type: "button", class: "small" }, "Save");
+  const add = el("button", { type: "button", class: "secondary small" }, "Add a variant");
+  const reset = el("button", { type: "button", class: "danger small", hidden: !custom },
+    "Restore default");
+  add.addEventListener("click", () => {
+    const editor = variantEditor(item.name, { text: "", channel: null, buttons: [] },
+      editors.children.length);
+    editors.append(editor);
+    editor.querySelector("textarea").focus();
+  });
+  save.addEventListener("click", async () => {
+    const body = [...editors.querySelectorAll("textarea")]
+      .filter((area) => area.value.trim())
+      .map((area) => ({ text: area.value, channel: area.dataset.channel || null,
+        buttons: (area.buttons || []).map((b) => ({ title: b.title, payload: b.payload })) }));
+    save.disabled = true;
+    try {
+      await api("PUT", `/responses/${encodeURIComponent(item.name)}`, { json: { variants: body } });
+      say(status, "Saved: the next conversation says it.", "ok");
+      reset.hidden = false;
+      card.querySelector(".badge").textContent = "this shop's text";
+      card.querySelector(".badge").classList.add("custom");
+    } catch (error) {
+      failed(status, error);
+    } finally {
+      save.disabled = false;
+    }
+  });
+  reset.addEventListener("click", async () => {
+    reset.disabled = true;
+    try {
+      await api("DELETE", `/responses/${encodeURIComponent(item.name)}`);
+      say(status, "Default restored.", "ok");
+      await loadTexts();
+    } catch (error) {
+      failed(status, error);
+    } finally {
+      reset.disabled = false;
+    }
+  });
+  card.append(el("div", { class: "row" }, save, add, reset), status);
+  return card;
+}
+
+async function loadTexts(page = textsPage) {
+  const status = $("texts-status");
+  textsPage = page;
+  say(status, "Loading…");
+  try {
+    const filter = $("texts-filter").value.trim();
+    const answer = await api("GET", "/responses",
+      { query: { page, page_size: filter ? 200 : PAGE_SIZE, q: undefined } });
+    const items = (Array.isArray(answer) ? answer : answer.items)
+      .filter((item) => !filter || item.name.includes(filter));
+    $("texts-list").replaceChildren(...items.map(responseCard));
+    if (!Array.isArray(answer) && !filter) pager($("texts-pager"), answer, loadTexts);
+    else $("texts-pager").replaceChildren();
+    say(status, items.length ? "" : "No response matches.");
+  } catch (error) {
+    failed(status, error);
+  }
+}
+
+function wireTexts() {
+  LOADERS.texts = () => loadTexts(1);
+  let timer = null;
+  $("texts-filter").addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => loadTexts(1), 250);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Knowledge: documents, uploads as background jobs with progress
+
+let knowledgePage = 1;
+
+function size(bytes) {
+  if (typeof bytes !== "number") return "";
+  return bytes < 1024 ? `${bytes} B` : bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} kB`
+    : `${(bytes / 1048576).toFixed(1)} MB`;
+}
+
+async function loadKnowledge(page = knowledgePage) {
+  knowledgePage = page;
+  const status = $("knowledge-status");
+  try {
+    const answer = await api("GET", "/knowledge/documents", { query: { page, page_size: PAGE_SIZE } });
+    const rows = answer.items.map((doc) => {
+      const name = doc.title || doc.name || doc.source || doc.id;
+      const remove = el("button", { type: "button", class: "danger small" }, "Delete");
+      remove.setAttribute("aria-label", `Delete ${name}`);
+      remove.addEventListener("click", async () => {
+        if (!window.confirm(`Delete “${name}” from the knowledge base?`)) return;
+        remove.disabled = true;
+        try {
+          await api("DELETE", `/knowledge/documents/${encodeURIComponent(doc.id)}`);
+          say(status, `Deleted ${name}.`, "ok");
+          await loadKnowledge();
+        } catch (error) {
+          failed(status, error);
+          remove.disabled = false;
+        }
+      });
+      return el("tr", {},
+        el("td", {}, name, doc.status && doc.status !== "ready" && doc.status !== "indexed"
+          ? el("span", { class: "badge" }, doc.status) : null),
+        el("td", {}, doc.kind || ""), el("td", { class: "num" }, doc.chunks ?? ""),
+        el("td", { class: "num" }, size(doc.size ?? doc.bytes)),
+        el("td", {}, when(doc.updated_at || doc.created_at)), el("td", {}, remove));
+    });
+    $("knowledge-table").tBodies[0].replaceChildren(...rows);
+    if (!rows.length) {
+      $("knowledge-table").tBodies[0].append(el("tr", {}, el("td", { colspan: 6 }, "No documents yet.")));
+    }
+    pager($("knowledge-pager"), answer, loadKnowledge);
+  } catch (error) {
+    failed(status, error);
+  }
+}
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+async function followJob(id) {
+  const status = $("knowledge-status");
+  const bar = $("knowledge-progress");
+  bar.hidden = false;
+  for (let wait = 300; ; wait = Math.min(wait * 1.5, 2000)) {
+    const job = await api("GET", `/jobs/${encodeURIComponent(id)}`);
+    bar.value = Number(job.progress) || 0;
+    if (job.status === "done") {
+      const result = job.result || {};
+      const chunks = result.chunks !== undefined ? `: ${result.chunks} passages` : "";
+      say(status, `Indexed${chunks}. The bot answers from it now.`, "ok");
+      break;
+    }
+    if (job.status === "failed") {
+      say(status, `Ingestion failed: ${job.error || "unknown error"}`, "error");
+      break;
+    }
+    say(status, job.status === "queued" ? "Waiting for the indexer…"
+      : `Indexing… ${Math.round(bar.value * 100)} %`);
+    await sleep(wait);
+  }
+  bar.hidden = true;
+  await loadKnowledge();
+}
+
+function wireKnowledge() {
+  LOADERS.knowledge = () => loadKnowledge(1);
+  $("knowledge-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = $("knowledge-status");
+    const file = $("knowledge-file").files[0];
+    if (!file) {
+      say(status, "Choose a file first.", "error");
+      return;
+    }
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const button = event.submitter || $("knowledge-form").querySelector("button");
+    button.disabled = true;
+    say(status, `Uploading ${file.name}…`);
+    try {
+      const answer = await api("POST", "/knowledge/documents", { form });
+      $("knowledge-form").reset();
+      await followJob(answer.job.id);
+    } catch (error) {
+      failed(status, error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversations and one transcript
+
+let conversationsPage = 1;
+
+function conversationQuery(page) {
+  const query = { page, page_size: PAGE_SIZE };
+  for (const [key, value] of new FormData($("conversations-form"))) query[key] = value;
+  return query;
+}
+
+async function loadConversations(page = conversationsPage) {
+  conversationsPage = page;
+  const status = $("conversations-status");
+  say(status, "Loading…");
+  try {
+    const answer = await api("GET", "/conversations", { query: conversationQuery(page) });
+    const rows = answer.items.map((c) => {
+      const row = el("tr", { class: "pick", tabindex: 0, "data-id": c.id },
+        el("td", {}, when(c.last_message_at || c.started_at)), el("td", {}, c.channel || ""),
+        el("td", {}, c.visitor || ""), el("td", {}, c.state || ""),
+        el("td", {}, c.outcome || ""), el("td", { class: "num" }, c.messages ?? ""),
+        el("td", {}, typeof c.last_message === "object" && c.last_message
+          ? c.last_message.text || "" : c.last_message || ""));
+      const open = () => openTranscript(c, row);
+      row.addEventListener("click", open);
+      row.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
+      return row;
+    });
+    $("conversations-table").tBodies[0].replaceChildren(...rows);
+    pager($("conversations-pager"), answer, loadConversations);
+    say(status, rows.length ? `${answer.total} conversation${answer.total === 1 ? "" : "s"}.`
+      : "No conversation matches.");
+  } catch (error) {
+    failed(status, error);
+  }
+}
+
+function botMessages(turn) {
+  const messages = turn.bot || turn.replies || turn.bot_messages
+    || (turn.direction === "out" ? (turn.messages || [turn]) : []);
+  return Array.isArray(messages) ? messages : [];
+}
+
+function sourcesOf(item) {
+  const knowledge = item.knowledge || (item.custom && item.custom.knowledge)
+    || (item.json && item.json.knowledge) || {};
+  const sources = item.sources || knowledge.sources || [];
+  return sources.map((s) => (typeof s === "string" ? s : s.title || s.document || s.source || s.url || ""))
+    .filter(Boolean);
+}
+
+function turnItems(turn) {
+  const items = [];
+  const visitor = turn.visitor_text ?? turn.visitor ?? (turn.direction === "in" ? turn.text : undefined);
+  if (visitor !== undefined && visitor !== null) {
+    const facts = [when(turn.created_at || turn.at),
+      turn.intent ? `intent ${turn.intent}` : "",
+      typeof turn.confidence === "number" ? `confidence ${turn.confidence.toFixed(2)}` : "",
+      turn.outcome ? `outcome ${turn.outcome}` : "",
+      (turn.actions || []).length ? `actions ${turn.actions.join(", ")}` : ""];
+    items.push(el("li", { class: "turn in" },
+      el("div", { class: "bubble" }, typeof visitor === "object" ? visitor.text || "" : visitor),
+      el("div", { class: "meta" }, facts.filter(Boolean).join(" · "))));
+  }
+  for (const message of botMessages(turn)) {
+    const sources = sourcesOf(message).concat(message === turn ? [] : []);
+    const buttons = (message.buttons || []).map((b) => el("span", {}, b.title || b.payload || ""));
+    const deliveries = (message.deliveries || turn.deliveries || []).map((d) =>
+      [d.provider || d.channel, d.status, d.provider_message_id, d.error].filter(Boolean).join(" "));
+    items.push(el("li", { class: "turn out" },
+      el("div", { class: "bubble" }, message.text || (message.image ? `[image] ${message.image}` : ""),
+        buttons.length ? el("div", { class: "buttons" }, buttons) : null),
+      el("div", { class: "meta" }, [message === turn ? when(turn.created_at) : "",
+        sources.length ? `sources: ${sources.join(", ")}` : "",
+        deliveries.length ? `delivery: ${deliveries.join("; ")}` : ""].filter(Boolean).join(" · "))));
+  }
+  const turnSources = sourcesOf(turn);
+  if (turnSources.length && items.length) {
+    items[items.length - 1].append(el("div", { class: "meta" }, `sources: ${turnSources.join(", ")}`));
+  }
+  return items;
+}
+
+async function openTranscript(conversation, row) {
+  for (const other of $("conversations-table").tBodies[0].rows) other.removeAttribute("aria-current");
+  row.setAttribute("aria-current", "true");
+  const status = $("conversations-status");
+  try {
+    const transcript = await api("GET", `/conversations/${encodeURIComponent(conversation.id)}`);
+    const turns = transcript.turns || transcript.messages || transcript.items || [];
+    $("transcript-turns").replaceChildren(...turns.flatMap(turnItems));
+    $("transcript-title").textContent = `Transcript · ${conversation.channel || ""} · ${conversation.visitor || ""}`;
+    $("transcript").hidden = false;
+    $("transcript-title").focus();
+  } catch (error) {
+    failed(status, error);
+  }
+}
+
+function wireConversations() {
+  LOADERS.conversations = () => loadConversations(1);
+  $("conversations-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    $("transcript").hidden = true;
+    loadConversations(1);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Analytics: totals, a bar chart per day (inline SVG, drawn here), channels, intents, topics
+
+const isoDay = (date) => date.toISOString().slice(0, 10);
+
+function perDay(summary) {
+  const series = summary.per_day || summary.days || summary.daily || [];
+  return Array.isArray(series) ? series
+    : Object.entries(series).map(([day, values]) => ({ day, ...values }));
+}
+
+function dayCount(entry) {
+  const value = entry.conversations ?? entry.count ?? entry.messages ?? 0;
+  return typeof value === "object" ? value.total ?? value.in ?? 0 : Number(value) || 0;
+}
+
+function barChart(series) {
+  const width = 720;
+  const height = 220;
+  const left = 36;
+  const bottom = 24;
+  const top = 10;
+  const max = Math.max(1, ...series.map(dayCount));
+  const slot = (width - left) / Math.max(1, series.length);
+  const scale = (height - bottom - top) / max;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-labelledby": "analytics-chart-title" },
+    svg("title", { id: "analytics-chart-title" },
+      `Conversations per day, ${series.length} days, at most ${max} a day`));
+  chart.append(svg("line", { class: "axis", x1: left, y1: height - bottom, x2: width, y2: height - bottom }));
+  for (const tick of [0, Math.round(max / 2), max]) {
+    const y = height - bottom - tick * scale;
+    chart.append(svg("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, String(tick)));
+  }
+  const every = Math.ceil(series.length / 8);
+  series.forEach((entry, i) => {
+    const value = dayCount(entry);
+    const day = entry.day || entry.date || "";
+    const barHeight = value * scale;
+    const x = left + i * slot + slot * 0.15;
+    chart.append(svg("rect", { class: "bar", x: x.toFixed(1), y: (height - bottom - barHeight).toFixed(1),
+      width: Math.max(1, slot * 0.7).toFixed(1), height: barHeight.toFixed(1), "data-day": day,
+      "data-value": value }, svg("title", {}, `${day}: ${value}`)));
+    if (i % every === 0) {
+      chart.append(svg("text", { x: (x + slot * 0.35).toFixed(1), y: height - 8, "text-anchor": "middle" },
+        String(day).slice(5)));
+    }
+  });
+  return chart;
+}
+
+function percent(value) {
+  return typeof value === "number" && value <= 1 ? `${(value * 100).toFixed(1)} %` : String(value);
+}
+
+function table(node, head, rows) {
+  node.replaceChildren(
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { scope: "col", class: i ? "num" : undefined }, h)))),
+    el("tbody", {}, rows.length ? rows.map((r) => el("tr", {}, r.map((c, i) =>
+      el("td", { class: i ? "num" : undefined }, c ?? ""))))
+      : el("tr", {}, el("td", { colspan: head.length }, "None in this range."))));
+}
+
+function showSummary(summary) {
+  const totals = summary.totals || summary;
+  const dl = $("analytics-totals");
+  dl.replaceChildren();
+  for (const [key, value] of Object.entries(totals)) {
+    if (value === null || typeof value === "object") continue;
+    const shown = /rate|containment|share/.test(key) ? percent(value) : String(value);
+    dl.append(el("div", {}, el("dt", {}, humanize(key)), el("dd", {}, shown)));
+  }
+  const series = perDay(summary);
+  $("analytics-chart").replaceChildren(barChart(series));
+  $("analytics-figure").hidden = !series.length;
+
+  let channels = summary.per_channel || summary.channels || [];
+  if (!Array.isArray(channels)) channels = Object.entries(channels).map(([channel, v]) => ({ channel, ...v }));
+  table($("analytics-channels"), ["Channel", "Conversations", "Messages"],
+    channels.map((c) => [c.channel, c.conversations,
+      typeof c.messages === "object" && c.messages ? (c.messages.in ?? 0) + (c.messages.out ?? 0) : c.messages]));
+  const intents = summary.top_intents || summary.intents || [];
+  table($("analytics-intents"), ["Intent", "Count"], intents.map((i) => [i.name || i.intent, i.count]));
+  const clusters = summary.unanswered || summary.clusters || [];
+  $("analytics-unanswered").replaceChildren(...(clusters.length ? clusters.map((c) =>
+    el("li", {}, c.representative || c.question || c.text || "",
+      el("span", { class: "count" }, ` (${c.count ?? c.size ?? ""})`)))
+    : [el("li", {}, "Nothing unanswered in this range.")]));
+}
+
+async function loadAnalytics() {
+  const status = $("analytics-status");
+  say(status, "Loading…");
+  try {
+    const summary = await api("GET", "/analytics/summary",
+      { query: { from: $("analytics-from").value, to: $("analytics-to").value } });
+    showSummary(summary);
+    say(status, "");
+  } catch (error) {
+    failed(status, error);
+  }
+}
+
+function wireAnalytics() {
+  const today = new Date();
+  const monthAgo = new Date(today.getTime() - 29 * 86400000);
+  $("analytics-from").value = isoDay(monthAgo);
+  $("analytics-to").value = isoDay(today);
+  LOADERS.analytics = loadAnalytics;
+  $("analytics-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadAnalytics();
+  });
+}
+
+start();

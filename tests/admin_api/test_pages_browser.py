@@ -1,0 +1,274 @@
+"""The owner page in headless Chromium, against a real admin process.
+
+`python -m admin_api serve` runs as a subprocess on a migrated SQLite database with the demo
+shop and its owner (owner@demo.example, as `make run`'s bootstrap makes it), no SMTP server (so
+an invitation's answer carries its link), and Debian's /usr/bin/chromium drives the pages the
+way an owner does: logging in (a wrong password is shown as an error; the session cookie is
+HttpOnly), changing a setting that is still there after a reload, a script's unsafe request
+without the CSRF header refused while the page's own succeed, a text changed and restored, and
+an invited person choosing a password on the invitation page and logging in with it.
+
+Marked `integration`: it needs Chromium, which `make test` installs (never a browser
+download), and a server process of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from admin_api import people
+from core.db import create_engine, session_factory
+from devtools.bootstrap import migrate
+from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
+from tenants.crypto import CredentialsBox
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+OWNER = "owner@demo.example"
+WAIT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class Served:
+    base: str
+    owner_password: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def prepare(database_url: str, password: str) -> None:
+    """The demo shop and its owner with a password, as devtools.bootstrap makes them."""
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        await seed_demo(sessions)
+        await people.set_password(sessions, OWNER, password, create=True)
+        await people.ensure_member(sessions, DEMO_TENANT_ID, OWNER, "owner")
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing (make test installs Debian's chromium)")
+    root = tmp_path_factory.mktemp("pages")
+    database_url = f"sqlite+aiosqlite:///{root / 'admin.db'}"
+    migrate(database_url)
+    password = secrets.token_urlsafe(16)
+    asyncio.run(prepare(database_url, password))
+    port = free_port()
+    # A clean environment: nothing of the developer's (SMTP_URL, REDIS_URL, ...) leaks in.
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(root), "LANG": "C.UTF-8",
+           "DATABASE_URL": database_url, "SWITCHBOARD_VAR_DIR": str(root / "var"),
+           "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(port), "ADMIN_METRICS_PORT": "0",
+           "RASA_TOKEN": secrets.token_urlsafe(24),
+           "SWITCHBOARD_CREDENTIALS_KEY": CredentialsBox.generate_key(),
+           "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING"}
+    log = (root / "admin.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "admin_api", "serve"], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (root / "admin.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the admin service did not answer in 60 s"
+            time.sleep(0.2)
+        yield Served(base, password)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(served: Served) -> Iterator[Browser]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    yield page
+    context.close()
+
+
+def log_in(page: Page, base: str, email: str, password: str) -> None:
+    page.goto(f"{base}/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def csrf_of(page: Page) -> str:
+    token = page.evaluate("() => sessionStorage.getItem('switchboard.csrf')")
+    assert token, "the page kept no CSRF token after logging in"
+    return str(token)
+
+
+def test_pages_carry_a_strict_policy(served: Served) -> None:
+    for path in ("/app/", "/invite", "/app/app.js", "/app/api.js", "/app/app.css"):
+        response = httpx.get(f"{served.base}{path}")
+        assert response.status_code == 200, path
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    assert httpx.get(f"{served.base}/").headers["location"] == "/app/"
+    assert httpx.get(f"{served.base}/app/../app.py").status_code == 404
+    assert httpx.get(f"{served.base}/app/index.htm").status_code == 404
+
+
+def test_login_sets_an_httponly_cookie_and_a_wrong_password_is_an_error(
+        served: Served, page: Page) -> None:
+    log_in(page, served.base, OWNER, "not the password at all")
+    expect(page.get_by_role("alert")).to_contain_text("wrong email or password")
+    expect(page.get_by_role("tab", name="Settings")).to_be_hidden()
+
+    page.get_by_label("Password").fill(served.owner_password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("tab", name="Settings")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#who")).to_contain_text(OWNER)
+    cookie = next(c for c in page.context.cookies() if c["name"] == "sb_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert "sb_session" not in page.evaluate("() => document.cookie")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    assert not [c for c in page.context.cookies() if c["name"] == "sb_session" and c["value"]]
+
+
+def test_a_settings_change_persists(served: Served, page: Page) -> None:
+    log_in(page, served.base, OWNER, served.owner_password)
+    greeting = page.get_by_label("Greeting")
+    expect(greeting).to_be_editable()
+    text = f"Hi from the owner page {secrets.token_hex(3)}: how can we help?"
+    greeting.fill(text)
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-status")).to_have_text("Saved: Greeting.")
+
+    page.reload()  # the session survives a reload; the value comes back from the API
+    expect(page.get_by_label("Greeting")).to_have_value(text)
+    answer = page.request.get(f"{served.base}/api/v1/settings")
+    assert answer.ok and answer.json()["greeting"] == text
+
+    page.get_by_label("Return window days").fill("-3")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#settings-status")).to_have_class("message error")
+
+
+def test_an_unsafe_request_without_the_csrf_header_is_refused(served: Served, page: Page) -> None:
+    log_in(page, served.base, OWNER, served.owner_password)
+    expect(page.get_by_role("tab", name="Settings")).to_be_visible()
+    patch = """async (headers) => {
+        const response = await fetch('/api/v1/settings', {method: 'PATCH', headers: {
+            'Content-Type': 'application/json', ...headers}, body: JSON.stringify(
+            {greeting: 'changed by a script'})});
+        return response.status;
+    }"""
+    assert page.evaluate(patch, {}) == 403
+    assert page.evaluate(patch, {"X-CSRF-Token": "x" * 43}) == 403
+    assert page.evaluate(patch, {"X-CSRF-Token": csrf_of(page)}) == 200
+    # Reads need no token.
+    assert page.evaluate("async () => (await fetch('/api/v1/settings')).status") == 200
+
+
+def test_a_text_is_changed_and_restored(served: Served, page: Page) -> None:
+    log_in(page, served.base, OWNER, served.owner_password)
+    page.get_by_role("tab", name="Texts").click()
+    page.get_by_label("Find a response").fill("utter_greet")
+    card = page.locator('article[data-name="utter_greet"]')
+    expect(card).to_be_visible()
+    expect(card.locator(".badge")).to_have_text("default")
+    card.get_by_label("Variant 1").fill("Welcome to the demo shop! Ask me anything.")
+    card.get_by_role("button", name="Save").click()
+    expect(card.get_by_role("status")).to_contain_text("Saved")
+    answer = page.request.get(f"{served.base}/api/v1/responses", params={"page_size": 200})
+    greet = next(i for i in answer.json()["items"] if i["name"] == "utter_greet")
+    assert greet["override"][0]["text"] == "Welcome to the demo shop! Ask me anything."
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    card.get_by_role("button", name="Restore default").click()
+    card = page.locator('article[data-name="utter_greet"]')
+    expect(card.locator(".badge")).to_have_text("default")
+    answer = page.request.get(f"{served.base}/api/v1/responses", params={"page_size": 200})
+    assert next(i for i in answer.json()["items"] if i["name"] == "utter_greet")["override"] is None
+
+
+def test_the_invitation_page_sets_a_password_and_the_new_person_logs_in(
+        served: Served, page: Page, browser: Browser) -> None:
+    log_in(page, served.base, OWNER, served.owner_password)
+    expect(page.get_by_role("tab", name="Settings")).to_be_visible()
+    email = f"designer-{secrets.token_hex(3)}@demo.example"
+    invited = page.request.post(f"{served.base}/api/v1/users",
+                                data={"email": email, "role": "designer"},
+                                headers={"X-CSRF-Token": csrf_of(page)})
+    assert invited.status == 201, invited.text()
+    link = invited.json()["link"]
+    assert link.startswith(f"{served.base}/invite?token=")
+
+    guest = browser.new_context().new_page()
+    guest.set_default_timeout(WAIT_MS)
+    guest.goto(link)
+    assert "token" not in guest.url  # taken out of the address bar and the history
+    password = secrets.token_urlsafe(12)
+    guest.get_by_label("Your name").fill("Dana Designer")
+    guest.get_by_label("Password (at least 10 characters)").fill(password)
+    guest.get_by_label("Password again").fill(password)
+    guest.get_by_role("button", name="Join the shop").click()
+    expect(guest.get_by_role("alert")).to_have_text("Welcome: your account is ready.")
+    guest.context.close()
+
+    again = browser.new_context().new_page()
+    again.goto(link)
+    again.get_by_label("Your name").fill("Someone else")
+    again.get_by_label("Password (at least 10 characters)").fill("another password 123")
+    again.get_by_label("Password again").fill("another password 123")
+    again.get_by_role("button", name="Join the shop").click()
+    expect(again.get_by_role("alert")).to_contain_text("used already")
+    again.context.close()
+
+    fresh = browser.new_context().new_page()
+    fresh.set_default_timeout(WAIT_MS)
+    log_in(fresh, served.base, email, password)
+    expect(fresh.get_by_role("tab", name="Texts")).to_have_attribute("aria-selected", "true")
+    expect(fresh.get_by_role("tab", name="Settings")).to_be_hidden()
+    expect(fresh.locator("#who")).to_contain_text("Dana Designer")
+    fresh.context.close()
