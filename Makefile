@@ -21,7 +21,7 @@ PIP_FILTER := { grep -v "^WARNING: Location '.*' is ignored" || true; }
 .PHONY: help setup run test lint train validate rasa-test unit integration bench clean
 
 help:
-	@echo "make run    install what is missing, train if needed, start bot + actions + gateway"
+	@echo "make run    install what is missing, train if needed, start bot + actions + gateway + admin"
 	@echo "make test   install what is missing, run the whole suite (lint first)"
 	@echo "make lint   ruff and mypy, configured in pyproject.toml; any finding fails"
 	@echo "make bench  start a stack and measure turns (bench/turns.py --help for options)"
@@ -61,8 +61,11 @@ run: setup $(MODEL) var/dev.env
 	@echo "  bot (Rasa)      http://127.0.0.1:5005   (loopback only, token in var/dev.env)"
 	@echo "  actions         http://127.0.0.1:5055   (loopback only)"
 	@echo "  gateway         http://0.0.0.0:8000     (public: channels, GET /health)"
+	@echo "  admin           http://localhost:8080   (owner page /app/, API /api/v1, docs /docs; Rasa's NLG at /nlg)"
+	@echo "                  log in as owner@demo.example, password DEMO_OWNER_PASSWORD in var/dev.env"
+	@echo "                  API keys: DEMO_OWNER_KEY, DEMO_DESIGNER_KEY, DEMO_AGENT_KEY in var/dev.env"
 	@echo "  sandbox         http://127.0.0.1:8025 + smtp 127.0.0.1:2525  (stands in for Twilio, Meta, SMTP)"
-	@echo "  metrics         http://127.0.0.1:9101/metrics (gateway), :9102/metrics (actions), :9103/metrics (Rasa)  (loopback only)"
+	@echo "  metrics         http://127.0.0.1:9101/metrics (gateway), :9102 (actions), :9103 (Rasa), :9104 (admin)  (loopback only)"
 	@echo "  widget demo     http://localhost:8000/channels/demo/web/demo"
 	@echo "  other channels  .venv/bin/python -m devtools.try_channel sms 'where is my order?'"
 	@echo
