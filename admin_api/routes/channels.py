@@ -1,0 +1,294 @@
+"""Channel and order-backend credentials: which are configured, and setting them.
+
+Secrets are write-only. The shop's credentials are one Fernet-sealed JSON object
+(tenants/crypto.py) with a section per channel (the registry's `Channel.section`) and per order
+backend ("shopify", "woocommerce"). GET shows, per channel, whether it is usable and only the
+fields listed in PUBLIC below (numbers, addresses, account ids: what the owner needs to
+recognise the setup), plus the *names* of the other stored fields. The list is an allowlist on
+purpose: a field a channel adds later stays hidden until someone decides it is not a secret.
+
+PUT merges the body into the stored section (a field sent as null is removed; nested objects
+such as email's `smtp` merge too, so changing the SMTP host does not drop its password), then
+checks the merged section with the channel's own `check_credentials` from the registry, the
+same rules the gateway applies before it accepts a webhook (connectors/channels/contract.py):
+credentials it would refuse are refused here with 422 and the problems (field names, never
+values). The order backend (`PUT /channels/order_backend`) is checked for the fields its client
+needs (admin_api/routes/settings.py BACKEND_FIELDS) and becomes the shop's backend.
+
+The audit entry names the fields that changed, never their values.
+
+When a change is seen: gateways read the tenant (and so the new sealed credentials) through
+their 30 s tenant cache, and their decrypted-credentials cache is keyed by the sealed token,
+so new channel credentials apply within about 30 s. The action server also caches the order
+backend client per shop and backend kind (actions/runtime.py `backend_for`): a new backend
+applies within 30 s, new credentials for the same backend once the action server restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import select
+
+from admin_api.api import API, Call, Model, Page, PageQuery
+from admin_api.audit import record
+from admin_api.errors import NotFound, Unprocessable
+from admin_api.principal import OWNERS
+from admin_api.routes.settings import BACKEND_FIELDS
+from connectors.channels import BY_NAME, CHANNELS, Channel
+from tenants.crypto import CredentialsError
+from tenants.models import TenantRow
+
+ORDER_BACKEND = "order_backend"
+# Fields shown back per credentials section (nested: "smtp.host"); everything else is secret.
+PUBLIC: dict[str, frozenset[str]] = {
+    "twilio": frozenset({"account_sid", "sms_numbers", "whatsapp_numbers",
+                         "whatsapp_template"}),
+    "meta_whatsapp": frozenset({"phone_number_id", "template"}),
+    "email": frozenset({"address", "inbound", "smtp.host", "smtp.port", "smtp.username",
+                        "smtp.starttls"}),
+    "shopify": frozenset({"shop_url", "api_version"}),
+    "woocommerce": frozenset({"store_url"}),
+}
+_BACKENDS = ("demo", *BACKEND_FIELDS)
+
+
+class ChannelOut(Model):
+    name: str = Field(description="the channel's name; `order_backend` for the shop platform")
+    label: str
+    needs_credentials: bool
+    configured: bool = Field(description="usable: its credentials pass the channel's check")
+    problems: list[str] = Field(description="what its stored credentials lack (field names)")
+    fields: dict[str, Any] = Field(description="its stored non-secret fields")
+    secret_fields: list[str] = Field(description="names of its stored secret fields; their "
+                                                 "values are never returned")
+
+
+class ChannelPut(Model):
+    credentials: dict[str, Any] = Field(
+        max_length=40, description="fields to set in the channel's section; null removes one",
+        examples=[{"account_sid": "AC…", "auth_token": "…", "sms_numbers": ["+15550001111"]}])
+
+
+class OrderBackendPut(Model):
+    backend: Literal["demo", "shopify", "woocommerce"]
+    credentials: dict[str, Any] = Field(
+        default_factory=dict, max_length=40,
+        examples=[{"shop_url": "acme.myshopify.com", "access_token": "shpat_…"}])
+
+
+def split_fields(section: Mapping[str, Any], public: frozenset[str],
+                 prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """(public fields, names of the secret ones) of a stored section."""
+    shown: dict[str, Any] = {}
+    hidden: list[str] = []
+    for key, value in section.items():
+        name = f"{prefix}{key}"
+        if name in public:
+            shown[key] = value
+        elif isinstance(value, Mapping) and any(p.startswith(f"{name}.") for p in public):
+            inner, secret = split_fields(value, public, f"{name}.")
+            shown[key] = inner
+            hidden += secret
+        else:
+            hidden.append(name)
+    return shown, sorted(hidden)
+
+
+def merge(stored: Mapping[str, Any], changes: Mapping[str, Any],
+          prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """`stored` with `changes` applied (None removes, objects merge); and the changed names."""
+    merged = dict(stored)
+    changed: list[str] = []
+    for key, value in changes.items():
+        name = f"{prefix}{key}"
+        old = merged.get(key)
+        if value is None:
+            if key in merged:
+                del merged[key]
+                changed.append(name)
+        elif isinstance(value, Mapping):  # field by field, so the audit names the leaves
+            merged[key], inner = merge(old if isinstance(old, Mapping) else {}, value,
+                                       f"{name}.")
+            changed += inner
+        elif old != value:
+            merged[key] = value
+            changed.append(name)
+    return merged, changed
+
+
+def backend_problems(backend: str, section: Mapping[str, Any]) -> list[str]:
+    problems = [f"{backend}.{name} is missing" for name in BACKEND_FIELDS.get(backend, ())
+                if not section.get(name)]
+    problems += [f"{backend}.{name} must be a string" for name, value in section.items()
+                 if not isinstance(value, str)]
+    return problems
+
+
+def _opened(call: Call[Any, Any], row: TenantRow) -> dict[str, Any]:
+    try:
+        return call.ctx.box.open(row.credentials_encrypted)
+    except CredentialsError:
+        # Sealed with a key this process lacks: say nothing is configured rather than fail;
+        # a PUT then starts a fresh object (the gateway could not read the old one either).
+        return {}
+
+
+def _section(credentials: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    section = credentials.get(name)
+    return section if isinstance(section, Mapping) else {}
+
+
+def _channel_out(channel: Channel, credentials: Mapping[str, Any],
+                 row: TenantRow) -> ChannelOut:
+    if channel.check_credentials is None:
+        fields = {"widget_key": row.widget_key} if channel.name == "web" else {}
+        return ChannelOut(name=channel.name, label=channel.label, needs_credentials=False,
+                          configured=True, problems=[], fields=fields, secret_fields=[])
+    section = _section(credentials, channel.section)
+    shown, hidden = split_fields(section, PUBLIC.get(channel.section, frozenset()))
+    problems = channel.problems(credentials) if section else []
+    return ChannelOut(name=channel.name, label=channel.label, needs_credentials=True,
+                      configured=bool(section) and not problems, problems=problems,
+                      fields=shown, secret_fields=hidden)
+
+
+def _backend_out(credentials: Mapping[str, Any], row: TenantRow) -> ChannelOut:
+    backend = row.order_backend
+    section = _section(credentials, backend)
+    shown, hidden = split_fields(section, PUBLIC.get(backend, frozenset()))
+    problems = backend_problems(backend, section) if backend in BACKEND_FIELDS else []
+    return ChannelOut(name=ORDER_BACKEND, label=f"order backend ({backend})",
+                      needs_credentials=backend in BACKEND_FIELDS, configured=not problems,
+                      problems=problems, fields={"backend": backend, **shown},
+                      secret_fields=hidden)
+
+
+async def _tenant(session: Any, shop: str) -> TenantRow:
+    row = (await session.execute(select(TenantRow).where(TenantRow.id == shop))
+           ).scalar_one_or_none()
+    if row is None:
+        raise NotFound("no such shop")
+    return row
+
+
+@API.route("GET", "/channels", roles=OWNERS, query=PageQuery, response=Page[ChannelOut],
+           summary="List the channels and the order backend, configured or not")
+async def list_channels(call: Call[None, PageQuery]) -> Page[ChannelOut]:
+    async with call.ctx.sessions() as session:
+        row = await _tenant(session, call.shop)
+    credentials = _opened(call, row)
+    items = [_channel_out(c, credentials, row) for c in CHANNELS]
+    items.append(_backend_out(credentials, row))
+    chosen = items[call.query.offset:call.query.offset + call.query.page_size]
+    return Page[ChannelOut](items=chosen, total=len(items), page=call.query.page,
+                           page_size=call.query.page_size)
+
+
+@API.route("GET", "/channels/{name}", roles=OWNERS, response=ChannelOut,
+           summary="Read one channel's setup (never its secrets)")
+async def get_channel(call: Call[None, None]) -> ChannelOut:
+    name = call.path["name"]
+    async with call.ctx.sessions() as session:
+        row = await _tenant(session, call.shop)
+    credentials = _opened(call, row)
+    if name == ORDER_BACKEND:
+        return _backend_out(credentials, row)
+    return _channel_out(_known(name), credentials, row)
+
+
+def _known(name: str) -> Channel:
+    channel = BY_NAME.get(name)
+    if channel is None:
+        raise NotFound(f"no channel called {name[:40]!r} (one of: "
+                       f"{', '.join([*BY_NAME, ORDER_BACKEND])})")
+    return channel
+
+
+@API.route("PUT", "/channels/{name}", roles=OWNERS, body=ChannelPut, response=ChannelOut,
+           summary="Set a channel's credentials (checked by the channel's own rules)")
+async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
+    """Merges the fields sent into the channel's stored credentials and stores them sealed,
+    if the channel's own check accepts the result; 422 with the problems otherwise. For the
+    order backend see PUT /channels/order_backend."""
+    channel = _known(call.path["name"])
+    if channel.check_credentials is None:
+        raise Unprocessable(f"the {channel.label} channel needs no credentials")
+    body = call.body
+    async with call.ctx.sessions() as session:
+        row = await _tenant(session, call.shop)
+        credentials = _opened(call, row)
+        section, changed = merge(_section(credentials, channel.section), body.credentials)
+        candidate = {**credentials, channel.section: section}
+        problems = channel.problems(candidate)
+        if problems:
+            raise Unprocessable(problems)
+        if changed:
+            row.credentials_encrypted = call.ctx.box.seal(candidate)
+            await session.commit()
+        out = _channel_out(channel, candidate, row)
+    if changed:
+        await record(call, "channel.credentials", target=channel.name,
+                     after={"fields": sorted(changed)})
+    return out
+
+
+@API.route("PUT", "/channels/order_backend", roles=OWNERS, body=OrderBackendPut,
+           response=ChannelOut, summary="Choose the order backend and set its credentials")
+async def put_order_backend(call: Call[OrderBackendPut, None]) -> ChannelOut:
+    """Shopify needs shop_url and access_token (api_version optional), WooCommerce store_url,
+    consumer_key and consumer_secret; fields sent merge into the stored ones. The backend
+    becomes the shop's order backend."""
+    body = call.body
+    async with call.ctx.sessions() as session:
+        row = await _tenant(session, call.shop)
+        credentials = _opened(call, row)
+        changed: list[str] = []
+        candidate = dict(credentials)
+        if body.backend in BACKEND_FIELDS:
+            section, changed = merge(_section(credentials, body.backend), body.credentials)
+            problems = backend_problems(body.backend, section)
+            if problems:
+                raise Unprocessable(problems)
+            candidate[body.backend] = section
+        elif body.credentials:
+            raise Unprocessable("the demo backend needs no credentials")
+        previous = row.order_backend
+        if changed:
+            row.credentials_encrypted = call.ctx.box.seal(candidate)
+        row.order_backend = body.backend
+        await session.commit()
+        out = _backend_out(candidate, row)
+    if changed or previous != body.backend:
+        await record(call, "order_backend.credentials", target=body.backend,
+                     before={"order_backend": previous},
+                     after={"order_backend": body.backend,
+                            "fields": sorted(f"{body.backend}.{name}" for name in changed)})
+    return out
+
+
+@API.route("DELETE", "/channels/{name}", roles=OWNERS, response=ChannelOut,
+           summary="Remove a channel's credentials (the channel stops answering)")
+async def delete_channel(call: Call[None, None]) -> ChannelOut:
+    """The channel's section is removed; its webhooks answer 404 within about 30 s. The order
+    backend cannot be removed, only switched (PUT /channels/order_backend with `demo`)."""
+    name = call.path["name"]
+    if name == ORDER_BACKEND:
+        raise Unprocessable("switch the order backend instead: PUT /channels/order_backend")
+    channel = _known(name)
+    if channel.check_credentials is None:
+        raise Unprocessable(f"the {channel.label} channel has no credentials")
+    async with call.ctx.sessions() as session:
+        row = await _tenant(session, call.shop)
+        credentials = _opened(call, row)
+        removed = channel.section in credentials
+        remaining = {k: v for k, v in credentials.items() if k != channel.section}
+        if removed:
+            row.credentials_encrypted = call.ctx.box.seal(remaining) if remaining else None
+            await session.commit()
+        out = _channel_out(channel, remaining, row)
+    if removed:
+        await record(call, "channel.remove", target=channel.name)
+    return out

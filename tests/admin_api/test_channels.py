@@ -1,0 +1,166 @@
+"""Channel credentials over the admin API: set with the channel registry's own check, stored
+sealed where the gateway reads them, merged field by field, and never returned: no GET and no
+audit entry holds a secret value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from admin_api.tables import AuditRow
+from connectors.channels import BY_NAME
+from tenants.crypto import CredentialsBox
+from tenants.models import TenantRow
+from tests.admin_api.conftest import KEY, Admin
+
+pytestmark = pytest.mark.asyncio
+
+SECRETS = ("tw-auth-9f8e7d6c5b4a", "meta-app-secret-0a1b2c", "meta-verify-3d4e5f",
+           "meta-access-6a7b8c", "smtp-password-9d0e1f", "mailgun-signing-2a3b4c",
+           "shpat_access_5d6e7f", "ck_woo_8a9b0c", "cs_woo_1d2e3f")
+TWILIO = {"account_sid": "AC0123456789", "auth_token": SECRETS[0],
+          "sms_numbers": ["+15550001111"]}
+META = {"app_secret": SECRETS[1], "verify_token": SECRETS[2], "access_token": SECRETS[3],
+        "phone_number_id": "1098765"}
+EMAIL: dict[str, Any] = {"address": "support@demo.example", "inbound": "mailgun",
+         "mailgun_signing_key": SECRETS[5],
+         "smtp": {"host": "smtp.demo.example", "port": 587, "username": "bot",
+                  "password": SECRETS[4], "starttls": True}}
+
+
+async def stored(admin: Admin, shop_id: str | None = None) -> dict[str, Any]:
+    async with admin.sessions() as session:
+        row = (await session.execute(select(TenantRow).where(
+            TenantRow.id == (shop_id or admin.demo.id)))).scalar_one()
+    return CredentialsBox(KEY).open(row.credentials_encrypted)
+
+
+async def everything_readable(admin: Admin) -> str:
+    """Every GET of the API an owner may call, and the audit log's rows, as one text."""
+    texts = []
+    _, response = await admin.client.get("/openapi.json")
+    document = response.json
+    for path, operations in document["paths"].items():
+        if "get" not in operations or "{" in path:
+            continue
+        _, body = await admin.call("GET", path.removeprefix("/api/v1"))
+        texts.append(json.dumps(body))
+    for name in [*BY_NAME, "order_backend"]:
+        texts.append(json.dumps((await admin.call("GET", f"/channels/{name}"))[1]))
+    async with admin.sessions() as session:
+        for row in (await session.execute(select(AuditRow))).scalars():
+            texts.append(json.dumps([row.target, row.before, row.after]))
+    return "\n".join(texts)
+
+
+async def test_an_owner_sets_every_channel_and_no_secret_comes_back(admin: Admin) -> None:
+    for name, credentials in (("twilio", TWILIO), ("meta", META), ("email", EMAIL)):
+        status, out = await admin.call("PUT", f"/channels/{name}",
+                                       json={"credentials": credentials})
+        assert status == 200, out
+        assert out["configured"] is True and out["problems"] == []
+    status, backend = await admin.call("PUT", "/channels/order_backend", json={
+        "backend": "woocommerce", "credentials": {"store_url": "https://shop.example",
+                                                  "consumer_key": SECRETS[7],
+                                                  "consumer_secret": SECRETS[8]}})
+    assert status == 200 and backend["fields"] == {"backend": "woocommerce",
+                                                    "store_url": "https://shop.example"}
+    assert backend["secret_fields"] == ["consumer_key", "consumer_secret"]
+
+    # Stored sealed, in the sections the gateway and the actions read.
+    sealed = await stored(admin)
+    assert sealed["twilio"] == TWILIO and sealed["meta_whatsapp"] == META
+    assert sealed["email"]["smtp"]["password"] == SECRETS[4]
+    assert sealed["woocommerce"]["consumer_secret"] == SECRETS[8]
+    assert all(not BY_NAME[name].problems(sealed) for name in ("twilio", "meta", "email"))
+
+    _, page = await admin.call("GET", "/channels")
+    by_name = {item["name"]: item for item in page["items"]}
+    assert set(by_name) == {*BY_NAME, "order_backend"} and page["total"] == len(by_name)
+    assert by_name["twilio"]["fields"] == {"account_sid": "AC0123456789",
+                                           "sms_numbers": ["+15550001111"]}
+    assert by_name["twilio"]["secret_fields"] == ["auth_token"]
+    assert by_name["meta"]["fields"] == {"phone_number_id": "1098765"}
+    assert by_name["email"]["fields"]["smtp"] == {"host": "smtp.demo.example", "port": 587,
+                                                  "username": "bot", "starttls": True}
+    assert "smtp.password" in by_name["email"]["secret_fields"]
+    assert by_name["rest"]["needs_credentials"] is False
+
+    readable = await everything_readable(admin)
+    leaked = [secret for secret in SECRETS if secret in readable]
+    assert leaked == []
+    async with admin.sessions() as session:
+        entry = (await session.execute(select(AuditRow).where(
+            AuditRow.action == "channel.credentials", AuditRow.target == "email"))).scalar_one()
+    assert "smtp.password" in (entry.after or {})["fields"]
+
+
+async def test_credentials_merge_field_by_field(admin: Admin) -> None:
+    await admin.call("PUT", "/channels/email", json={"credentials": EMAIL})
+    status, out = await admin.call("PUT", "/channels/email", json={"credentials": {
+        "smtp": {"host": "mail.other.example"}, "address": "help@demo.example"}})
+    assert status == 200 and out["configured"]
+    sealed = (await stored(admin))["email"]
+    assert sealed["smtp"] == {**EMAIL["smtp"], "host": "mail.other.example"}  # password kept
+    assert sealed["address"] == "help@demo.example"
+    # null removes a field; removing a required one is refused with the channel's words.
+    status, answer = await admin.call("PUT", "/channels/email",
+                                      json={"credentials": {"address": None}})
+    assert status == 422 and answer["detail"] == ["email.address is missing"]
+    assert (await stored(admin))["email"]["address"] == "help@demo.example"
+
+
+async def test_the_registrys_check_refuses_what_the_gateway_would(admin: Admin) -> None:
+    status, answer = await admin.call("PUT", "/channels/twilio", json={"credentials": {
+        "account_sid": "AC1", "auth_token": SECRETS[0], "sms_numbers": "+15550001111"}})
+    assert status == 422
+    assert answer["detail"] == ["twilio.sms_numbers must be a list of phone numbers"]
+    assert SECRETS[0] not in json.dumps(answer)
+    status, answer = await admin.call("PUT", "/channels/email", json={"credentials": {
+        "address": "a@b.example", "inbound": "postmark", "smtp": {"host": "h"}}})
+    assert status == 422 and "email.inbound is 'mailgun' or 'sendgrid'" in answer["detail"]
+    status, answer = await admin.call("PUT", "/channels/order_backend", json={
+        "backend": "shopify", "credentials": {"shop_url": "x.myshopify.com"}})
+    assert status == 422 and answer["detail"] == ["shopify.access_token is missing"]
+    assert await stored(admin) == {}
+    status, _ = await admin.call("PUT", "/channels/rest", json={"credentials": {"a": "b"}})
+    assert status == 422
+    status, answer = await admin.call("PUT", "/channels/telegram",
+                                      json={"credentials": {"token": "t"}})
+    assert status == 404 and "telegram" in answer["detail"]
+
+
+async def test_removing_a_channel_and_switching_backends(admin: Admin) -> None:
+    await admin.call("PUT", "/channels/twilio", json={"credentials": TWILIO})
+    status, out = await admin.call("DELETE", "/channels/twilio")
+    assert status == 200 and out["configured"] is False and out["fields"] == {}
+    assert "twilio" not in await stored(admin)
+    await admin.call("PUT", "/channels/order_backend", json={
+        "backend": "shopify", "credentials": {"shop_url": "x.myshopify.com",
+                                              "access_token": SECRETS[6]}})
+    status, out = await admin.call("PUT", "/channels/order_backend", json={"backend": "demo"})
+    assert status == 200 and out["fields"] == {"backend": "demo"}
+    _, settings = await admin.call("GET", "/settings")
+    assert settings["order_backend"] == "demo"
+    assert (await stored(admin))["shopify"]["access_token"] == SECRETS[6]  # kept for later
+
+
+async def test_only_owners_and_never_another_shops_credentials(admin: Admin) -> None:
+    for role in ("designer", "agent"):
+        for method, path, body in (("GET", "/channels", None),
+                                   ("GET", "/channels/twilio", None),
+                                   ("PUT", "/channels/twilio", {"credentials": TWILIO}),
+                                   ("DELETE", "/channels/twilio", None)):
+            extra: dict[str, Any] = {"json": body} if body else {}
+            status, _ = await admin.call(method, path, role=role, **extra)
+            assert status == 403, (role, method, path)
+    status, _ = await admin.call("PUT", "/channels/twilio", shop=admin.other,
+                                 json={"credentials": TWILIO})
+    assert status == 200
+    assert await stored(admin) == {}
+    _, ours = await admin.call("GET", "/channels/twilio")
+    assert ours["configured"] is False and ours["fields"] == {}
+    assert (await stored(admin, admin.other.id))["twilio"] == TWILIO
