@@ -3,10 +3,10 @@ failed logins (rate limits) and the audit log."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UtcDateTime, utcnow
@@ -96,3 +96,37 @@ class AuditRow(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AnalyticsDayRow(Base):
+    """A shop's figures for one finished calendar day (in time zone `tz`) on one channel,
+    kept so a 90-day summary reads a few hundred rows instead of every message
+    (admin_api/analytics.py). Channel "" marks the day as computed (a day without messages
+    has only that row)."""
+
+    __tablename__ = "analytics_days"
+
+    tenant_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tz: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversations: Mapped[int] = mapped_column(Integer, default=0)
+    handed_off: Mapped[int] = mapped_column(Integer, default=0)
+    messages_in: Mapped[int] = mapped_column(Integer, default=0)
+    messages_out: Mapped[int] = mapped_column(Integer, default=0)
+    fallbacks: Mapped[int] = mapped_column(Integer, default=0)
+    knowledge_answers: Mapped[int] = mapped_column(Integer, default=0)
+    abstentions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AnalyticsIntentRow(Base):
+    """How many visitor messages of a finished day on a channel Rasa gave each intent."""
+
+    __tablename__ = "analytics_intents"
+
+    tenant_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tz: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    intent: Mapped[str] = mapped_column(String(100), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

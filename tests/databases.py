@@ -17,8 +17,9 @@ from devtools.bootstrap import migrate
 from devtools.demo_shop import seed_demo
 from tests.conftest import services
 
-OUR_TABLES = ("audit_log", "jobs", "login_failures", "admin_sessions", "invites", "memberships",
-              "users", "response_overrides", "api_keys", "verification_failures", "llm_usage",
+OUR_TABLES = ("analytics_intents", "analytics_days", "audit_log", "jobs", "login_failures",
+              "admin_sessions", "invites", "memberships", "users", "response_overrides",
+              "api_keys", "verification_failures", "llm_usage",
               "deliveries", "knowledge_chunks", "knowledge_documents", "return_requests",
               "demo_order_items", "demo_orders", "handoff_requests", "messages", "tenants",
               "alembic_version")

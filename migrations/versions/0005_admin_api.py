@@ -8,7 +8,7 @@ The operator side (issue 13): users with a role per shop, their invitations and 
 sessions, failed logins (rate limits), the audit log, background jobs (knowledge ingestion),
 shops' overrides of the bot's texts, what the bot made of each message (intent, confidence,
 outcome, for transcripts and analytics, read by shop and time), and shops' retention period,
-opening hours and support address.
+opening hours and support address, and per-day analytics rollups.
 """
 from collections.abc import Sequence
 
@@ -24,6 +24,29 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table('analytics_days',
+    sa.Column('tenant_id', sa.String(length=36), nullable=False),
+    sa.Column('tz', sa.String(length=64), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('channel', sa.String(length=32), nullable=False),
+    sa.Column('conversations', sa.Integer(), nullable=False),
+    sa.Column('handed_off', sa.Integer(), nullable=False),
+    sa.Column('messages_in', sa.Integer(), nullable=False),
+    sa.Column('messages_out', sa.Integer(), nullable=False),
+    sa.Column('fallbacks', sa.Integer(), nullable=False),
+    sa.Column('knowledge_answers', sa.Integer(), nullable=False),
+    sa.Column('abstentions', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'tz', 'day', 'channel', name=op.f('pk_analytics_days'))
+    )
+    op.create_table('analytics_intents',
+    sa.Column('tenant_id', sa.String(length=36), nullable=False),
+    sa.Column('tz', sa.String(length=64), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('channel', sa.String(length=32), nullable=False),
+    sa.Column('intent', sa.String(length=100), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('tenant_id', 'tz', 'day', 'channel', 'intent', name=op.f('pk_analytics_intents'))
+    )
     op.create_table('audit_log',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('tenant_id', sa.String(length=36), nullable=True),
@@ -198,3 +221,5 @@ def downgrade() -> None:
         batch_op.drop_index('ix_audit_log_tenant_id_created_at')
 
     op.drop_table('audit_log')
+    op.drop_table('analytics_intents')
+    op.drop_table('analytics_days')
