@@ -1,12 +1,13 @@
 """The owner page in headless Chromium, against a real admin process.
 
-`python -m admin_api serve` runs as a subprocess on a migrated SQLite database with the demo
-shop and its owner (owner@demo.example, as `make run`'s bootstrap makes it), no SMTP server (so
-an invitation's answer carries its link), and Debian's /usr/bin/chromium drives the pages the
-way an owner does: logging in (a wrong password is shown as an error; the session cookie is
-HttpOnly), changing a setting that is still there after a reload, a script's unsafe request
-without the CSRF header refused while the page's own succeed, a text changed and restored, and
-an invited person choosing a password on the invitation page and logging in with it.
+`python -m admin_api serve` runs as a subprocess on a migrated database (SQLite; PostgreSQL and
+Redis too when they answer, as under `make test`) with the demo shop and its owner
+(owner@demo.example, as `make run`'s bootstrap makes it) and no SMTP server (so an invitation's
+answer carries its link). Debian's /usr/bin/chromium drives the pages the way an owner does:
+logging in (a wrong password is shown as an error; the session cookie is HttpOnly), changing a
+setting that is still there after a reload, a script's unsafe request without the CSRF header
+refused while the page's own succeed, a text changed and restored, and an invited person
+choosing a password on the invitation page and logging in with it.
 
 Marked `integration`: it needs Chromium, which `make test` installs (never a browser
 download), and a server process of its own.
@@ -31,9 +32,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from admin_api import people
 from core.db import create_engine, session_factory
-from devtools.bootstrap import migrate
+from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tenants.crypto import CredentialsBox
+from tests.conftest import services
+from tests.databases import database_params, migrated_url
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +62,7 @@ def free_port() -> int:
 
 async def prepare(database_url: str, password: str) -> None:
     """The demo shop and its owner with a password, as devtools.bootstrap makes them."""
-    engine = create_engine(database_url)
+    engine = create_engine(async_database_url(database_url))
     try:
         sessions = session_factory(engine)
         await seed_demo(sessions)
@@ -69,13 +72,14 @@ async def prepare(database_url: str, password: str) -> None:
         await engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@pytest.fixture(scope="module", params=database_params())
+def served(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing (make test installs Debian's chromium)")
     root = tmp_path_factory.mktemp("pages")
-    database_url = f"sqlite+aiosqlite:///{root / 'admin.db'}"
-    migrate(database_url)
+    database_url = migrated_url(request.param, root)
+    redis_url = services()["redis_url"] if request.param == "postgresql" else None
     password = secrets.token_urlsafe(16)
     asyncio.run(prepare(database_url, password))
     port = free_port()
@@ -85,7 +89,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
            "ADMIN_HOST": "127.0.0.1", "ADMIN_PORT": str(port), "ADMIN_METRICS_PORT": "0",
            "RASA_TOKEN": secrets.token_urlsafe(24),
            "SWITCHBOARD_CREDENTIALS_KEY": CredentialsBox.generate_key(),
-           "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING"}
+           "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING",
+           **({"REDIS_URL": redis_url} if redis_url else {})}
     log = (root / "admin.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "admin_api", "serve"], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
