@@ -1,0 +1,382 @@
+"""A shop's analytics for a range of days, computed from our conversation records.
+
+What is counted (the owner page and `GET /analytics/summary` show these):
+
+- a *conversation* is one visitor thread (a sender id, "{tenant}:{channel}:{user}") on one
+  calendar day: a visitor who comes back another day starts another one, as Rasa starts a new
+  session after an hour of silence; so the days and the channels add up to the totals;
+- a conversation *involved a human* when the bot handed it off that day: an inbound message
+  whose outcome is "handoff", or a handoff request (actions record one); containment = the
+  share that did not, handoff rate = the share that did;
+- fallback rate = inbound messages whose outcome is "fallback" / inbound messages;
+  knowledge answers and abstentions count inbound messages with those outcomes;
+- top intents count inbound messages by the intent Rasa gave them.
+
+Speed (bench/admin_analytics.py, 1 million messages over 90 days): aggregating the messages
+themselves reads every row of the period (the (tenant_id, created_at) index does not help
+when the period is most of the shop's rows; a covering index did not make PostgreSQL leave
+the sequential scan) and took 3.3-5.5 s on a busy 2-CPU host. So finished days are rolled up
+once into analytics_days / analytics_intents (per shop, time zone, day and channel: a few
+hundred rows for 90 days), on the first summary that needs them, and only the unfinished
+part of the period (today; yesterday until SETTLE after midnight) is read from the messages
+on every call. The numbers are in the bench's docstring.
+
+Rolled-up days are not recomputed: messages deleted later (retention, a visitor's erasure)
+leave their day's counts, which hold no personal data; an outcome written more than SETTLE
+after its day ended is not counted.
+
+Days are calendar days in the caller's time zone (UTC by default; rollups are kept per zone).
+PostgreSQL converts each timestamp exactly (AT TIME ZONE); SQLite, the embedded store for
+small shops, shifts by the zone's offset at the start of the range (a DST change inside the
+range moves that hour's messages by a day there).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from admin_api.tables import AnalyticsDayRow, AnalyticsIntentRow
+
+MAX_DAYS = 366
+TOP_INTENTS = 10
+# A day is rolled up once it ended this long ago: its last turns are answered (outcome set)
+# within seconds; an hour leaves room for a slow LLM answer or a gateway retry.
+SETTLE = timedelta(hours=1)
+
+
+class BadRange(ValueError):
+    """The requested period cannot be summarised (reversed, too long, unknown zone)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """Calendar days `first`..`last` (inclusive) in time zone `tz`."""
+
+    first: date
+    last: date
+    tz: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.first > self.last:
+            raise BadRange("`from` is after `to`")
+        if self.days > MAX_DAYS:
+            raise BadRange(f"at most {MAX_DAYS} days at once")
+        try:
+            ZoneInfo(self.tz)
+        except (ValueError, KeyError, OSError):
+            raise BadRange(f"unknown time zone {self.tz!r}") from None
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """[start, end) in UTC: local midnight of the first day to local midnight after the
+        last (zoneinfo resolves DST gaps)."""
+        start = datetime.combine(self.first, time(), self.zone)
+        end = datetime.combine(self.last + timedelta(days=1), time(), self.zone)
+        return start.astimezone(UTC), end.astimezone(UTC)
+
+    def each_day(self) -> list[date]:
+        return [self.first + timedelta(days=n) for n in range(self.days)]
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Counts for one slice (a day, a channel, a day on a channel, or the whole period)."""
+
+    conversations: int = 0
+    handed_off: int = 0  # conversations with a human involved
+    messages_in: int = 0
+    messages_out: int = 0
+    fallbacks: int = 0
+    knowledge_answers: int = 0
+    abstentions: int = 0
+
+    @property
+    def containment(self) -> float | None:
+        """Share of conversations no human was involved in (None without conversations)."""
+        if not self.conversations:
+            return None
+        return round(1 - self.handed_off / self.conversations, 4)
+
+    @property
+    def handoff_rate(self) -> float | None:
+        if not self.conversations:
+            return None
+        return round(self.handed_off / self.conversations, 4)
+
+    @property
+    def fallback_rate(self) -> float | None:
+        """Share of the visitors' messages the bot did not understand."""
+        if not self.messages_in:
+            return None
+        return round(self.fallbacks / self.messages_in, 4)
+
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(*(a + b for a, b in zip(_counts(self), _counts(other), strict=True)))
+
+
+def _counts(figures: Figures) -> tuple[int, ...]:
+    return (figures.conversations, figures.handed_off, figures.messages_in,
+            figures.messages_out, figures.fallbacks, figures.knowledge_answers,
+            figures.abstentions)
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    figures: Figures
+    channels: dict[str, Figures]
+
+
+@dataclass(frozen=True)
+class Summary:
+    period: Period
+    totals: Figures
+    days: list[Day]
+    channels: dict[str, Figures]  # over the whole period
+    top_intents: list[tuple[str, int]]
+    intents_by_channel: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    @property
+    def unanswered(self) -> int:
+        """Inbound messages the bot could not answer (fallback or abstained)."""
+        return self.totals.fallbacks + self.totals.abstentions
+
+
+def _day_sql(dialect: str, period: Period) -> tuple[str, dict[str, Any]]:
+    """The SQL for the local calendar day of `created_at`, and its parameters."""
+    if dialect == "postgresql":
+        return "CAST((created_at AT TIME ZONE :tz) AS DATE)", {"tz": period.tz}
+    offset = period.zone.utcoffset(datetime.combine(period.first, time()))
+    minutes = int((offset or timedelta()).total_seconds() // 60)
+    return "date(created_at, :offset)", {"offset": f"{minutes:+d} minutes"}
+
+
+def _figures_sql(day: str) -> str:
+    """Rows (day, channel, conversations, handed_off, messages_in, messages_out, fallbacks,
+    knowledge_answers, abstentions) from the messages themselves: grouped by day and thread,
+    then by day and channel, so the database answers a few hundred rows."""
+    return f"""
+        WITH rows AS (
+            SELECT {day} AS day, channel, sender_id, direction, outcome
+            FROM messages
+            WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
+            UNION ALL
+            SELECT {day}, channel, sender_id, 'handoff', 'handoff'
+            FROM handoff_requests
+            WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
+        ), threads AS (
+            SELECT day, channel, sender_id,
+                   count(*) FILTER (WHERE direction = 'in') AS n_in,
+                   count(*) FILTER (WHERE direction = 'out') AS n_out,
+                   count(*) FILTER (WHERE direction = 'in' AND outcome = 'fallback') AS n_fb,
+                   count(*) FILTER (WHERE direction = 'in' AND outcome = 'knowledge') AS n_kn,
+                   count(*) FILTER (WHERE direction = 'in' AND outcome = 'abstained') AS n_ab,
+                   max(CASE WHEN outcome = 'handoff' THEN 1 ELSE 0 END) AS handed_off
+            FROM rows GROUP BY day, channel, sender_id
+        )
+        SELECT day, channel, count(*), sum(handed_off), sum(n_in), sum(n_out), sum(n_fb),
+               sum(n_kn), sum(n_ab)
+        FROM threads GROUP BY day, channel"""
+
+
+def _intents_sql(day: str) -> str:
+    return f"""
+        SELECT {day} AS day, channel, intent, count(*) FROM messages
+        WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
+          AND direction = 'in' AND intent IS NOT NULL
+        GROUP BY 1, channel, intent"""
+
+
+_UNANSWERED_COUNT_SQL = """
+    SELECT count(*) FROM messages
+    WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
+      AND direction = 'in' AND outcome IN ('fallback', 'abstained')"""
+
+_UNANSWERED_SQL = """
+    SELECT text FROM messages
+    WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
+      AND direction = 'in' AND outcome IN ('fallback', 'abstained') AND text IS NOT NULL
+    ORDER BY created_at DESC, id DESC
+    LIMIT :cap"""
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+@dataclass
+class _Slices:
+    """Figures and intent counts by (day, channel), as read from rollups or messages."""
+
+    figures: dict[tuple[date, str], Figures] = field(default_factory=dict)
+    intents: dict[tuple[date, str], Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter))
+
+
+async def _from_messages(session: AsyncSession, tenant_id: str, period: Period) -> _Slices:
+    dialect = session.bind.dialect.name
+    day, day_params = _day_sql(dialect, period)
+    params = {"tenant": tenant_id, **_bounds(dialect, period), **day_params}
+    found = _Slices()
+    for row in (await session.execute(text(_figures_sql(day)), params)).all():
+        found.figures[(_as_date(row[0]), row[1])] = Figures(*(int(n or 0) for n in row[2:]))
+    for on, channel, intent, count in (await session.execute(text(_intents_sql(day)),
+                                                             params)).all():
+        found.intents[(_as_date(on), channel)][intent] += int(count)
+    return found
+
+
+async def _from_rollups(session: AsyncSession, tenant_id: str, period: Period) -> _Slices:
+    found = _Slices()
+    days = await session.execute(select(AnalyticsDayRow).where(
+        AnalyticsDayRow.tenant_id == tenant_id, AnalyticsDayRow.tz == period.tz,
+        AnalyticsDayRow.day.between(period.first, period.last), AnalyticsDayRow.channel != ""))
+    for row in days.scalars():
+        found.figures[(row.day, row.channel)] = Figures(
+            row.conversations, row.handed_off, row.messages_in, row.messages_out,
+            row.fallbacks, row.knowledge_answers, row.abstentions)
+    intents = await session.execute(select(
+        AnalyticsIntentRow.day, AnalyticsIntentRow.channel, AnalyticsIntentRow.intent,
+        AnalyticsIntentRow.count).where(
+        AnalyticsIntentRow.tenant_id == tenant_id, AnalyticsIntentRow.tz == period.tz,
+        AnalyticsIntentRow.day.between(period.first, period.last)))
+    for on, channel, intent, count in intents.all():
+        found.intents[(on, channel)][intent] += count
+    return found
+
+
+def _settled(period: Period, now: datetime) -> date | None:
+    """The last day of the period whose messages are all in and answered (it ended SETTLE
+    ago), or None."""
+    last = (now - SETTLE).astimezone(period.zone).date() - timedelta(days=1)
+    return min(last, period.last) if last >= period.first else None
+
+
+async def _roll_up(sessions: async_sessionmaker, tenant_id: str, period: Period) -> None:
+    """Store the figures of the period's finished days that are not stored yet."""
+    async with sessions() as session:
+        stored = set((await session.execute(select(AnalyticsDayRow.day).where(
+            AnalyticsDayRow.tenant_id == tenant_id, AnalyticsDayRow.tz == period.tz,
+            AnalyticsDayRow.day.between(period.first, period.last),
+            AnalyticsDayRow.channel == ""))).scalars())
+        missing = [d for d in period.each_day() if d not in stored]
+        if not missing:
+            return
+        span = Period(missing[0], missing[-1], period.tz)
+        found = await _from_messages(session, tenant_id, span)
+        key = {"tenant_id": tenant_id, "tz": period.tz}
+        day_rows = [{**key, "day": d, "channel": "", **_zero()} for d in span.each_day()]
+        day_rows += [{**key, "day": d, "channel": channel, **_columns(figures)}
+                     for (d, channel), figures in found.figures.items()]
+        intent_rows = [{**key, "day": d, "channel": channel, "intent": intent, "count": n}
+                       for (d, channel), counts in found.intents.items()
+                       for intent, n in counts.items()]
+        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        # Two summaries computing the same days at once store the same numbers: first wins.
+        await session.execute(insert(AnalyticsDayRow).on_conflict_do_nothing(), day_rows)
+        if intent_rows:
+            await session.execute(insert(AnalyticsIntentRow).on_conflict_do_nothing(),
+                                  intent_rows)
+        await session.commit()
+
+
+def _zero() -> dict[str, int]:
+    return _columns(Figures())
+
+
+def _columns(figures: Figures) -> dict[str, int]:
+    return {"conversations": figures.conversations, "handed_off": figures.handed_off,
+            "messages_in": figures.messages_in, "messages_out": figures.messages_out,
+            "fallbacks": figures.fallbacks, "knowledge_answers": figures.knowledge_answers,
+            "abstentions": figures.abstentions}
+
+
+async def summarise(sessions: async_sessionmaker, tenant_id: str, period: Period,
+                    top: int = TOP_INTENTS, now: datetime | None = None) -> Summary:
+    """The shop's figures for the period: totals, per day (each day of the period, zeros
+    included, with its channels), per channel, top intents.
+
+    Finished days come from the rollups (computed from the messages on first use); the
+    rest of the period (today, and yesterday during SETTLE) from the messages each time."""
+    settled = _settled(period, now or datetime.now(UTC))
+    slices = _Slices()
+    if settled is not None:
+        closed = Period(period.first, settled, period.tz)
+        await _roll_up(sessions, tenant_id, closed)
+        async with sessions() as session:
+            slices = await _from_rollups(session, tenant_id, closed)
+    if settled is None or settled < period.last:
+        first_open = period.first if settled is None else settled + timedelta(days=1)
+        async with sessions() as session:
+            live = await _from_messages(session, tenant_id,
+                                        Period(first_open, period.last, period.tz))
+        slices.figures.update(live.figures)
+        for key, counts in live.intents.items():
+            slices.intents[key].update(counts)
+
+    by_day: dict[date, dict[str, Figures]] = defaultdict(dict)
+    channels: dict[str, Figures] = {}
+    per_channel: dict[str, Counter[str]] = defaultdict(Counter)
+    for (on, channel), figures in slices.figures.items():
+        by_day[on][channel] = figures
+        channels[channel] = channels.get(channel, Figures()) + figures
+    for (_, channel), counts in slices.intents.items():
+        per_channel[channel].update(counts)
+    days = [Day(d, sum(by_day.get(d, {}).values(), Figures()),
+                dict(sorted(by_day.get(d, {}).items()))) for d in period.each_day()]
+    overall: Counter[str] = Counter()
+    for counts in per_channel.values():
+        overall.update(counts)
+    return Summary(period=period, totals=sum(channels.values(), Figures()), days=days,
+                   channels=dict(sorted(channels.items())), top_intents=_top(overall, top),
+                   intents_by_channel={c: _top(n, top) for c, n in sorted(per_channel.items())})
+
+
+def _top(counts: Counter[str], n: int) -> list[tuple[str, int]]:
+    # Ties by name, so the same data always reads the same.
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:n]
+
+
+def _sqlite_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _bounds(dialect: str, period: Period) -> dict[str, Any]:
+    start, end = period.bounds()
+    if dialect == "sqlite":
+        # SQLite stores these as "YYYY-MM-DD HH:MM:SS.ffffff" text in UTC; compare as text.
+        return {"start": _sqlite_time(start), "end": _sqlite_time(end)}
+    return {"start": start, "end": end}
+
+
+async def unanswered_texts(sessions: async_sessionmaker, tenant_id: str, period: Period,
+                           cap: int) -> list[str]:
+    """The latest `cap` visitor messages of the period the bot could not answer."""
+    async with sessions() as session:
+        params = {"tenant": tenant_id, "cap": cap, **_bounds(session.bind.dialect.name, period)}
+        rows = (await session.execute(text(_UNANSWERED_SQL), params)).scalars().all()
+    return [str(row) for row in rows]
+
+
+async def count_unanswered(sessions: async_sessionmaker, tenant_id: str,
+                           period: Period) -> int:
+    """How many visitor messages of the period the bot could not answer."""
+    async with sessions() as session:
+        params = {"tenant": tenant_id, **_bounds(session.bind.dialect.name, period)}
+        return int((await session.execute(text(_UNANSWERED_COUNT_SQL), params)).scalar_one())

@@ -1,0 +1,180 @@
+"""The shop's analytics for a range of days (owners and designers read them).
+
+`GET /analytics/summary` answers the figures (admin_api/analytics.py says what each one
+counts) with the unanswered questions grouped into topics (admin_api/clusters.py);
+`GET /analytics/unanswered` answers the topics alone, with more of them. Grouping embeds up
+to clusters.CAP texts, so its result is kept per shop and period for CACHE_SECONDS: a
+designer paging through the charts does not pay for it twice, and new questions show within
+a minute or so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from admin_api import analytics, clusters
+from admin_api.api import API, Call, Model
+from admin_api.principal import DESIGNERS
+
+CACHE_SECONDS = 60.0
+CACHE_ENTRIES = 256
+
+
+class RangeQuery(Model):
+    first: date = Field(alias="from", description="first day (YYYY-MM-DD), inclusive")
+    last: date = Field(alias="to", description="last day (YYYY-MM-DD), inclusive; at most "
+                       f"{analytics.MAX_DAYS} days after `from`")
+    tz: str = Field("UTC", max_length=64,
+                    description="IANA time zone the days are counted in, e.g. Europe/Berlin")
+
+    @model_validator(mode="after")
+    def _a_period(self) -> RangeQuery:
+        self.period()  # BadRange is a ValueError: pydantic reports it as a 422
+        return self
+
+    def period(self) -> analytics.Period:
+        return analytics.Period(self.first, self.last, self.tz)
+
+
+class UnansweredQuery(RangeQuery):
+    limit: int = Field(50, ge=1, le=500, description="how many topics, largest first")
+
+
+class FiguresOut(Model):
+    conversations: int = Field(description="visitor threads with a message, counted once per "
+                                           "day they were active (days add up to the totals)")
+    handed_off: int = Field(description="of these, conversations handed to a human")
+    messages_in: int
+    messages_out: int
+    fallbacks: int = Field(description="visitor messages the bot did not understand")
+    knowledge_answers: int = Field(description="visitor messages answered from the knowledge "
+                                               "base")
+    abstentions: int = Field(description="questions the knowledge base could not answer")
+    containment: float | None = Field(description="share of conversations with no human "
+                                                  "involved; null without conversations")
+    handoff_rate: float | None
+    fallback_rate: float | None = Field(description="fallbacks / messages_in")
+
+    @staticmethod
+    def fields_of(figures: analytics.Figures) -> dict[str, Any]:
+        return {"conversations": figures.conversations, "handed_off": figures.handed_off,
+                "messages_in": figures.messages_in, "messages_out": figures.messages_out,
+                "fallbacks": figures.fallbacks, "knowledge_answers": figures.knowledge_answers,
+                "abstentions": figures.abstentions, "containment": figures.containment,
+                "handoff_rate": figures.handoff_rate, "fallback_rate": figures.fallback_rate}
+
+
+class ChannelOut(FiguresOut):
+    channel: str
+
+
+class DayOut(FiguresOut):
+    date: date
+    channels: list[ChannelOut] = Field(description="the day's figures per channel (channels "
+                                                   "without messages that day are left out)")
+
+
+class IntentCount(Model):
+    name: str
+    count: int
+
+
+class ClusterOut(Model):
+    question: str = Field(description="the phrasing that stands for the topic")
+    count: int = Field(description="how many times a question of this topic was asked")
+    examples: list[str] = Field(description="a few other phrasings")
+
+
+class UnansweredOut(Model):
+    total: int = Field(description="visitor messages of the period the bot could not answer "
+                                   "(fallback or abstained)")
+    grouped: int = Field(description=f"how many of the latest were grouped (at most "
+                                     f"{clusters.CAP})")
+    clusters: list[ClusterOut] = Field(description="topics, largest first")
+
+
+class SummaryOut(Model):
+    first_day: date
+    last_day: date
+    tz: str
+    totals: FiguresOut
+    days: list[DayOut] = Field(description="every day of the period, zeros included")
+    channels: list[ChannelOut] = Field(description="per channel over the whole period")
+    top_intents: list[IntentCount]
+    top_intents_by_channel: dict[str, list[IntentCount]]
+    unanswered: UnansweredOut
+
+
+@dataclass(frozen=True)
+class _Grouped:
+    at: float
+    grouped: int
+    found: list[clusters.Cluster]
+
+
+async def _unanswered(call: Call[Any, Any], period: analytics.Period, total: int,
+                      limit: int) -> UnansweredOut:
+    """The period's unanswered questions as topics, from the cache when it is fresh."""
+    cache: dict[tuple[str, analytics.Period], _Grouped] = _cache(call)
+    key = (call.shop, period)
+    entry = cache.get(key)
+    if entry is None or time.monotonic() - entry.at > CACHE_SECONDS:
+        texts = await analytics.unanswered_texts(call.ctx.sessions, call.shop, period,
+                                                 clusters.CAP)
+        found = await clusters.group_questions(texts, call.ctx.settings.models_dir)
+        entry = _Grouped(time.monotonic(), len(texts), found)
+        if len(cache) >= CACHE_ENTRIES:
+            cache.pop(next(iter(cache)))
+        cache[key] = entry
+    return UnansweredOut(total=total, grouped=entry.grouped, clusters=[
+        ClusterOut(question=c.question, count=c.count, examples=list(c.examples))
+        for c in entry.found[:limit]])
+
+
+def _cache(call: Call[Any, Any]) -> Any:
+    # On the app, not the module: apps (tests) over other databases share no entries.
+    ctx = call.ctx
+    if not hasattr(ctx, "analytics_clusters"):
+        ctx.analytics_clusters = {}
+    return ctx.analytics_clusters
+
+
+def _intents(pairs: list[tuple[str, int]]) -> list[IntentCount]:
+    return [IntentCount(name=name, count=count) for name, count in pairs]
+
+
+@API.route("GET", "/analytics/summary", roles=DESIGNERS, query=RangeQuery,
+           response=SummaryOut, summary="Summarise the shop's conversations for a period")
+async def analytics_summary(call: Call[None, RangeQuery]) -> SummaryOut:
+    """Totals, each day and each channel of the period: conversations, messages, containment,
+    handoff and fallback rates, knowledge answers and abstentions, top intents, and the
+    questions the bot could not answer grouped by meaning (the 10 largest topics)."""
+    period = call.query.period()
+    summary = await analytics.summarise(call.ctx.sessions, call.shop, period)
+    return SummaryOut(
+        first_day=period.first, last_day=period.last, tz=period.tz,
+        totals=FiguresOut(**FiguresOut.fields_of(summary.totals)),
+        days=[DayOut(date=day.day, **FiguresOut.fields_of(day.figures), channels=[
+            ChannelOut(channel=name, **FiguresOut.fields_of(figures))
+            for name, figures in day.channels.items()]) for day in summary.days],
+        channels=[ChannelOut(channel=name, **FiguresOut.fields_of(figures))
+                  for name, figures in summary.channels.items()],
+        top_intents=_intents(summary.top_intents),
+        top_intents_by_channel={channel: _intents(pairs)
+                                for channel, pairs in summary.intents_by_channel.items()},
+        unanswered=await _unanswered(call, period, summary.unanswered, 10))
+
+
+@API.route("GET", "/analytics/unanswered", roles=DESIGNERS, query=UnansweredQuery,
+           response=UnansweredOut, summary="Group the questions the bot could not answer")
+async def analytics_unanswered(call: Call[None, UnansweredQuery]) -> UnansweredOut:
+    """The period's visitor messages that ended in a fallback or an abstention, grouped by
+    meaning into topics with a representative question and a count, largest first."""
+    period = call.query.period()
+    total = await analytics.count_unanswered(call.ctx.sessions, call.shop, period)
+    return await _unanswered(call, period, total, call.query.limit)
