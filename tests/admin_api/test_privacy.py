@@ -1,0 +1,279 @@
+"""A visitor's data: exported and erased across our tables, Rasa's tracker events (an `events`
+table made as Rasa's SQL tracker store makes it, in the tracker database the admin service
+opens), verification counters and cached answers, never touching another shop's visitor; and
+the retention sweep that deletes a shop's old conversations."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from actions.attempts import Attempts, VerificationFailureRow, derive_key
+from actions.commerce.tables import ReturnRequestRow
+from admin_api import privacy, retention
+from admin_api.tables import AuditRow
+from core.conversations import HandoffRow, MessageRow, record_message
+from core.db import create_engine, utcnow
+from core.deliveries import DeliveryRow
+from knowledge.cache import cache_key
+from tests.admin_api.conftest import KEY, Admin
+
+pytestmark = pytest.mark.asyncio
+
+PHONE = "+15550001111"
+EMAIL = "alice@example.com"
+
+
+class World:
+    """The demo shop's visitors (and the same phone number at the other shop)."""
+
+    def __init__(self, admin: Admin, tracker: AsyncEngine) -> None:
+        demo, other = admin.demo.id, admin.other.id
+        self.admin, self.tracker = admin, tracker
+        self.sms = f"{demo}:sms:{PHONE}"
+        self.whatsapp = f"{demo}:whatsapp:{PHONE}"
+        self.others_sms = f"{other}:sms:{PHONE}"
+        self.mail = f"{demo}:email:{EMAIL}"
+        self.web = f"{demo}:web:w-alice"  # gave her email to the order form (a slot event)
+        self.rest = f"{demo}:rest:r-alice"  # typed her email in a message
+        self.bystander = f"{demo}:web:w-bob"
+
+    async def seed(self) -> None:
+        demo, other = self.admin.demo.id, self.admin.other.id
+        said = {self.sms: "where is my order 1001", self.whatsapp: "hi from whatsapp",
+                self.others_sms: "other shop's customer, same phone",
+                self.mail: "my parcel is late", self.web: "I want to return my shoes",
+                self.rest: f"my email is {EMAIL.upper()} thanks",
+                self.bystander: "do you ship to Norway?"}
+        for sender, text in said.items():
+            shop, channel, _ = sender.split(":", 2)
+            await record_message(self.admin.sessions, tenant_id=shop, sender_id=sender,
+                                 channel=channel, direction="in", text=text)
+            await record_message(self.admin.sessions, tenant_id=shop, sender_id=sender,
+                                 channel=channel, direction="out", text="Happy to help.")
+            await self.event(sender, "user", {"event": "user", "text": text})
+        await self.event(self.web, "slot", {"event": "slot", "name": "email",
+                                            "value": "Alice@Example.com"})
+        await self.event(self.bystander, "slot", {"event": "slot", "name": "email",
+                                                  "value": "bob@example.com"})
+        attempts = Attempts(self.admin.sessions, derive_key(KEY))
+        email_key = attempts.check(demo, email=EMAIL, order_number="", client=None
+                                   ).subjects[0].key
+        async with self.admin.sessions() as session:
+            session.add_all([
+                DeliveryRow(tenant_id=demo, channel="sms", provider="twilio",
+                            sender_id=self.sms, provider_message_id="SM1", status="delivered"),
+                DeliveryRow(tenant_id=other, channel="sms", provider="twilio",
+                            sender_id=self.others_sms, provider_message_id="SM2",
+                            status="delivered"),
+                HandoffRow(tenant_id=demo, sender_id=self.sms, channel="sms",
+                           reason="visitor_asked", last_message="a person please"),
+                ReturnRequestRow(tenant_id=demo, order_number="1001", reference="R-1001-A",
+                                 items_key="li1", items=[{"id": "li1"}], reason="too small",
+                                 sender_id=self.web),
+                VerificationFailureRow(key=email_key, tenant_id=demo, failures=2),
+            ])
+            await session.commit()
+
+    async def event(self, sender: str, kind: str, data: dict[str, Any],
+                    timestamp: float | None = None) -> None:
+        async with self.tracker.begin() as conn:
+            await conn.execute(insert(privacy.EVENTS).values(
+                sender_id=sender, type_name=kind, timestamp=timestamp or utcnow().timestamp(),
+                data=json.dumps({**data, "timestamp": timestamp})))
+
+    async def count(self, table: Any, sender: str) -> int:
+        async with self.admin.sessions() as session:
+            return int((await session.execute(select(func.count()).select_from(table).where(
+                table.sender_id == sender))).scalar_one())
+
+    async def events(self, sender: str) -> int:
+        async with self.tracker.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(
+                privacy.EVENTS).where(privacy.EVENTS.c.sender_id == sender))).scalar_one())
+
+
+@pytest_asyncio.fixture
+async def world(admin: Admin) -> AsyncIterator[World]:
+    """Rasa's `events` table where the admin service looks for it: the embedded tracker file
+    (SQLite) or the same database (PostgreSQL)."""
+    admin.settings.var_dir.mkdir(parents=True, exist_ok=True)
+    tracker = create_engine(admin.settings.tracker_store_url)
+    async with tracker.begin() as conn:
+        await conn.run_sync(privacy.TRACKER.create_all)
+        for shop in (admin.demo.id, admin.other.id):
+            await conn.execute(delete(privacy.EVENTS).where(
+                privacy.EVENTS.c.sender_id.startswith(f"{shop}:")))
+    found = World(admin, tracker)
+    await found.seed()
+    yield found
+    await tracker.dispose()
+
+
+async def test_an_export_by_email_finds_every_conversation_and_store(world: World) -> None:
+    status, data = await world.admin.call("GET", "/privacy/export",
+                                          params={"email": " Alice@Example.com "})
+    assert status == 200, data
+    assert data["conversations"] == sorted([world.mail, world.web, world.rest])
+    assert {m["sender_id"] for m in data["messages"]} == {world.mail, world.web, world.rest}
+    assert len(data["messages"]) == 6 and "lease_owner" not in data["messages"][0]
+    assert [r["reference"] for r in data["return_requests"]] == ["R-1001-A"]
+    assert data["verification_failures"][0]["failures"] == 2
+    slots = [e["data"] for e in data["tracker_events"] if e["type"] == "slot"]
+    assert slots == [{"event": "slot", "name": "email", "value": "Alice@Example.com",
+                      "timestamp": None}]
+    assert len(data["log_pseudonyms"]) == 3
+    assert all(":v-" in p for p in data["log_pseudonyms"])
+    text = json.dumps(data)
+    assert world.bystander not in text and "Norway" not in text
+
+    async with world.admin.sessions() as session:
+        entry = (await session.execute(select(AuditRow).where(
+            AuditRow.action == "privacy.export"))).scalar_one()
+    assert entry.target == data["visitor"] and entry.tenant_id == world.admin.demo.id
+    assert "alice" not in json.dumps([entry.target, entry.before, entry.after]).lower()
+    assert (entry.after or {})["messages"] == 6
+
+
+async def test_an_erase_by_phone_spares_the_same_number_at_another_shop(world: World) -> None:
+    status, erased = await world.admin.call("POST", "/privacy/erase", json={
+        "phone": "+1 (555) 000-1111"})
+    assert status == 200, erased
+    assert erased["deleted"]["messages"] == 4  # sms and whatsapp, in and out
+    assert erased["deleted"]["deliveries"] == 1 and erased["deleted"]["handoff_requests"] == 1
+    assert erased["deleted"]["tracker_events"] == 2
+    for sender in (world.sms, world.whatsapp):
+        assert await world.count(MessageRow, sender) == 0 and await world.events(sender) == 0
+    assert await world.count(MessageRow, world.others_sms) == 2
+    assert await world.count(DeliveryRow, world.others_sms) == 1
+    assert await world.events(world.others_sms) == 1
+    assert await world.count(MessageRow, world.bystander) == 2
+
+    status, again = await world.admin.call("POST", "/privacy/erase", json={"phone": PHONE})
+    assert status == 200 and set(again["deleted"].values()) == {0}
+    _, data = await world.admin.call("GET", "/privacy/export", params={"phone": PHONE})
+    assert data["conversations"] == [] and data["messages"] == []
+
+
+async def test_an_erase_by_email_reaches_rasas_events_returns_and_counters(
+        world: World) -> None:
+    status, erased = await world.admin.call("POST", "/privacy/erase", json={"email": EMAIL})
+    assert status == 200, erased
+    deleted = erased["deleted"]
+    assert deleted["messages"] == 6 and deleted["tracker_events"] == 4  # 3 user + 1 slot
+    assert deleted["return_requests"] == 1 and deleted["verification_failures"] == 1
+    for sender in (world.mail, world.web, world.rest):
+        assert await world.events(sender) == 0
+    assert await world.count(ReturnRequestRow, world.web) == 0
+    assert await world.events(world.bystander) == 2  # bob's slot and message stay
+    async with world.admin.sessions() as session:
+        entry = (await session.execute(select(AuditRow).where(
+            AuditRow.action == "privacy.erase"))).scalar_one()
+    assert (entry.after or {})["deleted"] == deleted
+    assert EMAIL not in json.dumps([entry.target, entry.after])
+
+
+async def test_a_conversation_of_another_shop_is_never_touched(world: World) -> None:
+    status, erased = await world.admin.call("POST", "/privacy/erase",
+                                            json={"conversation": world.others_sms})
+    assert status == 200 and set(erased["deleted"].values()) == {0}
+    assert await world.count(MessageRow, world.others_sms) == 2
+    # Without the shop part, a conversation id means this shop's.
+    status, data = await world.admin.call("GET", "/privacy/export",
+                                          params={"conversation": "web:w-bob"})
+    assert status == 200 and data["conversations"] == [world.bystander]
+
+
+@pytest.mark.parametrize("params", [{}, {"email": EMAIL, "phone": PHONE}, {"phone": "12"},
+                                    {"email": "not-an-address"}, {"whatever": "x"}])
+async def test_the_visitor_is_named_exactly_once(world: World, params: dict[str, str]) -> None:
+    status, answer = await world.admin.call("GET", "/privacy/export", params=params)
+    assert status == 422 and answer["detail"]
+    status, answer = await world.admin.call("POST", "/privacy/erase", json=params)
+    assert status == 422 and answer["detail"]
+    assert await world.count(MessageRow, world.sms) == 2
+
+
+async def test_only_owners(world: World) -> None:
+    for role in ("designer", "agent"):
+        status, _ = await world.admin.call("GET", "/privacy/export", role=role,
+                                           params={"phone": PHONE})
+        assert status == 403
+        status, _ = await world.admin.call("POST", "/privacy/erase", role=role,
+                                           json={"phone": PHONE})
+        assert status == 403
+    assert await world.count(MessageRow, world.sms) == 2
+
+
+async def test_cached_answers_to_the_visitors_questions_leave_redis(world: World) -> None:
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.skip("Redis not answering (make test sets TEST_REDIS_URL)")
+    import redis.asyncio as aioredis
+
+    redis = aioredis.Redis.from_url(url)
+    demo, other = world.admin.demo.id, world.admin.other.id
+    question = "I want to return my shoes"
+    mine = cache_key(demo, "idx7", question)
+    theirs = cache_key(other, "idx7", question)
+    unrelated = cache_key(demo, "idx7", "do you ship to Norway?")
+    try:
+        for key in (mine, theirs, unrelated):
+            await redis.set(key, json.dumps({"answer": "Returns are free."}), ex=60)
+        stores = privacy.Stores(world.admin.sessions, world.tracker, redis, KEY)
+        selector = privacy.Selector.of(demo, email=EMAIL)
+        exported = await privacy.export(stores, demo, selector)
+        assert exported["cached_answers"] == [{"answer": "Returns are free."}]
+        counts = await privacy.erase(stores, demo, selector)
+        assert counts["cached_answers"] == 1
+        assert await redis.exists(mine) == 0
+        assert await redis.exists(theirs) == 1 and await redis.exists(unrelated) == 1
+    finally:
+        await redis.delete(mine, theirs, unrelated)
+        await redis.aclose()
+
+
+async def test_retention_deletes_a_shops_old_conversations_only(world: World) -> None:
+    admin = world.admin
+    status, _ = await admin.call("PATCH", "/settings", json={"retention_days": 30})
+    assert status == 200
+    old = utcnow() - timedelta(days=40)
+    for shop, sender in ((admin.demo.id, world.bystander), (admin.other.id, world.others_sms)):
+        await record_message(admin.sessions, tenant_id=shop, sender_id=sender,
+                             channel=sender.split(":")[1], direction="in",
+                             text="an old question", at=old)
+        await world.event(sender, "user", {"event": "user"}, timestamp=old.timestamp())
+    async with admin.sessions() as session:
+        await session.execute(delete(ReturnRequestRow))
+        session.add(ReturnRequestRow(
+            tenant_id=admin.demo.id, order_number="900", reference="R-900", items_key="x",
+            items=[], reason="old", sender_id=world.web, created_at=old))
+        await session.commit()
+
+    swept = await retention.sweep(admin.sessions, world.tracker)
+    assert list(swept) == [admin.demo.id]  # the other shop keeps everything (no period)
+    assert swept[admin.demo.id] == {"messages": 1, "deliveries": 0, "handoff_requests": 0,
+                                    "tracker_events": 1, "return_requests_unlinked": 1}
+    assert await world.count(MessageRow, world.bystander) == 2  # this week's turn stays
+    assert await world.events(world.bystander) == 2
+    assert await world.count(MessageRow, world.others_sms) == 3
+    assert await world.events(world.others_sms) == 2
+    async with admin.sessions() as session:
+        kept = (await session.execute(select(ReturnRequestRow))).scalar_one()
+        entries = (await session.execute(select(AuditRow).where(
+            AuditRow.action == "retention.sweep"))).scalars().all()
+    assert kept.reference == "R-900" and kept.sender_id is None
+    assert len(entries) == 1 and entries[0].actor == "system:retention"
+    assert (entries[0].after or {})["deleted"]["messages"] == 1
+
+    assert await retention.sweep(admin.sessions, world.tracker) == {}  # nothing left
+    status, page = await admin.call("GET", "/audit", params={"action": "retention.sweep"})
+    assert status == 200 and page["total"] == 1
