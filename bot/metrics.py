@@ -31,11 +31,12 @@ from sanic.response import BaseHTTPResponse
 
 from core.metrics import bounded
 
-# Route patterns of Rasa 3.6's server (rasa/server.py) and of the REST channel we enable.
+# Route patterns of Rasa 3.6's server (rasa/server.py) and of the channels we enable.
 ENDPOINTS = (
     "/", "/version", "/status", "/domain", "/model", "/model/parse", "/model/predict",
     "/model/train", "/model/test/stories", "/model/test/intents",
     "/webhooks/rest", "/webhooks/rest/webhook",
+    "/webhooks/switchboard", "/webhooks/switchboard/webhook",  # bot/channel.py, the gateway's
     "/conversations/{conversation_id}/tracker", "/conversations/{conversation_id}/tracker/events",
     "/conversations/{conversation_id}/story", "/conversations/{conversation_id}/execute",
     "/conversations/{conversation_id}/trigger_intent",

@@ -7,7 +7,7 @@
     inbox.py        accept + dedupe, per-conversation order, crash recovery, Rasa turns
     outbox.py       rendering, splitting, retries, partial sends, deliveries, WhatsApp window
     outbound.py     the sender contract (render, deliver) and its errors
-    rasa_client.py  Rasa's REST channel on loopback, with bounded waits
+    rasa_client.py  Rasa on loopback (bot/channel.py: messages + what it understood), bounded waits
     rendering.py    buttons as numbered choices for text-only channels, and the pick read back
     splitting.py    long texts cut by each channel's rules (SMS segments, WhatsApp length)
 """

@@ -14,6 +14,11 @@ Every channel hands what it parsed to the inbox (connectors/channels/contract.py
   messages nobody holds: a dead gateway's, retries that are due, deferred ones whose turn came.
 So a message's path through the gateway is one pass: channel → inbox → Rasa → outbox.
 
+What Rasa made of each visitor message (intent, confidence, the turn's outcome: core/
+conversations.py `outcome_of`) is stored on its row without a round trip of its own: a provider
+message's in the UPDATE that marks it handled, a REST or widget message's in the transaction
+that stores our copy of the reply, after the answer went back.
+
 When the bot cannot answer a provider message (Rasa timed out, unreachable, erred; or our own
 storage failed), the message is not marked handled: it is given back and tried again after
 RETRY_AFTER (10 s, 30 s, 1 min, 2 min). The fifth attempt that fails (about four minutes after
@@ -46,10 +51,11 @@ from connectors.limits import Limits
 from connectors.messages import InboundMessage, StatusUpdate
 from connectors.outbound import Reply
 from connectors.outbox import Outbox
+from connectors.rasa_client import BotTurn
 from connectors.rendering import pick_choice
 from connectors.urls import request_origin
 from core import conversations
-from core.conversations import DuplicateMessage
+from core.conversations import NOTHING_UNDERSTOOD, DuplicateMessage, Understood
 from core.db import utcnow
 from core.tasks import TaskSet
 from tenants import Tenant, UnknownTenant
@@ -72,8 +78,7 @@ ResolveTenant = Callable[[str], Awaitable[Tenant]]
 class Bot(Protocol):
     """What the inbox needs of Rasa (connectors/rasa_client.py): one turn."""
 
-    async def turn(self, sender_id: str, text: str,
-                   metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    async def turn(self, sender_id: str, text: str, metadata: dict[str, Any]) -> BotTurn:
         ...
 
 
@@ -166,10 +171,13 @@ class Inbox:
                     self._draining[conversation] = False  # more arrived: look again
                     claimed = await self.leases.claim_next(conversation)
                     continue
-                if not await self._answer(claimed, tenant, origin):
+                understood = await self._answer(claimed, tenant, origin)
+                if understood is None:
                     claimed = None
                     return  # given back for a retry; the conversation waits for it
-                claimed = await self.leases.finish_and_claim_next(claimed.id, conversation)
+                claimed = await self.leases.finish_and_claim_next(
+                    claimed.id, conversation,
+                    understood.columns() if understood != NOTHING_UNDERSTOOD else None)
         except Exception:  # the lease runs out and a sweep tries again
             log.exception("conversation not answered", extra={"tenant_id": conversation.tenant_id})
             if claimed is not None:
@@ -177,16 +185,18 @@ class Inbox:
         finally:
             del self._draining[conversation]
 
-    async def _answer(self, claimed: Claimed, tenant: Tenant | None, origin: str | None) -> bool:
-        """True when the message is handled (answered, or a permanent error recorded); False
-        when it was given back to be tried again."""
+    async def _answer(self, claimed: Claimed, tenant: Tenant | None,
+                      origin: str | None) -> Understood | None:
+        """What the bot made of the message when it is handled (answered, or a permanent
+        error recorded: then NOTHING_UNDERSTOOD); None when it was given back to be tried
+        again."""
         if tenant is None or tenant.id != claimed.tenant_id:
             try:
                 tenant = await self._tenant(claimed.tenant_id)
             except UnknownTenant:
                 log.warning("message of an unknown shop not answered",
                             extra={"tenant_id": claimed.tenant_id, "message_pk": claimed.id})
-                return True
+                return NOTHING_UNDERSTOOD
         inbound = InboundMessage.from_stored(tenant, claimed.sender_id, claimed.text,
                                              claimed.message_id, claimed.payload)
         facts = {"tenant_id": tenant.id, "channel": inbound.channel,
@@ -194,23 +204,23 @@ class Inbox:
                  "attempt": claimed.attempts}
         if not self._outbox.sends_for(inbound.provider):
             log.error("no sender for a stored message; not answered", extra=facts)
-            return True
+            return NOTHING_UNDERSTOOD
         if claimed.attempts > 1:
             if await self.leases.answer_went_out(claimed, reply_key(claimed.id)):
                 # Its holder sent the answer and died before marking it handled.
                 log.warning("message was answered before its holder died", extra=facts)
-                return True
+                return NOTHING_UNDERSTOOD
             log.warning("message answered again (a retry, or its gateway died)", extra=facts)
         last_try = claimed.attempts > len(self._retry_after)
         try:
-            replies = await self._replies(inbound, apologise=last_try)
+            replies, understood = await self._replies(inbound, apologise=last_try)
             await self._outbox.send(inbound.recipient(), replies,
                                     await self._store_replies(inbound, replies, claimed.id),
                                     origin)
         except Exception as exc:
             if last_try:
                 log.exception("message given up after its last try", extra=facts)
-                return True
+                return NOTHING_UNDERSTOOD
             wait = self._retry_after[claimed.attempts - 1]
             if isinstance(exc, GatewayError):
                 log.warning("bot did not answer; trying again later",
@@ -220,11 +230,11 @@ class Inbox:
                               extra={**facts, "in_s": wait})
             await self.leases.release(claimed.id, utcnow() + timedelta(seconds=wait))
             self._wake_later(Conversation(claimed.tenant_id, claimed.sender_id), wait, tenant)
-            return False
+            return None
         log.info("channel turn", extra={
             **facts, "turns": len(replies),
             "ms": round((utcnow() - claimed.created_at).total_seconds() * 1000, 1)})
-        return True
+        return understood
 
     async def _tenant(self, tenant_id: str) -> Tenant:
         if self._tenants is None:
@@ -269,26 +279,30 @@ class Inbox:
                 log.exception("lease sweep failed")
             await asyncio.sleep(every)
 
-    async def _replies(self, inbound: InboundMessage, apologise: bool) -> list[Reply]:
-        """The bot's replies; raises GatewayError when Rasa cannot answer, unless
-        `apologise` (the last try), when the apology answers instead."""
+    async def _replies(self, inbound: InboundMessage,
+                       apologise: bool) -> tuple[list[Reply], Understood]:
+        """The bot's replies and what it made of the message (of its weightiest turn when
+        it was several questions: Understood.deciding); raises GatewayError when Rasa cannot
+        answer, unless `apologise` (the last try), when the apology answers instead."""
         texts = inbound.turns()
         if len(texts) == 1 and not texts[0].strip():
             texts = (MEDIA_PAYLOAD,) if inbound.media else ()
         replies: list[Reply] = []
+        understood: list[Understood] = []
         for text in texts:
             if len(texts) == 1:
                 text = await self._chosen(inbound, text) or text
             try:
-                messages = await self._with_retries(self._rasa_turn, inbound, text)
+                turn: BotTurn = await self._with_retries(self._rasa_turn, inbound, text)
             except GatewayError:
                 if not apologise:
                     raise
-                messages = [{"text": APOLOGY}]
-            if messages:
+                turn = BotTurn(messages=[{"text": APOLOGY}])
+            understood.append(turn.understood())
+            if turn.messages:
                 replies.append(Reply(question=text if len(texts) > 1 else None,
-                                     messages=tuple(messages)))
-        return replies
+                                     messages=tuple(turn.messages)))
+        return replies, Understood.deciding(understood)
 
     async def _chosen(self, inbound: InboundMessage, text: str) -> str | None:
         """The payload of a numbered choice the bot offered last, if the visitor picked one."""
@@ -345,38 +359,47 @@ class Inbox:
         stored = self._store_inbound(inbound, inbound.client_metadata or None)
         if inbound.message_id is not None:
             try:
-                await stored
+                message_pk = await stored
             except DuplicateMessage:
                 self._log_duplicate(inbound)
                 return None
-            replies = await self._rasa_turn(inbound, inbound.text)
+            turn = await self._rasa_turn(inbound, inbound.text)
         else:
-            stored_result, replies_result = await asyncio.gather(
+            stored_result, turn_result = await asyncio.gather(
                 stored, self._rasa_turn(inbound, inbound.text), return_exceptions=True)
             if isinstance(stored_result, BaseException):
                 raise stored_result
-            if isinstance(replies_result, BaseException):
-                raise replies_result
-            replies = replies_result
-        if replies:
-            # Our copy of what Rasa's tracker holds: stored once the answer is on its way
-            # instead of delaying it, keeping the time it was said. drain() waits on shutdown.
-            self._tasks.spawn(self._keep_copy(inbound, replies, utcnow()))
+            if isinstance(turn_result, BaseException):
+                raise turn_result
+            message_pk, turn = stored_result, turn_result
+        replies = turn.messages
+        understood = turn.understood()
+        if replies or understood != NOTHING_UNDERSTOOD:
+            # Our copy of what Rasa's tracker holds, and what it made of the message: stored
+            # once the answer is on its way instead of delaying it, keeping the time it was
+            # said. drain() waits on shutdown.
+            self._tasks.spawn(self._keep_copy(inbound, replies, utcnow(), message_pk,
+                                              understood))
         log.info("turn", extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel,
                                 "replies": len(replies),
                                 "ms": round((time.perf_counter() - started) * 1000, 1)})
         return replies
 
     async def _keep_copy(self, inbound: InboundMessage, replies: list[dict[str, Any]],
-                         said_at: datetime) -> None:
+                         said_at: datetime, message_pk: int, understood: Understood) -> None:
+        reply = None
+        if replies:
+            reply = {"tenant_id": inbound.tenant.id, "sender_id": inbound.sender_id,
+                     "channel": inbound.channel, "direction": "out", "text": _text_of(replies),
+                     "payload": {"messages": replies}, "created_at": said_at}
         try:
-            await self._store(inbound, "out", _text_of(replies), {"messages": replies}, at=said_at)
+            await conversations.record_turn(self._sessions, message_pk, understood, reply)
         except Exception:
             log.exception("bot reply not stored", extra={"tenant_id": inbound.tenant.id,
                                                           "channel": inbound.channel})
 
     # -- shared ---------------------------------------------------------------------------
-    async def _rasa_turn(self, inbound: InboundMessage, text: str) -> list[dict[str, Any]]:
+    async def _rasa_turn(self, inbound: InboundMessage, text: str) -> BotTurn:
         return await self._rasa.turn(inbound.sender_id, text, inbound.rasa_metadata())
 
     async def _store_inbound(self, inbound: InboundMessage, payload: dict[str, Any] | None) -> int:

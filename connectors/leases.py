@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -135,15 +135,17 @@ class Leases:
         and a sweep takes it over."""
         self._held.discard(message_pk)
 
-    async def finish_and_claim_next(self, message_pk: int,
-                                    conversation: Conversation) -> Claimed | None:
+    async def finish_and_claim_next(self, message_pk: int, conversation: Conversation,
+                                    understood: Mapping[str, Any] | None = None,
+                                    ) -> Claimed | None:
         """Mark a message handled (answered, or a permanent error recorded) and, in the same
-        transaction, claim its conversation's next one."""
+        transaction, claim its conversation's next one. `understood`: columns of what the bot
+        made of it (core/conversations.py `Understood.columns`), set in the same UPDATE."""
         now = utcnow()
         async with self._sessions() as session:
             await session.execute(
                 update(MessageRow).where(MessageRow.id == message_pk)
-                .values(handled_at=now, lease_expires_at=None)
+                .values(handled_at=now, lease_expires_at=None, **(understood or {}))
                 .execution_options(synchronize_session=False))
             row = (await session.execute(self._claim_oldest(conversation, now))).first()
             await session.commit()

@@ -1,5 +1,11 @@
 """Talking to the Rasa server over its REST channel, on loopback, with bounded waits.
 
+Turns go to our own flavour of that channel (bot/channel.py, /webhooks/switchboard/webhook),
+which answers the bot's messages and what Rasa made of the message: intent, confidence, the
+actions it ran, the responses it said, whether a person owns the conversation. A `BotTurn`
+carries both; its `understood()` is what the inbox records on the visitor's message row. An
+answer in the plain REST format (a list of messages) is still read, with nothing understood.
+
 Rasa's HTTP API (/status) is called with a short-lived JWT in the Authorization header, never
 with `?token=` in the URL: httpx's error texts quote the URL, and so would every log line or
 response that showed one (bot/serve.py says why Rasa runs with --jwt-secret).
@@ -10,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -19,6 +27,7 @@ from connectors import metrics
 from connectors.errors import BotUnreachable, UpstreamUnavailable
 from connectors.fairness import FairSlots
 from core import logs
+from core.conversations import NOTHING_UNDERSTOOD, Understood, outcome_of
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,45 @@ UNREACHABLE = "The bot is not reachable right now; please try again shortly."
 # A token lives this long; a new one is minted when less than half its life is left. Short, so
 # one that leaks is soon worthless; long enough that minting is rare.
 TOKEN_LIFETIME = 300
+TURN_PATH = "/webhooks/switchboard/webhook"  # bot/channel.py
+
+
+@dataclass(frozen=True)
+class BotTurn:
+    """The bot's messages for one visitor message, and what Rasa made of that message."""
+
+    messages: list[dict[str, Any]]
+    intent: str | None = None
+    confidence: float | None = None
+    actions: tuple[str, ...] = ()
+    responses: tuple[str, ...] = ()
+    paused: bool = False
+    known: bool = False  # Rasa said what it made of it (our channel did, and got that far)
+
+    @classmethod
+    def from_answer(cls, answer: Any) -> BotTurn:
+        """Our channel's {"messages", "turn"}, or the REST channel's list of messages."""
+        if isinstance(answer, list):
+            return cls(messages=answer)
+        if not isinstance(answer, Mapping) or not isinstance(answer.get("messages"), list):
+            raise ValueError("not a Rasa channel answer")
+        turn = answer.get("turn")
+        if not isinstance(turn, Mapping):
+            return cls(messages=answer["messages"])
+        confidence = turn.get("confidence")
+        return cls(messages=answer["messages"],
+                   intent=turn.get("intent") if isinstance(turn.get("intent"), str) else None,
+                   confidence=float(confidence) if isinstance(confidence, int | float) else None,
+                   actions=tuple(str(a) for a in turn.get("actions") or ()),
+                   responses=tuple(str(r) for r in turn.get("responses") or ()),
+                   paused=bool(turn.get("paused")), known=True)
+
+    def understood(self) -> Understood:
+        """Intent, confidence and outcome to record (core/conversations.py `outcome_of`)."""
+        if not self.known:
+            return NOTHING_UNDERSTOOD
+        return Understood(self.intent, self.confidence, outcome_of(
+            self.intent, self.actions, self.messages, self.responses, self.paused))
 
 
 def rasa_api_token(jwt_key: Secret, lifetime: int = TOKEN_LIFETIME) -> str:
@@ -60,21 +108,20 @@ class RasaClient:
                                 max_keepalive_connections=MAX_TURNS_IN_FLIGHT + 4),
         )
 
-    async def turn(self, sender_id: str, text: str,
-                   metadata: dict[str, Any]) -> list[dict[str, Any]]:
-        """Send one visitor message; return the bot's messages for it. Counted and timed by
-        channel (connectors/metrics.py); a failure also by its kind where it is raised."""
+    async def turn(self, sender_id: str, text: str, metadata: dict[str, Any]) -> BotTurn:
+        """Send one visitor message; return the bot's messages for it and what Rasa made of
+        it. Counted and timed by channel (connectors/metrics.py); a failure also by its kind
+        where it is raised."""
         started, answered = time.perf_counter(), False
         try:
-            messages = await self._turn(sender_id, text, metadata)
+            turn = await self._turn(sender_id, text, metadata)
             answered = True
-            return messages
+            return turn
         finally:
             metrics.turn_finished(metadata.get("channel"), time.perf_counter() - started,
                                   answered)
 
-    async def _turn(self, sender_id: str, text: str,
-                    metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _turn(self, sender_id: str, text: str, metadata: dict[str, Any]) -> BotTurn:
         # The shop's share of the slots; the sender id starts with the shop's id too.
         shop = str(metadata.get("tenant_id") or sender_id.split(":", 1)[0])
         try:
@@ -95,8 +142,15 @@ class RasaClient:
                                            "status": response.status_code})
             metrics.rasa_error("status")
             raise UpstreamUnavailable("The bot could not handle this message right now.")
-        messages = response.json()
-        if not messages and not await self.actions_alive():
+        try:
+            turn = BotTurn.from_answer(response.json())
+        except ValueError:
+            log.error("rasa answer not understood", extra={"sender": logs.visitor(sender_id)})
+            metrics.rasa_error("status")
+            raise UpstreamUnavailable("The bot could not handle this message right now.") from None
+        messages = turn.messages
+        # A paused conversation (a person owns it) is answered by nobody: not an outage.
+        if not messages and not turn.paused and not await self.actions_alive():
             # Rasa answers [] and only logs when the action server is down: say so.
             log.error("action server unreachable", extra={"sender": logs.visitor(sender_id)})
             metrics.rasa_error("actions_down")
@@ -105,13 +159,14 @@ class RasaClient:
             # Texts only as a length unless LOG_MESSAGE_TEXT (core/logs.py, development only).
             log.debug("rasa turn", extra={
                 "sender": logs.visitor(sender_id), "text": logs.message_text(text),
-                "replies": [logs.message_text(m.get("text")) for m in messages]})
-        return messages
+                "replies": [logs.message_text(m.get("text")) for m in messages],
+                "intent": turn.intent, "actions": list(turn.actions)})
+        return turn
 
     async def _post(self, sender_id: str, text: str, metadata: dict[str, Any]) -> httpx.Response:
         try:
             return await self._http.post(
-                f"{self._base}/webhooks/rest/webhook",
+                f"{self._base}{TURN_PATH}",
                 json={"sender": sender_id, "message": text, "metadata": metadata},
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:

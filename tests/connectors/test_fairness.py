@@ -96,6 +96,6 @@ async def test_another_shops_turn_is_not_queued_behind_a_flood(
             await asyncio.gather(*flood)
         finally:
             await rasa.aclose()
-    assert answer[0]["text"] == "echo: slow"
+    assert answer.messages[0]["text"] == "echo: slow"
     assert still_queued > 20  # b was answered while most of the flood still waited
     assert waited < 1.0

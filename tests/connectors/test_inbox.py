@@ -14,7 +14,7 @@ import connectors.rasa_client
 from connectors.errors import UpstreamUnavailable
 from connectors.inbox import APOLOGY, MEDIA_PAYLOAD, Inbox
 from connectors.messages import Media
-from connectors.rasa_client import RasaClient
+from connectors.rasa_client import BotTurn, RasaClient
 from core import conversations
 from core.conversations import MessageRow
 from core.settings import Secret
@@ -88,8 +88,7 @@ async def test_a_turn_that_fails_is_answered_on_the_retry(world: World) -> None:
     failures = [UpstreamUnavailable("The bot did not answer in time; please try again.")]
 
     class FlakyRasa(RasaClient):
-        async def turn(self, sender_id: str, text: str,
-                       metadata: dict[str, Any]) -> list[dict[str, Any]]:
+        async def turn(self, sender_id: str, text: str, metadata: dict[str, Any]) -> BotTurn:
             if failures:
                 raise failures.pop()
             return await super().turn(sender_id, text, metadata)
@@ -108,8 +107,7 @@ async def test_unreachable_bot_is_retried_then_apologised_for(world: World) -> N
     attempts: list[str] = []
 
     class CountingRasa(RasaClient):
-        async def turn(self, sender_id: str, text: str,
-                       metadata: dict[str, Any]) -> list[dict[str, Any]]:
+        async def turn(self, sender_id: str, text: str, metadata: dict[str, Any]) -> BotTurn:
             attempts.append(text)
             return await super().turn(sender_id, text, metadata)
 
@@ -221,6 +219,6 @@ async def test_turns_beyond_what_the_bot_takes_at_once_wait_then_give_up_politel
         finally:
             await rasa.aclose()
         assert fake.most_in_flight == 1
-    answered = [r for r in results if isinstance(r, list)]
-    assert [r[0]["text"] for r in answered[:3]] == ["echo: slow"] * 3
+    answered = [r for r in results if isinstance(r, BotTurn)]
+    assert [r.messages[0]["text"] for r in answered[:3]] == ["echo: slow"] * 3
     assert isinstance(results[4], UpstreamUnavailable) and "busy" in results[4].detail

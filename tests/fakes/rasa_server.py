@@ -1,10 +1,17 @@
-"""Rasa's REST channel (`POST /webhooks/rest/webhook`), scripted, over real HTTP.
+"""Rasa's channels, scripted, over real HTTP: REST (`POST /webhooks/rest/webhook`) and ours
+(`POST /webhooks/switchboard/webhook`, bot/channel.py).
 
-Answers like Rasa does: a list of bot messages for the sender. What it answers depends on the
-text: "echo: <text>" by default; "offer" adds two buttons; "long" is answered by two messages
-(a reply that goes out as two provider messages); "slow" takes 0.3 s (it counts how many it
-answers at once); "boom" is a 500. With `silent=True` it answers [] to everything, as Rasa does
-when the action server is down.
+Answers like Rasa does: on REST a list of bot messages for the sender; on ours
+{"messages": [...], "turn": {"intent", "confidence", "actions", "responses", "paused"}}.
+What it answers depends on the text: "echo: <text>" by default (intent "inform", action
+"action_echo"); "offer" adds two buttons; "long" is answered by two messages (a reply that goes
+out as two provider messages); "slow" takes 0.3 s (it counts how many it answers at once);
+"boom" is a 500. What it makes of it (`understand`): "hi"/"hello" greet; "agent"/"human"
+human_handoff with action_handoff, after which the sender's conversation is paused (answered
+by nothing, as Rasa does while a person owns it); "question ..." a knowledge answer with one
+source (in the text's message: the gateway reads either shape), "unknown question ..." the
+knowledge route abstaining; "gibberish" nlu_fallback. With `silent=True` it answers no
+message to anything, as Rasa does when the action server is down.
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ from typing import Any, Self
 
 CHOICES = [{"title": "Yes, please", "payload": "/affirm"},
            {"title": "No, thanks", "payload": "/deny"}]
+SOURCES = [{"title": "Shipping", "url": "https://demo.example/shipping", "document": "ship.md"}]
+KNOWLEDGE = {"knowledge": {"mode": "extractive", "cached": False, "sources": SOURCES}}
 
 
 class RasaFake:
     def __init__(self, silent: bool = False) -> None:
         self.silent = silent
         self.seen: list[dict[str, Any]] = []  # every request body, in order
+        self.paused: set[str] = set()  # senders handed to a person
         self.in_flight = 0
         self.most_in_flight = 0  # turns answered at once ("slow" ones)
         self._counting = threading.Lock()
@@ -56,6 +66,36 @@ class RasaFake:
             return 200, [{**reply, "text": "part 1"}, {**reply, "text": "part 2"}]
         return 200, [reply]
 
+    def understand(self, body: dict[str, Any],
+                   messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The messages as our channel answers them, and what the fake made of the text."""
+        text, sender = body["message"], body["sender"]
+        lowered = text.lower().strip()
+        turn: dict[str, Any] = {"intent": "inform", "confidence": 0.91,
+                                "actions": ["action_echo"], "responses": [], "paused": False}
+        if sender in self.paused:
+            return [], {**turn, "actions": [], "paused": True}
+        if lowered in ("hi", "hello"):
+            turn.update(intent="greet", confidence=0.98, actions=["action_greet"])
+        elif lowered.startswith(("agent", "human")):
+            self.paused.add(sender)
+            turn.update(intent="human_handoff", confidence=0.97, actions=["action_handoff"],
+                        responses=["utter_handoff_requested"], paused=True)
+        elif lowered == "gibberish":
+            turn.update(intent="nlu_fallback", confidence=0.12,
+                        actions=["action_answer_from_knowledge"],
+                        responses=["utter_knowledge_not_found"])
+        elif lowered.startswith("unknown question"):
+            turn.update(intent="ask_question", confidence=0.88,
+                        actions=["action_answer_from_knowledge"],
+                        responses=["utter_knowledge_not_found"])
+            messages = [{**m, "custom": {"knowledge": {"mode": "abstained"}}} for m in messages]
+        elif lowered.startswith("question"):
+            turn.update(intent="ask_question", confidence=0.93,
+                        actions=["action_answer_from_knowledge"])
+            messages = [{**m, "custom": KNOWLEDGE} for m in messages]
+        return messages, turn
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
@@ -64,7 +104,11 @@ class RasaFake:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.seen.append(body)
                 status, messages = fake.answer(body)
-                data = json.dumps(messages).encode() if status == 200 else b""
+                answer: Any = messages
+                if self.path.startswith("/webhooks/switchboard/") and status == 200:
+                    messages, turn = fake.understand(body, messages)
+                    answer = {"messages": messages, "turn": turn}
+                data = json.dumps(answer).encode() if status == 200 else b""
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

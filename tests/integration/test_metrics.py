@@ -51,7 +51,8 @@ def test_a_conversation_and_a_flood_are_counted_without_the_visitors_data(stack:
                    channel="rest", outcome="ok") >= 1
 
     requests = "switchboard_bot_requests_total"
-    webhook = {"endpoint": "/webhooks/rest/webhook", "method": "POST", "status": "200"}
+    # The gateway's turns arrive on bot/channel.py's channel.
+    webhook = {"endpoint": "/webhooks/switchboard/webhook", "method": "POST", "status": "200"}
     assert (counter(bot, requests, **webhook) - counter(bot_before, requests, **webhook)) >= 2
     parses = "switchboard_bot_parse_seconds_count"
     assert counter(bot, parses) - counter(bot_before, parses) >= 2

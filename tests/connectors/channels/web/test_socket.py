@@ -24,6 +24,7 @@ from connectors.channels.web.socket import CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, C
 from connectors.errors import UpstreamUnavailable
 from connectors.inbox import Inbox
 from connectors.outbox import Outbox
+from connectors.rasa_client import BotTurn
 from core.conversations import StoredMessage, recent_messages
 from core.db import create_engine, session_factory
 from core.settings import async_database_url
@@ -46,8 +47,11 @@ class FakeRasa:
         self.seen: list[tuple[str, str, dict[str, Any]]] = []
         self.down = False
 
-    async def turn(self, sender_id: str, text: str,
-                   metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    async def turn(self, sender_id: str, text: str, metadata: dict[str, Any]) -> BotTurn:
+        return BotTurn(messages=await self.messages(sender_id, text, metadata))
+
+    async def messages(self, sender_id: str, text: str,
+                       metadata: dict[str, Any]) -> list[dict[str, Any]]:
         self.seen.append((sender_id, text, metadata))
         if self.down:
             raise UpstreamUnavailable(
