@@ -499,6 +499,14 @@ class Settings(BotSettings):
         return _derived_key(first, b"admin csrf tokens")
 
     @property
+    def conversation_id_key(self) -> bytes:
+        """Key of the admin API's opaque conversation ids (AES-SIV over the sender id: the
+        id names a conversation without showing the visitor's phone or email), derived from
+        the first credentials key like `log_key`. Rotating that key changes the ids."""
+        first = self.credentials_key.reveal().split(",")[0].strip()
+        return _derived_key(first, b"conversation ids")
+
+    @property
     def widget_secret(self) -> bytes:
         """Key for signed web-visitor tokens, derived from the credentials key (one secret
         fewer to manage; rotating that key also ends old widget sessions)."""
