@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -243,21 +243,25 @@ async def _from_messages(session: AsyncSession, tenant_id: str, period: Period) 
 
 
 async def _from_rollups(session: AsyncSession, tenant_id: str, period: Period) -> _Slices:
+    """The stored figures of the period's days; intents summed per channel by the database
+    (keyed to the first day: the summary shows them per channel and overall only)."""
     found = _Slices()
-    days = await session.execute(select(AnalyticsDayRow).where(
-        AnalyticsDayRow.tenant_id == tenant_id, AnalyticsDayRow.tz == period.tz,
-        AnalyticsDayRow.day.between(period.first, period.last), AnalyticsDayRow.channel != ""))
-    for row in days.scalars():
-        found.figures[(row.day, row.channel)] = Figures(
-            row.conversations, row.handed_off, row.messages_in, row.messages_out,
-            row.fallbacks, row.knowledge_answers, row.abstentions)
-    intents = await session.execute(select(
-        AnalyticsIntentRow.day, AnalyticsIntentRow.channel, AnalyticsIntentRow.intent,
-        AnalyticsIntentRow.count).where(
-        AnalyticsIntentRow.tenant_id == tenant_id, AnalyticsIntentRow.tz == period.tz,
-        AnalyticsIntentRow.day.between(period.first, period.last)))
-    for on, channel, intent, count in intents.all():
-        found.intents[(on, channel)][intent] += count
+    days = AnalyticsDayRow
+    rows = await session.execute(select(
+        days.day, days.channel, days.conversations, days.handed_off, days.messages_in,
+        days.messages_out, days.fallbacks, days.knowledge_answers, days.abstentions).where(
+        days.tenant_id == tenant_id, days.tz == period.tz,
+        days.day.between(period.first, period.last), days.channel != ""))
+    for on, channel, *numbers in rows.all():
+        found.figures[(on, channel)] = Figures(*numbers)
+    intents = AnalyticsIntentRow
+    rows = await session.execute(select(
+        intents.channel, intents.intent, func.sum(intents.count)).where(
+        intents.tenant_id == tenant_id, intents.tz == period.tz,
+        intents.day.between(period.first, period.last)).group_by(
+        intents.channel, intents.intent))
+    for channel, intent, count in rows.all():
+        found.intents[(period.first, channel)][intent] += int(count)
     return found
 
 
