@@ -1,0 +1,112 @@
+"""A shop's texts through the real stack: a designer changes what the bot says over the admin API
+and the next turn says it, on REST and in the widget, without retraining; deleting the
+override brings the default back. Rasa asks the admin service's NLG endpoint (bot/nlg.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext
+
+from core.db import create_engine, session_factory
+from core.settings import async_database_url
+from devtools.demo_shop import DEMO_TENANT_ID
+from tenants.api_keys import issue_key
+from tests.integration.conftest import Visitor
+from tests.integration.stack import Stack
+from tests.integration.test_widget_browser import (  # noqa: F401  (fixtures)
+    browser,
+    context,
+    open_widget,
+    shop_site,
+)
+
+pytestmark = pytest.mark.integration
+
+DEFAULT = "I'm a virtual assistant, not a person."
+EVERYWHERE = "Beep boop: I'm Demo Outfitters' robot helper."
+ON_REST = "REST clients get the short one: a bot."
+ON_WEB = "Hello from the widget's own text: I'm a bot."
+WITHIN = 5.0  # seconds a change may take to reach Rasa
+
+
+@pytest.fixture(scope="module")
+def designer(stack: Stack) -> Iterator[httpx.Client]:
+    """The admin API with a designer key of the demo shop."""
+    async def issue() -> str:
+        engine = create_engine(async_database_url(stack.database))
+        try:
+            return (await issue_key(session_factory(engine), DEMO_TENANT_ID, "nlg test",
+                                    scope="designer")).secret
+        finally:
+            await engine.dispose()
+
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as thread:
+        key = thread.submit(asyncio.run, issue()).result()
+    with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=30,
+                      headers={"Authorization": f"Bearer {key}"}) as client:
+        yield client
+        client.delete("/responses/utter_iamabot")
+
+
+def until(say: Callable[[], str], expected: str) -> tuple[str, float]:
+    """Ask again until the answer holds `expected` or WITHIN seconds pass."""
+    started = time.monotonic()
+    while True:
+        answer = say()
+        if expected in answer or time.monotonic() - started > WITHIN:
+            return answer, time.monotonic() - started
+        time.sleep(0.2)
+
+
+def test_an_override_is_said_in_the_next_rest_turn_and_delete_restores(
+        stack: Stack, designer: httpx.Client) -> None:
+    visitor = Visitor(stack)
+    assert DEFAULT in visitor.say("are you a bot?")
+
+    changed = designer.put("/responses/utter_iamabot", json={"variants": [
+        {"text": EVERYWHERE, "channel": None, "buttons": [
+            {"title": "Talk to a person", "payload": "/human_handoff"}]}]})
+    assert changed.status_code == 200, changed.text
+    answer, took = until(lambda: visitor.say("are you a bot?"), EVERYWHERE)
+    assert EVERYWHERE in answer, answer
+    assert took < WITHIN
+    assert {"title": "Talk to a person", "payload": "/human_handoff"} in visitor.buttons()
+
+    # A variant for the visitor's channel (read from the sender id) wins on that channel.
+    designer.put("/responses/utter_iamabot", json={"variants": [
+        {"text": EVERYWHERE, "channel": None}, {"text": ON_REST, "channel": "rest"}]})
+    assert ON_REST in until(lambda: visitor.say("are you a bot?"), ON_REST)[0]
+
+    assert designer.delete("/responses/utter_iamabot").status_code == 200
+    answer, _ = until(lambda: visitor.say("are you a bot?"), DEFAULT)
+    assert DEFAULT in answer and ON_REST not in answer
+
+
+def test_a_broken_template_never_reaches_a_visitor(stack: Stack, designer: httpx.Client) -> None:
+    refused = designer.put("/responses/utter_iamabot", json={"variants": [
+        {"text": "I'm {bot_name}!", "channel": None}]})
+    assert refused.status_code == 422 and "{bot_name}" in refused.json()["detail"]
+    assert DEFAULT in Visitor(stack).say("are you a bot?")
+
+
+def test_the_widget_says_the_shops_web_variant(stack: Stack, designer: httpx.Client,
+                                               context: BrowserContext,  # noqa: F811
+                                               shop_site: str) -> None:  # noqa: F811
+    designer.put("/responses/utter_iamabot", json={"variants": [
+        {"text": EVERYWHERE, "channel": None}, {"text": ON_WEB, "channel": "web"}]})
+    try:
+        widget = open_widget(context, shop_site)
+        widget.say("are you a bot?", re.compile(re.escape(ON_WEB)))
+        # REST visitors of the same shop get the channel-less variant.
+        assert EVERYWHERE in Visitor(stack).say("are you a bot?")
+    finally:
+        designer.delete("/responses/utter_iamabot")
