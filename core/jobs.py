@@ -251,3 +251,19 @@ async def fail(sessions: async_sessionmaker, job_id: str, owner: str, error: str
     """Failed, with a sentence for people (never a traceback or a secret)."""
     return await _update_held(sessions, job_id, owner, status="failed", error=error[:2000],
                               finished_at=utcnow(), lease_expires_at=None)
+
+
+async def release(sessions: async_sessionmaker, job_id: str, owner: str) -> bool:
+    """Hand a job back to the queue (its worker is shutting down): another worker, or this one
+    after a restart, starts it again at once. The interrupted claim does not count against
+    MAX_ATTEMPTS: a shutdown is not the job's fault."""
+    async with sessions() as session:
+        result = await session.execute(
+            update(JobRow).where(*_held(job_id, owner))
+            .values(status="queued", progress=0.0, lease_owner=None, lease_expires_at=None,
+                    attempts=func.max(JobRow.attempts - 1, 0)
+                    if session.get_bind().dialect.name == "sqlite"
+                    else func.greatest(JobRow.attempts - 1, 0))
+            .execution_options(synchronize_session=False))
+        await session.commit()
+    return bool(getattr(result, "rowcount", 0))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +90,17 @@ async def ingest(
     index_files: IndexFiles,
     embedder: Embedder,
     progress: Progress | None = None,
+    *,
+    prune: bool = True,
+    drop: Collection[str] = (),
+    rebuild: bool = False,
 ) -> IngestReport:
+    """Bring the tenant's knowledge base in line with `files`.
+
+    The CLI passes the whole knowledge base (`prune`: documents not among the files go). The
+    admin API changes one document at a time: `prune=False` keeps the others, `drop` names
+    documents to remove, and `rebuild` re-embeds every chunk into a fresh index (re-indexing
+    after the embedding model or the index layout changed, or the index folder was lost)."""
     report = IngestReport()
     async with sessions() as session:
         existing = {
@@ -116,7 +126,8 @@ async def ingest(
         parsed[file.source] = (file, document, chunk_document(document))
         (report.updated if old is not None else report.added).append(file.source)
     keep = {f.source for f in files}
-    report.removed = sorted(s for s in existing if s not in keep)
+    report.removed = sorted(s for s in existing
+                            if (prune and s not in keep) or (s in drop and s not in keep))
 
     new_chunks = [c for _, _, chunks in parsed.values() for c in chunks]
     new_windows = [windows(c.text) for c in new_chunks]
@@ -155,9 +166,11 @@ async def ingest(
                               dtype=np.int64)
 
     chunk_ids, texts = await _current_chunks(tenant_id, sessions)
-    if parsed or report.removed or not index_files.is_current(tenant_id, chunk_ids, digests(texts)):
+    if (parsed or report.removed or rebuild
+            or not index_files.is_current(tenant_id, chunk_ids, digests(texts))):
         report.manifest = await _rebuild(tenant_id, index_files, embedder, chunk_ids, texts,
-                                         new_owners, new_vectors, report)
+                                         new_owners, new_vectors, report,
+                                         reuse=not rebuild, progress=progress)
     report.chunks_total = len(chunk_ids)
     return report
 
@@ -188,12 +201,13 @@ async def _current_chunks(tenant_id: str,
 
 async def _rebuild(tenant_id: str, index_files: IndexFiles, embedder: Embedder,
                    chunk_ids: np.ndarray, texts: list[str], new_owners: np.ndarray,
-                   new_vectors: np.ndarray, report: IngestReport) -> Manifest:
+                   new_vectors: np.ndarray, report: IngestReport, *, reuse: bool = True,
+                   progress: Progress | None = None) -> Manifest:
     # Old vectors are reused only for chunks whose id AND text are unchanged: ids alone are
     # not enough (SQLite reuses deleted ids; a new database starts again at 1).
     current = dict(zip(chunk_ids.tolist(), digests(texts).tolist(), strict=True))
     old_owners, old_vectors = index_files.vectors(tenant_id)
-    old_digests = index_files.digests(tenant_id)
+    old_digests = index_files.digests(tenant_id) if reuse else {}
     trusted = [cid for cid, digest in old_digests.items() if current.get(cid) == digest]
     fresh = (np.isin(old_owners, np.array(trusted, dtype=np.int64))
              & ~np.isin(old_owners, new_owners))
@@ -208,7 +222,8 @@ async def _rebuild(tenant_id: str, index_files: IndexFiles, embedder: Embedder,
         log.warning("re-embedding chunks missing from the index",
                     extra={"tenant_id": tenant_id, "chunks": len(missing)})
         groups = [windows(texts[i]) for i in missing]
-        again = await embedder.encode_async([w for group in groups for w in group])
+        again = await asyncio.to_thread(_embed, embedder,
+                                        [w for group in groups for w in group], progress)
         again_owners = [chunk_ids[i] for i, group in zip(missing, groups, strict=True)
                         for _ in group]
         owners = np.concatenate([owners, np.array(again_owners, dtype=np.int64)])
