@@ -26,6 +26,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,7 @@ from admin_api.tables import (
 from core.db import utcnow
 from tenants.models import TenantRow
 
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")  # a shop's short name, as tenants/__main__.py
 INVITE_TTL = timedelta(days=7)
 SESSION_IDLE = timedelta(hours=12)
 SESSION_ABSOLUTE = timedelta(days=7)

@@ -7,8 +7,6 @@ person and a password (scripts on the server use `python -m admin_api shops crea
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator
 
 from admin_api import people
@@ -18,7 +16,7 @@ from admin_api.errors import Conflict
 from admin_api.principal import OPERATORS
 from admin_api.routes.users import EMAIL, InvitationOut, send_invitation
 
-SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+SLUG = people.SLUG
 
 
 class NewShop(Model):

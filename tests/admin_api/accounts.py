@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sanic_testing.testing import SanicASGITestClient
+from sanic_testing.testing import SanicASGITestClient  # type: ignore[import-untyped]  # no py.typed
 
 from admin_api import people
 from tenants.models import TenantRow
