@@ -15,6 +15,7 @@ from admin_api import auth, nlg, retention
 from admin_api.api import API
 from admin_api.errors import ApiError
 from admin_api.pages import mount as mount_pages
+from admin_api.worker import install as install_worker
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from tenants.api_keys import ApiKeyVerifier
@@ -73,6 +74,7 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
             await app.ctx.redis.aclose()
         await app.ctx.engine.dispose()
 
+    install_worker(app, settings)  # runs queued jobs (knowledge ingestion) off the request path
     retention.install(app)  # hourly: conversations past each shop's retention_days go
     return app
 
