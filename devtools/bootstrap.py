@@ -8,7 +8,8 @@ Idempotent: safe to run before every start. Every run restores the demo shop com
 (devtools/demo_shop.py) and rewrites its orders relative to now, and makes sure the dev env
 file (FILE, else var/dev.env, when it exists) holds a REST API key of the demo shop as
 DEMO_REST_KEY: the one already there while it still verifies, a new one when it does not (a
-fresh database, a revoked key).
+fresh database, a revoked key). The same for the admin API: DEMO_OWNER_KEY,
+DEMO_DESIGNER_KEY, DEMO_AGENT_KEY, and DEMO_OWNER_PASSWORD for owner@demo.example.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from admin_api import people
 from core import logs
 from core.db import create_engine, session_factory
 from core.settings import ROOT, ConfigError, ProcessSettings, Settings
@@ -31,6 +34,7 @@ from tenants.api_keys import ApiKeyVerifier, InvalidApiKey, issue_key
 from tenants.crypto import CredentialsBox, CredentialsError
 
 log = logging.getLogger(__name__)
+DEMO_OWNER_EMAIL = "owner@demo.example"
 
 
 def migrate(database_url: str | None = None) -> None:
@@ -88,24 +92,56 @@ def set_env_value(path: Path, name: str, value: str) -> None:
     path.chmod(0o600)
 
 
+async def demo_key(sessions: async_sessionmaker, path: Path, variable: str,
+                   scope: str) -> None:
+    """`variable` in the env file at `path`: a key of the demo shop with this scope, kept
+    while it still verifies, else a new one (a fresh database, a revoked key)."""
+    current = env_value(path, variable)
+    if current:
+        try:
+            await ApiKeyVerifier(sessions).verify(current, DEMO_TENANT_ID, scope=scope)
+            return
+        except InvalidApiKey:
+            log.info("a demo shop key no longer verifies: a new one is made",
+                     extra={"variable": variable})
+    issued = await issue_key(sessions, DEMO_TENANT_ID, f"development {scope} (devtools.bootstrap)",
+                             scope=scope)
+    set_env_value(path, variable, issued.secret)
+    log.info("demo shop key written", extra={"path": str(path), "variable": variable,
+                                             "key": issued.key.label})
+
+
 async def demo_rest_key(database_url: str, path: Path) -> None:
     """DEMO_REST_KEY in the env file at `path`: the demo shop's development REST key, kept
     while it still verifies (the README's curl and the tests send it)."""
-    current = env_value(path, "DEMO_REST_KEY")
+    engine = create_engine(database_url)
+    try:
+        await demo_key(session_factory(engine), path, "DEMO_REST_KEY", "rest")
+    finally:
+        await engine.dispose()
+
+
+async def demo_people(database_url: str, path: Path) -> None:
+    """The admin API's demo access in the env file at `path`: DEMO_OWNER_KEY,
+    DEMO_DESIGNER_KEY and DEMO_AGENT_KEY (the demo shop's admin keys, one per role, kept while
+    they verify) and DEMO_OWNER_PASSWORD, generated once, for DEMO_OWNER_EMAIL, the demo
+    shop's owner. The user's password is set from the file on every run, so the pair in
+    var/dev.env always logs in (whatever was changed in the database meanwhile)."""
     engine = create_engine(database_url)
     try:
         sessions = session_factory(engine)
-        if current:
-            try:
-                await ApiKeyVerifier(sessions).verify(current, DEMO_TENANT_ID)
-                return
-            except InvalidApiKey:
-                log.info("the demo shop's REST key no longer verifies: a new one is made")
-        issued = await issue_key(sessions, DEMO_TENANT_ID, "development (devtools.bootstrap)")
+        for role in ("owner", "designer", "agent"):
+            await demo_key(sessions, path, f"DEMO_{role.upper()}_KEY", role)
+        password = env_value(path, "DEMO_OWNER_PASSWORD")
+        if not password or len(password) < people.MIN_PASSWORD:
+            password = secrets.token_urlsafe(15)
+            set_env_value(path, "DEMO_OWNER_PASSWORD", password)
+        await people.set_password(sessions, DEMO_OWNER_EMAIL, password, create=True)
+        await people.ensure_member(sessions, DEMO_TENANT_ID, DEMO_OWNER_EMAIL, "owner")
     finally:
         await engine.dispose()
-    set_env_value(path, "DEMO_REST_KEY", issued.secret)
-    log.info("demo shop REST key written", extra={"path": str(path), "key": issued.key.label})
+    log.info("demo owner ready: log in to the admin service with DEMO_OWNER_PASSWORD",
+             extra={"email": DEMO_OWNER_EMAIL, "path": str(path)})
 
 
 def demo_credentials_key() -> str | None:
@@ -177,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     dev_env = args.dev_env or settings.var_dir / "dev.env"
     if dev_env.exists():  # never the first line of a file `make run` must fill with secrets
         asyncio.run(demo_rest_key(settings.database_url, dev_env))
+        asyncio.run(demo_people(settings.database_url, dev_env))
     asyncio.run(ingest_demo_knowledge(settings))
     log.info("storage ready", extra={"embedded": settings.uses_embedded_storage})
 
