@@ -213,9 +213,11 @@ class Inbox:
             log.warning("message answered again (a retry, or its gateway died)", extra=facts)
         last_try = claimed.attempts > len(self._retry_after)
         try:
-            replies, understood = await self._replies(inbound, apologise=last_try)
+            replies, turns = await self._replies(inbound, apologise=last_try)
+            understood = Understood.deciding([turn.understood() for turn in turns])
             await self._outbox.send(inbound.recipient(), replies,
-                                    await self._store_replies(inbound, replies, claimed.id),
+                                    await self._store_replies(inbound, replies, claimed.id,
+                                                              _actions_of(turns)),
                                     origin)
         except Exception as exc:
             if last_try:
@@ -280,15 +282,14 @@ class Inbox:
             await asyncio.sleep(every)
 
     async def _replies(self, inbound: InboundMessage,
-                       apologise: bool) -> tuple[list[Reply], Understood]:
-        """The bot's replies and what it made of the message (of its weightiest turn when
-        it was several questions: Understood.deciding); raises GatewayError when Rasa cannot
-        answer, unless `apologise` (the last try), when the apology answers instead."""
+                       apologise: bool) -> tuple[list[Reply], list[BotTurn]]:
+        """The bot's replies and its turns (one per question); raises GatewayError when Rasa
+        cannot answer, unless `apologise` (the last try), when the apology answers instead."""
         texts = inbound.turns()
         if len(texts) == 1 and not texts[0].strip():
             texts = (MEDIA_PAYLOAD,) if inbound.media else ()
         replies: list[Reply] = []
-        understood: list[Understood] = []
+        turns: list[BotTurn] = []
         for text in texts:
             if len(texts) == 1:
                 text = await self._chosen(inbound, text) or text
@@ -298,11 +299,11 @@ class Inbox:
                 if not apologise:
                     raise
                 turn = BotTurn(messages=[{"text": APOLOGY}])
-            understood.append(turn.understood())
+            turns.append(turn)
             if turn.messages:
                 replies.append(Reply(question=text if len(texts) > 1 else None,
                                      messages=tuple(turn.messages)))
-        return replies, Understood.deciding(understood)
+        return replies, turns
 
     async def _chosen(self, inbound: InboundMessage, text: str) -> str | None:
         """The payload of a numbered choice the bot offered last, if the visitor picked one."""
@@ -324,13 +325,14 @@ class Inbox:
                 return await call(*args)
 
     async def _store_replies(self, inbound: InboundMessage, replies: list[Reply],
-                             answering: int) -> int | None:
+                             answering: int, actions: list[str]) -> int | None:
         """Our copy of the bot's reply to stored message `answering`, keyed by it (a later
-        holder of its lease can tell whether it went out: Leases.answer_went_out)."""
+        holder of its lease can tell whether it went out: Leases.answer_went_out), with the
+        actions Rasa ran for it (transcripts show them)."""
         if not replies:
             return None
         messages = [m for r in replies for m in r.messages]
-        payload: dict[str, Any] = {"messages": messages}
+        payload: dict[str, Any] = {"messages": messages, "actions": actions}
         if any(r.question for r in replies):
             payload["questions"] = [r.question for r in replies]
         try:
@@ -378,20 +380,20 @@ class Inbox:
             # Our copy of what Rasa's tracker holds, and what it made of the message: stored
             # once the answer is on its way instead of delaying it, keeping the time it was
             # said. drain() waits on shutdown.
-            self._tasks.spawn(self._keep_copy(inbound, replies, utcnow(), message_pk,
-                                              understood))
+            self._tasks.spawn(self._keep_copy(inbound, turn, utcnow(), message_pk, understood))
         log.info("turn", extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel,
                                 "replies": len(replies),
                                 "ms": round((time.perf_counter() - started) * 1000, 1)})
         return replies
 
-    async def _keep_copy(self, inbound: InboundMessage, replies: list[dict[str, Any]],
-                         said_at: datetime, message_pk: int, understood: Understood) -> None:
+    async def _keep_copy(self, inbound: InboundMessage, turn: BotTurn, said_at: datetime,
+                         message_pk: int, understood: Understood) -> None:
         reply = None
-        if replies:
+        if turn.messages:
             reply = {"tenant_id": inbound.tenant.id, "sender_id": inbound.sender_id,
-                     "channel": inbound.channel, "direction": "out", "text": _text_of(replies),
-                     "payload": {"messages": replies}, "created_at": said_at}
+                     "channel": inbound.channel, "direction": "out",
+                     "text": _text_of(turn.messages), "created_at": said_at,
+                     "payload": {"messages": turn.messages, "actions": list(turn.actions)}}
         try:
             await conversations.record_turn(self._sessions, message_pk, understood, reply)
         except Exception:
@@ -437,6 +439,10 @@ class Inbox:
 def reply_key(message_pk: int) -> str:
     """The message id of our copy of the bot's reply to stored message `message_pk`."""
     return f"reply:{message_pk}"
+
+
+def _actions_of(turns: Sequence[BotTurn]) -> list[str]:
+    return [action for turn in turns for action in turn.actions]
 
 
 def _text_of(messages: list[dict[str, Any]]) -> str:

@@ -46,6 +46,9 @@ async def test_a_provider_message_gets_its_intent_in_the_update_that_marks_it_ha
         ("inform", 0.91, "handoff"),  # a person owns it: recorded, not answered
     ]
     assert all(row.handled_at is not None for row in rows)
+    replies = [row for row in await world.rows(MessageRow) if row.direction == "out"]
+    assert [row.payload["actions"] for row in replies] == [
+        ["action_greet"], ["action_answer_from_knowledge"], ["action_echo"], ["action_handoff"]]
     # Nothing was sent for the paused turn; everything else was answered.
     assert [text for _, text in world.sender.sent] == [
         "echo: hello", "echo: question: do you ship abroad?", "echo: where is it",
@@ -78,6 +81,7 @@ async def test_a_rest_turn_is_recorded_with_its_reply_after_the_answer(world: Wo
     assert understood(visitor) == ("nlu_fallback", 0.12, "fallback")
     assert (bot.direction, bot.text, understood(bot)) == ("out", "echo: gibberish",
                                                           (None, None, None))
+    assert bot.payload["actions"] == ["action_answer_from_knowledge"]
 
 
 async def test_a_paused_rest_conversation_is_recorded_without_a_reply(world: World) -> None:
