@@ -3,13 +3,18 @@
 `GET /analytics/summary` answers the figures (admin_api/analytics.py says what each one
 counts) with the unanswered questions grouped into topics (admin_api/clusters.py);
 `GET /analytics/unanswered` answers the topics alone, with more of them. Grouping embeds up
-to clusters.CAP texts, so its result is kept per shop and period for CACHE_SECONDS: a
-designer paging through the charts does not pay for it twice, and new questions show within
-a minute or so.
+to clusters.CAP texts (seconds the first time), so:
+- its result is kept per shop and period for CACHE_SECONDS: a designer paging through the
+  charts does not pay for it twice, and new questions show within a minute or so;
+- the summary waits for it at most SUMMARY_WAIT: past that the figures are answered with
+  `unanswered.ready` false while the grouping goes on in the background; the page asks
+  `GET /analytics/unanswered` (which waits for it) or the summary again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -19,10 +24,14 @@ from pydantic import Field, model_validator
 
 from admin_api import analytics, clusters
 from admin_api.api import API, Call, Model
+from admin_api.errors import Unavailable
 from admin_api.principal import DESIGNERS
+
+log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 256
+SUMMARY_WAIT = 2.0  # seconds the summary waits for the questions' grouping
 
 
 class RangeQuery(Model):
@@ -93,6 +102,8 @@ class ClusterOut(Model):
 class UnansweredOut(Model):
     total: int = Field(description="visitor messages of the period the bot could not answer "
                                    "(fallback or abstained)")
+    ready: bool = Field(description="false while the questions are still being grouped (the "
+                                    "summary does not wait long): ask again shortly")
     grouped: int = Field(description=f"how many of the latest were grouped (at most "
                                      f"{clusters.CAP})")
     clusters: list[ClusterOut] = Field(description="topics, largest first")
@@ -117,31 +128,62 @@ class _Grouped:
     found: list[clusters.Cluster]
 
 
+_Key = tuple[str, analytics.Period]
+
+
+async def _group(call: Call[Any, Any], key: _Key) -> _Grouped:
+    """Fetch the period's latest unanswered questions, group them, keep the result."""
+    shop, period = key
+    texts = await analytics.unanswered_texts(call.ctx.sessions, shop, period, clusters.CAP)
+    found = await clusters.group_questions(texts, call.ctx.settings.models_dir)
+    entry = _Grouped(time.monotonic(), len(texts), found)
+    cache = _state(call, "analytics_clusters")
+    if len(cache) >= CACHE_ENTRIES:
+        cache.pop(next(iter(cache)))
+    cache[key] = entry
+    return entry
+
+
 async def _unanswered(call: Call[Any, Any], period: analytics.Period, total: int,
-                      limit: int) -> UnansweredOut:
-    """The period's unanswered questions as topics, from the cache when it is fresh."""
-    cache: dict[tuple[str, analytics.Period], _Grouped] = _cache(call)
-    key = (call.shop, period)
-    entry = cache.get(key)
+                      limit: int, wait: float | None) -> UnansweredOut:
+    """The period's unanswered questions as topics: from the cache when it is fresh, else
+    grouped now (waiting at most `wait` seconds; None: until done)."""
+    key: _Key = (call.shop, period)
+    entry = _state(call, "analytics_clusters").get(key)
     if entry is None or time.monotonic() - entry.at > CACHE_SECONDS:
-        texts = await analytics.unanswered_texts(call.ctx.sessions, call.shop, period,
-                                                 clusters.CAP)
-        found = await clusters.group_questions(texts, call.ctx.settings.models_dir)
-        entry = _Grouped(time.monotonic(), len(texts), found)
-        if len(cache) >= CACHE_ENTRIES:
-            cache.pop(next(iter(cache)))
-        cache[key] = entry
-    return UnansweredOut(total=total, grouped=entry.grouped, clusters=[
+        running: dict[_Key, asyncio.Task[_Grouped]] = _state(call, "analytics_grouping")
+        task = running.get(key)
+        if task is None:
+            task = asyncio.create_task(_group(call, key))
+            running[key] = task  # held here so it is not collected while it runs
+            task.add_done_callback(lambda done: _finished(running, key, done))
+        try:
+            entry = await asyncio.wait_for(asyncio.shield(task), wait)
+        except TimeoutError:
+            return UnansweredOut(total=total, ready=False, grouped=0, clusters=[])
+        except Exception:
+            log.exception("grouping the unanswered questions failed")
+            if wait is None:
+                raise Unavailable("the questions could not be grouped; try again") from None
+            return UnansweredOut(total=total, ready=False, grouped=0, clusters=[])
+    return UnansweredOut(total=total, ready=True, grouped=entry.grouped, clusters=[
         ClusterOut(question=c.question, count=c.count, examples=list(c.examples))
         for c in entry.found[:limit]])
 
 
-def _cache(call: Call[Any, Any]) -> Any:
-    # On the app, not the module: apps (tests) over other databases share no entries.
+def _finished(running: dict[_Key, asyncio.Task[_Grouped]], key: _Key,
+              task: asyncio.Task[_Grouped]) -> None:
+    running.pop(key, None)
+    if not task.cancelled() and task.exception() is not None:  # nobody may be waiting
+        log.warning("grouping the unanswered questions failed", exc_info=task.exception())
+
+
+def _state(call: Call[Any, Any], name: str) -> Any:
+    # On the app, not the module: apps (tests) over other databases share nothing.
     ctx = call.ctx
-    if not hasattr(ctx, "analytics_clusters"):
-        ctx.analytics_clusters = {}
-    return ctx.analytics_clusters
+    if not hasattr(ctx, name):
+        setattr(ctx, name, {})
+    return getattr(ctx, name)
 
 
 def _intents(pairs: list[tuple[str, int]]) -> list[IntentCount]:
@@ -167,7 +209,7 @@ async def analytics_summary(call: Call[None, RangeQuery]) -> SummaryOut:
         top_intents=_intents(summary.top_intents),
         top_intents_by_channel={channel: _intents(pairs)
                                 for channel, pairs in summary.intents_by_channel.items()},
-        unanswered=await _unanswered(call, period, summary.unanswered, 10))
+        unanswered=await _unanswered(call, period, summary.unanswered, 10, SUMMARY_WAIT))
 
 
 @API.route("GET", "/analytics/unanswered", roles=DESIGNERS, query=UnansweredQuery,
@@ -177,4 +219,4 @@ async def analytics_unanswered(call: Call[None, UnansweredQuery]) -> UnansweredO
     meaning into topics with a representative question and a count, largest first."""
     period = call.query.period()
     total = await analytics.count_unanswered(call.ctx.sessions, call.shop, period)
-    return await _unanswered(call, period, total, call.query.limit)
+    return await _unanswered(call, period, total, call.query.limit, None)
