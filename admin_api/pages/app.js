@@ -391,27 +391,33 @@ async function loadTexts(page = textsPage) {
   textsPage = page;
   say(status, "Loading…");
   try {
-    const filter = $("texts-filter").value.trim();
-    const answer = await api("GET", "/responses",
-      { query: { page, page_size: filter ? 200 : PAGE_SIZE, q: undefined } });
-    const items = (Array.isArray(answer) ? answer : answer.items)
-      .filter((item) => !filter || item.name.includes(filter));
+    // All of them at once (a domain has tens of responses, the API gives up to 200 a page):
+    // the filter then only hides cards, so it never replaces one being edited.
+    const answer = await api("GET", "/responses", { query: { page, page_size: 200 } });
+    const items = Array.isArray(answer) ? answer : answer.items;
     $("texts-list").replaceChildren(...items.map(responseCard));
-    if (!Array.isArray(answer) && !filter) pager($("texts-pager"), answer, loadTexts);
-    else $("texts-pager").replaceChildren();
-    say(status, items.length ? "" : "No response matches.");
+    if (!Array.isArray(answer)) pager($("texts-pager"), answer, loadTexts);
+    filterTexts();
   } catch (error) {
     failed(status, error);
   }
 }
 
+function filterTexts() {
+  const filter = $("texts-filter").value.trim().toLowerCase();
+  let shown = 0;
+  for (const card of $("texts-list").children) {
+    const text = `${card.dataset.name} ${[...card.querySelectorAll("textarea")]
+      .map((area) => area.value).join(" ")}`.toLowerCase();
+    card.hidden = Boolean(filter) && !text.includes(filter);
+    if (!card.hidden) shown += 1;
+  }
+  say($("texts-status"), shown ? "" : "No response matches.");
+}
+
 function wireTexts() {
   LOADERS.texts = () => loadTexts(1);
-  let timer = null;
-  $("texts-filter").addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => loadTexts(1), 250);
-  });
+  $("texts-filter").addEventListener("input", filterTexts);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,15 +437,18 @@ async function loadKnowledge(page = knowledgePage) {
   try {
     const answer = await api("GET", "/knowledge/documents", { query: { page, page_size: PAGE_SIZE } });
     const rows = answer.items.map((doc) => {
-      const name = doc.title || doc.name || doc.source || doc.id;
+      const name = doc.title || doc.name || doc.source || String(doc.id);
+      const file = doc.name && doc.name !== name ? doc.name : "";
       const remove = el("button", { type: "button", class: "danger small" }, "Delete");
       remove.setAttribute("aria-label", `Delete ${name}`);
       remove.addEventListener("click", async () => {
         if (!window.confirm(`Delete “${name}” from the knowledge base?`)) return;
         remove.disabled = true;
         try {
-          await api("DELETE", `/knowledge/documents/${encodeURIComponent(doc.id)}`);
-          say(status, `Deleted ${name}.`, "ok");
+          // Deleting is a job too (the passages leave the index): follow it like an upload.
+          const answer = await api("DELETE", `/knowledge/documents/${encodeURIComponent(doc.id)}`);
+          if (answer && answer.job) await followJob(answer.job.id, `Deleted ${name}.`);
+          else say(status, `Deleted ${name}.`, "ok");
           await loadKnowledge();
         } catch (error) {
           failed(status, error);
@@ -447,8 +456,8 @@ async function loadKnowledge(page = knowledgePage) {
         }
       });
       return el("tr", {},
-        el("td", {}, name, doc.status && doc.status !== "ready" && doc.status !== "indexed"
-          ? el("span", { class: "badge" }, doc.status) : null),
+        el("td", {}, name, file ? el("div", { class: "hint" }, file) : null,
+          doc.status && doc.status !== "ready" ? el("span", { class: "badge" }, doc.status) : null),
         el("td", {}, doc.kind || ""), el("td", { class: "num" }, doc.chunks ?? ""),
         el("td", { class: "num" }, size(doc.size ?? doc.bytes)),
         el("td", {}, when(doc.updated_at || doc.created_at)), el("td", {}, remove));
@@ -465,7 +474,7 @@ async function loadKnowledge(page = knowledgePage) {
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-async function followJob(id) {
+async function followJob(id, doneMessage = null) {
   const status = $("knowledge-status");
   const bar = $("knowledge-progress");
   bar.hidden = false;
@@ -474,8 +483,9 @@ async function followJob(id) {
     bar.value = Number(job.progress) || 0;
     if (job.status === "done") {
       const result = job.result || {};
-      const chunks = result.chunks !== undefined ? `: ${result.chunks} passages` : "";
-      say(status, `Indexed${chunks}. The bot answers from it now.`, "ok");
+      const chunks = result.chunks === undefined ? ""
+        : `: ${result.chunks} passage${result.chunks === 1 ? "" : "s"}`;
+      say(status, doneMessage || `Indexed${chunks}. The bot answers from it now.`, "ok");
       break;
     }
     if (job.status === "failed") {
@@ -704,14 +714,25 @@ function showSummary(summary) {
 
   let channels = summary.per_channel || summary.channels || [];
   if (!Array.isArray(channels)) channels = Object.entries(channels).map(([channel, v]) => ({ channel, ...v }));
-  table($("analytics-channels"), ["Channel", "Conversations", "Messages"],
-    channels.map((c) => [c.channel, c.conversations,
-      typeof c.messages === "object" && c.messages ? (c.messages.in ?? 0) + (c.messages.out ?? 0) : c.messages]));
+  const messages = (c) => (c.messages_in !== undefined ? c.messages_in + (c.messages_out || 0) : c.messages);
+  table($("analytics-channels"), ["Channel", "Conversations", "Messages", "Contained"],
+    channels.map((c) => [c.channel, c.conversations, messages(c),
+      c.containment === null || c.containment === undefined ? "" : percent(c.containment)]));
   const intents = summary.top_intents || summary.intents || [];
   table($("analytics-intents"), ["Intent", "Count"], intents.map((i) => [i.name || i.intent, i.count]));
-  const clusters = summary.unanswered || summary.clusters || [];
-  $("analytics-unanswered").replaceChildren(...(clusters.length ? clusters.map((c) =>
-    el("li", {}, c.representative || c.question || c.text || "",
+  showUnanswered(summary.unanswered || summary.clusters || []);
+}
+
+function showUnanswered(unanswered) {
+  const clusters = Array.isArray(unanswered) ? unanswered : unanswered.clusters || [];
+  const list = $("analytics-unanswered");
+  if (unanswered.ready === false && unanswered.total) {
+    list.replaceChildren(el("li", {}, `Grouping ${unanswered.total} questions by topic…`));
+    return;
+  }
+  list.replaceChildren(...(clusters.length ? clusters.map((c) =>
+    el("li", { title: (c.examples || []).join("\n") || undefined },
+      c.representative || c.question || c.text || "",
       el("span", { class: "count" }, ` (${c.count ?? c.size ?? ""})`)))
     : [el("li", {}, "Nothing unanswered in this range.")]));
 }
@@ -720,10 +741,17 @@ async function loadAnalytics() {
   const status = $("analytics-status");
   say(status, "Loading…");
   try {
-    const summary = await api("GET", "/analytics/summary",
-      { query: { from: $("analytics-from").value, to: $("analytics-to").value } });
+    // Days are counted in the owner's own time zone, as their browser knows it.
+    const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const range = { from: $("analytics-from").value, to: $("analytics-to").value, tz };
+    const summary = await api("GET", "/analytics/summary", { query: range });
     showSummary(summary);
     say(status, "");
+    if (summary.unanswered && summary.unanswered.ready === false && summary.unanswered.total) {
+      // The summary did not wait for the grouping (embeddings, seconds the first time): this
+      // call does.
+      showUnanswered(await api("GET", "/analytics/unanswered", { query: { ...range, limit: 10 } }));
+    }
   } catch (error) {
     failed(status, error);
   }

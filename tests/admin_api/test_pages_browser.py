@@ -6,8 +6,9 @@ Redis too when they answer, as under `make test`) with the demo shop and its own
 answer carries its link). Debian's /usr/bin/chromium drives the pages the way an owner does:
 logging in (a wrong password is shown as an error; the session cookie is HttpOnly), changing a
 setting that is still there after a reload, a script's unsafe request without the CSRF header
-refused while the page's own succeed, a text changed and restored, and an invited person
-choosing a password on the invitation page and logging in with it.
+refused while the page's own succeed, a text changed and restored, a document uploaded,
+followed to its end as a job and deleted, the analytics of a day of conversations as a chart,
+and an invited person choosing a password on the invitation page and logging in with it.
 
 Marked `integration`: it needs Chromium, which `make test` installs (never a browser
 download), and a server process of its own.
@@ -21,9 +22,10 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
+import time as clock
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import httpx
@@ -31,6 +33,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from admin_api import people
+from core.conversations import MessageRow
 from core.db import create_engine, session_factory
 from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
@@ -60,14 +63,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+# A day of the demo shop's web conversations: visitors' messages with what the bot made of
+# them, and the bot's replies (the analytics tab's figures and chart).
+TODAY_TURNS = [("where is my order 1001?", "order_status", "flow"),
+               ("I want to return my jacket", "start_return", "flow"),
+               ("do you sell gift cards?", "nlu_fallback", "fallback")]
+
+
 async def prepare(database_url: str, password: str) -> None:
-    """The demo shop and its owner with a password, as devtools.bootstrap makes them."""
+    """The demo shop and its owner with a password, as devtools.bootstrap makes them, and
+    three conversations of today."""
     engine = create_engine(async_database_url(database_url))
     try:
         sessions = session_factory(engine)
         await seed_demo(sessions)
         await people.set_password(sessions, OWNER, password, create=True)
         await people.ensure_member(sessions, DEMO_TENANT_ID, OWNER, "owner")
+        noon = datetime.combine(today(), time(12), UTC)
+        async with sessions() as session:
+            for n, (text, intent, outcome) in enumerate(TODAY_TURNS):
+                sender = f"{DEMO_TENANT_ID}:web:visitor-{n}"
+                at = noon - timedelta(minutes=10 * n)
+                session.add_all([
+                    MessageRow(tenant_id=DEMO_TENANT_ID, sender_id=sender, channel="web",
+                               direction="in", message_id=f"in-{n}", text=text, intent=intent,
+                               confidence=0.9, outcome=outcome, created_at=at, handled_at=at),
+                    MessageRow(tenant_id=DEMO_TENANT_ID, sender_id=sender, channel="web",
+                               direction="out", message_id=f"out-{n}", text="One moment.",
+                               created_at=at + timedelta(seconds=1))])
+            await session.commit()
     finally:
         await engine.dispose()
 
@@ -96,7 +124,7 @@ def served(request: pytest.FixtureRequest,
                                stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = clock.monotonic() + 60
         while True:
             assert process.poll() is None, (root / "admin.log").read_text()[-3000:]
             try:
@@ -104,8 +132,8 @@ def served(request: pytest.FixtureRequest,
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "the admin service did not answer in 60 s"
-            time.sleep(0.2)
+            assert clock.monotonic() < deadline, "the admin service did not answer in 60 s"
+            clock.sleep(0.2)
         yield Served(base, password)
     finally:
         process.terminate()
@@ -119,6 +147,7 @@ def served(request: pytest.FixtureRequest,
 
 @pytest.fixture(scope="module")
 def browser(served: Served) -> Iterator[Browser]:
+    expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
@@ -127,7 +156,7 @@ def browser(served: Served) -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
+    context = browser.new_context(timezone_id="UTC")  # analytics days are the browser's
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     yield page
@@ -277,3 +306,42 @@ def test_the_invitation_page_sets_a_password_and_the_new_person_logs_in(
     expect(fresh.get_by_role("tab", name="Settings")).to_be_hidden()
     expect(fresh.locator("#who")).to_contain_text("Dana Designer")
     fresh.context.close()
+
+
+def test_a_document_is_uploaded_indexed_and_deleted(
+        served: Served, page: Page, tmp_path: Path) -> None:
+    document = tmp_path / "gift-wrapping.md"
+    document.write_text("# Gift wrapping\n\nEvery order can be gift wrapped for 4 euros: choose "
+                        "it at checkout, and add a card with your own message.\n")
+    log_in(page, served.base, OWNER, served.owner_password)
+    page.get_by_role("tab", name="Knowledge").click()
+    page.get_by_label("Add or replace a document").set_input_files(str(document))
+    page.get_by_role("button", name="Upload").click()
+    status = page.locator("#knowledge-status")
+    expect(status).to_contain_text("Indexed", timeout=120_000)  # the embedder loads once
+    row = page.locator("#knowledge-table tbody tr", has_text="gift-wrapping.md")
+    expect(row.locator("td").first).to_contain_text("Gift wrapping")  # its title, then file
+    chunks = int(row.locator("td").nth(2).inner_text())
+    assert chunks >= 1
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Delete Gift wrapping").click()
+    expect(status).to_have_text("Deleted Gift wrapping.", timeout=60_000)
+    expect(page.locator("#knowledge-table tbody tr", has_text="gift-wrapping.md")).to_have_count(0)
+
+
+def test_analytics_show_the_days_in_a_chart(served: Served, page: Page) -> None:
+    log_in(page, served.base, OWNER, served.owner_password)
+    page.get_by_role("tab", name="Analytics").click()
+    totals = page.locator("#analytics-totals")
+    expect(totals.locator("div", has=page.locator("dt", has_text="Conversations"))
+           .locator("dd")).to_have_text(str(len(TODAY_TURNS)), timeout=60_000)
+    chart = page.get_by_role("img", name="Conversations per day")
+    expect(chart).to_be_visible()
+    bar = chart.locator(f'rect[data-day="{today().isoformat()}"]')
+    expect(bar).to_have_attribute("data-value", str(len(TODAY_TURNS)))
+    assert float(bar.get_attribute("height") or 0) > 0
+    yesterday = chart.locator(f'rect[data-day="{(today() - timedelta(days=1)).isoformat()}"]')
+    expect(yesterday).to_have_attribute("data-value", "0")
+    expect(page.locator("#analytics-intents")).to_contain_text("order_status")
+    expect(page.locator("#analytics-unanswered")).to_contain_text("gift cards")
