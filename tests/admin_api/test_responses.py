@@ -169,3 +169,10 @@ async def test_another_process_sees_a_change_once_its_cache_entry_is_a_second_ol
     replica.forget(admin.demo.id)  # a write in its own process: at once
     assert (await replica.variants(admin.demo.id, "utter_greet", domain))[0]["text"] \
         .startswith(GREET)
+
+
+async def test_without_a_token_a_caller_from_elsewhere_is_refused(admin: Admin) -> None:
+    """The ASGI test client has no loopback address: without the token it is refused (the
+    loopback caller without a token is answered: tests/integration/test_nlg.py)."""
+    status, body = await say(admin, "utter_greet", token=None)
+    assert status == 401 and "token" in body["detail"]

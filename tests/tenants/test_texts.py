@@ -135,3 +135,9 @@ def test_every_argument_an_action_passes_with_a_response_may_be_used_in_its_temp
         assert name in domain.responses, f"actions say {name}, which the domain lacks"
         assert arguments <= domain.allowed_placeholders(name), name
         assert set(ARGUMENTS.get(name, ())) == arguments, name
+
+
+def test_every_default_of_the_domain_passes_the_checks_a_designers_text_gets() -> None:
+    domain = domain_texts()
+    for name in domain.responses:
+        validate(name, domain.defaults(name), domain)
