@@ -215,8 +215,14 @@ class IssuedSession:
 # --- tokens and passwords ------------------------------------------------------------------
 
 
+def clean(text: str) -> str:
+    """`text` without what no database or hash can store (lone surrogates from JSON's
+    "\\udXXX" escapes become '?'): such input is answered like any wrong value, not a 500."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def normal_email(email: str) -> str:
-    return email.strip().lower()
+    return clean(email).strip().lower()
 
 
 def new_token() -> str:
@@ -224,7 +230,7 @@ def new_token() -> str:
 
 
 def token_hash(token: str) -> str:
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(clean(token).encode()).hexdigest()
 
 
 def csrf_token(key: bytes, session_token: str) -> str:
@@ -234,6 +240,8 @@ def csrf_token(key: bytes, session_token: str) -> str:
 
 
 def check_password_rules(password: str) -> None:
+    if clean(password) != password:
+        raise WeakPassword("a password must be text (no lone surrogate characters)")
     if len(password) < MIN_PASSWORD:
         raise WeakPassword(f"a password needs at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
@@ -260,7 +268,7 @@ def _verify(stored: str | None, password: str) -> bool:
 async def password_matches(stored: str | None, password: str) -> bool:
     """Does `password` match the stored hash? With no hash (unknown email, invitation not
     accepted) a dummy hash is verified, so both cases cost the same time."""
-    if len(password) > MAX_PASSWORD:
+    if len(password) > MAX_PASSWORD or clean(password) != password:
         return False
     return await asyncio.to_thread(_verify, stored, password)
 
@@ -339,7 +347,7 @@ async def ensure_member(sessions: async_sessionmaker, tenant_id: str, email: str
 
 async def shop_by_slug(sessions: async_sessionmaker, slug: str) -> TenantRow:
     async with sessions() as session:
-        row = (await session.execute(select(TenantRow).where(TenantRow.slug == slug))
+        row = (await session.execute(select(TenantRow).where(TenantRow.slug == clean(slug)))
                ).scalar_one_or_none()
     if row is None:
         raise UnknownShop(f"no shop called {slug!r}")
@@ -355,7 +363,7 @@ async def add_shop(sessions: async_sessionmaker, slug: str, name: str) -> str:
                  ).first()
         if taken is not None:
             raise ShopExists(f"a shop called {slug!r} exists already")
-        session.add(TenantRow(id=tenant_id, slug=slug, name=name.strip()))
+        session.add(TenantRow(id=tenant_id, slug=slug, name=clean(name).strip()))
         try:
             await session.commit()
         except IntegrityError:
@@ -559,7 +567,7 @@ async def accept(sessions: async_sessionmaker, token: str, password: str,
         if hashed is not None:
             user.password_hash = hashed
         if name and name.strip():
-            user.name = name.strip()[:200]
+            user.name = clean(name).strip()[:200]
         await session.flush()
         membership = (await session.execute(select(MembershipRow).where(
             MembershipRow.user_id == user.id, MembershipRow.tenant_id == invitation.tenant_id))
@@ -651,6 +659,7 @@ async def start_session(sessions: async_sessionmaker, user: User,
 
 def _choose(shops: list[ShopRole], slug: str | None, is_operator: bool) -> ShopRole | None:
     if slug:
+        slug = clean(slug)
         for shop in shops:
             if shop.slug == slug:
                 return shop

@@ -30,7 +30,7 @@ class NewShop(Model):
     def an_address(cls, value: str) -> str:
         if not EMAIL.fullmatch(value.strip()):
             raise ValueError("not an email address")
-        return value.strip().lower()
+        return people.normal_email(value)
 
 
 class ShopCreated(Model):

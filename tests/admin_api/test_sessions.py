@@ -198,3 +198,21 @@ async def test_an_api_key_is_not_a_session(admin: Admin) -> None:
     assert me["role"] == "designer" and me["shop"]["slug"] == "demo"
     status, _ = await admin.call("POST", "/session/shop", json={"shop": "demo"})
     assert status == 400
+
+
+async def test_undecodable_text_is_refused_not_a_server_error(admin: Admin) -> None:
+    """JSON may escape lone surrogates ("\\ud800"), which no database or hash can store."""
+    browser = Browser(admin)
+    json_header = {"Content-Type": "application/json"}
+    status, _, _ = await browser.call(
+        "POST", "/session", headers=json_header,
+        content=b'{"email": "a\\ud800@example.com", "password": "x\\udfff", "shop": "\\ud800"}')
+    assert status == 422
+    status, _, _ = await browser.call(
+        "POST", "/invitations/accept", headers=json_header,
+        content=b'{"token": "\\ud800", "password": "long enough \\ud800", "name": "\\ud800"}')
+    assert status == 422
+    status, _ = await admin.call("POST", "/users", headers=json_header,
+                                 content=b'{"email": "x\\ud800@example.com", "role": "agent"}')
+    assert status == 422
+    assert people.clean("a\ud800") == "a?"  # the CLI's arguments may hold them too
