@@ -14,12 +14,14 @@ What is counted (the owner page and `GET /analytics/summary` show these):
 
 Speed (bench/admin_analytics.py, 1 million messages over 90 days): aggregating the messages
 themselves reads every row of the period (the (tenant_id, created_at) index does not help
-when the period is most of the shop's rows; a covering index did not make PostgreSQL leave
-the sequential scan) and took 3.3-5.5 s on a busy 2-CPU host. So finished days are rolled up
+when the period is most of the shop's rows; with a covering index PostgreSQL still chose the
+sequential scan) and took 3.3-8.7 s on a busy 2-CPU host. So finished days are rolled up
 once into analytics_days / analytics_intents (per shop, time zone, day and channel: a few
 hundred rows for 90 days), on the first summary that needs them, and only the unfinished
 part of the period (today; yesterday until SETTLE after midnight) is read from the messages
-on every call. The numbers are in the bench's docstring.
+on every call: 183 ms median there, 321 ms on the day a new day is rolled up. The first
+summary of a shop's whole history pays the full scan once (8.1 s there). Numbers in the
+bench's docstring.
 
 Rolled-up days are not recomputed: messages deleted later (retention, a visitor's erasure)
 leave their day's counts, which hold no personal data; an outcome written more than SETTLE
