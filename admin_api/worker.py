@@ -212,6 +212,13 @@ def library_for(settings: Settings, sessions: async_sessionmaker) -> Library:
                    lambda: get_embedder(precision=settings.embed_precision))
 
 
+async def _warm(library: Library) -> None:
+    try:
+        await library.embedder()
+    except Exception:
+        log.warning("embedding model not loaded ahead; the first job loads it", exc_info=True)
+
+
 def install(app: Sanic, settings: Settings) -> None:
     """Start the worker with the server (after the connections are open) and stop it first."""
 
@@ -224,6 +231,12 @@ def install(app: Sanic, settings: Settings) -> None:
         if app.config.get("JOB_WORKER", True):
             app.ctx.worker = Worker(app.ctx.sessions, knowledge_handlers(app.ctx.library))
             app.ctx.worker.start()
+            # Load the embedding model now, in a thread, rather than in the first upload's job
+            # (seconds; tens of seconds on a busy machine): that job is then done sooner. Not
+            # under Sanic's test client, which starts the app around every request.
+            if not Sanic.test_mode:
+                app.ctx.warming = asyncio.create_task(_warm(app.ctx.library),
+                                                      name="warm-embedder")
 
     @app.before_server_stop
     async def stop_worker(app: Sanic) -> None:

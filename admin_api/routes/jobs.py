@@ -4,6 +4,7 @@ and how it ended. Jobs are queued by other routes (POST /knowledge/documents ans
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -14,6 +15,7 @@ from admin_api.errors import NotFound
 from admin_api.principal import DESIGNERS
 from core.jobs import Job, get_job, list_jobs
 
+_JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 JobStatus = Literal["queued", "running", "done", "failed"]
 
 
@@ -39,7 +41,8 @@ class JobOut(Model):
 
 
 class JobFilter(PageQuery):
-    kind: str | None = Field(None, max_length=32, description="only jobs of this kind")
+    kind: str | None = Field(None, max_length=32, pattern=r"^[a-z][a-z0-9._-]*$",
+                             description="only jobs of this kind")
     status: JobStatus | None = None
 
 
@@ -47,7 +50,10 @@ class JobFilter(PageQuery):
            summary="Read a background job")
 async def read_job(call: Call[None, None]) -> JobOut:
     """Poll this until `status` is done or failed; `progress` moves from 0 to 1 meanwhile."""
-    job = await get_job(call.ctx.sessions, call.shop, call.path["job_id"])
+    job_id = call.path["job_id"]
+    # Only a well-formed id reaches the database (PostgreSQL refuses a NUL byte with an error).
+    job = (await get_job(call.ctx.sessions, call.shop, job_id)
+           if _JOB_ID.fullmatch(job_id) else None)
     if job is None:
         raise NotFound("no such job in your shop")
     return JobOut.of(job)

@@ -69,7 +69,8 @@ class NewText(Model):
 
 
 class DocumentFilter(PageQuery):
-    q: str | None = Field(None, max_length=200, description="part of the name or the title")
+    q: str | None = Field(None, max_length=200, pattern=r"^[^\x00]*$",
+                          description="part of the name or the title")
 
 
 def _library(call: Call[Any, Any]) -> Library:
@@ -105,7 +106,7 @@ async def _document(call: Call[Any, Any], *, source: str | None = None
     where = [KnowledgeDocumentRow.tenant_id == call.shop]
     if source is None:
         raw = call.path.get("document_id", "")
-        if not raw.isdigit() or len(raw) > 18:
+        if not re.fullmatch(r"[0-9]{1,18}", raw):  # str.isdigit() passes "²", int() not
             raise NotFound("no such document in your shop")
         where.append(KnowledgeDocumentRow.id == int(raw))
     else:

@@ -174,3 +174,18 @@ async def test_a_worker_claims_only_the_kinds_it_runs(
     assert other is not None and other.kind == "training.run"
     active = await jobs.active_jobs(sessions, SHOP, "training.")
     assert [j.id for j in active] == [other.id]
+
+
+async def test_a_released_job_is_queued_again_without_counting_the_attempt(
+        database: tuple[str, async_sessionmaker]) -> None:
+    _, sessions = database
+    job = await jobs.enqueue(sessions, SHOP, "knowledge.ingest")
+    assert (await jobs.claim(sessions, "stopping")) is not None
+    await jobs.report_progress(sessions, job.id, "stopping", 0.7)
+    assert not await jobs.release(sessions, job.id, "someone-else")
+    assert await jobs.release(sessions, job.id, "stopping")
+    back = await jobs.get_job(sessions, SHOP, job.id)
+    assert back is not None and back.status == "queued" and back.progress == 0
+    assert back.attempts == 0
+    again = await jobs.claim(sessions, "successor")  # at once: no lease to wait out
+    assert again is not None and again.id == job.id and again.attempts == 1
