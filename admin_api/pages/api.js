@@ -98,8 +98,10 @@ export function when(value) {
   return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
 }
 
+const ACRONYMS = { llm: "LLM", url: "URL", id: "ID" };
+
 export function humanize(name) {
-  const words = String(name).replace(/_/g, " ");
+  const words = String(name).split("_").map((w) => ACRONYMS[w] || w).join(" ");
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 

@@ -575,56 +575,70 @@ function sourcesOf(item) {
   const knowledge = item.knowledge || (item.custom && item.custom.knowledge)
     || (item.json && item.json.knowledge) || {};
   const sources = item.sources || knowledge.sources || [];
-  return sources.map((s) => (typeof s === "string" ? s : s.title || s.document || s.source || s.url || ""))
+  return sources.map((s) => (typeof s === "string" ? s : s.title || s.document || s.url || ""))
     .filter(Boolean);
 }
 
+/** One turn of a transcript: the visitor's message with what the bot made of it, then the
+ * bot's messages with their knowledge sources and how each provider delivered them. */
 function turnItems(turn) {
   const items = [];
-  const visitor = turn.visitor_text ?? turn.visitor ?? (turn.direction === "in" ? turn.text : undefined);
-  if (visitor !== undefined && visitor !== null) {
-    const facts = [when(turn.created_at || turn.at),
+  const visitor = turn.visitor ?? turn.visitor_text ?? (turn.direction === "in" ? turn : null);
+  if (visitor) {
+    const text = typeof visitor === "object" ? visitor.text : visitor;
+    const facts = [when(visitor.at || turn.at || turn.created_at),
       turn.intent ? `intent ${turn.intent}` : "",
       typeof turn.confidence === "number" ? `confidence ${turn.confidence.toFixed(2)}` : "",
       turn.outcome ? `outcome ${turn.outcome}` : "",
       (turn.actions || []).length ? `actions ${turn.actions.join(", ")}` : ""];
     items.push(el("li", { class: "turn in" },
-      el("div", { class: "bubble" }, typeof visitor === "object" ? visitor.text || "" : visitor),
+      el("div", { class: "bubble" }, text || ""),
       el("div", { class: "meta" }, facts.filter(Boolean).join(" · "))));
   }
   for (const message of botMessages(turn)) {
-    const sources = sourcesOf(message).concat(message === turn ? [] : []);
     const buttons = (message.buttons || []).map((b) => el("span", {}, b.title || b.payload || ""));
-    const deliveries = (message.deliveries || turn.deliveries || []).map((d) =>
-      [d.provider || d.channel, d.status, d.provider_message_id, d.error].filter(Boolean).join(" "));
     items.push(el("li", { class: "turn out" },
       el("div", { class: "bubble" }, message.text || (message.image ? `[image] ${message.image}` : ""),
-        buttons.length ? el("div", { class: "buttons" }, buttons) : null),
-      el("div", { class: "meta" }, [message === turn ? when(turn.created_at) : "",
-        sources.length ? `sources: ${sources.join(", ")}` : "",
-        deliveries.length ? `delivery: ${deliveries.join("; ")}` : ""].filter(Boolean).join(" · "))));
+        buttons.length ? el("div", { class: "buttons" }, buttons) : null)));
   }
-  const turnSources = sourcesOf(turn);
-  if (turnSources.length && items.length) {
-    items[items.length - 1].append(el("div", { class: "meta" }, `sources: ${turnSources.join(", ")}`));
+  const sources = sourcesOf(turn);
+  const deliveries = (turn.deliveries || []).map((d) => [d.provider, d.status,
+    d.provider_message_id, d.error_code, d.error_detail].filter(Boolean).join(" "));
+  const facts = [turn.knowledge_mode ? `knowledge: ${turn.knowledge_mode}` : "",
+    sources.length ? `sources: ${sources.join(", ")}` : "",
+    deliveries.length ? `delivery: ${deliveries.join("; ")}` : ""].filter(Boolean);
+  if (facts.length && items.length) {
+    items[items.length - 1].append(el("div", { class: "meta" }, facts.join(" · ")));
   }
   return items;
 }
 
-async function openTranscript(conversation, row) {
+async function openTranscript(conversation, row, before = null) {
   for (const other of $("conversations-table").tBodies[0].rows) other.removeAttribute("aria-current");
   row.setAttribute("aria-current", "true");
   const status = $("conversations-status");
   try {
-    const transcript = await api("GET", `/conversations/${encodeURIComponent(conversation.id)}`);
+    const transcript = await api("GET", `/conversations/${encodeURIComponent(conversation.id)}`,
+      { query: { before } });
     const turns = transcript.turns || transcript.messages || transcript.items || [];
-    $("transcript-turns").replaceChildren(...turns.flatMap(turnItems));
-    $("transcript-title").textContent = `Transcript · ${conversation.channel || ""} · ${conversation.visitor || ""}`;
+    const list = $("transcript-turns");
+    const older = transcript.older_than
+      ? el("li", {}, el("button", { type: "button", class: "secondary small",
+        onclick: (event) => { event.currentTarget.parentElement.remove(); openOlder(conversation, row, transcript.older_than); } },
+      "Show older messages")) : null;
+    if (before) list.prepend(...[older, ...turns.flatMap(turnItems)].filter(Boolean));
+    else list.replaceChildren(...[older, ...turns.flatMap(turnItems)].filter(Boolean));
+    $("transcript-title").textContent = ["Transcript", transcript.channel || conversation.channel,
+      transcript.visitor || conversation.visitor, transcript.state].filter(Boolean).join(" · ");
     $("transcript").hidden = false;
-    $("transcript-title").focus();
+    if (!before) $("transcript-title").focus();
   } catch (error) {
     failed(status, error);
   }
+}
+
+function openOlder(conversation, row, before) {
+  return openTranscript(conversation, row, before);
 }
 
 function wireConversations() {

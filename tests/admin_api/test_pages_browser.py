@@ -8,7 +8,8 @@ logging in (a wrong password is shown as an error; the session cookie is HttpOnl
 setting that is still there after a reload, a script's unsafe request without the CSRF header
 refused while the page's own succeed, a text changed and restored, a document uploaded,
 followed to its end as a job and deleted, the analytics of a day of conversations as a chart,
-and an invited person choosing a password on the invitation page and logging in with it.
+the conversations filtered and one transcript read, and an invited person choosing a
+password on the invitation page and logging in with it.
 
 Marked `integration`: it needs Chromium, which `make test` installs (never a browser
 download), and a server process of its own.
@@ -345,3 +346,22 @@ def test_analytics_show_the_days_in_a_chart(served: Served, page: Page) -> None:
     expect(yesterday).to_have_attribute("data-value", "0")
     expect(page.locator("#analytics-intents")).to_contain_text("order_status")
     expect(page.locator("#analytics-unanswered")).to_contain_text("gift cards")
+
+
+def test_conversations_are_listed_filtered_and_read(served: Served, page: Page) -> None:
+    log_in(page, served.base, OWNER, served.owner_password)
+    page.get_by_role("tab", name="Conversations").click()
+    rows = page.locator("#conversations-table tbody tr")
+    expect(rows).to_have_count(len(TODAY_TURNS))
+    page.get_by_label("Outcome").select_option("fallback")
+    page.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("One moment.")  # the last message
+
+    rows.first.click()
+    turns = page.locator("#transcript-turns")
+    expect(page.locator("#transcript-title")).to_be_focused()
+    expect(turns.locator(".turn.in")).to_contain_text("do you sell gift cards?")
+    expect(turns.locator(".turn.in .meta")).to_contain_text("intent nlu_fallback")
+    expect(turns.locator(".turn.in .meta")).to_contain_text("outcome fallback")
+    expect(turns.locator(".turn.out")).to_contain_text("One moment.")
