@@ -216,9 +216,10 @@ class IssuedSession:
 
 
 def clean(text: str) -> str:
-    """`text` without what no database or hash can store (lone surrogates from JSON's
-    "\\udXXX" escapes become '?'): such input is answered like any wrong value, not a 500."""
-    return text.encode("utf-8", "replace").decode("utf-8")
+    """`text` without what a database cannot store: lone surrogates (the CLI's arguments may
+    hold them) become '?', NUL characters (PostgreSQL's text refuses them) are dropped. Such
+    input is then answered like any wrong value, never with a 500."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
 
 def normal_email(email: str) -> str:

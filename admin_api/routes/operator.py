@@ -14,7 +14,7 @@ from admin_api.api import API, Call, Model
 from admin_api.audit import record
 from admin_api.errors import Conflict
 from admin_api.principal import OPERATORS
-from admin_api.routes.users import EMAIL, InvitationOut, send_invitation
+from admin_api.routes.users import InvitationOut, email_field, send_invitation
 
 SLUG = people.SLUG
 
@@ -23,13 +23,11 @@ class NewShop(Model):
     slug: str = Field(min_length=2, max_length=63, pattern=SLUG.pattern,
                       description="lowercase letters, digits and '-': the shop's short name")
     name: str = Field(min_length=1, max_length=200)
-    owner_email: str = Field(min_length=3, max_length=254)
+    owner_email: str = email_field()
 
     @field_validator("owner_email")
     @classmethod
-    def an_address(cls, value: str) -> str:
-        if not EMAIL.fullmatch(value.strip()):
-            raise ValueError("not an email address")
+    def normal(cls, value: str) -> str:
         return people.normal_email(value)
 
 

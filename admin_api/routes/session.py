@@ -17,7 +17,14 @@ from sanic.response import HTTPResponse, json
 from admin_api import people
 from admin_api.api import API, Call, Model
 from admin_api.auth import COOKIE, clear_session_cookie, set_session_cookie
-from admin_api.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized, Unprocessable
+from admin_api.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+)
 from admin_api.principal import EVERYONE, OPERATORS
 from admin_api.tables import AuditRow
 from core.db import utcnow
@@ -152,7 +159,7 @@ async def who_am_i(call: Call[None, None]) -> SessionOut:
 async def switch_shop(call: Call[SwitchIn, None]) -> SessionOut:
     session: people.Session | None = getattr(call.request.ctx, "admin_session", None)
     if session is None:
-        raise BadRequest("an API key belongs to one shop: use a key of the other shop")
+        raise Forbidden("an API key belongs to one shop: use a key of the other shop")
     try:
         moved = await people.switch_shop(call.ctx.sessions, session, call.body.shop)
     except people.NotAMember as exc:
@@ -175,18 +182,20 @@ async def log_out(call: Call[None, None]) -> HTTPResponse:
 
 
 @API.route("POST", "/invitations/accept", public=True, roles=frozenset(), body=AcceptIn,
-           response=SessionOut, summary="Accept an invitation", errors=(410,))
+           response=SessionOut, summary="Accept an invitation", errors=(403, 404, 410))
 async def accept_invitation(call: Call[AcceptIn, None]) -> HTTPResponse:
     """Sets your password (a new account) and your role in the inviting shop, and logs you in
-    there. A used or expired link is 410; an unknown one 400; an email with an account
-    already must give that account's password (400 otherwise)."""
+    there. A used or expired link is 410; an unknown one 404; an email with an account
+    already must give that account's password (403 otherwise)."""
     try:
         user, invitation = await people.accept(call.ctx.sessions, call.body.token,
                                                call.body.password, call.body.name)
     except people.InvitationGone as exc:
         raise Gone(str(exc)) from None
-    except (people.InvalidInvitation, people.AccountExists) as exc:
-        raise BadRequest(str(exc)) from None
+    except people.InvalidInvitation as exc:
+        raise NotFound(str(exc)) from None
+    except people.AccountExists as exc:
+        raise Forbidden(str(exc)) from None
     except people.WeakPassword as exc:
         raise Unprocessable(str(exc)) from None
     issued = await people.start_session(call.ctx.sessions, user,

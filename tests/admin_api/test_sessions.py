@@ -197,7 +197,7 @@ async def test_an_api_key_is_not_a_session(admin: Admin) -> None:
     assert status == 200 and me["user"] is None and me["csrf_token"] is None
     assert me["role"] == "designer" and me["shop"]["slug"] == "demo"
     status, _ = await admin.call("POST", "/session/shop", json={"shop": "demo"})
-    assert status == 400
+    assert status == 403
 
 
 async def test_undecodable_text_is_refused_not_a_server_error(admin: Admin) -> None:
