@@ -299,3 +299,21 @@ async def test_the_summary_does_not_wait_long_for_the_topics(
     assert status == 200 and topics["ready"] and [c["count"] for c in topics["clusters"]] == [2]
     _, body = await admin.call("GET", f"/analytics/summary?{RANGE}")
     assert body["unanswered"] == topics
+
+
+# --- grouping itself (no database) ----------------------------------------------------------
+
+def test_grouping_folds_repeats_and_names_a_topic_by_its_plain_question(onnx_file: Path) -> None:
+    from admin_api.clusters import group_sync
+
+    asked = (["do you ship to canada"] * 3 + ["Do you  ship to Canada"]
+             + ["hello! do you deliver internationally (order #51234)",
+                "can you send it abroad", "is there a student discount",
+                "do students get a discount please", "asdfgh"])
+    found = group_sync(asked, onnx_file.parent)
+    assert [(c.question, c.count) for c in found] == [
+        ("do you ship to canada", 6), ("is there a student discount", 2), ("asdfgh", 1)]
+    assert set(found[0].examples) == {"hello! do you deliver internationally (order #51234)",
+                                      "can you send it abroad"}
+    assert group_sync(list(reversed(asked)), onnx_file.parent)[0].count == 6
+    assert group_sync(["", "   "], onnx_file.parent) == []
