@@ -178,10 +178,13 @@ async def ingest_demo_knowledge(settings: ProcessSettings) -> None:
     from knowledge.embeddings import get_embedder
     from knowledge.index import IndexFiles
     from knowledge.ingest import collect, ingest
+    from knowledge.library import Uploads
 
+    # What designers uploaded over the admin API stays (and wins over a demo file's name).
+    files = Uploads.under(settings.var_dir).along_with(DEMO_TENANT_ID, collect([DEMO_KNOWLEDGE]))
     engine = create_engine(settings.database_url)
     try:
-        report = await ingest(DEMO_TENANT_ID, collect([DEMO_KNOWLEDGE]), session_factory(engine),
+        report = await ingest(DEMO_TENANT_ID, files, session_factory(engine),
                               IndexFiles(settings.knowledge_dir),
                               get_embedder(precision=settings.embed_precision))
     finally:

@@ -6,7 +6,8 @@
 
 Formats: Markdown, HTML, PDF, plain text, and CSV (FAQ with question/answer columns, or a
 catalogue with one row a product). `ingest` is safe to re-run: unchanged files are skipped,
-changed ones replaced, and documents no longer among PATH... are removed.
+changed ones replaced, and documents no longer among PATH... are removed. Documents uploaded
+over the admin API are kept (and win over a file of the same name): they are the designers'.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.settings import ProcessSettings
 from knowledge.embeddings import get_embedder
 from knowledge.index import IndexFiles
 from knowledge.ingest import IngestReport, collect, ingest
+from knowledge.library import Uploads
 from knowledge.retrieval import Retriever
 from knowledge.tables import KnowledgeDocumentRow
 from tenants.models import TenantRow
@@ -65,7 +67,7 @@ def print_report(report: IngestReport) -> None:
 
 async def run_ingest(settings: ProcessSettings, tenant: str, paths: list[Path]) -> int:
     async with tenant_storage(settings, tenant) as (sessions, tenant_id):
-        files = collect(paths)
+        files = Uploads.under(settings.var_dir).along_with(tenant_id, collect(paths))
         bar: tqdm | None = None
 
         def progress(done: int, total: int) -> None:

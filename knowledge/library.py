@@ -84,6 +84,18 @@ class Uploads:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    @classmethod
+    def under(cls, var_dir: Path) -> Uploads:
+        """The uploads of this deployment (settings.var_dir)."""
+        return cls(var_dir / "knowledge-uploads")
+
+    def along_with(self, tenant_id: str, files: list[SourceFile]) -> list[SourceFile]:
+        """`files` (the CLI's folder) and the shop's uploaded documents, an upload winning
+        over a file of the same name: syncing a folder (`python -m knowledge ingest`, the demo
+        shop at every `make run`) must not remove or revert what designers uploaded."""
+        uploaded = {f.source: f for f in self.files(tenant_id)}
+        return [f for f in files if f.source not in uploaded] + list(uploaded.values())
+
     def _tenant(self, tenant_id: str) -> Path:
         if not tenant_id or "/" in tenant_id or tenant_id.startswith("."):
             raise ValueError(f"not a tenant id: {tenant_id!r}")

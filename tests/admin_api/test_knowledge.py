@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from admin_api.worker import Worker, knowledge_handlers, library_for
+from knowledge.__main__ import run_ingest
 from knowledge.embeddings import get_embedder
 from knowledge.index import IndexFiles
 from knowledge.retrieval import Retriever
@@ -241,4 +243,22 @@ async def test_reindex_rebuilds_the_index_from_every_document(admin: Admin) -> N
     assert job["result"]["chunks_embedded"] == job["result"]["index_chunks"] >= 1
     assert job["result"]["index_version"] != first["result"]["index_version"]
     assert (await search(admin, admin.demo, "lighthouse workshop visits"))[:1] == [
+        "lighthouse.md"]
+
+
+async def test_syncing_a_folder_with_the_cli_keeps_what_designers_uploaded(
+        admin: Admin, tmp_path: Path) -> None:
+    _, queued = await upload(admin, "lighthouse.md", LIGHTHOUSE.encode())
+    assert (await wait_for(admin, queued["job"]["id"]))["status"] == "done"
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "opening.md").write_text("# Opening hours\n\nWe answer mail on weekdays.\n")
+    (folder / "lighthouse.md").write_text("# Lighthouse\n\nAn old text of the CLI's folder.\n")
+
+    assert await run_ingest(admin.settings, "demo", [folder]) == 0
+
+    listed = await documents(admin)
+    assert set(listed) == {"lighthouse.md", "opening.md"}
+    assert listed["lighthouse.md"]["size"] == len(LIGHTHOUSE.encode())
+    assert (await search(admin, admin.demo, "lighthouse workshop Westerhever"))[:1] == [
         "lighthouse.md"]
