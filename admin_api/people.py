@@ -623,7 +623,8 @@ async def login(sessions: async_sessionmaker, email: str, password: str, address
         await _throttle(session, email, address)
         user = await _user_by_email(session, email)
     stored = user.password_hash if user is not None and not user.disabled else None
-    if user is None or not await password_matches(stored, password):
+    matches = await password_matches(stored, password)  # always: as slow for unknown emails
+    if user is None or not matches:
         await _failed(sessions, email, address)
         raise LoginRefused()
     async with sessions() as session:

@@ -3,6 +3,7 @@ expiry end the session, failed logins are limited and never tell which emails ex
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -216,3 +217,22 @@ async def test_undecodable_text_is_refused_not_a_server_error(admin: Admin) -> N
                                  content=b'{"email": "x\\ud800@example.com", "role": "agent"}')
     assert status == 422
     assert people.clean("a\ud800") == "a?"  # the CLI's arguments may hold them too
+
+
+async def test_an_unknown_email_costs_a_password_check_too(admin: Admin) -> None:
+    """Timing must not tell which emails have accounts: an unknown email is verified against
+    a dummy argon2 hash (tens of milliseconds), not answered in a few."""
+    await person(admin, "olga@demo.example")
+
+    async def fastest_of_three(email: str) -> float:
+        times = []
+        for n in range(3):
+            started = time.perf_counter()
+            with pytest.raises(people.LoginRefused):
+                await people.login(admin.sessions, email, "wrong password!", f"10.1.0.{n}")
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    known = await fastest_of_three("olga@demo.example")
+    unknown = await fastest_of_three("nobody@demo.example")
+    assert unknown > 0.3 * known, (unknown, known)
