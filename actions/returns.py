@@ -200,17 +200,16 @@ class ActionAskReturnItems(Action):
         except (BackendError, NoTenant):
             found = None
         if found is None:
-            dispatcher.utter_message(text="Which item(s) would you like to return?")
+            dispatcher.utter_message(response="utter_which_return_items")
             return []
         _, order = found
         buttons = [{"title": item.name, "payload": item.name} for item in order.items]
         if len(order.items) > 1:
             buttons.append({"title": "All of them", "payload": "all of them"})
-        dispatcher.utter_message(
-            text=f"Which item(s) from order #{order.number} would you like to return? "
-            f"It has: {_item_list(order.items)}.",
-            buttons=buttons,
-        )
+        # The shop's text (NLG) with the order's items as buttons added after its own.
+        dispatcher.utter_message(response="utter_which_return_items_of_order",
+                                 order_number=order.number,
+                                 order_items=_item_list(order.items), buttons=buttons)
         return []
 
 
@@ -234,8 +233,7 @@ class ActionSubmitReturn(Action):
             tenant, order = found
             items = match_items(tracker.get_slot("return_items") or [], order)
             if not items:
-                dispatcher.utter_message(
-                    text="I couldn't tell which items to return, so nothing was registered.")
+                dispatcher.utter_message(response="utter_return_items_unclear")
                 return reset
             rt = runtime()
             outcome = await ReturnLedger(rt.sessions, tenant.id).request(
@@ -247,23 +245,18 @@ class ActionSubmitReturn(Action):
             )
         except ItemsAlreadyReturned as exc:
             dispatcher.utter_message(
-                text=f"{_join(exc.names)} from order #{tracker.get_slot('verified_order')} "
-                f"{'is' if len(exc.names) == 1 else 'are'} already part of return {exc.reference}, "
-                "so I can't register them again. You can still return the other items."
-            )
+                response=("utter_return_item_already_returned" if len(exc.names) == 1
+                          else "utter_return_items_already_returned"),
+                items=_join(exc.names), order_number=tracker.get_slot("verified_order"),
+                reference=exc.reference)
             return reset
         except (BackendError, NoTenant):
             log.exception("return could not be registered",
                           extra={"sender": logs.visitor(tracker.sender_id)})
             dispatcher.utter_message(response="utter_backend_unavailable")
             return reset + [SlotSet("handoff_offered", True)]
-        what = _item_list(items)
-        if outcome.created:
-            text = (f"Done! Your return of {what} from order #{order.number} is registered. "
-                    f"Your return reference is {outcome.reference}. We'll email you at "
-                    f"{order.email} with the next steps.")
-        else:
-            text = (f"You've already started a return of {what} from order #{order.number}: "
-                    f"the reference is {outcome.reference}. No need to do anything else.")
-        dispatcher.utter_message(text=text)
+        dispatcher.utter_message(
+            response="utter_return_registered" if outcome.created else "utter_return_in_progress",
+            items=_item_list(items), order_number=order.number, reference=outcome.reference,
+            order_email=order.email)
         return reset + verified_now()

@@ -57,6 +57,11 @@ ARGUMENTS: Mapping[str, frozenset[str]] = {
     "utter_order_not_found": frozenset({"attempt", "max_attempts"}),
     "utter_verification_locked": frozenset({"minutes"}),
     "utter_unknown_return_items": frozenset({"order_number", "order_items"}),
+    "utter_which_return_items_of_order": frozenset({"order_number", "order_items"}),
+    "utter_return_item_already_returned": frozenset({"items", "order_number", "reference"}),
+    "utter_return_items_already_returned": frozenset({"items", "order_number", "reference"}),
+    "utter_return_registered": frozenset({"items", "order_number", "reference", "order_email"}),
+    "utter_return_in_progress": frozenset({"items", "order_number", "reference", "order_email"}),
 }
 
 Variant = dict[str, Any]
