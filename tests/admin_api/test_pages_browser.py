@@ -2,14 +2,14 @@
 
 `python -m admin_api serve` runs as a subprocess on a migrated database (SQLite; PostgreSQL and
 Redis too when they answer, as under `make test`) with the demo shop and its owner
-(owner@demo.example, as `make run`'s bootstrap makes it) and no SMTP server (so an invitation's
-answer carries its link). Debian's /usr/bin/chromium drives the pages the way an owner does:
-logging in (a wrong password is shown as an error; the session cookie is HttpOnly), changing a
-setting that is still there after a reload, a script's unsafe request without the CSRF header
-refused while the page's own succeed, a text changed and restored, a document uploaded,
-followed to its end as a job and deleted, the analytics of a day of conversations as a chart,
-the conversations filtered and one transcript read, and an invited person choosing a
-password on the invitation page and logging in with it.
+(owner@demo.example and DEMO_OWNER_PASSWORD, made by `make run`'s bootstrap) and no SMTP
+server (so an invitation's answer carries its link). Debian's /usr/bin/chromium drives the
+pages the way an owner does: logging in (a wrong password is shown as an error; the session
+cookie is HttpOnly), changing a setting that is still there after a reload, a script's unsafe
+request without the CSRF header refused while the page's own succeed, a text changed and
+restored, a document uploaded, followed to its end as a job and deleted, the analytics of a
+day of conversations as a chart, the conversations filtered and one transcript read, and an
+invited person choosing a password on the invitation page and logging in with it.
 
 Marked `integration`: it needs Chromium, which `make test` installs (never a browser
 download), and a server process of its own.
@@ -33,10 +33,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from admin_api import people
 from core.conversations import MessageRow
 from core.db import create_engine, session_factory
 from core.settings import async_database_url
+from devtools.bootstrap import DEMO_OWNER_EMAIL, demo_people, env_value
 from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tenants.crypto import CredentialsBox
 from tests.conftest import services
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-OWNER = "owner@demo.example"
+OWNER = DEMO_OWNER_EMAIL  # owner@demo.example, what `make run` prints
 WAIT_MS = 10_000
 
 
@@ -75,15 +75,16 @@ TODAY_TURNS = [("where is my order 1001?", "order_status", "flow"),
                ("do you sell gift cards?", "nlu_fallback", "fallback")]
 
 
-async def prepare(database_url: str, password: str) -> None:
-    """The demo shop and its owner with a password, as devtools.bootstrap makes them, and
-    three conversations of today."""
-    engine = create_engine(async_database_url(database_url))
+async def prepare(database_url: str, dev_env: Path) -> str:
+    """The demo shop and its owner as `make run` makes them (devtools.bootstrap writes
+    DEMO_OWNER_PASSWORD to the dev env file), and three conversations of today; returns the
+    owner's password as the file holds it."""
+    url = async_database_url(database_url)
+    engine = create_engine(url)
     try:
         sessions = session_factory(engine)
         await seed_demo(sessions)
-        await people.set_password(sessions, OWNER, password, create=True)
-        await people.ensure_member(sessions, DEMO_TENANT_ID, OWNER, "owner")
+        await demo_people(url, dev_env)
         noon = datetime.combine(today(), time(12), UTC)
         async with sessions() as session:
             for n, (text, intent, outcome) in enumerate(TODAY_TURNS):
@@ -99,6 +100,9 @@ async def prepare(database_url: str, password: str) -> None:
             await session.commit()
     finally:
         await engine.dispose()
+    password = env_value(dev_env, "DEMO_OWNER_PASSWORD")
+    assert password, f"{dev_env}: no DEMO_OWNER_PASSWORD"
+    return password
 
 
 @pytest.fixture(scope="module", params=database_params())
@@ -109,8 +113,7 @@ def served(request: pytest.FixtureRequest,
     root = tmp_path_factory.mktemp("pages")
     database_url = migrated_url(request.param, root)
     redis_url = services()["redis_url"] if request.param == "postgresql" else None
-    password = secrets.token_urlsafe(16)
-    asyncio.run(prepare(database_url, password))
+    password = asyncio.run(prepare(database_url, root / "dev.env"))
     port = free_port()
     # A clean environment: nothing of the developer's (SMTP_URL, REDIS_URL, ...) leaks in.
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(root), "LANG": "C.UTF-8",
