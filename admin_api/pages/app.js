@@ -201,13 +201,23 @@ function fieldKind(doc, schema, value) {
     if (option.enum) choices = option.enum.filter((c) => c !== null);
     if (option.const !== undefined) choices = [...(choices || []), option.const];
   }
+  // What the API says about the field, and for a JSON one an example built from its schema's
+  // own examples (opening hours: {"timezone": "Europe/Berlin", "days": {"mon": [...]}}).
+  const description = schema.description || options.map((o) => resolve(doc, o).description)
+    .find(Boolean) || "";
+  let example = null;
+  for (const option of options.map((o) => resolve(doc, o))) {
+    for (const [key, prop] of Object.entries(option.properties || {})) {
+      if (prop.examples && prop.examples.length) (example ||= {})[key] = prop.examples[0];
+    }
+  }
   let kind = types[0];
   if (!kind) {
     kind = typeof value === "boolean" ? "boolean" : typeof value === "number" ? "number"
       : value !== null && typeof value === "object" ? "json" : "string";
   }
   if (kind === "object" || kind === "array") kind = "json";
-  return { kind, choices, nullable };
+  return { kind, choices, nullable, description, example };
 }
 
 function settingInput(name, value, spec, editable) {
@@ -232,9 +242,15 @@ function settingInput(name, value, spec, editable) {
     input.value = value === null || value === undefined ? "" : String(value);
   }
   input.dataset.nullable = String(spec.nullable);
+  if (spec.kind === "json" && spec.example) {
+    input.placeholder = `e.g. ${JSON.stringify(spec.example)}`;
+  }
+  const hint = spec.description ? el("p", { class: "hint field-hint", id: `${id}-hint` },
+    spec.description) : null;
+  if (hint) input.setAttribute("aria-describedby", hint.id);
   const wide = spec.kind === "json" || name === "greeting";
   return el("div", { class: wide ? "wide" : undefined },
-    el("label", { for: id }, humanize(name)), input);
+    el("label", { for: id }, humanize(name)), input, hint);
 }
 
 function readInput(input) {
