@@ -214,7 +214,7 @@ def library_for(settings: Settings, sessions: async_sessionmaker) -> Library:
 
 async def _warm(library: Library) -> None:
     try:
-        await library.embedder()
+        await library.warm()
     except Exception:
         log.warning("embedding model not loaded ahead; the first job loads it", exc_info=True)
 

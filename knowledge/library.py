@@ -161,6 +161,12 @@ class Library:
         # The first call loads the model (seconds): off the event loop.
         return await asyncio.to_thread(self.embedder_factory)
 
+    async def warm(self) -> None:
+        """Load the embedding model now (it loads on its first encode, seconds to tens of
+        seconds), so that the first upload's job does not wait for it."""
+        embedder = await self.embedder()
+        await asyncio.to_thread(embedder.encode, ["warm up"])
+
     async def add(self, tenant_id: str, source: str, token: str,
                   progress: Fraction) -> dict[str, Any]:
         """Ingest the staged upload as document `source` (new, or replacing the one of that

@@ -25,6 +25,7 @@ from knowledge.embeddings import get_embedder
 from knowledge.index import IndexFiles
 from knowledge.retrieval import Retriever
 from tests.admin_api.conftest import Admin, Shop
+from tests.knowledge.conftest import pdf_bytes
 
 pytestmark = pytest.mark.asyncio
 
@@ -262,3 +263,25 @@ async def test_syncing_a_folder_with_the_cli_keeps_what_designers_uploaded(
     assert listed["lighthouse.md"]["size"] == len(LIGHTHOUSE.encode())
     assert (await search(admin, admin.demo, "lighthouse workshop Westerhever"))[:1] == [
         "lighthouse.md"]
+
+
+async def test_every_supported_format_is_ingested(admin: Admin) -> None:
+    files = {
+        "care.txt": b"Caring for wool\n\nWash our wool jumpers cold, by hand, and dry them flat.\n",
+        "payments.html": b"<html><head><title>Payments</title></head><body><h1>Payments</h1>"
+                         b"<p>We accept Klarna, PayPal and gift cards.</p></body></html>",
+        "faq.csv": b"question,answer\nDo you sell gift cards?,Yes: from 10 to 200 EUR.\n",
+        "warranty.pdf": pdf_bytes(["Warranty", "Every backpack has a lifetime warranty."],
+                                  title="Warranty"),
+    }
+    queued = {name: (await upload(admin, name, data)) for name, data in files.items()}
+    for name, (status, body) in queued.items():
+        assert status == 202, (name, body)
+        job = await wait_for(admin, body["job"]["id"])
+        assert job["status"] == "done", (name, job["error"])
+    listed = await documents(admin)
+    assert {name: d["kind"] for name, d in listed.items()} == {
+        "care.txt": "txt", "payments.html": "html", "faq.csv": "csv", "warranty.pdf": "pdf"}
+    assert all(d["chunks"] >= 1 and d["size"] == len(files[n]) for n, d in listed.items())
+    assert (await search(admin, admin.demo, "is there a warranty on backpacks?"))[:1] == [
+        "warranty.pdf"]
