@@ -35,7 +35,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -646,8 +646,9 @@ async def start_session(sessions: async_sessionmaker, user: User,
     now = utcnow()
     token = new_token()
     async with sessions() as session:
-        await session.execute(delete(AdminSessionRow).where(
-            AdminSessionRow.user_id == user.id, AdminSessionRow.expires_at <= now))
+        # Ended sessions are swept here (logins are rare; the table stays its live size).
+        await session.execute(delete(AdminSessionRow).where(or_(
+            AdminSessionRow.expires_at <= now, AdminSessionRow.last_seen_at <= now - SESSION_IDLE)))
         await session.execute(update(UserRow).where(UserRow.id == user.id)
                               .values(last_login_at=now))
         row = AdminSessionRow(token_hash=token_hash(token), user_id=user.id,
