@@ -18,18 +18,22 @@ the OS cache is not dropped), and, separately, the unanswered questions: fetchin
 1,000 (admin_api.clusters.CAP) and grouping them, with the encoder's one-off load apart.
 
 Measured 2026-11-28 on 2 CPUs shared with other test runs (load average 11-15), PostgreSQL
-15 on the same host (shared_buffers 128 MB, work_mem 4 MB), 1,000,000 + 200,000 messages
-(630 MB with indexes), 214,618 conversations, a 90-day period ending today:
-- from the messages alone (as if no day were rolled up): 7.3-8.7 s; a covering index
-  (tenant_id, created_at) INCLUDE (sender_id, channel, direction, outcome, intent) and
-  work_mem 64 MB, jit off brought one run to 3.3 s: PostgreSQL still scans the table, since
-  the period is most of it;
-- the first summary, rolling up the 89 finished days: 8.1 s (once per shop and time zone);
-- then: median 183 ms, max 205 ms over 5 runs (rollups + today's ~11,000 messages live);
-- the next day (one more day to roll up): 321 ms;
-- unanswered questions: the latest 1,000 of 55,073 fetched in 52 ms, grouped in 10.8 s the
-  first time (mostly distinct texts; 7 ms a text on this loaded host), 31 ms again (vectors
-  kept per text), encoder load 1.0 s once per process; 7 topics found for the 7 seeded.
+15 on the same host (shared_buffers 128 MB), 1,000,000 + 200,000 messages (630 MB with
+indexes), ~214,600 conversations, a 90-day period ending today; two runs:
+- from the messages alone (as if no day were rolled up): 7.3-8.7 s at the default work_mem
+  (4 MB, the grouping spilled to disk) and JIT, 6.0-6.7 s with work_mem 64 MB and JIT off
+  for that transaction (analytics.py sets both); a covering index (tenant_id, created_at)
+  INCLUDE (sender_id, channel, direction, outcome, intent) did not help: PostgreSQL still
+  scans the table, since the period is most of it;
+- the first summary, rolling up the 89 finished days: 8.1 s, then 6.7 s (once per shop and
+  time zone);
+- then: median 183 / 200 ms, max 205 / 292 ms over 5 runs (rollups + today's ~11,000
+  messages read live);
+- the next day (one more day to roll up): 321 / 330 ms;
+- unanswered questions: the latest 1,000 of 55,073 fetched in 52 ms, grouped in 10.8 /
+  12.1 s the first time (mostly distinct texts; 7 ms a text on this loaded host), 31 / 62 ms
+  again (vectors kept per text), encoder load 1.0 s once per process; 7 topics found for the
+  7 seeded.
 
 Usage, from the repository root:
     .venv/bin/python bench/admin_analytics.py [--database-url postgresql://...] \\
