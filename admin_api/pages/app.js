@@ -28,6 +28,7 @@ async function start() {
   wireKnowledge();
   wireConversations();
   wireAnalytics();
+  wirePeople();
   try {
     entered(await api("GET", "/session"));
   } catch {
@@ -796,6 +797,80 @@ function wireAnalytics() {
   $("analytics-form").addEventListener("submit", (event) => {
     event.preventDefault();
     loadAnalytics();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// People: members and pending invitations; inviting someone (owners only)
+
+let peoplePage = 1;
+
+async function loadPeople(page = peoplePage) {
+  peoplePage = page;
+  const status = $("people-status");
+  try {
+    const answer = await api("GET", "/users", { query: { page, page_size: PAGE_SIZE } });
+    const me = state.session && state.session.user ? state.session.user.email : null;
+    const rows = answer.items.map((person) => {
+      const invited = person.status === "invited";
+      const remove = person.email === me ? null : el("button", { type: "button",
+        class: "danger small", "aria-label": `${invited ? "Cancel the invitation of" : "Remove"} ${person.email}` },
+      invited ? "Cancel" : "Remove");
+      if (remove) {
+        remove.addEventListener("click", async () => {
+          if (!window.confirm(`${invited ? "Cancel the invitation of" : "Remove"} ${person.email}?`)) return;
+          remove.disabled = true;
+          try {
+            await api("DELETE", `/users/${encodeURIComponent(person.id)}`);
+            say(status, `${person.email}: ${invited ? "invitation cancelled" : "removed"}.`, "ok");
+            await loadPeople();
+          } catch (error) {
+            failed(status, error);
+            remove.disabled = false;
+          }
+        });
+      }
+      return el("tr", {}, el("td", {}, person.email), el("td", {}, person.name || ""),
+        el("td", {}, person.role),
+        el("td", {}, invited ? `invited, until ${when(person.expires_at)}` : "active"),
+        el("td", {}, when(person.last_login_at)), el("td", {}, remove));
+    });
+    $("people-table").tBodies[0].replaceChildren(...rows);
+    pager($("people-pager"), answer, loadPeople);
+  } catch (error) {
+    failed(status, error);
+  }
+}
+
+function wirePeople() {
+  LOADERS.people = () => loadPeople(1);
+  $("people-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = $("people-status");
+    const email = $("invite-email").value.trim();
+    if (!email) {
+      say(status, "Enter the email address to invite.", "error");
+      return;
+    }
+    const button = event.submitter || $("people-form").querySelector("button");
+    button.disabled = true;
+    $("people-link").hidden = true;
+    try {
+      const answer = await api("POST", "/users", { json: { email, role: $("invite-role").value } });
+      $("people-form").reset();
+      if (answer.link) {
+        $("people-link-value").value = answer.link;
+        $("people-link").hidden = false;
+        say(status, `Invitation for ${email} made: send them this link, it works once.`, "ok");
+      } else {
+        say(status, `Invitation mailed to ${email}.`, "ok");
+      }
+      await loadPeople(1);
+    } catch (error) {
+      failed(status, error);
+    } finally {
+      button.disabled = false;
+    }
   });
 }
 

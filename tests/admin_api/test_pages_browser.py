@@ -9,7 +9,7 @@ cookie is HttpOnly), changing a setting that is still there after a reload, a sc
 request without the CSRF header refused while the page's own succeed, a text changed and
 restored, a document uploaded, followed to its end as a job and deleted, the analytics of a
 day of conversations as a chart, the conversations filtered and one transcript read, and an
-invited person choosing a password on the invitation page and logging in with it.
+owner inviting a person who chooses a password on the invitation page and logs in with it.
 
 Marked `integration`: it needs Chromium, which `make test` installs (never a browser
 download), and a server process of its own.
@@ -169,8 +169,8 @@ def page(browser: Browser) -> Iterator[Page]:
 
 def log_in(page: Page, base: str, email: str, password: str) -> None:
     page.goto(f"{base}/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
 
 
@@ -200,7 +200,7 @@ def test_login_sets_an_httponly_cookie_and_a_wrong_password_is_an_error(
     expect(page.get_by_role("alert")).to_contain_text("wrong email or password")
     expect(page.get_by_role("tab", name="Settings")).to_be_hidden()
 
-    page.get_by_label("Password").fill(served.owner_password)
+    page.get_by_label("Password", exact=True).fill(served.owner_password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("tab", name="Settings")).to_have_attribute("aria-selected", "true")
     expect(page.locator("#who")).to_contain_text(OWNER)
@@ -273,14 +273,16 @@ def test_a_text_is_changed_and_restored(served: Served, page: Page) -> None:
 def test_the_invitation_page_sets_a_password_and_the_new_person_logs_in(
         served: Served, page: Page, browser: Browser) -> None:
     log_in(page, served.base, OWNER, served.owner_password)
-    expect(page.get_by_role("tab", name="Settings")).to_be_visible()
+    page.get_by_role("tab", name="People").click()
     email = f"designer-{secrets.token_hex(3)}@demo.example"
-    invited = page.request.post(f"{served.base}/api/v1/users",
-                                data={"email": email, "role": "designer"},
-                                headers={"X-CSRF-Token": csrf_of(page)})
-    assert invited.status == 201, invited.text()
-    link = invited.json()["link"]
+    page.get_by_label("Email to invite").fill(email)
+    page.get_by_label("Role").select_option("designer")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.locator("#people-status")).to_contain_text(f"Invitation for {email} made")
+    link = page.get_by_label("One-time link").input_value()
     assert link.startswith(f"{served.base}/invite?token=")
+    pending = page.locator("#people-table tbody tr", has_text=email)
+    expect(pending).to_contain_text("invited")
 
     guest = browser.new_context().new_page()
     guest.set_default_timeout(WAIT_MS)
@@ -309,7 +311,12 @@ def test_the_invitation_page_sets_a_password_and_the_new_person_logs_in(
     expect(fresh.get_by_role("tab", name="Texts")).to_have_attribute("aria-selected", "true")
     expect(fresh.get_by_role("tab", name="Settings")).to_be_hidden()
     expect(fresh.locator("#who")).to_contain_text("Dana Designer")
+    expect(fresh.get_by_role("tab", name="People")).to_be_hidden()
     fresh.context.close()
+
+    page.reload()
+    page.get_by_role("tab", name="People").click()
+    expect(page.locator("#people-table tbody tr", has_text=email)).to_contain_text("active")
 
 
 def test_a_document_is_uploaded_indexed_and_deleted(
