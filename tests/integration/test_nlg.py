@@ -110,3 +110,35 @@ def test_the_widget_says_the_shops_web_variant(stack: Stack, designer: httpx.Cli
         assert EVERYWHERE in Visitor(stack).say("are you a bot?")
     finally:
         designer.delete("/responses/utter_iamabot")
+
+
+def test_the_nlg_endpoint_answers_loopback_without_a_token_and_others_only_with_it(
+        stack: Stack) -> None:
+    body = {"response": "utter_iamabot", "sender_id": f"{DEMO_TENANT_ID}:web:v", "slots": {}}
+    plain = httpx.post(f"{stack.admin}/nlg", json=body, timeout=10)
+    assert plain.status_code == 200 and plain.json()["text"].startswith(DEFAULT)
+    wrong = httpx.post(f"{stack.admin}/nlg", json=body, timeout=10,
+                       headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401
+
+
+def test_an_actions_text_is_the_shops_too(stack: Stack, designer: httpx.Client) -> None:
+    """action_submit_return says its outcome through responses: the shop's words, the action's
+    values (the return's reference and items)."""
+    names = ("utter_return_registered", "utter_return_in_progress",
+             "utter_return_item_already_returned")
+    for name in names:
+        changed = designer.put(f"/responses/{name}", json={"variants": [
+            {"text": f"[{name}] {{items}} of #{{order_number}}: {{reference}}.", "channel": None}]})
+        assert changed.status_code == 200, changed.text
+    try:
+        visitor = Visitor(stack)
+        visitor.say("I'd like to return the denim jacket")
+        visitor.say("1002")
+        visitor.say("sam@example.com")
+        said = visitor.say("It doesn't fit")
+        assert re.search(r"\[utter_return_\w+\] Denim jacket of #1002: RMA-1002-[A-Z0-9]{4}\.",
+                         said), said
+    finally:
+        for name in names:
+            designer.delete(f"/responses/{name}")
