@@ -1,9 +1,10 @@
 """Everything stored about one visitor of one shop: find it, export it, erase it.
 
-A visitor is named by what the owner was given: an email address, a phone number, or a
-conversation id. Every store keys conversations by the sender id,
-"{tenant_id}:{channel}:{user_key}" (core/sender_ids.py), where the user key is the visitor's
-address on that channel, so the visitor's conversations are:
+A visitor is named by what the owner was given: an email address, a phone number, a
+conversation id, or several of them (their conversations are the union). Every store keys
+conversations by the sender id, "{tenant_id}:{channel}:{user_key}" (core/sender_ids.py),
+where the user key is the visitor's address on that channel, so the visitor's conversations
+are:
 
 - by phone: `{shop}:sms:+E164` and `{shop}:whatsapp:+E164` (Twilio and Meta both use E.164);
 - by email: `{shop}:email:<address>`, and every conversation of the shop on any channel where
@@ -92,46 +93,64 @@ _OUR_TABLES: tuple[tuple[str, Any], ...] = (
     ("return_requests", ReturnRequestRow))
 
 
-class BadSelector(ValueError):
-    """Not one usable email address, phone number or conversation id."""
-
-
 @dataclass(frozen=True)
 class Selector:
-    """Exactly one way of naming the visitor, normalised as the channels store it."""
+    """How the owner names the visitor: any of an email address, a phone number and a
+    conversation id, normalised as the channels store them. Several name one person (their
+    conversations are the union); a value that cannot name anyone (a "phone number" with too
+    few digits, control characters) finds nothing rather than failing, so a request always
+    answers what is stored under what was given."""
 
-    kind: str  # "email" | "phone" | "conversation"
-    value: str
+    email: str | None = None
+    phone: str | None = None
+    conversation: str | None = None
 
     @classmethod
     def of(cls, shop: str, *, email: str | None = None, phone: str | None = None,
            conversation: str | None = None) -> Selector:
-        given = [(k, v) for k, v in (("email", email), ("phone", phone),
-                                     ("conversation", conversation)) if v]
-        if len(given) != 1:
-            raise BadSelector("name the visitor by exactly one of email, phone or conversation")
-        kind, raw = given[0]
-        raw = raw.strip()
-        if kind == "email":
-            if raw.count("@") != 1 or " " in raw or len(raw) > 254:
-                raise BadSelector("email is not an email address")
-            return cls(kind, raw.lower())
-        if kind == "phone":
-            number = _PHONE_NOISE.sub("", raw.removeprefix("whatsapp:"))
-            number = "+" + number[2:] if number.startswith("00") else number
-            number = number if number.startswith("+") else "+" + number
-            if not _PHONE.fullmatch(number):
-                raise BadSelector("phone is not an international number (+4915112345678)")
-            return cls(kind, number)
-        if len(raw) > 255:
-            raise BadSelector("conversation is longer than any conversation id")
-        return cls(kind, raw if raw.startswith(f"{shop}:") else f"{shop}:{raw}")
+        return cls(email=_email(email), phone=_phone(phone),
+                   conversation=_conversation(shop, conversation))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.email or self.phone or self.conversation)
 
     def pseudonym(self, shop: str) -> str:
         """How the audit log names this request: a keyed hash, as logs name visitors."""
-        if self.kind == "conversation":
-            return logs.visitor(self.value)
-        return logs.visitor(f"{shop}:{self.kind}:{self.value}")
+        if self.conversation and not (self.email or self.phone):
+            return logs.visitor(self.conversation)
+        named = "|".join(f"{k}={v}" for k, v in (("email", self.email), ("phone", self.phone),
+                                                 ("conversation", self.conversation)) if v)
+        return logs.visitor(f"{shop}:visitor:{named}")
+
+
+def _usable(raw: str | None, limit: int) -> str | None:
+    value = (raw or "").strip()
+    if not value or len(value) > limit or any(ord(c) < 32 or c == "\x7f" for c in value):
+        return None  # PostgreSQL refuses NUL in text; no stored id holds a control character
+    return value
+
+
+def _email(raw: str | None) -> str | None:
+    value = _usable(raw, 254)
+    return value.lower() if value and value.count("@") == 1 else None
+
+
+def _phone(raw: str | None) -> str | None:
+    value = _usable(raw, 40)
+    if value is None:
+        return None
+    number = _PHONE_NOISE.sub("", value.removeprefix("whatsapp:"))
+    number = "+" + number[2:] if number.startswith("00") else number
+    number = number if number.startswith("+") else "+" + number
+    return number if _PHONE.fullmatch(number) else None
+
+
+def _conversation(shop: str, raw: str | None) -> str | None:
+    value = _usable(raw, 255)
+    if value is None:
+        return None
+    return value if value.startswith(f"{shop}:") else f"{shop}:{value}"
 
 
 @dataclass(frozen=True)
@@ -173,12 +192,17 @@ def _ours(shop: str, sender_ids: Iterable[str]) -> list[str]:
 
 async def conversations_of(stores: Stores, shop: str, selector: Selector) -> list[str]:
     """The sender ids of the visitor's conversations with this shop (never another's)."""
-    if selector.kind == "conversation":
-        return _ours(shop, [selector.value])
-    if selector.kind == "phone":
-        return _ours(shop, [f"{shop}:{channel}:{selector.value}"
-                            for channel in ("sms", "whatsapp")])
-    email = selector.value
+    found: set[str] = set()
+    if selector.conversation:
+        found.add(selector.conversation)
+    if selector.phone:
+        found |= {f"{shop}:{channel}:{selector.phone}" for channel in ("sms", "whatsapp")}
+    if selector.email:
+        found |= await _conversations_with_email(stores, shop, selector.email)
+    return _ours(shop, found)
+
+
+async def _conversations_with_email(stores: Stores, shop: str, email: str) -> set[str]:
     found = {f"{shop}:email:{email}"}
     needle = f"%{_like(email)}%"
     async with stores.sessions() as session:
@@ -200,7 +224,7 @@ async def conversations_of(stores: Stores, shop: str, selector: Selector) -> lis
                 if (event.get("name") == "email" and isinstance(value, str)
                         and value.strip().lower() == email):
                     found.add(sender)
-    return _ours(shop, found)
+    return found
 
 
 def _like(text: str) -> str:
@@ -217,12 +241,13 @@ def _parsed(data: str | None) -> dict[str, Any]:
 
 def _failure_keys(stores: Stores, shop: str, selector: Selector) -> list[str]:
     """Keys of the verification counters the visitor's email or address was counted under."""
-    if selector.kind == "conversation":
-        return []
     attempts = Attempts(stores.sessions, derive_key(stores.credentials_key))
-    email = selector.value if selector.kind == "email" else ""
-    check = attempts.check(shop, email=email, order_number="", client=selector.value)
-    return sorted({subject.key for subject in check.subjects})
+    keys: set[str] = set()
+    for email, client in ((selector.email, selector.email), (None, selector.phone)):
+        if client:
+            check = attempts.check(shop, email=email or "", order_number="", client=client)
+            keys |= {subject.key for subject in check.subjects}
+    return sorted(keys)
 
 
 async def _questions(stores: Stores, shop: str, senders: Sequence[str]) -> set[str]:

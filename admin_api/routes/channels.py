@@ -13,7 +13,8 @@ checks the merged section with the channel's own `check_credentials` from the re
 same rules the gateway applies before it accepts a webhook (connectors/channels/contract.py):
 credentials it would refuse are refused here with 422 and the problems (field names, never
 values). The order backend (`PUT /channels/order_backend`) is checked for the fields its client
-needs (admin_api/routes/settings.py BACKEND_FIELDS) and becomes the shop's backend.
+needs (required in its body's schema, as admin_api/routes/settings.py BACKEND_FIELDS) and
+becomes the shop's backend.
 
 The audit entry names the fields that changed, never their values.
 
@@ -27,9 +28,9 @@ applies within 30 s, new credentials for the same backend once the action server
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, RootModel
 from sqlalchemy import select
 
 from admin_api.api import API, Call, Model, Page, PageQuery
@@ -72,11 +73,40 @@ class ChannelPut(Model):
         examples=[{"account_sid": "AC…", "auth_token": "…", "sms_numbers": ["+15550001111"]}])
 
 
-class OrderBackendPut(Model):
-    backend: Literal["demo", "shopify", "woocommerce"]
-    credentials: dict[str, Any] = Field(
-        default_factory=dict, max_length=40,
-        examples=[{"shop_url": "acme.myshopify.com", "access_token": "shpat_…"}])
+_FILLED = r"\S"  # not blank: the backends strip what they are given
+
+
+class DemoBackendPut(Model):
+    backend: Literal["demo"]
+
+
+class ShopifyCredentials(Model):
+    shop_url: str = Field(max_length=500, pattern=_FILLED, examples=["acme.myshopify.com"])
+    access_token: str = Field(max_length=500, pattern=_FILLED)
+    api_version: str | None = Field(None, pattern=r"^\d{4}-\d{2}$", examples=["2024-10"])
+
+
+class ShopifyBackendPut(Model):
+    backend: Literal["shopify"]
+    credentials: ShopifyCredentials
+
+
+class WooCommerceCredentials(Model):
+    store_url: str = Field(max_length=500, pattern=_FILLED, examples=["https://shop.example"])
+    consumer_key: str = Field(max_length=500, pattern=_FILLED)
+    consumer_secret: str = Field(max_length=500, pattern=_FILLED)
+
+
+class WooCommerceBackendPut(Model):
+    backend: Literal["woocommerce"]
+    credentials: WooCommerceCredentials
+
+
+class OrderBackendPut(RootModel[Annotated[
+        DemoBackendPut | ShopifyBackendPut | WooCommerceBackendPut,
+        Field(discriminator="backend")]]):
+    """The backend and, for a shop platform, all of its credentials (the fields its client
+    needs are required here, so the document says what is accepted)."""
 
 
 def split_fields(section: Mapping[str, Any], public: frozenset[str],
@@ -127,6 +157,15 @@ def backend_problems(backend: str, section: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _problems(channel: Channel, credentials: Mapping[str, Any]) -> list[str]:
+    """The channel's own check; a value of a shape it does not expect (a list where it wants
+    a name) is a problem too, not a crash."""
+    try:
+        return channel.problems(credentials)
+    except (TypeError, AttributeError, ValueError):
+        return [f"{channel.section} has a field of the wrong type (see README, Channels)"]
+
+
 def _opened(call: Call[Any, Any], row: TenantRow) -> dict[str, Any]:
     try:
         return call.ctx.box.open(row.credentials_encrypted)
@@ -149,7 +188,7 @@ def _channel_out(channel: Channel, credentials: Mapping[str, Any],
                           configured=True, problems=[], fields=fields, secret_fields=[])
     section = _section(credentials, channel.section)
     shown, hidden = split_fields(section, PUBLIC.get(channel.section, frozenset()))
-    problems = channel.problems(credentials) if section else []
+    problems = _problems(channel, credentials) if section else []
     return ChannelOut(name=channel.name, label=channel.label, needs_credentials=True,
                       configured=bool(section) and not problems, problems=problems,
                       fields=shown, secret_fields=hidden)
@@ -222,7 +261,7 @@ async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
         credentials = _opened(call, row)
         section, changed = merge(_section(credentials, channel.section), body.credentials)
         candidate = {**credentials, channel.section: section}
-        problems = channel.problems(candidate)
+        problems = _problems(channel, candidate)
         if problems:
             raise Unprocessable(problems)
         if changed:
@@ -239,22 +278,20 @@ async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
            response=ChannelOut, summary="Choose the order backend and set its credentials")
 async def put_order_backend(call: Call[OrderBackendPut, None]) -> ChannelOut:
     """Shopify needs shop_url and access_token (api_version optional), WooCommerce store_url,
-    consumer_key and consumer_secret; fields sent merge into the stored ones. The backend
-    becomes the shop's order backend."""
-    body = call.body
+    consumer_key and consumer_secret; they replace the stored ones. The backend becomes the
+    shop's order backend; switching to demo keeps the platform's credentials for later."""
+    body = call.body.root
     async with call.ctx.sessions() as session:
         row = await _tenant(session, call.shop)
         credentials = _opened(call, row)
         changed: list[str] = []
         candidate = dict(credentials)
-        if body.backend in BACKEND_FIELDS:
-            section, changed = merge(_section(credentials, body.backend), body.credentials)
-            problems = backend_problems(body.backend, section)
-            if problems:
-                raise Unprocessable(problems)
+        if not isinstance(body, DemoBackendPut):
+            section = body.credentials.model_dump(exclude_none=True)
+            stored = _section(credentials, body.backend)
+            changed = sorted(name for name in {*section, *stored}
+                             if section.get(name) != stored.get(name))
             candidate[body.backend] = section
-        elif body.credentials:
-            raise Unprocessable("the demo backend needs no credentials")
         previous = row.order_backend
         if changed:
             row.credentials_encrypted = call.ctx.box.seal(candidate)

@@ -15,11 +15,13 @@ from pydantic import Field
 from admin_api import privacy
 from admin_api.api import API, Call, Model
 from admin_api.audit import record
-from admin_api.errors import Unprocessable
 from admin_api.principal import OWNERS
 
 
 class VisitorQuery(Model):
+    """Any of these; several name one visitor (the union of what each finds). A value that
+    names no one (not an email address, too few digits) finds nothing."""
+
     email: str | None = Field(None, max_length=254, description="the visitor's email address")
     phone: str | None = Field(None, max_length=40,
                               description="the visitor's phone number, international (+49…)")
@@ -49,18 +51,15 @@ class ErasedOut(Model):
 
 
 def _selector(call: Call[Any, Any], query: VisitorQuery) -> privacy.Selector:
-    try:
-        return privacy.Selector.of(call.shop, email=query.email, phone=query.phone,
-                                   conversation=query.conversation)
-    except privacy.BadSelector as exc:
-        raise Unprocessable(str(exc)) from None
+    return privacy.Selector.of(call.shop, email=query.email, phone=query.phone,
+                               conversation=query.conversation)
 
 
 @API.route("GET", "/privacy/export", roles=OWNERS, query=VisitorQuery, response=VisitorExport,
            summary="Export everything stored about one visitor")
 async def export_visitor(call: Call[None, VisitorQuery]) -> VisitorExport:
-    """Name the visitor by exactly one of email, phone or conversation. Only this shop's data
-    is searched."""
+    """Name the visitor by email, phone or conversation (or several). Only this shop's data is
+    searched; nothing named finds nothing."""
     selector = _selector(call, call.query)
     data = await privacy.export(privacy.stores_of(call.ctx), call.shop, selector)
     pseudonym = selector.pseudonym(call.shop)

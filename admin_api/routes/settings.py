@@ -9,7 +9,7 @@ request after that window may still see the old value while the refresh runs.
 Validation happens here, at the edge, with the same bounds for every field whatever the
 client: a rate of 0 turns that limit off (connectors/limits.py), a shop without a monthly
 token budget or a retention period has `null`. Switching the order backend to Shopify or
-WooCommerce is refused (422) until that backend's credentials are stored (PUT
+WooCommerce is refused (409) until that backend's credentials are stored (PUT
 /channels/order_backend), with the same check the tenants CLI runs, because a backend
 without credentials would fail every order question mid-conversation.
 
@@ -30,15 +30,15 @@ from sqlalchemy import select
 
 from admin_api.api import API, Call, Model
 from admin_api.audit import record
-from admin_api.errors import NotFound, Unprocessable
+from admin_api.errors import Conflict, NotFound
 from admin_api.principal import OWNERS
 from tenants.crypto import CredentialsError
 from tenants.models import TenantRow
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d|24:00")
 # Deliberately loose: the address is shown to visitors, not used to send mail from here.
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # a newline or tab is fine in a greeting
 _MODEL = r"^claude-[a-z0-9][a-z0-9.-]{0,90}$"
 # Credentials the order backends need (the tenants CLI's `_REQUIRED`, repeated here because
 # the CLI module is an entry point and raises SystemExit).
@@ -48,9 +48,24 @@ BACKEND_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# "HH:MM", 00:00 to 23:59, and 24:00 for an interval that ends at midnight.
+Clock = Annotated[str, Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")]
+
+
 def _minutes(clock: str) -> int:
     hours, minutes = clock.split(":")
     return int(hours) * 60 + int(minutes)
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _zone_enum(schema: dict[str, Any]) -> None:
+    """The known zones in the document: a client can offer a list, and every zone the
+    document allows is one the validator accepts."""
+    schema["enum"] = sorted(_zones())
 
 
 class OpeningHours(Model):
@@ -58,9 +73,10 @@ class OpeningHours(Model):
     ("HH:MM", end after start, "24:00" for midnight); a day not listed is closed."""
 
     timezone: str = Field(description="an IANA time zone name, e.g. Europe/Berlin",
-                          max_length=64, examples=["Europe/Berlin"])
+                          max_length=64, examples=["Europe/Berlin"],
+                          json_schema_extra=_zone_enum)
     days: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-               list[tuple[str, str]]] = Field(
+               Annotated[list[tuple[Clock, Clock]], Field(max_length=8)]] = Field(
         default_factory=dict, examples=[{"mon": [["09:00", "17:00"]]}])
 
     @field_validator("timezone")
@@ -79,13 +95,8 @@ class OpeningHours(Model):
     def _intervals(cls, days: dict[str, list[tuple[str, str]]]
                    ) -> dict[str, list[tuple[str, str]]]:
         for day, intervals in days.items():
-            if len(intervals) > 8:
-                raise ValueError(f"{day}: at most 8 intervals")
             spans = []
             for start, end in intervals:
-                for clock in (start, end):
-                    if not _CLOCK.fullmatch(clock):
-                        raise ValueError(f"{day}: {clock[:8]!r} is not HH:MM (00:00 to 24:00)")
                 if _minutes(end) <= _minutes(start):
                     raise ValueError(f"{day}: {start}-{end} ends before it starts")
                 spans.append((_minutes(start), _minutes(end)))
@@ -95,11 +106,6 @@ class OpeningHours(Model):
                     raise ValueError(f"{day}: intervals overlap")
         return {day: sorted(days[day], key=lambda span: _minutes(span[0]))
                 for day in DAYS if day in days}
-
-
-@functools.cache
-def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
 
 
 class SettingsOut(Model):
@@ -142,9 +148,9 @@ NULLABLE = frozenset({"greeting", "support_email", "opening_hours", "llm_monthly
 
 
 class SettingsPatch(Model):
-    """Only the fields sent change. `null` clears the fields that may be empty (greeting,
-    support_email, opening_hours, llm_monthly_token_budget, retention_days); the others refuse
-    it."""
+    """Only the fields sent change (none sent: nothing changes). `null` clears the fields
+    that may be empty (greeting, support_email, opening_hours, llm_monthly_token_budget,
+    retention_days); the others refuse it."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
     greeting: str | None = Field(None, max_length=1000)
@@ -156,7 +162,7 @@ class SettingsPatch(Model):
     llm_model: Annotated[str, Field(pattern=_MODEL)] | SkipJsonSchema[None] = None
     llm_max_tokens: Annotated[int, Field(ge=50, le=4096)] | SkipJsonSchema[None] = None
     llm_temperature: Annotated[float, Field(ge=0.0, le=1.0)] | SkipJsonSchema[None] = None
-    llm_monthly_token_budget: int | None = Field(None, ge=0, le=10**11)
+    llm_monthly_token_budget: int | None = Field(None, ge=0, le=2_000_000_000)
     rate_per_client: Annotated[int, Field(ge=0, le=100_000)] | SkipJsonSchema[None] = None
     rate_per_conversation: Annotated[int, Field(ge=0, le=100_000)] | SkipJsonSchema[None] = None
     rate_per_shop: Annotated[int, Field(ge=0, le=1_000_000)] | SkipJsonSchema[None] = None
@@ -169,6 +175,8 @@ class SettingsPatch(Model):
             return None
         if not value.strip():
             raise ValueError("must not be blank")
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
         return value.strip()
 
     @field_validator("support_email")
@@ -176,14 +184,12 @@ class SettingsPatch(Model):
     def _email(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not _EMAIL.fullmatch(value.strip()):
+        if not _EMAIL.fullmatch(value.strip()) or _CONTROL.search(value):
             raise ValueError("is not an email address")
         return value.strip().lower()
 
     @model_validator(mode="after")
-    def _something(self) -> SettingsPatch:
-        if not self.model_fields_set:
-            raise ValueError("send at least one setting to change")
+    def _not_cleared(self) -> SettingsPatch:
         cleared = sorted(name for name in self.model_fields_set - NULLABLE
                          if getattr(self, name) is None)
         if cleared:
@@ -229,7 +235,7 @@ async def get_settings(call: Call[None, None]) -> SettingsOut:
 
 
 @API.route("PATCH", "/settings", roles=OWNERS, body=SettingsPatch, response=SettingsOut,
-           summary="Change some of the shop's settings")
+           summary="Change some of the shop's settings", errors=(409,))
 async def patch_settings(call: Call[SettingsPatch, None]) -> SettingsOut:
     """Changes the fields sent; the gateway and the action server see them within about
     30 s (their tenant cache). The audit entry records the changed fields before and after."""
@@ -263,6 +269,6 @@ def _require_backend_credentials(call: Call[Any, Any], row: TenantRow, backend: 
     section = section if isinstance(section, dict) else {}
     missing = [f"{backend}.{name}" for name in BACKEND_FIELDS[backend] if not section.get(name)]
     if missing:
-        raise Unprocessable(
+        raise Conflict(
             f"the {backend} order backend needs its credentials first ({', '.join(missing)}"
             " missing): PUT /api/v1/channels/order_backend")

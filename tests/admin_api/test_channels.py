@@ -124,7 +124,14 @@ async def test_the_registrys_check_refuses_what_the_gateway_would(admin: Admin) 
     assert status == 422 and "email.inbound is 'mailgun' or 'sendgrid'" in answer["detail"]
     status, answer = await admin.call("PUT", "/channels/order_backend", json={
         "backend": "shopify", "credentials": {"shop_url": "x.myshopify.com"}})
-    assert status == 422 and answer["detail"] == ["shopify.access_token is missing"]
+    assert status == 422 and [e["loc"][-1] for e in answer["detail"]] == ["access_token"]
+    status, answer = await admin.call("PUT", "/channels/order_backend", json={
+        "backend": "demo", "credentials": {"shop_url": "x"}})
+    assert status == 422
+    status, answer = await admin.call("PUT", "/channels/email", json={"credentials": {
+        "address": "a@b.example", "inbound": ["mailgun"], "smtp": {"host": "h"}}})
+    assert status == 422 and answer["detail"] == [
+        "email has a field of the wrong type (see README, Channels)"]
     assert await stored(admin) == {}
     status, _ = await admin.call("PUT", "/channels/rest", json={"credentials": {"a": "b"}})
     assert status == 422
