@@ -160,11 +160,18 @@ def browser(served: Served) -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context; at the end, no script error and nothing the page's own
+    Content-Security-Policy refused (an inline style or script slipped in would be)."""
     context = browser.new_context(timezone_id="UTC")  # analytics days are the browser's
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("console", lambda message: problems.append(message.text)
+            if "Content Security Policy" in message.text else None)
     yield page
     context.close()
+    assert not problems, problems
 
 
 def log_in(page: Page, base: str, email: str, password: str) -> None:
