@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from admin_api.clusters import CAP
@@ -317,3 +317,22 @@ def test_grouping_folds_repeats_and_names_a_topic_by_its_plain_question(onnx_fil
                                       "can you send it abroad"}
     assert group_sync(list(reversed(asked)), onnx_file.parent)[0].count == 6
     assert group_sync(["", "   "], onnx_file.parent) == []
+
+
+async def test_days_rolled_up_ahead_of_time_read_the_same(admin: Admin) -> None:
+    from admin_api.analytics import roll_up_recent
+    from admin_api.tables import AnalyticsDayRow
+
+    await seed_known_days(admin)
+    now = at(D2 + timedelta(days=2), 6)
+    await roll_up_recent(admin.sessions, admin.demo.id, days=10, now=now)
+    async with admin.sessions() as session:
+        stored = (await session.execute(select(AnalyticsDayRow.day, AnalyticsDayRow.channel,
+                                               AnalyticsDayRow.conversations).where(
+            AnalyticsDayRow.tenant_id == admin.demo.id, AnalyticsDayRow.channel != ""))).all()
+    assert sorted(stored) == [(D1 - timedelta(days=1), "web", 1), (D1, "web", 2),
+                              (D1, "whatsapp", 1), (D2, "sms", 1), (D2, "web", 1),
+                              (D2 + timedelta(days=1), "web", 1)]
+    _, body = await admin.call("GET", f"/analytics/summary?{RANGE}")
+    assert figures(body["totals"]) == counts(conversations=5, handed_off=2, messages=7,
+                                             fallbacks=1, knowledge=1, abstentions=1)
