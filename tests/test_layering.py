@@ -27,7 +27,7 @@ MAY_IMPORT = {
     "actions": {"core", "tenants", "knowledge"},
     "connectors": {"core", "tenants"},
     "admin_api": {"core", "tenants", "knowledge", "actions", "connectors"},
-    "migrations": {"core", "tenants", "knowledge", "actions"},  # every package's tables
+    "migrations": {"core", "tenants", "knowledge", "actions", "admin_api"},  # all tables
     "bot": {"core"},
 }
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from sanic import Sanic
-from sanic_testing.testing import SanicASGITestClient
+from sanic_testing.testing import SanicASGITestClient  # type: ignore[import-untyped]  # no py.typed
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from admin_api.app import create_app
