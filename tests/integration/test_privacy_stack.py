@@ -1,0 +1,78 @@
+"""A visitor's data through the real stack: a REST visitor talks to the bot (Rasa stores its
+tracker events, the gateway its messages), the owner exports everything stored about them by
+the email they typed, erases it over the admin API, and nothing of theirs is left in either
+store, while the bot answers the same sender afresh."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from core.db import create_engine, session_factory
+from core.settings import async_database_url
+from devtools.demo_shop import DEMO_TENANT_ID
+from tenants.api_keys import issue_key
+from tests.integration.conftest import Visitor
+from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def owner(stack: Stack) -> Iterator[httpx.Client]:
+    """The admin API with an owner key of the demo shop."""
+    async def issue() -> str:
+        engine = create_engine(async_database_url(stack.database))
+        try:
+            return (await issue_key(session_factory(engine), DEMO_TENANT_ID, "privacy test",
+                                    scope="owner")).secret
+        finally:
+            await engine.dispose()
+
+    key = asyncio.run(issue())
+    with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=30,
+                      headers={"Authorization": f"Bearer {key}"}) as client:
+        yield client
+
+
+def test_an_owner_exports_and_erases_a_visitor_across_our_tables_and_rasas(
+        stack: Stack, owner: httpx.Client) -> None:
+    email = f"privacy-{uuid.uuid4().hex[:8]}@example.com"
+    visitor = Visitor(stack)
+    assert visitor.say("hello")
+    assert visitor.say(f"my email address is {email}")
+    conversation = f"{DEMO_TENANT_ID}:rest:{visitor.sender}"
+
+    exported = owner.get("/privacy/export", params={"email": email.upper()})
+    assert exported.status_code == 200, exported.text
+    data = exported.json()
+    assert data["conversations"] == [conversation]
+    assert {m["direction"] for m in data["messages"]} == {"in", "out"}
+    said = [e["data"].get("text") for e in data["tracker_events"] if e["type"] == "user"]
+    assert f"my email address is {email}" in said  # Rasa's own record of the turn
+    assert any(e["type"] == "bot" for e in data["tracker_events"])
+
+    erased = owner.post("/privacy/erase", json={"conversation": f"rest:{visitor.sender}"})
+    assert erased.status_code == 200, erased.text
+    deleted = erased.json()["deleted"]
+    assert deleted["messages"] == len(data["messages"])
+    assert deleted["tracker_events"] == len(data["tracker_events"])
+
+    after = owner.get("/privacy/export", params={"email": email}).json()
+    assert after["conversations"] == [] and after["tracker_events"] == []
+    again = owner.post("/privacy/erase", json={"email": email}).json()
+    assert set(again["deleted"].values()) == {0}
+
+    # The same sender starts over: Rasa has no tracker for it any more and answers anyway.
+    assert visitor.say("hello")
+    fresh = owner.get("/privacy/export", params={"conversation": conversation}).json()
+    assert fresh["tracker_events"] and all(
+        email not in str(e["data"]) for e in fresh["tracker_events"])
+
+    audit = owner.get("/audit", params={"action": "privacy.erase"}).json()
+    assert audit["total"] >= 2
+    assert email not in str(audit) and visitor.sender not in str(audit)
