@@ -208,7 +208,7 @@ def library_for(settings: Settings, sessions: async_sessionmaker) -> Library:
     """The shop knowledge bases on this deployment's storage, embedded as the CLI does (the
     same model and precision, so the same file gives the same vectors and answers)."""
     return Library(sessions, IndexFiles(settings.knowledge_dir),
-                   Uploads.under(settings.var_dir),
+                   Uploads.under(settings.knowledge_dir),
                    lambda: get_embedder(precision=settings.embed_precision))
 
 

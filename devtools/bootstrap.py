@@ -181,7 +181,8 @@ async def ingest_demo_knowledge(settings: ProcessSettings) -> None:
     from knowledge.library import Uploads
 
     # What designers uploaded over the admin API stays (and wins over a demo file's name).
-    files = Uploads.under(settings.var_dir).along_with(DEMO_TENANT_ID, collect([DEMO_KNOWLEDGE]))
+    uploads = Uploads.under(settings.knowledge_dir)
+    files = uploads.along_with(DEMO_TENANT_ID, collect([DEMO_KNOWLEDGE]))
     engine = create_engine(settings.database_url)
     try:
         report = await ingest(DEMO_TENANT_ID, files, session_factory(engine),

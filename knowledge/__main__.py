@@ -67,7 +67,7 @@ def print_report(report: IngestReport) -> None:
 
 async def run_ingest(settings: ProcessSettings, tenant: str, paths: list[Path]) -> int:
     async with tenant_storage(settings, tenant) as (sessions, tenant_id):
-        files = Uploads.under(settings.var_dir).along_with(tenant_id, collect(paths))
+        files = Uploads.under(settings.knowledge_dir).along_with(tenant_id, collect(paths))
         bar: tqdm | None = None
 
         def progress(done: int, total: int) -> None:

@@ -2,7 +2,8 @@
 
 The CLI (`python -m knowledge ingest`) makes the knowledge base exactly a folder of files. Over
 the API people upload, replace and delete single documents, so the files they sent are kept
-here, under `<var>/knowledge-uploads/<tenant_id>/`:
+here, under `<var>/knowledge/.uploads/<tenant_id>/` (next to the indexes, on the same volume in
+compose; ".uploads" is no tenant id, knowledge/index.py refuses ids starting with a dot):
 
     staged/<token>        an upload waiting for its job (the request returned at once)
     documents/<source>    the file behind each document ingested from an upload
@@ -85,9 +86,9 @@ class Uploads:
         self.root = root
 
     @classmethod
-    def under(cls, var_dir: Path) -> Uploads:
-        """The uploads of this deployment (settings.var_dir)."""
-        return cls(var_dir / "knowledge-uploads")
+    def under(cls, knowledge_dir: Path) -> Uploads:
+        """The uploads of this deployment (settings.knowledge_dir)."""
+        return cls(knowledge_dir / ".uploads")
 
     def along_with(self, tenant_id: str, files: list[SourceFile]) -> list[SourceFile]:
         """`files` (the CLI's folder) and the shop's uploaded documents, an upload winning
