@@ -1,0 +1,83 @@
+"""What the bot made of each turn, end to end: a visitor on REST (gateway → Rasa on our channel
+→ actions) asks for an order, asks a knowledge question and asks for a person; the owner then
+finds the conversation over the admin API and reads its transcript with intents, outcomes,
+actions and sources, on both storage shapes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from core.db import create_engine, session_factory
+from core.settings import async_database_url
+from devtools.demo_shop import DEMO_TENANT_ID
+from tenants.api_keys import issue_key
+from tests.fakes.anthropic_server import AnthropicFake, grounded_responder
+from tests.integration.conftest import Visitor
+from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def owner(stack: Stack) -> Iterator[httpx.Client]:
+    """The admin API with an owner key of the demo shop."""
+    async def issue() -> str:
+        engine = create_engine(async_database_url(stack.database))
+        try:
+            return (await issue_key(session_factory(engine), DEMO_TENANT_ID, "transcripts",
+                                    scope="owner")).secret
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(1) as thread:  # an event loop of its own
+        key = thread.submit(asyncio.run, issue()).result()
+    with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=30,
+                      headers={"Authorization": f"Bearer {key}"}) as client:
+        yield client
+
+
+def test_the_owner_reads_what_the_bot_made_of_each_turn(
+        stack: Stack, owner: httpx.Client, anthropic_api: AnthropicFake) -> None:
+    anthropic_api.responder = grounded_responder
+    visitor = Visitor(stack)
+    visitor.say("where is my order?")
+    visitor.say("1001")
+    assert "1001" in visitor.say("alex@example.com")
+    assert visitor.say("do you ship to canada?").strip()
+    handoff = visitor.say("I want to talk to a human")
+
+    # Newest first: ours is the latest REST conversation that asked about Canada.
+    page = owner.get("/conversations", params={"channel": "rest", "q": "canada"}).json()
+    conversation = page["items"][0]
+    assert (conversation["state"], conversation["outcome"]) == ("handoff", "handoff")
+    assert conversation["last_message"]["text"] == handoff
+    assert visitor.sender not in str(page)  # the id and the visitor are masked
+    assert conversation["id"] in {c["id"] for c in owner.get(
+        "/conversations", params={"state": "handoff", "outcome": "handoff"}).json()["items"]}
+
+    transcript = owner.get(f"/conversations/{conversation['id']}").json()
+    turns = transcript["turns"]
+    said = [(t["visitor"]["text"], t["intent"], t["outcome"]) for t in turns]
+    assert said == [
+        ("where is my order?", "check_order_status", "flow"),
+        ("1001", said[1][1], "flow"),
+        ("alex@example.com", said[2][1], "flow"),
+        ("do you ship to canada?", "ask_question", "knowledge"),
+        ("I want to talk to a human", "human_handoff", "handoff"),
+    ]
+    assert all(0 < t["confidence"] <= 1 for t in turns)
+    assert "order_status_form" in turns[0]["actions"]
+    assert "action_order_status" in turns[2]["actions"]
+    assert any("1001" in (m["text"] or "") for m in turns[2]["bot"])
+    knowledge = turns[3]
+    assert knowledge["actions"] == ["action_answer_from_knowledge"]
+    assert knowledge["knowledge_mode"] in ("llm", "extractive")
+    assert [s["document"] for s in knowledge["sources"]] == ["shipping.md"]
+    assert turns[4]["actions"] == ["action_handoff"]
+    assert [m["text"] for m in turns[4]["bot"]] == [handoff]
+    assert transcript["state"] == "handoff"
