@@ -6,7 +6,8 @@ The service runs as it does in production, `python -m admin_api serve` in its ow
 a free loopback port, on a migrated SQLite database with the demo shop and one API key per
 role. Every operation is fuzzed as the demo shop's owner (who may call almost everything) and
 as its designer (texts, knowledge, jobs, conversations), with a fixed number of examples and
-derandomised generation, so a run is repeatable and takes well under two minutes.
+derandomised generation, so a run is repeatable and takes well under two minutes. Then every
+operation gets input the document refuses (as the owner): a 4xx, never a 5xx.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.schemas import BaseSchema
 from schemathesis.specs.openapi.checks import (
@@ -114,6 +116,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
+NEGATIVE = settings(FUZZ, max_examples=EXAMPLES // 2)
 # (method, path) of every operation, from the declarations the served document is built from
 # (tests/admin_api/test_matrix.py checks the two are the same), for one test per operation.
 OPERATIONS = [(method.upper(), path)
@@ -132,5 +135,22 @@ def test_no_input_the_document_allows_breaks_the_service(
     @given(case=operation.as_strategy())
     def fuzz(case: schemathesis.Case) -> None:
         case.call_and_validate(headers=served.auth(role), checks=CHECKS, timeout=30)
+
+    fuzz()
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS,
+                         ids=[f"{m} {p.removeprefix(PREFIX)}" for m, p in OPERATIONS])
+def test_no_input_the_document_refuses_breaks_the_service(
+        served: Served, served_schema: BaseSchema, method: str, path: str) -> None:
+    """Bodies and parameters the document does not allow (wrong types, missing fields, out
+    of range): refused with a 4xx, never a 5xx."""
+    operation = served_schema[path][method]
+
+    @NEGATIVE
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+    def fuzz(case: schemathesis.Case) -> None:
+        case.call_and_validate(headers=served.auth("owner"), checks=[not_a_server_error],
+                               timeout=30)
 
     fuzz()
