@@ -758,7 +758,8 @@ function showUnanswered(unanswered) {
   const clusters = Array.isArray(unanswered) ? unanswered : unanswered.clusters || [];
   const list = $("analytics-unanswered");
   if (unanswered.ready === false && unanswered.total) {
-    list.replaceChildren(el("li", {}, `Grouping ${unanswered.total} questions by topic…`));
+    const questions = unanswered.total === 1 ? "1 question" : `${unanswered.total} questions`;
+    list.replaceChildren(el("li", {}, `Grouping ${questions} by topic…`));
     return;
   }
   list.replaceChildren(...(clusters.length ? clusters.map((c) =>
@@ -781,7 +782,12 @@ async function loadAnalytics() {
     if (summary.unanswered && summary.unanswered.ready === false && summary.unanswered.total) {
       // The summary did not wait for the grouping (embeddings, seconds the first time): this
       // call does.
-      showUnanswered(await api("GET", "/analytics/unanswered", { query: { ...range, limit: 10 } }));
+      try {
+        showUnanswered(await api("GET", "/analytics/unanswered", { query: { ...range, limit: 10 } }));
+      } catch (error) {
+        $("analytics-unanswered").replaceChildren(
+          el("li", { class: "error" }, `Not grouped: ${error.detail || error}`));
+      }
     }
   } catch (error) {
     failed(status, error);
