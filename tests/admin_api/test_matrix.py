@@ -110,8 +110,8 @@ def issue_roles(method: str, path: str) -> frozenset[str]:
     return OWNERS
 
 
-# Words one of which a public (unauthenticated) path must hold: logging in, accepting an
-# invitation, resetting a password. Any other public route is a hole.
+# Words one of which a public (unauthenticated) path must hold, with POST: logging in,
+# accepting an invitation, resetting a password. Any other public route is a hole.
 PUBLIC_WORDS = ("login", "session", "invit", "accept", "password", "reset")
 
 
@@ -131,8 +131,9 @@ async def test_the_served_document_lists_every_operation_checked_here(admin: Adm
 @by_id(OPERATIONS)
 def test_each_operation_declares_the_issues_roles(op: Operation) -> None:
     if op.public:
-        assert any(word in op.path for word in PUBLIC_WORDS), (
-            f"{op.id} needs no credentials; only login, invitations and password resets may")
+        assert op.method == "POST" and any(word in op.path for word in PUBLIC_WORDS), (
+            f"{op.id} needs no credentials; only logging in, accepting an invitation and "
+            "resetting a password may")
         return
     assert op.spec["security"], op.id
     declared = frozenset(op.spec["x-roles"])
