@@ -45,7 +45,7 @@ BAD_VALUES = [
     ("SEND_ATTEMPTS", "0"),
     ("SEND_ATTEMPTS", "many"),
     ("LOG_MESSAGE_TEXT", "sometimes"),
-    ("ADMIN_HOST", "admin.example.com:80"),
+    ("ADMIN_HOST", "https://0.0.0.0"),
     ("ADMIN_PORT", "0"),
     ("ADMIN_METRICS_PORT", "99999"),
     ("ADMIN_PUBLIC_URL", "admin.example.com"),
