@@ -519,6 +519,28 @@ async function followJob(id, doneMessage = null) {
 
 function wireKnowledge() {
   LOADERS.knowledge = () => loadKnowledge(1);
+  $("knowledge-text-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = $("knowledge-status");
+    const title = $("knowledge-text-title").value.trim();
+    const text = $("knowledge-text-body").value;
+    if (!title || !text.trim()) {
+      say(status, "Give the text a title and some content.", "error");
+      return;
+    }
+    const button = event.submitter || $("knowledge-text-form").querySelector("button");
+    button.disabled = true;
+    say(status, `Adding “${title}”…`);
+    try {
+      const answer = await api("POST", "/knowledge/texts", { json: { title, text } });
+      $("knowledge-text-form").reset();
+      await followJob(answer.job.id);
+    } catch (error) {
+      failed(status, error);
+    } finally {
+      button.disabled = false;
+    }
+  });
   $("knowledge-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const status = $("knowledge-status");

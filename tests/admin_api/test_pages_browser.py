@@ -7,9 +7,10 @@ server (so an invitation's answer carries its link). Debian's /usr/bin/chromium 
 pages the way an owner does: logging in (a wrong password is shown as an error; the session
 cookie is HttpOnly), changing a setting that is still there after a reload, a script's unsafe
 request without the CSRF header refused while the page's own succeed, a text changed and
-restored, a document uploaded, followed to its end as a job and deleted, the analytics of a
-day of conversations as a chart, the conversations filtered and one transcript read, and an
-owner inviting a person who chooses a password on the invitation page and logs in with it.
+restored, a document uploaded, followed to its end as a job and deleted, a text written into
+the knowledge base, the analytics of a day of conversations as a chart, the conversations
+filtered and one transcript read, and an owner inviting a person who chooses a password on
+the invitation page and logs in with it.
 
 Marked `integration`: it needs Chromium, which `make test` installs (never a browser
 download), and a server process of its own.
@@ -352,6 +353,14 @@ def test_a_document_is_uploaded_indexed_and_deleted(
     row.get_by_role("button", name="Delete Gift wrapping").click()
     expect(status).to_have_text("Deleted Gift wrapping.", timeout=60_000)
     expect(page.locator("#knowledge-table tbody tr", has_text="gift-wrapping.md")).to_have_count(0)
+
+    page.get_by_text("Or write a text").click()
+    page.get_by_label("Title").fill("Loyalty points")
+    page.get_by_label("Text (Markdown or plain)").fill(
+        "Every euro spent earns one loyalty point; 100 points take 5 euros off an order.")
+    page.get_by_role("button", name="Add the text").click()
+    expect(status).to_contain_text("Indexed", timeout=60_000)
+    expect(page.locator("#knowledge-table tbody tr", has_text="Loyalty points")).to_be_visible()
 
 
 def test_analytics_show_the_days_in_a_chart(served: Served, page: Page) -> None:
