@@ -13,7 +13,9 @@ Usage, from the repository root:
     .venv/bin/python bench/admin_reads.py                       # embedded SQLite stack
     .venv/bin/python bench/admin_reads.py --postgres postgresql://postgres@127.0.0.1:5432/test \\
         --redis redis://127.0.0.1:6379/0                        # PostgreSQL + Redis stack
-Options: --owners 20 --seconds 60 --warmup 10 --visitors 20 --timeout 900
+Options: --owners 20 --think 0 --seconds 60 --warmup 10 --visitors 20 --timeout 900
+(--think 1: each owner reads once a second, as a person clicking through the pages would;
+the default 0 reads back to back, the admin process's saturation)
 Results go to stdout, progress to stderr.
 """
 
@@ -71,8 +73,8 @@ def request_of(route: str, conversation_ids: list[str], turn: int) -> tuple[str,
 
 
 async def owner(client: httpx.AsyncClient, api: str, key: str, start: int, reads: Reads,
-                conversation_ids: list[str], stop: asyncio.Event) -> None:
-    """One owner reading route after route until `stop`."""
+                conversation_ids: list[str], think: float, stop: asyncio.Event) -> None:
+    """One owner reading route after route until `stop`, `think` seconds between reads."""
     headers = {"Authorization": f"Bearer {key}"}
     turn = start
     while not stop.is_set():
@@ -91,6 +93,9 @@ async def owner(client: httpx.AsyncClient, api: str, key: str, start: int, reads
             log.warning("GET %s failed: %r", path, exc)
             ok = False
         reads.add(route, (time.perf_counter() - started) * 1000, ok)
+        if think > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), think)
 
 
 async def conversation_ids_of(client: httpx.AsyncClient, api: str, key: str) -> list[str]:
@@ -130,7 +135,7 @@ async def bench(args: argparse.Namespace, gateway: str, admin: str, rest_key: st
         stop, turns, reads = asyncio.Event(), Stats(), Reads()
         load = asyncio.create_task(visitors(turns_client, target, args.visitors, turns, stop))
         owners = [asyncio.create_task(owner(reads_client, api, owner_key, i, reads,
-                                            conversation_ids, stop))
+                                            conversation_ids, args.think, stop))
                   for i in range(args.owners)]
         log.info("warm-up: %d owners reading, %d visitors talking, %.0f s", args.owners,
                  args.visitors, args.warmup)
@@ -155,7 +160,8 @@ async def bench(args: argparse.Namespace, gateway: str, admin: str, rest_key: st
             await load
 
     every = [m for v in reads.ms.values() for m in v]
-    print(f"\nAdmin API reads: {args.owners} owners for {seconds:.0f} s while "
+    pause = f"{args.think:g} s between reads" if args.think > 0 else "no pause between reads"
+    print(f"\nAdmin API reads: {args.owners} owners ({pause}) for {seconds:.0f} s while "
           f"{args.visitors} visitors talk to the bot (ms)")
     print(f"{'route':<24} {'reads':>6} {'errors':>6} {'p50':>7} {'p95':>7} {'p99':>7}")
     for route in ROUTES:
@@ -180,6 +186,8 @@ def main() -> None:
     parser.add_argument("--owners", type=int, default=20, help="concurrent owners reading")
     parser.add_argument("--visitors", type=int, default=20,
                         help="concurrent conversations through the gateway meanwhile")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds each owner waits between reads (0: as fast as answered)")
     parser.add_argument("--seconds", type=float, default=60, help="timed reads")
     parser.add_argument("--warmup", type=float, default=10, help="untimed reads first")
     parser.add_argument("--timeout", type=float, default=900, help="global limit in seconds")
