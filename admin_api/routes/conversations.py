@@ -37,10 +37,12 @@ from core.conversations import ConversationQuery, TranscriptMessage
 ID_PREFIX = "c_"
 # Days listed when the caller names no `from`: the list groups every message of the period
 # (core/conversations.py `list_conversations`), so an unbounded one would grow with the
-# shop's whole history. Measured with 10,000 conversations of 6 messages (60,000 messages in
-# the shop, as many in another): the list over all of them 300 ms on SQLite, 210-270 ms on
-# PostgreSQL; over 7 days 16 ms / 45 ms; a transcript 2 ms / 11-26 ms (on a shared, busy
-# host). tests/admin_api/test_conversations.py prints these times on both databases.
+# shop's whole history. Measured on the query functions with 10,000 conversations of 6
+# messages (60,000 messages in the shop, as many in another; tables analysed): the list
+# over all of them 300 ms on SQLite, 210-270 ms on PostgreSQL; over 7 days 16 ms / 45 ms;
+# a transcript 2 ms / 11-26 ms (a shared, busy host). Through the API, on freshly seeded
+# tables and a busier host, tests/admin_api/test_conversations.py printed 0.7-1.3 s for the
+# whole list and 0.4-0.6 s for a transcript (with 60,000): grouping grows with the period.
 DEFAULT_DAYS = 30
 _PHONE = re.compile(r"^\+?[\d\s().-]{6,}$")
 _REPLY_KEY = re.compile(r"^reply:(\d+)$")  # connectors/inbox.py `reply_key`

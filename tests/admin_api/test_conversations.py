@@ -248,11 +248,12 @@ async def test_visitors_are_masked_by_what_they_look_like() -> None:
 
 
 async def test_the_list_and_a_transcript_stay_fast_with_many_messages(admin: Admin) -> None:
-    """10,000 conversations of 6 messages each (60,000 rows) in the shop, 60,000 in another;
-    prints the times (the test asserts a generous bound: shared CI machines vary)."""
+    """3,000 conversations of 6 messages each (18,000 rows) in the shop, as many in another;
+    prints the times and asserts a generous bound (shared machines vary). Seeding more makes
+    the suite slow; the larger measurement is in admin_api/routes/conversations.py."""
     rows = []
     for shop in (admin.demo.id, admin.other.id):
-        for n in range(10_000):
+        for n in range(3_000):
             visitor = sender_id(shop, "web", f"w-{n}")
             for k in range(6):
                 rows.append({"tenant_id": shop, "sender_id": visitor, "channel": "web",
