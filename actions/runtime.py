@@ -8,6 +8,7 @@ carry tenant data.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,8 @@ class Runtime:
     tenants: TenantResolver
     credentials: CredentialsBox
     _http: httpx.AsyncClient | None = None
-    _backends: dict[str, OrderBackend] = field(default_factory=dict)
+    # tenant id -> (backend kind and credentials fingerprint, client)
+    _backends: dict[str, tuple[str, OrderBackend]] = field(default_factory=dict)
     # A form verifies an order and its submit action reads it again a moment later; within
     # this many seconds the second read is served from memory instead of the shop's API.
     order_ttl: float = 30.0
@@ -115,12 +117,16 @@ class Runtime:
         await self.engine.dispose()
 
     def backend_for(self, tenant: Tenant) -> OrderBackend:
-        """The tenant's order backend (cached per tenant and backend kind)."""
-        key = f"{tenant.id}:{tenant.order_backend}"
-        backend = self._backends.get(key)
-        if backend is None:
-            backend = self._build_backend(tenant)
-            self._backends[key] = backend
+        """The tenant's order backend, cached per tenant while its kind and credentials stay
+        the same: new credentials set through the admin API reach the next lookup once the
+        tenant resolver has the new row (tenants/resolver.py refreshes it within 30 s)."""
+        blob = tenant.credentials_encrypted or b""
+        version = f"{tenant.order_backend}:{hashlib.sha256(blob).hexdigest()[:16]}"
+        cached = self._backends.get(tenant.id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        backend = self._build_backend(tenant)
+        self._backends[tenant.id] = (version, backend)
         return backend
 
     def _build_backend(self, tenant: Tenant) -> OrderBackend:

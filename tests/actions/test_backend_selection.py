@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -120,7 +121,9 @@ async def test_verified_order_is_read_from_the_shop_once_per_short_window(
         settings: Settings) -> None:
     async with seeded_runtime(settings) as runtime:
         demo = await runtime.tenants.get("demo")
-        runtime._backends[f"{demo.id}:demo"] = CountingBackend(runtime.sessions, demo.id)
+        runtime.backend_for(demo)
+        version, _ = runtime._backends[demo.id]
+        runtime._backends[demo.id] = (version, CountingBackend(runtime.sessions, demo.id))
         first = await runtime.find_order(demo, "1002", "sam@example.com")
         again = await runtime.find_order(demo, "1002", "SAM@example.com ")
         assert first == again and first is not None and CountingBackend.calls == 1
@@ -130,3 +133,15 @@ async def test_verified_order_is_read_from_the_shop_once_per_short_window(
         runtime.order_ttl = 0
         await runtime.find_order(demo, "1002", "sam@example.com")
         assert CountingBackend.calls == 4
+
+
+@pytest.mark.asyncio
+async def test_new_credentials_build_a_new_backend_client(settings: Settings) -> None:
+    """An owner's new credentials (admin API) take effect without restarting the actions."""
+    async with seeded_runtime(settings) as runtime:
+        demo = await runtime.tenants.get("demo")
+        first = runtime.backend_for(demo)
+        assert runtime.backend_for(demo) is first
+        changed = dataclasses.replace(demo, credentials_encrypted=b"another sealed blob")
+        assert runtime.backend_for(changed) is not first
+        assert len(runtime._backends) == 1  # replaced, not accumulated
