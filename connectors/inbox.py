@@ -59,11 +59,14 @@ from core.conversations import NOTHING_UNDERSTOOD, DuplicateMessage, Understood
 from core.db import utcnow
 from core.tasks import TaskSet
 from tenants import Tenant, UnknownTenant
+from tenants.texts import OverrideCache
 
 log = logging.getLogger(__name__)
 
 SEEN_TTL = 7 * 24 * 3600  # providers retry for hours (SendGrid: 3 days); keep ids a week
 # Said when the bot itself cannot answer (Rasa down after retries): the visitor is not ignored.
+# The shop may reword it (utter_trouble_answering, admin API); this is the domain's text too.
+APOLOGY_RESPONSE = "utter_trouble_answering"
 APOLOGY = ("Sorry, I'm having trouble answering right now. Please write again in a few "
            "minutes, or reply 'agent' to reach someone from our team.")
 # Media without text reaches the bot as this intent (bot/domain/media.yml answers it).
@@ -102,6 +105,7 @@ class Inbox:
         # One wake-up per conversation with a retry or a deferred message due soon.
         self._wakeups: dict[Conversation, asyncio.TimerHandle] = {}
         self._tasks = TaskSet()
+        self._texts = OverrideCache(sessions, ttl=5.0)
 
     # -- provider messages: acknowledged at once, answered in the background ---------------
     async def accept(self, inbound: InboundMessage) -> bool:
@@ -298,7 +302,9 @@ class Inbox:
             except GatewayError:
                 if not apologise:
                     raise
-                turn = BotTurn(messages=[{"text": APOLOGY}])
+                apology = await self._texts.say(inbound.tenant.id, APOLOGY_RESPONSE,
+                                                inbound.channel, APOLOGY)
+                turn = BotTurn(messages=[apology])
             turns.append(turn)
             if turn.messages:
                 replies.append(Reply(question=text if len(texts) > 1 else None,

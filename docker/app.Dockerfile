@@ -39,6 +39,9 @@ COPY knowledge/ knowledge/
 COPY connectors/ connectors/
 COPY admin_api/ admin_api/
 COPY migrations/ migrations/
+# The domain's responses: the defaults the admin API lists and its NLG endpoint renders, and
+# the gateway's own texts (tenants/texts.py reads them as YAML; no Rasa in this image).
+COPY bot/domain/ bot/domain/
 
 # SWITCHBOARD_VAR_DIR defaults to /app/var (core/settings.py): the knowledge volume is mounted
 # at var/knowledge and the action server exports its ONNX query encoder to var/models, so it

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import random
 import re
 import time
@@ -46,6 +47,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db import Base, UtcDateTime, utcnow
 from core.metrics import CHANNELS
 from core.settings import ROOT
+
+log = logging.getLogger(__name__)
 
 DOMAIN_DIR = ROOT / "bot" / "domain"
 MAX_VARIANTS = 20
@@ -370,6 +373,19 @@ class OverrideCache:
         """A write in this process: the next read of the shop goes to the database."""
         self._entries.pop(tenant_id, None)
         self._writes[tenant_id] = self._writes.get(tenant_id, 0) + 1
+
+    async def say(self, tenant_id: str, name: str, channel: str | None, default: str,
+                  arguments: Mapping[str, Any] | None = None) -> Variant:
+        """A message our own processes say outside Rasa (the gateway's apology), in the
+        shop's words when it overrode `name`, else the domain's; `default` when neither can
+        be read (the database may be the reason the gateway is apologising)."""
+        try:
+            variants = await self.variants(tenant_id, name, domain_texts())
+            message = render(variants, channel, {}, arguments or {})
+        except Exception:  # a visitor must get an answer whatever failed here
+            log.warning("shop text unavailable; saying the default", extra={"response": name})
+            message = None
+        return message if message is not None else {"text": default}
 
     async def variants(self, tenant_id: str, name: str,
                        domain: DomainTexts) -> list[Variant]:

@@ -12,12 +12,13 @@ import redis.asyncio as aioredis
 
 import connectors.rasa_client
 from connectors.errors import UpstreamUnavailable
-from connectors.inbox import APOLOGY, MEDIA_PAYLOAD, Inbox
+from connectors.inbox import APOLOGY, APOLOGY_RESPONSE, MEDIA_PAYLOAD, Inbox
 from connectors.messages import Media
 from connectors.rasa_client import BotTurn, RasaClient
 from core import conversations
 from core.conversations import MessageRow
 from core.settings import Secret
+from tenants.texts import domain_texts, store_override
 from tests.connectors.conftest import World
 from tests.fakes.rasa_server import RasaFake
 from tests.integration.stack import free_port
@@ -82,6 +83,20 @@ async def test_bot_error_is_tried_again_then_apologised_for(world: World) -> Non
     assert world.sender.sent == [("+15550001", APOLOGY)]
     [message, _] = await world.rows(MessageRow)
     assert message.handled_at is not None and message.attempts == 3
+
+
+async def test_the_apology_is_said_in_the_shops_words(world: World) -> None:
+    """A shop that reworded utter_trouble_answering (admin API) apologises in its words."""
+    await store_override(world.sessions, world.tenant.id, APOLOGY_RESPONSE,
+                         [{"text": "Our bot is napping; text us again soon."}], actor="test")
+    await world.inbox.accept(world.message("boom", "SM-boom-own-words"))
+    await world.settle()
+    assert world.sender.sent == [("+15550001", "Our bot is napping; text us again soon.")]
+
+
+def test_the_apology_is_the_domains_default_text() -> None:
+    [variant] = domain_texts().responses[APOLOGY_RESPONSE]
+    assert variant["text"] == APOLOGY
 
 
 async def test_a_turn_that_fails_is_answered_on_the_retry(world: World) -> None:
