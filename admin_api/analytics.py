@@ -48,6 +48,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from admin_api.tables import AnalyticsDayRow, AnalyticsIntentRow
+from tenants.models import TenantRow
 
 MAX_DAYS = 366
 TOP_INTENTS = 10
@@ -335,6 +336,17 @@ async def roll_up_recent(sessions: async_sessionmaker, tenant_id: str, days: int
     settled = _settled(period, now)
     if settled is not None:
         await _roll_up(sessions, tenant_id, Period(period.first, settled, tz))
+
+
+async def roll_up_every_shop(sessions: async_sessionmaker, days: int = 90,
+                             now: datetime | None = None) -> int:
+    """`roll_up_recent` for every shop in UTC (the admin process's hourly housekeeping,
+    admin_api/retention.py), so owners' first summaries read rollups; returns the shops."""
+    async with sessions() as session:
+        shop_ids = list((await session.execute(select(TenantRow.id))).scalars())
+    for shop_id in shop_ids:
+        await roll_up_recent(sessions, shop_id, days, now=now)
+    return len(shop_ids)
 
 
 async def summarise(sessions: async_sessionmaker, tenant_id: str, period: Period,

@@ -336,3 +336,16 @@ async def test_days_rolled_up_ahead_of_time_read_the_same(admin: Admin) -> None:
     _, body = await admin.call("GET", f"/analytics/summary?{RANGE}")
     assert figures(body["totals"]) == counts(conversations=5, handed_off=2, messages=7,
                                              fallbacks=1, knowledge=1, abstentions=1)
+
+
+async def test_the_hourly_housekeeping_rolls_up_every_shop(admin: Admin) -> None:
+    from admin_api.analytics import roll_up_every_shop
+    from admin_api.tables import AnalyticsDayRow
+
+    await seed_known_days(admin)
+    shops = await roll_up_every_shop(admin.sessions, days=10, now=at(D2 + timedelta(days=2), 6))
+    assert shops >= 2  # the demo shop and the other one
+    async with admin.sessions() as session:
+        rolled = set((await session.execute(select(AnalyticsDayRow.tenant_id).distinct())
+                      ).scalars())
+    assert admin.demo.id in rolled
