@@ -246,12 +246,12 @@ async def breakdown(client: httpx.AsyncClient, rasa: str, actions: str, token: s
     many = samples * 3  # cheap requests: more samples against the noise
     log.info("breakdown: NLU parse, tracker GET, POST /model/predict x%d", many)
     rtt = await p50_ms(many, lambda: client.get(f"{rasa}/version"))  # one HTTP round trip
-    nlu = [-rtt + await p50_ms(many, partial(client.post, f"{rasa}/model/parse", params=auth,
+    nlu = [-rtt + await p50_ms(many, partial(client.post, f"{rasa}/model/parse", headers=auth,
                                              json={"text": text}))
            for text in THREE_TURNS]
-    tracker_p50 = await p50_ms(many, lambda: client.get(track_url, params=auth))
+    tracker_p50 = await p50_ms(many, lambda: client.get(track_url, headers=auth))
     predict_p50 = await p50_ms(many, lambda: client.post(  # no tracker store involved
-        f"{rasa}/model/predict", params=auth, json=tracker["events"]))
+        f"{rasa}/model/predict", headers=auth, json=tracker["events"]))
     predictions, turn = [0] * len(THREE_TURNS), 0
     for event in tracker["events"]:  # every bot action after a user message was predicted
         turn += event["event"] == "user"
