@@ -43,6 +43,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -60,10 +61,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from actions.attempts import Attempts, VerificationFailureRow, derive_key
 from actions.commerce.tables import ReturnRequestRow
+from admin_api.errors import Unavailable
 from core import logs
 from core.conversations import HandoffRow, MessageRow
 from core.db import create_engine
@@ -181,9 +184,24 @@ def stores_of(ctx: Any) -> Stores:
 
 
 async def has_events_table(engine: AsyncEngine) -> bool:
-    """Rasa creates `events` when it first starts; before that there is nothing to read."""
-    async with engine.connect() as conn:
-        return bool(await conn.run_sync(lambda sync: inspect(sync).has_table("events")))
+    """Rasa creates `events` when it first starts; before that there is nothing to read (an
+    embedded tracker file, or its folder, that does not exist yet holds nothing either). A
+    tracker database that exists but cannot be read raises TrackerUnavailable: saying "nothing
+    found" then would tell an owner a visitor's data was erased when it was not."""
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:" and not Path(database).exists():
+        return False
+    try:
+        async with engine.connect() as conn:
+            return bool(await conn.run_sync(lambda sync: inspect(sync).has_table("events")))
+    except OperationalError as exc:
+        log.error("tracker store unreadable", extra={"error": type(exc).__name__})
+        raise TrackerUnavailable("Rasa's tracker store cannot be read right now; "
+                                 "try again shortly") from None
+
+
+class TrackerUnavailable(Unavailable):
+    """Rasa's tracker database exists but does not answer (503 to the caller)."""
 
 
 def _ours(shop: str, sender_ids: Iterable[str]) -> list[str]:

@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -288,3 +289,18 @@ async def test_retention_deletes_a_shops_old_conversations_only(world: World) ->
     assert await retention.sweep(admin.sessions, world.tracker) == {}  # nothing left
     status, page = await admin.call("GET", "/audit", params={"action": "retention.sweep"})
     assert status == 200 and page["total"] == 1
+
+
+async def test_an_embedded_tracker_that_does_not_exist_yet_holds_nothing(admin: Admin) -> None:
+    """Before Rasa ever ran (no tracker file, not even its folder) an export finds no events
+    instead of failing; the matrix found this a 500."""
+    if not admin.settings.uses_embedded_storage:
+        pytest.skip("the embedded tracker file only exists without DATABASE_URL")
+    tracker = Path(admin.settings.tracker_store_url.split("///", 1)[1])
+    assert not tracker.exists()
+    status, data = await admin.call("GET", "/privacy/export",
+                                    params={"conversation": f"{admin.demo.id}:rest:nobody"})
+    assert status == 200, data
+    status, erased = await admin.call("POST", "/privacy/erase",
+                                      json={"conversation": f"{admin.demo.id}:rest:nobody"})
+    assert status == 200, erased
