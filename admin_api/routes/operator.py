@@ -7,14 +7,14 @@ person and a password (scripts on the server use `python -m admin_api shops crea
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from admin_api import people
 from admin_api.api import API, Call, Model
 from admin_api.audit import record
 from admin_api.errors import Conflict
 from admin_api.principal import OPERATORS
-from admin_api.routes.users import InvitationOut, email_field, send_invitation
+from admin_api.routes.users import EmailAddress, InvitationOut, send_invitation
 
 SLUG = people.SLUG
 
@@ -23,12 +23,7 @@ class NewShop(Model):
     slug: str = Field(min_length=2, max_length=63, pattern=SLUG.pattern,
                       description="lowercase letters, digits and '-': the shop's short name")
     name: str = Field(min_length=1, max_length=200)
-    owner_email: str = email_field()
-
-    @field_validator("owner_email")
-    @classmethod
-    def normal(cls, value: str) -> str:
-        return people.normal_email(value)
+    owner_email: EmailAddress
 
 
 class ShopCreated(Model):

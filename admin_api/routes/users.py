@@ -8,9 +8,9 @@ one PATCH or DELETE changes or cancels either.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from admin_api import people
 from admin_api.api import API, Call, Model, Page, PageQuery
@@ -22,11 +22,12 @@ from admin_api.principal import OWNERS
 Role = Literal["owner", "designer", "agent"]
 
 
-def email_field() -> Any:
-    """An email address in a request, checked alike by the document and the code: loosely
-    (one @, a dot in the domain, no spaces), since the invitation mail is the real check."""
-    return Field(min_length=3, max_length=254, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$",
-                 description="an email address")
+# An email address in a request, checked alike by the document and the code: loosely (one @,
+# a dot in the domain, no spaces), since the invitation mail is the real check; stored
+# normalised (people.normal_email).
+EmailAddress = Annotated[str, Field(
+    min_length=3, max_length=254, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$",
+    description="an email address"), AfterValidator(people.normal_email)]
 
 
 class MemberOut(Model):
@@ -55,13 +56,8 @@ class MemberOut(Model):
 
 
 class Invite(Model):
-    email: str = email_field()
+    email: EmailAddress
     role: Role
-
-    @field_validator("email")
-    @classmethod
-    def normal(cls, value: str) -> str:
-        return people.normal_email(value)
 
 
 class InvitationOut(Model):

@@ -10,7 +10,7 @@ from sanic_testing.testing import SanicASGITestClient  # type: ignore[import-unt
 
 from admin_api import people
 from tenants.models import TenantRow
-from tests.admin_api.conftest import Admin, Shop
+from tests.admin_api.conftest import Admin, Shop, api_call
 
 PASSWORD = "correct horse battery staple"
 
@@ -39,13 +39,7 @@ class Browser:
         headers = dict(kwargs.pop("headers", {}))
         if csrf and self.csrf:
             headers["X-CSRF-Token"] = self.csrf
-        _, response = await getattr(self.client, method.lower())(
-            f"/api/v1{path}", headers=headers, **kwargs)
-        try:
-            body = response.json
-        except ValueError:
-            body = None
-        return response.status, body, response
+        return await api_call(self.client, method, path, headers, **kwargs)
 
     async def log_in(self, email: str, password: str = PASSWORD, **extra: Any) -> Any:
         status, body, _ = await self.call("POST", "/session",

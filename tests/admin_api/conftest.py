@@ -52,13 +52,21 @@ class Admin:
         """`method path` under /api/v1 with the API key of `role` in `shop` (default the demo
         shop); returns (status, JSON body or None)."""
         headers = {**(shop or self.demo).auth(role), **kwargs.pop("headers", {})}
-        _, response = await getattr(self.client, method.lower())(
-            f"/api/v1{path}", headers=headers, **kwargs)
-        try:
-            body = response.json
-        except ValueError:
-            body = None
-        return response.status, body
+        status, body, _ = await api_call(self.client, method, path, headers, **kwargs)
+        return status, body
+
+
+async def api_call(client: SanicASGITestClient, method: str, path: str,
+                   headers: dict[str, str], **kwargs: Any) -> tuple[int, Any, Any]:
+    """`method path` under /api/v1 through the test client; (status, JSON body or None, the
+    response)."""
+    _, response = await getattr(client, method.lower())(
+        f"/api/v1{path}", headers=headers, **kwargs)
+    try:
+        body = response.json
+    except ValueError:
+        body = None
+    return response.status, body, response
 
 
 def admin_settings(tmp_path: Path, database_url: str, **env: str) -> Settings:

@@ -156,6 +156,21 @@ class Stack:
         assert key, f"bootstrap wrote no DEMO_REST_KEY to {self.var_dir / 'dev.env'}"
         return key
 
+    def admin_key(self, role: str) -> str:
+        """The demo shop's admin API key for `role` (owner, designer, agent), as bootstrap
+        wrote it (DEMO_OWNER_KEY, DEMO_DESIGNER_KEY, DEMO_AGENT_KEY)."""
+        from devtools.bootstrap import env_value
+
+        name = f"DEMO_{role.upper()}_KEY"
+        key = env_value(self.var_dir / "dev.env", name)
+        assert key, f"bootstrap wrote no {name} to {self.var_dir / 'dev.env'}"
+        return key
+
+    def admin_client(self, role: str) -> httpx.Client:
+        """The admin API (/api/v1) with the demo shop's key for `role`; close it (with)."""
+        return httpx.Client(base_url=f"{self.admin}/api/v1", timeout=30,
+                            headers={"Authorization": f"Bearer {self.admin_key(role)}"})
+
     def rest_headers(self) -> dict[str, str]:
         """What a post to the demo shop's REST channel carries: its key."""
         return {"Authorization": f"Bearer {self.rest_key}"}

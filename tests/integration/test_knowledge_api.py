@@ -9,7 +9,6 @@ server (another process) sees the new index version on its next search.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 from typing import Any
@@ -17,10 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from core.db import create_engine, session_factory
-from core.settings import async_database_url
-from devtools.demo_shop import DEMO_TENANT_ID
-from tenants.api_keys import issue_key
 from tests.fakes.anthropic_server import AnthropicFake, grounded_responder
 from tests.integration.conftest import Visitor
 from tests.integration.stack import Stack
@@ -31,19 +26,6 @@ DOCUMENT = ("# Lighthouse workshop\n\nCustomers may visit our lighthouse worksho
             "on the first Sunday of every month between 10 and 4; the guided tour is free and "
             "takes forty minutes.\n")
 QUESTION = "can I visit your lighthouse workshop in Westerhever?"
-
-
-def designer_key(stack: Stack) -> str:
-    """A designer's API key of the demo shop, issued straight into the stack's database."""
-    async def issue() -> str:
-        engine = create_engine(async_database_url(stack.database))
-        try:
-            issued = await issue_key(session_factory(engine), DEMO_TENANT_ID,
-                                     "integration designer", scope="designer")
-        finally:
-            await engine.dispose()
-        return issued.secret
-    return asyncio.run(issue())
 
 
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
@@ -69,7 +51,7 @@ def cited(visitor: Visitor) -> list[str]:
 def test_an_uploaded_document_answers_within_seconds_of_its_job(
         stack: Stack, anthropic_api: AnthropicFake) -> None:
     anthropic_api.responder = grounded_responder
-    headers = {"Authorization": f"Bearer {designer_key(stack)}"}
+    headers = {"Authorization": f"Bearer {stack.admin_key('designer')}"}
     with httpx.Client(base_url=stack.admin, headers=headers, timeout=30) as client:
         before = Visitor(stack)
         before.say(QUESTION)

@@ -5,20 +5,15 @@ override brings the default back. Rasa asks the admin service's NLG endpoint (bo
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext
 
-from core.db import create_engine, session_factory
-from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID
-from tenants.api_keys import issue_key
 from tests.integration.conftest import Visitor
 from tests.integration.stack import Stack
 from tests.integration.test_widget_browser import (  # noqa: F401  (fixtures)
@@ -39,20 +34,8 @@ WITHIN = 5.0  # seconds a change may take to reach Rasa
 
 @pytest.fixture(scope="module")
 def designer(stack: Stack) -> Iterator[httpx.Client]:
-    """The admin API with a designer key of the demo shop."""
-    async def issue() -> str:
-        engine = create_engine(async_database_url(stack.database))
-        try:
-            return (await issue_key(session_factory(engine), DEMO_TENANT_ID, "nlg test",
-                                    scope="designer")).secret
-        finally:
-            await engine.dispose()
-
-    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
-    with ThreadPoolExecutor(1) as thread:
-        key = thread.submit(asyncio.run, issue()).result()
-    with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=30,
-                      headers={"Authorization": f"Bearer {key}"}) as client:
+    """The admin API with the demo shop's designer key (DEMO_DESIGNER_KEY)."""
+    with stack.admin_client("designer") as client:
         yield client
         client.delete("/responses/utter_iamabot")
 

@@ -5,17 +5,13 @@ store, while the bot answers the same sender afresh."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from core.db import create_engine, session_factory
-from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID
-from tenants.api_keys import issue_key
 from tests.integration.conftest import Visitor
 from tests.integration.stack import Stack
 
@@ -24,18 +20,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def owner(stack: Stack) -> Iterator[httpx.Client]:
-    """The admin API with an owner key of the demo shop."""
-    async def issue() -> str:
-        engine = create_engine(async_database_url(stack.database))
-        try:
-            return (await issue_key(session_factory(engine), DEMO_TENANT_ID, "privacy test",
-                                    scope="owner")).secret
-        finally:
-            await engine.dispose()
-
-    key = asyncio.run(issue())
-    with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=30,
-                      headers={"Authorization": f"Bearer {key}"}) as client:
+    """The admin API with the demo shop's owner key (DEMO_OWNER_KEY)."""
+    with stack.admin_client("owner") as client:
         yield client
 
 
