@@ -58,22 +58,12 @@ class BatchEncoder:
     """MiniLM sentence vectors (mean pooled, unit length) for many short texts at once."""
 
     def __init__(self, onnx_file: Path) -> None:
-        import onnxruntime
-        from tokenizers import Tokenizer
+        from knowledge.query_encoder import minilm_tokenizer, one_thread_session
 
-        from knowledge.model_files import model_path
-
-        options = onnxruntime.SessionOptions()
         # One thread: measured faster per text than two on a busy 2-CPU host (7.0 vs 8.9 ms),
         # and it leaves the other core to the API.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = onnxruntime.InferenceSession(str(onnx_file), options,
-                                                     providers=["CPUExecutionProvider"])
-        self._tokenizer = Tokenizer.from_file(str(model_path() / "tokenizer.json"))
-        self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._tokenizer.enable_padding()
+        self._session = one_thread_session(onnx_file)
+        self._tokenizer = minilm_tokenizer(MAX_TOKENS, padding=True)
         self._lock = threading.Lock()  # the vector cache
         self._run_lock = threading.Lock()  # the session (one run at a time)
         self._known: OrderedDict[str, np.ndarray] = OrderedDict()
