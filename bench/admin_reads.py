@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,8 +37,17 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.turns import LOOPBACK, THREE_TURNS, Stats, Target, pct, run_level, start_stack  # noqa: E402
-from devtools.bootstrap import env_value  # noqa: E402
+from bench.turns import (  # noqa: E402
+    LOOPBACK,
+    THREE_TURNS,
+    Stats,
+    Target,
+    pct,
+    run_before,
+    run_level,
+    start_stack,
+    stop_stack,
+)
 
 log = logging.getLogger("bench.admin_reads")
 TARGET_P95_MS = 50.0
@@ -204,24 +212,11 @@ def main() -> None:
     deadline = time.monotonic() + args.timeout
     stack, finished = start_stack(args, deadline), False
     try:
-        owner_key = env_value(stack.var_dir / "dev.env", "DEMO_OWNER_KEY")
-        if not owner_key:
-            raise SystemExit("bootstrap wrote no DEMO_OWNER_KEY to the stack's dev.env")
-        asyncio.run(asyncio.wait_for(
-            bench(args, stack.gateway, stack.admin, stack.rest_key, owner_key),
-            max(1.0, deadline - time.monotonic())))
+        run_before(deadline, args.timeout, bench(args, stack.gateway, stack.admin,
+                                                 stack.rest_key, stack.admin_key("owner")))
         finished = True
-    except TimeoutError:
-        log.error("gave up after the global timeout of %.0f s", args.timeout)
-        raise SystemExit(2) from None
     finally:
-        log.info("stopping stack")
-        stack.stop()
-        if finished:
-            shutil.rmtree(stack.var_dir, ignore_errors=True)
-        else:
-            log.info("stack logs kept in %s", stack.var_dir)
-
+        stop_stack(stack, finished)
 
 if __name__ == "__main__":
     main()

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -262,8 +262,8 @@ async def breakdown(client: httpx.AsyncClient, rasa: str, actions: str, token: s
     log.info("breakdown: replaying %d action calls x%d", len(calls), samples)
     bodies = []
     for _turn, name, until, extra in calls:
-        state = (await client.get(track_url, params={**auth, "include_events": "ALL",
-                                                     "until": f"{until:.6f}"})).json()
+        state = (await client.get(track_url, headers=auth, params={
+            "include_events": "ALL", "until": f"{until:.6f}"})).json()
         state["events"] += extra
         state["slots"].update({e["name"]: e["value"] for e in extra if e["event"] == "slot"})
         bodies.append({"next_action": name, "sender_id": sender, "tracker": state,
@@ -399,21 +399,31 @@ def main() -> None:
         if not rest_key:
             parser.error("--rest-key: the demo shop's REST API key (var/dev.env has none)")
         gateway, rasa, actions, token = (str(url) for url in urls)
-        asyncio.run(asyncio.wait_for(bench(args, gateway, rasa, actions, token, rest_key),
-                                     max(1.0, deadline - time.monotonic())))
+        run_before(deadline, args.timeout, bench(args, gateway, rasa, actions, token, rest_key))
         finished = True
-    except TimeoutError:
-        log.error("gave up after the global timeout of %.0f s", args.timeout)
-        raise SystemExit(2) from None
     finally:
         if stack is not None:
-            log.info("stopping stack")
-            stack.stop()
-            if finished:
-                shutil.rmtree(stack.var_dir, ignore_errors=True)
-            else:
-                log.info("stack logs kept in %s", stack.var_dir)
+            stop_stack(stack, finished)
 
+
+def run_before(deadline: float, timeout: float, work: Coroutine[Any, Any, Any]) -> None:
+    """Run a bench's coroutine until the global deadline; exit 2 when it is reached."""
+    try:
+        asyncio.run(asyncio.wait_for(work, max(1.0, deadline - time.monotonic())))
+    except TimeoutError:
+        log.error("gave up after the global timeout of %.0f s", timeout)
+        raise SystemExit(2) from None
+
+
+def stop_stack(stack: Stack, finished: bool) -> None:
+    """Stop a bench's own stack: its folder is removed after a finished run, kept (with the
+    processes' logs) otherwise."""
+    log.info("stopping stack")
+    stack.stop()
+    if finished:
+        shutil.rmtree(stack.var_dir, ignore_errors=True)
+    else:
+        log.info("stack logs kept in %s", stack.var_dir)
 
 if __name__ == "__main__":
     main()
