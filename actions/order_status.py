@@ -11,6 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.commerce.base import BackendError, Order, OrderState
+from actions.said import Said
 from actions.tenancy import NoTenant
 from actions.verification import (
     VerifiedOrderForm,
@@ -38,33 +39,49 @@ def human_date(moment: datetime, now: datetime) -> str:
     return f"on {label}"
 
 
-def describe_order(order: Order, now: datetime) -> str:
-    """One short message a visitor can act on."""
-    items = ", ".join(
-        f"{item.name}" + (f" ×{item.quantity}" if item.quantity > 1 else "") for item in order.items
-    )
-    head = f"Order #{order.number} ({items})"
+def item_list(order: Order) -> str:
+    """'Running shoes, Socks ×2'."""
+    return ", ".join(item.name + (f" ×{item.quantity}" if item.quantity > 1 else "")
+                     for item in order.items)
+
+
+def describe_order(order: Order, now: datetime) -> list[Said]:
+    """What the visitor is told about an order: its state, then how to track it if it can be.
+
+    Every state has its own response; a date the backend did not give reads "recently", and a
+    shipment without a carrier's name says so with the response that does not name one.
+    """
+    about = {"order_number": order.number, "order_items": item_list(order)}
+
+    def when(moment: datetime | None) -> str:
+        return human_date(moment, now) if moment else "recently"
+
     shipment = order.shipment
-    tracking = ""
-    if shipment and shipment.tracking_number:
-        carrier = f"{shipment.carrier} " if shipment.carrier else ""
-        tracking = f" {carrier}tracking number: {shipment.tracking_number}."
-        if shipment.tracking_url:
-            tracking += f" Track it here: {shipment.tracking_url}"
+    said: list[Said]
     if order.state is OrderState.PENDING:
-        return (f"{head} was placed {human_date(order.placed_at, now)} and hasn't shipped yet. "
-                "You'll get an email with the tracking number as soon as it leaves our warehouse.")
+        return [Said("utter_order_pending", {**about, "placed": when(order.placed_at)})]
     if order.state is OrderState.SHIPPED:
-        when = f" {human_date(order.shipped_at, now)}" if order.shipped_at else ""
-        via = f" with {shipment.carrier}" if shipment and shipment.carrier else ""
-        return f"{head} shipped{when}{via} and is on its way.{tracking}"
-    if order.state is OrderState.DELIVERED:
-        when = f" {human_date(order.delivered_at, now)}" if order.delivered_at else ""
-        return f"{head} was delivered{when}.{tracking}"
-    if order.state is OrderState.CANCELLED:
-        when = f" {human_date(order.cancelled_at, now)}" if order.cancelled_at else ""
-        return f"{head} was cancelled{when}, so it won't be shipped."
-    return f"{head} has been returned."
+        arguments = {**about, "shipped": when(order.shipped_at)}
+        if shipment and shipment.carrier:
+            said = [Said("utter_order_shipped_with_carrier",
+                         {**arguments, "carrier": shipment.carrier})]
+        else:
+            said = [Said("utter_order_shipped", arguments)]
+    elif order.state is OrderState.DELIVERED:
+        said = [Said("utter_order_delivered", {**about, "delivered": when(order.delivered_at)})]
+    elif order.state is OrderState.CANCELLED:
+        return [Said("utter_order_cancelled", {**about, "cancelled": when(order.cancelled_at)})]
+    else:
+        return [Said("utter_order_returned", about)]
+    if shipment and shipment.tracking_number:
+        tracking = {"order_number": order.number, "carrier": shipment.carrier or "",
+                    "tracking_number": shipment.tracking_number}
+        if shipment.tracking_url:
+            said.append(Said("utter_order_tracking_link",
+                             {**tracking, "tracking_url": shipment.tracking_url}))
+        else:
+            said.append(Said("utter_order_tracking_number", tracking))
+    return said
 
 
 class ValidateOrderStatusForm(VerifiedOrderForm):
@@ -94,7 +111,8 @@ class ActionOrderStatus(Action):
             dispatcher.utter_message(response="utter_verification_exhausted")
             return stop_events()
         _, order = found
-        dispatcher.utter_message(text=describe_order(order, utcnow()))
+        for said in describe_order(order, utcnow()):
+            said.utter(dispatcher)
         # The number is asked afresh next time ("and my other order?"); `verified_order` and
         # the email stay for the shop's quiet period (restarted now), so a return right after
         # this one needs no new details.

@@ -27,6 +27,7 @@ from actions.commerce.returns import (
     window_end,
 )
 from actions.runtime import runtime
+from actions.said import Said
 from actions.tenancy import NoTenant
 from actions.verification import (
     STOP_NOT_ELIGIBLE,
@@ -57,20 +58,20 @@ def _item_list(items: Sequence[LineItem]) -> str:
     return _join([item.name for item in items])
 
 
-def explain_ineligible(why: Ineligible, order: Order, tenant: Tenant) -> str:
+def explain_ineligible(why: Ineligible, order: Order, tenant: Tenant) -> Said:
+    """Why the order cannot be returned, as a response with the values its template uses."""
+    window = {"order_number": order.number, "return_window_days": str(tenant.return_window_days)}
     if why is Ineligible.CANCELLED:
-        return (f"Order #{order.number} was cancelled, so there's nothing to send back. "
-                "If you were charged for it, the refund goes to your original payment method.")
+        return Said("utter_return_order_cancelled", {"order_number": order.number})
     if why is Ineligible.NOT_DELIVERED:
-        return (f"Order #{order.number} hasn't been delivered yet, so it can't be returned yet. "
-                f"Once it arrives you'll have {tenant.return_window_days} days to return it.")
+        return Said("utter_return_not_delivered_yet", window)
     if why is Ineligible.WINDOW_CLOSED:
+        assert order.delivered_at is not None  # a closed window started with a delivery
         end = window_end(order, tenant.return_window_days)
-        return (f"Order #{order.number} was delivered on {order.delivered_at:%d %B %Y}, and our "
-                f"return window is {tenant.return_window_days} days, so it closed on "
-                f"{end:%d %B %Y}. I can't start a return for it, but a person from our team can "
-                "look at your case (for example if an item is faulty).")
-    return f"Everything in order #{order.number} has already been returned."
+        return Said("utter_return_window_closed",
+                    {**window, "delivered_on": f"{order.delivered_at:%d %B %Y}",
+                     "window_closed_on": f"{end:%d %B %Y}"})
+    return Said("utter_return_order_fully_returned", {"order_number": order.number})
 
 
 def request_text(tracker: Tracker, form: str) -> str:
@@ -138,7 +139,7 @@ class ValidateReturnForm(VerifiedOrderForm):
         why = order_eligibility(order, tenant.return_window_days, utcnow())
         if why is not None:
             log.info("return not eligible", extra={"tenant_id": tenant.id, "why": why.value})
-            dispatcher.utter_message(text=explain_ineligible(why, order, tenant))
+            explain_ineligible(why, order, tenant).utter(dispatcher)
             events: list[EventType] = [SlotSet("flow_stop_reason", STOP_NOT_ELIGIBLE)]
             if why is Ineligible.WINDOW_CLOSED:
                 events.append(SlotSet("handoff_offered", True))

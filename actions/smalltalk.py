@@ -1,4 +1,4 @@
-"""Greeting (the tenant's own words), cancelling a flow, and the one fallback action."""
+"""Greeting (in the shop's own words), cancelling a flow, and the one fallback action."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.tenancy import NoTenant, tenant_of
 from core import logs
 
 log = logging.getLogger(__name__)
@@ -23,20 +22,16 @@ FLOW_SLOTS = ("return_items", "return_reason", "flow_stop_reason", "requested_sl
 
 
 class ActionGreet(Action):
+    """The shop's greeting: `utter_greet` as the shop set it (its greeting setting or a
+    designer's override, laid over the domain's text by the NLG endpoint)."""
+
     def name(self) -> str:
         return "action_greet"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        try:
-            tenant = await tenant_of(tracker)
-        except NoTenant:
-            tenant = None
-        if tenant is not None and tenant.greeting:
-            dispatcher.utter_message(text=tenant.greeting)
-        else:
-            dispatcher.utter_message(response="utter_greet")
+        dispatcher.utter_message(response="utter_greet")
         return []
 
 

@@ -20,7 +20,8 @@ designer instead of a visitor reading "{ordr_number}".
 
 Overrides are read per shop through `OverrideCache`: a write clears the writing process's
 entry at once; other processes (more admin replicas) re-read a shop after `ttl` seconds (1 s),
-one query per shop and second at most, shared by concurrent requests.
+one read per shop and second at most, shared by concurrent requests. A setting can stand for a
+response's default in one shop (SETTING_DEFAULTS: the greeting is the shop's `utter_greet`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db import Base, UtcDateTime, utcnow
 from core.metrics import CHANNELS
 from core.settings import ROOT
+from tenants.models import TenantRow
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,21 @@ ARGUMENTS: Mapping[str, frozenset[str]] = {
     "utter_return_items_already_returned": frozenset({"items", "order_number", "reference"}),
     "utter_return_registered": frozenset({"items", "order_number", "reference", "order_email"}),
     "utter_return_in_progress": frozenset({"items", "order_number", "reference", "order_email"}),
+    "utter_order_pending": frozenset({"order_number", "order_items", "placed"}),
+    "utter_order_shipped": frozenset({"order_number", "order_items", "shipped"}),
+    "utter_order_shipped_with_carrier": frozenset({"order_number", "order_items", "shipped",
+                                                   "carrier"}),
+    "utter_order_delivered": frozenset({"order_number", "order_items", "delivered"}),
+    "utter_order_cancelled": frozenset({"order_number", "order_items", "cancelled"}),
+    "utter_order_returned": frozenset({"order_number", "order_items"}),
+    "utter_order_tracking_link": frozenset({"order_number", "carrier", "tracking_number",
+                                            "tracking_url"}),
+    "utter_order_tracking_number": frozenset({"order_number", "carrier", "tracking_number"}),
+    "utter_return_order_cancelled": frozenset({"order_number"}),
+    "utter_return_not_delivered_yet": frozenset({"order_number", "return_window_days"}),
+    "utter_return_window_closed": frozenset({"order_number", "return_window_days",
+                                             "delivered_on", "window_closed_on"}),
+    "utter_return_order_fully_returned": frozenset({"order_number"}),
 }
 
 Variant = dict[str, Any]
@@ -281,6 +298,32 @@ async def read_overrides(sessions: async_sessionmaker, tenant_id: str) -> dict[s
     return {name: list(variants) for name, variants in rows}
 
 
+# Settings that are a response's default in one shop: the owner's greeting (PATCH /settings)
+# is the shop's `utter_greet` until a designer overrides that response, and the domain's
+# text again when the greeting is cleared.
+SETTING_DEFAULTS: Mapping[str, str] = {"utter_greet": "greeting"}
+
+
+async def read_setting_defaults(sessions: async_sessionmaker,
+                                tenant_id: str) -> dict[str, list[Variant]]:
+    """The shop's defaults that come from its settings (SETTING_DEFAULTS), by response."""
+    columns = [getattr(TenantRow, column) for column in SETTING_DEFAULTS.values()]
+    async with sessions() as session:
+        row = (await session.execute(select(*columns).where(TenantRow.id == tenant_id))).first()
+    if row is None:
+        return {}
+    return {name: [{"text": value}] for name, value in zip(SETTING_DEFAULTS, row, strict=True)
+            if value}
+
+
+async def read_shop_texts(sessions: async_sessionmaker,
+                          tenant_id: str) -> dict[str, list[Variant]]:
+    """What the shop says where it differs from the domain: its settings' defaults under its
+    overrides."""
+    return {**await read_setting_defaults(sessions, tenant_id),
+            **await read_overrides(sessions, tenant_id)}
+
+
 async def read_override(sessions: async_sessionmaker, tenant_id: str,
                         name: str) -> list[Variant] | None:
     async with sessions() as session:
@@ -355,7 +398,7 @@ class OverrideCache:
         self._loading[tenant_id] = future
         try:
             started, writes = self.clock(), self._writes.get(tenant_id, 0)
-            found = await read_overrides(self.sessions, tenant_id)
+            found = await read_shop_texts(self.sessions, tenant_id)
             # A write in this process while reading: what was read may predate it, so it
             # answers this call but is not kept.
             if self._writes.get(tenant_id, 0) == writes:
@@ -389,7 +432,8 @@ class OverrideCache:
 
     async def variants(self, tenant_id: str, name: str,
                        domain: DomainTexts) -> list[Variant]:
-        """The shop's variants of `name`: its override, else the domain's default."""
+        """The shop's variants of `name`: its override, else its setting's (SETTING_DEFAULTS),
+        else the domain's default."""
         overrides = await self.overrides(tenant_id)
         if name in overrides:
             return overrides[name]

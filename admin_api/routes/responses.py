@@ -24,6 +24,7 @@ from tenants.texts import (
     normalise,
     read_override,
     read_overrides,
+    read_setting_defaults,
     remove_override,
     store_override,
     validate,
@@ -53,7 +54,8 @@ class VariantOut(Model):
 
 class ResponseOut(Model):
     name: str
-    default: list[VariantOut]
+    default: list[VariantOut] = Field(description="the domain's text, or the shop's greeting "
+                                                  "setting for utter_greet when it has one")
     override: list[VariantOut] | None = Field(description="the shop's own; null: the default")
     effective: list[VariantOut] = Field(description="what the bot says")
     placeholders: list[str] = Field(description="the {names} this response may use")
@@ -74,9 +76,10 @@ def _out(variants: list[dict[str, Any]]) -> list[VariantOut]:
                        buttons=list(v.get("buttons") or [])) for v in variants]
 
 
-def _response(name: str, override: list[dict[str, Any]] | None) -> ResponseOut:
+def _response(name: str, override: list[dict[str, Any]] | None,
+              setting_defaults: dict[str, list[dict[str, Any]]]) -> ResponseOut:
     domain = domain_texts()
-    default = domain.defaults(name)
+    default = setting_defaults.get(name) or domain.defaults(name)
     return ResponseOut(name=name, default=_out(default),
                        override=_out(override) if override is not None else None,
                        effective=_out(override if override is not None else default),
@@ -92,10 +95,12 @@ def _known(name: str) -> None:
            response=Page[ResponseOut], summary="List the bot's responses with the shop's texts")
 async def list_responses(call: Call[None, ResponseQuery]) -> Page[ResponseOut]:
     overrides = await read_overrides(call.ctx.sessions, call.shop)
+    setting_defaults = await read_setting_defaults(call.ctx.sessions, call.shop)
     names = [n for n in domain_texts().responses
              if call.query.overridden is None or (n in overrides) == call.query.overridden]
     chosen = names[call.query.offset:call.query.offset + call.query.page_size]
-    return Page[ResponseOut](items=[_response(n, overrides.get(n)) for n in chosen],
+    return Page[ResponseOut](items=[_response(n, overrides.get(n), setting_defaults)
+                                    for n in chosen],
                              total=len(names), page=call.query.page,
                              page_size=call.query.page_size)
 
@@ -105,7 +110,8 @@ async def list_responses(call: Call[None, ResponseQuery]) -> Page[ResponseOut]:
 async def get_response(call: Call[None, None]) -> ResponseOut:
     name = call.path["name"]
     _known(name)
-    return _response(name, await read_override(call.ctx.sessions, call.shop, name))
+    return _response(name, await read_override(call.ctx.sessions, call.shop, name),
+                     await read_setting_defaults(call.ctx.sessions, call.shop))
 
 
 @API.route("PUT", "/responses/{name}", roles=DESIGNERS, body=NewVariants, response=ResponseOut,
@@ -125,7 +131,7 @@ async def put_response(call: Call[NewVariants, None]) -> ResponseOut:
     texts_cache(call.ctx).forget(call.shop)
     await record(call, "response.update", target=name,
                  before={"variants": before}, after={"variants": variants})
-    return _response(name, variants)
+    return _response(name, variants, await read_setting_defaults(call.ctx.sessions, call.shop))
 
 
 @API.route("DELETE", "/responses/{name}", roles=DESIGNERS, response=ResponseOut,
@@ -138,5 +144,5 @@ async def delete_response(call: Call[None, None]) -> ResponseOut:
     if before is not None:
         await record(call, "response.reset", target=name, before={"variants": before},
                      after=None)
-    return _response(name, None)
+    return _response(name, None, await read_setting_defaults(call.ctx.sessions, call.shop))
 

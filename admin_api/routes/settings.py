@@ -31,9 +31,11 @@ from sqlalchemy import select
 from admin_api.api import API, Call, Model
 from admin_api.audit import record
 from admin_api.errors import Conflict, NotFound
+from admin_api.nlg import texts_cache
 from admin_api.principal import OWNERS
 from tenants.crypto import CredentialsError
 from tenants.models import TenantRow
+from tenants.texts import SETTING_DEFAULTS
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Deliberately loose: the address is shown to visitors, not used to send mail from here.
@@ -238,7 +240,8 @@ async def get_settings(call: Call[None, None]) -> SettingsOut:
            summary="Change some of the shop's settings", errors=(409,))
 async def patch_settings(call: Call[SettingsPatch, None]) -> SettingsOut:
     """Changes the fields sent; the gateway and the action server see them within about
-    30 s (their tenant cache). The audit entry records the changed fields before and after."""
+    30 s (their tenant cache), the greeting from the next greeting on (it is the shop's
+    utter_greet). The audit entry records the changed fields before and after."""
     wanted = call.body.changes()
     async with call.ctx.sessions() as session:
         row = await _shop(session, call.shop)
@@ -255,6 +258,8 @@ async def patch_settings(call: Call[SettingsPatch, None]) -> SettingsOut:
                 setattr(row, name, value)
         await session.commit()
         out = SettingsOut.of(row)
+    if SETTING_DEFAULTS.values() & after.keys():  # the greeting is the shop's utter_greet
+        texts_cache(call.ctx).forget(call.shop)
     if after:
         await record(call, "settings.update", target="settings", before=before, after=after)
     return out

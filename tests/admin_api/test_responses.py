@@ -18,7 +18,8 @@ from tests.admin_api.conftest import Admin
 
 pytestmark = pytest.mark.asyncio
 
-GREET = "Hi! I'm the shop's assistant."
+GREET = "Hi! I'm the shop's assistant."  # the domain's utter_greet
+STOPPED = "No problem, I've stopped that."  # the domain's utter_cancelled
 NEW = {"variants": [{"text": "Welcome to our shop, how can I help?", "channel": None,
                      "buttons": [{"title": "Track my order", "payload": "/check_order_status"}]}]}
 
@@ -36,25 +37,46 @@ async def say(admin: Admin, response: str, shop_id: str | None = None, channel: 
 
 
 async def test_a_designer_changes_a_text_and_the_next_message_says_it(admin: Admin) -> None:
-    status, before = await say(admin, "utter_greet")
-    assert status == 200 and before["text"].startswith(GREET)
+    status, before = await say(admin, "utter_cancelled")
+    assert status == 200 and before["text"].startswith(STOPPED)
 
-    status, body = await admin.call("PUT", "/responses/utter_greet", role="designer", json=NEW)
+    status, body = await admin.call("PUT", "/responses/utter_cancelled", role="designer", json=NEW)
     assert status == 200
     assert body["override"] == NEW["variants"] and body["effective"] == NEW["variants"]
-    assert body["default"][0]["text"].startswith(GREET)
+    assert body["default"][0]["text"].startswith(STOPPED)
 
-    status, message = await say(admin, "utter_greet")
+    status, message = await say(admin, "utter_cancelled")
     assert status == 200
     assert message == {"text": "Welcome to our shop, how can I help?",
                        "buttons": [{"title": "Track my order",
                                     "payload": "/check_order_status"}]}
     # The other shop still hears the default.
-    assert (await say(admin, "utter_greet", shop_id=admin.other.id))[1]["text"].startswith(GREET)
+    other_shop = await say(admin, "utter_cancelled", shop_id=admin.other.id)
+    assert other_shop[1]["text"].startswith(STOPPED)
 
-    status, restored = await admin.call("DELETE", "/responses/utter_greet", role="designer")
+    status, restored = await admin.call("DELETE", "/responses/utter_cancelled", role="designer")
     assert status == 200 and restored["override"] is None
+    assert (await say(admin, "utter_cancelled"))[1]["text"].startswith(STOPPED)
+
+
+async def test_the_owners_greeting_setting_is_the_shops_greeting_under_a_designers_text(
+        admin: Admin) -> None:
+    """One greeting wins wherever it was set: a designer's override of utter_greet, else the
+    owner's greeting setting, else the domain's text; the response list shows which."""
+    status, _ = await admin.call("PATCH", "/settings", json={"greeting": "Hello from Demo!"})
+    assert status == 200
+    assert (await say(admin, "utter_greet"))[1] == {"text": "Hello from Demo!"}
+    _, listed = await admin.call("GET", "/responses/utter_greet", role="designer")
+    assert listed["default"][0]["text"] == "Hello from Demo!" and listed["override"] is None
+
+    await admin.call("PUT", "/responses/utter_greet", role="designer", json=NEW)
+    assert (await say(admin, "utter_greet"))[1]["text"] == NEW["variants"][0]["text"]
+    await admin.call("DELETE", "/responses/utter_greet", role="designer")
+    assert (await say(admin, "utter_greet"))[1] == {"text": "Hello from Demo!"}
+
+    await admin.call("PATCH", "/settings", json={"greeting": None})
     assert (await say(admin, "utter_greet"))[1]["text"].startswith(GREET)
+    assert (await say(admin, "utter_greet", shop_id=admin.other.id))[1]["text"].startswith(GREET)
 
 
 async def test_the_list_shows_every_response_with_default_override_and_placeholders(
@@ -146,8 +168,8 @@ async def test_the_nlg_endpoint_answers_rasas_own_callback_body(admin: Admin) ->
 
 
 async def test_the_nlg_endpoint_refuses_a_wrong_token(admin: Admin) -> None:
-    assert (await say(admin, "utter_greet", token="not-the-token"))[0] == 401
-    assert (await say(admin, "utter_greet", token="valid"))[0] == 200
+    assert (await say(admin, "utter_cancelled", token="not-the-token"))[0] == 401
+    assert (await say(admin, "utter_cancelled", token="valid"))[0] == 200
 
 
 async def test_another_process_sees_a_change_once_its_cache_entry_is_a_second_old(
@@ -156,19 +178,19 @@ async def test_another_process_sees_a_change_once_its_cache_entry_is_a_second_ol
     now = [100.0]
     replica = OverrideCache(admin.sessions, ttl=1.0, clock=lambda: now[0])
     domain = domain_texts()
-    assert (await replica.variants(admin.demo.id, "utter_greet", domain))[0]["text"] \
-        .startswith(GREET)
-    await admin.call("PUT", "/responses/utter_greet", json=NEW)
+    assert (await replica.variants(admin.demo.id, "utter_cancelled", domain))[0]["text"] \
+        .startswith(STOPPED)
+    await admin.call("PUT", "/responses/utter_cancelled", json=NEW)
     now[0] += 0.5
-    assert (await replica.variants(admin.demo.id, "utter_greet", domain))[0]["text"] \
-        .startswith(GREET)  # still within its second
+    assert (await replica.variants(admin.demo.id, "utter_cancelled", domain))[0]["text"] \
+        .startswith(STOPPED)  # still within its second
     now[0] += 0.6
-    assert (await replica.variants(admin.demo.id, "utter_greet", domain))[0]["text"] \
+    assert (await replica.variants(admin.demo.id, "utter_cancelled", domain))[0]["text"] \
         == NEW["variants"][0]["text"]
-    await admin.call("DELETE", "/responses/utter_greet")
+    await admin.call("DELETE", "/responses/utter_cancelled")
     replica.forget(admin.demo.id)  # a write in its own process: at once
-    assert (await replica.variants(admin.demo.id, "utter_greet", domain))[0]["text"] \
-        .startswith(GREET)
+    assert (await replica.variants(admin.demo.id, "utter_cancelled", domain))[0]["text"] \
+        .startswith(STOPPED)
 
 
 async def test_without_a_token_a_caller_from_elsewhere_is_refused(admin: Admin) -> None:
