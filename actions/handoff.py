@@ -16,7 +16,7 @@ from rasa_sdk.types import DomainDict
 from actions.runtime import runtime
 from actions.tenancy import NoTenant, channel_of, tenant_of
 from core import logs
-from core.conversations import open_handoff
+from core.handoffs import open_handoff
 
 log = logging.getLogger(__name__)
 

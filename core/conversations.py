@@ -1,9 +1,9 @@
 """Records about conversations that several processes write: messages and handoff requests.
 
 The gateway stores every inbound and outbound message; actions record handoff requests.
-The agent inbox (a later issue) reads both. Each inbound row also keeps what the bot made of
-it (`Understood`: intent, confidence and the turn's outcome, `outcome_of`), which the admin
-API's transcripts and analytics read.
+The agent inbox reads both (core/handoffs.py changes handoffs' states). Each inbound row
+also keeps what the bot made of it (`Understood`: intent, confidence and the turn's outcome,
+`outcome_of`), which the admin API's transcripts and analytics read.
 """
 
 from __future__ import annotations
@@ -74,7 +74,10 @@ class MessageRow(Base):
 
 
 class HandoffRow(Base):
+    """One escalation of a conversation to a person; core/handoffs.py owns its transitions."""
+
     __tablename__ = "handoff_requests"
+    __table_args__ = (Index("ix_handoff_requests_tenant_id_status", "tenant_id", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -82,8 +85,21 @@ class HandoffRow(Base):
     channel: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(64))  # "visitor_asked", "verification_failed", ...
     last_message: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | taken | resolved
+    # queued | assigned | resolved (core/handoffs.py STATUSES)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # What the bot already knows, for the agent's queue: {"intent", "order_number",
+    # "question"} (any may be missing).
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    assignee_id: Mapped[str | None] = mapped_column(String(64))  # user id or "key:<prefix>"
+    assignee_name: Mapped[str | None] = mapped_column(String(200))
+    assigned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_reply_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    rating_asked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    rating: Mapped[int | None] = mapped_column(Integer)  # the visitor's 1-5
+    rated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 # -- what the bot made of a turn -----------------------------------------------------------
@@ -291,50 +307,13 @@ async def last_inbound_at(sessions: async_sessionmaker, sender_id: str) -> datet
     return last if isinstance(last, datetime) else None
 
 
-async def open_handoff(
-    sessions: async_sessionmaker,
-    *,
-    tenant_id: str,
-    sender_id: str,
-    channel: str,
-    reason: str,
-    last_message: str | None,
-) -> tuple[HandoffRow, bool]:
-    """The open handoff request for this conversation, creating one if none is open.
-
-    Returns (row, created).
-    """
-    async with sessions() as session:
-        existing = (
-            await session.execute(
-                select(HandoffRow).where(
-                    HandoffRow.tenant_id == tenant_id,
-                    HandoffRow.sender_id == sender_id,
-                    HandoffRow.status != "resolved",
-                )
-            )
-        ).scalars().first()
-        if existing is not None:
-            return existing, False
-        row = HandoffRow(
-            tenant_id=tenant_id,
-            sender_id=sender_id,
-            channel=channel,
-            reason=reason,
-            last_message=last_message,
-        )
-        session.add(row)
-        await session.commit()
-        return row, True
-
-
 # -- reading conversations back (the admin API's list and transcripts) ---------------------
-# A conversation is one visitor thread: a sender id ("{tenant}:{channel}:{user}"). Its
-# state comes from its latest handoff request: none "bot", open or taken "handoff",
-# resolved "resolved". Its outcome: "handoff" when a person was involved (a turn's outcome
-# handoff, or any handoff request), else "fallback" when at least one turn was not answered
-# (outcome fallback or abstained), else "contained".
-STATES: Final = ("bot", "handoff", "resolved")
+# A conversation is one visitor thread: a sender id ("{tenant}:{channel}:{user}"). Its state comes
+# from its latest handoff request (core/handoffs.py): none "bot", else that request's status:
+# "queued" (waiting for an agent), "assigned" or "resolved". Its outcome: "handoff" when a person
+# was involved (a turn's outcome handoff, or any handoff request), else "fallback" when at least
+# one turn was not answered (outcome fallback or abstained), else "contained".
+STATES: Final = ("bot", "queued", "assigned", "resolved")
 CONVERSATION_OUTCOMES: Final = ("contained", "handoff", "fallback")
 MISSED: Final = ("fallback", "abstained")
 
@@ -423,8 +402,7 @@ async def list_conversations(sessions: async_sessionmaker, tenant_id: str,
                func.max(m.id).label("last_id"))
         .where(*where).group_by(m.sender_id, m.channel).subquery())
     handoffs = _latest_handoffs(tenant_id)
-    state = case((handoffs.c.status.is_(None), "bot"), (handoffs.c.status == "resolved",
-                                                          "resolved"), else_="handoff")
+    state = case((handoffs.c.status.is_(None), "bot"), else_=handoffs.c.status)
     outcome = case((or_(grouped.c.handoffs > 0, handoffs.c.status.is_not(None)), "handoff"),
                    (grouped.c.missed > 0, "fallback"), else_="contained")
     listed = (select(grouped.c.sender_id, grouped.c.channel, grouped.c.started_at,
@@ -532,7 +510,7 @@ async def transcript(sessions: async_sessionmaker, tenant_id: str, sender_id: st
             select(HandoffRow.status).where(HandoffRow.tenant_id == tenant_id,
                                             HandoffRow.sender_id == sender_id)
             .order_by(HandoffRow.id.desc()).limit(1))).scalar()
-    state = "bot" if status is None else "resolved" if status == "resolved" else "handoff"
+    state = "bot" if status is None else status
     channel = rows[0].channel if rows else sender_id.split(":", 2)[1]
     return Transcript(sender_id, channel, [
         TranscriptMessage(row.id, row.direction, row.text, row.payload, row.created_at,

@@ -447,6 +447,16 @@ class Settings(BotSettings):
         "PUBLIC_BASE_URL", url("http", "https"), used_by=("gateway",),
         doc="the gateway's public origin when a proxy fronts it (providers sign that URL); "
             "unset: the request's own URL")
+    gateway_url: str = env_field(
+        "GATEWAY_URL", url("http", "https"), default="http://127.0.0.1:8000", local_default=True,
+        used_by=("admin",),
+        doc="where the admin service hands agents' replies to the gateway's outbox "
+            "(/internal/agent-replies); the default is loopback")
+    admin_url: str = env_field(
+        "ADMIN_URL", url("http", "https"), default="http://127.0.0.1:8080", local_default=True,
+        used_by=("gateway", "actions"),
+        doc="where the gateway and the action server post live events for agents when "
+            "REDIS_URL is not set (/internal/live); the default is loopback")
     twilio_api_url: str = env_field(
         "TWILIO_API_URL", url("http", "https"), default="https://api.twilio.com",
         used_by=("gateway",), doc="Twilio's API; tests and `make run` point it at stand-ins")
@@ -505,6 +515,14 @@ class Settings(BotSettings):
         the first credentials key like `log_key`. Rotating that key changes the ids."""
         first = self.credentials_key.reveal().split(",")[0].strip()
         return _derived_key(first, b"conversation ids")
+
+    @property
+    def internal_token(self) -> Secret:
+        """The bearer token of the routes our processes call each other on (the gateway's
+        /internal/agent-replies, the admin service's /internal/live), derived from the first
+        credentials key like `log_key`: every process that has the key has the token."""
+        first = self.credentials_key.reveal().split(",")[0].strip()
+        return Secret(_derived_key(first, b"internal routes").hex())
 
     @property
     def widget_secret(self) -> bytes:

@@ -10,6 +10,7 @@ import actions.commerce.tables  # noqa: F401
 import admin_api.tables  # noqa: F401
 import core.conversations  # noqa: F401
 import core.deliveries  # noqa: F401
+import core.handoffs  # noqa: F401
 import core.jobs  # noqa: F401
 import knowledge.tables  # noqa: F401
 import tenants.api_keys  # noqa: F401

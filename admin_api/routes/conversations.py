@@ -81,7 +81,7 @@ def masked_visitor(sender_id: str) -> str:
 class ConversationFilter(PageQuery):
     channel: str | None = Field(None, max_length=32, description="rest, web, sms, whatsapp, "
                                                                  "email")
-    state: Literal["bot", "handoff", "resolved"] | None = Field(
+    state: Literal["bot", "queued", "assigned", "resolved"] | None = Field(
         None, description="bot: no person involved; handoff: a request is open or taken; "
                           "resolved: a person handed it back")
     outcome: Literal["contained", "handoff", "fallback"] | None = Field(
@@ -124,7 +124,7 @@ class ConversationOut(Model):
     started_at: datetime
     last_message_at: datetime
     messages: int = Field(description="messages in both directions (in the period asked for)")
-    state: Literal["bot", "handoff", "resolved"]
+    state: Literal["bot", "queued", "assigned", "resolved"]
     outcome: Literal["contained", "handoff", "fallback"]
     last_message: LastMessageOut | None
 
@@ -210,7 +210,7 @@ class TranscriptOut(Model):
     id: str
     channel: str
     visitor: str
-    state: Literal["bot", "handoff", "resolved"]
+    state: Literal["bot", "queued", "assigned", "resolved"]
     turns: list[TurnOut]
     older_than: int | None = Field(description="when older messages exist: pass as `before`")
 

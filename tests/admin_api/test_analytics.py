@@ -51,7 +51,7 @@ class Seeder:
     def handoff(self, channel: str, user: str, when: datetime, reason: str) -> None:
         self.handoffs.append({"tenant_id": self.shop, "sender_id": f"{self.shop}:{channel}:"
                               f"{user}", "channel": channel, "reason": reason,
-                              "last_message": None, "status": "open", "created_at": when})
+                              "last_message": None, "status": "queued", "created_at": when})
 
     async def save(self) -> None:
         async with self.sessions() as session:

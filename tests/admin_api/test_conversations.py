@@ -87,7 +87,7 @@ async def seed(admin: Admin, shop: str | None = None) -> dict[str, str]:
                       outcome="handoff", message_id="wamid-2")
         session.add(HandoffRow(tenant_id=tenant, sender_id=whatsapp, channel="whatsapp",
                                reason="visitor_asked", last_message="I want a human",
-                               status="open", created_at=at(10)))
+                               status="queued", created_at=at(10)))
         await session.commit()
     return {"sms": sms, "rest": rest, "whatsapp": whatsapp}
 
@@ -105,7 +105,7 @@ async def test_the_list_is_newest_first_with_masked_visitors(admin: Admin) -> No
     assert page["total"] == 3
     assert [(c["channel"], c["visitor"], c["state"], c["outcome"], c["messages"])
             for c in page["items"]] == [
-        ("whatsapp", "…5678", "handoff", "handoff", 3),
+        ("whatsapp", "…5678", "queued", "handoff", 3),
         ("sms", "…4567", "bot", "contained", 4),
         ("rest", "s***@example.com", "bot", "fallback", 4)]
     sms = page["items"][1]
@@ -125,7 +125,7 @@ async def test_filters_and_pages(admin: Admin) -> None:
         return [c["channel"] for c in (await listing(admin, query))["items"]]
 
     assert await channels("?channel=sms") == ["sms"]
-    assert await channels("?state=handoff") == ["whatsapp"]
+    assert await channels("?state=queued") == ["whatsapp"]
     assert await channels("?state=bot") == ["sms", "rest"]
     assert await channels("?state=resolved") == []
     assert await channels("?outcome=fallback") == ["rest"]
@@ -196,7 +196,7 @@ async def test_a_transcript_has_every_turn(admin: Admin) -> None:
     asked, waiting = transcript["turns"]
     assert (asked["outcome"], asked["actions"], waiting["outcome"], waiting["bot"]) == (
         "handoff", ["action_handoff"], "handoff", [])
-    assert transcript["state"] == "handoff"
+    assert transcript["state"] == "queued"
 
 
 async def test_a_long_transcript_comes_in_pages(admin: Admin) -> None:

@@ -50,6 +50,8 @@ BAD_VALUES = [
     ("ADMIN_METRICS_PORT", "99999"),
     ("ADMIN_PUBLIC_URL", "admin.example.com"),
     ("NLG_URL", "127.0.0.1:8080/nlg"),
+    ("GATEWAY_URL", "gateway:8000"),
+    ("ADMIN_URL", "ftp://127.0.0.1:8080"),
     ("SMTP_URL", "http://mail.example.com"),
     ("COOKIE_SECURE", "maybe"),
     ("UPLOAD_MAX_BYTES", "12"),

@@ -37,11 +37,11 @@ def test_the_owner_reads_what_the_bot_made_of_each_turn(
     # Newest first: ours is the latest REST conversation that asked about Canada.
     page = owner.get("/conversations", params={"channel": "rest", "q": "canada"}).json()
     conversation = page["items"][0]
-    assert (conversation["state"], conversation["outcome"]) == ("handoff", "handoff")
+    assert (conversation["state"], conversation["outcome"]) == ("queued", "handoff")
     assert conversation["last_message"]["text"] == handoff
     assert visitor.sender not in str(page)  # the id and the visitor are masked
     assert conversation["id"] in {c["id"] for c in owner.get(
-        "/conversations", params={"state": "handoff", "outcome": "handoff"}).json()["items"]}
+        "/conversations", params={"state": "queued", "outcome": "handoff"}).json()["items"]}
 
     transcript = owner.get(f"/conversations/{conversation['id']}").json()
     turns = transcript["turns"]
@@ -63,4 +63,4 @@ def test_the_owner_reads_what_the_bot_made_of_each_turn(
     assert [s["document"] for s in knowledge["sources"]] == ["shipping.md"]
     assert turns[4]["actions"] == ["action_handoff"]
     assert [m["text"] for m in turns[4]["bot"]] == [handoff]
-    assert transcript["state"] == "handoff"
+    assert transcript["state"] == "queued"
