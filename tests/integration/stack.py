@@ -14,8 +14,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # SWITCHBOARD_MODEL points the tests and benches at another trained model (one trained from
@@ -107,6 +111,10 @@ class Stack:
             ADMIN_PORT=str(self.admin_port),
             ADMIN_METRICS_PORT=str(self.admin_metrics_port),
             NLG_URL=f"{self.admin}/nlg",
+            # Where the admin service hands agents' replies to the gateway, and where the
+            # gateway and the action server post live events without Redis (this stack's ports).
+            GATEWAY_URL=self.gateway,
+            ADMIN_URL=self.admin,
             COOKIE_SECURE="false",
             RASA_TIMEOUT="20",
             PYTHONPATH=str(ROOT),
@@ -170,6 +178,28 @@ class Stack:
         """The admin API (/api/v1) with the demo shop's key for `role`; close it (with)."""
         return httpx.Client(base_url=f"{self.admin}/api/v1", timeout=30,
                             headers={"Authorization": f"Bearer {self.admin_key(role)}"})
+
+    def issue_admin_key(self, slug: str, role: str) -> str:
+        """A new admin API key of shop `slug` for `role`, as `python -m admin_api keys create`
+        prints it (the last line)."""
+        done = subprocess.run([str(APP_PY), "-m", "admin_api", "keys", "create", "--tenant", slug,
+                               "--role", role, "--name", f"integration {role}"],
+                              cwd=ROOT, env=self.env(), check=True, capture_output=True,
+                              text=True)
+        return done.stdout.strip().splitlines()[-1].strip()
+
+    def settings(self) -> Settings:
+        """The settings every process of this stack reads (keys derived from its credentials
+        key: conversation ids, the internal routes' token)."""
+        from core.settings import Settings
+
+        return Settings.from_env(self.env())
+
+    def conversation_id(self, tenant_id: str, sender_id: str) -> str:
+        """The admin API's opaque id of a conversation (admin_api/routes/conversations.py)."""
+        from admin_api.routes.conversations import conversation_id
+
+        return conversation_id(self.settings().conversation_id_key, tenant_id, sender_id)
 
     def rest_headers(self) -> dict[str, str]:
         """What a post to the demo shop's REST channel carries: its key."""
