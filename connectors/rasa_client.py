@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import jwt
 
 from connectors import metrics
 from connectors.errors import BotUnreachable, UpstreamUnavailable
 from connectors.fairness import FairSlots
 from core import logs
 from core.conversations import NOTHING_UNDERSTOOD, Understood, outcome_of
+from core.rasa_http import TOKEN_LIFETIME, rasa_api_token
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,6 @@ log = logging.getLogger(__name__)
 MAX_TURNS_IN_FLIGHT = 32
 PER_SHOP = 24
 UNREACHABLE = "The bot is not reachable right now; please try again shortly."
-# A token lives this long; a new one is minted when less than half its life is left. Short, so
-# one that leaks is soon worthless; long enough that minting is rare.
-TOKEN_LIFETIME = 300
 TURN_PATH = "/webhooks/switchboard/webhook"  # bot/channel.py
 
 
@@ -82,13 +79,6 @@ class BotTurn:
             return NOTHING_UNDERSTOOD
         return Understood(self.intent, self.confidence, outcome_of(
             self.intent, self.actions, self.messages, self.responses, self.paused))
-
-
-def rasa_api_token(jwt_key: Secret, lifetime: int = TOKEN_LIFETIME) -> str:
-    """A JWT Rasa's HTTP API accepts (rasa/server.py `requires_auth`: role admin)."""
-    payload = {"user": {"username": "switchboard-gateway", "role": "admin"},
-               "exp": int(time.time()) + lifetime}
-    return jwt.encode(payload, jwt_key.reveal(), algorithm="HS256")
 
 
 class RasaClient:

@@ -1,0 +1,27 @@
+"""The key to Rasa's HTTP API: a short-lived JWT, minted by every process that calls it.
+
+The gateway (connectors/rasa_client.py: /status, turns) and the admin service (admin_api/
+rasa.py: an agent's reply and a resumed conversation appended to the tracker) both call Rasa's
+HTTP API, which runs with --jwt-secret (bot/serve.py says why). The token goes in the
+Authorization header, never as `?token=` in the URL: httpx's error texts quote the URL, and
+so would every log line or response that showed one.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+
+from core.settings import Secret
+
+# A token lives this long; callers mint a new one when less than half its life is left.
+# Short, so one that leaks is soon worthless; long enough that minting is rare.
+TOKEN_LIFETIME = 300
+
+
+def rasa_api_token(jwt_key: Secret, lifetime: int = TOKEN_LIFETIME) -> str:
+    """A JWT Rasa's HTTP API accepts (rasa/server.py `requires_auth`: role admin)."""
+    payload = {"user": {"username": "switchboard-gateway", "role": "admin"},
+               "exp": int(time.time()) + lifetime}
+    return jwt.encode(payload, jwt_key.reveal(), algorithm="HS256")
