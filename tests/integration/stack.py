@@ -188,6 +188,15 @@ class Stack:
                               text=True)
         return done.stdout.strip().splitlines()[-1].strip()
 
+    def issue_rest_key(self, slug: str) -> str:
+        """A new REST API key of shop `slug` (`python -m tenants keys create`)."""
+        done = subprocess.run([str(APP_PY), "-m", "tenants", "keys", "create", "--tenant", slug,
+                               "--name", "integration"],
+                              cwd=ROOT, env=self.env(), check=True, capture_output=True,
+                              text=True)
+        return next(line.strip() for line in done.stdout.splitlines()
+                    if line.startswith("sb_live_"))
+
     def settings(self) -> Settings:
         """The settings every process of this stack reads (keys derived from its credentials
         key: conversation ids, the internal routes' token)."""

@@ -1,0 +1,619 @@
+"""A person takes over a conversation on every channel, through the real stack.
+
+For each channel (web widget, REST, SMS and WhatsApp through Twilio, WhatsApp through Meta's
+Cloud API, email through a Mailgun route) a visitor asks for a person; the conversation shows
+up queued for the demo shop's agent, in the API and on the live stream (GET /api/v1/events);
+the agent claims it and replies, and the reply reaches the visitor through that channel's
+fake in its own wire format; the visitor answers, no bot message goes out while the agent
+owns the thread, and the agent sees the answer live; the agent resolves, the satisfaction
+question reaches the visitor, their "5" is recorded, and the bot answers the next message
+itself. Also: two agents claiming at once (exactly one wins, the other is told who), and an
+agent of another shop sees neither the thread nor its live events.
+
+Visitors are the providers' own webhooks, signed (devtools/simulate.py); replies go to the
+local fakes of Twilio's and Meta's APIs and to a real SMTP server. The agent is the demo
+shop's agent API key (DEMO_AGENT_KEY; DEMO_AGENT2_KEY for the race). One stack per storage
+shape for the whole session (conftest.py); this module takes about 40 s per shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from core.sender_ids import sender_id
+from devtools import simulate
+from devtools.demo_shop import DEMO_TENANT_ID, DEMO_WIDGET_KEY
+from tests.fakes.graph_server import GraphFake
+from tests.fakes.twilio_server import TwilioFake
+from tests.integration.mailbox import Mailbox
+from tests.integration.stack import Stack
+from tests.integration.test_channels import eventually, mail_body, new_number, rows
+
+pytestmark = pytest.mark.integration
+
+WAIT = 30.0  # one bot turn on a busy machine
+ASK_FOR_PERSON = "I want to talk to a person"
+ANNOUNCEMENT = re.compile(r"team|person|someone|agent", re.I)
+RATING_QUESTION = re.compile(r"rate", re.I)
+THANKS = re.compile(r"thank", re.I)
+ASKS_ORDER_NUMBER = re.compile(r"order number", re.I)
+
+
+# -- the agent's side ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LiveMessage:
+    kind: str
+    data: dict[str, Any]
+    raw: str  # the data line as it came (checked for visitors' phone numbers and emails)
+
+
+class LiveStream:
+    """An agent's GET /api/v1/events, read in a thread as a browser's EventSource reads it."""
+
+    def __init__(self, admin: str, key: str) -> None:
+        self.events: list[LiveMessage] = []
+        self.status: int | None = None
+        self._cond = threading.Condition()
+        self._client = httpx.Client(base_url=admin, headers={"Authorization": f"Bearer {key}"},
+                                    timeout=httpx.Timeout(10.0, read=None))
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        with self._cond:  # connected (or refused) before anyone relies on it
+            self._cond.wait_for(lambda: self.status is not None, timeout=WAIT)
+        assert self.status == 200, f"the live stream answered {self.status}"
+
+    def _read(self) -> None:
+        try:
+            with self._client.stream("GET", "/api/v1/events",
+                                     headers={"Accept": "text/event-stream"}) as response:
+                with self._cond:
+                    self.status = response.status_code
+                    self._cond.notify_all()
+                kind, data = "message", []
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        kind = line.partition(":")[2].strip()
+                    elif line.startswith("data:"):
+                        data.append(line.partition(":")[2].strip())
+                    elif not line and data:
+                        raw = "\n".join(data)
+                        with self._cond:
+                            self.events.append(LiveMessage(kind, json.loads(raw), raw))
+                            self._cond.notify_all()
+                        kind, data = "message", []
+        except (httpx.HTTPError, RuntimeError, ValueError):
+            if not self._closed:
+                raise
+        finally:
+            with self._cond:
+                self.status = self.status or -1
+                self._cond.notify_all()
+
+    def about(self, conversation: str) -> list[LiveMessage]:
+        with self._cond:
+            return [e for e in self.events if e.data.get("conversation_id") == conversation]
+
+    def wait_for(self, kind: str, conversation: str,
+                 match: Callable[[dict[str, Any]], bool] = lambda data: True) -> LiveMessage:
+        def found() -> LiveMessage | None:
+            return next((e for e in self.events if e.kind == kind
+                         and e.data.get("conversation_id") == conversation and match(e.data)),
+                        None)
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: found() is not None, timeout=WAIT):
+                seen = [(e.kind, e.data.get("conversation_id")) for e in self.events]
+                raise AssertionError(f"no live {kind} for {conversation}; seen {seen}")
+            event = found()
+        assert event is not None
+        return event
+
+    def close(self) -> None:
+        self._closed = True
+        self._client.close()
+
+
+@pytest.fixture(scope="module")
+def agent(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.admin_client("agent") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def live(stack: Stack) -> Iterator[LiveStream]:
+    """The demo shop's agent with the inbox open for the whole module."""
+    stream = LiveStream(stack.admin, stack.admin_key("agent"))
+    yield stream
+    stream.close()
+
+
+def conversation_of(stack: Stack, visitor: ChannelVisitor) -> str:
+    return stack.conversation_id(DEMO_TENANT_ID, visitor.sender_id)
+
+
+# -- visitors, one kind per channel ----------------------------------------------------------
+class ChannelVisitor:
+    """A visitor on one channel: `say` delivers a message the way that channel does, and
+    `received` lists the texts that reached the visitor through it, in order."""
+
+    channel = ""
+    address = ""  # the visitor's phone number or email: must never reach the live stream
+
+    @property
+    def sender_id(self) -> str:
+        raise NotImplementedError
+
+    def say(self, text: str) -> list[str]:
+        """Deliver; returns the bot messages the channel answered with in the same exchange
+        (REST and widget; provider channels answer later, through the provider)."""
+        raise NotImplementedError
+
+    def received(self) -> list[str]:
+        raise NotImplementedError
+
+    def wait_reply(self, after: int, pattern: re.Pattern[str] | str) -> str:
+        """The first text after the first `after` ones that matches `pattern`."""
+        regex = re.compile(re.escape(pattern)) if isinstance(pattern, str) else pattern
+        return str(eventually(
+            lambda: next((t for t in self.received()[after:] if regex.search(t)), None),
+            timeout=WAIT, what=f"{self.channel} reply matching {regex.pattern!r}"))
+
+    def check_agent_reply(self, text: str, agent_name: str) -> None:
+        """The agent's reply went out in this channel's own wire format."""
+
+
+class RestVisitor(ChannelVisitor):
+    """A shop's server on the REST channel: messages pushed later (an agent's, the rating
+    question) are read from the poll endpoint with the shop's REST key."""
+
+    channel = "rest"
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.sender = f"visitor-{secrets.token_hex(5)}"
+        self.polled: list[dict[str, Any]] = []
+
+    @property
+    def sender_id(self) -> str:
+        return sender_id(DEMO_TENANT_ID, "rest", self.sender)
+
+    def say(self, text: str) -> list[str]:
+        answer = httpx.post(f"{self.stack.gateway}/channels/demo/rest/webhook",
+                            json={"sender": self.sender, "message": text},
+                            headers=self.stack.rest_headers(), timeout=WAIT)
+        assert answer.status_code == 200, answer.text
+        return [str(r.get("text") or "") for r in answer.json()]
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Everything the shop sent this visitor, as the poll endpoint lists it."""
+        answer = httpx.get(f"{self.stack.gateway}/channels/demo/rest/messages",
+                           params={"sender": self.sender, "after": 0},
+                           headers=self.stack.rest_headers(), timeout=10)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        self.polled = body if isinstance(body, list) else (body.get("messages")
+                                                           or body.get("items") or [])
+        return self.polled
+
+    def received(self) -> list[str]:
+        return [str(m.get("text") or "") for m in self.poll()]
+
+    def check_agent_reply(self, text: str, agent_name: str) -> None:
+        message = next(m for m in self.polled if m.get("text") == text)
+        assert message.get("recipient_id", self.sender) == self.sender
+        assert (message.get("agent") or {}).get("name") == agent_name, message
+
+
+class WebVisitor(ChannelVisitor):
+    """The widget's WebSocket, held open in a thread of its own: an agent's reply arrives
+    pushed, without the visitor writing."""
+
+    channel = "web"
+
+    def __init__(self, stack: Stack) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        url = (stack.gateway.replace("http", "ws")
+               + f"/channels/demo/web/socket?key={DEMO_WIDGET_KEY}")
+        self._ws = self._run(websockets.connect(url, open_timeout=WAIT))
+        self._run(self._ws.send(json.dumps({"type": "hello", "token": None})))
+        session = json.loads(self._run(self._ws.recv()))
+        assert session["type"] == "session", session
+        self.conversation = session["token"].split(".")[1]  # v1.<conversation>.<expiry>.<mac>
+        asyncio.run_coroutine_threadsafe(self._read(), self._loop)
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(WAIT)
+
+    async def _read(self) -> None:
+        async for raw in self._ws:
+            with self._cond:
+                self.frames.append(json.loads(raw))
+                self._cond.notify_all()
+
+    @property
+    def sender_id(self) -> str:
+        return sender_id(DEMO_TENANT_ID, "web", self.conversation)
+
+    def say(self, text: str) -> list[str]:
+        client_id = secrets.token_hex(6)
+        with self._cond:
+            start = len(self.frames)
+        self._run(self._ws.send(json.dumps({"type": "message", "text": text, "id": client_id})))
+
+        def done() -> bool:
+            return any(f["type"] == "done" and f.get("id") == client_id
+                       for f in self.frames[start:])
+
+        with self._cond:
+            assert self._cond.wait_for(done, timeout=WAIT), f"no answer to {text!r}"
+            turn = self.frames[start:]
+        assert not [f for f in turn if f["type"] == "error"], turn
+        return [str(f.get("text") or "") for f in turn if f["type"] == "bot"]
+
+    def received(self) -> list[str]:
+        with self._cond:
+            return [str(f["text"]) for f in self.frames
+                    if f.get("text") and f["type"] not in ("session", "error", "visitor")]
+
+    def check_agent_reply(self, text: str, agent_name: str) -> None:
+        with self._cond:
+            frame = next(f for f in self.frames if f.get("text") == text)
+        assert agent_name in json.dumps(frame), frame  # the widget shows who answers
+
+    def close(self) -> None:
+        self._run(self._ws.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+class TwilioVisitor(ChannelVisitor):
+    """SMS or WhatsApp through Twilio: form webhooks in, the Messages API out."""
+
+    def __init__(self, stack: Stack, twilio: TwilioFake, whatsapp: bool) -> None:
+        self.stack, self.twilio, self.whatsapp = stack, twilio, whatsapp
+        self.channel = "whatsapp" if whatsapp else "sms"
+        self.address = new_number()
+        self.creds = stack.demo_credentials()["twilio"]
+
+    @property
+    def sender_id(self) -> str:
+        return sender_id(DEMO_TENANT_ID, self.channel, self.address)
+
+    def say(self, text: str) -> list[str]:
+        request = simulate.twilio_message(self.stack.gateway, "demo", self.creds, self.address,
+                                          text, whatsapp=self.whatsapp)
+        answer = httpx.post(request.url, content=request.body, headers=request.headers,
+                            timeout=10)
+        assert answer.status_code == 200, answer.text
+        return []
+
+    def received(self) -> list[str]:
+        return [m.body or "" for m in self.twilio.messages_to(self.address)]
+
+    def check_agent_reply(self, text: str, agent_name: str) -> None:
+        [sent] = [m for m in self.twilio.messages_to(self.address) if m.body == text]
+        if self.whatsapp:
+            assert (sent.from_, sent.to) == ("whatsapp:" + self.creds["whatsapp_numbers"][0],
+                                             "whatsapp:" + self.address)
+        else:
+            assert (sent.from_, sent.to) == (self.creds["sms_numbers"][0], self.address)
+
+
+class MetaVisitor(ChannelVisitor):
+    """WhatsApp through Meta's Cloud API: signed JSON webhooks in, Graph API sends out."""
+
+    channel = "whatsapp"
+
+    def __init__(self, stack: Stack, graph: GraphFake) -> None:
+        self.stack, self.graph = stack, graph
+        self.address = new_number()
+        self.creds = stack.demo_credentials()["meta_whatsapp"]
+
+    @property
+    def sender_id(self) -> str:
+        return sender_id(DEMO_TENANT_ID, "whatsapp", self.address)
+
+    def say(self, text: str) -> list[str]:
+        request = simulate.meta_message(self.stack.gateway, "demo", self.creds, self.address,
+                                        text)
+        answer = httpx.post(request.url, content=request.body, headers=request.headers,
+                            timeout=10)
+        assert answer.status_code == 200, answer.text
+        return []
+
+    def sent(self) -> list[Any]:
+        return [s for s in self.graph.sent if s.body.get("to") == self.address.lstrip("+")]
+
+    def received(self) -> list[str]:
+        return [s.text if s.text is not None else json.dumps(s.body) for s in self.sent()]
+
+    def check_agent_reply(self, text: str, agent_name: str) -> None:
+        [sent] = [s for s in self.sent() if s.text == text]
+        assert sent.phone_number_id == self.creds["phone_number_id"]
+        assert sent.body["messaging_product"] == "whatsapp" and sent.body["type"] == "text"
+
+
+class EmailVisitor(ChannelVisitor):
+    """Email through a Mailgun route; every mail of the visitor answers the shop's last one
+    (In-Reply-To/References), as a mail client does."""
+
+    channel = "email"
+
+    def __init__(self, stack: Stack, mailbox: Mailbox) -> None:
+        self.stack, self.mailbox = stack, mailbox
+        self.address = f"shopper-{secrets.token_hex(4)}@example.net"
+        self.creds = stack.demo_credentials()["email"]
+        self.thread: list[str] = []  # Message-IDs, ours and the shop's, oldest first
+        self.last_sent = ""
+
+    @property
+    def sender_id(self) -> str:
+        return sender_id(DEMO_TENANT_ID, "email", self.address)
+
+    def say(self, text: str) -> list[str]:
+        mails = self.mailbox.to(self.address)
+        for mail in mails:
+            if mail["Message-ID"] not in self.thread:
+                self.thread.append(mail["Message-ID"])
+        request = simulate.mailgun_message(
+            self.stack.gateway, "demo", self.creds, self.address,
+            "Re: Help please" if self.thread else "Help please", text,
+            in_reply_to=self.thread[-1] if self.thread else "",
+            references=" ".join(self.thread))
+        self.thread.append(request.message_id)
+        self.last_sent = request.message_id
+        answer = httpx.post(request.url, content=request.body, headers=request.headers,
+                            timeout=10)
+        assert answer.status_code == 200, answer.text
+        return []
+
+    def mails(self) -> list[EmailMessage]:
+        return self.mailbox.to(self.address)
+
+    def received(self) -> list[str]:
+        return [mail_body(m, "plain") for m in self.mails()]
+
+    def check_agent_reply(self, text: str, agent_name: str) -> None:
+        [mail] = [m for m in self.mails() if text in mail_body(m, "plain")]
+        assert mail["In-Reply-To"] == self.last_sent  # threaded under the visitor's last mail
+        assert self.last_sent in mail["References"].split()
+        assert mail["Subject"].startswith("Re: ")
+        assert self.creds["address"] in str(mail["From"])
+        assert text in mail_body(mail, "html")
+
+
+CHANNELS = ["web", "rest", "sms", "twilio-whatsapp", "meta-whatsapp", "email"]
+
+
+@pytest.fixture
+def channel_visitor(request: pytest.FixtureRequest, stack: Stack, twilio_api: TwilioFake,
+                    graph_api: GraphFake, mailbox: Mailbox) -> Iterator[ChannelVisitor]:
+    kind = request.param
+    visitor: ChannelVisitor
+    if kind == "web":
+        visitor = WebVisitor(stack)
+    elif kind == "rest":
+        visitor = RestVisitor(stack)
+    elif kind in ("sms", "twilio-whatsapp"):
+        visitor = TwilioVisitor(stack, twilio_api, whatsapp=kind != "sms")
+    elif kind == "meta-whatsapp":
+        visitor = MetaVisitor(stack, graph_api)
+    else:
+        visitor = EmailVisitor(stack, mailbox)
+    yield visitor
+    if isinstance(visitor, WebVisitor):
+        visitor.close()
+
+
+def handoff_row(stack: Stack, visitor: ChannelVisitor) -> Any:
+    found = rows(stack, "SELECT status, rating, assignee_name FROM handoff_requests "
+                        "WHERE sender_id = :s ORDER BY id DESC", s=visitor.sender_id)
+    return found[0] if found else None
+
+
+def escalate(stack: Stack, visitor: ChannelVisitor, live: LiveStream) -> str:
+    """The visitor asks for a person and is told one will answer; returns the conversation's
+    id once the agents' live stream announced it."""
+    answered = visitor.say(ASK_FOR_PERSON)
+    if visitor.channel in ("rest", "web"):
+        assert any(ANNOUNCEMENT.search(t) for t in answered), answered
+    else:
+        visitor.wait_reply(0, ANNOUNCEMENT)
+    conversation = conversation_of(stack, visitor)
+    live.wait_for("handoff.requested", conversation)
+    return conversation
+
+
+# -- the whole story, on every channel -------------------------------------------------------
+@pytest.mark.parametrize("channel_visitor", CHANNELS, indirect=True)
+def test_an_agent_takes_over_and_hands_back(stack: Stack, channel_visitor: ChannelVisitor,
+                                            agent: httpx.Client, live: LiveStream) -> None:
+    visitor = channel_visitor
+    conversation = escalate(stack, visitor, live)
+
+    # Queued for the agent, with what the bot knows; then the agent takes it.
+    queue = agent.get("/conversations", params={"state": "queued"})
+    assert queue.status_code == 200, queue.text
+    [item] = [c for c in queue.json()["items"] if c["id"] == conversation]
+    assert item["channel"] == visitor.channel
+    assert item["handoff"]["status"] == "queued" and item["handoff"]["assignee"] is None
+    claimed = agent.post(f"/conversations/{conversation}/claim")
+    assert claimed.status_code == 200, claimed.text
+    me = claimed.json()["assignee"]
+    assert claimed.json()["status"] == "assigned" and me["name"]
+    live.wait_for("handoff.claimed", conversation)
+
+    # The agent's reply reaches the visitor through their own channel.
+    before = len(visitor.received())
+    hello = f"Hi, this is {me['name']} from the team ({secrets.token_hex(3)}). How can I help?"
+    sent = agent.post(f"/conversations/{conversation}/messages", json={"text": hello})
+    assert sent.status_code == 202, sent.text
+    visitor.wait_reply(before, hello)
+    visitor.check_agent_reply(hello, me["name"])
+    note = f"Customer sounds upset, offer a refund ({secrets.token_hex(3)})"
+    noted = agent.post(f"/conversations/{conversation}/notes", json={"text": note})
+    assert noted.status_code == 201, noted.text
+
+    # The visitor answers: the agent sees it live, the bot says nothing.
+    mark = len(visitor.received())
+    answer = f"My parcel arrived damaged, order 1001 ({secrets.token_hex(3)})"
+    assert visitor.say(answer) == []  # REST and widget: no bot message in the answer
+    seen = live.wait_for("message.visitor", conversation, lambda d: d.get("text") == answer)
+    assert seen.data.get("channel") in (visitor.channel, None)
+    sorry = f"Sorry about that! A new pair is on its way ({secrets.token_hex(3)})."
+    assert agent.post(f"/conversations/{conversation}/messages",
+                      json={"text": sorry}).status_code == 202
+    visitor.wait_reply(mark, sorry)
+    # Between the claim and now the visitor got the agent's two messages and nothing else:
+    # neither a bot answer to their message nor the internal note.
+    got = visitor.received()[before:]
+    if visitor.channel == "email":  # a mail's text part may add a greeting and a signature
+        assert len(got) == 2 and hello in got[0] and sorry in got[1], got
+    else:
+        assert got == [hello, sorry]
+
+    transcript = agent.get(f"/conversations/{conversation}")
+    assert transcript.status_code == 200, transcript.text
+    whole = json.dumps(transcript.json())
+    assert hello in whole and sorry in whole and answer in whole and note in whole
+    assert transcript.json()["notes"][-1]["text"] == note
+
+    # Resolved: the bot asks for a rating, takes the "5", and answers again itself.
+    mark = len(visitor.received())
+    resolved = agent.post(f"/conversations/{conversation}/resolve")
+    assert resolved.status_code == 200, resolved.text
+    live.wait_for("handoff.resolved", conversation)
+    visitor.wait_reply(mark, RATING_QUESTION)
+    mark = len(visitor.received())
+    thanked = visitor.say("5")
+    if visitor.channel in ("rest", "web"):
+        assert any(THANKS.search(t) for t in thanked), thanked
+    else:
+        visitor.wait_reply(mark, THANKS)
+    live.wait_for("satisfaction.given", conversation, lambda d: d.get("rating") == 5)
+    status, rating, assignee = handoff_row(stack, visitor)
+    assert (status, rating, assignee) == ("resolved", 5, me["name"])
+    mark = len(visitor.received())
+    asked = visitor.say("where is my order?")
+    if visitor.channel in ("rest", "web"):
+        assert any(ASKS_ORDER_NUMBER.search(t) for t in asked), asked
+    else:
+        visitor.wait_reply(mark, ASKS_ORDER_NUMBER)
+
+    # The stream named the conversation by its opaque id only: no phone number, no email.
+    events = live.about(conversation)
+    assert {"handoff.requested", "handoff.claimed", "message.visitor", "message.agent",
+            "note.added", "handoff.resolved", "satisfaction.given"} <= {e.kind for e in events}
+    if visitor.address:
+        assert not [e for e in events if visitor.address.lstrip("+") in e.raw]
+    assert not [e for e in events if visitor.sender_id in e.raw]
+
+
+# -- two agents at once, and another shop --------------------------------------------------
+def test_two_agents_claiming_at_once_exactly_one_wins(stack: Stack, live: LiveStream) -> None:
+    visitor = RestVisitor(stack)
+    conversation = escalate(stack, visitor, live)
+    keys = (stack.admin_key("agent"), stack.admin_key("agent2"))
+    barrier = threading.Barrier(len(keys))
+    answers: dict[str, httpx.Response] = {}
+
+    def claim(key: str) -> None:
+        with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=WAIT,
+                          headers={"Authorization": f"Bearer {key}"}) as client:
+            barrier.wait()
+            answers[key] = client.post(f"/conversations/{conversation}/claim")
+
+    threads = [threading.Thread(target=claim, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status_code for a in answers.values()) == [200, 409], \
+        [a.text for a in answers.values()]
+    [won] = [a.json() for a in answers.values() if a.status_code == 200]
+    [lost] = [a.json() for a in answers.values() if a.status_code == 409]
+    assert lost["detail"] and lost["assignee"] == {"id": won["assignee"]["id"],
+                                                   "name": won["assignee"]["name"]}
+    assert handoff_row(stack, visitor)[2] == won["assignee"]["name"]
+    [claimed] = [e for e in live.about(conversation) if e.kind == "handoff.claimed"]
+    assert won["assignee"]["id"] in claimed.raw
+    winner = next(k for k, a in answers.items() if a.status_code == 200)
+    with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=WAIT,
+                      headers={"Authorization": f"Bearer {winner}"}) as client:
+        assert client.post(f"/conversations/{conversation}/resolve").status_code == 200
+
+
+@dataclass
+class OtherShop:
+    slug: str
+    tenant_id: str
+    rest_key: str
+    agent: httpx.Client
+    live: LiveStream
+
+
+@pytest.fixture(scope="module")
+def other_shop(stack: Stack) -> Iterator[OtherShop]:
+    """Another shop on the same deployment, with its agent's inbox open."""
+    slug = f"elsewhere-{secrets.token_hex(3)}"
+    tenant_id = stack.add_shop_like_demo(slug, f"pk_{slug.replace('-', '_')}")
+    key = stack.issue_admin_key(slug, "agent")
+    with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=WAIT,
+                      headers={"Authorization": f"Bearer {key}"}) as client:
+        stream = LiveStream(stack.admin, key)
+        yield OtherShop(slug, tenant_id, stack.issue_rest_key(slug), client, stream)
+        stream.close()
+
+
+def test_another_shops_agent_sees_neither_the_thread_nor_its_events(
+        stack: Stack, agent: httpx.Client, live: LiveStream, other_shop: OtherShop) -> None:
+    visitor = RestVisitor(stack)
+    conversation = escalate(stack, visitor, live)
+    assert agent.post(f"/conversations/{conversation}/claim").status_code == 200
+    assert agent.post(f"/conversations/{conversation}/messages",
+                      json={"text": "Hello from the demo shop"}).status_code == 202
+    visitor.say("thanks, but it is still broken")
+    live.wait_for("message.visitor", conversation)
+
+    theirs = other_shop.agent
+    assert theirs.get(f"/conversations/{conversation}").status_code == 404
+    for action, body in (("claim", None), ("messages", {"text": "hi"}), ("notes", {"text": "x"}),
+                         ("resolve", None)):
+        answer = theirs.post(f"/conversations/{conversation}/{action}", json=body)
+        assert answer.status_code == 404, (action, answer.text)
+        assert answer.json()["detail"]
+    for state in ("queued", "assigned"):
+        listed = theirs.get("/conversations", params={"state": state})
+        assert listed.status_code == 200
+        assert conversation not in [c["id"] for c in listed.json()["items"]]
+
+    # Their own visitor's escalation reaches them (the stream works) and not the demo agent.
+    response = httpx.post(f"{stack.gateway}/channels/{other_shop.slug}/rest/webhook",
+                          json={"sender": "their-visitor", "message": ASK_FOR_PERSON},
+                          headers={"Authorization": f"Bearer {other_shop.rest_key}"},
+                          timeout=WAIT)
+    assert response.status_code == 200, response.text
+    their_conversation = stack.conversation_id(
+        other_shop.tenant_id, sender_id(other_shop.tenant_id, "rest", "their-visitor"))
+    other_shop.live.wait_for("handoff.requested", their_conversation)
+    assert other_shop.live.about(conversation) == []
+    assert all(e.data.get("conversation_id") == their_conversation
+               for e in other_shop.live.events), [e.kind for e in other_shop.live.events]
+    assert live.about(their_conversation) == []
+    assert agent.get(f"/conversations/{their_conversation}").status_code == 404
+    assert agent.post(f"/conversations/{conversation}/resolve").status_code == 200
