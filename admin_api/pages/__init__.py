@@ -1,4 +1,5 @@
-"""The owner page and the accept-invitation page, served by the admin process itself.
+"""The owner page, the agents' inbox and the accept-invitation page, served by the admin
+process itself.
 
 Plain files beside this module (HTML, CSS, ES modules), no build step and no CDN: what the
 browser runs is what is in the repository, and the page talks only to this origin's
@@ -39,8 +40,8 @@ SECURITY_HEADERS = {
 }
 TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
-ASSETS = ("app.css", "api.js", "app.js", "invite.js")  # under /app/
-PAGES = {"/app/": "index.html", "/invite": "invite.html"}
+ASSETS = ("app.css", "api.js", "app.js", "invite.js", "inbox.css", "inbox.js")  # under /app/
+PAGES = {"/app/": "index.html", "/app/inbox": "inbox.html", "/invite": "invite.html"}
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ def answer(asset: Asset) -> HTTPResponse:
 
 
 def mount(app: Sanic) -> None:
-    """Add the pages to the admin app: `/` and `/app` lead to `/app/`, `/invite` is the
-    invitation page, `/app/<asset>` its scripts and style."""
+    """Add the pages to the admin app: `/` and `/app` lead to `/app/`, `/app/inbox` is the
+    agents' inbox, `/invite` the invitation page, `/app/<asset>` their scripts and styles."""
     pages = {uri: load(name) for uri, name in PAGES.items()}
     assets = {name: load(name) for name in ASSETS}
 

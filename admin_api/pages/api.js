@@ -11,10 +11,11 @@ const CSRF_KEY = "switchboard.csrf";
 const SAFE = new Set(["GET", "HEAD"]);
 
 export class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, body = null) {
     super(detail);
     this.status = status;
     this.detail = detail;
+    this.body = body; // the whole JSON answer (a 409 on claim names who has it)
   }
 }
 
@@ -63,7 +64,7 @@ export async function api(method, path, { json, form, query } = {}) {
       data = { detail: text.slice(0, 200) };
     }
   }
-  if (!response.ok) throw new ApiError(response.status, detailText(data, response.status));
+  if (!response.ok) throw new ApiError(response.status, detailText(data, response.status), data);
   return data;
 }
 
