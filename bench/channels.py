@@ -20,8 +20,15 @@ new process once their leases run out (connectors/leases.py); web visitors whose
 count as late and reconnect. Its visitors all come from 127.0.0.1 and write to one shop, so the
 demo shop's rate limits are raised for the run (a real shop of this size would set its own).
 
+With --agents N (bench/agent_live.py) N agents of the demo shop hold the live stream
+GET /api/v1/events open while --escalated more visitors (SMS, WhatsApp, Meta, email) ask for a
+person and then keep writing every --think seconds; the report adds, per live event kind, the
+time from the visitor's webhook being acknowledged to the event arriving at each agent's
+stream (target: message.visitor p95 <= 500 ms with 50 agents and 200 visitors).
+
 Usage, from the repository root (starts its own stack in a temp dir, embedded storage):
     .venv/bin/python bench/channels.py [--visitors 200] [--seconds 60] [--kill-gateway]
+    .venv/bin/python bench/channels.py --visitors 200 --agents 50 [--escalated 20]
     .venv/bin/python bench/channels.py --postgres postgresql://postgres@127.0.0.1:5432/test \\
         --redis redis://127.0.0.1:6379/0
 Results go to stdout, progress to stderr.
@@ -51,9 +58,11 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.agent_live import Agents, Watch  # noqa: E402
 from bench.turns import pct  # noqa: E402
+from core.sender_ids import sender_id  # noqa: E402
 from devtools import simulate  # noqa: E402
-from devtools.demo_shop import DEMO_WIDGET_KEY  # noqa: E402
+from devtools.demo_shop import DEMO_TENANT_ID, DEMO_WIDGET_KEY  # noqa: E402
 from tests.fakes.graph_server import GraphFake  # noqa: E402
 from tests.fakes.twilio_server import TwilioFake  # noqa: E402
 from tests.integration.mailbox import Mailbox  # noqa: E402
@@ -144,6 +153,18 @@ async def post(http: aiohttp.ClientSession, request: simulate.SignedRequest) -> 
         return response.status
 
 
+def provider_request(kind: str, stack: Stack, creds: dict[str, Any], address: str, text: str,
+                     email_body: str | None = None) -> simulate.SignedRequest:
+    """One signed webhook of `kind` (sms, whatsapp, meta, email) from `address`."""
+    if kind in ("sms", "whatsapp"):
+        return simulate.twilio_message(stack.gateway, "demo", creds["twilio"], address, text,
+                                       whatsapp=kind == "whatsapp")
+    if kind == "meta":
+        return simulate.meta_message(stack.gateway, "demo", creds["meta_whatsapp"], address, text)
+    return simulate.mailgun_message(stack.gateway, "demo", creds["email"], address, "Order",
+                                    email_body or text)
+
+
 async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any],
                            http: aiohttp.ClientSession, replies: Replies, stats: Channel,
                            until: float, n: int) -> None:
@@ -151,16 +172,8 @@ async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any],
                else "+1555" + f"{secrets.randbelow(10**7):07d}")
     turn, answered = 0, 0
     while time.monotonic() < until:
-        text = SCRIPT[turn % len(SCRIPT)]
-        if kind in ("sms", "whatsapp"):
-            request = simulate.twilio_message(stack.gateway, "demo", creds["twilio"], address, text,
-                                              whatsapp=kind == "whatsapp")
-        elif kind == "meta":
-            request = simulate.meta_message(stack.gateway, "demo", creds["meta_whatsapp"], address,
-                                            text)
-        else:
-            request = simulate.mailgun_message(stack.gateway, "demo", creds["email"], address,
-                                               "Order", EMAIL)
+        request = provider_request(kind, stack, creds, address, SCRIPT[turn % len(SCRIPT)],
+                                   EMAIL)
         copies = 2 if (stats.sent % 10) == 9 else 1
         stats.duplicates_injected += copies - 1
         started = time.perf_counter()
@@ -185,6 +198,62 @@ async def provider_visitor(kind: str, stack: Stack, creds: dict[str, Any],
             stats.late += 1
             answered = max(answered, replies.counts[address])
         turn += 1
+
+
+ASK_FOR_PERSON = "I want to talk to a person"
+ESCALATED_KINDS = ("sms", "whatsapp", "meta", "email")
+SENDER_CHANNEL = {"sms": "sms", "whatsapp": "whatsapp", "meta": "whatsapp", "email": "email"}
+
+
+async def escalated_visitor(kind: str, stack: Stack, creds: dict[str, Any],
+                            http: aiohttp.ClientSession, replies: Replies, stats: Channel,
+                            watch: Watch, until: float, n: int, think: float) -> None:
+    """Asks for a person, then writes every `think` seconds in the conversation a person now
+    owns (no bot reply comes); each acknowledged webhook is a live event the agents await."""
+    address = (f"waiting{n}-{secrets.token_hex(3)}@example.net" if kind == "email"
+               else "+1555" + f"{secrets.randbelow(10**7):07d}")
+    conversation = stack.conversation_id(
+        DEMO_TENANT_ID, sender_id(DEMO_TENANT_ID, SENDER_CHANNEL[kind], address))
+    turn = 0
+    while time.monotonic() < until:
+        text = ASK_FOR_PERSON if turn == 0 else f"any news about my parcel? (ref {n}-{turn})"
+        started = time.perf_counter()
+        try:
+            status = await post(http, provider_request(kind, stack, creds, address, text))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            stats.errors[type(exc).__name__] += 1
+            await asyncio.sleep(0.5)
+            continue
+        acked = time.monotonic()
+        stats.acks.append((time.perf_counter() - started) * 1000)
+        stats.sent += 1
+        if status != 200:
+            stats.errors[f"HTTP {status}"] += 1
+            await asyncio.sleep(think)
+            continue
+        if turn == 0:
+            watch.acknowledged("handoff.requested", conversation, acked)
+            # The bot's announcement; from then on a person owns the conversation.
+            if not await replies.wait(address, 1, REPLY_TIMEOUT):
+                stats.late += 1
+        else:
+            watch.acknowledged("message.visitor", text, acked)
+        turn += 1
+        await asyncio.sleep(think)
+
+
+async def progress(watch: Watch, until: float, every: float = 5.0) -> None:
+    """The agents' view so far, every few seconds, on stderr."""
+    started = time.monotonic()
+    while time.monotonic() < until:
+        await asyncio.sleep(every)
+        recent = watch.latencies("message.visitor", since=time.monotonic() - every - 2)
+        log.info("t=%3.0fs agents connected %d/%d; message.visitor seen %d of %d expected, "
+                 "last %.0f s p50 %.0f ms p95 %.0f ms; handoff.requested seen %d of %d",
+                 time.monotonic() - started, watch.connected, watch.agents,
+                 len(watch.latencies("message.visitor")), watch.expected("message.visitor"),
+                 every, pct(recent, 50), pct(recent, 95),
+                 len(watch.latencies("handoff.requested")), watch.expected("handoff.requested"))
 
 
 async def web_visitor(stack: Stack, stats: Channel, until: float) -> None:
@@ -228,10 +297,13 @@ async def web_session(stack: Stack, stats: Channel, until: float) -> None:
         stats.errors[type(exc).__name__] += 1
 
 
-async def run(args: argparse.Namespace, stack: Stack, replies: Replies) -> dict[str, Channel]:
+async def run(args: argparse.Namespace, stack: Stack, replies: Replies,
+              agents: Agents | None = None) -> dict[str, Channel]:
     replies.start(asyncio.get_running_loop())
     creds = stack.demo_credentials()
     stats = {kind: Channel() for kind in MIX}
+    if agents is not None:
+        stats["asked"] = Channel()  # the visitors who asked for a person (not in MIX)
     until = time.monotonic() + args.seconds
     # aiohttp rather than httpx here: with hundreds of concurrent requests httpx's own pool
     # costs enough CPU in this process to show up as acknowledgement latency.
@@ -247,6 +319,14 @@ async def run(args: argparse.Namespace, stack: Stack, replies: Replies) -> dict[
                 tasks.append(provider_visitor(kind, stack, creds, http, replies, stats[kind],
                                               until, n))
         log.info("%d visitors for %d s: %s", len(tasks), args.seconds, dict(Counter(kinds)))
+        if agents is not None:
+            for n in range(args.escalated):
+                tasks.append(escalated_visitor(
+                    ESCALATED_KINDS[n % len(ESCALATED_KINDS)], stack, creds, http, replies,
+                    stats["asked"], agents.watch, until, n, args.think))
+            tasks.append(progress(agents.watch, until))
+            log.info("%d more visitors ask for a person and keep writing every %.1f s; "
+                     "%d agents watch", args.escalated, args.think, agents.watch.agents)
         if args.kill_gateway:
             tasks.append(kill_and_restart(stack, args.seconds / 2))
         await asyncio.gather(*tasks)
@@ -289,6 +369,19 @@ def report(stats: dict[str, Channel], replies: Replies) -> None:
               f"{s.duplicates_injected:7d} {dict(s.errors) or ''}")
 
 
+def report_agents(watch: Watch) -> None:
+    print(f"\nlive events at {watch.agents} agents' streams: ms from the visitor's webhook "
+          "acknowledged to the event at each agent (every agent, every event)")
+    print(f"{'event':18} {'events':>7} {'arrivals':>9} {'p50':>7} {'p95':>7} {'max':>7} "
+          f"{'missed':>7}")
+    for kind in ("message.visitor", "handoff.requested"):
+        seen = watch.latencies(kind)
+        print(f"{kind:18} {watch.expected(kind) // max(1, watch.agents):7d} {len(seen):9d} "
+              f"{pct(seen, 50):7.0f} {pct(seen, 95):7.0f} {max(seen, default=float('nan')):7.0f} "
+              f"{watch.missed(kind):7d}")
+    print("(handoff.requested is published during the bot's turn, so it includes the turn)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--visitors", type=int, default=200)
@@ -299,6 +392,14 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the stack's logs and files")
     parser.add_argument("--kill-gateway", action="store_true",
                         help="SIGKILL the gateway halfway through and start it again at once")
+    parser.add_argument("--agents", type=int, default=0,
+                        help="agents of the demo shop holding /api/v1/events open; with "
+                             "--escalated visitors who ask for a person (bench/agent_live.py)")
+    parser.add_argument("--escalated", type=int, default=20,
+                        help="with --agents: visitors, besides --visitors, who ask for a person "
+                             "and keep writing")
+    parser.add_argument("--think", type=float, default=2.0,
+                        help="with --agents: seconds between an escalated visitor's messages")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     if bool(args.postgres) != bool(args.redis):
@@ -316,6 +417,7 @@ def main() -> None:
         if args.postgres:
             from tests.databases import drop_our_tables
             drop_our_tables(args.postgres)
+        agents: Agents | None = None
         try:
             log.info("starting stack in %s", stack.var_dir)
             stack.start()
@@ -325,16 +427,27 @@ def main() -> None:
             graph.access_token = creds["meta_whatsapp"]["access_token"]
             graph.phone_number_ids = {creds["meta_whatsapp"]["phone_number_id"]}
             replies = Replies(twilio, graph, mailbox)
-            stats = asyncio.run(run(args, stack, replies))
+            if args.agents:
+                agents = Agents(stack.admin, stack.admin_key("agent"), args.agents)
+                agents.start()
+                log.info("%d agents' live streams connected", args.agents)
+            try:
+                stats = asyncio.run(run(args, stack, replies, agents))
+            finally:
+                if agents is not None:
+                    time.sleep(5)  # events of the last messages still on their way
+                    agents.stop()
             print(f"\n{args.visitors} visitors, {args.seconds:.0f} s, "
                   f"{'postgres+redis' if args.postgres else 'embedded'} storage"
                   f"{', gateway killed and restarted halfway' if args.kill_gateway else ''}; ms")
             report(stats, replies)
-            provider = [s for k, s in stats.items() if k != "web"]
+            provider = [s for k, s in stats.items() if k not in ("web", "asked")]
             print(f"\nprovider messages acknowledged {sum(s.sent for s in provider)}, "
                   f"lost {sum(lost(s, replies) for s in provider)}, "
                   f"duplicated {sum(duplicated(s, replies) for s in provider)}; "
                   f"web turns without an answer {stats['web'].late}")
+            if agents is not None:
+                report_agents(agents.watch)
         finally:
             stack.stop()
             if args.keep:
