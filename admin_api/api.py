@@ -110,6 +110,7 @@ class Endpoint:
     status: int = 200
     upload: bool = False  # multipart/form-data with a `file` field; the handler reads it
     public: bool = False  # no authentication (login, accepting an invitation)
+    stream: bool = False  # server-sent events: the handler answers as it goes (request.respond)
     description: str | None = None
     extra_errors: tuple[int, ...] = field(default=())
 
@@ -131,14 +132,14 @@ class Api:
               tag: str | None = None, body: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
               upload: bool = False, public: bool = False, description: str | None = None,
-              errors: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
+              errors: tuple[int, ...] = (), stream: bool = False) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(Endpoint(
                 method=method.upper(), path=path, handler=handler, roles=roles, summary=summary,
                 tag=tag or path.strip("/").split("/")[0], body=body, query=query,
                 response=response, status=status if response is not None else 204,
                 upload=upload, public=public, description=description or handler.__doc__,
-                extra_errors=errors))
+                extra_errors=errors, stream=stream))
             return handler
         return register
 
@@ -224,7 +225,10 @@ class Api:
             operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {
                 "schema": {"type": "object", "required": ["file"], "properties": {
                     "file": {"type": "string", "format": "binary"}}}}}}
-        if endpoint.response is None:
+        if endpoint.stream:
+            operation["responses"]["200"] = {"description": "server-sent events", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}}
+        elif endpoint.response is None:
             operation["responses"]["204"] = {"description": "done"}
         else:
             operation["responses"][str(endpoint.status)] = {
@@ -273,10 +277,10 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 def _serve(endpoint: Endpoint, authenticate: Authenticator,
-           check_csrf: CsrfCheck) -> Callable[..., Coroutine[Any, Any, HTTPResponse]]:
+           check_csrf: CsrfCheck) -> Callable[..., Coroutine[Any, Any, HTTPResponse | None]]:
     adapter = TypeAdapter(endpoint.response) if endpoint.response is not None else None
 
-    async def handle(request: Request, **path: str) -> HTTPResponse:
+    async def handle(request: Request, **path: str) -> HTTPResponse | None:
         if endpoint.public:
             principal = Principal(role="public", actor="anonymous", tenant_id=None)
         else:
@@ -289,6 +293,8 @@ def _serve(endpoint: Endpoint, authenticate: Authenticator,
         query = _parse_query(endpoint.query, request) if endpoint.query else None
         body = _parse_body(endpoint.body, request) if endpoint.body else None
         result = await endpoint.handler(Call(request, principal, body, query, path))
+        if endpoint.stream:
+            return None  # answered as it went (request.respond); Sanic ends the stream
         if isinstance(result, HTTPResponse):
             return result
         if adapter is None:

@@ -11,10 +11,12 @@ from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, html, json
 
 import admin_api.routes  # noqa: F401  (declares every route on API)
-from admin_api import auth, nlg, retention
+from admin_api import auth, live, nlg, notices, retention
 from admin_api.api import API
 from admin_api.errors import ApiError
+from admin_api.gateway import GatewayClient
 from admin_api.pages import mount as mount_pages
+from admin_api.rasa import RasaTracker
 from admin_api.worker import install as install_worker
 from core.db import create_engine, session_factory
 from core.settings import Settings
@@ -67,12 +69,20 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
                          if settings.redis_url else None)
         app.ctx.keys = ApiKeyVerifier(app.ctx.sessions)
         app.ctx.box = CredentialsBox(settings.credentials_key.reveal())
+        # The agent inbox hands replies to the gateway's outbox and tells Rasa (loopback).
+        app.ctx.gateway = GatewayClient(settings.gateway_url, settings.internal_token)
+        app.ctx.rasa = RasaTracker(settings.rasa_url, settings.rasa_jwt_key)
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
+        await app.ctx.gateway.aclose()
+        await app.ctx.rasa.aclose()
         if app.ctx.redis is not None:
             await app.ctx.redis.aclose()
         await app.ctx.engine.dispose()
+
+    live.install(app)  # app.ctx.live: agents' live stream, /internal/live, the Redis relay
+    notices.install(app)  # a visitor waits and nobody has the inbox open: mail the shop
 
     install_worker(app, settings)  # runs queued jobs (knowledge ingestion) off the request path
     retention.install(app)  # hourly: conversations past each shop's retention_days go
@@ -85,7 +95,7 @@ def answer_errors(app: Sanic) -> None:
 
     @app.exception(ApiError)
     async def api_error(request: Request, exc: ApiError) -> HTTPResponse:
-        return json({"detail": exc.detail}, status=exc.status, headers=exc.headers)
+        return json({**exc.extra, "detail": exc.detail}, status=exc.status, headers=exc.headers)
 
     @app.exception(SanicException)
     async def sanic_error(request: Request, exc: SanicException) -> HTTPResponse:

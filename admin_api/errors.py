@@ -8,10 +8,12 @@ from typing import Any
 class ApiError(Exception):
     status = 400
 
-    def __init__(self, detail: Any, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, detail: Any, *, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail if isinstance(detail, str) else repr(detail))
         self.detail = detail
         self.headers = headers or {}
+        self.extra = extra or {}  # more fields of the answer besides detail (409: who has it)
 
 
 class BadRequest(ApiError):

@@ -99,3 +99,13 @@ async def deliver_invitation(settings: Settings, *, base_url: str, token: str, e
                invitation_text(shop, role, link, invited_by))
     log.info("invitation mailed", extra={"role": role})
     return None
+
+
+def handoff_notice_text(shop: str, channel: str, reason: str, link: str) -> str:
+    """The notice to a shop's support address: a visitor waits and no agent has the inbox
+    open. Nothing of the visitor (no address, no message text) is in it: the link is."""
+    return (
+        f"Hello,\n\nA visitor on {channel} asked {shop}'s support bot for a person "
+        f"({reason.replace('_', ' ')}), and nobody has the agent inbox open right now.\n\n"
+        f"Open the conversation (log in as an agent or owner):\n\n{link}\n\n"
+        "The visitor was told that a person from your team will reply in that conversation.\n")

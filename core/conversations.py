@@ -330,6 +330,9 @@ class ConversationQuery:
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
+    # "recent": the latest active first; "waiting": the oldest handoff request first (the
+    # agents' queue), conversations without one last.
+    order: str = "recent"
 
 
 @dataclass(frozen=True)
@@ -360,11 +363,12 @@ def _like(text: str) -> str:
 
 
 def _latest_handoffs(tenant_id: str) -> Any:
-    """(sender_id, status) of each conversation's latest handoff request."""
+    """(sender_id, status, requested_at) of each conversation's latest handoff request."""
     latest = (select(HandoffRow.sender_id, func.max(HandoffRow.id).label("handoff_id"))
               .where(HandoffRow.tenant_id == tenant_id)
               .group_by(HandoffRow.sender_id).subquery())
-    return (select(latest.c.sender_id, HandoffRow.status)
+    return (select(latest.c.sender_id, HandoffRow.status,
+                   HandoffRow.created_at.label("requested_at"))
             .join(HandoffRow, HandoffRow.id == latest.c.handoff_id).subquery())
 
 
@@ -416,9 +420,11 @@ async def list_conversations(sessions: async_sessionmaker, tenant_id: str,
         listed = listed.where(outcome == query.outcome)
     async with sessions() as session:
         # The count rides along as a window over the page's query: one grouping, not two.
+        order = ((handoffs.c.requested_at.is_(None), handoffs.c.requested_at,
+                  grouped.c.sender_id) if query.order == "waiting"
+                 else (grouped.c.last_message_at.desc(), grouped.c.sender_id))
         rows = (await session.execute(
-            listed.order_by(grouped.c.last_message_at.desc(), grouped.c.sender_id)
-            .offset(offset).limit(limit))).all()
+            listed.order_by(*order).offset(offset).limit(limit))).all()
         if rows:
             total = rows[0].total
         else:  # past the last page (or nothing at all): count separately
@@ -517,3 +523,26 @@ async def transcript(sessions: async_sessionmaker, tenant_id: str, sender_id: st
                           row.message_id, row.intent, row.confidence, row.outcome,
                           tuple(deliveries.get(row.id, ())))
         for row in rows], state, more)
+
+
+async def latest_handoffs(sessions: async_sessionmaker, tenant_id: str,
+                          senders: Sequence[str]) -> dict[str, HandoffRow]:
+    """Each of these conversations' latest handoff request (the agents' queue shows it)."""
+    if not senders:
+        return {}
+    latest = (select(func.max(HandoffRow.id))
+              .where(HandoffRow.tenant_id == tenant_id, HandoffRow.sender_id.in_(senders))
+              .group_by(HandoffRow.sender_id))
+    async with sessions() as session:
+        rows = (await session.scalars(select(HandoffRow).where(HandoffRow.id.in_(latest)))).all()
+    return {row.sender_id: row for row in rows}
+
+
+async def handoffs_of(sessions: async_sessionmaker, tenant_id: str,
+                      sender_id: str) -> list[HandoffRow]:
+    """A conversation's handoff requests, oldest first (its transcript lists them)."""
+    async with sessions() as session:
+        return list((await session.scalars(
+            select(HandoffRow).where(HandoffRow.tenant_id == tenant_id,
+                                     HandoffRow.sender_id == sender_id)
+            .order_by(HandoffRow.id))).all())

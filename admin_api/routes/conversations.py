@@ -31,8 +31,9 @@ from pydantic import Field, model_validator
 from admin_api.api import API, Call, Model, Page, PageQuery
 from admin_api.errors import NotFound
 from admin_api.principal import EVERYONE
-from core import conversations, logs
-from core.conversations import ConversationQuery, TranscriptMessage
+from core import conversations, handoffs, logs
+from core.conversations import ConversationQuery, HandoffRow, TranscriptMessage
+from core.db import utcnow
 
 ID_PREFIX = "c_"
 # Days listed when the caller names no `from`: the list groups every message of the period
@@ -93,6 +94,9 @@ class ConversationFilter(PageQuery):
                                                             "inclusive; default today")
     q: str | None = Field(None, min_length=1, max_length=200,
                           description="text that one of its messages contains")
+    sort: Literal["recent", "waiting"] = Field(
+        "recent", description="recent: the latest active first; waiting: the oldest handoff "
+                              "request first (the agents' queue)")
 
     @model_validator(mode="after")
     def _a_period(self) -> ConversationFilter:
@@ -109,7 +113,40 @@ class ConversationFilter(PageQuery):
         return ConversationQuery(
             channel=self.channel, state=self.state, outcome=self.outcome, text=self.q,
             since=start(first),
-            until=start(self.last + timedelta(days=1)) if self.last else None)
+            until=start(self.last + timedelta(days=1)) if self.last else None,
+            order=self.sort)
+
+
+class AgentOut(Model):
+    id: str = Field(description="a person's user id, or key:<prefix> for an agent API key")
+    name: str
+
+
+class HandoffOut(Model):
+    id: int
+    status: Literal["queued", "assigned", "resolved"]
+    reason: str = Field(description="visitor_asked, verification_failed, knowledge_abstained, "
+                                    "misunderstood, ...")
+    summary: dict[str, Any] = Field(description="what the bot already knows: intent, "
+                                                "order_number, question (any may be missing)")
+    assignee: AgentOut | None
+    requested_at: datetime
+    waiting_seconds: float = Field(description="how long the visitor waited for a person's "
+                                               "first reply (so far, while none came)")
+    resolved_at: datetime | None = None
+    rating: int | None = Field(None, description="the visitor's 1-5 after it was resolved")
+
+
+def handoff_out(row: HandoffRow) -> HandoffOut:
+    until = row.first_reply_at or row.resolved_at or utcnow()
+    return HandoffOut.model_validate({
+        "id": row.id, "status": row.status if row.status in handoffs.STATUSES else "queued",
+        "reason": row.reason, "summary": dict(row.summary or {}),
+        "assignee": {"id": row.assignee_id, "name": row.assignee_name or row.assignee_id}
+        if row.assignee_id else None,
+        "requested_at": row.created_at,
+        "waiting_seconds": max(0.0, round((until - row.created_at).total_seconds(), 1)),
+        "resolved_at": row.resolved_at, "rating": row.rating})
 
 
 class LastMessageOut(Model):
@@ -127,25 +164,30 @@ class ConversationOut(Model):
     state: Literal["bot", "queued", "assigned", "resolved"]
     outcome: Literal["contained", "handoff", "fallback"]
     last_message: LastMessageOut | None
+    handoff: HandoffOut | None = Field(None, description="its latest handoff request, if any")
 
 
 @API.route("GET", "/conversations", roles=EVERYONE, query=ConversationFilter,
            response=Page[ConversationOut], summary="List the shop's conversations")
 async def list_conversations(call: Call[None, ConversationFilter]) -> Page[ConversationOut]:
-    """Latest active first. Only the messages of the days `from`..`to` are looked at (by
-    default the last 30 days): a conversation is listed when it has a message then, and its
-    counts and times are those of the period."""
+    """Latest active first (`sort=waiting`: the oldest handoff request first). Only the
+    messages of the days `from`..`to` are looked at (by default the last 30 days): a
+    conversation is listed when it has a message then, and its counts and times are those
+    of the period. `state=queued` with `sort=waiting` is the agents' queue."""
     key = call.ctx.settings.conversation_id_key
     found, total = await conversations.list_conversations(
         call.ctx.sessions, call.shop, call.query.conversations(), call.query.offset,
         call.query.page_size)
+    latest = await conversations.latest_handoffs(
+        call.ctx.sessions, call.shop, [c.sender_id for c in found if c.state != "bot"])
     items = [ConversationOut.model_validate({
         "id": conversation_id(key, call.shop, c.sender_id), "channel": c.channel,
         "visitor": masked_visitor(c.sender_id), "started_at": c.started_at,
         "last_message_at": c.last_message_at, "messages": c.messages, "state": c.state,
         "outcome": c.outcome,
         "last_message": None if c.last_direction is None else {
-            "direction": c.last_direction, "text": c.last_message}})
+            "direction": c.last_direction, "text": c.last_message},
+        "handoff": handoff_out(latest[c.sender_id]) if c.sender_id in latest else None})
         for c in found]
     return Page[ConversationOut](items=items, total=total, page=call.query.page,
                                  page_size=call.query.page_size)
@@ -167,6 +209,7 @@ class BotMessageOut(Model):
     text: str | None
     buttons: list[ButtonOut] = []
     image: str | None = None
+    agent: AgentOut | None = Field(None, description="the person who wrote it; null: the bot")
 
 
 class SourceOut(Model):
@@ -206,12 +249,22 @@ class TurnOut(Model):
                                                       "went out as (none on REST and web)")
 
 
+class NoteOut(Model):
+    id: int
+    author: AgentOut
+    text: str
+    at: datetime
+
+
 class TranscriptOut(Model):
     id: str
     channel: str
     visitor: str
     state: Literal["bot", "queued", "assigned", "resolved"]
     turns: list[TurnOut]
+    notes: list[NoteOut] = Field(description="agents' internal notes, oldest first; never "
+                                             "sent to the visitor")
+    handoffs: list[HandoffOut] = Field(description="its handoff requests, oldest first")
     older_than: int | None = Field(description="when older messages exist: pass as `before`")
 
 
@@ -224,10 +277,18 @@ async def read_conversation(call: Call[None, TranscriptQuery]) -> TranscriptOut:
                                            call.query.limit, call.query.before)
     if found is None:
         raise NotFound("no such conversation in your shop")
+    notes = await handoffs.notes_of(call.ctx.sessions, call.shop, sender_id)
+    requests = await conversations.handoffs_of(call.ctx.sessions, call.shop, sender_id)
     return TranscriptOut.model_validate({
         "id": conversation, "channel": found.channel, "visitor": masked_visitor(sender_id),
         "state": found.state, "turns": turns_of(found.messages),
+        "notes": [note_out(n) for n in notes], "handoffs": [handoff_out(h) for h in requests],
         "older_than": found.messages[0].id if found.more and found.messages else None})
+
+
+def note_out(note: handoffs.NoteRow) -> NoteOut:
+    return NoteOut(id=note.id, author=AgentOut(id=note.author_id, name=note.author_name),
+                   text=note.text, at=note.created_at)
 
 
 def turns_of(messages: list[TranscriptMessage]) -> list[TurnOut]:
@@ -259,6 +320,9 @@ def turns_of(messages: list[TranscriptMessage]) -> list[TurnOut]:
 
 def _add_reply(turn: TurnOut, message: TranscriptMessage) -> None:
     payload = message.payload or {}
+    by = payload.get("agent")
+    agent = (AgentOut(id=str(by.get("id")), name=str(by.get("name") or by.get("id")))
+             if isinstance(by, dict) and by.get("id") else None)
     said = payload.get("messages")
     if not isinstance(said, list):
         said = [{"text": message.text}]
@@ -276,7 +340,7 @@ def _add_reply(turn: TurnOut, message: TranscriptMessage) -> None:
                    for b in item.get("buttons") or () if isinstance(b, dict)]
         if item.get("text") or buttons or item.get("image"):
             turn.bot.append(BotMessageOut(text=item.get("text"), buttons=buttons,
-                                          image=item.get("image")))
+                                          image=item.get("image"), agent=agent))
     turn.deliveries.extend(_delivery(d) for d in message.deliveries)
 
 

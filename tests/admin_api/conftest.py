@@ -103,5 +103,7 @@ async def admin(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
                 shop.keys[role] = (await issue_key(sessions, shop.id, f"test {role}",
                                                    scope=role)).secret
         app = create_app(settings, name=f"admin-test-{uuid.uuid4().hex[:8]}")
+        # The test client reads a whole answer: the live stream (GET /events) ends at once.
+        app.ctx.live_options = {"stream_seconds": 0.05, "heartbeat": 0.05}
         client = SanicASGITestClient(app)
         yield Admin(app, client, sessions, settings, demo, other, url)

@@ -177,7 +177,8 @@ async def test_a_transcript_has_every_turn(admin: Admin) -> None:
     assert (order["intent"], order["confidence"], order["outcome"]) == (
         "check_order_status", 0.97, "flow")
     assert order["actions"] == ["order_status_form", "action_order_status"]
-    assert order["bot"] == [{"text": "It ships tomorrow.", "buttons": [], "image": None}]
+    assert order["bot"] == [{"text": "It ships tomorrow.", "buttons": [], "image": None,
+                            "agent": None}]
     assert (order["sources"], order["deliveries"]) == ([], [])
     assert (question["intent"], question["outcome"], question["knowledge_mode"]) == (
         "ask_question", "knowledge", "extractive")

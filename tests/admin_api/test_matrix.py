@@ -101,6 +101,8 @@ def issue_roles(method: str, path: str) -> frozenset[str]:
         return DESIGNERS
     if resource == "conversations" and method == "GET":
         return EVERYONE
+    if resource in ("conversations", "agents", "events"):  # the agent inbox (issue 14)
+        return frozenset({OWNER, AGENT})
     if resource == "analytics" and method == "GET":
         return DESIGNERS
     if resource == "inbox":

@@ -1,0 +1,90 @@
+"""The admin service's calls to Rasa: events appended to a conversation's tracker.
+
+An agent's reply is appended as a bot utterance (`{"event": "bot", "text", "metadata":
+{"agent": name}}`), so when the conversation is handed back the bot's policies and actions see
+what the person said; resolving appends `{"event": "resume"}` (Rasa's ConversationResumed:
+the bot predicts again). Both go to `POST {RASA_URL}/conversations/{sender}/tracker/events`
+with the same short-lived JWT the gateway sends (core/rasa_http.py).
+
+Connection failures and 5xx are retried a few times (tenacity); then `RasaUnavailable`. The
+callers treat the tracker as context, not as the record (that is our database): a reply that
+reached the visitor is not failed because Rasa missed its copy; the failure is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from core.rasa_http import TOKEN_LIFETIME, rasa_api_token
+from core.settings import Secret
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+
+
+class RasaUnavailable(Exception):
+    """Rasa did not take the events (unreachable, 5xx after retries, or refused them)."""
+
+
+class _Transient(Exception):
+    pass
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _Transient | httpx.TransportError)
+
+
+class RasaTracker:
+    def __init__(self, base_url: str, jwt_key: Secret, client: httpx.AsyncClient | None = None,
+                 attempts: int = ATTEMPTS, retry_wait: float = 0.2) -> None:
+        self._base = base_url.rstrip("/")
+        self._jwt_key = jwt_key
+        self._token, self._renew_at = "", 0.0
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+        self._attempts = attempts
+        self._retry_wait = retry_wait
+
+    def _authorization(self) -> dict[str, str]:
+        now = time.monotonic()
+        if now >= self._renew_at:
+            self._token = rasa_api_token(self._jwt_key)
+            self._renew_at = now + TOKEN_LIFETIME / 2
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def append(self, sender_id: str, events: list[dict[str, Any]]) -> None:
+        url = f"{self._base}/conversations/{quote(sender_id, safe='')}/tracker/events"
+        try:
+            async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self._attempts), reraise=True,
+                    wait=wait_exponential_jitter(initial=self._retry_wait, max=2.0),
+                    retry=retry_if_exception(_retryable)):
+                with attempt:
+                    answer = await self._client.post(
+                        url, json=events, params={"include_events": "NONE"},
+                        headers=self._authorization())
+                    if answer.status_code >= 500:
+                        raise _Transient(f"Rasa answered {answer.status_code}")
+        except (_Transient, httpx.HTTPError) as exc:
+            raise RasaUnavailable(f"Rasa is not reachable ({type(exc).__name__})") from None
+        if answer.status_code >= 300:
+            raise RasaUnavailable(f"Rasa refused the events ({answer.status_code})")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def agent_said(text: str, agent_name: str) -> dict[str, Any]:
+    """A person's reply as Rasa records a bot utterance."""
+    return {"event": "bot", "text": text, "metadata": {"agent": agent_name},
+            "timestamp": time.time()}
+
+
+def resumed() -> dict[str, Any]:
+    """Rasa's ConversationResumed: the bot predicts again."""
+    return {"event": "resume", "timestamp": time.time()}
