@@ -9,7 +9,8 @@ Idempotent: safe to run before every start. Every run restores the demo shop com
 file (FILE, else var/dev.env, when it exists) holds a REST API key of the demo shop as
 DEMO_REST_KEY: the one already there while it still verifies, a new one when it does not (a
 fresh database, a revoked key). The same for the admin API: DEMO_OWNER_KEY,
-DEMO_DESIGNER_KEY, DEMO_AGENT_KEY, and DEMO_OWNER_PASSWORD for owner@demo.example.
+DEMO_DESIGNER_KEY, DEMO_AGENT_KEY, DEMO_AGENT2_KEY (a second agent), and DEMO_OWNER_PASSWORD
+for owner@demo.example.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def set_env_value(path: Path, name: str, value: str) -> None:
 
 
 async def demo_key(sessions: async_sessionmaker, path: Path, variable: str,
-                   scope: str) -> None:
+                   scope: str, name: str | None = None) -> None:
     """`variable` in the env file at `path`: a key of the demo shop with this scope, kept
     while it still verifies, else a new one (a fresh database, a revoked key)."""
     current = env_value(path, variable)
@@ -104,8 +105,8 @@ async def demo_key(sessions: async_sessionmaker, path: Path, variable: str,
         except InvalidApiKey:
             log.info("a demo shop key no longer verifies: a new one is made",
                      extra={"variable": variable})
-    issued = await issue_key(sessions, DEMO_TENANT_ID, f"development {scope} (devtools.bootstrap)",
-                             scope=scope)
+    issued = await issue_key(sessions, DEMO_TENANT_ID,
+                             name or f"development {scope} (devtools.bootstrap)", scope=scope)
     set_env_value(path, variable, issued.secret)
     log.info("demo shop key written", extra={"path": str(path), "variable": variable,
                                              "key": issued.key.label})
@@ -124,7 +125,7 @@ async def demo_rest_key(database_url: str, path: Path) -> None:
 async def demo_people(database_url: str, path: Path) -> None:
     """The admin API's demo access in the env file at `path`: DEMO_OWNER_KEY,
     DEMO_DESIGNER_KEY and DEMO_AGENT_KEY (the demo shop's admin keys, one per role, kept while
-    they verify) and DEMO_OWNER_PASSWORD, generated once, for DEMO_OWNER_EMAIL, the demo
+    they verify), DEMO_AGENT2_KEY (a second agent) and DEMO_OWNER_PASSWORD, generated once, for DEMO_OWNER_EMAIL, the demo
     shop's owner. The user's password is set from the file on every run, so the pair in
     var/dev.env always logs in (whatever was changed in the database meanwhile)."""
     engine = create_engine(database_url)
@@ -132,6 +133,10 @@ async def demo_people(database_url: str, path: Path) -> None:
         sessions = session_factory(engine)
         for role in ("owner", "designer", "agent"):
             await demo_key(sessions, path, f"DEMO_{role.upper()}_KEY", role)
+        # A second agent (the inbox's claim race, transfers): its own name, so "who has it"
+        # tells the two apart.
+        await demo_key(sessions, path, "DEMO_AGENT2_KEY", "agent",
+                       name="development agent 2 (devtools.bootstrap)")
         password = env_value(path, "DEMO_OWNER_PASSWORD")
         if not password or len(password) < people.MIN_PASSWORD:
             password = secrets.token_urlsafe(15)

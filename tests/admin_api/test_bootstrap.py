@@ -14,7 +14,8 @@ from tests.admin_api.accounts import Browser
 from tests.admin_api.conftest import Admin
 
 pytestmark = pytest.mark.asyncio
-NAMES = ("DEMO_OWNER_KEY", "DEMO_DESIGNER_KEY", "DEMO_AGENT_KEY", "DEMO_OWNER_PASSWORD")
+NAMES = ("DEMO_OWNER_KEY", "DEMO_DESIGNER_KEY", "DEMO_AGENT_KEY", "DEMO_AGENT2_KEY",
+         "DEMO_OWNER_PASSWORD")
 
 
 async def test_the_demo_keys_and_owner_password_work_and_are_kept(admin: Admin) -> None:
@@ -33,6 +34,11 @@ async def test_the_demo_keys_and_owner_password_work_and_are_kept(admin: Admin) 
                                              headers={"Authorization": f"Bearer {key}"})
         assert response.status == 200 and response.json["role"] == role
         assert response.json["shop"]["id"] == DEMO_TENANT_ID
+    agent2 = values["DEMO_AGENT2_KEY"]
+    assert agent2 != values["DEMO_AGENT_KEY"]
+    _, response = await admin.client.get("/api/v1/session",
+                                         headers={"Authorization": f"Bearer {agent2}"})
+    assert response.status == 200 and response.json["role"] == "agent"
     body = await Browser(admin).log_in(DEMO_OWNER_EMAIL, str(values["DEMO_OWNER_PASSWORD"]))
     assert body["role"] == "owner" and body["shop"]["slug"] == "demo"
 
