@@ -249,3 +249,27 @@ def install(app: Sanic, settings: Settings) -> None:
     async def stop_worker(app: Sanic) -> None:
         if getattr(app.ctx, "worker", None) is not None:
             await app.ctx.worker.stop()
+
+    install_webhooks(app, settings)
+
+
+def install_webhooks(app: Sanic, settings: Settings) -> None:
+    """Shops' webhooks are sent from every admin process (admin_api/webhooks.py: each event
+    once, whichever process takes it). WEBHOOK_WORKER=False in the app's config turns it off
+    (tests that run a Dispatcher of their own)."""
+    # Imported here: admin_api.webhooks names conversations as the admin routes do
+    # (admin_api/routes/conversations.py), and the routes import this module.
+    from admin_api.webhooks import Dispatcher
+
+    @app.after_server_start
+    async def start_webhooks(app: Sanic) -> None:
+        app.ctx.webhooks = None
+        if app.config.get("WEBHOOK_WORKER", True):
+            app.ctx.webhooks = Dispatcher(app.ctx.sessions, app.ctx.box,
+                                          settings.conversation_id_key, owner=worker_name())
+            app.ctx.webhooks.start()
+
+    @app.before_server_stop
+    async def stop_webhooks(app: Sanic) -> None:
+        if getattr(app.ctx, "webhooks", None) is not None:
+            await app.ctx.webhooks.stop()

@@ -1,0 +1,547 @@
+"""Shops' webhooks: the conversation event log POSTed to a shop's own servers, signed, retried,
+and sent by one admin process per event.
+
+A shop (its owner) subscribes a URL to kinds of core/handoffs.py EVENT_KINDS. Each event of
+the log (`conversation_events`, append-only, id ordered) after the subscription was made gets
+one delivery row per subscription that wants its kind; the admin process's dispatcher
+(`Dispatcher`, started by admin_api/worker.py) POSTs it:
+
+    POST <url>
+    Content-Type: application/json
+    X-Switchboard-Event: handoff.claimed
+    X-Switchboard-Delivery: 812
+    X-Switchboard-Signature: t=1795000000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff…
+
+    {"id": 4711, "type": "handoff.claimed", "created_at": "2026-11-28T19:00:00.123456+00:00",
+     "conversation_id": "c_…", "channel": "web",
+     "data": {"handoff_id": 17, "assignee": {"id": "…", "name": "Ada"}}}
+
+`id` is the event's number (unique, increasing): a receiver that sees an id twice (a retry
+after its answer was lost) ignores the second. `conversation_id` is the admin API's opaque id
+(admin_api/routes/conversations.py): the visitor's phone number or email is never sent.
+
+Verifying (Stripe's scheme): take `t` and `v1` from the header, compute the hex HMAC-SHA256 of
+"<t>.<raw body>" with the subscription's secret (`whsec_…`, shown once at creation) and
+compare in constant time; refuse a `t` more than 5 minutes from your clock (replays).
+`verify` below does exactly that.
+
+Delivery: a 2xx answer within TIMEOUT delivers; anything else (another status, a redirect,
+no answer) is retried after 10 s, 20 s, 40 s, … (doubling, at most 3 h apart, 10 % jitter)
+until GIVE_UP after the event, then the delivery is `failed`. Every try is kept
+(`webhook_attempts`) for the shop's delivery log.
+
+Several admin processes: the fan-out inserts delivery rows under a unique (subscription,
+event) and advances the subscription's cursor with a compare-and-set, so two processes
+reading the same events store each delivery once. A process takes due deliveries with a
+compare-and-set on a lease (the UPDATE's WHERE is re-checked under the row lock on
+PostgreSQL; SQLite runs one writer at a time): exactly one process sends each try. If a
+process dies between sending and recording, the lease expires and the event is sent again
+(at least once; hence the id).
+
+Why the cursor trails by SETTLE: ids come from a sequence, so an event with a smaller id can
+commit after one with a larger id was read. The cursor moves only past events older than
+SETTLE; younger ones are read again on the next pass (the unique key makes that harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from admin_api.routes.conversations import conversation_id
+from admin_api.webhook_tables import (
+    DELIVERED,
+    FAILED,
+    PENDING,
+    WebhookAttemptRow,
+    WebhookDeliveryRow,
+    WebhookRow,
+)
+from core.db import utcnow
+from core.handoffs import ConversationEventRow
+from tenants.crypto import CredentialsBox
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Switchboard-Signature"
+SECRET_PREFIX = "whsec_"
+MAX_PER_SHOP = 20  # subscriptions; each one is one more POST per event
+TIMEOUT = 10.0  # seconds for the shop's server to answer one POST
+FIRST_RETRY = timedelta(seconds=10)
+LONGEST_WAIT = timedelta(hours=3)
+GIVE_UP = timedelta(hours=24)
+LEASE = timedelta(seconds=60)  # longer than TIMEOUT: a try is recorded well within it
+SETTLE = timedelta(seconds=30)
+BATCH = 100
+POLL = 2.0  # seconds between passes
+PARALLEL = 10  # POSTs at once per process
+TOLERANCE = 300  # seconds a signature's timestamp may be off (`verify`)
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+# -- URLs ------------------------------------------------------------------------------------
+class BadUrl(ValueError):
+    """A URL we will not POST to; the message says why (the API's 422 detail)."""
+
+
+def _private(host: str) -> bool:
+    """Loopback, private, link-local (cloud metadata at 169.254.169.254), shared or reserved
+    addresses, and names that stand for this host or the local network."""
+    name = host.lower().rstrip(".")
+    if name in _LOOPBACK_NAMES or name.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return not address.is_global
+
+
+def _loopback(host: str) -> bool:
+    name = host.lower().rstrip(".")
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(raw: str, *, private_ok: bool) -> str:
+    """The URL a subscription may POST to: https, or http to this host (development);
+    no credentials in it; private-network targets only when `private_ok` (a development
+    deployment: the admin service is not behind HTTPS, COOKIE_SECURE=false)."""
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port out of range or not a number
+    except ValueError:
+        raise BadUrl("not a URL") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        raise BadUrl("expected an https:// URL with a host")
+    if parts.username or parts.password:
+        raise BadUrl("put no credentials in the URL: verify our signature instead")
+    if parts.fragment:
+        raise BadUrl("a URL with a #fragment cannot be posted to")
+    if parts.scheme == "http" and not _loopback(host):
+        raise BadUrl("use https:// (plain http only to this host, for development)")
+    if not private_ok and _private(host):
+        raise BadUrl("this URL points to a private network address; use a public https URL")
+    return url
+
+
+# -- signatures ------------------------------------------------------------------------------
+def sign(secret: str, body: bytes, at: int) -> str:
+    """The signature header's value for `body` sent at unix time `at`."""
+    mac = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},v1={mac}"
+
+
+def verify(secret: str, body: bytes, header: str, *, now: float | None = None,
+           tolerance: int = TOLERANCE) -> bool:
+    """What a receiver does: the header's v1 is our HMAC of "t.body", t is recent."""
+    fields: dict[str, list[str]] = {}
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        fields.setdefault(key, []).append(value)
+    try:
+        at = int(fields["t"][0])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - at) > tolerance:
+        return False
+    expected = sign(secret, body, at).rpartition("v1=")[2]
+    return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
+
+
+# -- subscriptions ---------------------------------------------------------------------------
+class NoSuchWebhook(LookupError):
+    pass
+
+
+class TooManyWebhooks(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: int
+    url: str
+    events: list[str]
+    created_by: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: WebhookRow) -> Subscription:
+        return cls(row.id, row.url, list(row.events), row.created_by, row.created_at)
+
+
+async def subscribe(sessions: async_sessionmaker, box: CredentialsBox, tenant_id: str,
+                    url: str, events: Sequence[str], actor: str) -> tuple[Subscription, str]:
+    """A new subscription to the shop's events from now on; returns it and its secret (the
+    only time the secret leaves the database, where it is sealed with the credentials key)."""
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    async with sessions() as session:
+        count = await session.scalar(select(func.count()).select_from(WebhookRow).where(
+            WebhookRow.tenant_id == tenant_id))
+        if (count or 0) >= MAX_PER_SHOP:
+            raise TooManyWebhooks(f"a shop has at most {MAX_PER_SHOP} webhooks")
+        latest = await session.scalar(select(func.max(ConversationEventRow.id)).where(
+            ConversationEventRow.tenant_id == tenant_id))
+        row = WebhookRow(tenant_id=tenant_id, url=url, events=sorted(set(events)),
+                         secret_sealed=box.seal({"secret": secret}),
+                         last_event_id=latest or 0, created_by=actor, created_at=utcnow())
+        session.add(row)
+        await session.commit()
+        return Subscription.of(row), secret
+
+
+async def subscriptions(sessions: async_sessionmaker, tenant_id: str) -> list[Subscription]:
+    async with sessions() as session:
+        rows = (await session.scalars(select(WebhookRow).where(
+            WebhookRow.tenant_id == tenant_id).order_by(WebhookRow.id))).all()
+    return [Subscription.of(row) for row in rows]
+
+
+async def subscription(sessions: async_sessionmaker, tenant_id: str,
+                       webhook_id: int) -> Subscription:
+    async with sessions() as session:
+        row = await session.get(WebhookRow, webhook_id)
+    if row is None or row.tenant_id != tenant_id:
+        raise NoSuchWebhook("no such webhook in your shop")
+    return Subscription.of(row)
+
+
+async def unsubscribe(sessions: async_sessionmaker, tenant_id: str,
+                      webhook_id: int) -> Subscription:
+    """Delete the subscription, its pending deliveries and its log."""
+    async with sessions() as session:
+        row = await session.get(WebhookRow, webhook_id)
+        if row is None or row.tenant_id != tenant_id:
+            raise NoSuchWebhook("no such webhook in your shop")
+        gone = Subscription.of(row)
+        ids = select(WebhookDeliveryRow.id).where(WebhookDeliveryRow.webhook_id == webhook_id)
+        await session.execute(delete(WebhookAttemptRow).where(
+            WebhookAttemptRow.delivery_id.in_(ids)))
+        await session.execute(delete(WebhookDeliveryRow).where(
+            WebhookDeliveryRow.webhook_id == webhook_id))
+        await session.execute(delete(WebhookRow).where(WebhookRow.id == webhook_id))
+        await session.commit()
+    return gone
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    at: datetime
+    http_status: int | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    event_id: int
+    kind: str
+    status: str
+    attempts: int
+    last_status: int | None
+    error: str | None
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+    tries: list[Attempt]
+
+
+async def deliveries(sessions: async_sessionmaker, tenant_id: str, webhook_id: int,
+                     offset: int, limit: int) -> tuple[list[Delivery], int]:
+    """One page of a subscription's deliveries, the latest event first, with their tries."""
+    await subscription(sessions, tenant_id, webhook_id)
+    d = WebhookDeliveryRow
+    async with sessions() as session:
+        total = await session.scalar(select(func.count()).select_from(d).where(
+            d.webhook_id == webhook_id))
+        rows = (await session.scalars(select(d).where(d.webhook_id == webhook_id)
+                                      .order_by(d.event_id.desc())
+                                      .offset(offset).limit(limit))).all()
+        tries: dict[int, list[Attempt]] = {row.id: [] for row in rows}
+        if rows:
+            for a in (await session.scalars(select(WebhookAttemptRow).where(
+                    WebhookAttemptRow.delivery_id.in_(list(tries)))
+                    .order_by(WebhookAttemptRow.id))).all():
+                tries[a.delivery_id].append(
+                    Attempt(a.number, a.at, a.http_status, a.error, a.duration_ms))
+    return [Delivery(r.id, r.event_id, r.kind, r.status, r.attempts, r.last_status, r.error,
+                     r.created_at, r.next_attempt_at if r.status == PENDING else None,
+                     r.last_attempt_at, r.delivered_at, tries[r.id]) for r in rows], total or 0
+
+
+# -- delivery --------------------------------------------------------------------------------
+def backoff(attempts: int) -> timedelta:
+    """The wait after the `attempts`-th failed try: 10 s doubling, at most LONGEST_WAIT."""
+    wait = min(FIRST_RETRY * 2 ** min(attempts - 1, 20), LONGEST_WAIT)
+    return wait + wait * random.uniform(0, 0.1)  # noqa: S311  (jitter, not a secret)
+
+
+def _why(exc: httpx.HTTPError) -> str:
+    """A failed try in words, without the URL (its query may hold the shop's token)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {TIMEOUT:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect"
+    return f"request failed ({type(exc).__name__})"
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    delivery_id: int
+    attempts: int
+    created_at: datetime
+    url: str
+    sealed: bytes
+    body: bytes
+    kind: str
+
+
+class Dispatcher:
+    """Fans events out into deliveries and sends the due ones; one per admin process."""
+
+    def __init__(self, sessions: async_sessionmaker, box: CredentialsBox,
+                 conversation_key: bytes, *, owner: str | None = None,
+                 client: httpx.AsyncClient | None = None, poll: float = POLL) -> None:
+        self.sessions = sessions
+        self.box = box
+        self.conversation_key = conversation_key
+        self.owner = (owner or f"webhooks:{uuid.uuid4().hex}")[:80]
+        self.poll = poll
+        self._client = client
+        self._own_client = client is None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            # No redirects: a 3xx is a failed try (a redirect could lead anywhere, unsigned).
+            self._client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False,
+                                             headers={"User-Agent": "Switchboard-Webhooks/1"})
+        return self._client
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run_forever(), name="webhook-dispatcher")
+        return self._task
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=timeout)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def run_forever(self) -> None:
+        # Waits first: a server that starts and stops at once (Sanic's test client, around
+        # every request) makes no pass at all.
+        while not self._stopping:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+            if self._stopping:
+                break
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("webhook dispatcher: a pass failed; trying again")
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """One pass: new events into deliveries, then every due delivery tried once.
+        Returns how many tries this process made."""
+        now = now or utcnow()
+        await self.fan_out(now)
+        claimed = await self.claim(now)
+        if not claimed:
+            return 0
+        gate = asyncio.Semaphore(PARALLEL)
+
+        async def one(delivery_id: int) -> None:
+            async with gate:
+                try:
+                    await self._try(delivery_id, now)
+                except Exception:
+                    log.exception("webhook delivery crashed", extra={"delivery_id": delivery_id})
+
+        await asyncio.gather(*(one(d) for d in claimed))
+        return len(claimed)
+
+    # -- events into deliveries --------------------------------------------------------------
+    async def fan_out(self, now: datetime) -> None:
+        async with self.sessions() as session:
+            hooks = (await session.execute(select(
+                WebhookRow.id, WebhookRow.tenant_id, WebhookRow.events,
+                WebhookRow.last_event_id))).all()
+        for hook_id, tenant_id, kinds, cursor in hooks:
+            await self._fan_out(hook_id, tenant_id, set(kinds), cursor, now)
+
+    async def _fan_out(self, hook_id: int, tenant_id: str, kinds: set[str], cursor: int,
+                       now: datetime) -> None:
+        e = ConversationEventRow
+        async with self.sessions() as session:
+            events = (await session.execute(
+                select(e.id, e.kind, e.created_at)
+                .where(e.tenant_id == tenant_id, e.id > cursor)
+                .order_by(e.id).limit(BATCH))).all()
+            if not events:
+                return
+            rows = [{"webhook_id": hook_id, "tenant_id": tenant_id, "event_id": event_id,
+                     "kind": kind, "status": PENDING, "attempts": 0, "created_at": created,
+                     "next_attempt_at": now}
+                    for event_id, kind, created in events if kind in kinds]
+            if rows:
+                insert = (pg_insert if session.bind.dialect.name == "postgresql"
+                          else sqlite_insert)
+                await session.execute(insert(WebhookDeliveryRow).on_conflict_do_nothing(),
+                                      rows)
+            settled = cursor
+            for event_id, _, created in events:
+                if created > now - SETTLE:
+                    break
+                settled = event_id
+            if settled != cursor:
+                moved = (await session.execute(
+                    update(WebhookRow)
+                    .where(WebhookRow.id == hook_id, WebhookRow.last_event_id == cursor)
+                    .values(last_event_id=settled)
+                    .execution_options(synchronize_session=False))).rowcount
+                if moved != 1:  # another process read these events first
+                    await session.rollback()
+                    return
+            await session.commit()
+
+    # -- taking and trying -------------------------------------------------------------------
+    async def claim(self, now: datetime) -> list[int]:
+        """Take due deliveries for this process until LEASE from now."""
+        d = WebhookDeliveryRow
+        until = now + LEASE
+        free = (d.status == PENDING, d.next_attempt_at <= now,
+                or_(d.lease_until.is_(None), d.lease_until < now))
+        async with self.sessions() as session:
+            # FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite has one writer anyway): rows another
+            # process is taking right now are left to it rather than waited for.
+            due = list((await session.scalars(select(d.id).where(*free)
+                                              .order_by(d.next_attempt_at, d.id).limit(BATCH)
+                                              .with_for_update(skip_locked=True))).all())
+            if not due:
+                return []
+            # Compare-and-set: the WHERE holds for exactly one of several processes.
+            taken = list((await session.scalars(
+                update(d).where(d.id.in_(due), *free)
+                .values(lease_owner=self.owner, lease_until=until)
+                .returning(d.id).execution_options(synchronize_session=False))).all())
+            await session.commit()
+        return sorted(taken)
+
+    async def _load(self, delivery_id: int) -> _Outgoing | None:
+        d, w, e = WebhookDeliveryRow, WebhookRow, ConversationEventRow
+        async with self.sessions() as session:
+            found = (await session.execute(
+                select(d.id, d.attempts, d.created_at, w.url, w.secret_sealed, e)
+                .join(w, w.id == d.webhook_id).join(e, e.id == d.event_id)
+                .where(d.id == delivery_id))).first()
+        if found is None:
+            return None
+        _, attempts, created_at, url, sealed, event = found
+        data = {k: v for k, v in (event.data or {}).items() if k != "channel"}
+        body = json.dumps({
+            "id": event.id, "type": event.kind, "created_at": event.created_at.isoformat(),
+            "conversation_id": conversation_id(self.conversation_key, event.tenant_id,
+                                               event.sender_id),
+            "channel": (event.data or {}).get("channel"),
+            "data": {"handoff_id": event.handoff_id, **data},
+        }, separators=(",", ":"), sort_keys=True).encode()
+        return _Outgoing(delivery_id, attempts, created_at, url, sealed, body, event.kind)
+
+    async def _try(self, delivery_id: int, now: datetime) -> None:
+        out = await self._load(delivery_id)
+        if out is None:  # unsubscribed meanwhile
+            return
+        secret = str(self.box.open(out.sealed)["secret"])
+        headers = {"Content-Type": "application/json", "X-Switchboard-Event": out.kind,
+                   "X-Switchboard-Delivery": str(out.delivery_id),
+                   SIGNATURE_HEADER: sign(secret, out.body, int(time.time()))}
+        status: int | None = None
+        error: str | None = None
+        started = time.monotonic()
+        try:
+            response = await self.client.post(out.url, content=out.body, headers=headers,
+                                              timeout=TIMEOUT)
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"answered HTTP {status}" + (" (redirects are not followed)"
+                                                     if 300 <= status < 400 else "")
+        except httpx.HTTPError as exc:
+            error = _why(exc)
+        took = int((time.monotonic() - started) * 1000)
+        await self._record(out, now, status, error, took)
+
+    async def _record(self, out: _Outgoing, now: datetime, status: int | None,
+                      error: str | None, took: int) -> None:
+        number = out.attempts + 1
+        values: dict[str, Any] = {"attempts": number, "last_status": status, "error": error,
+                                  "last_attempt_at": now, "lease_owner": None,
+                                  "lease_until": None}
+        if error is None:
+            values |= {"status": DELIVERED, "delivered_at": now}
+        else:
+            retry_at = now + backoff(number)
+            if retry_at > out.created_at + GIVE_UP:
+                values |= {"status": FAILED}
+            else:
+                values |= {"next_attempt_at": retry_at}
+        d = WebhookDeliveryRow
+        async with self.sessions() as session:
+            session.add(WebhookAttemptRow(delivery_id=out.delivery_id, number=number,
+                                          http_status=status, error=error, duration_ms=took,
+                                          at=now))
+            changed = (await session.execute(
+                update(d).where(d.id == out.delivery_id, d.lease_owner == self.owner)
+                .values(**values).execution_options(synchronize_session=False))).rowcount
+            if changed != 1:  # unsubscribed, or the lease was lost: the try stays unrecorded
+                await session.rollback()
+                return
+            await session.commit()
+        extra = {"delivery_id": out.delivery_id, "kind": out.kind, "attempt": number,
+                 "http_status": status, "duration_ms": took}
+        if error is None:
+            log.info("webhook delivered", extra=extra)
+        else:
+            log.info("webhook try failed", extra={**extra, "error": error,
+                                                  "status": values.get("status", PENDING)})
