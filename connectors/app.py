@@ -17,10 +17,13 @@ from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from connectors import health, metrics
+from connectors import agent_replies, health, metrics
+from connectors.agent_replies import AgentReplies
 from connectors.bounds import limit_bodies
 from connectors.channels import CHANNELS
 from connectors.channels.contract import ChannelContext, ChannelSettings
+from connectors.channels.rest.callbacks import RestCallbacks
+from connectors.channels.web.push import WebPush
 from connectors.credentials import ChannelCredentials
 from connectors.errors import GatewayError
 from connectors.inbox import Inbox
@@ -30,6 +33,7 @@ from connectors.replay import ReplayGuard
 from connectors.urls import request_origin
 from core.conversations import StoredMessage, recent_messages
 from core.db import create_engine, session_factory
+from core.live import HttpRelay, publisher
 from core.settings import Settings
 from core.tasks import TaskSet
 from tenants import TenantResolver
@@ -56,6 +60,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     for channel in CHANNELS:
         app.blueprint(channel.blueprint(), url_prefix=channel.url_prefix)
     app.blueprint(health.blueprint(settings.health_token))
+    app.blueprint(agent_replies.routes(settings.internal_token))
     answer_errors(app)
     limit_bodies(app)
     metrics.count_webhook_responses(app, {c.segment: c.name for c in CHANNELS})
@@ -88,8 +93,16 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
                         senders, public_base_url=settings.public_base_url,
                         send_attempts=settings.send_attempts)
         tenants = TenantResolver(sessions)
+        # Agents' pages hear of visitors' messages, ratings and deliveries: over Redis when
+        # configured, else through the admin service's loopback route (core/live.py).
+        live = app.ctx.live = publisher(redis, settings.admin_url,
+                                        settings.internal_token.reveal())
         inbox = app.ctx.inbox = Inbox(sessions, connections.rasa, outbox, redis,
-                                      tenants=tenants.get)
+                                      tenants=tenants.get, live=live)
+        web_push = app.ctx.web_push = WebPush(redis)
+        app.ctx.agent_replies = AgentReplies(
+            sessions, tenants.get, outbox, sealed, web_push,
+            RestCallbacks(connections.provider_http, attempts=settings.send_attempts))
 
         async def history(tenant_id: str, sender_id: str, limit: int) -> list[StoredMessage]:
             return await recent_messages(sessions, tenant_id, sender_id, limit)
@@ -99,7 +112,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
                                      public_base_url=settings.public_base_url,
                                      graph_api_url=settings.graph_api_url),
             inbox=inbox, tenants=tenants, sealed=sealed, history=history,
-            replay=ReplayGuard(redis), api_keys=ApiKeyVerifier(sessions))
+            replay=ReplayGuard(redis), api_keys=ApiKeyVerifier(sessions), web_sockets=web_push)
         app.ctx.tenants = tenants
         app.ctx.sessions = sessions
 
@@ -109,6 +122,8 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
         app.ctx.sweeps = background.spawn(app.ctx.inbox.run_sweeps(), name="lease-sweeps")
         app.ctx.queue_depth = background.spawn(metrics.track_queue_depth(app.ctx.sessions),
                                                name="queue-depth")
+        # Agents' replies for widget sockets held here, from any gateway (web/push.py).
+        app.ctx.web_pushes = background.spawn(app.ctx.web_push.run(), name="web-pushes")
 
     @app.on_request
     async def remember_origin(request: Request) -> None:
@@ -116,7 +131,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
 
     @app.before_server_stop
     async def stop_sweeping(app: Sanic) -> None:
-        for name in ("sweeps", "queue_depth"):
+        for name in ("sweeps", "queue_depth", "web_pushes"):
             task = getattr(app.ctx, name, None)
             if task is not None:
                 task.cancel()
@@ -125,6 +140,9 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     async def close_connections(app: Sanic) -> None:
         await background.drain()
         await app.ctx.inbox.drain()
+        await app.ctx.agent_replies.drain()
+        if isinstance(app.ctx.live, HttpRelay):
+            await app.ctx.live.aclose()
         connections: Connections = app.ctx.connections
         await connections.provider_http.aclose()
         await connections.rasa.aclose()

@@ -27,6 +27,15 @@ marks it handled: a visitor on SMS hears from us within minutes, and an outage l
 is one the apology tells them about. A retry after a timeout may give Rasa the message twice
 (it may have taken it in before we stopped waiting): a repeated turn is a smaller harm than a
 lost one.
+
+While a person owns a conversation (core/handoffs.py `human_owner`: a queued or assigned
+handoff, in the database, so it holds across gateway processes) the visitor's messages still go
+to Rasa (it records them; action_handoff paused the tracker, so it predicts nothing), but no bot
+message goes out, not even the apology: whatever Rasa said is dropped with a warning, and the
+agents' pages get a live event (`message.visitor`). Whether a person owns it is read before the
+turn, so the turn that escalates still says the bot's announcement. After an agent resolved and
+the visitor was asked for a rating, a bare 1-5 is their rating (`take_rating`): it is thanked in
+the shop's words (utter_thanks_for_rating) without asking Rasa.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from connectors import metrics
+from connectors.agent_replies import agent_delivery
 from connectors.errors import BotUnreachable, GatewayError
 from connectors.leases import SWEEP_EVERY, Claimed, Conversation, Leases
 from connectors.limits import Limits
@@ -54,9 +64,10 @@ from connectors.outbox import Outbox
 from connectors.rasa_client import BotTurn
 from connectors.rendering import pick_choice
 from connectors.urls import request_origin
-from core import conversations
+from core import conversations, handoffs, live
 from core.conversations import NOTHING_UNDERSTOOD, DuplicateMessage, Understood
 from core.db import utcnow
+from core.live import LiveEvent, Publisher
 from core.tasks import TaskSet
 from tenants import Tenant, UnknownTenant
 from tenants.texts import OverrideCache
@@ -74,6 +85,9 @@ MEDIA_PAYLOAD = "/send_media"
 # Seconds before the next try of a provider message whose answer failed, by failures so far;
 # one more failure than there are waits gets the apology.
 RETRY_AFTER: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0)
+# Said when a visitor's 1-5 answers the satisfaction question (shops may reword it).
+THANKS_RESPONSE = "utter_thanks_for_rating"
+THANKS = "Thank you for your feedback!"
 
 ResolveTenant = Callable[[str], Awaitable[Tenant]]
 
@@ -90,7 +104,8 @@ class Inbox:
                  redis: Redis | None = None, retry_wait: float = 0.5,
                  tenants: ResolveTenant | None = None, limits: Limits | None = None,
                  leases: Leases | None = None,
-                 retry_after: Sequence[float] = RETRY_AFTER) -> None:
+                 retry_after: Sequence[float] = RETRY_AFTER,
+                 live: Publisher | None = None) -> None:
         self._sessions = sessions
         self._rasa = rasa
         self._outbox = outbox
@@ -106,6 +121,7 @@ class Inbox:
         self._wakeups: dict[Conversation, asyncio.TimerHandle] = {}
         self._tasks = TaskSet()
         self._texts = OverrideCache(sessions, ttl=5.0)
+        self._live = live  # agents' live events (core/live.py); None: not published
 
     # -- provider messages: acknowledged at once, answered in the background ---------------
     async def accept(self, inbound: InboundMessage) -> bool:
@@ -152,6 +168,16 @@ class Inbox:
     async def record_status(self, tenant: Tenant, provider: str, channel: str,
                             update: StatusUpdate) -> None:
         await self._outbox.record_status(tenant, provider, channel, update)
+        if self._live is None:
+            return
+        # Agents see their own replies' delivery; the bot's are not worth a live event.
+        found = await agent_delivery(self._sessions, tenant.id, provider,
+                                     update.provider_message_id)
+        if found is not None:
+            sender, message_pk = found
+            await self._live.publish(LiveEvent(
+                tenant_id=tenant.id, kind=live.DELIVERY, sender_id=sender,
+                data={"message_pk": message_pk, "status": update.status}))
 
     def _answer_conversation(self, conversation: Conversation, tenant: Tenant | None,
                              origin: str | None) -> None:
@@ -217,8 +243,15 @@ class Inbox:
             log.warning("message answered again (a retry, or its gateway died)", extra=facts)
         last_try = claimed.attempts > len(self._retry_after)
         try:
-            replies, turns = await self._replies(inbound, apologise=last_try)
+            if await self._rated(inbound, claimed.id, origin):
+                return NOTHING_UNDERSTOOD
+            for_a_person = await self._human_owns(inbound)
+            # Never the apology where a person answers: they have the message anyway.
+            replies, turns = await self._replies(inbound, apologise=last_try and not for_a_person,
+                                                 for_a_person=for_a_person)
             understood = Understood.deciding([turn.understood() for turn in turns])
+            if for_a_person:  # replies is empty: nothing stored, nothing sent
+                await self._visitor_wrote(inbound, claimed.id)
             await self._outbox.send(inbound.recipient(), replies,
                                     await self._store_replies(inbound, replies, claimed.id,
                                                               _actions_of(turns)),
@@ -241,6 +274,55 @@ class Inbox:
             **facts, "turns": len(replies),
             "ms": round((utcnow() - claimed.created_at).total_seconds() * 1000, 1)})
         return understood
+
+    # -- a person owns the conversation; ratings ---------------------------------------------
+    async def _human_owns(self, inbound: InboundMessage) -> bool:
+        return await handoffs.human_owner(self._sessions, inbound.tenant.id,
+                                          inbound.sender_id) is not None
+
+    def _drop_bot_messages(self, inbound: InboundMessage, messages: Sequence[Any]) -> None:
+        if messages:
+            log.warning("bot messages dropped: a person owns the conversation",
+                        extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel,
+                               "dropped": len(messages)})
+
+    async def _visitor_wrote(self, inbound: InboundMessage, message_pk: int | None) -> None:
+        """Tell the agents' pages (only for conversations a person owns: a small stream)."""
+        await self._publish(inbound, live.VISITOR_MESSAGE,
+                            {"channel": inbound.channel, "text": inbound.text,
+                             "message_pk": message_pk})
+
+    async def _publish(self, inbound: InboundMessage, kind: str, data: dict[str, Any]) -> None:
+        if self._live is not None:
+            await self._live.publish(LiveEvent(tenant_id=inbound.tenant.id, kind=kind,
+                                               sender_id=inbound.sender_id, data=data))
+
+    async def _rating(self, inbound: InboundMessage) -> int | None:
+        """The visitor's answer to the satisfaction question, recorded; None if it is not one."""
+        if inbound.questions or handoffs.rating_in(inbound.text) is None:
+            return None  # the common case costs no query
+        rating = await handoffs.take_rating(self._sessions, inbound.tenant.id,
+                                            inbound.sender_id, inbound.text)
+        if rating is not None:
+            log.info("satisfaction rating recorded",
+                     extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel})
+            await self._publish(inbound, handoffs.SATISFACTION, {"rating": rating})
+        return rating
+
+    async def _thanks(self, inbound: InboundMessage) -> dict[str, Any]:
+        return dict(await self._texts.say(inbound.tenant.id, THANKS_RESPONSE, inbound.channel,
+                                          THANKS))
+
+    async def _rated(self, inbound: InboundMessage, message_pk: int,
+                     origin: str | None) -> bool:
+        """A provider message that rated the conversation: thanked, not given to Rasa."""
+        if await self._rating(inbound) is None:
+            return False
+        replies = [Reply(question=None, messages=(await self._thanks(inbound),))]
+        await self._outbox.send(inbound.recipient(), replies,
+                                await self._store_replies(inbound, replies, message_pk, []),
+                                origin)
+        return True
 
     async def _tenant(self, tenant_id: str) -> Tenant:
         if self._tenants is None:
@@ -285,17 +367,18 @@ class Inbox:
                 log.exception("lease sweep failed")
             await asyncio.sleep(every)
 
-    async def _replies(self, inbound: InboundMessage,
-                       apologise: bool) -> tuple[list[Reply], list[BotTurn]]:
+    async def _replies(self, inbound: InboundMessage, apologise: bool,
+                       for_a_person: bool = False) -> tuple[list[Reply], list[BotTurn]]:
         """The bot's replies and its turns (one per question); raises GatewayError when Rasa
-        cannot answer, unless `apologise` (the last try), when the apology answers instead."""
+        cannot answer, unless `apologise` (the last try), when the apology answers instead.
+        `for_a_person`: a person owns the conversation; whatever Rasa says is dropped."""
         texts = inbound.turns()
         if len(texts) == 1 and not texts[0].strip():
             texts = (MEDIA_PAYLOAD,) if inbound.media else ()
         replies: list[Reply] = []
         turns: list[BotTurn] = []
         for text in texts:
-            if len(texts) == 1:
+            if len(texts) == 1 and not for_a_person:
                 text = await self._chosen(inbound, text) or text
             try:
                 turn: BotTurn = await self._with_retries(self._rasa_turn, inbound, text)
@@ -306,7 +389,9 @@ class Inbox:
                                                 inbound.channel, APOLOGY)
                 turn = BotTurn(messages=[apology])
             turns.append(turn)
-            if turn.messages:
+            if for_a_person:
+                self._drop_bot_messages(inbound, turn.messages)
+            elif turn.messages:
                 replies.append(Reply(question=text if len(texts) > 1 else None,
                                      messages=tuple(turn.messages)))
         return replies, turns
@@ -364,6 +449,12 @@ class Inbox:
 
     async def _converse(self, inbound: InboundMessage) -> list[dict[str, Any]] | None:
         started = time.perf_counter()
+        if handoffs.rating_in(inbound.text) is not None:
+            rated = await self._converse_rating(inbound)
+            if rated is not None:
+                return rated or None
+        if await self._human_owns(inbound):
+            return await self._converse_for_a_person(inbound)
         stored = self._store_inbound(inbound, inbound.client_metadata or None)
         if inbound.message_id is not None:
             try:
@@ -391,6 +482,44 @@ class Inbox:
                                 "replies": len(replies),
                                 "ms": round((time.perf_counter() - started) * 1000, 1)})
         return replies
+
+    async def _converse_rating(self, inbound: InboundMessage) -> list[dict[str, Any]] | None:
+        """The thanks when the message rated the conversation ([] when it was a repeat of one
+        handled before); None when it is not a rating (the bot answers it)."""
+        # A resend of a rating finds it taken (None here) and is dropped as a duplicate below.
+        if await self._rating(inbound) is None:
+            return None
+        try:
+            message_pk = await self._store_inbound(inbound, inbound.client_metadata or None)
+        except DuplicateMessage:
+            self._log_duplicate(inbound)
+            return []
+        thanks = [await self._thanks(inbound)]
+        self._tasks.spawn(self._keep_copy(inbound, BotTurn(messages=thanks), utcnow(),
+                                          message_pk, NOTHING_UNDERSTOOD))
+        return thanks
+
+    async def _converse_for_a_person(self, inbound: InboundMessage) -> list[dict[str, Any]] | None:
+        """A person owns the conversation: stored, recorded by Rasa, no bot message."""
+        try:
+            message_pk = await self._store_inbound(inbound, inbound.client_metadata or None)
+        except DuplicateMessage:
+            self._log_duplicate(inbound)
+            return None
+        await self._visitor_wrote(inbound, message_pk)
+        try:
+            turn = await self._rasa_turn(inbound, inbound.text)
+        except GatewayError as exc:  # the agent has the message; the visitor hears nothing
+            log.warning("bot did not record a message a person owns",
+                        extra={"tenant_id": inbound.tenant.id, "channel": inbound.channel,
+                               "error": type(exc).__name__})
+            return []
+        self._drop_bot_messages(inbound, turn.messages)
+        understood = turn.understood()
+        if understood != NOTHING_UNDERSTOOD:
+            self._tasks.spawn(self._keep_copy(inbound, BotTurn(messages=[]), utcnow(),
+                                              message_pk, understood))
+        return []
 
     async def _keep_copy(self, inbound: InboundMessage, turn: BotTurn, said_at: datetime,
                          message_pk: int, understood: Understood) -> None:

@@ -26,6 +26,7 @@ and dropped.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -128,6 +129,15 @@ class ChannelInbox(Protocol):
         ...
 
 
+class WebSockets(Protocol):
+    """Live pushes to a web conversation's open sockets (connectors/channels/web/push.py)."""
+
+    def listen(self, sender_id: str, deliver: Callable[[list[dict[str, Any]]], Awaitable[None]]
+               ) -> AbstractContextManager[None]:
+        """While open, `deliver` gets the frames pushed to the conversation (agents' replies)."""
+        ...
+
+
 class TenantDirectory(Protocol):
     async def get(self, key: str) -> Tenant:
         """The tenant whose slug or id is `key`; raises UnknownTenant."""
@@ -168,6 +178,7 @@ class ChannelContext:
     history: History  # a conversation's stored messages (the widget shows them)
     replay: ReplayGuard  # signed tokens used once (Mailgun)
     api_keys: ApiKeys  # the shops' API keys (REST)
+    web_sockets: WebSockets | None = None  # agents' replies pushed to open widget sockets
 
     async def tenant(self, slug: str) -> Tenant:
         """The shop the URL names; 404 when none is served here."""

@@ -5,6 +5,13 @@
     {"sender": "visitor-1", "message": "hi", "metadata": {...}}   (metadata optional)
     -> [{"recipient_id": "visitor-1", "text": "...", "buttons": [...]}, ...]
 
+    GET /channels/{tenant_slug}/rest/messages?sender=visitor-1&after=<id>   (same key)
+    -> [{"id", "recipient_id", "text", "buttons"?, "agent"?: {"id", "name"}, "at"}, ...]
+
+The poll returns the bot's and the shop's agents' messages after an id (a person's replies
+come later than any request; a shop that set a callback URL also gets them POSTed:
+callbacks.py).
+
 Existing Rasa REST clients work unchanged besides the key; the URL names the shop. The key is
 for a shop's own servers (`python -m tenants keys create`); browsers use the web widget, whose
 visitor tokens are signed per conversation. Without the shop's key the answer is 401 and
@@ -28,6 +35,8 @@ from connectors.bounds import MAX_ID, REST_BODY
 from connectors.channels.contract import Channel, context_of
 from connectors.errors import BadRequest
 from connectors.messages import InboundMessage
+from core.conversations import StoredMessage
+from core.sender_ids import sender_id
 from tenants import Tenant
 
 MAX_TEXT = 4000
@@ -36,6 +45,7 @@ MAX_SENDER = 128
 # once; `locale` and `page_url` are kept with the message for the shop's transcripts.
 METADATA_KEYS = ("message_id", "locale", "page_url")
 MAX_METADATA = 2048  # bytes of the metadata object as JSON
+POLL_LIMIT = 100  # the conversation's latest messages a poll looks at
 
 
 def parse_metadata(metadata: Any) -> dict[str, str]:
@@ -115,4 +125,46 @@ def routes(channel: Channel) -> Blueprint:
         replies = await ctx.inbox.converse(inbound)
         return json_response(render(replies or [], inbound.user_key))
 
+    @bp.get("/messages")
+    async def messages(request: Request, tenant_slug: str) -> HTTPResponse:
+        ctx = context_of(request)
+        tenant = await ctx.tenant(tenant_slug)
+        await ctx.api_client(request, tenant)
+        sender, after = poll_query(request.args.get("sender"), request.args.get("after"))
+        rows = await ctx.history(tenant.id, sender_id(tenant.id, "rest", sender), POLL_LIMIT)
+        return json_response(polled(rows, sender, after))
+
     return bp
+
+
+def poll_query(sender: str | None, after: str | None) -> tuple[str, int]:
+    """The poll's `sender` and `after` (an id from an earlier answer; 0: from the start)."""
+    if not sender or not sender.strip():
+        raise BadRequest("'sender' is required: the visitor's sender as posted to /webhook.")
+    if len(sender) > MAX_SENDER:
+        raise BadRequest(f"'sender' is longer than {MAX_SENDER} characters.")
+    if after is None or after == "":
+        return sender.strip(), 0
+    if not after.isdigit() or len(after) > 18:
+        raise BadRequest("'after' must be a message id (a non-negative integer).")
+    return sender.strip(), int(after)
+
+
+def polled(rows: list[StoredMessage], sender: str, after: int) -> list[dict[str, Any]]:
+    """The bot's and agents' messages after id `after`, oldest first, in the webhook's shape
+    plus `id` (the next poll's `after`), `at` and, for a person's reply, `agent`."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if row.direction != "out" or row.id <= after:
+            continue
+        payload = row.payload if isinstance(row.payload, dict) else {}
+        messages = payload.get("messages")
+        texts = ([m for m in messages if isinstance(m, dict)] if isinstance(messages, list)
+                 else [{"text": row.text or ""}])
+        agent = payload.get("agent")
+        said_by = ({"agent": {"id": agent.get("id"), "name": agent.get("name")}}
+                   if isinstance(agent, dict) else {})
+        at = row.created_at.isoformat() if row.created_at is not None else None
+        out.extend({**message, "recipient_id": sender, "id": row.id, **said_by, "at": at}
+                   for message in texts)
+    return out

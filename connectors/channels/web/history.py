@@ -1,9 +1,11 @@
 """A web visitor's conversation as the widget shows it, read back from the stored messages.
 
 The inbox stores each visitor message ("in", with the client metadata as payload) and each
-bot answer ("out", payload {"messages": [Rasa messages]}). The widget gets them as
-{"from": "visitor"|"bot", "text", "buttons"?, "sources"?, "products"?, "at"} in the order
-they happened; a product is {"name", "price"?, "facts", "url"?, "image"?} (a card).
+bot answer ("out", payload {"messages": [Rasa messages]}); the admin service stores a person's
+reply ("out", the text, payload {"agent": {"id", "name"}}). The widget gets them as
+{"from": "visitor"|"bot", "text", "buttons"?, "sources"?, "products"?, "agent"?: {"name"},
+"at"} in the order they happened; a product is {"name", "price"?, "facts", "url"?, "image"?}
+(a card).
 """
 
 from __future__ import annotations
@@ -92,6 +94,15 @@ def bot_messages(replies: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def agent_of(payload: object) -> dict[str, Any]:
+    """{"agent": {"name"}} for a message a person of the shop wrote (the admin service records
+    it with payload {"agent": {"id", "name"}}); {} for the bot's. Only the name: the visitor
+    has no use for an internal id."""
+    agent = payload.get("agent") if isinstance(payload, dict) else None
+    name = _str(agent.get("name"), 200) if isinstance(agent, dict) else None
+    return {"agent": {"name": name}} if name else {}
+
+
 def visitor_text(row_text: str | None, payload: object) -> str:
     """What the visitor saw themselves send: a chip's title rather than its /intent payload."""
     display = payload.get("display_text") if isinstance(payload, dict) else None
@@ -114,5 +125,6 @@ async def load_history(ctx: ChannelContext, tenant_id: str, sender_id: str,
         messages = bot_messages(replies) if isinstance(replies, list) else []
         if not messages and row.text:
             messages = [{"text": row.text}]
-        history.extend({"from": "bot", **message, "at": at} for message in messages)
+        said_by = agent_of(row.payload)
+        history.extend({"from": "bot", **message, **said_by, "at": at} for message in messages)
     return history

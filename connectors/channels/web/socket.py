@@ -7,7 +7,10 @@ The client opens with {"type": "hello", "token": <token or null>} and gets
 not ours for this shop gets {"type": "error", "code": "invalid_token"} and close code 4403,
 and nothing of any conversation. Then {"type": "message", "text", "id"?, "payload"?} gets
 {"type": "typing"}, one {"type": "bot", ...} per bot message and {"type": "done", "id"}.
-Bad frames get {"type": "error", "code", "detail"} and the socket stays open (frames.py); a
+A person's reply (the conversation was handed to the shop's team) arrives whenever it is
+written as {"type": "bot", "text", "buttons"?, "agent": {"name"}} (push.py), also on a socket
+served by another gateway process. Bad frames get {"type": "error", "code", "detail"} and the
+socket stays open (frames.py); a
 message over the shop's rate limits (connectors/limits.py) gets {"type": "error", "code":
 "rate_limited", "detail", "retry_after": <seconds>}, the socket's 429, then its "done", and
 the socket is not read for those seconds.
@@ -80,6 +83,19 @@ class Conversation:
         await self.ws.send(json.dumps(frame))
 
     async def serve(self) -> None:
+        pushes = self.ctx.web_sockets
+        if pushes is None:
+            return await self.read_frames()
+        # An agent's reply arrives on this socket whenever it is written (push.py).
+        with pushes.listen(sender_id(self.tenant.id, "web", self.conversation_id),
+                           self.pushed):
+            return await self.read_frames()
+
+    async def pushed(self, frames: list[dict[str, Any]]) -> None:
+        for frame in frames:
+            await self.send(frame)
+
+    async def read_frames(self) -> None:
         while True:
             raw_frame = await self.ws.recv()
             try:

@@ -258,8 +258,11 @@
   }
 
   function addBot(message, live) {
-    var node = el("div", { class: "msg bot" });
-    node.appendChild(el("span", { class: "sr", text: "Assistant: " }));
+    // A person of the shop's team (an agent's reply) is named; the bot is "Assistant".
+    var agent = message.agent && typeof message.agent.name === "string" ? message.agent.name.slice(0, 200) : null;
+    var node = el("div", { class: agent ? "msg bot agent" : "msg bot" });
+    node.appendChild(el("span", { class: "sr", text: (agent || "Assistant") + ": " }));
+    if (agent) node.appendChild(el("strong", { class: "who", "aria-hidden": "true", text: agent + ": " }));
     node.appendChild(richText(message.text));
     var buttons = Array.isArray(message.buttons) ? message.buttons : [];
     if (buttons.length) {
