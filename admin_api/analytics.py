@@ -35,6 +35,7 @@ range moves that hour's messages by a day there).
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -48,6 +49,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from admin_api.tables import AnalyticsDayRow, AnalyticsIntentRow
+from core.conversations import HandoffRow
 from tenants.models import TenantRow
 
 MAX_DAYS = 366
@@ -422,3 +424,133 @@ async def count_unanswered(sessions: async_sessionmaker, tenant_id: str,
     async with sessions() as session:
         params = {"tenant": tenant_id, **_bounds(session.bind.dialect.name, period)}
         return int((await session.execute(text(_UNANSWERED_COUNT_SQL), params)).scalar_one())
+
+
+# -- handoffs: people's side ------------------------------------------------------------------
+# Counted over the handoffs *requested* in the period (handoff_requests.created_at), so a
+# period's figures do not change when a handoff of last month is resolved today. The shop's
+# handoffs are few next to its messages (one per escalation): read once per summary through
+# the tenant_id index and measured in Python, the same way on both databases.
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Seconds of a span (waiting, handling) over the handoffs that have it."""
+
+    count: int = 0
+    average: float | None = None
+    median: float | None = None
+    p90: float | None = None
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Durations:
+        if not seconds:
+            return cls()
+        ordered = sorted(seconds)
+
+        def rank(share: float) -> float:  # nearest rank: a value that occurred
+            return round(ordered[max(0, math.ceil(len(ordered) * share) - 1)], 1)
+
+        return cls(len(ordered), round(sum(ordered) / len(ordered), 1), rank(0.5), rank(0.9))
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """The visitors' 1-5 answers to the satisfaction question."""
+
+    count: int = 0
+    average: float | None = None
+
+    @classmethod
+    def of(cls, ratings: list[int]) -> Ratings:
+        if not ratings:
+            return cls()
+        return cls(len(ratings), round(sum(ratings) / len(ratings), 2))
+
+
+@dataclass(frozen=True)
+class AgentFigures:
+    id: str
+    name: str
+    resolved: int  # handoffs they held when it was resolved
+    handling: Durations
+    satisfaction: Ratings
+
+
+@dataclass(frozen=True)
+class HandoffSummary:
+    period: Period
+    requested: int
+    answered: int  # a person replied at least once
+    resolved: int
+    waiting: Durations  # requested -> the first human reply
+    handling: Durations  # assigned (claimed or last transferred) -> resolved
+    conversations: int  # as in Summary: threads per day
+    resolved_by_bot: int  # of these, no human involved (contained)
+    resolved_by_human: int  # thread-days whose handoff a person resolved
+    satisfaction: Ratings
+    satisfaction_by_channel: dict[str, Ratings]
+    agents: list[AgentFigures]
+
+
+def _seconds(end: datetime | None, start: datetime | None) -> float | None:
+    if end is None or start is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+async def summarise_handoffs(sessions: async_sessionmaker, tenant_id: str, period: Period,
+                             now: datetime | None = None) -> HandoffSummary:
+    """Waiting time to the first human reply, handling time, who resolved the period's
+    conversations (the bot alone or a person) and the visitors' ratings by channel and by
+    agent."""
+    start, end = period.bounds()
+    h = HandoffRow
+    async with sessions() as session:
+        rows = (await session.execute(select(
+            h.sender_id, h.channel, h.status, h.created_at, h.assigned_at, h.first_reply_at,
+            h.resolved_at, h.resolved_by, h.assignee_id, h.assignee_name, h.rating).where(
+            h.tenant_id == tenant_id, h.created_at >= start, h.created_at < end))).all()
+    waiting: list[float] = []
+    handling: list[float] = []
+    ratings: list[int] = []
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    agents: dict[str, dict[str, Any]] = {}
+    human_days: set[tuple[str, date]] = set()
+    resolved = answered = 0
+    for row in rows:
+        wait = _seconds(row.first_reply_at, row.created_at)
+        if wait is not None:
+            answered += 1
+            waiting.append(wait)
+        if row.rating is not None:
+            ratings.append(row.rating)
+            by_channel[row.channel].append(row.rating)
+        if row.status != "resolved":
+            continue
+        resolved += 1
+        human_days.add((row.sender_id, row.created_at.astimezone(period.zone).date()))
+        held = _seconds(row.resolved_at, row.assigned_at)
+        if held is not None:
+            handling.append(held)
+        who = row.assignee_id or row.resolved_by
+        if who is None:
+            continue
+        agent = agents.setdefault(who, {"name": row.assignee_name or who, "resolved": 0,
+                                        "handling": [], "ratings": []})
+        agent["resolved"] += 1
+        if held is not None:
+            agent["handling"].append(held)
+        if row.rating is not None:
+            agent["ratings"].append(row.rating)
+    totals = (await summarise(sessions, tenant_id, period, now=now)).totals
+    return HandoffSummary(
+        period=period, requested=len(rows), answered=answered, resolved=resolved,
+        waiting=Durations.of(waiting), handling=Durations.of(handling),
+        conversations=totals.conversations,
+        resolved_by_bot=totals.conversations - totals.handed_off,
+        resolved_by_human=len(human_days), satisfaction=Ratings.of(ratings),
+        satisfaction_by_channel={c: Ratings.of(r) for c, r in sorted(by_channel.items())},
+        agents=sorted((AgentFigures(who, a["name"], a["resolved"], Durations.of(a["handling"]),
+                                    Ratings.of(a["ratings"])) for who, a in agents.items()),
+                      key=lambda a: (-a.resolved, a.name, a.id)))

@@ -132,6 +132,8 @@ def check_url(raw: str, *, private_ok: bool) -> str:
     no credentials in it; private-network targets only when `private_ok` (a development
     deployment: the admin service is not behind HTTPS, COOKIE_SECURE=false)."""
     url = raw.strip()
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise BadUrl("a URL has no spaces or control characters (percent-encode them)")
     try:
         parts = urlsplit(url)
         _ = parts.port  # a port out of range or not a number
@@ -509,6 +511,8 @@ class Dispatcher:
                                                      if 300 <= status < 400 else "")
         except httpx.HTTPError as exc:
             error = _why(exc)
+        except httpx.InvalidURL:  # not an HTTPError; check_url should have refused it
+            error = "the URL cannot be requested"
         took = int((time.monotonic() - started) * 1000)
         await self._record(out, now, status, error, took)
 

@@ -220,3 +220,77 @@ async def analytics_unanswered(call: Call[None, UnansweredQuery]) -> UnansweredO
     period = call.query.period()
     total = await analytics.count_unanswered(call.ctx.sessions, call.shop, period)
     return await _unanswered(call, period, total, call.query.limit, None)
+
+
+class DurationsOut(Model):
+    count: int = Field(description="handoffs that have this span")
+    average_seconds: float | None
+    median_seconds: float | None
+    p90_seconds: float | None = Field(description="nine in ten took at most this long")
+
+    @classmethod
+    def of(cls, d: analytics.Durations) -> DurationsOut:
+        return cls(count=d.count, average_seconds=d.average, median_seconds=d.median,
+                   p90_seconds=d.p90)
+
+
+class RatingsOut(Model):
+    count: int = Field(description="visitors who answered the satisfaction question")
+    average: float | None = Field(description="their average rating, 1 (poor) to 5 (great)")
+
+    @classmethod
+    def of(cls, r: analytics.Ratings) -> RatingsOut:
+        return cls(count=r.count, average=r.average)
+
+
+class ChannelRatingsOut(RatingsOut):
+    channel: str
+
+
+class AgentOut(Model):
+    id: str = Field(description="a person's user id, or key:<prefix> for an agent API key")
+    name: str
+    resolved: int = Field(description="handoffs they held when they were resolved")
+    handling: DurationsOut
+    satisfaction: RatingsOut
+
+
+class HandoffsOut(Model):
+    first_day: date
+    last_day: date
+    tz: str
+    requested: int = Field(description="handoffs requested in the period (the figures below "
+                                       "are about these)")
+    answered: int = Field(description="of these, ones a person replied to")
+    resolved: int = Field(description="of these, ones handed back to the bot")
+    waiting: DurationsOut = Field(description="from the request to the first human reply")
+    handling: DurationsOut = Field(description="from the claim (or the last transfer) to the "
+                                               "resolution")
+    conversations: int = Field(description="as in the summary: visitor threads per day")
+    resolved_by_bot: int = Field(description="conversations no person was involved in")
+    resolved_by_human: int = Field(description="conversations whose handoff a person resolved")
+    satisfaction: RatingsOut
+    satisfaction_by_channel: list[ChannelRatingsOut]
+    agents: list[AgentOut] = Field(description="most resolved first")
+
+
+@API.route("GET", "/analytics/handoffs", roles=DESIGNERS, query=RangeQuery,
+           response=HandoffsOut, summary="Summarise the handoffs to people for a period")
+async def analytics_handoffs(call: Call[None, RangeQuery]) -> HandoffsOut:
+    """For the handoffs requested in the period: the waiting time to the first human reply,
+    the handling time, conversations resolved by the bot alone versus by a person, and the
+    visitors' satisfaction ratings overall, by channel and by agent."""
+    period = call.query.period()
+    found = await analytics.summarise_handoffs(call.ctx.sessions, call.shop, period)
+    return HandoffsOut(
+        first_day=period.first, last_day=period.last, tz=period.tz, requested=found.requested,
+        answered=found.answered, resolved=found.resolved,
+        waiting=DurationsOut.of(found.waiting), handling=DurationsOut.of(found.handling),
+        conversations=found.conversations, resolved_by_bot=found.resolved_by_bot,
+        resolved_by_human=found.resolved_by_human,
+        satisfaction=RatingsOut.of(found.satisfaction),
+        satisfaction_by_channel=[ChannelRatingsOut(channel=c, **RatingsOut.of(r).model_dump())
+                                 for c, r in found.satisfaction_by_channel.items()],
+        agents=[AgentOut(id=a.id, name=a.name, resolved=a.resolved,
+                         handling=DurationsOut.of(a.handling),
+                         satisfaction=RatingsOut.of(a.satisfaction)) for a in found.agents])
