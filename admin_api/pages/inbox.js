@@ -13,7 +13,7 @@
 // polite live region announces new escalations and visitors' messages; the unread count shows
 // in the header and the document's title, with a short beep (WebAudio, mutable) and a flash.
 
-import { api, ApiError, el, say, setCsrf, when } from "./api.js";
+import { api, ApiError, el, say, setCsrf } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 const TITLE = "Inbox · Switchboard";
@@ -177,13 +177,13 @@ function handoffOf(item) {
   return (item && item.handoff) || {};
 }
 
+/** How long the visitor has waited for a person: ticking while nobody took the conversation
+ * (from the API's count, so the browser's clock does not matter), else as the API said. */
 function waitingSeconds(item) {
   const handoff = handoffOf(item);
-  if (typeof handoff.waiting_seconds === "number") {
-    return handoff.waiting_seconds + (Date.now() - state.fetchedAt) / 1000;
-  }
-  const since = Date.parse(handoff.requested_at || "");
-  return Number.isNaN(since) ? null : (Date.now() - since) / 1000;
+  if (typeof handoff.waiting_seconds !== "number") return null;
+  const ticking = (handoff.status || "queued") === "queued";
+  return handoff.waiting_seconds + (ticking ? (Date.now() - state.fetchedAt) / 1000 : 0);
 }
 
 function duration(seconds) {
@@ -230,18 +230,20 @@ async function loadQueue() {
   const seq = ++state.queueSeq;
   const status = $("queue-status");
   try {
-    const pages = await Promise.all(["queued", "assigned"].map((wanted) =>
-      api("GET", "/conversations", { query: { state: wanted, page_size: PAGE_SIZE } })));
+    // Oldest request first: whoever waited longest is served first.
+    const pages = await Promise.all(["queued", "assigned"].map((wanted) => api("GET",
+      "/conversations", { query: { state: wanted, sort: "waiting", page_size: PAGE_SIZE } })));
     if (seq !== state.queueSeq) return; // a newer load is under way
     state.fetchedAt = Date.now();
     const [queued, assigned] = pages.map((page) => (page.items || []).filter((i) => i.id));
-    const longest = (a, b) => (handoffOf(b).waiting_seconds ?? 0)
-      - (handoffOf(a).waiting_seconds ?? 0);
-    queued.sort(longest);
-    assigned.sort(longest);
+    const before = state.items;
     state.items = new Map([...queued, ...assigned].map((item) => [item.id, item]));
     state.order = [...state.items.keys()];
-    for (const id of [...state.unread.keys()]) if (!state.items.has(id)) state.unread.delete(id);
+    // A conversation that left the queue (resolved) has nothing unread any more; one an event
+    // announced that this answer does not list yet keeps its count.
+    for (const id of [...state.unread.keys()]) {
+      if (before.has(id) && !state.items.has(id)) state.unread.delete(id);
+    }
     renderQueue();
     showUnread();
     say(status, state.order.length
@@ -341,8 +343,13 @@ function select(id, { focus = false } = {}) {
   }
   markRead(id);
   state.thread = null;
-  $("transcript").replaceChildren();
+  const item = state.items.get(id);
+  $("thread-title").textContent = item
+    ? [channelName(item.channel), item.visitor].filter(Boolean).join(" · ") : "Conversation";
+  $("thread-facts").textContent = item ? threadFacts(item, null) : "";
+  $("transcript").replaceChildren(el("li", { class: "event" }, "Loading…"));
   say($("thread-status"), "");
+  showActions();
   loadThread(id).then(() => { if (focus) $("thread-title").focus(); });
 }
 
@@ -417,8 +424,8 @@ function beep() {
 }
 
 function showMute() {
+  // A toggle button: its name stays, aria-pressed says whether it is on.
   $("mute").setAttribute("aria-pressed", String(state.muted));
-  $("mute").textContent = state.muted ? "Sound off" : "Sound on";
   $("mute").title = state.muted ? "New messages are silent (m)" : "New messages beep (m)";
 }
 
@@ -489,34 +496,35 @@ function reconnectLater() {
   }, delay);
 }
 
-function conversationOf(message) {
-  const data = message.data || {};
-  return message.conversation_id || data.conversation_id || null;
+/** An event's fields: the stream sends them flat ({conversation_id, visitor, channel, text,
+ * ...}); a nested `data` is read too. */
+function fieldsOf(message) {
+  const nested = message.data && typeof message.data === "object" ? message.data : {};
+  return { ...message, ...nested };
 }
 
-function labelOf(id, message) {
+function labelOf(id, data) {
   const item = state.items.get(id);
-  const data = message.data || {};
-  const channel = channelName((item && item.channel) || data.channel || message.channel);
-  const visitor = item ? item.visitor : "";
+  const channel = channelName((item && item.channel) || data.channel);
+  const visitor = (item && item.visitor) || data.visitor || "";
   return [channel, visitor].filter(Boolean).join(" ") || "a conversation";
 }
 
 function onLive(kind, message) {
-  const id = conversationOf(message);
-  const data = message.data || {};
+  const data = fieldsOf(message);
+  const id = data.conversation_id || null;
   const seen = id === state.selected && document.visibilityState === "visible";
   switch (kind) {
     case "handoff.requested":
       if (id) bump(id);
       beep();
-      announce(`New conversation waiting: ${labelOf(id, message)}.`);
+      announce(`New conversation waiting: ${labelOf(id, data)}.`);
       scheduleQueue();
       break;
     case "message.visitor":
       if (id && !seen) bump(id);
       beep();
-      announce(`New message in ${labelOf(id, message)}${data.text ? `: ${data.text}` : "."}`);
+      announce(`New message in ${labelOf(id, data)}${data.text ? `: ${data.text}` : "."}`);
       scheduleQueue();
       break;
     case "handoff.transferred": {
@@ -524,7 +532,7 @@ function onLive(kind, message) {
       if (id && to.id && to.id === myId() && !seen) {
         bump(id);
         beep();
-        announce(`A conversation was transferred to you: ${labelOf(id, message)}.`);
+        announce(`A conversation was transferred to you: ${labelOf(id, data)}.`);
       }
       scheduleQueue();
       break;
@@ -559,11 +567,10 @@ function currentHandoff() {
 function threadFacts(item, thread) {
   const handoff = (item && item.handoff) || currentHandoff() || {};
   const status = handoff.status || (thread && thread.state) || "";
-  const facts = [status === "queued" ? `waiting ${duration(waitingSeconds(item))}` : status,
-    handoff.reason ? `reason: ${words(handoff.reason)}` : "",
-    summaryText(handoff),
-    handoff.assignee ? ownerText(handoff) : ""];
-  return facts.filter(Boolean).join(" · ");
+  const where = { queued: `waiting ${duration(waitingSeconds(item))}`,
+    assigned: ownerText(handoff) }[status] || status;
+  return [where, handoff.reason ? `reason: ${words(handoff.reason)}` : "",
+    summaryText(handoff)].filter(Boolean).join(" · ");
 }
 
 async function loadThread(id) {
@@ -592,6 +599,16 @@ function stamp(value) {
   return Number.isNaN(time) ? null : time;
 }
 
+/** Today's moments as a time of day, older ones with their date. */
+function moment(value) {
+  const time = stamp(value);
+  if (time === null) return "";
+  const date = new Date(time);
+  return date.toDateString() === new Date().toDateString()
+    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+}
+
 function authorName(author) {
   if (!author) return "";
   return typeof author === "object" ? author.name || author.id || "" : String(author);
@@ -608,85 +625,104 @@ function deliveryLine(deliveries) {
 
 function messageItem(kind, who, at, text, extra = []) {
   return el("li", { class: `msg from-${kind}` },
-    el("div", { class: "meta" }, [who, when(at)].filter(Boolean).join(" · ")),
+    el("div", { class: "meta" }, [who, moment(at)].filter(Boolean).join(" · ")),
     el("div", { class: "bubble" }, text || ""),
     ...extra);
 }
 
-/** Entries of one turn: the visitor's message, then the bot's and agents' messages. */
-function turnEntries(turn, fallbackAt) {
-  const entries = [];
+/** One turn: its time (the visitor's message, else the turn before's) and its messages in the
+ * API's order (the visitor's, then the bot's and agents' as they were recorded). */
+function turnOf(turn, inherited) {
   const visitor = turn.visitor;
-  const at = stamp(visitor && visitor.at) ?? fallbackAt;
+  const messages = [];
   if (visitor) {
-    entries.push({ at, node: messageItem("visitor", "Visitor", visitor.at, visitor.text) });
+    messages.push({ agent: false,
+      node: messageItem("visitor", "Visitor", visitor.at, visitor.text) });
   }
   const said = turn.bot || [];
   said.forEach((message, n) => {
     const agent = message.agent || null;
     const buttons = (message.buttons || []).map((b) => el("span", {}, b.title || b.payload || ""));
-    const own = message.deliveries;
     const last = n === said.length - 1;
     const extra = [buttons.length ? el("div", { class: "buttons" }, buttons) : null,
-      deliveryLine(own || (last ? turn.deliveries : null))].filter(Boolean);
-    const who = agent ? `${authorName(agent)} (agent)` : "Bot";
-    const time = message.at || message.created_at || null;
-    entries.push({ at: stamp(time) ?? at, node: messageItem(agent ? "agent" : "bot", who, time,
+      deliveryLine(message.deliveries || (last ? turn.deliveries : null))].filter(Boolean);
+    messages.push({ agent: !!agent, node: messageItem(agent ? "agent" : "bot",
+      agent ? `${authorName(agent)} (agent)` : "Bot", message.at || null,
       message.text || (message.image ? `[image] ${message.image}` : ""), extra) });
   });
-  return entries;
+  return { time: stamp(visitor && visitor.at) ?? inherited, messages, events: [] };
 }
 
-function noteEntry(noteRow) {
-  const at = noteRow.created_at || noteRow.at;
-  const who = authorName(noteRow.author) || noteRow.author_name || "";
-  const node = el("li", { class: "msg note" },
-    el("div", { class: "meta" }, ["Internal note", who, when(at)].filter(Boolean).join(" · ")),
-    el("div", { class: "bubble" }, noteRow.text || ""));
-  return { at: stamp(at), node };
+/** Notes and handoff lines carry a time, the bot's and agents' messages do not: each goes into
+ * the turn it happened in, a handoff request before that turn's first agent message, a note or
+ * a resolution after its last one (else at the turn's end). */
+function eventsOf(thread) {
+  const line = (at, text, place) => ({ at: stamp(at), place,
+    node: el("li", { class: "event" }, [text, moment(at)].filter(Boolean).join(" · ")) });
+  const events = [];
+  for (const handoff of thread.handoffs || []) {
+    const requested = handoff.requested_at || handoff.created_at;
+    if (requested) {
+      events.push(line(requested, `Handed to a person${handoff.reason
+        ? ` (${words(handoff.reason)})` : ""}`, "request"));
+    }
+    if (handoff.resolved_at) {
+      events.push(line(handoff.resolved_at, "Resolved: back to the bot", "after"));
+    }
+    if (handoff.rating) {
+      events.push(line(handoff.rated_at || handoff.resolved_at,
+        `The visitor rated the help ${handoff.rating} of 5`, "end"));
+    }
+  }
+  for (const written of thread.notes || []) {
+    const at = written.at || written.created_at;
+    const who = authorName(written.author) || written.author_name || "";
+    events.push({ at: stamp(at), place: "after", node: el("li", { class: "msg note" },
+      el("div", { class: "meta" }, ["Internal note", who, moment(at)].filter(Boolean)
+        .join(" · ")),
+      el("div", { class: "bubble" }, written.text || "")) });
+  }
+  return events;
 }
 
-function handoffEntries(handoff) {
-  const line = (at, text) => ({ at: stamp(at),
-    node: el("li", { class: "event" }, [text, when(at)].filter(Boolean).join(" · ")) });
-  const entries = [];
-  const requested = handoff.requested_at || handoff.created_at;
-  if (requested) {
-    entries.push(line(requested, `Handed to a person${handoff.reason
-      ? ` (${words(handoff.reason)})` : ""}`));
-  }
-  if (handoff.assigned_at && handoff.assignee) {
-    entries.push(line(handoff.assigned_at, `${authorName(handoff.assignee)} took it`));
-  }
-  if (handoff.resolved_at) entries.push(line(handoff.resolved_at, "Resolved: back to the bot"));
-  if (handoff.rating) {
-    entries.push(line(handoff.rated_at || handoff.resolved_at,
-      `The visitor rated the help ${handoff.rating} of 5`));
-  }
-  return entries;
+function position(turn, place) {
+  const agents = turn.messages.map((m, n) => (m.agent ? n : -1)).filter((n) => n >= 0);
+  const end = turn.messages.length;
+  if (place === "request") return agents.length ? agents[0] - 0.5 : end;
+  if (place === "after") return agents.length ? agents[agents.length - 1] + 0.5 : end;
+  return end;
 }
 
 function renderTranscript(thread) {
   const list = $("transcript");
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  let entries = [];
-  let last = 0;
+  const turns = [];
+  let inherited = -Infinity;
   for (const turn of thread.turns || []) {
-    const added = turnEntries(turn, last);
-    for (const entry of added) last = entry.at ?? last;
-    entries = entries.concat(added);
+    const made = turnOf(turn, inherited);
+    inherited = made.time;
+    turns.push(made);
   }
-  entries = entries.concat((thread.notes || []).map(noteEntry),
-    (thread.handoffs || []).flatMap(handoffEntries));
-  // A stable sort by time; entries without one stay after what precedes them.
-  let previous = 0;
-  const keyed = entries.map((entry, n) => {
-    previous = entry.at ?? previous;
-    return { key: previous, n, node: entry.node };
-  });
-  keyed.sort((a, b) => a.key - b.key || a.n - b.n);
-  list.replaceChildren(...keyed.map((entry) => entry.node));
-  if (!keyed.length) list.append(el("li", { class: "event" }, "No messages yet."));
+  const leading = [];
+  for (const event of eventsOf(thread)) {
+    let home = null;
+    for (const turn of turns) if (event.at === null || turn.time <= event.at) home = turn;
+    if (home) home.events.push({ ...event, pos: position(home, event.place) });
+    else leading.push(event);
+  }
+  const byTime = (a, b) => (a.at ?? 0) - (b.at ?? 0);
+  const nodes = leading.sort(byTime).map((event) => event.node);
+  for (const turn of turns) {
+    const events = turn.events.sort((a, b) => a.pos - b.pos || byTime(a, b));
+    let next = 0;
+    turn.messages.forEach((message, n) => {
+      while (next < events.length && events[next].pos < n) nodes.push(events[next++].node);
+      nodes.push(message.node);
+    });
+    while (next < events.length) nodes.push(events[next++].node);
+  }
+  list.replaceChildren(...nodes);
+  if (!nodes.length) list.append(el("li", { class: "event" }, "No messages yet."));
   if (atBottom || list.dataset.shown !== thread.id) list.scrollTop = list.scrollHeight;
   list.dataset.shown = thread.id || "";
 }

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time as clock
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -106,15 +107,12 @@ async def prepare(database_url: str, dev_env: Path) -> str:
     return password
 
 
-@pytest.fixture(scope="module", params=database_params())
-def served(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (make test installs Debian's chromium)")
-    root = tmp_path_factory.mktemp("pages")
-    database_url = migrated_url(request.param, root)
-    redis_url = services()["redis_url"] if request.param == "postgresql" else None
-    password = asyncio.run(prepare(database_url, root / "dev.env"))
+@contextmanager
+def admin_process(root: Path, database_url: str, redis_url: str | None,
+                  **extra_env: str) -> Iterator[str]:
+    """`python -m admin_api serve` on `database_url` (files under `root`); yields its base
+    URL once /health answers and stops it at the end. `extra_env` adds to (or overrides) its
+    environment (the inbox test points GATEWAY_URL and RASA_URL at a recorder)."""
     # The ONNX query encoder (grouping unanswered questions) is exported from the packaged
     # weights once per machine, a minute or more on a busy one: reuse this checkout's export.
     models = root / "var" / "models"
@@ -129,7 +127,7 @@ def served(request: pytest.FixtureRequest,
            "RASA_TOKEN": secrets.token_urlsafe(24),
            "SWITCHBOARD_CREDENTIALS_KEY": CredentialsBox.generate_key(),
            "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING",
-           **({"REDIS_URL": redis_url} if redis_url else {})}
+           **({"REDIS_URL": redis_url} if redis_url else {}), **extra_env}
     log = (root / "admin.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "admin_api", "serve"], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -145,7 +143,7 @@ def served(request: pytest.FixtureRequest,
                 pass
             assert clock.monotonic() < deadline, "the admin service did not answer in 60 s"
             clock.sleep(0.2)
-        yield Served(base, password)
+        yield base
     finally:
         process.terminate()
         try:
@@ -154,6 +152,19 @@ def served(request: pytest.FixtureRequest,
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module", params=database_params())
+def served(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing (make test installs Debian's chromium)")
+    root = tmp_path_factory.mktemp("pages")
+    database_url = migrated_url(request.param, root)
+    redis_url = services()["redis_url"] if request.param == "postgresql" else None
+    password = asyncio.run(prepare(database_url, root / "dev.env"))
+    with admin_process(root, database_url, redis_url) as base:
+        yield Served(base, password)
 
 
 @pytest.fixture(scope="module")

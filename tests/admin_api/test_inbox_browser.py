@@ -1,0 +1,354 @@
+"""The agents' inbox page in headless Chromium, against a real admin process.
+
+One `python -m admin_api serve` per database (SQLite; PostgreSQL and Redis too when they
+answer), started by test_pages_browser's `admin_process`, with the demo shop, two agents (Ann,
+who uses the page, and Bo) and the gateway's and Rasa's HTTP ends played by one local recorder
+(GATEWAY_URL and RASA_URL point at it): what the admin service hands the gateway is checked
+here, its delivery to the visitor is tests/integration/test_agent_inbox.py's part. Live events
+come in the way the gateway and the action server send them without Redis: `POST
+/internal/live` with the internal token.
+
+Ann logs in, a visitor's escalation appears in the queue without a reload (with the unread count
+in the page and the title, a beep and an announcement), she takes it with `c`, replies with `r`
+(the reply reaches the gateway's route with her name), writes a note (never sent) and resolves
+with `e`; a conversation Bo holds tells her so when she tries to claim it; visitors' messages
+in another conversation raise the unread count until she opens it.
+
+Marked `integration`: it needs Chromium and a server process. About 15 s per database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from admin_api import people
+from admin_api.tables import UserRow
+from core import handoffs
+from core.conversations import MessageRow
+from core.db import create_engine, session_factory, utcnow
+from core.live import RELAY_PATH, LiveEvent
+from core.settings import async_database_url
+from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
+from tests.admin_api.conftest import KEY, admin_settings
+from tests.admin_api.test_pages_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    WAIT_MS,
+    admin_process,
+)
+from tests.conftest import services
+from tests.databases import database_params, migrated_url
+
+pytestmark = pytest.mark.integration
+
+ANN = "ann.agent@demo.example"
+PASSWORD = "inbox test password 1"
+T = TypeVar("T")
+
+# Counts the beeps the page plays (an oscillator started): a test cannot listen.
+COUNT_BEEPS = """
+  window.beeps = 0;
+  const Original = window.AudioContext;
+  window.AudioContext = class extends Original {
+    createOscillator() {
+      const tone = super.createOscillator();
+      const start = tone.start.bind(tone);
+      tone.start = (...args) => { window.beeps += 1; return start(...args); };
+      return tone;
+    }
+  };
+"""
+
+
+class Recorder(ThreadingHTTPServer):
+    """The gateway's /internal/agent-replies and Rasa's tracker events, recorded."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), RecorderHandler)
+        self.calls: list[tuple[str, dict[str, str], Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def replies(self, token: str | None = None) -> list[dict[str, Any]]:
+        """What the gateway's route received (only calls with this bearer token if given)."""
+        return [body for path, headers, body in self.calls
+                if path == "/internal/agent-replies"
+                and (token is None or headers.get("Authorization") == f"Bearer {token}")]
+
+
+class RecorderHandler(BaseHTTPRequestHandler):
+    server: Recorder
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        self.server.calls.append((self.path, dict(self.headers), body))
+        answer: dict[str, Any]
+        if self.path == "/internal/agent-replies":
+            status, answer = 202, {"accepted": True}
+        else:  # Rasa: POST /conversations/{sender}/tracker/events answers the tracker
+            status, answer = 200, {"sender_id": "", "events": []}
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+        pass
+
+
+@dataclass
+class Inbox:
+    base: str
+    database_url: str
+    token: str
+    recorder: Recorder
+    ann_id: str = ""
+    bo: handoffs.Agent = field(default_factory=lambda: handoffs.Agent("", ""))
+
+    def db(self, work: Callable[[async_sessionmaker], Awaitable[T]]) -> T:
+        """Run `work` on the database, in a thread of its own: Playwright's sync API keeps an
+        event loop running in this one."""
+        async def run() -> T:
+            engine = create_engine(async_database_url(self.database_url))
+            try:
+                return await work(session_factory(engine))
+            finally:
+                await engine.dispose()
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, run()).result()
+
+    def visitor_writes(self, channel: str, number: str, text: str) -> str:
+        """A visitor's message stored as the gateway stores it; returns the sender id."""
+        sender = f"{DEMO_TENANT_ID}:{channel}:{number}"
+
+        async def store(sessions: async_sessionmaker) -> None:
+            async with sessions() as session:
+                session.add(MessageRow(tenant_id=DEMO_TENANT_ID, sender_id=sender,
+                                       channel=channel, direction="in",
+                                       message_id=f"in-{uuid.uuid4().hex}", text=text,
+                                       intent="human_handoff", confidence=0.95,
+                                       outcome="handoff", created_at=utcnow(),
+                                       handled_at=utcnow()))
+                await session.commit()
+        self.db(store)
+        return sender
+
+    def escalate(self, sender: str, channel: str, text: str,
+                 summary: dict[str, Any] | None = None) -> int:
+        async def open_(sessions: async_sessionmaker) -> int:
+            row, _ = await handoffs.open_handoff(
+                sessions, tenant_id=DEMO_TENANT_ID, sender_id=sender, channel=channel,
+                reason="visitor_asked", last_message=text, summary=summary)
+            return row.id
+        return self.db(open_)
+
+    def live(self, kind: str, sender: str, **data: Any) -> None:
+        """A live event as the gateway or the action server posts it (no Redis)."""
+        event = LiveEvent(tenant_id=DEMO_TENANT_ID, kind=kind, sender_id=sender, data=data)
+        answer = httpx.post(f"{self.base}{RELAY_PATH}", content=event.dumps(),
+                            headers={"Authorization": f"Bearer {self.token}",
+                                     "Content-Type": "application/json"})
+        assert answer.status_code < 300, answer.text
+
+
+async def make_agents(sessions: async_sessionmaker) -> tuple[str, handoffs.Agent]:
+    await seed_demo(sessions)
+    ids = []
+    for email, name in ((ANN, "Ann Agent"), ("bo.agent@demo.example", "Bo Agent")):
+        user = await people.set_password(sessions, email, PASSWORD, create=True)
+        await people.ensure_member(sessions, DEMO_TENANT_ID, email, "agent")
+        async with sessions() as session:
+            await session.execute(update(UserRow).where(UserRow.id == user.id).values(name=name))
+            await session.commit()
+        ids.append(user.id)
+    return ids[0], handoffs.Agent(ids[1], "Bo Agent")
+
+
+@pytest.fixture(scope="module", params=database_params())
+def inbox(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing (make test installs Debian's chromium)")
+    root = tmp_path_factory.mktemp("inbox")
+    database_url = migrated_url(request.param, root)
+    redis_url = services()["redis_url"] if request.param == "postgresql" else None
+    recorder = Recorder()
+    thread = threading.Thread(target=recorder.serve_forever, daemon=True)
+    thread.start()
+    token = admin_settings(root, database_url).internal_token.reveal()  # from KEY
+    try:
+        with admin_process(root, database_url, redis_url, SWITCHBOARD_CREDENTIALS_KEY=KEY,
+                           GATEWAY_URL=recorder.url, RASA_URL=recorder.url) as base:
+            state = Inbox(base, database_url, token, recorder)
+            state.ann_id, state.bo = state.db(make_agents)
+            yield state
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(inbox: Inbox) -> Iterator[Browser]:
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, inbox: Inbox) -> Iterator[Page]:
+    """Ann's inbox in a fresh context, logged in; at the end, no script error and nothing the
+    page's Content-Security-Policy refused."""
+    context = browser.new_context(timezone_id="UTC")
+    context.add_init_script(COUNT_BEEPS)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("console", lambda message: problems.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.goto(f"{inbox.base}/app/inbox")
+    page.get_by_label("Email", exact=True).fill(ANN)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#live")).to_have_text("Live")
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+def option(page: Page, visitor: str) -> Any:
+    return page.get_by_role("option").filter(has_text=visitor)
+
+
+def test_the_inbox_carries_a_strict_policy(inbox: Inbox) -> None:
+    for path in ("/app/inbox", "/app/inbox.js", "/app/inbox.css"):
+        response = httpx.get(f"{inbox.base}{path}")
+        assert response.status_code == 200, path
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_an_escalation_arrives_live_and_is_claimed_answered_noted_and_resolved(
+        inbox: Inbox, page: Page) -> None:
+    expect(page.locator("#queue-status")).to_have_text("No conversation is waiting.")
+    text = "I want to talk to a person about order 1001"
+    sender = inbox.visitor_writes("sms", "+15550001111", text)
+    inbox.escalate(sender, "sms", text, {"intent": "order_status", "order_number": "1001"})
+    inbox.live("handoff.requested", sender, channel="sms", reason="visitor_asked")
+
+    waiting = option(page, "…1111")
+    expect(waiting).to_contain_text(text)
+    expect(waiting).to_contain_text("order 1001")
+    expect(waiting).to_contain_text("Waiting for an agent")
+    expect(page.locator("#unread")).to_have_text("1 unread")
+    expect(page).to_have_title("(1) Inbox · Switchboard")
+    expect(page.locator("#announce")).to_contain_text("New conversation waiting")
+    assert page.evaluate("window.beeps") >= 1
+
+    page.keyboard.press("j")  # the first (and only) conversation
+    expect(waiting).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#thread-title")).to_have_text("SMS · …1111")
+    expect(page.locator("#transcript .from-visitor")).to_contain_text(text)
+    expect(page.locator("#unread")).to_be_hidden()
+    expect(page).to_have_title("Inbox · Switchboard")
+
+    page.keyboard.press("c")
+    expect(page.locator("#thread-status")).to_have_text("You have this conversation now.")
+    expect(waiting).to_contain_text("Yours")
+    assigned = page.request.get(f"{inbox.base}/api/v1/conversations",
+                                params={"state": "assigned"}).json()["items"]
+    assert [i["handoff"]["assignee"]["name"] for i in assigned] == ["Ann Agent"]
+
+    page.keyboard.press("r")
+    expect(page.get_by_label("Reply to the visitor")).to_be_focused()
+    reply = "Hello, this is Ann. Let me look at order 1001 for you."
+    page.keyboard.type(reply)
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("#thread-status")).to_contain_text("Reply sent")
+    expect(page.locator("#transcript .from-agent")).to_contain_text(reply)
+    expect(page.locator("#transcript .from-agent .meta")).to_contain_text("Ann Agent")
+    sent = inbox.recorder.replies(token=inbox.token)
+    assert [m["text"] for b in sent for m in b["messages"]] == [reply]
+    assert sent[0]["author"]["name"] == "Ann Agent" and sent[0]["sender_id"] == sender
+
+    page.keyboard.press("Escape")  # leave the box: keys work again
+    page.keyboard.press("n")
+    expect(page.get_by_label("Internal note")).to_be_focused()
+    page.keyboard.type("Customer is upset, check the courier.")
+    page.get_by_role("button", name="Add note").click()
+    expect(page.locator("#transcript .note")).to_contain_text("check the courier")
+    expect(page.locator("#transcript .note .meta")).to_contain_text("Internal note")
+    assert "courier" not in json.dumps(inbox.recorder.replies())
+
+    page.keyboard.press("Escape")
+    page.keyboard.press("e")
+    expect(page.locator("#thread-status")).to_contain_text("Resolved")
+    expect(waiting).to_have_count(0)
+    expect(page.locator("#queue-status")).to_have_text("No conversation is waiting.")
+    resolved = page.request.get(f"{inbox.base}/api/v1/conversations",
+                                params={"state": "resolved"}).json()["items"]
+    assert [i["visitor"] for i in resolved] == ["…1111"]
+
+
+def test_visitors_messages_raise_the_unread_count_and_a_taken_conversation_names_its_agent(
+        inbox: Inbox, page: Page) -> None:
+    held = inbox.visitor_writes("whatsapp", "+15550002222", "hello?")
+    handoff_id = inbox.escalate(held, "whatsapp", "hello?")
+    inbox.db(lambda sessions: handoffs.claim(sessions, DEMO_TENANT_ID, handoff_id, inbox.bo))
+    waiting = inbox.visitor_writes("web", "visitor-inbox-3", "is anyone there?")
+    inbox.escalate(waiting, "web", "is anyone there?", {"question": "do you ship to Mars?"})
+    page.reload()  # the queue as it is now (no event was sent for these)
+    expect(option(page, "…2222")).to_contain_text("Taken by Bo Agent")
+    web = page.get_by_role("option").filter(has_text="Web chat")
+    expect(web).to_contain_text("unanswered: “do you ship to Mars?”")
+
+    option(page, "…2222").click()
+    page.keyboard.press("c")
+    expect(page.locator("#thread-status")).to_have_text(
+        "Already taken: Bo Agent has this conversation.")
+
+    inbox.live("message.visitor", waiting, channel="web", text="is anyone there?")
+    expect(page.locator("#unread")).to_have_text("1 unread")
+    assert page.evaluate("window.beeps") == 1
+    page.keyboard.press("m")  # muted: the next message is seen, not heard
+    expect(page.get_by_role("button", name="Mute")).to_have_attribute("aria-pressed", "true")
+    inbox.live("message.visitor", waiting, channel="web", text="hello??")
+    expect(page.locator("#unread")).to_have_text("2 unread")
+    expect(page).to_have_title("(2) Inbox · Switchboard")
+    expect(web.locator(".new")).to_have_text("2 new")
+    expect(page.locator("#announce")).to_contain_text("hello??")
+    assert page.evaluate("window.beeps") == 1
+
+    web.click()
+    expect(page.locator("#unread")).to_be_hidden()
+    expect(page.locator("#thread-title")).to_contain_text("Web chat")
+
+    page.keyboard.press("?")
+    expect(page.get_by_role("dialog", name="Keys")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog", name="Keys")).to_be_hidden()
