@@ -103,6 +103,17 @@ async def test_sms_a_person_owns_no_bot_message_on_any_gateway_and_the_reply_is_
     assert delivery.data == {"message_pk": pk, "status": "delivered"}
 
 
+async def test_the_turn_that_escalates_still_says_the_bot_announcement(stack: Stack) -> None:
+    await stack.sms("slow")  # Rasa takes a moment over this one
+    await stack.until(lambda: stack.rasa.in_flight == 1)
+    await stack.hand_to_person("sms", SMS_VISITOR)  # as action_handoff does, within the turn
+    await stack.settle()
+    assert [m.body for m in stack.twilio.sent] == ["echo: slow"]
+    await stack.sms("and now?")
+    await stack.settle()
+    assert [m.body for m in stack.twilio.sent] == ["echo: slow"]
+
+
 async def test_twilio_whatsapp_reply_is_text_in_the_window_and_the_template_outside(
         stack: Stack) -> None:
     visitor = "+4915112345678"
