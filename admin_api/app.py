@@ -70,8 +70,9 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
         app.ctx.keys = ApiKeyVerifier(app.ctx.sessions)
         app.ctx.box = CredentialsBox(settings.credentials_key.reveal())
         # The agent inbox hands replies to the gateway's outbox and tells Rasa (loopback).
-        app.ctx.gateway = GatewayClient(settings.gateway_url, settings.internal_token)
-        app.ctx.rasa = RasaTracker(settings.rasa_url, settings.rasa_jwt_key)
+        inbox = app.ctx.settings  # (tests point these at their fakes)
+        app.ctx.gateway = GatewayClient(inbox.gateway_url, inbox.internal_token)
+        app.ctx.rasa = RasaTracker(inbox.rasa_url, inbox.rasa_jwt_key)
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:

@@ -53,7 +53,7 @@ class GatewayClient:
                  attempts: int = ATTEMPTS, retry_wait: float = 0.2) -> None:
         self._url = base_url.rstrip("/") + PATH
         self._token = token
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=2.0))
+        self._client = client  # made at first use: an httpx client costs ~60 ms to make
         self._attempts = attempts
         self._retry_wait = retry_wait
 
@@ -69,10 +69,11 @@ class GatewayClient:
         try:
             async for attempt in AsyncRetrying(
                     stop=stop_after_attempt(self._attempts), reraise=True,
-                    wait=wait_exponential_jitter(initial=self._retry_wait, max=2.0),
+                    wait=wait_exponential_jitter(multiplier=self._retry_wait, max=2.0,
+                                                jitter=self._retry_wait),
                     retry=retry_if_exception(_retryable)):
                 with attempt:
-                    answer = await self._client.post(self._url, json=body, headers=headers)
+                    answer = await self._http().post(self._url, json=body, headers=headers)
                     if answer.status_code >= 500:
                         raise _Transient(f"the gateway answered {answer.status_code}")
         except (_Transient, httpx.HTTPError) as exc:
@@ -86,5 +87,11 @@ class GatewayClient:
             log.warning("the gateway refused a reply", extra={"status": answer.status_code})
             raise GatewayRefused(answer.status_code, detail or "the gateway refused the reply")
 
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=2.0))
+        return self._client
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()

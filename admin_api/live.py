@@ -141,12 +141,16 @@ class LiveHub:
     def __init__(self, redis: Redis | None, stream_seconds: float = STREAM_SECONDS,
                  heartbeat: float = HEARTBEAT) -> None:
         self.bus = AgentsBus()
-        self.redis = redis
-        self.presence = Presence(self.bus, redis)
-        self._redis_publisher = RedisPublisher(redis) if redis is not None else None
         self.stream_seconds = stream_seconds
         self.heartbeat = heartbeat
         self.relay: asyncio.Task[None] | None = None
+        self.attach(redis)
+
+    def attach(self, redis: Redis | None) -> None:
+        """Use this Redis connection (the app's, opened at each start)."""
+        self.redis = redis
+        self.presence = Presence(self.bus, redis)
+        self._redis_publisher = RedisPublisher(redis) if redis is not None else None
 
     async def publish(self, event: LiveEvent) -> None:
         """Never raises (core/live.py Publisher)."""
@@ -224,8 +228,13 @@ def install(app: Sanic) -> None:
 
     @app.before_server_start
     async def open_hub(app: Sanic) -> None:
-        # After app.py's open_connections (registered first): app.ctx.redis is set.
-        app.ctx.live = LiveHub(app.ctx.redis, **getattr(app.ctx, "live_options", {}))
+        # After app.py's open_connections (registered first): app.ctx.redis is set. One hub
+        # per app, kept if the app starts again (Sanic's test client starts it per request).
+        hub: LiveHub | None = getattr(app.ctx, "live", None)
+        if hub is None:
+            app.ctx.live = LiveHub(app.ctx.redis, **getattr(app.ctx, "live_options", {}))
+        else:
+            hub.attach(app.ctx.redis)
 
     @app.after_server_start
     async def start_relay(app: Sanic) -> None:

@@ -103,4 +103,6 @@ def install(app: Sanic) -> None:
 
     @app.before_server_start
     async def hook_notices(app: Sanic) -> None:
-        hub_of(app).bus.hooks.append(Notices(app).on_event)
+        if getattr(app.ctx, "notices", None) is None:  # once per app, like its hub
+            app.ctx.notices = Notices(app)
+            hub_of(app).bus.hooks.append(app.ctx.notices.on_event)

@@ -46,7 +46,7 @@ class RasaTracker:
         self._base = base_url.rstrip("/")
         self._jwt_key = jwt_key
         self._token, self._renew_at = "", 0.0
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+        self._client = client  # made at first use: an httpx client costs ~60 ms to make
         self._attempts = attempts
         self._retry_wait = retry_wait
 
@@ -58,14 +58,17 @@ class RasaTracker:
         return {"Authorization": f"Bearer {self._token}"}
 
     async def append(self, sender_id: str, events: list[dict[str, Any]]) -> None:
-        url = f"{self._base}/conversations/{quote(sender_id, safe='')}/tracker/events"
+        # Rasa's Sanic 21 does not unquote path parameters: a quoted ':' or '@' would name
+        # another conversation ("t%3Arest%3Ax"), so only what a path cannot hold is quoted.
+        url = f"{self._base}/conversations/{quote(sender_id, safe=':@+/')}/tracker/events"
         try:
             async for attempt in AsyncRetrying(
                     stop=stop_after_attempt(self._attempts), reraise=True,
-                    wait=wait_exponential_jitter(initial=self._retry_wait, max=2.0),
+                    wait=wait_exponential_jitter(multiplier=self._retry_wait, max=2.0,
+                                                jitter=self._retry_wait),
                     retry=retry_if_exception(_retryable)):
                 with attempt:
-                    answer = await self._client.post(
+                    answer = await self._http().post(
                         url, json=events, params={"include_events": "NONE"},
                         headers=self._authorization())
                     if answer.status_code >= 500:
@@ -75,8 +78,14 @@ class RasaTracker:
         if answer.status_code >= 300:
             raise RasaUnavailable(f"Rasa refused the events ({answer.status_code})")
 
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+        return self._client
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def agent_said(text: str, agent_name: str) -> dict[str, Any]:

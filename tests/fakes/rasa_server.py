@@ -12,6 +12,10 @@ by nothing, as Rasa does while a person owns it); "question ..." a knowledge ans
 source (in the text's message: the gateway reads either shape), "unknown question ..." the
 knowledge route abstaining; "gibberish" nlu_fallback. With `silent=True` it answers no
 message to anything, as Rasa does when the action server is down.
+
+Rasa's HTTP API's `POST /conversations/{sender}/tracker/events` (the admin service appends an
+agent's reply and a resume) is recorded in `tracker_events`: (sender id, the events, the
+Authorization header), answered 200.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import unquote, urlsplit
 
 CHOICES = [{"title": "Yes, please", "payload": "/affirm"},
            {"title": "No, thanks", "payload": "/deny"}]
@@ -34,6 +39,8 @@ class RasaFake:
         self.silent = silent
         self.seen: list[dict[str, Any]] = []  # every request body, in order
         self.paused: set[str] = set()  # senders handed to a person
+        # POST /conversations/{sender}/tracker/events: (sender, events, Authorization)
+        self.tracker_events: list[tuple[str, Any, str | None]] = []
         self.in_flight = 0
         self.most_in_flight = 0  # turns answered at once ("slow" ones)
         self._counting = threading.Lock()
@@ -102,6 +109,21 @@ class RasaFake:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                path = urlsplit(self.path).path
+                if path.startswith("/conversations/") and path.endswith("/tracker/events"):
+                    sender = unquote(path.removeprefix("/conversations/")
+                                     .removesuffix("/tracker/events"))
+                    fake.tracker_events.append((sender, body, self.headers["Authorization"]))
+                    for event in body if isinstance(body, list) else [body]:
+                        if event.get("event") == "resume":
+                            fake.paused.discard(sender)
+                    data = json.dumps({"sender_id": sender}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 fake.seen.append(body)
                 status, messages = fake.answer(body)
                 answer: Any = messages
