@@ -30,6 +30,11 @@ no answer) is retried after 10 s, 20 s, 40 s, … (doubling, at most 3 h apart, 
 until GIVE_UP after the event, then the delivery is `failed`. Every try is kept
 (`webhook_attempts`) for the shop's delivery log.
 
+Where it may POST: https, or plain http to this host; in production (the admin behind
+HTTPS, COOKIE_SECURE on) never to a private network: the URL is checked when subscribed
+(`check_url`) and its host's addresses again before every try (`_resolves_privately`).
+Delivered and failed deliveries are kept KEEP for the log, then pruned (hourly).
+
 Several admin processes: the fan-out inserts delivery rows under a unique (subscription,
 event) and advances the subscription's cursor with a compare-and-set, so two processes
 reading the same events store each delivery once. A process takes due deliveries with a
@@ -54,6 +59,7 @@ import json
 import logging
 import random
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -90,6 +96,8 @@ TIMEOUT = 10.0  # seconds for the shop's server to answer one POST
 FIRST_RETRY = timedelta(seconds=10)
 LONGEST_WAIT = timedelta(hours=3)
 GIVE_UP = timedelta(hours=24)
+KEEP = timedelta(days=30)  # how long the delivery log keeps what ended
+PRUNE_EVERY = timedelta(hours=1)
 LEASE = timedelta(seconds=60)  # longer than TIMEOUT: a try is recorded well within it
 SETTLE = timedelta(seconds=30)
 BATCH = 100
@@ -317,6 +325,42 @@ def _why(exc: httpx.HTTPError) -> str:
     return f"request failed ({type(exc).__name__})"
 
 
+class _Refused(Exception):
+    """A try not made: the message says why (the delivery log shows it)."""
+
+
+async def _resolves_privately(url: str) -> bool:
+    """Whether the host of `url` has a non-public address now (a public name pointed at the
+    shop's neighbours or at cloud metadata after check_url accepted it). A name that does not
+    resolve is left to the request to fail. The request resolves again: a name that changes
+    between the two (DNS rebinding) is not caught here; a proxy for outbound webhooks is."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if _private(host):
+        return True
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(
+            host, parts.port or (443 if parts.scheme == "https" else 80),
+            type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return any(_private(str(address[4][0]).split("%")[0]) for address in found)
+
+
+async def prune(sessions: async_sessionmaker, now: datetime) -> int:
+    """Forget deliveries that ended (delivered or failed) more than KEEP ago, with their
+    tries; returns how many. Pending ones are never pruned."""
+    d = WebhookDeliveryRow
+    old = select(d.id).where(d.status != PENDING, d.created_at < now - KEEP)
+    async with sessions() as session:
+        await session.execute(delete(WebhookAttemptRow).where(
+            WebhookAttemptRow.delivery_id.in_(old)))
+        gone = (await session.execute(delete(d).where(d.status != PENDING,
+                                                      d.created_at < now - KEEP))).rowcount
+        await session.commit()
+    return int(gone or 0)
+
+
 @dataclass(frozen=True)
 class _Outgoing:
     delivery_id: int
@@ -333,8 +377,11 @@ class Dispatcher:
 
     def __init__(self, sessions: async_sessionmaker, box: CredentialsBox,
                  conversation_key: bytes, *, owner: str | None = None,
-                 client: httpx.AsyncClient | None = None, poll: float = POLL) -> None:
+                 client: httpx.AsyncClient | None = None, poll: float = POLL,
+                 private_ok: bool = False) -> None:
         self.sessions = sessions
+        self.private_ok = private_ok
+        self._pruned_at: datetime | None = None
         self.box = box
         self.conversation_key = conversation_key
         self.owner = (owner or f"webhooks:{uuid.uuid4().hex}")[:80]
@@ -388,6 +435,9 @@ class Dispatcher:
         """One pass: new events into deliveries, then every due delivery tried once.
         Returns how many tries this process made."""
         now = now or utcnow()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            await prune(self.sessions, now)
         await self.fan_out(now)
         claimed = await self.claim(now)
         if not claimed:
@@ -503,6 +553,8 @@ class Dispatcher:
         error: str | None = None
         started = time.monotonic()
         try:
+            if not self.private_ok and await _resolves_privately(out.url):
+                raise _Refused("the URL's host resolves to a private network address")
             response = await self.client.post(out.url, content=out.body, headers=headers,
                                               timeout=TIMEOUT)
             status = response.status_code
@@ -513,6 +565,8 @@ class Dispatcher:
             error = _why(exc)
         except httpx.InvalidURL:  # not an HTTPError; check_url should have refused it
             error = "the URL cannot be requested"
+        except _Refused as exc:
+            error = str(exc)
         took = int((time.monotonic() - started) * 1000)
         await self._record(out, now, status, error, took)
 

@@ -265,8 +265,11 @@ def install_webhooks(app: Sanic, settings: Settings) -> None:
     async def start_webhooks(app: Sanic) -> None:
         app.ctx.webhooks = None
         if app.config.get("WEBHOOK_WORKER", True):
+            # As for the subscriptions' URLs (admin_api/routes/webhooks.py): private
+            # network targets only where the admin is not behind HTTPS (development).
             app.ctx.webhooks = Dispatcher(app.ctx.sessions, app.ctx.box,
-                                          settings.conversation_id_key, owner=worker_name())
+                                          settings.conversation_id_key, owner=worker_name(),
+                                          private_ok=not settings.cookie_secure)
             app.ctx.webhooks.start()
 
     @app.before_server_stop

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -77,8 +79,10 @@ async def clean(admin: Admin) -> Admin:
 
 
 def dispatcher(admin: Admin, owner: str, sessions: Any = None) -> webhooks.Dispatcher:
+    # private_ok: the shop's server is on loopback here (admin.settings: COOKIE_SECURE off).
     return webhooks.Dispatcher(sessions or admin.sessions, CredentialsBox(KEY),
-                               admin.settings.conversation_id_key, owner=owner)
+                               admin.settings.conversation_id_key, owner=owner,
+                               private_ok=True)
 
 
 async def subscribe(admin: Admin, url: str, events: list[str]) -> dict[str, Any]:
@@ -179,6 +183,15 @@ def test_private_network_targets_only_in_development() -> None:
     assert webhooks.check_url("https://hooks.example.com/x?shop=1", private_ok=False)
 
 
+@pytest.mark.asyncio
+async def test_a_public_looking_name_of_a_private_address_is_caught_before_a_try() -> None:
+    name = socket.gethostname()  # a name, not an address: only resolving it tells
+    addresses = {str(a[4][0]) for a in socket.getaddrinfo(name, 443, type=socket.SOCK_STREAM)}
+    if any(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
+        pytest.skip(f"{name} resolves to a public address here")
+    assert await webhooks._resolves_privately(f"https://{name}/hooks")
+
+
 def test_a_signature_verifies_only_for_its_body_secret_and_time() -> None:
     body, at = b'{"id":1}', 1_795_000_000
     header = webhooks.sign("whsec_a", body, at)
@@ -269,6 +282,32 @@ async def test_a_server_that_never_accepts_is_given_up_after_a_day(
     assert delivery["status"] == "failed" and delivery["attempts"] == 3
     assert delivery["next_attempt_at"] is None and delivery["last_status"] == 503
     assert shop_server.events() == []
+
+    sending = dispatcher(clean, "later")
+    try:  # a month on, what ended has left the log
+        assert await sending.run_once(now + timedelta(days=31)) == 0
+    finally:
+        await sending.stop()
+    assert (await clean.call("GET", f"/webhooks/{hook['id']}/deliveries"))[1]["total"] == 0
+
+
+@pytest.mark.asyncio
+async def test_production_never_posts_to_a_private_address(
+        clean: Admin, shop_server: ShopServer) -> None:
+    hook = await subscribe(clean, f"{shop_server.base_url}/hooks", ["handoff.requested"])
+    await handoffs.open_handoff(
+        clean.sessions, tenant_id=clean.demo.id, sender_id=f"{clean.demo.id}:web:v4",
+        channel="web", reason="visitor_asked", last_message=None)
+    sending = webhooks.Dispatcher(clean.sessions, CredentialsBox(KEY),
+                                  clean.settings.conversation_id_key, private_ok=False)
+    try:
+        assert await sending.run_once() == 1
+    finally:
+        await sending.stop()
+    assert shop_server.requests == []
+    (delivery,) = (await clean.call("GET", f"/webhooks/{hook['id']}/deliveries"))[1]["items"]
+    assert delivery["status"] == "pending" and delivery["last_status"] is None
+    assert delivery["error"] == "the URL's host resolves to a private network address"
 
 
 @pytest.mark.asyncio
