@@ -42,6 +42,7 @@ function showLogin() {
   $("app").hidden = true;
   $("who").hidden = true;
   $("logout").hidden = true;
+  $("inbox-link").hidden = true;
   $("login").hidden = false;
   $("login-email").focus();
 }
@@ -95,6 +96,7 @@ function entered(session) {
   $("who").textContent = [user.name || user.email, shopName, role].filter(Boolean).join(" · ");
   $("who").hidden = false;
   $("logout").hidden = false;
+  $("inbox-link").hidden = role !== "owner" && role !== "agent"; // the inbox is theirs
   $("login").hidden = true;
   $("app").hidden = false;
   let first = null;

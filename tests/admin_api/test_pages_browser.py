@@ -229,6 +229,7 @@ def test_login_sets_an_httponly_cookie_and_a_wrong_password_is_an_error(
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("tab", name="Settings")).to_have_attribute("aria-selected", "true")
     expect(page.locator("#who")).to_contain_text(OWNER)
+    expect(page.get_by_role("link", name="Agents' inbox")).to_have_attribute("href", "/app/inbox")
     cookie = next(c for c in page.context.cookies() if c["name"] == "sb_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     assert "sb_session" not in page.evaluate("() => document.cookie")
@@ -337,6 +338,7 @@ def test_the_invitation_page_sets_a_password_and_the_new_person_logs_in(
     expect(fresh.get_by_role("tab", name="Settings")).to_be_hidden()
     expect(fresh.locator("#who")).to_contain_text("Dana Designer")
     expect(fresh.get_by_role("tab", name="People")).to_be_hidden()
+    expect(fresh.get_by_role("link", name="Agents' inbox")).to_be_hidden()  # a designer
     fresh.context.close()
 
     page.reload()
