@@ -104,6 +104,7 @@ BATCH = 100
 POLL = 2.0  # seconds between passes
 PARALLEL = 10  # POSTs at once per process
 TOLERANCE = 300  # seconds a signature's timestamp may be off (`verify`)
+ERASED = "the event was erased before it could be sent"
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
@@ -526,11 +527,13 @@ class Dispatcher:
         async with self.sessions() as session:
             found = (await session.execute(
                 select(d.id, d.attempts, d.created_at, w.url, w.secret_sealed, e)
-                .join(w, w.id == d.webhook_id).join(e, e.id == d.event_id)
+                .join(w, w.id == d.webhook_id).outerjoin(e, e.id == d.event_id)
                 .where(d.id == delivery_id))).first()
         if found is None:
             return None
         _, attempts, created_at, url, sealed, event = found
+        if event is None:  # erased meanwhile (a visitor's erasure, retention): nothing to send
+            return _Outgoing(delivery_id, attempts, created_at, url, sealed, b"", "")
         data = {k: v for k, v in (event.data or {}).items() if k != "channel"}
         body = json.dumps({
             "id": event.id, "type": event.kind, "created_at": event.created_at.isoformat(),
@@ -544,6 +547,9 @@ class Dispatcher:
     async def _try(self, delivery_id: int, now: datetime) -> None:
         out = await self._load(delivery_id)
         if out is None:  # unsubscribed meanwhile
+            return
+        if not out.body:
+            await self._record(out, now, None, ERASED, 0, final=True)
             return
         secret = str(self.box.open(out.sealed)["secret"])
         headers = {"Content-Type": "application/json", "X-Switchboard-Event": out.kind,
@@ -571,7 +577,7 @@ class Dispatcher:
         await self._record(out, now, status, error, took)
 
     async def _record(self, out: _Outgoing, now: datetime, status: int | None,
-                      error: str | None, took: int) -> None:
+                      error: str | None, took: int, *, final: bool = False) -> None:
         number = out.attempts + 1
         values: dict[str, Any] = {"attempts": number, "last_status": status, "error": error,
                                   "last_attempt_at": now, "lease_owner": None,
@@ -580,7 +586,7 @@ class Dispatcher:
             values |= {"status": DELIVERED, "delivered_at": now}
         else:
             retry_at = now + backoff(number)
-            if retry_at > out.created_at + GIVE_UP:
+            if final or retry_at > out.created_at + GIVE_UP:
                 values |= {"status": FAILED}
             else:
                 values |= {"next_attempt_at": retry_at}

@@ -355,3 +355,26 @@ async def test_two_dispatchers_racing_send_each_event_once(
     async with clean.sessions() as session:
         count = len((await session.scalars(select(WebhookDeliveryRow.id))).all())
     assert count == 24
+
+
+@pytest.mark.asyncio
+async def test_an_event_erased_before_its_try_is_not_sent(
+        clean: Admin, shop_server: ShopServer) -> None:
+    hook = await subscribe(clean, f"{shop_server.base_url}/hooks", ["handoff.requested"])
+    await handoffs.open_handoff(
+        clean.sessions, tenant_id=clean.demo.id, sender_id=f"{clean.demo.id}:web:v5",
+        channel="web", reason="visitor_asked", last_message=None)
+    sending = dispatcher(clean, "one")
+    try:
+        await sending.fan_out(utcnow())
+        async with clean.sessions() as session:  # the visitor's erasure, say
+            await session.execute(delete(handoffs.ConversationEventRow).where(
+                handoffs.ConversationEventRow.tenant_id == clean.demo.id))
+            await session.commit()
+        assert await sending.run_once() == 1
+        assert await sending.run_once(utcnow() + timedelta(hours=1)) == 0
+    finally:
+        await sending.stop()
+    assert shop_server.requests == []
+    (delivery,) = (await clean.call("GET", f"/webhooks/{hook['id']}/deliveries"))[1]["items"]
+    assert delivery["status"] == "failed" and delivery["error"] == webhooks.ERASED
