@@ -1,7 +1,8 @@
 """Shops' webhooks: the conversation event log POSTed to a shop's own servers, signed, retried,
 and sent by one admin process per event.
 
-A shop (its owner) subscribes a URL to kinds of core/handoffs.py EVENT_KINDS. Each event of
+A shop (its owner) subscribes a URL to kinds of core/handoffs.py EVENT_KINDS
+(admin_api/webhook_subscriptions.py, which also reads the delivery log). Each event of
 the log (`conversation_events`, append-only, id ordered) after the subscription was made gets
 one delivery row per subscription that wants its kind; the admin process's dispatcher
 (`Dispatcher`, started by admin_api/worker.py) POSTs it:
@@ -32,7 +33,8 @@ until GIVE_UP after the event, then the delivery is `failed`. Every try is kept
 
 Where it may POST: https, or plain http to this host; in production (the admin behind
 HTTPS, COOKIE_SECURE on) never to a private network: the URL is checked when subscribed
-(`check_url`) and its host's addresses again before every try (`_resolves_privately`).
+(webhook_subscriptions.check_url) and its host's addresses again before every try
+(`_resolves_privately`).
 Delivered and failed deliveries are kept KEEP for the log, then pruned (hourly).
 
 Several admin processes: the fan-out inserts delivery rows under a unique (subscription,
@@ -54,27 +56,25 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
-import secrets
 import socket
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from admin_api.routes.conversations import conversation_id
+from admin_api.webhook_subscriptions import private_host
 from admin_api.webhook_tables import (
     DELIVERED,
     FAILED,
@@ -90,8 +90,6 @@ from tenants.crypto import CredentialsBox
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Switchboard-Signature"
-SECRET_PREFIX = "whsec_"
-MAX_PER_SHOP = 20  # subscriptions; each one is one more POST per event
 TIMEOUT = 10.0  # seconds for the shop's server to answer one POST
 FIRST_RETRY = timedelta(seconds=10)
 LONGEST_WAIT = timedelta(hours=3)
@@ -105,61 +103,6 @@ POLL = 2.0  # seconds between passes
 PARALLEL = 10  # POSTs at once per process
 TOLERANCE = 300  # seconds a signature's timestamp may be off (`verify`)
 ERASED = "the event was erased before it could be sent"
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-
-
-# -- URLs ------------------------------------------------------------------------------------
-class BadUrl(ValueError):
-    """A URL we will not POST to; the message says why (the API's 422 detail)."""
-
-
-def _private(host: str) -> bool:
-    """Loopback, private, link-local (cloud metadata at 169.254.169.254), shared or reserved
-    addresses, and names that stand for this host or the local network."""
-    name = host.lower().rstrip(".")
-    if name in _LOOPBACK_NAMES or name.endswith((".localhost", ".local", ".internal")):
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return not address.is_global
-
-
-def _loopback(host: str) -> bool:
-    name = host.lower().rstrip(".")
-    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(raw: str, *, private_ok: bool) -> str:
-    """The URL a subscription may POST to: https, or http to this host (development);
-    no credentials in it; private-network targets only when `private_ok` (a development
-    deployment: the admin service is not behind HTTPS, COOKIE_SECURE=false)."""
-    url = raw.strip()
-    if any(c.isspace() or not c.isprintable() for c in url):
-        raise BadUrl("a URL has no spaces or control characters (percent-encode them)")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a port out of range or not a number
-    except ValueError:
-        raise BadUrl("not a URL") from None
-    host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host:
-        raise BadUrl("expected an https:// URL with a host")
-    if parts.username or parts.password:
-        raise BadUrl("put no credentials in the URL: verify our signature instead")
-    if parts.fragment:
-        raise BadUrl("a URL with a #fragment cannot be posted to")
-    if parts.scheme == "http" and not _loopback(host):
-        raise BadUrl("use https:// (plain http only to this host, for development)")
-    if not private_ok and _private(host):
-        raise BadUrl("this URL points to a private network address; use a public https URL")
-    return url
 
 
 # -- signatures ------------------------------------------------------------------------------
@@ -184,130 +127,6 @@ def verify(secret: str, body: bytes, header: str, *, now: float | None = None,
         return False
     expected = sign(secret, body, at).rpartition("v1=")[2]
     return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
-
-
-# -- subscriptions ---------------------------------------------------------------------------
-class NoSuchWebhook(LookupError):
-    pass
-
-
-class TooManyWebhooks(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Subscription:
-    id: int
-    url: str
-    events: list[str]
-    created_by: str
-    created_at: datetime
-
-    @classmethod
-    def of(cls, row: WebhookRow) -> Subscription:
-        return cls(row.id, row.url, list(row.events), row.created_by, row.created_at)
-
-
-async def subscribe(sessions: async_sessionmaker, box: CredentialsBox, tenant_id: str,
-                    url: str, events: Sequence[str], actor: str) -> tuple[Subscription, str]:
-    """A new subscription to the shop's events from now on; returns it and its secret (the
-    only time the secret leaves the database, where it is sealed with the credentials key)."""
-    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    async with sessions() as session:
-        count = await session.scalar(select(func.count()).select_from(WebhookRow).where(
-            WebhookRow.tenant_id == tenant_id))
-        if (count or 0) >= MAX_PER_SHOP:
-            raise TooManyWebhooks(f"a shop has at most {MAX_PER_SHOP} webhooks")
-        latest = await session.scalar(select(func.max(ConversationEventRow.id)).where(
-            ConversationEventRow.tenant_id == tenant_id))
-        row = WebhookRow(tenant_id=tenant_id, url=url, events=sorted(set(events)),
-                         secret_sealed=box.seal({"secret": secret}),
-                         last_event_id=latest or 0, created_by=actor, created_at=utcnow())
-        session.add(row)
-        await session.commit()
-        return Subscription.of(row), secret
-
-
-async def subscriptions(sessions: async_sessionmaker, tenant_id: str) -> list[Subscription]:
-    async with sessions() as session:
-        rows = (await session.scalars(select(WebhookRow).where(
-            WebhookRow.tenant_id == tenant_id).order_by(WebhookRow.id))).all()
-    return [Subscription.of(row) for row in rows]
-
-
-async def subscription(sessions: async_sessionmaker, tenant_id: str,
-                       webhook_id: int) -> Subscription:
-    async with sessions() as session:
-        row = await session.get(WebhookRow, webhook_id)
-    if row is None or row.tenant_id != tenant_id:
-        raise NoSuchWebhook("no such webhook in your shop")
-    return Subscription.of(row)
-
-
-async def unsubscribe(sessions: async_sessionmaker, tenant_id: str,
-                      webhook_id: int) -> Subscription:
-    """Delete the subscription, its pending deliveries and its log."""
-    async with sessions() as session:
-        row = await session.get(WebhookRow, webhook_id)
-        if row is None or row.tenant_id != tenant_id:
-            raise NoSuchWebhook("no such webhook in your shop")
-        gone = Subscription.of(row)
-        ids = select(WebhookDeliveryRow.id).where(WebhookDeliveryRow.webhook_id == webhook_id)
-        await session.execute(delete(WebhookAttemptRow).where(
-            WebhookAttemptRow.delivery_id.in_(ids)))
-        await session.execute(delete(WebhookDeliveryRow).where(
-            WebhookDeliveryRow.webhook_id == webhook_id))
-        await session.execute(delete(WebhookRow).where(WebhookRow.id == webhook_id))
-        await session.commit()
-    return gone
-
-
-@dataclass(frozen=True)
-class Attempt:
-    number: int
-    at: datetime
-    http_status: int | None
-    error: str | None
-    duration_ms: int
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    event_id: int
-    kind: str
-    status: str
-    attempts: int
-    last_status: int | None
-    error: str | None
-    created_at: datetime
-    next_attempt_at: datetime | None
-    last_attempt_at: datetime | None
-    delivered_at: datetime | None
-    tries: list[Attempt]
-
-
-async def deliveries(sessions: async_sessionmaker, tenant_id: str, webhook_id: int,
-                     offset: int, limit: int) -> tuple[list[Delivery], int]:
-    """One page of a subscription's deliveries, the latest event first, with their tries."""
-    await subscription(sessions, tenant_id, webhook_id)
-    d = WebhookDeliveryRow
-    async with sessions() as session:
-        total = await session.scalar(select(func.count()).select_from(d).where(
-            d.webhook_id == webhook_id))
-        rows = (await session.scalars(select(d).where(d.webhook_id == webhook_id)
-                                      .order_by(d.event_id.desc())
-                                      .offset(offset).limit(limit))).all()
-        tries: dict[int, list[Attempt]] = {row.id: [] for row in rows}
-        if rows:
-            for a in (await session.scalars(select(WebhookAttemptRow).where(
-                    WebhookAttemptRow.delivery_id.in_(list(tries)))
-                    .order_by(WebhookAttemptRow.id))).all():
-                tries[a.delivery_id].append(
-                    Attempt(a.number, a.at, a.http_status, a.error, a.duration_ms))
-    return [Delivery(r.id, r.event_id, r.kind, r.status, r.attempts, r.last_status, r.error,
-                     r.created_at, r.next_attempt_at if r.status == PENDING else None,
-                     r.last_attempt_at, r.delivered_at, tries[r.id]) for r in rows], total or 0
 
 
 # -- delivery --------------------------------------------------------------------------------
@@ -337,7 +156,7 @@ async def _resolves_privately(url: str) -> bool:
     between the two (DNS rebinding) is not caught here; a proxy for outbound webhooks is."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if _private(host):
+    if private_host(host):
         return True
     try:
         found = await asyncio.get_running_loop().getaddrinfo(
@@ -345,7 +164,7 @@ async def _resolves_privately(url: str) -> bool:
             type=socket.SOCK_STREAM)
     except OSError:
         return False
-    return any(_private(str(address[4][0]).split("%")[0]) for address in found)
+    return any(private_host(str(address[4][0]).split("%")[0]) for address in found)
 
 
 async def prune(sessions: async_sessionmaker, now: datetime) -> int:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from admin_api import webhooks as hooks
+from admin_api import webhook_subscriptions as hooks
 from admin_api.api import API, Call, Model, Page, PageQuery
 from admin_api.audit import record
 from admin_api.errors import Conflict, NotFound, Unprocessable

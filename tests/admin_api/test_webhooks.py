@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import delete, select
 
-from admin_api import webhooks
+from admin_api import webhook_subscriptions, webhooks
 from admin_api.routes.conversations import conversation_id
 from admin_api.tables import AuditRow
 from admin_api.webhook_tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookRow
@@ -177,10 +177,10 @@ async def test_unusable_urls_and_events_are_refused(clean: Admin) -> None:
 def test_private_network_targets_only_in_development() -> None:
     for url in ("https://10.0.0.5/hook", "https://169.254.169.254/latest", "https://[::1]/x",
                 "https://localhost/x", "https://printer.local/x", "http://127.0.0.1:8080/x"):
-        with pytest.raises(webhooks.BadUrl):
-            webhooks.check_url(url, private_ok=False)
-    assert webhooks.check_url("http://127.0.0.1:8080/x", private_ok=True)
-    assert webhooks.check_url("https://hooks.example.com/x?shop=1", private_ok=False)
+        with pytest.raises(webhook_subscriptions.BadUrl):
+            webhook_subscriptions.check_url(url, private_ok=False)
+    assert webhook_subscriptions.check_url("http://127.0.0.1:8080/x", private_ok=True)
+    assert webhook_subscriptions.check_url("https://hooks.example.com/x?shop=1", private_ok=False)
 
 
 @pytest.mark.asyncio
