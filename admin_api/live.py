@@ -239,7 +239,7 @@ def install(app: Sanic) -> None:
     @app.after_server_start
     async def start_relay(app: Sanic) -> None:
         hub = hub_of(app)
-        if hub.redis is not None:
+        if hub.redis is not None and (hub.relay is None or hub.relay.done()):
             hub.relay = asyncio.create_task(relay_from_redis(hub.redis, hub.bus),
                                             name="live-relay")
 
@@ -252,6 +252,7 @@ def install(app: Sanic) -> None:
                 await hub.relay
             except (asyncio.CancelledError, Exception):
                 pass
+            hub.relay = None
         await hub.bus.settle()
 
     @app.post(RELAY_PATH, name="internal_live")

@@ -23,6 +23,7 @@ Each change publishes its live event (admin_api/live.py) and is audited (without
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -333,6 +334,10 @@ async def resolve_conversation(call: Call[None, None]) -> HandoffOut:
         await handoffs.rating_asked(call.ctx.sessions, done.id)
         events.append({**agent_said(str(question.get("text") or ""), "switchboard"),
                        "metadata": {"utter_action": RATING_RESPONSE}})
+    # ConversationPaused stopped Rasa right after action_handoff, before its action_listen:
+    # without one the visitor's next message follows no listen, no rule matches it and the
+    # policies fall back (seen through the real stack: "where is my order?" got the fallback).
+    events.append({"event": "action", "name": "action_listen", "timestamp": time.time()})
     await append_to_tracker(call, sender_id, events)
     return handoff_out(await handoffs.get_handoff(call.ctx.sessions, call.shop, done.id))
 

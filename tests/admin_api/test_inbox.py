@@ -149,7 +149,7 @@ async def test_a_reply_is_recorded_and_handed_to_the_gateway_and_to_rasa(inbox: 
     assert tracked_sender == sent["sender_id"]
     assert [(e["event"], e["text"], e["metadata"]) for e in events] == [
         ("bot", "Hi, I'm Sam from the shop.", {"agent": "test agent"})]
-    claims = jwt.decode(rasa_auth.removeprefix("Bearer "),
+    claims = jwt.decode(str(rasa_auth).removeprefix("Bearer "),
                         inbox.admin.settings.rasa_jwt_key.reveal(), algorithms=["HS256"])
     assert claims["user"]["role"] == "admin"
 
@@ -235,8 +235,9 @@ async def test_resolving_resumes_the_bot_and_asks_for_a_rating(inbox: Inbox) -> 
     assert "1" in message["text"] and "5" in message["text"]
     assert [b["payload"] for b in message["buttons"]] == ["1", "2", "3", "4", "5"]
     ((_, events, _),) = inbox.rasa.tracker_events
-    assert events[0]["event"] == "resume"
-    assert [e["event"] for e in events[1:]] == ["bot"]
+    # Rasa resumes, records the question as the bot's, and listens for the next message.
+    assert [e["event"] for e in events] == ["resume", "bot", "action"]
+    assert events[-1]["name"] == "action_listen"
 
     sender = sender_id(inbox.admin.demo.id, "sms", PHONE)
     assert await handoffs.take_rating(inbox.admin.sessions, inbox.admin.demo.id, sender,
@@ -255,16 +256,16 @@ async def test_another_shops_conversation_is_not_found_by_any_inbox_route(
         inbox: Inbox) -> None:
     theirs, _ = await inbox.escalate(inbox.admin.other, user="+15550004444")
     ours, _ = await inbox.escalate()
-    calls = [("claim", None), ("messages", {"text": "hi"}), ("notes", {"text": "n"}),
-             ("transfer", {"user_id": "x"}), ("resolve", None)]
+    calls: list[tuple[str, dict[str, str] | None]] = [
+        ("claim", None), ("messages", {"text": "hi"}), ("notes", {"text": "n"}),
+        ("transfer", {"user_id": "x"}), ("resolve", None)]
     for action, body in calls:
         status, answer = await inbox.call("POST", f"/conversations/{theirs}/{action}",
-                                          **({"json": body} if body else {}))
+                                          json=body)
         assert status == 404, (action, answer)
         # ... and ours is not theirs either
         status, answer = await inbox.call("POST", f"/conversations/{ours}/{action}",
-                                          shop=inbox.admin.other,
-                                          **({"json": body} if body else {}))
+                                          shop=inbox.admin.other, json=body)
         assert status == 404, (action, answer)
     assert inbox.gateway.received == [] and inbox.rasa.tracker_events == []
     status, agents = await inbox.call("GET", "/agents", shop=inbox.admin.other)
