@@ -16,7 +16,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import answers
+from actions import answers, escalation
 from actions.answers import Turn, choose_items, leads_elsewhere, reason_in
 from actions.commerce.base import BackendError, LineItem, Order
 from actions.commerce.returns import (
@@ -128,7 +128,7 @@ class ValidateReturnForm(VerifiedOrderForm):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         """Whatever the visitor types as the reason is the reason, unless it leads elsewhere."""
-        if self.asked(tracker) != "return_reason":
+        if self.asked(tracker) != "return_reason" or escalation.answers_the_offer(tracker):
             return {}
         reason = reason_in(Turn.of(tracker.latest_message))
         return {"return_reason": reason} if reason else {}

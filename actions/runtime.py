@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from actions.commerce.base import BackendNotConfigured, Order, OrderBackend
 from actions.commerce.demo_store import DemoStoreBackend
 from core.db import create_engine, session_factory
+from core.live import HttpRelay, Publisher, publisher
 from core.settings import Settings
 from tenants import Tenant, TenantResolver
 from tenants.crypto import CredentialsBox
@@ -39,6 +41,7 @@ class Runtime:
     tenants: TenantResolver
     credentials: CredentialsBox
     _http: httpx.AsyncClient | None = None
+    _live_redis: Redis | None = None
     # tenant id -> (backend kind and credentials fingerprint, client)
     _backends: dict[str, tuple[str, OrderBackend]] = field(default_factory=dict)
     # A form verifies an order and its submit action reads it again a moment later; within
@@ -97,6 +100,15 @@ class Runtime:
         return KnowledgeAnswers(retriever, cache, llm)
 
     @functools.cached_property
+    def live(self) -> Publisher:
+        """Live events for the agents' pages (a handoff was requested): over Redis when
+        configured, else posted to the admin service's loopback route (core/live.py)."""
+        s = self.settings
+        redis = Redis.from_url(s.redis_url) if s.redis_url else None
+        self._live_redis = redis
+        return publisher(redis, s.admin_url, s.internal_token.reveal())
+
+    @functools.cached_property
     def attempts(self) -> Attempts:
         """Failed verifications across senders and sessions (Redis when configured)."""
         from redis.asyncio import Redis
@@ -111,6 +123,11 @@ class Runtime:
         """Close what this runtime opened (tests build and drop several per process)."""
         if self._http is not None:
             await self._http.aclose()
+        live = self.__dict__.get("live")
+        if isinstance(live, HttpRelay):
+            await live.aclose()
+        if self._live_redis is not None:
+            await self._live_redis.aclose()
         attempts = self.__dict__.get("attempts")
         if attempts is not None:
             await attempts.aclose()

@@ -13,6 +13,7 @@ from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.escalation import TURN_SLOTS
 from actions.smalltalk import FLOW_SLOTS
 from actions.tenancy import NoTenant, parse_sender_id
 from actions.verification import IDENTITY_SLOTS
@@ -20,7 +21,7 @@ from core import logs
 
 log = logging.getLogger(__name__)
 
-NOT_CARRIED = frozenset(IDENTITY_SLOTS) | frozenset(FLOW_SLOTS)
+NOT_CARRIED = frozenset(IDENTITY_SLOTS) | frozenset(FLOW_SLOTS) | frozenset(TURN_SLOTS)
 
 
 class ActionSessionStart(Action):

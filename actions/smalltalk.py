@@ -9,6 +9,7 @@ from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions import escalation
 from core import logs
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class ActionCancelFlow(Action):
 class ActionFallback(Action):
     """Where every turn the bot cannot classify with confidence ends up.
 
-    Until knowledge answers exist it says so honestly and offers a person.
+    It says so honestly and offers a person (the second misunderstood turn in a row, in so
+    many words: actions/escalation.py).
     """
 
     def name(self) -> str:
@@ -61,8 +63,9 @@ class ActionFallback(Action):
     ) -> list[EventType]:
         intent = (tracker.latest_message.get("intent") or {}).get("name")
         log.info("fallback", extra={"intent": intent, "sender": logs.visitor(tracker.sender_id)})
-        dispatcher.utter_message(response="utter_cannot_answer_yet")
+        counted = escalation.misunderstood(tracker, dispatcher, "utter_cannot_answer_yet")
         # As Rasa's own fallback does: forget the turn, so the next prediction is to listen.
         # Without it the policies see the same state again and predict this action until
         # Rasa's circuit breaker stops the conversation, which then never answers again.
-        return [UserUtteranceReverted(), SlotSet("handoff_offered", True)]
+        # (Slots set after the revert stay set.)
+        return [UserUtteranceReverted(), *counted, SlotSet("handoff_offered", True)]

@@ -38,6 +38,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
+from actions import escalation
 from actions.answers import Turn, email_in, leads_elsewhere, order_number_in
 from actions.attempts import Lockout
 from actions.commerce.base import BackendError, Order, normalise_email, normalise_order_number
@@ -137,7 +138,8 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         turn = Turn.of(tracker.latest_message)
         if value:
             return {slot: value}
-        if leads_elsewhere(turn, self.form_name()) or self.others_given(slot, tracker, domain):
+        if (leads_elsewhere(turn, self.form_name()) or escalation.answers_the_offer(tracker)
+                or self.others_given(slot, tracker, domain)):
             return {}
         return {slot: turn.text}
 

@@ -82,6 +82,8 @@ ARGUMENTS: Mapping[str, frozenset[str]] = {
     "utter_return_window_closed": frozenset({"order_number", "return_window_days",
                                              "delivered_on", "window_closed_on"}),
     "utter_return_order_fully_returned": frozenset({"order_number"}),
+    "utter_handoff_requested": frozenset({"wait"}),
+    "utter_handoff_requested_closed": frozenset({"opens"}),
 }
 
 Variant = dict[str, Any]

@@ -1,0 +1,99 @@
+"""When the bot offers a person on its own: after misunderstanding the visitor twice in a row.
+
+A turn is misunderstood when the bot could not make sense of it: NLU fell back
+(`nlu_fallback`) and the knowledge route could not answer either, the knowledge route could
+not answer what NLU sent it (gibberish is trained as `out_of_scope`, so "asdf" lands there
+with confidence), or the policies fell back (`action_fallback`). The count lives in the
+`misunderstood_turns` slot: the domain's mapping sets it to 0 on every message NLU understood,
+and the two actions that handle a possibly misunderstood turn set it from the count *before*
+this turn (`count_this_turn`), because that mapping already ran when they are called.
+
+On the second misunderstood turn in a row the bot offers a person (`utter_offer_person_
+misunderstood`, setting `handoff_offered`), and "yes" reaches the team through the same rule as
+every other offer (data/rules/handoff.yml). It offers rather than hands off: the visitor may
+just be trying the bot out, a handoff silences the bot until an agent resolves it (outside
+opening hours for hours), and saying yes costs one tap or one word on every channel.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+MISUNDERSTOOD: Final = "misunderstood_turns"
+UNANSWERED: Final = "unanswered_question"
+OFFER_AFTER: Final = 2  # misunderstood turns in a row before the bot offers a person
+OFFER_RESPONSE: Final = "utter_offer_person_misunderstood"
+OFFER_ANSWERS: Final = frozenset({"affirm", "deny"})
+# Slots about the last turns only: not carried into a new session (actions/session.py).
+TURN_SLOTS: Final = (MISUNDERSTOOD, UNANSWERED)
+# Events after which Rasa's slots are back to their initial values.
+_RESETS = frozenset({"restart", "reset_slots", "session_started"})
+
+
+def slot_before_turn(tracker: Tracker, name: str, default: Any = None) -> Any:
+    """The slot's value before the visitor's latest message (and what this turn's slot
+    mappings made of it). Reverted turns (action_fallback's UserUtteranceReverted) do not
+    count as turns, but what their actions set after the revert does. Unlike the forms'
+    actions/verification.py `slot_before_turn`, a session start or restart resets it: a count
+    must not outlive its session, where a form's slots never meet one."""
+    events = tracker.applied_events()
+    last_user = max((i for i, e in enumerate(events) if e.get("event") == "user"),
+                    default=len(events))
+    value = default
+    for event in events[:last_user]:
+        kind = event.get("event")
+        if kind in _RESETS:
+            value = default
+        elif kind == "slot" and event.get("name") == name:
+            value = event.get("value")
+    return value
+
+
+def count_this_turn(tracker: Tracker) -> int:
+    """Misunderstood turns in a row, this one included."""
+    try:
+        before = int(float(slot_before_turn(tracker, MISUNDERSTOOD, 0) or 0))
+    except (TypeError, ValueError):
+        before = 0
+    return max(before, 0) + 1
+
+
+def misunderstood(tracker: Tracker, dispatcher: CollectingDispatcher,
+                  response: str, **message: Any) -> list[EventType]:
+    """This turn was not understood: say `response`, or on the second such turn in a row
+    offer a person instead; either with `message`'s extras (the knowledge route's
+    custom.knowledge, which analytics read). The caller sets `handoff_offered`."""
+    count = count_this_turn(tracker)
+    said = OFFER_RESPONSE if count >= OFFER_AFTER else response
+    dispatcher.utter_message(response=said, **message)
+    return [SlotSet(MISUNDERSTOOD, float(count))]
+
+
+def understood() -> list[EventType]:
+    """This turn was understood (the knowledge route answered): the count starts over."""
+    return [SlotSet(MISUNDERSTOOD, 0.0)]
+
+
+def unchanged(tracker: Tracker) -> list[EventType]:
+    """This turn neither counts nor resets (the bot failed on its side): the count before it,
+    whatever this turn's mapping made of it."""
+    return [SlotSet(MISUNDERSTOOD, float(count_this_turn(tracker) - 1))]
+
+
+def answers_the_offer(tracker: Tracker) -> bool:
+    """A yes or no while a person is on offer: the answer to that offer, also while a form
+    waits for an order number or an email (its validator leaves the message to the rules)."""
+    intent = (tracker.latest_message.get("intent") or {}).get("name")
+    return intent in OFFER_ANSWERS and bool(tracker.get_slot("handoff_offered"))
+
+
+def offered_after_misunderstanding(tracker: Tracker) -> bool:
+    """Whether the offer this turn answers came from being misunderstood twice in a row."""
+    try:
+        return float(slot_before_turn(tracker, MISUNDERSTOOD, 0) or 0) >= OFFER_AFTER
+    except (TypeError, ValueError):
+        return False
