@@ -12,7 +12,8 @@ Ann logs in, a visitor's escalation appears in the queue without a reload (with 
 in the page and the title, a beep and an announcement), she takes it with `c`, replies with `r`
 (the reply reaches the gateway's route with her name), writes a note (never sent) and resolves
 with `e`; a conversation Bo holds tells her so when she tries to claim it; visitors' messages
-in another conversation raise the unread count until she opens it.
+in another conversation raise the unread count until she opens it (beeping until she mutes),
+and she transfers that one to Bo.
 
 Marked `integration`: it needs Chromium and a server process. About 15 s per database.
 """
@@ -352,3 +353,10 @@ def test_visitors_messages_raise_the_unread_count_and_a_taken_conversation_names
     expect(page.get_by_role("dialog", name="Keys")).to_be_visible()
     page.keyboard.press("Escape")
     expect(page.get_by_role("dialog", name="Keys")).to_be_hidden()
+
+    page.keyboard.press("t")
+    expect(page.get_by_label("Transfer to")).to_be_focused()
+    page.get_by_label("Transfer to").select_option(label="Bo Agent")
+    page.get_by_role("button", name="Transfer", exact=True).click()
+    expect(page.locator("#thread-status")).to_have_text("Transferred to Bo Agent.")
+    expect(web).to_contain_text("Taken by Bo Agent")
