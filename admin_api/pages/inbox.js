@@ -612,7 +612,8 @@ function showActions() {
   if (!open) return;
   const mine = handoff.assignee && handoff.assignee.id === myId();
   $("claim").disabled = !!mine;
-  $("claim").replaceChildren(mine ? "Yours" : "Claim", " ", el("kbd", {}, "c"));
+  $("claim").replaceChildren(mine ? "Yours" : "Claim", " ",
+    el("kbd", { "aria-hidden": "true" }, "c"));
   renderAgents();
 }
 
