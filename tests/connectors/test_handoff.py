@@ -33,7 +33,9 @@ from core.handoffs import Agent
 from devtools.demo_shop import DEMO_TENANT_ID
 from tests.connectors.handoff_stack import (
     AGENT,
+    APP_SECRET,
     CALLBACK_SECRET,
+    PHONE_NUMBER_ID,
     SLUG,
     TEMPLATE_SID,
     Stack,
@@ -42,6 +44,7 @@ from tests.connectors.handoff_stack import (
     socket_session,
 )
 from tests.databases import database_params
+from tests.fakes.graph_server import status_webhook
 
 pytestmark = pytest.mark.asyncio
 
@@ -148,11 +151,20 @@ async def test_meta_whatsapp_a_person_owns_no_bot_message_and_the_reply_arrives(
     await stack.meta_whatsapp("I want a person", gateway=1)
     await stack.settle()
     assert stack.graph.texts == ["echo: hi"]
+    pk = await agent_message(stack, "whatsapp", f"+{wa_id}", "Sam here, how can I help?")
     assert (await stack.reply("whatsapp", f"+{wa_id}", "Sam here, how can I help?",
-                              gateway=1)).status_code == 202
+                              message_pk=pk, gateway=1)).status_code == 202
     await stack.settle()
     assert stack.graph.texts == ["echo: hi", "Sam here, how can I help?"]
     assert stack.graph.sent[-1].body["to"] == wa_id
+
+    # Meta reports the agent's message read (the bot's "echo: hi" delivered: no live event).
+    for sent, status in ((stack.graph.sent[0], "delivered"), (stack.graph.sent[-1], "read")):
+        await stack.post(0, f"/channels/{SLUG}/whatsapp/webhook", *status_webhook(
+            APP_SECRET, PHONE_NUMBER_ID, sent.wamid, status, recipient_id=wa_id))
+    await stack.until(lambda: bool(stack.live("message.delivery")))
+    assert [e.data for e in stack.live("message.delivery")] == [
+        {"message_pk": pk, "status": "read"}]
 
 
 async def test_email_a_person_owns_no_bot_mail_and_the_reply_is_threaded(stack: Stack) -> None:
