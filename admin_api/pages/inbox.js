@@ -20,6 +20,8 @@ const $ = (id) => document.getElementById(id);
 const TITLE = "Inbox · Switchboard";
 const MUTED_KEY = "switchboard.inbox.muted";
 const PAGE_SIZE = 200; // the API's largest page: a shop's open handoffs fit in one
+const RECENT = 200; // messages of a thread shown at first (the API's default)
+const WHOLE = 1000; // "Show older messages": as many as the API gives at once
 const RELOAD_DELAY_MS = 150; // events arriving together cause one reload, not one each
 const CHANNELS = { web: "Web chat", rest: "API", sms: "SMS", whatsapp: "WhatsApp",
   email: "Email" };
@@ -33,6 +35,7 @@ const state = {
   order: [], // conversation ids as listed
   fetchedAt: 0, // Date.now() when the queue was read (waiting times tick from there)
   selected: null, // conversation id
+  limit: RECENT, // how many of its latest messages the thread shows
   thread: null, // the selected conversation's transcript as the API answered it
   unread: new Map(), // conversation id -> new escalations and visitors' messages not yet seen
   agents: [],
@@ -342,6 +345,7 @@ function select(id, { focus = false } = {}) {
   }
   markRead(id);
   state.thread = null;
+  state.limit = RECENT;
   const item = state.items.get(id);
   $("thread-title").textContent = item
     ? [channelName(item.channel), item.visitor].filter(Boolean).join(" · ") : "Conversation";
@@ -575,7 +579,8 @@ function threadFacts(item, thread) {
 async function loadThread(id) {
   const seq = ++state.threadSeq;
   try {
-    const thread = await api("GET", `/conversations/${encodeURIComponent(id)}`);
+    const thread = await api("GET", `/conversations/${encodeURIComponent(id)}`,
+      { query: { limit: state.limit } });
     if (seq !== state.threadSeq || id !== state.selected) return;
     state.thread = thread;
     const item = state.items.get(id) || {};
@@ -597,6 +602,13 @@ function renderTranscript(thread) {
   const list = $("transcript");
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const nodes = transcriptNodes(thread);
+  if (thread.older_than && state.limit < WHOLE) {
+    nodes.unshift(el("li", { class: "event" }, el("button", { type: "button",
+      class: "secondary small", onclick: () => {
+        state.limit = WHOLE;
+        loadThread(state.selected);
+      } }, "Show older messages")));
+  }
   list.replaceChildren(...nodes);
   if (!nodes.length) list.append(el("li", { class: "event" }, "No messages yet."));
   if (atBottom || list.dataset.shown !== thread.id) list.scrollTop = list.scrollHeight;
