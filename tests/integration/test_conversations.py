@@ -77,11 +77,12 @@ def test_wrong_email_reveals_nothing_and_offers_a_person_after_three_tries(
     assert "person from our team" in accepted and "can't answer" not in accepted
 
 
-def test_handoff_is_acknowledged_and_recorded(visitor: Visitor) -> None:
+def test_handoff_is_acknowledged_and_the_bot_steps_aside(visitor: Visitor) -> None:
     answer = visitor.say("I want to talk to a human")
     assert "person from our team" in answer
-    again = visitor.say("can I speak to a real person")
-    assert "already" in again.lower()
+    # A person owns the conversation now: the bot says nothing more (Rasa is paused).
+    assert visitor.say("can I speak to a real person") == ""
+    assert visitor.say("where is my order?") == ""
 
 
 def test_return_collects_details_and_is_idempotent(visitor: Visitor) -> None:
@@ -384,9 +385,11 @@ def test_brute_force_across_senders_is_locked_out(stack: Stack) -> None:
         reply = right_pair.say("where is order #1004? my email is kim@example.com")
         assert "too many unsuccessful attempts" in reply and "Backpack" not in reply
         assert "person from our team" in right_pair.say("yes please")  # the offered person
-        # A handoff or a restart gives no fresh tries.
-        right_pair.say("/restart")
-        reply = right_pair.say("where is order #1004? my email is kim@example.com")
+        # A handoff gives no fresh tries (the bot is quiet in that conversation now: a person
+        # owns it), nor does a restart in another.
+        again = Visitor(stack)
+        again.say("/restart")
+        reply = again.say("where is order #1004? my email is kim@example.com")
         assert "too many unsuccessful attempts" in reply and "Backpack" not in reply
     finally:
         forget_failed_verifications(stack)
