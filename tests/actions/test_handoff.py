@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 
 from actions.handoff import ActionHandoff, ActionHandoffDeclined
-from actions.order_status import ValidateOrderStatusForm
 from actions.knowledge import ActionAnswerFromKnowledge
+from actions.order_status import ValidateOrderStatusForm
 from actions.runtime import Runtime
 from actions.smalltalk import ActionFallback
 from actions.waiting import announcement, median_wait_minutes
@@ -206,7 +206,7 @@ async def test_asking_outright_keeps_what_the_visitor_came_for_and_asking_again_
 
 @pytest.mark.asyncio
 async def test_outside_opening_hours_the_visitor_is_told_when_the_team_is_back(
-        action_runtime: Runtime) -> None:
+        action_runtime: Runtime, live_events: LiveEvents) -> None:
     # Open only on the day after tomorrow (UTC), so closed now whatever the time.
     later = (utcnow() + timedelta(days=2)).strftime("%a").lower()
     await set_hours(action_runtime, {"timezone": "UTC", "days": {later: [["09:00", "17:00"]]}})
@@ -275,7 +275,7 @@ def test_a_shops_own_words_get_the_same_values() -> None:
 
 @pytest.mark.asyncio
 async def test_the_wait_is_the_median_of_the_shops_last_taken_handoffs(
-        action_runtime: Runtime) -> None:
+        action_runtime: Runtime, live_events: LiveEvents) -> None:
     sessions = action_runtime.sessions
     assert await median_wait_minutes(sessions, DEMO_TENANT_ID) is None
     alice, bob = Agent("u-alice", "Alice"), Agent("u-bob", "Bob")
@@ -304,7 +304,7 @@ async def test_the_wait_is_the_median_of_the_shops_last_taken_handoffs(
 
 @pytest.mark.asyncio
 async def test_the_second_fallback_in_a_row_offers_a_person_and_yes_hands_off(
-        action_runtime: Runtime) -> None:
+        action_runtime: Runtime, live_events: LiveEvents) -> None:
     user = uuid.uuid4().hex[:12]
     first = conversation(("greet", "hi", [ran("action_greet")]),
                          ("affirm", "okey dokey then", []), user=user)
