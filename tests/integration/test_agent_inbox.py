@@ -31,15 +31,18 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from core.sender_ids import sender_id
 from devtools import simulate
+from devtools.bootstrap import DEMO_OWNER_EMAIL, env_value
 from devtools.demo_shop import DEMO_TENANT_ID, DEMO_WIDGET_KEY
 from tests.fakes.graph_server import GraphFake
 from tests.fakes.twilio_server import TwilioFake
 from tests.integration.mailbox import Mailbox
 from tests.integration.stack import Stack
 from tests.integration.test_channels import eventually, mail_body, new_number, rows
+from tests.integration.test_widget_browser import CHROMIUM_ARGS, Widget, serve_page
 
 pytestmark = pytest.mark.integration
 
@@ -522,9 +525,9 @@ def test_an_agent_takes_over_and_hands_back(stack: Stack, channel_visitor: Chann
         visitor.wait_reply(mark, ORDER_FLOW)
 
     # The stream named the conversation by its opaque id only: no phone number, no email.
+    for kind in ("message.agent", "note.added"):
+        live.wait_for(kind, conversation)
     events = live.about(conversation)
-    assert {"handoff.requested", "handoff.claimed", "message.visitor", "message.agent",
-            "note.added", "handoff.resolved", "satisfaction.given"} <= {e.kind for e in events}
     if visitor.address:
         assert not [e for e in events if visitor.address.lstrip("+") in e.raw]
     assert not [e for e in events if visitor.sender_id in e.raw]
@@ -556,8 +559,9 @@ def test_two_agents_claiming_at_once_exactly_one_wins(stack: Stack, live: LiveSt
     assert lost["detail"] and lost["assignee"] == {"id": won["assignee"]["id"],
                                                    "name": won["assignee"]["name"]}
     assert handoff_row(stack, visitor)[2] == won["assignee"]["name"]
-    [claimed] = [e for e in live.about(conversation) if e.kind == "handoff.claimed"]
+    claimed = live.wait_for("handoff.claimed", conversation)
     assert won["assignee"]["id"] in claimed.raw
+    assert [e.kind for e in live.about(conversation)].count("handoff.claimed") == 1
     winner = next(k for k, a in answers.items() if a.status_code == 200)
     with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=WAIT,
                       headers={"Authorization": f"Bearer {winner}"}) as client:
@@ -623,3 +627,91 @@ def test_another_shops_agent_sees_neither_the_thread_nor_its_events(
     assert live.about(their_conversation) == []
     assert agent.get(f"/conversations/{their_conversation}").status_code == 404
     assert agent.post(f"/conversations/{conversation}/resolve").status_code == 200
+
+
+# -- the widget and the inbox page, both in Chromium ----------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_a_widget_visitor_and_an_agent_in_the_inbox_page(stack: Stack, browser: Browser,
+                                                         agent: httpx.Client) -> None:
+    """The visitor uses the chat bubble on the shop's site; the shop's owner answers from the
+    inbox page (/app/inbox), keys only: c claims, r replies, e resolves."""
+    expect.set_options(timeout=WAIT * 1000)
+    tag = (f'<script src="{stack.gateway}/channels/demo/web/widget.js" '
+           f'data-key="{DEMO_WIDGET_KEY}" async></script>')
+    site, url = serve_page(f"<!doctype html><html><head><title>Shop</title></head>"
+                           f"<body>{tag}</body></html>")
+    shop, desk = browser.new_context(), browser.new_context(timezone_id="UTC")
+    try:
+        inbox = desk.new_page()
+        inbox.goto(f"{stack.admin}/app/inbox")
+        inbox.get_by_label("Email", exact=True).fill(DEMO_OWNER_EMAIL)
+        password = env_value(stack.var_dir / "dev.env", "DEMO_OWNER_PASSWORD")
+        inbox.get_by_label("Password", exact=True).fill(password or "")
+        inbox.get_by_role("button", name="Log in").click()
+        expect(inbox.locator("#live")).to_have_text("Live")
+
+        page = shop.new_page()
+        page.goto(url)
+        widget = Widget(page)
+        widget.open()
+        widget.say(ASK_FOR_PERSON, ANNOUNCEMENT)
+        token = widget.stored_token()
+        assert token
+        conversation = stack.conversation_id(
+            DEMO_TENANT_ID, sender_id(DEMO_TENANT_ID, "web", token.split(".")[1]))
+
+        # The escalation appears in the agent's queue without a reload.
+        waiting = inbox.locator(f'[role="option"][data-id="{conversation}"]')
+        expect(waiting).to_contain_text("Waiting for an agent")
+        waiting.click()
+        inbox.keyboard.press("c")
+        expect(inbox.locator("#thread-status")).to_have_text("You have this conversation now.")
+
+        inbox.keyboard.press("r")
+        reply = f"Hello, I'm from the team ({secrets.token_hex(3)}). What happened?"
+        inbox.keyboard.type(reply)
+        inbox.keyboard.press("Control+Enter")
+        expect(inbox.locator("#thread-status")).to_contain_text("Reply sent")
+
+        # The reply appears in the bubble at once, signed by the person who wrote it.
+        from_agent = widget.log.locator(".msg.agent").last
+        expect(from_agent).to_contain_text(reply)
+        handoff = agent.get(f"/conversations/{conversation}").json()["handoffs"][-1]
+        assert handoff["status"] == "assigned" and handoff["assignee"]["name"]
+        expect(from_agent.locator(".who")).to_contain_text(handoff["assignee"]["name"])
+
+        # The visitor answers: the agent's page shows it live, and the bot stays silent.
+        bot_messages = widget.bot_messages().count()
+        answer = f"The zip of my jacket broke ({secrets.token_hex(3)})"
+        widget.input.fill(answer)
+        widget.input.press("Enter")
+        expect(widget.log.locator(".msg.visitor").last).to_contain_text(answer)
+        expect(widget.log.locator(".msg.pending")).to_have_count(0)
+        expect(inbox.locator("#transcript .from-visitor").last).to_contain_text(answer)
+        expect(widget.bot_messages()).to_have_count(bot_messages)
+
+        inbox.keyboard.press("Escape")
+        inbox.keyboard.press("e")
+        expect(inbox.locator("#thread-status")).to_contain_text("Resolved")
+
+        # Handed back: the rating question with its buttons, the visitor's 5, the bot again.
+        expect(widget.log).to_contain_text(RATING_QUESTION)
+        widget.log.get_by_role("button", name="5", exact=True).last.click()
+        expect(widget.log).to_contain_text(THANKS)
+        assert eventually(lambda: rows(stack, "SELECT rating FROM handoff_requests WHERE "
+                                              "sender_id = :s AND rating IS NOT NULL",
+                                       s=sender_id(DEMO_TENANT_ID, "web", token.split(".")[1])),
+                          what="the rating") == [(5,)]
+        widget.say("where is my order?", ORDER_FLOW)
+        assert not widget.errors
+    finally:
+        shop.close()
+        desk.close()
+        site.shutdown()
