@@ -125,9 +125,10 @@ async def demo_rest_key(database_url: str, path: Path) -> None:
 async def demo_people(database_url: str, path: Path) -> None:
     """The admin API's demo access in the env file at `path`: DEMO_OWNER_KEY,
     DEMO_DESIGNER_KEY and DEMO_AGENT_KEY (the demo shop's admin keys, one per role, kept while
-    they verify), DEMO_AGENT2_KEY (a second agent) and DEMO_OWNER_PASSWORD, generated once, for DEMO_OWNER_EMAIL, the demo
-    shop's owner. The user's password is set from the file on every run, so the pair in
-    var/dev.env always logs in (whatever was changed in the database meanwhile)."""
+    they verify), DEMO_AGENT2_KEY (a second agent) and DEMO_OWNER_PASSWORD, generated once,
+    for DEMO_OWNER_EMAIL, the demo shop's owner. The user's password is set from the file on
+    every run, so the pair in var/dev.env always logs in (whatever was changed in the database
+    meanwhile)."""
     engine = create_engine(database_url)
     try:
         sessions = session_factory(engine)
