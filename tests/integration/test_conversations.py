@@ -16,6 +16,7 @@ from actions.attempts import LIMITS
 from tests.databases import sync_engine
 from tests.integration.conftest import Visitor
 from tests.integration.stack import APP_PY, ROOT, Stack
+from tests.integration.test_channels import rows
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +84,20 @@ def test_handoff_is_acknowledged_and_the_bot_steps_aside(visitor: Visitor) -> No
     # A person owns the conversation now: the bot says nothing more (Rasa is paused).
     assert visitor.say("can I speak to a real person") == ""
     assert visitor.say("where is my order?") == ""
+
+
+def test_misunderstood_twice_in_a_row_the_bot_offers_a_person_and_yes_queues_it(
+        stack: Stack, visitor: Visitor) -> None:
+    assert "don't know" in visitor.say("asdfghjkl")  # the knowledge route offers a person
+    offer = visitor.say("blah blah")
+    assert "not getting this right" in offer
+    assert [b["payload"] for b in visitor.buttons()] == ["/affirm", "/deny"]
+    assert "person from our team" in visitor.say("yes")
+    [(status, reason, summary)] = rows(
+        stack, "SELECT status, reason, summary FROM handoff_requests WHERE sender_id LIKE :s",
+        s=f"%:rest:{visitor.sender}")
+    assert (status, reason) == ("queued", "misunderstood")
+    assert "blah blah" in str(summary)  # the question nobody could answer, for the agent
 
 
 def test_return_collects_details_and_is_idempotent(visitor: Visitor) -> None:
