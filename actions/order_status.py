@@ -49,7 +49,8 @@ def describe_order(order: Order, now: datetime) -> list[Said]:
     """What the visitor is told about an order: its state, then how to track it if it can be.
 
     Every state has its own response; a date the backend did not give reads "recently", and a
-    shipment without a carrier's name says so with the response that does not name one.
+    shipment without a carrier's name says so with the response that does not name one (and
+    its tracking number is "with the carrier").
     """
     about = {"order_number": order.number, "order_items": item_list(order)}
 
@@ -74,7 +75,8 @@ def describe_order(order: Order, now: datetime) -> list[Said]:
     else:
         return [Said("utter_order_returned", about)]
     if shipment and shipment.tracking_number:
-        tracking = {"order_number": order.number, "carrier": shipment.carrier or "",
+        carrier = shipment.carrier or "the carrier"
+        tracking = {"order_number": order.number, "carrier": carrier,
                     "tracking_number": shipment.tracking_number}
         if shipment.tracking_url:
             said.append(Said("utter_order_tracking_link",
