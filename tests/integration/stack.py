@@ -371,5 +371,5 @@ class Stack:
 
 
 def print_logs_on_failure(stack: Stack) -> None:
-    for name in ("bot", "actions", "gateway"):
+    for name in ("bot", "actions", "gateway", "admin"):
         sys.stderr.write(stack.log_tail(name) + "\n")

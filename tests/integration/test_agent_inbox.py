@@ -7,13 +7,16 @@ the agent claims it and replies, and the reply reaches the visitor through that 
 fake in its own wire format; the visitor answers, no bot message goes out while the agent
 owns the thread, and the agent sees the answer live; the agent resolves, the satisfaction
 question reaches the visitor, their "5" is recorded, and the bot answers the next message
-itself. Also: two agents claiming at once (exactly one wins, the other is told who), and an
-agent of another shop sees neither the thread nor its live events.
+itself. The same story once more with a widget visitor in Chromium and the shop's owner in
+the inbox page (/app/inbox), keys only. Also: two agents claiming at once (exactly one wins,
+the other is told who); a second gateway process taking the visitor's messages lets no bot
+message out either; an agent of another shop sees neither the thread nor its live events.
 
 Visitors are the providers' own webhooks, signed (devtools/simulate.py); replies go to the
 local fakes of Twilio's and Meta's APIs and to a real SMTP server. The agent is the demo
 shop's agent API key (DEMO_AGENT_KEY; DEMO_AGENT2_KEY for the race). One stack per storage
-shape for the whole session (conftest.py); this module takes about 40 s per shape.
+shape for the whole session (conftest.py); this module's tests take about 15 s per shape
+(Chromium, a second gateway process and the other shop included), besides the stack's start.
 """
 
 from __future__ import annotations
@@ -129,6 +132,11 @@ class LiveStream:
     def close(self) -> None:
         self._closed = True
         self._client.close()
+
+
+def text_is(text: str) -> Callable[[dict[str, Any]], bool]:
+    """Matches a live message.visitor event carrying exactly this text."""
+    return lambda data: data.get("text") == text
 
 
 @pytest.fixture(scope="module")
@@ -456,7 +464,7 @@ def test_an_agent_takes_over_and_hands_back(stack: Stack, channel_visitor: Chann
     conversation = escalate(stack, visitor, live)
 
     # Queued for the agent, with what the bot knows; then the agent takes it.
-    queue = agent.get("/conversations", params={"state": "queued"})
+    queue = agent.get("/conversations", params={"state": "queued", "page_size": 200})
     assert queue.status_code == 200, queue.text
     [item] = [c for c in queue.json()["items"] if c["id"] == conversation]
     assert item["channel"] == visitor.channel
@@ -482,7 +490,7 @@ def test_an_agent_takes_over_and_hands_back(stack: Stack, channel_visitor: Chann
     mark = len(visitor.received())
     answer = f"My parcel arrived damaged, order 1001 ({secrets.token_hex(3)})"
     assert visitor.say(answer) == []  # REST and widget: no bot message in the answer
-    seen = live.wait_for("message.visitor", conversation, lambda d: d.get("text") == answer)
+    seen = live.wait_for("message.visitor", conversation, text_is(answer))
     assert seen.data.get("channel") in (visitor.channel, None)
     sorry = f"Sorry about that! A new pair is on its way ({secrets.token_hex(3)})."
     assert agent.post(f"/conversations/{conversation}/messages",
@@ -566,6 +574,34 @@ def test_two_agents_claiming_at_once_exactly_one_wins(stack: Stack, live: LiveSt
     with httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=WAIT,
                       headers={"Authorization": f"Bearer {winner}"}) as client:
         assert client.post(f"/conversations/{conversation}/resolve").status_code == 200
+
+
+def test_no_bot_message_while_owned_when_another_gateway_takes_the_message(
+        stack: Stack, twilio_api: TwilioFake, agent: httpx.Client, live: LiveStream) -> None:
+    """Two gateway processes behind one URL: whichever takes the visitor's message, the
+    person's ownership is read from the database, so neither lets the bot answer."""
+    visitor = TwilioVisitor(stack, twilio_api, whatsapp=False)
+    conversation = escalate(stack, visitor, live)
+    assert agent.post(f"/conversations/{conversation}/claim").status_code == 200
+    second = stack.start_second_gateway()
+    try:
+        before = len(visitor.received())
+        for n, base in enumerate((second, stack.gateway, second)):
+            text = f"are you still there? ({n}, {secrets.token_hex(3)})"
+            request = simulate.twilio_message(stack.gateway, "demo", visitor.creds,
+                                              visitor.address, text)
+            answer = httpx.post(request.url.replace(stack.gateway, base), content=request.body,
+                                headers=request.headers, timeout=10)
+            assert answer.status_code == 200, answer.text
+            live.wait_for("message.visitor", conversation, text_is(text))
+        done = f"Yes, sorry for the wait ({secrets.token_hex(3)})."
+        assert agent.post(f"/conversations/{conversation}/messages",
+                          json={"text": done}).status_code == 202
+        visitor.wait_reply(before, done)
+        assert visitor.received()[before:] == [done]  # the agent's, and no bot message
+    finally:
+        stack.stop_process("gateway2")
+        agent.post(f"/conversations/{conversation}/resolve")
 
 
 @dataclass
