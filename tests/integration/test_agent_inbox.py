@@ -22,6 +22,8 @@ shape for the whole session (conftest.py); this module's tests take about 15 s p
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -29,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -602,6 +605,95 @@ def test_no_bot_message_while_owned_when_another_gateway_takes_the_message(
     finally:
         stack.stop_process("gateway2")
         agent.post(f"/conversations/{conversation}/resolve")
+
+
+class CallbackRecorder(ThreadingHTTPServer):
+    """A shop's own server receiving the REST channel's callbacks (answers 200)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), CallbackHandler)
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/switchboard"
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.calls]
+
+
+class CallbackHandler(BaseHTTPRequestHandler):
+    server: CallbackRecorder
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.calls.append((dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+        pass
+
+
+def test_a_rest_shop_gets_the_agents_reply_and_the_rating_question_on_its_callback(
+        stack: Stack) -> None:
+    """A REST shop with a callback URL: what a person writes later (and the rating question)
+    is POSTed to it, signed with the shop's secret; the poll endpoint lists it too."""
+    recorder = CallbackRecorder()
+    slug = f"restful-{secrets.token_hex(3)}"
+    secret = secrets.token_urlsafe(24)
+    tenant_id = stack.add_shop_like_demo(slug, f"pk_{slug.replace('-', '_')}")
+    stack.set_credentials(tenant_id, {**stack.demo_credentials(), "rest": {
+        "callback_url": recorder.url, "signing_secret": secret}})
+    rest_key = stack.issue_rest_key(slug)
+    agent_key = stack.issue_admin_key(slug, "agent")
+    stream = LiveStream(stack.admin, agent_key)
+    agent = httpx.Client(base_url=f"{stack.admin}/api/v1", timeout=WAIT,
+                         headers={"Authorization": f"Bearer {agent_key}"})
+    try:
+        def say(text: str) -> list[dict[str, Any]]:
+            answer = httpx.post(f"{stack.gateway}/channels/{slug}/rest/webhook",
+                                json={"sender": "order-system-42", "message": text},
+                                headers={"Authorization": f"Bearer {rest_key}"}, timeout=WAIT)
+            assert answer.status_code == 200, answer.text
+            return list(answer.json())
+
+        assert any(ANNOUNCEMENT.search(r.get("text", "")) for r in say(ASK_FOR_PERSON))
+        conversation = stack.conversation_id(tenant_id,
+                                             sender_id(tenant_id, "rest", "order-system-42"))
+        stream.wait_for("handoff.requested", conversation)
+        assert agent.post(f"/conversations/{conversation}/claim").status_code == 200
+        hello = f"Hello, a person here ({secrets.token_hex(3)})."
+        assert agent.post(f"/conversations/{conversation}/messages",
+                          json={"text": hello}).status_code == 202
+        eventually(lambda: recorder.calls, what="the callback")
+        headers, body = recorder.calls[0]
+        timestamp = headers["X-Switchboard-Timestamp"]
+        expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body,
+                            hashlib.sha256).hexdigest()
+        assert headers["X-Switchboard-Signature"] == f"sha256={expected}"
+        sent = json.loads(body)
+        assert (sent["recipient_id"], sent["text"]) == ("order-system-42", hello)
+        assert sent["agent"]["name"]
+        assert say("ok, thanks") == []  # a person owns it: no bot message in the answer
+
+        assert agent.post(f"/conversations/{conversation}/resolve").status_code == 200
+        question = eventually(lambda: [b for b in recorder.bodies()
+                                       if RATING_QUESTION.search(b["text"])], what="question")
+        assert question[0]["agent"] is None  # the bot asks
+        assert [b["payload"] for b in question[0]["buttons"]] == ["1", "2", "3", "4", "5"]
+        polled = httpx.get(f"{stack.gateway}/channels/{slug}/rest/messages",
+                           params={"sender": "order-system-42", "after": 0},
+                           headers={"Authorization": f"Bearer {rest_key}"}, timeout=10)
+        assert polled.status_code == 200 and hello in polled.text
+        assert any(THANKS.search(r.get("text", "")) for r in say("5"))
+    finally:
+        stream.close()
+        agent.close()
+        recorder.shutdown()
+        recorder.server_close()
 
 
 @dataclass
