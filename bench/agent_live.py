@@ -15,6 +15,13 @@ acknowledged (both CLOCK_MONOTONIC, one host), for every agent and every event:
   conversation's opaque id.
 
 Events that never reached an agent within the grace period after the run count as missed.
+
+Measured 2026-11-28 (`--visitors 200 --seconds 60 --agents 50`, 20 escalated visitors writing
+every 2 s; 2 cores shared with other test runs, load average 5-7, the 200 visitors' replies at
+p50 ~10 s): message.visitor p50 71 ms, p95 261 ms, max 589 ms embedded (HTTP relay to the
+admin service), p50 17 ms, p95 61 ms, max 256 ms on PostgreSQL + Redis (pub/sub); none missed
+out of 25,600 and 24,500 arrivals. Target: p95 <= 500 ms. Before the gateway announced a
+message on acceptance (it did after the message's bot turn) the same run gave p50 48 s.
 """
 
 from __future__ import annotations
