@@ -61,7 +61,7 @@ run: setup $(MODEL) var/dev.env
 	@echo "  bot (Rasa)      http://127.0.0.1:5005   (loopback only, token in var/dev.env)"
 	@echo "  actions         http://127.0.0.1:5055   (loopback only)"
 	@echo "  gateway         http://0.0.0.0:8000     (public: channels, GET /health)"
-	@echo "  admin           http://localhost:8080   (owner page /app/, API /api/v1, docs /docs; Rasa's NLG at /nlg)"
+	@echo "  admin           http://localhost:8080   (owner page /app/, agents' inbox /app/inbox, API /api/v1, docs /docs; Rasa's NLG at /nlg)"
 	@echo "                  log in as owner@demo.example, password DEMO_OWNER_PASSWORD in var/dev.env"
 	@echo "                  API keys: DEMO_OWNER_KEY, DEMO_DESIGNER_KEY, DEMO_AGENT_KEY in var/dev.env"
 	@echo "  sandbox         http://127.0.0.1:8025 + smtp 127.0.0.1:2525  (stands in for Twilio, Meta, SMTP)"
