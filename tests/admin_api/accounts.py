@@ -11,6 +11,7 @@ from sanic_testing.testing import SanicASGITestClient  # type: ignore[import-unt
 from admin_api import people
 from tenants.models import TenantRow
 from tests.admin_api.conftest import Admin, Shop, api_call
+from tests.sanic_client import RunningAppClient
 
 PASSWORD = "correct horse battery staple"
 
@@ -32,7 +33,7 @@ class Browser:
     csrf: str | None = None
 
     def __post_init__(self) -> None:
-        self.client = SanicASGITestClient(self.admin.app)
+        self.client = RunningAppClient(self.admin.app)  # the app the admin fixture runs
 
     async def call(self, method: str, path: str, csrf: bool = True,
                    **kwargs: Any) -> tuple[int, Any, Any]:

@@ -23,6 +23,7 @@ from tenants.api_keys import issue_key
 from tenants.crypto import CredentialsBox
 from tenants.models import TenantRow
 from tests.databases import database_params, migrated_url, seeded_sessions
+from tests.sanic_client import RunningAppClient, stop_app
 
 ROLES = ("owner", "designer", "agent")
 
@@ -105,5 +106,9 @@ async def admin(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         app = create_app(settings, name=f"admin-test-{uuid.uuid4().hex[:8]}")
         # The test client reads a whole answer: the live stream (GET /events) ends at once.
         app.ctx.live_options = {"stream_seconds": 0.05, "heartbeat": 0.05}
-        client = SanicASGITestClient(app)
-        yield Admin(app, client, sessions, settings, demo, other, url)
+        # The app runs for the whole test, as a server would (not started per request).
+        client = RunningAppClient(app)
+        try:
+            yield Admin(app, client, sessions, settings, demo, other, url)
+        finally:
+            await stop_app(app)

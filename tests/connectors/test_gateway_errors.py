@@ -17,9 +17,10 @@ from sanic import Sanic
 from connectors.app import create_app
 from core.db import create_engine, session_factory
 from core.settings import Settings, async_database_url
-from devtools.bootstrap import migrate, seed
+from devtools.bootstrap import seed
 from devtools.demo_shop import DEMO_TENANT_ID
 from tenants.api_keys import issue_key, revoke_key
+from tests.databases import migrated_sqlite
 from tests.fakes.rasa_server import RasaFake
 from tests.integration.stack import free_port
 
@@ -32,8 +33,7 @@ def silent_rasa() -> Iterator[RasaFake]:
 
 
 def make_app(tmp_path: Path, rasa_url: str) -> Sanic:
-    db = f"sqlite:///{tmp_path / 'gw.db'}"
-    migrate(db)
+    db = migrated_sqlite(tmp_path / "gw.db")
     asyncio.run(seed(async_database_url(db)))
     settings = Settings.from_env({
         "DATABASE_URL": db,

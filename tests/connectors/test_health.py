@@ -19,7 +19,7 @@ from sanic import Sanic
 
 from connectors.app import create_app
 from core.settings import Settings
-from devtools.bootstrap import migrate
+from tests.databases import migrated_sqlite
 from tests.integration.stack import free_port
 
 RASA_TOKEN = "rasa-token-do-not-leak"
@@ -66,9 +66,7 @@ class StatusRasa:
 
 @pytest.fixture
 def database(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'gw.db'}"
-    migrate(url)
-    return url
+    return migrated_sqlite(tmp_path / "gw.db")
 
 
 def make_app(tmp_path: Path, database: str, rasa_url: str) -> tuple[Sanic, Settings]:
