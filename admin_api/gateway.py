@@ -17,13 +17,12 @@ import logging
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from admin_api.http_retry import ATTEMPTS, RetryingPoster, Unreachable
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
 PATH = "/internal/agent-replies"
-ATTEMPTS = 3
 
 
 class GatewayError(Exception):
@@ -40,22 +39,12 @@ class GatewayRefused(GatewayError):
         self.status = status
 
 
-class _Transient(Exception):
-    pass
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _Transient | httpx.TransportError)
-
-
 class GatewayClient:
     def __init__(self, base_url: str, token: Secret, client: httpx.AsyncClient | None = None,
                  attempts: int = ATTEMPTS, retry_wait: float = 0.2) -> None:
         self._url = base_url.rstrip("/") + PATH
         self._token = token
-        self._client = client  # made at first use: an httpx client costs ~60 ms to make
-        self._attempts = attempts
-        self._retry_wait = retry_wait
+        self._poster = RetryingPoster(15.0, client, attempts, retry_wait)
 
     async def deliver(self, *, tenant_id: str, sender_id: str, message_pk: int | None,
                       messages: list[dict[str, Any]], author: dict[str, str] | None) -> None:
@@ -67,17 +56,9 @@ class GatewayClient:
                 "author": author}
         headers = {"Authorization": f"Bearer {self._token.reveal()}"}
         try:
-            async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(self._attempts), reraise=True,
-                    wait=wait_exponential_jitter(multiplier=self._retry_wait, max=2.0,
-                                                jitter=self._retry_wait),
-                    retry=retry_if_exception(_retryable)):
-                with attempt:
-                    answer = await self._http().post(self._url, json=body, headers=headers)
-                    if answer.status_code >= 500:
-                        raise _Transient(f"the gateway answered {answer.status_code}")
-        except (_Transient, httpx.HTTPError) as exc:
-            log.warning("reply not handed to the gateway", extra={"error": type(exc).__name__})
+            answer = await self._poster.post(self._url, json=body, headers=headers)
+        except Unreachable as exc:
+            log.warning("reply not handed to the gateway", extra={"error": exc.error})
             raise GatewayUnavailable("the gateway is not reachable right now") from None
         if answer.status_code >= 300:
             try:
@@ -87,11 +68,5 @@ class GatewayClient:
             log.warning("the gateway refused a reply", extra={"status": answer.status_code})
             raise GatewayRefused(answer.status_code, detail or "the gateway refused the reply")
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=2.0))
-        return self._client
-
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        await self._poster.aclose()

@@ -19,25 +19,16 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from admin_api.http_retry import ATTEMPTS, RetryingPoster, Unreachable
 from core.rasa_http import TOKEN_LIFETIME, rasa_api_token
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
-ATTEMPTS = 3
 
 
 class RasaUnavailable(Exception):
     """Rasa did not take the events (unreachable, 5xx after retries, or refused them)."""
-
-
-class _Transient(Exception):
-    pass
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _Transient | httpx.TransportError)
 
 
 class RasaTracker:
@@ -46,9 +37,7 @@ class RasaTracker:
         self._base = base_url.rstrip("/")
         self._jwt_key = jwt_key
         self._token, self._renew_at = "", 0.0
-        self._client = client  # made at first use: an httpx client costs ~60 ms to make
-        self._attempts = attempts
-        self._retry_wait = retry_wait
+        self._poster = RetryingPoster(10.0, client, attempts, retry_wait)
 
     def _authorization(self) -> dict[str, str]:
         now = time.monotonic()
@@ -62,30 +51,16 @@ class RasaTracker:
         # another conversation ("t%3Arest%3Ax"), so only what a path cannot hold is quoted.
         url = f"{self._base}/conversations/{quote(sender_id, safe=':@+/')}/tracker/events"
         try:
-            async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(self._attempts), reraise=True,
-                    wait=wait_exponential_jitter(multiplier=self._retry_wait, max=2.0,
-                                                jitter=self._retry_wait),
-                    retry=retry_if_exception(_retryable)):
-                with attempt:
-                    answer = await self._http().post(
-                        url, json=events, params={"include_events": "NONE"},
-                        headers=self._authorization())
-                    if answer.status_code >= 500:
-                        raise _Transient(f"Rasa answered {answer.status_code}")
-        except (_Transient, httpx.HTTPError) as exc:
-            raise RasaUnavailable(f"Rasa is not reachable ({type(exc).__name__})") from None
+            answer = await self._poster.post(
+                url, json=events, params={"include_events": "NONE"},
+                headers=self._authorization())
+        except Unreachable as exc:
+            raise RasaUnavailable(f"Rasa is not reachable ({exc.error})") from None
         if answer.status_code >= 300:
             raise RasaUnavailable(f"Rasa refused the events ({answer.status_code})")
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
-        return self._client
-
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        await self._poster.aclose()
 
 
 def agent_said(text: str, agent_name: str) -> dict[str, Any]:
