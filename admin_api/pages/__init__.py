@@ -40,7 +40,7 @@ SECURITY_HEADERS = {
 }
 TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
-ASSETS = ("app.css", "api.js", "app.js", "invite.js", "inbox.css", "inbox.js",
+ASSETS = ("app.css", "api.js", "session.js", "app.js", "invite.js", "inbox.css", "inbox.js",
           "inbox-transcript.js")  # under /app/
 PAGES = {"/app/": "index.html", "/app/inbox": "inbox.html", "/invite": "invite.html"}
 

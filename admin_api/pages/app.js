@@ -8,6 +8,7 @@
 // edit of this file.
 
 import { api, ApiError, el, humanize, say, setCsrf, svg, when } from "./api.js";
+import { logIn, logOut } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 25;
@@ -47,38 +48,12 @@ function showLogin() {
   $("login-email").focus();
 }
 
-async function login(event) {
-  event.preventDefault();
-  const button = event.submitter || $("login-form").querySelector("button");
-  const email = $("login-email").value.trim();
-  const password = $("login-password").value;
-  if (!email || !password) {
-    say($("login-error"), "Enter your email and password.", "error");
-    return;
-  }
-  button.disabled = true;
-  say($("login-error"), "");
-  try {
-    const session = await api("POST", "/session", { json: { email, password } });
-    $("login-password").value = "";
-    entered(session);
-  } catch (error) {
-    const message = error instanceof ApiError && error.status === 429
-      ? `Too many attempts: ${error.detail}` : (error.detail || "Login failed.");
-    say($("login-error"), message, "error");
-    $("login-password").select();
-  } finally {
-    button.disabled = false;
-  }
+function login(event) {
+  return logIn(event, entered);
 }
 
 async function logout() {
-  try {
-    await api("DELETE", "/session");
-  } catch {
-    // Already gone on the server: the page logs out all the same.
-  }
-  setCsrf(null);
+  await logOut();
   showLogin();
 }
 

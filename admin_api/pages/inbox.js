@@ -14,6 +14,7 @@
 // in the header and the document's title, with a short beep (WebAudio, mutable) and a flash.
 
 import { api, ApiError, el, say, setCsrf } from "./api.js";
+import { logIn, logOut } from "./session.js";
 import { authorName, transcriptNodes, words } from "./inbox-transcript.js";
 
 const $ = (id) => document.getElementById(id);
@@ -93,39 +94,13 @@ function showLogin(message = "") {
   $("login-email").focus();
 }
 
-async function login(event) {
-  event.preventDefault();
-  const button = event.submitter || $("login-form").querySelector("button");
-  const email = $("login-email").value.trim();
-  const password = $("login-password").value;
-  if (!email || !password) {
-    say($("login-error"), "Enter your email and password.", "error");
-    return;
-  }
-  button.disabled = true;
-  say($("login-error"), "");
-  try {
-    const session = await api("POST", "/session", { json: { email, password } });
-    $("login-password").value = "";
-    entered(session);
-  } catch (error) {
-    const message = error instanceof ApiError && error.status === 429
-      ? `Too many attempts: ${error.detail}` : (error.detail || "Login failed.");
-    say($("login-error"), message, "error");
-    $("login-password").select();
-  } finally {
-    button.disabled = false;
-  }
+function login(event) {
+  return logIn(event, entered);
 }
 
 async function logout() {
   disconnect();
-  try {
-    await api("DELETE", "/session");
-  } catch {
-    // Already gone on the server: the page logs out all the same.
-  }
-  setCsrf(null);
+  await logOut();
   state.unread.clear();
   showUnread();
   showLogin();
