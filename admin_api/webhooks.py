@@ -85,6 +85,7 @@ from admin_api.webhook_tables import (
 )
 from core.db import utcnow
 from core.handoffs import ConversationEventRow
+from core.tasks import wait_or_cancel
 from tenants.crypto import CredentialsBox
 
 log = logging.getLogger(__name__)
@@ -228,11 +229,7 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=timeout)
-            if not done:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+            await wait_or_cancel(self._task, timeout)
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None

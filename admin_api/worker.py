@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from core import jobs
 from core.jobs import Job
 from core.settings import Settings
+from core.tasks import wait_or_cancel
 from knowledge.embeddings import get_embedder
 from knowledge.index import IndexFiles
 from knowledge.library import BadDocument, Library, Uploads
@@ -114,11 +115,7 @@ class Worker:
         if self._current is not None:
             self._current.cancel()
         if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=timeout)
-            if not done:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+            await wait_or_cancel(self._task, timeout)
 
     async def run_forever(self) -> None:
         log.info("job worker started", extra={"owner": self.owner, "kinds": sorted(self.handlers)})

@@ -9,6 +9,7 @@ goes through one `TaskSet`, which keeps it until it ends and lets shutdown wait 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -34,3 +35,13 @@ class TaskSet:
         Their exceptions were theirs to log; they are not raised here."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+
+
+async def wait_or_cancel(task: asyncio.Task[Any], timeout: float) -> None:
+    """Give a loop that was told to stop `timeout` seconds to end by itself, then cancel it
+    (a background loop's stop: the job worker, the webhook dispatcher)."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
