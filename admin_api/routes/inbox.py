@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -138,6 +139,14 @@ def refused(exc: handoffs.HandoffError) -> ApiError:
     return Conflict(str(exc))
 
 
+async def changed(change: Awaitable[HandoffRow]) -> HandoffRow:
+    """A compare-and-set of core/handoffs.py; its refusal answered as the API's 409 or 404."""
+    try:
+        return await change
+    except handoffs.HandoffError as exc:
+        raise refused(exc) from None
+
+
 def may_act(call: Call[Any, Any], agent: Agent, row: HandoffRow, doing: str) -> None:
     """On an assigned conversation only its assignee or an owner acts; 409 with who."""
     if row.status != handoffs.ASSIGNED or row.assignee_id == agent.id \
@@ -215,10 +224,7 @@ async def claim_conversation(call: Call[None, None]) -> HandoffOut:
     sender_id, row = await open_handoff(call)
     agent = await agent_of(call)
     already = row.status == handoffs.ASSIGNED and row.assignee_id == agent.id
-    try:
-        claimed = await handoffs.claim(call.ctx.sessions, call.shop, row.id, agent)
-    except handoffs.HandoffError as exc:
-        raise refused(exc) from None
+    claimed = await changed(handoffs.claim(call.ctx.sessions, call.shop, row.id, agent))
     if not already:
         await publish(call, handoffs.CLAIMED, sender_id, handoff_id=row.id,
                       assignee={"id": agent.id, "name": agent.name})
@@ -237,10 +243,7 @@ async def reply_to_visitor(call: Call[ReplyIn, None]) -> ReplyOut:
     sender_id, row = await open_handoff(call)
     agent = await agent_of(call)
     if row.status == handoffs.QUEUED:
-        try:
-            row = await handoffs.claim(call.ctx.sessions, call.shop, row.id, agent)
-        except handoffs.HandoffError as exc:
-            raise refused(exc) from None
+        row = await changed(handoffs.claim(call.ctx.sessions, call.shop, row.id, agent))
         await publish(call, handoffs.CLAIMED, sender_id, handoff_id=row.id,
                       assignee={"id": agent.id, "name": agent.name})
     may_act(call, agent, row, "reply in")
@@ -294,10 +297,7 @@ async def transfer_conversation(call: Call[TransferIn, None]) -> HandoffOut:
     if target is None:
         raise Unprocessable("user_id is not an agent or owner of this shop, nor one of its "
                             "agent keys (GET /agents lists who can take conversations)")
-    try:
-        moved = await handoffs.transfer(call.ctx.sessions, call.shop, row.id, agent, target)
-    except handoffs.HandoffError as exc:
-        raise refused(exc) from None
+    moved = await changed(handoffs.transfer(call.ctx.sessions, call.shop, row.id, agent, target))
     await publish(call, handoffs.TRANSFERRED, sender_id, handoff_id=row.id,
                   assignee={"id": target.id, "name": target.name}, previous=row.assignee_id)
     await record(call, "conversation.transfer", target=call.path["conversation_id"],
@@ -314,10 +314,7 @@ async def resolve_conversation(call: Call[None, None]) -> HandoffOut:
     sender_id, row = await open_handoff(call)
     agent = await agent_of(call)
     may_act(call, agent, row, "resolve")
-    try:
-        done = await handoffs.resolve(call.ctx.sessions, call.shop, row.id, agent)
-    except handoffs.HandoffError as exc:
-        raise refused(exc) from None
+    done = await changed(handoffs.resolve(call.ctx.sessions, call.shop, row.id, agent))
     await publish(call, handoffs.HANDOFF_RESOLVED, sender_id, handoff_id=row.id,
                   resolved_by={"id": agent.id, "name": agent.name})
     await record(call, "conversation.resolve", target=call.path["conversation_id"],
