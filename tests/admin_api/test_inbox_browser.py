@@ -2,10 +2,11 @@
 
 One `python -m admin_api serve` per database (SQLite; PostgreSQL and Redis too when they
 answer), started by test_pages_browser's `admin_process`, with the demo shop, two agents (Ann,
-who uses the page, and Bo) and the gateway's and Rasa's HTTP ends played by one local recorder
-(GATEWAY_URL and RASA_URL point at it): what the admin service hands the gateway is checked
-here, its delivery to the visitor is tests/integration/test_agent_inbox.py's part. Live events
-come in the way the gateway and the action server send them without Redis: `POST
+who uses the page, and Bo) and the gateway's and Rasa's HTTP ends played by
+tests/admin_api/fake_gateway.py and tests/fakes/rasa_server.py (GATEWAY_URL and RASA_URL point
+at them): what the admin service hands the gateway is checked here, its delivery to the
+visitor is tests/integration/test_agent_inbox.py's part. Live events come in the way the
+gateway and the action server send them without Redis: `POST
 /internal/live` with the internal token.
 
 Ann logs in, a visitor's escalation appears in the queue without a reload (with the unread count
@@ -22,12 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +45,7 @@ from core.live import RELAY_PATH, LiveEvent
 from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tests.admin_api.conftest import KEY, admin_settings
+from tests.admin_api.fake_gateway import GatewayFake
 from tests.admin_api.test_pages_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -54,6 +54,7 @@ from tests.admin_api.test_pages_browser import (
 )
 from tests.conftest import services
 from tests.databases import database_params, migrated_url
+from tests.fakes.rasa_server import RasaFake
 
 pytestmark = pytest.mark.integration
 
@@ -76,56 +77,12 @@ COUNT_BEEPS = """
 """
 
 
-class Recorder(ThreadingHTTPServer):
-    """The gateway's /internal/agent-replies and Rasa's tracker events, recorded."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), RecorderHandler)
-        self.calls: list[tuple[str, dict[str, str], Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def replies(self, token: str | None = None) -> list[dict[str, Any]]:
-        """What the gateway's route received (only calls with this bearer token if given)."""
-        return [body for path, headers, body in self.calls
-                if path == "/internal/agent-replies"
-                and (token is None or headers.get("Authorization") == f"Bearer {token}")]
-
-
-class RecorderHandler(BaseHTTPRequestHandler):
-    server: Recorder
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
-        self.server.calls.append((self.path, dict(self.headers), body))
-        answer: dict[str, Any]
-        if self.path == "/internal/agent-replies":
-            status, answer = 202, {"accepted": True}
-        else:  # Rasa: POST /conversations/{sender}/tracker/events answers the tracker
-            status, answer = 200, {"sender_id": "", "events": []}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
-        pass
-
-
 @dataclass
 class Inbox:
     base: str
     database_url: str
     token: str
-    recorder: Recorder
+    gateway: GatewayFake
     ann_id: str = ""
     bo: handoffs.Agent = field(default_factory=lambda: handoffs.Agent("", ""))
 
@@ -196,19 +153,13 @@ def inbox(request: pytest.FixtureRequest,
     root = tmp_path_factory.mktemp("inbox")
     database_url = migrated_url(request.param, root)
     redis_url = services()["redis_url"] if request.param == "postgresql" else None
-    recorder = Recorder()
-    thread = threading.Thread(target=recorder.serve_forever, daemon=True)
-    thread.start()
     token = admin_settings(root, database_url).internal_token.reveal()  # from KEY
-    try:
-        with admin_process(root, database_url, redis_url, SWITCHBOARD_CREDENTIALS_KEY=KEY,
-                           GATEWAY_URL=recorder.url, RASA_URL=recorder.url) as base:
-            state = Inbox(base, database_url, token, recorder)
-            state.ann_id, state.bo = state.db(make_agents)
-            yield state
-    finally:
-        recorder.shutdown()
-        recorder.server_close()
+    with GatewayFake() as gateway, RasaFake() as rasa, \
+            admin_process(root, database_url, redis_url, SWITCHBOARD_CREDENTIALS_KEY=KEY,
+                          GATEWAY_URL=gateway.base_url, RASA_URL=rasa.base_url) as base:
+        state = Inbox(base, database_url, token, gateway)
+        state.ann_id, state.bo = state.db(make_agents)
+        yield state
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +244,7 @@ def test_an_escalation_arrives_live_and_is_claimed_answered_noted_and_resolved(
     expect(page.locator("#thread-status")).to_contain_text("Reply sent")
     expect(page.locator("#transcript .from-agent")).to_contain_text(reply)
     expect(page.locator("#transcript .from-agent .meta")).to_contain_text("Ann Agent")
-    sent = inbox.recorder.replies(token=inbox.token)
+    sent = inbox.gateway.bodies(token=inbox.token)
     assert [m["text"] for b in sent for m in b["messages"]] == [reply]
     assert sent[0]["author"]["name"] == "Ann Agent" and sent[0]["sender_id"] == sender
 
@@ -304,7 +255,7 @@ def test_an_escalation_arrives_live_and_is_claimed_answered_noted_and_resolved(
     page.get_by_role("button", name="Add note").click()
     expect(page.locator("#transcript .note")).to_contain_text("check the courier")
     expect(page.locator("#transcript .note .meta")).to_contain_text("Internal note")
-    assert "courier" not in json.dumps(inbox.recorder.replies())
+    assert "courier" not in json.dumps(inbox.gateway.bodies())
 
     page.keyboard.press("Escape")
     page.keyboard.press("e")

@@ -9,21 +9,20 @@ channel only cares which actions ran and what they said).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import statistics
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.fakes import FakeServer, RecordedRequest, Response
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
@@ -48,30 +47,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ActionServer:
+class ActionServer(FakeServer):
     """rasa-sdk's POST /webhook, scripted by SCRIPT; anything else runs and says nothing."""
 
     def __init__(self) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.called.append(body["next_action"])
-                events, responses = SCRIPT.get(body["next_action"], ([], []))
-                data = json.dumps({"events": events, "responses": responses}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                return
-
+        super().__init__()
         self.called: list[str] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/webhook"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/webhook"
+
+    def authorized(self, request: RecordedRequest) -> bool:
+        return True
+
+    def route(self, request: RecordedRequest) -> Response:
+        body = request.json()
+        self.called.append(body["next_action"])
+        events, responses = SCRIPT.get(body["next_action"], ([], []))
+        return 200, {}, {"events": events, "responses": responses}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +73,7 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not BOT_PY.exists() or not MODEL.exists():
         pytest.skip("Rasa's environment (.venv-bot) or the trained model is missing")
     tmp = tmp_path_factory.mktemp("channel")
-    actions = ActionServer()
-    threading.Thread(target=actions.server.serve_forever, daemon=True).start()
+    actions = ActionServer().start()
     endpoints = tmp / "endpoints.yml"
     endpoints.write_text(f"action_endpoint:\n  url: {actions.url}\n"
                          "tracker_store:\n  type: bot.stores.EnvTrackerStore\n"
@@ -114,7 +107,7 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-        actions.server.shutdown()
+        actions.stop()
 
 
 def turn(base: str, sender: str, text: str) -> dict[str, Any]:

@@ -4,12 +4,9 @@ answers."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,48 +17,32 @@ from sanic import Sanic
 from connectors.app import create_app
 from core.settings import Settings
 from tests.databases import migrated_sqlite
+from tests.fakes import FakeServer, RecordedRequest, Response
 from tests.integration.stack import free_port
 
 RASA_TOKEN = "rasa-token-do-not-leak"
 HEALTH_TOKEN = "health-token-for-the-monitor"
 
 
-class StatusRasa:
+class StatusRasa(FakeServer):
     """Rasa's GET /status answering `status`, with a body that quotes the URL it was asked
-    (as httpx's error texts do), and what each request carried."""
+    (as httpx's error texts do), and what each request carried (`requests`). Started when made."""
 
     def __init__(self, status: int) -> None:
+        super().__init__()
         self.status = status
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        fake = self
+        self.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                fake.requests.append((self.path, dict(self.headers)))
-                if fake.status == 200:
-                    body = {"model_id": "m1", "model_file": "switchboard.tar.gz"}
-                else:
-                    body = {"status": "failure", "message": f"refused {self.path}"}
-                data = json.dumps(body).encode()
-                self.send_response(fake.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def authorized(self, request: RecordedRequest) -> bool:
+        return True  # what the gateway sent is the test's to check
 
-            def log_message(self, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+    def route(self, request: RecordedRequest) -> Response:
+        if self.status == 200:
+            return 200, {}, {"model_id": "m1", "model_file": "switchboard.tar.gz"}
+        return self.status, {}, {"status": "failure", "message": f"refused {request.path}"}
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.stop()
 
 
 @pytest.fixture
@@ -145,9 +126,9 @@ def test_nothing_leaks_when_rasa_refuses(tmp_path: Path, database: str, rasa_sta
     assert public[:2] == (503, {"status": "degraded"})
     assert details[1]["checks"]["rasa"] == {"ok": False, "error": f"http_{rasa_status}"}
     # The secret travels in a header, as a signed short-lived token, never in the URL.
-    path, headers = rasa.requests[-1]
-    assert path == "/status"
-    scheme, token = headers["Authorization"].split(" ")
+    request = rasa.requests[-1]
+    assert request.path == "/status"
+    scheme, token = request.headers["authorization"].split(" ")
     claims = jwt.decode(token, settings.rasa_jwt_key.reveal(), algorithms=["HS256"])
     assert scheme == "Bearer" and claims["user"]["role"] == "admin" and claims["exp"]
     for secret in (RASA_TOKEN, settings.rasa_jwt_key.reveal(), token, "token=", "refused"):

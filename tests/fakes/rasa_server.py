@@ -20,13 +20,12 @@ Authorization header), answered 200.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import unquote
+
+from tests.fakes import FakeServer, RecordedRequest, Response
 
 CHOICES = [{"title": "Yes, please", "payload": "/affirm"},
            {"title": "No, thanks", "payload": "/deny"}]
@@ -34,8 +33,9 @@ SOURCES = [{"title": "Shipping", "url": "https://demo.example/shipping", "docume
 KNOWLEDGE = {"knowledge": {"mode": "extractive", "cached": False, "sources": SOURCES}}
 
 
-class RasaFake:
+class RasaFake(FakeServer):
     def __init__(self, silent: bool = False) -> None:
+        super().__init__()
         self.silent = silent
         self.seen: list[dict[str, Any]] = []  # every request body, in order
         self.paused: set[str] = set()  # senders handed to a person
@@ -44,11 +44,6 @@ class RasaFake:
         self.in_flight = 0
         self.most_in_flight = 0  # turns answered at once ("slow" ones)
         self._counting = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
 
     def texts(self) -> list[str]:
         return [body["message"] for body in self.seen]
@@ -103,50 +98,24 @@ class RasaFake:
             messages = [{**m, "custom": KNOWLEDGE} for m in messages]
         return messages, turn
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
+    def authorized(self, request: RecordedRequest) -> bool:
+        return True  # the tracker's JWT is recorded for the tests to check
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                path = urlsplit(self.path).path
-                if path.startswith("/conversations/") and path.endswith("/tracker/events"):
-                    sender = unquote(path.removeprefix("/conversations/")
-                                     .removesuffix("/tracker/events"))
-                    fake.tracker_events.append((sender, body, self.headers["Authorization"]))
-                    for event in body if isinstance(body, list) else [body]:
-                        if event.get("event") == "resume":
-                            fake.paused.discard(sender)
-                    data = json.dumps({"sender_id": sender}).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                fake.seen.append(body)
-                status, messages = fake.answer(body)
-                answer: Any = messages
-                if self.path.startswith("/webhooks/switchboard/") and status == 200:
-                    messages, turn = fake.understand(body, messages)
-                    answer = {"messages": messages, "turn": turn}
-                data = json.dumps(answer).encode() if status == 200 else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        return Handler
-
-    def __enter__(self) -> Self:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def route(self, request: RecordedRequest) -> Response:
+        body = request.json()
+        path = request.path
+        if path.startswith("/conversations/") and path.endswith("/tracker/events"):
+            sender = unquote(path.removeprefix("/conversations/").removesuffix("/tracker/events"))
+            self.tracker_events.append((sender, body, request.headers.get("authorization")))
+            for event in body if isinstance(body, list) else [body]:
+                if event.get("event") == "resume":
+                    self.paused.discard(sender)
+            return 200, {}, {"sender_id": sender}
+        self.seen.append(body)
+        status, messages = self.answer(body)
+        if status != 200:
+            return status, {}, b""
+        if path.startswith("/webhooks/switchboard/"):
+            messages, turn = self.understand(body, messages)
+            return status, {}, {"messages": messages, "turn": turn}
+        return status, {}, messages
