@@ -106,7 +106,12 @@ async def admin(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         app = create_app(settings, name=f"admin-test-{uuid.uuid4().hex[:8]}")
         # The test client reads a whole answer: the live stream (GET /events) ends at once.
         app.ctx.live_options = {"stream_seconds": 0.05, "heartbeat": 0.05}
-        # The app runs for the whole test, as a server would (not started per request).
+        # The app runs for the whole test, as a server would (not started per request). Its
+        # webhook dispatcher stays off, as it was when the test client started and stopped the
+        # app around each request (it waits POLL seconds before its first pass): tests of
+        # webhooks run Dispatchers of their own at chosen times; one that wants the app's own
+        # sets WEBHOOK_WORKER back to True before its first request.
+        app.config.WEBHOOK_WORKER = False
         client = RunningAppClient(app)
         try:
             yield Admin(app, client, sessions, settings, demo, other, url)
