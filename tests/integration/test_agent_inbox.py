@@ -2,13 +2,13 @@
 
 For each channel (web widget, REST, SMS and WhatsApp through Twilio, WhatsApp through Meta's
 Cloud API, email through a Mailgun route) a visitor asks for a person; the conversation shows
-up queued for the demo shop's agent, in the API and on the live stream (GET /api/v1/events);
-the agent claims it and replies, and the reply reaches the visitor through that channel's
-fake in its own wire format; the visitor answers, no bot message goes out while the agent
-owns the thread, and the agent sees the answer live; the agent resolves, the satisfaction
-question reaches the visitor, their "5" is recorded, and the bot answers the next message
-itself. The same story once more with a widget visitor in Chromium and the shop's owner in
-the inbox page (/app/inbox), keys only. Also: two agents claiming at once (exactly one wins,
+up queued, in the API, on the live stream (GET /api/v1/events) and in the inbox page
+(/app/inbox, headless Chromium, the shop's owner working with keys only); the agent claims it
+and replies in the page, and the reply reaches the visitor through that channel's fake in its
+own wire format; the visitor answers, no bot message goes out while the agent owns the thread,
+and the page shows the answer live; the agent resolves, the satisfaction question reaches the
+visitor, their "5" is recorded, and the bot answers the next message itself. The same story
+once more with the visitor in Chromium too, using the chat bubble on a shop's page. Also: two agents claiming at once (exactly one wins,
 the other is told who); a second gateway process taking the visitor's messages lets no bot
 message out either; an agent of another shop sees neither the thread nor its live events.
 
@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from core.sender_ids import sender_id
 from devtools import simulate
@@ -154,6 +154,45 @@ def live(stack: Stack) -> Iterator[LiveStream]:
     stream = LiveStream(stack.admin, stack.admin_key("agent"))
     yield stream
     stream.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_inbox(stack: Stack, browser: Browser) -> tuple[BrowserContext, Page]:
+    """The shop's owner logged in to the inbox page (/app/inbox), its live stream open."""
+    expect.set_options(timeout=WAIT * 1000)
+    context = browser.new_context(timezone_id="UTC")
+    page = context.new_page()
+    page.goto(f"{stack.admin}/app/inbox")
+    page.get_by_label("Email", exact=True).fill(DEMO_OWNER_EMAIL)
+    password = env_value(stack.var_dir / "dev.env", "DEMO_OWNER_PASSWORD")
+    page.get_by_label("Password", exact=True).fill(password or "")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#live")).to_have_text("Live")
+    return context, page
+
+
+@pytest.fixture(scope="module")
+def desk(stack: Stack, browser: Browser) -> Iterator[Page]:
+    """The inbox page the agent works in for every channel's story."""
+    context, page = open_inbox(stack, browser)
+    yield page
+    context.close()
+
+
+def reply_in_page(desk: Page, text: str) -> None:
+    """r focuses the reply box; Ctrl+Enter sends; Escape leaves the box for the next key."""
+    desk.keyboard.press("r")
+    desk.keyboard.type(text)
+    desk.keyboard.press("Control+Enter")
+    expect(desk.locator("#thread-status")).to_contain_text("Reply sent")
+    desk.keyboard.press("Escape")
 
 
 def conversation_of(stack: Stack, visitor: ChannelVisitor) -> str:
@@ -462,27 +501,32 @@ def escalate(stack: Stack, visitor: ChannelVisitor, live: LiveStream) -> str:
 # -- the whole story, on every channel -------------------------------------------------------
 @pytest.mark.parametrize("channel_visitor", CHANNELS, indirect=True)
 def test_an_agent_takes_over_and_hands_back(stack: Stack, channel_visitor: ChannelVisitor,
-                                            agent: httpx.Client, live: LiveStream) -> None:
+                                            agent: httpx.Client, live: LiveStream,
+                                            desk: Page) -> None:
+    """The agent works in the inbox page (Chromium, keys only); the API and the live stream
+    check what the page did."""
     visitor = channel_visitor
     conversation = escalate(stack, visitor, live)
 
-    # Queued for the agent, with what the bot knows; then the agent takes it.
+    # Queued for the agents, with what the bot knows; it appears in the page without a reload.
     queue = agent.get("/conversations", params={"state": "queued", "page_size": 200})
     assert queue.status_code == 200, queue.text
     [item] = [c for c in queue.json()["items"] if c["id"] == conversation]
     assert item["channel"] == visitor.channel
     assert item["handoff"]["status"] == "queued" and item["handoff"]["assignee"] is None
-    claimed = agent.post(f"/conversations/{conversation}/claim")
-    assert claimed.status_code == 200, claimed.text
-    me = claimed.json()["assignee"]
-    assert claimed.json()["status"] == "assigned" and me["name"]
+    waiting = desk.locator(f'[role="option"][data-id="{conversation}"]')
+    expect(waiting).to_contain_text("Waiting for an agent")
+    waiting.click()
+    desk.keyboard.press("c")
+    expect(desk.locator("#thread-status")).to_have_text("You have this conversation now.")
     live.wait_for("handoff.claimed", conversation)
+    me = agent.get(f"/conversations/{conversation}").json()["handoffs"][-1]["assignee"]
+    assert me["name"]
 
     # The agent's reply reaches the visitor through their own channel.
     before = len(visitor.received())
     hello = f"Hi, this is {me['name']} from the team ({secrets.token_hex(3)}). How can I help?"
-    sent = agent.post(f"/conversations/{conversation}/messages", json={"text": hello})
-    assert sent.status_code == 202, sent.text
+    reply_in_page(desk, hello)
     visitor.wait_reply(before, hello)
     visitor.check_agent_reply(hello, me["name"])
     note = f"Customer sounds upset, offer a refund ({secrets.token_hex(3)})"
@@ -495,9 +539,9 @@ def test_an_agent_takes_over_and_hands_back(stack: Stack, channel_visitor: Chann
     assert visitor.say(answer) == []  # REST and widget: no bot message in the answer
     seen = live.wait_for("message.visitor", conversation, text_is(answer))
     assert seen.data.get("channel") in (visitor.channel, None)
+    expect(desk.locator("#transcript .from-visitor").last).to_contain_text(answer)
     sorry = f"Sorry about that! A new pair is on its way ({secrets.token_hex(3)})."
-    assert agent.post(f"/conversations/{conversation}/messages",
-                      json={"text": sorry}).status_code == 202
+    reply_in_page(desk, sorry)
     visitor.wait_reply(mark, sorry)
     # Between the claim and now the visitor got the agent's two messages and nothing else:
     # neither a bot answer to their message nor the internal note.
@@ -515,8 +559,8 @@ def test_an_agent_takes_over_and_hands_back(stack: Stack, channel_visitor: Chann
 
     # Resolved: the bot asks for a rating, takes the "5", and answers again itself.
     mark = len(visitor.received())
-    resolved = agent.post(f"/conversations/{conversation}/resolve")
-    assert resolved.status_code == 200, resolved.text
+    desk.keyboard.press("e")
+    expect(desk.locator("#thread-status")).to_contain_text("Resolved")
     live.wait_for("handoff.resolved", conversation)
     visitor.wait_reply(mark, RATING_QUESTION)
     mark = len(visitor.received())
@@ -758,14 +802,6 @@ def test_another_shops_agent_sees_neither_the_thread_nor_its_events(
 
 
 # -- the widget and the inbox page, both in Chromium ----------------------------------------
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 def test_a_widget_visitor_and_an_agent_in_the_inbox_page(stack: Stack, browser: Browser,
                                                          agent: httpx.Client) -> None:
     """The visitor uses the chat bubble on the shop's site; the shop's owner answers from the
@@ -775,15 +811,9 @@ def test_a_widget_visitor_and_an_agent_in_the_inbox_page(stack: Stack, browser: 
            f'data-key="{DEMO_WIDGET_KEY}" async></script>')
     site, url = serve_page(f"<!doctype html><html><head><title>Shop</title></head>"
                            f"<body>{tag}</body></html>")
-    shop, desk = browser.new_context(), browser.new_context(timezone_id="UTC")
+    shop = browser.new_context()
+    desk, inbox = open_inbox(stack, browser)
     try:
-        inbox = desk.new_page()
-        inbox.goto(f"{stack.admin}/app/inbox")
-        inbox.get_by_label("Email", exact=True).fill(DEMO_OWNER_EMAIL)
-        password = env_value(stack.var_dir / "dev.env", "DEMO_OWNER_PASSWORD")
-        inbox.get_by_label("Password", exact=True).fill(password or "")
-        inbox.get_by_role("button", name="Log in").click()
-        expect(inbox.locator("#live")).to_have_text("Live")
 
         page = shop.new_page()
         page.goto(url)
