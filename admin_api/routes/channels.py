@@ -52,6 +52,7 @@ PUBLIC: dict[str, frozenset[str]] = {
                         "smtp.starttls"}),
     "shopify": frozenset({"shop_url", "api_version"}),
     "woocommerce": frozenset({"store_url"}),
+    "rest": frozenset({"callback_url"}),
 }
 _BACKENDS = ("demo", *BACKEND_FIELDS)
 
@@ -182,11 +183,14 @@ def _section(credentials: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def _channel_out(channel: Channel, credentials: Mapping[str, Any],
                  row: TenantRow) -> ChannelOut:
-    if channel.check_credentials is None:
-        fields = {"widget_key": row.widget_key} if channel.name == "web" else {}
-        return ChannelOut(name=channel.name, label=channel.label, needs_credentials=False,
-                          configured=True, problems=[], fields=fields, secret_fields=[])
     section = _section(credentials, channel.section)
+    if channel.check_credentials is None:
+        # Works without credentials; optional ones (REST's reply callback) are shown if set.
+        fields: dict[str, Any] = {"widget_key": row.widget_key} if channel.name == "web" else {}
+        shown, hidden = split_fields(section, PUBLIC.get(channel.section, frozenset()))
+        return ChannelOut(name=channel.name, label=channel.label, needs_credentials=False,
+                          configured=True, problems=_problems(channel, credentials),
+                          fields={**fields, **shown}, secret_fields=hidden)
     shown, hidden = split_fields(section, PUBLIC.get(channel.section, frozenset()))
     problems = _problems(channel, credentials) if section else []
     return ChannelOut(name=channel.name, label=channel.label, needs_credentials=True,
@@ -253,7 +257,7 @@ async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
     if the channel's own check accepts the result; 422 with the problems otherwise. For the
     order backend see PUT /channels/order_backend."""
     channel = _known(call.path["name"])
-    if channel.check_credentials is None:
+    if channel.check_credentials is None and channel.optional_credentials is None:
         raise Unprocessable(f"the {channel.label} channel needs no credentials")
     body = call.body
     async with call.ctx.sessions() as session:
@@ -315,7 +319,7 @@ async def delete_channel(call: Call[None, None]) -> ChannelOut:
     if name == ORDER_BACKEND:
         raise Unprocessable("switch the order backend instead: PUT /channels/order_backend")
     channel = _known(name)
-    if channel.check_credentials is None:
+    if channel.check_credentials is None and channel.optional_credentials is None:
         raise Unprocessable(f"the {channel.label} channel has no credentials")
     async with call.ctx.sessions() as session:
         row = await _tenant(session, call.shop)

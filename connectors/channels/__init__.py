@@ -14,7 +14,6 @@ from typing import Any
 
 from connectors.channels import email, meta, rest, twilio, web
 from connectors.channels.contract import Channel
-from connectors.channels.rest import credentials as rest_credentials
 
 CHANNELS: tuple[Channel, ...] = (rest.CHANNEL, web.CHANNEL, twilio.CHANNEL, meta.CHANNEL,
                                  email.CHANNEL)
@@ -22,16 +21,12 @@ BY_NAME: Mapping[str, Channel] = {channel.name: channel for channel in CHANNELS}
 
 
 def credentials_problems(credentials: Mapping[str, Any]) -> list[str]:
-    """What is wrong with the channel sections present in a shop's credentials ([] if none).
-    REST needs none, but a `rest` section (its reply callback) is checked when present."""
-    problems = [problem for channel in CHANNELS
-                if channel.check_credentials is not None and channel.section in credentials
-                for problem in channel.problems(credentials)]
-    section = credentials.get(rest_credentials.SECTION)
-    if section is not None:
-        problems += (rest_credentials.check(section) if isinstance(section, Mapping)
-                     else ["rest must be an object"])
-    return problems
+    """What is wrong with the channel sections present in a shop's credentials ([] if none);
+    optional ones (REST's reply callback) are checked when present."""
+    return [problem for channel in CHANNELS
+            if (channel.check_credentials or channel.optional_credentials) is not None
+            and channel.section in credentials
+            for problem in channel.problems(credentials)]
 
 
 __all__ = ["BY_NAME", "CHANNELS", "Channel", "credentials_problems"]

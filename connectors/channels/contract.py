@@ -62,6 +62,9 @@ class Channel:
     routes: Callable[[Channel], Blueprint]  # its routes, relative to `url_prefix`
     sender: SenderFactory | None = None  # None: answered within the request (rest, web)
     check_credentials: CredentialsCheck | None = None  # None: needs no credentials
+    # Credentials a channel works without but a shop may set (REST's reply callback):
+    # checked only when the shop's section is there.
+    optional_credentials: CredentialsCheck | None = None
     # Names the world already knows the channel by: shops configured these URLs at the
     # provider and stored these credentials sections before the registry existed.
     url_segment: str | None = None
@@ -95,7 +98,11 @@ class Channel:
         """What is wrong with a shop's credentials for this channel ([] when usable)."""
         section = credentials.get(self.section)
         if self.check_credentials is None:
-            return []
+            if self.optional_credentials is None or section is None:
+                return []
+            if not isinstance(section, Mapping):
+                return [f"{self.section} must be an object"]
+            return self.optional_credentials(section)
         if not isinstance(section, Mapping) or not section:
             return [f"{self.section} is missing"]
         return self.check_credentials(section)

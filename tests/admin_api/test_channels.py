@@ -171,3 +171,23 @@ async def test_only_owners_and_never_another_shops_credentials(admin: Admin) -> 
     _, ours = await admin.call("GET", "/channels/twilio")
     assert ours["configured"] is False and ours["fields"] == {}
     assert (await stored(admin, admin.other.id))["twilio"] == TWILIO
+
+
+async def test_an_owner_sets_where_agents_replies_to_rest_visitors_go(admin: Admin) -> None:
+    """REST needs no credentials, but a shop may push agents' later replies to its server:
+    the callback URL is shown, the signing secret never; removing it goes back to polling."""
+    secret = "whsec-" + SECRETS[0]
+    status, answer = await admin.call("PUT", "/channels/rest", json={"credentials": {
+        "callback_url": "https://shop.example/switchboard", "signing_secret": "short"}})
+    assert status == 422
+    assert answer["detail"] == ["rest.signing_secret must have at least 16 characters"]
+    status, answer = await admin.call("PUT", "/channels/rest", json={"credentials": {
+        "callback_url": "https://shop.example/switchboard", "signing_secret": secret}})
+    assert status == 200, answer
+    assert answer["fields"] == {"callback_url": "https://shop.example/switchboard"}
+    assert answer["secret_fields"] == ["signing_secret"] and answer["configured"] is True
+    _, listed = await admin.call("GET", "/channels")
+    assert secret not in json.dumps(listed)
+    assert (await stored(admin))["rest"]["signing_secret"] == secret
+    status, answer = await admin.call("DELETE", "/channels/rest")
+    assert status == 200 and answer["fields"] == {} and "rest" not in await stored(admin)

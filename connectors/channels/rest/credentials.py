@@ -5,9 +5,9 @@ to ride on. A shop that wants those pushed sets `callback_url` (https, or http f
 its own network) and `signing_secret` (at least 16 characters; the gateway signs each callback
 with it: connectors/channels/rest/callbacks.py). Without the section, replies wait for the shop
 to poll `GET /channels/<shop>/rest/messages`. The REST channel itself needs no credentials (its
-requests carry the shop's API key), so the registry entry keeps `check_credentials` unset and
-the registry's check (connectors/channels/__init__.py) applies this one when the section is
-there.
+requests carry the shop's API key), so its registry entry names this check as
+`optional_credentials`: applied when the section is there (the tenants CLI, the admin API's
+PUT /channels/rest).
 """
 
 from __future__ import annotations
