@@ -149,7 +149,9 @@ async def test_a_shops_unknown_model_leaves_the_other_shop_on_claude(
     # The 404 opened the broken shop's circuit at once; the other shop never noticed.
     assert len(calls(fake, model=BAD_MODEL)) == 1
     assert len(calls(fake, model=GOOD_MODEL)) == 3
-    refused = [r for r in caplog.records if r.levelno == logging.ERROR]
+    # Ours only: an asyncio error about a client another test left open may land here too.
+    refused = [r for r in caplog.records
+               if r.levelno == logging.ERROR and r.name.startswith("knowledge.")]
     assert [(r.getMessage(), r.__dict__["tenant_id"], r.__dict__["model"], r.__dict__["status"])
             for r in refused] == [("llm refused the shop's model: check its llm_model setting",
                                    broken.id, BAD_MODEL, 404)]
