@@ -41,6 +41,7 @@ from admin_api.api import API, PREFIX
 from admin_api.app import TITLE, VERSION
 from admin_api.auth import COOKIE, CSRF_HEADER
 from admin_api.tables import AdminSessionRow, AuditRow, InviteRow, MembershipRow, UserRow
+from admin_api.webhook_tables import WebhookRow
 from core.db import Base, utcnow
 from core.sender_ids import sender_id
 from tenants.api_keys import issue_key, list_keys, revoke_key
@@ -296,8 +297,13 @@ async def seed_other_shop(admin: Admin) -> OtherShop:
                 text=text, created_at=now, handled_at=now,
                 **({"intent": "order_status", "confidence": 0.9, "outcome": "flow"}
                    if direction == "in" else {})))
+        webhook = WebhookRow(tenant_id=shop, url=f"https://{marker}.example/hooks",
+                             events=["handoff.requested"], secret_sealed=b"sealed",
+                             created_by="test", created_at=now)
+        session.add(webhook)
         await session.flush()
         ids = {"/responses": "utter_greet", "/knowledge/documents": str(document.id),
+               "/webhooks": str(webhook.id),
                "/jobs": job_id, "/users": user_id, "/invites": str(invite.id),
                "/audit": str(audit.id), "/conversations": visitor, "/channels": "rest"}
         await session.commit()
