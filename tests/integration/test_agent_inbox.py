@@ -8,9 +8,10 @@ and replies in the page, and the reply reaches the visitor through that channel'
 own wire format; the visitor answers, no bot message goes out while the agent owns the thread,
 and the page shows the answer live; the agent resolves, the satisfaction question reaches the
 visitor, their "5" is recorded, and the bot answers the next message itself. The same story
-once more with the visitor in Chromium too, using the chat bubble on a shop's page. Also: two agents claiming at once (exactly one wins,
-the other is told who); a second gateway process taking the visitor's messages lets no bot
-message out either; an agent of another shop sees neither the thread nor its live events.
+once more with the visitor in Chromium too, using the chat bubble on a shop's page. Also:
+two agents claiming at once (exactly one wins, the other is told who); a second gateway process
+taking the visitor's messages lets no bot message out either; an agent of another shop sees
+neither the thread nor its live events.
 
 Visitors are the providers' own webhooks, signed (devtools/simulate.py); replies go to the
 local fakes of Twilio's and Meta's APIs and to a real SMTP server. The agent is the demo
