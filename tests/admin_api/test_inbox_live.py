@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from sanic_testing.testing import SanicASGITestClient  # type: ignore[import-untyped]  # no py.typed
 
 from admin_api.app import create_app
 from admin_api.live import LiveHub
@@ -34,6 +33,7 @@ from tenants.hours import DAYS
 from tenants.models import TenantRow
 from tests.admin_api.conftest import Admin, admin_settings, api_call
 from tests.integration.mailbox import Mailbox
+from tests.sanic_client import RunningAppClient, stop_app
 
 pytestmark = pytest.mark.asyncio
 PHONE = "+15550007777"
@@ -130,7 +130,10 @@ async def test_with_redis_events_published_anywhere_reach_the_stream(
     # Another replica of the admin service, configured with Redis, on the same database.
     app = create_app(admin_settings(tmp_path, admin.database_url, REDIS_URL=redis_url),
                      name=f"admin-redis-{uuid.uuid4().hex[:8]}")
-    replica = replace(admin, app=app, client=SanicASGITestClient(app))
+    # Started once for the whole test (tests/sanic_client.py): a plain test client would start
+    # the app around each request, and two start-ups ran two Redis relays, so the event came
+    # twice now and then.
+    replica = replace(admin, app=app, client=RunningAppClient(app))
     hub = await started(replica)
     publisher_redis = Redis.from_url(redis_url)
     try:
@@ -150,6 +153,7 @@ async def test_with_redis_events_published_anywhere_reach_the_stream(
         assert json.loads(data)["assignee"] == {"id": "u1", "name": "Sam"}
     finally:
         await publisher_redis.aclose()
+        await stop_app(app)
 
 
 def free_port() -> int:
