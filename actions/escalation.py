@@ -1,4 +1,4 @@
-"""When the bot offers a person on its own: after misunderstanding the visitor twice in a row.
+"""When the bot brings in a person on its own: after misunderstanding the visitor twice in a row.
 
 A turn is misunderstood when the bot could not make sense of it: NLU fell back
 (`nlu_fallback`) and the knowledge route could not answer either, the knowledge route could
@@ -8,11 +8,12 @@ with confidence), or the policies fell back (`action_fallback`). The count lives
 and the two actions that handle a possibly misunderstood turn set it from the count *before*
 this turn (`count_this_turn`), because that mapping already ran when they are called.
 
-On the second misunderstood turn in a row the bot offers a person (`utter_offer_person_
-misunderstood`, setting `handoff_offered`), and "yes" reaches the team through the same rule as
-every other offer (data/rules/handoff.yml). It offers rather than hands off: the visitor may
-just be trying the bot out, a handoff silences the bot until an agent resolves it (outside
-opening hours for hours), and saying yes costs one tap or one word on every channel.
+On the second misunderstood turn in a row the bot apologises (`utter_handing_over_
+misunderstood`) and hands the conversation to a person at once: the action returns
+`FollowupAction("action_handoff")`, which Rasa runs next whatever the rules or an active form
+would predict (also after action_fallback's rewind, which no rule could see). A third guess
+would only try the visitor's patience; the handoff queues the thread for the agents' inbox,
+says the wait or when the team is back, and pauses the bot (actions/handoff.py).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 MISUNDERSTOOD: Final = "misunderstood_turns"
 UNANSWERED: Final = "unanswered_question"
-OFFER_AFTER: Final = 2  # misunderstood turns in a row before the bot offers a person
-OFFER_RESPONSE: Final = "utter_offer_person_misunderstood"
+HANDOFF_AFTER: Final = 2  # misunderstood turns in a row before a person takes over
+HANDOFF_RESPONSE: Final = "utter_handing_over_misunderstood"
+HANDOFF_ACTION: Final = "action_handoff"
 OFFER_ANSWERS: Final = frozenset({"affirm", "deny"})
 # Slots about the last turns only: not carried into a new session (actions/session.py).
 TURN_SLOTS: Final = (MISUNDERSTOOD, UNANSWERED)
@@ -64,13 +66,15 @@ def count_this_turn(tracker: Tracker) -> int:
 
 def misunderstood(tracker: Tracker, dispatcher: CollectingDispatcher,
                   response: str, **message: Any) -> list[EventType]:
-    """This turn was not understood: say `response`, or on the second such turn in a row
-    offer a person instead; either with `message`'s extras (the knowledge route's
-    custom.knowledge, which analytics read). The caller sets `handoff_offered`."""
+    """This turn was not understood: say `response` (the caller sets `handoff_offered`), or on
+    the second such turn in a row apologise and hand over to a person; either with `message`'s
+    extras (the knowledge route's custom.knowledge, which analytics read)."""
     count = count_this_turn(tracker)
-    said = OFFER_RESPONSE if count >= OFFER_AFTER else response
-    dispatcher.utter_message(response=said, **message)
-    return [SlotSet(MISUNDERSTOOD, float(count))]
+    if count < HANDOFF_AFTER:
+        dispatcher.utter_message(response=response, **message)
+        return [SlotSet(MISUNDERSTOOD, float(count))]
+    dispatcher.utter_message(response=HANDOFF_RESPONSE, **message)
+    return [SlotSet(MISUNDERSTOOD, float(count)), FollowupAction(HANDOFF_ACTION)]
 
 
 def understood() -> list[EventType]:
@@ -91,9 +95,10 @@ def answers_the_offer(tracker: Tracker) -> bool:
     return intent in OFFER_ANSWERS and bool(tracker.get_slot("handoff_offered"))
 
 
-def offered_after_misunderstanding(tracker: Tracker) -> bool:
-    """Whether the offer this turn answers came from being misunderstood twice in a row."""
+def misunderstood_twice(tracker: Tracker) -> bool:
+    """Whether this turn is the second misunderstood one in a row (the handoff it led to runs
+    in the same turn, after the action that counted it)."""
     try:
-        return float(slot_before_turn(tracker, MISUNDERSTOOD, 0) or 0) >= OFFER_AFTER
+        return float(tracker.get_slot(MISUNDERSTOOD) or 0) >= HANDOFF_AFTER
     except (TypeError, ValueError):
         return False

@@ -11,8 +11,8 @@ hours, that a person answers here later (actions/waiting.py), and returns
 `ConversationPaused`: from then on Rasa records the visitor's messages and predicts nothing
 until an agent resolves the handoff (the gateway also checks `human_owner` before sending).
 
-Why the handoff happened (`reason`): "misunderstood" (yes to the offer after two
-misunderstood turns, actions/escalation.py), "knowledge_abstained" (right after a question the
+Why the handoff happened (`reason`): "misunderstood" (the second misunderstood turn in a row
+handed over at once, actions/escalation.py), "knowledge_abstained" (right after a question the
 knowledge route could not answer), "verification_failed" (after failed identity checks),
 else "visitor_asked".
 """
@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import ConversationPaused, EventType, SlotSet
+from rasa_sdk.events import ActiveLoop, ConversationPaused, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -90,7 +90,7 @@ def summary_of(tracker: Tracker) -> dict[str, Any]:
 
 
 def reason_of(tracker: Tracker, summary: dict[str, Any]) -> str:
-    if tracker.get_slot("handoff_offered") and escalation.offered_after_misunderstanding(tracker):
+    if escalation.misunderstood_twice(tracker):
         return "misunderstood"
     if summary.get("question"):
         return "knowledge_abstained"
@@ -143,7 +143,12 @@ class ActionHandoff(Action):
         # Failed verifications are not forgotten: a person taking over is no reason to give
         # whoever is guessing a fresh set of tries (the counts across senders live in
         # actions/attempts.py and a handoff does not touch them either).
-        return [SlotSet("handoff_requested", True), SlotSet("handoff_offered", False),
+        # A form still asking (the handoff came straight from a misunderstood turn, not through
+        # a rule that deactivated it) must not take the visitor's first words after the agent
+        # hands back as its answer.
+        stop_form: list[EventType] = ([ActiveLoop(None), SlotSet("requested_slot", None)]
+                                      if tracker.active_loop.get("name") else [])
+        return [*stop_form, SlotSet("handoff_requested", True), SlotSet("handoff_offered", False),
                 SlotSet(escalation.MISUNDERSTOOD, 0.0), SlotSet(escalation.UNANSWERED, None),
                 ConversationPaused()]
 

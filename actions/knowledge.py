@@ -5,7 +5,7 @@ retrieved passages, or without an LLM the sentences of the best passage that ans
 product in words for a catalogue row). When the documents do not cover the question the bot
 says so and offers a person (`handoff_offered`), so "yes" next turn reaches a human; the
 question stays in `unanswered_question` for the agent's summary. A second turn in a row it
-cannot answer offers the person in so many words (actions/escalation.py).
+cannot answer hands over to a person at once (actions/escalation.py).
 
 Sources travel in the message's `custom` payload, which Rasa passes to the channel and the
 gateway stores with the bot's message; so do the products an answer was drawn from

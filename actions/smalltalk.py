@@ -51,8 +51,8 @@ class ActionCancelFlow(Action):
 class ActionFallback(Action):
     """Where every turn the bot cannot classify with confidence ends up.
 
-    It says so honestly and offers a person (the second misunderstood turn in a row, in so
-    many words: actions/escalation.py).
+    It says so honestly and offers a person; the second misunderstood turn in a row hands
+    over to one at once (actions/escalation.py).
     """
 
     def name(self) -> str:

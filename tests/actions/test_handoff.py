@@ -1,6 +1,6 @@
 """A person takes over: action_handoff queues the conversation with what the bot knows, tells
 the agents' pages at once, tells the visitor the wait (or, outside opening hours, when the team
-is back) in the shop's words, and pauses the bot; the bot offers a person by itself after
+is back) in the shop's words, and pauses the bot; the bot hands over by itself after
 misunderstanding the visitor twice in a row. On SQLite (live events on the admin service's
 in-process bus) and on PostgreSQL with Redis (live events over Redis pub/sub)."""
 
@@ -89,6 +89,11 @@ def knowledge_turn(intent: str, text: str, count: float, answered: bool = False)
 def paused(result: list[dict[str, Any]]) -> bool:
     """ConversationPaused is among the events: Rasa predicts nothing until it is resumed."""
     return any(e.get("event") == "pause" for e in result)
+
+
+def followed_by(result: list[dict[str, Any]]) -> str | None:
+    """The action Rasa runs next whatever its policies predict (FollowupAction), if any."""
+    return next((e["name"] for e in result if e.get("event") == "followup"), None)
 
 
 def events_of(result: list[dict[str, Any]]) -> dict[str, Any]:
@@ -303,7 +308,7 @@ async def test_the_wait_is_the_median_of_the_shops_last_taken_handoffs(
 # -- misunderstood twice in a row -------------------------------------------------------------
 
 @pytest.mark.asyncio
-async def test_the_second_fallback_in_a_row_offers_a_person_and_yes_hands_off(
+async def test_the_second_fallback_in_a_row_hands_over_to_a_person(
         action_runtime: Runtime, live_events: LiveEvents) -> None:
     user = uuid.uuid4().hex[:12]
     first = conversation(("greet", "hi", [ran("action_greet")]),
@@ -311,28 +316,32 @@ async def test_the_second_fallback_in_a_row_offers_a_person_and_yes_hands_off(
     result, _, responses = await run(ActionFallback(), first)
     assert responses == ["utter_cannot_answer_yet"]
     assert result[0]["event"] == "rewind" and events_of(result)["misunderstood_turns"] == 1.0
+    assert not followed_by(result)
 
     fallback = [ran("action_fallback"), {"event": "bot", "text": "Sorry"}, *result]
     second_turn = conversation(("greet", "hi", [ran("action_greet")]),
                                ("affirm", "okey dokey then", fallback),
                                ("deny", "nah the other", []), user=user)
     result, said, responses = await run(ActionFallback(), second_turn)
-    assert responses == ["utter_offer_person_misunderstood"]
-    assert said.startswith("Sorry, I'm not getting this right.")
-    assert events_of(result) == {"misunderstood_turns": 2.0, "handoff_offered": True}
+    assert responses == ["utter_handing_over_misunderstood"]
+    assert said.startswith("Sorry, I'm not getting this right")
+    assert events_of(result)["misunderstood_turns"] == 2.0
+    assert followed_by(result) == "action_handoff"  # at once, whatever the rules would say
 
+    # Rasa runs the handoff next, on the tracker with those events applied.
     fallback2 = [ran("action_fallback"), {"event": "bot", "text": "Sorry"}, *result]
-    yes = conversation(("greet", "hi", [ran("action_greet")]),
-                       ("affirm", "okey dokey then", fallback),
-                       ("deny", "nah the other", fallback2),
-                       ("affirm", "yes", []), user=user)
-    result, _, _ = await run(ActionHandoff(), yes)
-    [row] = await handoffs_of(action_runtime, yes.sender_id)
-    assert row.reason == "misunderstood" and paused(result)
+    handing_over = conversation(("greet", "hi", [ran("action_greet")]),
+                                ("affirm", "okey dokey then", fallback),
+                                ("deny", "nah the other", fallback2), user=user)
+    result, said, _ = await run(ActionHandoff(), handing_over)
+    [row] = await handoffs_of(action_runtime, handing_over.sender_id)
+    assert row.reason == "misunderstood" and row.status == "queued" and paused(result)
+    assert "person from our team" in said
+    assert events_of(result)["misunderstood_turns"] == 0.0  # counting starts over afterwards
 
 
 @pytest.mark.asyncio
-async def test_not_answered_twice_in_a_row_offers_a_person_an_answer_starts_over(
+async def test_not_answered_twice_in_a_row_hands_over_an_answer_starts_over(
         action_runtime: Runtime) -> None:
     # No shop behind this conversation: the knowledge route cannot answer anything.
     once = conversation(("nlu_fallback", "the thing with the bit", []), sender="nobody")
@@ -340,12 +349,14 @@ async def test_not_answered_twice_in_a_row_offers_a_person_an_answer_starts_over
     assert responses == ["utter_knowledge_not_found"]
     assert events_of(result) == {"misunderstood_turns": 1.0, "handoff_offered": True,
                                  "unanswered_question": "the thing with the bit"}
+    assert not followed_by(result)
 
     twice = conversation(knowledge_turn("nlu_fallback", "the thing with the bit", 1.0),
                          ("out_of_scope", "blorp", []), sender="nobody")
     result, _, responses = await run(ActionAnswerFromKnowledge(), twice)
-    assert responses == ["utter_offer_person_misunderstood"]
+    assert responses == ["utter_handing_over_misunderstood"]
     assert events_of(result)["misunderstood_turns"] == 2.0
+    assert followed_by(result) == "action_handoff"
 
     # An understood turn in between (the greeting's mapping reset the count) starts over.
     apart = conversation(knowledge_turn("nlu_fallback", "the thing with the bit", 1.0),
@@ -353,7 +364,25 @@ async def test_not_answered_twice_in_a_row_offers_a_person_an_answer_starts_over
                          ("out_of_scope", "blorp", []), sender="nobody")
     result, _, responses = await run(ActionAnswerFromKnowledge(), apart)
     assert responses == ["utter_knowledge_not_found"]
-    assert events_of(result)["misunderstood_turns"] == 1.0
+    assert events_of(result)["misunderstood_turns"] == 1.0 and not followed_by(result)
+
+
+@pytest.mark.asyncio
+async def test_a_handoff_while_a_form_asks_stops_the_form(action_runtime: Runtime) -> None:
+    # Misunderstood twice while the bot asked for the order number: no rule deactivated the
+    # form on the way to the handoff, so the handoff does, or the visitor's first words after
+    # the agent hands back would be taken as the order number.
+    asking = [ran("order_status_form"), slot("requested_slot", "order_number")]
+    t = conversation(("check_order_status", "where is my order", asking),
+                     knowledge_turn("nlu_fallback", "hmm the thing", 1.0),
+                     knowledge_turn("out_of_scope", "blorp", 2.0),
+                     active_loop="order_status_form")
+    result, _, _ = await run(ActionHandoff(), t)
+    assert [e["name"] for e in result if e["event"] == "active_loop"] == [None]
+    assert events_of(result)["requested_slot"] is None and paused(result)
+    # Without a form there is nothing to stop.
+    result, _, _ = await run(ActionHandoff(), conversation(("human_handoff", "a person", [])))
+    assert not [e for e in result if e["event"] == "active_loop"]
 
 
 @pytest.mark.asyncio

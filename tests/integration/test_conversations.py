@@ -86,18 +86,29 @@ def test_handoff_is_acknowledged_and_the_bot_steps_aside(visitor: Visitor) -> No
     assert visitor.say("where is my order?") == ""
 
 
-def test_misunderstood_twice_in_a_row_the_bot_offers_a_person_and_yes_queues_it(
-        stack: Stack, visitor: Visitor) -> None:
+def test_misunderstood_twice_in_a_row_a_person_takes_over(stack: Stack, visitor: Visitor) -> None:
     assert "don't know" in visitor.say("asdfghjkl")  # the knowledge route offers a person
-    offer = visitor.say("blah blah")
-    assert "not getting this right" in offer
-    assert [b["payload"] for b in visitor.buttons()] == ["/affirm", "/deny"]
-    assert "person from our team" in visitor.say("yes")
+    handed_over = visitor.say("blah blah")
+    assert "not getting this right" in handed_over and "person from our team" in handed_over
     [(status, reason, summary)] = rows(
         stack, "SELECT status, reason, summary FROM handoff_requests WHERE sender_id LIKE :s",
         s=f"%:rest:{visitor.sender}")
     assert (status, reason) == ("queued", "misunderstood")
     assert "blah blah" in str(summary)  # the question nobody could answer, for the agent
+    assert visitor.say("hello?") == ""  # a person owns the conversation now
+
+
+def test_two_questions_the_bot_cannot_answer_while_a_form_asks_a_person_takes_over(
+        stack: Stack, visitor: Visitor) -> None:
+    # (A word that is no order number is the form's business: it says so and asks again.)
+    assert asks_order_number(visitor.say("where is my order"))
+    assert "don't know" in visitor.say("do you sell replacement straps for the smartwatch?")
+    handed_over = visitor.say("what is the name of your CEO's dog?")
+    assert "not getting this right" in handed_over and "person from our team" in handed_over
+    [(status, reason)] = rows(
+        stack, "SELECT status, reason FROM handoff_requests WHERE sender_id LIKE :s",
+        s=f"%:rest:{visitor.sender}")
+    assert (status, reason) == ("queued", "misunderstood")
 
 
 def test_return_collects_details_and_is_idempotent(visitor: Visitor) -> None:
