@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import redis.asyncio as aioredis
 from sanic import Request, Sanic
@@ -18,6 +19,8 @@ from admin_api.gateway import GatewayClient
 from admin_api.pages import mount as mount_pages
 from admin_api.rasa import RasaTracker
 from admin_api.worker import install as install_worker
+from billing.account import Accounts
+from billing.plans import billing_enabled, pricing
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from tenants.api_keys import ApiKeyVerifier
@@ -73,6 +76,10 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
         inbox = app.ctx.settings  # (tests point these at their fakes)
         app.ctx.gateway = GatewayClient(inbox.gateway_url, inbox.internal_token)
         app.ctx.rasa = RasaTracker(inbox.rasa_url, inbox.rasa_jwt_key)
+        # Shops' plans (billing/): None pricing when billing is off, every shop unlimited.
+        app.ctx.billing = Accounts(app.ctx.sessions,
+                                   pricing(settings) if billing_enabled(settings) else None,
+                                   timedelta(days=settings.billing_grace_days))
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import redis.asyncio as aioredis
@@ -17,6 +18,8 @@ from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing.account import Accounts
+from billing.plans import billing_enabled, pricing
 from connectors import agent_replies, health, metrics
 from connectors.agent_replies import AgentReplies
 from connectors.bounds import limit_bodies
@@ -93,6 +96,10 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
                         senders, public_base_url=settings.public_base_url,
                         send_attempts=settings.send_attempts)
         tenants = TenantResolver(sessions)
+        # Shops' plans (billing/): None pricing when billing is off, every shop unlimited.
+        app.ctx.billing = Accounts(sessions,
+                                   pricing(settings) if billing_enabled(settings) else None,
+                                   timedelta(days=settings.billing_grace_days))
         # Agents' pages hear of visitors' messages, ratings and deliveries: over Redis when
         # configured, else through the admin service's loopback route (core/live.py).
         live = app.ctx.live = publisher(redis, settings.admin_url,

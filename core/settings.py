@@ -98,8 +98,29 @@ def text(raw: str) -> str:
     return raw
 
 
-def directory(raw: str) -> Path:
+def local_path(raw: str) -> Path:
+    """A file or directory on this machine, absolute."""
     return Path(raw).expanduser().resolve()
+
+
+def existing_file(raw: str) -> Path:
+    path = local_path(raw)
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+def prefixed(*prefixes: str) -> Parser:
+    """Comma-separated values (one is usual; several while a key is rotated), each starting
+    with one of `prefixes`: a key pasted into the wrong variable fails at start-up."""
+
+    def parse(raw: str) -> str:
+        values = [v.strip() for v in raw.split(",")]
+        if not all(v.startswith(prefixes) and len(v) > max(map(len, prefixes)) for v in values):
+            raise ValueError(f"expected a value starting with {' or '.join(prefixes)}")
+        return ",".join(values)
+
+    return parse
 
 
 def integer(low: int, high: int | None = None) -> Parser:
@@ -249,7 +270,7 @@ class ProcessSettings:
     (migrations/env.py)."""
 
     var_dir: Path = env_field(
-        "SWITCHBOARD_VAR_DIR", directory, default=ROOT / "var",
+        "SWITCHBOARD_VAR_DIR", local_path, default=ROOT / "var",
         doc="embedded SQLite files, knowledge indexes and derived models; the default /app/var "
             "exists, writable, in the images, and the knowledge volume is mounted under it")
     database_url: str = env_field(
@@ -487,6 +508,29 @@ class Settings(BotSettings):
     upload_max_bytes: int = env_field(
         "UPLOAD_MAX_BYTES", integer(1024), default=20 * 1024 * 1024, used_by=("admin",),
         doc="the largest knowledge file the admin API accepts (bytes)")
+    stripe_api_key: Secret | None = env_field(
+        "STRIPE_API_KEY", prefixed("sk_", "rk_"), secret=True,
+        used_by=("gateway", "admin", "actions"),
+        doc="Stripe's secret key (sk_live_/sk_test_, or a restricted key): billing is on, shops "
+            "without a subscription are on the plans file's default plan and its limits; "
+            "unset: no billing, no plan limits (a deployment that does not charge)")
+    stripe_api_base: str = env_field(
+        "STRIPE_API_BASE", url("http", "https"), default="https://api.stripe.com",
+        used_by=("gateway", "admin"),
+        doc="Stripe's API; tests and `make run` point it at stand-ins (devtools/stripe_sandbox.py)")
+    stripe_webhook_secret: Secret | None = env_field(
+        "STRIPE_WEBHOOK_SECRET", prefixed("whsec_"), secret=True, used_by=("gateway",),
+        doc="the whsec_ signing secret of the webhook endpoint POST /billing/stripe/webhook "
+            "(several, comma-separated, while rotating); unset: the endpoint answers 503")
+    billing_plans: Path = env_field(
+        "BILLING_PLANS", existing_file, default=ROOT / "billing" / "plans.yml",
+        used_by=("gateway", "admin", "actions"),
+        doc="the pricing: a YAML file of plans, their Stripe Prices and limits "
+            "(billing/plans.yml is the format and the development pricing)")
+    billing_grace_days: int = env_field(
+        "BILLING_GRACE_DAYS", integer(0, 90), default=7, used_by=("gateway", "admin", "actions"),
+        doc="days a subscription whose payment failed (past_due) keeps its plan before its "
+            "limits tighten to the default plan's")
     log_message_text: bool = env_field(
         "LOG_MESSAGE_TEXT", boolean, default=False,
         doc="debugging only: log visitors' message texts; off in production (texts hold emails, "

@@ -38,6 +38,7 @@ COPY actions/ actions/
 COPY knowledge/ knowledge/
 COPY connectors/ connectors/
 COPY admin_api/ admin_api/
+COPY billing/ billing/
 COPY migrations/ migrations/
 # The domain's responses: the defaults the admin API lists and its NLG endpoint renders, and
 # the gateway's own texts (tenants/texts.py reads them as YAML; no Rasa in this image).

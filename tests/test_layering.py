@@ -1,6 +1,7 @@
 """The packages' layering (DESIGN.md, Packages): each imports only the floors below it.
 
     core ← tenants ← knowledge ← actions        core ← tenants ← connectors
+    core ← tenants ← knowledge ← billing ← actions, connectors, admin_api
     bot (Rasa's interpreter) ← core.settings, core.logs, core.sqlite and core.metrics only
 
 Nothing in the product imports the development tools, the benchmarks or the tests. A
@@ -17,17 +18,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("core", "tenants", "knowledge", "actions", "connectors", "admin_api", "bot",
-           "migrations")
+PRODUCT = ("core", "tenants", "knowledge", "billing", "actions", "connectors", "admin_api",
+           "bot", "migrations")
 OURS = (*PRODUCT, "devtools", "bench", "tests")
 MAY_IMPORT = {
     "core": set(),
     "tenants": {"core"},
     "knowledge": {"core", "tenants"},
-    "actions": {"core", "tenants", "knowledge"},
-    "connectors": {"core", "tenants"},
-    "admin_api": {"core", "tenants", "knowledge", "actions", "connectors"},
-    "migrations": {"core", "tenants", "knowledge", "actions", "admin_api"},  # all tables
+    "billing": {"core", "tenants", "knowledge"},
+    "actions": {"core", "tenants", "knowledge", "billing"},
+    "connectors": {"core", "tenants", "billing"},
+    "admin_api": {"core", "tenants", "knowledge", "billing", "actions", "connectors"},
+    "migrations": {"core", "tenants", "knowledge", "billing", "actions", "admin_api"},  # tables
     "bot": {"core"},
 }
 

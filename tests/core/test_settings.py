@@ -55,6 +55,11 @@ BAD_VALUES = [
     ("SMTP_URL", "http://mail.example.com"),
     ("COOKIE_SECURE", "maybe"),
     ("UPLOAD_MAX_BYTES", "12"),
+    ("STRIPE_API_KEY", "pk_test_publishable"),
+    ("STRIPE_API_BASE", "api.stripe.com"),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_one,signing-secret"),
+    ("BILLING_PLANS", "/nonexistent/plans.yml"),
+    ("BILLING_GRACE_DAYS", "365"),
 ]
 FREE_TEXT = {"SWITCHBOARD_VAR_DIR", "SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN",
              "ANTHROPIC_API_KEY", "HEALTH_TOKEN", "MAIL_FROM"}
@@ -187,7 +192,8 @@ def test_declarations() -> None:
     assert all(v.doc for v in full), "every variable says what its default means"
     assert {v.name for v in full if v.required} == {"SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN"}
     assert {v.name for v in full if v.secret} == {"SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN",
-                                                  "ANTHROPIC_API_KEY", "HEALTH_TOKEN"}
+                                                  "ANTHROPIC_API_KEY", "HEALTH_TOKEN",
+                                                  "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"}
     assert {v.name for v in full if v.local_default} >= {"DATABASE_URL", "RASA_URL",
                                                          "ACTION_SERVER_URL", "ACTIONS_HOST"}
 
