@@ -27,12 +27,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -46,12 +45,8 @@ from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tests.admin_api.conftest import KEY, admin_settings
 from tests.admin_api.fake_gateway import GatewayFake
-from tests.admin_api.test_pages_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    WAIT_MS,
-    admin_process,
-)
+from tests.admin_api.test_pages_browser import WAIT_MS, admin_process
+from tests.browser import chromium, require_chromium
 from tests.conftest import services
 from tests.databases import database_params, migrated_url
 from tests.fakes.rasa_server import RasaFake
@@ -148,8 +143,7 @@ async def make_agents(sessions: async_sessionmaker) -> tuple[str, handoffs.Agent
 @pytest.fixture(scope="module", params=database_params())
 def inbox(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (make test installs Debian's chromium)")
+    require_chromium()
     root = tmp_path_factory.mktemp("inbox")
     database_url = migrated_url(request.param, root)
     redis_url = services()["redis_url"] if request.param == "postgresql" else None
@@ -165,10 +159,8 @@ def inbox(request: pytest.FixtureRequest,
 @pytest.fixture(scope="module")
 def browser(inbox: Inbox) -> Iterator[Browser]:
     expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

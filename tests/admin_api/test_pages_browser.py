@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from core.conversations import MessageRow
 from core.db import create_engine, session_factory
@@ -41,15 +41,13 @@ from core.settings import async_database_url
 from devtools.bootstrap import DEMO_OWNER_EMAIL, demo_people, env_value
 from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tenants.crypto import CredentialsBox
+from tests.browser import chromium, require_chromium
 from tests.conftest import services
 from tests.databases import database_params, migrated_url
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 OWNER = DEMO_OWNER_EMAIL  # owner@demo.example, what `make run` prints
 WAIT_MS = 10_000
 
@@ -157,8 +155,7 @@ def admin_process(root: Path, database_url: str, redis_url: str | None,
 @pytest.fixture(scope="module", params=database_params())
 def served(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (make test installs Debian's chromium)")
+    require_chromium()
     root = tmp_path_factory.mktemp("pages")
     database_url = migrated_url(request.param, root)
     redis_url = services()["redis_url"] if request.param == "postgresql" else None
@@ -170,10 +167,8 @@ def served(request: pytest.FixtureRequest,
 @pytest.fixture(scope="module")
 def browser(served: Served) -> Iterator[Browser]:
     expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

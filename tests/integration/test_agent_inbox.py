@@ -38,18 +38,19 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from core.sender_ids import sender_id
 from devtools import simulate
 from devtools.bootstrap import DEMO_OWNER_EMAIL, env_value
 from devtools.demo_shop import DEMO_TENANT_ID, DEMO_WIDGET_KEY
+from tests.browser import chromium
 from tests.fakes.graph_server import GraphFake
 from tests.fakes.twilio_server import TwilioFake
 from tests.integration.mailbox import Mailbox
 from tests.integration.stack import Stack
 from tests.integration.test_channels import eventually, mail_body, new_number, rows
-from tests.integration.test_widget_browser import CHROMIUM_ARGS, Widget, serve_page
+from tests.integration.test_widget_browser import Widget, serve_page
 
 pytestmark = pytest.mark.integration
 
@@ -159,10 +160,8 @@ def live(stack: Stack) -> Iterator[LiveStream]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def open_inbox(stack: Stack, browser: Browser) -> tuple[BrowserContext, Page]:

@@ -26,11 +26,11 @@ from playwright.sync_api import (
     Route,
     ViewportSize,
     expect,
-    sync_playwright,
 )
 
 from connectors.channels.web import tokens as visitor_tokens
 from devtools.demo_shop import DEMO_WIDGET_KEY
+from tests.browser import chromium
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.integration.stack import Stack
 
@@ -38,8 +38,6 @@ pytestmark = pytest.mark.integration
 
 DEMO_KEY = DEMO_WIDGET_KEY
 TRACKING = "1Z999AA10123456784"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 JACKET_URL = "https://demo-outfitters.example/products/classic-denim-jacket"
 JACKET_IMAGE = "https://demo-outfitters.example/images/products/classic-denim-jacket.jpg"
 WAIT_MS = 30_000  # one bot turn on a busy machine (the knowledge route loads its index once)
@@ -140,10 +138,8 @@ def serve_page(html: str) -> tuple[ThreadingHTTPServer, str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
