@@ -19,6 +19,7 @@ from sanic.response import HTTPResponse, json
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.account import Accounts
+from billing.conversations import ConversationMeter
 from billing.plans import billing_enabled, pricing
 from connectors import agent_replies, health, metrics
 from connectors.agent_replies import AgentReplies
@@ -105,7 +106,8 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
         live = app.ctx.live = publisher(redis, settings.admin_url,
                                         settings.internal_token.reveal())
         inbox = app.ctx.inbox = Inbox(sessions, connections.rasa, outbox, redis,
-                                      tenants=tenants.get, live=live)
+                                      tenants=tenants.get, live=live,
+                                      meter=ConversationMeter(sessions, app.ctx.billing))
         web_push = app.ctx.web_push = WebPush(redis)
         app.ctx.agent_replies = AgentReplies(
             sessions, tenants.get, outbox, sealed, web_push,

@@ -36,6 +36,13 @@ agents' pages get a live event (`message.visitor`). Whether a person owns it is 
 turn, so the turn that escalates still says the bot's announcement. After an agent resolved and
 the visitor was asked for a rating, a bare 1-5 is their rating (`take_rating`): it is thanked in
 the shop's words (utter_thanks_for_rating) without asking Rasa.
+
+With billing on, every visitor message on every channel asks the conversation meter
+(billing/conversations.py) before Rasa: a conversation that started past the shop's monthly
+limit gets the polite refusal in the shop's words (utter_conversation_limit_reached, with the
+shop's support email; ..._no_contact without one) instead of the bot, for each of its messages.
+The visitor's message is stored as always and the refusal is stored as the bot's reply and
+sent like one; Rasa never hears of it. A conversation a person owns is never refused.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from billing.conversations import ConversationMeter
 from connectors import metrics
 from connectors.agent_replies import agent_delivery
 from connectors.errors import BotUnreachable, GatewayError
@@ -88,6 +96,12 @@ RETRY_AFTER: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0)
 # Said when a visitor's 1-5 answers the satisfaction question (shops may reword it).
 THANKS_RESPONSE = "utter_thanks_for_rating"
 THANKS = "Thank you for your feedback!"
+# Said instead of the bot past the shop's monthly conversation limit (bot/domain/billing.yml;
+# shops may reword both); these words when the shop's texts cannot be read.
+LIMIT_RESPONSE = "utter_conversation_limit_reached"
+LIMIT = "Sorry, we can't start a new chat right now. Please reach {shop} at {contact}."
+LIMIT_NO_CONTACT_RESPONSE = "utter_conversation_limit_reached_no_contact"
+LIMIT_NO_CONTACT = "Sorry, we can't start a new chat right now. Please try again later."
 
 ResolveTenant = Callable[[str], Awaitable[Tenant]]
 
@@ -105,7 +119,8 @@ class Inbox:
                  tenants: ResolveTenant | None = None, limits: Limits | None = None,
                  leases: Leases | None = None,
                  retry_after: Sequence[float] = RETRY_AFTER,
-                 live: Publisher | None = None) -> None:
+                 live: Publisher | None = None,
+                 meter: ConversationMeter | None = None) -> None:
         self._sessions = sessions
         self._rasa = rasa
         self._outbox = outbox
@@ -122,6 +137,7 @@ class Inbox:
         self._tasks = TaskSet()
         self._texts = OverrideCache(sessions, ttl=5.0)
         self._live = live  # agents' live events (core/live.py); None: not published
+        self._meter = meter  # monthly conversation limits (billing); None: no limit
 
     # -- provider messages: acknowledged at once, answered in the background ---------------
     async def accept(self, inbound: InboundMessage) -> bool:
@@ -248,6 +264,9 @@ class Inbox:
             if await self._rated(inbound, claimed.id, origin):
                 return NOTHING_UNDERSTOOD
             for_a_person = await self._human_owns(inbound)
+            if await self._refused(inbound, for_a_person):
+                await self._send_refusal(inbound, claimed.id, origin)
+                return NOTHING_UNDERSTOOD
             # Never the apology where a person answers: they have the message anyway.
             replies, turns = await self._replies(inbound, apologise=last_try and not for_a_person,
                                                  for_a_person=for_a_person)
@@ -337,6 +356,46 @@ class Inbox:
                                 await self._store_replies(inbound, replies, message_pk, []),
                                 origin)
         return True
+
+    # -- past the monthly conversation limit (billing) ---------------------------------------
+    async def _refused(self, inbound: InboundMessage, for_a_person: bool) -> bool:
+        """Whether the message's conversation is past the shop's monthly limit (it is
+        counted here when it starts; a person's conversation is counted, never refused)."""
+        if self._meter is None:
+            return False
+        admission = await self._meter.admit(inbound.tenant.id, inbound.sender_id,
+                                            inbound.channel, person_owns=for_a_person)
+        return admission.refused
+
+    async def _refusal(self, inbound: InboundMessage) -> dict[str, Any]:
+        """The polite refusal in the shop's words, with its contact when it has one."""
+        shop, contact = inbound.tenant.name, inbound.tenant.support_email
+        if contact:
+            return dict(await self._texts.say(
+                inbound.tenant.id, LIMIT_RESPONSE, inbound.channel,
+                LIMIT.format(shop=shop, contact=contact), {"shop": shop, "contact": contact}))
+        return dict(await self._texts.say(inbound.tenant.id, LIMIT_NO_CONTACT_RESPONSE,
+                                          inbound.channel, LIMIT_NO_CONTACT, {"shop": shop}))
+
+    async def _send_refusal(self, inbound: InboundMessage, message_pk: int,
+                            origin: str | None) -> None:
+        """A provider message past the limit: the refusal stored as the bot's reply and sent."""
+        replies = [Reply(question=None, messages=(await self._refusal(inbound),))]
+        await self._outbox.send(inbound.recipient(), replies,
+                                await self._store_replies(inbound, replies, message_pk, []),
+                                origin)
+
+    async def _converse_refused(self, inbound: InboundMessage) -> list[dict[str, Any]] | None:
+        """A REST or widget message past the limit: stored, answered with the refusal."""
+        try:
+            message_pk = await self._store_inbound(inbound, inbound.client_metadata or None)
+        except DuplicateMessage:
+            self._log_duplicate(inbound)
+            return None
+        refusal = [await self._refusal(inbound)]
+        self._tasks.spawn(self._keep_copy(inbound, BotTurn(messages=refusal), utcnow(),
+                                          message_pk, NOTHING_UNDERSTOOD))
+        return refusal
 
     async def _tenant(self, tenant_id: str) -> Tenant:
         if self._tenants is None:
@@ -468,7 +527,10 @@ class Inbox:
             if rated is not None:
                 return rated or None
         if await self._human_owns(inbound):
+            await self._refused(inbound, for_a_person=True)  # counted, never refused
             return await self._converse_for_a_person(inbound)
+        if await self._refused(inbound, for_a_person=False):
+            return await self._converse_refused(inbound)
         stored = self._store_inbound(inbound, inbound.client_metadata or None)
         if inbound.message_id is not None:
             try:

@@ -84,6 +84,9 @@ ARGUMENTS: Mapping[str, frozenset[str]] = {
     "utter_return_order_fully_returned": frozenset({"order_number"}),
     "utter_handoff_requested": frozenset({"wait"}),
     "utter_handoff_requested_closed": frozenset({"opens"}),
+    # Said by the gateway past the monthly conversation limit (connectors/inbox.py).
+    "utter_conversation_limit_reached": frozenset({"shop", "contact"}),
+    "utter_conversation_limit_reached_no_contact": frozenset({"shop"}),
 }
 
 Variant = dict[str, Any]
