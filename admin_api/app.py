@@ -21,6 +21,7 @@ from admin_api.rasa import RasaTracker
 from admin_api.worker import install as install_worker
 from billing.account import Accounts
 from billing.plans import billing_enabled, pricing
+from billing.stripe_api import StripeApi
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from tenants.api_keys import ApiKeyVerifier
@@ -80,11 +81,14 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
         app.ctx.billing = Accounts(app.ctx.sessions,
                                    pricing(settings) if billing_enabled(settings) else None,
                                    timedelta(days=settings.billing_grace_days))
+        app.ctx.stripe = StripeApi.from_settings(settings)  # None when billing is off
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
         await app.ctx.gateway.aclose()
         await app.ctx.rasa.aclose()
+        if app.ctx.stripe is not None:
+            await app.ctx.stripe.aclose()
         if app.ctx.redis is not None:
             await app.ctx.redis.aclose()
         await app.ctx.engine.dispose()

@@ -64,9 +64,15 @@ class TooManyRequests(ApiError):
 
 
 class PaymentRequired(ApiError):
-    """The shop's plan lacks this feature (billing)."""
+    """The shop's plan lacks this feature or its limit is reached (admin_api/plan_limits.py)."""
 
     status = 402
+
+
+class BadGateway(ApiError):
+    """A service we depend on (Stripe) failed or could not be reached."""
+
+    status = 502
 
 
 class Unavailable(ApiError):

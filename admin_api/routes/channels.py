@@ -36,6 +36,7 @@ from sqlalchemy import select
 from admin_api.api import API, Call, Model, Page, PageQuery
 from admin_api.audit import record
 from admin_api.errors import NotFound, Unprocessable
+from admin_api.plan_limits import require_channel
 from admin_api.principal import OWNERS
 from admin_api.routes.settings import BACKEND_FIELDS
 from connectors.channels import BY_NAME, CHANNELS, Channel
@@ -55,6 +56,7 @@ PUBLIC: dict[str, frozenset[str]] = {
     "rest": frozenset({"callback_url"}),
 }
 _BACKENDS = ("demo", *BACKEND_FIELDS)
+SECTIONS = {c.name: c.section for c in CHANNELS}  # what the plan's channel limit counts
 
 
 class ChannelOut(Model):
@@ -251,7 +253,8 @@ def _known(name: str) -> Channel:
 
 
 @API.route("PUT", "/channels/{name}", roles=OWNERS, body=ChannelPut, response=ChannelOut,
-           summary="Set a channel's credentials (checked by the channel's own rules)")
+           summary="Set a channel's credentials (checked by the channel's own rules)",
+           errors=(402,))
 async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
     """Merges the fields sent into the channel's stored credentials and stores them sealed,
     if the channel's own check accepts the result; 422 with the problems otherwise. For the
@@ -268,7 +271,8 @@ async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
         problems = _problems(channel, candidate)
         if problems:
             raise Unprocessable(problems)
-        if changed:
+        if changed:  # one channel more than the plan allows: 402 (a configured one is fine)
+            await require_channel(call, channel.name, credentials, SECTIONS)
             row.credentials_encrypted = call.ctx.box.seal(candidate)
             await session.commit()
         out = _channel_out(channel, candidate, row)

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from admin_api.api import API, Call, Model, Page, PageQuery
 from admin_api.audit import record
 from admin_api.errors import ApiError, NotFound, PayloadTooLarge, Unprocessable
+from admin_api.plan_limits import require_document
 from admin_api.principal import DESIGNERS
 from admin_api.routes.jobs import JobOut
 from admin_api.worker import DELETE, INGEST, REINDEX
@@ -150,6 +151,8 @@ def _uploaded(call: Call[Any, Any]) -> tuple[str, bytes]:
 
 async def _ingest(call: Call[Any, Any], name: str, data: bytes,
                   replaces: KnowledgeDocumentRow | None) -> DocumentJob:
+    if replaces is None:  # a new document past the plan's limit: 402 (a re-upload is fine)
+        await require_document(call, name)
     library = _library(call)
     token = await asyncio.to_thread(library.uploads.stage, call.shop, data)
     job = await _queue(call, INGEST, {"source": name, "upload": token})
@@ -190,7 +193,7 @@ async def read_document(call: Call[None, None]) -> DocumentOut:
 
 
 @API.route("POST", "/knowledge/documents", roles=DESIGNERS, upload=True, response=DocumentJob,
-           status=202, errors=(415,), summary="Upload a document to the knowledge base")
+           status=202, errors=(402, 415), summary="Upload a document to the knowledge base")
 async def upload_document(call: Call[None, None]) -> DocumentJob:
     """Multipart field `file`: Markdown, HTML, PDF, plain text or CSV (FAQ or catalogue). A file
     with the name of an existing document replaces it. Answers at once with the ingestion job."""
@@ -218,7 +221,7 @@ def _markdown_name(title: str) -> str:
 
 
 @API.route("POST", "/knowledge/texts", roles=DESIGNERS, body=NewText, response=DocumentJob,
-           status=202, summary="Add text to the knowledge base")
+           status=202, errors=(402,), summary="Add text to the knowledge base")
 async def add_text(call: Call[NewText, None]) -> DocumentJob:
     """Stored as a Markdown document named after the title (or `name`); the same name again
     replaces it."""

@@ -17,6 +17,7 @@ from admin_api.api import API, Call, Model, Page, PageQuery
 from admin_api.audit import record
 from admin_api.errors import Conflict, NotFound, Unavailable
 from admin_api.mail import MailError, deliver_invitation
+from admin_api.plan_limits import AGENT, require_agent, role_of
 from admin_api.principal import OWNERS
 
 Role = Literal["owner", "designer", "agent"]
@@ -105,10 +106,12 @@ async def list_users(call: Call[None, PageQuery]) -> Page[MemberOut]:
 
 
 @API.route("POST", "/users", roles=OWNERS, body=Invite, response=InvitationOut, status=201,
-           summary="Invite someone to the shop", errors=(409, 503))
+           summary="Invite someone to the shop", errors=(402, 409, 503))
 async def invite_user(call: Call[Invite, None]) -> InvitationOut:
     """Sends a one-time link (7 days) by mail; without SMTP_URL the answer carries it.
     Inviting the same email again replaces the pending invitation; a member already: 409."""
+    if call.body.role == AGENT:  # one agent more than the plan allows: 402
+        await require_agent(call, email=call.body.email)
     try:
         out = await send_invitation(call, call.shop, call.body.email, call.body.role)
     except people.AlreadyMember as exc:
@@ -119,9 +122,13 @@ async def invite_user(call: Call[Invite, None]) -> InvitationOut:
 
 
 @API.route("PATCH", "/users/{user_id}", roles=OWNERS, body=RoleChange, response=MemberOut,
-           summary="Change someone's role", errors=(409,))
+           summary="Change someone's role", errors=(402, 409))
 async def change_role(call: Call[RoleChange, None]) -> MemberOut:
     target = call.path["user_id"]
+    if call.body.role == AGENT and call.ctx.billing.enabled:  # past the plan's limit: 402
+        current = await role_of(call, target)
+        if current is not None:  # unknown: 404 below
+            await require_agent(call, current_roles=(current,))
     try:
         if people.invitation_number(target) is not None:
             invitation, before = await people.change_invitation(

@@ -1,0 +1,261 @@
+"""The shop's billing for its owners: plan, subscription, usage against the plan's limits and
+invoices (GET /billing), the plans on offer (GET /billing/plans), and the Stripe pages that
+change them: Checkout to subscribe (POST /billing/checkout), the customer portal for payment
+methods, cancellation and plan changes (POST /billing/portal). Owners only.
+
+What the page shows comes from our database, kept by Stripe's webhooks (billing/events.py on
+the gateway): a plan bought in Checkout shows here once Stripe's events arrive, not when the
+owner comes back from Checkout. Only the invoices are read from Stripe on each request; when
+Stripe fails the page still answers, with no invoices and `invoices_unavailable`.
+
+An owner whose subscription is active asking for another plan gets the portal's confirmation
+page for that change (flow subscription_update_confirm) instead of a second subscription.
+Stripe down: 502 `{"detail"}`; Stripe refusing the request: 409. Billing off (no
+STRIPE_API_KEY): GET /billing shows the plan "unlimited" without limits, the pages are 409.
+Links back from Stripe open the owner page's billing section (/app/#billing) on
+ADMIN_PUBLIC_URL, or on the origin of the request (as invitations do).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import select
+
+from admin_api.api import API, Call, Model
+from admin_api.audit import record
+from admin_api.errors import ApiError, BadGateway, Conflict, NotFound, Unprocessable
+from admin_api.plan_limits import agent_count, configured_channels, document_count
+from admin_api.principal import OWNERS
+from billing.account import BillingState
+from billing.plans import ACTIVE_STATES, PAST_DUE, Limits, Plan
+from billing.stripe_api import StripeApi, StripeFailure, StripeUnavailable, ensure_customer
+from billing.usage import monthly_usage
+from connectors.channels import CHANNELS
+from core.db import utcnow
+from tenants.crypto import CredentialsError
+from tenants.models import TenantRow
+
+PAGE = "/app/"
+SECTION = "#billing"
+
+
+class LimitsOut(Model):
+    """What the plan allows; null: no limit."""
+
+    conversations_per_month: int | None
+    channels: int | None = Field(description="channels besides the web widget")
+    knowledge_documents: int | None
+    llm_tokens_per_month: int | None
+    own_models: bool = Field(description="designers may train the shop's own models")
+    agents: int | None = Field(description="people with the agent role (owners uncounted)")
+
+    @classmethod
+    def of(cls, limits: Limits) -> LimitsOut:
+        return cls(**limits.as_dict())
+
+
+class UsageOut(Model):
+    month: str = Field(description="the calendar month (UTC) counted, e.g. 2026-11")
+    conversations: int = Field(description="conversations the bot served this month")
+    conversations_refused: int = Field(
+        description="conversations started past the monthly limit (the visitor got a short "
+                    "message with the shop's contact)")
+    llm_answers: int = Field(description="knowledge answers the LLM wrote this month")
+    llm_tokens: int = Field(description="their input and output tokens")
+    channels: int = Field(description="configured channels besides the web widget")
+    knowledge_documents: int
+    agents: int = Field(description="agents, pending invitations as agents included")
+    shop_models: int = Field(description="the shop's own trained models")
+
+
+class InvoiceOut(Model):
+    number: str | None
+    amount: int = Field(description="the total in the currency's smallest unit (cents)")
+    currency: str
+    status: str | None = Field(description="draft, open, paid, uncollectible or void")
+    hosted_invoice_url: str | None
+    created: datetime
+
+
+class BillingOut(Model):
+    enabled: bool = Field(description="false: this deployment does not charge (no limits)")
+    plan: str = Field(description="the plan whose limits bind the shop now")
+    subscribed_plan: str | None = Field(
+        description="the subscription's plan, whatever its state (it differs from `plan` "
+                    "after the grace period of a failed payment, or once cancelled)")
+    status: str = Field(description="Stripe's subscription status (active, trialing, "
+                                    "past_due, canceled, ...) or none")
+    customer_id: str | None
+    period_end: datetime | None
+    cancel_at_period_end: bool = Field(description="cancelled: the plan ends at period_end")
+    grace_ends: datetime | None = Field(
+        description="past_due: when the limits tighten to the free plan's unless paid")
+    usage: UsageOut
+    limits: LimitsOut
+    invoices: list[InvoiceOut] = Field(description="the latest invoices, newest first")
+    invoices_unavailable: bool = Field(description="Stripe could not be asked for them now")
+
+
+class PlanOut(Model):
+    name: str
+    price_id: str | None = Field(description="the Stripe Price; null: free, no checkout")
+    limits: LimitsOut
+    current: bool = Field(description="the subscription's plan (or the default one without)")
+
+
+class CheckoutIn(Model):
+    plan: str = Field(min_length=1, max_length=64, description="a plan of GET /billing/plans")
+
+
+class UrlOut(Model):
+    url: str = Field(description="the Stripe page to open")
+
+
+def _stripe(call: Call[Any, Any]) -> StripeApi:
+    api: StripeApi | None = getattr(call.ctx, "stripe", None)
+    if api is None or not call.ctx.billing.enabled:
+        raise Conflict("billing is not enabled on this deployment (STRIPE_API_KEY is unset)")
+    return api
+
+
+def _back_to(call: Call[Any, Any], query: str = "") -> str:
+    base = call.ctx.settings.admin_public_url or f"{call.request.scheme}://{call.request.host}"
+    return f"{base.rstrip('/')}{PAGE}{query}{SECTION}"
+
+
+def _failed(exc: StripeFailure) -> ApiError:
+    if isinstance(exc, StripeUnavailable):
+        return BadGateway(exc.detail)
+    return Conflict(exc.detail)
+
+
+async def _channel_count(call: Call[Any, Any]) -> int:
+    async with call.ctx.sessions() as session:
+        row = (await session.execute(select(TenantRow).where(TenantRow.id == call.shop))
+               ).scalar_one_or_none()
+    if row is None:
+        raise NotFound("no such shop")
+    try:
+        credentials = call.ctx.box.open(row.credentials_encrypted)
+    except CredentialsError:
+        credentials = {}  # unreadable here: the gateway cannot use them either
+    return len(configured_channels(credentials, {c.name: c.section for c in CHANNELS}))
+
+
+async def _invoices(call: Call[Any, Any], state: BillingState) -> tuple[list[InvoiceOut], bool]:
+    api: StripeApi | None = getattr(call.ctx, "stripe", None)
+    if api is None or state.customer_id is None:
+        return [], False
+    try:
+        found = await api.invoices(state.customer_id)
+    except StripeFailure:
+        return [], True  # the page still answers; billing/stripe_api.py logged why
+    return [InvoiceOut(**invoice.as_dict()) for invoice in found], False
+
+
+@API.route("GET", "/billing", roles=OWNERS, response=BillingOut,
+           summary="The shop's plan, subscription, usage against its limits, and invoices")
+async def get_billing(call: Call[None, None]) -> BillingOut:
+    """Usage counts this calendar month (UTC) for conversations and the LLM; channels,
+    documents and agents as they are now. `limits` are the binding plan's."""
+    state = await call.ctx.billing.state(call.shop)
+    month = await monthly_usage(call.ctx.sessions, call.shop, utcnow())
+    usage = UsageOut(**month.as_dict(), channels=await _channel_count(call),
+                     knowledge_documents=await document_count(call),
+                     agents=await agent_count(call),
+                     shop_models=0)  # designers' training (issue 15) does not exist yet
+    invoices, unavailable = await _invoices(call, state)
+    return BillingOut(enabled=call.ctx.billing.enabled, plan=state.plan.name,
+                      subscribed_plan=state.subscribed_plan, status=state.status,
+                      customer_id=state.customer_id, period_end=state.period_end,
+                      cancel_at_period_end=state.cancel_at_period_end,
+                      grace_ends=state.grace_ends, usage=usage,
+                      limits=LimitsOut.of(state.plan.limits), invoices=invoices,
+                      invoices_unavailable=unavailable)
+
+
+@API.route("GET", "/billing/plans", roles=OWNERS, response=list[PlanOut],
+           summary="The plans on offer with their limits")
+async def list_plans(call: Call[None, None]) -> list[PlanOut]:
+    """Empty when billing is off (nothing is charged or limited)."""
+    pricing = call.ctx.billing.pricing
+    if pricing is None:
+        return []
+    state = await call.ctx.billing.state(call.shop)
+    subscribed = (state.subscribed_plan
+                  if state.status in ACTIVE_STATES or state.status == PAST_DUE
+                  else pricing.default)
+    return [PlanOut(name=plan.name, price_id=plan.price_id, limits=LimitsOut.of(plan.limits),
+                    current=plan.name == subscribed)
+            for plan in pricing.plans.values()]
+
+
+def _plan(call: Call[CheckoutIn, None]) -> Plan:
+    plans = call.ctx.billing.pricing.plans
+    plan: Plan | None = plans.get(call.body.plan)
+    if plan is None:
+        raise Unprocessable(f"no plan called {call.body.plan[:64]!r} (one of: "
+                            f"{', '.join(plans)})")
+    if plan.price_id is None:
+        raise Unprocessable(
+            f"the {plan.name} plan is free and needs no checkout; to leave a paid plan, "
+            "cancel it in the customer portal (POST /api/v1/billing/portal)")
+    return plan
+
+
+@API.route("POST", "/billing/checkout", roles=OWNERS, body=CheckoutIn, response=UrlOut,
+           summary="Subscribe to a plan (Stripe Checkout) or change plan (customer portal)",
+           errors=(409, 502))
+async def start_checkout(call: Call[CheckoutIn, None]) -> UrlOut:
+    """Without an active subscription: a Stripe Checkout page for the plan. With one: the
+    customer portal's page confirming the change to the plan. The plan applies once Stripe's
+    events arrive (GET /billing shows it). A free plan or an unknown one: 422."""
+    api = _stripe(call)
+    plan = _plan(call)
+    state = await call.ctx.billing.state(call.shop)
+    mode = "checkout"
+    try:
+        if state.status in ACTIVE_STATES and state.subscription_id and state.customer_id:
+            if state.subscribed_plan == plan.name:
+                raise Conflict(f"the shop is on the {plan.name} plan already; manage it in "
+                               "the customer portal (POST /api/v1/billing/portal)")
+            mode = "plan_change"
+            url = await api.portal_session(
+                customer_id=state.customer_id, return_url=_back_to(call),
+                subscription_id=state.subscription_id, new_price_id=plan.price_id)
+        elif state.status == PAST_DUE:
+            raise Conflict("a payment failed: update the payment method in the customer "
+                           "portal first (POST /api/v1/billing/portal)")
+        else:
+            customer = await ensure_customer(api, call.ctx.sessions, call.shop)
+            url = await api.checkout_session(
+                plan=plan, customer_id=customer, tenant_id=call.shop,
+                success_url=_back_to(call, "?checkout=done"),
+                cancel_url=_back_to(call, "?checkout=cancelled"))
+    except StripeFailure as exc:
+        raise _failed(exc) from None
+    await record(call, "billing.checkout", target=plan.name,
+                 before={"plan": state.subscribed_plan, "status": state.status},
+                 after={"plan": plan.name, "mode": mode})
+    return UrlOut(url=url)
+
+
+@API.route("POST", "/billing/portal", roles=OWNERS, response=UrlOut,
+           summary="Open the Stripe customer portal (payment methods, cancellation, invoices)",
+           errors=(409, 502))
+async def open_portal(call: Call[None, None]) -> UrlOut:
+    """409 until the shop has a Stripe customer (its first checkout makes one)."""
+    api = _stripe(call)
+    state = await call.ctx.billing.state(call.shop)
+    if state.customer_id is None:
+        raise Conflict("choose a plan first (GET /api/v1/billing/plans, then POST "
+                       "/api/v1/billing/checkout)")
+    try:
+        url = await api.portal_session(customer_id=state.customer_id,
+                                       return_url=_back_to(call))
+    except StripeFailure as exc:
+        raise _failed(exc) from None
+    return UrlOut(url=url)
