@@ -159,10 +159,6 @@ class StripeSandbox(StripeApi):
             self.event("customer.subscription.created", subscription),
             self.event("invoice.paid", invoice)], send)
 
-    def expire_checkout(self, session_id: str) -> None:
-        """The customer cancelled on the checkout page (Stripe sends nothing then)."""
-        self.checkout_sessions[session_id]["status"] = "expired"
-
     def _invoice(self, subscription: Json, *, paid: bool) -> Json:
         now = int(time.time())
         lines = [{"id": new_id("il"), "object": "line_item",

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import pytest
+import pytest_asyncio
 import stripe
 from sanic import Sanic
 
@@ -70,6 +70,7 @@ async def stripe_server(*, webhook_url: str | None = None,
         retry_delays=retry_delays)
     app = Sanic(f"stripe-sandbox-{uuid.uuid4().hex[:8]}", configure_logging=False)
     add_routes(app, sandbox)
+    app.config.TOUCHUP = False  # a second server in one process must not rewrite Sanic again
     server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
                                      access_log=False)
     assert server is not None
@@ -85,7 +86,7 @@ async def stripe_server(*, webhook_url: str | None = None,
         await server.after_stop()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def stripe_fake() -> AsyncIterator[StripeServer]:
     """A running sandbox without a webhook URL (set `fake.sandbox.webhook_url` to send)."""
     async with stripe_server() as fake:
