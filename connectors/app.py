@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from billing.account import Accounts
 from billing.conversations import ConversationMeter
 from billing.plans import billing_enabled, pricing
-from connectors import agent_replies, health, metrics
+from connectors import agent_replies, billing_webhook, health, metrics
 from connectors.agent_replies import AgentReplies
 from connectors.bounds import limit_bodies
 from connectors.channels import CHANNELS
@@ -65,6 +65,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
         app.blueprint(channel.blueprint(), url_prefix=channel.url_prefix)
     app.blueprint(health.blueprint(settings.health_token))
     app.blueprint(agent_replies.routes(settings.internal_token))
+    app.blueprint(billing_webhook.routes(settings))
     answer_errors(app)
     limit_bodies(app)
     metrics.count_webhook_responses(app, {c.segment: c.name for c in CHANNELS})

@@ -11,7 +11,8 @@ What an operator asks of the public edge, each answered by one family:
   number in every gateway, read from the database, so take max, not sum) and leases taken over
   from a gateway that stopped renewing them (`switchboard_gateway_lease_takeovers_total`);
 - provider messages by delivery status (`switchboard_gateway_deliveries_total`);
-- Rasa's failures by kind (`switchboard_gateway_rasa_errors_total`).
+- Rasa's failures by kind (`switchboard_gateway_rasa_errors_total`);
+- Stripe's webhook events by type and outcome (`switchboard_gateway_stripe_events_total`).
 
 Labels come from small sets we define (core/metrics.py `bounded`): channel and provider names,
 statuses, error kinds. Never a sender id, an address, a number or a text.
@@ -68,6 +69,16 @@ RASA_ERRORS = Counter("switchboard_gateway_rasa_errors", "Turns Rasa did not ans
                       "busy (no turn slot in time), status (not 200), timeout, unreachable, "
                       "actions_down (Rasa answered nothing and the action server is down)",
                       ["kind"])
+
+STRIPE_EVENTS = Counter("switchboard_gateway_stripe_events", "Stripe webhook events by type "
+                        "(the handled ones, else other) and outcome: handled, duplicate (a "
+                        "redelivery), unknown_shop, refused (400), failed (503, delivered "
+                        "again), not_configured (503)", ["type", "outcome"])
+
+
+def stripe_event(event_type: str, outcome: str) -> None:
+    """`event_type` already bounded by the caller (billing/events.py HANDLERS, else other)."""
+    STRIPE_EVENTS.labels(event_type, outcome).inc()
 
 
 def channel_label(channel: object) -> str:
