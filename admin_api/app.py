@@ -12,7 +12,7 @@ from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, html, json
 
 import admin_api.routes  # noqa: F401  (declares every route on API)
-from admin_api import auth, live, nlg, notices, retention
+from admin_api import auth, billing_tasks, live, nlg, notices, retention
 from admin_api.api import API
 from admin_api.errors import ApiError
 from admin_api.gateway import GatewayClient
@@ -98,6 +98,7 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
 
     install_worker(app, settings)  # runs queued jobs (knowledge ingestion) off the request path
     retention.install(app)  # hourly: conversations past each shop's retention_days go
+    billing_tasks.install(app)  # billing on: usage to Stripe's meters, limit warnings mailed
     return app
 
 
