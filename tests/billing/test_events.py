@@ -5,6 +5,7 @@ and PostgreSQL when it answers)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -205,6 +206,24 @@ async def test_the_same_event_twice_is_handled_once(billing: Billing) -> None:
     [again] = await billing.events()
     assert again.handled_at == stored.handled_at
     assert (await billing.state()).status == "active"
+
+
+async def test_two_deliveries_at_once_handle_the_event_once(billing: Billing) -> None:
+    event = stripe_event("customer.subscription.created")
+    answers = await asyncio.gather(*(receive(billing.sessions, PRICING, event)
+                                     for _ in range(2)))
+    assert sorted(a.duplicate for a in answers) == [False, True]
+    assert len(await billing.events()) == 1
+
+
+async def test_two_first_events_of_a_shop_at_once_both_apply(billing: Billing) -> None:
+    # Both find no row and create one; the second insert loses and its event is retried.
+    await asyncio.gather(billing.send("checkout.session.completed", created=T0 + 2),
+                         billing.send("customer.subscription.created", created=T0))
+    state = await billing.state()
+    assert (state.plan.name, state.customer_id, state.subscription_id) == (
+        "starter", CUSTOMER, SUBSCRIPTION)
+    assert all(e.handled_at is not None for e in await billing.events())
 
 
 class FailingOnce(Pricing):
