@@ -10,7 +10,9 @@ file (FILE, else var/dev.env, when it exists) holds a REST API key of the demo s
 DEMO_REST_KEY: the one already there while it still verifies, a new one when it does not (a
 fresh database, a revoked key). The same for the admin API: DEMO_OWNER_KEY,
 DEMO_DESIGNER_KEY, DEMO_AGENT_KEY, DEMO_AGENT2_KEY (a second agent), and DEMO_OWNER_PASSWORD
-for owner@demo.example.
+for owner@demo.example. The file also gets the Stripe sandbox's keys when it lacks them
+(STRIPE_API_KEY sk_test_sandbox_..., STRIPE_WEBHOOK_SECRET whsec_...): `make run` bills
+through the sandbox (devtools/stripe_sandbox), which signs its events with that secret.
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ def write_dev_env(path: Path) -> None:
     )
     path.chmod(0o600)
     log.info("development secrets written", extra={"path": str(path)})
+
+
+def stripe_dev_keys(path: Path) -> None:
+    """The Stripe sandbox's API key and webhook secret in the env file at `path`, made once:
+    values already there (a developer's own test-mode keys too) are kept."""
+    made = {"STRIPE_API_KEY": f"sk_test_sandbox_{secrets.token_hex(12)}",
+            "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(24)}"}
+    for name, value in made.items():
+        if not env_value(path, name):
+            set_env_value(path, name, value)
+            log.info("development Stripe key written", extra={"path": str(path),
+                                                              "variable": name})
 
 
 def load_dev_env(path: Path) -> None:
@@ -211,7 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     logs.configure(settings.log_level)
     if args.dev_env:
         write_dev_env(args.dev_env)
-    load_dev_env(args.dev_env or settings.var_dir / "dev.env")
+    env_file = args.dev_env or settings.var_dir / "dev.env"
+    if env_file.exists():  # `make run` made it (--dev-env) before; this adds what it lacks
+        stripe_dev_keys(env_file)
+    load_dev_env(env_file)
     settings = ProcessSettings.from_env()  # the file may have set more than secrets
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.database_url)

@@ -1,13 +1,16 @@
 """Local stand-ins for the providers' sending side, for `make run` (development only).
 
-    python -m devtools.sandbox    # HTTP 127.0.0.1:8025 (Twilio Messages API + WhatsApp
-                                  # Cloud API), SMTP 127.0.0.1:2525
+    python -m devtools.sandbox    # HTTP 127.0.0.1:8025 (Twilio Messages API, WhatsApp
+                                  # Cloud API, Stripe), SMTP 127.0.0.1:2525
                                   # (SANDBOX_HTTP_PORT / SANDBOX_SMTP_PORT move them)
 
 The demo shop's replies on SMS, WhatsApp and email land here instead of the real providers:
 each is appended to var/sandbox/outbox.jsonl (what `python -m devtools.try_channel` reads)
 and logged. Twilio sends get signed "sent" and "delivered" status callbacks, as Twilio does.
-Not for production: it accepts any credentials.
+Stripe's API (/v1/...) and its Checkout and portal pages are devtools/stripe_sandbox: it
+accepts STRIPE_API_KEY from var/dev.env and sends its signed events (STRIPE_WEBHOOK_SECRET) to
+the gateway's POST /billing/stripe/webhook; the Prices are billing/plans.yml's (BILLING_PLANS).
+Not for production: it accepts any Twilio, Meta or SMTP credentials.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from sanic.response import json as json_response
 from twilio.request_validator import RequestValidator
 
 from core import logs
-from core.settings import ProcessSettings
+from core.settings import Settings
 from core.tasks import TaskSet
+from devtools.stripe_sandbox import StripeSandbox, prices_from_plans
+from devtools.stripe_sandbox.app import add_routes
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +51,23 @@ def _append(path: Path, entry: dict[str, Any]) -> None:
     log.info("sandbox received", extra={k: v for k, v in entry.items() if k != "text"})
 
 
-def create_app(outbox: Path) -> Sanic:
-    app = Sanic("switchboard-sandbox", configure_logging=False)
+def stripe_sandbox(settings: Settings) -> StripeSandbox:
+    """Stripe as `make run` configures it: the dev key, the dev pricing's Prices, events to
+    the gateway on this machine (none without STRIPE_WEBHOOK_SECRET)."""
+    secret = settings.stripe_webhook_secret
+    return StripeSandbox(
+        settings.stripe_api_key.reveal() if settings.stripe_api_key else None,
+        prices_from_plans(settings.billing_plans),
+        f"http://127.0.0.1:{settings.sandbox_http_port}",
+        webhook_url=f"http://127.0.0.1:{settings.gateway_port}/billing/stripe/webhook",
+        webhook_secret=secret.reveal().split(",")[0] if secret else None)
+
+
+def create_app(outbox: Path, stripe: StripeSandbox | None = None,
+               name: str = "switchboard-sandbox") -> Sanic:
+    app = Sanic(name, configure_logging=False)
+    if stripe is not None:
+        add_routes(app, stripe)
     callbacks = TaskSet()
 
     async def status_callbacks(url: str, token: str, form: dict[str, str]) -> None:
@@ -108,14 +128,15 @@ class _MailHandler:
 def main() -> None:
     from aiosmtpd.controller import Controller  # a development dependency, like this module
 
-    settings = ProcessSettings.from_env()
+    settings = Settings.from_env()  # honcho loads var/dev.env: the Stripe keys are there
     logs.configure(settings.log_level)
     outbox = outbox_path(settings.var_dir)
     smtp = Controller(_MailHandler(outbox), hostname="127.0.0.1", port=settings.sandbox_smtp_port)
     smtp.start()
     try:
-        create_app(outbox).run(host="127.0.0.1", port=settings.sandbox_http_port,
-                               single_process=True, access_log=False, motd=False)
+        app = create_app(outbox, stripe_sandbox(settings))
+        app.run(host="127.0.0.1", port=settings.sandbox_http_port, single_process=True,
+                access_log=False, motd=False)
     finally:
         smtp.stop()
 
