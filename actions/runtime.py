@@ -12,10 +12,12 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import httpx
 from redis.asyncio import Redis
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from actions.commerce.base import BackendNotConfigured, Order, OrderBackend
@@ -28,6 +30,7 @@ from tenants.crypto import CredentialsBox
 
 if TYPE_CHECKING:
     from actions.attempts import Attempts
+    from billing.account import Accounts
     from knowledge.answers import KnowledgeAnswers
 
 log = logging.getLogger(__name__)
@@ -91,13 +94,35 @@ class Runtime:
                               get_embedder(s.models_dir, s.embed_precision))
         cache = RedisAnswerCache(s.redis_url) if s.redis_url else MemoryAnswerCache()
         llm = (ClaudeAnswerer(s.anthropic_api_key.reveal(), s.anthropic_base_url,
-                              timeout=s.llm_timeout, budget=LlmBudget(self.sessions))
+                              timeout=s.llm_timeout,
+                              budget=LlmBudget(self.sessions, plan_limit=self.plan_tokens))
                if s.anthropic_api_key else None)
         LLM_CONFIGURED.set(1 if llm else 0)
         log.info("knowledge answers ready", extra={
             "mode": "llm" if llm else "extractive (no ANTHROPIC_API_KEY)",
             "cache": "redis" if s.redis_url else "memory"})
         return KnowledgeAnswers(retriever, cache, llm)
+
+    @functools.cached_property
+    def billing(self) -> Accounts:
+        """Shops' plans (billing/); every shop unlimited when billing is off."""
+        from billing.account import Accounts
+        from billing.plans import billing_enabled, pricing
+
+        s = self.settings
+        return Accounts(self.sessions, pricing(s) if billing_enabled(s) else None,
+                        timedelta(days=s.billing_grace_days))
+
+    async def plan_tokens(self, tenant_id: str) -> int | None:
+        """The LLM tokens a month the shop's plan allows (None: no limit, or billing off);
+        knowledge/budget.py takes the smaller of this and the shop's own budget."""
+        if not self.billing.enabled:
+            return None
+        try:
+            return (await self.billing.cached(tenant_id)).plan.limits.llm_tokens_per_month
+        except (SQLAlchemyError, OSError):  # the shop's own budget still applies
+            log.warning("plan's token limit unreadable", extra={"tenant_id": tenant_id})
+            return None
 
     @functools.cached_property
     def live(self) -> Publisher:

@@ -9,6 +9,10 @@ answers it records itself. Between two reads the other processes' spend is not s
 may overshoot its budget by what the other processes spend in one `refresh` window, a small
 price for no query per question. A shop without a budget (None) costs nothing here.
 
+The budget is the smaller of the shop's own setting (llm_monthly_token_budget) and, with
+billing on, its plan's llm_tokens_per_month: `plan_limit` is handed in by the action server
+(actions/runtime.py), as knowledge/ does not import billing.
+
 Once the month's spend reaches the budget, answers are extractive (the no-key mode) until
 the month ends; the first refusal of a month is logged as a warning for each process.
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -45,11 +49,16 @@ def month_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+PlanLimit = Callable[[str], Awaitable[int | None]]  # shop id -> its plan's monthly tokens
+
+
 class LlmBudget:
     def __init__(self, sessions: async_sessionmaker, refresh: float = 60.0,
                  max_tenants: int = 4096, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = utcnow) -> None:
+                 now: Callable[[], datetime] = utcnow,
+                 plan_limit: PlanLimit | None = None) -> None:
         self.sessions = sessions
+        self.plan_limit = plan_limit
         self.refresh = refresh
         self.max_tenants = max_tenants
         self._clock = clock
@@ -58,7 +67,7 @@ class LlmBudget:
 
     async def exhausted(self, tenant: Tenant) -> bool:
         """Has the shop spent its tokens for this month? (False when it has no budget.)"""
-        budget = tenant.llm_monthly_token_budget
+        budget = await self.budget_of(tenant)
         if budget is None:
             return False
         spend = await self._current(tenant.id)
@@ -70,6 +79,14 @@ class LlmBudget:
                         extra={"tenant_id": tenant.id, "budget": budget, "spent": spend.tokens,
                                "month": spend.month.strftime("%Y-%m")})
         return True
+
+    async def budget_of(self, tenant: Tenant) -> int | None:
+        """The shop's monthly tokens: the smaller of its setting and its plan's limit."""
+        limits = [tenant.llm_monthly_token_budget]
+        if self.plan_limit is not None:
+            limits.append(await self.plan_limit(tenant.id))
+        known = [limit for limit in limits if limit is not None]
+        return min(known) if known else None
 
     async def spent(self, tenant_id: str) -> int:
         """Tokens this month as this process knows them (at most `refresh` seconds behind)."""
