@@ -1,10 +1,11 @@
 """The sandbox's Stripe API: the REST wire format stripe-python 16.1 speaks, on objects in memory.
 
 Requests are what the library sends: form-encoded bodies in bracket notation
-(`line_items[0][price]=...`, `payload[value]=1`), `Authorization: Bearer sk_...`,
-`Stripe-Version`, and an `Idempotency-Key` on every POST. Answers are Stripe's: the object as
-JSON, or `{"error": {"type", "message", "param"?, "code"?}}` with Stripe's statuses (401 no or
-wrong key, 404 resource_missing, 400 invalid_request_error / idempotency_error).
+(`line_items[0][price]=...`, `payload[value]=1`), `Authorization: Bearer sk_...` (or curl's
+`-u sk_...:`), `Stripe-Version`, and an `Idempotency-Key` on every POST. Answers are Stripe's:
+the object as JSON, or `{"error": {"type", "message", "param"?, "code"?}}` with Stripe's
+statuses (401 no or wrong key, 404 resource_missing, 400 invalid_request_error /
+idempotency_error).
 
 Idempotency as Stripe keeps it: a POST repeating a key with the same parameters gets the first
 answer again (header `Idempotent-Replayed: true`), with other parameters a 400
@@ -19,6 +20,7 @@ What happens after Checkout (the pages, the events) is in `sandbox.py`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import re
@@ -104,6 +106,19 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
+def api_key_of(authorization: str) -> str:
+    """The key of `Bearer sk_...` (the libraries) or Basic `sk_...:` (curl -u, Stripe's docs)."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme == "Bearer":
+        return value.strip()
+    if scheme == "Basic":
+        try:
+            return base64.b64decode(value.strip()).decode("utf-8").partition(":")[0]
+        except (ValueError, UnicodeDecodeError):
+            return ""
+    return ""
+
+
 def parse_form(pairs: list[tuple[str, str]]) -> Json:
     """Bracket notation into nested dicts; dicts keyed 0..n become lists (`a[0][b]`, `a[]`)."""
     root: Json = {}
@@ -187,8 +202,7 @@ class StripeApi:
                           keep_blank_values=True)
         params = parse_form(pairs)
         key = headers.get("idempotency-key") if method == "POST" else None
-        auth = headers.get("authorization", "")
-        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        token = api_key_of(headers.get("authorization", ""))
         if not token.startswith(("sk_", "rk_")) or (self.api_key and token != self.api_key):
             reply = StripeError(401, "invalid_request_error",
                                 "Invalid API Key provided." if token else

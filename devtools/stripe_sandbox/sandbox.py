@@ -109,7 +109,10 @@ class StripeSandbox(StripeApi):
                 "event": event["id"], "type": event["type"], "status": status,
                 "attempt": attempt})
             if status is not None and 200 <= status < 300:
-                break
+                return status
+        log.warning("stripe sandbox event not delivered", extra={
+            "event": event["id"], "type": event["type"], "status": status,
+            "url": self.webhook_url})
         return status
 
     async def redeliver(self, event_id: str) -> int | None:

@@ -133,8 +133,8 @@ async def test_idempotent_replay_and_a_reused_key_with_other_parameters(
     assert [c.replayed for c in fake.sandbox.calls] == [False, True]
     async with httpx.AsyncClient(base_url=fake.base_url) as http:
         raw = await http.post("/v1/customers", data={"email": "a@shop.example"},
-                              headers={"Authorization": f"Bearer {fake.api_key}",
-                                       "Idempotency-Key": "shop-1-customer"})
+                              auth=(fake.api_key, ""),  # curl -u sk_...: as Stripe's docs do
+                              headers={"Idempotency-Key": "shop-1-customer"})
     assert raw.headers["idempotent-replayed"] == "true" and raw.json()["id"] == first.id
     with pytest.raises(stripe.IdempotencyError):
         await client.v1.customers.create_async({"email": "b@shop.example"},
