@@ -279,7 +279,8 @@ async def _read_live(redis: Any, seen: list[LiveEvent], ready: asyncio.Event) ->
         await pubsub.aclose()
 
 
-async def open_stack(kind: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def open_stack(kind: str, tmp_path: Path,
+                     extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
     url = migrated_url(kind, tmp_path)
     redis_url = services()["redis_url"] if kind == "postgresql" else None
     handler = KeepingSmtp()
@@ -304,6 +305,7 @@ async def open_stack(kind: str, tmp_path: Path) -> AsyncIterator[Stack]:
                    "SEND_ATTEMPTS": "2"}
             if redis_url:
                 env["REDIS_URL"] = redis_url
+            env.update(extra_env or {})  # billing on: tests/connectors/test_conversation_limit.py
             settings = Settings.from_env(env)
             gateways = [await _start(settings), await _start(settings)]
             redis, reader, seen = None, None, list[LiveEvent]()
