@@ -110,13 +110,14 @@ async def agent_count(call: Call[Any, Any], besides_email: str | None = None) ->
 
 # --- checks ---------------------------------------------------------------------------------
 
-async def require_channel(call: Call[Any, Any], channel: str, credentials: Mapping[str, Any],
-                          sections: Mapping[str, str]) -> None:
-    """Before storing `channel`'s credentials: 402 when it would be one channel too many."""
+def require_channel(plan: Plan | None, channel: str, credentials: Mapping[str, Any],
+                    sections: Mapping[str, str]) -> None:
+    """Before storing `channel`'s credentials: 402 when it would be one channel too many for
+    `plan` (`binding_plan`, read before the caller's own session: one SQLite connection)."""
     configured = configured_channels(credentials, sections)
     if channel in FREE_CHANNELS or channel in configured:
         return
-    _check(await binding_plan(call), "channels", len(configured))
+    _check(plan, "channels", len(configured))
 
 
 async def require_document(call: Call[Any, Any], name: str) -> None:

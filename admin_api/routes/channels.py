@@ -36,7 +36,7 @@ from sqlalchemy import select
 from admin_api.api import API, Call, Model, Page, PageQuery
 from admin_api.audit import record
 from admin_api.errors import NotFound, Unprocessable
-from admin_api.plan_limits import require_channel
+from admin_api.plan_limits import binding_plan, require_channel
 from admin_api.principal import OWNERS
 from admin_api.routes.settings import BACKEND_FIELDS
 from connectors.channels import BY_NAME, CHANNELS, Channel
@@ -263,6 +263,7 @@ async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
     if channel.check_credentials is None and channel.optional_credentials is None:
         raise Unprocessable(f"the {channel.label} channel needs no credentials")
     body = call.body
+    plan = await binding_plan(call)
     async with call.ctx.sessions() as session:
         row = await _tenant(session, call.shop)
         credentials = _opened(call, row)
@@ -272,7 +273,7 @@ async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
         if problems:
             raise Unprocessable(problems)
         if changed:  # one channel more than the plan allows: 402 (a configured one is fine)
-            await require_channel(call, channel.name, credentials, SECTIONS)
+            require_channel(plan, channel.name, credentials, SECTIONS)
             row.credentials_encrypted = call.ctx.box.seal(candidate)
             await session.commit()
         out = _channel_out(channel, candidate, row)
