@@ -7,8 +7,8 @@
 - `stripe_api`: every call to Stripe, through Stripe's library, each write with an
   idempotency key.
 - `events`: Stripe's webhook events, stored by id and handled once, out of order safely.
-- `usage`: what a shop used this month against its limits; conversations counted (and
-  refused politely past the limit) as they start.
+- `usage`: what a shop used this month against its limits.
+- `conversations`: conversations counted as they start, and refused politely past the limit.
 - `meters`: usage reported to Stripe's Billing Meters.
 
 Without STRIPE_API_KEY billing is off and nothing is limited. The gateway receives Stripe's
