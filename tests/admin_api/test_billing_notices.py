@@ -1,29 +1,35 @@
 """Limit warnings: a shop's owners get one mail at 80 % and one at 100 % of a monthly limit
 (conversations, LLM tokens), through a real SMTP server; never twice (also from a second admin
-process), never to other roles or shops; without mail configured the warning is still marked."""
+process), never to other roles or shops; without mail configured the warning is still marked.
+The admin service runs them and the meter reporter with billing on, and only then."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from admin_api.app import create_app
 from admin_api.billing_notices import UsageNotices
 from admin_api.tables import MembershipRow, UserRow
 from billing.account import Accounts
 from billing.conversations import ConversationMeter
 from billing.plans import parse_pricing
-from billing.tables import UsageNoticeRow
+from billing.tables import BillingAccountRow, UsageNoticeRow
 from core.settings import Settings
 from knowledge.tables import LlmUsageRow
-from tests.admin_api.conftest import Admin
+from tests.admin_api.conftest import Admin, admin_settings
+from tests.fakes.stripe_server import stripe_server
 from tests.integration.mailbox import Mailbox
+from tests.sanic_client import RunningAppClient, stop_app
 
 pytestmark = pytest.mark.asyncio
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -137,3 +143,39 @@ async def test_billing_off_warns_nobody(admin: Admin) -> None:
     off = UsageNotices(admin.sessions, Accounts(admin.sessions, None, timedelta(days=7)),
                        admin.settings)
     assert await off.check(NOW) == []
+
+
+async def test_the_admin_service_reports_usage_with_billing_on_and_stops_cleanly(
+        admin: Admin, tmp_path: Path) -> None:
+    """The meter reporter and the warnings run in the admin process (billing on only): a
+    conversation waiting to be reported reaches the Stripe sandbox; stopping the app stops
+    them."""
+    async with admin.sessions() as session:
+        session.add(BillingAccountRow(tenant_id=admin.demo.id, stripe_customer_id="cus_demo",
+                                      plan="starter", status="active"))
+        await session.commit()
+    meter = ConversationMeter(admin.sessions, Accounts(admin.sessions, PRICING,
+                                                       timedelta(days=7)))
+    await meter.admit(admin.demo.id, f"{admin.demo.id}:web:v", "web")
+    async with stripe_server() as fake:
+        settings = admin_settings(tmp_path, admin.database_url, STRIPE_API_KEY=fake.api_key,
+                                  STRIPE_API_BASE=fake.base_url)
+        app = create_app(settings, name=f"admin-meters-{uuid.uuid4().hex[:8]}")
+        app.config.WEBHOOK_WORKER = False
+        try:
+            _, health = await RunningAppClient(app).get("/health")  # starts the app
+            assert health.status == 200
+            tasks = (app.ctx.meter_reporter, app.ctx.usage_notices)
+            async with asyncio.timeout(10):
+                while not fake.sandbox.meter_events:
+                    await asyncio.sleep(0.02)
+            [event] = fake.sandbox.meter_events
+            assert event["event_name"] == "switchboard_conversations"  # billing/plans.yml
+            assert event["payload"]["stripe_customer_id"] == "cus_demo"
+        finally:
+            await stop_app(app)
+        assert all(task.done() for task in tasks)
+    # Billing off (the admin fixture's app): neither runs.
+    await admin.call("GET", "/settings")
+    assert getattr(admin.app.ctx, "meter_reporter", None) is None
+    assert getattr(admin.app.ctx, "usage_notices", None) is None
