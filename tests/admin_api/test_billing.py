@@ -3,7 +3,9 @@ the page of a free shop and of a subscribed one, the plans, Checkout (the sandbo
 right session with an idempotency key; a retried call reuses it; two first checkouts at once
 make one customer), the portal and plan changes through it, Stripe down (502) or slow to list
 invoices (the page still answers), the plan's limits answering 402 where they bite (and not
-with billing off), roles, and another shop's billing never visible."""
+with billing off), roles, and another shop's billing never visible. Last, end to end: Checkout
+paid on the sandbox's page, its signed events to the running gateway, the plan active and its
+limits raised; a failed payment, the grace period, then the free plan's limits."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
@@ -28,10 +32,16 @@ from admin_api.tables import AuditRow
 from billing.account import Accounts
 from billing.plans import pricing
 from billing.tables import BillingAccountRow
+from connectors.app import create_app as create_gateway
+from connectors.billing_webhook import PATH
 from core.db import utcnow
+from core.settings import Settings
 from knowledge.tables import KnowledgeDocumentRow
-from tests.admin_api.conftest import Admin, Shop, admin_settings
-from tests.fakes.stripe_server import StripeServer, stripe_server
+from tests.admin_api.conftest import KEY, Admin, Shop, admin_settings
+from tests.conftest import services
+from tests.fakes.rasa_server import RasaFake
+from tests.fakes.stripe_server import WEBHOOK_SECRET, StripeServer, stripe_server
+from tests.integration.stack import free_port
 from tests.sanic_client import RunningAppClient, stop_app
 
 pytestmark = pytest.mark.asyncio
@@ -62,6 +72,7 @@ async def billed(admin: Admin, tmp_path: Path) -> AsyncIterator[Billed]:
                                   STRIPE_API_BASE=fake.base_url)
         app = create_app(settings, name=f"admin-billing-{uuid.uuid4().hex[:8]}")
         app.config.WEBHOOK_WORKER = False
+        app.config.BILLING_WORKER = False  # no meter reports: the sandbox sees only our calls
         client = RunningAppClient(app)
         try:
             yield Billed(dataclasses.replace(admin, app=app, client=client, settings=settings),
@@ -428,3 +439,98 @@ async def test_another_shops_billing_is_never_visible(billed: Billed) -> None:
     demo_session = billed.stripe.sandbox.calls_to("/v1/checkout/sessions")[-1]
     assert demo_session.params["customer"] != sub["customer"]
     assert demo_session.params["client_reference_id"] == billed.admin.demo.id
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def running_gateway(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """The gateway on the admin's database with the sandbox's webhook secret; its base URL."""
+    env = {"DATABASE_URL": database_url, "SWITCHBOARD_CREDENTIALS_KEY": KEY,
+           "RASA_TOKEN": "t", "RASA_TIMEOUT": "3", "SWITCHBOARD_VAR_DIR": str(tmp_path / "gw"),
+           "STRIPE_API_KEY": "sk_test_" + "x" * 24, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+           "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}"}
+    redis_url = services()["redis_url"]
+    if database_url.startswith("postgresql") and redis_url:
+        env["REDIS_URL"] = redis_url
+    with RasaFake() as rasa:
+        env["RASA_URL"] = env["ACTION_SERVER_URL"] = rasa.base_url
+        app = create_gateway(Settings.from_env(env), name=f"gw{uuid.uuid4().hex[:8]}")
+        app.config.TOUCHUP = False  # a second server in one process must not rewrite Sanic
+        port = free_port()
+        server = await app.create_server(host="127.0.0.1", port=port,
+                                         return_asyncio_server=True, access_log=False)
+        assert server is not None
+        await server.startup()
+        await server.before_start()
+        await server.after_start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            await server.before_stop()
+            await server.close()
+            await server.after_stop()
+
+
+async def test_checkout_paid_webhooks_raise_limits_then_failed_payment_grace_then_free(
+        billed: Billed, tmp_path: Path) -> None:
+    shop, sandbox = billed.admin.other, billed.stripe.sandbox
+    async with running_gateway(billed.admin.database_url, tmp_path) as gateway:
+        sandbox.webhook_url = gateway + PATH
+        status, _ = await billed.call("PUT", "/channels/twilio", shop=shop,
+                                      json={"credentials": TWILIO})
+        assert status == 200
+        status, answer = await billed.call("PUT", "/channels/meta", shop=shop,
+                                           json={"credentials": META})
+        assert status == 402 and answer["plan"] == "free"
+
+        status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
+                                           json={"plan": "starter"})
+        assert status == 200
+        async with httpx.AsyncClient(timeout=30) as browser:
+            page = await browser.get(answer["url"])
+            assert page.status_code == 200 and "Pay" in page.text
+            paid = await browser.post(answer["url"] + "/pay")
+        assert paid.status_code == 303
+        assert paid.headers["location"].endswith("/app/?checkout=done#billing")
+        assert [(d.type, d.status) for d in sandbox.deliveries] == [
+            ("checkout.session.completed", 200), ("customer.subscription.created", 200),
+            ("invoice.paid", 200)]
+
+        status, page = await billed.call("GET", "/billing", shop=shop)
+        assert status == 200
+        assert (page["plan"], page["status"], page["subscribed_plan"]) == (
+            "starter", "active", "starter")
+        assert page["customer_id"] in sandbox.customers
+        assert page["period_end"] is not None and page["limits"]["channels"] == 3
+        assert [i["status"] for i in page["invoices"]] == ["paid"]
+        status, _ = await billed.call("PUT", "/channels/meta", shop=shop,
+                                      json={"credentials": META})
+        assert status == 200  # the raised limit lets the second channel in
+
+        (subscription_id,) = sandbox.subscriptions
+        await sandbox.fail_payment(subscription_id)
+        assert sandbox.deliveries[-1].status == 200
+        status, page = await billed.call("GET", "/billing", shop=shop)
+        assert (page["plan"], page["status"]) == ("starter", "past_due")
+        assert page["grace_ends"] is not None
+        assert {i["status"] for i in page["invoices"]} == {"paid", "open"}
+
+    # Eight days later (the grace period is seven): the free plan's limits bind.
+    async with billed.admin.sessions() as db:
+        row = (await db.execute(select(BillingAccountRow).where(
+            BillingAccountRow.tenant_id == shop.id))).scalar_one()
+        assert row.past_due_since is not None
+        row.past_due_since = utcnow() - timedelta(days=8)
+        await db.commit()
+    status, page = await billed.call("GET", "/billing", shop=shop)
+    assert (page["plan"], page["subscribed_plan"], page["status"]) == (
+        "free", "starter", "past_due")
+    assert page["limits"]["channels"] == 1 and page["usage"]["channels"] == 2
+    status, answer = await billed.call("PUT", "/channels/email", shop=shop, json={
+        "credentials": {"address": "help@shop.example", "inbound": "mailgun",
+                        "mailgun_signing_key": "k" * 12,
+                        "smtp": {"host": "smtp.shop.example", "port": 587,
+                                 "username": "bot", "password": "p" * 12}}})
+    assert status == 402 and (answer["plan"], answer["used"]) == ("free", 2)
