@@ -68,6 +68,13 @@ class _Known:
     limit: int | None = None
 
 
+@dataclass(frozen=True)
+class _Quota:
+    plan: str
+    limit: int | None
+    over: bool
+
+
 class ConversationMeter:
     def __init__(self, sessions: async_sessionmaker, accounts: Accounts,
                  gap: timedelta = GAP, touch_every: timedelta = TOUCH_EVERY,
@@ -113,17 +120,24 @@ class ConversationMeter:
             # Not known here, or over by what this process saw: another gateway may have
             # seen later messages, so the database decides before a new one starts.
             known = await self._latest(key)
-        if known is not None and now - known.last_message_at < self.gap:
-            if now - known.last_message_at >= self.touch_every:
-                async with self.sessions() as session:
-                    await session.execute(update(BilledConversationRow).where(
-                        BilledConversationRow.id == known.id).values(last_message_at=now))
-                    await session.commit()
-                known.last_message_at = now
-            self._remember(key, known)
-            return Admission(refused=known.over_limit and not person_owns,
-                             conversation_id=known.id, limit=known.limit)
-        return await self._start(key, channel, now, person_owns)
+        if known is None or now - known.last_message_at >= self.gap:
+            return await self._start(key, channel, now, await self._quota(key[0], now,
+                                                                          person_owns))
+        if known.over_limit and not person_owns:
+            # Refused so far: a raised limit (a new plan) or a new month answers it now, as
+            # a conversation of its own; else it stays refused.
+            quota = await self._quota(key[0], now, person_owns)
+            if not quota.over:
+                return await self._start(key, channel, now, quota)
+        if now - known.last_message_at >= self.touch_every:
+            async with self.sessions() as session:
+                await session.execute(update(BilledConversationRow).where(
+                    BilledConversationRow.id == known.id).values(last_message_at=now))
+                await session.commit()
+            known.last_message_at = now
+        self._remember(key, known)
+        return Admission(refused=known.over_limit and not person_owns,
+                         conversation_id=known.id, limit=known.limit)
 
     async def _latest(self, key: tuple[str, str]) -> _Known | None:
         tenant_id, sender_id = key
@@ -136,38 +150,44 @@ class ConversationMeter:
                 .order_by(BilledConversationRow.last_message_at.desc()).limit(1))).first()
         return _Known(row[0], row[1], bool(row[2])) if row is not None else None
 
-    async def _start(self, key: tuple[str, str], channel: str, now: datetime,
-                     person_owns: bool) -> Admission:
-        tenant_id, sender_id = key
+    async def _quota(self, tenant_id: str, now: datetime, person_owns: bool) -> _Quota:
+        """Whether a conversation starting now is past the binding plan's monthly limit."""
         state = await self.accounts.cached(tenant_id)
         limit = state.plan.limits.conversations_per_month
+        if limit is None or person_owns:
+            return _Quota(state.plan.name, limit, over=False)
+        async with self.sessions() as session:
+            served = (await session.execute(
+                select(func.count(BilledConversationRow.id)).where(
+                    BilledConversationRow.tenant_id == tenant_id,
+                    BilledConversationRow.month == month_of(now),
+                    BilledConversationRow.over_limit.is_(False)))).scalar_one()
+        return _Quota(state.plan.name, limit, over=served >= limit)
+
+    async def _start(self, key: tuple[str, str], channel: str, now: datetime,
+                     quota: _Quota) -> Admission:
+        """A new conversation: counted (with its meter event), or refused."""
+        tenant_id, sender_id = key
         month = month_of(now)
         async with self.sessions() as session:
-            over = False
-            if limit is not None and not person_owns:
-                served = (await session.execute(
-                    select(func.count(BilledConversationRow.id)).where(
-                        BilledConversationRow.tenant_id == tenant_id,
-                        BilledConversationRow.month == month,
-                        BilledConversationRow.over_limit.is_(False)))).scalar_one()
-                over = served >= limit
             row = BilledConversationRow(tenant_id=tenant_id, sender_id=sender_id,
                                         channel=channel, month=month, started_at=now,
-                                        last_message_at=now, over_limit=over)
+                                        last_message_at=now, over_limit=quota.over)
             session.add(row)
             await session.flush()
-            if not over:
+            if not quota.over:
                 session.add(MeterEventRow(identifier=f"conversation-{row.id}",
                                           tenant_id=tenant_id, meter=CONVERSATIONS_METER,
                                           value=1, occurred_at=now, attempts=0))
             await session.commit()
             row_id = row.id
-        if over:
+        if quota.over:
             log.info("conversation refused: monthly limit reached",
-                     extra={"tenant_id": tenant_id, "channel": channel, "limit": limit,
-                            "month": month, "plan": state.plan.name})
-        self._remember(key, _Known(row_id, now, over, limit))
-        return Admission(refused=over, conversation_id=row_id, new=True, limit=limit)
+                     extra={"tenant_id": tenant_id, "channel": channel, "limit": quota.limit,
+                            "month": month, "plan": quota.plan})
+        self._remember(key, _Known(row_id, now, quota.over, quota.limit))
+        return Admission(refused=quota.over, conversation_id=row_id, new=True,
+                         limit=quota.limit)
 
     def _remember(self, key: tuple[str, str], known: _Known) -> None:
         self._known[key] = known

@@ -1,6 +1,7 @@
 """Conversations counted as they start and refused past the monthly limit: a new one after 60
 minutes of silence, the month it starts in, the limit refusing the next new conversation but
-not ongoing ones, a person's conversation never refused, refusals recorded, billing off free."""
+not ongoing ones (until the limit is raised), a person's conversation never refused, refusals
+recorded, billing off free."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from billing.conversations import ConversationMeter
-from billing.tables import BilledConversationRow, MeterEventRow
+from billing.tables import BilledConversationRow, BillingAccountRow, MeterEventRow
 from billing.usage import monthly_usage
 from tests.billing.storage import accounts
 
@@ -122,3 +123,23 @@ async def test_without_billing_nothing_is_counted_or_refused(
     for n in range(5):
         assert not (await off.admit(SHOP, f"{SHOP}:web:{n}", "web", NOW)).refused
     assert await rows(sessions) == [] and await meter_events(sessions) == []
+
+
+@pytest.mark.asyncio
+async def test_a_refused_conversation_is_answered_once_the_limit_is_raised(
+        sessions: async_sessionmaker) -> None:
+    gateway = meter(sessions)
+    for sender in ("a", "b"):
+        await gateway.admit(SHOP, f"{SHOP}:web:{sender}", "web", NOW)
+    refused = await gateway.admit(SHOP, f"{SHOP}:web:c", "web", NOW)
+    assert refused.refused
+    # The owner subscribes to a plan without a conversation limit (Stripe's webhook).
+    async with sessions() as session:
+        session.add(BillingAccountRow(tenant_id=SHOP, plan="pro", status="active",
+                                      stripe_customer_id="cus_1"))
+        await session.commit()
+    raised = await gateway.admit(SHOP, f"{SHOP}:web:c", "web", NOW + 5 * MINUTE)
+    assert not raised.refused and raised.new and raised.limit is None
+    assert not (await gateway.admit(SHOP, f"{SHOP}:web:c", "web", NOW + 6 * MINUTE)).refused
+    usage = await monthly_usage(sessions, SHOP, NOW)
+    assert (usage.conversations, usage.conversations_refused) == (3, 1)
