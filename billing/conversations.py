@@ -5,7 +5,8 @@ session_expiration_time in bot/domain/session.yml) of silence; it counts in the 
 month (UTC) it started (billing/tables.py `BilledConversationRow`), on whichever channel.
 The gateway asks `ConversationMeter.admit` before Rasa, for every visitor message:
 - an ongoing conversation is admitted (or stays refused, if it started refused: each of its
-  messages gets the polite message again, never a silent drop); its last_message_at is
+  messages gets the polite message again, never a silent drop, until the limit leaves room:
+  a new plan, a new month; it then starts a counted conversation); its last_message_at is
   written at most once per `touch_every` (a minute), and a per-process LRU of senders saves
   the read, so a busy conversation costs nothing here;
 - a new one is counted against the binding plan's `conversations_per_month`: under it, a row
