@@ -23,6 +23,8 @@ Two new conversations of a shop racing at its last free place may both be admitt
 across gateways): a limit overshot by one conversation is a smaller harm than a lock on the
 hot path. The same sender racing itself in one process is serialised (a lock per sender).
 A database failure here admits the message (logged): the limit is not worth a lost visitor.
+Rows name the visitor by the sender id's keyed pseudonym (core/logs.py `visitor`, keyed by
+the deployment's log key, the same in every gateway), never by their phone or email.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from billing.account import Accounts, month_of
 from billing.tables import BilledConversationRow, MeterEventRow
+from core import logs
 from core.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -147,7 +150,7 @@ class ConversationMeter:
                 select(BilledConversationRow.id, BilledConversationRow.last_message_at,
                        BilledConversationRow.over_limit)
                 .where(BilledConversationRow.tenant_id == tenant_id,
-                       BilledConversationRow.sender_id == sender_id)
+                       BilledConversationRow.visitor == logs.visitor(sender_id))
                 .order_by(BilledConversationRow.last_message_at.desc()).limit(1))).first()
         return _Known(row[0], row[1], bool(row[2])) if row is not None else None
 
@@ -171,7 +174,7 @@ class ConversationMeter:
         tenant_id, sender_id = key
         month = month_of(now)
         async with self.sessions() as session:
-            row = BilledConversationRow(tenant_id=tenant_id, sender_id=sender_id,
+            row = BilledConversationRow(tenant_id=tenant_id, visitor=logs.visitor(sender_id),
                                         channel=channel, month=month, started_at=now,
                                         last_message_at=now, over_limit=quota.over)
             session.add(row)

@@ -52,19 +52,22 @@ class StripeEventRow(Base):
 
 
 class BilledConversationRow(Base):
-    """One visitor conversation as the plan counts it: a sender's messages without
-    CONVERSATION_GAP of silence, in the calendar month (UTC) it started. `over_limit`: it
-    started past the month's limit and got the polite refusal instead of the bot."""
+    """One visitor conversation as the plan counts it: a sender's messages without an hour
+    of silence, in the calendar month (UTC) it started. `over_limit`: it started past the
+    month's limit and got the polite refusal instead of the bot. `visitor` is the sender id's
+    keyed pseudonym (core/logs.py `visitor`), not the phone number or email address: a
+    record kept for billing needs no personal data, so retention and erasure need not touch
+    it and a month's count stays what it was."""
 
     __tablename__ = "billed_conversations"
     __table_args__ = (
-        Index("ix_billed_conversations_tenant_id_sender_id", "tenant_id", "sender_id"),
+        Index("ix_billed_conversations_tenant_id_visitor", "tenant_id", "visitor"),
         Index("ix_billed_conversations_tenant_id_month", "tenant_id", "month"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(36))
-    sender_id: Mapped[str] = mapped_column(String(512))
+    visitor: Mapped[str] = mapped_column(String(200))  # "<tenant>:<channel>:v-<hash>"
     channel: Mapped[str] = mapped_column(String(32))
     month: Mapped[str] = mapped_column(String(7))  # "2026-11"
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

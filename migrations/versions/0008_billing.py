@@ -60,7 +60,7 @@ def upgrade() -> None:
     op.create_table('billed_conversations',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('tenant_id', sa.String(length=36), nullable=False),
-    sa.Column('sender_id', sa.String(length=512), nullable=False),
+    sa.Column('visitor', sa.String(length=200), nullable=False),
     sa.Column('channel', sa.String(length=32), nullable=False),
     sa.Column('month', sa.String(length=7), nullable=False),
     sa.Column('started_at', core.db.UtcDateTime(timezone=True), nullable=False),
@@ -69,8 +69,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_billed_conversations'))
     )
     with op.batch_alter_table('billed_conversations', schema=None) as batch_op:
-        batch_op.create_index('ix_billed_conversations_tenant_id_sender_id',
-                              ['tenant_id', 'sender_id'], unique=False)
+        batch_op.create_index('ix_billed_conversations_tenant_id_visitor',
+                              ['tenant_id', 'visitor'], unique=False)
         batch_op.create_index('ix_billed_conversations_tenant_id_month',
                               ['tenant_id', 'month'], unique=False)
 
@@ -112,7 +112,7 @@ def downgrade() -> None:
     op.drop_table('meter_events')
     with op.batch_alter_table('billed_conversations', schema=None) as batch_op:
         batch_op.drop_index('ix_billed_conversations_tenant_id_month')
-        batch_op.drop_index('ix_billed_conversations_tenant_id_sender_id')
+        batch_op.drop_index('ix_billed_conversations_tenant_id_visitor')
     op.drop_table('billed_conversations')
     with op.batch_alter_table('stripe_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_stripe_events_tenant_id'))

@@ -143,3 +143,17 @@ async def test_a_refused_conversation_is_answered_once_the_limit_is_raised(
     assert not (await gateway.admit(SHOP, f"{SHOP}:web:c", "web", NOW + 6 * MINUTE)).refused
     usage = await monthly_usage(sessions, SHOP, NOW)
     assert (usage.conversations, usage.conversations_refused) == (3, 1)
+
+
+@pytest.mark.asyncio
+async def test_a_billed_conversation_names_its_visitor_by_pseudonym_only(
+        sessions: async_sessionmaker) -> None:
+    phone, email = f"{SHOP}:sms:+15551234567", f"{SHOP}:email:sam@example.com"
+    for sender in (phone, email):
+        await meter(sessions).admit(SHOP, sender, sender.split(":")[1], NOW)
+    stored = [r.visitor for r in await rows(sessions)]
+    assert len(set(stored)) == 2
+    assert not any("5551234567" in v or "sam@" in v for v in stored)
+    # The same visitor later is the same conversation (the pseudonym is stable).
+    again = await meter(sessions).admit(SHOP, phone, "sms", NOW + MINUTE)
+    assert not again.new
