@@ -38,7 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing.plans import ACTIVE_STATES, NONE, PAST_DUE, Pricing
+from billing.plans import ACTIVE_STATES, COMPED, NONE, PAST_DUE, Pricing
 from billing.tables import BillingAccountRow, StripeEventRow
 from core.db import utcnow
 from tenants.models import TenantRow
@@ -55,9 +55,9 @@ INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
 CANCELED = "canceled"
 ENDED = frozenset({CANCELED, "incomplete_expired"})  # final: Stripe never revives these
 # A paid invoice makes these active again (Stripe does the same to the subscription).
-REVIVED_BY_PAYMENT = frozenset({NONE, "incomplete", PAST_DUE, "unpaid"})
+REVIVED_BY_PAYMENT = frozenset({NONE, COMPED, "incomplete", PAST_DUE, "unpaid"})
 # A failed renewal payment moves these to past_due.
-FAILABLE = frozenset({NONE, PAST_DUE, *ACTIVE_STATES})
+FAILABLE = frozenset({NONE, COMPED, PAST_DUE, *ACTIVE_STATES})
 ORPHANS_WITHIN = timedelta(days=30)  # unlinked events handled again when Checkout links them
 ORPHANS_MAX = 200
 ERROR_MAX = 1000

@@ -6,6 +6,7 @@ the file, never a shop silently without limits.
 
 Which plan binds a shop (`effective_plan`) follows its subscription's state in our database
 (billing/tables.py, kept by Stripe's webhooks: billing/events.py):
+- comped: its plan, for as long as the platform keeps it so;
 - active or trialing: its plan, also after a cancellation was asked for, until the period ends
   (Stripe then sends customer.subscription.deleted; if that event is late, the period's end
   decides);
@@ -28,8 +29,11 @@ import yaml
 from billing.tables import BillingAccountRow
 from core.settings import ConfigError, Settings
 
-# Subscription states (Stripe's, plus "none": the shop never subscribed).
+# Subscription states (Stripe's, plus "none": the shop never subscribed, and "comped": the
+# platform put the shop on a plan without Stripe, e.g. the demo shop under `make run`; a
+# Checkout makes it a subscription like any other).
 NONE = "none"
+COMPED = "comped"
 ACTIVE_STATES = frozenset({"active", "trialing"})
 PAST_DUE = "past_due"
 
@@ -159,6 +163,8 @@ def effective_plan(pricing: Pricing, account: BillingAccountRow | None, now: dat
     chosen = pricing.plans.get(account.plan or "") if account is not None else None
     if account is None or chosen is None:
         return pricing.default_plan
+    if account.status == COMPED:
+        return chosen
     if account.status in ACTIVE_STATES:
         end = account.current_period_end
         if account.cancel_at_period_end and end is not None and now >= end:

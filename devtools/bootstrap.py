@@ -32,7 +32,13 @@ from admin_api import people
 from core import logs
 from core.db import create_engine, session_factory
 from core.settings import ROOT, ConfigError, ProcessSettings, Settings
-from devtools.demo_shop import DEMO_TENANT_ID, SANDBOX_SMTP_PORT, DemoShopConflict, seed_demo
+from devtools.demo_shop import (
+    DEMO_TENANT_ID,
+    SANDBOX_SMTP_PORT,
+    DemoShopConflict,
+    comp_demo_plan,
+    seed_demo,
+)
 from tenants.api_keys import ApiKeyVerifier, InvalidApiKey, issue_key
 from tenants.crypto import CredentialsBox, CredentialsError
 
@@ -187,7 +193,9 @@ async def seed(database_url: str, credentials_key: str | None = None,
             log.warning("credentials key unusable: demo channels not configured")
     engine = create_engine(database_url)
     try:
-        await seed_demo(session_factory(engine), box=box, smtp_port=smtp_port)
+        sessions = session_factory(engine)
+        await seed_demo(sessions, box=box, smtp_port=smtp_port)
+        await comp_demo_plan(sessions)
     finally:
         await engine.dispose()
 

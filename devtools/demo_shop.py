@@ -6,6 +6,12 @@ changed (slug, name, greeting, return window, order backend, LLM settings, widge
 secrets when they are complete (a running sandbox or try_channel keeps working); sections that
 are missing or incomplete get fresh development secrets. Order dates are relative to the moment
 of seeding, so "shipped 2 days ago" stays true; return requests are left alone.
+
+Under `make run` (devtools/bootstrap.py, not the tests' seeding) it is also comped on the
+development pricing's `pro` plan (`comp_demo_plan`, billing/plans.yml), so the demo answers
+every visitor and keeps all its channels whatever the free plan allows; an owner can still
+take a plan through the sandbox's Checkout, which makes it a subscription like any shop's
+(and the next bootstrap leaves that alone).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions.commerce.tables import DemoOrderItemRow, DemoOrderRow
+from billing.plans import COMPED, NONE
+from billing.tables import BillingAccountRow
 from core.db import utcnow
 from tenants.crypto import CredentialsBox, CredentialsError
 from tenants.models import TenantRow
@@ -231,6 +239,22 @@ async def seed_demo_orders(session: AsyncSession, now: datetime | None = None) -
                 items=[DemoOrderItemRow(sku=sku, name=name) for sku, name in spec.items],
             )
         )
+
+
+DEMO_PLAN = "pro"
+
+
+async def comp_demo_plan(sessions: async_sessionmaker) -> None:
+    """Comp the demo shop on DEMO_PLAN, unless it holds a subscription of its own."""
+    async with sessions() as session:
+        row = await session.get(BillingAccountRow, DEMO_TENANT_ID)
+        if row is None:
+            session.add(BillingAccountRow(tenant_id=DEMO_TENANT_ID, plan=DEMO_PLAN,
+                                          status=COMPED, cancel_at_period_end=False,
+                                          state_event_created=0))
+        elif row.status in (NONE, COMPED) and row.stripe_subscription_id is None:
+            row.plan, row.status = DEMO_PLAN, COMPED
+        await session.commit()
 
 
 async def seed_demo(sessions: async_sessionmaker, now: datetime | None = None,

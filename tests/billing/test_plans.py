@@ -48,6 +48,8 @@ def test_a_subscription_binds_while_active_and_a_cancelled_one_until_its_period_
     for ended in ("canceled", "unpaid", "incomplete", "incomplete_expired", "none"):
         assert effective_plan(PRICING, account(ended), NOW, GRACE).name == "free"
     assert effective_plan(PRICING, account("active", plan="retired"), NOW, GRACE).name == "free"
+    # Comped by the platform (the demo shop under `make run`): its plan, no period to end.
+    assert effective_plan(PRICING, account("comped"), NOW, GRACE).name == "pro"
 
 
 def test_past_due_keeps_the_plan_for_the_grace_period_then_the_default_plan_binds() -> None:
