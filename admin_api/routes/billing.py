@@ -103,7 +103,7 @@ class PlanOut(Model):
     name: str
     price_id: str | None = Field(description="the Stripe Price; null: free, no checkout")
     limits: LimitsOut
-    current: bool = Field(description="the subscription's plan (or the default one without)")
+    current: bool = Field(description="the plan whose limits bind the shop now")
 
 
 class CheckoutIn(Model):
@@ -185,11 +185,8 @@ async def list_plans(call: Call[None, None]) -> list[PlanOut]:
     if pricing is None:
         return []
     state = await call.ctx.billing.state(call.shop)
-    subscribed = (state.subscribed_plan
-                  if state.status in ACTIVE_STATES or state.status == PAST_DUE
-                  else pricing.default)
     return [PlanOut(name=plan.name, price_id=plan.price_id, limits=LimitsOut.of(plan.limits),
-                    current=plan.name == subscribed)
+                    current=plan.name == state.plan.name)
             for plan in pricing.plans.values()]
 
 
