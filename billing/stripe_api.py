@@ -84,6 +84,9 @@ class StripeApi:
     def __init__(self, api_key: str, api_base: str,
                  max_network_retries: int = MAX_NETWORK_RETRIES,
                  timeout: float = TIMEOUT_SECONDS) -> None:
+        # Stripe's library logs every request and response at INFO (its logger "stripe"); our
+        # own lines say what was done, once, with the shop (and never a key).
+        logging.getLogger("stripe").setLevel(logging.WARNING)
         self._http = stripe.HTTPXClient(timeout=timeout)
         self.client = stripe.StripeClient(
             api_key, base_addresses={"api": api_base}, http_client=self._http,
