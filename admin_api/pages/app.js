@@ -1,18 +1,21 @@
 // The owner page: log in, then one tab per part of the shop (settings, texts, knowledge,
-// conversations, analytics). Everything goes through the admin API under /api/v1 with the
+// conversations, analytics, people, billing). Everything goes through the admin API under /api/v1 with the
 // session cookie; what the page may show follows the role the login answered (the API checks
 // it again on every call).
 //
 // Forms are built from data, and the settings form from the API's own OpenAPI document
 // (field types, choices, which fields PATCH accepts): a new setting appears here without an
 // edit of this file.
+//
+// The address's fragment names the open tab (/app/#billing opens the billing tab, as Stripe's
+// pages link back to it); a tab the role may not see is never opened from it.
 
 import { api, ApiError, el, humanize, say, setCsrf, svg, when } from "./api.js";
 import { logIn, logOut } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 25;
-const state = { session: null, loaded: new Set() };
+const state = { session: null, loaded: new Set(), checkout: null };
 
 // ---------------------------------------------------------------------------------------------
 // Session
@@ -30,6 +33,13 @@ async function start() {
   wireConversations();
   wireAnalytics();
   wirePeople();
+  wireBilling();
+  window.addEventListener("hashchange", () => {
+    const tab = tabNamed(window.location.hash.slice(1));
+    if (!state.session || !tab || tab.hidden) return;
+    showTab(tab.id.replace("tab-", ""));
+    tab.focus(); // a link to a tab (a 402's "Billing") moves the keyboard there too
+  });
   try {
     entered(await api("GET", "/session"));
   } catch {
@@ -80,7 +90,15 @@ function entered(session) {
     tab.hidden = !allowed;
     if (allowed && !first) first = tab.id.replace("tab-", "");
   }
-  if (first) showTab(first);
+  const named = tabNamed(window.location.hash.slice(1)); // /app/#billing: that tab, if allowed
+  if (named && !named.hidden) showTab(named.id.replace("tab-", ""));
+  else if (first) showTab(first);
+}
+
+/** The tab button called `name` ("billing" for #tab-billing), or null. */
+function tabNamed(name) {
+  const tab = name ? $(`tab-${name}`) : null;
+  return tab && tab.getAttribute("role") === "tab" ? tab : null;
 }
 
 /** A 401 means the session ended (expired, logged out elsewhere): back to the login form. */
@@ -91,6 +109,11 @@ function failed(node, error) {
     return;
   }
   say(node, error.detail || String(error), "error");
+  // 402: the plan's limit (one more channel, document or agent than it allows). Owners see
+  // the billing tab, where the plans are.
+  if (error instanceof ApiError && error.status === 402 && !$("tab-billing").hidden) {
+    node.append(" ", el("a", { href: "#billing" }, "See the plans under Billing."));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -104,6 +127,9 @@ function showTab(name) {
     tab.setAttribute("aria-selected", String(selected));
     tab.tabIndex = selected ? 0 : -1;
     $(tab.getAttribute("aria-controls")).hidden = !selected;
+  }
+  if (window.location.hash !== `#${name}`) {
+    window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}#${name}`);
   }
   if (!state.loaded.has(name) && LOADERS[name]) {
     state.loaded.add(name);
@@ -874,6 +900,285 @@ function wirePeople() {
     } catch (error) {
       failed(status, error);
     } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Billing (owners): the plan that binds now and the subscription's state, usage against the
+// plan's limits, the plans on offer, invoices. Stripe's own pages change them: Checkout for a
+// plan, the customer portal for the rest; a plan bought shows once Stripe's events reached
+// the gateway, so coming back from Checkout checks again after a few seconds.
+
+const BILLING_RECHECKS_MS = [2500, 7000];
+const USAGE = [
+  ["Conversations this month", "conversations", "conversations_per_month"],
+  ["LLM tokens this month", "llm_tokens", "llm_tokens_per_month"],
+  ["Channels besides the web widget", "channels", "channels"],
+  ["Knowledge documents", "knowledge_documents", "knowledge_documents"],
+  ["Agents", "agents", "agents"],
+];
+const PLAN_LIMITS = ["conversations_per_month", "llm_tokens_per_month", "channels",
+  "knowledge_documents", "agents"];
+const SUBSCRIBED = new Set(["active", "trialing"]);
+
+const count = (value) => (typeof value === "number" ? value.toLocaleString() : String(value ?? ""));
+const limitText = (limit) => (limit === null || limit === undefined ? "no limit" : count(limit));
+
+/** A date in the browser's locale ("" for nothing). */
+function day(value) {
+  if (!value) return "";
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? String(value)
+    : date.toLocaleDateString(undefined, { year: "numeric", month: "long", day: "numeric" });
+}
+
+/** An amount in the currency's smallest unit (Stripe's cents) with its currency. */
+function money(amount, currency) {
+  const code = String(currency || "").toUpperCase();
+  try {
+    const format = new Intl.NumberFormat(undefined, { style: "currency", currency: code });
+    return format.format(amount / 10 ** format.resolvedOptions().maximumFractionDigits);
+  } catch {
+    return `${(Number(amount) / 100).toFixed(2)} ${code}`;
+  }
+}
+
+/** Stripe's page to open: only an http(s) address is ever navigated to. */
+function stripePage(url) {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** [short state, sentence, kind] for the subscription, in plain words. */
+function subscriptionWords(billing, fallback) {
+  const plan = billing.plan;
+  const subscribed = billing.subscribed_plan || plan;
+  const end = day(billing.period_end);
+  switch (billing.status) {
+    case "active":
+    case "trialing":
+      if (billing.cancel_at_period_end) {
+        return ["cancelled at the end of the period",
+          `Cancelled: the ${subscribed} plan ends ${end ? `on ${end}` : "at the end of the period"}; `
+          + `then the ${fallback} plan applies.`, ""];
+      }
+      if (billing.status === "trialing") {
+        return ["trial", `Trial of the ${subscribed} plan${end ? ` until ${end}` : ""}.`, ""];
+      }
+      return ["active", `Active: the ${subscribed} plan${end ? `, renewed on ${end}` : ""}.`, "ok"];
+    case "comped":
+      return ["comped", `The ${subscribed} plan, given to the shop by the platform at no charge.`, "ok"];
+    case "past_due": {
+      const grace = day(billing.grace_ends);
+      if (plan === subscribed) {
+        return ["past due", `A payment failed. The ${subscribed} plan stays until `
+          + `${grace || "the grace period ends"}: fix the payment method under "Manage billing" `
+          + `before then, or the ${fallback} plan's limits apply.`, "error"];
+      }
+      return ["past due", `A payment failed and the grace period ended${grace ? ` on ${grace}` : ""}: `
+        + `the ${plan} plan's limits apply until the payment method is fixed under "Manage billing".`,
+      "error"];
+    }
+    case "none":
+    case undefined:
+    case null:
+      return ["free", `Free: the ${plan} plan, no subscription.`, ""];
+    default:
+      return [billing.status.replace(/_/g, " "),
+        `The ${subscribed} subscription is ${billing.status.replace(/_/g, " ")}: the ${plan} plan applies.`, ""];
+  }
+}
+
+function usageRow(label, used, limit, extra = null, reachedAnyway = false) {
+  let share = "";
+  let mark = null;
+  if (limit !== null && limit !== undefined) {
+    const percent = limit > 0 ? Math.floor((used * 100) / limit) : (used > 0 ? 100 : 0);
+    if (percent >= 100 || reachedAnyway) mark = "reached";
+    else if (percent >= 80) mark = "near";
+    share = [limit > 0 ? el("meter", { min: 0, max: limit, value: Math.min(used, limit),
+      low: Math.ceil(limit * 0.8) - 0.5, high: limit - 0.5, optimum: 0, "aria-hidden": "true" }) : null,
+    limit > 0 ? ` ${percent} %` : "",
+    mark ? el("span", { class: `badge ${mark}` }, mark === "reached" ? "limit reached" : "80 % or more")
+      : null];
+  }
+  return el("tr", { class: mark || undefined },
+    el("th", { scope: "row" }, label), el("td", { class: "num" }, count(used), extra),
+    el("td", { class: "num" }, limitText(limit)), el("td", { class: "share" }, share));
+}
+
+function showUsage(billing) {
+  const usage = billing.usage || {};
+  const limits = billing.limits || {};
+  const month = /^\d{4}-\d{2}$/.test(usage.month || "")
+    ? new Date(`${usage.month}-01T00:00:00Z`).toLocaleDateString(undefined,
+      { year: "numeric", month: "long", timeZone: "UTC" }) : usage.month || "this month";
+  $("billing-usage-caption").textContent = `Usage against the ${billing.plan} plan's limits `
+    + `(conversations and LLM tokens in ${month}, UTC; the rest as it is now).`;
+  const rows = USAGE.map(([label, used, limit]) => {
+    if (used !== "conversations") return usageRow(label, usage[used] ?? 0, limits[limit]);
+    const refused = usage.conversations_refused || 0;
+    return usageRow(label, usage.conversations ?? 0, limits[limit],
+      el("div", { class: "hint" }, `+ ${count(refused)} refused past the limit`), refused > 0);
+  });
+  $("billing-usage").tBodies[0].replaceChildren(...rows);
+}
+
+function choosePlan(plan) {
+  return async (event) => {
+    const button = event.currentTarget;
+    const status = $("billing-status");
+    button.disabled = true;
+    say(status, `Opening Stripe for the ${plan.name} plan…`);
+    try {
+      const answer = await api("POST", "/billing/checkout", { json: { plan: plan.name } });
+      const url = stripePage(answer && answer.url);
+      if (!url) throw new Error("Stripe's answer had no page to open.");
+      window.location.assign(url);
+    } catch (error) {
+      failed(status, error);
+      button.disabled = false;
+    }
+  };
+}
+
+function showPlans(billing, plans) {
+  const subscribedNow = SUBSCRIBED.has(billing.status) && billing.subscribed_plan === billing.plan;
+  const rows = plans.map((plan) => {
+    const limits = plan.limits || {};
+    const choose = plan.price_id && !plan.current
+      ? el("button", { type: "button", class: "small", "aria-label": `Choose ${plan.name}`,
+        onclick: choosePlan(plan) }, "Choose") : null;
+    return el("tr", { class: plan.current ? "current" : undefined,
+      "aria-current": plan.current ? "true" : undefined },
+    el("th", { scope: "row" }, plan.name,
+      plan.current ? el("span", { class: "badge custom" }, "current plan") : null,
+      plan.price_id ? null : el("div", { class: "hint" }, "free")),
+    PLAN_LIMITS.map((name) => el("td", { class: "num" }, limitText(limits[name]))),
+    el("td", {}, limits.own_models ? "yes" : "no"), el("td", {}, choose));
+  });
+  $("billing-plans").tBodies[0].replaceChildren(...rows);
+  $("billing-plans-hint").textContent = subscribedNow
+    ? "Choosing another plan opens Stripe to confirm the change; to go back to a free plan, "
+      + "cancel under \"Manage billing\"."
+    : "Choose opens Stripe Checkout; the plan applies as soon as Stripe confirms the payment.";
+}
+
+function showInvoices(billing) {
+  const note = $("billing-invoices-note");
+  const table = $("billing-invoices");
+  const invoices = billing.invoices || [];
+  if (billing.invoices_unavailable) {
+    note.textContent = "Invoices are unavailable right now (Stripe did not answer); try again later.";
+    table.hidden = true;
+    return;
+  }
+  note.textContent = invoices.length ? "" : "No invoices yet.";
+  table.hidden = !invoices.length;
+  table.tBodies[0].replaceChildren(...invoices.map((invoice) => {
+    const url = stripePage(invoice.hosted_invoice_url);
+    return el("tr", {}, el("td", {}, invoice.number || "(no number yet)"),
+      el("td", {}, day(invoice.created)),
+      el("td", { class: "num" }, money(invoice.amount, invoice.currency)),
+      el("td", {}, invoice.status || ""),
+      el("td", {}, url ? el("a", { href: url, "aria-label": invoice.number
+        ? `View invoice ${invoice.number}` : "View the invoice" }, "View") : null));
+  }));
+}
+
+function showBilling(billing, plans) {
+  $("billing-off").hidden = billing.enabled !== false;
+  $("billing-on").hidden = billing.enabled === false;
+  if (billing.enabled === false) return;
+  const free = plans.find((p) => !p.price_id);
+  const [short, sentence, kind] = subscriptionWords(billing, free ? free.name : "default");
+  const facts = [["Plan now", billing.plan], ["Subscription", short]];
+  if (billing.period_end) facts.push(["Current period ends", day(billing.period_end)]);
+  $("billing-summary").replaceChildren(...facts.flatMap(([term, value]) =>
+    [el("dt", {}, term), el("dd", {}, value)]));
+  say($("billing-state"), sentence, kind);
+  $("billing-manage").hidden = !billing.customer_id;
+  showUsage(billing);
+  showPlans(billing, plans);
+  showInvoices(billing);
+}
+
+/** GET /billing and /billing/plans, shown; the billing answer (null when it failed). */
+async function loadBilling({ quiet = false } = {}) {
+  const status = $("billing-status");
+  if (!quiet) say(status, "Loading…");
+  try {
+    const [billing, plans] = await Promise.all([api("GET", "/billing"),
+      api("GET", "/billing/plans")]);
+    showBilling(billing, plans || []);
+    if (!quiet) say(status, "");
+    return billing;
+  } catch (error) {
+    failed(status, error);
+    return null;
+  }
+}
+
+const confirmed = (billing) => Boolean(billing && SUBSCRIBED.has(billing.status)
+  && billing.plan === billing.subscribed_plan);
+
+/** The billing tab's first load, with what Checkout's way back (?checkout=) said. */
+async function openBilling() {
+  const outcome = state.checkout;
+  state.checkout = null;
+  const notice = $("billing-notice");
+  if (outcome === "cancelled") say(notice, "Checkout cancelled: nothing changed.");
+  if (outcome !== "done") {
+    await loadBilling();
+    return;
+  }
+  say(notice, "Thank you: the plan applies as soon as Stripe confirms the payment. "
+    + "This page checks again in a few seconds.", "ok");
+  let billing = await loadBilling();
+  for (const wait of BILLING_RECHECKS_MS) {
+    if (confirmed(billing)) break;
+    await sleep(wait);
+    if (!state.session) return; // logged out meanwhile
+    billing = await loadBilling({ quiet: true });
+  }
+  if (confirmed(billing)) say(notice, `Stripe confirmed: the ${billing.plan} plan applies now.`, "ok");
+  else say(notice, "Stripe has not confirmed the payment yet: reload this page in a minute to see the new plan.");
+}
+
+/** Checkout sends the owner back to /app/?checkout=done#billing (or =cancelled): remember it
+ * for the billing tab and take it out of the address (a reload does not say it again). */
+function checkoutReturn() {
+  const params = new URLSearchParams(window.location.search);
+  const outcome = params.get("checkout");
+  if (!outcome) return;
+  params.delete("checkout");
+  const query = params.toString();
+  window.history.replaceState(null, "",
+    `${window.location.pathname}${query ? `?${query}` : ""}${window.location.hash}`);
+  state.checkout = outcome;
+}
+
+function wireBilling() {
+  checkoutReturn();
+  LOADERS.billing = openBilling;
+  $("billing-portal").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    const status = $("billing-status");
+    button.disabled = true;
+    say(status, "Opening Stripe's billing page…");
+    try {
+      const answer = await api("POST", "/billing/portal");
+      const url = stripePage(answer && answer.url);
+      if (!url) throw new Error("Stripe's answer had no page to open.");
+      window.location.assign(url);
+    } catch (error) {
+      failed(status, error);
       button.disabled = false;
     }
   });
