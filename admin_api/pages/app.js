@@ -988,7 +988,7 @@ function subscriptionWords(billing, fallback) {
     case "none":
     case undefined:
     case null:
-      return ["free", `Free: the ${plan} plan, no subscription.`, ""];
+      return ["none", `Free: the ${plan} plan, no subscription.`, ""];
     default:
       return [billing.status.replace(/_/g, " "),
         `The ${subscribed} subscription is ${billing.status.replace(/_/g, " ")}: the ${plan} plan applies.`, ""];
@@ -1059,7 +1059,7 @@ function showPlans(billing, plans) {
       "aria-current": plan.current ? "true" : undefined },
     el("th", { scope: "row" }, plan.name,
       plan.current ? el("span", { class: "badge custom" }, "current plan") : null,
-      plan.price_id ? null : el("div", { class: "hint" }, "free")),
+      plan.price_id ? null : el("div", { class: "hint" }, "no charge")),
     PLAN_LIMITS.map((name) => el("td", { class: "num" }, limitText(limits[name]))),
     el("td", {}, limits.own_models ? "yes" : "no"), el("td", {}, choose));
   });
