@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -407,3 +408,14 @@ def test_conversations_are_listed_filtered_and_read(served: Served, page: Page) 
     expect(turns.locator(".turn.in .meta")).to_contain_text("intent nlu_fallback")
     expect(turns.locator(".turn.in .meta")).to_contain_text("outcome fallback")
     expect(turns.locator(".turn.out")).to_contain_text("One moment.")
+
+
+def test_billing_off_says_this_deployment_does_not_charge(served: Served, page: Page) -> None:
+    """No STRIPE_API_KEY here: the Billing tab says so in one sentence and shows no plans
+    (tests/admin_api/test_billing_page_browser.py has billing on)."""
+    log_in(page, served.base, OWNER, served.owner_password)
+    page.get_by_role("tab", name="Billing").click()
+    expect(page.locator("#billing-off")).to_have_text(
+        re.compile(r"This deployment does not charge"))
+    expect(page.locator("#billing-on")).to_be_hidden()
+    assert page.url.endswith("/app/#billing")  # the open tab is in the address
