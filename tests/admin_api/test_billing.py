@@ -41,8 +41,8 @@ from tests.admin_api.conftest import KEY, Admin, Shop, admin_settings
 from tests.conftest import services
 from tests.fakes.rasa_server import RasaFake
 from tests.fakes.stripe_server import WEBHOOK_SECRET, StripeServer, stripe_server
-from tests.integration.stack import free_port
 from tests.sanic_client import RunningAppClient, stop_app
+from tests.servers import free_port, serving
 
 pytestmark = pytest.mark.asyncio
 FREE_LIMITS = {"conversations_per_month": 100, "channels": 1, "knowledge_documents": 10,
@@ -457,20 +457,8 @@ async def running_gateway(database_url: str, tmp_path: Path) -> AsyncIterator[st
     with RasaFake() as rasa:
         env["RASA_URL"] = env["ACTION_SERVER_URL"] = rasa.base_url
         app = create_gateway(Settings.from_env(env), name=f"gw{uuid.uuid4().hex[:8]}")
-        app.config.TOUCHUP = False  # a second server in one process must not rewrite Sanic
-        port = free_port()
-        server = await app.create_server(host="127.0.0.1", port=port,
-                                         return_asyncio_server=True, access_log=False)
-        assert server is not None
-        await server.startup()
-        await server.before_start()
-        await server.after_start()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            await server.before_stop()
-            await server.close()
-            await server.after_stop()
+        async with serving(app) as url:
+            yield url
 
 
 async def test_checkout_paid_webhooks_raise_limits_then_failed_payment_grace_then_free(

@@ -6,7 +6,6 @@ The admin service runs them and the meter reporter with billing on, and only the
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,18 +29,13 @@ from tests.admin_api.conftest import Admin, admin_settings
 from tests.fakes.stripe_server import stripe_server
 from tests.integration.mailbox import Mailbox
 from tests.sanic_client import RunningAppClient, stop_app
+from tests.servers import free_port
 
 pytestmark = pytest.mark.asyncio
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
 PRICING = parse_pricing({"default": "free", "plans": {"free": {"price_id": None, "limits": {
     "conversations_per_month": 10, "llm_tokens_per_month": 1000}}}}, "test pricing")
 OWNERS = ("owner-a@example.com", "owner-b@example.com")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,6 +33,7 @@ from tenants.models import TenantRow
 from tests.admin_api.conftest import Admin, admin_settings, api_call
 from tests.integration.mailbox import Mailbox
 from tests.sanic_client import RunningAppClient, stop_app
+from tests.servers import free_port
 
 pytestmark = pytest.mark.asyncio
 PHONE = "+15550007777"
@@ -154,12 +154,6 @@ async def test_with_redis_events_published_anywhere_reach_the_stream(
     finally:
         await publisher_redis.aclose()
         await stop_app(app)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def escalated(admin: Admin, user: str) -> LiveEvent:

@@ -22,7 +22,6 @@ import asyncio
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time as clock
@@ -45,6 +44,7 @@ from tenants.crypto import CredentialsBox
 from tests.browser import chromium, require_chromium
 from tests.conftest import services
 from tests.databases import database_params, migrated_url
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +57,6 @@ WAIT_MS = 10_000
 class Served:
     base: str
     owner_password: str
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def today() -> date:

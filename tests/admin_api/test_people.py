@@ -5,7 +5,6 @@ without an owner; and the platform operator creating a shop for its first owner.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -19,15 +18,10 @@ from core.db import utcnow
 from tests.admin_api.accounts import PASSWORD, Browser, person
 from tests.admin_api.conftest import Admin
 from tests.integration.mailbox import Mailbox
+from tests.servers import free_port
 
 pytestmark = pytest.mark.asyncio
 LINK = re.compile(r"(https?://\S+/invite\?token=([\w-]+))")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

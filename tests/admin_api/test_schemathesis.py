@@ -41,7 +41,7 @@ from devtools.bootstrap import migrate
 from devtools.demo_shop import DEMO_TENANT_ID
 from tenants.api_keys import issue_key
 from tests.databases import seeded_sessions
-from tests.integration.stack import free_port
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("owner", "designer")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import time
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from tests.fakes import FakeServer, RecordedRequest, Response
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
@@ -39,12 +39,6 @@ SCRIPT: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
               "custom": {"knowledge": {"mode": "extractive", "sources": SOURCES}}}]),
     "action_handoff": ([{"event": "pause"}], [{"response": "utter_handoff_requested"}]),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ActionServer(FakeServer):

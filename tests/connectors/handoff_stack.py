@@ -21,6 +21,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -52,7 +53,7 @@ from tests.fakes import FakeServer, RecordedRequest, Response
 from tests.fakes.graph_server import GraphFake, signed
 from tests.fakes.rasa_server import RasaFake
 from tests.fakes.twilio_server import TwilioFake
-from tests.integration.stack import free_port
+from tests.servers import free_port, serving
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SLUG = "demo"
@@ -108,7 +109,7 @@ def credentials(smtp_port: int, callback_url: str) -> dict[str, Any]:
 @dataclass
 class Gateway:
     app: Sanic
-    server: Any
+    server: AsyncExitStack  # stops the server (tests/servers.py serving)
     url: str
     settings: Settings
 
@@ -251,20 +252,13 @@ class Stack:
 
 async def _start(settings: Settings) -> Gateway:
     app = create_app(settings, name=f"gw{uuid.uuid4().hex[:8]}")
-    app.config.TOUCHUP = False  # a second server in one process must not rewrite Sanic again
-    port = free_port()
-    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    return Gateway(app, server, f"http://127.0.0.1:{port}", settings)
+    server = AsyncExitStack()
+    url = await server.enter_async_context(serving(app))
+    return Gateway(app, server, url, settings)
 
 
 async def _stop(gateway: Gateway) -> None:
-    await gateway.server.before_stop()
-    await gateway.server.close()
-    await gateway.server.after_stop()
+    await gateway.server.aclose()
 
 
 async def _read_live(redis: Any, seen: list[LiveEvent], ready: asyncio.Event) -> None:

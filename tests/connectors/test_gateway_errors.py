@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from devtools.demo_shop import DEMO_TENANT_ID
 from tenants.api_keys import issue_key, revoke_key
 from tests.databases import migrated_sqlite
 from tests.fakes.rasa_server import RasaFake
-from tests.integration.stack import free_port
+from tests.servers import free_port, serving
 
 
 @pytest.fixture
@@ -157,27 +156,11 @@ def test_rest_with_the_key_reaches_the_bot(tmp_path: Path, silent_rasa: RasaFake
     assert last_used is not None
 
 
-@contextlib.asynccontextmanager
-async def serving(app: Sanic) -> AsyncIterator[int]:
-    """The app's real HTTP server (not the ASGI test client) on a free loopback port."""
-    port = free_port()
-    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    try:
-        yield port
-    finally:
-        await server.before_stop()
-        await server.close()
-        await server.after_stop()
-
-
 async def first_answer(app: Sanic, path: str, length: int | None, sent: bytes) -> bytes:
     """Start the app's real HTTP server, announce a body of `length` bytes (None: chunked),
     send only `sent` of it and return what the server answers before it closes."""
-    async with serving(app) as port:
+    port = free_port()
+    async with serving(app, port=port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         framing = (f"Content-Length: {length}" if length is not None
                    else "Transfer-Encoding: chunked")
@@ -243,8 +226,8 @@ async def frame_too_large(app: Sanic) -> int | None:
     the close code the server answers with."""
     import websockets
 
-    async with serving(app) as port:
-        url = f"ws://127.0.0.1:{port}/channels/demo/web/socket?key=pk_demo_outfitters"
+    async with serving(app) as base:
+        url = "ws" + base.removeprefix("http") + "/channels/demo/web/socket?key=pk_demo_outfitters"
         async with websockets.connect(url, max_size=None) as ws:
             await ws.send(json.dumps({"type": "hello", "token": None}))
             await ws.recv()  # the session frame

@@ -18,7 +18,7 @@ from connectors.app import create_app
 from core.settings import Settings
 from tests.databases import migrated_sqlite
 from tests.fakes import FakeServer, RecordedRequest, Response
-from tests.integration.stack import free_port
+from tests.servers import free_port
 
 RASA_TOKEN = "rasa-token-do-not-leak"
 HEALTH_TOKEN = "health-token-for-the-monitor"

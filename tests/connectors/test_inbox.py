@@ -21,7 +21,7 @@ from core.settings import Secret
 from tenants.texts import domain_texts, store_override
 from tests.connectors.conftest import World
 from tests.fakes.rasa_server import RasaFake
-from tests.integration.stack import free_port
+from tests.servers import free_port
 
 pytestmark = pytest.mark.asyncio
 

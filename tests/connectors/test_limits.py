@@ -35,7 +35,7 @@ from tests.conftest import services
 from tests.connectors.channels.harness import shop
 from tests.connectors.conftest import World
 from tests.fakes.rasa_server import RasaFake
-from tests.integration.stack import free_port
+from tests.servers import serving
 
 pytestmark = pytest.mark.asyncio
 
@@ -193,7 +193,6 @@ async def test_a_rest_flood_gets_429_json_with_retry_after(tmp_path: Path) -> No
                            .values(rate_per_conversation=5))
     await engine.dispose()
     key = await demo_key(async_database_url(db))
-    port = free_port()
     with RasaFake() as rasa:
         settings = Settings.from_env({
             "DATABASE_URL": db,
@@ -201,22 +200,11 @@ async def test_a_rest_flood_gets_429_json_with_retry_after(tmp_path: Path) -> No
             "RASA_TOKEN": "t", "RASA_URL": rasa.base_url, "ACTION_SERVER_URL": rasa.base_url,
             "RASA_TIMEOUT": "3", "SWITCHBOARD_VAR_DIR": str(tmp_path)})
         app = create_app(settings, name=f"gw{uuid.uuid4().hex[:8]}")
-        server = await app.create_server(host="127.0.0.1", port=port,
-                                         return_asyncio_server=True)
-        assert server is not None
-        await server.startup()
-        await server.before_start()
-        await server.after_start()
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                answers = [await client.post("/channels/demo/rest/webhook",
-                                             json={"sender": "me", "message": f"hi {i}"},
-                                             headers={"Authorization": f"Bearer {key}"})
-                           for i in range(8)]
-        finally:
-            await server.before_stop()
-            await server.close()
-            await server.after_stop()
+        async with serving(app) as base, httpx.AsyncClient(base_url=base) as client:
+            answers = [await client.post("/channels/demo/rest/webhook",
+                                         json={"sender": "me", "message": f"hi {i}"},
+                                         headers={"Authorization": f"Bearer {key}"})
+                       for i in range(8)]
     assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
     for answer in answers[5:]:
         assert 1 <= int(answer.headers["retry-after"]) <= 12  # 60 / 5 s a token

@@ -28,7 +28,7 @@ from core.metrics import serve_metrics
 from tests.connectors.channels.harness import ChannelHarness, FakeInbox, shop
 from tests.connectors.conftest import World
 from tests.connectors.test_health import database, make_app  # noqa: F401 - a fixture
-from tests.integration.stack import free_port
+from tests.servers import free_port
 
 # The demo shop's visitors (devtools/demo_shop.py) and a number as Twilio sends one.
 EMAIL = "alex@example.com"

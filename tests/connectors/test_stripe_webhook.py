@@ -31,7 +31,7 @@ from tests.billing.stripe_events import body, stripe_event
 from tests.conftest import services
 from tests.databases import database_params, migrated_url
 from tests.fakes.rasa_server import RasaFake
-from tests.integration.stack import free_port
+from tests.servers import free_port, serving
 
 pytestmark = pytest.mark.asyncio
 
@@ -79,22 +79,8 @@ async def gateway(kind: str, tmp_path: Path, secret: str | None) -> AsyncIterato
     with RasaFake() as rasa:
         env["RASA_URL"] = env["ACTION_SERVER_URL"] = rasa.base_url
         app = create_app(Settings.from_env(env), name=f"gw{uuid.uuid4().hex[:8]}")
-        app.config.TOUCHUP = False  # a second server in one process must not rewrite Sanic
-        port = free_port()
-        server = await app.create_server(host="127.0.0.1", port=port,
-                                         return_asyncio_server=True)
-        assert server is not None
-        await server.startup()
-        await server.before_start()
-        await server.after_start()
-        try:
-            base = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                yield Gateway(app, client, base)
-        finally:
-            await server.before_stop()
-            await server.close()
-            await server.after_stop()
+        async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
+            yield Gateway(app, client, base)
 
 
 def counted(event_type: str, outcome: str) -> float:

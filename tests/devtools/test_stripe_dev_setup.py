@@ -15,7 +15,7 @@ from core.settings import ROOT, Settings
 from devtools.bootstrap import env_value, set_env_value, stripe_dev_keys
 from devtools.sandbox import create_app, stripe_sandbox
 from tests.devtools.test_stripe_sandbox import WebhookReceiver, click
-from tests.fakes.stripe_server import free_port
+from tests.servers import free_port, serving
 
 
 def test_dev_env_gets_stripe_keys_once(tmp_path: Path) -> None:
@@ -59,14 +59,7 @@ async def test_make_runs_sandbox_serves_stripe_and_signs_events_for_the_gateway(
         assert settings.stripe_api_key is not None and settings.stripe_webhook_secret is not None
         app = create_app(tmp_path / "outbox.jsonl", stripe_sandbox(settings),
                          name=f"sandbox-{uuid.uuid4().hex[:8]}")
-        app.config.TOUCHUP = False  # a second server in one process must not rewrite Sanic
-        server = await app.create_server(host="127.0.0.1", port=port,
-                                         return_asyncio_server=True, access_log=False)
-        assert server is not None
-        await server.startup()
-        await server.before_start()
-        await server.after_start()
-        try:
+        async with serving(app, port=port):
             client = stripe.StripeClient(settings.stripe_api_key.reveal(),
                                          base_addresses={"api": settings.stripe_api_base},
                                          http_client=stripe.HTTPXClient())
@@ -83,10 +76,6 @@ async def test_make_runs_sandbox_serves_stripe_and_signs_events_for_the_gateway(
                     f"http://127.0.0.1:{port}/2010-04-01/Accounts/AC1/Messages.json",
                     data={"To": "+15550001", "From": "+15550002", "Body": "hi"})
                 assert twilio.status_code == 201  # Twilio's route still answers beside Stripe's
-        finally:
-            await server.before_stop()
-            await server.close()
-            await server.after_stop()
     secret = settings.stripe_webhook_secret.reveal()
     events = [stripe.Webhook.construct_event(r.body.decode(), r.headers["stripe-signature"],
                                              secret) for r in gateway.requests]

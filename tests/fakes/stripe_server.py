@@ -18,7 +18,6 @@ billing/plans.yml's unless `prices` says otherwise.
 from __future__ import annotations
 
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,15 +30,10 @@ from core.settings import ROOT
 from devtools.stripe_sandbox import Price, StripeSandbox, prices_from_plans
 from devtools.stripe_sandbox.app import add_routes
 from devtools.stripe_sandbox.sandbox import Post, http_post
+from tests.servers import free_port, serving
 
 API_KEY = "sk_test_sandbox_tests"
 WEBHOOK_SECRET = "whsec_sandbox_tests"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -70,20 +64,11 @@ async def stripe_server(*, webhook_url: str | None = None,
         retry_delays=retry_delays)
     app = Sanic(f"stripe-sandbox-{uuid.uuid4().hex[:8]}", configure_logging=False)
     add_routes(app, sandbox)
-    app.config.TOUCHUP = False  # a second server in one process must not rewrite Sanic again
-    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
-                                     access_log=False)
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    try:
-        yield StripeServer(sandbox, base_url, api_key)
-    finally:
-        sandbox.release()
-        await server.before_stop()
-        await server.close()
-        await server.after_stop()
+    async with serving(app, port=port):
+        try:
+            yield StripeServer(sandbox, base_url, api_key)
+        finally:
+            sandbox.release()
 
 
 @pytest_asyncio.fixture

@@ -16,7 +16,8 @@ from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.graph_server import GraphFake
 from tests.fakes.twilio_server import TwilioFake
 from tests.integration.mailbox import Mailbox
-from tests.integration.stack import Stack, free_port, print_logs_on_failure
+from tests.integration.stack import Stack, print_logs_on_failure
+from tests.servers import free_port
 
 SHAPES = ["embedded", "postgres+redis"]
 FAKE_KEY = "sk-ant-integration"

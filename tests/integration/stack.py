@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+
+from tests.servers import free_port
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -29,12 +30,6 @@ APP_PY = ROOT / ".venv" / "bin" / "python"
 RASA = ROOT / ".venv-bot" / "bin" / "rasa"
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
 TOKEN = "integration-token"  # RASA_TOKEN of every process; on no command line (bot/serve.py)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rasa_headers(rasa_token: str = TOKEN) -> dict[str, str]:

@@ -23,7 +23,7 @@ from connectors.channels.email.sender import SmtpSender
 from connectors.outbound import OutboundContext, PermanentSendError, Reply, TransientSendError
 from core.settings import Settings
 from tests.connectors.channels.harness import shop
-from tests.integration.stack import free_port
+from tests.servers import free_port
 
 TENANT = shop("demo", "t-demo", name="Demo Shop")
 PARENT = "<CAHs7k1Qz8r2nB+X0v4Jm9fXh3a6W2cK@mail.gmail.com>"

@@ -30,7 +30,7 @@ from core.db import create_engine, session_factory
 from core.settings import async_database_url
 from tests.connectors.channels.harness import SECRET, ChannelHarness, Sealed, shop
 from tests.databases import migrated_url
-from tests.integration.stack import free_port
+from tests.servers import serving
 
 SHOP = shop("shop", "t-shop-0001", name="Shop & Co", greeting="Hello from Shop!",
             widget_key="pk_shop", widget_theme={"primary": "#123456"})
@@ -71,11 +71,11 @@ class FakeRasa:
 
 
 class Gateway:
-    def __init__(self, harness: ChannelHarness, port: int, rasa: FakeRasa, inbox: Inbox) -> None:
+    def __init__(self, harness: ChannelHarness, url: str, rasa: FakeRasa, inbox: Inbox) -> None:
         self.harness = harness
         self.rasa = rasa
         self.inbox = inbox
-        self.ws = f"ws://127.0.0.1:{port}"
+        self.ws = "ws" + url.removeprefix("http")
         self.store_broken = False  # history reads fail, as when the database is gone
 
     def socket_url(self, slug: str = "shop", key: str | None = "pk_shop") -> str:
@@ -100,24 +100,14 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     # A real Inbox where the harness expects its FakeInbox (the contract's Inbox either way).
     h = ChannelHarness(web.CHANNEL, "web", tenant=SHOP, others=[OTHER, NO_WIDGET],
                        inbox=inbox, history=history)
-    # TouchUp rewrites Sanic's own methods once per process; a second server in the same
-    # process must not rewrite them again.
-    h.app.config.TOUCHUP = False
-    port = free_port()
-    server = await h.app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    gateway = Gateway(h, port, rasa, inbox)
     try:
-        yield gateway
+        async with serving(h.app) as url:
+            gateway = Gateway(h, url, rasa, inbox)
+            try:
+                yield gateway
+            finally:
+                await inbox.drain()  # before the server stops
     finally:
-        await inbox.drain()
-        await server.before_stop()
-        server.close()
-        await server.wait_closed()
-        await server.after_stop()
         await engine.dispose()
 
 
