@@ -193,9 +193,17 @@ async def seed(database_url: str, credentials_key: str | None = None,
             log.warning("credentials key unusable: demo channels not configured")
     engine = create_engine(database_url)
     try:
-        sessions = session_factory(engine)
-        await seed_demo(sessions, box=box, smtp_port=smtp_port)
-        await comp_demo_plan(sessions)
+        await seed_demo(session_factory(engine), box=box, smtp_port=smtp_port)
+    finally:
+        await engine.dispose()
+
+
+async def comp_demo(database_url: str) -> None:
+    """`make run`'s demo shop on the development pricing's pro plan (devtools/demo_shop.py
+    `comp_demo_plan`), so billing on under `make run` does not cut its visitors off."""
+    engine = create_engine(database_url)
+    try:
+        await comp_demo_plan(session_factory(engine))
     finally:
         await engine.dispose()
 
@@ -245,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
                          settings.sandbox_smtp_port))
     except DemoShopConflict as exc:
         raise SystemExit(str(exc)) from None  # already logged; the message says what to do
+    asyncio.run(comp_demo(settings.database_url))
     dev_env = args.dev_env or settings.var_dir / "dev.env"
     if dev_env.exists():  # never the first line of a file `make run` must fill with secrets
         asyncio.run(demo_rest_key(settings.database_url, dev_env))

@@ -7,7 +7,7 @@ secrets when they are complete (a running sandbox or try_channel keeps working);
 are missing or incomplete get fresh development secrets. Order dates are relative to the moment
 of seeding, so "shipped 2 days ago" stays true; return requests are left alone.
 
-Under `make run` (devtools/bootstrap.py, not the tests' seeding) it is also comped on the
+Under `make run` (devtools/bootstrap.py `main`, not the seeding tests use) it is also comped on the
 development pricing's `pro` plan (`comp_demo_plan`, billing/plans.yml), so the demo answers
 every visitor and keeps all its channels whatever the free plan allows; an owner can still
 take a plan through the sandbox's Checkout, which makes it a subscription like any shop's
