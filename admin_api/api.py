@@ -12,7 +12,13 @@ auth.py), check the role, check CSRF for browser sessions, parse the query and t
 into pydantic models (422 with the validation errors otherwise), call the handler, serialise
 its model. `openapi` builds the OpenAPI 3.1 document from the same declarations and pydantic's
 JSON Schemas (2020-12, which OpenAPI 3.1 uses as is), so the document cannot drift from what
-the code validates. Path parameters come from `{name}` in the path.
+the code validates. Path parameters come from `{name}` in the path; a `params` model validates
+them (422) and gives the document their schemas.
+
+Most routes speak JSON. A route may instead take its body as text of one media type
+(`raw_body="application/x-yaml"`: another Content-Type is a 415, the handler gets the text as
+`call.body`) and answer text of one (`produces=`, the handler returns a str). A route with
+more than one success status (`also=(201,)`) answers `WithStatus(201, value)` for the others.
 """
 
 from __future__ import annotations
@@ -26,10 +32,10 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
 from sanic import Request, Sanic
-from sanic.response import HTTPResponse, empty
+from sanic.response import HTTPResponse, empty, raw
 from sanic.response import json as json_response
 
-from admin_api.errors import BadRequest, Forbidden, Unprocessable
+from admin_api.errors import ApiError, BadRequest, Forbidden, Unprocessable
 from admin_api.principal import Principal
 
 PREFIX = "/api/v1"
@@ -67,6 +73,18 @@ class PageQuery(Model):
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.page_size
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+
+
+@dataclass(frozen=True)
+class WithStatus(Generic[T]):
+    """A handler's answer with one of its route's other success statuses (`also`)."""
+
+    status: int
+    value: T
 
 
 @dataclass
@@ -113,6 +131,10 @@ class Endpoint:
     stream: bool = False  # server-sent events: the handler answers as it goes (request.respond)
     description: str | None = None
     extra_errors: tuple[int, ...] = field(default=())
+    path_model: type[BaseModel] | None = None  # validates the path parameters (422)
+    raw_body: str | None = None  # the body is text of this media type (call.body: str)
+    produces: str = "application/json"  # another: the handler returns the body as a str
+    also: tuple[int, ...] = field(default=())  # more success statuses (WithStatus)
 
     @property
     def operation_id(self) -> str:
@@ -132,14 +154,18 @@ class Api:
               tag: str | None = None, body: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
               upload: bool = False, public: bool = False, description: str | None = None,
-              errors: tuple[int, ...] = (), stream: bool = False) -> Callable[[Handler], Handler]:
+              errors: tuple[int, ...] = (), stream: bool = False,
+              params: type[BaseModel] | None = None, raw_body: str | None = None,
+              produces: str = "application/json",
+              also: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(Endpoint(
                 method=method.upper(), path=path, handler=handler, roles=roles, summary=summary,
                 tag=tag or path.strip("/").split("/")[0], body=body, query=query,
                 response=response, status=status if response is not None else 204,
                 upload=upload, public=public, description=description or handler.__doc__,
-                extra_errors=errors, stream=stream))
+                extra_errors=errors, stream=stream, path_model=params, raw_body=raw_body,
+                produces=produces, also=also))
             return handler
         return register
 
@@ -201,7 +227,8 @@ class Api:
             "tags": [endpoint.tag],
             "x-roles": sorted(endpoint.roles),
             "parameters": [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": name, "in": "path", "required": True,
+                 "schema": self._path_schema(endpoint, name, schemas)}
                 for name in endpoint.path_params],
             "responses": {},
         }
@@ -221,6 +248,9 @@ class Api:
         if endpoint.body is not None:
             operation["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": schema_of(endpoint.body, "validation")}}}
+        elif endpoint.raw_body is not None:
+            operation["requestBody"] = {"required": True, "content": {
+                endpoint.raw_body: {"schema": {"type": "string", "minLength": 1}}}}
         elif endpoint.upload:
             operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {
                 "schema": {"type": "object", "required": ["file"], "properties": {
@@ -231,26 +261,46 @@ class Api:
         elif endpoint.response is None:
             operation["responses"]["204"] = {"description": "done"}
         else:
-            operation["responses"][str(endpoint.status)] = {
-                "description": "OK", "content": {"application/json": {
-                    "schema": schema_of(endpoint.response, "serialization")}}}
+            schema = ({"type": "string"} if endpoint.produces != "application/json"
+                      else schema_of(endpoint.response, "serialization"))
+            for status in (endpoint.status, *endpoint.also):
+                operation["responses"][str(status)] = {
+                    "description": _REASONS.get(status, "OK"),
+                    "content": {endpoint.produces: {"schema": schema}}}
         statuses = {400, 422, *endpoint.extra_errors}
         if not endpoint.public:
             statuses |= {401, 403}
             operation["security"] = [{"apiKey": []}, {"session": []}]
         if endpoint.path_params:
             statuses.add(404)
-        if endpoint.upload or endpoint.body is not None:
+        if endpoint.upload or endpoint.body is not None or endpoint.raw_body is not None:
             statuses.add(413)
+        if endpoint.raw_body is not None:
+            statuses.add(415)
         for status in sorted(statuses):
             operation["responses"][str(status)] = {"description": _REASONS.get(status, "error"),
                                                    **error}
         return operation
 
+    @staticmethod
+    def _path_schema(endpoint: Endpoint, name: str, schemas: dict[str, Any]) -> dict[str, Any]:
+        info = endpoint.path_model.model_fields.get(name) if endpoint.path_model else None
+        if info is None:
+            return {"type": "string"}
+        schema = TypeAdapter(info.annotation).json_schema(
+            ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        if info.metadata:
+            schema.update(_constraints(info.metadata))
+        if info.description:
+            schema["description"] = info.description
+        return schema
 
-_REASONS = {400: "bad request", 401: "not authenticated", 402: "not in the shop's plan",
-            403: "not allowed for this role", 404: "not found in your shop", 409: "conflict",
-            413: "too large", 422: "invalid input", 429: "too many requests",
+
+_REASONS = {200: "OK", 201: "created", 400: "bad request", 401: "not authenticated",
+            402: "not in the shop's plan", 403: "not allowed for this role",
+            404: "not found in your shop", 409: "conflict", 413: "too large",
+            415: "unsupported media type", 422: "invalid input", 429: "too many requests",
             503: "unavailable"}
 
 
@@ -290,16 +340,31 @@ def _serve(endpoint: Endpoint, authenticate: Authenticator,
                                 f"{endpoint.summary[1:]}")
             if endpoint.method in UNSAFE and principal.via_session:
                 await check_csrf(request, principal)
+        if endpoint.path_model is not None:
+            _validate(endpoint.path_model, path)
         query = _parse_query(endpoint.query, request) if endpoint.query else None
-        body = _parse_body(endpoint.body, request) if endpoint.body else None
+        body: Any = None
+        if endpoint.body:
+            body = _parse_body(endpoint.body, request)
+        elif endpoint.raw_body:
+            body = _raw_body(endpoint.raw_body, request)
         result = await endpoint.handler(Call(request, principal, body, query, path))
         if endpoint.stream:
             return None  # answered as it went (request.respond); Sanic ends the stream
         if isinstance(result, HTTPResponse):
             return result
+        status = endpoint.status
+        if isinstance(result, WithStatus):
+            if result.status not in (endpoint.status, *endpoint.also):
+                raise RuntimeError(f"{endpoint.operation_id} answered an undeclared "
+                                   f"{result.status}")
+            status, result = result.status, result.value
         if adapter is None:
             return empty(status=204)
-        return json_response(adapter.dump_python(result, mode="json"), status=endpoint.status)
+        if endpoint.produces != "application/json":
+            return raw(str(result).encode("utf-8"), status=status,
+                       content_type=f"{endpoint.produces}; charset=utf-8")
+        return json_response(adapter.dump_python(result, mode="json"), status=status)
 
     handle.__name__ = endpoint.operation_id
     return handle
@@ -315,6 +380,26 @@ def _parse_query(model: type[BaseModel], request: Request) -> BaseModel:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise Unprocessable(_errors(exc)) from None
+
+
+def _validate(model: type[BaseModel], values: dict[str, str]) -> BaseModel:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise Unprocessable(_errors(exc)) from None
+
+
+def _raw_body(media_type: str, request: Request) -> str:
+    """The body as text, sent as `media_type` (a charset parameter may say utf-8)."""
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    if content_type != media_type:
+        raise UnsupportedMediaType(
+            f"send the body as {media_type} (Content-Type: {media_type}), not "
+            f"{content_type[:100] or 'without a Content-Type'}")
+    try:
+        return (request.body or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
 
 
 def _parse_body(model: type[BaseModel], request: Request) -> BaseModel:

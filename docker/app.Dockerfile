@@ -43,6 +43,9 @@ COPY migrations/ migrations/
 # The domain's responses: the defaults the admin API lists and its NLG endpoint renders, and
 # the gateway's own texts (tenants/texts.py reads them as YAML; no Rasa in this image).
 COPY bot/domain/ bot/domain/
+# The base training data every shop shares: designers' drafts are checked against it and can
+# read it (admin_api/training/base.py reads data/ and bot/domain/ as YAML).
+COPY data/ data/
 
 # SWITCHBOARD_VAR_DIR defaults to /app/var (core/settings.py): the knowledge volume is mounted
 # at var/knowledge and the action server exports its ONNX query encoder to var/models, so it

@@ -55,7 +55,8 @@ PROMETHEUS_CONFIG = "docker/prometheus.yml"
 # The app image holds the product at the repository layout under /app, and nothing else.
 APP_IMAGE_PATHS = ("alembic.ini", "migrations", "core", "tenants", "actions", "knowledge",
                    "connectors", "admin_api", "billing",
-                   "bot/domain")  # the responses' default texts (tenants/texts.py reads YAML)
+                   "bot/domain",  # the responses' default texts (tenants/texts.py reads YAML)
+                   "data")  # the base training data drafts build on (admin_api/training/)
 NOT_IN_APP_IMAGE = ("devtools", "tests", "bench", "bot")  # bot/'s code runs in Rasa's image
 # bot/ imports only core.settings, core.logs, core.sqlite and core.metrics
 # (tests/test_layering.py), importable by Python 3.10 with Rasa's libraries

@@ -13,7 +13,8 @@ file. Three checks:
   is JSON `{"detail": ...}`. Requests carry a minimal body built from the operation's schema
   (a 422 is fine here: it says the caller got past authentication).
 - The cross-shop matrix: the other shop holds one object of every kind a fixture can create
-  (key, text override, document, job, conversation, person, invitation, audit entry), marked
+  (key, text override, document, job, conversation, person, invitation, audit entry,
+  training draft), marked
   with a unique string. The demo shop's owner calls every operation with the other shop's
   ids: an id is 404, no answer contains the marker, and none of the other shop's rows changes.
 """
@@ -41,6 +42,7 @@ from admin_api.api import API, PREFIX
 from admin_api.app import TITLE, VERSION
 from admin_api.auth import COOKIE, CSRF_HEADER
 from admin_api.tables import AdminSessionRow, AuditRow, InviteRow, MembershipRow, UserRow
+from admin_api.training.drafts import TrainingDraftRow
 from admin_api.webhook_tables import WebhookRow
 from core.db import Base, utcnow
 from core.sender_ids import sender_id
@@ -233,6 +235,9 @@ def request_of(op: Operation, ids: dict[str, str],
             body.update({k: v for k, v in hints.items() if k in schema.get("properties", {})})
         kwargs["content"] = json.dumps(body)
         kwargs["headers"] = {"Content-Type": "application/json"}
+    elif "application/x-yaml" in content:  # a draft of training data (routes/training.py)
+        kwargs["content"] = b'version: "3.1"\n'
+        kwargs["headers"] = {"Content-Type": "application/x-yaml"}
     elif "multipart/form-data" in content:
         kwargs["files"] = {"file": ("note.txt", b"Parcels ship within two days.\n",
                                     "text/plain")}
@@ -297,6 +302,10 @@ async def seed_other_shop(admin: Admin) -> OtherShop:
                 text=text, created_at=now, handled_at=now,
                 **({"intent": "order_status", "confidence": 0.9, "outcome": "flow"}
                    if direction == "in" else {})))
+        # A draft by a name the demo shop does not have: reading or deleting it is a 404.
+        session.add(TrainingDraftRow(
+            tenant_id=shop, kind="nlu", name="sizes", size=60, updated_by="test",
+            content=f'version: "3.1"\nnlu:\n  - intent: ask_{marker}\n'))
         webhook = WebhookRow(tenant_id=shop, url=f"https://{marker}.example/hooks",
                              events=["handoff.requested"], secret_sealed=b"sealed",
                              created_by="test", created_at=now)
@@ -305,7 +314,9 @@ async def seed_other_shop(admin: Admin) -> OtherShop:
         ids = {"/responses": "utter_greet", "/knowledge/documents": str(document.id),
                "/webhooks": str(webhook.id),
                "/jobs": job_id, "/users": user_id, "/invites": str(invite.id),
-               "/audit": str(audit.id), "/conversations": visitor, "/channels": "rest"}
+               "/audit": str(audit.id), "/conversations": visitor, "/channels": "rest",
+               "/training": "nlu", "/training/{kind}": "sizes",
+               "/training/base": "nlu", "/training/base/{kind}": "orders"}
         await session.commit()
     key = next(k for k in await list_keys(sessions, shop) if k.scope == OWNER)
     ids["/keys"] = key.prefix

@@ -1,0 +1,207 @@
+"""The shop's own training data as drafts in Rasa's YAML formats, over the base every shop
+shares (issue 15, first slice: stored, checked, served; training comes next).
+
+`PUT /training/{kind}/{name}` stores the body (`Content-Type: application/x-yaml`) as it came
+and answers what our checks found in it: a draft with problems is still stored, as an editor
+saves work in progress; `POST /training/validate` says whether the whole set can train.
+`GET` answers the YAML as stored. The base is read-only (`GET /training/base`, one file with
+`GET /training/base/{kind}/{name}`): drafts add to it, never change it
+(admin_api/training/checks.py says what that means). Writes need the plan's own models (402)
+and are audited with the draft's size and hash, not its content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from admin_api.api import API, Call, Model, Page, PageQuery, WithStatus
+from admin_api.audit import record
+from admin_api.errors import NotFound, PayloadTooLarge, Unprocessable
+from admin_api.plan_limits import require_own_models
+from admin_api.principal import DESIGNERS
+from admin_api.training.base import base_data
+from admin_api.training.checks import Problem, validate
+from admin_api.training.drafts import (
+    NAME_PATTERN,
+    DraftLimit,
+    file_of,
+    fingerprint,
+    list_drafts,
+    read_contents,
+    read_draft,
+    remove_draft,
+    store_draft,
+)
+
+YAML = "application/x-yaml"
+Kind = Literal["nlu", "rules", "stories", "domain", "tests"]
+
+
+class DraftPath(Model):
+    kind: Kind = Field(description="nlu, rules, stories, domain or tests (test stories)")
+    name: str = Field(pattern=NAME_PATTERN, description="the file's name without .yml: "
+                                                        "a-z, 0-9, _ and -, up to 64")
+
+
+class ProblemOut(Model):
+    file: str = Field(description='"<kind>/<name>.yml"')
+    line: int = Field(description="1-based")
+    message: str
+
+
+class DraftSaved(Model):
+    kind: str
+    name: str
+    size: int = Field(description="bytes")
+    updated_at: datetime
+    problems: list[ProblemOut] = Field(
+        description="what our checks found in this draft, over the base and the shop's other "
+                    "drafts; it is stored either way (POST /training/validate checks all)")
+
+
+class DraftOut(Model):
+    kind: str
+    name: str
+    size: int = Field(description="bytes")
+    updated_at: datetime
+    updated_by: str | None
+
+
+class DraftQuery(PageQuery):
+    page_size: int = Field(100, ge=1, le=200)
+    kind: Kind | None = Field(None, description="only drafts of this kind")
+
+
+class Validation(Model):
+    ok: bool = Field(description="true: our checks found nothing (Rasa's own checks are not "
+                                 "run yet)")
+    errors: list[ProblemOut]
+
+
+class BaseFileOut(Model):
+    kind: str
+    name: str
+    path: str = Field(description="where it is in the repository")
+    size: int
+
+
+class BaseOut(Model):
+    """What every shop's bot is built from, and the names a draft may use but not redefine."""
+
+    files: list[BaseFileOut]
+    intents: list[str]
+    entities: list[str]
+    slots: list[str]
+    forms: list[str]
+    actions: list[str] = Field(description="the custom actions rules and stories may use")
+    responses: list[str] = Field(description="texts change through /responses, not drafts")
+    rules: list[str]
+    stories: list[str]
+
+
+def _problems(problems: list[Problem]) -> list[ProblemOut]:
+    return [ProblemOut(file=p.file, line=p.line, message=p.message) for p in problems]
+
+
+async def _check(call: Call[Any, Any]) -> list[Problem]:
+    drafts = await read_contents(call.ctx.sessions, call.shop)
+    return await asyncio.to_thread(validate, drafts, base_data().defs)
+
+
+@API.route("GET", "/training", roles=DESIGNERS, query=DraftQuery, response=Page[DraftOut],
+           summary="List the shop's training data drafts")
+async def list_training_drafts(call: Call[None, DraftQuery]) -> Page[DraftOut]:
+    drafts = await list_drafts(call.ctx.sessions, call.shop, call.query.kind)
+    chosen = drafts[call.query.offset:call.query.offset + call.query.page_size]
+    return Page[DraftOut](items=[DraftOut(kind=d.kind, name=d.name, size=d.size,
+                                          updated_at=d.updated_at, updated_by=d.updated_by)
+                                 for d in chosen],
+                          total=len(drafts), page=call.query.page,
+                          page_size=call.query.page_size)
+
+
+@API.route("GET", "/training/{kind}/{name}", roles=DESIGNERS, params=DraftPath, response=str,
+           produces=YAML, summary="Read a draft of the shop's training data (Rasa YAML)")
+async def get_training_draft(call: Call[None, None]) -> str:
+    kind, name = call.path["kind"], call.path["name"]
+    content = await read_draft(call.ctx.sessions, call.shop, kind, name)
+    if content is None:
+        raise NotFound(f"the shop has no draft {file_of(kind, name)}; GET /api/v1/training "
+                       "lists its drafts")
+    return content
+
+
+@API.route("PUT", "/training/{kind}/{name}", roles=DESIGNERS, params=DraftPath, raw_body=YAML,
+           response=DraftSaved, also=(201,), errors=(402,),
+           summary="Store a draft of the shop's training data (Rasa YAML)")
+async def put_training_draft(call: Call[str, None]) -> WithStatus[DraftSaved]:
+    """Stores the body as sent (201 new, 200 replaced), even with problems, and answers what
+    our checks found in it."""
+    kind, name = call.path["kind"], call.path["name"]
+    if not call.body.strip():
+        raise Unprocessable("the body is empty: send the file's Rasa YAML (to remove a draft, "
+                            "DELETE it)")
+    await require_own_models(call)
+    try:
+        stored = await store_draft(call.ctx.sessions, call.shop, kind, name, call.body,
+                                   call.principal.actor)
+    except DraftLimit as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    target = file_of(kind, name)
+    problems = [p for p in await _check(call) if p.file == target]
+    await record(call, "training.draft.create" if stored.created else "training.draft.update",
+                 target=target, before=stored.before,
+                 after={**fingerprint(call.body), "problems": len(problems)})
+    return WithStatus(201 if stored.created else 200, DraftSaved(
+        kind=kind, name=name, size=stored.info.size, updated_at=stored.info.updated_at,
+        problems=_problems(problems)))
+
+
+@API.route("DELETE", "/training/{kind}/{name}", roles=DESIGNERS, params=DraftPath, errors=(402,),
+           summary="Delete a draft of the shop's training data")
+async def delete_training_draft(call: Call[None, None]) -> None:
+    kind, name = call.path["kind"], call.path["name"]
+    await require_own_models(call)
+    before = await remove_draft(call.ctx.sessions, call.shop, kind, name)
+    if before is None:
+        raise NotFound(f"the shop has no draft {file_of(kind, name)}")
+    await record(call, "training.draft.delete", target=file_of(kind, name), before=before,
+                 after=None)
+
+
+@API.route("POST", "/training/validate", roles=DESIGNERS, response=Validation,
+           summary="Check the shop's drafts over the base")
+async def validate_training(call: Call[None, None]) -> Validation:
+    """Our checks of every draft of the shop together, over the base: YAML, shapes, names
+    that exist, and the base left intact. Rasa's own checks (`rasa data validate`) are not
+    run yet."""
+    problems = await _check(call)
+    return Validation(ok=not problems, errors=_problems(problems))
+
+
+@API.route("GET", "/training/base", roles=DESIGNERS, response=BaseOut,
+           summary="List the base training data every shop builds on")
+async def get_training_base(call: Call[None, None]) -> BaseOut:
+    base = base_data()
+    defs = base.defs
+    return BaseOut(
+        files=[BaseFileOut(kind=f.kind, name=f.name, path=f.path, size=f.size)
+               for f in base.files],
+        intents=sorted(defs.intents), entities=sorted(defs.entities), slots=sorted(defs.slots),
+        forms=sorted(defs.forms), actions=sorted(defs.actions),
+        responses=sorted(defs.responses), rules=sorted(defs.rules), stories=sorted(defs.stories))
+
+
+@API.route("GET", "/training/base/{kind}/{name}", roles=DESIGNERS, params=DraftPath, response=str,
+           produces=YAML, summary="Read a file of the base training data (Rasa YAML)")
+async def get_training_base_file(call: Call[None, None]) -> str:
+    base = base_data()
+    found = base.file(call.path["kind"], call.path["name"])
+    if found is None:
+        raise NotFound(f"the base has no {file_of(call.path['kind'], call.path['name'])}; "
+                       "GET /api/v1/training/base lists its files")
+    return await asyncio.to_thread(base.read, found)

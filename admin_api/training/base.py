@@ -1,0 +1,62 @@
+"""The base training data every shop shares, as the repository has it: data/nlu, data/rules,
+data/stories and data/tests (Rasa's training data and test stories) and bot/domain (the
+domain). Read and parsed once per process (the files change with a deploy); drafts are checked
+against what it defines (admin_api/training/checks.py)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from admin_api.training.checks import Definitions, parse
+from core.settings import ROOT
+
+log = logging.getLogger(__name__)
+
+# kind -> the folder of the base's files of that kind, relative to the repository
+FOLDERS = {"nlu": "data/nlu", "rules": "data/rules", "stories": "data/stories",
+           "tests": "data/tests", "domain": "bot/domain"}
+
+
+@dataclass(frozen=True)
+class BaseFile:
+    kind: str
+    name: str  # the file's name without .yml
+    path: str  # relative to the repository: "data/nlu/orders.yml"
+    size: int
+
+
+@dataclass(frozen=True)
+class BaseData:
+    files: tuple[BaseFile, ...]
+    defs: Definitions
+
+    def file(self, kind: str, name: str) -> BaseFile | None:
+        return next((f for f in self.files if f.kind == kind and f.name == name), None)
+
+    def read(self, found: BaseFile, root: Path = ROOT) -> str:
+        return (root / found.path).read_text(encoding="utf-8")
+
+
+def read_base(root: Path = ROOT) -> BaseData:
+    files: list[BaseFile] = []
+    defs = Definitions()
+    for kind, folder in FOLDERS.items():
+        for path in sorted((root / folder).glob("*.yml")):
+            relative = path.relative_to(root).as_posix()
+            text = path.read_text(encoding="utf-8")
+            parsed = parse(relative, kind, text, base=True)
+            if parsed.problems:  # the base trains as it is; say so if our checks disagree
+                log.warning("the base file %s does not pass our checks: %s", relative,
+                            "; ".join(f"{p.line}: {p.message}" for p in parsed.problems[:5]))
+            defs.merge(parsed.defs)
+            files.append(BaseFile(kind, path.stem, relative, len(text.encode("utf-8"))))
+    defs.refs.clear()  # the base's own references are Rasa's business, not the drafts'
+    return BaseData(tuple(files), defs)
+
+
+@functools.cache
+def base_data() -> BaseData:
+    return read_base()

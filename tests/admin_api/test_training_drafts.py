@@ -1,0 +1,328 @@
+"""Designers' drafts of the shop's training data over the admin API (issue 15, first slice):
+Rasa YAML in and out byte for byte, content types, names, sizes, roles, one shop never seeing
+another's drafts, the audit log, the plan's own models (402), and our checks: a good overlay
+passes; a broken file, a redefined base rule or slot, an action that does not exist are
+refused with file and line."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+
+from admin_api.api import API
+from admin_api.app import TITLE, VERSION, create_app
+from admin_api.tables import AuditRow
+from admin_api.training.drafts import MAX_DRAFT_BYTES, MAX_SHOP_BYTES, fingerprint
+from core.settings import ROOT
+from tests.admin_api.conftest import Admin, Shop, admin_settings
+from tests.sanic_client import RunningAppClient, stop_app
+
+pytestmark = pytest.mark.asyncio
+YAML = {"Content-Type": "application/x-yaml"}
+
+DOMAIN = """version: "3.1"
+# Bikes: is the frame size right for me?
+intents:
+  - ask_size
+responses:
+  utter_size_guide:
+    - text: "Our frames come in S, M and L: S up to 170 cm, M to 185 cm, L above."
+"""
+NLU = """version: "3.1"
+nlu:
+  - intent: ask_size
+    examples: |
+      - is the frame size right for me?
+      - which frame size should I get
+      - what size bike fits someone who is 180 cm
+  - intent: check_order_status
+    examples: |
+      - where is my bike
+"""
+RULES = """version: "3.1"
+rules:
+  - rule: size questions get the size guide
+    steps:
+      - intent: ask_size
+      - action: utter_size_guide
+"""
+
+
+async def put(admin: Admin, kind: str, name: str, text: str | bytes, role: str = "designer",
+              shop: Shop | None = None, headers: dict[str, str] | None = None
+              ) -> tuple[int, Any]:
+    body = text.encode("utf-8") if isinstance(text, str) else text
+    return await admin.call("PUT", f"/training/{kind}/{name}", role=role, shop=shop,
+                            content=body, headers=YAML if headers is None else headers)
+
+
+async def get_text(admin: Admin, path: str, role: str = "designer",
+                   shop: Shop | None = None) -> tuple[int, str, str]:
+    _, response = await admin.client.get(f"/api/v1{path}",
+                                         headers=(shop or admin.demo).auth(role))
+    return response.status, response.body.decode("utf-8"), response.headers.get("content-type")
+
+
+async def validation(admin: Admin, shop: Shop | None = None) -> dict[str, Any]:
+    status, body = await admin.call("POST", "/training/validate", role="designer", shop=shop)
+    assert status == 200, body
+    return dict(body)
+
+
+async def test_a_draft_goes_in_and_comes_back_exactly(admin: Admin) -> None:
+    text = NLU.replace("nlu:", "nlu:   # trailing spaces and comments are kept  ")
+    status, saved = await put(admin, "nlu", "sizes", text)
+    assert status == 201, saved
+    assert (saved["kind"], saved["name"], saved["size"]) == ("nlu", "sizes", len(text))
+    assert saved["updated_at"]
+    status, back, content_type = await get_text(admin, "/training/nlu/sizes")
+    assert (status, back) == (200, text)
+    assert content_type.startswith("application/x-yaml")
+
+    status, saved = await put(admin, "nlu", "sizes", NLU, role="owner")
+    assert status == 200 and saved["size"] == len(NLU)
+    assert (await get_text(admin, "/training/nlu/sizes"))[1] == NLU
+    await put(admin, "domain", "sizes", DOMAIN)
+    status, listing = await admin.call("GET", "/training", role="designer")
+    assert status == 200 and listing["total"] == 2
+    assert [(d["kind"], d["name"], d["size"]) for d in listing["items"]] == [
+        ("domain", "sizes", len(DOMAIN)), ("nlu", "sizes", len(NLU))]
+    assert listing["items"][1]["updated_by"].startswith("key:")
+    _, only = await admin.call("GET", "/training", role="designer", params={"kind": "nlu"})
+    assert [d["name"] for d in only["items"]] == ["sizes"]
+
+    assert (await admin.call("DELETE", "/training/nlu/sizes", role="designer"))[0] == 204
+    status, answer = await admin.call("GET", "/training/nlu/sizes", role="designer")
+    assert status == 404 and "nlu/sizes.yml" in answer["detail"]
+    assert (await admin.call("DELETE", "/training/nlu/sizes", role="designer"))[0] == 404
+
+
+async def test_only_rasa_yaml_is_accepted_as_a_body(admin: Admin) -> None:
+    for headers in ({"Content-Type": "application/json"}, {"Content-Type": "text/plain"}, {}):
+        status, answer = await put(admin, "nlu", "sizes", NLU, headers=headers)
+        assert status == 415, (headers, answer)
+        assert "application/x-yaml" in answer["detail"]
+    status, _ = await put(admin, "nlu", "sizes", NLU,
+                          headers={"Content-Type": "application/x-yaml; charset=utf-8"})
+    assert status == 201
+    status, answer = await put(admin, "nlu", "latin", "version: \"3.1\"\n# caf\xe9\n"
+                               .encode("latin-1"))
+    assert status == 400 and "UTF-8" in answer["detail"]
+    status, answer = await put(admin, "nlu", "blank", "  \n")
+    assert status == 422 and "empty" in answer["detail"]
+    assert (await admin.call("GET", "/training", role="designer"))[1]["total"] == 1
+
+
+@pytest.mark.parametrize(("kind", "name"), [("intents", "sizes"), ("nlu", "Sizes"),
+                                            ("nlu", "-sizes"), ("nlu", "a" * 65),
+                                            ("nlu", "size.yml"), ("nlu", "siz%20es")])
+async def test_kinds_and_names_are_checked(admin: Admin, kind: str, name: str) -> None:
+    status, answer = await put(admin, kind, name, NLU)
+    assert status == 422, answer
+    assert (await admin.call("GET", f"/training/{kind}/{name}", role="designer"))[0] == 422
+
+
+async def test_sizes_are_limited(admin: Admin) -> None:
+    header = 'version: "3.1"\n'
+    filler = "# " + "x" * 1000 + "\n"
+    big = header + filler * ((MAX_DRAFT_BYTES - len(header)) // len(filler) + 1)
+    status, answer = await put(admin, "nlu", "big", big)
+    assert status == 413 and "512" in answer["detail"].replace(",", "")
+    just = header + filler * ((MAX_DRAFT_BYTES - len(header)) // len(filler))
+    count = MAX_SHOP_BYTES // len(just)
+    for number in range(count):
+        assert (await put(admin, "nlu", f"part{number}", just))[0] == 201
+    status, answer = await put(admin, "nlu", "onemore", just)
+    assert status == 413 and "all drafts together" in answer["detail"]
+    # Replacing a draft counts its new size, not both.
+    assert (await put(admin, "nlu", "part0", just))[0] == 200
+
+
+async def test_agents_may_not_touch_drafts(admin: Admin) -> None:
+    await put(admin, "nlu", "sizes", NLU)
+    for method, path in (("GET", "/training"), ("GET", "/training/nlu/sizes"),
+                         ("DELETE", "/training/nlu/sizes"), ("POST", "/training/validate"),
+                         ("GET", "/training/base"), ("GET", "/training/base/nlu/orders")):
+        status, answer = await admin.call(method, path, role="agent")
+        assert status == 403 and answer["detail"].startswith("the agent role may not"), path
+    assert (await put(admin, "nlu", "sizes", NLU, role="agent"))[0] == 403
+    assert (await get_text(admin, "/training/nlu/sizes"))[1] == NLU
+
+
+async def test_a_shop_sees_only_its_own_drafts(admin: Admin) -> None:
+    secret = NLU.replace("where is my bike", "where is my secret tandem")
+    assert (await put(admin, "nlu", "sizes", secret, shop=admin.other))[0] == 201
+    assert (await admin.call("GET", "/training/nlu/sizes", role="designer"))[0] == 404
+    assert (await admin.call("DELETE", "/training/nlu/sizes", role="owner"))[0] == 404
+    assert (await admin.call("GET", "/training", role="owner"))[1]["total"] == 0
+    assert (await validation(admin)) == {"ok": True, "errors": []}
+    # The demo shop's own draft of the same name is its own.
+    assert (await put(admin, "nlu", "sizes", NLU))[0] == 201
+    assert (await get_text(admin, "/training/nlu/sizes", shop=admin.other))[1] == secret
+    assert (await get_text(admin, "/training/nlu/sizes"))[1] == NLU
+
+
+async def test_writes_are_audited_with_size_and_hash_not_content(admin: Admin) -> None:
+    await put(admin, "domain", "sizes", DOMAIN)
+    await put(admin, "domain", "sizes", DOMAIN + "# more\n")
+    await admin.call("DELETE", "/training/domain/sizes", role="designer")
+    async with admin.sessions() as session:
+        rows = (await session.execute(select(AuditRow).where(
+            AuditRow.tenant_id == admin.demo.id, AuditRow.action.like("training.%"))
+            .order_by(AuditRow.id))).scalars().all()
+    assert [(r.action, r.target) for r in rows] == [
+        ("training.draft.create", "domain/sizes.yml"), ("training.draft.update",
+                                                        "domain/sizes.yml"),
+        ("training.draft.delete", "domain/sizes.yml")]
+    create, update, delete = rows
+    assert create.before is None
+    assert create.after == {**fingerprint(DOMAIN), "problems": 1}  # ask_size has no examples
+    assert update.before == fingerprint(DOMAIN)
+    assert delete.before == fingerprint(DOMAIN + "# more\n") and delete.after is None
+    assert all(r.actor.startswith("key:") for r in rows)
+    assert "frames come in" not in repr([(r.before, r.after) for r in rows])
+
+
+@pytest_asyncio.fixture
+async def billed(admin: Admin, tmp_path: Path) -> AsyncIterator[Admin]:
+    """The same database and shops, served with billing on: both shops on the free plan."""
+    settings = admin_settings(tmp_path, admin.database_url, STRIPE_API_KEY="sk_test_x")
+    app = create_app(settings, name=f"admin-training-{uuid.uuid4().hex[:8]}")
+    app.config.WEBHOOK_WORKER = False
+    app.config.BILLING_WORKER = False
+    client = RunningAppClient(app)
+    try:
+        yield Admin(app, client, admin.sessions, settings, admin.demo, admin.other,
+                    admin.database_url)
+    finally:
+        await stop_app(app)
+
+
+async def test_writing_drafts_needs_a_plan_with_own_models(admin: Admin, billed: Admin) -> None:
+    assert (await put(admin, "nlu", "sizes", NLU))[0] == 201  # billing off: no limit
+    status, answer = await put(billed, "nlu", "sizes", NLU)
+    assert status == 402, answer
+    assert answer["limit"] == "own_models" and "own models" in answer["detail"]
+    assert (await billed.call("DELETE", "/training/nlu/sizes", role="designer"))[0] == 402
+    # Reading and checking stay open; nothing changed.
+    assert (await get_text(billed, "/training/nlu/sizes"))[1] == NLU
+    assert (await billed.call("POST", "/training/validate", role="designer"))[0] == 200
+
+
+async def test_a_good_overlay_passes_our_checks(admin: Admin) -> None:
+    for kind, text in (("domain", DOMAIN), ("nlu", NLU), ("rules", RULES)):
+        status, saved = await put(admin, kind, "sizes", text)
+        assert status == 201, saved
+    assert saved["problems"] == []
+    assert await validation(admin) == {"ok": True, "errors": []}
+
+
+async def test_a_broken_file_gives_its_line(admin: Admin) -> None:
+    broken = NLU.replace("  - intent: check_order_status", "  - intent: check_order_status\n"
+                         "   examples: |")  # line 9: a key indented one space off
+    status, saved = await put(admin, "nlu", "sizes", broken)
+    assert status == 201  # stored all the same, as an editor saves work in progress
+    assert [(p["file"], p["line"]) for p in saved["problems"]] == [("nlu/sizes.yml", 9)]
+    assert "YAML syntax" in saved["problems"][0]["message"]
+    result = await validation(admin)
+    assert result["ok"] is False and result["errors"] == saved["problems"]
+
+
+async def test_a_draft_cannot_change_the_base(admin: Admin) -> None:
+    rules = """version: "3.1"
+rules:
+  - rule: greet
+    steps:
+      - intent: greet
+      - action: utter_size_guide
+  - rule: check the frame
+    steps:
+      - intent: ask_size
+      - action: action_check_frame
+"""
+    domain = DOMAIN + """slots:
+  order_number:
+    type: text
+    mappings:
+      - type: from_text
+"""
+    await put(admin, "domain", "sizes", domain)
+    await put(admin, "nlu", "sizes", NLU)
+    status, saved = await put(admin, "rules", "sizes", rules)
+    assert status == 201
+    found = {(p["file"], p["line"]): p["message"] for p in (await validation(admin))["errors"]}
+    assert set(found) == {("rules/sizes.yml", 3), ("rules/sizes.yml", 10),
+                          ("domain/sizes.yml", 9)}, found
+    assert "the base has a rule named 'greet' (data/rules/smalltalk.yml:" in found[
+        ("rules/sizes.yml", 3)]
+    assert "action 'action_check_frame' does not exist" in found[("rules/sizes.yml", 10)]
+    assert "slot 'order_number'" in found[("domain/sizes.yml", 9)]
+    assert "order_status_form" in found[("domain/sizes.yml", 9)]
+    # The PUT's summary holds the problems of that file only.
+    assert {p["line"] for p in saved["problems"]} == {3, 10}
+
+
+async def test_base_texts_flows_and_missing_names_are_explained(admin: Admin) -> None:
+    domain = """version: "3.1"
+session_config:
+  session_expiration_time: 5
+responses:
+  utter_greet:
+    - text: Howdy
+forms:
+  return_form:
+    required_slots:
+      - return_reason
+"""
+    rules = """version: "3.1"
+rules:
+  - rule: my own answer to order questions
+    steps:
+      - intent: check_order_status
+      - action: utter_goodbye
+  - rule: unknown names
+    steps:
+      - intent: ask_colour
+      - action: utter_colour_chart
+"""
+    await put(admin, "domain", "base", domain)
+    await put(admin, "rules", "base", rules)
+    found = {(p["file"], p["line"]): p["message"] for p in (await validation(admin))["errors"]}
+    assert "session_config belongs to the base" in found[("domain/base.yml", 2)]
+    assert "PUT /api/v1/responses/utter_greet" in found[("domain/base.yml", 5)]
+    assert "the base defines form 'return_form'" in found[("domain/base.yml", 8)]
+    assert "the base's rule 'start the order status form'" in found[("rules/base.yml", 3)]
+    assert "intent 'ask_colour' is not in the domain" in found[("rules/base.yml", 9)]
+    assert "no response 'utter_colour_chart'" in found[("rules/base.yml", 10)]
+
+
+async def test_the_base_can_be_read(admin: Admin) -> None:
+    status, base = await admin.call("GET", "/training/base", role="designer")
+    assert status == 200
+    paths = {f["path"] for f in base["files"]}
+    assert {"data/nlu/orders.yml", "data/rules/order_status.yml", "bot/domain/orders.yml",
+            "data/tests/test_returns.yml"} <= paths
+    assert "order_status_form" in base["forms"] and "action_handoff" in base["actions"]
+    assert "check_order_status" in base["intents"] and "greet" in base["rules"]
+    status, text, content_type = await get_text(admin, "/training/base/nlu/orders")
+    assert status == 200 and content_type.startswith("application/x-yaml")
+    assert text == (ROOT / "data/nlu/orders.yml").read_text(encoding="utf-8")
+    assert (await admin.call("GET", "/training/base/nlu/nothing", role="designer"))[0] == 404
+
+
+async def test_the_document_describes_yaml_bodies_and_answers() -> None:
+    paths = API.openapi(title=TITLE, version=VERSION)["paths"]
+    item = paths["/api/v1/training/{kind}/{name}"]
+    assert list(item["put"]["requestBody"]["content"]) == ["application/x-yaml"]
+    assert {"200", "201", "402", "413", "415", "422"} <= set(item["put"]["responses"])
+    assert list(item["get"]["responses"]["200"]["content"]) == ["application/x-yaml"]
+    kind = next(p for p in item["get"]["parameters"] if p["name"] == "kind")
+    assert kind["schema"]["enum"] == ["nlu", "rules", "stories", "domain", "tests"]
+    validate = paths["/api/v1/training/validate"]["post"]["responses"]["200"]
+    assert "application/json" in validate["content"]
