@@ -24,7 +24,7 @@ from admin_api.errors import NotFound, PayloadTooLarge, Unprocessable
 from admin_api.plan_limits import require_own_models
 from admin_api.principal import DESIGNERS
 from admin_api.training.base import base_data
-from admin_api.training.checks import Problem, validate
+from admin_api.training.checks import validate
 from admin_api.training.drafts import (
     NAME_PATTERN,
     DraftLimit,
@@ -36,6 +36,7 @@ from admin_api.training.drafts import (
     remove_draft,
     store_draft,
 )
+from admin_api.training.nodes import Problem
 
 YAML = "application/x-yaml"
 Kind = Literal["nlu", "rules", "stories", "domain", "tests"]

@@ -10,7 +10,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from admin_api.training.checks import Definitions, parse
+from admin_api.training.nodes import Definitions
+from admin_api.training.reader import parse
 from core.settings import ROOT
 
 log = logging.getLogger(__name__)

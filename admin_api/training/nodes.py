@@ -1,0 +1,204 @@
+"""What reading a training data file gives (problems with file and line, the names it
+defines and uses), and the small tools the readers share over PyYAML's composed nodes, whose
+marks give each key and item its line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+VERSION = "3.1"
+TOP_KEYS: dict[str, tuple[str, ...]] = {
+    "nlu": ("version", "nlu"),
+    "rules": ("version", "rules"),
+    "stories": ("version", "stories"),
+    "tests": ("version", "stories"),
+    "domain": ("version", "intents", "entities", "slots", "responses", "actions", "forms"),
+}
+# What Rasa 3.6 defines in every domain (rasa/shared/core/constants.py).
+DEFAULT_INTENTS = frozenset({"restart", "back", "out_of_scope", "session_start",
+                             "nlu_fallback"})
+DEFAULT_ACTIONS = frozenset({
+    "action_listen", "action_restart", "action_session_start", "action_default_fallback",
+    "action_deactivate_loop", "action_revert_fallback_events",
+    "action_default_ask_affirmation", "action_default_ask_rephrase",
+    "action_two_stage_fallback", "action_unlikely_intent", "action_back", "action_send_text",
+    "action_extract_slots"})
+DEFAULT_SLOTS = frozenset({"requested_slot", "session_started_metadata"})
+SLOT_TYPES = ("text", "bool", "categorical", "float", "list", "any")
+MAPPING_TYPES = ("from_entity", "from_text", "from_intent", "from_trigger_intent", "custom")
+VARIANT_KEYS = frozenset({"text", "image", "custom", "buttons", "attachment", "quick_replies",
+                          "elements", "channel", "condition", "metadata", "id"})
+VARIANT_CONTENT = ("text", "image", "custom", "buttons", "attachment", "quick_replies",
+                   "elements")
+STEP_KEYS = frozenset({"intent", "user", "entities", "action", "bot", "active_loop",
+                       "slot_was_set", "checkpoint", "or", "metadata"})
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# An annotated entity in an example: [text](entity), [text](entity:value), [text]{"entity":..}
+ANNOTATION = re.compile(r"\[[^\]\n]*\]\(([^)\n:]+)(?::[^)\n]*)?\)")
+JSON_ANNOTATION = re.compile(r"\]\{[^}\n]*\"entity\"\s*:\s*\"([^\"\n]+)\"")
+TAG_STR = "tag:yaml.org,2002:str"
+TAG_NULL = "tag:yaml.org,2002:null"
+# compose() on libyaml when it is there: a 512 KB draft in milliseconds instead of a second.
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_NODES = 200_000
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Where:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A name a file uses, to look up once every file is read."""
+
+    what: str  # intent | nlu_intent | action | slot | form | entity
+    name: str
+    where: Where
+
+
+@dataclass
+class Definitions:
+    """What a set of files defines, each name with where (the first place) it is."""
+
+    intents: dict[str, Where] = field(default_factory=dict)
+    intents_with_properties: dict[str, Where] = field(default_factory=dict)
+    entities: dict[str, Where] = field(default_factory=dict)
+    slots: dict[str, Where] = field(default_factory=dict)
+    forms: dict[str, Where] = field(default_factory=dict)
+    form_slots: dict[str, list[str]] = field(default_factory=dict)  # form -> required slots
+    actions: dict[str, Where] = field(default_factory=dict)
+    responses: dict[str, Where] = field(default_factory=dict)
+    examples: dict[str, Where] = field(default_factory=dict)  # intents with NLU examples
+    rules: dict[str, Where] = field(default_factory=dict)
+    stories: dict[str, Where] = field(default_factory=dict)
+    tests: dict[str, Where] = field(default_factory=dict)
+    # A rule or story without condition that starts with an intent (and these entities):
+    # (intent, entities) -> (its name, where, the action that follows).
+    starts: dict[tuple[str, frozenset[str]], tuple[str, Where, str]] = field(
+        default_factory=dict)
+    refs: list[Ref] = field(default_factory=list)
+
+    def merge(self, other: Definitions) -> None:
+        for name in ("intents", "intents_with_properties", "entities", "slots", "forms",
+                     "form_slots", "actions", "responses", "examples", "rules", "stories",
+                     "tests", "starts"):
+            mine = getattr(self, name)
+            for key, value in getattr(other, name).items():
+                mine.setdefault(key, value)
+        self.refs.extend(other.refs)
+
+    def forms_asking_for(self, slot: str) -> list[str]:
+        return sorted(form for form, slots in self.form_slots.items() if slot in slots)
+
+
+@dataclass
+class ParsedFile:
+    file: str  # "nlu/sizes.yml" for a draft, "data/nlu/orders.yml" for the base
+    kind: str
+    defs: Definitions
+    problems: list[Problem]
+
+# --- reading -----------------------------------------------------------------------
+
+def line_of(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def text_of(node: Node | None) -> str | None:
+    """A scalar's text (a string, number or word as written); None for anything else."""
+    if isinstance(node, ScalarNode) and node.tag != TAG_NULL:
+        return str(node.value)
+    return None
+
+
+def is_null(node: Node | None) -> bool:
+    return node is None or (isinstance(node, ScalarNode) and node.tag == TAG_NULL)
+
+
+def walk(root: Node) -> Iterator[Node]:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+
+
+class FileReader:
+    """One file's problems and definitions as its readers find them."""
+
+    def __init__(self, file: str, kind: str, base: bool = False) -> None:
+        self.file, self.kind, self.base = file, kind, base
+        self.defs = Definitions()
+        self.problems: list[Problem] = []
+
+    def at(self, node: Node | int) -> Where:
+        return Where(self.file, node if isinstance(node, int) else line_of(node))
+
+    def problem(self, node: Node | int, message: str) -> None:
+        self.problems.append(Problem(self.file, self.at(node).line, message))
+
+    def ref(self, what: str, name: str, node: Node) -> None:
+        self.defs.refs.append(Ref(what, name, self.at(node)))
+
+    def define(self, table: dict[str, Where], what: str, name: str, node: Node) -> None:
+        if name in table:
+            self.problem(node, f"{what} '{name}' is defined twice in this file (first at line "
+                               f"{table[name].line})")
+        else:
+            table[name] = self.at(node)
+
+    def mapping(self, node: Node, what: str) -> list[tuple[str, Node, Node]]:
+        """(key, key node, value node) of a mapping; a problem when it is none or a key
+        repeats (Rasa's YAML reader refuses repeated keys)."""
+        if not isinstance(node, MappingNode):
+            self.problem(node, f"{what} must be a mapping (key: value lines)")
+            return []
+        seen: dict[str, int] = {}
+        pairs = []
+        for key_node, value_node in node.value:
+            key = text_of(key_node)
+            if key is None:
+                self.problem(key_node, f"{what}: every key must be a plain name")
+                continue
+            if key in seen:
+                self.problem(key_node, f"'{key}' appears twice (first at line {seen[key]})")
+                continue
+            seen[key] = line_of(key_node)
+            pairs.append((key, key_node, value_node))
+        return pairs
+
+    def sequence(self, node: Node, what: str) -> list[Node]:
+        if is_null(node):
+            return []
+        if not isinstance(node, SequenceNode):
+            self.problem(node, f"{what} must be a list (lines starting with '- ')")
+            return []
+        return list(node.value)
+
+    def name(self, node: Node, what: str) -> str | None:
+        text = text_of(node)
+        if text is None or not text.strip():
+            self.problem(node, f"{what} must be a name")
+            return None
+        return text
+

@@ -1,0 +1,279 @@
+"""Reading one training data file of a kind (nlu, rules, stories, tests, domain): YAML syntax,
+the top-level keys the kind allows, `version: "3.1"`, and each kind's shapes; what it defines and
+the names it uses, for the checks over the base (admin_api/training/checks.py)."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from admin_api.training.domain_file import DomainReader
+from admin_api.training.nodes import (
+    ANNOTATION,
+    JSON_ANNOTATION,
+    LOADER,
+    MAX_NODES,
+    NAME,
+    STEP_KEYS,
+    TAG_STR,
+    TOP_KEYS,
+    VERSION,
+    ParsedFile,
+    Ref,
+    Where,
+    is_null,
+    line_of,
+    text_of,
+    walk,
+)
+
+
+class _Reader(DomainReader):
+    # --- the file ---
+
+    def read(self, text: str) -> None:
+        try:
+            root = yaml.compose(text, Loader=LOADER)  # noqa: S506 (safe loader's composer)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = int(mark.line) + 1 if mark is not None else 1
+            self.problem(line, f"YAML syntax error: {exc.problem or exc.context or exc}")
+            return
+        except yaml.YAMLError as exc:
+            self.problem(1, f"YAML error: {exc}")
+            return
+        if root is None:
+            self.problem(1, f'the file is empty; start it with version: "{VERSION}"')
+            return
+        seen: set[int] = set()
+        for count, node in enumerate(walk(root)):
+            if id(node) in seen:
+                self.problem(node, "YAML aliases (*name) are not supported: write the content "
+                                   "out where it is used")
+                return
+            seen.add(id(node))
+            if count > MAX_NODES:
+                self.problem(1, "the file has too many items to check")
+                return
+        pairs = self.mapping(root, "the file")
+        allowed = TOP_KEYS[self.kind]
+        keys = {key: (key_node, value) for key, key_node, value in pairs}
+        for key, key_node, _ in pairs:
+            if key == "session_config" and self.base and self.kind == "domain":
+                continue
+            if key == "session_config":
+                self.problem(key_node, "session_config belongs to the base and cannot be "
+                                       "changed by a draft")
+            elif key not in allowed:
+                self.problem(key_node, f"'{key}' has no place in a {self.kind} file; it "
+                                       f"may have {', '.join(allowed)}")
+        if "version" not in keys:
+            self.problem(root, f'start the file with version: "{VERSION}"')
+        else:
+            node = keys["version"][1]
+            if text_of(node) != VERSION or node.tag != TAG_STR:
+                self.problem(node, f'version must be "{VERSION}", in quotes')
+        for key, (_, value) in keys.items():
+            if key in allowed and key != "version":
+                getattr(self, f"_{self.kind}_{key}")(value)
+
+    # --- nlu ---
+
+    def _nlu_nlu(self, node: Node) -> None:
+        for item in self.sequence(node, "nlu"):
+            pairs = self.mapping(item, "an NLU item")
+            keys = {key: (key_node, value) for key, key_node, value in pairs}
+            heads = [k for k in ("intent", "synonym", "regex", "lookup") if k in keys]
+            if len(heads) != 1:
+                if pairs:
+                    self.problem(item, "an NLU item names one intent, synonym, regex or lookup "
+                                       "(e.g. - intent: ask_size)")
+                continue
+            head = heads[0]
+            allowed = {head, "examples"} | ({"metadata"} if head == "intent" else set())
+            for key, key_node, _ in pairs:
+                if key not in allowed:
+                    self.problem(key_node, f"'{key}' has no place in a {head} item; it may have "
+                                           f"{', '.join(sorted(allowed))}")
+            name = self.name(keys[head][1], head)
+            if name is None:
+                continue
+            if head == "intent":
+                if not NAME.match(name):
+                    self.problem(keys[head][1], f"intent '{name}': use letters, digits and _ "
+                                                "only")
+                    continue
+                self.defs.examples.setdefault(name, self.at(keys[head][1]))
+                self.ref("nlu_intent", name, keys[head][1])
+            if "examples" not in keys:
+                self.problem(item, f"{head} '{name}' has no examples")
+                continue
+            self._examples(keys["examples"][1], head, name)
+
+    def _examples(self, node: Node, head: str, name: str) -> None:
+        if isinstance(node, SequenceNode):  # the structured form: - text: ...
+            for entry in node.value:
+                text_node = dict((k, v) for k, _, v in self.mapping(entry, "an example")
+                                 ).get("text")
+                if text_node is None or not text_of(text_node):
+                    self.problem(entry, "each example needs its text:")
+                elif head == "intent":
+                    self._annotations(text_of(text_node) or "", line_of(text_node))
+            return
+        text = text_of(node)
+        if text is None or not isinstance(node, ScalarNode):
+            self.problem(node, f"the examples of {head} '{name}' must be a block of lines "
+                               "starting with '- ' (examples: |)")
+            return
+        if node.style == ">":
+            self.problem(node, "write examples as a literal block (examples: |), not folded "
+                               "(>), so each stays on its line")
+            return
+        first = line_of(node) + (1 if node.style == "|" else 0)
+        count = 0
+        for offset, raw in enumerate(text.split("\n")):
+            line = raw.strip()
+            if not line:
+                continue
+            if not line.startswith("- ") or not line[2:].strip():
+                self.problem(first + offset, f"each example of {head} '{name}' is one line "
+                                             "starting with '- '")
+                continue
+            count += 1
+            example = line[2:].strip()
+            if head == "intent":
+                self._annotations(example, first + offset)
+            elif head == "regex":
+                try:
+                    re.compile(example)
+                except re.error as exc:
+                    self.problem(first + offset, f"regex '{name}': this pattern does not "
+                                                 f"compile ({exc})")
+        if not count:
+            self.problem(node, f"{head} '{name}' has no examples")
+
+    def _annotations(self, example: str, line: int) -> None:
+        for entity in (*ANNOTATION.findall(example), *JSON_ANNOTATION.findall(example)):
+            self.defs.refs.append(Ref("entity", entity.strip(), self.at(line)))
+
+    # --- rules, stories and test stories ---
+
+    def _rules_rules(self, node: Node) -> None:
+        self._flows(node, "rule", self.defs.rules)
+
+    def _stories_stories(self, node: Node) -> None:
+        self._flows(node, "story", self.defs.stories)
+
+    def _tests_stories(self, node: Node) -> None:
+        self._flows(node, "story", self.defs.tests)
+
+    def _flows(self, node: Node, noun: str, table: dict[str, Where]) -> None:
+        allowed = ({"rule", "steps", "condition", "conversation_start", "wait_for_user_input",
+                    "metadata"} if noun == "rule" else {"story", "steps", "metadata"})
+        for item in self.sequence(node, f"{noun} list"):
+            pairs = self.mapping(item, f"a {noun}")
+            if not pairs:
+                continue
+            keys = {key: (key_node, value) for key, key_node, value in pairs}
+            for key, key_node, _ in pairs:
+                if key not in allowed:
+                    self.problem(key_node, f"'{key}' has no place in a {noun}; it may have "
+                                           f"{', '.join(sorted(allowed))}")
+            if noun not in keys:
+                self.problem(item, f"each {noun} needs a name: - {noun}: <what it does>")
+                continue
+            name = self.name(keys[noun][1], f"the {noun}'s name")
+            if name is None:
+                continue
+            self.define(table, noun, name, keys[noun][1])
+            if "steps" not in keys:
+                self.problem(item, f"{noun} '{name}' has no steps")
+                continue
+            steps = self.sequence(keys["steps"][1], "steps")
+            if not steps:
+                self.problem(keys["steps"][1], f"{noun} '{name}' has no steps")
+                continue
+            conditional = "condition" in keys or "conversation_start" in keys
+            if "condition" in keys:
+                for step in self.sequence(keys["condition"][1], "condition"):
+                    step_keys = {k for k, _, _ in self.mapping(step, "a condition")}
+                    if not step_keys <= {"active_loop", "slot_was_set"}:
+                        self.problem(step, "a condition is active_loop or slot_was_set")
+                    self._step(step, noun)
+            parsed = [self._step(step, noun) for step in steps]
+            first = parsed[0]
+            if not conditional and self.kind != "tests" and first and first[0] == "intent":
+                second = parsed[1] if len(parsed) > 1 else None
+                action = second[1] if second is not None and second[0] == "action" else ""
+                self.defs.starts.setdefault((first[1], first[2]),
+                                            (name, self.at(keys[noun][1]), action))
+
+    def _step(self, node: Node, noun: str) -> tuple[str, str, frozenset[str]] | None:
+        """Checks a step and notes what it uses; ("intent", name, entities) or ("action",
+        name, {}) for the first steps' comparison with the base."""
+        pairs = self.mapping(node, "a step")
+        keys = {key: value for key, _, value in pairs}
+        for key, key_node, _ in pairs:
+            if key not in STEP_KEYS or (key == "checkpoint" and noun == "rule"):
+                self.problem(key_node, f"'{key}' is not a step; a step is intent, action, "
+                                       "active_loop, slot_was_set or or")
+        found: tuple[str, str, frozenset[str]] | None = None
+        if "intent" in keys:
+            intent = self.name(keys["intent"], "intent")
+            entities = self._entities(keys.get("entities"))
+            if intent is not None:
+                self.ref("intent", intent, keys["intent"])
+                found = ("intent", intent, entities)
+        elif "user" in keys and self.kind == "tests":
+            self.problem(node, "a test step with user: needs the intent: it should get")
+        if "action" in keys:
+            action = self.name(keys["action"], "action")
+            if action is not None:
+                self.ref("action", action, keys["action"])
+                found = found or ("action", action, frozenset())
+        if "active_loop" in keys and not is_null(keys["active_loop"]):
+            form = self.name(keys["active_loop"], "active_loop")
+            if form is not None:
+                self.ref("form", form, keys["active_loop"])
+        if "slot_was_set" in keys:
+            for entry in self.sequence(keys["slot_was_set"], "slot_was_set"):
+                if isinstance(entry, MappingNode):
+                    for slot, slot_node, _ in self.mapping(entry, "slot_was_set"):
+                        self.ref("slot", slot, slot_node)
+                else:
+                    slot_name = self.name(entry, "a slot")
+                    if slot_name is not None:
+                        self.ref("slot", slot_name, entry)
+        if "or" in keys:
+            for alternative in self.sequence(keys["or"], "or"):
+                self._step(alternative, noun)
+        return found
+
+    def _entities(self, node: Node | None) -> frozenset[str]:
+        names: set[str] = set()
+        if node is None:
+            return frozenset()
+        for entry in self.sequence(node, "entities"):
+            if isinstance(entry, MappingNode):
+                for entity, entity_node, _ in self.mapping(entry, "an entity"):
+                    if entity not in ("role", "group", "value"):
+                        names.add(entity)
+                        self.ref("entity", entity, entity_node)
+            else:
+                entity_name = self.name(entry, "an entity")
+                if entity_name is not None:
+                    names.add(entity_name)
+                    self.ref("entity", entity_name, entry)
+        return frozenset(names)
+
+
+def parse(file: str, kind: str, text: str, *, base: bool = False) -> ParsedFile:
+    """One file's shape problems and definitions (`base`: a file of the base, which may set
+    session_config)."""
+    reader = _Reader(file, kind, base)
+    reader.read(text)
+    return ParsedFile(file, kind, reader.defs, reader.problems)
+
+
