@@ -35,7 +35,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, empty, raw
 from sanic.response import json as json_response
 
-from admin_api.errors import ApiError, BadRequest, Forbidden, Unprocessable
+from admin_api.errors import BadRequest, Forbidden, Unprocessable, UnsupportedMediaType
 from admin_api.principal import Principal
 
 PREFIX = "/api/v1"
@@ -73,10 +73,6 @@ class PageQuery(Model):
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.page_size
-
-
-class UnsupportedMediaType(ApiError):
-    status = 415
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,10 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+
+
 class Unprocessable(ApiError):
     """Well-formed but invalid: a template with an unknown slot, credentials a channel refuses."""
 

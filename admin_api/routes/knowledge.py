@@ -22,7 +22,12 @@ from sqlalchemy import func, select
 
 from admin_api.api import API, Call, Model, Page, PageQuery
 from admin_api.audit import record
-from admin_api.errors import ApiError, NotFound, PayloadTooLarge, Unprocessable
+from admin_api.errors import (
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from admin_api.plan_limits import require_document
 from admin_api.principal import DESIGNERS
 from admin_api.routes.jobs import JobOut
@@ -32,10 +37,6 @@ from knowledge.library import BadDocument, Library, UnsupportedType, check_conte
 from knowledge.tables import KnowledgeDocumentRow
 
 DocumentStatus = Literal["ready", "updating", "deleting"]
-
-
-class UnsupportedMediaType(ApiError):
-    status = 415
 
 
 class DocumentOut(Model):
