@@ -19,6 +19,7 @@ from admin_api.gateway import GatewayClient
 from admin_api.pages import mount as mount_pages
 from admin_api.rasa import RasaTracker
 from admin_api.worker import install as install_worker
+from admin_api.workshop import WorkshopClient
 from billing.account import Accounts
 from billing.plans import billing_enabled, pricing
 from billing.stripe_api import StripeApi
@@ -77,6 +78,8 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
         inbox = app.ctx.settings  # (tests point these at their fakes)
         app.ctx.gateway = GatewayClient(inbox.gateway_url, inbox.internal_token)
         app.ctx.rasa = RasaTracker(inbox.rasa_url, inbox.rasa_jwt_key)
+        # Rasa's own checks of designers' drafts run in the workshop (bot/workshop.py).
+        app.ctx.workshop = WorkshopClient(inbox.workshop_url, inbox.rasa_jwt_key)
         # Shops' plans (billing/): None pricing when billing is off, every shop unlimited.
         app.ctx.billing = Accounts(app.ctx.sessions,
                                    pricing(settings) if billing_enabled(settings) else None,
@@ -87,6 +90,7 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
     async def close_connections(app: Sanic) -> None:
         await app.ctx.gateway.aclose()
         await app.ctx.rasa.aclose()
+        await app.ctx.workshop.aclose()
         if app.ctx.stripe is not None:
             await app.ctx.stripe.aclose()
         if app.ctx.redis is not None:

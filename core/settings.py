@@ -410,8 +410,9 @@ def _derived_key(secret: str, purpose: bytes) -> bytes:
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class BotSettings(ProcessSettings):
-    """What Rasa's launcher (bot/serve.py) adds to the process settings: the secret its HTTP
-    API checks callers with. Read from the environment, so it is on no command line."""
+    """What Rasa's launcher (bot/serve.py) and the workshop (bot/workshop.py) add to the
+    process settings: the secret their HTTP APIs check callers with (read from the
+    environment, so it is on no command line), and where each listens or calls."""
 
     rasa_token: Secret = env_field(
         "RASA_TOKEN", secret=True, required=True,
@@ -423,6 +424,14 @@ class BotSettings(ProcessSettings):
         used_by=("bot",),
         doc="our NLG endpoint (the admin service) that Rasa asks for every response's text; "
             "unreachable: Rasa says the domain's default texts")
+    workshop_host: str = env_field(
+        "WORKSHOP_HOST", bind_host, default="127.0.0.1", local_default=True,
+        used_by=("workshop",),
+        doc="where the workshop (bot/workshop.py: Rasa's own checks of designers' drafts) "
+            "listens; loopback: only the admin service on this host calls it")
+    workshop_port: int = env_field(
+        "WORKSHOP_PORT", port, default=5006, used_by=("workshop",),
+        doc="the workshop's port (WORKSHOP_URL names it)")
 
     @property
     def nlg_token(self) -> Secret:
@@ -473,6 +482,11 @@ class Settings(BotSettings):
         used_by=("admin",),
         doc="where the admin service hands agents' replies to the gateway's outbox "
             "(/internal/agent-replies); the default is loopback")
+    workshop_url: str = env_field(
+        "WORKSHOP_URL", url("http", "https"), default="http://127.0.0.1:5006",
+        local_default=True, used_by=("admin",),
+        doc="where the admin service asks the workshop (bot/workshop.py, in Rasa's interpreter) "
+            "for Rasa's own checks of a shop's drafts; the default is loopback")
     admin_url: str = env_field(
         "ADMIN_URL", url("http", "https"), default="http://127.0.0.1:8080", local_default=True,
         used_by=("gateway", "actions"),

@@ -32,10 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The settings each service's process builds: migrations/env.py under `alembic upgrade head`
 # reads ProcessSettings; Rasa's launcher (bot/serve.py) BotSettings (bot/stores.py inside Rasa
-# the ProcessSettings part); the action server, the gateway and the admin service Settings.
+# the ProcessSettings part) and the workshop (bot/workshop.py) BotSettings; the action server,
+# the gateway and the admin service Settings.
 SERVICE_SETTINGS: dict[str, type[ProcessSettings]] = {
     "migrate": ProcessSettings, "bot": BotSettings, "actions": Settings, "gateway": Settings,
-    "admin": Settings,
+    "admin": Settings, "workshop": BotSettings,
 }
 # The bot runs `python -m bot.serve <rasa arguments>`: Rasa's CLI in process, its secret from
 # the environment (bot/serve.py).
@@ -46,7 +47,7 @@ EXPECTED_SERVICES = {"postgres", "redis", "prometheus", *APP_SERVICES}
 # service for the people who run shops (DESIGN.md, Processes).
 PUBLIC_PORTS = {"gateway": 8000, "admin": 8080}
 LISTEN = {"actions": ("ACTIONS_HOST", "ACTIONS_PORT"), "gateway": ("GATEWAY_HOST", "GATEWAY_PORT"),
-          "admin": ("ADMIN_HOST", "ADMIN_PORT")}
+          "admin": ("ADMIN_HOST", "ADMIN_PORT"), "workshop": ("WORKSHOP_HOST", "WORKSHOP_PORT")}
 # Each process's metrics (core/metrics.py): its port variable; METRICS_HOST is the address.
 METRICS = {"actions": "ACTIONS_METRICS_PORT", "gateway": "GATEWAY_METRICS_PORT",
            "bot": "BOT_METRICS_PORT", "admin": "ADMIN_METRICS_PORT"}
@@ -71,9 +72,11 @@ SERVICE_URLS = {  # variable -> (service it points at, path it must have or None
     "ACTION_SERVER_URL": ("actions", None),
     "ACTION_ENDPOINT_URL": ("actions", "/webhook"),
     "NLG_URL": ("admin", "/nlg"),
+    "WORKSHOP_URL": ("workshop", None),
 }
 HEALTH = {"bot": ("/", "Hello from Rasa"), "actions": ("/health", None),
-          "gateway": ("/health", None), "admin": ("/health", None)}
+          "gateway": ("/health", None), "admin": ("/health", None),
+          "workshop": ("/health", None)}
 BASE_IMAGES = {  # DESIGN.md, Processes: Rasa needs Python 3.10, our code runs on 3.11
     "docker/bot.Dockerfile": "python:3.10-slim",
     "docker/app.Dockerfile": "python:3.11-slim",
@@ -273,7 +276,7 @@ def test_no_secret_on_a_command_line() -> None:
                 f"{where}: ${var} on a command line")
 
 
-@pytest.mark.parametrize("name", ["actions", "gateway", "admin"])
+@pytest.mark.parametrize("name", ["actions", "gateway", "admin", "workshop"])
 def test_app_service_runs_the_procfile_module(name: str) -> None:
     cmd, proc = command(name), procfile(name)
     assert Path(cmd[0]).name.startswith("python"), f"service {name!r}: runs {cmd[0]!r}, not python"
@@ -394,7 +397,7 @@ def test_only_the_gateway_and_the_admin_service_publish_a_port() -> None:
             f"service {name!r}: only {sorted(PUBLIC_PORTS)} publish a port")
 
 
-@pytest.mark.parametrize("name", ["bot", "postgres", "redis", "prometheus"])
+@pytest.mark.parametrize("name", ["bot", "workshop", "postgres", "redis", "prometheus"])
 def test_backend_services_are_on_internal_networks_only(name: str) -> None:
     internal = {n for n, spec in (compose().get("networks") or {}).items()
                 if isinstance(spec, dict) and spec.get("internal")}

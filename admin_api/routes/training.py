@@ -4,15 +4,18 @@ shares (issue 15, first slice: stored, checked, served; training comes next).
 `PUT /training/{kind}/{name}` stores the body (`Content-Type: application/x-yaml`) as it came
 and answers what our checks found in it: a draft with problems is still stored, as an editor
 saves work in progress; `POST /training/validate` says whether the whole set can train.
-`GET` answers the YAML as stored. The base is read-only (`GET /training/base`, one file with
-`GET /training/base/{kind}/{name}`): drafts add to it, never change it
-(admin_api/training/checks.py says what that means). Writes need the plan's own models (402)
-and are audited with the draft's size and hash, not its content.
+`GET` answers the YAML as stored. Validation runs our checks and Rasa's own, the latter
+in the workshop (bot/workshop.py, Rasa's interpreter; admin_api/training/checks.py says when
+they are skipped); a workshop that does not answer is a 503, never a silent ok. The base is
+read-only (`GET /training/base`, one file with `GET /training/base/{kind}/{name}`): drafts add
+to it, never change it (admin_api/training/checks.py says what that means). Writes need the
+plan's own models (402) and are audited with the draft's size and hash, not its content.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,11 +23,11 @@ from pydantic import Field
 
 from admin_api.api import API, Call, Model, Page, PageQuery, WithStatus
 from admin_api.audit import record
-from admin_api.errors import NotFound, PayloadTooLarge, Unprocessable
+from admin_api.errors import NotFound, PayloadTooLarge, Unavailable, Unprocessable
 from admin_api.plan_limits import require_own_models
 from admin_api.principal import DESIGNERS
 from admin_api.training.base import base_data
-from admin_api.training.checks import validate
+from admin_api.training.checks import validate, validate_all
 from admin_api.training.drafts import (
     NAME_PATTERN,
     DraftLimit,
@@ -37,6 +40,9 @@ from admin_api.training.drafts import (
     store_draft,
 )
 from admin_api.training.nodes import Problem
+from admin_api.workshop import WorkshopUnavailable
+
+log = logging.getLogger(__name__)
 
 YAML = "application/x-yaml"
 Kind = Literal["nlu", "rules", "stories", "domain", "tests"]
@@ -78,9 +84,11 @@ class DraftQuery(PageQuery):
 
 
 class Validation(Model):
-    ok: bool = Field(description="true: our checks found nothing (Rasa's own checks are not "
-                                 "run yet)")
-    errors: list[ProblemOut]
+    ok: bool = Field(description="true: neither our checks nor Rasa's found anything")
+    errors: list[ProblemOut] = Field(description="ours and Rasa's (their messages start with "
+                                                 "'Rasa: '), each once")
+    rasa_checked: bool = Field(description="false: our checks found YAML syntax errors, so "
+                                           "Rasa's own checks were not run (fix those first)")
 
 
 class BaseFileOut(Model):
@@ -174,14 +182,21 @@ async def delete_training_draft(call: Call[None, None]) -> None:
                  after=None)
 
 
-@API.route("POST", "/training/validate", roles=DESIGNERS, response=Validation,
+@API.route("POST", "/training/validate", roles=DESIGNERS, response=Validation, errors=(503,),
            summary="Check the shop's drafts over the base")
 async def validate_training(call: Call[None, None]) -> Validation:
-    """Our checks of every draft of the shop together, over the base: YAML, shapes, names
-    that exist, and the base left intact. Rasa's own checks (`rasa data validate`) are not
-    run yet."""
-    problems = await _check(call)
-    return Validation(ok=not problems, errors=_problems(problems))
+    """Our checks of every draft of the shop together, over the base (YAML, shapes, names
+    that exist, the base left intact), then Rasa's own (`rasa data validate`), unless ours
+    found YAML syntax errors. 503 when Rasa's checks could not run."""
+    drafts = await read_contents(call.ctx.sessions, call.shop)
+    try:
+        checked = await validate_all(drafts, base_data().defs, call.ctx.workshop)
+    except WorkshopUnavailable as exc:
+        log.warning("Rasa's checks of the drafts could not run: %s", exc)
+        raise Unavailable("Rasa's own checks could not run (the workshop, which runs them, did "
+                          "not answer); try again in a minute") from None
+    return Validation(ok=not checked.problems, errors=_problems(checked.problems),
+                      rasa_checked=checked.rasa_checked)
 
 
 @API.route("GET", "/training/base", roles=DESIGNERS, response=BaseOut,

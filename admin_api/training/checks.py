@@ -1,10 +1,13 @@
 """Our checks of a shop's drafts, layered over the base: what `POST /training/validate` and
 each `PUT /training/{kind}/{name}` report, as problems with file, line and a sentence.
 
-Rasa's own checks (`rasa data validate`: story structure, contradicting rules, the domain's
-consistency as Rasa reads it) are NOT run yet: they need Rasa's interpreter, which runs on the
-bot side (issue 15's next slice). `validate` is the seam: it merges `our_problems` with
-`rasa_problems`, which finds nothing until that runner exists.
+`validate` runs our checks (also on every PUT of a draft); `validate_all` (POST
+/training/validate) adds Rasa's own (`rasa data validate`: the domain as Rasa reads it, names
+used in rules and stories, forms and slot mappings, story/rule conflicts, Rasa's YAML schema),
+which run in Rasa's interpreter, the workshop (bot/workshop.py), asked over HTTP
+(admin_api/workshop.py): `rasa_problems`. Both are merged, the same finding once. While our
+checks find YAML syntax errors Rasa's are not asked for: Rasa would stop at the same broken
+file, and validation stays quick while the designer fixes it (`Checked.rasa_checked` says so).
 
 What is checked, per draft (`<kind>/<name>.yml`, lines 1-based from PyYAML's node marks; one
 file at a time in reader.py and domain_file.py, the set over the base here):
@@ -24,7 +27,10 @@ file at a time in reader.py and domain_file.py, the set over the base here):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from admin_api.training.nodes import (
     DEFAULT_ACTIONS,
@@ -159,16 +165,49 @@ def _without_examples(draft: ParsedFile, known: Definitions) -> Iterable[Problem
                                                   "it some in an nlu draft")
 
 
-def rasa_problems(drafts: Sequence[ParsedFile]) -> list[Problem]:
-    """Rasa's own checks (`rasa data validate`) of the drafts over the base: NOT RUN YET.
-    They need Rasa's interpreter (the bot side's training worker, issue 15's next slice);
-    until then this finds nothing and `validate` reports our checks alone."""
-    return []
+class RasaChecks(Protocol):
+    """Who runs Rasa's own checks: admin_api/workshop.py `WorkshopClient` (raises
+    `WorkshopUnavailable` when it cannot)."""
+
+    async def validate(self, files: Mapping[str, str]) -> list[Problem]: ...
+
+
+@dataclass(frozen=True)
+class Checked:
+    problems: list[Problem]
+    rasa_checked: bool  # false: our checks found YAML syntax errors, Rasa's were not asked
+
+
+SYNTAX = ("YAML syntax error", "YAML error")
+
+
+async def rasa_problems(drafts: Sequence[tuple[str, str, str]],
+                        rasa: RasaChecks) -> list[Problem]:
+    """Rasa's own checks (`rasa data validate`) of the drafts over the base, in the workshop."""
+    files = {f"{kind}/{name}.yml": content for kind, name, content in drafts}
+    if not files:
+        return []
+    return [Problem(p.file, p.line, f"Rasa: {p.message}") for p in await rasa.validate(files)]
 
 
 def validate(drafts: Sequence[tuple[str, str, str]], base: Definitions) -> list[Problem]:
-    """Every problem of the shop's drafts, (kind, name, content) each: ours and Rasa's."""
+    """Our checks of the shop's drafts, (kind, name, content) each, over the base."""
     parsed = [parse(f"{kind}/{name}.yml", kind, content) for kind, name, content in drafts]
-    merged = {(p.file, p.line, p.message): p for p in
-              (*our_problems(parsed, base), *rasa_problems(parsed))}
+    return merge(our_problems(parsed, base))
+
+
+async def validate_all(drafts: Sequence[tuple[str, str, str]], base: Definitions,
+                       rasa: RasaChecks) -> Checked:
+    """Ours, then Rasa's unless ours found YAML syntax errors; merged."""
+    ours = await asyncio.to_thread(validate, drafts, base)
+    if any(p.message.startswith(SYNTAX) for p in ours):
+        return Checked(ours, rasa_checked=False)
+    return Checked(merge(ours, await rasa_problems(drafts, rasa)), rasa_checked=True)
+
+
+def merge(*groups: Iterable[Problem]) -> list[Problem]:
+    """One list, each finding once (the same message at the same place), in order."""
+    merged: dict[tuple[str, int, str], Problem] = {}
+    for problem in (p for group in groups for p in group):
+        merged.setdefault((problem.file, problem.line, problem.message), problem)
     return sorted(merged.values(), key=lambda p: (p.file, p.line, p.message))

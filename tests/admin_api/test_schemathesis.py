@@ -41,6 +41,7 @@ from devtools.bootstrap import migrate
 from devtools.demo_shop import DEMO_TENANT_ID
 from tenants.api_keys import issue_key
 from tests.databases import seeded_sessions
+from tests.fakes.workshop_server import QuietWorkshop
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,11 +71,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     url = f"sqlite:///{var / 'admin.db'}"
     migrate(url)
     keys = asyncio.run(_demo_keys(url))
+    # POST /training/validate asks the workshop for Rasa's checks once drafts exist (503
+    # without it): a stand-in that finds nothing.
+    workshop = QuietWorkshop().start()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(SWITCHBOARD_VAR_DIR=str(var), DATABASE_URL=url, ADMIN_HOST="127.0.0.1",
                ADMIN_PORT=str(port), ADMIN_METRICS_PORT="0", COOKIE_SECURE="false",
                RASA_TOKEN="schemathesis-rasa-token", PYTHONPATH=str(ROOT), LOG_LEVEL="WARNING",
+               WORKSHOP_URL=workshop.base_url,
                SWITCHBOARD_CREDENTIALS_KEY="lD3k5cRsZ0sJ2zv0cH2b1K0mD0vYt8bqz9vO3J2bX1c=")
     log = var / "admin.log"
     with open(log, "wb") as out:
@@ -102,6 +107,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        workshop.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,14 @@
 Rasa YAML in and out byte for byte, content types, names, sizes, roles, one shop never seeing
 another's drafts, the audit log, the plan's own models (402), and our checks: a good overlay
 passes; a broken file, a redefined base rule or slot, an action that does not exist are
-refused with file and line."""
+refused with file and line. Rasa's own checks are a stand-in here that finds nothing (the real
+workshop: tests/admin_api/test_training_validate.py)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from admin_api.tables import AuditRow
 from admin_api.training.drafts import MAX_DRAFT_BYTES, MAX_SHOP_BYTES, fingerprint
 from core.settings import ROOT
 from tests.admin_api.conftest import Admin, Shop, admin_settings
+from tests.fakes.workshop_server import QuietWorkshop
 from tests.sanic_client import RunningAppClient, stop_app
 
 pytestmark = pytest.mark.asyncio
@@ -52,6 +55,19 @@ rules:
       - intent: ask_size
       - action: utter_size_guide
 """
+
+
+@pytest.fixture(scope="module")
+def quiet_workshop() -> Iterator[QuietWorkshop]:
+    with QuietWorkshop() as workshop:
+        yield workshop
+
+
+@pytest.fixture(autouse=True)
+def rasa_finds_nothing(request: pytest.FixtureRequest, quiet_workshop: QuietWorkshop) -> None:
+    if "admin" in request.fixturenames:
+        admin: Admin = request.getfixturevalue("admin")
+        admin.app.ctx.settings = replace(admin.settings, workshop_url=quiet_workshop.base_url)
 
 
 async def put(admin: Admin, kind: str, name: str, text: str | bytes, role: str = "designer",
@@ -161,7 +177,7 @@ async def test_a_shop_sees_only_its_own_drafts(admin: Admin) -> None:
     assert (await admin.call("GET", "/training/nlu/sizes", role="designer"))[0] == 404
     assert (await admin.call("DELETE", "/training/nlu/sizes", role="owner"))[0] == 404
     assert (await admin.call("GET", "/training", role="owner"))[1]["total"] == 0
-    assert (await validation(admin)) == {"ok": True, "errors": []}
+    assert (await validation(admin)) == {"ok": True, "errors": [], "rasa_checked": True}
     # The demo shop's own draft of the same name is its own.
     assert (await put(admin, "nlu", "sizes", NLU))[0] == 201
     assert (await get_text(admin, "/training/nlu/sizes", shop=admin.other))[1] == secret
@@ -192,7 +208,8 @@ async def test_writes_are_audited_with_size_and_hash_not_content(admin: Admin) -
 @pytest_asyncio.fixture
 async def billed(admin: Admin, tmp_path: Path) -> AsyncIterator[Admin]:
     """The same database and shops, served with billing on: both shops on the free plan."""
-    settings = admin_settings(tmp_path, admin.database_url, STRIPE_API_KEY="sk_test_x")
+    settings = admin_settings(tmp_path, admin.database_url, STRIPE_API_KEY="sk_test_x",
+                              WORKSHOP_URL=str(admin.app.ctx.settings.workshop_url))
     app = create_app(settings, name=f"admin-training-{uuid.uuid4().hex[:8]}")
     app.config.WEBHOOK_WORKER = False
     app.config.BILLING_WORKER = False
@@ -220,7 +237,7 @@ async def test_a_good_overlay_passes_our_checks(admin: Admin) -> None:
         status, saved = await put(admin, kind, "sizes", text)
         assert status == 201, saved
     assert saved["problems"] == []
-    assert await validation(admin) == {"ok": True, "errors": []}
+    assert await validation(admin) == {"ok": True, "errors": [], "rasa_checked": True}
 
 
 async def test_a_broken_file_gives_its_line(admin: Admin) -> None:

@@ -1,0 +1,318 @@
+"""Rasa's own checks of a shop's drafts, layered over the base data, as `rasa data validate`
+runs them (rasa/cli/utils.py `validate_files`); runs in Rasa's interpreter (bot/workshop.py).
+
+The base is the repository's data/, bot/domain/ and config.yml. Each check writes the drafts
+into a temporary directory beside copies of the base's domain files, loads everything with
+`TrainingDataImporter.load_from_config` and runs the `Validator`'s checks: the domain's
+validity, actions and forms used in stories and rules, form slots, slot mappings, intents and
+utterances against the NLU data, examples labelled with two intents, and story/rule structure
+conflicts. Before that, every draft goes through Rasa's YAML schema for its kind (the same
+`validate_yaml_schema` the readers call, whose errors carry the YAML path, hence a line); a set
+with schema or syntax errors stops there (`complete` is false): Rasa's loaders raise at the
+first such file, and the checks across files would only repeat them.
+
+What Rasa reports comes as Python warnings (`rasa.shared.utils.io.raise_warning`), log records
+of `rasa.*` (story conflicts) and exceptions. Each becomes a `Finding` on the draft and line it
+is about: the draft named in the message, or the first line of a draft that names what the
+message quotes (an intent, action, response, rule or story; for a story conflict the stories,
+not the intent before it), searched in rules, stories, tests, domain, then NLU drafts, where
+a name is most often used rather than defined. A message that names nothing in the drafts goes
+to the first of them, line 1. The base's own warnings (the base run, computed once) are not
+the designer's: a message the base alone produces is dropped, and the base's warnings are
+logged once at start-up instead (47 today: mostly responses that only custom actions say,
+"not used in any story or rule").
+
+Rasa's structlog events while loading data are left out: the one there is (a story's
+`user:` text that does not parse) is about a visitor message's form, which the YAML schema
+and the checks above already cover for drafts.
+
+Not thread-safe (warnings and log capture are process-wide): the workshop runs one check at a
+time on one worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from core.settings import ROOT
+
+log = logging.getLogger(__name__)
+
+KINDS = ("nlu", "rules", "stories", "domain", "tests")
+DRAFT_FILE = re.compile(r"^(nlu|rules|stories|domain|tests)/([a-z0-9][a-z0-9_-]{0,63})\.yml$")
+QUOTED = re.compile(r"'([^'\n]{1,200})'")
+# Where a quoted name is most likely written where it is used: steps first, definitions last.
+SEARCH_ORDER = ("rules", "stories", "tests", "domain", "nlu")
+# Python's own and the libraries' notices while Rasa loads, not findings about the data.
+IGNORED_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                    ResourceWarning)
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str  # "rules/bikes.yml"
+    line: int  # 1-based
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Report:
+    errors: list[Finding]
+    complete: bool  # false: schema or syntax errors stopped the checks across files
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """One thing Rasa said, with the file and line when it said them."""
+
+    message: str
+    path: str | None = None
+    line: int | None = None
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[_Raw]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(_Raw(record.getMessage()))
+
+
+def parse_files(value: Any) -> dict[str, str]:
+    """The request's `files`, checked: {"<kind>/<name>.yml": "<yaml>"}; ValueError says why."""
+    if not isinstance(value, dict):
+        raise ValueError('"files" must be an object: {"<kind>/<name>.yml": "<yaml>", ...}')
+    for name, content in value.items():
+        if not DRAFT_FILE.match(name):
+            raise ValueError(f"{name!r}: a file is <kind>/<name>.yml with kind one of "
+                             f"{', '.join(KINDS)} and a name of a-z, 0-9, _ and -")
+        if not isinstance(content, str):
+            raise ValueError(f"{name!r}: the content must be a string of YAML")
+    return dict(value)
+
+
+class Checker:
+    """Rasa's checks over `root`'s base (loaded lazily: the first call pays Rasa's import)."""
+
+    def __init__(self, root: Path = ROOT) -> None:
+        self.root = root
+        self._base: frozenset[str] | None = None
+
+    def base_warnings(self) -> list[str]:
+        """What Rasa says about the base alone (logged once, never reported to designers)."""
+        if self._base is None:
+            found, paths = self._layered({})
+            self._base = frozenset(_label(raw.message, paths) for raw in found)
+            if self._base:
+                log.warning("Rasa's checks warn about the base data itself (%d warnings; "
+                            "not reported to designers): %s", len(self._base),
+                            " | ".join(sorted(self._base)[:10]))
+        return sorted(self._base)
+
+    def check(self, files: Mapping[str, str]) -> Report:
+        drafts = dict(sorted(files.items()))
+        if not drafts:
+            return Report([], True)
+        base = set(self.base_warnings())
+        schema = [finding for name, content in drafts.items()
+                  for finding in _schema_findings(name, content)]
+        if schema:
+            return Report(_unique(schema), False)
+        findings = []
+        found, paths = self._layered(drafts)
+        for raw in found:
+            message = _label(raw.message, paths)
+            if message in base:
+                continue
+            findings.append(_attribute(raw, message, drafts, paths))
+        return Report(_unique(findings), True)
+
+    # --- running Rasa ---
+
+    def _layered(self, drafts: Mapping[str, str]) -> tuple[list[_Raw], dict[str, str]]:
+        with tempfile.TemporaryDirectory(prefix="switchboard-workshop-") as tmp:
+            where = Path(tmp).resolve()
+            paths = self._write(where, drafts)
+            return self._validate(where), paths
+
+    def _write(self, tmp: Path, drafts: Mapping[str, str]) -> dict[str, str]:
+        """Lays the drafts out as Rasa reads a project; absolute path -> how findings name it."""
+        paths: dict[str, str] = {}
+        (tmp / "domain" / "base").mkdir(parents=True)
+        for source in sorted((self.root / "bot" / "domain").glob("*.yml")):
+            copy = tmp / "domain" / "base" / source.name
+            shutil.copyfile(source, copy)
+            paths[str(copy)] = source.relative_to(self.root).as_posix()
+        for source in sorted((self.root / "data").rglob("*.yml")):
+            paths[str(source)] = source.relative_to(self.root).as_posix()
+        for name, content in drafts.items():
+            kind, stem = name[:-4].split("/", 1)
+            if kind == "domain":
+                target = tmp / "domain" / "drafts" / f"{stem}.yml"
+            else:  # test stories are recognised by the prefix, as data/tests/test_*.yml
+                target = tmp / "data" / kind / (f"test_{stem}.yml" if kind == "tests"
+                                                else f"{stem}.yml")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+            paths[str(target)] = name
+        (tmp / "data").mkdir(exist_ok=True)
+        return paths
+
+    def _validate(self, tmp: Path) -> list[_Raw]:
+        from rasa.shared.exceptions import RasaException, YamlException
+        from rasa.shared.importers.importer import TrainingDataImporter
+        from rasa.validator import Validator
+
+        found: list[_Raw] = []
+        handler = _Collect(found)
+        rasa_log = logging.getLogger("rasa")
+        rasa_log.addHandler(handler)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    importer = TrainingDataImporter.load_from_config(
+                        config_path=str(self.root / "config.yml"),
+                        domain_path=str(tmp / "domain"),
+                        training_data_paths=[str(self.root / "data"), str(tmp / "data")])
+                    if importer.get_domain().is_empty():
+                        found.append(_Raw("Encountered empty domain during validation."))
+                    else:
+                        validator = Validator.from_importer(importer)
+                        # rasa/cli/utils.py validate_files, in its order
+                        validator.verify_domain_validity()
+                        validator.verify_actions_in_stories_rules()
+                        validator.verify_forms_in_stories_rules()
+                        validator.verify_form_slots()
+                        validator.verify_slot_mappings()
+                        validator.verify_nlu(True)
+                        validator.verify_story_structure(True)
+                except YamlException as exc:
+                    found.extend(_exception_findings(exc))
+                except (RasaException, ValueError, KeyError, TypeError) as exc:
+                    found.append(_Raw(f"Rasa could not load the data: {exc}"))
+        finally:
+            rasa_log.removeHandler(handler)
+        found.extend(_Raw(str(w.message)) for w in caught
+                     if not issubclass(w.category, IGNORED_WARNINGS))
+        return found
+
+
+
+def _label(message: str, paths: Mapping[str, str]) -> str:
+    """The message with temporary and absolute paths replaced by the files' names."""
+    for path in sorted(paths, key=len, reverse=True):
+        message = message.replace(path, paths[path])
+    return " ".join(message.split())
+
+
+def _schema_findings(name: str, content: str) -> list[Finding]:
+    """Rasa's YAML schema for the draft's kind (rasa/shared/utils/validation.py)."""
+    from rasa.shared.constants import DOMAIN_SCHEMA_FILE
+    from rasa.shared.core.training_data.story_reader.yaml_story_reader import CORE_SCHEMA_FILE
+    from rasa.shared.exceptions import YamlException
+    from rasa.shared.nlu.training_data.formats.rasa_yaml import NLU_SCHEMA_FILE
+    from rasa.shared.utils.validation import validate_yaml_schema
+
+    kind = name.split("/", 1)[0]
+    schema = {"domain": DOMAIN_SCHEMA_FILE, "nlu": NLU_SCHEMA_FILE}.get(kind, CORE_SCHEMA_FILE)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            validate_yaml_schema(content, schema)
+    except YamlException as exc:
+        return [Finding(name, raw.line or 1, raw.message) for raw in _exception_findings(exc)]
+    return []
+
+
+def _exception_findings(exc: Any) -> list[_Raw]:
+    """A Rasa YAML exception as findings with lines: each schema error at its YAML path, or
+    the syntax error's mark."""
+    path = getattr(exc, "filename", None)
+    errors = getattr(exc, "validation_errors", None)
+    if errors:
+        found = []
+        for error in errors:
+            line = _line_for_path(exc.content, str(error.path or ""))
+            found.append(_Raw(f"Rasa's YAML schema: {error}", path, line))
+        return found
+    underlying = getattr(exc, "underlying_yaml_exception", None)
+    mark = getattr(underlying, "problem_mark", None) or getattr(underlying, "context_mark", None)
+    if underlying is not None:
+        problem = getattr(underlying, "problem", None) or str(underlying)
+        return [_Raw(f"YAML syntax error: {problem}", path,
+                     int(mark.line) + 1 if mark is not None else None)]
+    return [_Raw(f"Rasa could not read the file: {getattr(exc, 'message', exc)}", path)]
+
+
+def _line_for_path(content: Any, path: str) -> int | None:
+    """The line of the key or item at a YAML path ("/rules/0/steps") in ruamel's round-trip
+    content: the deepest one with a line (scalars have none, their key has)."""
+    line, node = None, content
+    for part in (p for p in path.split("/") if p):
+        try:
+            marks: Any = getattr(node, "lc", None)  # ruamel's line/column of keys and items
+            if isinstance(node, dict) and part in node:
+                line = int(marks.key(part)[0]) + 1
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                line = int(marks.item(int(part))[0]) + 1
+                node = node[int(part)]
+            else:
+                break
+        except (AttributeError, KeyError, IndexError, TypeError):
+            break
+    return line
+
+
+def _attribute(raw: _Raw, message: str, drafts: Mapping[str, str],
+               paths: Mapping[str, str]) -> Finding:
+    """The draft and line a message is about (see the module's docstring)."""
+    named = [name for name in drafts if name in message]
+    if raw.path is not None:
+        label = paths.get(str(Path(raw.path).resolve())) or paths.get(raw.path)
+        if label is not None and label in drafts:
+            named = [label]
+    names = QUOTED.findall(message)
+    if message.startswith("Story structure conflict") and len(names) > 1:
+        names = names[1:]  # the stories in conflict, not the intent or action before it
+    if named:
+        if raw.line is not None:
+            return Finding(named[0], raw.line, message)
+        return Finding(named[0], _line_naming(drafts[named[0]], names) or 1, message)
+    ordered = sorted(drafts, key=lambda name: (SEARCH_ORDER.index(name.split("/", 1)[0]), name))
+    for quoted in names:
+        for name in ordered:
+            line = _line_naming(drafts[name], [quoted])
+            if line:
+                return Finding(name, line, message)
+    return Finding(ordered[0], 1, message)
+
+
+def _line_naming(content: str, names: Iterable[str]) -> int | None:
+    """The first line of `content` where one of `names` is written as a whole name."""
+    for name in names:
+        pattern = re.compile(rf"(?<![\w-]){re.escape(name.strip())}(?![\w-])")
+        for number, text in enumerate(content.splitlines(), start=1):
+            if pattern.search(text.split("#", 1)[0]):
+                return number
+    return None
+
+
+def _unique(findings: Iterable[Finding]) -> list[Finding]:
+    seen: dict[tuple[str, str], Finding] = {}
+    for finding in findings:
+        seen.setdefault((finding.file, finding.message), finding)
+    return sorted(seen.values(), key=lambda f: (f.file, f.line, f.message))

@@ -1,0 +1,92 @@
+"""POST /training/validate with Rasa's own checks (issue 15): the admin service sends the
+shop's drafts to the real workshop (bot/workshop.py, Rasa's interpreter) and merges Rasa's
+findings with ours; with the workshop down the answer is 503, never a silent ok; with YAML
+syntax errors Rasa is not asked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from tests.admin_api.conftest import Admin
+from tests.admin_api.test_training_drafts import DOMAIN, NLU, RULES, put
+from tests.bot.workshop_process import running_workshop
+from tests.servers import free_port
+
+pytestmark = pytest.mark.asyncio
+
+# A second story for ask_size that goes on differently: our checks pass it (both responses
+# exist), Rasa's story structure check finds the conflict.
+STORIES = """version: "3.1"
+stories:
+  - story: size then the guide
+    steps:
+      - intent: ask_size
+      - action: utter_size_guide
+  - story: size then a shrug
+    steps:
+      - intent: ask_size
+      - action: utter_size_shrug
+"""
+SHRUG = DOMAIN + """  utter_size_shrug:
+    - text: "Sizes vary."
+"""
+
+
+@pytest.fixture(scope="module")
+def workshop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # The admin fixture's RASA_TOKEN (tests/admin_api/conftest.py admin_settings): both sides
+    # derive the JWT key from it.
+    with running_workshop(tmp_path_factory.mktemp("workshop"),
+                          "test-rasa-token-" + "x" * 20) as base:
+        yield base
+
+
+def served_by(admin: Admin, workshop_url: str) -> Admin:
+    """The admin app asks this workshop (set before its first request opens connections)."""
+    admin.app.ctx.settings = replace(admin.settings, workshop_url=workshop_url)
+    return admin
+
+
+async def validate(admin: Admin) -> tuple[int, Any]:
+    return await admin.call("POST", "/training/validate", role="designer")
+
+
+async def test_rasas_findings_come_back_with_ours(admin: Admin, workshop: str) -> None:
+    served_by(admin, workshop)
+    for kind, text in (("domain", DOMAIN), ("nlu", NLU), ("rules", RULES)):
+        assert (await put(admin, kind, "sizes", text))[0] == 201
+    status, body = await validate(admin)
+    assert status == 200, body
+    assert body == {"ok": True, "errors": [], "rasa_checked": True}
+
+    assert (await put(admin, "domain", "sizes", SHRUG))[0] == 200
+    assert (await put(admin, "stories", "sizes", STORIES))[1]["problems"] == []  # ours: fine
+    status, body = await validate(admin)
+    assert status == 200, body
+    assert body["ok"] is False and body["rasa_checked"] is True
+    conflict = [e for e in body["errors"] if "conflict" in e["message"]]
+    assert conflict, body
+    assert conflict[0]["file"] == "stories/sizes.yml" and conflict[0]["line"] == 3
+    assert conflict[0]["message"].startswith("Rasa: ")
+    assert all(e["file"].endswith("sizes.yml") for e in body["errors"]), body
+
+
+async def test_a_workshop_that_does_not_answer_is_503(admin: Admin) -> None:
+    served_by(admin, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    assert (await put(admin, "nlu", "sizes", NLU))[0] == 201
+    status, body = await validate(admin)
+    assert status == 503, body
+    assert body["detail"].startswith("Rasa's own checks could not run")
+
+
+async def test_yaml_syntax_errors_skip_rasas_checks(admin: Admin) -> None:
+    served_by(admin, f"http://127.0.0.1:{free_port()}")  # would be 503 if it were asked
+    assert (await put(admin, "nlu", "sizes", NLU + "  - intent: [\n"))[0] == 201
+    status, body = await validate(admin)
+    assert status == 200, body
+    assert body["ok"] is False and body["rasa_checked"] is False
+    assert any("YAML syntax" in e["message"] for e in body["errors"]), body
