@@ -323,7 +323,10 @@ def crf_dataset(path: Path) -> None:
     dense features as decimal strings, read back and the CRF trained again on every load."""
     with tarfile.open(path) as archive:
         member = next(m for m in archive.getmembers() if m.name.endswith("/crf_dataset.json"))
-        raw = archive.extractfile(member).read()  # type: ignore[union-attr]
+        handle = archive.extractfile(member)
+        if handle is None:  # a directory or a link: not Rasa's dataset file
+            raise ValueError(f"{member.name} in {path} is not a file")
+        raw = handle.read()
     started = time.perf_counter()
     sentences = json.loads(raw)
     parse_s = time.perf_counter() - started
