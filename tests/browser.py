@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless in a container: no sandbox, no GPU, and none of its own network chatter.
@@ -31,3 +32,25 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def watched_page(browser: Browser, wait_ms: int, init_script: str | None = None,
+                 **context: Any) -> Iterator[Page]:
+    """A page in a fresh browser context (`context`: its options, e.g. timezone_id); when the
+    block ends, no script error and nothing the page's own Content-Security-Policy refused
+    (an inline style or script slipped in would be)."""
+    browser_context = browser.new_context(**context)
+    if init_script is not None:
+        browser_context.add_init_script(init_script)
+    page = browser_context.new_page()
+    page.set_default_timeout(wait_ms)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("console", lambda message: problems.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    try:
+        yield page
+    finally:
+        browser_context.close()
+    assert not problems, problems

@@ -39,7 +39,7 @@ from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID
 from knowledge.tables import KnowledgeDocumentRow
 from tests.admin_api.test_pages_browser import OWNER, WAIT_MS, admin_process, prepare
-from tests.browser import chromium, require_chromium
+from tests.browser import chromium, require_chromium, watched_page
 from tests.databases import migrated_url
 from tests.fakes.stripe_server import StripeServer, stripe_server
 
@@ -141,18 +141,9 @@ def browser(billed: Billed) -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    """A fresh context (en-US: amounts and numbers as asserted); no script error and nothing
-    the page's Content-Security-Policy refused."""
-    context = browser.new_context(timezone_id="UTC", locale="en-US")
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on("console", lambda message: problems.append(message.text)
-            if "Content Security Policy" in message.text else None)
-    yield page
-    context.close()
-    assert not problems, problems
+    """A fresh, watched page (tests/browser.py); en-US: amounts and numbers as asserted."""
+    with watched_page(browser, WAIT_MS, timezone_id="UTC", locale="en-US") as page:
+        yield page
 
 
 def log_in_at(page: Page, url: str, email: str, password: str) -> None:

@@ -46,7 +46,7 @@ from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tests.admin_api.conftest import KEY, admin_settings
 from tests.admin_api.fake_gateway import GatewayFake
 from tests.admin_api.test_pages_browser import WAIT_MS, admin_process
-from tests.browser import chromium, require_chromium
+from tests.browser import chromium, require_chromium, watched_page
 from tests.conftest import services
 from tests.databases import database_params, migrated_url
 from tests.fakes.rasa_server import RasaFake
@@ -167,22 +167,13 @@ def browser(inbox: Inbox) -> Iterator[Browser]:
 def page(browser: Browser, inbox: Inbox) -> Iterator[Page]:
     """Ann's inbox in a fresh context, logged in; at the end, no script error and nothing the
     page's Content-Security-Policy refused."""
-    context = browser.new_context(timezone_id="UTC")
-    context.add_init_script(COUNT_BEEPS)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on("console", lambda message: problems.append(message.text)
-            if "Content Security Policy" in message.text else None)
-    page.goto(f"{inbox.base}/app/inbox")
-    page.get_by_label("Email", exact=True).fill(ANN)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("#live")).to_have_text("Live")
-    yield page
-    context.close()
-    assert not problems, problems
+    with watched_page(browser, WAIT_MS, init_script=COUNT_BEEPS, timezone_id="UTC") as page:
+        page.goto(f"{inbox.base}/app/inbox")
+        page.get_by_label("Email", exact=True).fill(ANN)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("#live")).to_have_text("Live")
+        yield page
 
 
 def option(page: Page, visitor: str) -> Any:

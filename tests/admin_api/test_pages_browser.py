@@ -41,7 +41,7 @@ from core.settings import async_database_url
 from devtools.bootstrap import DEMO_OWNER_EMAIL, demo_people, env_value
 from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tenants.crypto import CredentialsBox
-from tests.browser import chromium, require_chromium
+from tests.browser import chromium, require_chromium, watched_page
 from tests.conftest import services
 from tests.databases import database_params, migrated_url
 from tests.servers import free_port
@@ -168,18 +168,9 @@ def browser(served: Served) -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser context; at the end, no script error and nothing the page's own
-    Content-Security-Policy refused (an inline style or script slipped in would be)."""
-    context = browser.new_context(timezone_id="UTC")  # analytics days are the browser's
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on("console", lambda message: problems.append(message.text)
-            if "Content Security Policy" in message.text else None)
-    yield page
-    context.close()
-    assert not problems, problems
+    """A fresh, watched page (tests/browser.py); analytics days are the browser's: UTC."""
+    with watched_page(browser, WAIT_MS, timezone_id="UTC") as page:
+        yield page
 
 
 def log_in(page: Page, base: str, email: str, password: str) -> None:
