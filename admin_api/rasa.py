@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from admin_api.http_retry import ATTEMPTS, RetryingPoster, Unreachable
-from core.rasa_http import TOKEN_LIFETIME, rasa_api_token
+from core.rasa_http import Authorization
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -35,16 +35,8 @@ class RasaTracker:
     def __init__(self, base_url: str, jwt_key: Secret, client: httpx.AsyncClient | None = None,
                  attempts: int = ATTEMPTS, retry_wait: float = 0.2) -> None:
         self._base = base_url.rstrip("/")
-        self._jwt_key = jwt_key
-        self._token, self._renew_at = "", 0.0
+        self._authorization = Authorization(jwt_key)
         self._poster = RetryingPoster(10.0, client, attempts, retry_wait)
-
-    def _authorization(self) -> dict[str, str]:
-        now = time.monotonic()
-        if now >= self._renew_at:
-            self._token = rasa_api_token(self._jwt_key)
-            self._renew_at = now + TOKEN_LIFETIME / 2
-        return {"Authorization": f"Bearer {self._token}"}
 
     async def append(self, sender_id: str, events: list[dict[str, Any]]) -> None:
         # Rasa's Sanic 21 does not unquote path parameters: a quoted ':' or '@' would name
@@ -53,7 +45,7 @@ class RasaTracker:
         try:
             answer = await self._poster.post(
                 url, json=events, params={"include_events": "NONE"},
-                headers=self._authorization())
+                headers=self._authorization.headers())
         except Unreachable as exc:
             raise RasaUnavailable(f"Rasa is not reachable ({exc.error})") from None
         if answer.status_code >= 300:

@@ -14,14 +14,13 @@ behind the first. Not reachable, a timeout, or an answer that is not the expecte
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from admin_api.training.nodes import Problem
-from core.rasa_http import TOKEN_LIFETIME, rasa_api_token
+from core.rasa_http import Authorization
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -40,16 +39,8 @@ class WorkshopClient:
     def __init__(self, base_url: str, jwt_key: Secret,
                  client: httpx.AsyncClient | None = None) -> None:
         self._base = base_url.rstrip("/")
-        self._jwt_key = jwt_key
-        self._token, self._renew_at = "", 0.0
+        self._authorization = Authorization(jwt_key)
         self._client = client  # made at first use: most admin processes never validate
-
-    def _authorization(self) -> dict[str, str]:
-        now = time.monotonic()
-        if now >= self._renew_at:
-            self._token = rasa_api_token(self._jwt_key)
-            self._renew_at = now + TOKEN_LIFETIME / 2
-        return {"Authorization": f"Bearer {self._token}"}
 
     async def validate(self, files: Mapping[str, str]) -> list[Problem]:
         """Rasa's findings about the drafts ({"nlu/x.yml": content}) over the base."""
@@ -57,7 +48,7 @@ class WorkshopClient:
             self._client = httpx.AsyncClient(timeout=TIMEOUT)
         try:
             answer = await self._client.post(f"{self._base}/validate", json={"files": dict(files)},
-                                             headers=self._authorization())
+                                             headers=self._authorization.headers())
         except httpx.HTTPError as exc:
             raise WorkshopUnavailable(f"the workshop is not reachable ({type(exc).__name__})"
                                       ) from None

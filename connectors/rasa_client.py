@@ -27,7 +27,7 @@ from connectors.errors import BotUnreachable, UpstreamUnavailable
 from connectors.fairness import FairSlots
 from core import logs
 from core.conversations import NOTHING_UNDERSTOOD, Understood, outcome_of
-from core.rasa_http import TOKEN_LIFETIME, rasa_api_token
+from core.rasa_http import Authorization
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,7 @@ class RasaClient:
     def __init__(self, base_url: str, jwt_key: Secret, timeout: float,
                  action_server_url: str) -> None:
         self._base = base_url
-        self._jwt_key = jwt_key
-        self._token = ""
-        self._token_renew_at = 0.0
+        self._authorization = Authorization(jwt_key)
         self._actions = action_server_url
         self._timeout = timeout
         self.slots = FairSlots(MAX_TURNS_IN_FLIGHT, PER_SHOP)
@@ -181,17 +179,10 @@ class RasaClient:
         except httpx.HTTPError:
             return False
 
-    def _auth_headers(self) -> dict[str, str]:
-        now = time.monotonic()
-        if now >= self._token_renew_at:
-            self._token = rasa_api_token(self._jwt_key)
-            self._token_renew_at = now + TOKEN_LIFETIME / 2
-        return {"Authorization": f"Bearer {self._token}"}
-
     async def status(self) -> dict[str, Any]:
         """Rasa's /status (model loaded?) for the health check."""
-        response = await self._http.get(f"{self._base}/status", headers=self._auth_headers(),
-                                        timeout=2.0)
+        response = await self._http.get(f"{self._base}/status",
+                                        headers=self._authorization.headers(), timeout=2.0)
         response.raise_for_status()
         return response.json()
 

@@ -25,3 +25,20 @@ def rasa_api_token(jwt_key: Secret, lifetime: int = TOKEN_LIFETIME) -> str:
     payload = {"user": {"username": "switchboard-gateway", "role": "admin"},
                "exp": int(time.time()) + lifetime}
     return jwt.encode(payload, jwt_key.reveal(), algorithm="HS256")
+
+
+class Authorization:
+    """The Authorization header for Rasa's HTTP API (and the bot-side workshop, which checks
+    the same JWTs): a token minted anew once less than half its life is left."""
+
+    def __init__(self, jwt_key: Secret, lifetime: int = TOKEN_LIFETIME) -> None:
+        self._jwt_key = jwt_key
+        self._lifetime = lifetime
+        self._token, self._renew_at = "", 0.0
+
+    def headers(self) -> dict[str, str]:
+        now = time.monotonic()
+        if now >= self._renew_at:
+            self._token = rasa_api_token(self._jwt_key, self._lifetime)
+            self._renew_at = now + self._lifetime / 2
+        return {"Authorization": f"Bearer {self._token}"}

@@ -35,7 +35,7 @@ TOKEN = "integration-token"  # RASA_TOKEN of every process; on no command line (
 def rasa_headers(rasa_token: str = TOKEN) -> dict[str, str]:
     """The Authorization header for Rasa's HTTP API (tracker, status, parse) as the gateway
     sends it: a JWT keyed by RASA_TOKEN (bot/serve.py). Valid for a day, for long benches."""
-    from connectors.rasa_client import rasa_api_token
+    from core.rasa_http import rasa_api_token
     from core.settings import BotSettings
 
     key = BotSettings.from_env({"RASA_TOKEN": rasa_token}).rasa_jwt_key
