@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import httpx
 
 if TYPE_CHECKING:  # free_port's users (tests/bot/, tests/integration/) need no Sanic
     from sanic import Sanic
@@ -22,6 +27,23 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], log: Path, ready: Callable[[], bool],
+                     seconds: float, pause: float = 0.5) -> None:
+    """Poll `ready()` (an HTTP error counts as not yet) until it says so; the process's log
+    tail is the assertion message if it exits first or `seconds` pass (a Rasa-side process
+    started by a test: Rasa's import and model load take a while)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+        try:
+            if ready():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(pause)
 
 
 @contextlib.asynccontextmanager

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.fakes import FakeServer, RecordedRequest, Response
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
@@ -85,18 +85,12 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-            try:
-                if httpx.get(f"{base}/webhooks/switchboard/", timeout=2).status_code == 200:
-                    # Channels answer before the model is loaded: wait for a real turn.
-                    if turn(base, "warm:rest:up", "hello")["turn"] is not None:
-                        break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        def answers() -> bool:
+            # Channels answer before the model is loaded: wait for a real turn.
+            return (httpx.get(f"{base}/webhooks/switchboard/", timeout=2).status_code == 200
+                    and turn(base, "warm:rest:up", "hello")["turn"] is not None)
+
+        wait_until_ready(proc, log, answers, seconds=180)
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
@@ -80,15 +79,8 @@ def test_requests_of_every_worker_are_counted_by_route_pattern(tmp_path: Path) -
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     api = f"http://127.0.0.1:{api_port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-            try:
-                if httpx.get(f"{api}/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        wait_until_ready(proc, log, lambda: httpx.get(f"{api}/", timeout=2).status_code == 200,
+                         seconds=120)
         before = samples(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text)
         for _ in range(6):  # no key: 401, counted under the route's pattern
             assert httpx.get(f"{api}/conversations/{SENDER}/tracker",

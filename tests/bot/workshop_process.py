@@ -8,14 +8,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
@@ -37,16 +36,8 @@ def running_workshop(tmp: Path, rasa_token: str) -> Iterator[str]:
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-            try:
-                if httpx.get(f"{base}/health", timeout=2).json()["ready"]:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_until_ready(proc, log, lambda: bool(
+            httpx.get(f"{base}/health", timeout=2).json()["ready"]), seconds=120, pause=0.3)
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
