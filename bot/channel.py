@@ -22,6 +22,10 @@ event: the cost does not grow with the conversation (measured in tests/bot/test_
   responses said by Rasa's own actions and by custom actions alike).
 - `paused`: the conversation is paused for a person (Rasa recorded the message, answered
   nothing).
+- `model`: which model answered: "base", or the shop's own version (bot/runtime.py).
+
+`GET /webhooks/switchboard/models` (same bearer JWT as Rasa's HTTP API) says which model
+answers which shop, which are loaded and the memory they take (`ShopRouter.describe`).
 
 `turn` is null when Rasa failed before saving the tracker (its messages so far still come
 back, as the REST channel does). The plain `rest` channel stays enabled in credentials.yml
@@ -46,6 +50,10 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
+
+from bot.runtime import ShopRouter, served_by
+from core.rasa_http import valid_bearer
+from core.settings import BotSettings
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +120,16 @@ async def handle(on_new_message: Callable[[UserMessage], Awaitable[Any]],
                  message: UserMessage) -> dict[str, Any] | None:
     """Hand `message` to Rasa; the turn's facts, or None when Rasa saved no tracker."""
     record = TurnRecord(message.sender_id)
-    token = _current.set(record)
+    token, model = _current.set(record), served_by.set(None)
     try:
         await on_new_message(message)
+        facts = None if record.tracker is None else turn_facts(record.tracker)
+        if facts is not None:
+            facts["model"] = served_by.get()
     finally:
         _current.reset(token)
-    return None if record.tracker is None else turn_facts(record.tracker)
+        served_by.reset(model)
+    return facts
 
 
 class SwitchboardInput(RestInput):
@@ -134,6 +146,17 @@ class SwitchboardInput(RestInput):
         @webhook.route("/", methods=["GET"])
         async def health(request: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
+
+        @webhook.route("/models", methods=["GET"])
+        async def models(request: Request) -> HTTPResponse:
+            if not valid_bearer(request.headers.get("Authorization", ""),
+                                BotSettings.from_env().rasa_jwt_key):
+                return response.json({"detail": "send Authorization: Bearer <JWT> as for "
+                                                "Rasa's HTTP API"}, status=401)
+            router = request.app.ctx.agent
+            if not isinstance(router, ShopRouter):
+                return response.json({"detail": "the model is still loading"}, status=503)
+            return response.json(router.describe())
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
@@ -42,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.project import domain_path, lay_out, training_paths
 from core.settings import ROOT
 
 log = logging.getLogger(__name__)
@@ -144,31 +144,8 @@ class Checker:
     def _layered(self, drafts: Mapping[str, str]) -> tuple[list[_Raw], dict[str, str]]:
         with tempfile.TemporaryDirectory(prefix="switchboard-workshop-") as tmp:
             where = Path(tmp).resolve()
-            paths = self._write(where, drafts)
+            paths = lay_out(where, drafts, self.root)
             return self._validate(where), paths
-
-    def _write(self, tmp: Path, drafts: Mapping[str, str]) -> dict[str, str]:
-        """Lays the drafts out as Rasa reads a project; absolute path -> how findings name it."""
-        paths: dict[str, str] = {}
-        (tmp / "domain" / "base").mkdir(parents=True)
-        for source in sorted((self.root / "bot" / "domain").glob("*.yml")):
-            copy = tmp / "domain" / "base" / source.name
-            shutil.copyfile(source, copy)
-            paths[str(copy)] = source.relative_to(self.root).as_posix()
-        for source in sorted((self.root / "data").rglob("*.yml")):
-            paths[str(source)] = source.relative_to(self.root).as_posix()
-        for name, content in drafts.items():
-            kind, stem = name[:-4].split("/", 1)
-            if kind == "domain":
-                target = tmp / "domain" / "drafts" / f"{stem}.yml"
-            else:  # test stories are recognised by the prefix, as data/tests/test_*.yml
-                target = tmp / "data" / kind / (f"test_{stem}.yml" if kind == "tests"
-                                                else f"{stem}.yml")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content, encoding="utf-8")
-            paths[str(target)] = name
-        (tmp / "data").mkdir(exist_ok=True)
-        return paths
 
     def _validate(self, tmp: Path) -> list[_Raw]:
         from rasa.shared.exceptions import RasaException, YamlException
@@ -185,8 +162,8 @@ class Checker:
                 try:
                     importer = TrainingDataImporter.load_from_config(
                         config_path=str(self.root / "config.yml"),
-                        domain_path=str(tmp / "domain"),
-                        training_data_paths=[str(self.root / "data"), str(tmp / "data")])
+                        domain_path=str(domain_path(tmp)),
+                        training_data_paths=training_paths(tmp, self.root))
                     if importer.get_domain().is_empty():
                         found.append(_Raw("Encountered empty domain during validation."))
                     else:

@@ -20,8 +20,10 @@ for emails and phone numbers as it is created (core/logs.py `redact_every_record
 fields Rasa's structured events carry texts, slots and trackers in (the keys Rasa's own
 `_anonymizer` names, which only Rasa Pro fills with an anonymization pipeline) are replaced.
 
-And it serves Rasa's Prometheus metrics (bot/metrics.py) on METRICS_HOST:BOT_METRICS_PORT, from
-this launcher process, for all of Rasa's Sanic workers together (`serve_rasa_metrics`).
+It serves shops' own models beside the base one (bot/runtime.py `install`: every turn goes to
+its shop's model). And it serves Rasa's Prometheus metrics (bot/metrics.py) on
+METRICS_HOST:BOT_METRICS_PORT, from this launcher process, for all of Rasa's Sanic workers
+together (`serve_rasa_metrics`).
 """
 
 from __future__ import annotations
@@ -102,11 +104,20 @@ def serve_rasa_metrics(settings: BotSettings) -> None:
                   registry=multiprocess_registry())
 
 
+def serve_shop_models(settings: BotSettings) -> None:
+    """Every shop's turns go to its own model when it has one (bot/runtime.py)."""
+    from bot.runtime import install
+    from bot.shop_models import Registry
+
+    install(Registry(settings.shop_models_dir), settings.bot_model_memory_mb)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     settings = BotSettings.from_env()  # a missing RASA_TOKEN stops the server here
     sys.argv = rasa_argv(sys.argv[1:] if args is None else args, settings)
     keep_visitors_out_of_logs()
     serve_rasa_metrics(settings)
+    serve_shop_models(settings)
     from rasa.__main__ import main as rasa_main  # Rasa's interpreter only
 
     rasa_main()

@@ -4,13 +4,26 @@ interpreter (Python 3.10, `.venv-bot`), on loopback.
     PYTHONPATH=. .venv-bot/bin/python -m bot.workshop
 
 Our 3.11 processes never import Rasa (DESIGN.md, Processes); what needs Rasa's own machinery
-for a shop's training data runs here, called over HTTP. Now one route:
+for a shop's training data runs here, called over HTTP. Its routes:
 
     POST /validate  {"files": {"nlu/bikes.yml": "<yaml>", "rules/bikes.yml": ..., ...}}
                  -> {"errors": [{"file", "line", "message"}], "complete": bool}
 
 the shop's drafts layered over the base data, checked as `rasa data validate` checks a
-project (bot/rasa_checks.py). Training comes in issue 15's next slice, as a worker here.
+project (bot/rasa_checks.py);
+
+    POST   /train  {"shop", "version", "files"} -> 202 (new) or 200 (known) with the job
+    GET    /train/{version}                      -> the job: state, progress, stage, position,
+                                                    error, model {file, fingerprint, size, seconds}
+    DELETE /train/{version}                      -> cancels it
+
+a shop model trained in a process of its own, queued (bot/training.py; 409 while another
+version of the shop is in line or training, 404 for a version this process does not know);
+
+    GET /shops/{shop}/active  PUT /shops/{shop}/active {"version": "<id>" | null}
+
+which trained version a shop's conversations use (null: the base model), the file every bot
+runtime watches (bot/shop_models.py); 404 when that version's model does not exist.
 
 Authenticated like Rasa's HTTP API (bot/serve.py): `Authorization: Bearer <JWT>`, HS256 with
 `BotSettings.rasa_jwt_key`, which the admin service mints with core/rasa_http.py
@@ -20,8 +33,9 @@ healthcheck) and says nothing about data.
 One Rasa interpreter serves every call: the checks run one at a time on one worker thread
 (Rasa's warnings and log capture are process-wide), off the event loop; Rasa is imported and
 the base's own warnings computed on that thread as the server starts, so the first call waits
-for that (about 5 s) and later ones take 1.5-2 s. Bodies over `MAX_BODY` are refused (413), bad
-JSON is 400, each with `{"detail": ...}`.
+for that (about 5 s) and later ones take 1.5-2 s. Training runs in child processes, so checks
+go on meanwhile. Bodies over `MAX_BODY` are refused (413), bad JSON is 400, each with
+`{"detail": ...}`.
 """
 
 from __future__ import annotations
@@ -29,23 +43,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
-import jwt
 from aiohttp import web
 
 from bot.rasa_checks import Checker, parse_files
+from bot.shop_models import Registry, check_shop, check_version
+from bot.training import Busy, TrainingJob, TrainingQueue
 from core.logs import configure
+from core.rasa_http import valid_bearer
 from core.settings import BotSettings, Secret
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A shop's drafts total at most 2 MB (admin_api/training/drafts.py MAX_SHOP_BYTES); JSON
 # escaping of newlines and quotes adds a little.
 MAX_BODY = 4 * 1024 * 1024
 
 JWT_KEY = web.AppKey("jwt_key", Secret)
+QUEUE = web.AppKey("queue", TrainingQueue)
+REGISTRY = web.AppKey("registry", Registry)
+OPEN = frozenset({"/health"})  # answered without a token
 CHECKER = web.AppKey("checker", Checker)
 WORKER = web.AppKey("worker", ThreadPoolExecutor)
 WARM = web.AppKey("warm", asyncio.Future)
@@ -57,7 +78,7 @@ def problem(status: int, detail: str) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """aiohttp's own refusals (413, 404, 405) as JSON too."""
+    """aiohttp's own refusals (413, 404, 405) and malformed requests as JSON too."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -65,45 +86,110 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return problem(exc.status, exc.reason)
+    except BadRequest as exc:
+        return problem(400, str(exc))
 
 
-def authorized(request: web.Request) -> bool:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    try:
-        jwt.decode(token.strip(), request.app[JWT_KEY].reveal(), algorithms=["HS256"],
-                   options={"require": ["exp"]})
-    except jwt.PyJWTError:
-        return False
-    return True
+@web.middleware
+async def require_token(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path not in OPEN and not valid_bearer(
+            request.headers.get("Authorization", ""), request.app[JWT_KEY]):
+        return problem(401, "send Authorization: Bearer <JWT signed with the key derived from "
+                            "RASA_TOKEN> (core/rasa_http.py rasa_api_token)")
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "ready": request.app[WARM].done()})
 
 
-async def validate(request: web.Request) -> web.Response:
-    if not authorized(request):
-        return problem(401, "send Authorization: Bearer <JWT signed with the key derived from "
-                            "RASA_TOKEN> (core/rasa_http.py rasa_api_token)")
+class BadRequest(Exception):
+    """The request's body is not what the route takes; the message says why."""
+
+
+def checked(check: Callable[[Any], T], value: Any) -> T:
+    """`check(value)`, its ValueError a 400."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
     body = await request.read()  # past MAX_BODY aiohttp raises 413
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        return problem(400, f"the body is not JSON: {exc}")
-    if not isinstance(payload, dict) or "files" not in payload:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object")
+    return payload
+
+
+async def validate(request: web.Request) -> web.Response:
+    payload = await json_body(request)
+    if "files" not in payload:
         return problem(400, 'send {"files": {"<kind>/<name>.yml": "<yaml>", ...}}')
-    try:
-        files = parse_files(payload["files"])
-    except ValueError as exc:
-        return problem(400, str(exc))
+    files = checked(parse_files, payload["files"])
     loop = asyncio.get_running_loop()
     report = await loop.run_in_executor(request.app[WORKER], request.app[CHECKER].check, files)
     log.info("checked %d drafts: %d findings%s", len(files), len(report.errors),
              "" if report.complete else " (schema errors: checks across files skipped)")
     return web.json_response({"errors": [f.as_json() for f in report.errors],
                               "complete": report.complete})
+
+
+async def train(request: web.Request) -> web.Response:
+    payload = await json_body(request)
+    queue = request.app[QUEUE]
+    files = checked(parse_files, payload.get("files"))
+    shop = checked(check_shop, payload.get("shop"))
+    version = checked(check_version, payload.get("version"))
+    try:
+        job, new = queue.submit(shop, version, files)
+    except Busy as exc:
+        return problem(409, str(exc))
+    return web.json_response(queue.describe(job), status=202 if new else 200)
+
+
+def _job(request: web.Request) -> TrainingJob:
+    job = request.app[QUEUE].jobs.get(request.match_info["version"])
+    if job is None:
+        raise web.HTTPNotFound(reason="this workshop does not know that version (it may have "
+                                      "restarted): submit it again")
+    return job
+
+
+async def training(request: web.Request) -> web.Response:
+    return web.json_response(request.app[QUEUE].describe(_job(request)))
+
+
+async def cancel_training(request: web.Request) -> web.Response:
+    queue = request.app[QUEUE]
+    job = _job(request)
+    queue.cancel(job.version)
+    return web.json_response(queue.describe(job))
+
+
+async def active_model(request: web.Request) -> web.Response:
+    shop = checked(check_shop, request.match_info["shop"])
+    return web.json_response({"shop": shop, "version": request.app[REGISTRY].active().get(shop)})
+
+
+async def set_active_model(request: web.Request) -> web.Response:
+    shop = checked(check_shop, request.match_info["shop"])
+    payload = await json_body(request)
+    if "version" not in payload:
+        return problem(400, 'send {"version": "<version id>"} or {"version": null} for the base')
+    version = payload["version"]
+    if version is not None:
+        checked(check_version, version)
+    try:
+        await asyncio.to_thread(request.app[REGISTRY].set_active, shop, version)
+    except FileNotFoundError:
+        return problem(404, f"shop {shop} has no trained model {version}")
+    return web.json_response({"shop": shop, "version": version})
 
 
 async def warm_up(app: web.Application) -> None:
@@ -113,18 +199,26 @@ async def warm_up(app: web.Application) -> None:
 
 
 async def shut_down(app: web.Application) -> None:
+    await app[QUEUE].close()
     app[WORKER].shutdown(wait=False, cancel_futures=True)
 
 
 def create_app(settings: BotSettings, checker: Checker | None = None) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, require_token])
     app[JWT_KEY] = settings.rasa_jwt_key
     app[CHECKER] = checker or Checker()
+    app[REGISTRY] = Registry(settings.shop_models_dir)
+    app[QUEUE] = TrainingQueue(app[REGISTRY], settings.workshop_training_slots)
     app[WORKER] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workshop")
     app.on_startup.append(warm_up)
     app.on_cleanup.append(shut_down)
     app.router.add_get("/health", health)
     app.router.add_post("/validate", validate)
+    app.router.add_post("/train", train)
+    app.router.add_get("/train/{version}", training)
+    app.router.add_delete("/train/{version}", cancel_training)
+    app.router.add_get("/shops/{shop}/active", active_model)
+    app.router.add_put("/shops/{shop}/active", set_active_model)
     return app
 
 

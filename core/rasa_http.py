@@ -42,3 +42,17 @@ class Authorization:
             self._token = rasa_api_token(self._jwt_key, self._lifetime)
             self._renew_at = now + self._lifetime / 2
         return {"Authorization": f"Bearer {self._token}"}
+
+
+def valid_bearer(header: str, jwt_key: Secret) -> bool:
+    """How Rasa's side checks a caller (the workshop, the runtime's /models route): an
+    `Authorization: Bearer <JWT>` header, HS256 with `jwt_key`, not expired."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    try:
+        jwt.decode(token.strip(), jwt_key.reveal(), algorithms=["HS256"],
+                   options={"require": ["exp"]})
+    except jwt.PyJWTError:
+        return False
+    return True

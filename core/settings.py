@@ -432,6 +432,20 @@ class BotSettings(ProcessSettings):
     workshop_port: int = env_field(
         "WORKSHOP_PORT", port, default=5006, used_by=("workshop",),
         doc="the workshop's port (WORKSHOP_URL names it)")
+    shop_models_dir: Path = env_field(
+        "SHOP_MODELS_DIR", local_path, used_by=("bot", "workshop"),
+        derive=lambda v: v["var_dir"] / "shop-models",
+        doc="shops' own trained models and which one each shop uses (bot/shop_models.py): the "
+            "workshop writes them, every bot runtime reads them, so they share this directory")
+    bot_model_memory_mb: int = env_field(
+        "BOT_MODEL_MEMORY_MB", integer(1), default=1024, used_by=("bot",),
+        doc="resident memory the bot runtime may spend on shops' own models besides the base "
+            "(about 10 MB each, bench/models.py); past it the least recently used are unloaded "
+            "and load again on their next turn")
+    workshop_training_slots: int = env_field(
+        "WORKSHOP_TRAINING_SLOTS", integer(1, 8), default=1, used_by=("workshop",),
+        doc="shop models the workshop trains at once (one per shop at most); 1 on 2 cores: a "
+            "training uses both, a second at once only makes each take twice as long")
 
     @property
     def nlg_token(self) -> Secret:
