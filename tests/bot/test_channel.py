@@ -130,7 +130,7 @@ def test_knowledge_sources_and_a_handoff_then_a_paused_conversation(rasa: str) -
     waiting = turn(rasa, "shop:rest:v2", "where is my order?")
     assert waiting == {"messages": [], "turn": {
         "intent": "check_order_status", "confidence": waiting["turn"]["confidence"],
-        "actions": [], "responses": [], "paused": True}}
+        "actions": [], "responses": [], "paused": True, "model": "base"}}
 
 
 def test_the_plain_rest_channel_still_answers(rasa: str) -> None:

@@ -54,6 +54,10 @@ BAD_VALUES = [
     ("WORKSHOP_URL", "workshop:5006"),
     ("WORKSHOP_HOST", "http://127.0.0.1"),
     ("WORKSHOP_PORT", "0"),
+    ("BOT_MODEL_MEMORY_MB", "0"),
+    ("BOT_MODEL_MEMORY_MB", "1.5 GB"),
+    ("WORKSHOP_TRAINING_SLOTS", "0"),
+    ("WORKSHOP_TRAINING_SLOTS", "9"),
     ("ADMIN_URL", "ftp://127.0.0.1:8080"),
     ("SMTP_URL", "http://mail.example.com"),
     ("COOKIE_SECURE", "maybe"),
@@ -64,7 +68,7 @@ BAD_VALUES = [
     ("BILLING_PLANS", "/nonexistent/plans.yml"),
     ("BILLING_GRACE_DAYS", "365"),
 ]
-FREE_TEXT = {"SWITCHBOARD_VAR_DIR", "SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN",
+FREE_TEXT = {"SWITCHBOARD_VAR_DIR", "SHOP_MODELS_DIR", "SWITCHBOARD_CREDENTIALS_KEY", "RASA_TOKEN",
              "ANTHROPIC_API_KEY", "HEALTH_TOKEN", "MAIL_FROM"}
 
 
