@@ -1,14 +1,15 @@
 """The job runner inside the admin process: claims queued jobs (core/jobs.py), runs them off the
 request path, reports their progress and records how they ended.
 
-Every admin process runs one worker; leases make several processes safe (a job runs once, a
-dead process's job is taken over). The worker polls every POLL seconds; a request that queues a
-job in this process wakes it at once, so a job starts within milliseconds here and within POLL
-elsewhere. It runs one job at a time: ingestion is CPU work (embedding, in a thread via
-asyncio.to_thread, never on the event loop), and a second job at once would only share the
+Every admin process runs one worker for knowledge jobs (and a few for shops' model training,
+`install_training`, which only wait on the workshop); leases make several processes safe (a job
+runs once, a dead process's job is taken over). The worker polls every POLL seconds; a request
+that queues a job in this process wakes it at once, so a job starts within milliseconds here and
+within POLL elsewhere. It runs one job at a time: ingestion is CPU work (embedding, in a thread
+via asyncio.to_thread, never on the event loop), and a second job at once would only share the
 same cores. While a job runs, the worker writes its progress and renews its lease every
-HEARTBEAT seconds; if the lease was lost (the process stalled longer than the lease and
-another worker took the job), it stops working on it.
+HEARTBEAT seconds; if the lease was lost (the process stalled longer than the lease and another
+worker took the job), it stops working on it.
 
 A job ends `done` with its handler's result, or `failed` with a sentence for people: the
 handler's JobFailed message (a PDF without text), or a generic one for an unexpected error,
@@ -247,7 +248,33 @@ def install(app: Sanic, settings: Settings) -> None:
         if getattr(app.ctx, "worker", None) is not None:
             await app.ctx.worker.stop()
 
+    install_training(app)
     install_webhooks(app, settings)
+
+
+def install_training(app: Sanic) -> None:
+    """Workers of their own for shops' model training (admin_api/training/jobs.py): a training
+    waits minutes on the workshop, and the knowledge worker runs one job at a time, so sharing
+    it would hold other shops' ingestion up that long. JOB_WORKER=False turns them off too;
+    TRAINING_POLL in the app's config sets how often they ask the workshop (tests)."""
+    # Imported here: admin_api.training.jobs builds on this module's Worker and JobFailed.
+    from admin_api.training.jobs import POLL, WORKERS, training_handlers
+
+    @app.after_server_start
+    async def start_training_workers(app: Sanic) -> None:
+        app.ctx.training_workers = []
+        if app.config.get("JOB_WORKER", True):
+            handlers = training_handlers(app.ctx.sessions, app.ctx.workshop,
+                                         poll=float(app.config.get("TRAINING_POLL", POLL)))
+            app.ctx.training_workers = [Worker(app.ctx.sessions, handlers)
+                                        for _ in range(WORKERS)]
+            for worker in app.ctx.training_workers:
+                worker.start()
+
+    @app.before_server_stop
+    async def stop_training_workers(app: Sanic) -> None:
+        await asyncio.gather(*(worker.stop() for worker in
+                               getattr(app.ctx, "training_workers", [])))
 
 
 def install_webhooks(app: Sanic, settings: Settings) -> None:

@@ -9,6 +9,7 @@ import actions.attempts  # noqa: F401  (registers tables on Base.metadata)
 import actions.commerce.tables  # noqa: F401
 import admin_api.tables  # noqa: F401
 import admin_api.training.drafts  # noqa: F401
+import admin_api.training.models  # noqa: F401
 import admin_api.webhook_tables  # noqa: F401
 import billing.tables  # noqa: F401
 import core.conversations  # noqa: F401

@@ -14,7 +14,7 @@ file. Three checks:
   (a 422 is fine here: it says the caller got past authentication).
 - The cross-shop matrix: the other shop holds one object of every kind a fixture can create
   (key, text override, document, job, conversation, person, invitation, audit entry,
-  training draft), marked
+  training draft, model version), marked
   with a unique string. The demo shop's owner calls every operation with the other shop's
   ids: an id is 404, no answer contains the marker, and none of the other shop's rows changes.
 """
@@ -43,6 +43,7 @@ from admin_api.app import TITLE, VERSION
 from admin_api.auth import COOKIE, CSRF_HEADER
 from admin_api.tables import AdminSessionRow, AuditRow, InviteRow, MembershipRow, UserRow
 from admin_api.training.drafts import TrainingDraftRow
+from admin_api.training.models import ModelVersionRow
 from admin_api.webhook_tables import WebhookRow
 from core.db import Base, utcnow
 from core.sender_ids import sender_id
@@ -100,7 +101,7 @@ def issue_roles(method: str, path: str) -> frozenset[str]:
     resource = path.strip("/").split("/")[0]
     if resource == "operator":
         return frozenset({OPERATOR})
-    if resource in ("responses", "knowledge", "jobs", "training"):
+    if resource in ("responses", "knowledge", "jobs", "training", "models"):
         return DESIGNERS
     if resource == "conversations" and method == "GET":
         return EVERYONE
@@ -306,6 +307,13 @@ async def seed_other_shop(admin: Admin) -> OtherShop:
         session.add(TrainingDraftRow(
             tenant_id=shop, kind="nlu", name="sizes", size=60, updated_by="test",
             content=f'version: "3.1"\nnlu:\n  - intent: ask_{marker}\n'))
+        # A ready model version (GET /models/{id} and its activation are 404 for others).
+        version = ModelVersionRow(
+            id=uuid.uuid4().hex, tenant_id=shop, job_id=job_id, state="ready",
+            created_by=f"user:{marker}@example.com", created_at=now, finished_at=now,
+            files={"nlu/sizes.yml": f"# {marker}\n"}, snapshot_sha256="0" * 64,
+            fingerprint=marker, training_seconds=1.0, size_bytes=1)
+        session.add(version)
         webhook = WebhookRow(tenant_id=shop, url=f"https://{marker}.example/hooks",
                              events=["handoff.requested"], secret_sealed=b"sealed",
                              created_by="test", created_at=now)
@@ -315,6 +323,7 @@ async def seed_other_shop(admin: Admin) -> OtherShop:
                "/webhooks": str(webhook.id),
                "/jobs": job_id, "/users": user_id, "/invites": str(invite.id),
                "/audit": str(audit.id), "/conversations": visitor, "/channels": "rest",
+               "/models": version.id,
                "/training": "nlu", "/training/{kind}": "sizes",
                "/training/base": "nlu", "/training/base/{kind}": "orders"}
         await session.commit()

@@ -41,7 +41,7 @@ from devtools.bootstrap import migrate
 from devtools.demo_shop import DEMO_TENANT_ID
 from tenants.api_keys import issue_key
 from tests.databases import seeded_sessions
-from tests.fakes.workshop_server import QuietWorkshop
+from tests.fakes.workshop_server import TrainingWorkshop
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,9 +71,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     url = f"sqlite:///{var / 'admin.db'}"
     migrate(url)
     keys = asyncio.run(_demo_keys(url))
-    # POST /training/validate asks the workshop for Rasa's checks once drafts exist (503
-    # without it): a stand-in that finds nothing.
-    workshop = QuietWorkshop().start()
+    # POST /training/validate and POST /models ask the workshop for Rasa's checks once drafts
+    # exist, POST /models/{id}/activate tells it the shop's model (503 without it): a
+    # stand-in that finds nothing and trains in a few hundred ms.
+    workshop = TrainingWorkshop().start()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(SWITCHBOARD_VAR_DIR=str(var), DATABASE_URL=url, ADMIN_HOST="127.0.0.1",

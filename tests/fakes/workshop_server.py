@@ -1,8 +1,17 @@
-"""A stand-in for the workshop (bot/workshop.py) when Rasa's own findings are beside the
-point: POST /validate with a bearer JWT answers that Rasa found nothing. The real workshop
-runs in tests/bot/test_workshop.py and tests/admin_api/test_training_validate.py."""
+"""Stand-ins for the workshop (bot/workshop.py) when Rasa itself is beside the point:
+`QuietWorkshop` answers POST /validate (with a bearer JWT) that Rasa found nothing;
+`TrainingWorkshop` also speaks the training contract (queued -> running -> done in a few
+hundred ms, or failed). The real workshop runs in tests/bot/test_workshop.py and
+tests/admin_api/test_training_validate.py."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
 
 from tests.fakes import FakeServer, RecordedRequest, Response
 
@@ -15,3 +24,106 @@ class QuietWorkshop(FakeServer):
         if (request.method, request.path) != ("POST", "/validate"):
             return 404, {}, {"detail": "not found"}
         return 200, {}, {"errors": [], "complete": True}
+
+
+@dataclass
+class FakeTraining:
+    shop: str
+    version: str
+    files: dict[str, str]
+    submitted: float  # time.monotonic()
+    fail_with: str | None
+    cancelled: bool = False
+
+
+class TrainingWorkshop(QuietWorkshop):
+    """The workshop's training contract (admin_api/workshop.py): a version submitted to POST
+    /train is queued for `queued_for` seconds, runs for `running_for` (progress moving), then
+    is done with a model file, or failed with `fail_with` when that was set at submission. One
+    version of a shop at a time (409). `restart()` forgets the queue as a restarted workshop
+    does (GET /train/{version} is then 404); trained model files stay (PUT /shops/{shop}/active
+    finds them)."""
+
+    def __init__(self, queued_for: float = 0.1, running_for: float = 0.3) -> None:
+        super().__init__()
+        self.queued_for, self.running_for = queued_for, running_for
+        self.fail_with: str | None = None
+        self.trainings: dict[str, FakeTraining] = {}
+        self.models: dict[str, str] = {}  # version -> shop, once done (the files on disk)
+        self.active: dict[str, str | None] = {}  # shop -> version
+
+    def restart(self) -> None:
+        with self._lock:
+            self.trainings.clear()
+
+    def route(self, request: RecordedRequest) -> Response:
+        parts = request.path.strip("/").split("/")
+        with self._lock:
+            if (request.method, parts) == ("POST", ["train"]):
+                return self._submit(request)
+            if parts[0] == "train" and len(parts) == 2:
+                found = self.trainings.get(parts[1])
+                if found is None or request.method not in ("GET", "DELETE"):
+                    return 404, {}, {"detail": "unknown version: submit it again"}
+                if request.method == "DELETE":
+                    found.cancelled = True
+                return 200, {}, self._status(found)
+            if parts[0] == "shops" and len(parts) == 3 and parts[2] == "active":
+                return self._active(request, parts[1])
+        return super().route(request)
+
+    def _submit(self, request: RecordedRequest) -> Response:
+        body = request.json()
+        if not isinstance(body, dict) or not re.fullmatch(r"[0-9a-f]{32}", str(
+                body.get("version"))) or not isinstance(body.get("files"), dict):
+            return 400, {}, {"detail": "malformed body"}
+        version, shop = body["version"], str(body.get("shop"))
+        if version in self.trainings:
+            return 200, {}, self._status(self.trainings[version])
+        for other in self.trainings.values():
+            if other.shop == shop and self._state(other) in ("queued", "running"):
+                return 409, {}, {"detail": f"version {other.version} of the shop is in training"}
+        training = self.trainings[version] = FakeTraining(shop, version, body["files"],
+                                                          time.monotonic(), self.fail_with)
+        return 202, {}, self._status(training)
+
+    def _state(self, training: FakeTraining) -> str:
+        age = time.monotonic() - training.submitted
+        if training.cancelled:
+            return "failed"
+        if age < self.queued_for:
+            return "queued"
+        if age < self.queued_for + self.running_for:
+            return "running"
+        return "failed" if training.fail_with else "done"
+
+    def _status(self, training: FakeTraining) -> dict[str, Any]:
+        state = self._state(training)
+        age = time.monotonic() - training.submitted
+        model = None
+        if state == "done":
+            self.models[training.version] = training.shop
+            digest = hashlib.sha256(json.dumps(training.files, sort_keys=True).encode())
+            model = {"file": f"shops/{training.shop}/{training.version}.tar.gz",
+                     "fingerprint": digest.hexdigest()[:32], "size": 4321,
+                     "seconds": self.running_for}
+        return {"version": training.version, "shop": training.shop, "state": state,
+                "progress": {"queued": 0.0, "done": 1.0}.get(
+                    state, min((age - self.queued_for) / self.running_for, 1.0)),
+                "stage": {"queued": "waiting for a trainer", "running": "training the NLU",
+                          "done": "done"}.get(state, "failed"),
+                "position": {"queued": 1, "running": 0}.get(state),
+                "error": ("cancelled" if training.cancelled else training.fail_with)
+                if state == "failed" else None,
+                "model": model}
+
+    def _active(self, request: RecordedRequest, shop: str) -> Response:
+        if request.method == "GET":
+            return 200, {}, {"shop": shop, "version": self.active.get(shop)}
+        if request.method != "PUT":
+            return 404, {}, {"detail": "not found"}
+        version = request.json().get("version")
+        if version is not None and self.models.get(version) != shop:
+            return 404, {}, {"detail": "no model file for that version"}
+        self.active[shop] = version
+        return 200, {}, {"shop": shop, "version": version}

@@ -1,0 +1,316 @@
+"""The shop's own model versions (issue 15): trained from its drafts, watched, activated, rolled
+back. Designers and owners.
+
+`POST /models` checks the drafts as POST /training/validate does (ours and Rasa's; refused with
+422 and the same errors when they do not pass, 503 when Rasa's checks cannot run), snapshots
+them into a new version and queues its `model.train` job (admin_api/training/jobs.py), which
+trains it in the workshop. One version of a shop trains at a time (409 names the one training).
+`GET /models[/{id}]` shows each version: queued, training (progress and the workshop's stage),
+ready or failed (why), with its snapshot's files, fingerprint, size, training time and whether
+the shop's bot serves it. `POST /models/{id}/activate` switches the shop's bot to a ready
+version (any earlier one too: that is a rollback); the id `base` names the base model every
+shop starts with, there and in GET /models/base.
+
+Activating tells the workshop first (`PUT /shops/{shop}/active`: the bot runtime follows the
+file it writes within about a second) and records the switch after. The workshop's file is what
+visitors get, so it goes first: if the workshop cannot be told (503, or 409 when its model file
+is gone) nothing is recorded and the shop keeps what it had, and GET /models never says a
+version is active that the bot does not serve. If recording fails after the workshop switched,
+the workshop is switched back (best effort) and the call fails; a retry does both again (the
+workshop's PUT is idempotent). Two activations of one shop at once are serialised (a
+PostgreSQL advisory lock across processes; an asyncio lock in one process, which is what SQLite
+deployments are), so the workshop and our record end on the same version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import select, text
+
+from admin_api.api import API, Call, Model, Page, PageQuery
+from admin_api.audit import record
+from admin_api.errors import Conflict, NotFound, Unavailable, Unprocessable
+from admin_api.plan_limits import require_own_models
+from admin_api.principal import DESIGNERS
+from admin_api.training.base import base_data
+from admin_api.training.checks import validate_all
+from admin_api.training.drafts import file_of, read_contents
+from admin_api.training.jobs import TRAIN
+from admin_api.training.models import (
+    FAILED,
+    READY,
+    Active,
+    ModelVersion,
+    TrainingUnderWay,
+    attach_job,
+    create_version,
+    fail_version,
+    get_active,
+    get_version,
+    list_versions,
+    set_active,
+)
+from admin_api.workshop import UnknownVersion, WorkshopUnavailable
+from core.jobs import Job, JobRow, enqueue
+
+log = logging.getLogger(__name__)
+
+BASE = "base"
+ModelState = Literal["queued", "training", "ready", "failed"]
+_locks: dict[str, asyncio.Lock] = {}  # shop -> its activations in this process, one at a time
+
+
+class ModelPath(Model):
+    model_id: str = Field(pattern=r"^([0-9a-f]{32}|base)$",
+                          description="a version's id (32 hex digits), or base: the base model")
+
+
+class JobRef(Model):
+    id: str = Field(description="GET /api/v1/jobs/{id} follows it too")
+
+
+class ModelCreated(Model):
+    id: str = Field(description="the new version; GET /api/v1/models/{id} follows it")
+    job: JobRef
+
+
+class ModelFileOut(Model):
+    file: str = Field(description='a draft trained: "<kind>/<name>.yml"')
+    size: int = Field(description="bytes")
+
+
+class ModelOut(Model):
+    id: str = Field(description="32 hex digits, or base")
+    state: ModelState = Field(description="queued, training, ready (may be activated) or failed")
+    progress: float | None = Field(ge=0, le=1, description="0..1 while queued or training; 1 "
+                                                           "once ready; null when failed")
+    stage: str | None = Field(description="what the workshop is doing, in words for people, "
+                                          "while queued or training")
+    queue_position: int | None = Field(description="k: k-th in the workshop's queue")
+    error: str | None = Field(description="why the training failed; null unless failed")
+    created_by: str | None
+    created_at: datetime | None = Field(description="null only for base")
+    finished_at: datetime | None
+    training_seconds: float | None
+    size_bytes: int | None = Field(description="the model file's size")
+    fingerprint: str | None = Field(description="Rasa's fingerprint of the trained model")
+    files: list[ModelFileOut] = Field(description="the drafts this version was trained from")
+    active: bool = Field(description="the shop's bot serves this model")
+    activated_at: datetime | None = Field(description="when it was made active; null unless "
+                                                      "active")
+    evaluation: dict[str, Any] | None = Field(
+        description="metrics, test results and the comparison with the active version; null "
+                    "until the version has been tested")
+    job: JobRef | None = Field(description="the training job; null for base")
+
+
+def _state(version: ModelVersion, job: Job | None) -> tuple[ModelState, str | None]:
+    """The state to show and its error: a job that ended without recording the version (its
+    workers kept dying) failed it."""
+    if version.state == READY:
+        return "ready", None
+    if version.state == FAILED:
+        return "failed", version.error
+    if job is not None and job.status == "failed":
+        return "failed", job.error
+    if version.queue_position == 0:  # the workshop said it is running
+        return "training", None
+    return "queued", None
+
+
+def _stage(version: ModelVersion, job: Job | None) -> str:
+    if version.stage:
+        return version.stage
+    if job is not None and job.status == "running":
+        return "submitting to the workshop"
+    return "waiting for the shop's other jobs" if job is not None else "queued"
+
+
+def model_out(version: ModelVersion, job: Job | None, active: Active) -> ModelOut:
+    state, error = _state(version, job)
+    is_active = active.version_id == version.id
+    progress = {"ready": 1.0, "failed": None}.get(state, job.progress if job else 0.0)
+    return ModelOut(
+        id=version.id, state=state, progress=progress,
+        stage=_stage(version, job) if state in ("queued", "training") else None,
+        queue_position=version.queue_position if state in ("queued", "training") else None,
+        error=error, created_by=version.created_by, created_at=version.created_at,
+        finished_at=version.finished_at or (job.finished_at if state == "failed" and job
+                                            else None),
+        training_seconds=version.training_seconds, size_bytes=version.size_bytes,
+        fingerprint=version.fingerprint,
+        files=[ModelFileOut(file=name, size=len(content.encode("utf-8")))
+               for name, content in sorted(version.files.items())],
+        active=is_active, activated_at=active.activated_at if is_active else None,
+        evaluation=version.evaluation,
+        job=JobRef(id=version.job_id) if version.job_id else None)
+
+
+def base_out(active: Active) -> ModelOut:
+    """The base model as a version-like entry: always ready."""
+    is_active = active.version_id is None
+    return ModelOut(id=BASE, state="ready", progress=1.0, stage=None, queue_position=None,
+                    error=None, created_by=None, created_at=None, finished_at=None,
+                    training_seconds=None, size_bytes=None, fingerprint=None, files=[],
+                    active=is_active, activated_at=active.activated_at if is_active else None,
+                    evaluation=None, job=None)
+
+
+async def _jobs(call: Call[Any, Any], versions: list[ModelVersion]) -> dict[str, Job]:
+    ids = [v.job_id for v in versions if v.job_id]
+    if not ids:
+        return {}
+    async with call.ctx.sessions() as session:
+        rows = (await session.scalars(select(JobRow).where(
+            JobRow.tenant_id == call.shop, JobRow.id.in_(ids)))).all()
+    return {row.id: Job.of(row) for row in rows}
+
+
+async def _answer(call: Call[Any, Any], model_id: str) -> ModelOut:
+    active = await get_active(call.ctx.sessions, call.shop)
+    if model_id == BASE:
+        return base_out(active)
+    version = await get_version(call.ctx.sessions, call.shop, model_id)
+    if version is None:
+        raise NotFound("no such model version in your shop; GET /api/v1/models lists them")
+    jobs = await _jobs(call, [version])
+    return model_out(version, jobs.get(version.job_id or ""), active)
+
+
+@API.route("POST", "/models", roles=DESIGNERS, response=ModelCreated, status=202,
+           errors=(402, 409, 503), summary="Train a model version from the shop's drafts")
+async def create_model(call: Call[None, None]) -> ModelCreated:
+    """Checks the drafts first (422 with `errors` as POST /training/validate gives them), then
+    trains them as they are now in the background: follow `job` or GET /models/{id}."""
+    await require_own_models(call)
+    drafts = await read_contents(call.ctx.sessions, call.shop)
+    if not drafts:
+        raise Unprocessable("the shop has no training data drafts to train: add some with PUT "
+                            "/api/v1/training/{kind}/{name} first", extra={"errors": []})
+    try:
+        checked = await validate_all(drafts, base_data().defs, call.ctx.workshop)
+    except WorkshopUnavailable as exc:
+        log.warning("Rasa's checks of the drafts could not run before training: %s", exc)
+        raise Unavailable("Rasa's own checks could not run (the workshop, which runs them and "
+                          "trains models, did not answer); try again in a minute") from None
+    if checked.problems:
+        raise Unprocessable(
+            f"the drafts have {len(checked.problems)} problem(s) to fix before training "
+            "(POST /api/v1/training/validate shows the same)",
+            extra={"errors": [{"file": p.file, "line": p.line, "message": p.message}
+                              for p in checked.problems]})
+    files = {file_of(kind, name): content for kind, name, content in drafts}
+    try:
+        version = await create_version(call.ctx.sessions, call.shop, files,
+                                       call.principal.actor)
+    except TrainingUnderWay as exc:
+        raise Conflict(f"the shop's version {exc.version_id} is training; wait until it is "
+                       "ready or failed (GET /api/v1/models/{id})",
+                       extra={"id": exc.version_id}) from None
+    try:
+        job = await enqueue(call.ctx.sessions, call.shop, TRAIN, {"version": version.id},
+                            call.principal.actor)
+        await attach_job(call.ctx.sessions, call.shop, version.id, job.id)
+    except Exception:
+        await fail_version(call.ctx.sessions, call.shop, version.id,
+                           "the training could not be queued; train again")
+        raise
+    for worker in getattr(call.ctx, "training_workers", []):
+        worker.wake()
+    await record(call, "model.train", target=version.id,
+                 after={"files": sorted(files), "sha256": version.snapshot_sha256,
+                        "job": job.id})
+    return ModelCreated(id=version.id, job=JobRef(id=job.id))
+
+
+@API.route("GET", "/models", roles=DESIGNERS, query=PageQuery, response=Page[ModelOut],
+           summary="List the shop's model versions")
+async def list_models(call: Call[None, PageQuery]) -> Page[ModelOut]:
+    """Newest first; the base model is not listed (GET /models/base)."""
+    versions, total = await list_versions(call.ctx.sessions, call.shop,
+                                          offset=call.query.offset, limit=call.query.page_size)
+    active = await get_active(call.ctx.sessions, call.shop)
+    jobs = await _jobs(call, versions)
+    return Page[ModelOut](items=[model_out(v, jobs.get(v.job_id or ""), active)
+                                 for v in versions],
+                          total=total, page=call.query.page, page_size=call.query.page_size)
+
+
+@API.route("GET", "/models/{model_id}", roles=DESIGNERS, params=ModelPath, response=ModelOut,
+           summary="Read a model version of the shop")
+async def read_model(call: Call[None, None]) -> ModelOut:
+    """Poll this while it trains; `base` is the base model."""
+    return await _answer(call, call.path["model_id"])
+
+
+@contextlib.asynccontextmanager
+async def _one_activation_at_a_time(call: Call[Any, Any]) -> AsyncIterator[None]:
+    lock = _locks.setdefault(call.shop, asyncio.Lock())
+    async with lock:
+        if call.ctx.engine.dialect.name != "postgresql":
+            yield
+            return
+        key = int.from_bytes(hashlib.sha256(f"activate:{call.shop}".encode()).digest()[:8],
+                             "big", signed=True)
+        async with call.ctx.sessions() as session:
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield
+            await session.commit()  # ends the transaction: the lock goes with it
+
+
+@API.route("POST", "/models/{model_id}/activate", roles=DESIGNERS, params=ModelPath,
+           response=ModelOut, errors=(402, 409, 503),
+           summary="Serve a model version to the shop's visitors (or base)")
+async def activate_model(call: Call[None, None]) -> ModelOut:
+    """Switches the shop's bot to this ready version (an earlier one: a rollback; `base`: the
+    base model) within about a second; conversations go on, on the new model. 409 when the
+    version is not ready."""
+    model_id = call.path["model_id"]
+    version_id = None if model_id == BASE else model_id
+    if version_id is not None:
+        await require_own_models(call)  # going back to the base is always allowed
+        version = await get_version(call.ctx.sessions, call.shop, version_id)
+        if version is None:
+            raise NotFound("no such model version in your shop; GET /api/v1/models lists them")
+        if version.state != READY:
+            state = (await _answer(call, version_id)).state
+            raise Conflict(f"the version is {state}; only a ready version can be activated",
+                           extra={"state": state})
+    async with _one_activation_at_a_time(call):
+        before = await get_active(call.ctx.sessions, call.shop)
+        await _tell_workshop(call, version_id)
+        try:
+            async with call.ctx.sessions() as session:
+                await set_active(session, call.shop, version_id, call.principal.actor)
+                await session.commit()
+        except Exception:
+            log.exception("the shop's active model was not recorded; switching the workshop "
+                          "back", extra={"tenant_id": call.shop})
+            with contextlib.suppress(UnknownVersion, WorkshopUnavailable):
+                await call.ctx.workshop.set_active(call.shop, before.version_id)
+            raise
+    await record(call, "model.activate", target=model_id,
+                 before={"version": before.version_id or BASE},
+                 after={"version": model_id})
+    log.info("model activated", extra={"tenant_id": call.shop, "version": model_id})
+    return await _answer(call, model_id)
+
+
+async def _tell_workshop(call: Call[Any, Any], version_id: str | None) -> None:
+    try:
+        await call.ctx.workshop.set_active(call.shop, version_id)
+    except UnknownVersion:
+        raise Conflict("the workshop has no model file for this version (its storage was "
+                       "lost?); train the version again", extra={"state": "ready"}) from None
+    except WorkshopUnavailable as exc:
+        log.warning("the workshop was not told the shop's active model: %s", exc)
+        raise Unavailable("the workshop, which serves shops their models, did not answer; "
+                          "nothing changed; try again in a minute") from None

@@ -1,0 +1,190 @@
+"""The `model.train` job: a shop's model version trained in the workshop (bot/workshop.py, in
+Rasa's interpreter; never in an admin process), followed until it ends and recorded.
+
+The handler submits the version's snapshot (`POST /train`), then asks `GET /train/{version}`
+every POLL seconds: its progress goes to the job (GET /jobs/{id}), its stage words and queue
+position to the version (GET /models/{id}; the jobs table has no place for them). Done: the
+version is `ready` with the model's fingerprint, size and training time. Failed: the version is
+`failed` and the job fails with the workshop's message.
+
+What can go wrong on the way, and what the handler does:
+- The workshop does not know the version (404: it restarted and lost its queue): submit it
+  again at once, from the snapshot; a submit of a known version is harmless (200).
+- The workshop does not answer (or answers 5xx): keep asking for UNREACHABLE seconds (a
+  restart takes some), then give up; the job fails saying so.
+- 409 (another version of the shop is in the workshop: one this admin gave up on while the
+  workshop still had it): wait for it like for a queue, within the deadline.
+- The whole training takes longer than DEADLINE: give up.
+Giving up also cancels the version in the workshop (best effort), so it does not hold the
+shop's place there.
+
+The admin process stopping (the worker cancels its job and hands it back to the queue,
+admin_api/worker.py) leaves the workshop's training running: the job is claimed again at once
+by another admin process or this one restarted, which submits the same version, hears that
+the workshop knows it, and follows it on. Cancelling would throw away minutes of training for
+a restart of the admin.
+
+These jobs run in workers of their own (`WORKERS` in each admin process, next to the knowledge
+worker; admin_api/worker.py `install`), so a training that takes minutes never holds up other
+shops' knowledge ingestion. They only wait on the workshop, which has its own queue and limit:
+a few at once let it see several shops' trainings and tell each its place in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from admin_api.training.models import (
+    TRAINING,
+    fail_version,
+    finish_version,
+    get_version,
+    note_stage,
+)
+from admin_api.worker import UNEXPECTED, Handler, JobFailed, JobRun
+from admin_api.workshop import (
+    Training,
+    TrainingConflict,
+    UnknownVersion,
+    WorkshopClient,
+    WorkshopUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+TRAIN = "model.train"
+POLL = 1.0  # seconds between questions to the workshop (its progress moves about that often)
+# A workshop restart (Rasa's import alone is about 5 s) must not fail a training; a workshop
+# gone for minutes is an outage the designer should hear about rather than wait on.
+UNREACHABLE = 300.0
+# Training base + a typical overlay is to take at most 3 min here (issue 15); a queue of
+# several shops ahead comes on top. Past an hour something is stuck.
+DEADLINE = 3600.0
+WORKERS = 3  # model.train jobs followed at once by each admin process
+
+
+def training_handlers(sessions: async_sessionmaker, workshop: WorkshopClient, *,
+                      poll: float = POLL, unreachable: float = UNREACHABLE,
+                      deadline: float = DEADLINE) -> dict[str, Handler]:
+    """The handler of `model.train` jobs (params: {"version": id}, queued by POST /models)."""
+
+    async def train(run: JobRun) -> dict[str, Any]:
+        tenant_id, version_id = run.job.tenant_id, str(run.job.params.get("version"))
+        version = await get_version(sessions, tenant_id, version_id)
+        if version is None:
+            raise JobFailed("the model version to train no longer exists")
+        if version.state != TRAINING:  # recorded already (the job was taken over after it)
+            return {"version": version_id, "state": version.state}
+        follow = _Follow(sessions, workshop, run, version_id, version.files,
+                         poll=poll, unreachable=unreachable, deadline=deadline)
+        try:
+            return await follow.run()
+        except JobFailed as exc:
+            await fail_version(sessions, tenant_id, version_id, str(exc))
+            raise
+        except Exception:
+            await fail_version(sessions, tenant_id, version_id, UNEXPECTED)
+            raise
+        # asyncio.CancelledError (the admin stops) passes: the workshop trains on.
+
+    return {TRAIN: train}
+
+
+class _Follow:
+    """One version's training, from submitting it to its end."""
+
+    def __init__(self, sessions: async_sessionmaker, workshop: WorkshopClient, run: JobRun,
+                 version_id: str, files: dict[str, str], *, poll: float, unreachable: float,
+                 deadline: float) -> None:
+        self.sessions, self.workshop, self.job_run = sessions, workshop, run
+        self.tenant_id, self.version_id, self.files = run.job.tenant_id, version_id, files
+        self.poll, self.unreachable, self.deadline = poll, unreachable, deadline
+        self.extra = {"job_id": run.job.id, "tenant_id": self.tenant_id,
+                      "version": version_id}
+        self._said: tuple[str, int | None] | None = None
+
+    async def run(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.deadline
+        silent_since: float | None = None
+        submitted = False
+        while True:
+            status: Training | None = None
+            try:
+                if submitted:
+                    status = await self.workshop.training(self.version_id)
+                else:
+                    status = await self.workshop.train(self.tenant_id, self.version_id,
+                                                       self.files)
+                    submitted = True
+                silent_since = None
+            except UnknownVersion:
+                log.info("the workshop does not know the version; submitting it again",
+                         extra=self.extra)
+                await self._say("the workshop restarted; submitting the training again", None)
+                if submitted:
+                    submitted = False
+                    continue  # at once: nothing to wait for
+            except TrainingConflict as exc:
+                silent_since = None
+                await self._say(f"waiting for the workshop: {exc}", None)
+            except WorkshopUnavailable as exc:
+                silent_since = silent_since if silent_since is not None else loop.time()
+                log.warning("the workshop did not answer about a training: %s", exc,
+                            extra=self.extra)
+                if loop.time() - silent_since > self.unreachable:
+                    await self._give_up()
+                    raise JobFailed(
+                        f"the workshop, which trains models, did not answer for "
+                        f"{self.unreachable / 60:.0f} minutes; train the version again "
+                        "later") from None
+                await self._say("the workshop does not answer; asking again",
+                                self._said[1] if self._said else None)
+            if status is not None:
+                ended = await self._heard(status)
+                if ended is not None:
+                    return ended
+            if loop.time() > give_up_at:
+                await self._give_up()
+                raise JobFailed(f"the training did not end within {self.deadline / 60:.0f} "
+                                "minutes and was stopped; train the version again")
+            await asyncio.sleep(self.poll)
+
+    async def _heard(self, status: Training) -> dict[str, Any] | None:
+        """Record what the workshop said; the job's result once the training is done."""
+        if status.state == "failed":
+            log.info("training failed in the workshop", extra={**self.extra,
+                                                               "error": status.error})
+            raise JobFailed(f"training failed: {status.error or 'the workshop gave no reason'}")
+        if status.state == "done":
+            model = status.model
+            if model is None:
+                raise JobFailed("the workshop finished the training without a model")
+            await finish_version(self.sessions, self.tenant_id, self.version_id,
+                                 fingerprint=model.fingerprint, size_bytes=model.size,
+                                 training_seconds=model.seconds)
+            log.info("model trained", extra={**self.extra, "seconds": model.seconds,
+                                              "bytes": model.size})
+            return {"version": self.version_id, "fingerprint": model.fingerprint,
+                    "size_bytes": model.size, "training_seconds": model.seconds}
+        self.job_run.report(status.progress)
+        stage = status.stage or ("waiting in the workshop's queue" if status.state == "queued"
+                                 else "training")
+        await self._say(stage, status.position)
+        return None
+
+    async def _say(self, stage: str, position: int | None) -> None:
+        """The stage and queue position on the version, when they changed."""
+        if self._said != (stage, position):
+            self._said = (stage, position)
+            await note_stage(self.sessions, self.tenant_id, self.version_id, stage, position)
+
+    async def _give_up(self) -> None:
+        """Free the shop's place in the workshop (it may be there still, unheard)."""
+        with contextlib.suppress(UnknownVersion, TrainingConflict, WorkshopUnavailable):
+            await self.workshop.cancel(self.version_id)

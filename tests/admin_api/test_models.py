@@ -1,0 +1,314 @@
+"""The shop's own model versions over the admin API (issue 15): a designer trains the shop's
+drafts, watches the version go queued -> training -> ready, activates it, trains another,
+rolls back and returns to the base; the workshop is a stand-in speaking its training contract
+(tests/fakes/workshop_server.py TrainingWorkshop), the admin app and its job workers are real.
+Also: drafts that do not pass are refused with their errors, the plan, another shop's
+versions, a version not ready, the workshop down, a training that fails, a workshop that
+restarted mid-training, an admin that stops mid-training, and roles."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+
+from admin_api.app import create_app
+from admin_api.tables import AuditRow
+from core import jobs
+from tests.admin_api.conftest import Admin, admin_settings
+from tests.admin_api.test_training_drafts import DOMAIN, NLU, RULES, put
+from tests.fakes.workshop_server import TrainingWorkshop
+from tests.sanic_client import RunningAppClient, stop_app
+from tests.servers import free_port
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def workshop() -> Iterator[TrainingWorkshop]:
+    with TrainingWorkshop(queued_for=0.2, running_for=0.6) as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def served_by_the_fake(request: pytest.FixtureRequest, workshop: TrainingWorkshop) -> None:
+    """The admin app asks the stand-in, and its training workers ask it every 0.1 s (1 s in
+    production) so that a test sees each state without waiting seconds."""
+    if "admin" in request.fixturenames:
+        admin: Admin = request.getfixturevalue("admin")
+        admin.app.ctx.settings = replace(admin.settings, workshop_url=workshop.base_url)
+        admin.app.config.TRAINING_POLL = 0.1
+
+
+async def drafts(admin: Admin, nlu: str = NLU) -> None:
+    for kind, text in (("domain", DOMAIN), ("nlu", nlu), ("rules", RULES)):
+        status, body = await put(admin, kind, "sizes", text)
+        assert status in (200, 201), body
+
+
+async def train(admin: Admin, role: str = "designer") -> dict[str, Any]:
+    status, body = await admin.call("POST", "/models", role=role)
+    assert status == 202, body
+    assert set(body) == {"id", "job"} and len(body["id"]) == 32
+    return dict(body)
+
+
+async def model(admin: Admin, model_id: str) -> dict[str, Any]:
+    status, body = await admin.call("GET", f"/models/{model_id}", role="designer")
+    assert status == 200, body
+    return dict(body)
+
+
+async def ended(admin: Admin, model_id: str, timeout: float = 20) -> tuple[dict[str, Any],
+                                                                          list[dict[str, Any]]]:
+    """The version once ready or failed, and every reading on the way."""
+    seen: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        body = await model(admin, model_id)
+        seen.append(body)
+        if body["state"] in ("ready", "failed"):
+            return body, seen
+        assert asyncio.get_running_loop().time() < deadline, seen[-1]
+        await asyncio.sleep(0.05)
+
+
+async def activate(admin: Admin, model_id: str, role: str = "designer") -> tuple[int, Any]:
+    return await admin.call("POST", f"/models/{model_id}/activate", role=role)
+
+
+async def test_train_activate_train_again_roll_back_and_return_to_base(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    await drafts(admin)
+    first = await train(admin)
+    done, seen = await ended(admin, first["id"])
+    states = [s["state"] for s in seen]
+    assert "training" in states and states[-1] == "ready", states
+    training = next(s for s in seen if s["state"] == "training")
+    assert training["stage"] == "training the NLU" and 0 <= training["progress"] < 1
+    assert done["progress"] == 1 and done["error"] is None and done["stage"] is None
+    assert done["fingerprint"] and done["size_bytes"] == 4321
+    assert done["training_seconds"] == pytest.approx(0.6)
+    assert done["files"] == [{"file": f"{kind}/sizes.yml", "size": len(text)} for kind, text
+                             in (("domain", DOMAIN), ("nlu", NLU), ("rules", RULES))]
+    assert done["active"] is False and done["evaluation"] is None
+    assert done["job"] == first["job"] and done["created_by"].startswith("key:")
+    assert done["finished_at"] >= done["created_at"]
+    status, job = await admin.call("GET", f"/jobs/{first['job']['id']}", role="designer")
+    assert status == 200 and job["status"] == "done" and job["kind"] == "model.train"
+    assert job["result"]["fingerprint"] == done["fingerprint"]
+    # The workshop got the drafts as the designer wrote them, under the version's id.
+    submitted = workshop.requests_to("/train", "POST")[0].json()
+    assert submitted == {"shop": admin.demo.id, "version": first["id"], "files": {
+        "domain/sizes.yml": DOMAIN, "nlu/sizes.yml": NLU, "rules/sizes.yml": RULES}}
+
+    status, body = await activate(admin, first["id"])
+    assert status == 200, body
+    assert body["id"] == first["id"] and body["active"] is True and body["activated_at"]
+    assert workshop.active[admin.demo.id] == first["id"]
+    assert (await model(admin, "base"))["active"] is False
+
+    # A second version from changed drafts; the first keeps its snapshot.
+    await drafts(admin, NLU + "  - intent: ask_size\n    examples: |\n      - size chart?\n")
+    second = await train(admin)
+    assert (await ended(admin, second["id"]))[0]["state"] == "ready"
+    assert (await model(admin, first["id"]))["files"][1]["size"] == len(NLU)
+    assert (await activate(admin, second["id"]))[0] == 200
+    status, listing = await admin.call("GET", "/models", role="designer")
+    assert status == 200 and listing["total"] == 2
+    assert [(m["id"], m["active"]) for m in listing["items"]] == [
+        (second["id"], True), (first["id"], False)]
+
+    # Rollback, then the base model.
+    assert (await activate(admin, first["id"]))[0] == 200
+    assert workshop.active[admin.demo.id] == first["id"]
+    assert (await model(admin, second["id"]))["active"] is False
+    status, body = await activate(admin, "base", role="owner")
+    assert status == 200, body
+    assert body["id"] == "base" and body["active"] is True and body["state"] == "ready"
+    assert workshop.active[admin.demo.id] is None
+    _, listing = await admin.call("GET", "/models", role="designer")
+    assert not any(m["active"] for m in listing["items"])
+
+    async with admin.sessions() as session:
+        rows = (await session.execute(select(AuditRow.action, AuditRow.target, AuditRow.after)
+                                      .where(AuditRow.action.startswith("model."))
+                                      .order_by(AuditRow.id))).all()
+    assert [(action, target) for action, target, _ in rows] == [
+        ("model.train", first["id"]), ("model.activate", first["id"]),
+        ("model.train", second["id"]), ("model.activate", second["id"]),
+        ("model.activate", first["id"]), ("model.activate", "base")]
+    assert "frames come in" not in repr(rows)  # the audit keeps names and a hash, no content
+
+
+async def test_drafts_that_do_not_pass_are_not_trained(admin: Admin,
+                                                       workshop: TrainingWorkshop) -> None:
+    status, body = await admin.call("POST", "/models", role="designer")
+    assert status == 422 and "no training data drafts" in body["detail"]
+    await drafts(admin)
+    broken = RULES.replace("utter_size_guide", "action_measure_the_rider")
+    assert (await put(admin, "rules", "sizes", broken))[0] == 200
+    status, body = await admin.call("POST", "/models", role="designer")
+    assert status == 422, body
+    assert [(e["file"], e["line"]) for e in body["errors"]] == [("rules/sizes.yml", 6)]
+    assert "action_measure_the_rider" in body["errors"][0]["message"]
+    assert (await admin.call("GET", "/models", role="designer"))[1]["total"] == 0
+    assert not workshop.requests_to("/train")
+
+
+@pytest_asyncio.fixture
+async def billed(admin: Admin, tmp_path: Path,
+                 workshop: TrainingWorkshop) -> AsyncIterator[Admin]:
+    """The same database and shops, served with billing on: both shops on the free plan,
+    which has no own models."""
+    settings = admin_settings(tmp_path, admin.database_url, STRIPE_API_KEY="sk_test_x",
+                              WORKSHOP_URL=workshop.base_url)
+    app = create_app(settings, name=f"admin-models-{uuid.uuid4().hex[:8]}")
+    app.config.WEBHOOK_WORKER = False
+    app.config.BILLING_WORKER = False
+    try:
+        yield Admin(app, RunningAppClient(app), admin.sessions, settings, admin.demo,
+                    admin.other, admin.database_url)
+    finally:
+        await stop_app(app)
+
+
+async def test_training_and_activating_need_a_plan_with_own_models(
+        admin: Admin, billed: Admin) -> None:
+    await drafts(admin)  # billing off here
+    first = await train(admin)
+    assert (await ended(admin, first["id"]))[0]["state"] == "ready"
+    status, body = await billed.call("POST", "/models", role="designer")
+    assert status == 402 and body["limit"] == "own_models", body
+    assert (await activate(billed, first["id"]))[0] == 402
+    # Back to the base is always allowed; reading stays open.
+    assert (await activate(billed, "base"))[0] == 200
+    assert (await billed.call("GET", f"/models/{first['id']}", role="designer"))[0] == 200
+
+
+async def test_another_shops_version_is_not_found(admin: Admin) -> None:
+    await drafts(admin)
+    ours = await train(admin)
+    status, body = await admin.call("GET", f"/models/{ours['id']}", role="owner",
+                                    shop=admin.other)
+    assert status == 404, body
+    status, body = await admin.call("POST", f"/models/{ours['id']}/activate", role="owner",
+                                    shop=admin.other)
+    assert status == 404, body
+    status, body = await admin.call("GET", "/models", role="owner", shop=admin.other)
+    assert status == 200 and body["total"] == 0
+    status, body = await admin.call("GET", f"/models/{uuid.uuid4().hex}", role="designer")
+    assert status == 404
+    assert (await admin.call("GET", "/models/not-an-id", role="designer"))[0] == 422
+
+
+async def test_a_version_not_ready_is_not_activated_and_one_trains_at_a_time(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    workshop.queued_for = 30  # stays queued in the workshop for this test
+    await drafts(admin)
+    first = await train(admin)
+    status, body = await activate(admin, first["id"])
+    assert status == 409 and body["state"] == "queued", body
+    assert "only a ready version" in body["detail"]
+    status, body = await admin.call("POST", "/models", role="designer")
+    assert status == 409 and body["id"] == first["id"], body
+    assert admin.demo.id not in workshop.active  # nothing was switched
+
+    async def waiting() -> bool:
+        body = await model(admin, first["id"])
+        return body["stage"] == "waiting for a trainer" and body["queue_position"] == 1
+    await until(waiting)
+
+
+async def until(predicate: Any, timeout: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+
+
+async def test_the_workshop_down_is_503_and_nothing_changes(admin: Admin) -> None:
+    admin.app.ctx.settings = replace(admin.settings,
+                                     workshop_url=f"http://127.0.0.1:{free_port()}")
+    await drafts(admin)
+    status, body = await admin.call("POST", "/models", role="designer")
+    assert status == 503 and "did not answer" in body["detail"], body
+    status, body = await activate(admin, "base")
+    assert status == 503 and "nothing changed" in body["detail"], body
+    assert (await admin.call("GET", "/models", role="designer"))[1]["total"] == 0
+    assert (await model(admin, "base"))["active"] is True
+
+
+async def test_a_failed_training_is_recorded_with_the_workshops_reason(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    workshop.fail_with = "the NLU pipeline ran out of memory"
+    await drafts(admin)
+    first = await train(admin)
+    body, _ = await ended(admin, first["id"])
+    assert body["state"] == "failed" and body["progress"] is None
+    assert body["error"] == "training failed: the NLU pipeline ran out of memory"
+    assert body["finished_at"] and body["fingerprint"] is None
+    status, job = await admin.call("GET", f"/jobs/{first['job']['id']}", role="designer")
+    assert job["status"] == "failed" and job["error"] == body["error"]
+    status, answer = await activate(admin, first["id"])
+    assert status == 409 and answer["state"] == "failed"
+    workshop.fail_with = None
+    second = await train(admin)  # a failed version does not hold the shop's place
+    assert (await ended(admin, second["id"]))[0]["state"] == "ready"
+
+
+async def test_a_workshop_that_restarted_gets_the_version_again(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    workshop.queued_for = 1.0
+    await drafts(admin)
+    first = await train(admin)
+
+    async def submitted() -> bool:
+        return bool(workshop.requests_to("/train", "POST"))
+    await until(submitted)
+    workshop.restart()  # the queue is gone: GET /train/{version} answers 404
+    body, _ = await ended(admin, first["id"])
+    assert body["state"] == "ready", body
+    posts = [r.json()["version"] for r in workshop.requests_to("/train", "POST")]
+    assert posts == [first["id"], first["id"]]
+
+
+async def test_an_admin_that_stops_leaves_the_training_to_the_workshop(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    workshop.queued_for = 30
+    await drafts(admin)
+    first = await train(admin)
+
+    async def submitted() -> bool:
+        return bool(workshop.requests_to("/train", "POST"))
+    await until(submitted)
+    await stop_app(admin.app)
+    job = await jobs.get_job(admin.sessions, admin.demo.id, first["job"]["id"])
+    assert job is not None and job.status == "queued"  # handed back for the next process
+    assert not workshop.requests_to("/train", "DELETE")
+    assert workshop.trainings[first["id"]].cancelled is False
+
+
+async def test_agents_may_not_train_or_activate(admin: Admin) -> None:
+    for method, path in (("POST", "/models"), ("GET", "/models"), ("GET", "/models/base"),
+                         ("POST", "/models/base/activate")):
+        status, body = await admin.call(method, path, role="agent")
+        assert status == 403 and body["detail"].startswith("the agent role may not"), body
+
+
+async def test_a_workshop_that_blinks_mid_training_is_asked_again(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    await drafts(admin)
+    workshop.fail_next(503, times=3, match=lambda r: r.method == "GET"
+                       and r.path.startswith("/train/"))
+    first = await train(admin)
+    body, _ = await ended(admin, first["id"])
+    assert body["state"] == "ready", body
+    assert len(workshop.requests_to("/train", "POST")) == 1
