@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections import deque
@@ -183,17 +184,16 @@ class TrainingQueue:
             log.exception("training %s of shop %s failed unexpectedly", job.version, job.shop)
             self._fail(job, "training failed unexpectedly; the error was logged for the operators")
         finally:
-            for leftover in work_dir.glob("*"):
-                leftover.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                work_dir.rmdir()
+            shutil.rmtree(work_dir, ignore_errors=True)
             job.process = None
             self._running -= 1
             self._start_next()
 
     async def _train(self, job: TrainingJob, work_dir: Path) -> Path:
+        # Rasa's training cache off, and its directory in the job's own (the image's working
+        # directory is read-only).
         env = {**os.environ, "PYTHONPATH": str(self.root), "RASA_MAX_CACHE_SIZE": "0",
-               "TF_CPP_MIN_LOG_LEVEL": "3"}
+               "RASA_CACHE_DIRECTORY": str(work_dir / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
         process = await asyncio.create_subprocess_exec(
             *self.trainer, cwd=str(self.root), env=env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

@@ -42,15 +42,20 @@ RUN rasa data validate --domain bot/domain --data data \
 # bot/stores.py (named by endpoints.yml) reads the environment through core/settings.py,
 # standard library only, and opens SQLite files as core/sqlite.py says; bot/serve.py (the
 # command) masks Rasa's log records with core/logs.py, standard library only too, and serves
-# Rasa's metrics with core/metrics.py (prometheus-client, in bot.lock). The rest of core/
-# needs our 3.11 environment and stays out. Copied after training: training does not load the
-# stores, so a settings edit does not retrain.
-COPY core/__init__.py core/settings.py core/logs.py core/sqlite.py core/metrics.py core/
+# Rasa's metrics with core/metrics.py (prometheus-client, in bot.lock); the workshop and the
+# runtime's /models route check callers' JWTs with core/rasa_http.py (PyJWT, in bot.lock). The
+# rest of core/ needs our 3.11 environment and stays out. Copied after training: training does
+# not load the stores, so a settings edit does not retrain.
+COPY core/__init__.py core/settings.py core/logs.py core/sqlite.py core/metrics.py \
+     core/rasa_http.py core/
 
 # Code and model are owned by root and read-only for the process user; Rasa unpacks the
 # model under /tmp and keeps its small global config under $HOME.
+# /app/shop-models is the process user's: the shop models' volume (docker-compose.yml) starts
+# as a copy of it, so the workshop can write models there and the bot read them.
 RUN groupadd --system --gid 10001 bot \
- && useradd --system --uid 10001 --gid bot --create-home --home-dir /home/bot bot
+ && useradd --system --uid 10001 --gid bot --create-home --home-dir /home/bot bot \
+ && mkdir -p /app/shop-models && chown bot:bot /app/shop-models
 
 USER 10001:10001
 

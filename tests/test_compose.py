@@ -59,13 +59,14 @@ APP_IMAGE_PATHS = ("alembic.ini", "migrations", "core", "tenants", "actions", "k
                    "bot/domain",  # the responses' default texts (tenants/texts.py reads YAML)
                    "data")  # the base training data drafts build on (admin_api/training/)
 NOT_IN_APP_IMAGE = ("devtools", "tests", "bench", "bot")  # bot/'s code runs in Rasa's image
-# bot/ imports only core.settings, core.logs, core.sqlite and core.metrics
+# bot/ imports only core.settings, core.logs, core.sqlite, core.metrics and core.rasa_http
 # (tests/test_layering.py), importable by Python 3.10 with Rasa's libraries
 # (tests/core/test_settings.py, tests/core/test_logs.py, tests/bot/test_stores.py,
-# tests/bot/test_metrics.py); the rest of core/ needs our 3.11 environment.
+# tests/bot/test_metrics.py, tests/bot/test_workshop.py); the rest of core/ needs our 3.11
+# environment.
 BOT_IMAGE_PATHS = ("config.yml", "endpoints.yml", "credentials.yml", "bot", "data",
                    "core/__init__.py", "core/settings.py", "core/logs.py", "core/sqlite.py",
-                   "core/metrics.py")
+                   "core/metrics.py", "core/rasa_http.py")
 
 SERVICE_URLS = {  # variable -> (service it points at, path it must have or None)
     "RASA_URL": ("bot", None),
