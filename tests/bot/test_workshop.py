@@ -141,3 +141,36 @@ nlu:
       - ahoy there
 """
     assert errors(workshop, {"nlu/more.yml": examples}) == []
+
+
+def call(base: str, method: str, path: str, body: Any = None) -> httpx.Response:
+    return httpx.request(method, f"{base}{path}", json=body, timeout=10,
+                         headers={"Authorization": f"Bearer {rasa_api_token(KEY)}"})
+
+
+def test_training_and_switching_refuse_what_they_cannot_take(workshop: str) -> None:
+    """The routes' edges; real training runs in tests/integration/test_shop_models.py and
+    the queue's behaviour in tests/bot/test_training.py."""
+    version = "f" * 32
+    for body in ({"shop": "../etc", "version": version, "files": GOOD},
+                 {"shop": "shop-a", "version": "v1", "files": GOOD},
+                 {"shop": "shop-a", "version": version, "files": {"bikes.yml": "x"}},
+                 {"shop": "shop-a", "version": version}):
+        answer = call(workshop, "POST", "/train", body)
+        assert answer.status_code == 400, (body, answer.text)
+        assert answer.json()["detail"]
+    unknown = call(workshop, "GET", f"/train/{version}")
+    assert unknown.status_code == 404 and "submit it again" in unknown.json()["detail"]
+    assert call(workshop, "DELETE", f"/train/{version}").status_code == 404
+    # a shop can only be switched to a model that exists; back to the base always
+    missing = call(workshop, "PUT", "/shops/shop-a/active", {"version": version})
+    assert missing.status_code == 404 and "no trained model" in missing.json()["detail"]
+    assert call(workshop, "PUT", "/shops/shop-a/active", {}).status_code == 400
+    assert call(workshop, "PUT", "/shops/shop-a/active", {"version": "x"}).status_code == 400
+    base = call(workshop, "PUT", "/shops/shop-a/active", {"version": None})
+    assert base.status_code == 200 and base.json() == {"shop": "shop-a", "version": None}
+    assert call(workshop, "GET", "/shops/shop-a/active").json() == {"shop": "shop-a",
+                                                                    "version": None}
+    for method, path in (("GET", f"/train/{version}"), ("PUT", "/shops/shop-a/active"),
+                         ("POST", "/train")):
+        assert httpx.request(method, f"{workshop}{path}", timeout=10).status_code == 401
