@@ -10,7 +10,10 @@ What is counted (the owner page and `GET /analytics/summary` show these):
   share that did not, handoff rate = the share that did;
 - fallback rate = inbound messages whose outcome is "fallback" / inbound messages;
   knowledge answers and abstentions count inbound messages with those outcomes;
-- top intents count inbound messages by the intent Rasa gave them.
+- top intents count inbound messages by the intent Rasa gave them;
+- unanswered messages (grouped into topics by admin_api/topics.py) are the ones the bot could
+  not handle: outcome fallback or abstained, and the message a second misunderstanding in a
+  row handed to a person (found through its handoff request, reason "misunderstood").
 
 Speed (bench/admin_analytics.py, 1 million messages over 90 days): aggregating the messages
 themselves reads every row of the period (the (tenant_id, created_at) index does not help
@@ -165,7 +168,8 @@ class Summary:
 
     @property
     def unanswered(self) -> int:
-        """Inbound messages the bot could not answer (fallback or abstained)."""
+        """Inbound messages that ended in a fallback or an abstention (the routes add the
+        handoffs after a second misunderstanding: `count_misunderstood_handoffs`)."""
         return self.totals.fallbacks + self.totals.abstentions
 
 
@@ -214,16 +218,32 @@ def _intents_sql(day: str) -> str:
         GROUP BY 1, channel, intent"""
 
 
-_UNANSWERED_COUNT_SQL = """
-    SELECT count(*) FROM messages
+# The messages the bot could not handle: outcome fallback or abstained, and the message a
+# second misunderstanding in a row handed to a person (actions/escalation.py): that turn's
+# outcome is "handoff", so it is found through its handoff request (reason "misunderstood",
+# last_message its text; the first misunderstood turn of the two is a fallback or
+# abstention already). Handoff requests are few next to messages and read by tenant_id.
+_MISUNDERSTOOD_COUNT_SQL = """
+    SELECT count(*) FROM handoff_requests
     WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
-      AND direction = 'in' AND outcome IN ('fallback', 'abstained')"""
+      AND reason = 'misunderstood'"""
 
+_UNANSWERED_COUNT_SQL = f"""
+    SELECT (SELECT count(*) FROM messages
+            WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
+              AND direction = 'in' AND outcome IN ('fallback', 'abstained'))
+         + ({_MISUNDERSTOOD_COUNT_SQL})"""
+
+# (text, the intent NLU gave it, when): the handoff's message has no stored parse here.
 _UNANSWERED_SQL = """
-    SELECT text FROM messages
+    SELECT text, intent, created_at FROM messages
     WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
       AND direction = 'in' AND outcome IN ('fallback', 'abstained') AND text IS NOT NULL
-    ORDER BY created_at DESC, id DESC
+    UNION ALL
+    SELECT last_message, NULL, created_at FROM handoff_requests
+    WHERE tenant_id = :tenant AND created_at >= :start AND created_at < :end
+      AND reason = 'misunderstood' AND last_message IS NOT NULL
+    ORDER BY 3 DESC, 1
     LIMIT :cap"""
 
 
@@ -409,21 +429,39 @@ def _bounds(dialect: str, period: Period) -> dict[str, Any]:
     return {"start": start, "end": end}
 
 
-async def unanswered_texts(sessions: async_sessionmaker, tenant_id: str, period: Period,
-                           cap: int) -> list[str]:
-    """The latest `cap` visitor messages of the period the bot could not answer."""
+async def unanswered_turns(sessions: async_sessionmaker, tenant_id: str, period: Period,
+                           cap: int) -> list[tuple[str, str | None]]:
+    """The latest `cap` visitor messages of the period the bot could not handle (see
+    _UNANSWERED_SQL), each with the intent NLU gave it (None when not stored)."""
     async with sessions() as session:
         params = {"tenant": tenant_id, "cap": cap, **_bounds(session.bind.dialect.name, period)}
-        rows = (await session.execute(text(_UNANSWERED_SQL), params)).scalars().all()
-    return [str(row) for row in rows]
+        rows = (await session.execute(text(_UNANSWERED_SQL), params)).all()
+    return [(str(row[0]), None if row[1] is None else str(row[1])) for row in rows]
+
+
+async def unanswered_texts(sessions: async_sessionmaker, tenant_id: str, period: Period,
+                           cap: int) -> list[str]:
+    """The latest `cap` visitor messages of the period the bot could not handle."""
+    return [said for said, _ in await unanswered_turns(sessions, tenant_id, period, cap)]
 
 
 async def count_unanswered(sessions: async_sessionmaker, tenant_id: str,
                            period: Period) -> int:
-    """How many visitor messages of the period the bot could not answer."""
+    """How many visitor messages of the period the bot could not handle: fallbacks,
+    abstentions and handoffs after a second misunderstanding."""
     async with sessions() as session:
         params = {"tenant": tenant_id, **_bounds(session.bind.dialect.name, period)}
         return int((await session.execute(text(_UNANSWERED_COUNT_SQL), params)).scalar_one())
+
+
+async def count_misunderstood_handoffs(sessions: async_sessionmaker, tenant_id: str,
+                                       period: Period) -> int:
+    """Handoffs of the period after a second misunderstanding in a row (the summary's
+    unanswered total adds them to its fallbacks and abstentions)."""
+    async with sessions() as session:
+        params = {"tenant": tenant_id, **_bounds(session.bind.dialect.name, period)}
+        return int((await session.execute(text(_MISUNDERSTOOD_COUNT_SQL), params)
+                    ).scalar_one())
 
 
 # -- handoffs: people's side ------------------------------------------------------------------

@@ -52,6 +52,9 @@ class Cluster:
     question: str  # the representative phrasing
     count: int  # how many times a question of this cluster was asked
     examples: tuple[str, ...]  # a few other phrasings, most asked first
+    # Every distinct phrasing with how many times it was asked, the representative first,
+    # then the most asked (gap mining, admin_api/training/gaps.py, offers them all).
+    members: tuple[tuple[str, int], ...] = ()
 
 
 class BatchEncoder:
@@ -152,8 +155,14 @@ def cluster(texts: Sequence[str], vectors: np.ndarray, counts: Sequence[int],
                         key=lambda m: (-weights[m], len(texts[m]), texts[m]))
         clusters.append(Cluster(
             question=texts[chosen], count=int(weights[members].sum()),
-            examples=tuple(texts[m] for m in others[:EXAMPLES])))
+            examples=tuple(texts[m] for m in others[:EXAMPLES]),
+            members=tuple((texts[m], int(weights[m])) for m in (chosen, *others))))
     return sorted(clusters, key=lambda c: (-c.count, c.question))
+
+
+def fold_key(text: str) -> str:
+    """What makes two questions the same text: their words, ignoring case and spacing."""
+    return " ".join(text.split()).casefold()
 
 
 def _fold(texts: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -165,7 +174,7 @@ def _fold(texts: Sequence[str]) -> tuple[list[str], list[int]]:
         shown = " ".join(raw.split())
         if not shown:
             continue
-        key = shown.casefold()
+        key = fold_key(shown)
         spelled.setdefault(key, shown)
         counts[key] += 1
     keys = sorted(counts)

@@ -3,34 +3,29 @@
 `GET /analytics/summary` answers the figures (admin_api/analytics.py says what each one
 counts) with the unanswered questions grouped into topics (admin_api/clusters.py);
 `GET /analytics/unanswered` answers the topics alone, with more of them. Grouping embeds up
-to clusters.CAP texts (seconds the first time), so:
-- its result is kept per shop and period for CACHE_SECONDS: a designer paging through the
-  charts does not pay for it twice, and new questions show within a minute or so;
-- the summary waits for it at most SUMMARY_WAIT: past that the figures are answered with
-  `unanswered.ready` false while the grouping goes on in the background; the page asks
-  `GET /analytics/unanswered` (which waits for it) or the summary again.
+to clusters.CAP texts (seconds the first time), so its result is kept per shop and period
+(admin_api/topics.py), and the summary waits for it at most SUMMARY_WAIT: past that the figures
+are answered with `unanswered.ready` false while the grouping goes on in the background; the
+page asks `GET /analytics/unanswered` (which waits for it) or the summary again.
+
+"Unanswered" is what the bot could not handle: fallbacks, abstentions, and the message a
+second misunderstanding in a row handed to a person (admin_api/analytics.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from admin_api import analytics, clusters
+from admin_api import analytics, clusters, topics
 from admin_api.api import API, Call, Model
-from admin_api.errors import Unavailable
 from admin_api.principal import DESIGNERS
 
 log = logging.getLogger(__name__)
 
-CACHE_SECONDS = 60.0
-CACHE_ENTRIES = 256
 SUMMARY_WAIT = 2.0  # seconds the summary waits for the questions' grouping
 
 
@@ -101,7 +96,8 @@ class ClusterOut(Model):
 
 class UnansweredOut(Model):
     total: int = Field(description="visitor messages of the period the bot could not answer "
-                                   "(fallback or abstained)")
+                                   "(fallback, abstained, or handed to a person after a "
+                                   "second misunderstanding in a row)")
     ready: bool = Field(description="false while the questions are still being grouped (the "
                                     "summary does not wait long): ask again shortly")
     grouped: int = Field(description=f"how many of the latest were grouped (at most "
@@ -121,69 +117,16 @@ class SummaryOut(Model):
     unanswered: UnansweredOut
 
 
-@dataclass(frozen=True)
-class _Grouped:
-    at: float
-    grouped: int
-    found: list[clusters.Cluster]
-
-
-_Key = tuple[str, analytics.Period]
-
-
-async def _group(call: Call[Any, Any], key: _Key) -> _Grouped:
-    """Fetch the period's latest unanswered questions, group them, keep the result."""
-    shop, period = key
-    texts = await analytics.unanswered_texts(call.ctx.sessions, shop, period, clusters.CAP)
-    found = await clusters.group_questions(texts, call.ctx.settings.models_dir)
-    entry = _Grouped(time.monotonic(), len(texts), found)
-    cache = _state(call, "analytics_clusters")
-    if len(cache) >= CACHE_ENTRIES:
-        cache.pop(next(iter(cache)))
-    cache[key] = entry
-    return entry
-
-
 async def _unanswered(call: Call[Any, Any], period: analytics.Period, total: int,
                       limit: int, wait: float | None) -> UnansweredOut:
-    """The period's unanswered questions as topics: from the cache when it is fresh, else
-    grouped now (waiting at most `wait` seconds; None: until done)."""
-    key: _Key = (call.shop, period)
-    entry = _state(call, "analytics_clusters").get(key)
-    if entry is None or time.monotonic() - entry.at > CACHE_SECONDS:
-        running: dict[_Key, asyncio.Task[_Grouped]] = _state(call, "analytics_grouping")
-        task = running.get(key)
-        if task is None:
-            task = asyncio.create_task(_group(call, key))
-            running[key] = task  # held here so it is not collected while it runs
-            task.add_done_callback(lambda done: _finished(running, key, done))
-        try:
-            entry = await asyncio.wait_for(asyncio.shield(task), wait)
-        except TimeoutError:
-            return UnansweredOut(total=total, ready=False, grouped=0, clusters=[])
-        except Exception:
-            log.exception("grouping the unanswered questions failed")
-            if wait is None:
-                raise Unavailable("the questions could not be grouped; try again") from None
-            return UnansweredOut(total=total, ready=False, grouped=0, clusters=[])
+    """The period's unanswered questions as topics (admin_api/topics.py: cached, or grouped
+    now waiting at most `wait` seconds; None: until done)."""
+    entry = await topics.grouped(call, period, wait)
+    if entry is None:
+        return UnansweredOut(total=total, ready=False, grouped=0, clusters=[])
     return UnansweredOut(total=total, ready=True, grouped=entry.grouped, clusters=[
         ClusterOut(question=c.question, count=c.count, examples=list(c.examples))
         for c in entry.found[:limit]])
-
-
-def _finished(running: dict[_Key, asyncio.Task[_Grouped]], key: _Key,
-              task: asyncio.Task[_Grouped]) -> None:
-    running.pop(key, None)
-    if not task.cancelled() and task.exception() is not None:  # nobody may be waiting
-        log.warning("grouping the unanswered questions failed", exc_info=task.exception())
-
-
-def _state(call: Call[Any, Any], name: str) -> Any:
-    # On the app, not the module: apps (tests) over other databases share nothing.
-    ctx = call.ctx
-    if not hasattr(ctx, name):
-        setattr(ctx, name, {})
-    return getattr(ctx, name)
 
 
 def _intents(pairs: list[tuple[str, int]]) -> list[IntentCount]:
@@ -198,6 +141,8 @@ async def analytics_summary(call: Call[None, RangeQuery]) -> SummaryOut:
     questions the bot could not answer grouped by meaning (the 10 largest topics)."""
     period = call.query.period()
     summary = await analytics.summarise(call.ctx.sessions, call.shop, period)
+    misunderstood = await analytics.count_misunderstood_handoffs(call.ctx.sessions, call.shop,
+                                                                 period)
     return SummaryOut(
         first_day=period.first, last_day=period.last, tz=period.tz,
         totals=FiguresOut(**FiguresOut.fields_of(summary.totals)),
@@ -209,14 +154,16 @@ async def analytics_summary(call: Call[None, RangeQuery]) -> SummaryOut:
         top_intents=_intents(summary.top_intents),
         top_intents_by_channel={channel: _intents(pairs)
                                 for channel, pairs in summary.intents_by_channel.items()},
-        unanswered=await _unanswered(call, period, summary.unanswered, 10, SUMMARY_WAIT))
+        unanswered=await _unanswered(call, period, summary.unanswered + misunderstood, 10,
+                                     SUMMARY_WAIT))
 
 
 @API.route("GET", "/analytics/unanswered", roles=DESIGNERS, query=UnansweredQuery,
            response=UnansweredOut, summary="Group the questions the bot could not answer")
 async def analytics_unanswered(call: Call[None, UnansweredQuery]) -> UnansweredOut:
-    """The period's visitor messages that ended in a fallback or an abstention, grouped by
-    meaning into topics with a representative question and a count, largest first."""
+    """The period's visitor messages that ended in a fallback or an abstention (or a handoff
+    after a second misunderstanding in a row), grouped by meaning into topics with a
+    representative question and a count, largest first."""
     period = call.query.period()
     total = await analytics.count_unanswered(call.ctx.sessions, call.shop, period)
     return await _unanswered(call, period, total, call.query.limit, None)

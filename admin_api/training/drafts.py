@@ -13,6 +13,7 @@ SQLite has one writer at a time anyway.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -157,6 +158,49 @@ async def store_draft(sessions: async_sessionmaker, tenant_id: str, kind: str, n
                 continue
             return Stored(_info(row), created=before is None, before=before)
     raise RuntimeError("could not store the draft")  # pragma: no cover
+
+
+Edit = Callable[[Mapping[tuple[str, str], str]], Mapping[tuple[str, str], str]]
+
+
+async def update_drafts(sessions: async_sessionmaker, tenant_id: str, edit: Edit,
+                        actor: str | None) -> dict[tuple[str, str], Stored]:
+    """Change several drafts at once, all or none: `edit` gets every draft of the shop as
+    read in the transaction ((kind, name) -> content) and answers the new contents of those
+    it changes or creates (it may raise: nothing is stored). The limits hold as for
+    store_draft; `DraftLimit` when they would not. The shop's row is locked meanwhile on
+    PostgreSQL, so a draft written at the same time is not lost in between."""
+    async with sessions() as session:
+        await session.execute(select(TenantRow.id).where(TenantRow.id == tenant_id)
+                              .with_for_update())
+        rows = {(row.kind, row.name): row for row in (await session.scalars(
+            select(TrainingDraftRow).where(TrainingDraftRow.tenant_id == tenant_id))).all()}
+        changed = edit({key: row.content for key, row in rows.items()})
+        sizes = {key: row.size for key, row in rows.items()}
+        sizes.update({key: len(content.encode("utf-8")) for key, content in changed.items()})
+        for kind, name in changed:
+            if sizes[(kind, name)] > MAX_DRAFT_BYTES:
+                raise DraftLimit(f"{file_of(kind, name)} would be {sizes[(kind, name)]:,} "
+                                 f"bytes; a draft may have up to {MAX_DRAFT_BYTES // 1024} KB")
+        if sum(sizes.values()) > MAX_SHOP_BYTES and changed:
+            raise DraftLimit(f"the shop's drafts would total {sum(sizes.values()):,} bytes; all "
+                             f"drafts together may have up to {MAX_SHOP_BYTES // 1024 // 1024} "
+                             "MB (delete or shorten some)")
+        if len(sizes) > MAX_DRAFTS and len(sizes) > len(rows):
+            raise DraftLimit(f"the shop has {len(rows)} drafts; it may have up to {MAX_DRAFTS}")
+        stored: dict[tuple[str, str], tuple[TrainingDraftRow, dict[str, object] | None]] = {}
+        for (kind, name), content in changed.items():
+            row = rows.get((kind, name))
+            before = fingerprint(row.content) if row is not None else None
+            if row is None:
+                row = TrainingDraftRow(tenant_id=tenant_id, kind=kind, name=name)
+                session.add(row)
+            row.content, row.size = content, sizes[(kind, name)]
+            row.updated_by, row.updated_at = actor, utcnow()
+            stored[(kind, name)] = (row, before)
+        await session.commit()  # a new draft another writer created meanwhile: IntegrityError
+        return {key: Stored(_info(row), created=before is None, before=before)
+                for key, (row, before) in stored.items()}
 
 
 async def remove_draft(sessions: async_sessionmaker, tenant_id: str, kind: str,

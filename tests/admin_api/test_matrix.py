@@ -43,6 +43,7 @@ from admin_api.app import TITLE, VERSION
 from admin_api.auth import COOKIE, CSRF_HEADER
 from admin_api.tables import AdminSessionRow, AuditRow, InviteRow, MembershipRow, UserRow
 from admin_api.training.drafts import TrainingDraftRow
+from admin_api.training.gaps import gap_id
 from admin_api.training.models import ModelVersionRow
 from admin_api.webhook_tables import WebhookRow
 from core.db import Base, utcnow
@@ -102,6 +103,8 @@ def issue_roles(method: str, path: str) -> frozenset[str]:
     if resource == "operator":
         return frozenset({OPERATOR})
     if resource in ("responses", "knowledge", "jobs", "training", "models"):
+        return DESIGNERS
+    if resource == "gaps":  # gap mining, issue 15
         return DESIGNERS
     if resource == "conversations" and method == "GET":
         return EVERYONE
@@ -325,7 +328,9 @@ async def seed_other_shop(admin: Admin) -> OtherShop:
                "/audit": str(audit.id), "/conversations": visitor, "/channels": "rest",
                "/models": version.id,
                "/training": "nlu", "/training/{kind}": "sizes",
-               "/training/base": "nlu", "/training/base/{kind}": "orders"}
+               "/training/base": "nlu", "/training/base/{kind}": "orders",
+               # What the other shop's gap of this question is called (training/gaps.py).
+               "/gaps": gap_id(shop, f"where is my order {marker}")}
         await session.commit()
     key = next(k for k in await list_keys(sessions, shop) if k.scope == OWNER)
     ids["/keys"] = key.prefix
