@@ -56,6 +56,7 @@ class Stack:
     bot_metrics_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
     admin_metrics_port: int = field(default_factory=free_port)
+    workshop_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the fake Messages API
     # The demo shop's rate limits (messages a minute: rate_per_client, rate_per_conversation,
@@ -110,6 +111,14 @@ class Stack:
             # gateway and the action server post live events without Redis (this stack's ports).
             GATEWAY_URL=self.gateway,
             ADMIN_URL=self.admin,
+            # The workshop (Rasa's checks of drafts, training of shops' models) starts only for
+            # the tests that need it (ensure_workshop): Rasa's import costs seconds of CPU.
+            WORKSHOP_PORT=str(self.workshop_port),
+            WORKSHOP_URL=f"http://127.0.0.1:{self.workshop_port}",
+            # One shop model resident at a time besides the base (each costs more than 1 MB,
+            # and the newest is always kept): every test that uses two shops' models sees
+            # the runtime unload one and load it again (tests/integration/test_shop_models.py).
+            BOT_MODEL_MEMORY_MB="1",
             COOKIE_SECURE="false",
             RASA_TIMEOUT="20",
             PYTHONPATH=str(ROOT),
@@ -143,6 +152,23 @@ class Stack:
 
     def start_admin(self) -> None:
         self._spawn("admin", [str(APP_PY), "-m", "admin_api", "serve"])
+
+    def ensure_workshop(self, timeout: float = 120.0) -> str:
+        """The workshop, started at the first call; its URL once it has Rasa loaded."""
+        url = f"http://127.0.0.1:{self.workshop_port}"
+        if "workshop" not in self.procs:
+            self._spawn("workshop", [str(BOT_PY), "-m", "bot.workshop"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs["workshop"].poll() is not None:
+                raise RuntimeError(f"workshop exited early:\n{self.log_tail('workshop')}")
+            try:
+                if httpx.get(f"{url}/health", timeout=3).json().get("ready"):
+                    return url
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"workshop not ready after {timeout}s\n{self.log_tail('workshop')}")
 
     def bootstrap(self) -> None:
         # An env file to exist is bootstrap's cue to keep the demo shop's REST key there.
@@ -383,5 +409,6 @@ class Stack:
 
 
 def print_logs_on_failure(stack: Stack) -> None:
-    for name in ("bot", "actions", "gateway", "admin"):
-        sys.stderr.write(stack.log_tail(name) + "\n")
+    for name in ("bot", "actions", "gateway", "admin", "workshop"):
+        if (stack.var_dir / f"{name}.log").exists():
+            sys.stderr.write(stack.log_tail(name) + "\n")
