@@ -19,6 +19,13 @@ the workshop does not know it, e.g. after a restart: `UnknownVersion`, submit it
 bot to a trained version or (None) to the base model, 404 when that model's file does not
 exist (`UnknownVersion`). The same rule for everything else: unreachable, a 5xx, an
 unexpected status or an answer that is not the contract's JSON is `WorkshopUnavailable`.
+
+Testing a trained version (issue 15): `POST /evaluate {shop, version, files, against:
+{version, files}, messages}` queues its evaluation in the same queue (202/200, 409 as for
+training, 404 `UnknownVersion` when a model file is missing), `GET /evaluate/{version}` follows
+it (404 once the workshop forgot it: submit again) and carries `result` once done,
+`DELETE /evaluate/{version}` cancels it. The result is the workshop's JSON as it is
+(bot/evaluate_shop.py); the admin stores it, and GET /models/{id} types it.
 """
 
 from __future__ import annotations
@@ -75,6 +82,19 @@ class Training:
     model: TrainedModel | None  # once done
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """A version's evaluation as the workshop last told it (states as for training)."""
+
+    version: str
+    state: str  # queued | running | done | failed
+    progress: float
+    stage: str
+    position: int | None
+    error: str | None
+    result: dict[str, Any] | None  # once done
+
+
 class WorkshopClient:
     def __init__(self, base_url: str, jwt_key: Secret,
                  client: httpx.AsyncClient | None = None) -> None:
@@ -127,6 +147,22 @@ class WorkshopClient:
         """Cancel a queued or running training; `UnknownVersion` when there is none."""
         return _training(await self._send("DELETE", f"/train/{version}"))
 
+    async def evaluate(self, shop: str, version: str, files: Mapping[str, str],
+                       against: str | None, against_files: Mapping[str, str],
+                       messages: list[str]) -> Evaluation:
+        """Queue the trained version's tests and comparison with `against` (None: the base)."""
+        return _evaluation(await self._send(
+            "POST", "/evaluate", {"shop": shop, "version": version, "files": dict(files),
+                                  "against": {"version": against, "files": dict(against_files)},
+                                  "messages": messages}, expect=(200, 202)))
+
+    async def evaluation(self, version: str) -> Evaluation:
+        """How far the version's evaluation is; `UnknownVersion` when the workshop lost it."""
+        return _evaluation(await self._send("GET", f"/evaluate/{version}"))
+
+    async def cancel_evaluation(self, version: str) -> Evaluation:
+        return _evaluation(await self._send("DELETE", f"/evaluate/{version}"))
+
     async def set_active(self, shop: str, version: str | None) -> None:
         """Serve `version` (None: the base model) to the shop; `UnknownVersion` when that
         version's model file does not exist in the workshop."""
@@ -167,5 +203,22 @@ def _training(item: Any) -> Training:
             stage=str(item.get("stage") or ""),
             position=None if position is None else int(position),
             error=None if error is None else str(error), model=trained)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise WorkshopUnavailable("the workshop's answer is not what it should be") from None
+
+
+def _evaluation(item: Any) -> Evaluation:
+    try:
+        result = item.get("result")
+        if result is not None and not isinstance(result, dict):
+            raise TypeError("a result is an object")
+        position = item.get("position")
+        error = item.get("error")
+        return Evaluation(
+            version=str(item["version"]), state=str(item["state"]),
+            progress=min(max(float(item.get("progress") or 0.0), 0.0), 1.0),
+            stage=str(item.get("stage") or ""),
+            position=None if position is None else int(position),
+            error=None if error is None else str(error), result=result)
     except (AttributeError, KeyError, TypeError, ValueError):
         raise WorkshopUnavailable("the workshop's answer is not what it should be") from None

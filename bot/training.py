@@ -16,6 +16,14 @@ The model is written beside its final name and renamed into place when complete,
 never loads half a file. Its `fingerprint` is the SHA-256 of what it was trained from: our
 config.yml, the base's domain and data files and the shop's drafts (names and contents), so
 two versions trained from the same inputs say so.
+
+Evaluations (issue 15: a trained version tested and compared with the shop's active one or the
+base) are the queue's second kind of job: `evaluate` runs bot/evaluate_shop.py in a process of
+its own, in the same slots and under the same one-job-a-shop rule as training (it trains two
+small NLU models and loads two full ones: as heavy as a training), with the same states,
+progress, stage, position and error. They are kept apart from trainings by version
+(`evaluations`), and a done one carries `result` instead of `model`. Held-out metrics are
+cached under `<dir>/.heldout/` by the data set's fingerprint (bot/evaluate_shop.py).
 """
 
 from __future__ import annotations
@@ -58,6 +66,9 @@ class TrainingJob:
     stage: str = "waiting for a free training slot"
     error: str | None = None
     model: dict[str, Any] | None = None
+    kind: str = "train"  # train | evaluate
+    request: dict[str, Any] = field(default_factory=dict, repr=False)  # evaluate: its job
+    result: dict[str, Any] | None = None  # evaluate, once done
     finished_at: float | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
@@ -81,17 +92,24 @@ def fingerprint(files: Mapping[str, str], root: Path = ROOT) -> str:
 
 
 TRAINER = (sys.executable, "-m", "bot.train_shop")  # bot/train_shop.py's protocol
+EVALUATOR = (sys.executable, "-m", "bot.evaluate_shop")  # the same protocol, `result` at the end
+BASE_MODEL = ROOT / "models" / "switchboard.tar.gz"  # as the Procfile and compose name it
+HELDOUT = ".heldout"  # under the shop models' directory: held-out metrics by fingerprint
 
 
 class TrainingQueue:
     def __init__(self, registry: Registry, slots: int = 1, root: Path = ROOT,
-                 trainer: Sequence[str] = TRAINER) -> None:
+                 trainer: Sequence[str] = TRAINER, evaluator: Sequence[str] = EVALUATOR,
+                 base_model: Path = BASE_MODEL) -> None:
         self.registry = registry
         self.slots = slots
         self.root = root
         self.trainer = tuple(trainer)
-        self.jobs: dict[str, TrainingJob] = {}
-        self._line: deque[str] = deque()  # versions waiting for a slot, oldest first
+        self.evaluator = tuple(evaluator)
+        self.base_model = base_model
+        self.jobs: dict[str, TrainingJob] = {}  # trainings by version
+        self.evaluations: dict[str, TrainingJob] = {}  # evaluations by the version tested
+        self._line: deque[TrainingJob] = deque()  # jobs waiting for a slot, oldest first
         self._running = 0
 
     # --- what the routes call ---
@@ -107,24 +125,64 @@ class TrainingQueue:
             if known.shop != shop:
                 raise ValueError("that version belongs to another shop")
             return known, False
-        if any(job.shop == shop and job.active for job in self.jobs.values()):
-            raise Busy(f"another model of shop {shop} is being trained; one at a time per shop")
+        self._check_free(shop)
         job = TrainingJob(shop, version, dict(files))
         self.jobs[version] = job
         model = self.registry.model_file(shop, version)
         if model.is_file():  # trained before the workshop restarted: nothing to do again
             self._finish(job, model, seconds=None)
         else:
-            self._line.append(version)
+            self._line.append(job)
             self._start_next()
         return job, True
 
-    def cancel(self, version: str) -> TrainingJob | None:
-        job = self.jobs.get(version)
+    def evaluate(self, shop: str, version: str, files: dict[str, str],
+                 against: str | None, against_files: dict[str, str],
+                 messages: Sequence[str]) -> tuple[TrainingJob, bool]:
+        """Test the shop's trained `version` and compare it with its version `against` (None:
+        the base model): (the job, True if new), like `submit`. FileNotFoundError when either
+        model file does not exist; Busy as `submit`."""
+        check_shop(shop)
+        check_version(version)
+        if against is not None:
+            check_version(against)
+        self._forget_old()
+        known = self.evaluations.get(version)
+        if known is not None:
+            if known.shop != shop:
+                raise ValueError("that version belongs to another shop")
+            return known, False
+        model = self.registry.model_file(shop, version)
+        other = self.base_model if against is None else self.registry.model_file(shop, against)
+        for path in (model, other):
+            if not path.is_file():
+                raise FileNotFoundError(f"no model {path.name} for shop {shop}")
+        self._check_free(shop)
+        job = TrainingJob(shop, version, dict(files), kind="evaluate",
+                          stage="waiting for a free slot")
+        job.request = {
+            "files": job.files, "model": str(model),
+            "against": {"version": against, "model": str(other), "files": dict(against_files)},
+            "messages": list(messages), "heldout": str(self.registry.root / HELDOUT),
+            "fingerprints": {"candidate": fingerprint(files, self.root),
+                             "against": fingerprint(against_files, self.root)}}
+        self.evaluations[version] = job
+        self._line.append(job)
+        self._start_next()
+        return job, True
+
+    def _check_free(self, shop: str) -> None:
+        if any(job.shop == shop and job.active
+               for job in (*self.jobs.values(), *self.evaluations.values())):
+            raise Busy(f"another model of shop {shop} is being trained or tested; one at a "
+                       "time per shop")
+
+    def cancel(self, version: str, kind: str = "train") -> TrainingJob | None:
+        job = (self.jobs if kind == "train" else self.evaluations).get(version)
         if job is None or not job.active:
             return job
         if job.state == "queued":
-            self._line.remove(version)
+            self._line.remove(job)
         elif job.task is not None:
             job.task.cancel()
         self._fail(job, "cancelled")
@@ -134,19 +192,24 @@ class TrainingQueue:
         if job.state == "running":
             return 0
         if job.state == "queued":
-            return self._line.index(job.version) + 1
+            return self._line.index(job) + 1
         return None
 
     def describe(self, job: TrainingJob) -> dict[str, Any]:
-        return {"version": job.version, "shop": job.shop, "state": job.state,
-                "progress": round(job.progress, 3), "stage": job.stage,
-                "position": self.position(job), "error": job.error, "model": job.model}
+        described = {"version": job.version, "shop": job.shop, "state": job.state,
+                     "progress": round(job.progress, 3), "stage": job.stage,
+                     "position": self.position(job), "error": job.error}
+        if job.kind == "evaluate":
+            return {**described, "against": job.request.get("against", {}).get("version"),
+                    "result": job.result}
+        return {**described, "model": job.model}
 
     async def close(self) -> None:
-        for job in list(self.jobs.values()):
+        everyone = [*self.jobs.values(), *self.evaluations.values()]
+        for job in everyone:
             if job.active:
-                self.cancel(job.version)
-        tasks = [job.task for job in self.jobs.values() if job.task is not None]
+                self.cancel(job.version, job.kind)
+        tasks = [job.task for job in everyone if job.task is not None]
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -155,10 +218,48 @@ class TrainingQueue:
 
     def _start_next(self) -> None:
         while self._running < self.slots and self._line:
-            job = self.jobs[self._line.popleft()]
+            job = self._line.popleft()
             self._running += 1
-            job.state, job.stage = "running", "starting the trainer"
-            job.task = asyncio.create_task(self._run(job), name=f"train-{job.version}")
+            if job.kind == "evaluate":
+                job.state, job.stage = "running", "starting the tests"
+                job.task = asyncio.create_task(self._run_evaluation(job),
+                                               name=f"evaluate-{job.version}")
+            else:
+                job.state, job.stage = "running", "starting the trainer"
+                job.task = asyncio.create_task(self._run(job), name=f"train-{job.version}")
+
+    async def _run_evaluation(self, job: TrainingJob) -> None:
+        started = time.perf_counter()
+        work_dir = self.registry.model_file(job.shop, job.version).parent \
+            / f".{job.version}.evaluating"
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            last = await self._child(job, self.evaluator, job.request, work_dir, "result")
+            job.result = last["result"]
+            job.state, job.progress, job.finished_at = "done", 1.0, time.monotonic()
+            job.stage = "tested"
+            log.info("shop model tested", extra={
+                "shop": job.shop, "version": job.version,
+                "seconds": round(time.perf_counter() - started, 1),
+                "parts": (job.result or {}).get("seconds_by_part")})
+        except asyncio.CancelledError:
+            await self._kill(job)
+            self._fail(job, "cancelled")
+        except _TrainerFailed as exc:
+            self._fail(job, str(exc))
+        except Exception:
+            log.exception("testing %s of shop %s failed unexpectedly", job.version, job.shop)
+            self._fail(job, "testing failed unexpectedly; the error was logged for the operators")
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            job.process = None
+            self._running -= 1
+            self._start_next()
+
+    async def _kill(self, job: TrainingJob) -> None:
+        if job.process is not None and job.process.returncode is None:
+            job.process.kill()
+            await job.process.wait()
 
     async def _run(self, job: TrainingJob) -> None:
         started = time.perf_counter()
@@ -174,9 +275,7 @@ class TrainingQueue:
                                                   "seconds": round(seconds, 1),
                                                   "bytes": final.stat().st_size})
         except asyncio.CancelledError:
-            if job.process is not None and job.process.returncode is None:
-                job.process.kill()
-                await job.process.wait()
+            await self._kill(job)
             self._fail(job, "cancelled")
         except _TrainerFailed as exc:
             self._fail(job, str(exc))
@@ -190,41 +289,53 @@ class TrainingQueue:
             self._start_next()
 
     async def _train(self, job: TrainingJob, work_dir: Path) -> Path:
+        last = await self._child(job, self.trainer, {"files": job.files,
+                                                     "output": str(work_dir),
+                                                     "name": job.version}, work_dir, "model")
+        return Path(last["model"])
+
+    async def _child(self, job: TrainingJob, command: Sequence[str], request: dict[str, Any],
+                     work_dir: Path, answer: str) -> dict[str, Any]:
+        """Runs bot/train_shop.py's protocol: `request` on stdin, progress lines into the job;
+        the line that carries `answer` (the model, the result), or _TrainerFailed."""
         # Rasa's training cache off, and its directory in the job's own (the image's working
         # directory is read-only).
         env = {**os.environ, "PYTHONPATH": str(self.root), "RASA_MAX_CACHE_SIZE": "0",
                "RASA_CACHE_DIRECTORY": str(work_dir / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
         process = await asyncio.create_subprocess_exec(
-            *self.trainer, cwd=str(self.root), env=env,
+            *command, cwd=str(self.root), env=env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, limit=1024 * 1024)
+            stderr=asyncio.subprocess.PIPE, limit=16 * 1024 * 1024)  # a result's line is long
         job.process = process
         assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(json.dumps({"files": job.files, "output": str(work_dir),
-                                        "name": job.version}).encode())
+        process.stdin.write(json.dumps(request).encode())
         await process.stdin.drain()
         process.stdin.close()
         tail: deque[str] = deque(maxlen=STDERR_TAIL)
         reading = asyncio.create_task(_collect(process.stderr, tail))
-        model: str | None = None
+        found: dict[str, Any] | None = None
         error: str | None = None
         async for raw in process.stdout:
             try:
                 line = json.loads(raw)
             except ValueError:
                 continue
+            if not isinstance(line, dict):
+                continue
             if "progress" in line:
                 job.progress = float(line["progress"])
                 job.stage = str(line.get("stage", job.stage))
-            model = line.get("model", model)
+            if answer in line:
+                found = line
             error = line.get("error", error)
         code = await process.wait()
         await reading
-        if code != 0 or model is None:
-            log.error("trainer of %s (shop %s) ended with code %s; its last words:\n%s",
-                      job.version, job.shop, code, "".join(tail))
-            raise _TrainerFailed(error or f"the trainer stopped (exit code {code})")
-        return Path(model)
+        if code != 0 or found is None:
+            log.error("%s of %s (shop %s) ended with code %s; its last words:\n%s",
+                      command[-1], job.version, job.shop, code, "".join(tail))
+            raise _TrainerFailed(error or f"the {'trainer' if job.kind == 'train' else 'tests'}"
+                                          f" stopped (exit code {code})")
+        return found
 
     def _finish(self, job: TrainingJob, model: Path, seconds: float | None) -> None:
         job.state, job.progress, job.finished_at = "done", 1.0, time.monotonic()
@@ -242,9 +353,10 @@ class TrainingQueue:
 
     def _forget_old(self) -> None:
         now = time.monotonic()
-        for version, job in list(self.jobs.items()):
-            if job.finished_at is not None and now - job.finished_at > KEEP_FINISHED:
-                del self.jobs[version]
+        for jobs in (self.jobs, self.evaluations):
+            for version, job in list(jobs.items()):
+                if job.finished_at is not None and now - job.finished_at > KEEP_FINISHED:
+                    del jobs[version]
 
 
 class _TrainerFailed(Exception):

@@ -20,6 +20,20 @@ project (bot/rasa_checks.py);
 a shop model trained in a process of its own, queued (bot/training.py; 409 while another
 version of the shop is in line or training, 404 for a version this process does not know);
 
+    POST   /evaluate {"shop", "version", "files",
+                      "against": {"version": "<id>" | null, "files": {...}},
+                      "messages": ["<visitor text>", ...]}  -> 202 (new) or 200 (known)
+    GET    /evaluate/{version}   -> the job as for training, with `against` and, once done,
+                                    `result` (bot/evaluate_shop.py: held-out metrics, tests,
+                                    routing, seconds)
+    DELETE /evaluate/{version}   -> cancels it
+
+a trained version tested and compared with the shop's version `against` (null: the base
+model), in the same queue as trainings (same slots, one job a shop: 409), keyed by the version
+tested; 404 when either model file does not exist, or for an evaluation this process does not
+know. `messages` are the shop's recent visitor texts, masked by the admin service, at most
+MAX_MESSAGES;
+
     GET /shops/{shop}/active  PUT /shops/{shop}/active {"version": "<id>" | null}
 
 which trained version a shop's conversations use (null: the base model), the file every bot
@@ -62,6 +76,9 @@ T = TypeVar("T")
 # A shop's drafts total at most 2 MB (admin_api/training/drafts.py MAX_SHOP_BYTES); JSON
 # escaping of newlines and quotes adds a little.
 MAX_BODY = 4 * 1024 * 1024
+# The admin sends at most 2,000 (admin_api/training/jobs.py); a message is cut at MAX_TEXT.
+MAX_MESSAGES = 5000
+MAX_TEXT = 1000
 
 JWT_KEY = web.AppKey("jwt_key", Secret)
 QUEUE = web.AppKey("queue", TrainingQueue)
@@ -153,8 +170,55 @@ async def train(request: web.Request) -> web.Response:
     return web.json_response(queue.describe(job), status=202 if new else 200)
 
 
-def _job(request: web.Request) -> TrainingJob:
-    job = request.app[QUEUE].jobs.get(request.match_info["version"])
+def parse_messages(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise ValueError("messages must be a list of strings")
+    if len(value) > MAX_MESSAGES:
+        raise ValueError(f"at most {MAX_MESSAGES} messages")
+    return [m[:MAX_TEXT] for m in value]
+
+
+async def evaluate(request: web.Request) -> web.Response:
+    payload = await json_body(request)
+    queue = request.app[QUEUE]
+    files = checked(parse_files, payload.get("files"))
+    shop = checked(check_shop, payload.get("shop"))
+    version = checked(check_version, payload.get("version"))
+    against = payload.get("against")
+    if not isinstance(against, dict) or "version" not in against:
+        return problem(400, 'send "against": {"version": "<id>" or null, "files": {...}}')
+    against_version = against["version"]
+    if against_version is not None:
+        checked(check_version, against_version)
+    against_files = checked(parse_files, against.get("files") or {})
+    messages = checked(parse_messages, payload.get("messages"))
+    try:
+        job, new = queue.evaluate(shop, version, files, against_version, against_files,
+                                  messages)
+    except Busy as exc:
+        return problem(409, str(exc))
+    except FileNotFoundError as exc:
+        return problem(404, f"{exc}: train it first")
+    return web.json_response(queue.describe(job), status=202 if new else 200)
+
+
+async def evaluation(request: web.Request) -> web.Response:
+    return web.json_response(request.app[QUEUE].describe(_job(request, "evaluate")))
+
+
+async def cancel_evaluation(request: web.Request) -> web.Response:
+    queue = request.app[QUEUE]
+    job = _job(request, "evaluate")
+    queue.cancel(job.version, "evaluate")
+    return web.json_response(queue.describe(job))
+
+
+def _job(request: web.Request, kind: str = "train") -> TrainingJob:
+    queue = request.app[QUEUE]
+    job = (queue.jobs if kind == "train" else queue.evaluations).get(
+        request.match_info["version"])
     if job is None:
         raise web.HTTPNotFound(reason="this workshop does not know that version (it may have "
                                       "restarted): submit it again")
@@ -217,6 +281,9 @@ def create_app(settings: BotSettings, checker: Checker | None = None) -> web.App
     app.router.add_post("/train", train)
     app.router.add_get("/train/{version}", training)
     app.router.add_delete("/train/{version}", cancel_training)
+    app.router.add_post("/evaluate", evaluate)
+    app.router.add_get("/evaluate/{version}", evaluation)
+    app.router.add_delete("/evaluate/{version}", cancel_evaluation)
     app.router.add_get("/shops/{shop}/active", active_model)
     app.router.add_put("/shops/{shop}/active", set_active_model)
     return app

@@ -5,9 +5,10 @@ back. Designers and owners.
 422 and the same errors when they do not pass, 503 when Rasa's checks cannot run), snapshots
 them into a new version and queues its `model.train` job (admin_api/training/jobs.py), which
 trains it in the workshop. One version of a shop trains at a time (409 names the one training).
-`GET /models[/{id}]` shows each version: queued, training (progress and the workshop's stage),
-ready or failed (why), with its snapshot's files, fingerprint, size, training time and whether
-the shop's bot serves it. `POST /models/{id}/activate` switches the shop's bot to a ready
+`GET /models[/{id}]` shows each version: queued, training (progress and the workshop's stage;
+after the training itself, "testing: ..." while it is tested and compared), ready or failed
+(why), with its snapshot's files, fingerprint, size, training time, its `evaluation` and
+whether the shop's bot serves it. `POST /models/{id}/activate` switches the shop's bot to a ready
 version (any earlier one too: that is a rollback); the id `base` names the base model every
 shop starts with, there and in GET /models/base.
 
@@ -32,7 +33,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, text
 
 from admin_api.api import API, Call, Model, Page, PageQuery
@@ -87,6 +88,103 @@ class ModelFileOut(Model):
     size: int = Field(description="bytes")
 
 
+class _Stored(BaseModel):
+    """Read from the stored evaluation (the workshop's JSON): fields it may add later are
+    ignored rather than refused."""
+
+    model_config = ConfigDict(extra="ignore", serialize_by_alias=True, validate_by_name=True,
+                              validate_by_alias=True)
+
+
+class IntentScore(_Stored):
+    precision: float = Field(ge=0, le=1)
+    recall: float = Field(ge=0, le=1)
+    f1: float = Field(ge=0, le=1)
+    support: int = Field(description="held-out examples of the intent")
+
+
+class HeldOutScores(_Stored):
+    intents: dict[str, IntentScore] = Field(
+        description="per intent with at least 5 examples; nlu_fallback counts as wrong")
+    accuracy: float = Field(ge=0, le=1)
+    macro_f1: float = Field(ge=0, le=1)
+    examples: int = Field(description="held-out examples scored")
+
+
+class HeldOut(_Stored):
+    candidate: HeldOutScores = Field(description="this version's data set")
+    against: HeldOutScores = Field(description="the data set of the model compared with")
+
+
+class StoryTotals(_Stored):
+    passed: int
+    failed: int
+    total: int
+
+
+class StoryRef(_Stored):
+    story: str
+    file: str = Field(description="data/tests/<file>.yml (the base's) or tests/<name>.yml "
+                                  "(the shop's own test draft)")
+
+
+class StoryChange(StoryRef):
+    before: Literal["passed", "failed"] = Field(description="on the model compared with")
+    after: Literal["passed", "failed"] = Field(description="on this version")
+
+
+class StoryTests(_Stored):
+    candidate: StoryTotals
+    against: StoryTotals
+    changed: list[StoryChange] = Field(description="stories whose outcome differs")
+    failed: list[StoryRef] = Field(description="this version's failed stories")
+
+
+class RouteChange(_Stored):
+    from_: str = Field(alias="from", description="intent on the model compared with")
+    to: str = Field(description="intent on this version")
+    count: int
+    examples: list[str] = Field(description="up to 3 messages, emails and phone numbers "
+                                            "masked")
+
+
+class Routing(_Stored):
+    messages: int = Field(description="distinct visitor messages of the last 30 days parsed "
+                                      "(at most 2,000, newest first)")
+    changed: int = Field(description="how many of them this version routes differently")
+    changes: list[RouteChange] = Field(description="by (from, to), largest first")
+
+
+class EvaluationOut(_Stored):
+    against: str | None = Field(description="the version compared with: the shop's active "
+                                             "one when this was trained; null = the base model")
+    heldout: HeldOut = Field(description="intent metrics on a held-out fifth of each data set "
+                                         "(the same examples for both)")
+    tests: StoryTests = Field(description="the base's conversation tests and the shop's own, "
+                                           "on both models (a wrong intent or action fails a "
+                                           "story)")
+    routing: Routing
+    seconds: float = Field(description="how long testing took")
+    seconds_by_part: dict[str, float] = Field(
+        default_factory=dict, description="heldout, loading, tests, routing")
+
+
+class EvaluationFailed(_Stored):
+    error: str = Field(description="why the version could not be tested; it is ready anyway")
+
+
+def evaluation_out(stored: dict[str, Any] | None) -> EvaluationOut | EvaluationFailed | None:
+    if stored is None:
+        return None
+    try:
+        if "error" in stored:
+            return EvaluationFailed.model_validate(stored)
+        return EvaluationOut.model_validate(stored)
+    except ValidationError as exc:
+        log.error("a stored evaluation does not read as one: %s", exc.errors()[:3])
+        return EvaluationFailed(error="the stored evaluation could not be read")
+
+
 class ModelOut(Model):
     id: str = Field(description="32 hex digits, or base")
     state: ModelState = Field(description="queued, training, ready (may be activated) or failed")
@@ -106,9 +204,11 @@ class ModelOut(Model):
     active: bool = Field(description="the shop's bot serves this model")
     activated_at: datetime | None = Field(description="when it was made active; null unless "
                                                       "active")
-    evaluation: dict[str, Any] | None = Field(
-        description="metrics, test results and the comparison with the active version; null "
-                    "until the version has been tested")
+    evaluation: EvaluationOut | EvaluationFailed | None = Field(
+        description="held-out metrics, test results and the comparison with the shop's active "
+                    "version (or the base), computed after training; null until then (and "
+                    "for base). When testing failed it is {\"error\": \"...\"} and the "
+                    "version is ready all the same: the model trained")
     job: JobRef | None = Field(description="the training job; null for base")
 
 
@@ -150,7 +250,7 @@ def model_out(version: ModelVersion, job: Job | None, active: Active) -> ModelOu
         files=[ModelFileOut(file=name, size=len(content.encode("utf-8")))
                for name, content in sorted(version.files.items())],
         active=is_active, activated_at=active.activated_at if is_active else None,
-        evaluation=version.evaluation,
+        evaluation=evaluation_out(version.evaluation),
         job=JobRef(id=version.job_id) if version.job_id else None)
 
 
@@ -247,7 +347,10 @@ async def list_models(call: Call[None, PageQuery]) -> Page[ModelOut]:
 @API.route("GET", "/models/{model_id}", roles=DESIGNERS, params=ModelPath, response=ModelOut,
            summary="Read a model version of the shop")
 async def read_model(call: Call[None, None]) -> ModelOut:
-    """Poll this while it trains; `base` is the base model."""
+    """Poll this while it trains; `base` is the base model. Once ready, `evaluation` holds
+    the version's held-out metrics, its test results and how it would route the shop's last
+    30 days of visitor messages, each next to the model it was compared with; a version whose
+    testing failed is ready with `evaluation: {"error": "..."}`."""
     return await _answer(call, call.path["model_id"])
 
 

@@ -2,8 +2,10 @@
 drafts, watches the version go queued -> training -> ready, activates it, trains another,
 rolls back and returns to the base; the workshop is a stand-in speaking its training contract
 (tests/fakes/workshop_server.py TrainingWorkshop), the admin app and its job workers are real.
-Also: drafts that do not pass are refused with their errors, the plan, another shop's
-versions, a version not ready, the workshop down, a training that fails, a workshop that
+After training each version is tested and compared in the workshop (its evaluation, stored
+and shown; the shop's recent visitor messages sent masked; a failed evaluation leaves the
+version ready). Also: drafts that do not pass are refused with their errors, the plan, another
+shop's versions, a version not ready, the workshop down, a training that fails, a workshop that
 restarted mid-training, an admin that stops mid-training, and roles."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from sqlalchemy import select
 from admin_api.app import create_app
 from admin_api.tables import AuditRow
 from core import jobs
+from core.conversations import record_message
+from core.db import utcnow
 from tests.admin_api.conftest import Admin, admin_settings
 from tests.admin_api.test_training_drafts import DOMAIN, NLU, RULES, put
 from tests.fakes.workshop_server import TrainingWorkshop
@@ -84,8 +89,25 @@ async def activate(admin: Admin, model_id: str, role: str = "designer") -> tuple
     return await admin.call("POST", f"/models/{model_id}/activate", role=role)
 
 
+async def said(admin: Admin, text: str, days_ago: float = 0, direction: str = "in",
+               shop: str | None = None) -> None:
+    await record_message(admin.sessions, tenant_id=shop or admin.demo.id,
+                         sender_id=f"{shop or admin.demo.id}:rest:{uuid.uuid4().hex[:6]}",
+                         channel="rest", direction=direction, text=text,
+                         at=utcnow() - timedelta(days=days_ago))
+
+
 async def test_train_activate_train_again_roll_back_and_return_to_base(
         admin: Admin, workshop: TrainingWorkshop) -> None:
+    # The shop's visitors' last 30 days: distinct texts, newest first, masked.
+    await said(admin, "what size is the medium?", days_ago=3)
+    await said(admin, "size chart please, mail me at alex@example.com or +4915112345678",
+               days_ago=2)
+    await said(admin, "what size is the medium?", days_ago=1)  # the same again, later
+    await said(admin, "/affirm")  # a button's payload
+    await said(admin, "do you have a size guide", days_ago=45)  # too old
+    await said(admin, "Our frames come in S, M and L", direction="out")  # the bot's
+    await said(admin, "how big are your shoes", shop=admin.other.id)  # another shop's
     await drafts(admin)
     first = await train(admin)
     done, seen = await ended(admin, first["id"])
@@ -93,12 +115,35 @@ async def test_train_activate_train_again_roll_back_and_return_to_base(
     assert "training" in states and states[-1] == "ready", states
     training = next(s for s in seen if s["state"] == "training")
     assert training["stage"] == "training the NLU" and 0 <= training["progress"] < 1
+    # After the training itself, the version is tested before it is ready.
+    testing = [s for s in seen if (s["stage"] or "").startswith("testing: ")]
+    assert testing and testing[-1]["state"] == "training", [s["stage"] for s in seen]
+    assert testing[-1]["stage"] == "testing: running the test stories"
+    assert 0.7 <= testing[-1]["progress"] < 1
+    evaluation = done["evaluation"]
+    assert evaluation["against"] is None  # the shop served the base model
+    assert evaluation["heldout"]["candidate"]["intents"]["ask_size"] == {
+        "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert evaluation["heldout"]["against"]["intents"] == {}
+    assert evaluation["tests"]["changed"] == [{"story": "returns", "file":
+                                               "data/tests/test_returns.yml",
+                                               "before": "failed", "after": "passed"}]
+    assert evaluation["tests"]["candidate"] == {"passed": 31, "failed": 0, "total": 31}
+    masked = "size chart please, mail me at [email] or [phone]"
+    assert evaluation["routing"] == {"messages": 2, "changed": 2, "changes": [
+        {"from": "ask_question", "to": "ask_size", "count": 2,
+         "examples": ["what size is the medium?", masked]}]}
+    assert evaluation["seconds"] > 0
+    sent = workshop.requests_to("/evaluate", "POST")[0].json()
+    assert sent["against"] == {"version": None, "files": {}}
+    assert sent["messages"] == ["what size is the medium?", masked]
+    assert sent["files"]["nlu/sizes.yml"] == NLU and sent["version"] == first["id"]
     assert done["progress"] == 1 and done["error"] is None and done["stage"] is None
     assert done["fingerprint"] and done["size_bytes"] == 4321
     assert done["training_seconds"] == pytest.approx(0.6)
     assert done["files"] == [{"file": f"{kind}/sizes.yml", "size": len(text)} for kind, text
                              in (("domain", DOMAIN), ("nlu", NLU), ("rules", RULES))]
-    assert done["active"] is False and done["evaluation"] is None
+    assert done["active"] is False
     assert done["job"] == first["job"] and done["created_by"].startswith("key:")
     assert done["finished_at"] >= done["created_at"]
     status, job = await admin.call("GET", f"/jobs/{first['job']['id']}", role="designer")
@@ -118,7 +163,14 @@ async def test_train_activate_train_again_roll_back_and_return_to_base(
     # A second version from changed drafts; the first keeps its snapshot.
     await drafts(admin, NLU + "  - intent: ask_size\n    examples: |\n      - size chart?\n")
     second = await train(admin)
-    assert (await ended(admin, second["id"]))[0]["state"] == "ready"
+    done, _ = await ended(admin, second["id"])
+    assert done["state"] == "ready"
+    # compared with the shop's active version, whose drafts the workshop gets too
+    assert done["evaluation"]["against"] == first["id"]
+    sent = workshop.requests_to("/evaluate", "POST")[1].json()
+    assert sent["version"] == second["id"]
+    assert sent["against"] == {"version": first["id"], "files": {
+        "domain/sizes.yml": DOMAIN, "nlu/sizes.yml": NLU, "rules/sizes.yml": RULES}}
     assert (await model(admin, first["id"]))["files"][1]["size"] == len(NLU)
     assert (await activate(admin, second["id"]))[0] == 200
     status, listing = await admin.call("GET", "/models", role="designer")
@@ -262,6 +314,28 @@ async def test_a_failed_training_is_recorded_with_the_workshops_reason(
     workshop.fail_with = None
     second = await train(admin)  # a failed version does not hold the shop's place
     assert (await ended(admin, second["id"]))[0]["state"] == "ready"
+
+
+async def test_a_version_whose_testing_fails_is_ready_with_the_reason(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    workshop.evaluation_fails_with = "evaluation failed: the held-out model did not train"
+    await drafts(admin)
+    first = await train(admin)
+    body, _ = await ended(admin, first["id"])
+    assert body["state"] == "ready" and body["error"] is None, body
+    assert body["evaluation"] == {"error": "evaluation failed: the held-out model did not "
+                                           "train"}
+    status, job = await admin.call("GET", f"/jobs/{first['job']['id']}", role="designer")
+    assert job["status"] == "done" and job["result"]["evaluated"] is False
+    assert (await activate(admin, first["id"]))[0] == 200  # it may be used all the same
+    # a workshop without the compared version's model file: ready, and says why
+    workshop.evaluation_fails_with = None
+    del workshop.models[first["id"]]
+    await drafts(admin, NLU + "  - intent: ask_size\n    examples: |\n      - size chart?\n")
+    second = await train(admin)
+    body, _ = await ended(admin, second["id"])
+    assert body["state"] == "ready", body
+    assert body["evaluation"]["error"].startswith("the version could not be tested: no model")
 
 
 async def test_a_workshop_that_restarted_gets_the_version_again(

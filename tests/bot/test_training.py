@@ -18,18 +18,23 @@ from bot.training import Busy, TrainingQueue, fingerprint
 pytestmark = pytest.mark.asyncio
 
 FAKE = (sys.executable, str(Path(__file__).with_name("fake_trainer.py")))
+FAKE_EVALUATOR = (sys.executable, str(Path(__file__).with_name("fake_evaluator.py")))
 V1, V2, V3 = ("a" * 32, "b" * 32, "c" * 32)
 NLU = {"nlu/bikes.yml": "nlu: []\n"}
 
 
 def queue(tmp_path: Path, slots: int = 1) -> TrainingQueue:
-    return TrainingQueue(Registry(tmp_path / "shop-models"), slots=slots, trainer=FAKE)
+    base = tmp_path / "base.tar.gz"
+    base.write_bytes(b"the base model")
+    return TrainingQueue(Registry(tmp_path / "shop-models"), slots=slots, trainer=FAKE,
+                         evaluator=FAKE_EVALUATOR, base_model=base)
 
 
-async def until(q: TrainingQueue, version: str, *states: str, timeout: float = 20.0) -> dict:
+async def until(q: TrainingQueue, version: str, *states: str, timeout: float = 20.0,
+                kind: str = "train") -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        described = q.describe(q.jobs[version])
+        described = q.describe((q.jobs if kind == "train" else q.evaluations)[version])
         if described["state"] in states:
             return described
         assert asyncio.get_running_loop().time() < deadline, described
@@ -114,3 +119,51 @@ async def test_ids_are_checked(tmp_path: Path) -> None:
         q.submit("../etc", V1, NLU)
     with pytest.raises(ValueError):
         q.submit("shop-a", "not-a-version", NLU)
+
+
+async def test_an_evaluation_runs_in_the_same_queue_and_rules(tmp_path: Path) -> None:
+    q = queue(tmp_path, slots=1)
+    with pytest.raises(FileNotFoundError):  # nothing to test before it is trained
+        q.evaluate("shop-a", V1, NLU, None, {}, [])
+    q.submit("shop-a", V1, NLU)
+    await until(q, V1, "done")
+    slow = {"nlu/bikes.yml": "# SLOW\nnlu: []\n"}
+    q.submit("shop-b", V2, slow)  # another shop's training holds the one slot
+    job, new = q.evaluate("shop-a", V1, NLU, None, {}, ["where is my order?"])
+    assert new and q.describe(job)["state"] == "queued" and q.describe(job)["position"] == 1
+    with pytest.raises(Busy):  # one job a shop, trainings and evaluations alike
+        q.submit("shop-a", V3, NLU)
+    again, new = q.evaluate("shop-a", V1, NLU, None, {}, [])
+    assert again is job and not new
+    done = await until(q, V1, "done", "failed", kind="evaluate", timeout=30)
+    assert done["state"] == "done" and done["against"] is None and done["progress"] == 1.0
+    sent = done["result"]["job"]
+    assert sent["model"] == str(q.registry.model_file("shop-a", V1))
+    assert sent["against"] == {"version": None, "model": str(tmp_path / "base.tar.gz"),
+                               "files": {}}
+    assert sent["messages"] == ["where is my order?"]
+    assert sent["fingerprints"] == {"candidate": fingerprint(NLU), "against": fingerprint({})}
+    assert sent["heldout"] == str(q.registry.root / ".heldout")
+    assert not list(q.registry.model_file("shop-a", V1).parent.glob(".*evaluating"))
+    # against another of the shop's versions: its model and drafts
+    q.submit("shop-a", V3, {"nlu/x.yml": "nlu: []\n"})
+    await until(q, V3, "done")
+    job, _ = q.evaluate("shop-a", V3, {"nlu/x.yml": "nlu: []\n"}, V1, NLU, [])
+    done = await until(q, V3, "done", "failed", kind="evaluate")
+    assert done["against"] == V1
+    assert done["result"]["job"]["against"]["model"] == str(q.registry.model_file("shop-a", V1))
+    assert done["result"]["job"]["fingerprints"]["against"] == fingerprint(NLU)
+
+
+async def test_a_failed_evaluation_says_why_and_frees_the_shop(tmp_path: Path) -> None:
+    q = queue(tmp_path)
+    broken = {"tests/bikes.yml": "# BROKEN\n"}
+    q.submit("shop-a", V1, broken)
+    await until(q, V1, "done")
+    q.evaluate("shop-a", V1, broken, None, {}, [])
+    failed = await until(q, V1, "failed", "done", kind="evaluate")
+    assert failed["error"] == "evaluation failed: the story file is broken"
+    assert failed["result"] is None
+    q.submit("shop-a", V2, NLU)  # the shop is free again
+    await until(q, V2, "done")
+    assert q.cancel(V2, "evaluate") is None  # nothing to cancel

@@ -172,5 +172,27 @@ def test_training_and_switching_refuse_what_they_cannot_take(workshop: str) -> N
     assert call(workshop, "GET", "/shops/shop-a/active").json() == {"shop": "shop-a",
                                                                     "version": None}
     for method, path in (("GET", f"/train/{version}"), ("PUT", "/shops/shop-a/active"),
-                         ("POST", "/train")):
+                         ("POST", "/train"), ("POST", "/evaluate"),
+                         ("GET", f"/evaluate/{version}")):
         assert httpx.request(method, f"{workshop}{path}", timeout=10).status_code == 401
+
+
+def test_evaluating_refuses_what_it_cannot_take(workshop: str) -> None:
+    """The /evaluate routes' edges; a real evaluation runs in
+    tests/integration/test_shop_models.py and the queue's in tests/bot/test_training.py."""
+    version = "e" * 32
+    good = {"shop": "shop-a", "version": version, "files": GOOD,
+            "against": {"version": None, "files": {}}, "messages": ["where is my order?"]}
+    refused: list[dict[str, Any]] = [
+        {"against": None}, {"against": {"files": {}}}, {"against": {"version": "x", "files": {}}},
+        {"messages": "hello"}, {"messages": [1, 2]}, {"version": "v1"},
+        {"files": {"bikes.yml": "x"}}]
+    for bad in refused:
+        answer = call(workshop, "POST", "/evaluate", {**good, **bad})
+        assert answer.status_code == 400, (bad, answer.text)
+        assert answer.json()["detail"]
+    missing = call(workshop, "POST", "/evaluate", good)  # never trained
+    assert missing.status_code == 404 and "train it first" in missing.json()["detail"]
+    unknown = call(workshop, "GET", f"/evaluate/{version}")
+    assert unknown.status_code == 404 and "submit it again" in unknown.json()["detail"]
+    assert call(workshop, "DELETE", f"/evaluate/{version}").status_code == 404

@@ -1,8 +1,9 @@
 """Stand-ins for the workshop (bot/workshop.py) when Rasa itself is beside the point:
 `QuietWorkshop` answers POST /validate (with a bearer JWT) that Rasa found nothing;
 `TrainingWorkshop` also speaks the training contract (queued -> running -> done in a few
-hundred ms, or failed). The real workshop runs in tests/bot/test_workshop.py and
-tests/admin_api/test_training_validate.py."""
+hundred ms, or failed) and the evaluation contract (POST/GET/DELETE /evaluate: running -> done
+with a canned result built from what was sent, or failed). The real workshop runs in
+tests/bot/test_workshop.py and tests/admin_api/test_training_validate.py."""
 
 from __future__ import annotations
 
@@ -44,10 +45,14 @@ class TrainingWorkshop(QuietWorkshop):
     does (GET /train/{version} is then 404); trained model files stay (PUT /shops/{shop}/active
     finds them)."""
 
-    def __init__(self, queued_for: float = 0.1, running_for: float = 0.3) -> None:
+    def __init__(self, queued_for: float = 0.1, running_for: float = 0.3,
+                 evaluating_for: float = 0.3) -> None:
         super().__init__()
         self.queued_for, self.running_for = queued_for, running_for
+        self.evaluating_for = evaluating_for
         self.fail_with: str | None = None
+        self.evaluation_fails_with: str | None = None
+        self.evaluations: dict[str, tuple[dict[str, Any], float, str | None]] = {}
         self.trainings: dict[str, FakeTraining] = {}
         self.models: dict[str, str] = {}  # version -> shop, once done (the files on disk)
         self.active: dict[str, str | None] = {}  # shop -> version
@@ -68,6 +73,13 @@ class TrainingWorkshop(QuietWorkshop):
                 if request.method == "DELETE":
                     found.cancelled = True
                 return 200, {}, self._status(found)
+            if (request.method, parts) == ("POST", ["evaluate"]):
+                return self._evaluate(request)
+            if parts[0] == "evaluate" and len(parts) == 2 and request.method in ("GET",
+                                                                                 "DELETE"):
+                if parts[1] not in self.evaluations:
+                    return 404, {}, {"detail": "unknown evaluation: submit it again"}
+                return 200, {}, self._evaluation(parts[1])
             if parts[0] == "shops" and len(parts) == 3 and parts[2] == "active":
                 return self._active(request, parts[1])
         return super().route(request)
@@ -116,6 +128,45 @@ class TrainingWorkshop(QuietWorkshop):
                 "error": ("cancelled" if training.cancelled else training.fail_with)
                 if state == "failed" else None,
                 "model": model}
+
+    def _evaluate(self, request: RecordedRequest) -> Response:
+        body = request.json()
+        version, shop = str(body.get("version")), str(body.get("shop"))
+        against = (body.get("against") or {}).get("version")
+        if self.models.get(version) != shop or (against is not None
+                                                and self.models.get(against) != shop):
+            return 404, {}, {"detail": f"no model {version}.tar.gz for shop {shop}"}
+        if version in self.evaluations:
+            return 200, {}, self._evaluation(version)
+        self.evaluations[version] = (body, time.monotonic(), self.evaluation_fails_with)
+        return 202, {}, self._evaluation(version)
+
+    def _evaluation(self, version: str) -> dict[str, Any]:
+        body, started, fails_with = self.evaluations[version]
+        running = time.monotonic() - started < self.evaluating_for
+        state = "running" if running else ("failed" if fails_with else "done")
+        scores = {"intents": {"ask_size": {"precision": 1.0, "recall": 0.5, "f1": 0.6667,
+                                           "support": 2}},
+                  "accuracy": 0.5, "macro_f1": 0.6667, "examples": 2}
+        messages = body.get("messages") or []
+        result = {
+            "against": body["against"]["version"],
+            "heldout": {"candidate": scores, "against": {**scores, "intents": {}}},
+            "tests": {"candidate": {"passed": 31, "failed": 0, "total": 31},
+                      "against": {"passed": 30, "failed": 1, "total": 31},
+                      "changed": [{"story": "returns", "file": "data/tests/test_returns.yml",
+                                   "before": "failed", "after": "passed"}], "failed": []},
+            "routing": {"messages": len(messages), "changed": len(messages),
+                        "changes": [{"from": "ask_question", "to": "ask_size",
+                                     "count": len(messages), "examples": messages[:3]}]
+                        if messages else []},
+            "seconds": self.evaluating_for, "seconds_by_part": {"tests": 0.1}}
+        return {"version": version, "shop": body["shop"], "state": state,
+                "progress": 0.5 if running else 1.0,
+                "stage": "running the test stories" if running else state, "position": 0
+                if running else None, "error": fails_with if state == "failed" else None,
+                "against": body["against"]["version"],
+                "result": result if state == "done" else None}
 
     def _active(self, request: RecordedRequest, shop: str) -> Response:
         if request.method == "GET":

@@ -69,6 +69,16 @@ rules:
       - intent: check_order_status
       - action: utter_frame_size
 """
+# The shop's own conversation test: fails on the base (no such intent), passes on its model.
+TESTS = """version: "3.1"
+stories:
+  - story: a rider asks which frame size fits
+    steps:
+      - user: |
+          which frame size should I get? I'm 180 cm
+        intent: ask_frame_size
+      - action: utter_frame_size
+"""
 YAML = {"Content-Type": "application/x-yaml"}
 TRAINING = 300.0  # seconds: about 40 here, more on a busy machine
 
@@ -119,7 +129,12 @@ def wait_for(check: Any, seconds: float, what: str) -> Any:
 
 @pytest.fixture(scope="module")
 def trained(stack: Stack, designer: httpx.Client) -> dict[str, Any]:
-    """The demo shop's drafts, checked, then trained into a version (ready, not active)."""
+    """The demo shop's drafts, checked, then trained into a version (ready, not active) and
+    tested against the base model, which the shop serves."""
+    # Visitors asked about frame sizes lately: the new version routes them elsewhere.
+    for asked in ("what frame size do I need, I'm 185 cm tall",
+                  "is a medium frame right for someone 170 cm?"):
+        Visitor(stack).say(asked)
     # a broken file: the error names the draft and the line
     put(designer, "nlu/bikes", NLU.replace("    examples: |", "   examples: |", 1))
     broken = designer.post("/training/validate").json()
@@ -136,6 +151,7 @@ def trained(stack: Stack, designer: httpx.Client) -> dict[str, Any]:
     refused = designer.post("/models")
     assert refused.status_code == 422, refused.text
     put(designer, "rules/bikes", RULES)
+    put(designer, "tests/bikes", TESTS)
     valid = designer.post("/training/validate").json()
     assert valid == {"ok": True, "errors": [], "rasa_checked": True}, valid
     started = designer.post("/models")
@@ -154,6 +170,23 @@ def trained(stack: Stack, designer: httpx.Client) -> dict[str, Any]:
     assert seen & {"queued", "training"}, seen  # its progress was visible on the way
     assert model["training_seconds"] > 0 and model["size_bytes"] > 0 and model["fingerprint"]
     assert model["active"] is False
+    evaluation = model["evaluation"]
+    assert "error" not in evaluation, evaluation
+    assert evaluation["against"] is None  # the base model
+    heldout = evaluation["heldout"]
+    assert heldout["candidate"]["intents"]["ask_frame_size"]["f1"] > 0.5, heldout["candidate"]
+    assert "ask_frame_size" not in heldout["against"]["intents"]
+    assert heldout["candidate"]["macro_f1"] > 0.8 and heldout["against"]["macro_f1"] > 0.8
+    tests = evaluation["tests"]
+    assert tests["failed"] == [], tests  # the base's 31 stories and the shop's own pass
+    assert tests["candidate"] == {"passed": 32, "failed": 0, "total": 32}, tests
+    assert {"story": "a rider asks which frame size fits", "file": "tests/bikes.yml",
+            "before": "failed", "after": "passed"} in tests["changed"], tests
+    routed = evaluation["routing"]
+    assert routed["messages"] >= 2, routed
+    to_sizes = [c for c in routed["changes"] if c["to"] == "ask_frame_size"]
+    assert to_sizes and sum(c["count"] for c in to_sizes) >= 2, routed
+    assert any("185 cm" in text for c in to_sizes for text in c["examples"]), routed
     return model
 
 
