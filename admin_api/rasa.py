@@ -22,6 +22,7 @@ import httpx
 
 from admin_api.http_retry import ATTEMPTS, RetryingPoster, Unreachable
 from core.rasa_http import Authorization
+from core.runtimes import Runtimes
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,15 @@ class RasaUnavailable(Exception):
 class RasaTracker:
     def __init__(self, base_url: str, jwt_key: Secret, client: httpx.AsyncClient | None = None,
                  attempts: int = ATTEMPTS, retry_wait: float = 0.2) -> None:
-        self._base = base_url.rstrip("/")
+        self._runtimes = Runtimes.parse(base_url)  # RASA_URL: one runtime or several
         self._authorization = Authorization(jwt_key)
         self._poster = RetryingPoster(10.0, client, attempts, retry_wait)
 
     async def append(self, sender_id: str, events: list[dict[str, Any]]) -> None:
         # Rasa's Sanic 21 does not unquote path parameters: a quoted ':' or '@' would name
         # another conversation ("t%3Arest%3Ax"), so only what a path cannot hold is quoted.
-        url = f"{self._base}/conversations/{quote(sender_id, safe=':@+/')}/tracker/events"
+        base = self._runtimes.for_sender(sender_id)
+        url = f"{base}/conversations/{quote(sender_id, safe=':@+/')}/tracker/events"
         try:
             answer = await self._poster.post(
                 url, json=events, params={"include_events": "NONE"},

@@ -103,9 +103,9 @@ class EnvTrackerStore(SQLTrackerStore):
         # its event loop's thread; check_same_thread is off only because a pool may hand a
         # connection to another thread (the runtime loads models in one, never touching this).
         if params["dialect"] == "sqlite":
-            url = self.engine.url
-            self.engine.dispose()
-            self.engine = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=2,
+            opened: Any = vars(self)["engine"]
+            opened.dispose()
+            self.engine = sa.create_engine(opened.url, poolclass=sa.pool.QueuePool, pool_size=2,
                                            max_overflow=2,
                                            connect_args={"check_same_thread": False})
             self.sessionmaker = sa.orm.sessionmaker(bind=self.engine)

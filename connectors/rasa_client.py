@@ -28,6 +28,7 @@ from connectors.fairness import FairSlots
 from core import logs
 from core.conversations import NOTHING_UNDERSTOOD, Understood, outcome_of
 from core.rasa_http import Authorization
+from core.runtimes import Runtimes
 from core.settings import Secret
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ class BotTurn:
 class RasaClient:
     def __init__(self, base_url: str, jwt_key: Secret, timeout: float,
                  action_server_url: str) -> None:
-        self._base = base_url
+        """`base_url`: RASA_URL, one runtime or several (core/runtimes.py picks per shop)."""
+        self.runtimes = Runtimes.parse(base_url)
         self._authorization = Authorization(jwt_key)
         self._actions = action_server_url
         self._timeout = timeout
@@ -154,7 +156,7 @@ class RasaClient:
     async def _post(self, sender_id: str, text: str, metadata: dict[str, Any]) -> httpx.Response:
         try:
             return await self._http.post(
-                f"{self._base}{TURN_PATH}",
+                f"{self.runtimes.for_sender(sender_id)}{TURN_PATH}",
                 json={"sender": sender_id, "message": text, "metadata": metadata},
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -180,11 +182,15 @@ class RasaClient:
             return False
 
     async def status(self) -> dict[str, Any]:
-        """Rasa's /status (model loaded?) for the health check."""
-        response = await self._http.get(f"{self._base}/status",
-                                        headers=self._authorization.headers(), timeout=2.0)
-        response.raise_for_status()
-        return response.json()
+        """Rasa's /status (model loaded?) for the health check: every runtime's; the first's
+        answer, once all have answered (one down is a shop's share of visitors unanswered)."""
+        answers = []
+        for base in self.runtimes.urls:
+            response = await self._http.get(f"{base}/status",
+                                            headers=self._authorization.headers(), timeout=2.0)
+            response.raise_for_status()
+            answers.append(response.json())
+        return answers[0]
 
     async def aclose(self) -> None:
         await self._http.aclose()

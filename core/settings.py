@@ -172,6 +172,16 @@ def one_of(*choices: str) -> Parser:
     return parse
 
 
+def urls(*schemes: str) -> Parser:
+    """One URL or several, comma-separated, each as `url` checks it; kept comma-separated."""
+    one = url(*schemes)
+
+    def parse(raw: str) -> str:
+        return ",".join(one(part.strip()) for part in raw.split(",") if part.strip())
+
+    return parse
+
+
 def url(*schemes: str) -> Parser:
     """An absolute URL with one of these schemes, without a trailing slash."""
 
@@ -469,8 +479,11 @@ class Settings(BotSettings):
         doc="Fernet key(s), comma-separated, newest first: tenant credentials at rest and "
             "widget visitor tokens")
     rasa_url: str = env_field(
-        "RASA_URL", url("http", "https"), default="http://127.0.0.1:5005", local_default=True,
-        used_by=("gateway",), doc="where the gateway finds Rasa; the default is loopback")
+        "RASA_URL", urls("http", "https"), default="http://127.0.0.1:5005", local_default=True,
+        used_by=("gateway", "admin"),
+        doc="where the gateway and the admin service find the bot runtime (Rasa); several, "
+            "comma-separated, share the shops by consistent hashing (core/runtimes.py); the "
+            "default is loopback")
     action_server_url: str = env_field(
         "ACTION_SERVER_URL", url("http", "https"), default="http://127.0.0.1:5055",
         local_default=True, used_by=("gateway",),

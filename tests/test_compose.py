@@ -487,12 +487,18 @@ def test_healthcheck_probes_the_listening_port_with_python(name: str) -> None:
     assert not body or body in text, f"service {name!r}: healthcheck: check the answer has {body!r}"
 
 
+# Called only when a person acts (an agent's reply is recorded in Rasa's tracker), never to
+# start: and Rasa waits for the admin service (its NLG endpoint), so waiting back would be a cycle.
+NOT_WAITED_FOR = {("admin", "RASA_URL")}
+
+
 def required_dependencies(name: str) -> dict[str, str]:
     """What a service must wait for, from the URLs it is given."""
     env = environment(name)
     needed = {"postgres": "service_healthy"} if "DATABASE_URL" in env else {}
     needed |= {"redis": "service_healthy"} if env.get("REDIS_URL") else {}
-    needed |= {target: "service_healthy" for var, (target, _) in SERVICE_URLS.items() if var in env}
+    needed |= {target: "service_healthy" for var, (target, _) in SERVICE_URLS.items()
+               if var in env and (name, var) not in NOT_WAITED_FOR}
     if SERVICE_SETTINGS[name] is Settings:  # our tables exist once migrate has finished
         needed["migrate"] = "service_completed_successfully"
     return needed
