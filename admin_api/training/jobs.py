@@ -72,7 +72,7 @@ UNREACHABLE = 300.0
 DEADLINE = 3600.0
 WORKERS = 3  # model.train jobs followed at once by each admin process
 # The job's progress at the end of training; testing takes the rest. Measured here (2 cores):
-# training 30-40 s, testing 12-25 s.
+# training 30-40 s, testing 25-47 s (admin_api/training/evaluation.py).
 TRAINED = 0.7
 
 
