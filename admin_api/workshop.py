@@ -66,7 +66,7 @@ class TrainedModel:
     file: str  # shops/<shop>/<version>.tar.gz, under the workshop's models directory
     fingerprint: str
     size: int  # bytes
-    seconds: float  # training time
+    seconds: float | None  # training time; None when the workshop no longer knows it
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,8 @@ def _training(item: Any) -> Training:
         model = item.get("model")
         trained = None if model is None else TrainedModel(
             file=str(model["file"]), fingerprint=str(model["fingerprint"]),
-            size=int(model["size"]), seconds=float(model["seconds"]))
+            size=int(model["size"]),
+            seconds=None if model.get("seconds") is None else float(model["seconds"]))
         position = item.get("position")
         error = item.get("error")
         return Training(

@@ -130,7 +130,7 @@ class TrainingQueue:
         self.jobs[version] = job
         model = self.registry.model_file(shop, version)
         if model.is_file():  # trained before the workshop restarted: nothing to do again
-            self._finish(job, model, seconds=None)
+            self._finish(job, model, seconds=_recorded_seconds(model))
         else:
             self._line.append(job)
             self._start_next()
@@ -268,8 +268,10 @@ class TrainingQueue:
         try:
             work_dir.mkdir(parents=True, exist_ok=True)
             model = await self._train(job, work_dir)
-            os.replace(model, final)
             seconds = time.perf_counter() - started
+            # Beside the model, for a workshop that restarts before the admin asked for it.
+            _sidecar(final).write_text(json.dumps({"seconds": round(seconds, 1)}))
+            os.replace(model, final)
             self._finish(job, final, seconds=seconds)
             log.info("shop model trained", extra={"shop": job.shop, "version": job.version,
                                                   "seconds": round(seconds, 1),
@@ -357,6 +359,17 @@ class TrainingQueue:
             for version, job in list(jobs.items()):
                 if job.finished_at is not None and now - job.finished_at > KEEP_FINISHED:
                     del jobs[version]
+
+
+def _sidecar(model: Path) -> Path:
+    return model.with_name(model.name.replace(".tar.gz", ".json"))
+
+
+def _recorded_seconds(model: Path) -> float | None:
+    try:
+        return float(json.loads(_sidecar(model).read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class _TrainerFailed(Exception):

@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from admin_api.training.models import TRAINING, ModelVersionRow, get_active, get_version
+from admin_api.training.models import get_active, get_version
 from admin_api.workshop import (
     Evaluation,
     TrainingConflict,
@@ -81,17 +81,6 @@ async def comparison(sessions: async_sessionmaker,
     if version is None:  # cannot be (a foreign key), but the base is a sound comparison
         return None, {}
     return version.id, version.files
-
-
-async def record_evaluation(sessions: async_sessionmaker, tenant_id: str, version_id: str,
-                            evaluation: Mapping[str, Any]) -> None:
-    """Stored while the version is still training: it becomes ready right after, with it."""
-    async with sessions() as session:
-        await session.execute(update(ModelVersionRow).where(
-            ModelVersionRow.id == version_id, ModelVersionRow.tenant_id == tenant_id,
-            ModelVersionRow.state == TRAINING).values(evaluation=dict(evaluation))
-            .execution_options(synchronize_session=False))
-        await session.commit()
 
 
 Say = Callable[[str], Awaitable[None]]

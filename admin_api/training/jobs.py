@@ -100,9 +100,9 @@ def training_handlers(sessions: async_sessionmaker, workshop: WorkshopClient, *,
             raise
         # asyncio.CancelledError (the admin stops) passes: the workshop trains on.
         tested = await follow.evaluate()
-        await evaluation.record_evaluation(sessions, tenant_id, version_id, tested)
         await finish_version(sessions, tenant_id, version_id, fingerprint=model.fingerprint,
-                             size_bytes=model.size, training_seconds=model.seconds)
+                             size_bytes=model.size, training_seconds=model.seconds,
+                             evaluation=tested)
         log.info("model trained and tested", extra={
             **follow.extra, "seconds": model.seconds, "bytes": model.size,
             "tested": "error" not in tested})

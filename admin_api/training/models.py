@@ -195,12 +195,15 @@ async def note_stage(sessions: async_sessionmaker, tenant_id: str, version_id: s
 
 
 async def finish_version(sessions: async_sessionmaker, tenant_id: str, version_id: str, *,
-                         fingerprint: str, size_bytes: int, training_seconds: float) -> bool:
-    """Ready to activate. False when it was no longer training (nothing written)."""
+                         fingerprint: str, size_bytes: int, training_seconds: float | None,
+                         evaluation: Mapping[str, Any] | None = None) -> bool:
+    """Ready to activate, with its evaluation (tests and comparison) in the same write.
+    False when it was no longer training (nothing written)."""
     return await _set(sessions, tenant_id, version_id, only_training=True, state=READY,
                       stage=None, queue_position=None, finished_at=utcnow(),
                       fingerprint=fingerprint[:200], size_bytes=size_bytes,
-                      training_seconds=training_seconds)
+                      training_seconds=training_seconds,
+                      evaluation=None if evaluation is None else dict(evaluation))
 
 
 async def fail_version(sessions: async_sessionmaker, tenant_id: str, version_id: str,

@@ -354,6 +354,14 @@ async def test_a_workshop_that_restarted_gets_the_version_again(
     assert posts == [first["id"], first["id"]]
 
 
+async def test_a_model_whose_training_time_the_workshop_lost_is_ready_all_the_same(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    workshop.knows_training_time = False
+    await drafts(admin)
+    body, _ = await ended(admin, (await train(admin))["id"])
+    assert body["state"] == "ready" and body["training_seconds"] is None, body
+
+
 async def test_an_admin_that_stops_leaves_the_training_to_the_workshop(
         admin: Admin, workshop: TrainingWorkshop) -> None:
     workshop.queued_for = 30

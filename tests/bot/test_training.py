@@ -106,11 +106,16 @@ async def test_cancelling_stops_a_running_and_a_queued_job(tmp_path: Path) -> No
 async def test_a_model_trained_before_a_restart_is_not_trained_again(tmp_path: Path) -> None:
     q = queue(tmp_path)
     q.submit("shop-a", V1, NLU)
-    await until(q, V1, "done")
+    trained = (await until(q, V1, "done"))["model"]
     restarted = queue(tmp_path)
     job, new = restarted.submit("shop-a", V1, NLU)
     assert new and restarted.describe(job)["state"] == "done"
-    assert restarted.describe(job)["model"]["seconds"] is None  # not measured this time
+    assert restarted.describe(job)["model"] == trained  # the training time was kept beside it
+    # without that record the model still counts, its training time unknown
+    q.registry.model_file("shop-a", V1).with_name(f"{V1}.json").unlink()
+    again = queue(tmp_path)
+    job, _ = again.submit("shop-a", V1, NLU)
+    assert again.describe(job)["model"]["seconds"] is None
 
 
 async def test_ids_are_checked(tmp_path: Path) -> None:

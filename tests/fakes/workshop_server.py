@@ -51,6 +51,7 @@ class TrainingWorkshop(QuietWorkshop):
         self.queued_for, self.running_for = queued_for, running_for
         self.evaluating_for = evaluating_for
         self.fail_with: str | None = None
+        self.knows_training_time = True  # False: as a workshop without the model's record
         self.evaluation_fails_with: str | None = None
         self.evaluations: dict[str, tuple[dict[str, Any], float, str | None]] = {}
         self.trainings: dict[str, FakeTraining] = {}
@@ -118,7 +119,7 @@ class TrainingWorkshop(QuietWorkshop):
             digest = hashlib.sha256(json.dumps(training.files, sort_keys=True).encode())
             model = {"file": f"shops/{training.shop}/{training.version}.tar.gz",
                      "fingerprint": digest.hexdigest()[:32], "size": 4321,
-                     "seconds": self.running_for}
+                     "seconds": self.running_for if self.knows_training_time else None}
         return {"version": training.version, "shop": training.shop, "state": state,
                 "progress": {"queued": 0.0, "done": 1.0}.get(
                     state, min((age - self.queued_for) / self.running_for, 1.0)),
