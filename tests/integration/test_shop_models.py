@@ -5,8 +5,9 @@ another shop's bot is unchanged, rollback restores the old behaviour, and the ru
 and reloads shop models under its memory budget (the stack's BOT_MODEL_MEMORY_MB is 1 MB:
 one shop model resident at a time).
 
-One real training per stack shape (about 40 s on 2 cores); the tests of this module run in
-order on the model it produced.
+One real training and testing (about 90 s on 2 cores), on the PostgreSQL + Redis stack when
+the suite has one, else on the embedded one; the tests of this module run in order on the
+model it produced.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from devtools.demo_shop import DEMO_TENANT_ID
+from tests.conftest import services
 from tests.integration.conftest import Visitor
 from tests.integration.stack import Stack
 from tests.integration.test_agent_inbox import WebVisitor
@@ -85,6 +87,12 @@ TRAINING = 300.0  # seconds: about 40 here, more on a busy machine
 
 @pytest.fixture(scope="module")
 def designer(stack: Stack) -> Iterator[httpx.Client]:
+    found = services()
+    if stack.database_url is None and found["database_url"] and found["redis_url"]:
+        # A real training and testing takes about 90 s: once a suite, on the production shape
+        # when it is there (the embedded one otherwise). The runtime's routing does not depend
+        # on the storage; the tracker store's cache is tested on both (tests/bot/test_stores.py).
+        pytest.skip("trained once, on PostgreSQL + Redis (this suite has them)")
     stack.ensure_workshop()
     with stack.admin_client("designer") as client:
         yield client
