@@ -38,7 +38,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,11 +229,11 @@ class TrainingQueue:
                 job.task = asyncio.create_task(self._run(job), name=f"train-{job.version}")
 
     async def _run_evaluation(self, job: TrainingJob) -> None:
-        started = time.perf_counter()
         work_dir = self.registry.model_file(job.shop, job.version).parent \
             / f".{job.version}.evaluating"
-        try:
-            work_dir.mkdir(parents=True, exist_ok=True)
+
+        async def evaluate() -> None:
+            started = time.perf_counter()
             last = await self._child(job, self.evaluator, job.request, work_dir, "result")
             job.result = last["result"]
             job.state, job.progress, job.finished_at = "done", 1.0, time.monotonic()
@@ -242,19 +242,8 @@ class TrainingQueue:
                 "shop": job.shop, "version": job.version,
                 "seconds": round(time.perf_counter() - started, 1),
                 "parts": (job.result or {}).get("seconds_by_part")})
-        except asyncio.CancelledError:
-            await self._kill(job)
-            self._fail(job, "cancelled")
-        except _TrainerFailed as exc:
-            self._fail(job, str(exc))
-        except Exception:
-            log.exception("testing %s of shop %s failed unexpectedly", job.version, job.shop)
-            self._fail(job, "testing failed unexpectedly; the error was logged for the operators")
-        finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
-            job.process = None
-            self._running -= 1
-            self._start_next()
+
+        await self._in_slot(job, work_dir, "testing", evaluate)
 
     async def _kill(self, job: TrainingJob) -> None:
         if job.process is not None and job.process.returncode is None:
@@ -262,11 +251,11 @@ class TrainingQueue:
             await job.process.wait()
 
     async def _run(self, job: TrainingJob) -> None:
-        started = time.perf_counter()
         final = self.registry.model_file(job.shop, job.version)
         work_dir = final.parent / f".{job.version}.partial"
-        try:
-            work_dir.mkdir(parents=True, exist_ok=True)
+
+        async def train() -> None:
+            started = time.perf_counter()
             model = await self._train(job, work_dir)
             seconds = time.perf_counter() - started
             # Beside the model, for a workshop that restarts before the admin asked for it.
@@ -276,14 +265,24 @@ class TrainingQueue:
             log.info("shop model trained", extra={"shop": job.shop, "version": job.version,
                                                   "seconds": round(seconds, 1),
                                                   "bytes": final.stat().st_size})
+
+        await self._in_slot(job, work_dir, "training", train)
+
+    async def _in_slot(self, job: TrainingJob, work_dir: Path, what: str,
+                       work: Callable[[], Awaitable[None]]) -> None:
+        """Runs a job's work in its slot: failures in words, the slot and the work directory
+        freed whatever happens, the next job started."""
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            await work()
         except asyncio.CancelledError:
             await self._kill(job)
             self._fail(job, "cancelled")
         except _TrainerFailed as exc:
             self._fail(job, str(exc))
         except Exception:
-            log.exception("training %s of shop %s failed unexpectedly", job.version, job.shop)
-            self._fail(job, "training failed unexpectedly; the error was logged for the operators")
+            log.exception("%s %s of shop %s failed unexpectedly", what, job.version, job.shop)
+            self._fail(job, f"{what} failed unexpectedly; the error was logged for the operators")
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
             job.process = None

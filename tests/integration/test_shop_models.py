@@ -250,6 +250,19 @@ def test_the_new_intent_answers_on_rest_and_in_the_widget(stack: Stack,
     assert "order number" in Visitor(stack).say("where is my order?").lower()
 
 
+def test_text_changes_reach_a_shop_on_its_own_model_without_retraining(
+        stack: Stack, designer: httpx.Client, trained: dict[str, Any]) -> None:
+    """The shop's model says its responses through the NLG endpoint like the base does."""
+    changed = designer.put("/responses/utter_ask_order_number", json={
+        "variants": [{"text": "Which order number is it, rider?"}]})
+    assert changed.status_code == 200, changed.text
+    try:
+        assert serving(stack, DEMO_TENANT_ID) == trained["id"]
+        assert "rider" in Visitor(stack).say("where is my order?")
+    finally:
+        assert designer.delete("/responses/utter_ask_order_number").status_code == 200
+
+
 def test_another_shops_bot_is_unchanged(stack: Stack, shop_b: tuple[str, Visitor],
                                         trained: dict[str, Any]) -> None:
     tenant_id, visitor = shop_b
