@@ -41,8 +41,7 @@ from admin_api.audit import record
 from admin_api.errors import Conflict, NotFound, Unavailable, Unprocessable
 from admin_api.plan_limits import require_own_models
 from admin_api.principal import DESIGNERS
-from admin_api.training.base import base_data
-from admin_api.training.checks import validate_all
+from admin_api.routes.training import check_drafts
 from admin_api.training.drafts import file_of, read_contents
 from admin_api.training.jobs import TRAIN
 from admin_api.training.models import (
@@ -295,12 +294,7 @@ async def create_model(call: Call[None, None]) -> ModelCreated:
     if not drafts:
         raise Unprocessable("the shop has no training data drafts to train: add some with PUT "
                             "/api/v1/training/{kind}/{name} first", extra={"errors": []})
-    try:
-        checked = await validate_all(drafts, base_data().defs, call.ctx.workshop)
-    except WorkshopUnavailable as exc:
-        log.warning("Rasa's checks of the drafts could not run before training: %s", exc)
-        raise Unavailable("Rasa's own checks could not run (the workshop, which runs them and "
-                          "trains models, did not answer); try again in a minute") from None
+    checked = await check_drafts(call, drafts)
     if checked.problems:
         raise Unprocessable(
             f"the drafts have {len(checked.problems)} problem(s) to fix before training "

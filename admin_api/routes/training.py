@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ from admin_api.errors import NotFound, PayloadTooLarge, Unavailable, Unprocessab
 from admin_api.plan_limits import require_own_models
 from admin_api.principal import DESIGNERS
 from admin_api.training.base import base_data
-from admin_api.training.checks import validate, validate_all
+from admin_api.training.checks import Checked, validate, validate_all
 from admin_api.training.drafts import (
     NAME_PATTERN,
     DraftLimit,
@@ -182,19 +183,24 @@ async def delete_training_draft(call: Call[None, None]) -> None:
                  after=None)
 
 
+async def check_drafts(call: Call[Any, Any], drafts: Sequence[tuple[str, str, str]]) -> Checked:
+    """Our checks and Rasa's of these drafts over the base (POST /training/validate, and
+    POST /models before it trains); the workshop not answering is a 503."""
+    try:
+        return await validate_all(drafts, base_data().defs, call.ctx.workshop)
+    except WorkshopUnavailable as exc:
+        log.warning("Rasa's checks of the drafts could not run: %s", exc)
+        raise Unavailable("Rasa's own checks could not run (the workshop, which runs them, did "
+                          "not answer); try again in a minute") from None
+
+
 @API.route("POST", "/training/validate", roles=DESIGNERS, response=Validation, errors=(503,),
            summary="Check the shop's drafts over the base")
 async def validate_training(call: Call[None, None]) -> Validation:
     """Our checks of every draft of the shop together, over the base (YAML, shapes, names
     that exist, the base left intact), then Rasa's own (`rasa data validate`), unless ours
     found YAML syntax errors. 503 when Rasa's checks could not run."""
-    drafts = await read_contents(call.ctx.sessions, call.shop)
-    try:
-        checked = await validate_all(drafts, base_data().defs, call.ctx.workshop)
-    except WorkshopUnavailable as exc:
-        log.warning("Rasa's checks of the drafts could not run: %s", exc)
-        raise Unavailable("Rasa's own checks could not run (the workshop, which runs them, did "
-                          "not answer); try again in a minute") from None
+    checked = await check_drafts(call, await read_contents(call.ctx.sessions, call.shop))
     return Validation(ok=not checked.problems, errors=_problems(checked.problems),
                       rasa_checked=checked.rasa_checked)
 

@@ -5,8 +5,8 @@ API key per role in each, so every test can check roles and shop isolation."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from tenants.api_keys import issue_key
 from tenants.crypto import CredentialsBox
 from tenants.models import TenantRow
 from tests.databases import database_params, migrated_url, seeded_sessions
+from tests.fakes.workshop_server import QuietWorkshop
 from tests.sanic_client import RunningAppClient, stop_app
 
 ROLES = ("owner", "designer", "agent")
@@ -55,6 +56,11 @@ class Admin:
         headers = {**(shop or self.demo).auth(role), **kwargs.pop("headers", {})}
         status, body, _ = await api_call(self.client, method, path, headers, **kwargs)
         return status, body
+
+    def use_workshop(self, url: str) -> Admin:
+        """The app asks this workshop (set before its first request opens connections)."""
+        self.app.ctx.settings = replace(self.settings, workshop_url=url)
+        return self
 
 
 async def api_call(client: SanicASGITestClient, method: str, path: str,
@@ -117,3 +123,17 @@ async def admin(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             yield Admin(app, client, sessions, settings, demo, other, url)
         finally:
             await stop_app(app)
+
+
+@pytest.fixture(scope="module")
+def quiet_workshop() -> Iterator[QuietWorkshop]:
+    with QuietWorkshop() as workshop:
+        yield workshop
+
+
+@pytest.fixture
+def rasa_finds_nothing(request: pytest.FixtureRequest, quiet_workshop: QuietWorkshop) -> None:
+    """For modules that name it in `usefixtures`: their admin app's workshop answers that
+    Rasa's checks found nothing (tests/fakes/workshop_server.py)."""
+    if "admin" in request.fixturenames:
+        request.getfixturevalue("admin").use_workshop(quiet_workshop.base_url)

@@ -9,8 +9,6 @@ refused; the plan's own models are needed (402)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -32,9 +30,8 @@ from tests.admin_api.test_analytics import (  # noqa: F401  (fixtures used by na
     onnx_file,
 )
 from tests.admin_api.test_training_drafts import billed, get_text, put  # noqa: F401
-from tests.fakes.workshop_server import QuietWorkshop
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("rasa_finds_nothing")]
 
 WRAPPING = ["Do you offer gift wrapping?", "Do you offer gift wrapping?",
             "can you wrap my order #51234 as a present",
@@ -43,19 +40,6 @@ MISUNDERSTOOD = "could you gift wrap it for me"
 RETURNS = ["I'd like to give back the jacket, it is too tight",
            "give back the jacket please it does not fit",
            "how do I give back this jacket"]
-
-
-@pytest.fixture(scope="module")
-def quiet_workshop() -> Iterator[QuietWorkshop]:
-    with QuietWorkshop() as workshop:
-        yield workshop
-
-
-@pytest.fixture(autouse=True)
-def rasa_finds_nothing(request: pytest.FixtureRequest, quiet_workshop: QuietWorkshop) -> None:
-    if "admin" in request.fixturenames:
-        admin: Admin = request.getfixturevalue("admin")
-        admin.app.ctx.settings = replace(admin.settings, workshop_url=quiet_workshop.base_url)
 
 
 async def seed(admin: Admin) -> None:

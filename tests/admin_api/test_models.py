@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,7 @@ def served_by_the_fake(request: pytest.FixtureRequest, workshop: TrainingWorksho
     production) so that a test sees each state without waiting seconds."""
     if "admin" in request.fixturenames:
         admin: Admin = request.getfixturevalue("admin")
-        admin.app.ctx.settings = replace(admin.settings, workshop_url=workshop.base_url)
-        admin.app.config.TRAINING_POLL = 0.1
+        admin.use_workshop(workshop.base_url).app.config.TRAINING_POLL = 0.1
 
 
 async def drafts(admin: Admin, nlu: str = NLU) -> None:
@@ -287,8 +285,7 @@ async def until(predicate: Any, timeout: float = 15) -> None:
 
 
 async def test_the_workshop_down_is_503_and_nothing_changes(admin: Admin) -> None:
-    admin.app.ctx.settings = replace(admin.settings,
-                                     workshop_url=f"http://127.0.0.1:{free_port()}")
+    admin.use_workshop(f"http://127.0.0.1:{free_port()}")  # nothing listens there
     await drafts(admin)
     status, body = await admin.call("POST", "/models", role="designer")
     assert status == 503 and "did not answer" in body["detail"], body

@@ -8,8 +8,7 @@ workshop: tests/admin_api/test_training_validate.py)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,9 @@ from admin_api.tables import AuditRow
 from admin_api.training.drafts import MAX_DRAFT_BYTES, MAX_SHOP_BYTES, fingerprint
 from core.settings import ROOT
 from tests.admin_api.conftest import Admin, Shop, admin_settings
-from tests.fakes.workshop_server import QuietWorkshop
 from tests.sanic_client import RunningAppClient, stop_app
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("rasa_finds_nothing")]
 YAML = {"Content-Type": "application/x-yaml"}
 
 DOMAIN = """version: "3.1"
@@ -55,19 +53,6 @@ rules:
       - intent: ask_size
       - action: utter_size_guide
 """
-
-
-@pytest.fixture(scope="module")
-def quiet_workshop() -> Iterator[QuietWorkshop]:
-    with QuietWorkshop() as workshop:
-        yield workshop
-
-
-@pytest.fixture(autouse=True)
-def rasa_finds_nothing(request: pytest.FixtureRequest, quiet_workshop: QuietWorkshop) -> None:
-    if "admin" in request.fixturenames:
-        admin: Admin = request.getfixturevalue("admin")
-        admin.app.ctx.settings = replace(admin.settings, workshop_url=quiet_workshop.base_url)
 
 
 async def put(admin: Admin, kind: str, name: str, text: str | bytes, role: str = "designer",

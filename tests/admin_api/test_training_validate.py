@@ -6,7 +6,6 @@ syntax errors Rasa is not asked."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -45,18 +44,12 @@ def workshop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-def served_by(admin: Admin, workshop_url: str) -> Admin:
-    """The admin app asks this workshop (set before its first request opens connections)."""
-    admin.app.ctx.settings = replace(admin.settings, workshop_url=workshop_url)
-    return admin
-
-
 async def validate(admin: Admin) -> tuple[int, Any]:
     return await admin.call("POST", "/training/validate", role="designer")
 
 
 async def test_rasas_findings_come_back_with_ours(admin: Admin, workshop: str) -> None:
-    served_by(admin, workshop)
+    admin.use_workshop(workshop)
     for kind, text in (("domain", DOMAIN), ("nlu", NLU), ("rules", RULES)):
         assert (await put(admin, kind, "sizes", text))[0] == 201
     status, body = await validate(admin)
@@ -76,7 +69,7 @@ async def test_rasas_findings_come_back_with_ours(admin: Admin, workshop: str) -
 
 
 async def test_a_workshop_that_does_not_answer_is_503(admin: Admin) -> None:
-    served_by(admin, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    admin.use_workshop(f"http://127.0.0.1:{free_port()}")  # nothing listens there
     assert (await put(admin, "nlu", "sizes", NLU))[0] == 201
     status, body = await validate(admin)
     assert status == 503, body
@@ -84,7 +77,7 @@ async def test_a_workshop_that_does_not_answer_is_503(admin: Admin) -> None:
 
 
 async def test_yaml_syntax_errors_skip_rasas_checks(admin: Admin) -> None:
-    served_by(admin, f"http://127.0.0.1:{free_port()}")  # would be 503 if it were asked
+    admin.use_workshop(f"http://127.0.0.1:{free_port()}")  # would be 503 if it were asked
     assert (await put(admin, "nlu", "sizes", NLU + "  - intent: [\n"))[0] == 201
     status, body = await validate(admin)
     assert status == 200, body
