@@ -110,9 +110,12 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# Two pytest-xdist workers, one per core: much of a test's time is spent waiting on servers and
+# subprocesses. Tests sharing costly fixtures stay together (groups: tests/conftest.py).
+PYTEST_WORKERS ?= 2
 test: lint $(MODEL) $(CHROMIUM)
 	$(MAKE) --no-print-directory rasa-test
-	$(SERVICES_ENV) $(VENV)/bin/python -m pytest tests
+	$(SERVICES_ENV) $(VENV)/bin/python -m pytest tests -n $(PYTEST_WORKERS)
 
 bench: setup
 	$(VENV)/bin/python bench/turns.py

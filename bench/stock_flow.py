@@ -19,7 +19,8 @@ tracking number; a conversation that does not end with it counts as wrong.
    warm-up; ours through the gateway's REST channel with the demo shop's key, the stock bot
    through Rasa's REST channel.
 4. Prints per round and overall: turns/s, p50/p95/p99 per turn, correct conversations, and
-   ours / stock.
+   ours / stock; then where the CPU went: milliseconds of CPU per turn for each process (its
+   children counted in: Sanic's workers) over all rounds, ours and the stock bot's.
 
     .venv/bin/python bench/stock_flow.py [--rounds 3] [--conversations 300] [--concurrency 20]
         [--postgres URL --redis URL --workers 2] [--shop-model FILE] [--out var/bench-stock]
@@ -60,6 +61,51 @@ TURNS = ("where is my order?", "#1001", "alex@example.com")
 TRACKING = "1Z999AA10123456784"
 APP_PY = ROOT / ".venv" / "bin" / "python"
 RASA = ROOT / ".venv-bot" / "bin" / "rasa"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and all its descendants so far (0 for a process gone); this
+    process's own only (the stacks are its children)."""
+    if pid == os.getpid():
+        return time.process_time()
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, seconds)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo.extend(child for child, (parent, _) in stats.items() if parent == current)
+    return total
+
+
+class CpuMeter:
+    """CPU seconds per named process tree, summed over the periods measured."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.spent = dict.fromkeys(pids, 0.0)
+        self._start: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, pid in self.pids.items():
+            self.spent[name] += cpu_seconds(pid) - self._start[name]
+
+    def line(self, turns: int) -> str:
+        parts = [f"{name} {1000 * seconds / turns:.1f}" for name, seconds in self.spent.items()]
+        return (f"{', '.join(parts)}; all {1000 * sum(self.spent.values()) / turns:.1f} "
+                "ms CPU per turn")
 
 
 @dataclass
@@ -193,7 +239,8 @@ def switch_demo_to(stack: Stack, model: Path) -> None:
     raise RuntimeError("the runtime did not switch the demo shop to the shop model")
 
 
-async def measure(args: argparse.Namespace, stack: Stack, stock: StockBot) -> list[Result]:
+async def measure(args: argparse.Namespace, stack: Stack, stock: StockBot,
+                  meters: dict[str, CpuMeter]) -> list[Result]:
     ours_url = f"{stack.gateway}/channels/demo/rest/webhook"
     ours_headers = {"Authorization": f"Bearer {stack.rest_key}"}
     print("warming up both ...", file=sys.stderr)
@@ -203,13 +250,14 @@ async def measure(args: argparse.Namespace, stack: Stack, stock: StockBot) -> li
     for round_ in range(1, args.rounds + 1):
         for name, url, headers in (("stock", stock.url, {}), ("ours", ours_url, ours_headers)):
             print(f"round {round_}: {name} ...", file=sys.stderr)
-            result = await play(url, headers, args.conversations, args.concurrency, name)
+            with meters[name]:
+                result = await play(url, headers, args.conversations, args.concurrency, name)
             print(f"  {result.line()}", file=sys.stderr)
             results.append(result)
     return results
 
 
-def report(args: argparse.Namespace, results: list[Result]) -> None:
+def report(args: argparse.Namespace, results: list[Result], meters: dict[str, CpuMeter]) -> None:
     print(f"\n{args.conversations} conversations x 3 turns, {args.concurrency} at a time, "
           f"{args.rounds} rounds; ours: {args.shape}")
     print(f"{'target':<8} {'turns/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7}   correct")
@@ -224,6 +272,8 @@ def report(args: argparse.Namespace, results: list[Result]) -> None:
     print(f"ours p95 per round: {', '.join(f'{r.quantile(.95):.0f}' for r in ours)} ms"
           f"  (target <= 400 ms); stock p95: "
           f"{', '.join(f'{r.quantile(.95):.0f}' for r in stock)} ms")
+    for name, meter in meters.items():
+        print(f"{name} CPU: {meter.line(sum(r.turns for r in results if r.name == name))}")
 
 
 def main() -> None:
@@ -257,12 +307,16 @@ def main() -> None:
         stock.start()
         if args.shop_model:
             switch_demo_to(stack, args.shop_model)
-        results = asyncio.run(measure(args, stack, stock))
+        meters = {"ours": CpuMeter({**{name: proc.pid for name, proc in stack.procs.items()},
+                                    "client": os.getpid()}),
+                  "stock": CpuMeter({"rasa": stock.procs[1].pid, "actions": stock.procs[0].pid,
+                                     "client": os.getpid()})}
+        results = asyncio.run(measure(args, stack, stock, meters))
     finally:
         stock.stop()
         stack.stop()
         shutil.rmtree(work, ignore_errors=True)
-    report(args, results)
+    report(args, results, meters)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ service (claimed, transferred, replied, noted, resolved). The subscriber is the 
 which streams each shop's events to its connected agents (server-sent events).
 
 Across processes the events travel over Redis pub/sub when REDIS_URL is set (one channel per
-shop, `sb:live:{tenant_id}`). Without Redis (the embedded default, one host) a publisher in
+shop, `sb:live:{db}:{tenant_id}`). Without Redis (the embedded default, one host) a publisher in
 another process posts the event to the admin service's loopback route `/internal/live`
 (`HttpRelay`, authenticated with Settings.internal_token), which hands it to its in-process
 `LocalBus`. Live events are a notification, not a record: a lost one costs a page refresh
@@ -32,6 +32,12 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "sb:live:"
+
+
+def pubsub_channel(redis: Redis, prefix: str) -> str:
+    """`prefix` within the Redis database the client uses. Pub/sub ignores database numbers:
+    two deployments on one Redis server (/0 and /1, say) would hear each other's events."""
+    return f"{prefix}{redis.connection_pool.connection_kwargs.get('db', 0)}:"
 RELAY_PATH = "/internal/live"
 QUEUE_SIZE = 1000  # per subscriber; a page that stops reading loses events, not memory
 
@@ -100,10 +106,11 @@ class LocalBus:
 class RedisPublisher:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._prefix = pubsub_channel(redis, CHANNEL_PREFIX)
 
     async def publish(self, event: LiveEvent) -> None:
         try:
-            await self._redis.publish(CHANNEL_PREFIX + event.tenant_id, event.dumps())
+            await self._redis.publish(self._prefix + event.tenant_id, event.dumps())
         except RedisError:
             log.warning("live event not published: Redis failed", extra={"kind": event.kind},
                         exc_info=True)
@@ -114,7 +121,7 @@ async def relay_from_redis(redis: Redis, bus: LocalBus) -> None:
     while True:
         pubsub = redis.pubsub()
         try:
-            await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+            await pubsub.psubscribe(pubsub_channel(redis, CHANNEL_PREFIX) + "*")
             async for message in pubsub.listen():
                 if message.get("type") != "pmessage":
                     continue

@@ -8,15 +8,20 @@ behind on them:
   every test and every integration stack, and drops it at the end, failed or not.
 - TEST_REDIS_URL names a Redis database that belongs to the tests (`make test` uses /15): the
   session empties it at the start and at the end (dedupe ids live a week, cached answers a day).
+
+`make test` runs the suite in two pytest-xdist workers (`-n 2`). Each worker is a session of its
+own: its own throwaway database, and its own Redis database counted down from TEST_REDIS_URL's
+(gw0 /15, gw1 /14). Tests that share costly fixtures stay on one worker (`xdist_group`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -105,7 +110,63 @@ def empty_test_redis(url: str) -> None:
 _session_storage: dict[str, str] = {}
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    """True in the process that hands tests to xdist workers (it runs none itself)."""
+    return config.pluginmanager.has_plugin("dsession")
+
+
+def _worker_redis_url(url: str, worker: str) -> str:
+    """Worker gwN's own Redis database: N below the one TEST_REDIS_URL names."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0) - int(worker.removeprefix("gw"))
+    if number < 0:
+        raise pytest.UsageError(f"no Redis database left for xdist worker {worker} below {url}")
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+_STACK_TEST = re.compile(r"^tests/integration/.*\[(embedded|postgres\+redis)[-\]]")
+
+
+def xdist_group(nodeid: str) -> str:
+    """The tests that go to one worker together: those on one integration stack shape (a stack
+    starts once per worker that needs it), else a module (its module fixtures are set up once)."""
+    stack = _STACK_TEST.match(nodeid)
+    return f"stack-{stack.group(1)}" if stack else nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's LoadScopeScheduling over our groups, in collection order (the stacks first). Not
+    `--dist loadgroup`: its group marks do not reach node ids under pytest 9."""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # no py.typed
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    config.option.loadscopereorder = False
+    return GroupScheduling(config, log)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own ordering by fixture parameters
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In xdist workers the longest groups come first, one to each worker at the start: the
+    PostgreSQL + Redis stack's tests (shop models' training among them), then the embedded one's."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    first = {"stack-postgres+redis": 0, "stack-embedded": 1}
+    items.sort(key=lambda item: first.get(xdist_group(item.nodeid), 2))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if _xdist_controller(session.config):
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and os.environ.get("TEST_REDIS_URL"):
+        _session_storage["redis_base"] = os.environ["TEST_REDIS_URL"]
+        os.environ["TEST_REDIS_URL"] = _worker_redis_url(os.environ["TEST_REDIS_URL"], worker)
     base = os.environ.get("TEST_DATABASE_URL")
     if base:
         url = create_throwaway_database(base)
@@ -124,9 +185,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         finally:
             os.environ["TEST_DATABASE_URL"] = _session_storage.pop("base")
             _session_storage.pop("url")
+    if _xdist_controller(session.config):
+        return
     redis_url = os.environ.get("TEST_REDIS_URL")
     if redis_url:
         try:
             empty_test_redis(redis_url)
         except Exception as exc:  # noqa: BLE001 - report, do not mask the tests' own outcome
             sys.stderr.write(f"\ncould not empty the tests' Redis database {redis_url}: {exc}\n")
+    if "redis_base" in _session_storage:
+        os.environ["TEST_REDIS_URL"] = _session_storage.pop("redis_base")

@@ -29,7 +29,7 @@ from actions.waiting import announcement, median_wait_minutes
 from core.conversations import HandoffRow
 from core.db import utcnow
 from core.handoffs import QUEUED, REQUESTED, Agent, claim, open_handoff, transfer
-from core.live import CHANNEL_PREFIX, LiveEvent, LocalBus
+from core.live import CHANNEL_PREFIX, LiveEvent, LocalBus, pubsub_channel
 from core.sender_ids import sender_id
 from devtools.demo_shop import DEMO_TENANT_ID
 from tenants.models import TenantRow
@@ -142,7 +142,7 @@ async def live_events(action_runtime: Runtime, storage: str) -> AsyncIterator[Li
         return
     redis = Redis.from_url(redis_url)
     pubsub = redis.pubsub()
-    await pubsub.subscribe(CHANNEL_PREFIX + DEMO_TENANT_ID)
+    await pubsub.subscribe(pubsub_channel(redis, CHANNEL_PREFIX) + DEMO_TENANT_ID)
 
     async def from_redis(sender: str) -> LiveEvent:
         async with asyncio.timeout(10):

@@ -250,7 +250,8 @@ async def test_reindex_rebuilds_the_index_from_every_document(admin: Admin) -> N
 async def test_syncing_a_folder_with_the_cli_keeps_what_designers_uploaded(
         admin: Admin, tmp_path: Path) -> None:
     _, queued = await upload(admin, "lighthouse.md", LIGHTHOUSE.encode())
-    assert (await wait_for(admin, queued["job"]["id"]))["status"] == "done"
+    job = await wait_for(admin, queued["job"]["id"])
+    assert job["status"] == "done", job
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "opening.md").write_text("# Opening hours\n\nWe answer mail on weekdays.\n")

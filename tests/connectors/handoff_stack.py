@@ -41,7 +41,7 @@ from twilio.request_validator import RequestValidator
 from connectors.app import create_app
 from core import handoffs
 from core.conversations import HandoffRow
-from core.live import CHANNEL_PREFIX, LiveEvent
+from core.live import CHANNEL_PREFIX, LiveEvent, pubsub_channel
 from core.settings import Settings
 from devtools.demo_shop import DEMO_TENANT_ID, DEMO_WIDGET_KEY
 from tenants.api_keys import issue_key
@@ -264,7 +264,7 @@ async def _stop(gateway: Gateway) -> None:
 async def _read_live(redis: Any, seen: list[LiveEvent], ready: asyncio.Event) -> None:
     pubsub = redis.pubsub()
     try:
-        await pubsub.subscribe(CHANNEL_PREFIX + DEMO_TENANT_ID)
+        await pubsub.subscribe(pubsub_channel(redis, CHANNEL_PREFIX) + DEMO_TENANT_ID)
         ready.set()
         async for message in pubsub.listen():
             if message.get("type") == "message":

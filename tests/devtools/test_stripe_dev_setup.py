@@ -69,7 +69,9 @@ async def test_make_runs_sandbox_serves_stripe_and_signs_events_for_the_gateway(
                 "success_url": "http://localhost:8080/app/billing",
                 "cancel_url": "http://localhost:8080/app/billing"})
             assert session.url == f"http://127.0.0.1:{port}/stripe/checkout/{session.id}"
-            async with httpx.AsyncClient() as http:
+            # The sandbox signs and posts three events to the gateway before it answers the
+            # click: seconds on a busy machine, past httpx's 5 s default.
+            async with httpx.AsyncClient(timeout=30) as http:
                 paid = await click(http, str(session.url), "Pay")
                 assert paid.status_code == 303
                 twilio = await http.post(

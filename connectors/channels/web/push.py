@@ -21,6 +21,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core.live import pubsub_channel
+
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "sb:web:"
@@ -31,6 +33,7 @@ Deliver = Callable[[list[dict[str, Any]]], Awaitable[None]]
 class WebPush:
     def __init__(self, redis: Redis | None = None) -> None:
         self._redis = redis
+        self._prefix = pubsub_channel(redis, CHANNEL_PREFIX) if redis is not None else ""
         self._sockets: dict[str, set[Deliver]] = {}
         self.ready = asyncio.Event()  # `run` listens (Redis): pushes from now on arrive
 
@@ -53,7 +56,7 @@ class WebPush:
     async def push(self, sender_id: str, frames: list[dict[str, Any]]) -> None:
         if self._redis is not None:
             try:
-                await self._redis.publish(CHANNEL_PREFIX + sender_id,
+                await self._redis.publish(self._prefix + sender_id,
                                           json.dumps({"frames": frames}))
                 return
             except RedisError:
@@ -78,7 +81,7 @@ class WebPush:
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                await pubsub.psubscribe(self._prefix + "*")
                 self.ready.set()
                 async for message in pubsub.listen():
                     if message.get("type") != "pmessage":
@@ -86,7 +89,7 @@ class WebPush:
                     channel = message["channel"]
                     if isinstance(channel, bytes):
                         channel = channel.decode()
-                    sender_id = str(channel)[len(CHANNEL_PREFIX):]
+                    sender_id = str(channel)[len(self._prefix):]
                     if sender_id not in self._sockets:
                         continue
                     try:

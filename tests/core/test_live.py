@@ -1,0 +1,49 @@
+"""Live events over Redis pub/sub stay within the deployment's Redis database: pub/sub itself
+ignores database numbers, so two deployments sharing one Redis server (staging on one
+database, production on another) would otherwise see each other's visitors in their inboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from redis.asyncio import Redis
+
+from core.live import LiveEvent, LocalBus, RedisPublisher, relay_from_redis
+
+pytestmark = pytest.mark.asyncio
+
+
+def neighbour(url: str) -> str:
+    """Another database on the same Redis server (never the tests' own)."""
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{number - 1 if number else 1}"))
+
+
+async def test_events_reach_only_subscribers_of_the_same_database() -> None:
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.skip("Redis not answering (make test sets TEST_REDIS_URL)")
+    ours, theirs = Redis.from_url(url), Redis.from_url(neighbour(url))
+    bus = LocalBus()
+    relay = asyncio.create_task(relay_from_redis(ours, bus))
+    try:
+        async with bus.subscribe("shop-1") as queue:
+            await asyncio.sleep(0.3)  # the relay has subscribed
+            await RedisPublisher(theirs).publish(LiveEvent("shop-1", "visitor_message", "v1", {"n": 1}))
+            await RedisPublisher(ours).publish(LiveEvent("shop-1", "visitor_message", "v1", {"n": 2}))
+            async with asyncio.timeout(5):
+                heard = await queue.get()
+            await asyncio.sleep(0.3)
+            assert heard.data == {"n": 2}
+            assert queue.empty()  # the other database's event never arrived
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        await ours.aclose()
+        await theirs.aclose()
