@@ -34,8 +34,9 @@ async def test_events_reach_only_subscribers_of_the_same_database() -> None:
     try:
         async with bus.subscribe("shop-1") as queue:
             await asyncio.sleep(0.3)  # the relay has subscribed
-            await RedisPublisher(theirs).publish(LiveEvent("shop-1", "visitor_message", "v1", {"n": 1}))
-            await RedisPublisher(ours).publish(LiveEvent("shop-1", "visitor_message", "v1", {"n": 2}))
+            for redis, number in ((theirs, 1), (ours, 2)):
+                await RedisPublisher(redis).publish(
+                    LiveEvent("shop-1", "visitor_message", "v1", {"n": number}))
             async with asyncio.timeout(5):
                 heard = await queue.get()
             await asyncio.sleep(0.3)
