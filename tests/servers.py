@@ -9,6 +9,8 @@ ends. One copy of both, instead of one per test module.
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import socket
 import subprocess
 import time
@@ -22,11 +24,32 @@ if TYPE_CHECKING:  # free_port's users (tests/bot/, tests/integration/) need no 
     from sanic import Sanic
 
 
+# Ports handed out by free_port: below the kernel's ephemeral range (32768-60999 here), which
+# port-0 binds (the fakes) and outgoing connections draw from, and one block per pytest-xdist
+# worker. A port chosen now and bound later (a stack's process that starts minutes after) can
+# then not be taken meanwhile by another worker's pick, a fake or a client connection.
+_PORT_BLOCK = 4000
+_PORT_BASE = 16000
+_pick = random.Random()  # its own: hypothesis seeds the global one in its tests
+
+
+def _worker_ports() -> range:
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    start = _PORT_BASE + (worker % 4) * _PORT_BLOCK
+    return range(start, start + _PORT_BLOCK)
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on now (the OS's pick for a socket bound to port 0)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port nothing listens on now, from this worker's own block (above)."""
+    ports = _worker_ports()
+    for port in _pick.sample(ports, 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], log: Path, ready: Callable[[], bool],
