@@ -11,7 +11,10 @@ behind on them:
 
 `make test` runs the suite in two pytest-xdist workers (`-n 2`). Each worker is a session of its
 own: its own throwaway database, and its own Redis database counted down from TEST_REDIS_URL's
-(gw0 /15, gw1 /14). Tests that share costly fixtures stay on one worker (`xdist_group`).
+(gw0 /15, gw1 /14). Tests that share costly fixtures stay on one worker (`xdist_group`). An
+integration stack on PostgreSQL + Redis gets a database and a Redis database of its own (two
+below the session's: /13, /12), so that its running processes (job workers among them) never
+see the rows and keys of the tests that run beside it.
 """
 
 from __future__ import annotations
@@ -115,14 +118,14 @@ def _xdist_controller(config: pytest.Config) -> bool:
     return config.pluginmanager.has_plugin("dsession")
 
 
-def _worker_redis_url(url: str, worker: str) -> str:
-    """Worker gwN's own Redis database: N below the one TEST_REDIS_URL names."""
+def redis_url_below(url: str, by: int) -> str:
+    """The Redis database `by` below the one `url` names (same server)."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    number = int(parts.path.strip("/") or 0) - int(worker.removeprefix("gw"))
+    number = int(parts.path.strip("/") or 0) - by
     if number < 0:
-        raise pytest.UsageError(f"no Redis database left for xdist worker {worker} below {url}")
+        raise pytest.UsageError(f"no Redis database left {by} below {url}")
     return urlunsplit(parts._replace(path=f"/{number}"))
 
 
@@ -166,7 +169,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker and os.environ.get("TEST_REDIS_URL"):
         _session_storage["redis_base"] = os.environ["TEST_REDIS_URL"]
-        os.environ["TEST_REDIS_URL"] = _worker_redis_url(os.environ["TEST_REDIS_URL"], worker)
+        os.environ["TEST_REDIS_URL"] = redis_url_below(os.environ["TEST_REDIS_URL"],
+                                                        int(worker.removeprefix("gw")))
     base = os.environ.get("TEST_DATABASE_URL")
     if base:
         url = create_throwaway_database(base)

@@ -10,8 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import services
-from tests.databases import drop_our_tables
+from tests.conftest import (
+    create_throwaway_database,
+    drop_throwaway_database,
+    empty_test_redis,
+    redis_url_below,
+    services,
+)
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.graph_server import GraphFake
 from tests.fakes.twilio_server import TwilioFake
@@ -61,9 +66,15 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         if not (found["database_url"] and found["redis_url"]):
             pytest.skip("PostgreSQL/Redis not answering "
                         "(make test sets TEST_DATABASE_URL/TEST_REDIS_URL)")
-        # Start from an empty schema of ours (Rasa's events are keyed by unique senders).
-        drop_our_tables(found["database_url"])
-        st = Stack(var_dir, database_url=found["database_url"], redis_url=found["redis_url"])
+        # Storage of its own: its processes (the admin's job workers, say) run for the rest of
+        # the session, beside other tests of this worker on the session's database.
+        database_url = create_throwaway_database(found["database_url"])
+        redis_url = redis_url_below(found["redis_url"], 2)
+        empty_test_redis(redis_url)
+        request.addfinalizer(lambda: empty_test_redis(redis_url))
+        request.addfinalizer(lambda: drop_throwaway_database(found["database_url"] or "",
+                                                             database_url))
+        st = Stack(var_dir, database_url=database_url, redis_url=redis_url)
     else:
         st = Stack(var_dir)
     st.extra_env.update(ANTHROPIC_API_KEY=FAKE_KEY, ANTHROPIC_BASE_URL=anthropic_api.base_url,

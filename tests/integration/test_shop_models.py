@@ -306,4 +306,7 @@ def test_models_are_unloaded_under_the_memory_budget_and_reload_on_demand(
         resident = [m["version"] for m in runtime(stack)["resident"]]
         assert resident == [trained["id"]], resident
     described = runtime(stack)
-    assert described["budget_mb"] == 1 and described["used_mb"] > 1
+    # A model's cost is the process's growth across its load (at least 1 MB): a reload into
+    # memory the unloaded one freed may grow it by less, so only the floor is certain.
+    assert described["budget_mb"] == 1 and described["used_mb"] >= 1
+    assert described["resident"][0]["cost_mb"] >= 1
