@@ -7,28 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
 
 from core.live import LiveEvent, LocalBus, RedisPublisher, relay_from_redis
+from tests.conftest import redis_url_below
 
 pytestmark = pytest.mark.asyncio
-
-
-def neighbour(url: str) -> str:
-    """Another database on the same Redis server (never the tests' own)."""
-    parts = urlsplit(url)
-    number = int(parts.path.strip("/") or 0)
-    return urlunsplit(parts._replace(path=f"/{number - 1 if number else 1}"))
 
 
 async def test_events_reach_only_subscribers_of_the_same_database() -> None:
     url = os.environ.get("TEST_REDIS_URL")
     if not url:
         pytest.skip("Redis not answering (make test sets TEST_REDIS_URL)")
-    ours, theirs = Redis.from_url(url), Redis.from_url(neighbour(url))
+    ours, theirs = Redis.from_url(url), Redis.from_url(redis_url_below(url, 1))
     bus = LocalBus()
     relay = asyncio.create_task(relay_from_redis(ours, bus))
     try:
