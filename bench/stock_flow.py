@@ -63,13 +63,10 @@ APP_PY = ROOT / ".venv" / "bin" / "python"
 RASA = ROOT / ".venv-bot" / "bin" / "rasa"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid` and all its descendants so far (0 for a process gone); this
-    process's own only (the stacks are its children)."""
-    if pid == os.getpid():
-        return time.process_time()
+def cpu_table() -> dict[int, tuple[int, float]]:
+    """Every process now: pid -> (parent pid, user + system CPU seconds so far)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, seconds)
+    table: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -77,30 +74,41 @@ def cpu_seconds(pid: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    return table
+
+
+def tree_seconds(table: dict[int, tuple[int, float]], pid: int) -> float:
+    """CPU seconds of `pid` and all its descendants in `table` (0 for a process gone)."""
     total, todo = 0.0, [pid]
     while todo:
         current = todo.pop()
-        total += stats.get(current, (0, 0.0))[1]
-        todo.extend(child for child, (parent, _) in stats.items() if parent == current)
+        total += table.get(current, (0, 0.0))[1]
+        todo.extend(child for child, (parent, _) in table.items() if parent == current)
     return total
 
 
 class CpuMeter:
-    """CPU seconds per named process tree, summed over the periods measured."""
+    """CPU seconds per named process tree, and this process's own (`client`: the stacks are
+    its children), summed over the periods measured."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
-        self.spent = dict.fromkeys(pids, 0.0)
+        self.spent = dict.fromkeys([*pids, "client"], 0.0)
         self._start: dict[str, float] = {}
 
+    def _now(self) -> dict[str, float]:
+        table = cpu_table()
+        return {**{name: tree_seconds(table, pid) for name, pid in self.pids.items()},
+                "client": time.process_time()}
+
     def __enter__(self) -> CpuMeter:
-        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._start = self._now()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for name, pid in self.pids.items():
-            self.spent[name] += cpu_seconds(pid) - self._start[name]
+        for name, seconds in self._now().items():
+            self.spent[name] += seconds - self._start[name]
 
     def line(self, turns: int) -> str:
         parts = [f"{name} {1000 * seconds / turns:.1f}" for name, seconds in self.spent.items()]
@@ -307,10 +315,8 @@ def main() -> None:
         stock.start()
         if args.shop_model:
             switch_demo_to(stack, args.shop_model)
-        meters = {"ours": CpuMeter({**{name: proc.pid for name, proc in stack.procs.items()},
-                                    "client": os.getpid()}),
-                  "stock": CpuMeter({"rasa": stock.procs[1].pid, "actions": stock.procs[0].pid,
-                                     "client": os.getpid()})}
+        meters = {"ours": CpuMeter({name: proc.pid for name, proc in stack.procs.items()}),
+                  "stock": CpuMeter({"rasa": stock.procs[1].pid, "actions": stock.procs[0].pid})}
         results = asyncio.run(measure(args, stack, stock, meters))
     finally:
         stock.stop()

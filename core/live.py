@@ -32,12 +32,6 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "sb:live:"
-
-
-def pubsub_channel(redis: Redis, prefix: str) -> str:
-    """`prefix` within the Redis database the client uses. Pub/sub ignores database numbers:
-    two deployments on one Redis server (/0 and /1, say) would hear each other's events."""
-    return f"{prefix}{redis.connection_pool.connection_kwargs.get('db', 0)}:"
 RELAY_PATH = "/internal/live"
 QUEUE_SIZE = 1000  # per subscriber; a page that stops reading loses events, not memory
 
@@ -101,6 +95,12 @@ class LocalBus:
                 queues.discard(queue)
                 if not queues:
                     del self._queues[tenant_id]
+
+
+def pubsub_channel(redis: Redis, prefix: str) -> str:
+    """`prefix` within the Redis database the client uses. Pub/sub ignores database numbers:
+    two deployments on one Redis server (/0 and /1, say) would hear each other's events."""
+    return f"{prefix}{redis.connection_pool.connection_kwargs.get('db', 0)}:"
 
 
 class RedisPublisher:

@@ -63,17 +63,17 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     var_dir: Path = tmp_path_factory.mktemp(request.param.replace("+", "-"))
     found = services()
     if request.param == "postgres+redis":
-        if not (found["database_url"] and found["redis_url"]):
+        server, redis_server = found["database_url"], found["redis_url"]
+        if not (server and redis_server):
             pytest.skip("PostgreSQL/Redis not answering "
                         "(make test sets TEST_DATABASE_URL/TEST_REDIS_URL)")
         # Storage of its own: its processes (the admin's job workers, say) run for the rest of
         # the session, beside other tests of this worker on the session's database.
-        database_url = create_throwaway_database(found["database_url"])
-        redis_url = redis_url_below(found["redis_url"], 2)
+        database_url = create_throwaway_database(server)
+        redis_url = redis_url_below(redis_server, 2)
         empty_test_redis(redis_url)
         request.addfinalizer(lambda: empty_test_redis(redis_url))
-        request.addfinalizer(lambda: drop_throwaway_database(found["database_url"] or "",
-                                                             database_url))
+        request.addfinalizer(lambda: drop_throwaway_database(server, database_url))
         st = Stack(var_dir, database_url=database_url, redis_url=redis_url)
     else:
         st = Stack(var_dir)
