@@ -140,18 +140,19 @@ class EnvTrackerStore(SQLTrackerStore):
             stored = (len(cached.rows) if cached is not None
                       else self._event_query(session, tracker.sender_id,
                                              fetch_events_from_all_sessions=False).count())
-            added = []
+            rows = []
+            insert = self.SQLEvent.__table__.insert()
             for event in itertools.islice(tracker.events, stored, len(tracker.events)):
                 data = event.as_dict()
-                row = self.SQLEvent(
-                    sender_id=tracker.sender_id, type_name=event.type_name,
-                    timestamp=data.get("timestamp"),
-                    intent_name=data.get("parse_data", {}).get("intent", {}).get("name"),
-                    action_name=data.get("name"), data=json.dumps(data))
-                session.add(row)
-                added.append(row)
-            session.flush()  # the rows' ids, for the cache
-            rows = [(row.id, row.type_name, row.data) for row in added]
+                text = json.dumps(data)
+                # One row at a time: its id, for the cache (a Core insert; the ORM's unit of
+                # work around the same statements was 2/3 of a save's database time).
+                inserted = session.execute(insert, {
+                    "sender_id": tracker.sender_id, "type_name": event.type_name,
+                    "timestamp": data.get("timestamp"),
+                    "intent_name": data.get("parse_data", {}).get("intent", {}).get("name"),
+                    "action_name": data.get("name"), "data": text})
+                rows.append((inserted.inserted_primary_key[0], event.type_name, text))
             session.commit()
         if cached is not None:
             self._extend(tracker.sender_id, cached, rows)

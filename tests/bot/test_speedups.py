@@ -71,3 +71,75 @@ def test_same_verdicts_as_rasa() -> None:
                                                 False, False, False, False]
     for original, patched in verdicts:
         assert (original == "ok") == (patched == "ok"), (original, patched)
+
+
+GRAPH_SCRIPT = r"""
+import asyncio, json, sys
+from rasa.core import processor
+from rasa.core.agent import Agent
+from rasa.engine.runner.dask import DaskGraphRunner
+from rasa.shared.core.events import ActionExecuted, Event, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+from bot import speedups  # installs the speed-ups
+
+assert processor.DaskGraphRunner is speedups.SequentialGraphRunner, "runner not installed"
+agents = {}
+for name, runner in (("dask", DaskGraphRunner), ("ours", speedups.SequentialGraphRunner)):
+    processor.DaskGraphRunner = runner
+    agents[name] = Agent.load(sys.argv[1])
+    assert type(agents[name].processor.graph_runner) is runner
+
+
+async def outcomes(agent):
+    out = []
+    for text in json.loads(sys.argv[2]):
+        parsed = await agent.parse_message(text)
+        tracker = DialogueStateTracker.from_events(
+            "shop:web:visitor", [ActionExecuted("action_listen"), UserUttered(text, parsed["intent"],
+                                 parsed["entities"], parse_data=parsed)],
+            agent.domain.slots)
+        prediction = agent.processor._predict_next_with_tracker(tracker)
+        out.append({"intent": parsed["intent"]["name"],
+                    "ranking": [[r["name"], round(r["confidence"], 6)]
+                                for r in parsed["intent_ranking"]],
+                    "entities": [[e["entity"], e["value"]] for e in parsed["entities"]],
+                    "action": prediction.max_confidence_index,
+                    "policy": prediction.policy_name})
+    return out
+
+dask, ours = (asyncio.run(outcomes(agents[name])) for name in ("dask", "ours"))
+types = sorted({cls.type_name for cls in speedups.all_subclasses(Event)})
+lookups = [[name, Event.resolve_by_type(name).__name__,
+            speedups._original_resolve_by_type(name).__name__] for name in types]
+unknown = []
+for call in (lambda: Event.resolve_by_type("topic"),
+             lambda: Event.resolve_by_type("nonsense", default=UserUttered).__name__,
+             lambda: Event.resolve_by_type("nonsense")):
+    try:
+        unknown.append(call())
+    except ValueError as e:
+        unknown.append(str(e))
+print(json.dumps({"dask": dask, "ours": ours, "lookups": lookups, "unknown": unknown}))
+"""
+
+MESSAGES = ["where is my order?", "#1001", "alex@example.com", "I want to return the scarf",
+            "can I talk to a human", "do you ship to Hungary?", "hi", "thanks, bye"]
+
+
+def test_graph_runs_without_dask_as_with_it() -> None:
+    """Parses (intent ranking, entities) and the next action predicted are the same with the
+    sequential runner as with Rasa's dask runner, and event classes are found as Rasa finds
+    them, including its answers for unknown names."""
+    result = subprocess.run(
+        [str(BOT_PY), "-c", GRAPH_SCRIPT, str(ROOT / "models" / "switchboard.tar.gz"),
+         json.dumps(MESSAGES)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["ours"] == found["dask"]
+    assert [o["intent"] for o in found["ours"]][:3] == ["check_order_status", "inform", "inform"]
+    assert {o["policy"] for o in found["ours"]} >= {"RulePolicy"}
+    assert len(found["lookups"]) > 20
+    for name, ours, rasa in found["lookups"]:
+        assert ours == rasa, name
+    assert found["unknown"] == [None, "UserUttered", "Unknown event name 'nonsense'."]
