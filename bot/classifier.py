@@ -204,13 +204,49 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             log.debug("LinearIntentClassifier: nothing trained in this model")
         return component
 
+    def scores(self, messages: list[Message]) -> np.ndarray:
+        """Each message's score per intent, from the batch's sparse and dense features (as
+        in training)."""
+        assert self._weights is not None
+        sparse, dense = self._features(messages)
+        width = sparse.shape[1]
+        return (np.asarray(sparse @ self._weights[:width]) + dense @ self._weights[width:]
+                + self._bias)
+
+    def message_scores(self, message: Message) -> np.ndarray:
+        """`scores` for one message, from the weights of its non-zero columns: the same sums
+        without building, stacking and converting sparse matrices, which took most of a
+        turn's classification (~1 ms of Rasa's CPU under load)."""
+        assert self._weights is not None
+        columns, counts, offset = [], [], 0
+        for feature in sentence_features(message, sparse=True):
+            row = feature.features.tocoo(copy=False)  # Rasa's are COO already
+            columns.append(row.col.astype(np.int64) + offset)
+            counts.append(row.data.astype(np.float32))
+            offset += row.shape[1]
+        score = self._bias.astype(np.float32).copy()
+        if columns:
+            # A column's entries summed, as the batch's CSR conversion sums them.
+            column, where = np.unique(np.concatenate(columns), return_inverse=True)
+            count = np.bincount(where, weights=np.concatenate(counts)).astype(np.float32)
+            weighted = (1.0 + np.log(np.maximum(count, 1e-12))) * self._idf[column]
+            block = np.searchsorted(self._blocks, column, side="right") - 1
+            squares = np.bincount(block, weights=weighted.astype(np.float64) ** 2,
+                                  minlength=len(self._blocks))
+            weighted /= np.maximum(np.sqrt(squares[block]), 1e-12).astype(np.float32)
+            score += weighted @ self._weights[column]
+        dense = [np.asarray(f.features, dtype=np.float32).reshape(-1)
+                 for f in sentence_features(message, sparse=False)]
+        if dense:
+            vector = np.concatenate(dense) * float(self._config["dense_weight"])
+            score += vector @ self._weights[offset:offset + len(vector)]
+        return score
+
     def process(self, messages: list[Message]) -> list[Message]:
         if self._weights is None or not messages:
             return messages
-        sparse, dense = self._features(messages)
-        width = sparse.shape[1]
-        scores = (np.asarray(sparse @ self._weights[:width]) + dense @ self._weights[width:]
-                  + self._bias)
+        scores = (self.message_scores(messages[0])[None, :] if len(messages) == 1
+                  else self.scores(messages))
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         probabilities = scores / scores.sum(axis=1, keepdims=True)
         keep = int(self._config["ranking_length"])

@@ -94,10 +94,9 @@ async def outcomes(agent):
     out = []
     for text in json.loads(sys.argv[2]):
         parsed = await agent.parse_message(text)
+        said = UserUttered(text, parsed["intent"], parsed["entities"], parse_data=parsed)
         tracker = DialogueStateTracker.from_events(
-            "shop:web:visitor", [ActionExecuted("action_listen"), UserUttered(text, parsed["intent"],
-                                 parsed["entities"], parse_data=parsed)],
-            agent.domain.slots)
+            "shop:web:visitor", [ActionExecuted("action_listen"), said], agent.domain.slots)
         prediction = agent.processor._predict_next_with_tracker(tracker)
         out.append({"intent": parsed["intent"]["name"],
                     "ranking": [[r["name"], round(r["confidence"], 6)]
