@@ -1,4 +1,4 @@
-"""Five measured speed-ups of Rasa 3.6.21's turn handling, installed in every Rasa process.
+"""Six measured speed-ups of Rasa 3.6.21's turn handling, installed in every Rasa process.
 
 1. Stop re-checking Rasa's own JSON schema on every action-server reply.
    `RemoteAction._validate_action_result` calls `jsonschema.validate`, which first validates
@@ -31,6 +31,11 @@
    on each) to find one name: 4 % of Rasa's busy time. The table is built from the same walk,
    first class wins as there, and built again when a name is missing (a class imported later).
 
+6. Remember whether a domain is empty. Rasa asks on every message parse
+   (`_check_for_unseen_features`), and `Domain.is_empty` answers by serialising the whole domain
+   and a newly built empty one to compare them: 1.6 % of Rasa's busy time. A loaded model's
+   domain does not change; the answer is kept on the domain object.
+
 Tried and dropped: parsing messages in a worker thread beside the event loop (the MiniLM
 encoder releases the GIL). The graph's Python parts then fought the loop for the GIL: Rasa's
 CPU per turn went from 13.0 to 16.0 ms and throughput from 74 to 61 turns/s (bench/stock_flow.py
@@ -53,6 +58,7 @@ from rasa.core.actions.action import RemoteAction
 from rasa.engine.exceptions import GraphRunError
 from rasa.engine.runner.dask import DaskGraphRunner
 from rasa.shared.constants import DOCS_BASE_URL
+from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import Event
 from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
@@ -222,8 +228,20 @@ def resolve_by_type(type_name: str, default: type[Event] | None = None) -> type[
     return found
 
 
+_original_is_empty = Domain.is_empty
+
+
+def is_empty(self: Domain) -> bool:
+    """Domain.is_empty, asked once per domain object (6.)."""
+    known = self.__dict__.get("_switchboard_is_empty")
+    if known is None:
+        known = self.__dict__["_switchboard_is_empty"] = _original_is_empty(self)
+    return bool(known)
+
+
 def install() -> None:
     RemoteAction._validate_action_result = _validate_action_result
     EndpointConfig.session = session
     processor.DaskGraphRunner = SequentialGraphRunner  # the runner models are loaded with
     Event.resolve_by_type = staticmethod(resolve_by_type)  # a table instead of a walk (5.)
+    Domain.is_empty = is_empty

@@ -118,7 +118,11 @@ for call in (lambda: Event.resolve_by_type("topic"),
         unknown.append(call())
     except ValueError as e:
         unknown.append(str(e))
-print(json.dumps({"dask": dask, "ours": ours, "lookups": lookups, "unknown": unknown}))
+from rasa.shared.core.domain import Domain
+empties = [[Domain.is_empty(d), speedups._original_is_empty(d)]
+           for d in (agents["ours"].domain, Domain.empty(), Domain.from_dict({"intents": ["x"]}))]
+print(json.dumps({"dask": dask, "ours": ours, "lookups": lookups, "unknown": unknown,
+                  "empties": empties}))
 """
 
 MESSAGES = ["where is my order?", "#1001", "alex@example.com", "I want to return the scarf",
@@ -127,8 +131,8 @@ MESSAGES = ["where is my order?", "#1001", "alex@example.com", "I want to return
 
 def test_graph_runs_without_dask_as_with_it() -> None:
     """Parses (intent ranking, entities) and the next action predicted are the same with the
-    sequential runner as with Rasa's dask runner, and event classes are found as Rasa finds
-    them, including its answers for unknown names."""
+    sequential runner as with Rasa's dask runner, event classes are found as Rasa finds
+    them, including its answers for unknown names, and domains are empty when Rasa says so."""
     result = subprocess.run(
         [str(BOT_PY), "-c", GRAPH_SCRIPT, str(ROOT / "models" / "switchboard.tar.gz"),
          json.dumps(MESSAGES)],
@@ -142,3 +146,4 @@ def test_graph_runs_without_dask_as_with_it() -> None:
     for name, ours, rasa in found["lookups"]:
         assert ours == rasa, name
     assert found["unknown"] == [None, "UserUttered", "Unknown event name 'nonsense'."]
+    assert found["empties"] == [[False, False], [True, True], [False, False]]
