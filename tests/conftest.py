@@ -12,9 +12,9 @@ behind on them:
 `make test` runs the suite in two pytest-xdist workers (`-n 2`). Each worker is a session of its
 own: its own throwaway database, and its own Redis database counted down from TEST_REDIS_URL's
 (gw0 /15, gw1 /14). Tests that share costly fixtures stay on one worker (`xdist_group`). An
-integration stack on PostgreSQL + Redis gets a database and a Redis database of its own (two
-below the session's: /13, /12), so that its running processes (job workers among them) never
-see the rows and keys of the tests that run beside it.
+integration stack on PostgreSQL + Redis gets a database and a Redis database of its own (as
+many below the session's as there are workers: /13, /12 with two), so that its running
+processes (job workers among them) never see the rows and keys of the tests that run beside it.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,7 +71,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         # Storage of its own: its processes (the admin's job workers, say) run for the rest of
         # the session, beside other tests of this worker on the session's database.
         database_url = create_throwaway_database(server)
-        redis_url = redis_url_below(redis_server, 2)
+        # Below every worker's own: gw0 /15 -> /13, gw1 /14 -> /12 with two workers.
+        redis_url = redis_url_below(
+            redis_server, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
         empty_test_redis(redis_url)
         request.addfinalizer(lambda: empty_test_redis(redis_url))
         request.addfinalizer(lambda: drop_throwaway_database(server, database_url))
