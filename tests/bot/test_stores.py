@@ -120,6 +120,14 @@ async def main():
     out["after_erasure"] = texts(await one.retrieve(SENDER))
     await turn(one, "hello again")
     out["fresh_start"] = texts(await plain.retrieve(SENDER))
+    # saved by a store that never read this conversation: it counts the stored rows as Rasa
+    # does and writes only the new ones
+    tracker = await one.retrieve(SENDER)
+    tracker.update(UserUttered("from a third process"))
+    tracker.update(ActionExecuted("action_listen"))
+    await EnvTrackerStore(domain=DOMAIN).save(tracker)
+    out["uncached_save"] = texts(await plain.retrieve(SENDER))
+    out["uncached_save_seen"] = texts(await one.retrieve(SENDER))
     print(json.dumps(out))
 
 asyncio.run(main())
@@ -130,7 +138,8 @@ asyncio.run(main())
 def test_the_tracker_cache_reads_what_rasa_reads(bot_python: Path, tmp_path: Path,
                                                  database: str) -> None:
     """bot/stores.py keeps each conversation's latest session in memory: another process's
-    rows, a new session and an erasure are seen as Rasa's own store sees them."""
+    rows, a new session, an erasure and a save by a store that had not read the conversation
+    are seen as Rasa's own store sees them."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["SWITCHBOARD_VAR_DIR"] = str(tmp_path)
     if database == "postgres":
@@ -149,3 +158,5 @@ def test_the_tracker_cache_reads_what_rasa_reads(bot_python: Path, tmp_path: Pat
     assert result["new_session"] == result["new_session_rasa"] == ["new day"]
     assert result["after_erasure"] is None
     assert result["fresh_start"] == ["hello again"]
+    assert result["uncached_save"] == result["uncached_save_seen"] == [
+        "hello again", "from a third process"]
