@@ -14,8 +14,8 @@ its own: its own throwaway database, and its own Redis database counted down fro
 TEST_REDIS_URL's (gw0 /15, gw1 /14, gw2 /13). Tests that share costly fixtures stay on one
 worker (`xdist_group`). An integration stack on PostgreSQL + Redis gets a database and a Redis
 database of its own (as many below the session's as there are workers: /12, /11, /10 with
-three), so that its running
-processes (job workers among them) never see the rows and keys of the tests that run beside it.
+three), so that its running processes (job workers among them) never see the rows and keys of
+the tests that run beside it.
 """
 
 from __future__ import annotations
