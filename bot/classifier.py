@@ -48,14 +48,21 @@ def tf_idf(counts: sp.csr_matrix, idf: np.ndarray,
     a message has a few words but dozens of character n-grams, which scaled together leave
     its words (and word pairs) a small part of its length."""
     weighted = sp.csr_matrix(counts, dtype=np.float32, copy=True)
-    weighted.data = (1.0 + np.log(np.maximum(weighted.data, 1e-12))) * idf[weighted.indices]
     starts = np.zeros(1, dtype=np.int64) if blocks is None else np.asarray(blocks, np.int64)
     rows = np.repeat(np.arange(weighted.shape[0]), np.diff(weighted.indptr))
-    cell = rows * len(starts) + np.searchsorted(starts, weighted.indices, side="right") - 1
-    squares = np.bincount(cell, weights=weighted.data.astype(np.float64) ** 2,
-                          minlength=weighted.shape[0] * len(starts))
-    weighted.data /= np.maximum(np.sqrt(squares[cell]), 1e-12).astype(np.float32)
+    weighted.data = weigh(weighted.data, weighted.indices, rows, weighted.shape[0], idf, starts)
     return weighted
+
+
+def weigh(counts: np.ndarray, columns: np.ndarray, rows: np.ndarray, height: int,
+          idf: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """`tf_idf` of non-zero entries given as (row, column, count) arrays, `height` rows and
+    blocks starting at `starts`: the values, in the entries' order."""
+    weighted = (1.0 + np.log(np.maximum(counts, 1e-12))) * idf[columns]
+    cell = rows * len(starts) + np.searchsorted(starts, columns, side="right") - 1
+    squares = np.bincount(cell, weights=weighted.astype(np.float64) ** 2,
+                          minlength=height * len(starts))
+    return weighted / np.maximum(np.sqrt(squares[cell]), 1e-12).astype(np.float32)
 
 
 def sentence_features(message: Message, sparse: bool) -> list[Any]:
@@ -229,11 +236,8 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             # A column's entries summed, as the batch's CSR conversion sums them.
             column, where = np.unique(np.concatenate(columns), return_inverse=True)
             count = np.bincount(where, weights=np.concatenate(counts)).astype(np.float32)
-            weighted = (1.0 + np.log(np.maximum(count, 1e-12))) * self._idf[column]
-            block = np.searchsorted(self._blocks, column, side="right") - 1
-            squares = np.bincount(block, weights=weighted.astype(np.float64) ** 2,
-                                  minlength=len(self._blocks))
-            weighted /= np.maximum(np.sqrt(squares[block]), 1e-12).astype(np.float32)
+            weighted = weigh(count, column, np.zeros_like(column), 1, self._idf,
+                             np.asarray(self._blocks, np.int64))
             score += weighted @ self._weights[column]
         dense = [np.asarray(f.features, dtype=np.float32).reshape(-1)
                  for f in sentence_features(message, sparse=False)]
