@@ -13,7 +13,8 @@ channel hands a message to Rasa, a context variable holds a `TurnRecord`; the pr
 wrapped to keep a reference to that tracker in the record (only for the same sender, and only
 inside this channel's request: every other caller runs as before). The turn's facts are then
 read from the events after the message's own `UserUttered`, newest first, which stops at that
-event: the cost does not grow with the conversation (measured in tests/bot/test_channel.py).
+event: the cost does not grow with the conversation (tests/bot/test_channel.py counts the
+events read).
 
 - `intent`, `confidence`: the parse of this message (after our NLU components).
 - `actions`: the actions run for it, in order, without `action_listen` and

@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from admin_api.api import API, Call, Model, Page, PageQuery
 from admin_api.audit import record
@@ -55,11 +55,12 @@ from admin_api.training.models import (
     fail_version,
     get_active,
     get_version,
+    get_version_and_job,
     list_versions,
     set_active,
 )
 from admin_api.workshop import UnknownVersion, WorkshopUnavailable
-from core.jobs import Job, JobRow, enqueue
+from core.jobs import Job, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -263,25 +264,14 @@ def base_out(active: Active) -> ModelOut:
                     evaluation=None, job=None)
 
 
-async def _jobs(call: Call[Any, Any], versions: list[ModelVersion]) -> dict[str, Job]:
-    ids = [v.job_id for v in versions if v.job_id]
-    if not ids:
-        return {}
-    async with call.ctx.sessions() as session:
-        rows = (await session.scalars(select(JobRow).where(
-            JobRow.tenant_id == call.shop, JobRow.id.in_(ids)))).all()
-    return {row.id: Job.of(row) for row in rows}
-
-
 async def _answer(call: Call[Any, Any], model_id: str) -> ModelOut:
     active = await get_active(call.ctx.sessions, call.shop)
     if model_id == BASE:
         return base_out(active)
-    version = await get_version(call.ctx.sessions, call.shop, model_id)
-    if version is None:
+    found = await get_version_and_job(call.ctx.sessions, call.shop, model_id)
+    if found is None:
         raise NotFound("no such model version in your shop; GET /api/v1/models lists them")
-    jobs = await _jobs(call, [version])
-    return model_out(version, jobs.get(version.job_id or ""), active)
+    return model_out(*found, active)
 
 
 @API.route("POST", "/models", roles=DESIGNERS, response=ModelCreated, status=202,
@@ -332,9 +322,7 @@ async def list_models(call: Call[None, PageQuery]) -> Page[ModelOut]:
     versions, total = await list_versions(call.ctx.sessions, call.shop,
                                           offset=call.query.offset, limit=call.query.page_size)
     active = await get_active(call.ctx.sessions, call.shop)
-    jobs = await _jobs(call, versions)
-    return Page[ModelOut](items=[model_out(v, jobs.get(v.job_id or ""), active)
-                                 for v in versions],
+    return Page[ModelOut](items=[model_out(version, job, active) for version, job in versions],
                           total=total, page=call.query.page, page_size=call.query.page_size)
 
 

@@ -34,8 +34,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Text,
+    and_,
     func,
     select,
     update,
@@ -44,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UtcDateTime, utcnow
-from core.jobs import ACTIVE, JobRow
+from core.jobs import ACTIVE, Job, JobRow
 from tenants.models import TenantRow
 
 TRAINING, READY, FAILED = "training", "ready", "failed"
@@ -222,17 +224,39 @@ async def get_version(sessions: async_sessionmaker, tenant_id: str,
     return ModelVersion.of(row) if row is not None else None
 
 
+def _with_job() -> Select[tuple[ModelVersionRow, JobRow]]:
+    """Versions with their training jobs, in one statement: the job (admin_api/training/
+    jobs.py) records the version ready before it ends its own row, and two separate reads could
+    land between those writes (a version still training beside a job already at 1.0)."""
+    return select(ModelVersionRow, JobRow).outerjoin(JobRow, and_(
+        JobRow.id == ModelVersionRow.job_id, JobRow.tenant_id == ModelVersionRow.tenant_id))
+
+
+async def get_version_and_job(sessions: async_sessionmaker, tenant_id: str,
+                              version_id: str) -> tuple[ModelVersion, Job | None] | None:
+    """The shop's version and its training job as of one moment; None as `get_version`."""
+    async with sessions() as session:
+        row = (await session.execute(_with_job().where(
+            ModelVersionRow.id == version_id, ModelVersionRow.tenant_id == tenant_id))).first()
+    if row is None:
+        return None
+    version, job = row
+    return ModelVersion.of(version), None if job is None else Job.of(job)
+
+
 async def list_versions(sessions: async_sessionmaker, tenant_id: str, *, offset: int = 0,
-                        limit: int = 50) -> tuple[list[ModelVersion], int]:
-    """The shop's versions, newest first, and how many there are in all."""
+                        limit: int = 50) -> tuple[list[tuple[ModelVersion, Job | None]], int]:
+    """The shop's versions with their training jobs (as `get_version_and_job`), newest first,
+    and how many versions there are in all."""
     async with sessions() as session:
         total = await session.scalar(select(func.count()).select_from(ModelVersionRow)
                                      .where(ModelVersionRow.tenant_id == tenant_id))
-        rows = (await session.scalars(
-            select(ModelVersionRow).where(ModelVersionRow.tenant_id == tenant_id)
+        rows = (await session.execute(
+            _with_job().where(ModelVersionRow.tenant_id == tenant_id)
             .order_by(ModelVersionRow.created_at.desc(), ModelVersionRow.id.desc())
             .offset(offset).limit(limit))).all()
-    return [ModelVersion.of(row) for row in rows], int(total or 0)
+    return ([(ModelVersion.of(version), None if job is None else Job.of(job))
+             for version, job in rows], int(total or 0))
 
 
 async def get_active(sessions: async_sessionmaker, tenant_id: str) -> Active:
