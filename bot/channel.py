@@ -28,6 +28,12 @@ events read).
 `GET /webhooks/switchboard/models` (same bearer JWT as Rasa's HTTP API) says which model
 answers which shop, which are loaded and the memory they take (`ShopRouter.describe`).
 
+At most BOT_TURN_SLOTS turns run inside Rasa at once; the others wait in the order they came,
+and a turn waiting on the action server gives its slot up meanwhile (bot/turn_gate.py says
+why and how). bench/stock_flow.py, 20 concurrent conversations, measured alternately on this
+machine: p95 / p50 1.49-1.62 without the limit, 1.28-1.41 with 2 or 3 slots, at the same or a
+higher throughput.
+
 `turn` is null when Rasa failed before saving the tracker (its messages so far still come
 back, as the REST channel does). The plain `rest` channel stays enabled in credentials.yml
 (the benchmarks and metrics tests use it).
@@ -48,11 +54,13 @@ from rasa.core.channels.rest import RestInput
 from rasa.core.processor import MessageProcessor
 from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.utils.endpoints import EndpointConfig
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.runtime import ShopRouter, served_by
+from bot.turn_gate import TurnGate, stepping_out
 from core.rasa_http import valid_bearer
 from core.settings import BotSettings
 
@@ -64,9 +72,11 @@ PLUMBING = frozenset({"action_listen", "action_extract_slots"})
 
 @dataclass
 class TurnRecord:
-    """The tracker Rasa saved at the end of one message's handling, if it got that far."""
+    """One message's handling: the gate it runs in, and the tracker Rasa saved at its end, if
+    it got that far."""
 
     sender_id: str
+    gate: TurnGate
     tracker: DialogueStateTracker | None = None
 
 
@@ -76,11 +86,33 @@ _installed: list[bool] = []
 
 
 def install() -> None:
-    """Wrap MessageProcessor.save_tracker once, so a turn of this channel sees its tracker."""
+    """Wrap, once: MessageProcessor.handle_message, so a turn of this channel runs in its gate
+    (bot/turn_gate.py) once it holds its conversation's lock (a turn waiting for another turn
+    of the same conversation takes no slot: that one may be out of the gate, waiting to come
+    back in); Rasa's HTTP calls (the action server's), so a turn waiting on one steps out of
+    the gate; MessageProcessor.save_tracker, so the turn sees its tracker."""
     if _installed:
         return
     _installed.append(True)
     save = MessageProcessor.save_tracker
+    process = MessageProcessor.handle_message
+    call = EndpointConfig.request
+
+    @functools.wraps(process)
+    async def handle_message(self: Any, message: UserMessage) -> Any:
+        record = _current.get()
+        if record is None or record.sender_id != message.sender_id:
+            return await process(self, message)
+        async with record.gate.turn():
+            return await process(self, message)
+
+    @functools.wraps(call)
+    async def request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        async with stepping_out():
+            return await call(self, *args, **kwargs)
+
+    MessageProcessor.handle_message = handle_message
+    EndpointConfig.request = request
 
     @functools.wraps(save)
     async def save_tracker(self: Any, tracker: DialogueStateTracker) -> None:
@@ -118,9 +150,10 @@ def turn_facts(tracker: DialogueStateTracker) -> dict[str, Any] | None:
 
 
 async def handle(on_new_message: Callable[[UserMessage], Awaitable[Any]],
-                 message: UserMessage) -> dict[str, Any] | None:
-    """Hand `message` to Rasa; the turn's facts, or None when Rasa saved no tracker."""
-    record = TurnRecord(message.sender_id)
+                 message: UserMessage, gate: TurnGate) -> dict[str, Any] | None:
+    """Hand `message` to Rasa, which runs it once the gate lets it in (`install`); the turn's
+    facts, or None when Rasa saved no tracker."""
+    record = TurnRecord(message.sender_id, gate)
     token, model = _current.set(record), served_by.set(None)
     try:
         await on_new_message(message)
@@ -143,6 +176,7 @@ class SwitchboardInput(RestInput):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         install()
         webhook = Blueprint("switchboard_webhook", __name__)
+        gate = TurnGate(BotSettings.from_env().bot_turn_slots)
 
         @webhook.route("/", methods=["GET"])
         async def health(request: Request) -> HTTPResponse:
@@ -168,7 +202,7 @@ class SwitchboardInput(RestInput):
                                   metadata=self.get_metadata(request))
             turn = None
             try:  # as the REST channel: what was said so far goes back, also after an error
-                turn = await handle(on_new_message, message)
+                turn = await handle(on_new_message, message, gate)
             except CancelledError:
                 log.error("switchboard turn timed out")
             except Exception:

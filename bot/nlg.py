@@ -11,6 +11,8 @@ Why not Rasa's `CallbackNaturalLanguageGenerator` as it is:
   the slots and Rasa's channel name (admin_api/nlg.py reads both shapes);
 - it opens a new HTTP session, so a new connection, per message; one kept-alive session per
   event loop costs a loopback round trip instead (bench/turns.py numbers in the report);
+- a turn waiting for its text gives its place in the turn gate up meanwhile
+  (bot/turn_gate.py), so a slow admin service does not hold up turns that need no text;
 - an unreachable endpoint raises and the turn fails; here the domain's templated response is
   said instead, with a warning (at most one a minute), so a down admin service never silences
   the bot.
@@ -35,6 +37,7 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import EndpointConfig
 
+from bot.turn_gate import stepping_out
 from core.settings import BotSettings, ConfigError
 
 log = logging.getLogger(__name__)
@@ -95,9 +98,8 @@ class SwitchboardNLG(TemplatedNaturalLanguageGenerator):
         if self.url is None:
             return await super().generate(utter_action, tracker, output_channel, **kwargs)
         try:
-            async with self._session().post(
-                    self.url, data=self.body(utter_action, tracker, output_channel, kwargs)
-            ) as reply:
+            body = self.body(utter_action, tracker, output_channel, kwargs)
+            async with stepping_out(), self._session().post(self.url, data=body) as reply:
                 if reply.status == 200:
                     message = await reply.json()
                     if isinstance(message, dict):

@@ -9,10 +9,13 @@ channel only cares which actions ran and what they said).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from tests.servers import free_port, wait_until_ready
 ROOT = Path(__file__).resolve().parents[2]
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
 MODEL = ROOT / "models" / "switchboard.tar.gz"
+SLOTS = 2  # BOT_TURN_SLOTS of the Rasa under test
 SOURCES = [{"title": "Shipping", "url": None, "document": "shipping.md"}]
 
 # What each custom action answers: (events, responses), rasa-sdk's webhook answer.
@@ -41,11 +45,16 @@ SCRIPT: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
 
 
 class ActionServer(FakeServer):
-    """rasa-sdk's POST /webhook, scripted by SCRIPT; anything else runs and says nothing."""
+    """rasa-sdk's POST /webhook, scripted by SCRIPT; anything else runs and says nothing.
+    `hold` makes an action take that many seconds; `most` is the most calls running at once."""
 
     def __init__(self) -> None:
         super().__init__()
         self.called: list[str] = []
+        self.senders: list[str] = []
+        self.hold: dict[str, float] = {}
+        self.running = self.most = 0
+        self._counting = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -56,17 +65,31 @@ class ActionServer(FakeServer):
 
     def route(self, request: RecordedRequest) -> Response:
         body = request.json()
-        self.called.append(body["next_action"])
-        events, responses = SCRIPT.get(body["next_action"], ([], []))
+        action = body["next_action"]
+        with self._counting:
+            self.called.append(action)
+            self.senders.append(body["sender_id"])
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(self.hold.get(action, 0.0))
+        with self._counting:
+            self.running -= 1
+        events, responses = SCRIPT.get(action, ([], []))
         return 200, {}, {"events": events, "responses": responses}
 
 
 @pytest.fixture(scope="module")
-def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def actions() -> Iterator[ActionServer]:
+    server = ActionServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def rasa(actions: ActionServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not BOT_PY.exists() or not MODEL.exists():
         pytest.skip("Rasa's environment (.venv-bot) or the trained model is missing")
     tmp = tmp_path_factory.mktemp("channel")
-    actions = ActionServer().start()
     endpoints = tmp / "endpoints.yml"
     endpoints.write_text(f"action_endpoint:\n  url: {actions.url}\n"
                          "tracker_store:\n  type: bot.stores.EnvTrackerStore\n"
@@ -74,7 +97,8 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(SWITCHBOARD_VAR_DIR=str(tmp), RASA_TOKEN="t", BOT_METRICS_PORT="0",
-               PYTHONPATH=str(ROOT), RASA_TELEMETRY_ENABLED="false", SANIC_WORKERS="1")
+               PYTHONPATH=str(ROOT), RASA_TELEMETRY_ENABLED="false", SANIC_WORKERS="1",
+               BOT_TURN_SLOTS=str(SLOTS))
     log = tmp / "rasa.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -94,7 +118,6 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-        actions.stop()
 
 
 def turn(base: str, sender: str, text: str) -> dict[str, Any]:
@@ -137,6 +160,61 @@ def test_the_plain_rest_channel_still_answers(rasa: str) -> None:
                         json={"sender": "shop:rest:v3", "message": "are you a bot?"})
     assert answer.status_code == 200
     assert "virtual assistant" in answer.json()[0]["text"]
+
+
+@pytest.mark.asyncio
+async def test_turns_get_in_in_arrival_order_and_a_slow_action_server_holds_up_no_one(
+        rasa: str, actions: ActionServer) -> None:
+    """Five visitors ask at once, 50 ms apart, a question whose action takes 0.4 s: they get
+    into Rasa in the order they came, and a turn waiting on the slow action server gives its
+    slot up (bot/turn_gate.py), so all five wait on it together, more than BOT_TURN_SLOTS, and
+    all five are answered."""
+    actions.hold["action_answer_from_knowledge"] = 0.4
+    senders = [f"shop:rest:slot{n}" for n in range(5)]
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def ask(n: int) -> dict[str, Any]:
+                await asyncio.sleep(0.05 * n)
+                answer = await client.post(
+                    f"{rasa}/webhooks/switchboard/webhook",
+                    json={"sender": senders[n], "message": "how long does shipping take?",
+                          "metadata": {"tenant_id": "shop", "channel": "rest"}})
+                result: dict[str, Any] = answer.json()
+                return result
+
+            actions.most = 0
+            answers = await asyncio.gather(*(ask(n) for n in range(5)))
+    finally:
+        actions.hold.clear()
+    assert [a["turn"]["actions"] for a in answers] == [["action_answer_from_knowledge"]] * 5
+    assert [a["messages"][0]["text"] for a in answers] == ["We ship within 2 days."] * 5
+    assert actions.most == 5 > SLOTS
+    asked = [s for s in actions.senders if s in senders]
+    assert sorted(set(asked), key=asked.index) == senders
+
+
+@pytest.mark.asyncio
+async def test_a_burst_from_one_visitor_is_answered_message_by_message(
+        rasa: str, actions: ActionServer) -> None:
+    """Four messages of one conversation at once, more than BOT_TURN_SLOTS, each with a slow
+    action: the turns waiting for the conversation's lock hold no slot, so the one holding it
+    gets back in after its action call and all four are answered."""
+    actions.hold["action_answer_from_knowledge"] = 0.3
+    try:
+        async with httpx.AsyncClient(timeout=20) as client:
+            async def ask(n: int) -> dict[str, Any]:
+                await asyncio.sleep(0.02 * n)
+                answer = await client.post(
+                    f"{rasa}/webhooks/switchboard/webhook",
+                    json={"sender": "shop:rest:burst", "message": f"how long is shipping? {n}",
+                          "metadata": {"tenant_id": "shop", "channel": "rest"}})
+                result: dict[str, Any] = answer.json()
+                return result
+
+            answers = await asyncio.gather(*(ask(n) for n in range(SLOTS + 2)))
+    finally:
+        actions.hold.clear()
+    assert [a["turn"]["actions"] for a in answers] == [["action_answer_from_knowledge"]] * 4
 
 
 FACTS_SCRIPT = r"""

@@ -56,6 +56,8 @@ BAD_VALUES = [
     ("WORKSHOP_PORT", "0"),
     ("BOT_MODEL_MEMORY_MB", "0"),
     ("BOT_MODEL_MEMORY_MB", "1.5 GB"),
+    ("BOT_TURN_SLOTS", "0"),
+    ("BOT_TURN_SLOTS", "many"),
     ("WORKSHOP_TRAINING_SLOTS", "0"),
     ("WORKSHOP_TRAINING_SLOTS", "9"),
     ("ADMIN_URL", "ftp://127.0.0.1:8080"),
