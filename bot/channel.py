@@ -29,8 +29,8 @@ events read).
 answers which shop, which are loaded and the memory they take (`ShopRouter.describe`).
 
 At most BOT_TURN_SLOTS turns run inside Rasa at once; the others wait in the order they came,
-and a turn waiting on the action server gives its slot up meanwhile (bot/turn_gate.py says
-why and how). bench/stock_flow.py, 20 concurrent conversations, measured alternately on this
+and a turn kept waiting by the action server gives its slot up meanwhile (bot/turn_gate.py
+says why and how). bench/stock_flow.py, 20 concurrent conversations, measured alternately on this
 machine: p95 / p50 1.49-1.62 without the limit, 1.28-1.41 with 2 or 3 slots, at the same or a
 higher throughput.
 
@@ -60,7 +60,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.runtime import ShopRouter, served_by
-from bot.turn_gate import TurnGate, stepping_out
+from bot.turn_gate import TurnGate, waiting_on
 from core.rasa_http import valid_bearer
 from core.settings import BotSettings
 
@@ -89,8 +89,8 @@ def install() -> None:
     """Wrap, once: MessageProcessor.handle_message, so a turn of this channel runs in its gate
     (bot/turn_gate.py) once it holds its conversation's lock (a turn waiting for another turn
     of the same conversation takes no slot: that one may be out of the gate, waiting to come
-    back in); Rasa's HTTP calls (the action server's), so a turn waiting on one steps out of
-    the gate; MessageProcessor.save_tracker, so the turn sees its tracker."""
+    back in); Rasa's HTTP calls (the action server's), so a turn kept waiting by one steps
+    out of the gate; MessageProcessor.save_tracker, so the turn sees its tracker."""
     if _installed:
         return
     _installed.append(True)
@@ -108,8 +108,7 @@ def install() -> None:
 
     @functools.wraps(call)
     async def request(self: Any, *args: Any, **kwargs: Any) -> Any:
-        async with stepping_out():
-            return await call(self, *args, **kwargs)
+        return await waiting_on(call(self, *args, **kwargs))
 
     MessageProcessor.handle_message = handle_message
     EndpointConfig.request = request

@@ -11,8 +11,8 @@ Why not Rasa's `CallbackNaturalLanguageGenerator` as it is:
   the slots and Rasa's channel name (admin_api/nlg.py reads both shapes);
 - it opens a new HTTP session, so a new connection, per message; one kept-alive session per
   event loop costs a loopback round trip instead (bench/turns.py numbers in the report);
-- a turn waiting for its text gives its place in the turn gate up meanwhile
-  (bot/turn_gate.py), so a slow admin service does not hold up turns that need no text;
+- a turn kept waiting for its text gives its place in the turn gate up meanwhile
+  (bot/turn_gate.py `waiting_on`), so a slow admin service does not hold up other turns;
 - an unreachable endpoint raises and the turn fails; here the domain's templated response is
   said instead, with a warning (at most one a minute), so a down admin service never silences
   the bot.
@@ -37,7 +37,7 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import EndpointConfig
 
-from bot.turn_gate import stepping_out
+from bot.turn_gate import waiting_on
 from core.settings import BotSettings, ConfigError
 
 log = logging.getLogger(__name__)
@@ -98,21 +98,23 @@ class SwitchboardNLG(TemplatedNaturalLanguageGenerator):
         if self.url is None:
             return await super().generate(utter_action, tracker, output_channel, **kwargs)
         try:
-            body = self.body(utter_action, tracker, output_channel, kwargs)
-            async with stepping_out(), self._session().post(self.url, data=body) as reply:
-                if reply.status == 200:
-                    message = await reply.json()
-                    if isinstance(message, dict):
-                        return message
-                    problem = "an answer that is not a message"
-                elif reply.status == 204:
-                    return None  # no variant fits this channel: nothing is said, as Rasa does
-                else:
-                    problem = f"HTTP {reply.status}"
+            status, message = await waiting_on(
+                self._ask(self.url, self.body(utter_action, tracker, output_channel, kwargs)))
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             problem = type(exc).__name__
+        else:
+            if status == 200 and isinstance(message, dict):
+                return message
+            if status == 204:
+                return None  # no variant fits this channel: nothing is said, as Rasa does
+            problem = "an answer that is not a message" if status == 200 else f"HTTP {status}"
         self._warn(utter_action, problem)
         return await super().generate(utter_action, tracker, output_channel, **kwargs)
+
+    async def _ask(self, url: str, body: bytes) -> tuple[int, Any]:
+        """The endpoint's status and, for 200, its JSON."""
+        async with self._session().post(url, data=body) as reply:
+            return reply.status, await reply.json() if reply.status == 200 else None
 
     def _warn(self, utter_action: str, problem: str) -> None:
         now = time.monotonic()

@@ -4,15 +4,17 @@ Rasa's event loop interleaves every turn it has been handed at each await (an ac
 tracker store). Under load that shares the process's one core among all of them: a turn's time
 grows with its own work times the number beside it, and the slowest kind of turn sets the tail.
 `TurnGate` lets `slots` turns run; the others wait in the order they came and then run nearly
-alone. A running turn that waits on another service (its action server, which may wait on a
-shop's API) steps `outside` the gate for that time, so a slow shop holds up no other visitor,
-and comes back in ahead of the turns that have not started: a turn once started is finished
-before new ones begin.
+alone. A running turn keeps its slot while it waits on another service (the action server, the
+NLG endpoint: milliseconds): giving it up for every such call lets as many new turns in, and
+the interleaving is back (measured: p95 / p50 as without a gate). A call still unanswered after
+`patience` (0.1 s; a shop's API being slow behind the action server) gives the slot up until it
+answers, so a slow shop holds up no other visitor; the turn then gets back in ahead of the turns
+that have not started.
 
-Pure asyncio (no Rasa): bot/channel.py holds one gate per process and hands each turn to Rasa
-inside it; Rasa's calls to the action server (bot/channel.py `install`) and our NLG client's
-(bot/nlg.py) step out with `stepping_out()`, which finds the running turn in a context
-variable (nothing to step out of for callers outside a turn).
+Pure asyncio (no Rasa): bot/channel.py holds one gate per process and runs each turn inside it;
+Rasa's calls to the action server (bot/channel.py `install`) and our NLG client's (bot/nlg.py)
+go through `waiting_on`, which finds the running turn in a context variable (callers outside a
+turn just await).
 """
 
 from __future__ import annotations
@@ -20,24 +22,41 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
+PATIENCE = 0.1  # seconds a turn waits on another service before it gives its slot up
 
 _running: contextvars.ContextVar[Turn | None] = contextvars.ContextVar("switchboard_gate_turn",
                                                                       default=None)
 
 
-def stepping_out() -> AbstractAsyncContextManager[None]:
-    """Around a wait on another service: the running turn's slot is free meanwhile."""
+async def waiting_on(call: Awaitable[T]) -> T:
+    """`call` (to another service) awaited by the running turn, if any: a quick answer keeps
+    the turn's slot; past the gate's `patience` the slot is given up until the answer comes."""
     turn = _running.get()
-    return turn.outside() if turn is not None else nullcontext()
+    if turn is None or not turn.inside:
+        return await call
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait((task,), timeout=turn.gate.patience)
+        if not done:
+            async with turn.outside():
+                await asyncio.wait((task,))
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    return task.result()
 
 
 class TurnGate:
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, patience: float = PATIENCE) -> None:
         if slots < 1:
             raise ValueError("a gate needs at least one slot")
         self.slots = slots
+        self.patience = patience
         self._free = slots
         self._new: deque[asyncio.Future[None]] = deque()  # turns not started, oldest first
         self._back: deque[asyncio.Future[None]] = deque()  # started turns coming back in

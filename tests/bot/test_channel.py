@@ -165,11 +165,11 @@ def test_the_plain_rest_channel_still_answers(rasa: str) -> None:
 @pytest.mark.asyncio
 async def test_turns_get_in_in_arrival_order_and_a_slow_action_server_holds_up_no_one(
         rasa: str, actions: ActionServer) -> None:
-    """Five visitors ask at once, 50 ms apart, a question whose action takes 0.4 s: they get
-    into Rasa in the order they came, and a turn waiting on the slow action server gives its
-    slot up (bot/turn_gate.py), so all five wait on it together, more than BOT_TURN_SLOTS, and
-    all five are answered."""
-    actions.hold["action_answer_from_knowledge"] = 0.4
+    """Five visitors ask at once, 50 ms apart, a question whose action takes 1.5 s: they get
+    into Rasa in the order they came, and a turn kept waiting by the slow action server gives
+    its slot up (bot/turn_gate.py), so all five wait on it together, more than BOT_TURN_SLOTS,
+    and all five are answered."""
+    actions.hold["action_answer_from_knowledge"] = 1.5
     senders = [f"shop:rest:slot{n}" for n in range(5)]
     try:
         async with httpx.AsyncClient(timeout=30) as client:

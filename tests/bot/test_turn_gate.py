@@ -1,14 +1,16 @@
-"""bot/turn_gate.py: at most `slots` turns run, the others get in in the order they came, a
-turn waiting on another service frees its slot and gets back in before turns not yet started,
-and a turn cancelled anywhere leaves the count right."""
+"""bot/turn_gate.py: at most `slots` turns run, the others get in in the order they came; a
+turn keeps its slot through a quick call to another service, frees it when the call takes
+longer than the gate's patience and gets back in before turns not yet started; a turn
+cancelled anywhere leaves the count right and its call cancelled."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
-from bot.turn_gate import TurnGate, stepping_out
+from bot.turn_gate import TurnGate, waiting_on
 
 pytestmark = pytest.mark.asyncio
 
@@ -16,6 +18,15 @@ pytestmark = pytest.mark.asyncio
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+async def until(holds: Callable[[], bool]) -> None:
+    """Past the gate's patience, however busy the machine is."""
+    for _ in range(400):
+        if holds():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("did not happen within 2 s")
 
 
 async def test_turns_past_the_slots_start_in_arrival_order() -> None:
@@ -39,61 +50,78 @@ async def test_turns_past_the_slots_start_in_arrival_order() -> None:
     assert gate.running == 0 and gate.waiting == 0
 
 
-async def test_a_turn_waiting_on_a_service_frees_its_slot_and_comes_back_first() -> None:
-    gate = TurnGate(1)
+async def test_a_quick_call_keeps_the_slot() -> None:
+    gate = TurnGate(1, patience=0.5)
     log: list[str] = []
-    service = asyncio.Event()
+
+    async def turn(name: str) -> None:
+        async with gate.turn():
+            log.append(f"{name} starts")
+            await waiting_on(asyncio.sleep(0.01))
+            log.append(f"{name} ends")
+
+    await asyncio.gather(turn("first"), turn("second"))
+    assert log == ["first starts", "first ends", "second starts", "second ends"]
+
+
+async def test_a_slow_call_frees_the_slot_and_its_turn_comes_back_first() -> None:
+    gate = TurnGate(1, patience=0.02)
+    log: list[str] = []
+    service, second_done = asyncio.Event(), asyncio.Event()
+
+    async def answer() -> str:
+        await service.wait()
+        return "shipped"
 
     async def slow() -> None:
         async with gate.turn():
             log.append("slow starts")
-            async with stepping_out():
-                log.append("slow waits on its service")
-                await service.wait()
-            log.append("slow goes on")
-            await settle()
+            log.append(await waiting_on(answer()))
             log.append("slow ends")
 
-    async def quick(name: str) -> None:
+    async def quick(name: str, done: asyncio.Event | None = None) -> None:
         async with gate.turn():
             log.append(f"{name} runs")
-            await settle()
+            if done is not None:
+                await done.wait()
 
     first = asyncio.create_task(slow())
     await settle()
-    second = asyncio.create_task(quick("second"))
+    second = asyncio.create_task(quick("second", second_done))
     await settle()
-    assert log == ["slow starts", "slow waits on its service", "second runs"]
+    assert log == ["slow starts"]  # within its patience the slow turn keeps the slot
+    await until(lambda: len(log) == 2)
+    assert log == ["slow starts", "second runs"] and gate.running == 1
     # While `second` runs, the service answers and a third visitor writes.
     service.set()
     third = asyncio.create_task(quick("third"))
+    await settle()
+    assert gate.waiting == 2
+    second_done.set()
     await asyncio.gather(first, second, third)
-    assert log[3:] == ["slow goes on", "slow ends", "third runs"]
+    assert log[2:] == ["shipped", "slow ends", "third runs"]
     assert gate.running == 0 and gate.waiting == 0
 
 
-async def test_outside_a_turn_stepping_out_changes_nothing() -> None:
-    gate = TurnGate(1)
-    async with stepping_out():
-        assert gate.running == 0
-    async with gate.turn():
-        async with stepping_out():
-            assert gate.running == 0
-            async with stepping_out():  # already out: nothing more to give
-                assert gate.running == 0
-        assert gate.running == 1
+async def test_outside_a_turn_a_call_is_just_awaited() -> None:
+    gate = TurnGate(1, patience=0.01)
+    assert await waiting_on(asyncio.sleep(0.03, result="plain")) == "plain"
     assert gate.running == 0
 
 
 async def test_cancelled_turns_give_back_what_they_hold_and_nothing_more() -> None:
-    gate = TurnGate(1)
+    gate = TurnGate(1, patience=0.01)
     service, later = asyncio.Event(), asyncio.Event()
+    calls: list[asyncio.Task[None]] = []
+
+    async def call() -> None:
+        calls.append(asyncio.current_task())  # type: ignore[arg-type]  # inside a task
+        await service.wait()
 
     async def turn(out: bool = False) -> None:
         async with gate.turn():
             if out:
-                async with stepping_out():
-                    await service.wait()
+                await waiting_on(call())
             await later.wait()
 
     running = asyncio.create_task(turn())
@@ -104,12 +132,12 @@ async def test_cancelled_turns_give_back_what_they_hold_and_nothing_more() -> No
     queued.cancel()  # cancelled while waiting to start
     await settle()
     assert gate.running == 1 and gate.waiting == 1
-    running.cancel()  # cancelled while running: `out` gets in, then steps out
-    await settle()
+    running.cancel()  # cancelled while running: `out` gets in, calls, and steps out
+    await until(lambda: gate.running == 0)
     assert gate.running == 0 and gate.waiting == 0
     blocker = asyncio.create_task(turn())
     await settle()
-    service.set()  # `out` wants back in, behind `blocker`'s slot
+    service.set()  # `out`'s call answers: it wants back in, behind `blocker`'s slot
     await settle()
     assert gate.running == 1 and gate.waiting == 1
     out.cancel()  # cancelled while waiting to come back in
@@ -121,6 +149,35 @@ async def test_cancelled_turns_give_back_what_they_hold_and_nothing_more() -> No
     assert gate.running == 0 and gate.waiting == 0
     async with gate.turn():  # the slot is free for the next visitor
         assert gate.running == 1
+
+
+async def test_a_turn_cancelled_during_its_call_cancels_the_call() -> None:
+    gate = TurnGate(1, patience=0.01)
+    started = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def call() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def turn() -> None:
+        async with gate.turn():
+            await waiting_on(call())
+
+    for wait in (0.0, 0.05):  # within the patience, and once out of the gate
+        task = asyncio.create_task(turn())
+        await started.wait()
+        await asyncio.sleep(wait)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await settle()
+        started.clear()
+    assert cancelled == [True, True]
+    assert gate.running == 0 and gate.waiting == 0
 
 
 async def test_a_gate_needs_a_slot() -> None:
