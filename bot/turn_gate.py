@@ -84,13 +84,11 @@ class TurnGate:
                 self._leave()
 
     async def _enter(self, queue: deque[asyncio.Future[None]]) -> None:
-        if self._free and not self._new and not self._back:
-            self._free -= 1
-            return
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue.append(ticket)
+        self._hand_out()
         try:
-            await ticket
+            await ticket  # at once when a slot was free and no one waited
         except asyncio.CancelledError:
             if ticket.done() and not ticket.cancelled():
                 self._leave()  # the slot came as the waiter was cancelled: pass it on
@@ -100,6 +98,11 @@ class TurnGate:
 
     def _leave(self) -> None:
         self._free += 1
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Free slots to the waiters: turns coming back in first, then new ones, oldest first
+        (tickets of waiters cancelled meanwhile are dropped)."""
         while self._free and (self._back or self._new):
             ticket = (self._back or self._new).popleft()
             if not ticket.done():
