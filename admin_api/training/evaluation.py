@@ -7,9 +7,12 @@ snapshot's drafts, so the workshop can compute that data set's held-out figures;
 by fingerprint) or, when the shop serves the base model, with the base. The visitor messages
 are the shop's distinct visitor texts of the last DAYS days, newest first, at most
 MAX_MESSAGES, with emails, international phone numbers, card numbers and credentials masked by
-core/logs.py `redact` before they leave this process: they come back as the routing change's
-examples, which GET /models/{id} shows. Button payloads ("/affirm") are left out: they name
-their intent and no model routes them differently.
+core/logs.py `redact` and phone numbers as written at home ("0151 / 123 456 78", "(555)
+123-4567": 7 or more digits with separators, not a date) by `mask_phone_numbers` before they
+leave this process: they come back as the routing change's examples, which GET /models/{id}
+shows to designers. A bare run of digits stays: order and tracking numbers look the same, and
+how the model routes them is what the comparison is about. Button payloads ("/affirm") are
+left out: they name their intent and no model routes them differently.
 
 An evaluation never fails the version: the model trained, and a designer may still want it.
 Whatever goes wrong (the workshop's error, a missing model file, no answer for UNREACHABLE
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -51,6 +55,23 @@ DEADLINE = 1800.0
 UNREACHABLE = 300.0  # as for training (admin_api/training/jobs.py)
 
 
+# Digits with separators between them, as people write their own number.
+_WRITTEN_PHONE = re.compile(r"(?<![\w+])\(?\d[\d ()./-]{5,}\d(?!\w)")
+_DATE = re.compile(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}")
+
+
+def mask_phone_numbers(text: str) -> str:
+    """Phone numbers written with separators -> "[phone]" (the module doc says which)."""
+    def mask(match: re.Match[str]) -> str:
+        number = match.group()
+        digits = sum(c.isdigit() for c in number)
+        if digits < 7 or number.isdigit() or _DATE.fullmatch(number):
+            return number
+        return "[phone]"
+
+    return _WRITTEN_PHONE.sub(mask, text)
+
+
 async def visitor_texts(sessions: async_sessionmaker, tenant_id: str, days: int = DAYS,
                         cap: int = MAX_MESSAGES) -> list[str]:
     """The shop's distinct visitor texts of the last `days`, newest first, masked."""
@@ -64,7 +85,7 @@ async def visitor_texts(sessions: async_sessionmaker, tenant_id: str, days: int 
             .group_by(MessageRow.text).order_by(last.desc(), MessageRow.text).limit(cap))).all()
     masked: dict[str, None] = {}  # two texts may mask to one
     for text, _ in rows:
-        cleaned = redact(" ".join(str(text).split()))
+        cleaned = mask_phone_numbers(redact(" ".join(str(text).split())))
         if cleaned:
             masked.setdefault(cleaned, None)
     return list(masked)

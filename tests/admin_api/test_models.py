@@ -99,8 +99,8 @@ async def test_train_activate_train_again_roll_back_and_return_to_base(
         admin: Admin, workshop: TrainingWorkshop) -> None:
     # The shop's visitors' last 30 days: distinct texts, newest first, masked.
     await said(admin, "what size is the medium?", days_ago=3)
-    await said(admin, "size chart please, mail me at alex@example.com or +4915112345678",
-               days_ago=2)
+    await said(admin, "size chart please, mail me at alex@example.com, call +4915112345678 "
+                      "or 0151 / 123 456 78, order 100234567 of 2026-11-02", days_ago=2)
     await said(admin, "what size is the medium?", days_ago=1)  # the same again, later
     await said(admin, "/affirm")  # a button's payload
     await said(admin, "do you have a size guide", days_ago=45)  # too old
@@ -127,7 +127,8 @@ async def test_train_activate_train_again_roll_back_and_return_to_base(
                                                "data/tests/test_returns.yml",
                                                "before": "failed", "after": "passed"}]
     assert evaluation["tests"]["candidate"] == {"passed": 31, "failed": 0, "total": 31}
-    masked = "size chart please, mail me at [email] or [phone]"
+    masked = ("size chart please, mail me at [email], call [phone] or [phone], order 100234567 "
+              "of 2026-11-02")  # an order number and a date are no phone numbers
     assert evaluation["routing"] == {"messages": 2, "changed": 2, "changes": [
         {"from": "ask_question", "to": "ask_size", "count": 2,
          "examples": ["what size is the medium?", masked]}]}
