@@ -129,6 +129,18 @@ def turn(base: str, sender: str, text: str) -> dict[str, Any]:
     return result
 
 
+async def later_turn(base: str, delay: float, sender: str, text: str) -> dict[str, Any]:
+    """`turn` after `delay` seconds, beside others."""
+    await asyncio.sleep(delay)
+    async with httpx.AsyncClient(timeout=20) as client:
+        answer = await client.post(f"{base}/webhooks/switchboard/webhook",
+                                   json={"sender": sender, "message": text,
+                                         "metadata": {"tenant_id": "shop", "channel": "rest"}})
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
 def test_a_turn_comes_back_with_its_intent_confidence_and_actions(rasa: str) -> None:
     greeting = turn(rasa, "shop:rest:v1", "hello there")
     assert greeting["turn"]["intent"] == "greet"
@@ -172,18 +184,10 @@ async def test_turns_get_in_in_arrival_order_and_a_slow_action_server_holds_up_n
     actions.hold["action_answer_from_knowledge"] = 1.5
     senders = [f"shop:rest:slot{n}" for n in range(5)]
     try:
-        async with httpx.AsyncClient(timeout=30) as client:
-            async def ask(n: int) -> dict[str, Any]:
-                await asyncio.sleep(0.05 * n)
-                answer = await client.post(
-                    f"{rasa}/webhooks/switchboard/webhook",
-                    json={"sender": senders[n], "message": "how long does shipping take?",
-                          "metadata": {"tenant_id": "shop", "channel": "rest"}})
-                result: dict[str, Any] = answer.json()
-                return result
-
-            actions.most = 0
-            answers = await asyncio.gather(*(ask(n) for n in range(5)))
+        actions.most = 0
+        answers = await asyncio.gather(*(
+            later_turn(rasa, 0.05 * n, senders[n], "how long does shipping take?")
+            for n in range(5)))
     finally:
         actions.hold.clear()
     assert [a["turn"]["actions"] for a in answers] == [["action_answer_from_knowledge"]] * 5
@@ -201,17 +205,9 @@ async def test_a_burst_from_one_visitor_is_answered_message_by_message(
     gets back in after its action call and all four are answered."""
     actions.hold["action_answer_from_knowledge"] = 0.3
     try:
-        async with httpx.AsyncClient(timeout=20) as client:
-            async def ask(n: int) -> dict[str, Any]:
-                await asyncio.sleep(0.02 * n)
-                answer = await client.post(
-                    f"{rasa}/webhooks/switchboard/webhook",
-                    json={"sender": "shop:rest:burst", "message": f"how long is shipping? {n}",
-                          "metadata": {"tenant_id": "shop", "channel": "rest"}})
-                result: dict[str, Any] = answer.json()
-                return result
-
-            answers = await asyncio.gather(*(ask(n) for n in range(SLOTS + 2)))
+        answers = await asyncio.gather(*(
+            later_turn(rasa, 0.02 * n, "shop:rest:burst", f"how long is shipping? {n}")
+            for n in range(SLOTS + 2)))
     finally:
         actions.hold.clear()
     assert [a["turn"]["actions"] for a in answers] == [["action_answer_from_knowledge"]] * 4
