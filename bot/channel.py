@@ -30,12 +30,12 @@ answers which shop, which are loaded and the memory they take (`ShopRouter.descr
 
 At most BOT_TURN_SLOTS turns run inside Rasa at once; the others wait in the order they came,
 and a turn kept waiting by the action server gives its slot up meanwhile (bot/turn_gate.py
-says why and how). Measured with bench/stock_flow.py's stack and conversations (20 at a time,
-our stack alone, 2 x 300 conversations per setting, settings alternated in one run): p95 / p50
-1.62-1.89 with 64 slots (no limit in practice), 1.24-1.40 with 3 and 1.28 with 2, at the same
-throughput (45-55 turns/s all three); p95 575-721 ms with 64 slots, 471-626 ms with 3. Again:
-`BOT_TURN_SLOTS=64 .venv/bin/python bench/stock_flow.py --rounds 2` against the default (the
-stack takes the variable from the environment; the stock bot ignores it).
+says why and how). Measured with `.venv/bin/python bench/stock_flow.py --rounds 2`
+(embedded, 20 conversations at a time): our p95 466 / 501 ms with the default 3 slots, 712 /
+577 ms with BOT_TURN_SLOTS=64 (no limit in practice; the stack takes the variable from the
+environment), at the same throughput (48-55 turns/s) and ratio to the stock bot (3.45-3.57x).
+Our stack alone with the settings alternated in one run: p95 / p50 1.24-1.40 with 3 slots,
+1.28 with 2, 1.62-1.89 with 64.
 
 `turn` is null when Rasa failed before saving the tracker (its messages so far still come
 back, as the REST channel does). The plain `rest` channel stays enabled in credentials.yml
