@@ -253,7 +253,8 @@ class AnthropicFake(FakeServer):
     """`POST /v1/messages` over real HTTP; see the module docstring.
 
     Attributes tests may set at any time: `responder`, `delay` (seconds slept before
-    answering every request, errors included), `api_key`.
+    answering every request, errors included), `api_key`. `most_delayed` is the most requests
+    that were in their delay at once.
     """
 
     def __init__(self, api_key: str = DEFAULT_API_KEY, *,
@@ -263,6 +264,18 @@ class AnthropicFake(FakeServer):
         self.responder: Responder = responder or grounded_responder
         self.delay = delay
         self.responder_errors: list[BaseException] = []
+        self._delayed = self.most_delayed = 0
+
+    def _wait_delay(self) -> bool:
+        """Sleep `delay`, counting the requests asleep at once; True when shutting down."""
+        with self._lock:
+            self._delayed += 1
+            self.most_delayed = max(self.most_delayed, self._delayed)
+        try:
+            return self._stop.wait(self.delay)
+        finally:
+            with self._lock:
+                self._delayed -= 1
 
     # -- misbehaviour -------------------------------------------------------------------
     def fail_next(
@@ -485,7 +498,7 @@ class AnthropicFake(FakeServer):
             self._stop.wait(failure.seconds)
             handler.close_connection = True  # never answer; the connection just closes
             return
-        if self.delay > 0 and self._stop.wait(self.delay):
+        if self.delay > 0 and self._wait_delay():
             handler.close_connection = True  # shutting down
             return
 
