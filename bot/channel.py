@@ -178,7 +178,10 @@ class SwitchboardInput(RestInput):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         install()
         webhook = Blueprint("switchboard_webhook", __name__)
-        gate = TurnGate(BotSettings.from_env().bot_turn_slots)
+        from bot.metrics import TURN_WAIT_SECONDS  # after bot/serve.py chose the value storage
+
+        gate = TurnGate(BotSettings.from_env().bot_turn_slots,
+                        waited=TURN_WAIT_SECONDS.observe)
 
         @webhook.route("/", methods=["GET"])
         async def health(request: Request) -> HTTPResponse:

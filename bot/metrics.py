@@ -4,7 +4,10 @@ What the gateway cannot see from outside Rasa:
 - requests to Rasa's HTTP API and its REST channel by endpoint, method and status, and their
   latency by endpoint (`switchboard_bot_requests_total`, `switchboard_bot_request_seconds`);
 - how long understanding one message takes (`switchboard_bot_parse_seconds`): Rasa's
-  `MessageProcessor.parse_message`, for every turn and every /model/parse.
+  `MessageProcessor.parse_message`, for every turn and every /model/parse;
+- how long a turn of the gateway's channel waited for a slot before Rasa ran it
+  (`switchboard_bot_turn_wait_seconds`, bot/turn_gate.py): turns queueing here, with the
+  process's CPU at its limit, say Rasa is the bottleneck (more workers or replicas).
 
 The endpoint label is the route's pattern (`/conversations/{conversation_id}/tracker`), never
 the path asked for, so a sender id never becomes a label value; patterns outside `ENDPOINTS`
@@ -52,6 +55,10 @@ REQUESTS = Counter("switchboard_bot_requests", "Requests to Rasa's HTTP API and 
                    ["endpoint", "method", "status"])
 REQUEST_SECONDS = Histogram("switchboard_bot_request_seconds", "Seconds Rasa took to answer one "
                             "request, by endpoint", ["endpoint"], buckets=REQUEST_BUCKETS)
+TURN_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+TURN_WAIT_SECONDS = Histogram("switchboard_bot_turn_wait_seconds", "Seconds a turn of the "
+                              "switchboard channel waited for a slot (BOT_TURN_SLOTS) before Rasa "
+                              "ran it", buckets=TURN_WAIT_BUCKETS)
 PARSE_SECONDS = Histogram("switchboard_bot_parse_seconds", "Seconds of one NLU parse (a turn's "
                           "message or /model/parse)", buckets=PARSE_BUCKETS)
 

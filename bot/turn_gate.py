@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -52,11 +53,14 @@ async def waiting_on(call: Awaitable[T]) -> T:
 
 
 class TurnGate:
-    def __init__(self, slots: int, patience: float = PATIENCE) -> None:
+    def __init__(self, slots: int, patience: float = PATIENCE,
+                 waited: Callable[[float], None] | None = None) -> None:
+        """`waited` is told how many seconds each turn waited before it started."""
         if slots < 1:
             raise ValueError("a gate needs at least one slot")
         self.slots = slots
         self.patience = patience
+        self.waited = waited
         self._free = slots
         self._new: deque[asyncio.Future[None]] = deque()  # turns not started, oldest first
         self._back: deque[asyncio.Future[None]] = deque()  # started turns coming back in
@@ -73,7 +77,10 @@ class TurnGate:
     async def turn(self) -> AsyncIterator[Turn]:
         """A turn from its start to its end: waits behind every turn already waiting."""
         turn = Turn(self)
+        arrived = time.monotonic()
         await self._enter(self._new)
+        if self.waited is not None:
+            self.waited(time.monotonic() - arrived)
         turn.inside = True
         token = _running.set(turn)
         try:

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes import FakeServer, RecordedRequest, Response
 from tests.servers import free_port, wait_until_ready
@@ -85,6 +86,9 @@ def actions() -> Iterator[ActionServer]:
     server.stop()
 
 
+METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def rasa(actions: ActionServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not BOT_PY.exists() or not MODEL.exists():
@@ -96,7 +100,8 @@ def rasa(actions: ActionServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
                          "lock_store:\n  type: bot.stores.EnvLockStore\n")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(SWITCHBOARD_VAR_DIR=str(tmp), RASA_TOKEN="t", BOT_METRICS_PORT="0",
+    env.update(SWITCHBOARD_VAR_DIR=str(tmp), RASA_TOKEN="t", METRICS_HOST="127.0.0.1",
+               BOT_METRICS_PORT=str(METRICS_PORT),
                PYTHONPATH=str(ROOT), RASA_TELEMETRY_ENABLED="false", SANIC_WORKERS="1",
                BOT_TURN_SLOTS=str(SLOTS))
     log = tmp / "rasa.log"
@@ -211,6 +216,33 @@ async def test_a_burst_from_one_visitor_is_answered_message_by_message(
     finally:
         actions.hold.clear()
     assert [a["turn"]["actions"] for a in answers] == [["action_answer_from_knowledge"]] * 4
+
+
+def turns_waited() -> tuple[float, float]:
+    """switchboard_bot_turn_wait_seconds' count and sum, from Rasa's metrics endpoint."""
+    text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
+    found = {sample.name: sample.value for family in text_string_to_metric_families(text)
+             for sample in family.samples if sample.name.startswith(
+                 "switchboard_bot_turn_wait_seconds_")}
+    return found.get("switchboard_bot_turn_wait_seconds_count", 0.0), \
+        found.get("switchboard_bot_turn_wait_seconds_sum", 0.0)
+
+
+@pytest.mark.asyncio
+async def test_the_wait_for_a_slot_is_measured(rasa: str, actions: ActionServer) -> None:
+    """Every turn's wait for a slot goes into a histogram on BOT_METRICS_PORT: three visitors
+    at once with two slots and an action that holds its slot (within the patience), so the
+    third waits."""
+    count, total = turns_waited()
+    actions.hold["action_answer_from_knowledge"] = 0.08
+    try:
+        await asyncio.gather(*(later_turn(rasa, 0.0, f"shop:rest:wait{n}", "shipping time?")
+                               for n in range(SLOTS + 1)))
+    finally:
+        actions.hold.clear()
+    after, waited = turns_waited()
+    assert after == count + SLOTS + 1
+    assert waited - total > 0.05  # the third waited for one of the first two
 
 
 FACTS_SCRIPT = r"""

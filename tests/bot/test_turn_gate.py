@@ -50,6 +50,24 @@ async def test_turns_past_the_slots_start_in_arrival_order() -> None:
     assert gate.running == 0 and gate.waiting == 0
 
 
+async def test_each_turn_says_how_long_it_waited_to_start() -> None:
+    waits: list[float] = []
+    gate = TurnGate(1, waited=waits.append)
+    release = asyncio.Event()
+
+    async def turn() -> None:
+        async with gate.turn():
+            await release.wait()
+
+    first, second = asyncio.create_task(turn()), asyncio.create_task(turn())
+    await settle()
+    assert len(waits) == 1 and waits[0] < 0.05  # the first got in at once
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(first, second)
+    assert len(waits) == 2 and waits[1] >= 0.05  # the second waited for the first
+
+
 async def test_a_quick_call_keeps_the_slot() -> None:
     gate = TurnGate(1, patience=0.5)
     log: list[str] = []
