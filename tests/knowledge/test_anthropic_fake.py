@@ -373,4 +373,4 @@ async def test_delay_is_per_request_so_concurrent_requests_overlap(fake: Anthrop
                                 messages=[{"role": "user", "content": f"hi {n}"}])
             for n in range(8)))
     assert len(answers) == 8 and len(fake.requests) == 8
-    assert fake.most_delayed == 8  # all asleep at once: none waited for another
+    assert fake.most_delayed > 1  # asleep side by side (a delay under a lock would show 1)
