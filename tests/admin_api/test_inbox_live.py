@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from tenants.hours import DAYS
 from tenants.models import TenantRow
 from tests.admin_api.conftest import Admin, admin_settings, api_call
 from tests.integration.mailbox import Mailbox
+from tests.polling import eventually
 from tests.sanic_client import RunningAppClient, stop_app
 from tests.servers import free_port
 
@@ -46,14 +46,6 @@ async def started(admin: Admin) -> LiveHub:
     hub: LiveHub = admin.app.ctx.live
     hub.stream_seconds, hub.heartbeat = STREAM_SECONDS, STREAM_SECONDS / 3
     return hub
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition never held")
 
 
 def follow(admin: Admin, headers: dict[str, str]) -> asyncio.Task[Any]:
@@ -88,7 +80,7 @@ async def test_a_shops_events_reach_its_agents_only_without_the_visitors_number(
     demo, other = admin.demo.id, admin.other.id
     streams = [follow(admin, admin.demo.auth("agent")), follow(admin, admin.demo.auth("owner")),
                follow(admin, admin.other.auth("agent"))]
-    await until(lambda: hub.bus.listeners(demo) == 2 and hub.bus.listeners(other) == 1)
+    await eventually(lambda: hub.bus.listeners(demo) == 2 and hub.bus.listeners(other) == 1)
 
     assert await relay(admin, LiveEvent(demo, "message.visitor", ours, {
         "text": "where is my parcel?", "sender_id": ours, "phone": PHONE})) == 202
@@ -139,7 +131,7 @@ async def test_with_redis_events_published_anywhere_reach_the_stream(
     try:
         ours = sender_id(admin.demo.id, "web", "visitor-1")
         stream = follow(replica, admin.demo.auth("agent"))
-        await until(lambda: hub.bus.listeners(admin.demo.id) == 1)
+        await eventually(lambda: hub.bus.listeners(admin.demo.id) == 1)
         for _ in range(300):  # the relay's pattern subscription is in place
             if await publisher_redis.pubsub_numpat() > 0:
                 break
@@ -187,7 +179,7 @@ async def test_a_waiting_visitor_is_mailed_to_the_shop_only_when_nobody_is_there
 
         # An agent has the inbox open: no mail.
         stream = follow(admin, admin.demo.auth("agent"))
-        await until(lambda: hub.bus.listeners(admin.demo.id) == 1)
+        await eventually(lambda: hub.bus.listeners(admin.demo.id) == 1)
         assert await relay(admin, await escalated(admin, "+15550000101")) == 202
         await stream
         await hub.bus.settle()

@@ -19,6 +19,7 @@ import pytest
 from bot import runtime
 from bot.runtime import BASE, ShopRouter, served_by
 from bot.shop_models import Registry
+from tests.polling import eventually
 
 pytestmark = pytest.mark.asyncio
 V1, V2, V3 = ("1" * 32, "2" * 32, "3" * 32)
@@ -91,14 +92,6 @@ async def router_for(registry: Registry, budget_mb: float = 1024,
 async def say(router: ShopRouter, sender: str) -> tuple[str, str | None]:
     answer = await router.handle_message(Message(sender))
     return answer[0]["text"], served_by.get()
-
-
-async def eventually(check: Any, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    assert check()
 
 
 async def test_each_shop_is_answered_by_its_own_model_others_by_the_base(

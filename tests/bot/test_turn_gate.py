@@ -6,11 +6,11 @@ cancelled anywhere leaves the count right and its call cancelled."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
 from bot.turn_gate import TurnGate, waiting_on
+from tests.polling import eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -18,15 +18,6 @@ pytestmark = pytest.mark.asyncio
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
-
-
-async def until(holds: Callable[[], bool]) -> None:
-    """Past the gate's patience, however busy the machine is."""
-    for _ in range(400):
-        if holds():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("did not happen within 2 s")
 
 
 async def test_turns_past_the_slots_start_in_arrival_order() -> None:
@@ -108,7 +99,7 @@ async def test_a_slow_call_frees_the_slot_and_its_turn_comes_back_first() -> Non
     second = asyncio.create_task(quick("second", second_done))
     await settle()
     assert log == ["slow starts"]  # within its patience the slow turn keeps the slot
-    await until(lambda: len(log) == 2)
+    await eventually(lambda: len(log) == 2, timeout=2.0, every=0.005)
     assert log == ["slow starts", "second runs"] and gate.running == 1
     # While `second` runs, the service answers and a third visitor writes.
     service.set()
@@ -151,7 +142,7 @@ async def test_cancelled_turns_give_back_what_they_hold_and_nothing_more() -> No
     await settle()
     assert gate.running == 1 and gate.waiting == 1
     running.cancel()  # cancelled while running: `out` gets in, calls, and steps out
-    await until(lambda: gate.running == 0)
+    await eventually(lambda: gate.running == 0, timeout=2.0, every=0.005)
     assert gate.running == 0 and gate.waiting == 0
     blocker = asyncio.create_task(turn())
     await settle()
