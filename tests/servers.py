@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # free_port's users (tests/bot/, tests/integration/) need no 
 _PORT_BLOCK = 4000
 _PORT_BASE = 16000
 _pick = random.Random()  # its own: hypothesis seeds the global one in its tests
+# Ports already handed out in this process: a test that picks two ports before starting the
+# servers on them (Rasa and its metrics endpoint) must not get the same one twice.
+_handed: set[int] = set()
 
 
 def _worker_ports() -> range:
@@ -43,11 +46,14 @@ def free_port() -> int:
     """A loopback port nothing listens on now, from this worker's own block (above)."""
     ports = _worker_ports()
     for port in _pick.sample(ports, 200):
+        if port in _handed:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:  # in use
                 continue
+            _handed.add(port)
             return port
     raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 

@@ -52,7 +52,6 @@ class ActionServer(FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self.called: list[str] = []
-        self.senders: list[str] = []
         self.hold: dict[str, float] = {}
         self.running = self.most = 0
         self._counting = threading.Lock()
@@ -69,7 +68,6 @@ class ActionServer(FakeServer):
         action = body["next_action"]
         with self._counting:
             self.called.append(action)
-            self.senders.append(body["sender_id"])
             self.running += 1
             self.most = max(self.most, self.running)
         time.sleep(self.hold.get(action, 0.0))
@@ -135,9 +133,10 @@ def turn(base: str, sender: str, text: str) -> dict[str, Any]:
 
 
 async def later_turn(base: str, delay: float, sender: str, text: str) -> dict[str, Any]:
-    """`turn` after `delay` seconds, beside others."""
-    await asyncio.sleep(delay)
+    """`turn` after `delay` seconds, beside others. The client is made first: making one takes
+    long enough on a loaded machine to upset the delays."""
     async with httpx.AsyncClient(timeout=20) as client:
+        await asyncio.sleep(delay)
         answer = await client.post(f"{base}/webhooks/switchboard/webhook",
                                    json={"sender": sender, "message": text,
                                          "metadata": {"tenant_id": "shop", "channel": "rest"}})
@@ -180,12 +179,13 @@ def test_the_plain_rest_channel_still_answers(rasa: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_turns_get_in_in_arrival_order_and_a_slow_action_server_holds_up_no_one(
-        rasa: str, actions: ActionServer) -> None:
-    """Five visitors ask at once, 50 ms apart, a question whose action takes 1.5 s: they get
-    into Rasa in the order they came, and a turn kept waiting by the slow action server gives
-    its slot up (bot/turn_gate.py), so all five wait on it together, more than BOT_TURN_SLOTS,
-    and all five are answered."""
+async def test_a_slow_action_server_holds_up_no_one(rasa: str, actions: ActionServer) -> None:
+    """Five visitors ask at once, 50 ms apart, a question whose action takes 1.5 s: a turn kept
+    waiting by the slow action server gives its slot up (bot/turn_gate.py), so all five wait on
+    it together, more than BOT_TURN_SLOTS, and all five are answered. (That turns past the slots
+    start in arrival order is tests/bot/test_turn_gate.py's: here the order the action server
+    is asked in also depends on how two turns inside the slots interleave, and on when a loaded
+    machine's client gets each request out.)"""
     actions.hold["action_answer_from_knowledge"] = 1.5
     senders = [f"shop:rest:slot{n}" for n in range(5)]
     try:
@@ -198,8 +198,6 @@ async def test_turns_get_in_in_arrival_order_and_a_slow_action_server_holds_up_n
     assert [a["turn"]["actions"] for a in answers] == [["action_answer_from_knowledge"]] * 5
     assert [a["messages"][0]["text"] for a in answers] == ["We ship within 2 days."] * 5
     assert actions.most == 5 > SLOTS
-    asked = [s for s in actions.senders if s in senders]
-    assert sorted(set(asked), key=asked.index) == senders
 
 
 @pytest.mark.asyncio
