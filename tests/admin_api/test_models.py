@@ -83,6 +83,19 @@ async def ended(admin: Admin, model_id: str, timeout: float = 20) -> tuple[dict[
         await asyncio.sleep(0.05)
 
 
+async def job_ended(admin: Admin, job_id: str, timeout: float = 20) -> dict[str, Any]:
+    """The version's job once it has ended: the worker ends it just after it writes the
+    version ready or failed, so a reading right after `ended` may still find it running."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        status, job = await admin.call("GET", f"/jobs/{job_id}", role="designer")
+        assert status == 200, job
+        if job["status"] not in ("queued", "running"):
+            return dict(job)
+        assert asyncio.get_running_loop().time() < deadline, job
+        await asyncio.sleep(0.05)
+
+
 async def activate(admin: Admin, model_id: str, role: str = "designer") -> tuple[int, Any]:
     return await admin.call("POST", f"/models/{model_id}/activate", role=role)
 
@@ -145,8 +158,8 @@ async def test_train_activate_train_again_roll_back_and_return_to_base(
     assert done["active"] is False
     assert done["job"] == first["job"] and done["created_by"].startswith("key:")
     assert done["finished_at"] >= done["created_at"]
-    status, job = await admin.call("GET", f"/jobs/{first['job']['id']}", role="designer")
-    assert status == 200 and job["status"] == "done" and job["kind"] == "model.train"
+    job = await job_ended(admin, first["job"]["id"])
+    assert job["status"] == "done" and job["kind"] == "model.train"
     assert job["result"]["fingerprint"] == done["fingerprint"]
     # The workshop got the drafts as the designer wrote them, under the version's id.
     submitted = workshop.requests_to("/train", "POST")[0].json()
@@ -305,7 +318,7 @@ async def test_a_failed_training_is_recorded_with_the_workshops_reason(
     assert body["state"] == "failed" and body["progress"] is None
     assert body["error"] == "training failed: the NLU pipeline ran out of memory"
     assert body["finished_at"] and body["fingerprint"] is None
-    status, job = await admin.call("GET", f"/jobs/{first['job']['id']}", role="designer")
+    job = await job_ended(admin, first["job"]["id"])
     assert job["status"] == "failed" and job["error"] == body["error"]
     status, answer = await activate(admin, first["id"])
     assert status == 409 and answer["state"] == "failed"
@@ -323,7 +336,7 @@ async def test_a_version_whose_testing_fails_is_ready_with_the_reason(
     assert body["state"] == "ready" and body["error"] is None, body
     assert body["evaluation"] == {"error": "evaluation failed: the held-out model did not "
                                            "train"}
-    status, job = await admin.call("GET", f"/jobs/{first['job']['id']}", role="designer")
+    job = await job_ended(admin, first["job"]["id"])
     assert job["status"] == "done" and job["result"]["evaluated"] is False
     assert (await activate(admin, first["id"]))[0] == 200  # it may be used all the same
     # a workshop without the compared version's model file: ready, and says why
