@@ -186,6 +186,27 @@ async def test_least_recently_used_models_are_unloaded_past_the_budget_and_reloa
     assert json.dumps(described)
 
 
+async def test_at_start_models_load_while_they_fit_the_budget_the_rest_on_demand(
+        registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five shops have their own model, the budget holds two: the runtime loads two at start
+    (loading the others would only unload those), and a later shop's first turn loads its."""
+    factory = FakeFactory()
+    shops = [f"shop-{n}" for n in range(5)]
+    for n, shop in enumerate(shops):
+        write_model(registry, shop, str(n + 1) * 32)
+        registry.set_active(shop, str(n + 1) * 32)
+    sizes = iter(range(0, 10_000, 10))  # every load costs 10 MB
+    monkeypatch.setattr(runtime, "rss_mb", lambda: float(next(sizes)))
+    router = await router_for(registry, budget_mb=25, factory=factory)
+    await eventually(lambda: router._preloading is not None and router._preloading.done())
+    assert len(factory.loads) == 2 and len(router.resident) == 2
+    later = next(shop for shop in shops if f"{shop}-" not in " ".join(factory.loads))
+    number = shops.index(later) + 1
+    assert await say(router, f"{later}:web:v") == (f"{later}-{number} answers", str(number) * 32)
+    assert len(factory.loads) == 3 and router.used_mb() <= 25
+    await router.stop()
+
+
 async def test_many_turns_waiting_for_one_model_load_it_once(registry: Registry) -> None:
     factory = FakeFactory()
     write_model(registry, "shop-a", V1)
