@@ -5,7 +5,6 @@ waiting leaks nothing."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -78,7 +77,7 @@ async def test_a_turn_that_stops_waiting_leaks_no_slot() -> None:
 async def test_another_shops_turn_is_not_queued_behind_a_flood(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the Rasa client: 40 slow turns (0.3 s each) of one shop fill its share; the
-    other shop's turn starts at once instead of after the flood's queue (~1.5 s)."""
+    other shop's turn is answered while most of the flood still waits."""
     monkeypatch.setattr(connectors.rasa_client, "MAX_TURNS_IN_FLIGHT", 8)
     monkeypatch.setattr(connectors.rasa_client, "PER_SHOP", 6)
     with RasaFake() as fake:
@@ -89,13 +88,10 @@ async def test_another_shops_turn_is_not_queued_behind_a_flood(
                      for i in range(40)]
             await asyncio.sleep(0.05)
             assert rasa.slots.waiting("shop-a") == 34
-            started = time.perf_counter()
             answer = await rasa.turn("shop-b:rest:1", "slow", {"tenant_id": "shop-b"})
-            waited = time.perf_counter() - started
             still_queued = rasa.slots.waiting("shop-a")
             await asyncio.gather(*flood)
         finally:
             await rasa.aclose()
     assert answer.messages[0]["text"] == "echo: slow"
     assert still_queued > 20  # b was answered while most of the flood still waited
-    assert waited < 1.0
