@@ -421,18 +421,22 @@ def _sqlite_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _bounds(dialect: str, period: Period) -> dict[str, Any]:
-    start, end = period.bounds()
+ANY_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
+
+
+def _bounds(dialect: str, period: Period | None) -> dict[str, Any]:
+    """The SQL parameters `start` and `end` of `period` (None: any time)."""
+    start, end = period.bounds() if period is not None else ANY_TIME
     if dialect == "sqlite":
         # SQLite stores these as "YYYY-MM-DD HH:MM:SS.ffffff" text in UTC; compare as text.
         return {"start": _sqlite_time(start), "end": _sqlite_time(end)}
     return {"start": start, "end": end}
 
 
-async def unanswered_turns(sessions: async_sessionmaker, tenant_id: str, period: Period,
+async def unanswered_turns(sessions: async_sessionmaker, tenant_id: str, period: Period | None,
                            cap: int) -> list[tuple[str, str | None]]:
-    """The latest `cap` visitor messages of the period the bot could not handle (see
-    _UNANSWERED_SQL), each with the intent NLU gave it (None when not stored)."""
+    """The latest `cap` visitor messages of the period (None: of any time) the bot could not
+    handle (see _UNANSWERED_SQL), each with the intent NLU gave it (None when not stored)."""
     async with sessions() as session:
         params = {"tenant": tenant_id, "cap": cap, **_bounds(session.bind.dialect.name, period)}
         rows = (await session.execute(text(_UNANSWERED_SQL), params)).all()

@@ -8,9 +8,10 @@ the grouping runs longer than GAPS_WAIT the answer is `ready` false with no item
 `POST /gaps/{id}/accept` adds the designer's examples (edited or not) under the chosen intent,
 existing or new, to the NLU draft `nlu/<draft>`, and a new intent to `domain/<draft>`, in one
 transaction, appending to the designer's text. The id is looked up in the shop's grouped
-periods still held (the ones `GET /gaps` answered from); one no longer held, or another
-shop's, is a 404. Needs the plan's own models (402), answers our checks' problems in the
-touched drafts as PUT /training does, and is audited without the examples' text.
+periods this process holds (the ones `GET /gaps` answered from), then in the shop's latest
+unanswered messages (`_known_gap`); another shop's id, or one of no such message, is a 404.
+Needs the plan's own models (402), answers our checks' problems in the touched drafts as
+PUT /training does, and is audited without the examples' text.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from sqlalchemy.exc import IntegrityError
 
-from admin_api import topics
+from admin_api import analytics, topics
 from admin_api.api import API, Call, Model, PageQuery
 from admin_api.audit import record
 from admin_api.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 GAPS_WAIT = 5.0  # seconds GET /gaps waits for the grouping before answering ready false
 MAX_ACCEPTED = 200  # examples in one accept
 MAX_EXAMPLE = 300  # characters of one example
+ACCEPT_SCAN = 20_000  # the shop's latest unanswered messages searched for an id not held here
 
 
 class GapsQuery(RangeQuery, PageQuery):
@@ -140,12 +142,19 @@ class GapPath(Model):
     id: str = Field(max_length=64, description="a gap's id as GET /gaps lists it")
 
 
-def _known_gap(call: Call[Any, Any], ident: str) -> str | None:
-    """The question of the shop's gap `ident` in the grouped periods still held, if any."""
+async def _known_gap(call: Call[Any, Any], ident: str) -> str | None:
+    """The question of the shop's gap `ident`: from the grouped periods this process still
+    holds, else from the shop's latest ACCEPT_SCAN unanswered messages (a gap's question is
+    one of them, and its id a hash of it: so an id listed by another admin process, or
+    before this one restarted or let the grouping go, is known too)."""
     for entry in topics.cached(call):
         for topic in entry.found:
             if gaps.gap_id(call.shop, topic.question) == ident:
                 return topic.question
+    for said, _ in await analytics.unanswered_turns(call.ctx.sessions, call.shop, None,
+                                                     ACCEPT_SCAN):
+        if gaps.gap_id(call.shop, said) == ident:
+            return said
     return None
 
 
@@ -162,7 +171,7 @@ async def accept_gap(call: Call[AcceptIn, None]) -> AcceptOut:
     except gaps.BadIntent as exc:
         raise Unprocessable(str(exc)) from None
     await require_own_models(call)
-    if _known_gap(call, ident) is None:
+    if await _known_gap(call, ident) is None:
         raise NotFound("no such gap among the shop's current ones; GET /api/v1/gaps lists them")
     outcome: list[gaps.Accepted] = []
 

@@ -200,6 +200,22 @@ async def test_accepting_appends_to_the_designers_drafts_and_keeps_their_comment
 
 
 @pytest.mark.usefixtures("encoder_ready")
+async def test_a_gap_listed_by_another_admin_process_is_accepted(admin: Admin) -> None:
+    """Behind a load balancer (or after a restart) the process asked to accept holds no
+    grouping: the id is found among the shop's unanswered messages, and only the shop's."""
+    await seed(admin)
+    wrapping = (await listed(admin))["items"][0]
+    theirs = (await listed(admin, shop=admin.other))["items"][0]["id"]
+    getattr(admin.app.ctx, topics._CACHE).clear()  # another process: nothing grouped
+    status, body = await accept(admin, wrapping["id"], intent="ask_gift_wrapping",
+                                examples=["do you gift wrap orders"])
+    assert status == 200 and body["added"] == ["do you gift wrap orders"], body
+    good = {"intent": "ask_gift_wrapping", "examples": ["gift wrap please"]}
+    assert (await accept(admin, theirs, **good))[0] == 404
+    assert (await accept(admin, "0123456789abcdef", **good))[0] == 404
+
+
+@pytest.mark.usefixtures("encoder_ready")
 async def test_wrong_shop_unknown_id_bad_intent_and_roles_are_refused(
         admin: Admin) -> None:
     await seed(admin)
