@@ -28,14 +28,14 @@ events read).
 `GET /webhooks/switchboard/models` (same bearer JWT as Rasa's HTTP API) says which model
 answers which shop, which are loaded and the memory they take (`ShopRouter.describe`).
 
-At most BOT_TURN_SLOTS turns run inside Rasa at once; the others wait in the order they came,
-and a turn kept waiting by the action server gives its slot up meanwhile (bot/turn_gate.py
-says why and how). Measured with `.venv/bin/python bench/stock_flow.py --rounds 2`
-(embedded, 20 conversations at a time): our p95 466 / 501 ms with the default 3 slots, 712 /
-577 ms with BOT_TURN_SLOTS=64 (no limit in practice; the stack takes the variable from the
-environment), at the same throughput (48-55 turns/s) and ratio to the stock bot (3.45-3.57x).
-Our stack alone with the settings alternated in one run: p95 / p50 1.24-1.40 with 3 slots,
-1.28 with 2, 1.62-1.89 with 64.
+At most BOT_TURN_SLOTS turns run inside Rasa at once; the others wait, each shop's in the order
+they came and the shops taking turns, and a turn kept waiting by the action server gives its
+slot up meanwhile (bot/turn_gate.py says why and how). Measured with `.venv/bin/python
+bench/stock_flow.py --rounds 2` (embedded, 20 conversations at a time): our p95 466 / 501 ms
+with the default 3 slots, 712 / 577 ms with BOT_TURN_SLOTS=64 (no limit in practice; the stack
+takes the variable from the environment), at the same throughput (48-55 turns/s) and ratio to
+the stock bot (3.45-3.57x). Our stack alone with the settings alternated in one run: p95 / p50
+1.24-1.40 with 3 slots, 1.28 with 2, 1.62-1.89 with 64.
 
 `turn` is null when Rasa failed before saving the tracker (its messages so far still come
 back, as the REST channel does). The plain `rest` channel stays enabled in credentials.yml
@@ -62,7 +62,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.runtime import ShopRouter, served_by
+from bot.runtime import ShopRouter, served_by, shop_of
 from bot.turn_gate import TurnGate, waiting_on
 from core.rasa_http import valid_bearer
 from core.settings import BotSettings
@@ -106,7 +106,7 @@ def install() -> None:
         record = _current.get()
         if record is None or record.sender_id != message.sender_id:
             return await process(self, message)
-        async with record.gate.turn():
+        async with record.gate.turn(shop_of(message.sender_id) or ""):
             return await process(self, message)
 
     @functools.wraps(call)

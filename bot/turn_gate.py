@@ -3,10 +3,15 @@
 Rasa's event loop interleaves every turn it has been handed at each await (an action call, the
 tracker store). Under load that shares the process's one core among all of them: a turn's time
 grows with its own work times the number beside it, and the slowest kind of turn sets the tail.
-`TurnGate` lets `slots` turns run; the others wait in the order they came and then run nearly
-alone. A running turn keeps its slot while it waits on another service (the action server, the
-NLG endpoint: milliseconds): giving it up for every such call lets as many new turns in, and
-the interleaving is back (measured: p95 / p50 as without a gate). A call still unanswered after
+`TurnGate` lets `slots` turns run; the others wait and then run nearly alone. Waiting turns
+queue per shop (the `queue` a turn names) and the shops take turns at the free slots: a shop's
+own turns get in in the order they came, and a burst of one shop (the gateway lets up to 24 of
+a shop's turns in flight, connectors/fairness.py) makes another shop's next turn wait for one
+of its turns, not for all of them.
+
+A running turn keeps its slot while it waits on another service (the action server, the NLG
+endpoint: milliseconds): giving it up for every such call lets as many new turns in, and the
+interleaving is back (measured: p95 / p50 as without a gate). A call still unanswered after
 `patience` (0.1 s; a shop's API being slow behind the action server) gives the slot up until it
 answers, so a slow shop holds up no other visitor; the turn then gets back in ahead of the turns
 that have not started.
@@ -22,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -62,7 +67,8 @@ class TurnGate:
         self.patience = patience
         self.waited = waited
         self._free = slots
-        self._new: deque[asyncio.Future[None]] = deque()  # turns not started, oldest first
+        # Turns not started, oldest first, per queue; the queue that has the next slot first.
+        self._new: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self._back: deque[asyncio.Future[None]] = deque()  # started turns coming back in
 
     @property
@@ -71,14 +77,18 @@ class TurnGate:
 
     @property
     def waiting(self) -> int:
-        return len(self._new) + len(self._back)
+        return sum(map(len, self._new.values())) + len(self._back)
 
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[Turn]:
-        """A turn from its start to its end: waits behind every turn already waiting."""
+    async def turn(self, queue: str = "") -> AsyncIterator[Turn]:
+        """A turn from its start to its end: waits behind the turns already waiting in its
+        `queue` (its shop), taking turns with the other queues."""
         turn = Turn(self)
         arrived = time.monotonic()
-        await self._enter(self._new)
+        waiting = self._new.get(queue)
+        if waiting is None:
+            waiting = self._new[queue] = deque()
+        await self._enter(waiting)
         if self.waited is not None:
             self.waited(time.monotonic() - arrived)
         turn.inside = True
@@ -108,10 +118,20 @@ class TurnGate:
         self._hand_out()
 
     def _hand_out(self) -> None:
-        """Free slots to the waiters: turns coming back in first, then new ones, oldest first
-        (tickets of waiters cancelled meanwhile are dropped)."""
+        """Free slots to the waiters: turns coming back in first, oldest first, then new ones,
+        the oldest of the next queue in turn (tickets of waiters cancelled meanwhile are
+        dropped, and so are queues left empty)."""
         while self._free and (self._back or self._new):
-            ticket = (self._back or self._new).popleft()
+            if self._back:
+                ticket = self._back.popleft()
+            else:
+                queue, waiting = next(iter(self._new.items()))
+                del self._new[queue]
+                if not waiting:  # its only waiter was cancelled
+                    continue
+                ticket = waiting.popleft()
+                if waiting:
+                    self._new[queue] = waiting  # last in line for the next slot
             if not ticket.done():
                 self._free -= 1
                 ticket.set_result(None)

@@ -210,7 +210,7 @@ async def test_a_gap_listed_by_another_admin_process_is_accepted(admin: Admin) -
     status, body = await accept(admin, wrapping["id"], intent="ask_gift_wrapping",
                                 examples=["do you gift wrap orders"])
     assert status == 200 and body["added"] == ["do you gift wrap orders"], body
-    good = {"intent": "ask_gift_wrapping", "examples": ["gift wrap please"]}
+    good: dict[str, Any] = {"intent": "ask_gift_wrapping", "examples": ["gift wrap please"]}
     assert (await accept(admin, theirs, **good))[0] == 404
     assert (await accept(admin, "0123456789abcdef", **good))[0] == 404
 

@@ -41,6 +41,54 @@ async def test_turns_past_the_slots_start_in_arrival_order() -> None:
     assert gate.running == 0 and gate.waiting == 0
 
 
+async def test_shops_take_turns_so_a_burst_of_one_holds_up_another_by_one_turn() -> None:
+    """Shop a's ten turns are waiting when shop b's two come: b's get in after one more of
+    a's each, not after all ten; each shop's own turns keep their order."""
+    gate = TurnGate(1)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def turn(name: str) -> None:
+        async with gate.turn(name[0]):
+            started.append(name)
+            await release.wait()
+            release.clear()
+
+    tasks = [asyncio.create_task(turn(f"a{n}")) for n in range(10)]
+    await settle()
+    tasks += [asyncio.create_task(turn(f"b{n}")) for n in range(2)]
+    await settle()
+    assert started == ["a0"] and gate.waiting == 11
+    while not all(task.done() for task in tasks):  # one turn ends at a time
+        release.set()
+        await settle()
+    assert started[:5] == ["a0", "a1", "b0", "a2", "b1"]
+    assert [n for n in started if n[0] == "a"] == [f"a{n}" for n in range(10)]
+    assert gate.running == 0 and gate.waiting == 0
+
+
+async def test_a_shops_only_waiter_cancelled_leaves_the_others_their_turns() -> None:
+    gate = TurnGate(1)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def turn(name: str) -> None:
+        async with gate.turn(name[0]):
+            started.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(turn("a0"))
+    await settle()
+    lone, later = asyncio.create_task(turn("b0")), asyncio.create_task(turn("c0"))
+    await settle()
+    lone.cancel()
+    await settle()
+    release.set()
+    await asyncio.gather(first, later)
+    assert lone.cancelled() and started == ["a0", "c0"]
+    assert gate.running == 0 and gate.waiting == 0
+
+
 async def test_each_turn_says_how_long_it_waited_to_start() -> None:
     waits: list[float] = []
     gate = TurnGate(1, waited=waits.append)
