@@ -139,18 +139,49 @@ class DomainTexts:
         return self.slots | ARGUMENTS.get(name, frozenset())
 
 
+def _collect(documents: Iterable[Mapping[str, Any]], responses: dict[str, tuple[Variant, ...]],
+             slots: set[str]) -> None:
+    for document in documents:
+        for name, variants in (document.get("responses") or {}).items():
+            if isinstance(name, str) and name.startswith("utter_") \
+                    and isinstance(variants, list | None):
+                responses[name] = tuple(v for v in variants or () if isinstance(v, dict))
+        found = document.get("slots") or {}
+        slots.update(name for name in found if isinstance(name, str))
+
+
 def read_domain(directory: Path) -> DomainTexts:
     responses: dict[str, tuple[Variant, ...]] = {}
     slots: set[str] = set()
-    for path in sorted(directory.glob("*.yml")):
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader) or {}
-        for name, variants in (document.get("responses") or {}).items():
-            if name.startswith("utter_"):
-                responses[name] = tuple(variants or ())
-        slots.update((document.get("slots") or {}).keys())
+    _collect((yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader) or {}
+              for path in sorted(directory.glob("*.yml"))), responses, slots)
     # Rasa's own slot every domain has (rasa/shared/core/constants.py REQUESTED_SLOT).
     slots.add("requested_slot")
     return DomainTexts(responses=dict(sorted(responses.items())), slots=frozenset(slots))
+
+
+def with_shop_domain(base: DomainTexts, texts: Iterable[str]) -> DomainTexts:
+    """`base` with the responses and slots a shop's own domain files add (their YAML texts, in
+    order: a later file's response wins). The base's own responses stay the base's (a draft
+    may not redefine them: admin_api/training/checks); a file that does not parse adds
+    nothing (the drafts' validation reports it)."""
+    documents = []
+    for text in texts:
+        try:
+            document = yaml.load(text, Loader=yaml.CSafeLoader)
+        except yaml.YAMLError:
+            continue
+        if isinstance(document, dict):
+            documents.append(document)
+    responses: dict[str, tuple[Variant, ...]] = {}
+    slots: set[str] = set(base.slots)
+    _collect(documents, responses, slots)
+    added = {name: variants for name, variants in responses.items()
+             if name not in base.responses}
+    if not added and slots == base.slots:
+        return base
+    return DomainTexts(responses=dict(sorted({**base.responses, **added}.items())),
+                      slots=frozenset(slots))
 
 
 @lru_cache(maxsize=4)

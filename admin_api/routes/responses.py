@@ -1,5 +1,11 @@
 """The shop's texts: every `utter_*` response with its default and the shop's override.
 
+Every response means the base domain's and the ones the shop's own training data adds (issue
+15): those of its domain drafts and of its active model's domain, whose text is the default
+(`_domain`). An override of a shop's own response is said like any other: the NLG endpoint
+serves a shop's override by name, and without one it answers 404 and the shop's model says
+its own domain's text (bot/nlg.py).
+
 A change is live for the next message without retraining: Rasa asks our NLG endpoint
 (admin_api/nlg.py) for each response, which reads the same overrides through the cache this
 module clears on every write. A template that would not render (an unknown `{placeholder}`,
@@ -17,7 +23,10 @@ from admin_api.audit import record
 from admin_api.errors import NotFound, Unprocessable
 from admin_api.nlg import texts_cache
 from admin_api.principal import DESIGNERS
+from admin_api.training.drafts import read_contents
+from admin_api.training.models import get_active, get_version
 from tenants.texts import (
+    DomainTexts,
     TemplateError,
     UnknownResponse,
     domain_texts,
@@ -28,6 +37,7 @@ from tenants.texts import (
     remove_override,
     store_override,
     validate,
+    with_shop_domain,
 )
 
 Channel = Literal["web", "rest", "sms", "whatsapp", "email"]
@@ -76,9 +86,23 @@ def _out(variants: list[dict[str, Any]]) -> list[VariantOut]:
                        buttons=list(v.get("buttons") or [])) for v in variants]
 
 
+async def _domain(call: Call[Any, Any]) -> DomainTexts:
+    """The base domain with the responses and slots the shop's domain drafts add, then its
+    active model's (those win: they are what the bot says)."""
+    files = [content for kind, _, content in await read_contents(call.ctx.sessions, call.shop)
+             if kind == "domain"]
+    active = await get_active(call.ctx.sessions, call.shop)
+    version = active.version_id and await get_version(call.ctx.sessions, call.shop,
+                                                      active.version_id)
+    if version:
+        files += [text for name, text in sorted(version.files.items())
+                  if name.startswith("domain/")]
+    return with_shop_domain(domain_texts(), files)
+
+
 def _response(name: str, override: list[dict[str, Any]] | None,
-              setting_defaults: dict[str, list[dict[str, Any]]]) -> ResponseOut:
-    domain = domain_texts()
+              setting_defaults: dict[str, list[dict[str, Any]]],
+              domain: DomainTexts) -> ResponseOut:
     default = setting_defaults.get(name) or domain.defaults(name)
     return ResponseOut(name=name, default=_out(default),
                        override=_out(override) if override is not None else None,
@@ -86,8 +110,8 @@ def _response(name: str, override: list[dict[str, Any]] | None,
                        placeholders=sorted(domain.allowed_placeholders(name)))
 
 
-def _known(name: str) -> None:
-    if name not in domain_texts().responses:
+def _known(name: str, domain: DomainTexts) -> None:
+    if name not in domain.responses:
         raise NotFound(f"no response named {name!r}; GET /responses lists them")
 
 
@@ -96,10 +120,11 @@ def _known(name: str) -> None:
 async def list_responses(call: Call[None, ResponseQuery]) -> Page[ResponseOut]:
     overrides = await read_overrides(call.ctx.sessions, call.shop)
     setting_defaults = await read_setting_defaults(call.ctx.sessions, call.shop)
-    names = [n for n in domain_texts().responses
+    domain = await _domain(call)
+    names = [n for n in domain.responses
              if call.query.overridden is None or (n in overrides) == call.query.overridden]
     chosen = names[call.query.offset:call.query.offset + call.query.page_size]
-    return Page[ResponseOut](items=[_response(n, overrides.get(n), setting_defaults)
+    return Page[ResponseOut](items=[_response(n, overrides.get(n), setting_defaults, domain)
                                     for n in chosen],
                              total=len(names), page=call.query.page,
                              page_size=call.query.page_size)
@@ -108,20 +133,20 @@ async def list_responses(call: Call[None, ResponseQuery]) -> Page[ResponseOut]:
 @API.route("GET", "/responses/{name}", roles=DESIGNERS, response=ResponseOut,
            summary="Read one response with the shop's text")
 async def get_response(call: Call[None, None]) -> ResponseOut:
-    name = call.path["name"]
-    _known(name)
+    name, domain = call.path["name"], await _domain(call)
+    _known(name, domain)
     return _response(name, await read_override(call.ctx.sessions, call.shop, name),
-                     await read_setting_defaults(call.ctx.sessions, call.shop))
+                     await read_setting_defaults(call.ctx.sessions, call.shop), domain)
 
 
 @API.route("PUT", "/responses/{name}", roles=DESIGNERS, body=NewVariants, response=ResponseOut,
            summary="Set the shop's text of a response", errors=(422,))
 async def put_response(call: Call[NewVariants, None]) -> ResponseOut:
-    name = call.path["name"]
-    _known(name)
+    name, domain = call.path["name"], await _domain(call)
+    _known(name, domain)
     variants = normalise(v.model_dump() for v in call.body.variants)
     try:
-        validate(name, variants, domain_texts())
+        validate(name, variants, domain)
     except UnknownResponse:  # pragma: no cover (checked above)
         raise NotFound(f"no response named {name!r}") from None
     except TemplateError as exc:
@@ -131,18 +156,20 @@ async def put_response(call: Call[NewVariants, None]) -> ResponseOut:
     texts_cache(call.ctx).forget(call.shop)
     await record(call, "response.update", target=name,
                  before={"variants": before}, after={"variants": variants})
-    return _response(name, variants, await read_setting_defaults(call.ctx.sessions, call.shop))
+    return _response(name, variants, await read_setting_defaults(call.ctx.sessions, call.shop),
+                     domain)
 
 
 @API.route("DELETE", "/responses/{name}", roles=DESIGNERS, response=ResponseOut,
            summary="Restore the default text of a response")
 async def delete_response(call: Call[None, None]) -> ResponseOut:
-    name = call.path["name"]
-    _known(name)
+    name, domain = call.path["name"], await _domain(call)
+    _known(name, domain)
     before = await remove_override(call.ctx.sessions, call.shop, name)
     texts_cache(call.ctx).forget(call.shop)
     if before is not None:
         await record(call, "response.reset", target=name, before={"variants": before},
                      after=None)
-    return _response(name, None, await read_setting_defaults(call.ctx.sessions, call.shop))
+    return _response(name, None, await read_setting_defaults(call.ctx.sessions, call.shop),
+                     domain)
 

@@ -7,12 +7,14 @@ templates are refused; agents may not change texts.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from admin_api.tables import AuditRow
+from admin_api.training.models import ModelVersionRow, set_active
 from tenants.texts import OverrideCache, domain_texts
 from tests.admin_api.conftest import Admin
 
@@ -198,3 +200,68 @@ async def test_without_a_token_a_caller_from_elsewhere_is_refused(admin: Admin) 
     loopback caller without a token is answered: tests/integration/test_nlg.py)."""
     status, body = await say(admin, "utter_greet", token=None)
     assert status == 401 and "token" in body["detail"]
+
+
+BIKES_DOMAIN = """version: "3.1"
+intents:
+  - ask_frame_size
+slots:
+  rider_height:
+    type: text
+    mappings:
+      - type: from_text
+responses:
+  utter_frame_size:
+    - text: "Our size guide: 170-180 cm rides a medium frame."
+"""
+
+
+async def test_a_shops_own_responses_are_listed_and_changed_like_the_base_ones(
+        admin: Admin) -> None:
+    """A response the shop's own domain adds (issue 15) is one of its texts: listed with its
+    draft's text as the default, changed without retraining (its slots are placeholders),
+    said by the NLG endpoint; its active model's domain text is the default once it has one.
+    Another shop has no such response."""
+    _, stored = await admin.client.put(
+        "/api/v1/training/domain/bikes", content=BIKES_DOMAIN,
+        headers={**admin.demo.auth("designer"), "Content-Type": "application/x-yaml"})
+    assert stored.status in (200, 201), stored.body
+    status, own = await admin.call("GET", "/responses/utter_frame_size", role="designer")
+    assert status == 200 and own["override"] is None
+    assert own["default"][0]["text"].startswith("Our size guide")
+    assert "rider_height" in own["placeholders"]
+    _, page = await admin.call("GET", "/responses?page_size=200", role="designer")
+    assert "utter_frame_size" in [r["name"] for r in page["items"]]
+    assert page["total"] == len(domain_texts().responses) + 1
+    # Without an override the NLG endpoint has none: the shop's model says its domain's text.
+    assert (await say(admin, "utter_frame_size"))[0] == 404
+
+    changed = {"variants": [{"text": "At {rider_height} you ride a medium frame."}]}
+    status, body = await admin.call("PUT", "/responses/utter_frame_size", role="designer",
+                                    json=changed)
+    assert status == 200 and body["effective"][0]["text"] == changed["variants"][0]["text"]
+    status, message = await say(admin, "utter_frame_size", slots={"rider_height": "175 cm"})
+    assert status == 200 and message == {"text": "At 175 cm you ride a medium frame."}
+    status, body = await admin.call("PUT", "/responses/utter_frame_size", role="designer",
+                                    json={"variants": [{"text": "At {rider_size} ..."}]})
+    assert status == 422 and "rider_size" in body["detail"]
+
+    # Trained and activated: the active model's domain text is the default.
+    async with admin.sessions() as session:
+        session.add(ModelVersionRow(
+            id=uuid.uuid4().hex, tenant_id=admin.demo.id, state="ready",
+            files={"domain/bikes.yml": BIKES_DOMAIN.replace("Our size guide", "The guide")},
+            snapshot_sha256="0" * 64))
+        await session.flush()
+        version = (await session.scalars(select(ModelVersionRow.id).where(
+            ModelVersionRow.tenant_id == admin.demo.id))).one()
+        await set_active(session, admin.demo.id, version, "test")
+        await session.commit()
+    status, body = await admin.call("DELETE", "/responses/utter_frame_size", role="designer")
+    assert status == 200 and body["default"][0]["text"].startswith("The guide"), body
+
+    for method in ("GET", "DELETE"):
+        status, body = await admin.call(method, "/responses/utter_frame_size",
+                                        shop=admin.other)
+        assert status == 404 and body["detail"]
+    assert (await say(admin, "utter_frame_size", shop_id=admin.other.id))[0] == 404

@@ -256,7 +256,8 @@ def test_the_new_intent_answers_on_rest_and_in_the_widget(stack: Stack,
 
 def test_text_changes_reach_a_shop_on_its_own_model_without_retraining(
         stack: Stack, designer: httpx.Client, trained: dict[str, Any]) -> None:
-    """The shop's model says its responses through the NLG endpoint like the base does."""
+    """The shop's model says its responses through the NLG endpoint like the base does: the
+    base's responses and its own (utter_frame_size, from its domain draft)."""
     changed = designer.put("/responses/utter_ask_order_number", json={
         "variants": [{"text": "Which order number is it, rider?"}]})
     assert changed.status_code == 200, changed.text
@@ -265,6 +266,14 @@ def test_text_changes_reach_a_shop_on_its_own_model_without_retraining(
         assert "rider" in Visitor(stack).say("where is my order?")
     finally:
         assert designer.delete("/responses/utter_ask_order_number").status_code == 200
+    own = designer.put("/responses/utter_frame_size", json={
+        "variants": [{"text": "Frame sizes, rider edition: ask in the Hamburg store."}]})
+    assert own.status_code == 200, own.text
+    try:
+        assert "rider edition" in Visitor(stack).say(QUESTION)
+    finally:
+        assert designer.delete("/responses/utter_frame_size").status_code == 200
+    assert ANSWER in Visitor(stack).say(QUESTION)  # its domain's text again
 
 
 def test_another_shops_bot_is_unchanged(stack: Stack, shop_b: tuple[str, Visitor],
