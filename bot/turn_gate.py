@@ -86,7 +86,8 @@ class TurnGate:
         turn = Turn(self)
         arrived = time.monotonic()
         waiting = self._new.get(queue)
-        if waiting is None:
+        if not waiting:  # none, or left empty by a cancelled waiter: last in line
+            self._new.pop(queue, None)
             waiting = self._new[queue] = deque()
         await self._enter(waiting)
         if self.waited is not None:

@@ -83,9 +83,11 @@ async def test_a_shops_only_waiter_cancelled_leaves_the_others_their_turns() -> 
     await settle()
     lone.cancel()
     await settle()
+    again = asyncio.create_task(turn("b1"))  # b's place in line went with its only waiter
+    await settle()
     release.set()
-    await asyncio.gather(first, later)
-    assert lone.cancelled() and started == ["a0", "c0"]
+    await asyncio.gather(first, later, again)
+    assert lone.cancelled() and started == ["a0", "c0", "b1"]
     assert gate.running == 0 and gate.waiting == 0
 
 
