@@ -41,54 +41,58 @@ async def test_turns_past_the_slots_start_in_arrival_order() -> None:
     assert gate.running == 0 and gate.waiting == 0
 
 
+class ShopTurns:
+    """Turns named "<shop><n>" in `gate`: each notes its start, then runs until `finish`
+    lets the running ones end, one at a time."""
+
+    def __init__(self, gate: TurnGate) -> None:
+        self.gate = gate
+        self.started: list[str] = []
+        self.release = asyncio.Event()
+
+    def start(self, name: str) -> asyncio.Task[None]:
+        async def turn() -> None:
+            async with self.gate.turn(name[0]):
+                self.started.append(name)
+                await self.release.wait()
+                self.release.clear()
+
+        return asyncio.create_task(turn())
+
+    async def finish(self, tasks: list[asyncio.Task[None]]) -> None:
+        while not all(task.done() for task in tasks):
+            self.release.set()
+            await settle()
+
+
 async def test_shops_take_turns_so_a_burst_of_one_holds_up_another_by_one_turn() -> None:
     """Shop a's ten turns are waiting when shop b's two come: b's get in after one more of
     a's each, not after all ten; each shop's own turns keep their order."""
-    gate = TurnGate(1)
-    started: list[str] = []
-    release = asyncio.Event()
-
-    async def turn(name: str) -> None:
-        async with gate.turn(name[0]):
-            started.append(name)
-            await release.wait()
-            release.clear()
-
-    tasks = [asyncio.create_task(turn(f"a{n}")) for n in range(10)]
+    shops = ShopTurns(TurnGate(1))
+    tasks = [shops.start(f"a{n}") for n in range(10)]
     await settle()
-    tasks += [asyncio.create_task(turn(f"b{n}")) for n in range(2)]
+    tasks += [shops.start(f"b{n}") for n in range(2)]
     await settle()
-    assert started == ["a0"] and gate.waiting == 11
-    while not all(task.done() for task in tasks):  # one turn ends at a time
-        release.set()
-        await settle()
-    assert started[:5] == ["a0", "a1", "b0", "a2", "b1"]
-    assert [n for n in started if n[0] == "a"] == [f"a{n}" for n in range(10)]
-    assert gate.running == 0 and gate.waiting == 0
+    assert shops.started == ["a0"] and shops.gate.waiting == 11
+    await shops.finish(tasks)
+    assert shops.started[:5] == ["a0", "a1", "b0", "a2", "b1"]
+    assert [n for n in shops.started if n[0] == "a"] == [f"a{n}" for n in range(10)]
+    assert shops.gate.running == 0 and shops.gate.waiting == 0
 
 
 async def test_a_shops_only_waiter_cancelled_leaves_the_others_their_turns() -> None:
-    gate = TurnGate(1)
-    started: list[str] = []
-    release = asyncio.Event()
-
-    async def turn(name: str) -> None:
-        async with gate.turn(name[0]):
-            started.append(name)
-            await release.wait()
-
-    first = asyncio.create_task(turn("a0"))
+    shops = ShopTurns(TurnGate(1))
+    first = shops.start("a0")
     await settle()
-    lone, later = asyncio.create_task(turn("b0")), asyncio.create_task(turn("c0"))
+    lone, later = shops.start("b0"), shops.start("c0")
     await settle()
     lone.cancel()
     await settle()
-    again = asyncio.create_task(turn("b1"))  # b's place in line went with its only waiter
+    again = shops.start("b1")  # b's place in line went with its only waiter
     await settle()
-    release.set()
-    await asyncio.gather(first, later, again)
-    assert lone.cancelled() and started == ["a0", "c0", "b1"]
-    assert gate.running == 0 and gate.waiting == 0
+    await shops.finish([first, later, again])
+    assert lone.cancelled() and shops.started == ["a0", "c0", "b1"]
+    assert shops.gate.running == 0 and shops.gate.waiting == 0
 
 
 async def test_each_turn_says_how_long_it_waited_to_start() -> None:
