@@ -455,8 +455,8 @@ class BotSettings(ProcessSettings):
     bot_turn_slots: int = env_field(
         "BOT_TURN_SLOTS", integer(1, 64), default=3, used_by=("bot",),
         doc="turns of the switchboard channel inside Rasa at once per Rasa worker; the others "
-            "wait in arrival order (bot/channel.py): fewer interleaved turns, a shorter tail "
-            "of turn times under load")
+            "wait, each shop's in arrival order and the shops taking turns (bot/turn_gate.py): "
+            "fewer interleaved turns, a shorter tail of turn times under load")
     workshop_training_slots: int = env_field(
         "WORKSHOP_TRAINING_SLOTS", integer(1, 8), default=1, used_by=("workshop",),
         doc="shop models the workshop trains at once (one per shop at most); 1 on 2 cores: a "
