@@ -89,8 +89,8 @@ def _out(variants: list[dict[str, Any]]) -> list[VariantOut]:
 async def _domain(call: Call[Any, Any]) -> DomainTexts:
     """The base domain with the responses and slots the shop's domain drafts add, then its
     active model's (those win: they are what the bot says)."""
-    files = [content for kind, _, content in await read_contents(call.ctx.sessions, call.shop)
-             if kind == "domain"]
+    files = [content for _, _, content in await read_contents(call.ctx.sessions, call.shop,
+                                                                 "domain")]
     active = await get_active(call.ctx.sessions, call.shop)
     version = active.version_id and await get_version(call.ctx.sessions, call.shop,
                                                       active.version_id)

@@ -107,14 +107,17 @@ async def read_draft(sessions: async_sessionmaker, tenant_id: str, kind: str,
     return content
 
 
-async def read_contents(sessions: async_sessionmaker,
-                        tenant_id: str) -> list[tuple[str, str, str]]:
-    """Every draft of the shop as (kind, name, content), in a stable order."""
+async def read_contents(sessions: async_sessionmaker, tenant_id: str,
+                        kind: str | None = None) -> list[tuple[str, str, str]]:
+    """Every draft of the shop (of `kind` only, when given) as (kind, name, content), in a
+    stable order."""
+    query = select(TrainingDraftRow.kind, TrainingDraftRow.name, TrainingDraftRow.content) \
+        .where(TrainingDraftRow.tenant_id == tenant_id)
+    if kind is not None:
+        query = query.where(TrainingDraftRow.kind == kind)
     async with sessions() as session:
         rows = (await session.execute(
-            select(TrainingDraftRow.kind, TrainingDraftRow.name, TrainingDraftRow.content)
-            .where(TrainingDraftRow.tenant_id == tenant_id)
-            .order_by(TrainingDraftRow.kind, TrainingDraftRow.name))).all()
+            query.order_by(TrainingDraftRow.kind, TrainingDraftRow.name))).all()
     return [(kind, name, content) for kind, name, content in rows]
 
 
