@@ -5,7 +5,6 @@ questions the bot could not answer grouped into topics."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -106,24 +105,6 @@ def counts(conversations: int = 0, handed_off: int = 0, messages: int = 0, fallb
             "containment": round(1 - handed_off / conversations, 4) if conversations else None,
             "handoff_rate": round(handed_off / conversations, 4) if conversations else None,
             "fallback_rate": round(fallbacks / messages, 4) if messages else None}
-
-
-@pytest.fixture(scope="session")
-def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The ONNX query encoder exported once for the session (knowledge/query_encoder.py)."""
-    from knowledge.query_encoder import QueryEncoder
-
-    folder = tmp_path_factory.mktemp("models")
-    QueryEncoder(folder)
-    return next(folder.glob("minilm-l6-*.onnx"))
-
-
-@pytest.fixture
-def encoder_ready(admin: Admin, onnx_file: Path) -> None:
-    """The admin service finds the exported encoder where the actions process leaves it."""
-    models = admin.settings.models_dir
-    models.mkdir(parents=True, exist_ok=True)
-    os.symlink(onnx_file, models / onnx_file.name)
 
 
 async def test_an_owner_reads_the_figures_of_each_day_and_channel(

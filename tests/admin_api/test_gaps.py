@@ -21,14 +21,7 @@ from admin_api.training.appending import CannotAppend, add_examples, add_intent
 from admin_api.training.gaps import clean, new_intent_name
 from core.conversations import HandoffRow
 from tests.admin_api.conftest import Admin
-from tests.admin_api.test_analytics import (  # noqa: F401  (fixtures used by name)
-    D1,
-    RANGE,
-    Seeder,
-    at,
-    encoder_ready,
-    onnx_file,
-)
+from tests.admin_api.test_analytics import D1, RANGE, Seeder, at
 from tests.admin_api.test_training_drafts import billed, get_text, put  # noqa: F401
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("rasa_finds_nothing")]
