@@ -62,6 +62,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.featurizer import encoded_ahead
 from bot.runtime import ShopRouter, served_by, shop_of
 from bot.turn_gate import TurnGate, waiting_on
 from core.rasa_http import valid_bearer
@@ -106,7 +107,8 @@ def install() -> None:
         record = _current.get()
         if record is None or record.sender_id != message.sender_id:
             return await process(self, message)
-        async with record.gate.turn(shop_of(message.sender_id) or ""):
+        shop = shop_of(message.sender_id) or ""
+        async with encoded_ahead(message.text), record.gate.turn(shop):
             return await process(self, message)
 
     @functools.wraps(call)

@@ -8,15 +8,25 @@ tokenizer: the mean of its word pieces) are added too, for pipelines whose entit
 dense token features (DIET; a CRF with `text_dense_features`); ours reads the sentence vector.
 
 One encoder per process, shared by every model that names this component (shop models,
-issue 15). `scale` multiplies the vectors, for classifiers that cannot weigh them against the
+issue 15). A visitor's turn has its message encoded before it enters Rasa's processing
+(`encoded_ahead`, bot/channel.py): on a thread of its own, while Rasa's event loop goes on with
+other turns (ONNX Runtime releases the GIL), so the encoder's milliseconds no longer hold up
+the one loop that runs every turn; `process` then takes that encoding for the same text.
+
+`scale` multiplies the vectors, for classifiers that cannot weigh them against the
 sparse counts themselves (bot/classifier.py can: `dense_weight`). `model` names the encoder in
 the pipeline's configuration, so a different one would change the model's fingerprint.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -38,6 +48,10 @@ log = logging.getLogger(__name__)
 
 _encoders: dict[str, MiniLM] = {}
 _encoders_lock = threading.Lock()
+# One thread: a turn's encoder runs on one core (MiniLM's threads=1), the loop on the other.
+_ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="minilm")
+_ahead: contextvars.ContextVar[tuple[str, Encoded] | None] = contextvars.ContextVar(
+    "switchboard_encoded_ahead", default=None)
 
 
 def encoder(purpose: str = "turns") -> MiniLM:
@@ -46,6 +60,28 @@ def encoder(purpose: str = "turns") -> MiniLM:
         if purpose not in _encoders:
             _encoders[purpose] = MiniLM(threads=0 if purpose == "training" else 1)
         return _encoders[purpose]
+
+
+@asynccontextmanager
+async def encoded_ahead(text: str | None) -> AsyncIterator[None]:
+    """`text` encoded off the event loop; inside the block `process` uses that encoding for a
+    message with exactly this text (a payload such as "/greet" skips the NLU: not encoded).
+    Should the encoding fail, the block runs anyway and `process` encodes as before."""
+    encoded = None
+    if text and not text.startswith("/"):
+        try:
+            (encoded,) = await asyncio.get_running_loop().run_in_executor(
+                _ahead_pool, lambda: encoder().encode([text]))
+        except Exception:
+            log.exception("MiniLM: encoding ahead of the turn failed; the turn encodes it")
+    if encoded is None:
+        yield
+        return
+    token = _ahead.set((str(text), encoded))
+    try:
+        yield
+    finally:
+        _ahead.reset(token)
 
 
 def token_vectors(encoded: Encoded, spans: list[tuple[int, int]]) -> np.ndarray:
@@ -89,14 +125,18 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
         return training_data
 
     def process(self, messages: list[Message]) -> list[Message]:
-        self._featurize(messages, encoder())
+        self._featurize(messages, encoder(), _ahead.get())
         return messages
 
-    def _featurize(self, messages: list[Message], model: MiniLM) -> None:
+    def _featurize(self, messages: list[Message], model: MiniLM,
+                   ahead: tuple[str, Encoded] | None = None) -> None:
         with_tokens = [m for m in messages if m.get(TOKENS_NAMES[TEXT])]
         if not with_tokens:
             return
-        encoded = model.encode([m.get(TEXT) for m in with_tokens])
+        if ahead is not None and [m.get(TEXT) for m in with_tokens] == [ahead[0]]:
+            encoded = [ahead[1]]
+        else:
+            encoded = model.encode([m.get(TEXT) for m in with_tokens])
         scale = float(self._config["scale"])
         for message, vectors in zip(with_tokens, encoded, strict=True):
             tokens = message.get(TOKENS_NAMES[TEXT])

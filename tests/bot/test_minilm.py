@@ -100,3 +100,60 @@ def test_rasa_featurizer_gives_each_token_and_each_message_a_vector() -> None:
     person, human, order = vectors / 2.0
     # Two ways of asking for a person are closer to each other than to an order question.
     assert float(person @ human) > float(person @ order) + 0.2
+
+
+AHEAD = r"""
+import asyncio, json, threading
+import numpy as np
+from rasa.engine.graph import ExecutionContext
+from rasa.engine.storage.resource import Resource
+from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+from rasa.shared.nlu.training_data.message import Message
+from bot import featurizer as f
+
+tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
+featurizer = f.MiniLMFeaturizer.create(f.MiniLMFeaturizer.get_default_config(), None,
+                                       Resource("minilm"), ExecutionContext(None, "minilm"))
+threads = []
+encode = f.MiniLM.encode
+def encode_on_record(self, texts):
+    threads.append(threading.current_thread().name)
+    return encode(self, texts)
+f.MiniLM.encode = encode_on_record
+
+def sentence(text):
+    message = Message(data={"text": text})
+    tokenizer.process([message])
+    featurizer.process([message])
+    return message.get_dense_features("text")[1].features[0]
+
+async def main():
+    inline = sentence("where is my order?")
+    async with f.encoded_ahead("where is my order?"):
+        ahead = sentence("where is my order?")
+        other = sentence("hello there")
+    async with f.encoded_ahead("/greet"):
+        pass
+    after = sentence("where is my order?")
+    print(json.dumps({"same": bool(np.allclose(inline, ahead, atol=1e-5)),
+                      "other": bool(np.allclose(other, ahead)),
+                      "after": bool(np.allclose(inline, after, atol=1e-5)),
+                      "threads": threads}))
+
+asyncio.run(main())
+"""
+
+
+def test_a_turns_message_is_encoded_off_the_event_loop_with_the_same_features() -> None:
+    """bot/channel.py encodes each turn's message on the encoder's own thread before Rasa's
+    processing; the featurizer takes that encoding for that text only, and a payload
+    ("/greet") that skips the NLU is not encoded at all."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([str(BOT_PY), "-c", AHEAD], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["same"] and result["after"] and not result["other"]
+    # inline, ahead (on the encoder's thread), "hello there" inline, inline again after.
+    assert result["threads"] == ["MainThread", "minilm_0", "MainThread", "MainThread"]
