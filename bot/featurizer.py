@@ -15,7 +15,10 @@ the one loop that runs every turn; `process` then takes that encoding for the sa
 
 `scale` multiplies the vectors, for classifiers that cannot weigh them against the
 sparse counts themselves (bot/classifier.py can: `dense_weight`). `model` names the encoder in
-the pipeline's configuration, so a different one would change the model's fingerprint.
+the pipeline's configuration, so a different one changes the model's fingerprint: `FLOAT`
+(the default, so models trained before the 8-bit one existed keep the encoder they were
+trained with: Rasa stores only the settings a pipeline names) or `INT8`, its 8-bit weights
+(bot/minilm.py), which config.yml names and turns are encoded with ahead.
 """
 
 from __future__ import annotations
@@ -46,38 +49,46 @@ from bot.minilm import Encoded, MiniLM
 
 log = logging.getLogger(__name__)
 
-_encoders: dict[str, MiniLM] = {}
+FLOAT = "all-MiniLM-L6-v2"
+INT8 = "all-MiniLM-L6-v2-int8"
+AHEAD = INT8  # the encoder config.yml names: the one a turn's message is encoded with ahead
+
+_encoders: dict[tuple[str, str], MiniLM] = {}
 _encoders_lock = threading.Lock()
 # One thread: a turn's encoder runs on one core (MiniLM's threads=1), the loop on the other.
 _ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="minilm")
-_ahead: contextvars.ContextVar[tuple[str, Encoded] | None] = contextvars.ContextVar(
+_ahead: contextvars.ContextVar[tuple[str, str, Encoded] | None] = contextvars.ContextVar(
     "switchboard_encoded_ahead", default=None)
 
 
-def encoder(purpose: str = "turns") -> MiniLM:
-    """The process's encoder for turns (one thread), or for training (every core)."""
+def encoder(model: str, purpose: str = "turns") -> MiniLM:
+    """The process's encoder `model` (FLOAT or INT8) for turns (one thread), or for
+    training (every core)."""
     with _encoders_lock:
-        if purpose not in _encoders:
-            _encoders[purpose] = MiniLM(threads=0 if purpose == "training" else 1)
-        return _encoders[purpose]
+        key = (model, purpose)
+        if key not in _encoders:
+            _encoders[key] = MiniLM(threads=0 if purpose == "training" else 1,
+                                    int8=model == INT8)
+        return _encoders[key]
 
 
 @asynccontextmanager
 async def encoded_ahead(text: str | None) -> AsyncIterator[None]:
-    """`text` encoded off the event loop; inside the block `process` uses that encoding for a
-    message with exactly this text (a payload such as "/greet" skips the NLU: not encoded).
-    Should the encoding fail, the block runs anyway and `process` encodes as before."""
+    """`text` encoded (by the AHEAD encoder) off the event loop; inside the block `process`
+    uses that encoding for a message with exactly this text, in a model whose pipeline names
+    that encoder (a payload such as "/greet" skips the NLU: not encoded). Should the encoding
+    fail, the block runs anyway and `process` encodes as before."""
     encoded = None
     if text and not text.startswith("/"):
         try:
             (encoded,) = await asyncio.get_running_loop().run_in_executor(
-                _ahead_pool, lambda: encoder().encode([text]))
+                _ahead_pool, lambda: encoder(AHEAD).encode([text]))
         except Exception:
             log.exception("MiniLM: encoding ahead of the turn failed; the turn encodes it")
     if encoded is None:
         yield
         return
-    token = _ahead.set((str(text), encoded))
+    token = _ahead.set((str(text), AHEAD, encoded))
     try:
         yield
     finally:
@@ -102,7 +113,7 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        return {**DenseFeaturizer.get_default_config(), "scale": 1.0, "model": "all-MiniLM-L6-v2"}
+        return {**DenseFeaturizer.get_default_config(), "scale": 1.0, "model": FLOAT}
 
     @staticmethod
     def required_packages() -> list[str]:
@@ -112,6 +123,8 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
     def validate_config(cls, config: dict[str, Any]) -> None:
         if float(config["scale"]) <= 0:
             raise ValueError("MiniLMFeaturizer: scale must be positive")
+        if config["model"] not in (FLOAT, INT8):
+            raise ValueError(f"MiniLMFeaturizer: model must be {FLOAT} or {INT8}")
 
     @classmethod
     def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
@@ -120,12 +133,15 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         examples = [m for m in training_data.training_examples if m.get(TOKENS_NAMES[TEXT])]
-        log.info("encoding %d training messages with all-MiniLM-L6-v2", len(examples))
-        self._featurize(examples, encoder("training"))
+        log.info("encoding %d training messages with %s", len(examples), self._config["model"])
+        self._featurize(examples, encoder(self._config["model"], "training"))
         return training_data
 
     def process(self, messages: list[Message]) -> list[Message]:
-        self._featurize(messages, encoder(), _ahead.get())
+        model = self._config["model"]
+        ahead = _ahead.get()
+        mine = None if ahead is None or ahead[1] != model else (ahead[0], ahead[2])
+        self._featurize(messages, encoder(model), mine)
         return messages
 
     def _featurize(self, messages: list[Message], model: MiniLM,

@@ -43,6 +43,15 @@ def test_sentence_vectors_match_sentence_transformers(minilm: MiniLM) -> None:
     assert cosine.min() > 0.9999, cosine
 
 
+def test_int8_encoder_stays_close_to_the_float_one(minilm: MiniLM) -> None:
+    """config.yml's encoder (8-bit weights, bot/minilm.py): near the float vectors, and what
+    is near what stays so."""
+    exact = np.stack([e.sentence for e in minilm.encode(TEXTS)])
+    int8 = np.stack([e.sentence for e in MiniLM(int8=True).encode(TEXTS)])
+    assert (exact * int8).sum(axis=1).min() > 0.97  # a bare "ok" moves most
+    assert np.abs(exact @ exact.T - int8 @ int8.T).max() < 0.05
+
+
 def test_results_keep_input_order_across_batches(minilm: MiniLM) -> None:
     texts = [f"question number {i} " + "about shipping " * (i % 7) for i in range(150)]
     together = minilm.encode(texts)
@@ -105,6 +114,7 @@ def test_rasa_featurizer_gives_each_token_and_each_message_a_vector() -> None:
 AHEAD = r"""
 import asyncio, json, threading
 import numpy as np
+import yaml
 from rasa.engine.graph import ExecutionContext
 from rasa.engine.storage.resource import Resource
 from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
@@ -112,8 +122,12 @@ from rasa.shared.nlu.training_data.message import Message
 from bot import featurizer as f
 
 tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
-featurizer = f.MiniLMFeaturizer.create(f.MiniLMFeaturizer.get_default_config(), None,
-                                       Resource("minilm"), ExecutionContext(None, "minilm"))
+def featurizer_of(model):
+    return f.MiniLMFeaturizer.create({**f.MiniLMFeaturizer.get_default_config(), "model": model},
+                                     None, Resource("minilm"), ExecutionContext(None, "minilm"))
+featurizer, older = featurizer_of(f.INT8), featurizer_of(f.FLOAT)
+named = [c.get("model") for c in yaml.safe_load(open("config.yml"))["pipeline"]
+         if c["name"] == "bot.featurizer.MiniLMFeaturizer"]
 threads = []
 encode = f.MiniLM.encode
 def encode_on_record(self, texts):
@@ -121,7 +135,7 @@ def encode_on_record(self, texts):
     return encode(self, texts)
 f.MiniLM.encode = encode_on_record
 
-def sentence(text):
+def sentence(text, featurizer=featurizer):
     message = Message(data={"text": text})
     tokenizer.process([message])
     featurizer.process([message])
@@ -132,13 +146,14 @@ async def main():
     async with f.encoded_ahead("where is my order?"):
         ahead = sentence("where is my order?")
         other = sentence("hello there")
+        sentence("where is my order?", older)  # a model trained on the float encoder
     async with f.encoded_ahead("/greet"):
         pass
     after = sentence("where is my order?")
     print(json.dumps({"same": bool(np.allclose(inline, ahead, atol=1e-5)),
                       "other": bool(np.allclose(other, ahead)),
                       "after": bool(np.allclose(inline, after, atol=1e-5)),
-                      "threads": threads}))
+                      "threads": threads, "ahead": f.AHEAD, "named": named}))
 
 asyncio.run(main())
 """
@@ -146,7 +161,8 @@ asyncio.run(main())
 
 def test_a_turns_message_is_encoded_off_the_event_loop_with_the_same_features() -> None:
     """bot/channel.py encodes each turn's message on the encoder's own thread before Rasa's
-    processing; the featurizer takes that encoding for that text only, and a payload
+    processing, with the encoder config.yml names; the featurizer takes that encoding for that
+    text only, a model trained on the other encoder encodes it itself, and a payload
     ("/greet") that skips the NLU is not encoded at all."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false",
            "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -155,5 +171,8 @@ def test_a_turns_message_is_encoded_off_the_event_loop_with_the_same_features() 
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["same"] and result["after"] and not result["other"]
-    # inline, ahead (on the encoder's thread), "hello there" inline, inline again after.
-    assert result["threads"] == ["MainThread", "minilm_0", "MainThread", "MainThread"]
+    # inline, ahead (on the encoder's thread), "hello there" inline, the float model's own,
+    # inline again after.
+    assert result["threads"] == ["MainThread", "minilm_0", "MainThread", "MainThread",
+                                 "MainThread"]
+    assert result["named"] == [result["ahead"]]
