@@ -6,6 +6,7 @@ actions and sources, on both storage shapes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from tests.fakes.anthropic_server import AnthropicFake, grounded_responder
 from tests.integration.conftest import Visitor
 from tests.integration.stack import Stack
+from tests.integration.test_channels import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +36,15 @@ def test_the_owner_reads_what_the_bot_made_of_each_turn(
     assert visitor.say("do you ship to canada?").strip()
     handoff = visitor.say("I want to talk to a human")
 
-    # Newest first: ours is the latest REST conversation that asked about Canada.
-    page = owner.get("/conversations", params={"channel": "rest", "q": "canada"}).json()
+    # Newest first: ours is the latest REST conversation that asked about Canada. The gateway
+    # stores its copy of the bot's reply just after the answer went back (connectors/inbox.py
+    # `_keep_copy`), so the list may show the visitor's message last for a moment.
+    def listed() -> dict[str, Any] | None:
+        page = owner.get("/conversations", params={"channel": "rest", "q": "canada"}).json()
+        latest = page["items"][0] if page["items"] else None
+        return page if latest and latest["last_message"]["text"] == handoff else None
+
+    page = eventually(listed, timeout=10, what="the bot's handoff reply as the last message")
     conversation = page["items"][0]
     assert (conversation["state"], conversation["outcome"]) == ("queued", "handoff")
     assert conversation["last_message"]["text"] == handoff
