@@ -62,7 +62,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.featurizer import encoded_ahead
+from bot.featurizer import encoded_ahead, load_ahead_encoder
 from bot.runtime import ShopRouter, served_by, shop_of
 from bot.turn_gate import TurnGate, waiting_on
 from core.rasa_http import valid_bearer
@@ -179,6 +179,7 @@ class SwitchboardInput(RestInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         install()
+        load_ahead_encoder()
         webhook = Blueprint("switchboard_webhook", __name__)
         from bot.metrics import TURN_WAIT_SECONDS  # after bot/serve.py chose the value storage
 

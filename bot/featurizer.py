@@ -72,6 +72,12 @@ def encoder(model: str, purpose: str = "turns") -> MiniLM:
         return _encoders[key]
 
 
+def load_ahead_encoder() -> None:
+    """Build the AHEAD encoder on its thread now, in a process about to take turns (bot/
+    channel.py, at start): the first visitor's turn then does not wait for it (1-3 s)."""
+    _ahead_pool.submit(encoder, AHEAD)
+
+
 @asynccontextmanager
 async def encoded_ahead(text: str | None) -> AsyncIterator[None]:
     """`text` encoded (by the AHEAD encoder) off the event loop; inside the block `process`
