@@ -39,7 +39,8 @@
 Tried and dropped: parsing messages in a worker thread beside the event loop (the MiniLM
 encoder releases the GIL). The graph's Python parts then fought the loop for the GIL: Rasa's
 CPU per turn went from 13.0 to 16.0 ms and throughput from 74 to 61 turns/s (bench/stock_flow.py
-setup, /proc CPU times per process).
+setup, /proc CPU times per process). What does run beside the loop now is only the encoder's C
+part, before the turn's processing (bot/featurizer.py `encoded_ahead`).
 """
 
 from __future__ import annotations
