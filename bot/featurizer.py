@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -101,6 +102,15 @@ async def encoded_ahead(text: str | None) -> AsyncIterator[None]:
         _ahead.reset(token)
 
 
+def _encode_turns(model: str, texts: list[str]) -> list[Encoded]:
+    """A turn's messages: the encoding made ahead for exactly these texts by this encoder
+    (`encoded_ahead`), else encoded now."""
+    ahead = _ahead.get()
+    if ahead is not None and ahead[1] == model and texts == [ahead[0]]:
+        return [ahead[2]]
+    return encoder(model).encode(texts)
+
+
 def token_vectors(encoded: Encoded, spans: list[tuple[int, int]]) -> np.ndarray:
     """One vector per (start, end) span: the mean of the word pieces inside it; a span with no
     piece (punctuation the model drops) takes the sentence vector."""
@@ -140,25 +150,19 @@ class MiniLMFeaturizer(DenseFeaturizer, GraphComponent):
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         examples = [m for m in training_data.training_examples if m.get(TOKENS_NAMES[TEXT])]
         log.info("encoding %d training messages with %s", len(examples), self._config["model"])
-        self._featurize(examples, encoder(self._config["model"], "training"))
+        self._featurize(examples, encoder(self._config["model"], "training").encode)
         return training_data
 
     def process(self, messages: list[Message]) -> list[Message]:
-        model = self._config["model"]
-        ahead = _ahead.get()
-        mine = None if ahead is None or ahead[1] != model else (ahead[0], ahead[2])
-        self._featurize(messages, encoder(model), mine)
+        self._featurize(messages, functools.partial(_encode_turns, self._config["model"]))
         return messages
 
-    def _featurize(self, messages: list[Message], model: MiniLM,
-                   ahead: tuple[str, Encoded] | None = None) -> None:
+    def _featurize(self, messages: list[Message],
+                   encode: Callable[[list[str]], list[Encoded]]) -> None:
         with_tokens = [m for m in messages if m.get(TOKENS_NAMES[TEXT])]
         if not with_tokens:
             return
-        if ahead is not None and [m.get(TEXT) for m in with_tokens] == [ahead[0]]:
-            encoded = [ahead[1]]
-        else:
-            encoded = model.encode([m.get(TEXT) for m in with_tokens])
+        encoded = encode([m.get(TEXT) for m in with_tokens])
         scale = float(self._config["scale"])
         for message, vectors in zip(with_tokens, encoded, strict=True):
             tokens = message.get(TOKENS_NAMES[TEXT])
