@@ -238,8 +238,9 @@ def install(app: Sanic, settings: Settings) -> None:
             app.ctx.worker.start()
             # Load the embedding model now, in a thread, rather than in the first upload's job
             # (seconds; tens of seconds on a busy machine): that job is then done sooner. Not
-            # under Sanic's test client, which starts the app around every request.
-            if not Sanic.test_mode:
+            # under Sanic's test client, which starts the app around every request, nor where
+            # KNOWLEDGE_WARM is false (processes that never ingest keep the CPU and memory).
+            if settings.knowledge_warm and not Sanic.test_mode:
                 app.ctx.warming = asyncio.create_task(_warm(app.ctx.library),
                                                       name="warm-embedder")
 

@@ -187,6 +187,15 @@ async def claim(sessions: async_sessionmaker, owner: str, *, kinds: tuple[str, .
     Takes over a running job whose lease ran out (its worker died); fails such a job instead
     once it was claimed MAX_ATTEMPTS times. Skips shops that have a job running."""
     now = utcnow()
+    of_kinds = [JobRow.kind.in_(kinds)] if kinds is not None else []
+    # Every admin process asks every second or two with several workers: when nothing waits
+    # (nearly always), one read answers, without the lock and the writes below. A session of
+    # its own: the claim's transaction never starts from an older snapshot (SQLite's WAL).
+    async with sessions() as session:
+        waiting = await session.scalar(
+            select(JobRow.id).where(_claimable(JobRow, now), *of_kinds).limit(1))
+    if waiting is None:
+        return None
     async with sessions() as session:
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:key)"),

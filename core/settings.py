@@ -554,6 +554,11 @@ class Settings(BotSettings):
     upload_max_bytes: int = env_field(
         "UPLOAD_MAX_BYTES", integer(1024), default=20 * 1024 * 1024, used_by=("admin",),
         doc="the largest knowledge file the admin API accepts (bytes)")
+    knowledge_warm: bool = env_field(
+        "KNOWLEDGE_WARM", boolean, default=True, used_by=("admin",),
+        doc="load the embedding model when the admin service starts, so that the first upload's "
+            "job does not wait seconds for it; it costs each admin process about 8 s of CPU at "
+            "start and 600 MB of memory from then on. false: loaded by the first upload")
     stripe_api_key: Secret | None = env_field(
         "STRIPE_API_KEY", prefixed("sk_", "rk_"), secret=True,
         used_by=("gateway", "admin", "actions"),

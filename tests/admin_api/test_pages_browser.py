@@ -120,6 +120,9 @@ def admin_process(root: Path, database_url: str, redis_url: str | None,
            "RASA_TOKEN": secrets.token_urlsafe(24),
            "SWITCHBOARD_CREDENTIALS_KEY": CredentialsBox.generate_key(),
            "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING",
+           # Loaded by the one upload that needs it (the lazy path), not at every start:
+           # 8 s of CPU and 600 MB for each of these processes otherwise.
+           "KNOWLEDGE_WARM": "false",
            **({"REDIS_URL": redis_url} if redis_url else {}), **extra_env}
     log = (root / "admin.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "admin_api", "serve"], cwd=ROOT, env=env,

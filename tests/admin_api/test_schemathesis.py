@@ -80,7 +80,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env.update(SWITCHBOARD_VAR_DIR=str(var), DATABASE_URL=url, ADMIN_HOST="127.0.0.1",
                ADMIN_PORT=str(port), ADMIN_METRICS_PORT="0", COOKIE_SECURE="false",
                RASA_TOKEN="schemathesis-rasa-token", PYTHONPATH=str(ROOT), LOG_LEVEL="WARNING",
-               WORKSHOP_URL=workshop.base_url,
+               WORKSHOP_URL=workshop.base_url, KNOWLEDGE_WARM="false",  # loaded if a job needs it
                SWITCHBOARD_CREDENTIALS_KEY="lD3k5cRsZ0sJ2zv0cH2b1K0mD0vYt8bqz9vO3J2bX1c=")
     log = var / "admin.log"
     with open(log, "wb") as out:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from core import jobs
@@ -174,6 +174,29 @@ async def test_a_worker_claims_only_the_kinds_it_runs(
     assert other is not None and other.kind == "training.run"
     active = await jobs.active_jobs(sessions, SHOP, "training.")
     assert [j.id for j in active] == [other.id]
+
+
+async def test_asking_when_nothing_waits_reads_and_writes_nothing(
+        database: tuple[str, async_sessionmaker]) -> None:
+    """Every admin process's workers ask every second or two: idle, that is one read each."""
+    _, sessions = database
+    done = await jobs.enqueue(sessions, SHOP, "knowledge.ingest")
+    assert await jobs.claim(sessions, "kb") is not None
+    await jobs.finish(sessions, done.id, "kb", {"chunks": 1})
+    await jobs.enqueue(sessions, SHOP, "training.run")  # waiting, but for another worker
+    engine = sessions.kw["bind"]
+    statements: list[str] = []
+    listen = (engine.sync_engine, "before_cursor_execute")
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(*listen, seen)
+    try:
+        assert await jobs.claim(sessions, "kb", kinds=("knowledge.ingest",)) is None
+    finally:
+        event.remove(*listen, seen)
+    assert statements == ["SELECT"], statements
 
 
 async def test_a_released_job_is_queued_again_without_counting_the_attempt(

@@ -16,12 +16,15 @@ import uuid
 from collections import Counter
 
 import httpx
+import pytest
 
 from bench import abuse
 from bench.turns import pct
 from devtools import simulate
 from tests.fakes.twilio_server import TwilioFake
 from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.integration
 
 SCRIPT = abuse.SCRIPT
 
