@@ -30,27 +30,23 @@ Run from the repository root in Rasa's interpreter:
         [--out var/bench-models] [--retrain] [--base models/switchboard.tar.gz] [--rounds 20]
 Results go to stdout, progress to stderr.
 
-Measured here on 2026-11-28 (2 cores, other sessions' tests running now and then; 3 shops
-with 3/4/5 overlay intents, 87/103/129 examples, 20 resident):
-    training base + overlay (cold, Rasa's cache off)  31 / 30 / 32 s   (target <= 180 s)
-    RSS: start 22 MB, `import rasa` 521, base loaded 636, after its first parse (MiniLM
-      encoder) 824, trimmed 759
-    each shop model: load 2.9-3.2 s (mean 3.02; target <= 5 s), of which CRFEntityExtractor
-      2.2 s; RSS +44..+103 MB right after the load (mean 75), +6..+9 MB after malloc_trim
-      (mean 7; target <= 150 MB). With --no-trim the next load reuses the freed heap: 20
-      shop models added 132 MB in all (7 MB a model), 940 MB RSS, 898 MB once trimmed.
-    parse p50 / p95: base 5.3 / 6.2 ms, each shop model 5.3 / 6.1-6.3 ms (+-0.0 ms p50;
-      target +-5 ms); each shop model routes its own probe to its own intent (0.96-0.99),
-      the base model sends the same probes to ask_question/out_of_scope.
-    20 shop models resident (3 distinct + 17 copies) + base = 21 agents: RSS 905 MB.
-Where it goes: the transient ~70 MB and 2.2 of the 3 s are Rasa 3.6's CRFEntityExtractor,
-which persists its whole training set (2,443 messages, 15,343 tokens, each token with the
-384 MiniLM dense features as decimal strings: 136 of the ~138 MB unpacked model, 3 MB
-without them; our CRF's features never read them) and on load json-parses it (0.8 s) and
-trains the CRF again (~0.7 s). Everything else a model holds is a few MB: the two
-CountVectorsFeaturizer vocabularies 1.6 MB, the linear classifier 1.6 MB (1.25 MB stored),
-RulePolicy and domain well under 1 MB. The MiniLM encoder (~230 MB with ONNX Runtime, the
-base row's first parse) and Rasa/TensorFlow (~500 MB) are per process, already shared.
+Measured here on 2026-11-29 (2 cores; 3 shops with 3/4/5 overlay intents, 20 resident):
+    training base + overlay (cold, Rasa's cache off)  34 / 36 / 34 s   (target <= 180 s);
+      models 1.0-1.2 MB packed
+    RSS: start 22 MB, `import rasa` 531, base loaded 547, after its first parse (MiniLM
+      encoder) 765, trimmed 714
+    each shop model: load 0.19-0.30 s (mean 0.23; target <= 5 s); RSS +6..+7 MB right after
+      the load, +4..+5 MB after malloc_trim (target <= 150 MB)
+    parse p50 / p95: base 4.7 / 7.2 ms, each shop model 4.7-4.8 / 7.1-7.2 ms (+0.1 ms p50 at
+      most; target +-5 ms); each shop model routes its own probe to its own intent (0.96-0.99)
+    20 shop models resident (3 distinct + 17 copies) + base = 21 agents: RSS 804 MB.
+Where it goes: a model holds a few MB (the linear classifier 1.25 MB stored, the two
+CountVectorsFeaturizer vocabularies 0.3 MB, the CRF 0.08 MB, RulePolicy and domain less); the
+MiniLM encoder (~220 MB with ONNX Runtime, the base row's first parse) and Rasa/TensorFlow
+(~500 MB) are per process, shared. Before bot/entities.py (2026-11-28), Rasa's own
+CRFEntityExtractor stored its whole training set with every token's 384 dense features as
+decimal strings (136 of a ~138 MB unpacked model) and trained its CRFs again from it at every
+load: a shop model loaded in 2.9-3.2 s and held +44..+103 MB right after its load.
 """
 
 from __future__ import annotations
@@ -318,30 +314,6 @@ def component_sizes(path: Path) -> dict[str, int]:
     return dict(sizes)
 
 
-def crf_dataset(path: Path) -> None:
-    """What Rasa 3.6's CRFEntityExtractor stores: the whole training set, every token with its
-    dense features as decimal strings, read back and the CRF trained again on every load."""
-    with tarfile.open(path) as archive:
-        member = next(m for m in archive.getmembers() if m.name.endswith("/crf_dataset.json"))
-        handle = archive.extractfile(member)
-        if handle is None:  # a directory or a link: not Rasa's dataset file
-            raise ValueError(f"{member.name} in {path} is not a file")
-        raw = handle.read()
-    started = time.perf_counter()
-    sentences = json.loads(raw)
-    parse_s = time.perf_counter() - started
-    tokens = [token for sentence in sentences for token in sentence]
-    width = len(tokens[0]["dense_features"]) if tokens else 0
-    for token in tokens:
-        token["dense_features"] = []
-    lean = len(json.dumps(sentences))
-    print(f"CRF dataset ({path.name}): {len(sentences)} messages, {len(tokens)} tokens, each "
-          f"with {width} dense features as strings: {len(raw) / 1e6:.0f} MB, json.loads "
-          f"{parse_s:.2f} s; without the dense features (our CRF's features do not read "
-          f"them) {lean / 1e6:.1f} MB")
-    del raw, sentences, tokens
-
-
 def row(loaded: Loaded) -> str:
     m = loaded
     return (f"{m.name:<14} {m.load_s:6.2f} {m.before:8.0f} {m.after_load:8.0f}"
@@ -466,7 +438,6 @@ def main() -> None:
     base_sizes, shop_sizes = component_sizes(args.base), component_sizes(shops[0][1])
     for key in sorted(shop_sizes, key=lambda k: -shop_sizes[k])[:6]:
         print(f"  {key:<46} {base_sizes.get(key, 0) / 1e6:8.2f} / {shop_sizes[key] / 1e6:8.2f} MB")
-    crf_dataset(shops[0][1])
 
     # Summary.
     extra_held = [m.after_parse - m.before for m in distinct + copies]

@@ -15,9 +15,9 @@ and answers on stdout as bot/train_shop.py does (progress lines, then `{"result"
   trained on the rest with our config.yml's pipeline and the held-out examples parsed by it
   (`Agent.parse_message`: the intent after all our components, FallbackClassifier included).
   The entity extractors (CRF, regex, synonyms) are left out of that pipeline: they never
-  change an intent, and the CRF is most of a model's load time. Results are cached by the data
-  set's fingerprint in `<heldout>/<fingerprint>-v<METHOD>.json`, so the base's and an active
-  version's are computed once.
+  change an intent. Results are cached by the data set's fingerprint in
+  `<heldout>/<fingerprint>-v<METHOD>.json`, so the base's and an active version's are
+  computed once.
 - tests: the base's conversation tests (data/tests) and the candidate's own test drafts, run
   as `rasa test core --e2e` runs them (rasa/core/test.py: trackers from the stories, each
   user text parsed, each action predicted, none executed: no action server), against both
@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 
 METHOD = 1  # in the held-out cache's file names: a change of method invalidates them
 # Never change an intent (see the module doc).
-NOT_FOR_INTENTS = frozenset({"CRFEntityExtractor", "RegexEntityExtractor",
-                             "EntitySynonymMapper"})
+NOT_FOR_INTENTS = frozenset({"CRFEntityExtractor", "bot.entities.CRFEntityExtractor",
+                             "RegexEntityExtractor", "EntitySynonymMapper"})
 
 
 def _nlu_config(into: Path) -> Path:
