@@ -187,8 +187,13 @@ def desk(stack: Stack, browser: Browser) -> Iterator[Page]:
 
 
 def reply_in_page(desk: Page, text: str) -> None:
-    """r focuses the reply box; Ctrl+Enter sends; Escape leaves the box for the next key."""
+    """r focuses the reply box; Ctrl+Enter sends; Escape leaves the box for the next key.
+    The box shows once the thread has loaded (after a claim it loads again: on a busy machine
+    an "r" before that did nothing, and the text's letters worked as the page's keys)."""
+    box = desk.locator("#reply-text")
+    expect(box).to_be_visible()
     desk.keyboard.press("r")
+    expect(box).to_be_focused()
     desk.keyboard.type(text)
     desk.keyboard.press("Control+Enter")
     expect(desk.locator("#thread-status")).to_contain_text("Reply sent")
