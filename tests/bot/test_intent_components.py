@@ -13,15 +13,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
+from tests.bot.in_rasa import run_in_rasa
 
 SCRIPT = r"""
 import json, sys, tempfile
@@ -158,12 +154,7 @@ ASKED = ["anybody from your team around? I need a hand", "parcel not here yet",
 
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([str(BOT_PY), "-c", SCRIPT], input=json.dumps(ASKED), env=env,
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    parsed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    parsed: dict[str, Any] = run_in_rasa(SCRIPT, json.dumps(ASKED))
     return parsed
 
 

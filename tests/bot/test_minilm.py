@@ -8,18 +8,13 @@ sentence-transformers to compare with); the featurizer runs inside Rasa's interp
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bot.minilm import MiniLM
 from knowledge.embeddings import get_embedder
-
-ROOT = Path(__file__).resolve().parents[2]
-BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
+from tests.bot.in_rasa import run_in_rasa
 
 TEXTS = [
     "where is my order #1002?",
@@ -96,12 +91,7 @@ print(json.dumps(out))
 def test_rasa_featurizer_gives_each_token_and_each_message_a_vector() -> None:
     texts = ["I would like to talk to a person", "can I speak with a human?",
              "where is my order #1002?"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([str(BOT_PY), "-c", FEATURIZE], input=json.dumps(texts), env=env,
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_in_rasa(FEATURIZE, json.dumps(texts), timeout=300)
     for row in result:
         assert row["sequence"] == [row["tokens"], 384]
     vectors = np.array([row["sentence"] for row in result])
@@ -164,12 +154,7 @@ def test_a_turns_message_is_encoded_off_the_event_loop_with_the_same_features() 
     processing, with the encoder config.yml names; the featurizer takes that encoding for that
     text only, a model trained on the other encoder encodes it itself, and a payload
     ("/greet") that skips the NLU is not encoded at all."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([str(BOT_PY), "-c", AHEAD], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_in_rasa(AHEAD, timeout=300)
     assert result["same"] and result["after"] and not result["other"]
     # inline, ahead (on the encoder's thread), "hello there" inline, the float model's own,
     # inline again after.

@@ -9,14 +9,14 @@ import os
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bot.in_rasa import RASA_ENV, ROOT
+
 RASA = ROOT / ".venv-bot" / "bin" / "rasa"
 MODEL = ROOT / "models" / "switchboard.tar.gz"
 
 
 def test_every_conversation_test_passes_on_the_trained_model(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, **RASA_ENV}
     done = subprocess.run(
         [str(RASA), "test", "core", "--stories", "data/tests", "--model", str(MODEL),
          "--out", str(tmp_path), "--fail-on-prediction-errors"],
