@@ -1,7 +1,8 @@
 """bot/speedups.py answers as the Rasa code it replaces: the faster action-response check
 accepts and rejects exactly what Rasa's own check does (its error messages may name the
 failing event more precisely); the graph run without dask parses and predicts as with it; the
-event-class table and the kept domain emptiness give Rasa's answers.
+event-class table and the kept domain emptiness give Rasa's answers; a training with the cache
+off hashes nothing for it, one with the cache on still does.
 
 Runs inside Rasa's interpreter (.venv-bot), where the patched code lives.
 """
@@ -149,3 +150,58 @@ def test_graph_runs_without_dask_as_with_it() -> None:
         assert ours == rasa, name
     assert found["unknown"] == [None, "UserUttered", "Unknown event name 'nonsense'."]
     assert found["empties"] == [[False, False], [True, True], [False, False]]
+
+
+TRAINING_SCRIPT = r"""
+import json, os, sys, tempfile
+from pathlib import Path
+import rasa.shared.utils.io
+from rasa.engine.training import fingerprinting
+import bot  # installs the speed-ups
+from rasa.model_training import train_nlu
+
+# What the training cache costs: the fingerprint keys of nodes' inputs (the fingerprint run,
+# the training hook) and the hashes of nodes' outputs (the hook).
+hashed = []
+key = fingerprinting.calculate_fingerprint_key
+fingerprint = rasa.shared.utils.io.deep_container_fingerprint
+def counted_key(*args, **kwargs):
+    hashed.append("key")
+    return key(*args, **kwargs)
+def counted_fingerprint(*args, **kwargs):
+    if sys._getframe(1).f_code.co_filename.endswith("hooks.py"):
+        hashed.append("output")
+    return fingerprint(*args, **kwargs)
+fingerprinting.calculate_fingerprint_key = counted_key
+rasa.shared.utils.io.deep_container_fingerprint = counted_fingerprint
+work = Path(tempfile.mkdtemp())
+(work / "config.yml").write_text(
+    "language: en\npipeline:\n- name: WhitespaceTokenizer\n- name: CountVectorsFeaturizer\n"
+    "- name: LogisticRegressionClassifier\n")
+(work / "nlu.yml").write_text('version: "3.1"\nnlu:\n'
+    "- intent: greet\n  examples: |\n    - hello\n    - hi there\n"
+    "- intent: bye\n  examples: |\n    - goodbye\n    - see you\n")
+found = {}
+for cache in ("0", "100"):  # megabytes: off, on
+    os.environ["RASA_MAX_CACHE_SIZE"] = cache
+    os.environ["RASA_CACHE_DIRECTORY"] = str(work / f"cache-{cache}")
+    hashed.clear()
+    model = train_nlu(str(work / "config.yml"), str(work / "nlu.yml"), str(work / cache))
+    cached = [p for p in (work / f"cache-{cache}").rglob("*") if p.is_file()]
+    found[cache] = {"model": bool(model and Path(model).is_file()), "hashed": len(hashed),
+                    "cached": len(cached)}
+print(json.dumps(found))
+"""
+
+
+def test_a_training_without_its_cache_fingerprints_nothing() -> None:
+    """With Rasa's training cache off (as the workshop trains), no node's output is hashed for
+    it and the model is trained; with the cache on, outputs are hashed and cached as before."""
+    result = subprocess.run([str(BOT_PY), "-c", TRAINING_SCRIPT], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300,
+                            env={"PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["0"] == {"model": True, "hashed": 0, "cached": 0}, found
+    assert found["100"]["model"] and found["100"]["hashed"] > 0 and found["100"]["cached"] > 0, \
+        found
