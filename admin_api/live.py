@@ -15,8 +15,9 @@ those: the bus is keyed by shop and the shop comes from the principal. Each fram
 could carry a visitor's address are dropped. A comment line every HEARTBEAT seconds keeps
 proxies from closing an idle stream; at each one the caller's credentials are checked again
 (a revoked key or an ended session stops receiving). A stream also ends after
-STREAM_SECONDS; the browser's EventSource reconnects by itself (`retry:`) and the page
-reloads its queue then, so an event missed in between costs nothing.
+STREAM_SECONDS, and when the service stops (a deploy, a restart: open streams no longer hold the
+shutdown for Sanic's whole grace period); the browser's EventSource reconnects by itself
+(`retry:`) and the page reloads its queue then, so an event missed in between costs nothing.
 
 Who is connected (`Presence`): the bus's subscribers in this process; with Redis, a sorted
 set per shop (member: one stream, score: when it expires unless refreshed by a heartbeat)
@@ -148,6 +149,7 @@ class LiveHub:
 
     def attach(self, redis: Redis | None) -> None:
         """Use this Redis connection (the app's, opened at each start)."""
+        self.closing = asyncio.Event()  # set when the service stops: the streams end
         self.redis = redis
         self.presence = Presence(self.bus, redis)
         self._redis_publisher = RedisPublisher(redis) if redis is not None else None
@@ -193,7 +195,7 @@ def _scrubbed(value: Any) -> Any:
 async def stream(request: Request, tenant_id: str,
                  still_allowed: Callable[[], Awaitable[bool]]) -> None:
     """Answer `request` with the shop's events until STREAM_SECONDS pass, the caller's
-    credentials stop being good, or the page goes away."""
+    credentials stop being good, the page goes away or the service stops."""
     hub = hub_of(request.app)
     key = request.app.ctx.settings.conversation_id_key
     response = await request.respond(
@@ -201,23 +203,33 @@ async def stream(request: Request, tenant_id: str,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + hub.stream_seconds
-    async with hub.bus.subscribe(tenant_id) as queue, \
-            hub.presence.present(tenant_id) as me:
-        await response.send(f"retry: {RETRY_MS}\n: connected\n\n")
-        while (left := deadline - loop.time()) > 0:
-            try:
-                event = await asyncio.wait_for(queue.get(), timeout=min(hub.heartbeat, left))
-            except TimeoutError:
-                if loop.time() >= deadline or not await still_allowed():
-                    break
-                await hub.presence.refresh(tenant_id, me)
-                await response.send(": heartbeat\n\n")
-                continue
-            if event.tenant_id != tenant_id:  # the bus is keyed by shop; never trust only that
-                continue
-            text = frame(event, key)
-            if text is not None:
-                await response.send(text)
+    closing = asyncio.ensure_future(hub.closing.wait())
+    getting: asyncio.Future[LiveEvent] | None = None
+    try:
+        async with hub.bus.subscribe(tenant_id) as queue, \
+                hub.presence.present(tenant_id) as me:
+            await response.send(f"retry: {RETRY_MS}\n: connected\n\n")
+            while (left := deadline - loop.time()) > 0 and not closing.done():
+                getting = asyncio.ensure_future(queue.get())
+                await asyncio.wait((getting, closing), timeout=min(hub.heartbeat, left),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():  # a quiet heartbeat, the deadline or the service stopping
+                    getting.cancel()
+                    if closing.done() or loop.time() >= deadline or not await still_allowed():
+                        break
+                    await hub.presence.refresh(tenant_id, me)
+                    await response.send(": heartbeat\n\n")
+                    continue
+                event = getting.result()
+                if event.tenant_id != tenant_id:  # the bus is keyed by shop; never trust only that
+                    continue
+                text = frame(event, key)
+                if text is not None:
+                    await response.send(text)
+    finally:  # also when the page goes away (the handler is cancelled)
+        for waiting in (closing, getting):
+            if waiting is not None:
+                waiting.cancel()
     await response.eof()
 
 
@@ -246,6 +258,7 @@ def install(app: Sanic) -> None:
     @app.before_server_stop
     async def stop_relay(app: Sanic) -> None:
         hub = hub_of(app)
+        hub.closing.set()
         if hub.relay is not None:
             hub.relay.cancel()
             try:

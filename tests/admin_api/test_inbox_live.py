@@ -115,6 +115,21 @@ async def test_a_shops_events_reach_its_agents_only_without_the_visitors_number(
     assert status == 403
 
 
+async def test_streams_end_when_the_service_stops(admin: Admin) -> None:
+    """A deploy or restart ends the open streams (their pages reconnect, `retry:`) instead of
+    the streams holding the shutdown until the server's grace period cuts them off."""
+    hub = await started(admin)
+    hub.stream_seconds, hub.heartbeat = 600.0, 300.0  # neither would end them in this test
+    stream = follow(admin, admin.demo.auth("agent"))
+    await eventually(lambda: hub.bus.listeners(admin.demo.id) == 1)
+
+    await stop_app(admin.app)
+
+    status, _, answer = await asyncio.wait_for(stream, timeout=30)
+    assert status == 200 and answer.text.startswith("retry: ")
+    assert hub.bus.listeners(admin.demo.id) == 0
+
+
 @pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="TEST_REDIS_URL not set")
 async def test_with_redis_events_published_anywhere_reach_the_stream(
         admin: Admin, tmp_path: Path) -> None:
