@@ -1,4 +1,11 @@
-"""One real stack per storage shape: embedded SQLite always, PostgreSQL + Redis when answering."""
+"""One real stack per storage shape: embedded SQLite always, PostgreSQL + Redis when answering.
+
+Every integration test runs on both, except those marked `one_shape`: what they check goes
+through no storage the shapes do differently (a dialogue's turns, the widget's page), so a
+second stack would only repeat them. They run on the embedded stack, the one `make run`
+starts, which every suite has. What the shapes store or coordinate differently (dedupe,
+outboxes, leases, counters, live events, keys, tracker stores, shop models) stays on both.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +34,17 @@ from tests.servers import free_port
 
 SHAPES = ["embedded", "postgres+redis"]
 FAKE_KEY = "sk-ant-integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`one_shape` tests leave the PostgreSQL + Redis stack out (see the module doc)."""
+    repeats = [item for item in items if item.get_closest_marker("one_shape")
+               and getattr(item, "callspec", None) is not None
+               and item.callspec.params.get("stack") == "postgres+redis"]
+    if repeats:
+        config.hook.pytest_deselected(items=repeats)
+        dropped = set(map(id, repeats))
+        items[:] = [item for item in items if id(item) not in dropped]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""The demo shop's conversations, played over HTTP through the real gateway, Rasa and actions."""
+"""The demo shop's conversations, played over HTTP through the real gateway, Rasa and actions.
+
+The dialogue flows (`one_shape`) run on the embedded stack; what is stored or counted (failed
+email tries, the returns ledger, where conversations live, shops' isolation, lockouts,
+outages) on both (tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ def asks_email(text: str) -> bool:
     return "email" in text.lower()
 
 
+@pytest.mark.one_shape
 def test_order_status_asks_for_number_then_email(visitor: Visitor) -> None:
     assert asks_order_number(visitor.say("where is my order?"))
     assert asks_email(visitor.say("1001"))
@@ -39,11 +44,13 @@ def test_order_status_asks_for_number_then_email(visitor: Visitor) -> None:
     assert "shipped" in answer and "UPS" in answer and TRACKING in answer
 
 
+@pytest.mark.one_shape
 def test_order_status_in_one_message(visitor: Visitor) -> None:
     answer = visitor.say("Where's order #1001? my email is alex@example.com")
     assert "UPS" in answer and TRACKING in answer
 
 
+@pytest.mark.one_shape
 def test_one_order_after_another_never_leaves_the_visitor_without_an_answer(
         visitor: Visitor) -> None:
     for _ in range(3):  # what the channel benchmark's visitors do, over and over
@@ -54,6 +61,7 @@ def test_one_order_after_another_never_leaves_the_visitor_without_an_answer(
     assert asks_order_number(visitor.say("where is my order?"))  # asked again: asks again
 
 
+@pytest.mark.one_shape
 def test_order_number_without_hash_and_email_in_capitals(visitor: Visitor) -> None:
     visitor.say("has my parcel shipped yet")
     visitor.say("order 1002")
@@ -78,6 +86,7 @@ def test_wrong_email_reveals_nothing_and_offers_a_person_after_three_tries(
     assert "person from our team" in accepted and "can't answer" not in accepted
 
 
+@pytest.mark.one_shape
 def test_handoff_is_acknowledged_and_the_bot_steps_aside(visitor: Visitor) -> None:
     answer = visitor.say("I want to talk to a human")
     assert "person from our team" in answer
@@ -86,6 +95,7 @@ def test_handoff_is_acknowledged_and_the_bot_steps_aside(visitor: Visitor) -> No
     assert visitor.say("where is my order?") == ""
 
 
+@pytest.mark.one_shape
 def test_misunderstood_twice_in_a_row_a_person_takes_over(stack: Stack, visitor: Visitor) -> None:
     assert "don't know" in visitor.say("asdfghjkl")  # the knowledge route offers a person
     handed_over = visitor.say("blah blah")
@@ -98,6 +108,7 @@ def test_misunderstood_twice_in_a_row_a_person_takes_over(stack: Stack, visitor:
     assert visitor.say("hello?") == ""  # a person owns the conversation now
 
 
+@pytest.mark.one_shape
 def test_two_questions_the_bot_cannot_answer_while_a_form_asks_a_person_takes_over(
         stack: Stack, visitor: Visitor) -> None:
     # (A word that is no order number is the form's business: it says so and asks again.)
@@ -125,6 +136,7 @@ def test_return_collects_details_and_is_idempotent(visitor: Visitor) -> None:
     assert reference.group(0) in again and "already" in again.lower()
 
 
+@pytest.mark.one_shape
 def test_return_asks_which_items_with_buttons(visitor: Visitor) -> None:
     visitor.say("I want to send something back")
     visitor.say("#1002")
@@ -136,6 +148,7 @@ def test_return_asks_which_items_with_buttons(visitor: Visitor) -> None:
     assert REFERENCE.search(done) and "Scarf" in done
 
 
+@pytest.mark.one_shape
 def test_return_of_undelivered_order_is_explained(visitor: Visitor) -> None:
     visitor.say("I want to return my shoes")
     visitor.say("1001")
@@ -143,6 +156,7 @@ def test_return_of_undelivered_order_is_explained(visitor: Visitor) -> None:
     assert "hasn't been delivered" in answer and not REFERENCE.search(answer)
 
 
+@pytest.mark.one_shape
 def test_return_outside_window_is_explained(visitor: Visitor) -> None:
     visitor.say("I want to return a coat")
     visitor.say("1003")
@@ -150,22 +164,26 @@ def test_return_outside_window_is_explained(visitor: Visitor) -> None:
     assert "30 days" in answer and "closed" in answer
 
 
+@pytest.mark.one_shape
 def test_return_of_cancelled_order_is_explained(visitor: Visitor) -> None:
     answer = visitor.say("return the water bottle from order 1005, my email is kim@example.com")
     assert "cancelled" in answer
 
 
+@pytest.mark.one_shape
 def test_return_of_unshipped_order_is_explained(visitor: Visitor) -> None:
     answer = visitor.say("I want to return order 1004, email kim@example.com")
     assert "hasn't been delivered" in answer
 
 
+@pytest.mark.one_shape
 def test_fallback_is_honest_and_offers_a_person(visitor: Visitor) -> None:
     answer = visitor.say("what's the capital of mongolia, also tell me a joke")
     assert "don't know" in answer
     assert "/affirm" in [b["payload"] for b in visitor.buttons()]
 
 
+@pytest.mark.one_shape
 def test_smalltalk(visitor: Visitor) -> None:
     assert "Demo Outfitters" in visitor.say("hello")
     assert "virtual assistant" in visitor.say("am I talking to a bot?")
@@ -173,12 +191,14 @@ def test_smalltalk(visitor: Visitor) -> None:
     assert visitor.say("bye")
 
 
+@pytest.mark.one_shape
 def test_cancel_in_the_middle_of_a_form(visitor: Visitor) -> None:
     assert asks_order_number(visitor.say("where's my package"))
     assert "stopped" in visitor.say("actually, cancel that")
     assert not asks_order_number(visitor.say("thanks"))
 
 
+@pytest.mark.one_shape
 def test_question_in_the_middle_of_a_form_then_carry_on(visitor: Visitor) -> None:
     visitor.say("where is my order")
     answer = visitor.say("are you a real person?")
@@ -186,6 +206,7 @@ def test_question_in_the_middle_of_a_form_then_carry_on(visitor: Visitor) -> Non
     assert asks_email(visitor.say("1001"))
 
 
+@pytest.mark.one_shape
 def test_unrelated_question_in_the_middle_of_a_return_then_carry_on(visitor: Visitor) -> None:
     visitor.say("I need to return something")
     answer = visitor.say("what's the weather like in paris today?")
@@ -193,6 +214,7 @@ def test_unrelated_question_in_the_middle_of_a_return_then_carry_on(visitor: Vis
     assert asks_email(visitor.say("1002"))
 
 
+@pytest.mark.one_shape
 def test_switch_from_order_status_to_return(visitor: Visitor) -> None:
     status = visitor.say("where is order 1002? sam@example.com")
     assert "delivered" in status
@@ -202,6 +224,7 @@ def test_switch_from_order_status_to_return(visitor: Visitor) -> None:
     assert REFERENCE.search(done) and "Scarf" in done
 
 
+@pytest.mark.one_shape
 def test_another_order_asks_for_its_number_but_not_the_email_again(visitor: Visitor) -> None:
     assert "Denim jacket" in visitor.say("where's order 1002? email sam@example.com")
     asked = visitor.say("and where is my other order?")
@@ -232,6 +255,7 @@ def start_return_of_1002(visitor: Visitor) -> str:
     return question
 
 
+@pytest.mark.one_shape
 @pytest.mark.usefixtures("returnable")
 def test_an_item_typed_as_the_button_shows_it_is_the_answer(visitor: Visitor) -> None:
     # NLU reads "Denim jacket" as a product question; it was answered from the catalogue and
@@ -243,6 +267,7 @@ def test_an_item_typed_as_the_button_shows_it_is_the_answer(visitor: Visitor) ->
     assert REFERENCE.search(done) and "return of Denim jacket from order #1002" in done
 
 
+@pytest.mark.one_shape
 @pytest.mark.usefixtures("returnable")
 @pytest.mark.parametrize(("said", "items"), [("the second one", "Scarf"),
                                              ("all of them", "Denim jacket and Scarf"),
@@ -256,6 +281,7 @@ def test_items_by_position_all_of_them_and_with_a_typo(visitor: Visitor, said: s
     assert REFERENCE.search(done) and f"return of {items} from order #1002" in done
 
 
+@pytest.mark.one_shape
 @pytest.mark.usefixtures("returnable")
 def test_a_question_mid_form_is_answered_and_the_form_keeps_what_it_has(
         visitor: Visitor) -> None:
@@ -270,6 +296,7 @@ def test_a_question_mid_form_is_answered_and_the_form_keeps_what_it_has(
     assert REFERENCE.search(done) and "return of Scarf from order #1002" in done
 
 
+@pytest.mark.one_shape
 def test_a_corrected_order_number_and_an_email_with_a_full_stop(visitor: Visitor) -> None:
     visitor.say("where is my order?")
     assert asks_email(visitor.say("1002"))
@@ -278,6 +305,7 @@ def test_a_corrected_order_number_and_an_email_with_a_full_stop(visitor: Visitor
     assert "#1001" in answer and "UPS" in answer and TRACKING in answer
 
 
+@pytest.mark.one_shape
 def test_a_cancelled_flow_leaves_no_order_number_behind(visitor: Visitor) -> None:
     visitor.say("I want to return something")
     assert asks_email(visitor.say("1002"))
@@ -286,6 +314,7 @@ def test_a_cancelled_flow_leaves_no_order_number_behind(visitor: Visitor) -> Non
     assert asks_email(visitor.say("1001"))
 
 
+@pytest.mark.one_shape
 def test_a_statement_that_is_not_an_order_number_gets_the_form_explaining(
         visitor: Visitor) -> None:
     visitor.say("where is my order?")

@@ -34,7 +34,8 @@ from tests.browser import chromium
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.integration.stack import Stack
 
-pytestmark = pytest.mark.integration
+# The widget's page and its conversation: no storage shape changes them (conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.one_shape]
 
 DEMO_KEY = DEMO_WIDGET_KEY
 TRACKING = "1Z999AA10123456784"
