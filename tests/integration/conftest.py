@@ -39,8 +39,8 @@ FAKE_KEY = "sk-ant-integration"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`one_shape` tests leave the PostgreSQL + Redis stack out (see the module doc)."""
     repeats = [item for item in items if item.get_closest_marker("one_shape")
-               and getattr(item, "callspec", None) is not None
-               and item.callspec.params.get("stack") == "postgres+redis"]
+               and (callspec := getattr(item, "callspec", None)) is not None
+               and callspec.params.get("stack") == "postgres+redis"]
     if repeats:
         config.hook.pytest_deselected(items=repeats)
         dropped = set(map(id, repeats))
