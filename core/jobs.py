@@ -175,9 +175,12 @@ async def active_jobs(sessions: async_sessionmaker, tenant_id: str,
     return [Job.of(row) for row in rows]
 
 
-def _claimable(table: Any, now: datetime) -> ColumnElement[bool]:
-    return or_(table.status == "queued",
-               and_(table.status == "running", table.lease_expires_at <= now))
+def _claimable(table: Any, now: datetime,
+               kinds: tuple[str, ...] | None = None) -> ColumnElement[bool]:
+    """Waiting (or abandoned by its worker), and of `kinds` when given."""
+    waiting = or_(table.status == "queued",
+                  and_(table.status == "running", table.lease_expires_at <= now))
+    return waiting if kinds is None else and_(waiting, table.kind.in_(kinds))
 
 
 async def claim(sessions: async_sessionmaker, owner: str, *, kinds: tuple[str, ...] | None = None,
@@ -187,13 +190,12 @@ async def claim(sessions: async_sessionmaker, owner: str, *, kinds: tuple[str, .
     Takes over a running job whose lease ran out (its worker died); fails such a job instead
     once it was claimed MAX_ATTEMPTS times. Skips shops that have a job running."""
     now = utcnow()
-    of_kinds = [JobRow.kind.in_(kinds)] if kinds is not None else []
     # Every admin process asks every second or two with several workers: when nothing waits
     # (nearly always), one read answers, without the lock and the writes below. A session of
     # its own: the claim's transaction never starts from an older snapshot (SQLite's WAL).
     async with sessions() as session:
         waiting = await session.scalar(
-            select(JobRow.id).where(_claimable(JobRow, now), *of_kinds).limit(1))
+            select(JobRow.id).where(_claimable(JobRow, now, kinds)).limit(1))
     if waiting is None:
         return None
     async with sessions() as session:
@@ -211,8 +213,8 @@ async def claim(sessions: async_sessionmaker, owner: str, *, kinds: tuple[str, .
         busy_shops = select(busy.tenant_id).where(busy.status == "running",
                                                   busy.lease_expires_at > now)
         oldest = (select(candidate.id)
-                  .where(_claimable(candidate, now), candidate.tenant_id.not_in(busy_shops),
-                         *([candidate.kind.in_(kinds)] if kinds is not None else []))
+                  .where(_claimable(candidate, now, kinds),
+                         candidate.tenant_id.not_in(busy_shops))
                   .order_by(candidate.created_at, candidate.id).limit(1).scalar_subquery())
         row = (await session.execute(
             update(JobRow)
