@@ -47,6 +47,8 @@ const state = {
   threadTimer: null,
   queueSeq: 0,
   threadSeq: 0,
+  loading: null, // the conversation id whose thread is loading after being selected
+  early: null, // keys pressed for it meanwhile: { id, keys: [...], typed: "" } (see pageKeys)
   muted: localStorage.getItem(MUTED_KEY) === "1",
   audio: null,
 };
@@ -320,6 +322,8 @@ function select(id, { focus = false } = {}) {
   }
   markRead(id);
   state.thread = null;
+  state.loading = id;
+  state.early = null;
   state.limit = RECENT;
   const item = state.items.get(id);
   $("thread-title").textContent = item
@@ -558,14 +562,18 @@ async function loadThread(id) {
       { query: { limit: state.limit } });
     if (seq !== state.threadSeq || id !== state.selected) return;
     state.thread = thread;
+    state.loading = null;
     const item = state.items.get(id) || {};
     $("thread-title").textContent = [channelName(thread.channel || item.channel),
       thread.visitor || item.visitor].filter(Boolean).join(" · ") || "Conversation";
     $("thread-facts").textContent = threadFacts(state.items.get(id), thread);
     renderTranscript(thread);
     showActions();
+    if (state.early && state.early.id === id) await replayEarly(state.early);
   } catch (error) {
     if (seq !== state.threadSeq) return;
+    state.loading = null;
+    state.early = null;
     $("thread-title").textContent = "Conversation";
     $("thread-actions").hidden = true;
     $("composer").hidden = true;
@@ -771,13 +779,61 @@ const KEYS = {
   "?": showHelp,
 };
 
+// Keys that act on the open conversation, pressed while it is still loading (an agent picks
+// one and presses "r" at once), wait for it: they act once it shows, in order, and what is
+// typed after "r" or "n" meanwhile goes into that box instead of working as the page's keys
+// (a reply's "t", "c" or "e" would have transferred, claimed or resolved). Escape drops them;
+// picking another conversation too.
+const THREAD_KEYS = new Set(["c", "e", "r", "n", "t"]);
+const BOX_KEYS = new Set(["r", "n"]);
+
 function pageKeys(event) {
   if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
   if (!state.session || $("app").hidden || $("help").open || typing(event.target)) return;
+  if (state.early && earlyKey(event)) return;
   const action = KEYS[event.key];
   if (!action) return;
   event.preventDefault(); // "r" focuses the box without typing an "r" into it
+  if (state.loading && state.loading === state.selected && THREAD_KEYS.has(event.key)) {
+    state.early = state.early || { id: state.selected, keys: [], typed: "" };
+    state.early.keys.push(event.key);
+    return;
+  }
   action();
+}
+
+// A key after thread keys that wait (true: taken here): text for the box "r"/"n" will open.
+function earlyKey(event) {
+  const early = state.early;
+  if (event.key === "Escape") {
+    state.early = null;
+  } else if (!BOX_KEYS.has(early.keys[early.keys.length - 1])) {
+    return false;
+  } else if (event.key.length === 1) {
+    early.typed += event.key;
+  } else if (event.key === "Enter") {
+    early.typed += "\n";
+  } else if (event.key === "Backspace") {
+    early.typed = early.typed.slice(0, -1);
+  } else {
+    return false;
+  }
+  event.preventDefault();
+  return true;
+}
+
+async function replayEarly(early) {
+  for (const key of early.keys) {
+    if (state.early !== early) return; // Escape, or another conversation
+    await KEYS[key]();
+  }
+  if (state.early !== early) return;
+  state.early = null;
+  const box = document.activeElement;
+  if (early.typed && box && (box.id === "reply-text" || box.id === "note-text")) {
+    box.setRangeText(early.typed, box.selectionStart, box.selectionEnd, "end");
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  }
 }
 
 function boxKeys(event) {

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -294,3 +295,67 @@ def test_visitors_messages_raise_the_unread_count_and_a_taken_conversation_names
     page.get_by_role("button", name="Transfer", exact=True).click()
     expect(page.locator("#thread-status")).to_have_text("Transferred to Bo Agent.")
     expect(web).to_contain_text("Taken by Bo Agent")
+
+
+THREAD = re.compile(r".*/api/v1/conversations/[^/?]+[?].*")  # one conversation's messages
+
+
+class HeldThread:
+    """Holds back the page's request for a conversation's messages until `release`."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.held: list[Route] = []
+        page.route(THREAD, self.hold)
+
+    def hold(self, route: Route) -> None:
+        self.held.append(route)
+
+    def wait(self) -> None:
+        """Until the page has asked for it."""
+        for _ in range(WAIT_MS // 50):
+            if self.held:
+                return
+            self.page.wait_for_timeout(50)
+        raise AssertionError("the page never asked for the conversation")
+
+    def release(self) -> None:
+        for route in self.held:
+            route.continue_()
+        self.page.unroute(THREAD, self.hold)
+
+
+def test_keys_pressed_while_a_conversation_loads_wait_for_it(inbox: Inbox, page: Page) -> None:
+    """An agent who picks a conversation and at once presses "r" and types: the reply box gets
+    the text once the conversation shows, and the text's letters ("t", "c", "e") do not
+    transfer, claim or resolve it meanwhile. Escape drops what waits."""
+    sender = inbox.visitor_writes("sms", "+15550003333", "where is my parcel?")
+    inbox.escalate(sender, "sms", "where is my parcel?")
+    page.reload()
+    loading = HeldThread(page)
+    option(page, "…3333").click()
+    loading.wait()
+    page.keyboard.press("r")
+    text = "Let me check that, one second."
+    page.keyboard.type(text)
+    loading.release()
+
+    box = page.get_by_label("Reply to the visitor")
+    expect(box).to_be_focused()
+    expect(box).to_have_value(text)
+    expect(page.locator("#thread-status")).to_have_text("")
+    expect(option(page, "…3333")).to_contain_text("Waiting for an agent")
+
+    box.fill("")
+    page.goto(f"{inbox.base}/app/inbox")  # none selected
+    loading = HeldThread(page)
+    option(page, "…3333").click()
+    loading.wait()
+    page.keyboard.press("r")
+    page.keyboard.type("never mind")
+    page.keyboard.press("Escape")
+    loading.release()
+    expect(page.locator("#thread-title")).to_have_text("SMS · …3333")
+    expect(box).to_be_visible()
+    expect(box).to_have_value("")
+    expect(box).not_to_be_focused()
