@@ -47,8 +47,8 @@ const state = {
   threadTimer: null,
   queueSeq: 0,
   threadSeq: 0,
-  loading: null, // the conversation id whose thread is loading after being selected
-  early: null, // keys pressed for it meanwhile: { id, keys: [...], typed: "" } (see pageKeys)
+  loading: false, // the selected conversation's thread has not shown yet
+  early: null, // keys pressed for it meanwhile: { keys: [...], typed: "" } (see pageKeys)
   muted: localStorage.getItem(MUTED_KEY) === "1",
   audio: null,
 };
@@ -322,7 +322,7 @@ function select(id, { focus = false } = {}) {
   }
   markRead(id);
   state.thread = null;
-  state.loading = id;
+  state.loading = true;
   state.early = null;
   state.limit = RECENT;
   const item = state.items.get(id);
@@ -562,17 +562,17 @@ async function loadThread(id) {
       { query: { limit: state.limit } });
     if (seq !== state.threadSeq || id !== state.selected) return;
     state.thread = thread;
-    state.loading = null;
+    state.loading = false;
     const item = state.items.get(id) || {};
     $("thread-title").textContent = [channelName(thread.channel || item.channel),
       thread.visitor || item.visitor].filter(Boolean).join(" · ") || "Conversation";
     $("thread-facts").textContent = threadFacts(state.items.get(id), thread);
     renderTranscript(thread);
     showActions();
-    if (state.early && state.early.id === id) await replayEarly(state.early);
+    if (state.early) await replayEarly(state.early);
   } catch (error) {
     if (seq !== state.threadSeq) return;
-    state.loading = null;
+    state.loading = false;
     state.early = null;
     $("thread-title").textContent = "Conversation";
     $("thread-actions").hidden = true;
@@ -767,13 +767,15 @@ function showHelp() {
   if (!dialog.open) dialog.showModal();
 }
 
+const BOXES = { r: "reply-text", n: "note-text" }; // the keys that open a box to type in
+
 const KEYS = {
   j: () => move(1),
   k: () => move(-1),
   c: claim,
   e: resolve,
-  r: () => composing($("reply-text")),
-  n: () => composing($("note-text")),
+  r: () => composing($(BOXES.r)),
+  n: () => composing($(BOXES.n)),
   t: () => { if (!$("thread-actions").hidden) $("transfer-to").focus(); },
   m: toggleMute,
   "?": showHelp,
@@ -785,7 +787,6 @@ const KEYS = {
 // (a reply's "t", "c" or "e" would have transferred, claimed or resolved). Escape drops them;
 // picking another conversation too.
 const THREAD_KEYS = new Set(["c", "e", "r", "n", "t"]);
-const BOX_KEYS = new Set(["r", "n"]);
 
 function pageKeys(event) {
   if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
@@ -794,8 +795,8 @@ function pageKeys(event) {
   const action = KEYS[event.key];
   if (!action) return;
   event.preventDefault(); // "r" focuses the box without typing an "r" into it
-  if (state.loading && state.loading === state.selected && THREAD_KEYS.has(event.key)) {
-    state.early = state.early || { id: state.selected, keys: [], typed: "" };
+  if (state.loading && THREAD_KEYS.has(event.key)) {
+    state.early = state.early || { keys: [], typed: "" };
     state.early.keys.push(event.key);
     return;
   }
@@ -807,7 +808,7 @@ function earlyKey(event) {
   const early = state.early;
   if (event.key === "Escape") {
     state.early = null;
-  } else if (!BOX_KEYS.has(early.keys[early.keys.length - 1])) {
+  } else if (!(early.keys.at(-1) in BOXES)) {
     return false;
   } else if (event.key.length === 1) {
     early.typed += event.key;
@@ -829,8 +830,8 @@ async function replayEarly(early) {
   }
   if (state.early !== early) return;
   state.early = null;
-  const box = document.activeElement;
-  if (early.typed && box && (box.id === "reply-text" || box.id === "note-text")) {
+  const box = early.typed && $(BOXES[early.keys.at(-1)]); // typed only after "r" or "n"
+  if (box && document.activeElement === box) {
     box.setRangeText(early.typed, box.selectionStart, box.selectionEnd, "end");
     box.dispatchEvent(new Event("input", { bubbles: true }));
   }
