@@ -12,7 +12,7 @@ import logging
 import threading
 import warnings
 
-from core import logs
+from core import heap, logs
 from core.metrics import serve_metrics
 
 # rasa-sdk 3.21 warns on every call that Rasa 3.6 "might not be compatible". DESIGN.md records
@@ -31,6 +31,7 @@ def _warm_knowledge() -> None:
 
         settings = action_settings()
         get_embedder(settings.models_dir, settings.embed_precision).encode_query("warm up")
+        heap.settle("embedding model loaded")
     except Exception:  # the route answers "not available" then, and says why in its log
         log.exception("embedding model failed to load")
 
@@ -60,6 +61,7 @@ def main() -> None:
     executor = InstrumentedExecutor()  # rasa-sdk's, each action counted by route
     executor.register_package("actions")
     app = create_app(executor)
+    heap.settle_when_started(app)
     log.info("action server listening", extra={"url": f"http://{host}:{port}"})
     app.run(host=host, port=port, single_process=True, access_log=False, motd=False)
 

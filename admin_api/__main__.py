@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from admin_api import people
 from admin_api.mail import MailError, deliver_invitation, invitation_link
 from admin_api.tables import ROLES, AuditRow, UserRow
-from core import logs
+from core import heap, logs
 from core.db import create_engine, session_factory, utcnow
 from core.settings import ConfigError, ProcessSettings, Settings
 from tenants import api_keys
@@ -52,6 +52,7 @@ def serve() -> None:
     logs.configure(settings.log_level, pseudonym_key=settings.log_key,
                    log_message_text=settings.log_message_text)
     app = create_app(settings)
+    heap.settle_when_started(app)
     serve_metrics(settings.metrics_host, settings.admin_metrics_port, "admin")
     app.run(host=settings.admin_host, port=settings.admin_port, single_process=True,
             access_log=False, motd=False)

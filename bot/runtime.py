@@ -23,7 +23,8 @@ waits for it, about 3 s; turns of other shops go on). A model's cost is what the
 resident memory grew by across its load, after glibc handed freed heap back (`malloc_trim`):
 about 7-10 MB a model here (bench/models.py). The base is never dropped. Models load one at a
 time, in a thread: a load is CPU work (~3 s), and two at once would only share the cores that
-turns need.
+turns need. Every loaded model is settled (core/heap.py: later full garbage collections skip
+it), and dropping models releases them so that the collector can free them.
 
 Shared by every agent: the lock store (one instance) and the tracker store's database (each
 agent has its own store object, a shallow copy of the base's sharing its engine: Rasa sets a
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.shop_models import SHOP_ID, Registry
+from core.heap import release, settle
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +217,7 @@ class ShopRouter:
                 return agent
 
             agent = await asyncio.to_thread(load)
+            settle(f"shop model {version} loaded")
             cost = max(rss_mb() - before, 1.0)
             loaded = Loaded(shop, version, agent, cost, time.monotonic())
             self.resident[version] = loaded
@@ -230,15 +233,20 @@ class ShopRouter:
 
     def _evict(self, keep: str) -> None:
         """Drop least recently used models until the rest fit the budget (never `keep`)."""
+        dropped: list[Loaded] = []
         for version in list(self.resident):
             if self.used_mb() <= self.budget_mb:
                 break
             if version == keep:
                 continue
-            dropped = self.resident.pop(version)
+            dropped.append(self.resident.pop(version))
             log.info("shop model unloaded (memory budget)", extra={
-                "shop": dropped.shop, "version": version, "cost_mb": round(dropped.cost_mb, 1),
-                "budget_mb": self.budget_mb, "resident_mb": round(self.used_mb(), 1)})
+                "shop": dropped[-1].shop, "version": version,
+                "cost_mb": round(dropped[-1].cost_mb, 1), "budget_mb": self.budget_mb,
+                "resident_mb": round(self.used_mb(), 1)})
+        if dropped:
+            dropped.clear()
+            release("shop models unloaded")  # they were settled when they loaded
         trim_heap()
 
     # --- following active.json ---
@@ -365,6 +373,7 @@ def install(registry: Registry, budget_mb: float) -> None:
         router = ShopRouter(base, AgentFactory(base, endpoints), registry, budget_mb)
         router.start()
         app.ctx.agent = router
+        settle("base model loaded")  # core/heap.py: full collections skip all of it
         log.info("shop models: %d shops with a model of their own, budget %d MB",
                  len(router.routes), budget_mb)
         return router

@@ -4,7 +4,7 @@ its metrics on METRICS_HOST/GATEWAY_METRICS_PORT, default 127.0.0.1:9101, never 
 from __future__ import annotations
 
 from connectors.app import create_app
-from core import logs
+from core import heap, logs
 from core.metrics import serve_metrics
 from core.settings import Settings
 
@@ -14,6 +14,7 @@ def main() -> None:
     logs.configure(settings.log_level, pseudonym_key=settings.log_key,
                    log_message_text=settings.log_message_text)
     app = create_app(settings)
+    heap.settle_when_started(app)
     serve_metrics(settings.metrics_host, settings.gateway_metrics_port, "gateway")
     app.run(
         host=settings.gateway_host,
