@@ -1,4 +1,5 @@
-"""Greeting (in the shop's own words), cancelling a flow, and the one fallback action."""
+"""Greeting (in the shop's own words), cancelling a flow (or a "stop" while none runs), and the
+one fallback action."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import escalation
+from actions.knowledge import ActionAnswerFromKnowledge
 from core import logs
+from core.asking import asks_something
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,25 @@ class ActionCancelFlow(Action):
         dispatcher.utter_message(response="utter_cancelled")
         unproven = [] if tracker.get_slot("verified_order") else [SlotSet("email", None)]
         return [SlotSet(slot, None) for slot in FLOW_SLOTS] + unproven
+
+
+class ActionStopWithNothingRunning(Action):
+    """A "stop" while no flow runs. "stop" or "forget it" needs nothing but an okay; a message
+    that asks something ("just ordered the wrong thing, can i cancel quick") is a question
+    about cancelling, which the classifier can still take for a stop: it is answered from
+    the shop's documents like any question (or, when they do not cover it, a person offered),
+    never dropped with an okay."""
+
+    def name(self) -> str:
+        return "action_stop_with_nothing_running"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        if asks_something(tracker.latest_message.get("text") or ""):
+            return await ActionAnswerFromKnowledge().run(dispatcher, tracker, domain)
+        dispatcher.utter_message(response="utter_nothing_to_cancel")
+        return []
 
 
 class ActionFallback(Action):

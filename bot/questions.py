@@ -6,7 +6,9 @@ intent is one of them and the message asks something (a question mark or a quest
 opening a clause) in more than a few words, this takes the best-ranked intent that is not
 small talk instead: usually ask_question, but "hi, where is my order?" stays an order-status
 request. `stop` is not in the list: "can you stop?" is a stop; questions about cancelling
-are taught to the classifier as questions (data/nlu/general_questions.yml).
+are taught to the classifier as questions (data/nlu/general_questions.yml), and a stop that
+asks something while no flow runs is answered as one (actions/smalltalk.py). Whether a message
+asks something: core/asking.py.
 
 Runs after the intent classifier and before the FallbackClassifier, so that a low-confidence
 replacement still falls back to the knowledge route.
@@ -14,7 +16,6 @@ replacement still falls back to the knowledge route.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -25,26 +26,15 @@ from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.nlu.constants import INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
-# "have" and "has" are left out ("bye, have a nice day"), and a word followed by an apostrophe
-# is not an opener ("thanks, can't wait").
-QUESTION_OPENER = re.compile(
-    r"(?:^|[,.;:!]\s*|\b(?:and|but|so|also|btw)\s+)"
-    r"(?:what|whats|what's|where|wheres|where's|when|why|how|hows|how's|which|who|"
-    r"can|could|do|does|did|is|are|will|would|should)\b(?!')", re.I)
-
-
-def asks_something(text: str, min_words: int) -> bool:
-    words = re.findall(r"[\w']+", text)
-    if len(words) < min_words:
-        return False
-    return "?" in text or bool(QUESTION_OPENER.search(text))
+from core.asking import MIN_WORDS, asks_something
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=False)
 class QuestionsAreNotSmallTalk(IntentClassifier, GraphComponent):
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        return {"small_talk": ["greet", "goodbye", "thank", "affirm", "deny"], "min_words": 4}
+        return {"small_talk": ["greet", "goodbye", "thank", "affirm", "deny"],
+                "min_words": MIN_WORDS}
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._small_talk = set(config["small_talk"])
