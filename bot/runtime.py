@@ -233,21 +233,22 @@ class ShopRouter:
 
     def _evict(self, keep: str) -> None:
         """Drop least recently used models until the rest fit the budget (never `keep`)."""
-        dropped: list[Loaded] = []
+        dropped = False
         for version in list(self.resident):
             if self.used_mb() <= self.budget_mb:
                 break
-            if version == keep:
-                continue
-            dropped.append(self.resident.pop(version))
-            log.info("shop model unloaded (memory budget)", extra={
-                "shop": dropped[-1].shop, "version": version,
-                "cost_mb": round(dropped[-1].cost_mb, 1), "budget_mb": self.budget_mb,
-                "resident_mb": round(self.used_mb(), 1)})
+            if version != keep:
+                self._drop(version)
+                dropped = True
         if dropped:
-            dropped.clear()
-            release("shop models unloaded")  # they were settled when they loaded
+            release("shop models unloaded")  # settled when they loaded: freed only now
         trim_heap()
+
+    def _drop(self, version: str) -> None:
+        gone = self.resident.pop(version)
+        log.info("shop model unloaded (memory budget)", extra={
+            "shop": gone.shop, "version": version, "cost_mb": round(gone.cost_mb, 1),
+            "budget_mb": self.budget_mb, "resident_mb": round(self.used_mb(), 1)})
 
     # --- following active.json ---
 
