@@ -88,4 +88,5 @@ def test_every_action_of_ours_has_a_route_or_is_other_on_purpose() -> None:
     executor.register_package("actions")
     unrouted = {name for name in executor.actions if name not in ROUTES}
     assert unrouted == {"action_session_start", "action_greet", "action_cancel_flow",
-                        "action_fallback"}, f"give {sorted(unrouted)} a route in ROUTES"
+                        "action_stop_with_nothing_running", "action_fallback"}, \
+        f"give {sorted(unrouted)} a route in ROUTES"
