@@ -370,11 +370,13 @@ def install(registry: Registry, budget_mb: float) -> None:
 
     async def load_agent_on_start(model_path: Any, endpoints: Any, remote_storage: Any,
                                   app: Any, loop: Any) -> Any:
-        base = await load_base(model_path, endpoints, remote_storage, app, loop)
+        try:
+            base = await load_base(model_path, endpoints, remote_storage, app, loop)
+        finally:
+            settle("base model loaded")  # core/heap.py: full collections skip all of it
         router = ShopRouter(base, AgentFactory(base, endpoints), registry, budget_mb)
         router.start()
         app.ctx.agent = router
-        settle("base model loaded")  # core/heap.py: full collections skip all of it
         log.info("shop models: %d shops with a model of their own, budget %d MB",
                  len(router.routes), budget_mb)
         return router

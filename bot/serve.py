@@ -37,6 +37,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from core.heap import hold
 from core.logs import redact_every_record
 from core.settings import BotSettings, ConfigError
 
@@ -118,6 +119,7 @@ def main(args: Sequence[str] | None = None) -> None:
     keep_visitors_out_of_logs()
     serve_rasa_metrics(settings)
     serve_shop_models(settings)
+    hold()  # until the base model is loaded and settled (bot/runtime.py, core/heap.py)
     from rasa.__main__ import main as rasa_main  # Rasa's interpreter only
 
     rasa_main()
