@@ -6,7 +6,10 @@ libraries' modules, Rasa's models, the embedding model's tokenizer, the ORM's ma
 20 concurrent conversations (bench/turns.py, the embedded stack) a full collection came every
 15-30 s in Rasa and in the action server and stopped its event loop for 0.3-0.5 s each time,
 with every turn in flight waiting for it; the admin service (NLG) and the gateway paused
-0.15-0.35 s now and then. Those are the slowest turns of all: the p95 and p99.
+0.15-0.35 s now and then. Those are the slowest turns of all: the p95 and p99. Settled, in
+paired runs at one moment (bench/turns.py --concurrency 20 --conversations 600): p99 920-985
+ms via the gateway instead of 1265-1369, p95 836-886 instead of 903-930 (a slow moment of
+the machine; stop 33's note has the table).
 
 `settle` collects once and moves what survived into the permanent generation (`gc.freeze`),
 which collections skip: what the process allocates while serving is collected as before, and

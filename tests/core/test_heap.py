@@ -49,6 +49,20 @@ def test_garbage_made_after_settling_is_still_collected() -> None:
     assert alive() is None
 
 
+def test_a_held_collector_collects_again_once_settled() -> None:
+    heap.hold()  # Rasa's start: nothing collected while it builds what it keeps
+    try:
+        model = Model()
+        alive = weakref.ref(model)
+        del model
+        assert not gc.isenabled()
+        heap.settle("base model loaded")
+        assert alive() is None  # the one collection of settle found it
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+
+
 @pytest.mark.asyncio
 async def test_a_sanic_app_settles_once_its_server_has_started() -> None:
     app = Sanic("heap-test")
