@@ -30,7 +30,7 @@ def _warm_knowledge() -> None:
         from knowledge.embeddings import get_embedder
 
         settings = action_settings()
-        get_embedder(settings.models_dir, settings.embed_precision).encode_query("warm up")
+        get_embedder(settings.embed_precision).encode_query("warm up")
         heap.settle("embedding model loaded")
     except Exception:  # the route answers "not available" then, and says why in its log
         log.exception("embedding model failed to load")

@@ -91,7 +91,7 @@ class Runtime:
 
         s = self.settings
         retriever = Retriever(IndexFiles(s.knowledge_dir), self.sessions,
-                              get_embedder(s.models_dir, s.embed_precision))
+                              get_embedder(s.embed_precision))
         cache = RedisAnswerCache(s.redis_url) if s.redis_url else MemoryAnswerCache()
         llm = (ClaudeAnswerer(s.anthropic_api_key.reveal(), s.anthropic_base_url,
                               timeout=s.llm_timeout,

@@ -1,12 +1,10 @@
 """The questions the bot could not answer, grouped by meaning: topics with a count, not lines.
 
-Texts are embedded with all-MiniLM-L6-v2 through ONNX Runtime (the graph that
-knowledge/query_encoder.py exports, so the admin process never loads PyTorch when the
-actions process has already exported it under `<var>/models`; otherwise it is exported once
-from here), in padded batches, one thread. Measured on a busy 2-CPU host: 7 ms a question
-(12 ms one at a time), so CAP bounds the work: the latest 1,000 questions of the period,
-~7 s the first time; vectors are kept per text (VECTORS), so a later period or a refresh only
-embeds questions not seen before.
+Texts are embedded with all-MiniLM-L6-v2 through ONNX Runtime (core/minilm.py's session,
+built from the packaged weights: no PyTorch), in padded batches, one thread. Measured on a
+busy 2-CPU host: 7 ms a question (12 ms one at a time), so CAP bounds the work: the latest
+1,000 questions of the period, ~7 s the first time; vectors are kept per text (VECTORS), so a
+later period or a refresh only embeds questions not seen before.
 
 Grouping is deterministic and numpy only: exact repeats are folded first (visitors type the
 same words); each distinct question's weight is how many times it was asked plus the
@@ -30,11 +28,12 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 import numpy as np
+
+from core.minilm import sentence_vectors, session, tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +59,11 @@ class Cluster:
 class BatchEncoder:
     """MiniLM sentence vectors (mean pooled, unit length) for many short texts at once."""
 
-    def __init__(self, onnx_file: Path) -> None:
-        from knowledge.query_encoder import minilm_tokenizer, one_thread_session
-
+    def __init__(self) -> None:
         # One thread: measured faster per text than two on a busy 2-CPU host (7.0 vs 8.9 ms),
         # and it leaves the other core to the API.
-        self._session = one_thread_session(onnx_file)
-        self._tokenizer = minilm_tokenizer(MAX_TOKENS, padding=True)
+        self._session = session(threads=1)
+        self._tokenizer = tokenizer(MAX_TOKENS, padding=True)
         self._lock = threading.Lock()  # the vector cache
         self._run_lock = threading.Lock()  # the session (one run at a time)
         self._known: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -94,34 +91,19 @@ class BatchEncoder:
             chosen = order[start:start + BATCH]
             encodings = self._tokenizer.encode_batch([texts[i] for i in chosen])
             ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
             with self._run_lock:
-                hidden = np.asarray(self._session.run(None, {
-                    "input_ids": ids, "attention_mask": mask,
-                    "token_type_ids": np.zeros_like(ids)})[0])
-            pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(
-                mask.sum(axis=1, keepdims=True), 1)
-            norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            vectors[chosen] = pooled / norms
+                hidden = np.asarray(self._session.run(
+                    None, {"input_ids": ids, "attention_mask": mask})[0])
+            vectors[chosen] = sentence_vectors(hidden, mask)
         return vectors
 
 
-def _onnx_file(models_dir: Path) -> Path:
-    """The exported graph: the newest one there, or exported now (this loads PyTorch once)."""
-    found = sorted(models_dir.glob("minilm-l6-*.onnx"), key=lambda p: p.stat().st_mtime)
-    if found:
-        return found[-1]
-    from knowledge.query_encoder import QueryEncoder
-
-    log.info("no exported query encoder yet; exporting it", extra={"path": str(models_dir)})
-    QueryEncoder(models_dir)
-    return _onnx_file(models_dir)
-
-
-@lru_cache(maxsize=2)
-def encoder_for(models_dir: Path) -> BatchEncoder:
-    """One encoder per process (the ONNX session holds ~90 MB); blocking, call in a thread."""
-    return BatchEncoder(_onnx_file(models_dir))
+@cache
+def shared_encoder() -> BatchEncoder:
+    """One encoder per process (the ONNX session holds ~90 MB; built in about a second);
+    blocking, call in a thread."""
+    return BatchEncoder()
 
 
 def cluster(texts: Sequence[str], vectors: np.ndarray, counts: Sequence[int],
@@ -181,19 +163,17 @@ def _fold(texts: Sequence[str]) -> tuple[list[str], list[int]]:
     return [spelled[k] for k in keys], [counts[k] for k in keys]
 
 
-def group_sync(texts: Sequence[str], models_dir: Path,
-               threshold: float = THRESHOLD) -> list[Cluster]:
+def group_sync(texts: Sequence[str], threshold: float = THRESHOLD) -> list[Cluster]:
     distinct, counts = _fold(texts[:CAP])
     if not distinct:
         return []
-    vectors = encoder_for(models_dir).encode_cached(distinct)
+    vectors = shared_encoder().encode_cached(distinct)
     return cluster(distinct, vectors, counts, threshold)
 
 
-async def group_questions(texts: Sequence[str], models_dir: Path,
-                          threshold: float = THRESHOLD) -> list[Cluster]:
+async def group_questions(texts: Sequence[str], threshold: float = THRESHOLD) -> list[Cluster]:
     """Cluster (at most CAP) questions off the event loop."""
-    return await asyncio.to_thread(group_sync, texts, models_dir, threshold)
+    return await asyncio.to_thread(group_sync, texts, threshold)
 
 
 def as_dict(found: Cluster) -> dict[str, Any]:

@@ -46,8 +46,7 @@ async def _group(call: Call[Any, Any], key: Key) -> Grouped:
     """Fetch the period's latest unanswered questions, group them, keep the result."""
     shop, period = key
     turns = await analytics.unanswered_turns(call.ctx.sessions, shop, period, clusters.CAP)
-    found = await clusters.group_questions([said for said, _ in turns],
-                                           call.ctx.settings.models_dir)
+    found = await clusters.group_questions([said for said, _ in turns])
     intents: dict[str, Counter[str]] = {}
     for said, intent in turns:
         votes = intents.setdefault(clusters.fold_key(said), Counter())

@@ -65,7 +65,7 @@ import psycopg  # noqa: E402
 from sqlalchemy import delete  # noqa: E402
 
 from admin_api.analytics import Period, summarise, unanswered_texts  # noqa: E402
-from admin_api.clusters import CAP, encoder_for, group_questions  # noqa: E402
+from admin_api.clusters import CAP, group_questions, shared_encoder  # noqa: E402
 from admin_api.tables import AnalyticsDayRow, AnalyticsIntentRow  # noqa: E402
 from core.db import create_engine, session_factory  # noqa: E402
 from core.settings import async_database_url  # noqa: E402
@@ -242,15 +242,14 @@ async def measure(url: str, shop: str, period: Period, runs: int) -> dict[str, A
         result["fetch"] = time.perf_counter() - began
     finally:
         await engine.dispose()
-    models_dir = ROOT / "var" / "models"
     began = time.perf_counter()
-    await asyncio.to_thread(encoder_for, models_dir)
+    await asyncio.to_thread(shared_encoder)
     result["load"] = time.perf_counter() - began
     began = time.perf_counter()
-    result["clusters"] = await group_questions(texts, models_dir)
+    result["clusters"] = await group_questions(texts)
     result["grouping"] = time.perf_counter() - began
     began = time.perf_counter()
-    await group_questions(texts, models_dir)
+    await group_questions(texts)
     result["regrouping"] = time.perf_counter() - began
     result["texts"] = len(texts)
     return result

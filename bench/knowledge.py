@@ -319,8 +319,8 @@ async def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     covered, uncovered = load_questions()
-    # Questions through the ONNX query encoder, as the action server does (exported once here).
-    embedder = Embedder(onnx_dir=ROOT / "var" / "models")
+    # Questions through the ONNX query encoder, as the action server does.
+    embedder = Embedder()
     with tempfile.TemporaryDirectory(prefix="bench-knowledge-") as tmp:
         workdir = Path(tmp)
         print(f"1. Quality on the demo knowledge base: {len(covered)} visitor questions, "

@@ -396,11 +396,6 @@ class ProcessSettings:
         return self.var_dir / "knowledge"
 
     @property
-    def models_dir(self) -> Path:
-        """Models derived on this machine from packaged weights (the ONNX query encoder)."""
-        return self.var_dir / "models"
-
-    @property
     def tracker_store_url(self) -> str:
         """Where Rasa keeps its `events` table (bot/stores.py picks the same place)."""
         if self.uses_embedded_storage:

@@ -99,7 +99,7 @@ async def run_list(settings: ProcessSettings, tenant: str) -> int:
 async def run_search(settings: ProcessSettings, tenant: str, question: str) -> int:
     async with tenant_storage(settings, tenant) as (sessions, tenant_id):
         retriever = Retriever(IndexFiles(settings.knowledge_dir), sessions,
-                              get_embedder(settings.models_dir, settings.embed_precision))
+                              get_embedder(settings.embed_precision))
         result = await retriever.search(tenant_id, question)
     print(f"answerable: {result.answerable} (best cosine {result.best_cosine:.2f})")
     for p in result.passages:

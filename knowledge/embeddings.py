@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from knowledge.model_files import model_path
-from knowledge.query_encoder import QueryEncoder  # its heavy imports wait for first use
+from core.minilm import model_path
+from knowledge.query_encoder import QueryEncoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -46,10 +46,10 @@ def cpu_has_bf16() -> bool:
 
 
 class Embedder:
-    def __init__(self, precision: str = "auto", onnx_dir: Path | None = None) -> None:
+    def __init__(self, precision: str = "auto") -> None:
         """`precision`: the document path's, fp32, bf16 or auto (bf16 where the CPU has it);
-        callers pass `settings.embed_precision`. `onnx_dir`: where the ONNX query encoder may
-        be exported (knowledge/query_encoder.py); None keeps questions on PyTorch."""
+        callers pass `settings.embed_precision`. Questions go through ONNX Runtime
+        (knowledge/query_encoder.py), so a process that only asks never loads PyTorch."""
         choice = precision.lower()
         if choice not in ("auto", "bf16", "fp32"):
             raise ValueError(f"embedding precision must be fp32, bf16 or auto, not {precision!r}")
@@ -59,7 +59,6 @@ class Embedder:
                           else (os.cpu_count() or 1))
         self._model: SentenceTransformer | None = None  # loaded on first use
         self._bf16: SentenceTransformer | None = None
-        self._onnx_dir = onnx_dir
         self._query_encoder: QueryEncoder | None = None
         self._onnx_failed = False
 
@@ -102,13 +101,13 @@ class Embedder:
         return self._encode([text], "fp32", 1)[0]
 
     def _onnx_encoder(self) -> QueryEncoder | None:
-        if self._onnx_dir is None or self._onnx_failed:
+        if self._onnx_failed:
             return None
         if self._query_encoder is None:
             with self._lock:
                 if self._query_encoder is None and not self._onnx_failed:
                     try:
-                        self._query_encoder = QueryEncoder(self._onnx_dir)
+                        self._query_encoder = QueryEncoder()
                     except Exception:  # noqa: BLE001 - PyTorch still answers, only slower
                         log.exception("ONNX query encoder unavailable; questions use PyTorch")
                         self._onnx_failed = True
@@ -140,15 +139,14 @@ class Embedder:
         return len(self._load().tokenizer(text, add_special_tokens=True)["input_ids"])
 
 
-def get_embedder(onnx_dir: Path | None = None, precision: str = "auto") -> Embedder:
+def get_embedder(precision: str = "auto") -> Embedder:
     """One model per process: loading it takes seconds and ~100 MB. Callers pass
-    `settings.models_dir` (where the ONNX query encoder goes; None keeps questions on PyTorch)
-    and `settings.embed_precision`."""
-    return _cached_embedder(onnx_dir, precision)
+    `settings.embed_precision`."""
+    return _cached_embedder(precision)
 
 
 @functools.cache
-def _cached_embedder(onnx_dir: Path | None, precision: str) -> Embedder:
-    # Keyed by value, however the caller spelled the arguments (functools.cache keys
-    # get_embedder(p) and get_embedder(onnx_dir=p) apart).
-    return Embedder(precision, onnx_dir)
+def _cached_embedder(precision: str) -> Embedder:
+    # Keyed by value, however the caller spelled the argument (functools.cache keys
+    # get_embedder(p) and get_embedder(precision=p) apart).
+    return Embedder(precision)

@@ -38,8 +38,8 @@ import json
 import re
 from collections.abc import Iterable
 
+from core.minilm import model_path
 from knowledge.lexical import STOPWORDS
-from knowledge.model_files import model_path
 
 # Whole phrases only, case-insensitive; what remains must still be the question.
 GREETING = re.compile(

@@ -3,7 +3,7 @@
     core ← tenants ← knowledge ← actions        core ← tenants ← connectors
     core ← tenants ← knowledge ← billing ← actions, connectors, admin_api
     bot (Rasa's interpreter) ← core.settings, core.logs, core.sqlite, core.metrics, core.rasa_http,
-                               core.heap, core.asking
+                               core.heap, core.asking, core.minilm
 
 Nothing in the product imports the development tools, the benchmarks or the tests. A
 package's `__main__` module is an entry point: it wires products together (the tenants CLI
@@ -68,9 +68,10 @@ def test_rasas_interpreter_reads_only_our_settings() -> None:
     standard-library-only core.settings and core.logs, core.sqlite (SQLAlchemy's `event`
     API, the same in Rasa's 1.4 as in our 2.0), core.metrics (prometheus-client, pinned in
     both lock files), core.rasa_http (PyJWT, in both: the JWTs one side mints and the other
-    checks) and the standard-library-only core.heap and core.asking may be imported there."""
+    checks), the standard-library-only core.heap and core.asking, and core.minilm (numpy, onnx,
+    onnxruntime, tokenizers and safetensors, in both lock files) may be imported there."""
     allowed = {"core.settings", "core.sqlite", "core.logs", "core.metrics", "core.rasa_http",
-               "core.heap", "core.asking"}
+               "core.heap", "core.asking", "core.minilm"}
     for path in modules("bot"):
         assert {n for n in imports_of(path) if not n.startswith("bot")} <= allowed, path
 

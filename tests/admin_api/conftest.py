@@ -4,7 +4,6 @@ API key per role in each, so every test can check roles and shop isolation."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
@@ -124,31 +123,6 @@ async def admin(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             yield Admin(app, client, sessions, settings, demo, other, url)
         finally:
             await stop_app(app)
-
-
-@pytest.fixture(scope="session")
-def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The ONNX query encoder (knowledge/query_encoder.py), exported once for the whole run:
-    pytest-xdist's workers share their temporary root, and the first one exports (7 s)."""
-    from filelock import FileLock
-
-    from knowledge.query_encoder import QueryEncoder
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    folder = root / "query-encoder"
-    with FileLock(str(root / "query-encoder.lock")):
-        QueryEncoder(folder)
-    return next(folder.glob("minilm-l6-*.onnx"))
-
-
-@pytest.fixture
-def encoder_ready(admin: Admin, onnx_file: Path) -> None:
-    """The admin service finds the exported encoder where the actions process leaves it."""
-    models = admin.settings.models_dir
-    models.mkdir(parents=True, exist_ok=True)
-    os.symlink(onnx_file, models / onnx_file.name)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ questions the bot could not answer grouped into topics."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,7 +107,7 @@ def counts(conversations: int = 0, handed_off: int = 0, messages: int = 0, fallb
 
 
 async def test_an_owner_reads_the_figures_of_each_day_and_channel(
-        admin: Admin, encoder_ready: None) -> None:
+        admin: Admin) -> None:
     await seed_known_days(admin)
     status, body = await admin.call("GET", f"/analytics/summary?{RANGE}")
     assert status == 200, body
@@ -160,8 +159,7 @@ async def test_an_owner_reads_the_figures_of_each_day_and_channel(
     assert status == 200 and again == body
 
 
-async def test_the_other_shop_sees_only_its_own_numbers(admin: Admin,
-                                                        encoder_ready: None) -> None:
+async def test_the_other_shop_sees_only_its_own_numbers(admin: Admin) -> None:
     await seed_known_days(admin)
     await admin.call("GET", f"/analytics/summary?{RANGE}")  # rolls the demo shop's days up
     status, body = await admin.call("GET", f"/analytics/summary?{RANGE}", shop=admin.other)
@@ -221,8 +219,7 @@ async def test_todays_messages_count_as_they_arrive(admin: Admin) -> None:
     assert [c["channel"] for c in after["days"][-1]["channels"]] == ["email", "web"]
 
 
-async def test_paraphrases_group_into_topics_largest_first(admin: Admin,
-                                                           encoder_ready: None) -> None:
+async def test_paraphrases_group_into_topics_largest_first(admin: Admin) -> None:
     demo = Seeder(admin.sessions, admin.demo.id)
     asked = ["Do you offer gift wrapping?", "can you wrap my order as a present",
              "is gift wrap available for my purchase",
@@ -267,7 +264,7 @@ async def test_a_bad_range_is_refused(admin: Admin, query: str) -> None:
 
 
 async def test_the_summary_does_not_wait_long_for_the_topics(
-        admin: Admin, encoder_ready: None, monkeypatch: pytest.MonkeyPatch) -> None:
+        admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
     import admin_api.routes.analytics as routes
 
     monkeypatch.setattr(routes, "SUMMARY_WAIT", 0.0)  # grouping always takes longer than this
@@ -284,20 +281,20 @@ async def test_the_summary_does_not_wait_long_for_the_topics(
 
 # --- grouping itself (no database) ----------------------------------------------------------
 
-def test_grouping_folds_repeats_and_names_a_topic_by_its_plain_question(onnx_file: Path) -> None:
+def test_grouping_folds_repeats_and_names_a_topic_by_its_plain_question() -> None:
     from admin_api.clusters import group_sync
 
     asked = (["do you ship to canada"] * 3 + ["Do you  ship to Canada"]
              + ["hello! do you deliver internationally (order #51234)",
                 "can you send it abroad", "is there a student discount",
                 "do students get a discount please", "asdfgh"])
-    found = group_sync(asked, onnx_file.parent)
+    found = group_sync(asked)
     assert [(c.question, c.count) for c in found] == [
         ("do you ship to canada", 6), ("is there a student discount", 2), ("asdfgh", 1)]
     assert set(found[0].examples) == {"hello! do you deliver internationally (order #51234)",
                                       "can you send it abroad"}
-    assert group_sync(list(reversed(asked)), onnx_file.parent)[0].count == 6
-    assert group_sync(["", "   "], onnx_file.parent) == []
+    assert group_sync(list(reversed(asked)))[0].count == 6
+    assert group_sync(["", "   "]) == []
 
 
 async def test_days_rolled_up_ahead_of_time_read_the_same(admin: Admin) -> None:

@@ -72,7 +72,6 @@ async def accept(admin: Admin, gap: str, role: str = "designer", **body: Any
     return await admin.call("POST", f"/gaps/{gap}/accept", role=role, json=body)
 
 
-@pytest.mark.usefixtures("encoder_ready")
 async def test_topics_the_bot_could_not_handle_are_listed_as_gaps(
         admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
     await seed(admin)
@@ -110,7 +109,6 @@ async def test_topics_the_bot_could_not_handle_are_listed_as_gaps(
     assert [g["question"] for g in theirs["items"]] == ["do you sell bike helmets"]
 
 
-@pytest.mark.usefixtures("encoder_ready")
 async def test_accepting_a_gap_writes_new_drafts_that_validate(
         admin: Admin) -> None:
     await seed(admin)
@@ -153,7 +151,6 @@ async def test_accepting_a_gap_writes_new_drafts_that_validate(
     assert not any(e in repr([(a.before, a.after) for a in audit]) for e in examples)
 
 
-@pytest.mark.usefixtures("encoder_ready")
 async def test_accepting_appends_to_the_designers_drafts_and_keeps_their_comments(
         admin: Admin) -> None:
     mine = ('version: "3.1"\n# Wrapping, asked in the shop\nnlu:\n  - intent: ask_gift_wrapping\n'
@@ -192,7 +189,6 @@ async def test_accepting_appends_to_the_designers_drafts_and_keeps_their_comment
     assert (await admin.call("GET", "/training/domain/flow", role="designer"))[0] == 404
 
 
-@pytest.mark.usefixtures("encoder_ready")
 async def test_a_gap_listed_by_another_admin_process_is_accepted(admin: Admin) -> None:
     """Behind a load balancer (or after a restart) the process asked to accept holds no
     grouping: the id is found among the shop's unanswered messages, and only the shop's."""
@@ -208,7 +204,6 @@ async def test_a_gap_listed_by_another_admin_process_is_accepted(admin: Admin) -
     assert (await accept(admin, "0123456789abcdef", **good))[0] == 404
 
 
-@pytest.mark.usefixtures("encoder_ready")
 async def test_wrong_shop_unknown_id_bad_intent_and_roles_are_refused(
         admin: Admin) -> None:
     await seed(admin)
@@ -231,7 +226,6 @@ async def test_wrong_shop_unknown_id_bad_intent_and_roles_are_refused(
     assert (await admin.call("GET", "/training/nlu/gaps", role="designer"))[0] == 404
 
 
-@pytest.mark.usefixtures("encoder_ready")
 async def test_accepting_needs_a_plan_with_own_models(
         admin: Admin, billed: Admin) -> None:  # noqa: F811  (billed: a fixture imported)
     await seed(admin)
@@ -242,7 +236,6 @@ async def test_accepting_needs_a_plan_with_own_models(
     assert (await admin.call("GET", "/training/nlu/gaps", role="designer"))[0] == 404
 
 
-@pytest.mark.usefixtures("encoder_ready")
 async def test_gaps_answer_not_ready_while_the_messages_are_grouped(
         admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gap_routes, "GAPS_WAIT", 0.0)  # grouping always takes longer

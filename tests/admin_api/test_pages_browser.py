@@ -106,12 +106,6 @@ def admin_process(root: Path, database_url: str, redis_url: str | None,
     """`python -m admin_api serve` on `database_url` (files under `root`); yields its base
     URL once /health answers and stops it at the end. `extra_env` adds to (or overrides) its
     environment (the inbox test points GATEWAY_URL and RASA_URL at a recorder)."""
-    # The ONNX query encoder (grouping unanswered questions) is exported from the packaged
-    # weights once per machine, a minute or more on a busy one: reuse this checkout's export.
-    models = root / "var" / "models"
-    models.mkdir(parents=True)
-    for exported in (ROOT / "var" / "models").glob("*.onnx"):
-        (models / exported.name).symlink_to(exported)
     port = free_port()
     # A clean environment: nothing of the developer's (SMTP_URL, REDIS_URL, ...) leaks in.
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(root), "LANG": "C.UTF-8",
@@ -374,9 +368,9 @@ def test_analytics_show_the_days_in_a_chart(served: Served, page: Page) -> None:
     yesterday = chart.locator(f'rect[data-day="{(today() - timedelta(days=1)).isoformat()}"]')
     expect(yesterday).to_have_attribute("data-value", "0")
     expect(page.locator("#analytics-intents")).to_contain_text("order_status")
-    # Grouping embeds the questions: the encoder loads the first time (seconds, more on a
-    # busy machine; its export when var/models has none), while the figures are shown.
-    expect(page.locator("#analytics-unanswered")).to_contain_text("gift cards", timeout=240_000)
+    # Grouping embeds the questions: the encoder loads the first time (a second, more on a
+    # busy machine), while the figures are shown.
+    expect(page.locator("#analytics-unanswered")).to_contain_text("gift cards", timeout=120_000)
 
 
 def test_conversations_are_listed_filtered_and_read(served: Served, page: Page) -> None:

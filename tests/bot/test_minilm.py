@@ -1,7 +1,7 @@
 """The NLU's dense features: bot/minilm.py computes all-MiniLM-L6-v2 as sentence-transformers
 does, and the Rasa featurizer gives every token and every message a vector.
 
-The encoder is plain NumPy and runs here (our 3.11 environment, which also has PyTorch's
+The encoder (ONNX Runtime, core/minilm.py) runs here (our 3.11 environment, which also has PyTorch's
 sentence-transformers to compare with); the featurizer runs inside Rasa's interpreter.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bot.minilm import MiniLM
-from knowledge.embeddings import get_embedder
+from knowledge.embeddings import Embedder
 from tests.bot.in_rasa import run_in_rasa
 
 TEXTS = [
@@ -33,7 +33,7 @@ def minilm() -> MiniLM:
 
 def test_sentence_vectors_match_sentence_transformers(minilm: MiniLM) -> None:
     ours = np.stack([e.sentence for e in minilm.encode(TEXTS)])
-    theirs = np.stack([get_embedder().encode_query(t) for t in TEXTS])
+    theirs = Embedder("fp32").encode(TEXTS)  # sentence-transformers on PyTorch
     cosine = (ours * theirs).sum(axis=1)
     assert cosine.min() > 0.9999, cosine
 
