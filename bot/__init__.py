@@ -2,7 +2,7 @@
 
 Rasa imports this package when it loads the stores named in endpoints.yml, i.e. in every
 `rasa run`; that is where our measured speed-up is installed. Our own 3.11 environment has no
-Rasa: its tests import bot.minilm (plain NumPy) and skip the speed-up.
+Rasa: its tests import bot.minilm (ONNX Runtime, no Rasa) and skip the speed-up.
 """
 
 from importlib.util import find_spec
