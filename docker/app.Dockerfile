@@ -48,8 +48,8 @@ COPY bot/domain/ bot/domain/
 COPY data/ data/
 
 # SWITCHBOARD_VAR_DIR defaults to /app/var (core/settings.py): the knowledge volume is mounted
-# at var/knowledge and the action server exports its ONNX query encoder to var/models, so it
-# must exist and be writable even when DATABASE_URL points at PostgreSQL.
+# at var/knowledge, so it must exist and be writable even when DATABASE_URL points at
+# PostgreSQL.
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app app \
  && mkdir -p /app/var/knowledge \
