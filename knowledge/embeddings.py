@@ -5,10 +5,16 @@ Vectors are L2-normalised float32, so inner product is cosine similarity.
 Speed: on CPUs with bfloat16 matrix units (AMX, AVX512-BF16) documents are encoded by a
 bfloat16 copy of the model: several times the fp32 throughput on this project's machines, with
 cosine ≥ 0.998 to the fp32 vectors and the same recall (bench/knowledge.py prints both). A
-single short question is the opposite case: autocast's set-up costs more than it saves, so
-`encode_query` runs in fp32 (a few ms). Encoding is CPU work: from the event loop use the
-`*_async` methods, which run it in a worker thread. The document path's precision comes from
-the caller (`settings.embed_precision`, KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto).
+single short question is the opposite case, where PyTorch's per-call overhead dominates (7-13
+ms for this 6-layer model): `encode_query` runs the same encoder in ONNX Runtime instead, ~2 ms
+(core/minilm.py's session, built in memory from the packaged weights in about a second: no
+PyTorch in a process that only asks, where an ONNX export with PyTorch had cost ~6 s of CPU in
+every fresh var dir and a PyTorch import at every start). Mean pooling and L2 normalisation
+match sentence-transformers' modules for this model, so question and document vectors are
+interchangeable (cosine ≥ 0.9999, tests/knowledge/test_query_encoder.py). Encoding is CPU
+work: from the event loop use the `*_async` methods, which run it in a worker thread. The
+document path's precision comes from the caller (`settings.embed_precision`,
+KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto).
 """
 
 from __future__ import annotations
@@ -25,16 +31,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.minilm import model_path
-from knowledge.query_encoder import QueryEncoder
+from core.minilm import DIMENSION, SentenceEncoder, model_path
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
-DIMENSION = 384
 BATCH_SIZE = 128  # windows are short; AMX tiles want big batches (bench: 81 -> 92 chunks/s)
+QUESTION_TOKENS = 256  # the model's max_seq_length: questions are cut as documents are
 
 
 def cpu_has_bf16() -> bool:
@@ -49,7 +54,7 @@ class Embedder:
     def __init__(self, precision: str = "auto") -> None:
         """`precision`: the document path's, fp32, bf16 or auto (bf16 where the CPU has it);
         callers pass `settings.embed_precision`. Questions go through ONNX Runtime
-        (knowledge/query_encoder.py), so a process that only asks never loads PyTorch."""
+        (`encode_query`), so a process that only asks never loads PyTorch."""
         choice = precision.lower()
         if choice not in ("auto", "bf16", "fp32"):
             raise ValueError(f"embedding precision must be fp32, bf16 or auto, not {precision!r}")
@@ -59,7 +64,7 @@ class Embedder:
                           else (os.cpu_count() or 1))
         self._model: SentenceTransformer | None = None  # loaded on first use
         self._bf16: SentenceTransformer | None = None
-        self._query_encoder: QueryEncoder | None = None
+        self._query_encoder: SentenceEncoder | None = None
         self._onnx_failed = False
 
     def _load(self) -> SentenceTransformer:
@@ -97,17 +102,17 @@ class Embedder:
         other core is busy (measured: p95 496 ms with 2 threads vs 27 ms with 1, under load)."""
         encoder = self._onnx_encoder()
         if encoder is not None:
-            return encoder.encode(text)
+            return encoder.encode([text])[0]
         return self._encode([text], "fp32", 1)[0]
 
-    def _onnx_encoder(self) -> QueryEncoder | None:
+    def _onnx_encoder(self) -> SentenceEncoder | None:
         if self._onnx_failed:
             return None
         if self._query_encoder is None:
             with self._lock:
                 if self._query_encoder is None and not self._onnx_failed:
                     try:
-                        self._query_encoder = QueryEncoder()
+                        self._query_encoder = SentenceEncoder(QUESTION_TOKENS)
                     except Exception:  # noqa: BLE001 - PyTorch still answers, only slower
                         log.exception("ONNX query encoder unavailable; questions use PyTorch")
                         self._onnx_failed = True

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from knowledge.embeddings import DIMENSION
+from core.minilm import DIMENSION
 from knowledge.lexical import STOPWORDS, tokens
 from knowledge.query import Rewriter
 
