@@ -6,9 +6,9 @@ so nothing is downloaded and Rasa's environment needs no PyTorch. The sentence v
 the knowledge base's (tests/bot/test_minilm.py compares them).
 
 A visitor's message is a dozen word pieces: with ONNX Runtime's fused kernels (core/minilm.py
-`graph`)
-`encode` takes 2.4 ms for "where is my order?" and 4.1 ms for a 16-word message on one core,
-tokenizing and pooling included (p50, quiet machine); NumPy took several times longer.
+`graph`) `encode` takes 2.4 ms for "where is my order?" and 4.1 ms for a 16-word message on
+one core, tokenizing and pooling included (p50, quiet machine); NumPy took several times
+longer.
 Training encodes many messages in length-sorted batches.
 
 `int8=True` runs the encoder's eighteen dense layers (attention output, intermediate, output)
