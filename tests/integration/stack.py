@@ -119,6 +119,11 @@ class Stack:
             # and the newest is always kept): every test that uses two shops' models sees
             # the runtime unload one and load it again (tests/integration/test_shop_models.py).
             BOT_MODEL_MEMORY_MB="1",
+            # The admin service loads the document embedder on the first upload instead of at
+            # start: bootstrap ingests the demo documents in a process of its own, and only
+            # tests/integration/test_knowledge_api.py uploads through a stack's admin service
+            # (the warm-up costs every stack ~8 s of CPU and ~600 MB it would never use).
+            KNOWLEDGE_WARM="false",
             COOKIE_SECURE="false",
             RASA_TIMEOUT="20",
             PYTHONPATH=str(ROOT),
