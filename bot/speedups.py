@@ -1,4 +1,4 @@
-"""Seven measured speed-ups of Rasa 3.6.21, installed in every Rasa process: six of its turn
+"""Eight measured speed-ups of Rasa 3.6.21, installed in every Rasa process: seven of its turn
 handling, one of its training.
 
 1. Stop re-checking Rasa's own JSON schema on every action-server reply.
@@ -48,6 +48,18 @@ handling, one of its training.
    (cache off, same data, twice each); NLU-only trainings (bot/evaluate_shop.py) also skip
    the fingerprint run. `make train` keeps its cache, and so its fingerprints.
 
+8. Look a rule up by the action it follows. `RulePolicy._get_possible_keys` checks every
+   rule (114 in our model, plus 38 for forms' unhappy paths) against the conversation's
+   latest state, twice for each of the two or three predictions of a turn: 4.5 % of Rasa's
+   event-loop time under 20 concurrent conversations (py-spy --gil). A rule whose last state
+   names the action before it (`prev_action.action_name`) can only match a conversation whose
+   last action is that one, so the rules are indexed by it once per lookup table (again when
+   training changed the table), and only the current action's rules and those that name no
+   action are checked, by Rasa's own check on every state as before. Predicting the next
+   action after each of the 21 events of an order-status conversation (Rasa's
+   `_predict_next_with_tracker`, /tmp script): 0.317 -> 0.227 ms a prediction, the same
+   predictions.
+
 Tried and dropped: parsing messages in a worker thread beside the event loop (the MiniLM
 encoder releases the GIL). The graph's Python parts then fought the loop for the GIL: Rasa's
 CPU per turn went from 13.0 to 16.0 ms and throughput from 74 to 61 turns/s (bench/stock_flow.py
@@ -72,13 +84,16 @@ from jsonschema import ValidationError, validators
 from jsonschema.exceptions import best_match
 from rasa.core import processor
 from rasa.core.actions.action import RemoteAction
+from rasa.core.policies.rule_policy import SHOULD_NOT_BE_SET, RulePolicy
 from rasa.engine.exceptions import GraphRunError
 from rasa.engine.runner.dask import DaskGraphRunner
 from rasa.engine.training.graph_trainer import GraphTrainer
 from rasa.engine.training.hooks import TrainingHook
 from rasa.shared.constants import DOCS_BASE_URL
-from rasa.shared.core.domain import Domain
+from rasa.shared.core.constants import PREVIOUS_ACTION
+from rasa.shared.core.domain import Domain, State
 from rasa.shared.core.events import Event
+from rasa.shared.nlu.constants import ACTION_NAME
 from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
 
@@ -286,6 +301,53 @@ def on_after_node(self: TrainingHook, *args: Any, **kwargs: Any) -> None:
         _cache_output(self, *args, **kwargs)
 
 
+_original_get_possible_keys = RulePolicy._get_possible_keys
+
+
+@dataclass(frozen=True)
+class _RuleIndex:
+    keys: frozenset[str]  # the lookup table's rules when indexed
+    by_action: dict[str, frozenset[str]]  # action name -> the rules whose last state follows it
+    unindexed: frozenset[str]  # rules whose last state names no action before it
+
+
+def _rule_index(policy: RulePolicy, lookup: dict[str, str]) -> _RuleIndex:
+    """The index of `lookup`, kept on the policy and built again when its rules changed
+    (training adds to the tables)."""
+    indexes = policy.__dict__.setdefault("_switchboard_rule_indexes", {})
+    index: _RuleIndex | None = indexes.get(id(lookup))
+    if index is not None and index.keys == lookup.keys():
+        return index
+    by_action: dict[str, set[str]] = {}
+    unindexed = set()
+    for key in lookup:
+        states = policy._rule_key_to_state(key)
+        name = (states[-1].get(PREVIOUS_ACTION) or {}).get(ACTION_NAME) if states else None
+        if name and name != SHOULD_NOT_BE_SET:
+            by_action.setdefault(name, set()).add(key)
+        else:
+            unindexed.add(key)
+    index = _RuleIndex(frozenset(lookup), {name: frozenset(keys) for name, keys in
+                                           by_action.items()}, frozenset(unindexed))
+    indexes[id(lookup)] = index
+    return index
+
+
+def get_possible_keys(self: RulePolicy, lookup: dict[str, str],
+                      states: list[State]) -> set[str]:
+    """RulePolicy._get_possible_keys, checking only the rules that can follow the latest
+    action (8.): a rule whose last state names another action fails Rasa's check at once."""
+    if not states:
+        return set(lookup)
+    index = _rule_index(self, lookup)
+    name = (states[-1].get(PREVIOUS_ACTION) or {}).get(ACTION_NAME)
+    possible = set(index.unindexed | index.by_action.get(name, frozenset()) if name
+                   else index.unindexed)
+    for i, state in enumerate(reversed(states)):
+        possible = {key for key in possible if self._is_rule_applicable(key, i, state)}
+    return possible
+
+
 def install() -> None:
     RemoteAction._validate_action_result = _validate_action_result
     EndpointConfig.session = session
@@ -295,3 +357,4 @@ def install() -> None:
     GraphTrainer.train = train  # no fingerprints for a cache that is off (7.)
     TrainingHook.on_before_node = on_before_node
     TrainingHook.on_after_node = on_after_node
+    RulePolicy._get_possible_keys = get_possible_keys  # rules by their last action (8.)

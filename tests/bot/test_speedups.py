@@ -1,8 +1,9 @@
 """bot/speedups.py answers as the Rasa code it replaces: the faster action-response check
 accepts and rejects exactly what Rasa's own check does (its error messages may name the
 failing event more precisely); the graph run without dask parses and predicts as with it; the
-event-class table and the kept domain emptiness give Rasa's answers; a training with the cache
-off hashes nothing for it, one with the cache on still does.
+event-class table, the kept domain emptiness and the rules looked up by their last action give
+Rasa's answers; a training with the cache off hashes nothing for it, one with the cache on
+still does.
 
 Runs inside Rasa's interpreter (.venv-bot), where the patched code lives.
 """
@@ -124,8 +125,60 @@ for call in (lambda: Event.resolve_by_type("topic"),
 from rasa.shared.core.domain import Domain
 empties = [[Domain.is_empty(d), speedups._original_is_empty(d)]
            for d in (agents["ours"].domain, Domain.empty(), Domain.from_dict({"intents": ["x"]}))]
+
+# The rules that may apply at every step of an order-status conversation (a form: its
+# unhappy-path rules too), by the indexed lookup and by Rasa's own.
+from rasa.core.policies.rule_policy import RULES, RULES_FOR_LOOP_UNHAPPY_PATH, RulePolicy
+from rasa.shared.core.events import ActiveLoop, BotUttered, SessionStarted, SlotSet
+assert RulePolicy._get_possible_keys is speedups.get_possible_keys, "rule index not installed"
+agent = agents["ours"]
+policy = next(node._component for node in agent.processor.graph_runner._instantiated_nodes.values()
+              if isinstance(node._component, RulePolicy))
+
+async def said(text):
+    parsed = await agent.parse_message(text)
+    return UserUttered(text, parsed["intent"], parsed["entities"], parse_data=parsed)
+
+async def conversation():
+    return [ActionExecuted("action_session_start"), SessionStarted(),
+            ActionExecuted("action_listen"), await said("where is my order?"),
+            ActionExecuted("order_status_form"), ActiveLoop("order_status_form"),
+            SlotSet("requested_slot", "order_number"), BotUttered("Which order?"),
+            ActionExecuted("action_listen"), await said("can I talk to a human"),
+            ActionExecuted("action_listen"), await said("#1001"),
+            ActionExecuted("order_status_form"), SlotSet("order_number", "1001"),
+            SlotSet("requested_slot", "order_email"), ActionExecuted("action_listen"),
+            await said("alex@example.com"), ActionExecuted("order_status_form"),
+            SlotSet("requested_slot", None), ActiveLoop(None),
+            ActionExecuted("action_order_status"), ActionExecuted("action_listen"),
+            await said("thanks, bye")]
+
+events = asyncio.run(conversation())
+rules = []
+for end in range(1, len(events) + 1):
+    tracker = DialogueStateTracker.from_events("shop:web:visitor", events[:end],
+                                               agent.domain.slots)
+    for use_text in (False, True):
+        states = policy._prediction_states(tracker, agent.domain, use_text,
+                                           rule_only_data=policy._get_rule_only_data())
+        for table in (RULES, RULES_FOR_LOOP_UNHAPPY_PATH):
+            lookup = policy.lookup[table]
+            rules.append([sorted(speedups.get_possible_keys(policy, lookup, states)),
+                          sorted(speedups._original_get_possible_keys(policy, lookup, states))])
+# Rules whose last state names no action before it (none in our model): a conversation's
+# start, an end-to-end text; and a table that changes (training adds to it).
+start = [{"user": {"intent": "greet"}}]
+by_text = [{"prev_action": {"action_text": "hi"}, "user": {"intent": "greet"}}]
+after_listen = [{"prev_action": {"action_name": "action_listen"}, "user": {"intent": "greet"}}]
+table = {json.dumps(start): "utter_greet", json.dumps(by_text): "utter_text"}
+for grown in (False, True):
+    if grown:
+        table[json.dumps(after_listen)] = "utter_listen"
+    for states in (start, by_text, after_listen, []):
+        rules.append([sorted(speedups.get_possible_keys(policy, table, states)),
+                      sorted(speedups._original_get_possible_keys(policy, table, states))])
 print(json.dumps({"dask": dask, "ours": ours, "lookups": lookups, "unknown": unknown,
-                  "empties": empties}))
+                  "empties": empties, "rules": rules}))
 """
 
 MESSAGES = ["where is my order?", "#1001", "alex@example.com", "I want to return the scarf",
@@ -135,7 +188,8 @@ MESSAGES = ["where is my order?", "#1001", "alex@example.com", "I want to return
 def test_graph_runs_without_dask_as_with_it() -> None:
     """Parses (intent ranking, entities) and the next action predicted are the same with the
     sequential runner as with Rasa's dask runner, event classes are found as Rasa finds
-    them, including its answers for unknown names, and domains are empty when Rasa says so."""
+    them, including its answers for unknown names, domains are empty when Rasa says so, and
+    the rules that may apply at each step of a conversation are the ones Rasa finds."""
     result = subprocess.run(
         [str(BOT_PY), "-c", GRAPH_SCRIPT, str(ROOT / "models" / "switchboard.tar.gz"),
          json.dumps(MESSAGES)],
@@ -150,6 +204,10 @@ def test_graph_runs_without_dask_as_with_it() -> None:
         assert ours == rasa, name
     assert found["unknown"] == [None, "UserUttered", "Unknown event name 'nonsense'."]
     assert found["empties"] == [[False, False], [True, True], [False, False]]
+    assert len(found["rules"]) > 80
+    for ours, rasas in found["rules"]:
+        assert ours == rasas
+    assert sum(bool(rasas) for _, rasas in found["rules"]) > 20  # rules did apply
 
 
 TRAINING_SCRIPT = r"""
