@@ -118,16 +118,18 @@ class TenantIndex:
         return frozenset(self._lexical.vocab_dict) if self._lexical is not None else frozenset()
 
     def unknown_terms(self, query: str) -> list[str]:
-        """The query's words that no chunk contains (numbers and SKUs aside): "tents" in a shop
-        that sells none. Empty when there is no lexical index to ask."""
+        """The query's words that no chunk contains (numbers and SKUs aside), each once: "tents"
+        in a shop that sells none. Empty when there is no lexical index to ask."""
         vocabulary = self._vocabulary
         if not vocabulary:
             return []
         # A stop word is never indexed, so one that only shows after the suffix strip ("whats"
-        # -> "what") is no word the shop lacks.
-        return [t for t in tokens(query)
-                if len(t) >= 3 and not any(c.isdigit() for c in t) and t not in vocabulary
-                and t not in STOPWORDS]
+        # -> "what") is no word the shop lacks. A word said twice ("... today? ... today?") is
+        # one thing the shop lacks, not two.
+        return list(dict.fromkeys(
+            t for t in tokens(query)
+            if len(t) >= 3 and not any(c.isdigit() for c in t) and t not in vocabulary
+            and t not in STOPWORDS))
 
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         words = tokens(query)

@@ -211,6 +211,12 @@ async def test_a_stop_word_is_no_unknown_term(search: Search) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_word_said_twice_is_one_unknown_term(search: Search) -> None:
+    # each unknown word costs the abstention score once (knowledge/retrieval.py)
+    assert (await search(SHOP_A, "wifi? is there wifi in the store")).unknown_terms == ("wifi",)
+
+
+@pytest.mark.asyncio
 async def test_a_tenant_without_an_index_gets_nothing_not_an_error(search: Search) -> None:
     result = await search("tenant-with-no-documents", "do you ship to Canada?")
     assert result == Retrieval(passages=(), index_version=None, answerable=False, best_cosine=0.0)
