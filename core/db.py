@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from core.aiosqlite_trips import fewer_round_trips
 from core.sqlite import install_sqlite_pragmas
 
 # Stable constraint names, so migrations can drop/alter them on both databases.
@@ -77,35 +78,12 @@ def create_engine(url: str) -> AsyncEngine:
         # with "database is locked". The busy timeout is then only for the other processes.
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
                                      hide_parameters=True)
-        _skip_empty_rollbacks(engine)
+        fewer_round_trips(engine)  # aiosqlite's thread: core/aiosqlite_trips.py
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
                                      hide_parameters=True)
     install_sqlite_pragmas(engine.sync_engine)
     return engine
-
-
-def _skip_empty_rollbacks(engine: AsyncEngine) -> None:
-    """Roll a SQLite connection back only when SQLite holds a transaction open.
-
-    Every statement through aiosqlite is a round trip to its thread (a queue, a wake-up, the
-    loop woken back), and SQLAlchemy rolls back on closing a session that only read and again
-    when the pool takes the connection back, also right after a commit: 4 of the 21 round
-    trips of a gateway's REST turn (human_owner, record_message, record_turn), each a rollback
-    that sqlite3 itself turns into nothing (it issues ROLLBACK only outside autocommit, which
-    `in_transaction` reports). Skipping them here changes no outcome."""
-    dialect = engine.sync_engine.dialect
-    rollback = dialect.do_rollback
-
-    def do_rollback(dbapi_connection: Any) -> None:
-        try:
-            open_transaction = dbapi_connection.driver_connection.in_transaction
-        except Exception:  # a closed or broken connection: the rollback itself says so
-            open_transaction = True
-        if open_transaction:
-            rollback(dbapi_connection)
-
-    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
