@@ -14,8 +14,9 @@ message stored, the reply and what the bot understood stored) made 21 trips.
 - `skip_empty_rollbacks`: a rollback reaches the thread only when SQLite holds a transaction
   open (`in_transaction`); sqlite3 itself turns the others into nothing.
 
-Together a REST turn makes 6 trips instead of 21; those three calls took 2.9 ms of CPU instead
-of 4.1 (1,000 of each in a loop, /tmp script, three runs each). This patches SQLAlchemy's
+Together a REST turn makes 6 trips instead of 21, and those three calls take 2.7 ms of CPU
+instead of 3.9 (1,000 of each in a loop on a temporary SQLite file, /tmp script, the mean of
+three runs each way). This patches SQLAlchemy's
 aiosqlite cursor class for the process (our runtime only: Rasa's interpreter never imports
 it), pinned versions in requirements/app.lock; tests/core/test_aiosqlite_trips.py checks the
 results against the adapter's own.
