@@ -127,6 +127,23 @@ async def test_a_policy_question_gets_the_sentences_that_answer_it(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(("question", "opening"), [
+    # returns.md opens "Not quite right? You can return most items ... within 30 days ..."
+    ("whats your refund policy", "You can return most items"),
+    # account.md: "Forgot your password? Click Log in, then Forgot password?, ..."
+    ("cant log in", "Click Log in, then Forgot password?"),
+])
+async def test_a_question_the_page_asks_itself_is_not_the_answer(
+        retriever: Retriever, question: str, opening: str) -> None:
+    """A paragraph that opens with a rhetorical question states its topic in the sentence
+    after it: that sentence leads the answer, the question alone never does."""
+    answer = await ask(retriever, question)
+
+    assert answer.text.startswith(opening), answer.text
+    assert not any(s.endswith("?") for s in sentences(answer.text)), answer.text
+
+
+@pytest.mark.asyncio
 async def test_a_size_question_gets_the_table_row_in_words(retriever: Retriever) -> None:
     shoes = await ask(retriever, "what is eu 42 in us shoe size")
     chest = await ask(retriever, "chest is about 100cm, what tshirt size do i need")
