@@ -159,7 +159,8 @@ async def answers(retriever: Retriever, covered: list[Question], uncovered: list
         answer = await knowledge.answer(tenant, text)
         if answer.abstained or not answer.sources:
             return Outcome("abstained")
-        return Outcome("answered", answer.sources[0].document, answer.sources[0].title)
+        return Outcome("answered", answer.sources[0].document, answer.sources[0].title,
+                       answer.text)
 
     yes = [await outcome(q.text) for q in covered]
     no = [await outcome(q) for q in uncovered]

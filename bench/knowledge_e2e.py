@@ -59,6 +59,7 @@ def outcome_of(events: list[dict[str, Any]]) -> Outcome:
     after = events[last_user + 1:]
     actions = [e["name"] for e in after if e.get("event") == "action"
                and e.get("name") not in IGNORED_ACTIONS]
+    said = " ".join(e["text"] for e in after if e.get("event") == "bot" and e.get("text"))
     for event in after:
         if event.get("event") != "bot":
             continue
@@ -69,7 +70,7 @@ def outcome_of(events: list[dict[str, Any]]) -> Outcome:
         if knowledge.get("mode") == "abstained" or not sources:
             return Outcome("abstained")
         first = sources[0]
-        return Outcome("answered", first.get("document"), str(first.get("title", "")))
+        return Outcome("answered", first.get("document"), str(first.get("title", "")), said)
     if KNOWLEDGE_ACTION in actions:  # the action ran but said nothing with a payload
         return Outcome("abstained", detail=f"{intent}: knowledge action without sources")
     return Outcome("routed", detail=f"{intent} -> {', '.join(actions) or 'nothing'}")

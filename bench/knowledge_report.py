@@ -4,8 +4,10 @@ A covered question is answered right when the answer's first source is one of th
 that cover it (bench/data/knowledge_questions.yml: `source` and `also`). An uncovered one
 (bench/data/knowledge_uncovered.yml) is right when the bot abstains. Everything else is a
 failure with one cause: sent to a flow (routing), an abstention although the documents cover
-it, or an answer from another document (retrieval). bench/knowledge.py judges answers made
-without routing, bench/knowledge_e2e.py the replies of the running bot.
+it, or an answer from another document (retrieval). Of the right answers, those that say
+every evidence phrase of the question are counted too: the passage quoted, not only the
+document. bench/knowledge.py judges answers made without routing, bench/knowledge_e2e.py the
+replies of the running bot.
 """
 
 from __future__ import annotations
@@ -27,10 +29,19 @@ class Outcome:
     kind: str  # "answered" | "abstained" | "routed"
     document: str | None = None  # the first source's document, when answered
     detail: str = ""  # the first source's title, or the intent and actions a flow ran
+    text: str = ""  # what the answer says
 
 
 def is_right(question: Question, outcome: Outcome) -> bool:
     return outcome.kind == "answered" and outcome.document in question.covering
+
+
+def quotes_evidence(question: Question, outcome: Outcome) -> bool:
+    """A right answer that says what answers the question: every evidence phrase of it in the
+    answer's text or its source's title. A document can cover several topics (account.md:
+    password, newsletter, deletion, ...); this tells the passage quoted from the document."""
+    said = f"{outcome.text} {outcome.detail}".casefold()
+    return is_right(question, outcome) and all(e.casefold() in said for e in question.evidence)
 
 
 def cause(question: Question, outcome: Outcome) -> str:
@@ -48,6 +59,9 @@ def report(covered: Sequence[Question], answers: Sequence[Outcome],
     right = [is_right(q, o) for q, o in zip(covered, answers, strict=True)]
     print(f"  covered questions answered from a covering document: {sum(right)}/{len(right)} = "
           f"{sum(right) / max(len(right), 1):.1%}   (target >= {COVERED_TARGET:.0%})")
+    quoted = sum(quotes_evidence(q, o) for q, o in zip(covered, answers, strict=True))
+    print(f"    of those, saying every evidence phrase of the question (the passage): "
+          f"{quoted}/{sum(right)} = {quoted / max(sum(right), 1):.1%}")
     reached = [r for r, o in zip(right, answers, strict=True) if o.kind != "routed"]
     if len(reached) < len(right):
         print(f"    of those that reached the knowledge route (retrieval and abstention alone): "
