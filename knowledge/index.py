@@ -39,7 +39,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.minilm import DIMENSION
+from knowledge.groups import groups
 from knowledge.lexical import STOPWORDS, tokens
+from knowledge.places import named
 from knowledge.query import Rewriter
 
 if TYPE_CHECKING:  # imported where used at run time: both take a while to import
@@ -77,20 +79,22 @@ class TenantIndex:
 
     def __init__(self, manifest: Manifest, chunk_ids: np.ndarray, owners: np.ndarray,
                  dense: faiss.Index, lexical: bm25s.BM25 | None,
-                 words: frozenset[str] = frozenset()) -> None:
+                 words: frozenset[str] = frozenset(),
+                 groups: dict[str, list[str]] | None = None) -> None:
         self.manifest = manifest
         self._ids = chunk_ids
         self._owners = owners
         self._dense = dense
         self._lexical = lexical
         self._words = words
+        self._groups = groups or {}
 
     @functools.cached_property
     def rewriter(self) -> Rewriter:
         """Questions rewritten towards this tenant's own words. Built on first use, once per
         index version: ~20 ms for the demo shop's 2k words, ~2 s for 50k; a rewrite then
         takes ~0.05 ms."""
-        return Rewriter(self._words)
+        return Rewriter(self._words, self._groups)
 
     @property
     def version(self) -> str:
@@ -125,11 +129,13 @@ class TenantIndex:
             return []
         # A stop word is never indexed, so one that only shows after the suffix strip ("whats"
         # -> "what") is no word the shop lacks. A word said twice ("... today? ... today?") is
-        # one thing the shop lacks, not two.
+        # one thing the shop lacks, not two. A place ("zurich") is read as its country, which
+        # the rewritten question names next to it (knowledge/places.py).
+        placed = {t for place in named(query) for t in tokens(place)}
         return list(dict.fromkeys(
             t for t in tokens(query)
             if len(t) >= 3 and not any(c.isdigit() for c in t) and t not in vocabulary
-            and t not in STOPWORDS))
+            and t not in STOPWORDS and t not in placed))
 
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         words = tokens(query)
@@ -232,6 +238,7 @@ class IndexFiles:
         faiss.write_index(dense, str(target / "dense.faiss"))
         words = sorted({w.lower() for t in texts for w in WORD.findall(t)})
         (target / "words.json").write_text(json.dumps(words))
+        (target / "groups.json").write_text(json.dumps(groups(texts)))
         if len(texts):
             lexical = bm25s.BM25()
             lexical.index([tokens(t) or ["∅"] for t in texts], show_progress=False)
@@ -286,7 +293,9 @@ class IndexFiles:
         words_file = base / "words.json"  # absent in indexes built before it existed
         words = (frozenset(json.loads(words_file.read_text())) if words_file.exists()
                  else frozenset())
+        groups_file = base / "groups.json"  # the same
+        listed = json.loads(groups_file.read_text()) if groups_file.exists() else {}
         log.info("index loaded", extra={"tenant_id": tenant_id, "version": version,
                                         "chunks": manifest.chunks, "kind": manifest.kind})
         return TenantIndex(manifest, np.load(base / "chunk_ids.npy"), np.load(base / "owners.npy"),
-                           dense, lexical, words)
+                           dense, lexical, words, listed)

@@ -24,7 +24,16 @@ altogether. `Rewriter.rewrite` therefore
    words): "paymnet" → "payment", "reveiw" → "review", "passwort" → "password". The
    candidates are the tenant's lexical vocabulary, so a correction can only move a question
    towards what the shop writes about, and a real word the documents never use ("tent",
-   "dog") is left alone for abstention to see.
+   "dog") is left alone for abstention to see;
+4. names where the visitor is as the pages do: the country a city or abbreviation means
+   ("zurich" -> Switzerland, "usa" -> United States; knowledge/places.py) and the group the
+   shop lists that country in ("Rest of world", "US & Canada"; knowledge/groups.py), so the
+   zone's table row answers "shipping cost to australia?". Only the lexical search and the
+   extractive reading see these (`with_places=False` is what the embedding reads: they blur
+   a short question's meaning). On bench/data/knowledge_questions.yml without an LLM key the
+   answer's document is a covering one for 403 of 448 questions instead of 401, and every
+   evidence phrase is said in 296 answers instead of 289; recall@5 / MRR 0.963 / 0.873 ->
+   0.963 / 0.871 on the earlier set, 0.942 / 0.832 -> 0.946 / 0.833 on real phrasings.
 
 The rewritten text is what both the dense and the lexical search read; exact terms (SKUs,
 sizes) pass through untouched. Measured on bench/data/knowledge_questions.yml by
@@ -36,10 +45,11 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from core.minilm import model_path
 from knowledge.lexical import STOPWORDS
+from knowledge.places import places
 
 # Whole phrases only, case-insensitive; what remains must still be the question.
 GREETING = re.compile(
@@ -150,9 +160,16 @@ def edit_distance(a: str, b: str) -> int:
 
 class Rewriter:
     """Rewrites questions for one tenant: `words` are the documents' own words (any case),
-    the candidates a typo may be corrected to."""
+    the candidates a typo may be corrected to; `groups` the names the documents list under a
+    label, each with its labels (knowledge/groups.py)."""
 
-    def __init__(self, words: Iterable[str]) -> None:
+    def __init__(self, words: Iterable[str], groups: Mapping[str, Sequence[str]] | None = None,
+                 ) -> None:
+        self.groups = {name.lower(): tuple(labels) for name, labels in (groups or {}).items()}
+        self._members = re.compile(
+            r"(?<!\w)(?:" + "|".join(re.escape(m) for m in sorted(self.groups, key=len,
+                                                                     reverse=True)) + r")(?!\w)",
+            re.I) if self.groups else None
         own = {w.lower() for w in words if w.isalpha()}
         english = english_words()
         # "Registered" in the documents makes "register" a word of theirs too, "refunds" "refund".
@@ -178,7 +195,7 @@ class Rewriter:
         best = [c for distance, c in scored if distance <= allowed]
         return best[0] if best else word
 
-    def rewrite(self, question: str) -> str:
+    def rewrite(self, question: str, with_places: bool = True) -> str:
         text = GREETING.sub("", question)
         text = FILLER.sub(" ", text).strip()
         text = ACCOUNT_KIND.sub("", LOOK.sub("", text))
@@ -191,6 +208,12 @@ class Rewriter:
                 piece = self.correct(piece) if " " not in piece else piece
             out.append(piece)
         text = " ".join("".join(out).split())
-        added = [word for pattern, word in EXPANSIONS
-                 if pattern.search(text) and word not in text.lower()]
+        added = [word for pattern, word in EXPANSIONS if pattern.search(text)]
+        if with_places:
+            countries = places(text, self.words)
+            listed = countries + (self._members.findall(text) if self._members else [])
+            added += countries + [label for name in listed
+                                  for label in self.groups.get(name.lower(), ())]
+        low = text.lower()
+        added = [word for word in dict.fromkeys(added) if word.lower() not in low]
         return f"{text} ({', '.join(added)})" if added else text
