@@ -12,6 +12,7 @@ replies of the running bot.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bench.knowledge import Question
 
+EMPHASIS = re.compile(r"\*\*|__|`")
 COVERED_TARGET = 0.93
 UNCOVERED_TARGET = 0.85
 
@@ -39,9 +41,14 @@ def is_right(question: Question, outcome: Outcome) -> bool:
 def quotes_evidence(question: Question, outcome: Outcome) -> bool:
     """A right answer that says what answers the question: every evidence phrase of it in the
     answer's text or its source's title. A document can cover several topics (account.md:
-    password, newsletter, deletion, ...); this tells the passage quoted from the document."""
+    password, newsletter, deletion, ...); this tells the passage quoted from the document.
+    Evidence is written as the page is (Markdown emphasis, table cells between pipes); an
+    answer says it without the markup and a table row as "header: value", so each cell of a
+    phrase counts on its own and emphasis marks not at all."""
     said = f"{outcome.text} {outcome.detail}".casefold()
-    return is_right(question, outcome) and all(e.casefold() in said for e in question.evidence)
+    return is_right(question, outcome) and all(
+        cell in said for phrase in question.evidence
+        for cell in (c.strip() for c in EMPHASIS.sub("", phrase).casefold().split("|")) if cell)
 
 
 def cause(question: Question, outcome: Outcome) -> str:
