@@ -7,7 +7,9 @@ Zurich shares no word with the page that lists Switzerland, and the page's table
 for the European Union, not for Poland. So the question is read with the country it means
 and, for a member of the European Union, that union named too (knowledge/query.py adds them
 after the question, as it does the pages' words for shoppers' ones). Which zone of *this*
-shop a country falls in is the shop's own list (knowledge/groups.py), not known here.
+shop a country falls in is the shop's own list (knowledge/groups.py), not known here: a shop
+that lists countries in zones is read by its lists alone (a German shop's home zone is
+"Germany", not "European Union").
 
 The table is general knowledge, not any shop's: countries by their common English names, the
 abbreviations and demonyms shoppers type, and large cities. Names that are also common words
@@ -118,10 +120,10 @@ def named(text: str) -> list[str]:
             if m.group(0).lower() != "us" or m.group(0) == "US"]
 
 
-def places(text: str, shop_words: frozenset[str] = frozenset()) -> list[str]:
+def places(text: str, shop_words: frozenset[str] = frozenset(), unions: bool = True) -> list[str]:
     """The countries the text names, as the shop's pages name them (the first of a country's
     names the shop writes, else its first name), each followed by "European Union" for a
-    member; in the order they appear, each once."""
+    member unless `unions` is off; in the order they appear, each once."""
     _, names = _aliases()
     found: list[str] = []
     for alias in named(text):
@@ -131,6 +133,6 @@ def places(text: str, shop_words: frozenset[str] = frozenset()) -> list[str]:
             continue  # a city the shop writes about itself ("our Berlin store")
         name = next((n for n in country if set(n.lower().split()) <= shop_words), country[0])
         found.append(name)
-        if country[0] in EUROPEAN_UNION:
+        if unions and country[0] in EUROPEAN_UNION:
             found.append("European Union")
     return list(dict.fromkeys(found))

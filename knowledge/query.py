@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from core.minilm import model_path
 from knowledge.lexical import STOPWORDS
-from knowledge.places import places
+from knowledge.places import COUNTRIES, places
 
 # Whole phrases only, case-insensitive; what remains must still be the question.
 GREETING = re.compile(
@@ -166,6 +166,8 @@ class Rewriter:
     def __init__(self, words: Iterable[str], groups: Mapping[str, Sequence[str]] | None = None,
                  ) -> None:
         self.groups = {name.lower(): tuple(labels) for name, labels in (groups or {}).items()}
+        # A shop that lists countries in zones of its own says which one a country is in.
+        self._zoned = any(name.lower() in self.groups for names in COUNTRIES for name in names)
         self._members = re.compile(
             r"(?<!\w)(?:" + "|".join(re.escape(m) for m in sorted(self.groups, key=len,
                                                                      reverse=True)) + r")(?!\w)",
@@ -210,7 +212,7 @@ class Rewriter:
         text = " ".join("".join(out).split())
         added = [word for pattern, word in EXPANSIONS if pattern.search(text)]
         if with_places:
-            countries = places(text, self.words)
+            countries = places(text, self.words, unions=not self._zoned)
             listed = countries + (self._members.findall(text) if self._members else [])
             added += countries + [label for name in listed
                                   for label in self.groups.get(name.lower(), ())]

@@ -156,6 +156,18 @@ async def test_a_size_question_gets_the_table_row_in_words(retriever: Retriever)
 
 
 @pytest.mark.asyncio
+async def test_a_question_naming_one_row_or_item_gets_that_one(retriever: Retriever) -> None:
+    """The row or labelled item for what the question names is the answer; the rows and items
+    for other days or zones are not, however much else they share with the question."""
+    thursday = await ask(retriever, "can i ring you after work on thursday, like 7pm")
+    munich = await ask(retriever, "do i pay for the return label? i live in munich")
+
+    assert thursday.text == "Thursday: Phone and live chat with a person 09:00–20:00."
+    assert munich.text.startswith("Germany: returns are free.")
+    assert "Faulty" not in munich.text and "European Union" not in munich.text
+
+
+@pytest.mark.asyncio
 async def test_claude_answers_keep_their_citations_and_a_cited_product_its_card(
         retriever: Retriever) -> None:
     with AnthropicFake(api_key=KEY) as fake:

@@ -74,6 +74,8 @@ def test_the_question_names_the_country_and_the_shops_zone_for_it() -> None:
         "shipping cost to sydney? (Australia, Rest of world)"
     assert rewriter.rewrite("do u ship to usa") == \
         "do you ship to usa (United States, US & Canada)"
+    assert rewriter.rewrite("postage to munich") == \
+        "postage to munich (shipping cost, Germany)"  # the shop's zones, not the union
     assert rewriter.rewrite("shipping cost to sydney?", with_places=False) == \
         "shipping cost to sydney?"
     # A shop that lists no zones: the country alone.
@@ -93,8 +95,12 @@ async def test_the_answer_quotes_the_row_of_the_zone_the_visitor_is_in(
 
     sydney = await knowledge.answer(shop, "how much is shipping to sydney?")
     krakow = await knowledge.answer(shop, "shipping cost to krakow")
+    # Germany is in the European Union, but this shop's zone for it is its own.
+    munich = await knowledge.answer(shop, "how much is postage to munich?")
 
     assert not sydney.abstained and "Rest of world" in sydney.text and "€24.95" in sydney.text
     assert "€7.95" not in sydney.text
     assert "European Union" in krakow.text and "€7.95" in krakow.text
     assert "€24.95" not in krakow.text
+    assert "Germany" in munich.text and "€4.95" in munich.text
+    assert "€7.95" not in munich.text
