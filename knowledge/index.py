@@ -41,7 +41,6 @@ import numpy as np
 from core.minilm import DIMENSION
 from knowledge.groups import groups
 from knowledge.lexical import STOPWORDS, tokens
-from knowledge.places import named
 from knowledge.query import Rewriter
 
 if TYPE_CHECKING:  # imported where used at run time: both take a while to import
@@ -129,13 +128,13 @@ class TenantIndex:
             return []
         # A stop word is never indexed, so one that only shows after the suffix strip ("whats"
         # -> "what") is no word the shop lacks. A word said twice ("... today? ... today?") is
-        # one thing the shop lacks, not two. A place ("zurich") is read as its country, which
-        # the rewritten question names next to it (knowledge/places.py).
-        placed = {t for place in named(query) for t in tokens(place)}
+        # one thing the shop lacks, not two. A shopper's word the rewritten question follows
+        # with the page's own ("rating" -> review, "zurich" -> Switzerland) is understood.
+        understood = {t for words in Rewriter.understood(query) for t in tokens(words)}
         return list(dict.fromkeys(
             t for t in tokens(query)
             if len(t) >= 3 and not any(c.isdigit() for c in t) and t not in vocabulary
-            and t not in STOPWORDS and t not in placed))
+            and t not in STOPWORDS and t not in understood))
 
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         words = tokens(query)

@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from core.minilm import model_path
 from knowledge.lexical import STOPWORDS
-from knowledge.places import COUNTRIES, places
+from knowledge.places import COUNTRIES, named, places
 
 # Whole phrases only, case-insensitive; what remains must still be the question.
 GREETING = re.compile(
@@ -196,6 +196,13 @@ class Rewriter:
         scored = sorted((edit_distance(low, c), c) for c in candidates)
         best = [c for distance, c in scored if distance <= allowed]
         return best[0] if best else word
+
+    @staticmethod
+    def understood(text: str) -> list[str]:
+        """The shopper's words this rewriting reads as the pages' ones: those an expansion
+        follows with the page's word ("feedback" -> review) and places ("zurich")."""
+        return [m.group(0) for pattern, _ in EXPANSIONS for m in pattern.finditer(text)] + \
+            named(text)
 
     def rewrite(self, question: str, with_places: bool = True) -> str:
         text = GREETING.sub("", question)

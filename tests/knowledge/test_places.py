@@ -104,3 +104,6 @@ async def test_the_answer_quotes_the_row_of_the_zone_the_visitor_is_in(
     assert "€24.95" not in krakow.text
     assert "Germany" in munich.text and "€4.95" in munich.text
     assert "€7.95" not in munich.text
+    # A city the pages never name is no sign that they do not answer: it is read as its country.
+    assert store.retriever.ranking(tenant_id, "do you ship to zurich").unknown_terms == ()
+    assert store.retriever.ranking(tenant_id, "do you ship tents").unknown_terms == ("tent",)

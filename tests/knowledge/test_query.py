@@ -100,3 +100,11 @@ def test_english_words_with_common_affixes() -> None:
 def test_adds_the_shop_pages_word_for_a_shoppers_word(rewriter: Rewriter, asked: str,
                                                       meant: str) -> None:
     assert rewriter.rewrite(asked) == meant
+
+
+def test_words_read_as_the_pages_ones_are_understood_not_unknown() -> None:
+    """A shopper's word followed by the page's own is no sign the shop lacks the topic
+    (knowledge/index.py leaves it out of the unknown words that make retrieval abstain)."""
+    assert Rewriter.understood("do you delete bad ratings") == ["ratings"]
+    assert Rewriter.understood("some feedback on the boots, from zurich") == ["feedback", "zurich"]
+    assert Rewriter.understood("can i bring my dog") == []
