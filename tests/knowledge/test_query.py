@@ -35,6 +35,8 @@ def rewriter() -> Rewriter:
     ("delte acount", "delete account"),
     ("unsubscrbe", "unsubscribe"),
     ("how to regster", "how to register (create account)"),  # "Registered": the shop's word
+    ("where is your hamburg shop", "where is your hamburg shop (store)"),
+    ("is your online shop safe", "is your online shop safe"),  # the website, not a store
     ("do you take amex", "do you take American Express"),
     ("login not working", "log in not working"),
     # Support-chat request frames: the ask is what follows them.
