@@ -96,6 +96,8 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
     (r"\b(?:postage|p\s*&\s*p)\b", "shipping cost"),
     (r"\b(?:jumper|jumpers|pullover)\b", "sweater"),
     (r"\b(?:trainers|runners)\b", "sneakers"),
+    (r"\b(?:support|help\s*desk|helpline|customer\s+(?:care|support|team))\b",
+     "customer service"),
     (r"(?<!online\s)\b(?:shop|shops)\b(?!\s+(?:online|website))", "store"),  # a place
     (r"\b(?:puffer|puffa)\b", "down jacket"),
     (r"\b(?:opt\s+out|stop\s+(?:sending|the)\s+(?:me\s+)?(?:e-?mails|newsletters?))\b",

@@ -37,6 +37,7 @@ def rewriter() -> Rewriter:
     ("how to regster", "how to register (create account)"),  # "Registered": the shop's word
     ("where is your hamburg shop", "where is your hamburg shop (store)"),
     ("is your online shop safe", "is your online shop safe"),  # the website, not a store
+    ("email address for support?", "email address for support? (customer service)"),
     ("do you take amex", "do you take American Express"),
     ("login not working", "log in not working"),
     # Support-chat request frames: the ask is what follows them.
