@@ -30,12 +30,15 @@ altogether. `Rewriter.rewrite` therefore
    shop lists that country in ("Rest of world", "US & Canada"; knowledge/groups.py), so the
    zone's table row answers "shipping cost to australia?". Only the lexical search and the
    extractive reading see these (`with_places=False` is what the embedding reads: they blur
-   a short question's meaning). On bench/data/knowledge_questions.yml without an LLM key the
-   answer's document is a covering one for 403 of 448 questions instead of 401, and every
-   evidence phrase is said in 296 answers instead of 289; recall@5 / MRR 0.963 / 0.873 ->
-   0.963 / 0.871 on the earlier set, 0.942 / 0.832 -> 0.946 / 0.833 on real phrasings.
+   a short question's meaning). On bench/data/knowledge_questions.yml without an LLM key
+   the answer's document is a covering one for 403 of 448 questions instead of 401 (through
+   the running bot, bench/knowledge_e2e.py: 395 instead of 393), and every evidence phrase
+   is said in 296 answers instead of 289 (the count before bench/knowledge_report.py read
+   table cells apart); recall@5 / MRR 0.963 / 0.873 -> 0.963 / 0.871 on the earlier set,
+   0.942 / 0.832 -> 0.946 / 0.833 on real phrasings.
 
-The rewritten text is what both the dense and the lexical search read; exact terms (SKUs,
+The rewritten text is what the lexical search and the extractive reading read, and without
+the places of step 4 what the dense search embeds; exact terms (SKUs,
 sizes) pass through untouched. Measured on bench/data/knowledge_questions.yml by
 bench/knowledge.py (see the numbers in knowledge/retrieval.py).
 """
