@@ -79,21 +79,21 @@ class TenantIndex:
     def __init__(self, manifest: Manifest, chunk_ids: np.ndarray, owners: np.ndarray,
                  dense: faiss.Index, lexical: bm25s.BM25 | None,
                  words: frozenset[str] = frozenset(),
-                 groups: dict[str, list[str]] | None = None) -> None:
+                 listed: dict[str, list[str]] | None = None) -> None:
         self.manifest = manifest
         self._ids = chunk_ids
         self._owners = owners
         self._dense = dense
         self._lexical = lexical
         self._words = words
-        self._groups = groups or {}
+        self._listed = listed or {}  # knowledge/groups.py
 
     @functools.cached_property
     def rewriter(self) -> Rewriter:
         """Questions rewritten towards this tenant's own words. Built on first use, once per
         index version: ~20 ms for the demo shop's 2k words, ~2 s for 50k; a rewrite then
         takes ~0.05 ms."""
-        return Rewriter(self._words, self._groups)
+        return Rewriter(self._words, self._listed)
 
     @property
     def version(self) -> str:

@@ -99,9 +99,14 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
     (r"\b(?:postage|p\s*&\s*p)\b", "shipping cost"),
     (r"\b(?:jumper|jumpers|pullover)\b", "sweater"),
     (r"\b(?:trainers|runners)\b", "sneakers"),
-    (r"\b(?:support|help\s*desk|helpline|customer\s+(?:care|support|team))\b",
-     "customer service"),
-    (r"(?<!online\s)\b(?:shop|shops)\b(?!\s+(?:online|website))", "store"),  # a place
+    # Support as a place to ask, not as a verb ("do you support Apple Pay").
+    (r"\b(?:(?:customer|tech(?:nical)?)\s+support|support\s+(?:team|e-?mail|number|line|"
+     r"address|chat|hours|desk)|(?:contact|reach|call|e-?mail|for)\s+support|help\s*desk|"
+     r"helpline|customer\s+(?:care|team))\b", "customer service"),
+    # A shop one can visit (a noun after a determiner, or several), not the online shop and
+    # not "can i shop without an account".
+    (r"\b(?:(?:your|the|a|an|any|physical|local|retail)\s+(?!online\b)(?:\w+\s+)?shop|"
+     r"(?<!online\s)shops)\b(?!\s+(?:online|website))", "store"),
     (r"\b(?:puffer|puffa)\b", "down jacket"),
     (r"\b(?:opt\s+out|stop\s+(?:sending|the)\s+(?:me\s+)?(?:e-?mails|newsletters?))\b",
      "unsubscribe"),

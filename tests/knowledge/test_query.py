@@ -38,6 +38,9 @@ def rewriter() -> Rewriter:
     ("where is your hamburg shop", "where is your hamburg shop (store)"),
     ("is your online shop safe", "is your online shop safe"),  # the website, not a store
     ("email address for support?", "email address for support? (customer service)"),
+    ("do you support apple pay", "do you support apple pay"),  # the verb
+    ("is there a physical shop I can visit", "is there a physical shop I can visit (store)"),
+    ("can i shop without an account", "can i shop without an account"),
     ("do you take amex", "do you take American Express"),
     ("login not working", "log in not working"),
     # Support-chat request frames: the ask is what follows them.
