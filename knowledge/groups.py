@@ -8,10 +8,10 @@ question is read with the group it names added (knowledge/query.py), and the tab
 that group is found and quoted. Only the shop's own lists count: which zone a country is in
 differs from shop to shop.
 
-A list is a bold label, a colon, then names: each one to four words, every word capitalised
-("the" aside), at least two of them, read from the first sentence with anything in
-parentheses left out. "Zone 4 – US & Canada" is known by what follows the dash, the name the
-tables use.
+A list is a bold label, a colon (after the bold or inside it), then names: each one to four
+words, every word capitalised ("the" aside), at least two of them, read from the first
+sentence with anything in parentheses left out. "Zone 4 – US & Canada" is known by what
+follows the dash, the name the tables use.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-LABELLED = re.compile(r"^\s*(?:[-*•]\s+)?\*\*(?P<label>[^*\n]{2,60}?)\*\*\s*:\s*(?P<rest>.+)$",
-                      re.M)
+# "**Zone 2 – European Union**: Austria, ..." or "**Zone 2 – European Union:** Austria, ..."
+LABELLED = re.compile(r"^\s*(?:[-*•]\s+)?\*\*(?P<label>[^*:\n]{2,60}?)(?::\*\*|\*\*\s*:)\s*"
+                      r"(?P<rest>.+)$", re.M)
 PARENTHESES = re.compile(r"\s*\([^()]*\)")
 SENTENCE = re.compile(r"[.;](?:\s|$)")
 SEPARATOR = re.compile(r",\s*|\s+(?:and|or)\s+")

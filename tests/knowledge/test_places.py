@@ -65,6 +65,8 @@ def test_the_shops_own_lists_name_the_group_each_member_is_in() -> None:
     assert "+49 40 5550 1234" not in found and "calls cost your usual rate" not in found
     assert "mainland germany" not in found  # not a list of names
     assert found["hamburg"] == ["Stores"]
+    assert groups(["**Cards:** Visa, Mastercard and American Express."]) == {
+        "visa": ["Cards"], "mastercard": ["Cards"], "american express": ["Cards"]}
 
 
 def test_the_question_names_the_country_and_the_shops_zone_for_it() -> None:
