@@ -678,7 +678,11 @@ def main() -> None:
         if not conversations:
             flows = sorted({c.flow for c in generate(args.count, args.seed)})
             parser.error(f"no such flow; flows: {', '.join(flows)}")
-    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-conversations-")), model=args.model)
+    # Hundreds of visitors of one shop in half a minute: the shop's own rate limit (600 a
+    # minute) would answer some with 429 on a fast machine.
+    stack = Stack(Path(tempfile.mkdtemp(prefix="bench-conversations-")), model=args.model,
+                  demo_rates={"rate_per_client": 0, "rate_per_conversation": 0,
+                              "rate_per_shop": 0})
     log.info("starting the stack in %s with %s", stack.var_dir, args.model)
     stack.start(timeout=args.timeout)
     try:
