@@ -234,8 +234,13 @@ class _Scorer:
                 score += CONTEXT_WEIGHT * weight
         return score + (self.strongest if self._in_range(unit) else 0.0)
 
-    def keyed(self, unit: Unit) -> bool:
-        """Is the unit a table row or labelled item about something the question names?"""
+    def keyed(self, unit: Unit, fully: bool = False) -> bool:
+        """Is the unit a table row or labelled item about something the question names: a
+        word of its key, or with `fully` every word ("United Kingdom" is not named by "United
+        States")?"""
+        if fully:
+            asked = frozenset(self.weights)
+            return bool(unit.key) and all(self._holds(word, asked) for word in unit.key)
         return any(self._holds(word, unit.key) for word in self.weights)
 
     def numbered(self, unit: Unit) -> bool:
@@ -283,13 +288,15 @@ def _choose(scorer: _Scorer, found: list[Unit]) -> str:
     # The row for the visitor's "42" or "100 cm" is the answer; rows without it are not.
     numbered = scores[best] > 0 and scorer.numbered(found[best])
     # So is the row or item for the place or thing the question names ("Germany: ..." for
-    # "postage to munich (Germany)"); the rows for other keys are not.
+    # "postage to munich (Germany)"); a row or item for another key follows it only when the
+    # question names all of that key too (the sentences of the same item always may).
     keyed = scores[best] > 0 and scorer.keyed(found[best])
     for i in sorted(range(len(found)), key=lambda i: (-scores[i], i)):
         if len(chosen) >= MAX_UNITS:
             break
         if i in chosen or (numbered and not scorer.numbered(found[i])) or (
-                keyed and found[i].key and not scorer.keyed(found[i])):
+                keyed and found[i].key not in (frozenset(), found[best].key)
+                and not scorer.keyed(found[i], fully=True)):
             continue
         if scores[best] <= 0:
             if found[i].block != found[best].block or i != max(chosen) + 1:

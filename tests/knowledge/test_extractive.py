@@ -161,10 +161,14 @@ async def test_a_question_naming_one_row_or_item_gets_that_one(retriever: Retrie
     for other days or zones are not, however much else they share with the question."""
     thursday = await ask(retriever, "can i ring you after work on thursday, like 7pm")
     munich = await ask(retriever, "do i pay for the return label? i live in munich")
+    new_york = await ask(retriever, "standard delivery time to new york?")
 
     assert thursday.text == "Thursday: Phone and live chat with a person 09:00–20:00."
     assert munich.text.startswith("Germany: returns are free.")
     assert "Faulty" not in munich.text and "European Union" not in munich.text
+    # "(United States, US & Canada)" names the zone, not the United Kingdom.
+    assert "US & Canada: standard 4–7 business days" in new_york.text
+    assert "United Kingdom" not in new_york.text, new_york.text
 
 
 @pytest.mark.asyncio
