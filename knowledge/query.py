@@ -29,13 +29,14 @@ altogether. `Rewriter.rewrite` therefore
    ("zurich" -> Switzerland, "usa" -> United States; knowledge/places.py) and the group the
    shop lists that country in ("Rest of world", "US & Canada"; knowledge/groups.py), so the
    zone's table row answers "shipping cost to australia?". Only the lexical search and the
-   extractive reading see these (`with_places=False` is what the embedding reads: they blur
-   a short question's meaning). On bench/data/knowledge_questions.yml without an LLM key
-   the answer's document is a covering one for 403 of 448 questions instead of 401 (through
-   the running bot, bench/knowledge_e2e.py: 395 instead of 393), and every evidence phrase
-   is said in 296 answers instead of 289 (the count before bench/knowledge_report.py read
-   table cells apart); recall@5 / MRR 0.963 / 0.873 -> 0.963 / 0.871 on the earlier set,
-   0.942 / 0.832 -> 0.946 / 0.833 on real phrasings.
+   extractive reading see these (`Rewriter.rewrites` gives the question without them too,
+   for the embedding: they blur a short question's meaning). On
+   bench/data/knowledge_questions.yml without an LLM key the answer's document is a covering
+   one for 403 of 448 questions instead of 401 (through the running bot,
+   bench/knowledge_e2e.py: 395 instead of 393), and every evidence phrase is said in 296
+   answers instead of 289 (the count before bench/knowledge_report.py read table cells
+   apart); recall@5 / MRR 0.963 / 0.873 -> 0.963 / 0.871 on the earlier set, 0.942 / 0.832
+   -> 0.946 / 0.833 on real phrasings.
 
 The rewritten text is what the lexical search and the extractive reading read, and without
 the places of step 4 what the dense search embeds; exact terms (SKUs,
@@ -216,6 +217,12 @@ class Rewriter:
             named(text)
 
     def rewrite(self, question: str, with_places: bool = True) -> str:
+        meant, searched = self.rewrites(question)
+        return searched if with_places else meant
+
+    def rewrites(self, question: str) -> tuple[str, str]:
+        """The question as the embedding reads it, and as the words are searched and read
+        (with the places of step 4), from one pass over it."""
         text = GREETING.sub("", question)
         text = FILLER.sub(" ", text).strip()
         text = ACCOUNT_KIND.sub("", LOOK.sub("", text))
@@ -228,12 +235,16 @@ class Rewriter:
                 piece = self.correct(piece) if " " not in piece else piece
             out.append(piece)
         text = " ".join("".join(out).split())
-        added = [word for pattern, word in EXPANSIONS if pattern.search(text)]
-        if with_places:
-            countries = places(text, self.words, unions=not self._zoned)
-            listed = countries + (self._members.findall(text) if self._members else [])
-            added += countries + [label for name in listed
-                                  for label in self.groups.get(name.lower(), ())]
+        expanded = [word for pattern, word in EXPANSIONS if pattern.search(text)]
+        countries = places(text, self.words, unions=not self._zoned)
+        listed = countries + (self._members.findall(text) if self._members else [])
+        located = countries + [label for name in listed
+                               for label in self.groups.get(name.lower(), ())]
+        return self._added(text, expanded), self._added(text, expanded + located)
+
+    @staticmethod
+    def _added(text: str, words: list[str]) -> str:
+        """The text followed by those of the words it does not say already."""
         low = text.lower()
-        added = [word for word in dict.fromkeys(added) if word.lower() not in low]
+        added = [word for word in dict.fromkeys(words) if word.lower() not in low]
         return f"{text} ({', '.join(added)})" if added else text

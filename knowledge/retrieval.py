@@ -137,11 +137,11 @@ class Retriever:
         index = self.index_files.load(tenant_id)
         if index is None or not len(index):
             return Ranking([], {}, None)
-        asked = index.rewriter.rewrite(question)
         # The countries and zones added after a question (knowledge/query.py) let its words
         # meet the page's list and table row, but blur what a short question means: the
         # embedding reads it without them.
-        vector = self.embedder.encode_query(index.rewriter.rewrite(question, with_places=False))
+        meant, asked = index.rewriter.rewrites(question)
+        vector = self.embedder.encode_query(meant)
         dense = index.dense_search(vector, CANDIDATES)
         lexical = index.lexical_search(asked, CANDIDATES)
         return Ranking(fuse(dense, lexical)[:k], dict(dense), index.version,
