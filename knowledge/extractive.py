@@ -212,7 +212,7 @@ class _Scorer:
     considered, so that "choose" outweighs "dhl" on the carriers page."""
 
     def __init__(self, question: str, pool: Sequence[Unit]) -> None:
-        self.asked = (set(tokens(question)) - FILLER) | set(NUMBER.findall(question))
+        self.asked = frozenset((set(tokens(question)) - FILLER) | set(NUMBER.findall(question)))
         n = len(pool)
         self.weights: dict[str, float] = {}
         for word in self.asked:
@@ -241,9 +241,8 @@ class _Scorer:
         word of its key, or with `fully` every word ("United Kingdom" is not named by "United
         States")?"""
         if fully:
-            asked = frozenset(self.weights)
-            return bool(unit.key) and all(self._holds(word, asked) for word in unit.key)
-        return any(self._holds(word, unit.key) for word in self.weights)
+            return bool(unit.key) and all(self._holds(word, self.asked) for word in unit.key)
+        return any(self._holds(word, unit.key) for word in self.asked)
 
     def numbered(self, unit: Unit) -> bool:
         """Does the unit hold a number of the question, or a range it falls in?"""
