@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from core.sender_ids import sender_id  # noqa: E402
 from devtools.demo_shop import DEMO_TENANT_ID  # noqa: E402
 from tests.databases import sync_engine  # noqa: E402
-from tests.integration.stack import MODEL, Stack  # noqa: E402
+from tests.integration.stack import MODEL, NO_RATE_LIMITS, Stack  # noqa: E402
 
 log = logging.getLogger("bench.conversations")
 PHRASINGS = ROOT / "bench" / "data" / "conversations.yml"
@@ -681,8 +681,7 @@ def main() -> None:
     # Hundreds of visitors of one shop in half a minute: the shop's own rate limit (600 a
     # minute) would answer some with 429 on a fast machine.
     stack = Stack(Path(tempfile.mkdtemp(prefix="bench-conversations-")), model=args.model,
-                  demo_rates={"rate_per_client": 0, "rate_per_conversation": 0,
-                              "rate_per_shop": 0})
+                  demo_rates=NO_RATE_LIMITS)
     log.info("starting the stack in %s with %s", stack.var_dir, args.model)
     stack.start(timeout=args.timeout)
     try:

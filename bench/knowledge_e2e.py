@@ -43,7 +43,7 @@ from bench.knowledge import SETS, load_questions  # noqa: E402
 from bench.knowledge_report import Outcome, report  # noqa: E402
 from core.sender_ids import sender_id  # noqa: E402
 from devtools.demo_shop import DEMO_TENANT_ID  # noqa: E402
-from tests.integration.stack import Stack  # noqa: E402
+from tests.integration.stack import NO_RATE_LIMITS, Stack  # noqa: E402
 
 log = logging.getLogger("bench.knowledge_e2e")
 KNOWLEDGE_ACTION = "action_answer_from_knowledge"
@@ -105,8 +105,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-knowledge-e2e-"))
     # 526 visitors of one shop in under half a minute: past the shop's rate limit (600 a
     # minute) on a fast machine or with more questions.
-    stack = Stack(workdir, demo_rates={"rate_per_client": 0, "rate_per_conversation": 0,
-                                       "rate_per_shop": 0})
+    stack = Stack(workdir, demo_rates=NO_RATE_LIMITS)
     log.info("starting the stack in %s (bootstrap ingests the demo knowledge base)", workdir)
     stack.start(timeout=args.timeout)
     try:

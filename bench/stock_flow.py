@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from devtools.demo_shop import DEMO_TENANT_ID  # noqa: E402
-from tests.integration.stack import Stack, rasa_headers  # noqa: E402
+from tests.integration.stack import NO_RATE_LIMITS, Stack, rasa_headers  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 log = logging.getLogger("bench.stock_flow")
@@ -307,7 +307,7 @@ def main() -> None:
     stock.prepare()
     work = Path(tempfile.mkdtemp(prefix="bench-stock-"))
     stack = Stack(work, database_url=args.postgres, redis_url=args.redis)
-    stack.demo_rates = {"rate_per_client": 0, "rate_per_conversation": 0, "rate_per_shop": 0}
+    stack.demo_rates = NO_RATE_LIMITS
     stack.extra_env.update(SANIC_WORKERS=str(args.workers), LOG_LEVEL="WARNING")
     try:
         print("starting our stack and the stock bot ...", file=sys.stderr)

@@ -49,7 +49,13 @@ sys.path.insert(0, str(ROOT))
 from core.sender_ids import sender_id  # noqa: E402
 from devtools.bootstrap import env_value  # noqa: E402
 from devtools.demo_shop import DEMO_TENANT_ID  # noqa: E402
-from tests.integration.stack import MODEL, TOKEN, Stack, rasa_headers  # noqa: E402
+from tests.integration.stack import (  # noqa: E402
+    MODEL,
+    NO_RATE_LIMITS,
+    TOKEN,
+    Stack,
+    rasa_headers,
+)
 
 log = logging.getLogger("bench.turns")
 
@@ -306,8 +312,7 @@ def start_stack(args: argparse.Namespace, deadline: float) -> Stack:
         # (600 a minute) would answer 429 instead (connectors/limits.py).
         stack = Stack(Path(tempfile.mkdtemp(prefix="bench-turns-")),
                       database_url=args.postgres, redis_url=args.redis,
-                      demo_rates={"rate_per_client": 0, "rate_per_conversation": 0,
-                                  "rate_per_shop": 0})
+                      demo_rates=NO_RATE_LIMITS)
         try:
             if not MODEL.exists():
                 raise RuntimeError(f"{MODEL} is missing (retraining?)")

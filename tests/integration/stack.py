@@ -29,6 +29,8 @@ MODEL = Path(os.environ.get("SWITCHBOARD_MODEL") or ROOT / "models" / "switchboa
 APP_PY = ROOT / ".venv" / "bin" / "python"
 RASA = ROOT / ".venv-bot" / "bin" / "rasa"
 BOT_PY = ROOT / ".venv-bot" / "bin" / "python"
+# Demo shop rates for benches that play hundreds of visitors of one shop from one address.
+NO_RATE_LIMITS = {"rate_per_client": 0, "rate_per_conversation": 0, "rate_per_shop": 0}
 TOKEN = "integration-token"  # RASA_TOKEN of every process; on no command line (bot/serve.py)
 
 
