@@ -88,6 +88,13 @@ SHORTHAND = {
 }
 # Shoppers' words for things shop pages name otherwise (British and American retail usage,
 # not any one shop's): the page's usual word is added after the shopper's, so both match.
+# The last six (haste as express delivery, a present as a gift, hiring as jobs, a journalist
+# as press, eco-friendly as sustainable, an account's benefits as what it lets one do): on
+# bench/data/knowledge_questions.yml through the running bot (bench/knowledge_e2e.py) the
+# answer's document is a covering one for 402 of 448 questions instead of 397 (real
+# phrasings 235 instead of 232 of 258), recall@5 / MRR on real phrasings 0.950 / 0.836 ->
+# 0.953 / 0.844, the earlier set's unchanged; one uncovered question less abstains ("my son
+# got this as a birthday present, can he return it" is answered about gift wrapping).
 EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
     (r"\b(?:bill|bills|receipt|receipts)\b", "invoice"),
     (r"\b(?:feedback|rating|ratings|rate)\b", "review"),
@@ -113,6 +120,19 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
      "unsubscribe"),
     (r"\b(?:(?:promotional|marketing|advertising)\s+(?:e-?)?mails?|mailing\s+list|(?:news|"
      r"updates|offers|deals)\s+(?:\w+\s+){0,4}?(?:by|via|in\s+an?)\s+e-?mail)\b", "newsletter"),
+    # Haste is a delivery speed: "can i get it tomorrow", "a quicker option", "need it asap".
+    (r"\b(?:quicker|faster|quickest|fastest|speedier|next[\s-]day|overnight|as\s+soon\s+as\s+"
+     r"possible|(?:get|have|receive|arrive|deliver(?:ed)?|ship(?:ped)?)\s+(?:\w+\s+){0,2}?"
+     r"(?:by\s+)?tomorrow)\b", "express delivery"),
+    # A present given, not the present time ("at present").
+    (r"\b(?:a|as\s+a|the|my|birthday|christmas|xmas|wedding)\s+presents?\b", "gift"),
+    (r"\b(?:hiring|vacanc(?:y|ies)|job\s+openings?|work\s+for\s+you|apply\s+for\s+a\s+job)\b",
+     "jobs"),
+    (r"\b(?:journalists?|reporters?|media\s+(?:enquir|inquir)(?:y|ies))\b", "press"),
+    (r"\b(?:eco[\s-]?friendly|environmentally\s+friendly|green(?:er)?\s+(?:brand|company|"
+     r"products?))\b", "sustainable"),
+    (r"\b(?:benefits?|advantages?|perks?|point)\s+of\s+(?:having\s+|creating\s+|an\s+|a\s+)*"
+     r"(?:customer\s+)?account\b", "with an account you can"),
 )]
 # A request that opens by looking ("I want to check the payment methods", "see your refund
 # policy"): what is looked at is the ask. Only at the start, so "check my gift card balance"

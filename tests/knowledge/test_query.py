@@ -102,10 +102,27 @@ def test_english_words_with_common_affixes() -> None:
     ("how do i sign up for the newsletter", "how do i sign up for the newsletter"),
     ("cancel my account", "cancel my account (delete account)"),
     ("which courier do you use", "which courier do you use (carrier)"),
+    ("can i get it tomorrow?", "can i get it tomorrow? (express delivery)"),
+    ("is there a quicker option", "is there a quicker option (express delivery)"),
+    ("can you wrap it as a present", "can you wrap it as a present (gift)"),
+    ("are you hiring", "are you hiring (jobs)"),
+    ("how eco friendly is your stuff", "how eco friendly is your stuff (sustainable)"),
+    ("what are the benefits of having an account",
+     "what are the benefits of having an account (with an account you can)"),
 ])
 def test_adds_the_shop_pages_word_for_a_shoppers_word(rewriter: Rewriter, asked: str,
                                                       meant: str) -> None:
     assert rewriter.rewrite(asked) == meant
+
+
+@pytest.mark.parametrize("asked", [
+    "what's the weather like tomorrow",  # no delivery in it
+    "at present, do you ship to norway",  # the present time, not a gift
+    "do you have green jackets",  # a colour, not the environment
+])
+def test_adds_nothing_for_the_same_words_meaning_something_else(rewriter: Rewriter,
+                                                                asked: str) -> None:
+    assert rewriter.rewrite(asked) == asked
 
 
 def test_words_read_as_the_pages_ones_are_understood_not_unknown() -> None:
