@@ -52,7 +52,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from core.minilm import model_path
-from knowledge.lexical import STOPWORDS
+from knowledge.lexical import STOPWORDS, tokens
 from knowledge.places import COUNTRIES, named, places
 
 # Whole phrases only, case-insensitive; what remains must still be the question.
@@ -134,6 +134,15 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
     (r"\b(?:benefits?|advantages?|perks?|point)\s+of\s+(?:having\s+|creating\s+|an\s+|a\s+)*"
      r"(?:customer\s+)?account\b", "with an account you can"),
 )]
+# How the visitor feels about things or how strongly they say it ("this terrible service", "do
+# you delete bad ratings", "driving me crazy"): words a shop's pages never use, yet no sign that
+# the pages lack the topic, so they are no unknown words for abstention (knowledge/index.py).
+FEELINGS = frozenset(tokens(
+    "bad worse worst terrible awful horrible horrendous dreadful appalling useless pathetic "
+    "ridiculous disgusting disgrace unacceptable annoying annoyed angry furious frustrated "
+    "frustrating upset unhappy disappointed disappointing crazy insane stupid damn bloody fucking "
+    "fuck shit shitty crap crappy rubbish sucks hate hated love loved amazing awesome brilliant "
+    "fantastic lovely happy glad sad totally literally super really"))
 # A request that opens by looking ("I want to check the payment methods", "see your refund
 # policy"): what is looked at is the ask. Only at the start, so "check my gift card balance"
 # keeps its verb.

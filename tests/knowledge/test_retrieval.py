@@ -211,6 +211,14 @@ async def test_a_stop_word_is_no_unknown_term(search: Search) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_word_of_feeling_is_no_unknown_term(search: Search) -> None:
+    # The visitor's anger is no sign the shop lacks the topic; the thing they ask about is.
+    result = await search(SHOP_A, "this is ridiculous, whats your terrible phone number")
+    assert result.unknown_terms == ()
+    assert (await search(SHOP_A, "awful wifi in the store")).unknown_terms == ("wifi",)
+
+
+@pytest.mark.asyncio
 async def test_a_word_said_twice_is_one_unknown_term(search: Search) -> None:
     # each unknown word costs the abstention score once (knowledge/retrieval.py)
     assert (await search(SHOP_A, "wifi? is there wifi in the store")).unknown_terms == ("wifi",)
