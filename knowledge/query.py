@@ -95,6 +95,11 @@ SHORTHAND = {
 # phrasings 235 instead of 232 of 258), recall@5 / MRR on real phrasings 0.950 / 0.836 ->
 # 0.953 / 0.844, the earlier set's unchanged; one uncovered question less abstains ("my son
 # got this as a birthday present, can he return it" is answered about gift wrapping).
+# Then "modalities" as methods, delivery options as the speeds a delivery page lists, and
+# opening or making an account as creating one, for the phrasings of public customer-support
+# sets ("which shipment methods do u offer" found the carriers, "could you help me see the
+# delivery options?" the order-changes FAQ): 403 -> 404 through the running bot, recall@5 /
+# MRR on real phrasings 0.953 / 0.844 -> 0.961 / 0.846.
 EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
     (r"\b(?:bill|bills|receipt|receipts)\b", "invoice"),
     (r"\b(?:feedback|rating|ratings|rate)\b", "review"),
@@ -133,6 +138,12 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
      r"products?))\b", "sustainable"),
     (r"\b(?:benefits?|advantages?|perks?|point)\s+of\s+(?:having\s+|creating\s+|an\s+|a\s+)*"
      r"(?:customer\s+)?account\b", "with an account you can"),
+    (r"\bmodalit(?:y|ies)\b", "methods"),
+    # The ways to get an order are the speeds a shop's delivery pages list.
+    (r"\b(?:delivery|shipping|shipment)\s+(?:options?|methods?|types?|modalit(?:y|ies)|choices)\b",
+     "standard express delivery"),
+    (r"\b(?:open|make|set\s+up|start|get)\s+(?:me\s+)?(?:a\s+|an\s+)?(?:new\s+)?account\b",
+     "create account"),
 )]
 # How the visitor feels about things or how strongly they say it ("this terrible service", "do
 # you delete bad ratings", "driving me crazy"): words a shop's pages never use, yet no sign that

@@ -109,6 +109,10 @@ def test_english_words_with_common_affixes() -> None:
     ("how eco friendly is your stuff", "how eco friendly is your stuff (sustainable)"),
     ("what are the benefits of having an account",
      "what are the benefits of having an account (with an account you can)"),
+    ("which payment modalities do you offer", "which payment modalities do you offer (methods)"),
+    ("what shipping methods are there",
+     "what shipping methods are there (standard express delivery)"),
+    ("how do i open a new account", "how do i open a new account (create account)"),
 ])
 def test_adds_the_shop_pages_word_for_a_shoppers_word(rewriter: Rewriter, asked: str,
                                                       meant: str) -> None:
