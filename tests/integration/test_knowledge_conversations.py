@@ -92,14 +92,16 @@ def test_refund_timing_is_a_question_not_a_return(
     assert any(s["document"] == "returns.md" for s in sources(visitor))
 
 
+@pytest.mark.parametrize("asked", ["I'd like to see the invoice #85632",
+                                   "I want to see bill #12588"])
 def test_an_invoice_asked_for_by_its_number_is_a_question_not_an_order_lookup(
-    visitor: Visitor, anthropic_api: AnthropicFake
+    visitor: Visitor, anthropic_api: AnthropicFake, asked: str
 ) -> None:
     """The number is read as an order number too (any 4-8 digits are), but the visitor asks
     for the bill: the answer comes from the documents, no order form starts."""
     anthropic_api.responder = grounded_responder
 
-    reply = visitor.say("I'd like to see the invoice #85632")
+    reply = visitor.say(asked)
 
     assert "what email address" not in reply.lower()  # the order form's next question
     assert "what's your order number" not in reply.lower()
