@@ -105,7 +105,8 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
     (r"\b(?:feedback|rating|ratings|rate)\b", "review"),
     (r"\b(?:sign(?:ing)?[\s-]?up|regist(?:er|ering|ration))\b(?!.*\b(?:newsletter|mailing))",
      "create account"),
-    (r"\b(?:deactivat(?:e|ing)|clos(?:e|ing)|cancel(?:l?ing)?|remov(?:e|ing))\s+"
+    (r"\b(?:deactivat(?:e|ing)|clos(?:e|ing)|cancel(?:l?ing)?|remov(?:e|ing)|terminat(?:e|ing)|"
+     r"wip(?:e|ing)|eras(?:e|ing)|get(?:ting)?\s+rid\s+of)\s+"
      r"(?:my\s+|the\s+)?(?:customer\s+)?"
      r"(?:account|profile)\b", "delete account"),
     (r"\b(?:courier|couriers|delivery\s+compan(?:y|ies))\b", "carrier"),

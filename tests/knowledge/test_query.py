@@ -101,6 +101,7 @@ def test_english_words_with_common_affixes() -> None:
     ("how can I sign up?", "how can I sign up? (create account)"),
     ("how do i sign up for the newsletter", "how do i sign up for the newsletter"),
     ("cancel my account", "cancel my account (delete account)"),
+    ("get rid of my account NOW", "get rid of my account NOW (delete account)"),
     ("which courier do you use", "which courier do you use (carrier)"),
     ("can i get it tomorrow?", "can i get it tomorrow? (express delivery)"),
     ("is there a quicker option", "is there a quicker option (express delivery)"),
