@@ -126,10 +126,12 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
      "unsubscribe"),
     (r"\b(?:(?:promotional|marketing|advertising)\s+(?:e-?)?mails?|mailing\s+list|(?:news|"
      r"updates|offers|deals)\s+(?:\w+\s+){0,4}?(?:by|via|in\s+an?)\s+e-?mail)\b", "newsletter"),
-    # Haste is a delivery speed: "can i get it tomorrow", "a quicker option", "need it asap".
-    (r"\b(?:quicker|faster|quickest|fastest|speedier|next[\s-]day|overnight|as\s+soon\s+as\s+"
-     r"possible|(?:get|have|receive|arrive|deliver(?:ed)?|ship(?:ped)?)\s+(?:\w+\s+){0,2}?"
-     r"(?:by\s+)?tomorrow)\b", "express delivery"),
+    # Haste is a delivery speed: "can i get it tomorrow", "a quicker option", "next day?"; not
+    # "which jacket dries faster".
+    (r"\b(?:next[\s-]day|overnight|(?:quicker|faster|quickest|fastest|speedier)\s+(?:\w+\s+)?"
+     r"(?:delivery|shipping|option|service|way)|(?:get|have|receive|arrive|deliver(?:ed)?|"
+     r"ship(?:ped)?|send|come)\s+(?:\w+\s+){0,2}?(?:by\s+tomorrow|tomorrow|quicker|faster|"
+     r"sooner))\b", "express delivery"),
     # A present given, not the present time ("at present").
     (r"\b(?:a|as\s+a|the|my|birthday|christmas|xmas|wedding)\s+presents?\b", "gift"),
     (r"\b(?:hiring|vacanc(?:y|ies)|job\s+openings?|work\s+for\s+you|apply\s+for\s+a\s+job)\b",
@@ -143,8 +145,8 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
     # The ways to get an order are the speeds a shop's delivery pages list.
     (r"\b(?:delivery|shipping|shipment)\s+(?:options?|methods?|types?|modalit(?:y|ies)|choices)\b",
      "standard express delivery"),
-    (r"\b(?:open|make|set\s+up|start|get)\s+(?:me\s+)?(?:a\s+|an\s+)?(?:new\s+)?account\b",
-     "create account"),
+    (r"\b(?:open|make|set\s+up|start|get)\s+(?:me\s+)?(?:an?\s+(?:new\s+)?|new\s+)"
+     r"(?:customer\s+)?account\b", "create account"),
 )]
 # How the visitor feels about things or how strongly they say it ("this terrible service", "do
 # you delete bad ratings", "driving me crazy"): words a shop's pages never use, yet no sign that

@@ -124,6 +124,8 @@ def test_adds_the_shop_pages_word_for_a_shoppers_word(rewriter: Rewriter, asked:
     "what's the weather like tomorrow",  # no delivery in it
     "at present, do you ship to norway",  # the present time, not a gift
     "do you have green jackets",  # a colour, not the environment
+    "which jacket dries faster",  # no delivery in it either
+    "i can't open my account",  # a way in, not a new account
 ])
 def test_adds_nothing_for_the_same_words_meaning_something_else(rewriter: Rewriter,
                                                                 asked: str) -> None:
