@@ -88,8 +88,9 @@ SHORTHAND = {
 }
 # Shoppers' words for things shop pages name otherwise (British and American retail usage,
 # not any one shop's): the page's usual word is added after the shopper's, so both match.
-# The last six (haste as express delivery, a present as a gift, hiring as jobs, a journalist
-# as press, eco-friendly as sustainable, an account's benefits as what it lets one do): on
+# The six from haste to an account's benefits below (haste as express delivery, a present as
+# a gift, hiring as jobs, a journalist as press, eco-friendly as sustainable, an account's
+# benefits as what it lets one do): on
 # bench/data/knowledge_questions.yml through the running bot (bench/knowledge_e2e.py) the
 # answer's document is a covering one for 402 of 448 questions instead of 397 (real
 # phrasings 235 instead of 232 of 258), recall@5 / MRR on real phrasings 0.950 / 0.836 ->
