@@ -260,9 +260,9 @@ class Rewriter:
         return [m.group(0) for pattern, _ in EXPANSIONS for m in pattern.finditer(text)] + \
             named(text)
 
-    def rewrite(self, question: str, with_places: bool = True) -> str:
-        meant, searched = self.rewrites(question)
-        return searched if with_places else meant
+    def rewrite(self, question: str) -> str:
+        """The question as it is searched: `rewrites`' second reading."""
+        return self.rewrites(question)[1]
 
     def rewrites(self, question: str) -> tuple[str, str]:
         """The question as the embedding reads it, and as the words are searched and read
