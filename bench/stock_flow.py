@@ -306,8 +306,8 @@ def main() -> None:
     stock = StockBot(args.out)
     stock.prepare()
     work = Path(tempfile.mkdtemp(prefix="bench-stock-"))
-    stack = Stack(work, database_url=args.postgres, redis_url=args.redis)
-    stack.demo_rates = NO_RATE_LIMITS
+    stack = Stack(work, database_url=args.postgres, redis_url=args.redis,
+                  demo_rates=NO_RATE_LIMITS)
     stack.extra_env.update(SANIC_WORKERS=str(args.workers), LOG_LEVEL="WARNING")
     try:
         print("starting our stack and the stock bot ...", file=sys.stderr)
