@@ -41,7 +41,7 @@ import numpy as np
 from core.minilm import DIMENSION
 from knowledge.groups import groups
 from knowledge.lexical import STOPWORDS, tokens
-from knowledge.query import FEELINGS, Rewriter
+from knowledge.query import NOT_TOPICS, Rewriter
 
 if TYPE_CHECKING:  # imported where used at run time: both take a while to import
     import bm25s
@@ -130,12 +130,14 @@ class TenantIndex:
         # -> "what") is no word the shop lacks. A word said twice ("... today? ... today?") is
         # one thing the shop lacks, not two. A shopper's word the rewritten question follows
         # with the page's own ("rating" -> review, "zurich" -> Switzerland) is understood, and
-        # a word of feeling ("terrible", "crazy") is about the visitor, not the topic.
+        # a word of feeling ("terrible", "crazy"), whom the visitor asks for ("my husband",
+        # "from Jane Smith") or a framing word ("in which situations") is about the visitor,
+        # not the topic (knowledge/query.py NOT_TOPICS, PERSON).
         understood = {t for words in Rewriter.understood(query) for t in tokens(words)}
         return list(dict.fromkeys(
             t for t in tokens(query)
             if len(t) >= 3 and not any(c.isdigit() for c in t) and t not in vocabulary
-            and t not in STOPWORDS and t not in understood and t not in FEELINGS))
+            and t not in STOPWORDS and t not in understood and t not in NOT_TOPICS))
 
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         words = tokens(query)

@@ -17,6 +17,20 @@ altogether. `Rewriter.rewrite` therefore
    delivery options, refund policy, accounts, passwords, newsletter, invoices, reviews,
    shipping address; not part of the bench) the right document went from 32 to 34, and the
    bench's own questions scored the same;
+   A second such round, through the running bot, on 105 questions in that style (a tuning
+   set) and 60 more written before any change (a check set, two of whose misses then shaped
+   the last two changes below; neither set is in the bench), took the right document from
+   94 to 103 and from 53 to 60. It reads as frames "I have to know" and an opening "show me
+   the"; drops a kind of account the shop does not write about ("my platinum account", "a
+   freemium account"); counts neither whom the visitor asks for ("for my husband") nor a
+   framing word ("in which situations", "anymore", "get rid of") nor a person's name after
+   "from"/"of" ("the bill from Jane Smith") as a word the shop lacks, and embeds the ask
+   without that name; and adds the pages' words for a lost PIN, pass or access key
+   (password), reimbursement (refund), a comment or opinion left (review), "how can I pay"
+   (payment methods), the ways to deliver, and an address that is wrong (change address).
+   bench/knowledge.py and bench/knowledge_e2e.py scored the same (e2e 404/448 covered,
+   50/78 uncovered abstaining; real-phrasing MRR 0.846 -> 0.844, one question's passage
+   second instead of first within the right document);
 2. spells out chat shorthand with a fixed table (u → you, pw → password, amex → American
    Express, login → log in);
 3. corrects a word that is neither a word of the shop's documents nor a common English word
@@ -69,7 +83,7 @@ FILLER = re.compile(
     # help me see the payment options"): the frame is every support chat's, the rest the ask.
     r"i\s+(?:need|want|would\s+like|'d\s+like)\s+(?:some\s+)?(?:help|assistance)"
     r"(?:\s+(?:with|to|for|on))?|(?:(?:could|can|would)\s+you\s+(?:please\s+)?)?help\s+me"
-    r"(?:\s+(?:with|to))?(?=\s+\w)|i\s+(?:want|need)\s+to\s+know(?:\s+(?:if|whether))?|"
+    r"(?:\s+(?:with|to))?(?=\s+\w)|i\s+(?:want|need|have)\s+to\s+know(?:\s+(?:if|whether))?|"
 
     r"thanks?(?:\s+you)?(?:\s+(?:so|very)\s+much)?"
     r"(?:\s+in\s+advance)?|many\s+thanks|cheers|please|pls+|plz+|lol|lmao|ugh+|"
@@ -101,15 +115,28 @@ SHORTHAND = {
 # sets ("which shipment methods do u offer" found the carriers, "could you help me see the
 # delivery options?" the order-changes FAQ): 403 -> 404 through the running bot, recall@5 /
 # MRR on real phrasings 0.953 / 0.844 -> 0.961 / 0.846.
-EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
+# A third member names what must not be in the question for the expansion to apply.
+EXPANSIONS = [(re.compile(pattern, re.I), added, re.compile(unless[0], re.I) if unless else None)
+              for pattern, added, *unless in (
     (r"\b(?:bill|bills|receipt|receipts)\b", "invoice"),
     (r"\b(?:feedback|rating|ratings|rate)\b", "review"),
-    (r"\b(?:sign(?:ing)?[\s-]?up|regist(?:er|ering|ration))\b(?!.*\b(?:newsletter|mailing))",
-     "create account"),
+    # A comment or an opinion left somewhere, not one added to an order for the courier.
+    (r"\b(?:leave|write|post|submit|give|send|share)\s+(?:\w+\s+){0,2}?(?:comments?|opinions?|"
+     r"testimonials?)\b(?!\s+(?:to|on|for)\s+(?:my|the|an?)\s+(?:order|parcel|delivery))",
+     "review"),
+    (r"\breimburs\w*", "refund"),
+    # However the visitor names the secret they lost ("my PIN", "my pass", "the access key").
+    (r"\b(?:forg[eo]t(?:ten)?|lost|reset(?:ting)?|recover(?:ing)?|retriev(?:e|ing)|"
+     r"restor(?:e|ing)|remember|chang(?:e|ing)|don'?t\s+know)\s+(?:my\s+|the\s+|your\s+)?"
+     r"(?:user\s+|account\s+|access\s+|login\s+|log\s+in\s+)?"
+     r"(?:pin(?:\s+(?:code|number))?|pass|passcode|passphrase|key)\b", "password"),
+    (r"\b(?:sign(?:ing)?[\s-]?up|regist(?:er|ering|ration))\b", "create account",
+     r"\b(?:newsletter|mailing)"),
     (r"\b(?:deactivat(?:e|ing)|clos(?:e|ing)|cancel(?:l?ing)?|remov(?:e|ing)|terminat(?:e|ing)|"
      r"wip(?:e|ing)|eras(?:e|ing)|get(?:ting)?\s+rid\s+of)\s+"
-     r"(?:my\s+|the\s+)?(?:customer\s+)?"
-     r"(?:account|profile)\b", "delete account"),
+     r"(?:my\s+|the\s+)?(?:\w+\s+)?(?:account|profile)\b", "delete account"),
+    (r"\b(?:don'?t|do\s+not|no\s+longer)\s+(?:want|need|use)\s+(?:my|this)\s+(?:account|profile)"
+     r"\b", "delete account"),
     (r"\b(?:courier|couriers|delivery\s+compan(?:y|ies))\b", "carrier"),
     (r"\b(?:postage|p\s*&\s*p)\b", "shipping cost"),
     (r"\b(?:jumper|jumpers|pullover)\b", "sweater"),
@@ -144,10 +171,19 @@ EXPANSIONS = [(re.compile(pattern, re.I), added) for pattern, added in (
      r"(?:customer\s+)?account\b", "with an account you can"),
     (r"\bmodalit(?:y|ies)\b", "methods"),
     # The ways to get an order are the speeds a shop's delivery pages list.
-    (r"\b(?:delivery|shipping|shipment)\s+(?:options?|methods?|types?|modalit(?:y|ies)|choices)\b",
+    (r"\b(?:(?:delivery|shipping|shipment)\s+(?:options?|methods?|types?|modalit(?:y|ies)|"
+     r"choices)|ways?\s+(?:you\s+)?(?:can\s+|to\s+)?(?:deliver|ship|send)\b(?!\s+(?:it\s+)?back))\b",
      "standard express delivery"),
+    # Asking how to pay is asking for the ways to pay.
+    (r"\b(?:how\s+(?:can|do|could|should|may|am)\s+(?:i|we)\s+(?:supposed\s+to\s+)?pay|"
+     r"(?:ways?|forms?|means|modes?|options?)\s+(?:to|of)\s+pay(?:ing|ment)?)\b",
+     "payment methods"),
+    # An address that is wrong is one to change, unless it is the invoice's.
+    (r"\b(?:(?:address|adress)\s+(?:is|was)\s+(?:wrong|incorrect|outdated)|(?:wrong|incorrect|old)"
+     r"\s+(?:shipping\s+|delivery\s+)?(?:address|adress))\b", "change address",
+     r"\b(?:invoice|bill)"),
     (r"\b(?:open|make|set\s+up|start|get)\s+(?:me\s+)?(?:an?\s+(?:new\s+)?|new\s+)"
-     r"(?:customer\s+)?account\b", "create account"),
+     r"(?:\w+\s+)?account\b", "create account"),
 )]
 # How the visitor feels about things or how strongly they say it ("this terrible service", "do
 # you delete bad ratings", "driving me crazy"): words a shop's pages never use, yet no sign that
@@ -158,14 +194,35 @@ FEELINGS = frozenset(tokens(
     "frustrating upset unhappy disappointed disappointing crazy insane stupid damn bloody fucking "
     "fuck shit shitty crap crappy rubbish sucks hate hated love loved amazing awesome brilliant "
     "fantastic lovely happy glad sad totally literally super really"))
+# Whom the visitor acts for ("an account for my husband", "a gift for my son") and the words
+# that frame an ask rather than name it ("in which situations", "I have to know", "get rid of
+# it", "not anymore"): no sign either that the pages lack the topic.
+PEOPLE = frozenset(tokens(
+    "husband wife partner boyfriend girlfriend fiance fiancee spouse son sons daughter daughters "
+    "kid kids child children baby mum mom mother dad father parent parents brother sister "
+    "grandma grandmother grandpa grandfather granddaughter grandson aunt uncle niece nephew "
+    "cousin friend friends colleague colleagues boss family"))
+ASIDES = frozenset(tokens(
+    "anymore situation situations circumstance circumstances rid someone somebody "
+    "anyone anybody something anything actually basically exactly kindly possible possibly"))
+NOT_TOPICS = FEELINGS | PEOPLE | ASIDES
+# A person named after "from", "of", "for"... ("the bill from Jane Smith", "the account of
+# Maria Lopez"): a first and a last name, capitalised, as public support sets write them.
+PERSON = re.compile(r"\b(?:from|of|for|by|to|named|called|is|am)\s+"
+                    r"([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)\b")
 # A request that opens by looking ("I want to check the payment methods", "see your refund
 # policy"): what is looked at is the ask. Only at the start, so "check my gift card balance"
 # keeps its verb.
 LOOK = re.compile(r"^(?:i\s+(?:want|need|have|would\s+like|'d\s+like)\s+to\s+)?"
-                  r"(?:check(?:ing)?|see(?:ing)?|view(?:ing)?)\s+(?=(?:the|your|what|which)\b)",
+                  r"(?:check(?:ing)?|see(?:ing)?|view(?:ing)?|show\s+me)\s+"
+                  r"(?=(?:the|your|what|which)\b)",
                   re.I)
-# "user account", "customer profile": the kind of account says nothing a shop's page needs.
-ACCOUNT_KIND = re.compile(r"\b(?:user|customer|client|online)\s+(?=(?:account|profile)s?\b)", re.I)
+# "user account", "my platinum account": the kind of account says nothing a shop's page needs,
+# unless the shop writes about that kind ("business accounts"): then it stays (`rewrites`).
+ACCOUNT_KIND = re.compile(
+    r"\b(user|customer|client|online|personal|private|business|company|corporate|standard|"
+    r"basic|free|freemium|premium|pro|plus|gold|silver|bronze|platinum|diamond|vip|family|"
+    r"shopping)\s+(?=(?:account|profile)s?\b)", re.I)
 WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?|[^A-Za-z]+")
 MIN_CORRECTED = 5  # shorter words have too many neighbours one edit away
 
@@ -257,8 +314,8 @@ class Rewriter:
     def understood(text: str) -> list[str]:
         """The shopper's words this rewriting reads as the pages' ones: those an expansion
         follows with the page's word ("feedback" -> review) and places ("zurich")."""
-        return [m.group(0) for pattern, _ in EXPANSIONS for m in pattern.finditer(text)] + \
-            named(text)
+        return [m.group(0) for pattern, _, unless in EXPANSIONS for m in pattern.finditer(text)
+                if not (unless and unless.search(text))] + named(text) + PERSON.findall(text)
 
     def rewrite(self, question: str) -> str:
         """The question as it is searched: `rewrites`' second reading."""
@@ -269,7 +326,8 @@ class Rewriter:
         (with the places of step 4), from one pass over it."""
         text = GREETING.sub("", question)
         text = FILLER.sub(" ", text).strip()
-        text = ACCOUNT_KIND.sub("", LOOK.sub("", text))
+        text = ACCOUNT_KIND.sub(
+            lambda m: m.group(0) if m.group(1).lower() in self.words else "", LOOK.sub("", text))
         if not re.search(r"[A-Za-z0-9]", text):  # nothing but a greeting: keep it as asked
             text = question
         out = []
@@ -279,12 +337,16 @@ class Rewriter:
                 piece = self.correct(piece) if " " not in piece else piece
             out.append(piece)
         text = " ".join("".join(out).split())
-        expanded = [word for pattern, word in EXPANSIONS if pattern.search(text)]
+        expanded = [word for pattern, word, unless in EXPANSIONS
+                    if pattern.search(text) and not (unless and unless.search(text))]
         countries = places(text, self.words, unions=not self._zoned)
         listed = countries + (self._members.findall(text) if self._members else [])
         located = countries + [label for name in listed
                                for label in self.groups.get(name.lower(), ())]
-        return self._added(text, expanded), self._added(text, expanded + located)
+        # A person's name means nothing the pages say: the embedding reads the ask without it.
+        meant = " ".join(PERSON.sub(lambda m: m.group(0)[:m.start(1) - m.start(0)].rstrip(),
+                                    text).split())
+        return self._added(meant, expanded), self._added(text, expanded + located)
 
     @staticmethod
     def _added(text: str, words: list[str]) -> str:

@@ -114,6 +114,17 @@ def test_english_words_with_common_affixes() -> None:
     ("what shipping methods are there",
      "what shipping methods are there (standard express delivery)"),
     ("how do i open a new account", "how do i open a new account (create account)"),
+    ("I need to retrieve my PIN", "I need to retrieve my PIN (password)"),
+    ("i need help restoring my pass", "restoring my pass (password)"),
+    ("I don't want my account anymore", "I don't want my account anymore (delete account)"),
+    ("is there a newsletter i can sign up to", "is there a newsletter i can sign up to"),
+    ("when can i ask for reimbursements", "when can i ask for reimbursements (refund)"),
+    ("where do I leave a comment about your company",
+     "where do I leave a comment about your company (review)"),
+    ("how can i pay for my purchase", "how can i pay for my purchase (payment methods)"),
+    ("the ways you can deliver my order",
+     "the ways you can deliver my order (standard express delivery)"),
+    ("the shipping address is wrong", "the shipping address is wrong (change address)"),
 ])
 def test_adds_the_shop_pages_word_for_a_shoppers_word(rewriter: Rewriter, asked: str,
                                                       meant: str) -> None:
@@ -126,6 +137,10 @@ def test_adds_the_shop_pages_word_for_a_shoppers_word(rewriter: Rewriter, asked:
     "do you have green jackets",  # a colour, not the environment
     "which jacket dries faster",  # no delivery in it either
     "i can't open my account",  # a way in, not a new account
+    "I forgot my discount code",  # a code, not the password
+    "can i leave a comment on my order for the driver",  # a note, not a review
+    "the address on my invoice is wrong",  # the invoice's, not the delivery's
+    "how do i send it back",  # a return, not a way of delivering
 ])
 def test_adds_nothing_for_the_same_words_meaning_something_else(rewriter: Rewriter,
                                                                 asked: str) -> None:
@@ -138,3 +153,27 @@ def test_words_read_as_the_pages_ones_are_understood_not_unknown() -> None:
     assert Rewriter.understood("do you delete bad ratings") == ["ratings"]
     assert Rewriter.understood("some feedback on the boots, from zurich") == ["feedback", "zurich"]
     assert Rewriter.understood("can i bring my dog") == []
+
+
+@pytest.mark.parametrize(("asked", "meant"), [
+    ("how do I terminate my platinum account", "how do I terminate my account (delete account)"),
+    ("I have to know which payment methods are allowed", "which payment methods are allowed"),
+    ("show me the bill of John Williams", "the bill of John Williams (invoice)"),
+])
+def test_drops_what_says_nothing_the_pages_need(rewriter: Rewriter, asked: str,
+                                                meant: str) -> None:
+    assert rewriter.rewrite(asked) == meant
+
+
+def test_a_kind_of_account_the_shop_writes_about_stays() -> None:
+    business = Rewriter(SHOP_WORDS + ["business", "accounts"])
+    assert business.rewrite("how do I open a business account") == \
+        "how do I open a business account (create account)"
+
+
+def test_the_embedding_reads_the_ask_without_a_persons_name(rewriter: Rewriter) -> None:
+    meant, searched = rewriter.rewrites("I need the invoice from Jane Smith")
+    assert meant == "I need the invoice from"
+    assert searched == "I need the invoice from Jane Smith"
+    assert Rewriter.understood("the invoice from Jane Smith") == ["Jane Smith"]
+    assert Rewriter.understood("do you ship to canada") == ["canada"]

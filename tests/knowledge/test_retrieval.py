@@ -219,6 +219,14 @@ async def test_a_word_of_feeling_is_no_unknown_term(search: Search) -> None:
 
 
 @pytest.mark.asyncio
+async def test_whom_the_visitor_asks_for_is_no_unknown_term(search: Search) -> None:
+    # a husband, a son or a person named after "from" is who, not what the shop lacks
+    result = await search(SHOP_A, "what's the phone number for my husband, from Jane Smith")
+    assert result.unknown_terms == ()
+    assert (await search(SHOP_A, "my son wants a wifi password")).unknown_terms == ("wifi",)
+
+
+@pytest.mark.asyncio
 async def test_a_word_said_twice_is_one_unknown_term(search: Search) -> None:
     # each unknown word costs the abstention score once (knowledge/retrieval.py)
     assert (await search(SHOP_A, "wifi? is there wifi in the store")).unknown_terms == ("wifi",)
