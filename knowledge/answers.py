@@ -137,8 +137,11 @@ class KnowledgeAnswers:
             return Answer(read.text, _unique([_source(p) for p in cited]), "llm", version,
                           products=products[:MAX_PRODUCTS])
         # The passage to quote and its sentences are read with the question as it was searched
-        # (fillers dropped, typos corrected, the pages' words added after the shopper's).
-        return self._extractive(retrieval.asked or question, passages, "extractive", version)
+        # (fillers dropped, typos corrected, the pages' words added after the shopper's); an
+        # overview the question names is the one to quote (knowledge/retrieval.py).
+        return self._extractive(retrieval.asked or question,
+                                passages[:1] if retrieval.overview else passages, "extractive",
+                                version)
 
     @staticmethod
     def _extractive(question: str, passages: tuple[Passage, ...], mode: str,

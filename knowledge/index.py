@@ -79,7 +79,8 @@ class TenantIndex:
     def __init__(self, manifest: Manifest, chunk_ids: np.ndarray, owners: np.ndarray,
                  dense: faiss.Index, lexical: bm25s.BM25 | None,
                  words: frozenset[str] = frozenset(),
-                 listed: dict[str, list[str]] | None = None) -> None:
+                 listed: dict[str, list[str]] | None = None,
+                 headings: Sequence[str] = ()) -> None:
         self.manifest = manifest
         self._ids = chunk_ids
         self._owners = owners
@@ -87,6 +88,9 @@ class TenantIndex:
         self._lexical = lexical
         self._words = words
         self._listed = listed or {}  # knowledge/groups.py
+        # chunk id -> its heading line ("Payment methods > Gift cards"); empty for an index
+        # built before headings were stored
+        self.headings = dict(zip(chunk_ids.tolist(), headings, strict=False)) if headings else {}
 
     @functools.cached_property
     def rewriter(self) -> Rewriter:
@@ -201,7 +205,9 @@ class IndexFiles:
         if version is None:
             return False
         base = self.tenant_dir(tenant_id) / version
-        if not all((base / name).exists() for name in ("owners.npy", "vectors.npy", "dense.faiss")):
+        # an index from before headings were stored is rebuilt (from its vectors) to get them
+        if not all((base / name).exists()
+                   for name in ("owners.npy", "vectors.npy", "dense.faiss", "headings.json")):
             return False
         return self.digests(tenant_id) == dict(zip(chunk_ids.tolist(), chunk_digests.tolist(),
                                                    strict=True))
@@ -241,6 +247,7 @@ class IndexFiles:
         words = sorted({w.lower() for t in texts for w in WORD.findall(t)})
         (target / "words.json").write_text(json.dumps(words))
         (target / "groups.json").write_text(json.dumps(groups(texts)))
+        (target / "headings.json").write_text(json.dumps([t.partition("\n")[0] for t in texts]))
         if len(texts):
             lexical = bm25s.BM25()
             lexical.index([tokens(t) or ["∅"] for t in texts], show_progress=False)
@@ -297,7 +304,9 @@ class IndexFiles:
                  else frozenset())
         groups_file = base / "groups.json"  # the same
         listed = json.loads(groups_file.read_text()) if groups_file.exists() else {}
+        headings_file = base / "headings.json"  # the same
+        headings = json.loads(headings_file.read_text()) if headings_file.exists() else []
         log.info("index loaded", extra={"tenant_id": tenant_id, "version": version,
                                         "chunks": manifest.chunks, "kind": manifest.kind})
         return TenantIndex(manifest, np.load(base / "chunk_ids.npy"), np.load(base / "owners.npy"),
-                           dense, lexical, words, listed)
+                           dense, lexical, words, listed, headings)

@@ -20,11 +20,14 @@ from sqlalchemy import select
 
 from core.db import create_engine, session_factory
 from core.settings import async_database_url
+from knowledge.answers import KnowledgeAnswers
+from knowledge.cache import MemoryAnswerCache
 from knowledge.embeddings import Embedder
 from knowledge.index import IndexFiles
 from knowledge.ingest import SourceFile, collect, ingest
-from knowledge.retrieval import Retrieval, Retriever
+from knowledge.retrieval import Retrieval, Retriever, lead_with_named_section
 from knowledge.tables import KnowledgeChunkRow
+from tenants.models import Tenant
 from tests.databases import database_params, migrated_url
 from tests.knowledge.conftest import DEMO_KNOWLEDGE
 
@@ -224,6 +227,42 @@ async def test_whom_the_visitor_asks_for_is_no_unknown_term(search: Search) -> N
     result = await search(SHOP_A, "what's the phone number for my husband, from Jane Smith")
     assert result.unknown_terms == ()
     assert (await search(SHOP_A, "my son wants a wifi password")).unknown_terms == ("wifi",)
+
+
+@pytest.mark.asyncio
+async def test_a_question_naming_a_pages_overview_is_answered_from_it(search: Search) -> None:
+    # every section of the payments page shares "payment methods"; the one headed so lists them
+    for asked in ("which payment methods are allowed", "what payment methods do u accept"):
+        result = await search(SHOP_A, asked)
+        assert result.overview and result.passages[0].heading == "Payment methods", asked
+    result = await search(SHOP_A, "can i pay with paypal")
+    assert not result.overview and result.passages[0].heading == "Payment methods > PayPal"
+    # without an LLM key the answer quotes the overview's list, not one method's section
+    shop = Tenant(SHOP_A, "demo", "Demo", None, 30, "demo", None)
+    answer = await KnowledgeAnswers(search.retriever, MemoryAnswerCache(), None).answer(
+        shop, "which payment methods are allowed")
+    assert "You can pay for your Demo Outfitters order with" in answer.text, answer.text
+
+
+PAYMENTS = {1: "Payment methods > Gift cards", 2: "Payment methods > PayPal", 3: "Payment methods"}
+
+
+def test_only_an_overview_above_the_first_passage_leads() -> None:
+    fused = [(1, 0.3), (2, 0.2), (3, 0.1)]
+    assert lead_with_named_section(fused, PAYMENTS, "which payment methods are allowed") == (
+        [(3, 0.1), (1, 0.3), (2, 0.2)], True)
+    # a question about one of them keeps that one first
+    assert lead_with_named_section(fused, PAYMENTS, "payment methods for gift cards") == (
+        fused, False)
+    # a sibling's heading is no overview ("Customer service" beside "... opening hours")
+    siblings = {1: "Contact > Customer service opening hours", 2: "Contact > Customer service"}
+    assert lead_with_named_section([(1, 0.2), (2, 0.1)], siblings, "customer service hours")[1] \
+        is False
+    # the word beyond the overview's heading names the first passage: that one is asked for
+    stores = {1: "Contact > Our stores > Berlin store", 2: "Contact > Our stores"}
+    assert lead_with_named_section([(1, 0.2), (2, 0.1)], stores, "a store in berlin?")[1] is False
+    # an index built before headings were stored ranks as fused
+    assert lead_with_named_section(fused, {}, "which payment methods") == (fused, False)
 
 
 @pytest.mark.asyncio
