@@ -97,6 +97,26 @@ async def test_first_sync_adds_every_document_and_a_rerun_changes_nothing(
 
 
 @pytest.mark.asyncio
+async def test_an_index_from_before_headings_were_stored_gets_them_without_embedding(
+        store: Store, tmp_path: Path) -> None:
+    docs = tmp_path / "small"
+    docs.mkdir()
+    (docs / "pay.md").write_text("# Payment methods\n\nWe take cards and PayPal.\n\n"
+                                 "## PayPal\n\nPayPal opens its own window to confirm.\n")
+    first = await store.sync(TENANT, docs)
+    assert first.manifest is not None
+    (store.index_files.tenant_dir(TENANT) / first.manifest.version / "headings.json").unlink()
+
+    again = await store.sync(TENANT, docs)
+
+    assert again.unchanged == ["pay.md"] and again.chunks_embedded == 0  # the vectors are kept
+    assert again.manifest is not None and again.manifest.version != first.manifest.version
+    index = store.index_files.load(TENANT)
+    assert index is not None
+    assert sorted(index.headings.values()) == ["Payment methods", "Payment methods > PayPal"]
+
+
+@pytest.mark.asyncio
 async def test_edited_document_is_replaced_and_only_it_is_embedded(store: Store,
                                                                    demo_docs: Path) -> None:
     await synced_demo(store, demo_docs)
