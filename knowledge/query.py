@@ -345,9 +345,15 @@ class Rewriter:
         located = countries + [label for name in listed
                                for label in self.groups.get(name.lower(), ())]
         # A person's name means nothing the pages say: the embedding reads the ask without it.
-        meant = " ".join(PERSON.sub(lambda m: m.group(0)[:m.start(1) - m.start(0)].rstrip(),
-                                    text).split())
+        # Capitalised words the pages do write are no person ("the price of Alpine Boots").
+        meant = " ".join(PERSON.sub(self._without_person, text).split())
         return self._added(meant, expanded), self._added(text, expanded + located)
+
+    def _without_person(self, match: re.Match[str]) -> str:
+        name = match.group(1)
+        if any(word.lower() in self.words for word in name.split()):
+            return match.group(0)
+        return match.group(0)[:match.start(1) - match.start(0)].rstrip()
 
     @staticmethod
     def _added(text: str, words: list[str]) -> str:

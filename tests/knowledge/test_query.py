@@ -177,3 +177,7 @@ def test_the_embedding_reads_the_ask_without_a_persons_name(rewriter: Rewriter) 
     assert searched == "I need the invoice from Jane Smith"
     assert Rewriter.understood("the invoice from Jane Smith") == ["Jane Smith"]
     assert Rewriter.understood("do you ship to canada") == ["canada"]
+    # capitalised words the shop writes are a thing it sells, not a person
+    shop = Rewriter(SHOP_WORDS + ["Alpine", "Leather", "Boots"])
+    assert shop.rewrites("what is the price of Alpine Leather Boots")[0] == \
+        "what is the price of Alpine Leather Boots"
