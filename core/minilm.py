@@ -166,12 +166,13 @@ def tokenizer(max_tokens: int, padding: bool = False, folder: Path | None = None
 
 class SentenceEncoder:
     """Sentence vectors (mean pooled, unit length) of texts, cut at `max_tokens` word pieces:
-    one session on one thread (one short text gains nothing from a second; batches of short
-    texts measured faster per text on one too, admin_api/clusters.py), texts of similar
-    length batched together with their padding masked, one run at a time."""
+    one session, by default on one thread (one short text gains nothing from a second; batches
+    of short texts measured faster per text on one too, admin_api/clusters.py; documents'
+    windows use every core, knowledge/embeddings.py), texts of similar length batched
+    together with their padding masked, one run at a time."""
 
-    def __init__(self, max_tokens: int, batch: int = 32) -> None:
-        self._session = session(threads=1)
+    def __init__(self, max_tokens: int, batch: int = 32, threads: int = 1) -> None:
+        self._session = session(threads=threads)
         self._tokenizer = tokenizer(max_tokens, padding=True)
         self._batch = batch
         self._lock = threading.Lock()

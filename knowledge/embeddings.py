@@ -2,19 +2,22 @@
 
 Vectors are L2-normalised float32, so inner product is cosine similarity.
 
-Speed: on CPUs with bfloat16 matrix units (AMX, AVX512-BF16) documents are encoded by a
-bfloat16 copy of the model: several times the fp32 throughput on this project's machines, with
-cosine ≥ 0.998 to the fp32 vectors and the same recall (bench/knowledge.py prints both). A
-single short question is the opposite case, where PyTorch's per-call overhead dominates (7-13
-ms for this 6-layer model): `encode_query` runs the same encoder in ONNX Runtime instead, ~2 ms
-(core/minilm.py's session, built in memory from the packaged weights in about a second: no
-PyTorch in a process that only asks, where an ONNX export with PyTorch had cost ~6 s of CPU in
-every fresh var dir and a PyTorch import at every start). Mean pooling and L2 normalisation
-match sentence-transformers' modules for this model, so question and document vectors are
-interchangeable (cosine ≥ 0.9999, tests/knowledge/test_query_encoder.py). Encoding is CPU
-work: from the event loop use the `*_async` methods, which run it in a worker thread. The
-document path's precision comes from the caller (`settings.embed_precision`,
-KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto).
+Speed: documents are encoded in fp32 by ONNX Runtime on every core (core/minilm.py's graph,
+built in memory from the packaged weights in about a second), windows of similar length in
+batches of `DOCUMENT_BATCH`: the demo shop's 469 windows in 6-8 s on this project's machines,
+where sentence-transformers on PyTorch took 11-14 s after ~10 s of CPU importing and loading
+it, and a process that embeds documents never loads PyTorch (the session holds ~250 MB,
+PyTorch with the model ~450 MB). On CPUs with bfloat16 matrix
+units (AMX, AVX512-BF16) documents go through a bfloat16 copy of the PyTorch model instead:
+several times the fp32 throughput there, with cosine >= 0.998 to the fp32 vectors and the
+same recall (bench/knowledge.py prints both). A single question runs in ONNX Runtime on one
+thread (`encode_query`, ~2 ms, where PyTorch's per-call overhead costs 7-13 ms). Mean pooling
+and L2 normalisation match sentence-transformers' modules for this model, so every path gives
+the same vectors (cosine >= 0.9999 to sentence-transformers' fp32 ones, `encode_with_pytorch`,
+which is also the fallback where ONNX Runtime cannot build its session:
+tests/knowledge/test_query_encoder.py). Encoding is CPU work: from the event loop use the
+`*_async` methods, which run it in a worker thread. The document path's precision comes from
+the caller (`settings.embed_precision`, KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto).
 """
 
 from __future__ import annotations
@@ -27,19 +30,22 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.minilm import DIMENSION, SentenceEncoder, model_path
+from core.minilm import DIMENSION, SentenceEncoder, model_path, tokenizer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 128  # windows are short; AMX tiles want big batches (bench: 81 -> 92 chunks/s)
-QUESTION_TOKENS = 256  # the model's max_seq_length: questions are cut as documents are
+BATCH_SIZE = 128  # PyTorch: windows are short; AMX tiles want big batches (81 -> 92 chunks/s)
+# ONNX Runtime, 2 threads, the demo shop's 469 windows: batches of 4 / 8 / 16 / 32 / 64 took
+# 6.4 / 6.0 / 8.5 / 7.6 / 8.5 s (less padding in a small batch, and no gain from a big one).
+DOCUMENT_BATCH = 8
+MAX_TOKENS = 256  # the model's max_seq_length: documents' windows and questions are cut alike
 
 
 def cpu_has_bf16() -> bool:
@@ -53,19 +59,21 @@ def cpu_has_bf16() -> bool:
 class Embedder:
     def __init__(self, precision: str = "auto") -> None:
         """`precision`: the document path's, fp32, bf16 or auto (bf16 where the CPU has it);
-        callers pass `settings.embed_precision`. Questions go through ONNX Runtime
-        (`encode_query`), so a process that only asks never loads PyTorch."""
+        callers pass `settings.embed_precision`. fp32 and questions run in ONNX Runtime, so a
+        process loads PyTorch only for bf16 (or where ONNX Runtime fails)."""
         choice = precision.lower()
         if choice not in ("auto", "bf16", "fp32"):
             raise ValueError(f"embedding precision must be fp32, bf16 or auto, not {precision!r}")
         self.precision = ("bf16" if cpu_has_bf16() else "fp32") if choice == "auto" else choice
-        self._lock = threading.Lock()  # one encode at a time: torch already uses every core
+        self._lock = threading.Lock()  # one encode at a time: each already uses every core
         self._cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                           else (os.cpu_count() or 1))
         self._model: SentenceTransformer | None = None  # loaded on first use
         self._bf16: SentenceTransformer | None = None
         self._query_encoder: SentenceEncoder | None = None
+        self._document_encoder: SentenceEncoder | None = None
         self._onnx_failed = False
+        self._tokenizer: Any = None  # word pieces, for token_count
 
     def _load(self) -> SentenceTransformer:
         if self._model is None:
@@ -78,7 +86,7 @@ class Embedder:
             transformers_logging.disable_progress_bar()  # a bar per model load is noise in logs
 
             self._model = SentenceTransformer(str(model_path()), device="cpu")
-            log.info("embedder ready", extra={"precision": self.precision,
+            log.info("embedder ready", extra={"runtime": "pytorch", "precision": self.precision,
                                               "max_seq_length": self._model.max_seq_length})
         return self._model
 
@@ -91,38 +99,52 @@ class Embedder:
             self._bf16 = copy.deepcopy(self._load()).to(torch.bfloat16)
         return self._bf16
 
-    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        """Documents, in batches: bf16 where the CPU has it, on every core."""
-        return self._encode(texts, self.precision, self._cores, show_progress)
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Documents: ONNX Runtime in fp32 on every core, or PyTorch's bf16 copy (see the
+        module doc)."""
+        if self.precision == "fp32":
+            with self._lock:
+                encoder = self._onnx("_document_encoder", DOCUMENT_BATCH, self._cores)
+                if encoder is not None:
+                    return encoder.encode(list(texts))
+        return self.encode_with_pytorch(texts, self.precision, self._cores)
 
     def encode_query(self, text: str) -> np.ndarray:
         """One visitor question: ONNX Runtime when available (~2 ms), else PyTorch fp32 on one
         thread. A short text gains nothing from a second thread, and on a machine shared
         with Rasa and the gateway OpenMP's thread barrier turns 10 ms into 500 ms whenever the
         other core is busy (measured: p95 496 ms with 2 threads vs 27 ms with 1, under load)."""
-        encoder = self._onnx_encoder()
+        encoder = self._query_onnx()
         if encoder is not None:
             return encoder.encode([text])[0]
-        return self._encode([text], "fp32", 1)[0]
+        return self.encode_with_pytorch([text], "fp32", 1)[0]
 
-    def _onnx_encoder(self) -> SentenceEncoder | None:
-        if self._onnx_failed:
-            return None
-        if self._query_encoder is None:
+    def _query_onnx(self) -> SentenceEncoder | None:
+        if self._query_encoder is None and not self._onnx_failed:
             with self._lock:
-                if self._query_encoder is None and not self._onnx_failed:
-                    try:
-                        self._query_encoder = SentenceEncoder(QUESTION_TOKENS)
-                    except Exception:  # noqa: BLE001 - PyTorch still answers, only slower
-                        log.exception("ONNX query encoder unavailable; questions use PyTorch")
-                        self._onnx_failed = True
+                return self._onnx("_query_encoder", 32, 1)
         return self._query_encoder
+
+    def _onnx(self, slot: str, batch: int, threads: int) -> SentenceEncoder | None:
+        """The ONNX Runtime encoder kept in `slot`, built at the first call (the caller holds
+        the lock); None, for good, when ONNX Runtime cannot build it."""
+        if getattr(self, slot) is None and not self._onnx_failed:
+            try:
+                setattr(self, slot, SentenceEncoder(MAX_TOKENS, batch=batch, threads=threads))
+                log.info("embedder ready", extra={"runtime": "onnxruntime", "threads": threads})
+            except Exception:  # noqa: BLE001 - PyTorch still answers, only slower
+                log.exception("ONNX Runtime encoder unavailable; PyTorch encodes instead")
+                self._onnx_failed = True
+        found: SentenceEncoder | None = getattr(self, slot)
+        return found
 
     async def encode_async(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.to_thread(self.encode, texts)
 
-    def _encode(self, texts: Sequence[str], precision: str, threads: int,
-                show_progress: bool = False) -> np.ndarray:
+    def encode_with_pytorch(self, texts: Sequence[str], precision: str = "fp32",
+                            threads: int | None = None) -> np.ndarray:
+        """sentence-transformers' own vectors: the bf16 path, the fallback, and the reference
+        the ONNX Runtime encoders are checked against (tests/knowledge/test_query_encoder.py)."""
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
         # sentence-transformers sorts by length before batching, so padding stays small.
@@ -130,18 +152,22 @@ class Embedder:
             model = self._bf16_model() if precision == "bf16" else self._load()
             import torch  # loaded by now (sentence-transformers imports it): a dict lookup
 
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
+            wanted = threads or self._cores
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
             with torch.inference_mode():
                 vectors = model.encode(list(texts), batch_size=BATCH_SIZE, convert_to_tensor=True,
-                                       show_progress_bar=show_progress)
+                                       show_progress_bar=False)
         # Normalise in fp32: bf16 rounding leaves norms of 1 ± 0.004.
         out = vectors.float().numpy()
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def token_count(self, text: str) -> int:
-        return len(self._load().tokenizer(text, add_special_tokens=True)["input_ids"])
+        """Word pieces the model reads of `text` (special tokens included, cut at MAX_TOKENS)."""
+        if self._tokenizer is None:
+            self._tokenizer = tokenizer(MAX_TOKENS)
+        return len(self._tokenizer.encode(text).ids)
 
 
 def get_embedder(precision: str = "auto") -> Embedder:

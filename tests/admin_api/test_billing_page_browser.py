@@ -123,11 +123,10 @@ def billed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billed]:
     require_chromium()
     root = tmp_path_factory.mktemp("billing-page")
     database_url = migrated_url("sqlite", root)
-    redis_url = None
     password = asyncio.run(prepare(database_url, root / "dev.env"))
     asyncio.run(add_people_and_documents(database_url))
     with stripe_in_a_thread() as fake, admin_process(
-            root, database_url, redis_url, STRIPE_API_KEY=fake.api_key,
+            root, database_url, STRIPE_API_KEY=fake.api_key,
             STRIPE_API_BASE=fake.base_url) as base:
         yield Billed(base, password, database_url, fake)
 

@@ -1,7 +1,7 @@
 """The agents' inbox page in headless Chromium, against a real admin process.
 
-One `python -m admin_api serve` per database (SQLite; PostgreSQL and Redis too when they
-answer), started by test_pages_browser's `admin_process`, with the demo shop, two agents (Ann,
+One `python -m admin_api serve` on SQLite (see `inbox`), started by test_pages_browser's
+`admin_process`, with the demo shop, two agents (Ann,
 who uses the page, and Bo) and the gateway's and Rasa's HTTP ends played by
 tests/admin_api/fake_gateway.py and tests/fakes/rasa_server.py (GATEWAY_URL and RASA_URL point
 at them): what the admin service hands the gateway is checked here, its delivery to the
@@ -16,7 +16,7 @@ with `e`; a conversation Bo holds tells her so when she tries to claim it; visit
 in another conversation raise the unread count until she opens it (beeping until she mutes),
 and she transfers that one to Bo.
 
-Marked `integration`: it needs Chromium and a server process. About 15 s per database.
+Marked `integration`: it needs Chromium and a server process. About 15 s.
 """
 
 from __future__ import annotations
@@ -48,8 +48,7 @@ from tests.admin_api.conftest import KEY, admin_settings
 from tests.admin_api.fake_gateway import GatewayFake
 from tests.admin_api.test_pages_browser import WAIT_MS, admin_process
 from tests.browser import chromium, require_chromium, watched_page
-from tests.conftest import services
-from tests.databases import database_params, migrated_url
+from tests.databases import migrated_url
 from tests.fakes.rasa_server import RasaFake
 
 pytestmark = pytest.mark.integration
@@ -141,16 +140,18 @@ async def make_agents(sessions: async_sessionmaker) -> tuple[str, handoffs.Agent
     return ids[0], handoffs.Agent(ids[1], "Bo Agent")
 
 
-@pytest.fixture(scope="module", params=database_params())
-def inbox(request: pytest.FixtureRequest,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
+@pytest.fixture(scope="module")
+def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
+    # On SQLite only, as test_pages_browser's pages: the inbox routes are checked on both
+    # databases (tests/admin_api/test_inbox*.py), live events through Redis by
+    # test_inbox_live.py, and the page on PostgreSQL + Redis with the real gateway by
+    # tests/integration/test_agent_inbox.py.
     require_chromium()
     root = tmp_path_factory.mktemp("inbox")
-    database_url = migrated_url(request.param, root)
-    redis_url = services()["redis_url"] if request.param == "postgresql" else None
+    database_url = migrated_url("sqlite", root)
     token = admin_settings(root, database_url).internal_token.reveal()  # from KEY
     with GatewayFake() as gateway, RasaFake() as rasa, \
-            admin_process(root, database_url, redis_url, SWITCHBOARD_CREDENTIALS_KEY=KEY,
+            admin_process(root, database_url, SWITCHBOARD_CREDENTIALS_KEY=KEY,
                           GATEWAY_URL=gateway.base_url, RASA_URL=rasa.base_url) as base:
         state = Inbox(base, database_url, token, gateway)
         state.ann_id, state.bo = state.db(make_agents)

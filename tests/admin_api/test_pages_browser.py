@@ -1,7 +1,7 @@
 """The owner page in headless Chromium, against a real admin process.
 
-`python -m admin_api serve` runs as a subprocess on a migrated database (SQLite; PostgreSQL and
-Redis too when they answer, as under `make test`) with the demo shop and its owner
+`python -m admin_api serve` runs as a subprocess on a migrated SQLite database (see `served`)
+with the demo shop and its owner
 (owner@demo.example and DEMO_OWNER_PASSWORD, made by `make run`'s bootstrap) and no SMTP
 server (so an invitation's answer carries its link). Debian's /usr/bin/chromium drives the
 pages the way an owner does: logging in (a wrong password is shown as an error; the session
@@ -42,8 +42,7 @@ from devtools.bootstrap import DEMO_OWNER_EMAIL, demo_people, env_value
 from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tenants.crypto import CredentialsBox
 from tests.browser import chromium, require_chromium, watched_page
-from tests.conftest import services
-from tests.databases import database_params, migrated_url
+from tests.databases import migrated_url
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -101,8 +100,7 @@ async def prepare(database_url: str, dev_env: Path) -> str:
 
 
 @contextmanager
-def admin_process(root: Path, database_url: str, redis_url: str | None,
-                  **extra_env: str) -> Iterator[str]:
+def admin_process(root: Path, database_url: str, **extra_env: str) -> Iterator[str]:
     """`python -m admin_api serve` on `database_url` (files under `root`); yields its base
     URL once /health answers and stops it at the end. `extra_env` adds to (or overrides) its
     environment (the inbox test points GATEWAY_URL and RASA_URL at a recorder)."""
@@ -115,9 +113,9 @@ def admin_process(root: Path, database_url: str, redis_url: str | None,
            "SWITCHBOARD_CREDENTIALS_KEY": CredentialsBox.generate_key(),
            "COOKIE_SECURE": "false", "LOG_LEVEL": "WARNING",
            # Loaded by the one upload that needs it (the lazy path), not at every start:
-           # 8 s of CPU and 600 MB for each of these processes otherwise.
+           # ~2 s of CPU and ~250 MB for each of these processes otherwise.
            "KNOWLEDGE_WARM": "false",
-           **({"REDIS_URL": redis_url} if redis_url else {}), **extra_env}
+           **extra_env}
     log = (root / "admin.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "admin_api", "serve"], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -144,15 +142,16 @@ def admin_process(root: Path, database_url: str, redis_url: str | None,
         log.close()
 
 
-@pytest.fixture(scope="module", params=database_params())
-def served(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    # The pages on SQLite only (`make run`'s storage): what they show and change goes through
+    # the API routes, which tests/admin_api/ checks on both databases (and with Redis), and the
+    # production shape's pages are driven by tests/integration/test_agent_inbox.py.
     require_chromium()
     root = tmp_path_factory.mktemp("pages")
-    database_url = migrated_url(request.param, root)
-    redis_url = services()["redis_url"] if request.param == "postgresql" else None
+    database_url = migrated_url("sqlite", root)
     password = asyncio.run(prepare(database_url, root / "dev.env"))
-    with admin_process(root, database_url, redis_url) as base:
+    with admin_process(root, database_url) as base:
         yield Served(base, password)
 
 

@@ -124,7 +124,7 @@ class Stack:
             # The admin service loads the document embedder on the first upload instead of at
             # start: bootstrap ingests the demo documents in a process of its own, and only
             # tests/integration/test_knowledge_api.py uploads through a stack's admin service
-            # (the warm-up costs every stack ~8 s of CPU and ~600 MB it would never use).
+            # (the warm-up costs every stack ~2 s of CPU and ~250 MB it would never use).
             KNOWLEDGE_WARM="false",
             COOKIE_SECURE="false",
             RASA_TIMEOUT="20",

@@ -1,5 +1,7 @@
-"""Questions are embedded by ONNX Runtime (core/minilm.py) into the vectors PyTorch gives, so
-questions meet documents as before, and a process that only asks questions never loads PyTorch."""
+"""Questions and documents are embedded by ONNX Runtime (core/minilm.py) into the vectors
+sentence-transformers on PyTorch gives, so questions meet documents as before, and a process
+that asks or ingests never loads PyTorch (on CPUs without bfloat16 units:
+knowledge/embeddings.py)."""
 
 from __future__ import annotations
 
@@ -17,24 +19,45 @@ QUESTIONS = [
     "Wie lange dauert die Rückerstattung?",
     "how long do refunds take " * 40,  # longer than the model reads: truncated alike
 ]
+WINDOWS = [
+    "Shipping > Countries: We ship to every country of the EU, to Switzerland, Norway and the UK.",
+    "Returns: You have 30 days from delivery to return an item, unworn and with its tags on.",
+    "Sku: JKT-DENIM. Category: Jackets. Price (EUR): 89.00. Sizes: XS, S, M, L, XL.",
+    "x",
+    "Gift cards never expire. " * 60,  # over 256 word pieces: cut where PyTorch cuts it
+]
 
 
 def test_onnx_question_vectors_match_pytorch(embedder: Embedder) -> None:
-    assert embedder._onnx_encoder() is not None  # not PyTorch's fallback
+    assert embedder._query_onnx() is not None  # not PyTorch's fallback
     for question in QUESTIONS:
         ours = embedder.encode_query(question)
-        reference = embedder._encode([question], "fp32", 1)[0]
+        reference = embedder.encode_with_pytorch([question], "fp32", 1)[0]
         assert ours.shape == reference.shape and ours.dtype == np.float32
         assert float(ours @ reference) > 0.9999, question
 
 
-def test_a_question_is_answered_without_pytorch() -> None:
-    """The action server only embeds questions: PyTorch (~300 MB, seconds to import) stays
-    out of its process."""
+def test_onnx_document_vectors_match_pytorch_in_order() -> None:
+    embedder = Embedder("fp32")
+    ours = embedder.encode(WINDOWS)
+    reference = embedder.encode_with_pytorch(WINDOWS)
+    assert ours.shape == reference.shape == (len(WINDOWS), 384) and ours.dtype == np.float32
+    cosines = np.sum(ours * reference, axis=1)
+    assert cosines.min() > 0.9999, cosines  # each row is its own text's (batched by length)
+    assert embedder.encode([]).shape == (0, 384)
+
+
+def test_questions_and_documents_are_embedded_without_pytorch() -> None:
+    """The action server embeds questions, the admin service's jobs, bootstrap and the CLI
+    documents: PyTorch (~450 MB, ~10 s of CPU to import and load) stays out of their processes."""
     script = ("import sys\n"
               "from knowledge.embeddings import Embedder\n"
-              "vector = Embedder().encode_query('can I pay with paypal?')\n"
-              "print(round(float((vector ** 2).sum()), 4), 'torch' in sys.modules)\n")
+              "embedder = Embedder('fp32')\n"
+              "vector = embedder.encode_query('can I pay with paypal?')\n"
+              "documents = embedder.encode(['We take PayPal.', 'Returns are free.'])\n"
+              "closer = float(documents[0] @ vector) > float(documents[1] @ vector)\n"
+              "print(round(float((vector ** 2).sum()), 4), documents.shape[0], closer,\n"
+              "      embedder.token_count('We take PayPal.'), 'torch' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, check=True)
-    assert done.stdout.split() == ["1.0", "False"], done.stderr
+    assert done.stdout.split() == ["1.0", "2", "True", "7", "False"], done.stderr
