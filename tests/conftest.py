@@ -25,6 +25,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -200,3 +201,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             sys.stderr.write(f"\ncould not empty the tests' Redis database {redis_url}: {exc}\n")
     if "redis_base" in _session_storage:
         os.environ["TEST_REDIS_URL"] = _session_storage.pop("redis_base")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def each_text_embedded_once() -> Iterator[None]:
+    """A document vector is a function of its text alone, and dozens of tests ingest the demo
+    shop's documents into fresh databases: in this process (an xdist worker), the embedder
+    encodes each distinct text once and hands the same vectors out again. Its encoders are
+    checked against sentence-transformers by tests/knowledge/test_query_encoder.py, which
+    asks them for texts nothing else embeds; processes a test starts embed for themselves."""
+    import numpy as np
+
+    from knowledge.embeddings import Embedder
+
+    encode = Embedder.encode
+    known: dict[tuple[str, str], np.ndarray] = {}
+
+    def encode_each_text_once(self: Embedder, texts: Sequence[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if (self.precision, t) not in known]
+        if new:
+            known.update(((self.precision, t), v) for t, v in zip(new, encode(self, new),
+                                                                   strict=True))
+        if not texts:
+            return encode(self, texts)
+        return np.stack([known[(self.precision, t)] for t in texts])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Embedder, "encode", encode_each_text_once)
+        yield
