@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from argon2 import PasswordHasher, profiles
 from sanic import Sanic
 from sanic_testing.testing import SanicASGITestClient  # type: ignore[import-untyped]  # no py.typed
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from admin_api import people
 from admin_api.app import create_app
 from core.settings import Settings
 from devtools.demo_shop import DEMO_TENANT_ID
@@ -27,6 +29,20 @@ from tests.fakes.workshop_server import QuietWorkshop
 from tests.sanic_client import RunningAppClient, stop_app
 
 ROLES = ("owner", "designer", "agent")
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(request: pytest.FixtureRequest,
+                          monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Passwords hashed with argon2's cheapest parameters (argon2-cffi's `profiles.CHEAPEST`,
+    its advice for tests): with RFC 9106's every hash and every login costs 0.2 s of CPU here,
+    and these tests log in and invite hundreds of times. A test marked `real_password_hashes`
+    (one that measures the hashing's cost) keeps the service's own parameters."""
+    if request.node.get_closest_marker("real_password_hashes") is None:
+        monkeypatch.setattr(people, "_HASHER", PasswordHasher.from_parameters(profiles.CHEAPEST))
+    people._dummy_hash.cache_clear()  # made by whichever hasher comes first
+    yield
+    people._dummy_hash.cache_clear()
 
 
 @dataclass

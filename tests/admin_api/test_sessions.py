@@ -219,6 +219,7 @@ async def test_undecodable_text_is_refused_not_a_server_error(admin: Admin) -> N
     assert people.clean("a\ud800") == "a?"  # the CLI's arguments may hold them too
 
 
+@pytest.mark.real_password_hashes
 async def test_an_unknown_email_costs_a_password_check_too(admin: Admin) -> None:
     """Timing must not tell which emails have accounts: an unknown email is verified against
     a dummy argon2 hash (tens of milliseconds), not answered in a few."""
