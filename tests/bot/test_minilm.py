@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bot.minilm import MiniLM
-from knowledge.embeddings import Embedder
+from knowledge.embeddings import get_embedder
 from tests.bot.in_rasa import run_in_rasa
 
 TEXTS = [
@@ -33,7 +33,7 @@ def minilm() -> MiniLM:
 
 def test_sentence_vectors_match_sentence_transformers(minilm: MiniLM) -> None:
     ours = np.stack([e.sentence for e in minilm.encode(TEXTS)])
-    theirs = Embedder("fp32").encode_with_pytorch(TEXTS)  # sentence-transformers
+    theirs = get_embedder().encode_with_pytorch(TEXTS)  # sentence-transformers
     cosine = (ours * theirs).sum(axis=1)
     assert cosine.min() > 0.9999, cosine
 
