@@ -7,11 +7,12 @@ built in memory from the packaged weights in about a second), windows of similar
 batches of `DOCUMENT_BATCH`: the demo shop's 469 windows in 6-8 s on this project's machines,
 where sentence-transformers on PyTorch took 11-14 s after ~10 s of CPU importing and loading
 it, and a process that embeds documents never loads PyTorch (the session holds ~250 MB,
-PyTorch with the model ~450 MB). On CPUs with bfloat16 matrix
-units (AMX, AVX512-BF16) documents go through a bfloat16 copy of the PyTorch model instead:
-several times the fp32 throughput there, with cosine >= 0.998 to the fp32 vectors and the
-same recall (bench/knowledge.py prints both). A single question runs in ONNX Runtime on one
-thread (`encode_query`, ~2 ms, where PyTorch's per-call overhead costs 7-13 ms). Mean pooling
+PyTorch with the model ~450 MB); bench/knowledge.py's recall is the same to the third decimal.
+On CPUs with bfloat16 matrix units (AMX, AVX512-BF16) documents go through a bfloat16 copy of
+the PyTorch model instead: several times the fp32 throughput there, with cosine >= 0.998 to
+the fp32 vectors and the same recall (bench/knowledge.py prints both). A single question runs
+in ONNX Runtime on one thread (`encode_query`, ~2 ms, where PyTorch's per-call overhead costs
+7-13 ms). Mean pooling
 and L2 normalisation match sentence-transformers' modules for this model, so every path gives
 the same vectors (cosine >= 0.9999 to sentence-transformers' fp32 ones, `encode_with_pytorch`,
 which is also the fallback where ONNX Runtime cannot build its session:
