@@ -12,13 +12,12 @@ On CPUs with bfloat16 matrix units (AMX, AVX512-BF16) documents go through a bfl
 the PyTorch model instead: several times the fp32 throughput there, with cosine >= 0.998 to
 the fp32 vectors and the same recall (bench/knowledge.py prints both). A single question runs
 in ONNX Runtime on one thread (`encode_query`, ~2 ms, where PyTorch's per-call overhead costs
-7-13 ms). Mean pooling
-and L2 normalisation match sentence-transformers' modules for this model, so every path gives
-the same vectors (cosine >= 0.9999 to sentence-transformers' fp32 ones, `encode_with_pytorch`,
-which is also the fallback where ONNX Runtime cannot build its session:
-tests/knowledge/test_query_encoder.py). Encoding is CPU work: from the event loop use the
-`*_async` methods, which run it in a worker thread. The document path's precision comes from
-the caller (`settings.embed_precision`, KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto).
+7-13 ms). Mean pooling and L2 normalisation match sentence-transformers' modules for this
+model, so every path gives the same vectors (cosine >= 0.9999 to sentence-transformers' fp32
+ones, `encode_with_pytorch`, which is also the fallback where ONNX Runtime cannot build its
+session: tests/knowledge/test_query_encoder.py). Encoding is CPU work: from the event loop use
+the `*_async` methods, which run it in a worker thread. The document path's precision comes
+from the caller (`settings.embed_precision`, KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto).
 """
 
 from __future__ import annotations
