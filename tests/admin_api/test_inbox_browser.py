@@ -1,13 +1,12 @@
 """The agents' inbox page in headless Chromium, against a real admin process.
 
 One `python -m admin_api serve` on SQLite (see `inbox`), started by test_pages_browser's
-`admin_process`, with the demo shop, two agents (Ann,
-who uses the page, and Bo) and the gateway's and Rasa's HTTP ends played by
-tests/admin_api/fake_gateway.py and tests/fakes/rasa_server.py (GATEWAY_URL and RASA_URL point
-at them): what the admin service hands the gateway is checked here, its delivery to the
-visitor is tests/integration/test_agent_inbox.py's part. Live events come in the way the
-gateway and the action server send them without Redis: `POST
-/internal/live` with the internal token.
+`admin_process`, with the demo shop, two agents (Ann, who uses the page, and Bo) and the
+gateway's and Rasa's HTTP ends played by tests/admin_api/fake_gateway.py and
+tests/fakes/rasa_server.py (GATEWAY_URL and RASA_URL point at them): what the admin service
+hands the gateway is checked here, its delivery to the visitor is
+tests/integration/test_agent_inbox.py's part. Live events come in the way the gateway and the
+action server send them without Redis: `POST /internal/live` with the internal token.
 
 Ann logs in, a visitor's escalation appears in the queue without a reload (with the unread count
 in the page and the title, a beep and an announcement), she takes it with `c`, replies with `r`
