@@ -70,8 +70,9 @@ class Embedder:
                           else (os.cpu_count() or 1))
         self._model: SentenceTransformer | None = None  # loaded on first use
         self._bf16: SentenceTransformer | None = None
-        self._query_encoder: SentenceEncoder | None = None
-        self._document_encoder: SentenceEncoder | None = None
+        # ONNX Runtime's encoders, built at first use: "query" on one thread, "documents" on
+        # every core in batches of DOCUMENT_BATCH.
+        self._onnx_encoders: dict[str, SentenceEncoder] = {}
         self._onnx_failed = False
         self._tokenizer: Any = None  # word pieces, for token_count
 
@@ -102,9 +103,11 @@ class Embedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Documents: ONNX Runtime in fp32 on every core, or PyTorch's bf16 copy (see the
         module doc)."""
+        if not texts:  # a run that changed nothing: no session (or model) to build for it
+            return np.zeros((0, DIMENSION), dtype=np.float32)
         if self.precision == "fp32":
             with self._lock:
-                encoder = self._onnx("_document_encoder", DOCUMENT_BATCH, self._cores)
+                encoder = self._onnx("documents")
                 if encoder is not None:
                     return encoder.encode(list(texts))
         return self.encode_with_pytorch(texts, self.precision, self._cores)
@@ -114,29 +117,28 @@ class Embedder:
         thread. A short text gains nothing from a second thread, and on a machine shared
         with Rasa and the gateway OpenMP's thread barrier turns 10 ms into 500 ms whenever the
         other core is busy (measured: p95 496 ms with 2 threads vs 27 ms with 1, under load)."""
-        encoder = self._query_onnx()
+        encoder = self._onnx_encoders.get("query")
+        if encoder is None and not self._onnx_failed:
+            with self._lock:
+                encoder = self._onnx("query")
         if encoder is not None:
             return encoder.encode([text])[0]
         return self.encode_with_pytorch([text], "fp32", 1)[0]
 
-    def _query_onnx(self) -> SentenceEncoder | None:
-        if self._query_encoder is None and not self._onnx_failed:
-            with self._lock:
-                return self._onnx("_query_encoder", 32, 1)
-        return self._query_encoder
-
-    def _onnx(self, slot: str, batch: int, threads: int) -> SentenceEncoder | None:
-        """The ONNX Runtime encoder kept in `slot`, built at the first call (the caller holds
-        the lock); None, for good, when ONNX Runtime cannot build it."""
-        if getattr(self, slot) is None and not self._onnx_failed:
+    def _onnx(self, kind: str) -> SentenceEncoder | None:
+        """ONNX Runtime's encoder of `kind` ("query" or "documents"), built at its first use
+        (the caller holds the lock); None, for good, when ONNX Runtime cannot build one."""
+        if kind not in self._onnx_encoders and not self._onnx_failed:
+            batch, threads = (32, 1) if kind == "query" else (DOCUMENT_BATCH, self._cores)
             try:
-                setattr(self, slot, SentenceEncoder(MAX_TOKENS, batch=batch, threads=threads))
-                log.info("embedder ready", extra={"runtime": "onnxruntime", "threads": threads})
+                self._onnx_encoders[kind] = SentenceEncoder(MAX_TOKENS, batch=batch,
+                                                             threads=threads)
+                log.info("embedder ready", extra={"runtime": "onnxruntime", "encoder": kind,
+                                                  "threads": threads})
             except Exception:  # noqa: BLE001 - PyTorch still answers, only slower
                 log.exception("ONNX Runtime encoder unavailable; PyTorch encodes instead")
                 self._onnx_failed = True
-        found: SentenceEncoder | None = getattr(self, slot)
-        return found
+        return self._onnx_encoders.get(kind)
 
     async def encode_async(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.to_thread(self.encode, texts)

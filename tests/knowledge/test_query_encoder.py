@@ -29,7 +29,8 @@ WINDOWS = [
 
 
 def test_onnx_question_vectors_match_pytorch(embedder: Embedder) -> None:
-    assert embedder._query_onnx() is not None  # not PyTorch's fallback
+    embedder.encode_query("warm up")
+    assert "query" in embedder._onnx_encoders  # not PyTorch's fallback
     for question in QUESTIONS:
         ours = embedder.encode_query(question)
         reference = embedder.encode_with_pytorch([question], "fp32", 1)[0]
@@ -45,6 +46,8 @@ def test_onnx_document_vectors_match_pytorch_in_order(embedder: Embedder) -> Non
     cosines = np.sum(ours * reference, axis=1)
     assert cosines.min() > 0.9999, cosines  # each row is its own text's (batched by length)
     assert onnx.encode([]).shape == (0, 384)
+    idle = Embedder("fp32")  # an ingest that changed nothing encodes no text: nothing is built
+    assert idle.encode([]).shape == (0, 384) and idle._onnx_encoders == {}
 
 
 def test_questions_and_documents_are_embedded_without_pytorch() -> None:
