@@ -9,12 +9,12 @@ behind on them:
 - TEST_REDIS_URL names a Redis database that belongs to the tests (`make test` uses /15): the
   session empties it at the start and at the end (dedupe ids live a week, cached answers a day).
 
-`make test` runs the suite in three pytest-xdist workers (`-n 3`). Each worker is a session of
+`make test` runs the suite in four pytest-xdist workers (`-n 4`). Each worker is a session of
 its own: its own throwaway database, and its own Redis database counted down from
-TEST_REDIS_URL's (gw0 /15, gw1 /14, gw2 /13). Tests that share costly fixtures stay on one
-worker (`xdist_group`). An integration stack on PostgreSQL + Redis gets a database and a Redis
-database of its own (as many below the session's as there are workers: /12, /11, /10 with
-three), so that its running processes (job workers among them) never see the rows and keys of
+TEST_REDIS_URL's (gw0 /15, gw1 /14, gw2 /13, gw3 /12). Tests that share costly fixtures stay on
+one worker (`xdist_group`). An integration stack on PostgreSQL + Redis gets a database and a
+Redis database of its own (as many below the session's as there are workers: /11 to /8 with
+four), so that its running processes (job workers among them) never see the rows and keys of
 the tests that run beside it.
 """
 
