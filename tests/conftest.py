@@ -26,6 +26,7 @@ import secrets
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -204,24 +205,49 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def each_text_embedded_once() -> Iterator[None]:
+def each_text_embedded_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A document vector is a function of its text alone, and dozens of tests ingest the demo
-    shop's documents into fresh databases: in this process (an xdist worker), the embedder
-    encodes each distinct text once and hands the same vectors out again. Its encoders are
-    checked against sentence-transformers by tests/knowledge/test_query_encoder.py, which
-    asks them for texts nothing else embeds; processes a test starts embed for themselves."""
+    shop's documents into fresh databases: in this test session the embedder encodes each
+    distinct text once and hands the same vectors out again, in every xdist worker (kept as
+    files in the session's temporary directory, which its workers share; a text two workers
+    embed at once is embedded by both, the same). Its encoders are checked against
+    sentence-transformers by tests/knowledge/test_query_encoder.py, which asks them for texts
+    nothing else embeds; processes a test starts embed for themselves."""
+    import hashlib
+
     import numpy as np
 
     from knowledge.embeddings import Embedder
 
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # popen-gw0, popen-gw1, ... sit in the session's directory
+    store = shared / "embedded"
+    store.mkdir(exist_ok=True)
     encode = Embedder.encode
     known: dict[tuple[str, str], np.ndarray] = {}
 
+    def file(key: tuple[str, str]) -> Path:
+        return store / (hashlib.sha256("\0".join(key).encode()).hexdigest() + ".npy")
+
+    def kept(key: tuple[str, str]) -> np.ndarray | None:
+        if key not in known and file(key).exists():
+            known[key] = np.load(file(key))
+        return known.get(key)
+
+    def keep(key: tuple[str, str], vector: np.ndarray) -> None:
+        known[key] = vector
+        path = file(key)
+        part = path.with_suffix(f".{os.getpid()}.part")
+        with part.open("wb") as out:
+            np.save(out, vector)
+        os.replace(part, path)  # whole or not there, for the other workers
+
     def encode_each_text_once(self: Embedder, texts: Sequence[str]) -> np.ndarray:
-        new = [t for t in dict.fromkeys(texts) if (self.precision, t) not in known]
+        new = [t for t in dict.fromkeys(texts) if kept((self.precision, t)) is None]
         if new:
-            known.update(((self.precision, t), v) for t, v in zip(new, encode(self, new),
-                                                                   strict=True))
+            for text, vector in zip(new, encode(self, new), strict=True):
+                keep((self.precision, text), vector)
         if not texts:
             return encode(self, texts)  # its empty array, shaped as the encoder makes it
         return np.stack([known[(self.precision, t)] for t in texts])
