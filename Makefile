@@ -138,7 +138,8 @@ suite: setup $(MODEL) $(CHROMIUM)
 
 lint-beside: setup
 	@log=$$(mktemp); if $(MAKE) --no-print-directory lint > $$log 2>&1; then rm -f $$log; \
-	  echo "make lint: no findings"; else cat $$log; rm -f $$log; echo "make lint failed"; exit 1; fi
+	  printf '\nmake lint: no findings\n'; else echo; cat $$log; rm -f $$log; echo "make lint failed"; \
+	  exit 1; fi
 
 bench: setup
 	$(VENV)/bin/python bench/turns.py

@@ -36,6 +36,7 @@ import logging
 import re
 import tempfile
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ DRAFT_FILE = re.compile(r"^(nlu|rules|stories|domain|tests)/([a-z0-9][a-z0-9_-]{
 QUOTED = re.compile(r"'([^'\n]{1,200})'")
 # Where a quoted name is most likely written where it is used: steps first, definitions last.
 SEARCH_ORDER = ("rules", "stories", "tests", "domain", "nlu")
+REMEMBERED = 16  # reports kept by Checker, the latest
 # Python's own and the libraries' notices while Rasa loads, not findings about the data.
 IGNORED_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
                     ResourceWarning)
@@ -109,6 +111,9 @@ class Checker:
     def __init__(self, root: Path = ROOT) -> None:
         self.root = root
         self._base: frozenset[str] | None = None
+        # The latest reports by drafts: a designer validates, then trains the same drafts
+        # (the admin service validates again before it queues a training), 1.5-4 s each.
+        self._reports: OrderedDict[tuple[tuple[str, str], ...], Report] = OrderedDict()
 
     def base_warnings(self) -> list[str]:
         """What Rasa says about the base alone (logged once, never reported to designers)."""
@@ -122,7 +127,19 @@ class Checker:
         return sorted(self._base)
 
     def check(self, files: Mapping[str, str]) -> Report:
-        drafts = dict(sorted(files.items()))
+        """Rasa's findings about `files` layered over the base (the same drafts are checked
+        once: the base does not change while this process runs)."""
+        key = tuple(sorted(files.items()))
+        if key in self._reports:
+            self._reports.move_to_end(key)
+            return self._reports[key]
+        report = self._check(dict(key))
+        self._reports[key] = report
+        if len(self._reports) > REMEMBERED:
+            self._reports.popitem(last=False)
+        return report
+
+    def _check(self, drafts: dict[str, str]) -> Report:
         if not drafts:
             return Report([], True)
         base = set(self.base_warnings())

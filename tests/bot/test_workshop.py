@@ -16,6 +16,7 @@ import httpx
 import jwt
 import pytest
 
+from bot.rasa_checks import REMEMBERED, Checker, Report
 from core.rasa_http import rasa_api_token
 from core.settings import BotSettings
 from tests.bot.workshop_process import running_workshop
@@ -65,6 +66,27 @@ def errors(base: str, files: dict[str, str]) -> list[dict[str, Any]]:
     assert answer.status_code == 200, answer.text
     found: list[dict[str, Any]] = answer.json()["errors"]
     return found
+
+
+def test_the_same_drafts_are_checked_once() -> None:
+    """A designer validates, then trains the same drafts (validated again before training):
+    Rasa's checks run once for them, in any order, until newer drafts push them out."""
+    checked: list[dict[str, str]] = []
+
+    class Counting(Checker):
+        def _check(self, drafts: dict[str, str]) -> Report:
+            checked.append(drafts)
+            return Report([], True)
+
+    checker = Counting()
+    first = checker.check(GOOD)
+    assert checker.check(dict(reversed(GOOD.items()))) is first
+    checker.check({**GOOD, "nlu/bikes.yml": NLU + "      - frame size for kids\n"})
+    assert len(checked) == 2
+    for n in range(REMEMBERED):
+        checker.check({f"nlu/bikes{n}.yml": NLU})
+    checker.check(GOOD)
+    assert len(checked) == 3 + REMEMBERED
 
 
 def test_without_the_right_jwt_nothing_is_checked(workshop: str) -> None:
