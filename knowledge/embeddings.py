@@ -8,16 +8,20 @@ batches of `DOCUMENT_BATCH`: the demo shop's 469 windows in 6-8 s on this projec
 where sentence-transformers on PyTorch took 11-14 s after ~10 s of CPU importing and loading
 it, and a process that embeds documents never loads PyTorch (the session holds ~250 MB,
 PyTorch with the model ~450 MB); bench/knowledge.py's recall is the same to the third decimal.
-On CPUs with bfloat16 matrix units (AMX, AVX512-BF16) documents go through a bfloat16 copy of
-the PyTorch model instead: several times the fp32 throughput there, with cosine >= 0.998 to
-the fp32 vectors and the same recall (bench/knowledge.py prints both). A single question runs
-in ONNX Runtime on one thread (`encode_query`, ~2 ms, where PyTorch's per-call overhead costs
-7-13 ms). Mean pooling and L2 normalisation match sentence-transformers' modules for this
-model, so every path gives the same vectors (cosine >= 0.9999 to sentence-transformers' fp32
-ones, `encode_with_pytorch`, which is also the fallback where ONNX Runtime cannot build its
-session: tests/knowledge/test_query_encoder.py). Encoding is CPU work: from the event loop use
-the `*_async` methods, which run it in a worker thread. The document path's precision comes
-from the caller (`settings.embed_precision`, KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto).
+On CPUs with AMX, bfloat16 matrix tiles, documents go through a bfloat16 copy of the PyTorch
+model instead: several times the fp32 throughput there, with cosine >= 0.998 to the fp32
+vectors and the same recall (bench/knowledge.py prints both). Not on CPUs whose bfloat16 is
+AVX512-BF16 alone (dot-product instructions, no tiles): there the demo shop's 469 windows took
+PyTorch's bf16 copy 11 s and 17.5 s of CPU once loaded (7 s and 450 MB more to load it), and
+ONNX Runtime's fp32 6 s and 10.5 s of CPU (`/tmp` script, both encoders warm, 2 cores).
+A single question runs in ONNX Runtime on one thread (`encode_query`, ~2 ms, where PyTorch's
+per-call overhead costs 7-13 ms). Mean pooling and L2 normalisation match
+sentence-transformers' modules for this model, so every path gives the same vectors (cosine
+>= 0.9999 to sentence-transformers' fp32 ones, `encode_with_pytorch`, which is also the
+fallback where ONNX Runtime cannot build its session: tests/knowledge/test_query_encoder.py).
+Encoding is CPU work: from the event loop use the `*_async` methods, which run it in a worker
+thread. The document path's precision comes from the caller (`settings.embed_precision`,
+KNOWLEDGE_EMBED_PRECISION=fp32|bf16|auto).
 """
 
 from __future__ import annotations
@@ -49,11 +53,12 @@ MAX_TOKENS = 256  # the model's max_seq_length: documents' windows and questions
 
 
 def cpu_has_bf16() -> bool:
+    """Whether bfloat16 pays off here: AMX's tiles (see the module doc for AVX512-BF16)."""
     try:
         flags = Path("/proc/cpuinfo").read_text(errors="ignore")
     except OSError:
         return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    return " amx_bf16" in flags
 
 
 class Embedder:

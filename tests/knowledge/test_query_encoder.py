@@ -1,6 +1,6 @@
 """Questions and documents are embedded by ONNX Runtime (core/minilm.py) into the vectors
 sentence-transformers on PyTorch gives, so questions meet documents as before, and a process
-that asks or ingests never loads PyTorch (on CPUs without bfloat16 units:
+that asks or ingests never loads PyTorch (on CPUs without AMX, where "auto" is fp32:
 knowledge/embeddings.py)."""
 
 from __future__ import annotations
