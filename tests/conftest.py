@@ -231,8 +231,10 @@ def each_text_embedded_once(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         return store / (hashlib.sha256("\0".join(key).encode()).hexdigest() + ".npy")
 
     def kept(key: tuple[str, str]) -> np.ndarray | None:
-        if key not in known and file(key).exists():
-            known[key] = np.load(file(key))
+        if key not in known:
+            path = file(key)
+            if path.exists():
+                known[key] = np.load(path)
         return known.get(key)
 
     def keep(key: tuple[str, str], vector: np.ndarray) -> None:
