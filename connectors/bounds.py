@@ -27,10 +27,19 @@ by the provider for hours): `InboundMessage` refuses it up front with 400 (`chec
 every channel. Email hashes an over-long Message-ID instead (email/routes.py), because a real
 mail may carry one and must still be answered; a sender address that long cannot be answered
 and is refused.
+
+Characters. A JSON body may hold "\\ud800" (a lone surrogate: no character, and no UTF-8 for
+it) and any text "\\u0000" (NUL, which PostgreSQL's text refuses); a mail's undecodable header
+bytes come out of the stdlib's parser as lone surrogates too. Stored, either is a 500 that a
+provider retries for hours. A visitor's text keeps the rest of what they wrote (`storable`: a
+lone surrogate becomes U+FFFD, as a UTF-8 decoder shows a broken byte, and NUL is dropped); an
+id holding one is a 400 (`check_ids`), since two ids cleaned alike would be one conversation.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from sanic import Request, Sanic
@@ -48,6 +57,8 @@ EMAIL_BODY = 32 * MB
 LARGEST_BODY = max(DEFAULT_BODY, REST_BODY, TWILIO_BODY, META_BODY, EMAIL_BODY)
 
 MAX_ID = 255  # messages.message_id and messages.sender_id (String(255))
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def readable(size: int) -> str:
@@ -88,3 +99,24 @@ def check_ids(sender_id: str, message_id: str | None) -> None:
         raise BadRequest(f"The sender is longer than {room} characters.")
     if message_id is not None and len(message_id) > MAX_ID:
         raise BadRequest(f"The message id is longer than {MAX_ID} characters.")
+    if UNSTORABLE.search(sender_id) or (message_id is not None and UNSTORABLE.search(message_id)):
+        raise BadRequest("The sender and the message id must be text without NUL characters "
+                         "or unpaired surrogates.")
+
+
+def storable(text: str) -> str:
+    """`text` as a database can keep it (see the module's docstring)."""
+    if not UNSTORABLE.search(text):
+        return text
+    return SURROGATE.sub("\ufffd", text).replace("\x00", "")
+
+
+def storable_values(value: Any) -> Any:
+    """`storable` for every string in a JSON-like value (keys too)."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, Mapping):
+        return {storable_values(k): storable_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(storable_values(v) for v in value)
+    return value

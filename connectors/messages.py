@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.bounds import check_ids
+from connectors.bounds import check_ids, storable_values
 from core.sender_ids import SenderId, sender_id
 from tenants import Tenant
 
@@ -76,6 +76,11 @@ class InboundMessage:
         # Every channel builds one: an id too long for its column is a 400 here, on all of
         # them, instead of a 500 from the insert (connectors/bounds.py).
         check_ids(self.sender_id, self.message_id)
+        # And what the visitor wrote keeps everything a database can store (bounds.py).
+        for name in ("text", "questions", "client_metadata", "reply_context"):
+            value = getattr(self, name)
+            if (cleaned := storable_values(value)) != value:
+                object.__setattr__(self, name, cleaned)
 
     @property
     def sender_id(self) -> str:

@@ -28,6 +28,30 @@ def test_a_sender_or_message_id_longer_than_its_column_is_a_400(channel: str) ->
                        message_id="m" * (MAX_ID + 1))
 
 
+@pytest.mark.parametrize("channel", ["rest", "web", "sms", "whatsapp", "email"])
+def test_what_a_database_cannot_store_is_cleaned_from_text_and_refused_in_ids(
+        channel: str) -> None:
+    message = InboundMessage(
+        tenant=SHOP, provider="p", channel=channel, user_key="u", text="hi\ud800 there\x00",
+        questions=("one\udcff?", "two?"), client_metadata={"page_url": ["/p\x00"]},
+        reply_context={"subject": "Re: caf\udce9"})
+    assert message.text == "hi\ufffd there"
+    assert message.questions == ("one\ufffd?", "two?")
+    assert message.client_metadata == {"page_url": ["/p"]}
+    assert message.reply_context == {"subject": "Re: caf\ufffd"}
+    for user_key, message_id in (("u\x00", None), ("u", "m\ud800")):
+        with pytest.raises(BadRequest, match="NUL characters or unpaired surrogates"):
+            InboundMessage(tenant=SHOP, provider="p", channel=channel, user_key=user_key,
+                           text="hi", message_id=message_id)
+
+
+def test_clean_text_is_left_as_it_is() -> None:
+    text, metadata = "ok 😀 \u00e9", {"locale": "de"}
+    message = InboundMessage(tenant=SHOP, provider="p", channel="rest", user_key="u", text=text,
+                             client_metadata=metadata)
+    assert message.text is text and message.client_metadata is metadata
+
+
 def test_check_ids_passes_what_fits() -> None:
     check_ids("t:rest:v", None)
     check_ids("t:rest:v", "m" * MAX_ID)

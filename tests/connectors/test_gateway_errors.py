@@ -19,7 +19,7 @@ from core.settings import Settings, async_database_url
 from devtools.bootstrap import seed
 from devtools.demo_shop import DEMO_TENANT_ID
 from tenants.api_keys import issue_key, revoke_key
-from tests.databases import migrated_sqlite
+from tests.databases import database_params, migrated_sqlite, migrated_url, sync_engine
 from tests.fakes.rasa_server import RasaFake
 from tests.servers import free_port, serving
 
@@ -31,8 +31,9 @@ def silent_rasa() -> Iterator[RasaFake]:
         yield fake
 
 
-def make_app(tmp_path: Path, rasa_url: str) -> Sanic:
-    db = migrated_sqlite(tmp_path / "gw.db")
+def make_app(tmp_path: Path, rasa_url: str, db: str | None = None) -> Sanic:
+    """The gateway on a seeded database: `db` (a migrated one's URL), else SQLite in gw.db."""
+    db = db or migrated_sqlite(tmp_path / "gw.db")
     asyncio.run(seed(async_database_url(db)))
     settings = Settings.from_env({
         "DATABASE_URL": db,
@@ -219,6 +220,30 @@ def test_a_message_id_longer_than_its_column_is_400(tmp_path: Path,
     status, payload = post(app, "/channels/demo/rest/webhook", json.dumps(body))
     assert status == 400 and "255" in payload["detail"]
     assert stored(tmp_path) == [] and silent_rasa.seen == []
+
+
+@pytest.mark.parametrize("kind", database_params())
+def test_characters_no_database_stores_are_cleaned_from_text_and_refused_in_ids(
+        tmp_path: Path, kind: str) -> None:
+    """JSON can spell a lone surrogate and NUL; stored, either was a 500 (PostgreSQL refuses
+    NUL, no driver encodes a lone surrogate). The visitor's text keeps the rest."""
+    db = migrated_url(kind, tmp_path)
+    with RasaFake() as rasa:
+        app = make_app(tmp_path, rasa.base_url, db)
+        status, replies = post(app, "/channels/demo/rest/webhook",
+                               rb'{"sender": "a", "message": "size \ud800 M\u0000?", '
+                               rb'"metadata": {"page_url": "/p\udfff"}}')
+        assert status == 200 and replies
+        assert rasa.seen[0]["message"] == "size \ufffd M?"
+        for sender in (rb"a\u0000", rb"\udc80b"):
+            status, payload = post(app, "/channels/demo/rest/webhook",
+                                   b'{"sender": "' + sender + b'", "message": "hi"}')
+            assert status == 400 and "NUL characters or unpaired surrogates" in payload["detail"]
+    engine = sync_engine(db)
+    with engine.connect() as connection:
+        texts = connection.exec_driver_sql("select text from messages where direction = 'in'")
+        assert [text for (text,) in texts] == ["size \ufffd M?"]
+    engine.dispose()
 
 
 async def frame_too_large(app: Sanic) -> int | None:
