@@ -8,8 +8,9 @@ failed check is also counted here, per shop, under three subjects:
 
 - the email tried      (walking order numbers for a known customer),
 - the order number     (walking emails for a known order),
-- the client's address (one client trying many pairs: the REST or widget request's network
-                        peer, the phone number or email address on provider channels).
+- the client's address (one client trying many pairs: the widget request's network peer,
+                        the phone number or email address on provider channels, the sender
+                        on REST, whose caller is the shop's server speaking for everyone).
 
 When one of them reaches its limit within WINDOW it is locked for LOCK: no check runs for it
 (not even a right pair, or guessing would go on), and the visitor is told to wait or offered a

@@ -64,9 +64,10 @@ class InboundMessage:
     questions: tuple[str, ...] = ()
     reply_context: Mapping[str, str] = field(default_factory=dict)
     # Who is on the other end, for limits that must hold across senders and sessions (failed
-    # order verifications, actions/attempts.py): the request's peer for REST and the widget,
-    # whose sender ids the client chooses. None for providers: there the phone number or email
-    # address is the client, and the provider vouches for it (`client`).
+    # order verifications, actions/attempts.py): the request's peer for the widget, whose
+    # sender ids the client chooses. None for providers: there the phone number or email
+    # address is the client, and the provider vouches for it (`client`); None for REST too,
+    # whose caller is the shop's own server speaking for all its visitors: the sender is.
     client_address: str | None = None
     # Email only: whether the provider reported that the From domain passed DMARC (or SPF and
     # DKIM, aligned). Order details are revealed to an email conversation only when it did.

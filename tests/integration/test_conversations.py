@@ -450,6 +450,20 @@ def test_brute_force_across_senders_is_locked_out(stack: Stack) -> None:
         forget_failed_verifications(stack)
 
 
+def test_one_shop_servers_visitors_do_not_lock_each_other_out(stack: Stack) -> None:
+    """Every REST visitor comes through the shop's own server, from one address: their typos
+    count per sender, email and order, never against that address (ten would lock everyone)."""
+    try:
+        for n in range(LIMITS["client"]):
+            reply = Visitor(stack).say(f"where is order #{7101 + n}? my email is "
+                                       f"typo{n}@example.org")
+            assert "couldn't find" in reply, reply
+        reply = Visitor(stack).say("where is order #1001? my email is alex@example.com")
+        assert "UPS" in reply and "too many unsuccessful attempts" not in reply, reply
+    finally:
+        forget_failed_verifications(stack)
+
+
 def test_outages_answer_503_and_recover(stack: Stack) -> None:
     """Runs last in this module: it stops and restarts processes of the shared stack."""
     visitor = Visitor(stack)

@@ -69,12 +69,13 @@ def parse_metadata(metadata: Any) -> dict[str, str]:
     return dict(metadata)
 
 
-def parse(body: bytes, tenant: Tenant, provider: str = "rest",
-          client_address: str | None = None) -> InboundMessage:
+def parse(body: bytes, tenant: Tenant, provider: str = "rest") -> InboundMessage:
     """Validate the untrusted body into an InboundMessage (400 with a reason otherwise).
 
-    `client_address`: the request's peer; failed order verifications are counted by it
-    across the senders a client may invent (actions/attempts.py)."""
+    No client address: the caller is the shop's own server (it holds the shop's key) speaking
+    for all of its visitors, so failed order verifications count per sender, email and order
+    (actions/attempts.py), as rate limits count per conversation (connectors/limits.py). Ten
+    visitors' typos through one shop server would otherwise lock order checks for all."""
     try:
         payload = json.loads(body or b"")
     except (ValueError, UnicodeDecodeError):
@@ -103,7 +104,6 @@ def parse(body: bytes, tenant: Tenant, provider: str = "rest",
         text=text.strip(),
         message_id=message_id,
         client_metadata=metadata,
-        client_address=client_address,
     )
 
 
@@ -120,8 +120,7 @@ def routes(channel: Channel) -> Blueprint:
         ctx = context_of(request)
         tenant = await ctx.tenant(tenant_slug)
         await ctx.api_client(request, tenant)  # 401 before the body is even parsed
-        inbound = parse(request.body, tenant, channel.name,
-                        client_address=request.remote_addr or request.ip)
+        inbound = parse(request.body, tenant, channel.name)
         replies = await ctx.inbox.converse(inbound)
         return json_response(render(replies or [], inbound.user_key))
 
