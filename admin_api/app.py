@@ -9,7 +9,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 from sanic import Request, Sanic
 from sanic.exceptions import SanicException
-from sanic.response import HTTPResponse, html, json
+from sanic.response import HTTPResponse, json
 
 import admin_api.routes  # noqa: F401  (declares every route on API)
 from admin_api import auth, billing_tasks, live, nlg, notices, retention
@@ -31,15 +31,6 @@ from tenants.crypto import CredentialsBox
 log = logging.getLogger(__name__)
 TITLE = "Switchboard admin API"
 VERSION = "1.0.0"
-# Swagger UI from its CDN: the browser of whoever reads the docs loads it; nothing is vendored.
-DOCS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Switchboard admin API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head><body><div id="docs"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs"});</script>
-<noscript>The API's OpenAPI 3.1 document is at <a href="/openapi.json">/openapi.json</a>.
-</noscript></body></html>"""
 
 
 def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
@@ -56,10 +47,6 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
     @app.get("/openapi.json", name="openapi")
     async def openapi(request: Request) -> HTTPResponse:
         return json(document)
-
-    @app.get("/docs", name="docs")
-    async def docs(request: Request) -> HTTPResponse:
-        return html(DOCS_PAGE)
 
     @app.get("/health", name="health")
     async def health(request: Request) -> HTTPResponse:

@@ -1,8 +1,9 @@
-"""The owner page, the agents' inbox and the accept-invitation page, served by the admin
-process itself.
+"""The owner page, the agents' inbox, the accept-invitation page and the API's reference
+(`/docs`), served by the admin process itself.
 
 Plain files beside this module (HTML, CSS, ES modules), no build step and no CDN: what the
-browser runs is what is in the repository, and the page talks only to this origin's
+browser runs is what is in the repository (Swagger UI, for `/docs`, comes from the pinned
+swagger-ui-bundle-v2 package), and the page talks only to this origin's
 `/api/v1` (the session cookie is HttpOnly; the page sends the CSRF token it got at login as
 `X-CSRF-Token` on unsafe calls).
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, raw, redirect
+from swagger_ui_bundle import swagger_ui_path
 
 from admin_api.errors import NotFound
 
@@ -41,8 +43,10 @@ SECURITY_HEADERS = {
 TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
 ASSETS = ("app.css", "api.js", "session.js", "app.js", "invite.js", "inbox.css", "inbox.js",
-          "inbox-transcript.js")  # under /app/
-PAGES = {"/app/": "index.html", "/app/inbox": "inbox.html", "/invite": "invite.html"}
+          "inbox-transcript.js", "docs.js")  # under /app/
+PAGES = {"/app/": "index.html", "/app/inbox": "inbox.html", "/invite": "invite.html",
+         "/docs": "docs.html"}
+SWAGGER_UI = ("swagger-ui.css", "swagger-ui-bundle.js")  # under /docs/, from the package
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,8 @@ class Asset:
     cache: str  # HTML is never cached (it names the session's state); assets briefly
 
 
-def load(name: str) -> Asset:
-    path = HERE / name
+def load(name: str, folder: Path = HERE) -> Asset:
+    path = folder / name
     cache = "no-store" if path.suffix == ".html" else "no-cache"
     return Asset(path.read_bytes(), TYPES[path.suffix], cache)
 
@@ -68,6 +72,7 @@ def mount(app: Sanic) -> None:
     agents' inbox, `/invite` the invitation page, `/app/<asset>` their scripts and styles."""
     pages = {uri: load(name) for uri, name in PAGES.items()}
     assets = {name: load(name) for name in ASSETS}
+    swagger_ui = {name: load(name, Path(str(swagger_ui_path))) for name in SWAGGER_UI}
 
     async def home(request: Request) -> HTTPResponse:
         return redirect("/app/", headers=SECURITY_HEADERS)
@@ -88,3 +93,6 @@ def mount(app: Sanic) -> None:
         app.add_route(page(served), uri, methods=["GET"], strict_slashes=True,
                       name=f"pages_{PAGES[uri].removesuffix('.html')}")
     app.add_route(asset, "/app/<name:str>", methods=["GET"], name="pages_asset")
+    for name, served in swagger_ui.items():
+        app.add_route(page(served), f"/docs/{name}", methods=["GET"],
+                      name=f"pages_swagger_{name.replace('.', '_').replace('-', '_')}")

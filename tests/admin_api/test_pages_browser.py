@@ -183,7 +183,8 @@ def csrf_of(page: Page) -> str:
 
 
 def test_pages_carry_a_strict_policy(served: Served) -> None:
-    for path in ("/app/", "/invite", "/app/app.js", "/app/api.js", "/app/app.css"):
+    for path in ("/app/", "/invite", "/app/app.js", "/app/api.js", "/app/app.css", "/docs",
+                 "/docs/swagger-ui-bundle.js"):
         response = httpx.get(f"{served.base}{path}")
         assert response.status_code == 200, path
         policy = response.headers["content-security-policy"]
@@ -194,6 +195,17 @@ def test_pages_carry_a_strict_policy(served: Served) -> None:
     assert httpx.get(f"{served.base}/").headers["location"] == "/app/"
     assert httpx.get(f"{served.base}/app/../app.py").status_code == 404
     assert httpx.get(f"{served.base}/app/index.htm").status_code == 404
+
+
+def test_the_api_reference_renders_from_this_origin_alone(served: Served, page: Page) -> None:
+    """/docs is Swagger UI over /openapi.json, its files served by the admin process (the
+    page's policy would refuse a CDN's, and an offline machine could not load them)."""
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{served.base}/docs")
+    expect(page.get_by_role("heading", name=re.compile("Switchboard admin API"))).to_be_visible()
+    expect(page.get_by_text("/api/v1/settings", exact=True).first).to_be_visible()
+    assert requested and all(url.startswith(served.base) for url in requested), requested
 
 
 def test_login_sets_an_httponly_cookie_and_a_wrong_password_is_an_error(
