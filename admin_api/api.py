@@ -19,6 +19,16 @@ Most routes speak JSON. A route may instead take its body as text of one media t
 (`raw_body="application/x-yaml"`: another Content-Type is a 415, the handler gets the text as
 `call.body`) and answer text of one (`produces=`, the handler returns a str). A route with
 more than one success status (`also=(201,)`) answers `WithStatus(201, value)` for the others.
+
+Text no database keeps is refused here, for every route at once (422, naming where it is):
+NUL (`"\\u0000"` in JSON, a raw NUL in a text body) and lone surrogates (`"\\ud800"`: no
+character, no UTF-8 for it). PostgreSQL's text refuses NUL and no driver encodes a surrogate
+(both a 500), SQLite keeps a NUL that then breaks a YAML draft (every later edit of it a 409),
+and a response text holding one is sent to visitors. pydantic refuses lone surrogates in
+`str` fields it validates, not NUL, and not in `dict[str, Any]` values: so the parsed JSON is
+searched, keys and values, before any model sees it. Nothing is cleaned instead: a person
+typed these texts, and a client sending NUL has a bug to see (the gateway, whose senders are
+visitors, keeps their text and drops the characters: connectors/bounds.py).
 """
 
 from __future__ import annotations
@@ -41,6 +51,9 @@ from admin_api.principal import Principal
 PREFIX = "/api/v1"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATH_PARAM = re.compile(r"{(\w+)}")
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")  # see the module's docstring
+UNSTORABLE_MESSAGE = ("text may not hold NUL characters (U+0000) or unpaired surrogates "
+                      "(\\ud800-\\udfff): they cannot be stored")
 
 B = TypeVar("B")
 Q = TypeVar("Q")
@@ -385,6 +398,7 @@ def _parse_query(model: type[BaseModel], request: Request) -> BaseModel:
         info = model.model_fields.get(name)
         many = info is not None and "list" in str(info.annotation)
         raw[name] = values if many else values[-1]
+    _refuse_unstorable(raw)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -406,9 +420,14 @@ def _raw_body(media_type: str, request: Request) -> str:
             f"send the body as {media_type} (Content-Type: {media_type}), not "
             f"{content_type[:100] or 'without a Content-Type'}")
     try:
-        return (request.body or b"").decode("utf-8")
+        text = (request.body or b"").decode("utf-8")  # strict: never a lone surrogate
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise Unprocessable(f"the body holds a NUL character (U+0000) on line {line}: "
+                            f"{media_type} text may not, and it cannot be stored")
+    return text
 
 
 def _parse_body(model: type[BaseModel], request: Request) -> BaseModel:
@@ -419,10 +438,42 @@ def _parse_body(model: type[BaseModel], request: Request) -> BaseModel:
         data = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON") from None
+    _refuse_unstorable(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise Unprocessable(_errors(exc)) from None
+
+
+def unstorable_in(value: Any, loc: tuple[str | int, ...] = ()
+                  ) -> list[tuple[str | int, ...]]:
+    """Where `value` (parsed JSON: keys too) holds text no database keeps (UNSTORABLE)."""
+    if isinstance(value, str):
+        return [loc] if UNSTORABLE.search(value) else []
+    found: list[tuple[str | int, ...]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and UNSTORABLE.search(key):
+                found.append((*loc, key))
+            found += unstorable_in(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += unstorable_in(item, (*loc, index))
+    return found
+
+
+def _refuse_unstorable(value: Any) -> None:
+    """422 naming each place that holds NUL or a lone surrogate, as pydantic's errors do."""
+    found = unstorable_in(value)
+    if found:
+        raise Unprocessable([{"loc": _shown(loc), "msg": UNSTORABLE_MESSAGE,
+                              "type": "string_unstorable"} for loc in found[:20]])
+
+
+def _shown(loc: tuple[str | int, ...]) -> list[str | int]:
+    """A location as JSON can show it: a key's own unstorable characters are escaped."""
+    return [UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", part)
+            if isinstance(part, str) else part for part in loc]
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:

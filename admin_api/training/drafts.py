@@ -8,6 +8,11 @@ one go: `MAX_DRAFT_BYTES` a file, `MAX_SHOP_BYTES` and `MAX_DRAFTS` all of them 
 The shop's total is checked in the transaction that writes, with the shop's row locked on
 PostgreSQL (SELECT ... FOR UPDATE), so two writes at once cannot both pass the limit there;
 SQLite has one writer at a time anyway.
+
+A draft never holds NUL or a lone surrogate (`UnstorableDraft`, a 422): PostgreSQL's text
+refuses the one, no driver encodes the other, and YAML allows neither, so a draft holding one
+would fail every later check and append (a 409 for each gap accepted into it). The API refuses
+them in what it parses (admin_api/api.py); this holds for every writer of drafts.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from admin_api.api import UNSTORABLE
+from admin_api.errors import Unprocessable
 from core.db import Base, UtcDateTime, utcnow
 from tenants.models import TenantRow
 
@@ -48,6 +55,19 @@ class TrainingDraftRow(Base):
 
 class DraftLimit(ValueError):
     """Storing the draft would pass a limit; the message says which, for a person."""
+
+
+class UnstorableDraft(Unprocessable):
+    """The draft would hold NUL or a lone surrogate (see the module's docstring): a 422."""
+
+
+def _storable(kind: str, name: str, content: str) -> None:
+    found = UNSTORABLE.search(content)
+    if found:
+        line = content.count("\n", 0, found.start()) + 1
+        raise UnstorableDraft(f"{file_of(kind, name)} would hold U+{ord(found.group()):04X} "
+                              f"on line {line}: a NUL character or an unpaired surrogate, "
+                              "which YAML does not allow and cannot be stored")
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,7 @@ async def store_draft(sessions: async_sessionmaker, tenant_id: str, kind: str, n
                       content: str, actor: str | None) -> Stored:
     """Insert or replace the draft; `DraftLimit` when the shop's drafts would pass a limit.
     Two writers of a new draft at once: the second one's insert conflicts and it updates."""
+    _storable(kind, name, content)
     size = len(content.encode("utf-8"))
     if size > MAX_DRAFT_BYTES:
         raise DraftLimit(f"the draft is {size:,} bytes; a draft may have up to "
@@ -179,6 +200,8 @@ async def update_drafts(sessions: async_sessionmaker, tenant_id: str, edit: Edit
         rows = {(row.kind, row.name): row for row in (await session.scalars(
             select(TrainingDraftRow).where(TrainingDraftRow.tenant_id == tenant_id))).all()}
         changed = edit({key: row.content for key, row in rows.items()})
+        for (kind, name), content in changed.items():
+            _storable(kind, name, content)
         sizes = {key: row.size for key, row in rows.items()}
         sizes.update({key: len(content.encode("utf-8")) for key, content in changed.items()})
         for kind, name in changed:
