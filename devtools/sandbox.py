@@ -6,7 +6,9 @@
 
 The demo shop's replies on SMS, WhatsApp and email land here instead of the real providers:
 each is appended to var/sandbox/outbox.jsonl (what `python -m devtools.try_channel` reads)
-and logged. Twilio sends get signed "sent" and "delivered" status callbacks, as Twilio does.
+and logged, and http://127.0.0.1:8025/ lists them, newest first, with their links clickable
+(an invitation mail's, a password reset's). Twilio sends get signed "sent" and "delivered"
+status callbacks, as Twilio does.
 Stripe's API (/v1/...) and its Checkout and portal pages are devtools/stripe_sandbox: it
 accepts STRIPE_API_KEY from var/dev.env and sends its signed events (STRIPE_WEBHOOK_SECRET) to
 the gateway's POST /billing/stripe/webhook; the Prices are billing/plans.yml's (BILLING_PLANS).
@@ -16,8 +18,10 @@ Not for production: it accepts any Twilio, Meta or SMTP credentials.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
+import re
 import secrets
 import time
 from email import message_from_bytes, policy
@@ -27,6 +31,7 @@ from typing import Any
 import httpx
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse
+from sanic.response import html as html_response
 from sanic.response import json as json_response
 from twilio.request_validator import RequestValidator
 
@@ -51,6 +56,40 @@ def _append(path: Path, entry: dict[str, Any]) -> None:
     log.info("sandbox received", extra={k: v for k, v in entry.items() if k != "text"})
 
 
+LINK = re.compile(r"https?://[^\s<>\"']+")
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sandbox outbox</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>
+body {{ font: 15px/1.4 system-ui, sans-serif; margin: 1.5rem; max-width: 60rem; }}
+article {{ border-bottom: 1px solid #ddd; padding: .6rem 0; }}
+header {{ color: #555; font-size: 13px; }} pre {{ white-space: pre-wrap; margin: .3rem 0; }}
+</style></head><body><h1>Sandbox outbox</h1>
+<p>What the shops sent through the sandbox (SMS, WhatsApp, email), newest first; the last
+{limit}. The same lines are in <code>{path}</code>.</p>
+{entries}</body></html>"""
+
+
+def outbox_page(outbox: Path, limit: int = 200) -> str:
+    """The latest `limit` sends as a page: who, when, what, links clickable."""
+    lines = outbox.read_text(encoding="utf-8").splitlines() if outbox.exists() else []
+    entries = []
+    for line in reversed(lines[-limit:]):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.get("at", 0)))
+        said = html.escape(str(entry.get("text") or ""))
+        said = LINK.sub(lambda m: f'<a href="{m[0]}">{m[0]}</a>', said)
+        subject = f" · {html.escape(entry['subject'])}" if entry.get("subject") else ""
+        entries.append(
+            f"<article><header>{when} · {html.escape(str(entry.get('provider')))} · from "
+            f"{html.escape(str(entry.get('from')))} to {html.escape(str(entry.get('to')))}"
+            f"{subject}</header><pre>{said}</pre></article>")
+    return PAGE.format(limit=limit, path=html.escape(str(outbox)),
+                       entries="\n".join(entries) or "<p>Nothing sent yet.</p>")
+
+
 def stripe_sandbox(settings: Settings) -> StripeSandbox:
     """Stripe as `make run` configures it: the dev key, the dev pricing's Prices, events to
     the gateway on this machine (none without STRIPE_WEBHOOK_SECRET)."""
@@ -69,6 +108,10 @@ def create_app(outbox: Path, stripe: StripeSandbox | None = None,
     if stripe is not None:
         add_routes(app, stripe)
     callbacks = TaskSet()
+
+    @app.get("/")
+    async def outbox_listing(request: Request) -> HTTPResponse:
+        return html_response(outbox_page(outbox))
 
     async def status_callbacks(url: str, token: str, form: dict[str, str]) -> None:
         async with httpx.AsyncClient(timeout=5) as http:

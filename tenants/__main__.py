@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from connectors.channels import credentials_problems
 from core.db import create_engine, session_factory
-from core.settings import Settings
+from core.settings import ProcessSettings, Settings
 from tenants import api_keys
 from tenants.crypto import CredentialsBox
 from tenants.models import ORDER_BACKENDS, TenantRow
@@ -95,7 +95,7 @@ def budget_tokens(value: str) -> int | None:
     return int(value)
 
 
-async def set_budget(settings: Settings, slug: str, tokens: int | None) -> None:
+async def set_budget(settings: ProcessSettings, slug: str, tokens: int | None) -> None:
     """Past this many tokens in a month the shop's answers are extractive (knowledge/budget.py);
     running processes see the change when they next reread the tenant."""
     engine = create_engine(settings.database_url)
@@ -110,7 +110,7 @@ async def set_budget(settings: Settings, slug: str, tokens: int | None) -> None:
         raise SystemExit(f"no tenant called {slug!r}")
 
 
-async def list_tenants(settings: Settings) -> list[TenantRow]:
+async def list_tenants(settings: ProcessSettings) -> list[TenantRow]:
     engine = create_engine(settings.database_url)
     try:
         async with session_factory(engine)() as session:
@@ -133,7 +133,7 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
-async def keys(settings: Settings, args: argparse.Namespace) -> list[str]:
+async def keys(settings: ProcessSettings, args: argparse.Namespace) -> list[str]:
     """The `keys` subcommands; returns the lines to print."""
     engine = create_engine(settings.database_url)
     try:
@@ -182,9 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     for command in (create_cmd, list_cmd, revoke_cmd):
         command.add_argument("--tenant", required=True, help="the shop's slug")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    # Only `add` seals credentials (SWITCHBOARD_CREDENTIALS_KEY); the rest needs the database.
+    settings = ProcessSettings.from_env()
     if args.command == "add":
-        tenant_id = asyncio.run(add(settings, args))
+        tenant_id = asyncio.run(add(Settings.from_env(), args))
         print(f"added {args.slug} ({tenant_id}): POST /channels/{args.slug}/rest/webhook "
               f"with a key from `python -m tenants keys create --tenant {args.slug}`")
     elif args.command == "keys":

@@ -37,6 +37,8 @@ def test_a_key_is_created_shown_once_listed_and_revoked(
         capsys: pytest.CaptureFixture[str]) -> None:
     url = migrated_url(kind, tmp_path)
     monkeypatch.setenv("DATABASE_URL", url)
+    for secret in ("RASA_TOKEN", "SWITCHBOARD_CREDENTIALS_KEY"):  # keys need the database only
+        monkeypatch.delenv(secret, raising=False)
     asyncio.run(_seed(url))
 
     main(["keys", "create", "--tenant", "demo", "--name", "order system"])
