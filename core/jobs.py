@@ -13,13 +13,18 @@ dies stops renewing: its job is taken over by any worker once the lease has run 
 MAX_ATTEMPTS claims; a job whose workers keep dying (a document that crashes the process)
 then fails with a message instead of taking the service down again and again.
 
-One shop's jobs run one at a time, in the order they were queued: two ingestions of the same
-shop would each rebuild its index from what they saw, and the later build could miss the
-other's chunks. A claim therefore skips shops with a running job whose lease is alive. On
-PostgreSQL claims take a transaction-level advisory lock first: without it two workers could
-each claim a different job of the same shop in the same instant (each UPDATE's "no running
-job of this shop" check reads a snapshot without the other's uncommitted claim). Claims are
-rare (one a poll per worker), so serialising them costs nothing noticeable.
+One shop's jobs of one family (`FAMILIES`: the knowledge base's, the shop's models') run one
+at a time, in the order they were queued: two ingestions of the same shop would each rebuild
+its index from what they saw, and the later build could miss the other's chunks. A claim
+therefore skips a job when its shop has a running job of the same family whose lease is
+alive. Families touch nothing of each other's (a model is trained in the workshop from
+drafts, an index built here from documents), so an owner's upload is not held up by a
+designer's training of a minute or more; a kind in no family waits for every running job of
+its shop. On PostgreSQL claims take a transaction-level advisory lock first: without it two
+workers could each claim a different job of the same shop in the same instant (each UPDATE's
+"nothing of this family running" check reads a snapshot without the other's uncommitted
+claim). Claims are rare (one a poll per worker), so serialising them costs nothing
+noticeable.
 
 Everything here is plain SQL on our `jobs` table; what a kind of job does lives with its
 worker (admin_api/worker.py).
@@ -53,6 +58,7 @@ from sqlalchemy.orm import Mapped, aliased, mapped_column
 from core.db import Base, UtcDateTime, utcnow
 
 JOB_STATES = ("queued", "running", "done", "failed")
+FAMILIES = ("knowledge.", "model.")  # kinds' prefixes: one of a shop's family runs at a time
 ACTIVE = ("queued", "running")
 
 # Renewed with every progress report (a worker reports at least every HEARTBEAT seconds), so
@@ -183,12 +189,20 @@ def _claimable(table: Any, now: datetime,
     return waiting if kinds is None else and_(waiting, table.kind.in_(kinds))
 
 
+def _same_family(one: Any, other: Any) -> ColumnElement[bool]:
+    """Two kinds that must not run together for one shop (see the module's docstring)."""
+    def in_a_family(kind: Any) -> ColumnElement[bool]:
+        return or_(*(kind.startswith(family) for family in FAMILIES))
+    return or_(~in_a_family(one), ~in_a_family(other),
+               *(and_(one.startswith(family), other.startswith(family)) for family in FAMILIES))
+
+
 async def claim(sessions: async_sessionmaker, owner: str, *, kinds: tuple[str, ...] | None = None,
                 lease: timedelta = LEASE) -> Job | None:
     """The oldest job this worker may run, leased to `owner`; None when there is none.
 
     Takes over a running job whose lease ran out (its worker died); fails such a job instead
-    once it was claimed MAX_ATTEMPTS times. Skips shops that have a job running."""
+    once it was claimed MAX_ATTEMPTS times. Skips jobs whose shop runs one of their family."""
     now = utcnow()
     # Every admin process asks every second or two with several workers: when nothing waits
     # (nearly always), one read answers, without the lock and the writes below. A session of
@@ -210,11 +224,12 @@ async def claim(sessions: async_sessionmaker, owner: str, *, kinds: tuple[str, .
                     error=ABANDONED.format(n=MAX_ATTEMPTS))
             .execution_options(synchronize_session=False))
         busy, candidate = aliased(JobRow), aliased(JobRow)
-        busy_shops = select(busy.tenant_id).where(busy.status == "running",
-                                                  busy.lease_expires_at > now)
+        held_up = (select(busy.id)
+                   .where(busy.tenant_id == candidate.tenant_id, busy.status == "running",
+                          busy.lease_expires_at > now, _same_family(busy.kind, candidate.kind))
+                   .exists())
         oldest = (select(candidate.id)
-                  .where(_claimable(candidate, now, kinds),
-                         candidate.tenant_id.not_in(busy_shops))
+                  .where(_claimable(candidate, now, kinds), ~held_up)
                   .order_by(candidate.created_at, candidate.id).limit(1).scalar_subquery())
         row = (await session.execute(
             update(JobRow)

@@ -148,6 +148,30 @@ async def test_one_shops_jobs_run_one_at_a_time_in_order_others_run_alongside(
     assert c is not None and c.id == second.id
 
 
+async def test_a_shops_upload_does_not_wait_for_its_model_training(
+        database: tuple[str, async_sessionmaker]) -> None:
+    """Families run side by side for one shop; within one, and for kinds in none, one at a
+    time."""
+    _, sessions = database
+    training = await jobs.enqueue(sessions, SHOP, "model.train")
+    upload = await jobs.enqueue(sessions, SHOP, "knowledge.ingest")
+    second_training = await jobs.enqueue(sessions, SHOP, "model.train")
+    a = await jobs.claim(sessions, "workshop", kinds=("model.train",))
+    b = await jobs.claim(sessions, "kb", kinds=("knowledge.ingest",))
+    assert a is not None and b is not None and (a.id, b.id) == (training.id, upload.id)
+    assert await jobs.claim(sessions, "workshop-2", kinds=("model.train",)) is None
+    await jobs.finish(sessions, b.id, "kb", {})
+    odd = await jobs.enqueue(sessions, SHOP, "export.run")  # in no family: waits for all
+    assert await jobs.claim(sessions, "any", kinds=("export.run",)) is None
+    await jobs.finish(sessions, a.id, "workshop", {})
+    c = await jobs.claim(sessions, "any")
+    assert c is not None and c.id == second_training.id
+    assert await jobs.claim(sessions, "any-2", kinds=("export.run",)) is None
+    await jobs.finish(sessions, c.id, "any", {})
+    d = await jobs.claim(sessions, "any-2")
+    assert d is not None and d.id == odd.id
+
+
 async def test_one_shops_jobs_never_run_together_when_many_workers_claim_at_once(
         database: tuple[str, async_sessionmaker]) -> None:
     url, sessions = database
