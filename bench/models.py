@@ -174,10 +174,12 @@ def train_one(name: str, out: Path) -> None:
     """In the child process: train the shop's model from the project written under out/src."""
     from rasa.model_training import train
 
+    from bot.project import base_training_paths  # the base's training data, never data/tests
+
     src = out / "src" / name
     started = time.perf_counter()
     result = train(domain=str(src / "domain"), config=str(ROOT / "config.yml"),
-                   training_files=[str(ROOT / "data"), str(src / "data")], output=str(out),
+                   training_files=[*base_training_paths(ROOT), str(src / "data")], output=str(out),
                    fixed_model_name=name, force_training=True)
     seconds = time.perf_counter() - started
     if result.code != 0 or not result.model:

@@ -35,8 +35,8 @@ COPY data/ data/
 # Same arguments as the Makefile's model target. Training's cache (.rasa/) is not needed to
 # serve, so it does not stay in the image.
 RUN rasa data validate --domain bot/domain --data data \
- && rasa train --domain bot/domain --data data --config config.yml --out models \
-      --fixed-model-name switchboard \
+ && rasa train --domain bot/domain --data data/nlu data/rules --config config.yml \
+      --out models --fixed-model-name switchboard \
  && rm -rf .rasa
 
 # bot/stores.py (named by endpoints.yml) reads the environment through core/settings.py,
