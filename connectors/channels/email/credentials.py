@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 SERVICES = {"mailgun": "mailgun_signing_key", "sendgrid": "sendgrid_public_key"}
+# One mailbox's address (what visitors write to and replies come from), not a display form.
+ADDRESS = re.compile(r"^[^@\s<>\",;]+@[^@\s<>\",;]+\.[^@\s<>\",;.]+$")
+
+
+def port(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return isinstance(value, int) and 0 < value < 65536
 
 
 def check(section: Mapping[str, Any]) -> list[str]:
     problems = [f"email.{key} is missing" for key in ("address", "inbound", "smtp")
                 if not section.get(key)]
+    address = section.get("address")
+    if address and not (isinstance(address, str) and ADDRESS.match(address.strip())):
+        problems.append("email.address must be one email address (support@shop.example)")
     inbound = section.get("inbound")
     if inbound and inbound not in SERVICES:
         problems.append("email.inbound is 'mailgun' or 'sendgrid'")
@@ -19,4 +33,6 @@ def check(section: Mapping[str, Any]) -> list[str]:
     smtp = section.get("smtp")
     if smtp and not (isinstance(smtp, Mapping) and smtp.get("host")):
         problems.append("email.smtp needs a host")
+    elif isinstance(smtp, Mapping) and smtp.get("port") is not None and not port(smtp["port"]):
+        problems.append("email.smtp.port must be a port number (1-65535), e.g. 587")
     return problems

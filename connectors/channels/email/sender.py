@@ -200,11 +200,15 @@ class SmtpSender:
         if not smtp.get("host"):
             raise PermanentSendError("No SMTP server configured for this shop.")
         starttls = smtp.get("starttls")
+        try:  # checked when the credentials are saved (credentials.py); older ones were not
+            port = int(smtp.get("port") or 587)
+        except (TypeError, ValueError):
+            raise PermanentSendError("The shop's SMTP port is not a number.") from None
         try:
             await aiosmtplib.send(
                 message,
                 hostname=str(smtp["host"]),
-                port=int(smtp.get("port") or 587),
+                port=port,
                 username=smtp.get("username") or None,
                 password=smtp.get("password") or None,
                 start_tls=None if starttls is None else bool(starttls),

@@ -31,8 +31,11 @@ def without(section: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("section", [MAILGUN, SENDGRID, {**MAILGUN, "sendgrid_public_key": ""},
-                                     {**SENDGRID, "from_name": "Shop Help"}],
-                         ids=["mailgun", "sendgrid", "other-service-key-empty", "extra-fields"])
+                                     {**SENDGRID, "from_name": "Shop Help"},
+                                     {**MAILGUN, "smtp": {"host": "smtp.shop.example",
+                                                          "port": "465"}}],
+                         ids=["mailgun", "sendgrid", "other-service-key-empty", "extra-fields",
+                              "port-as-text"])
 def test_complete_sections_pass(section: dict[str, Any]) -> None:
     assert check(section) == []
     assert email.CHANNEL.problems({"email": section}) == []
@@ -56,9 +59,21 @@ def test_complete_sections_pass(section: dict[str, Any]) -> None:
     # The other service's key does not stand in for this one's.
     ({**without(SENDGRID, "sendgrid_public_key"), "mailgun_signing_key": "key-x"},
      ["email via sendgrid needs its signing key (email.sendgrid_public_key)"]),
+    # What would only fail later, where nobody sees it: mail to the shop refused as "not sent
+    # to the shop's address", every reply failing to connect.
+    ({**MAILGUN, "address": "not-an-address"},
+     ["email.address must be one email address (support@shop.example)"]),
+    ({**MAILGUN, "address": "Shop <support@shop.example>"},
+     ["email.address must be one email address (support@shop.example)"]),
+    ({**MAILGUN, "smtp": {"host": "smtp.shop.example", "port": "abc"}},
+     ["email.smtp.port must be a port number (1-65535), e.g. 587"]),
+    ({**MAILGUN, "smtp": {"host": "smtp.shop.example", "port": 99999}},
+     ["email.smtp.port must be a port number (1-65535), e.g. 587"]),
 ], ids=["no-address", "empty-address", "no-inbound", "unknown-inbound", "no-smtp",
         "empty-smtp", "smtp-without-host", "smtp-empty-host", "smtp-not-a-section",
-        "mailgun-without-key", "sendgrid-without-key", "sendgrid-with-mailgun-key"])
+        "mailgun-without-key", "sendgrid-without-key", "sendgrid-with-mailgun-key",
+        "address-not-an-address", "address-with-a-name", "port-not-a-number",
+        "port-out-of-range"])
 def test_each_missing_piece_is_named(section: dict[str, Any], problems: list[str]) -> None:
     assert check(section) == problems
     assert email.CHANNEL.problems({"email": section}) == problems

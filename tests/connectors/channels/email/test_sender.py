@@ -280,3 +280,11 @@ async def test_the_registry_builds_the_smtp_sender() -> None:
         settings = Settings.from_env({"SWITCHBOARD_CREDENTIALS_KEY": "k", "RASA_TOKEN": "t"})
         sender = email.CHANNEL.sender(http, settings)
     assert isinstance(sender, SmtpSender)
+
+
+@pytest.mark.asyncio
+async def test_a_port_stored_before_ports_were_checked_is_permanent_not_a_crash() -> None:
+    ctx = context(25, smtp={"port": "abc"})
+    [part] = SmtpSender().render(ctx, ONE)
+    with pytest.raises(PermanentSendError, match="SMTP port"):
+        await SmtpSender().deliver(ctx, part)

@@ -83,6 +83,23 @@ def test_numbers_must_be_a_list_of_phone_numbers(numbers: Any) -> None:
         "twilio.sms_numbers must be a list of phone numbers"]
 
 
+@pytest.mark.parametrize("numbers", [["hello world"], ["+1"], ["+15550001111", "call us"]])
+def test_numbers_must_look_like_phone_numbers(numbers: list[str]) -> None:
+    assert credentials.check({**CREDENTIALS, "sms_numbers": numbers}) == [
+        "twilio.sms_numbers must be a list of phone numbers"]
+
+
+def test_numbers_may_be_written_as_people_write_them() -> None:
+    section = {**CREDENTIALS, "sms_numbers": ["+1 (555) 000-1111"],
+               "whatsapp_numbers": ["whatsapp:+15550002222"]}
+    assert credentials.check(section) == []
+
+
+def test_the_account_sid_is_twilios() -> None:
+    assert credentials.check({**CREDENTIALS, "account_sid": "nope"}) == [
+        "twilio.account_sid is the Account SID from Twilio's console (AC…)"]
+
+
 def test_every_problem_is_listed_at_once_and_no_value_is_echoed() -> None:
     section = {"account_sid": "", "auth_token": "", "whatsapp_numbers": "+15550002222"}
     problems = credentials.check(section)
