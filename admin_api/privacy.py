@@ -1,19 +1,25 @@
 """Everything stored about one visitor of one shop: find it, export it, erase it.
 
-A visitor is named by what the owner was given: an email address, a phone number, a
-conversation id, or several of them (their conversations are the union). Every store keys
-conversations by the sender id, "{tenant_id}:{channel}:{user_key}" (core/sender_ids.py),
-where the user key is the visitor's address on that channel, so the visitor's conversations
-are:
+A visitor is named by what the owner has: an email address, a phone number, a conversation
+(the opaque `c_…` id the conversations list, the inbox and webhook events show; the route
+decodes it), the `sender` the shop's own REST client chose, or several of them (their
+conversations are the union). Every store keys conversations by the sender id,
+"{tenant_id}:{channel}:{user_key}" (core/sender_ids.py), where the user key is the visitor's
+address on that channel, so the visitor's conversations are:
 
 - by phone: `{shop}:sms:+E164` and `{shop}:whatsapp:+E164` (Twilio and Meta both use E.164);
 - by email: `{shop}:email:<address>`, and every conversation of the shop on any channel where
   the visitor gave that address: a Rasa `slot` event setting `email` to it (the order and
   returns forms ask for it), or a message of the visitor's that contains it;
-- by conversation: that sender id (with or without the leading `{shop}:`).
+- by REST sender: `{shop}:rest:<sender>` (the gateway strips it, as here);
+- by conversation: its sender id (a sender id given as such, with or without the leading
+  `{shop}:`, is taken as well: scripts written before the opaque ids).
 
-Only sender ids starting with the caller's shop id are ever looked at, so another shop's
-visitor (the same phone number writing to another shop) is never read or touched.
+A value that cannot name anyone (a "phone number" with too few digits, an address without
+one @, control characters) is refused (`NamesNoOne`, 422) rather than finding nothing: an
+owner must not read "nothing stored" when they mistyped. Only sender ids starting with the
+caller's shop id are ever looked at, so another shop's visitor (the same phone number
+writing to another shop) is never read or touched.
 
 The stores, each answered with its own count:
 - `messages`, `deliveries`, `handoff_requests`, `return_requests` (our tables, by sender id);
@@ -66,7 +72,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from actions.attempts import Attempts, VerificationFailureRow, derive_key
 from actions.commerce.tables import ReturnRequestRow
-from admin_api.errors import Unavailable
+from admin_api.errors import Unavailable, Unprocessable
 from core import logs
 from core.conversations import HandoffRow, MessageRow
 from core.db import create_engine
@@ -96,35 +102,62 @@ _OUR_TABLES: tuple[tuple[str, Any], ...] = (
     ("return_requests", ReturnRequestRow))
 
 
+class NamesNoOne(Unprocessable):
+    """The request names no visitor, or a value of it cannot name anyone (a 422)."""
+
+
 @dataclass(frozen=True)
 class Selector:
-    """How the owner names the visitor: any of an email address, a phone number and a
-    conversation id, normalised as the channels store them. Several name one person (their
-    conversations are the union); a value that cannot name anyone (a "phone number" with too
-    few digits, control characters) finds nothing rather than failing, so a request always
-    answers what is stored under what was given."""
+    """How the owner names the visitor: any of an email address, a phone number and
+    conversations (sender ids), normalised as the channels store them. Several name one
+    person (their conversations are the union)."""
 
     email: str | None = None
     phone: str | None = None
-    conversation: str | None = None
+    conversations: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, shop: str, *, email: str | None = None, phone: str | None = None,
-           conversation: str | None = None) -> Selector:
-        return cls(email=_email(email), phone=_phone(phone),
-                   conversation=_conversation(shop, conversation))
+           conversation: str | None = None, sender: str | None = None) -> Selector:
+        """NamesNoOne when nothing is given, or a value given cannot name anyone."""
+        given = {"email": email, "phone": phone, "conversation": conversation,
+                 "sender": sender}
+        if not any(v is not None and v.strip() for v in given.values()):
+            raise NamesNoOne("name the visitor: email, phone, conversation (its id, c_…) or "
+                             "sender (the REST channel's), or several")
+        found = {"email": _email(email), "phone": _phone(phone),
+                 "conversation": _conversation(shop, conversation),
+                 "sender": _conversation(shop, f"rest:{sender.strip()}") if sender else None}
+        unusable = [name for name, value in given.items()
+                    if value is not None and value.strip() and found[name] is None]
+        if unusable:
+            raise NamesNoOne([{"loc": [name], "msg": _UNUSABLE[name], "type": "value_error"}
+                              for name in unusable])
+        conversations = tuple(sorted({c for c in (found["conversation"], found["sender"])
+                                      if c}))
+        return cls(email=found["email"], phone=found["phone"], conversations=conversations)
 
     @property
     def empty(self) -> bool:
-        return not (self.email or self.phone or self.conversation)
+        return not (self.email or self.phone or self.conversations)
 
     def pseudonym(self, shop: str) -> str:
         """How the audit log names this request: a keyed hash, as logs name visitors."""
-        if self.conversation and not (self.email or self.phone):
-            return logs.visitor(self.conversation)
-        named = "|".join(f"{k}={v}" for k, v in (("email", self.email), ("phone", self.phone),
-                                                 ("conversation", self.conversation)) if v)
+        if len(self.conversations) == 1 and not (self.email or self.phone):
+            return logs.visitor(self.conversations[0])
+        named = "|".join(f"{k}={v}" for k, v in (
+            ("email", self.email), ("phone", self.phone),
+            ("conversation", ",".join(self.conversations))) if v)
         return logs.visitor(f"{shop}:visitor:{named}")
+
+
+_UNUSABLE = {
+    "email": "not an email address",
+    "phone": "not a phone number: give it international, with the country code (+49…)",
+    "conversation": "not a conversation id: give the id the conversations list shows (c_…)",
+    "sender": "not a REST sender: at most 255 characters with the shop's id, without "
+              "control characters",
+}
 
 
 def _usable(raw: str | None, limit: int) -> str | None:
@@ -210,9 +243,7 @@ def _ours(shop: str, sender_ids: Iterable[str]) -> list[str]:
 
 async def conversations_of(stores: Stores, shop: str, selector: Selector) -> list[str]:
     """The sender ids of the visitor's conversations with this shop (never another's)."""
-    found: set[str] = set()
-    if selector.conversation:
-        found.add(selector.conversation)
+    found: set[str] = set(selector.conversations)
     if selector.phone:
         found |= {f"{shop}:{channel}:{selector.phone}" for channel in ("sms", "whatsapp")}
     if selector.email:

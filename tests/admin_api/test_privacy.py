@@ -1,7 +1,9 @@
 """A visitor's data: exported and erased across our tables, Rasa's tracker events (an `events`
 table made as Rasa's SQL tracker store makes it, in the tracker database the admin service
-opens), verification counters and cached answers, never touching another shop's visitor; and
-the retention sweep that deletes a shop's old conversations."""
+opens), verification counters and cached answers, never touching another shop's visitor; the
+visitor named by what owners have (the conversation id they see, the REST sender), and
+nothing found said as a 404, never a 200 that looks like an erasure; and the retention sweep
+that deletes a shop's old conversations."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from actions.attempts import Attempts, VerificationFailureRow, derive_key
 from actions.commerce.tables import ReturnRequestRow
 from admin_api import privacy, retention
+from admin_api.routes.conversations import conversation_id
 from admin_api.tables import AuditRow
 from core.conversations import HandoffRow, MessageRow, record_message
 from core.db import create_engine, utcnow
@@ -158,10 +161,11 @@ async def test_an_erase_by_phone_spares_the_same_number_at_another_shop(world: W
     assert await world.events(world.others_sms) == 1
     assert await world.count(MessageRow, world.bystander) == 2
 
+    # Nothing is left: erasing again, or exporting, says so rather than answering zeros.
     status, again = await world.admin.call("POST", "/privacy/erase", json={"phone": PHONE})
-    assert status == 200 and set(again["deleted"].values()) == {0}
-    _, data = await world.admin.call("GET", "/privacy/export", params={"phone": PHONE})
-    assert data["conversations"] == [] and data["messages"] == []
+    assert status == 404 and "nothing is stored" in again["detail"], again
+    status, data = await world.admin.call("GET", "/privacy/export", params={"phone": PHONE})
+    assert status == 404 and "nothing is stored" in data["detail"], data
 
 
 async def test_an_erase_by_email_reaches_rasas_events_returns_and_counters(
@@ -183,26 +187,96 @@ async def test_an_erase_by_email_reaches_rasas_events_returns_and_counters(
 
 
 async def test_a_conversation_of_another_shop_is_never_touched(world: World) -> None:
-    status, erased = await world.admin.call("POST", "/privacy/erase",
-                                            json={"conversation": world.others_sms})
-    assert status == 200 and set(erased["deleted"].values()) == {0}
+    admin = world.admin
+    key = admin.settings.conversation_id_key
+    theirs = conversation_id(key, admin.other.id, world.others_sms)
+    for params in ({"conversation": theirs}, {"conversation": world.others_sms}):
+        status, answer = await admin.call("POST", "/privacy/erase", json=params)
+        assert status == 404 and answer["detail"], (params, answer)
+        status, answer = await admin.call("GET", "/privacy/export", params=params)
+        assert status == 404 and answer["detail"], (params, answer)
     assert await world.count(MessageRow, world.others_sms) == 2
-    # Without the shop part, a conversation id means this shop's.
-    status, data = await world.admin.call("GET", "/privacy/export",
-                                          params={"conversation": "web:w-bob"})
+    assert await world.events(world.others_sms) == 1
+    # Their owner erases it with the id their own list shows.
+    status, erased = await admin.call("POST", "/privacy/erase", shop=admin.other,
+                                      json={"conversation": theirs})
+    assert status == 200 and erased["deleted"]["messages"] == 2, erased
+    assert await world.count(MessageRow, world.sms) == 2  # the demo shop's sms stays
+    # A sender id given as such (scripts from before the opaque ids): without the shop part,
+    # it means this shop's.
+    status, data = await admin.call("GET", "/privacy/export",
+                                    params={"conversation": "web:w-bob"})
     assert status == 200 and data["conversations"] == [world.bystander]
 
 
-@pytest.mark.parametrize("params", [{}, {"phone": "12"}, {"email": "not-an-address"},
-                                    {"conversation": "web:w-bob\x00"}, {"phone": "+1555\x00"}])
-async def test_what_names_no_one_finds_nothing(world: World, params: dict[str, str]) -> None:
-    status, data = await world.admin.call("GET", "/privacy/export", params=params)
-    assert status == 200 and data["conversations"] == [] and data["messages"] == []
-    status, erased = await world.admin.call("POST", "/privacy/erase", json=params)
-    assert status == 200 and set(erased["deleted"].values()) == {0}
+async def test_the_conversation_id_owners_see_exports_and_erases_it(world: World) -> None:
+    """The id of GET /conversations (and of the inbox and webhook events) names the visitor;
+    the walkthrough's owner erased with it and got 200 `deleted: 0` while the data stayed."""
+    admin = world.admin
+    status, page = await admin.call("GET", "/conversations", params={"channel": "web"})
+    assert status == 200, page
+    listed = {item["visitor"]: item["id"] for item in page["items"]}
+    ident = conversation_id(admin.settings.conversation_id_key, admin.demo.id, world.web)
+    assert ident in listed.values()
+
+    status, data = await admin.call("GET", "/privacy/export", params={"conversation": ident})
+    assert status == 200, data
+    assert data["conversations"] == [world.web] and data["conversation_ids"] == [ident]
+    assert [m["text"] for m in data["messages"]] == ["I want to return my shoes",
+                                                     "Happy to help."]
+    assert [r["reference"] for r in data["return_requests"]] == ["R-1001-A"]
+
+    status, erased = await admin.call("POST", "/privacy/erase", json={"conversation": ident})
+    assert status == 200, erased
+    assert erased["deleted"]["messages"] == 2 and erased["deleted"]["tracker_events"] == 2
+    assert erased["deleted"]["return_requests"] == 1
+    assert await world.count(MessageRow, world.web) == 0 and await world.events(world.web) == 0
+    status, _ = await admin.call("GET", f"/conversations/{ident}")
+    assert status == 404
+    assert await world.count(MessageRow, world.bystander) == 2  # the other web visitor stays
+
+    status, again = await admin.call("POST", "/privacy/erase", json={"conversation": ident})
+    assert status == 404 and "nothing is stored" in again["detail"]
+
+
+async def test_the_rest_sender_the_shop_chose_names_its_visitor(world: World) -> None:
+    admin = world.admin
+    status, data = await admin.call("GET", "/privacy/export", params={"sender": " r-alice "})
+    assert status == 200, data
+    assert data["conversations"] == [world.rest]
+    assert data["conversation_ids"] == [conversation_id(
+        admin.settings.conversation_id_key, admin.demo.id, world.rest)]
+    status, erased = await admin.call("POST", "/privacy/erase", json={"sender": "r-alice"})
+    assert status == 200 and erased["deleted"]["messages"] == 2, erased
+    assert await world.count(MessageRow, world.rest) == 0
+    # Another shop's owner naming the same sender finds nothing of this shop's.
+    status, answer = await admin.call("POST", "/privacy/erase", shop=admin.other,
+                                      json={"sender": "w-bob"})
+    assert status == 404, answer
+
+
+@pytest.mark.parametrize(("params", "status", "field"), [
+    ({}, 422, None), ({"email": "  "}, 422, None), ({"phone": "12"}, 422, "phone"),
+    ({"email": "not-an-address"}, 422, "email"), ({"email": EMAIL, "phone": "12"}, 422, "phone"),
+    ({"conversation": "web:w-bob\x01"}, 422, "conversation"),
+    ({"conversation": "web:w-bob\x00"}, 422, "conversation"),
+    ({"phone": "+1555\x00"}, 422, "phone"),
+    ({"conversation": "c_made-up"}, 404, None), ({"conversation": "web:nobody"}, 404, None),
+    ({"sender": "nobody"}, 404, None), ({"email": "nobody@example.com"}, 404, None)])
+async def test_what_names_no_one_is_said_so(world: World, params: dict[str, str], status: int,
+                                            field: str | None) -> None:
+    """Never a 200 of empty lists or zeros: a typo is a 422 naming the field, and a name
+    under which nothing is stored a 404 saying so."""
+    for answered, answer in (
+            await world.admin.call("GET", "/privacy/export", params=params),
+            await world.admin.call("POST", "/privacy/erase", json=params)):
+        assert answered == status and answer["detail"], (params, answer)
+        if field is not None:
+            assert [e["loc"] for e in answer["detail"]] == [[field]], answer
     assert await world.count(MessageRow, world.sms) == 2
-    status, answer = await world.admin.call("GET", "/privacy/export", params={"whatever": "x"})
-    assert status == 422 and answer["detail"]
+    assert await world.count(MessageRow, world.bystander) == 2
+    answered, answer = await world.admin.call("GET", "/privacy/export", params={"whatever": "x"})
+    assert answered == 422 and answer["detail"]
 
 
 async def test_several_names_of_one_visitor_find_all_their_conversations(
@@ -293,14 +367,14 @@ async def test_retention_deletes_a_shops_old_conversations_only(world: World) ->
 
 async def test_an_embedded_tracker_that_does_not_exist_yet_holds_nothing(admin: Admin) -> None:
     """Before Rasa ever ran (no tracker file, not even its folder) an export finds no events
-    instead of failing; the matrix found this a 500."""
+    instead of failing (a 404: nothing stored); the matrix found this a 500."""
     if not admin.settings.uses_embedded_storage:
         pytest.skip("the embedded tracker file only exists without DATABASE_URL")
     tracker = Path(admin.settings.tracker_store_url.split("///", 1)[1])
     assert not tracker.exists()
     status, data = await admin.call("GET", "/privacy/export",
                                     params={"conversation": f"{admin.demo.id}:rest:nobody"})
-    assert status == 200, data
+    assert status == 404 and "nothing is stored" in data["detail"], data
     status, erased = await admin.call("POST", "/privacy/erase",
                                       json={"conversation": f"{admin.demo.id}:rest:nobody"})
-    assert status == 200, erased
+    assert status == 404 and "nothing is stored" in erased["detail"], erased

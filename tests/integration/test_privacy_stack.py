@@ -1,7 +1,8 @@
 """A visitor's data through the real stack: a REST visitor talks to the bot (Rasa stores its
 tracker events, the gateway its messages), the owner exports everything stored about them by
-the email they typed, erases it over the admin API, and nothing of theirs is left in either
-store, while the bot answers the same sender afresh."""
+the email they typed, erases it by the REST sender over the admin API, and nothing of theirs
+is left in either store (asking again is a 404), while the bot answers the same sender
+afresh, found again by the conversation id owners see."""
 
 from __future__ import annotations
 
@@ -48,25 +49,27 @@ def test_an_owner_exports_and_erases_a_visitor_across_our_tables_and_rasas(
         time.sleep(0.1)
     assert len(data["messages"]) == 2 + replies, data["messages"]
     assert data["conversations"] == [conversation]
+    [ident] = data["conversation_ids"]
+    assert ident.startswith("c_")
     assert {m["direction"] for m in data["messages"]} == {"in", "out"}
     said = [e["data"].get("text") for e in data["tracker_events"] if e["type"] == "user"]
     assert f"my email address is {email}" in said  # Rasa's own record of the turn
     assert any(e["type"] == "bot" for e in data["tracker_events"])
 
-    erased = owner.post("/privacy/erase", json={"conversation": f"rest:{visitor.sender}"})
+    erased = owner.post("/privacy/erase", json={"sender": visitor.sender})
     assert erased.status_code == 200, erased.text
     deleted = erased.json()["deleted"]
     assert deleted["messages"] == len(data["messages"])
     assert deleted["tracker_events"] == len(data["tracker_events"])
 
-    after = owner.get("/privacy/export", params={"email": email}).json()
-    assert after["conversations"] == [] and after["tracker_events"] == []
-    again = owner.post("/privacy/erase", json={"email": email}).json()
-    assert set(again["deleted"].values()) == {0}
+    after = owner.get("/privacy/export", params={"email": email})
+    assert after.status_code == 404 and "nothing is stored" in after.json()["detail"]
+    again = owner.post("/privacy/erase", json={"email": email})
+    assert again.status_code == 404 and "nothing is stored" in again.json()["detail"]
 
     # The same sender starts over: Rasa has no tracker for it any more and answers anyway.
     assert visitor.say("hello")
-    fresh = owner.get("/privacy/export", params={"conversation": conversation}).json()
+    fresh = owner.get("/privacy/export", params={"conversation": ident}).json()
     assert fresh["tracker_events"] and all(
         email not in str(e["data"]) for e in fresh["tracker_events"])
 
