@@ -18,6 +18,11 @@ slot or an argument our actions pass for that response (`ARGUMENTS`, kept comple
 that reads actions/*.py), and the text must format without error, so a typo is a 422 for the
 designer instead of a visitor reading "{ordr_number}".
 
+Two departures from Rasa, both for the visitor reading the message: a slot that holds nothing
+fills its placeholder with nothing (Rasa writes "None"), and the slots the bot keeps for itself
+(`INTERNAL_SLOTS`: the shop's id, when and how often verification ran, whether a person was
+offered) are no placeholders a designer's text may use.
+
 Overrides are read per shop through `OverrideCache`: a write clears the writing process's
 entry at once; other processes (more admin replicas) re-read a shop after `ttl` seconds (1 s),
 one read per shop and second at most, shared by concurrent requests. A setting can stand for a
@@ -54,6 +59,11 @@ log = logging.getLogger(__name__)
 
 DOMAIN_DIR = ROOT / "bot" / "domain"
 MAX_VARIANTS = 20
+
+# Slots the bot keeps for its own bookkeeping: nothing a visitor should read in a message.
+INTERNAL_SLOTS = frozenset({
+    "tenant_id", "verified_at", "verified_order", "verification_failures", "misunderstood_turns",
+    "handoff_offered", "handoff_requested", "flow_stop_reason", "requested_slot"})
 
 # Arguments our actions pass with a response (`dispatcher.utter_message(response=..., **args)`):
 # placeholders a template may use besides the domain's slots. tests/admin_api/test_responses.py
@@ -136,7 +146,7 @@ class DomainTexts:
             raise UnknownResponse(name) from None
 
     def allowed_placeholders(self, name: str) -> frozenset[str]:
-        return self.slots | ARGUMENTS.get(name, frozenset())
+        return (self.slots - INTERNAL_SLOTS) | ARGUMENTS.get(name, frozenset())
 
 
 def _collect(documents: Iterable[Mapping[str, Any]], responses: dict[str, tuple[Variant, ...]],
@@ -302,7 +312,7 @@ def render(variants: Sequence[Variant], channel: str | None, slots: Mapping[str,
         return None
     message = {k: copy.deepcopy(v) for k, v in choose(candidates).items()
                if k not in _SELECTORS}
-    values = {**slots, **arguments}
+    values = {**{k: "" if v is None else v for k, v in slots.items()}, **arguments}
     if values:
         for key in _INTERPOLATED:
             if key in message:

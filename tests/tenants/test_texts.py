@@ -76,8 +76,22 @@ def test_a_missing_value_leaves_the_template_as_written_and_double_braces_escape
     assert say([{"text": "Hi {email}"}], "web", {"tenant_id": "t"}, {})["text"] == "Hi {email}"
     assert say([{"text": "Literal {{email}}"}], "web", {"email": "a@b.c"}, {})["text"] \
         == "Literal {email}"
-    assert say([{"text": "None is {order_number}"}], "web", {"order_number": None},
-                  {})["text"] == "None is None"
+
+
+def test_an_empty_slot_fills_its_placeholder_with_nothing_not_none() -> None:
+    """Rasa writes "None"; a visitor should not read it."""
+    assert say([{"text": "Your order {order_number}."}], "web", {"order_number": None},
+               {})["text"] == "Your order ."
+
+
+def test_the_bots_own_bookkeeping_slots_are_no_placeholders() -> None:
+    domain = domain_texts()
+    assert "tenant_id" in domain.slots
+    for internal in ("tenant_id", "verified_at", "verification_failures", "handoff_offered"):
+        assert internal not in domain.allowed_placeholders("utter_iamabot")
+        with pytest.raises(TemplateError, match=internal):
+            validate("utter_iamabot", [{"text": f"x {{{internal}}}"}], domain)
+    assert {"order_number", "email"} <= domain.allowed_placeholders("utter_iamabot")
 
 
 def test_an_unknown_placeholder_is_refused_with_the_names_it_may_use() -> None:
