@@ -10,6 +10,13 @@ A change is live for the next message without retraining: Rasa asks our NLG endp
 (admin_api/nlg.py) for each response, which reads the same overrides through the cache this
 module clears on every write. A template that would not render (an unknown `{placeholder}`,
 a lone brace, no variant for every channel) is a 422 naming the problem.
+
+An override outlives its response: the shop's own response goes when its domain draft is
+deleted or another model is activated, and its override is kept, to speak again when a draft
+or model defines the name again. Such an override is listed, read and deleted like any other,
+with `defined` false (nothing says it meanwhile); it cannot be changed until the response
+exists again (its placeholders are not known). Before, it could be neither seen nor deleted
+(404) and came back unasked.
 """
 
 from __future__ import annotations
@@ -69,6 +76,9 @@ class ResponseOut(Model):
     override: list[VariantOut] | None = Field(description="the shop's own; null: the default")
     effective: list[VariantOut] = Field(description="what the bot says")
     placeholders: list[str] = Field(description="the {names} this response may use")
+    defined: bool = Field(default=True, description="false: no domain defines it now (its "
+                          "domain draft was deleted, another model activated); the shop's "
+                          "override is kept for when it is defined again; DELETE removes it")
 
 
 class NewVariants(Model):
@@ -110,9 +120,17 @@ def _response(name: str, override: list[dict[str, Any]] | None,
                        placeholders=sorted(domain.allowed_placeholders(name)))
 
 
-def _known(name: str, domain: DomainTexts) -> None:
+def _orphan(name: str, override: list[dict[str, Any]] | None) -> ResponseOut:
+    """An override of a response no domain defines now: the bot says nothing of it."""
+    return ResponseOut(name=name, default=[], effective=[], placeholders=[], defined=False,
+                       override=_out(override) if override is not None else None)
+
+
+def _known(name: str, domain: DomainTexts, orphaned: bool = False) -> None:
     if name not in domain.responses:
-        raise NotFound(f"no response named {name!r}; GET /responses lists them")
+        kept = ("; the shop keeps its text from when it was defined (DELETE "
+                f"/responses/{name} removes it)" if orphaned else "")
+        raise NotFound(f"no response named {name!r}{kept}; GET /responses lists them")
 
 
 @API.route("GET", "/responses", roles=DESIGNERS, query=ResponseQuery,
@@ -123,8 +141,11 @@ async def list_responses(call: Call[None, ResponseQuery]) -> Page[ResponseOut]:
     domain = await _domain(call)
     names = [n for n in domain.responses
              if call.query.overridden is None or (n in overrides) == call.query.overridden]
+    if call.query.overridden is not False:  # overrides of responses gone, last
+        names += sorted(n for n in overrides if n not in domain.responses)
     chosen = names[call.query.offset:call.query.offset + call.query.page_size]
     return Page[ResponseOut](items=[_response(n, overrides.get(n), setting_defaults, domain)
+                                    if n in domain.responses else _orphan(n, overrides[n])
                                     for n in chosen],
                              total=len(names), page=call.query.page,
                              page_size=call.query.page_size)
@@ -134,16 +155,20 @@ async def list_responses(call: Call[None, ResponseQuery]) -> Page[ResponseOut]:
            summary="Read one response with the shop's text")
 async def get_response(call: Call[None, None]) -> ResponseOut:
     name, domain = call.path["name"], await _domain(call)
+    override = await read_override(call.ctx.sessions, call.shop, name)
+    if name not in domain.responses and override is not None:
+        return _orphan(name, override)
     _known(name, domain)
-    return _response(name, await read_override(call.ctx.sessions, call.shop, name),
-                     await read_setting_defaults(call.ctx.sessions, call.shop), domain)
+    return _response(name, override, await read_setting_defaults(call.ctx.sessions, call.shop),
+                     domain)
 
 
 @API.route("PUT", "/responses/{name}", roles=DESIGNERS, body=NewVariants, response=ResponseOut,
            summary="Set the shop's text of a response", errors=(422,))
 async def put_response(call: Call[NewVariants, None]) -> ResponseOut:
     name, domain = call.path["name"], await _domain(call)
-    _known(name, domain)
+    _known(name, domain, orphaned=await read_override(call.ctx.sessions, call.shop, name)
+           is not None)
     variants = normalise(v.model_dump() for v in call.body.variants)
     try:
         validate(name, variants, domain)
@@ -163,13 +188,19 @@ async def put_response(call: Call[NewVariants, None]) -> ResponseOut:
 @API.route("DELETE", "/responses/{name}", roles=DESIGNERS, response=ResponseOut,
            summary="Restore the default text of a response")
 async def delete_response(call: Call[None, None]) -> ResponseOut:
+    """Removes the shop's override: also of a response no domain defines now (`defined`
+    false), which would otherwise speak again once one does."""
     name, domain = call.path["name"], await _domain(call)
-    _known(name, domain)
+    defined = name in domain.responses
     before = await remove_override(call.ctx.sessions, call.shop, name)
+    if not defined and before is None:
+        _known(name, domain)
     texts_cache(call.ctx).forget(call.shop)
     if before is not None:
         await record(call, "response.reset", target=name, before={"variants": before},
                      after=None)
+    if not defined:
+        return _orphan(name, None)
     return _response(name, None, await read_setting_defaults(call.ctx.sessions, call.shop),
                      domain)
 

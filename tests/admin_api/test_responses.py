@@ -265,3 +265,54 @@ async def test_a_shops_own_responses_are_listed_and_changed_like_the_base_ones(
                                         shop=admin.other)
         assert status == 404 and body["detail"]
     assert (await say(admin, "utter_frame_size", shop_id=admin.other.id))[0] == 404
+
+
+async def test_an_override_outliving_its_response_is_shown_and_deleted(admin: Admin) -> None:
+    """The shop's own response goes with its domain draft; the override stays (it speaks
+    again when the response is back), listed and read with `defined` false, and DELETE
+    removes it: the walkthrough's designer got 404 on both and the old text came back."""
+    yaml = {**admin.demo.auth("designer"), "Content-Type": "application/x-yaml"}
+    _, stored = await admin.client.put("/api/v1/training/domain/bikes", content=BIKES_DOMAIN,
+                                       headers=yaml)
+    assert stored.status in (200, 201), stored.body
+    old = {"variants": [{"text": "EDITED: medium frames fit most riders."}]}
+    status, _ = await admin.call("PUT", "/responses/utter_frame_size", role="designer", json=old)
+    assert status == 200
+    status, _ = await admin.call("DELETE", "/training/domain/bikes", role="designer")
+    assert status == 204
+
+    status, orphan = await admin.call("GET", "/responses/utter_frame_size", role="designer")
+    assert status == 200, orphan
+    assert orphan["defined"] is False and orphan["effective"] == []
+    assert orphan["override"][0]["text"] == old["variants"][0]["text"]
+    _, page = await admin.call("GET", "/responses", params={"overridden": "true"},
+                               role="designer")
+    assert [(r["name"], r["defined"]) for r in page["items"]] == [("utter_frame_size", False)]
+    _, page = await admin.call("GET", "/responses", params={"page_size": 200}, role="designer")
+    assert page["total"] == len(domain_texts().responses) + 1
+    assert all(r["defined"] for r in page["items"][:-1])
+    status, body = await admin.call("PUT", "/responses/utter_frame_size", role="designer",
+                                    json=old)
+    assert status == 404 and "DELETE" in body["detail"]
+    status, body = await admin.call("GET", "/responses/utter_frame_size", shop=admin.other)
+    assert status == 404  # another shop has neither the response nor the override
+
+    status, deleted = await admin.call("DELETE", "/responses/utter_frame_size", role="designer")
+    assert status == 200 and deleted["override"] is None and deleted["defined"] is False
+    async with admin.sessions() as session:
+        entry = (await session.execute(select(AuditRow).where(
+            AuditRow.action == "response.reset", AuditRow.target == "utter_frame_size"))
+        ).scalar_one()
+    assert (entry.before or {})["variants"][0]["text"] == old["variants"][0]["text"]
+    for method in ("GET", "DELETE"):
+        status, body = await admin.call(method, "/responses/utter_frame_size", role="designer")
+        assert status == 404 and "DELETE" not in body["detail"], body
+
+    # Defined again: the draft's own text speaks, not the old override.
+    _, stored = await admin.client.put("/api/v1/training/domain/bikes", content=BIKES_DOMAIN,
+                                       headers=yaml)
+    assert stored.status in (200, 201), stored.body
+    status, back = await admin.call("GET", "/responses/utter_frame_size", role="designer")
+    assert status == 200 and back["override"] is None and back["defined"] is True
+    assert back["effective"][0]["text"].startswith("Our size guide")
+    assert (await say(admin, "utter_frame_size"))[0] == 404  # NLG: no override to serve
