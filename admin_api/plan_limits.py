@@ -29,6 +29,7 @@ from billing.plans import Plan
 from core.db import utcnow
 from core.jobs import active_jobs
 from knowledge.tables import KnowledgeDocumentRow
+from tenants.api_keys import ApiKeyRow
 
 AGENT = "agent"
 UPGRADE = "/api/v1/billing/plans"
@@ -93,10 +94,13 @@ async def _document_names(call: Call[Any, Any]) -> set[str]:
 
 
 async def agent_count(call: Call[Any, Any], besides_email: str | None = None) -> int:
-    """Members with the agent role plus unexpired invitations as agents (owners answer too,
-    uncounted); `besides_email`: leave out that address's pending invitation (it is being
-    replaced)."""
+    """Members with the agent role, unexpired invitations as agents and unrevoked agent API keys
+    (a key claims and answers conversations as a person does; owners answer too, uncounted);
+    `besides_email`: leave out that address's pending invitation (it is being replaced)."""
     async with call.ctx.sessions() as session:
+        keys = (await session.execute(select(func.count(ApiKeyRow.id)).where(
+            ApiKeyRow.tenant_id == call.shop, ApiKeyRow.scope == AGENT,
+            ApiKeyRow.revoked_at.is_(None)))).scalar_one()
         members = (await session.execute(select(func.count(MembershipRow.id)).where(
             MembershipRow.tenant_id == call.shop, MembershipRow.role == AGENT))).scalar_one()
         invited = select(func.count(InviteRow.id)).where(
@@ -105,7 +109,7 @@ async def agent_count(call: Call[Any, Any], besides_email: str | None = None) ->
         if besides_email is not None:
             invited = invited.where(InviteRow.email != besides_email)
         pending = (await session.execute(invited)).scalar_one()
-    return int(members) + int(pending)
+    return int(members) + int(pending) + int(keys)
 
 
 # --- checks ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pydantic import Field
 from admin_api.api import API, Call, Model, Page, PageQuery
 from admin_api.audit import record
 from admin_api.errors import NotFound
+from admin_api.plan_limits import AGENT, require_agent
 from admin_api.principal import OWNERS
 from tenants.api_keys import ApiKey, UnknownApiKey, issue_key, list_keys, revoke_key
 
@@ -51,6 +52,8 @@ async def list_api_keys(call: Call[None, PageQuery]) -> Page[KeyOut]:
 @API.route("POST", "/keys", roles=OWNERS, body=NewKey, response=IssuedKeyOut, status=201,
            summary="Create an API key")
 async def create_api_key(call: Call[NewKey, None]) -> IssuedKeyOut:
+    if call.body.role == AGENT:  # a key answers conversations as an agent: one more seat
+        await require_agent(call)
     issued = await issue_key(call.ctx.sessions, call.shop, call.body.name, scope=call.body.role)
     await record(call, "key.create", target=issued.key.prefix,
                  after={"name": issued.key.name, "role": issued.key.scope})

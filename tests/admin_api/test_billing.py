@@ -110,7 +110,8 @@ async def test_a_free_shop_sees_its_plan_usage_and_limits(billed: Billed) -> Non
     assert page["invoices"] == [] and page["invoices_unavailable"] is False
     assert page["usage"] == {"month": utcnow().strftime("%Y-%m"), "conversations": 0,
                              "conversations_refused": 0, "llm_answers": 0, "llm_tokens": 0,
-                             "channels": 0, "knowledge_documents": 0, "agents": 0,
+                             "channels": 0, "knowledge_documents": 0,
+                             "agents": 1,  # the fixture's agent API key: a seat
                              "shop_models": 0}
     assert billed.stripe.sandbox.calls == []  # nothing to ask Stripe without a customer
 
@@ -346,6 +347,10 @@ async def test_one_knowledge_document_more_than_the_plan_allows_is_402(billed: B
 
 async def test_one_agent_more_than_the_plan_allows_is_402(billed: Billed) -> None:
     shop = billed.admin.other
+    _, keys = await billed.call("GET", "/keys", shop=shop)  # the fixture's agent key: a seat
+    [agent_key] = [key["id"] for key in keys["items"] if key["role"] == "agent"]
+    status, _ = await billed.call("DELETE", f"/keys/{agent_key}", shop=shop)
+    assert status == 200
     status, first = await billed.call("POST", "/users", shop=shop,
                                       json={"email": "ann@shop.example", "role": "agent"})
     assert status == 201, first
@@ -365,6 +370,13 @@ async def test_one_agent_more_than_the_plan_allows_is_402(billed: Billed) -> Non
     assert status == 402 and answer["limit"] == "agents"
     _, page = await billed.call("GET", "/billing", shop=shop)
     assert page["usage"]["agents"] == 1
+    # An agent API key claims and answers conversations as a person does: a seat too.
+    status, answer = await billed.call("POST", "/keys", shop=shop,
+                                       json={"name": "helpdesk bridge", "role": "agent"})
+    assert status == 402 and answer["limit"] == "agents"
+    status, _ = await billed.call("POST", "/keys", shop=shop,
+                                  json={"name": "order system", "role": "rest"})
+    assert status == 201
 
 
 async def test_with_billing_off_nothing_is_limited(admin: Admin) -> None:
@@ -383,7 +395,7 @@ async def test_with_billing_off_nothing_is_limited(admin: Admin) -> None:
     assert page["limits"] == {"conversations_per_month": None, "channels": None,
                               "knowledge_documents": None, "llm_tokens_per_month": None,
                               "own_models": True, "agents": None}
-    assert page["usage"]["channels"] == 2 and page["usage"]["agents"] == 2
+    assert page["usage"]["channels"] == 2 and page["usage"]["agents"] == 3  # and the key
     assert (await admin.call("GET", "/billing/plans", shop=shop)) == (200, [])
     for path, body in (("/billing/checkout", {"plan": "starter"}), ("/billing/portal", {})):
         status, answer = await admin.call("POST", path, shop=shop, json=body or None)
