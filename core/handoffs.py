@@ -18,6 +18,7 @@ Agents are people (their user id) or a shop's agent API keys ("key:<prefix>"): `
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -287,11 +288,59 @@ async def rating_asked(sessions: async_sessionmaker, handoff_id: int) -> None:
         await session.commit()
 
 
+# A visitor's answer to "How would you rate the help you got, from 1 (poor) to 5 (great)?" as
+# people write it: "5", "4/5", "5 stars, thanks so much!", "five!", "I'd give it a 4", "⭐⭐⭐⭐".
+# One number from 1 to 5 (a figure or its word, "/5" or "out of 5" at most) is the rating
+# when words of rating say so ("stars", "rate", "out of"), or when nothing but a few lead-in
+# words ("I'd give it a", "thanks,") come before it and nothing but praise or thanks after.
+# Anything else is the bot's to answer: an order number ("1001" is no 1-5, nor is "order 5"),
+# "2 items are missing" (the number counts items), two numbers ("5 stars, 2 days late": which
+# one?), a question ("5 stars, but where is my refund?"). Stars as emoji count themselves.
+_NUMBER_WORDS: Final = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+_RATING_NUMBER = re.compile(
+    r"(?<![\w#.,/-])(\d+(?:[.,]\d+)?|one|two|three|four|five)"
+    r"(?:\s*(?:/|out of|of)\s*(\d+|five))?(?![\w@/]|[.,]\d)", re.I)
+_RATING_WORDS = re.compile(r"\b(?:stars?|rat(?:e|ed|ing)|score|out of)\b", re.I)
+_STAR_EMOJI = re.compile(r"[\u2b50\u2605\U0001f31f]")
+# Words that may come before a bare rating ("I'd give it a 4", "thanks, 5")...
+_LEAD: Final = frozenset({
+    "a", "i", "i'd", "id", "i'll", "would", "will", "say", "give", "it", "you", "u", "them",
+    "solid", "easily", "definitely", "yes", "yeah", "ok", "okay", "so", "well", "oh", "hmm",
+    "um", "thanks", "thank", "great", "that's", "thats", "its", "it's", "is", "was", "clear",
+})
+# ...and after it: praise and thanks ("5 thanks", "4 - quick and helpful").
+_PRAISE: Final = frozenset({
+    "thanks", "thank", "you", "thx", "ty", "cheers", "so", "much", "very", "really", "great",
+    "good", "excellent", "awesome", "amazing", "perfect", "fantastic", "brilliant", "super",
+    "helpful", "fast", "quick", "nice", "lovely", "ok", "okay", "fine", "all", "the", "way",
+    "definitely", "for", "sure", "help", "service", "from", "me", "a", "and", "please", "was",
+    "it", "is", "that", "guys", "team", "job", "well", "done", "love", "it's", "its",
+})
+
+
 def rating_in(text: str) -> int | None:
-    """A visitor's 1-5 rating: "4", " 5 ", "4/5", "5 stars"; None for anything else."""
-    words = text.strip().lower().replace("/5", "").replace("stars", "").replace("star", "")
-    words = words.strip(" .!")
-    return int(words) if words in {"1", "2", "3", "4", "5"} else None
+    """A visitor's 1-5 rating in what they wrote, or None when it is not one (see above)."""
+    said = text.strip().lower()
+    if not said or "?" in said:
+        return None
+    stars = len(_STAR_EMOJI.findall(said))
+    numbers = list(_RATING_NUMBER.finditer(said))
+    if stars:
+        return stars if 1 <= stars <= 5 and not numbers else None
+    if len(numbers) != 1:
+        return None
+    found = numbers[0]
+    figure, scale = found.group(1), found.group(2)
+    value = _NUMBER_WORDS.get(figure) or (int(figure) if figure.isdigit() else 0)
+    if not 1 <= value <= 5 or (scale is not None and scale not in ("5", "five")):
+        return None
+    if scale is not None or _RATING_WORDS.search(said):
+        return value
+    before = re.findall(r"[a-z']+", said[:found.start()])
+    after = re.findall(r"[a-z']+", said[found.end():])
+    if set(before) <= _LEAD and set(after) <= _PRAISE:
+        return value
+    return None
 
 
 async def take_rating(sessions: async_sessionmaker, tenant_id: str, sender_id: str,
