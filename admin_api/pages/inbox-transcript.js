@@ -59,12 +59,11 @@ function turnOf(turn, inherited) {
       node: messageItem("visitor", "Visitor", visitor.at, visitor.text) });
   }
   const said = turn.bot || [];
-  said.forEach((message, n) => {
+  said.forEach((message) => {
     const agent = message.agent || null;
     const buttons = (message.buttons || []).map((b) => el("span", {}, b.title || b.payload || ""));
-    const last = n === said.length - 1;
     const extra = [buttons.length ? el("div", { class: "buttons" }, buttons) : null,
-      deliveryLine(message.deliveries || (last ? turn.deliveries : null))].filter(Boolean);
+      deliveryLine(message.deliveries)].filter(Boolean);
     messages.push({ agent: !!agent, node: messageItem(agent ? "agent" : "bot",
       agent ? `${authorName(agent)} (agent)` : "Bot", message.at || null,
       message.text || (message.image ? `[image] ${message.image}` : ""), extra) });

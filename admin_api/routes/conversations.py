@@ -205,19 +205,6 @@ class ButtonOut(Model):
     payload: str | None = None
 
 
-class BotMessageOut(Model):
-    text: str | None
-    buttons: list[ButtonOut] = []
-    image: str | None = None
-    agent: AgentOut | None = Field(None, description="the person who wrote it; null: the bot")
-
-
-class SourceOut(Model):
-    title: str | None
-    url: str | None
-    document: str | None
-
-
 class DeliveryOut(Model):
     provider: str
     provider_message_id: str | None
@@ -225,6 +212,22 @@ class DeliveryOut(Model):
     error_code: str | None
     error_detail: str | None
     updated_at: datetime
+
+
+class BotMessageOut(Model):
+    text: str | None
+    buttons: list[ButtonOut] = []
+    image: str | None = None
+    agent: AgentOut | None = Field(None, description="the person who wrote it; null: the bot")
+    deliveries: list[DeliveryOut] = Field(
+        default_factory=list, description="how the reply this message ends went out (on the "
+                                          "reply's last message; none on REST and web)")
+
+
+class SourceOut(Model):
+    title: str | None
+    url: str | None
+    document: str | None
 
 
 class VisitorMessageOut(Model):
@@ -327,6 +330,7 @@ def _add_reply(turn: TurnOut, message: TranscriptMessage) -> None:
     if not isinstance(said, list):
         said = [{"text": message.text}]
     turn.actions.extend(str(a) for a in payload.get("actions") or ())
+    added = False
     for item in said:
         if not isinstance(item, dict):
             continue
@@ -341,7 +345,11 @@ def _add_reply(turn: TurnOut, message: TranscriptMessage) -> None:
         if item.get("text") or buttons or item.get("image"):
             turn.bot.append(BotMessageOut(text=item.get("text"), buttons=buttons,
                                           image=item.get("image"), agent=agent))
-    turn.deliveries.extend(_delivery(d) for d in message.deliveries)
+            added = True
+    deliveries = [_delivery(d) for d in message.deliveries]
+    if added:  # under the reply they belong to, not the turn's last (an agent's after the bot's)
+        turn.bot[-1].deliveries = deliveries
+    turn.deliveries.extend(deliveries)
 
 
 def _delivery(row: Any) -> DeliveryOut:

@@ -178,7 +178,7 @@ async def test_a_transcript_has_every_turn(admin: Admin) -> None:
         "check_order_status", 0.97, "flow")
     assert order["actions"] == ["order_status_form", "action_order_status"]
     assert order["bot"] == [{"text": "It ships tomorrow.", "buttons": [], "image": None,
-                            "agent": None}]
+                            "agent": None, "deliveries": []}]
     assert (order["sources"], order["deliveries"]) == ([], [])
     assert (question["intent"], question["outcome"], question["knowledge_mode"]) == (
         "ask_question", "knowledge", "extractive")
@@ -188,6 +188,7 @@ async def test_a_transcript_has_every_turn(admin: Admin) -> None:
             for d in question["deliveries"]] == [
         ("twilio", "delivered", None, None), ("twilio", "failed", "30003", "Unreachable handset")]
     assert all(d["provider_message_id"].startswith("SM-out-") for d in question["deliveries"])
+    assert question["bot"][-1]["deliveries"] == question["deliveries"]
 
     rest = (await listing(admin, "?channel=rest"))["items"][0]
     _, transcript = await admin.call("GET", f"/conversations/{rest['id']}")
@@ -279,3 +280,36 @@ async def test_the_list_and_a_transcript_stay_fast_with_many_messages(admin: Adm
     assert status == 200
     print(admin.database_url.split(":")[0], {k: f"{v:.0f} ms" for k, v in timings.items()})
     assert max(timings.values()) < 5000
+
+
+async def test_each_reply_shows_its_own_deliveries_in_a_turn_an_agent_also_answered(
+        admin: Admin) -> None:
+    """The bot's "a person will reply" and the agent's reply after it are one turn; each went
+    out as its own WhatsApp message, and each bubble shows that one (the page showed both
+    under the agent's)."""
+    tenant, sender = admin.demo.id, sender_id(admin.demo.id, "whatsapp", "+4915100000001")
+    async with admin.sessions() as session:
+        async def message(direction: str, text: str, minutes: float, **columns: Any) -> int:
+            return int((await session.execute(insert(MessageRow).values(
+                tenant_id=tenant, sender_id=sender, channel="whatsapp", direction=direction,
+                text=text, created_at=at(minutes), **columns)
+                .returning(MessageRow.id))).scalar_one())
+
+        asked = await message("in", "a person please", 5, intent="human_handoff",
+                              outcome="handoff", message_id="wamid-in")
+        bot = await message("out", "A person will reply here.", 4.9,
+                            message_id=f"reply:{asked}", payload={"messages": [
+                                {"text": "A person will reply here."}]})
+        agent = await message("out", "Hi, Maria here.", 3, payload={
+            "agent": {"id": "user-1", "name": "Maria"}, "messages": [{"text": "Hi, Maria here."}]})
+        for pk, wamid in ((bot, "wamid-bot"), (agent, "wamid-agent")):
+            session.add(DeliveryRow(tenant_id=tenant, channel="whatsapp", provider="meta",
+                                    sender_id=sender, message_pk=pk, provider_message_id=wamid,
+                                    status="delivered", created_at=at(2), updated_at=at(2)))
+        await session.commit()
+    conversation = (await listing(admin, "?channel=whatsapp"))["items"][0]
+    _, transcript = await admin.call("GET", f"/conversations/{conversation['id']}")
+    [turn] = transcript["turns"]
+    assert [(m["text"], [d["provider_message_id"] for d in m["deliveries"]])
+            for m in turn["bot"]] == [("A person will reply here.", ["wamid-bot"]),
+                                      ("Hi, Maria here.", ["wamid-agent"])]
