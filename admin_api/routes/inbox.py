@@ -116,13 +116,18 @@ async def agent_of(call: Call[Any, Any]) -> Agent:
 
 
 async def open_handoff(call: Call[Any, Any]) -> tuple[str, HandoffRow]:
-    """The conversation's sender id and open handoff; 404 for another shop's id or when no
-    person was asked for."""
+    """The conversation's sender id and open handoff; 404 for another shop's id or one with
+    no messages, 409 when the bot has the conversation (no person asked for, or handed back)."""
     sender_id = sender_of(call.ctx.settings.conversation_id_key, call.shop,
                           call.path["conversation_id"])
     row = await handoffs.human_owner(call.ctx.sessions, call.shop, sender_id)
     if row is None:
-        raise NotFound("this conversation has no open handoff: the bot has it")
+        async with call.ctx.sessions() as session:
+            known = await session.scalar(select(MessageRow.id).where(
+                MessageRow.tenant_id == call.shop, MessageRow.sender_id == sender_id).limit(1))
+        if known is None:
+            raise NotFound("no such conversation in your shop")
+        raise Conflict("this conversation has no open handoff: the bot has it")
     return sender_id, row
 
 

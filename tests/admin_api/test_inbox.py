@@ -157,7 +157,7 @@ async def test_a_reply_is_recorded_and_handed_to_the_gateway_and_to_rasa(inbox: 
     assert status == 200 and transcript["state"] == "assigned"
     said = [m for turn in transcript["turns"] for m in turn["bot"]]
     assert said == [{"text": "Hi, I'm Sam from the shop.", "buttons": [], "image": None,
-                     "agent": message["agent"]}]
+                     "agent": message["agent"], "deliveries": []}]
     (handoff,) = transcript["handoffs"]
     assert handoff["id"] == handoff_id and handoff["assignee"] == message["agent"]
 
@@ -244,12 +244,14 @@ async def test_resolving_resumes_the_bot_and_asks_for_a_rating(inbox: Inbox) -> 
                                       "4") == 4
     _, transcript = await inbox.call("GET", f"/conversations/{conversation}")
     assert transcript["state"] == "resolved" and transcript["handoffs"][0]["rating"] == 4
-    # Handed back: nothing more to claim, reply in or resolve.
+    # Handed back: nothing more to claim, reply in or resolve (a conflict with the bot's
+    # ownership, not an unknown conversation).
     for action in ("claim", "resolve"):
-        assert (await inbox.call("POST", f"/conversations/{conversation}/{action}"))[0] == 404
+        status, answer = await inbox.call("POST", f"/conversations/{conversation}/{action}")
+        assert status == 409 and "the bot has it" in answer["detail"]
     status, _ = await inbox.call("POST", f"/conversations/{conversation}/messages",
                                  json={"text": "hello?"})
-    assert status == 404
+    assert status == 409
 
 
 async def test_another_shops_conversation_is_not_found_by_any_inbox_route(
