@@ -3,7 +3,8 @@ drafts, and training and activating shops' own models, run in Rasa's interpreter
 3.11 code never imports Rasa.
 
 `POST {WORKSHOP_URL}/validate` with `{"files": {"<kind>/<name>.yml": "<yaml>"}}` answers
-`{"errors": [{"file", "line", "message"}], "complete": bool}`. The key is the short-lived JWT
+`{"errors": [{"file", "line", "message"}], "warnings": [...], "complete": bool}` (warnings
+never stop a training; a workshop that sends none has none). The key is the short-lived JWT
 Rasa's HTTP API takes (core/rasa_http.py), in the Authorization header.
 
 No retries: a check takes 1.5-2 s of Rasa's time (the workshop's first one a few more), the
@@ -33,7 +34,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -126,10 +127,12 @@ class WorkshopClient:
             raise WorkshopUnavailable("the workshop's answer is not what it should be") from None
 
     async def validate(self, files: Mapping[str, str]) -> list[Problem]:
-        """Rasa's findings about the drafts ({"nlu/x.yml": content}) over the base."""
+        """Rasa's findings about the drafts ({"nlu/x.yml": content}) over the base: its errors,
+        then its warnings (severity "warning")."""
         answer = await self._send("POST", "/validate", {"files": dict(files)}, typed=False)
         try:
-            return [_problem(item) for item in answer["errors"]]
+            return [*(_problem(item) for item in answer["errors"]),
+                    *(_problem(item, "warning") for item in answer.get("warnings", []))]
         except (KeyError, TypeError, ValueError):
             raise WorkshopUnavailable("the workshop's answer is not what it should be") from None
 
@@ -175,10 +178,10 @@ class WorkshopClient:
             await self._client.aclose()
 
 
-def _problem(item: Any) -> Problem:
+def _problem(item: Any, severity: Literal["error", "warning"] = "error") -> Problem:
     if not isinstance(item, dict):
         raise TypeError("a finding is an object")
-    return Problem(str(item["file"]), int(item["line"]), str(item["message"]))
+    return Problem(str(item["file"]), int(item["line"]), str(item["message"]), severity)
 
 
 def _detail(answer: httpx.Response) -> str:

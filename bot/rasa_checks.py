@@ -2,14 +2,16 @@
 runs them (rasa/cli/utils.py `validate_files`); runs in Rasa's interpreter (bot/workshop.py).
 
 The base is the repository's data/, bot/domain/ and config.yml. Each check writes the drafts
-into a temporary directory beside copies of the base's domain files, loads everything with
-`TrainingDataImporter.load_from_config` and runs the `Validator`'s checks: the domain's
-validity, actions and forms used in stories and rules, form slots, slot mappings, intents and
-utterances against the NLU data, examples labelled with two intents, and story/rule structure
-conflicts. Before that, every draft goes through Rasa's YAML schema for its kind (the same
-`validate_yaml_schema` the readers call, whose errors carry the YAML path, hence a line); a set
-with schema or syntax errors stops there (`complete` is false): Rasa's loaders raise at the
-first such file, and the checks across files would only repeat them.
+into a temporary directory beside copies of the base's domain files (bot/project.py), loads
+them with `TrainingDataImporter.load_from_config` as training reads them (test stories are not
+training data, so not part of these checks: a test may expect what the bot does not do yet)
+and runs the `Validator`'s checks: the domain's validity, actions and forms used in stories
+and rules, form slots, slot mappings, intents and utterances against the NLU data, examples
+labelled with two intents, and story/rule structure conflicts. Before that, every draft goes
+through Rasa's YAML schema for its kind (the same `validate_yaml_schema` the readers call,
+whose errors carry the YAML path, hence a line); a set with schema or syntax errors stops
+there (`complete` is false): Rasa's loaders raise at the first such file, and the checks
+across files would only repeat them.
 
 What Rasa reports comes as Python warnings (`rasa.shared.utils.io.raise_warning`), log records
 of `rasa.*` (story conflicts) and exceptions. Each becomes a `Finding` on the draft and line it
@@ -21,6 +23,15 @@ to the first of them, line 1. The base's own warnings (the base run, computed on
 the designer's: a message the base alone produces is dropped, and the base's warnings are
 logged once at start-up instead (47 today: mostly responses that only custom actions say,
 "not used in any story or rule").
+
+Errors and warnings: Rasa itself never fails a validation on three of its messages, even with
+`--fail-on-warnings` (rasa/validator.py sets `everything_is_alright = ignore_warnings or
+everything_is_alright` for them): an intent or a response "not used in any story or rule", and
+an intent of the domain without NLU examples. Those are `warnings` here, never `errors`, with a
+sentence on what they mean for the bot; a response a form says itself (`utter_ask_<slot>`,
+`utter_ask_<form>_<slot>` for a slot the form requests) is not even that: it is how a form
+asks. Everything else Rasa says (schema errors, unknown intents and actions, story/rule
+conflicts, examples with two intents, slot mappings...) is an error.
 
 Rasa's structlog events while loading data are left out: the one there is (a story's
 `user:` text that does not parse) is about a visitor message's form, which the YAML schema
@@ -38,7 +49,7 @@ import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +67,18 @@ REMEMBERED = 16  # reports kept by Checker, the latest
 # Python's own and the libraries' notices while Rasa loads, not findings about the data.
 IGNORED_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
                     ResourceWarning)
+# The messages Rasa never fails a validation on (see the module doc), with what they mean here.
+UNUSED_INTENT = re.compile(r"^The intent '([^']+)' is not used in any story or rule\.")
+UNUSED_RESPONSE = re.compile(r"^The utterance '([^']+)' is not used in any story or rule\.")
+WITHOUT_EXAMPLES = re.compile(r"^The intent '([^']+)' is listed in the domain file, but is not "
+                              r"found in the NLU training data\.")
+WARNINGS = (
+    (UNUSED_INTENT, "The bot recognises it, but until a rule starts with it, a message "
+                    "recognised as it gets the fallback answer."),
+    (UNUSED_RESPONSE, "Nothing will say it until a rule does (a form says its own "
+                      "utter_ask_<slot> responses)."),
+    (WITHOUT_EXAMPLES, "The bot cannot recognise it until an nlu draft gives it examples."),
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,7 @@ class Finding:
 class Report:
     errors: list[Finding]
     complete: bool  # false: schema or syntax errors stopped the checks across files
+    warnings: list[Finding] = field(default_factory=list)  # worth reading, never blocking
 
 
 @dataclass(frozen=True)
@@ -118,7 +142,7 @@ class Checker:
     def base_warnings(self) -> list[str]:
         """What Rasa says about the base alone (logged once, never reported to designers)."""
         if self._base is None:
-            found, paths = self._layered({})
+            found, paths, _ = self._layered({})
             self._base = frozenset(_label(raw.message, paths) for raw in found)
             if self._base:
                 log.warning("Rasa's checks warn about the base data itself (%d warnings; "
@@ -147,29 +171,37 @@ class Checker:
                   for finding in _schema_findings(name, content)]
         if schema:
             return Report(_unique(schema), False)
-        findings = []
-        found, paths = self._layered(drafts)
+        errors, warned = [], []
+        found, paths, asked = self._layered(drafts)
         for raw in found:
             message = _label(raw.message, paths)
             if message in base:
                 continue
-            findings.append(_attribute(raw, message, drafts, paths))
-        return Report(_unique(findings), True)
+            warning = _warning(message, asked)
+            if warning is None:
+                errors.append(_attribute(raw, message, drafts, paths))
+            elif warning:
+                warned.append(_attribute(raw, warning, drafts, paths))
+        return Report(_unique(errors), True, _unique(warned))
 
     # --- running Rasa ---
 
-    def _layered(self, drafts: Mapping[str, str]) -> tuple[list[_Raw], dict[str, str]]:
+    def _layered(self, drafts: Mapping[str, str]
+                 ) -> tuple[list[_Raw], dict[str, str], frozenset[str]]:
+        """What Rasa says, the paths' names, and the responses forms ask with."""
         with tempfile.TemporaryDirectory(prefix="switchboard-workshop-") as tmp:
             where = Path(tmp).resolve()
             paths = lay_out(where, drafts, self.root)
-            return self._validate(where), paths
+            found, asked = self._validate(where)
+            return found, paths, asked
 
-    def _validate(self, tmp: Path) -> list[_Raw]:
+    def _validate(self, tmp: Path) -> tuple[list[_Raw], frozenset[str]]:
         from rasa.shared.exceptions import RasaException, YamlException
         from rasa.shared.importers.importer import TrainingDataImporter
         from rasa.validator import Validator
 
         found: list[_Raw] = []
+        asked: set[str] = set()
         handler = _Collect(found)
         rasa_log = logging.getLogger("rasa")
         rasa_log.addHandler(handler)
@@ -184,6 +216,7 @@ class Checker:
                     if importer.get_domain().is_empty():
                         found.append(_Raw("Encountered empty domain during validation."))
                     else:
+                        asked.update(_asked_by_forms(importer.get_domain()))
                         validator = Validator.from_importer(importer)
                         # rasa/cli/utils.py validate_files, in its order
                         validator.verify_domain_validity()
@@ -201,8 +234,28 @@ class Checker:
             rasa_log.removeHandler(handler)
         found.extend(_Raw(str(w.message)) for w in caught
                      if not issubclass(w.category, IGNORED_WARNINGS))
-        return found
+        return found, frozenset(asked)
 
+
+def _asked_by_forms(domain: Any) -> set[str]:
+    """The responses Rasa's forms say to ask for their slots (rasa/core/actions/forms.py
+    `_name_of_utterance`: utter_ask_<form>_<slot>, else utter_ask_<slot>)."""
+    asked: set[str] = set()
+    for form in domain.form_names:
+        for slot in domain.required_slots_for_form(form):
+            asked.update((f"utter_ask_{form}_{slot}", f"utter_ask_{slot}"))
+    return asked
+
+
+def _warning(message: str, asked: frozenset[str]) -> str | None:
+    """None: an error; "": expected, nothing to say; otherwise the warning to show."""
+    for pattern, meaning in WARNINGS:
+        found = pattern.search(message)
+        if found:
+            if pattern is UNUSED_RESPONSE and found.group(1) in asked:
+                return ""
+            return f"{message} {meaning}"
+    return None
 
 
 def _label(message: str, paths: Mapping[str, str]) -> str:

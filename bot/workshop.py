@@ -7,10 +7,11 @@ Our 3.11 processes never import Rasa (DESIGN.md, Processes); what needs Rasa's o
 for a shop's training data runs here, called over HTTP. Its routes:
 
     POST /validate  {"files": {"nlu/bikes.yml": "<yaml>", "rules/bikes.yml": ..., ...}}
-                 -> {"errors": [{"file", "line", "message"}], "complete": bool}
+                 -> {"errors": [{"file", "line", "message"}], "warnings": [...],
+                     "complete": bool}
 
 the shop's drafts layered over the base data, checked as `rasa data validate` checks a
-project (bot/rasa_checks.py);
+project (bot/rasa_checks.py); warnings never stop a training;
 
     POST   /train  {"shop", "version", "files"} -> 202 (new) or 200 (known) with the job
     GET    /train/{version}                      -> the job: state, progress, stage, position,
@@ -151,9 +152,11 @@ async def validate(request: web.Request) -> web.Response:
     files = checked(parse_files, payload["files"])
     loop = asyncio.get_running_loop()
     report = await loop.run_in_executor(request.app[WORKER], request.app[CHECKER].check, files)
-    log.info("checked %d drafts: %d findings%s", len(files), len(report.errors),
+    log.info("checked %d drafts: %d errors, %d warnings%s", len(files), len(report.errors),
+             len(report.warnings),
              "" if report.complete else " (schema errors: checks across files skipped)")
     return web.json_response({"errors": [f.as_json() for f in report.errors],
+                              "warnings": [f.as_json() for f in report.warnings],
                               "complete": report.complete})
 
 

@@ -85,9 +85,15 @@ class DraftQuery(PageQuery):
 
 
 class Validation(Model):
-    ok: bool = Field(description="true: neither our checks nor Rasa's found anything")
+    ok: bool = Field(description="true: neither our checks nor Rasa's found an error: the "
+                                 "drafts can train (warnings do not stop it)")
     errors: list[ProblemOut] = Field(description="ours and Rasa's (their messages start with "
                                                  "'Rasa: '), each once")
+    warnings: list[ProblemOut] = Field(
+        default_factory=list,
+        description="what Rasa only warns about, e.g. an intent no rule starts with (messages "
+                    "recognised as it get the fallback) or a response nothing says; worth "
+                    "reading, never stops a training")
     rasa_checked: bool = Field(description="false: our checks found YAML syntax errors, so "
                                            "Rasa's own checks were not run (fix those first)")
 
@@ -202,7 +208,7 @@ async def validate_training(call: Call[None, None]) -> Validation:
     found YAML syntax errors. 503 when Rasa's checks could not run."""
     checked = await check_drafts(call, await read_contents(call.ctx.sessions, call.shop))
     return Validation(ok=not checked.problems, errors=_problems(checked.problems),
-                      rasa_checked=checked.rasa_checked)
+                      warnings=_problems(checked.warnings), rasa_checked=checked.rasa_checked)
 
 
 @API.route("GET", "/training/base", roles=DESIGNERS, response=BaseOut,

@@ -1,7 +1,8 @@
 """The base training data every shop shares, as the repository has it: data/nlu, data/rules,
 data/stories and data/tests (Rasa's training data and test stories) and bot/domain (the
 domain). Read and parsed once per process (the files change with a deploy); drafts are checked
-against what it defines (admin_api/training/checks.py)."""
+against what it defines (admin_api/training/checks.py), and against the dialogue policies
+config.yml names (`policies`: whether stories are learned at all)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from admin_api.training.nodes import Definitions
 from admin_api.training.reader import parse
@@ -61,3 +64,11 @@ def read_base(root: Path = ROOT) -> BaseData:
 @functools.cache
 def base_data() -> BaseData:
     return read_base()
+
+
+@functools.cache
+def policies(root: Path = ROOT) -> tuple[str, ...]:
+    """The names of the dialogue policies in config.yml ("RulePolicy", ...)."""
+    config = yaml.safe_load((root / "config.yml").read_text(encoding="utf-8")) or {}
+    return tuple(str(policy.get("name")) for policy in config.get("policies") or []
+                 if isinstance(policy, dict))

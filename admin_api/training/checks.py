@@ -8,6 +8,9 @@ which run in Rasa's interpreter, the workshop (bot/workshop.py), asked over HTTP
 (admin_api/workshop.py): `rasa_problems`. Both are merged, the same finding once. While our
 checks find YAML syntax errors Rasa's are not asked for: Rasa would stop at the same broken
 file, and validation stays quick while the designer fixes it (`Checked.rasa_checked` says so).
+What Rasa only warns about (an intent or a response "not used in any story or rule") comes
+back as `Checked.warnings`, shown to the designer and never stopping a training; the rest are
+`Checked.problems`, which do.
 
 What is checked, per draft (`<kind>/<name>.yml`, lines 1-based from PyYAML's node marks; one
 file at a time in reader.py and domain_file.py, the set over the base here):
@@ -23,15 +26,23 @@ file at a time in reader.py and domain_file.py, the set over the base here):
   base's rule for it. Steps may use only what exists: intents, slots, entities and forms of
   the base or the drafts, `utter_` responses, and the base's actions (custom actions are
   code, which a draft cannot add).
+- Drafts agree with each other: two rules (in one draft or two) that start with the same
+  intent and go on with different actions contradict each other, which Rasa's RulePolicy
+  refuses at training time, minutes later, while Rasa's checks let them pass.
+- Stories are used: with config.yml's policies (RulePolicy alone today) no story is ever
+  followed, so each story of a stories draft is a problem that says to write it as a rule.
+  Test stories (`tests` drafts) are not training data: they are only run against a trained
+  version (bot/project.py), so they may expect what the bot does not do yet.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from admin_api.training.base import policies
 from admin_api.training.nodes import (
     DEFAULT_ACTIONS,
     DEFAULT_INTENTS,
@@ -42,17 +53,28 @@ from admin_api.training.nodes import (
     Ref,
     Where,
 )
-from admin_api.training.reader import parse
+from admin_api.training.reader import contradiction, parse
 
+# Rasa's policies that learn from stories (rasa/core/policies/): with none of them in
+# config.yml, only rules are followed.
+STORY_POLICIES = frozenset({"MemoizationPolicy", "AugmentedMemoizationPolicy", "TEDPolicy"})
+UNUSED_STORY = ("story '{name}' would never be followed: this bot's dialogue policies "
+                "({policies} in config.yml) learn from rules only, not from stories; write the "
+                "flow as a rule (a rules draft with the same steps under `- rule:`) and delete "
+                "this stories draft")
 CUSTOM_ACTION = ("the action '{name}' does not exist: actions that run code are part of the "
                  "product and a draft cannot add one; use an utter_ response (defined under "
                  "responses in a domain draft), a form, or one of the base's actions (GET "
                  "/api/v1/training/base lists them)")
 
 
-def our_problems(drafts: Sequence[ParsedFile], base: Definitions) -> list[Problem]:
-    """The problems of the drafts (parsed) laid over the base's definitions."""
+def our_problems(drafts: Sequence[ParsedFile], base: Definitions,
+                 dialogue_policies: Sequence[str] | None = None) -> list[Problem]:
+    """The problems of the drafts (parsed) laid over the base's definitions, for the dialogue
+    policies config.yml names (unless given)."""
     problems = [problem for draft in drafts for problem in draft.problems]
+    problems.extend(_unused_stories(drafts, policies() if dialogue_policies is None
+                                    else tuple(dialogue_policies)))
     combined = Definitions()
     combined.merge(base)
     seen = Definitions()  # what the drafts define, first definition wins
@@ -65,6 +87,18 @@ def our_problems(drafts: Sequence[ParsedFile], base: Definitions) -> list[Proble
         problems.extend(_unknown(draft.defs.refs, combined))
         problems.extend(_without_examples(draft, combined))
     return sorted(problems, key=lambda p: (p.file, p.line, p.message))
+
+
+def _unused_stories(drafts: Sequence[ParsedFile], dialogue_policies: tuple[str, ...]
+                    ) -> Iterable[Problem]:
+    if STORY_POLICIES & set(dialogue_policies):
+        return
+    named = ", ".join(dialogue_policies) or "no policies"
+    for draft in drafts:
+        if draft.kind == "stories":
+            for name, where in draft.defs.stories.items():
+                yield Problem(where.file, where.line,
+                              UNUSED_STORY.format(name=name, policies=named))
 
 
 def _redefinitions(draft: ParsedFile, base: Definitions, seen: Definitions
@@ -120,11 +154,15 @@ def _redefinitions(draft: ParsedFile, base: Definitions, seen: Definitions
                 yield problem(where, f"a {noun} named '{name}' is already in {drafted[name]}")
     for (intent, entities), (name, where, action) in defs.starts.items():
         theirs_start = base.starts.get((intent, entities))
+        drafted_start = seen.starts.get((intent, entities))
         if theirs_start is not None and action and action != theirs_start[2]:
             base_name, base_where, base_action = theirs_start
             yield problem(where, f"'{name}' answers {intent} with {action}, but the base's rule "
                                  f"'{base_name}' ({base_where}) answers it with {base_action}; "
                                  "a draft cannot change a base flow: use a new intent")
+        elif drafted_start is not None and action and drafted_start[2] \
+                and action != drafted_start[2]:
+            yield problem(where, contradiction(name, (intent, entities), action, drafted_start))
 
 
 def _unknown(refs: Iterable[Ref], known: Definitions) -> Iterable[Problem]:
@@ -174,8 +212,9 @@ class RasaChecks(Protocol):
 
 @dataclass(frozen=True)
 class Checked:
-    problems: list[Problem]
+    problems: list[Problem]  # errors: the drafts cannot train as they are
     rasa_checked: bool  # false: our checks found YAML syntax errors, Rasa's were not asked
+    warnings: list[Problem] = field(default_factory=list)  # worth reading, never blocking
 
 
 SYNTAX = ("YAML syntax error", "YAML error")
@@ -183,11 +222,13 @@ SYNTAX = ("YAML syntax error", "YAML error")
 
 async def rasa_problems(drafts: Sequence[tuple[str, str, str]],
                         rasa: RasaChecks) -> list[Problem]:
-    """Rasa's own checks (`rasa data validate`) of the drafts over the base, in the workshop."""
+    """Rasa's own checks (`rasa data validate`) of the drafts over the base, in the workshop:
+    its errors and its warnings (`severity`)."""
     files = {f"{kind}/{name}.yml": content for kind, name, content in drafts}
     if not files:
         return []
-    return [Problem(p.file, p.line, f"Rasa: {p.message}") for p in await rasa.validate(files)]
+    return [Problem(p.file, p.line, f"Rasa: {p.message}", p.severity)
+            for p in await rasa.validate(files)]
 
 
 def validate(drafts: Sequence[tuple[str, str, str]], base: Definitions) -> list[Problem]:
@@ -202,7 +243,9 @@ async def validate_all(drafts: Sequence[tuple[str, str, str]], base: Definitions
     ours = await asyncio.to_thread(validate, drafts, base)
     if any(p.message.startswith(SYNTAX) for p in ours):
         return Checked(ours, rasa_checked=False)
-    return Checked(merge(ours, await rasa_problems(drafts, rasa)), rasa_checked=True)
+    theirs = await rasa_problems(drafts, rasa)
+    return Checked(merge(ours, [p for p in theirs if p.severity == "error"]), rasa_checked=True,
+                   warnings=merge(p for p in theirs if p.severity == "warning"))
 
 
 def merge(*groups: Iterable[Problem]) -> list[Problem]:

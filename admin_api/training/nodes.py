@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -52,6 +53,9 @@ class Problem:
     file: str
     line: int
     message: str
+    # "warning": worth reading, never stops a training (Rasa's "not used in any story or
+    # rule", bot/rasa_checks.py); "error": the drafts cannot train as they are.
+    severity: Literal["error", "warning"] = "error"
 
 
 @dataclass(frozen=True)

@@ -207,8 +207,11 @@ class _Reader(DomainReader):
             if not conditional and self.kind != "tests" and first and first[0] == "intent":
                 second = parsed[1] if len(parsed) > 1 else None
                 action = second[1] if second is not None and second[0] == "action" else ""
-                self.defs.starts.setdefault((first[1], first[2]),
-                                            (name, self.at(keys[noun][1]), action))
+                start = (first[1], first[2])
+                other = self.defs.starts.setdefault(start, (name, self.at(keys[noun][1]),
+                                                            action))
+                if action and other[2] and action != other[2]:
+                    self.problem(keys[noun][1], contradiction(name, start, action, other))
 
     def _step(self, node: Node, noun: str) -> tuple[str, str, frozenset[str]] | None:
         """Checks a step and notes what it uses; ("intent", name, entities) or ("action",
@@ -267,6 +270,18 @@ class _Reader(DomainReader):
                     names.add(entity_name)
                     self.ref("entity", entity_name, entry)
         return frozenset(names)
+
+
+def contradiction(name: str, start: tuple[str, frozenset[str]], action: str,
+                  other: tuple[str, Where, str]) -> str:
+    """Two flows of the drafts that answer the same start differently: Rasa's RulePolicy
+    refuses to train them ("Contradicting rules or stories found"), which its checks before
+    training do not see."""
+    intent, entities = start
+    shown = intent + (f" (with {', '.join(sorted(entities))})" if entities else "")
+    return (f"'{name}' answers {shown} with {action}, but '{other[0]}' ({other[1]}) answers "
+            f"it with {other[2]}: Rasa cannot train flows that contradict each other; keep one "
+            "answer, or start one of them with another intent")
 
 
 def parse(file: str, kind: str, text: str, *, base: bool = False) -> ParsedFile:

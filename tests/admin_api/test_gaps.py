@@ -140,7 +140,8 @@ async def test_accepting_a_gap_writes_new_drafts_that_validate(
     status, domain, _ = await get_text(admin, "/training/domain/gaps")
     assert status == 200 and "- ask_gift_wrapping" in domain
     status, checked = await admin.call("POST", "/training/validate", role="designer")
-    assert status == 200 and checked == {"ok": True, "errors": [], "rasa_checked": True}
+    assert status == 200 and checked == {"ok": True, "errors": [], "warnings": [],
+                                         "rasa_checked": True}
 
     # The same examples again: nothing to add, nothing written.
     status, body = await accept(admin, wrapping["id"], intent="ask_gift_wrapping",

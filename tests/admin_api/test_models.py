@@ -28,6 +28,7 @@ from core.conversations import record_message
 from core.db import utcnow
 from tests.admin_api.conftest import Admin, admin_settings
 from tests.admin_api.test_training_drafts import DOMAIN, NLU, RULES, put
+from tests.fakes import RecordedRequest, Response
 from tests.fakes.workshop_server import TrainingWorkshop
 from tests.sanic_client import RunningAppClient, stop_app
 from tests.servers import free_port
@@ -230,6 +231,33 @@ async def test_drafts_that_do_not_pass_are_not_trained(admin: Admin,
     assert "action_measure_the_rider" in body["errors"][0]["message"]
     assert (await admin.call("GET", "/models", role="designer"))[1]["total"] == 0
     assert not workshop.requests_to("/train")
+
+
+class WarningWorkshop(TrainingWorkshop):
+    """Rasa's checks find only what Rasa warns about (the real workshop's answer:
+    tests/admin_api/test_training_validate.py)."""
+
+    WARNING = {"file": "domain/sizes.yml", "line": 3,
+               "message": "The intent 'ask_size' is not used in any story or rule."}
+
+    def route(self, request: RecordedRequest) -> Response:
+        if (request.method, request.path) == ("POST", "/validate"):
+            return 200, {}, {"errors": [], "warnings": [self.WARNING], "complete": True}
+        return super().route(request)
+
+
+async def test_warnings_are_shown_and_do_not_stop_a_training(admin: Admin) -> None:
+    with WarningWorkshop(queued_for=0.1, running_for=0.2) as warning:
+        admin.use_workshop(warning.base_url)
+        await drafts(admin)
+        status, body = await admin.call("POST", "/training/validate", role="designer")
+        assert status == 200, body
+        assert body["ok"] is True and body["errors"] == []
+        assert body["warnings"] == [{**WarningWorkshop.WARNING, "message": "Rasa: The intent "
+                                     "'ask_size' is not used in any story or rule."}]
+        created = await train(admin)
+        assert (await ended(admin, created["id"]))[0]["state"] == "ready"
+        assert warning.requests_to("/train")
 
 
 @pytest_asyncio.fixture

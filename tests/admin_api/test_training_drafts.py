@@ -162,7 +162,8 @@ async def test_a_shop_sees_only_its_own_drafts(admin: Admin) -> None:
     assert (await admin.call("GET", "/training/nlu/sizes", role="designer"))[0] == 404
     assert (await admin.call("DELETE", "/training/nlu/sizes", role="owner"))[0] == 404
     assert (await admin.call("GET", "/training", role="owner"))[1]["total"] == 0
-    assert (await validation(admin)) == {"ok": True, "errors": [], "rasa_checked": True}
+    assert (await validation(admin)) == {"ok": True, "errors": [], "warnings": [],
+                                         "rasa_checked": True}
     # The demo shop's own draft of the same name is its own.
     assert (await put(admin, "nlu", "sizes", NLU))[0] == 201
     assert (await get_text(admin, "/training/nlu/sizes", shop=admin.other))[1] == secret
@@ -222,7 +223,8 @@ async def test_a_good_overlay_passes_our_checks(admin: Admin) -> None:
         status, saved = await put(admin, kind, "sizes", text)
         assert status == 201, saved
     assert saved["problems"] == []
-    assert await validation(admin) == {"ok": True, "errors": [], "rasa_checked": True}
+    assert await validation(admin) == {"ok": True, "errors": [], "warnings": [],
+                                       "rasa_checked": True}
 
 
 async def test_a_broken_file_gives_its_line(admin: Admin) -> None:
@@ -302,6 +304,56 @@ rules:
     assert "the base's rule 'start the order status form'" in found[("rules/base.yml", 3)]
     assert "intent 'ask_colour' is not in the domain" in found[("rules/base.yml", 9)]
     assert "no response 'utter_colour_chart'" in found[("rules/base.yml", 10)]
+
+
+async def test_a_story_is_refused_with_the_rule_to_write_instead(admin: Admin) -> None:
+    """config.yml's RulePolicy follows rules only: a flow written as a story would never be
+    followed, so each story says so where it starts (the PUT and the validation)."""
+    stories = RULES.replace("rules:", "stories:").replace("- rule:", "- story:")
+    await put(admin, "domain", "sizes", DOMAIN)
+    await put(admin, "nlu", "sizes", NLU)
+    status, saved = await put(admin, "stories", "sizes", stories)
+    assert status == 201  # stored as sent, as every draft
+    assert [(p["file"], p["line"]) for p in saved["problems"]] == [("stories/sizes.yml", 3)]
+    message = saved["problems"][0]["message"]
+    assert "story 'size questions get the size guide' would never be followed" in message
+    assert "RulePolicy" in message and "write the flow as a rule" in message
+    result = await validation(admin)
+    assert result["ok"] is False and result["errors"] == saved["problems"]
+    # written as a rule, the same flow passes
+    assert (await admin.call("DELETE", "/training/stories/sizes", role="designer"))[0] == 204
+    assert (await put(admin, "rules", "sizes", RULES))[1]["problems"] == []
+    assert (await validation(admin))["ok"] is True
+
+
+async def test_rules_that_contradict_each_other_are_found_where_they_are(admin: Admin) -> None:
+    """Two rules of the drafts that answer the same intent differently: Rasa's checks let them
+    pass and its training refuses them minutes later; ours find them, in two drafts or one."""
+    other = """version: "3.1"
+rules:
+  - rule: frame size answered differently
+    steps:
+      - intent: ask_size
+      - action: utter_anything_else
+"""
+    for kind, name, text in (("domain", "sizes", DOMAIN), ("nlu", "sizes", NLU),
+                             ("rules", "sizes", RULES), ("rules", "gift", other)):
+        await put(admin, kind, name, text)
+    result = await validation(admin)
+    assert result["ok"] is False
+    assert [(e["file"], e["line"]) for e in result["errors"]] == [("rules/sizes.yml", 3)]
+    message = result["errors"][0]["message"]
+    assert ("'size questions get the size guide' answers ask_size with utter_size_guide, but "
+            "'frame size answered differently' (rules/gift.yml:3) answers it with "
+            "utter_anything_else") in message
+    assert "contradict" in message
+
+    assert (await admin.call("DELETE", "/training/rules/gift", role="designer"))[0] == 204
+    both = RULES + other.split("rules:\n", 1)[1]
+    status, saved = await put(admin, "rules", "sizes", both)
+    assert [(p["file"], p["line"]) for p in saved["problems"]] == [("rules/sizes.yml", 7)]
+    assert "(rules/sizes.yml:3) answers it with utter_size_guide" in saved["problems"][0][
+        "message"]
 
 
 async def test_the_base_can_be_read(admin: Admin) -> None:

@@ -113,7 +113,97 @@ def test_bad_bodies_are_400_with_a_detail(workshop: str) -> None:
 def test_a_good_overlay_has_no_errors(workshop: str) -> None:
     answer = check(workshop, GOOD)
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"errors": [], "complete": True}
+    assert answer.json() == {"errors": [], "warnings": [], "complete": True}
+
+
+# A form in drafts (the walkthrough's): it asks for the rider's height with
+# utter_ask_rider_height, which no rule says; the form says it.
+FORM_DOMAIN = """version: "3.1"
+intents:
+  - ask_height_help
+  - ask_gift_wrap
+entities:
+  - bike_height
+slots:
+  rider_height:
+    type: text
+    mappings:
+      - type: from_entity
+        entity: bike_height
+forms:
+  height_form:
+    required_slots:
+      - rider_height
+responses:
+  utter_ask_rider_height:
+    - text: "How tall is the rider?"
+  utter_height_done:
+    - text: "Thanks, I will pick the frame for that height."
+  utter_gift_wrap:
+    - text: "We wrap gifts for free."
+"""
+FORM_NLU = """version: "3.1"
+nlu:
+  - intent: ask_height_help
+    examples: |
+      - which frame for my height
+      - I am [180 cm](bike_height), which size
+      - help me pick a size for my height
+  - intent: ask_gift_wrap
+    examples: |
+      - can you gift wrap it
+      - do you wrap presents
+      - is gift wrapping possible
+"""
+FORM_RULES = """version: "3.1"
+rules:
+  - rule: height help starts the form
+    steps:
+      - intent: ask_height_help
+      - action: height_form
+      - active_loop: height_form
+  - rule: the form is done
+    condition:
+      - active_loop: height_form
+    steps:
+      - action: height_form
+      - active_loop: null
+      - slot_was_set:
+          - requested_slot: null
+      - action: utter_height_done
+"""
+
+
+def test_what_rasa_only_warns_about_is_a_warning_and_a_forms_question_not_even_that(
+        workshop: str) -> None:
+    """Rasa never fails a validation on an intent or a response "not used in any story or
+    rule": they come back as warnings, which never stop a training, with what they mean; a
+    form's utter_ask_<slot> is how the form asks, so nothing is said about it."""
+    answer = check(workshop, {"domain/gift.yml": FORM_DOMAIN, "nlu/gift.yml": FORM_NLU,
+                              "rules/gift.yml": FORM_RULES})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["errors"] == [], body
+    warned = {(w["file"], w["line"]): w["message"] for w in body["warnings"]}
+    assert set(warned) == {("domain/gift.yml", 4), ("domain/gift.yml", 22)}, body
+    assert warned[("domain/gift.yml", 4)].startswith(
+        "The intent 'ask_gift_wrap' is not used in any story or rule.")
+    assert "gets the fallback answer" in warned[("domain/gift.yml", 4)]
+    assert "'utter_gift_wrap' is not used" in warned[("domain/gift.yml", 22)]
+    assert "utter_ask_rider_height" not in answer.text
+
+
+def test_a_test_story_may_expect_what_the_bot_does_not_do_yet(workshop: str) -> None:
+    """Test stories are not training data: one that expects another answer than a rule gives
+    is no story structure conflict (the evaluation shows it failing instead)."""
+    wanted = """version: "3.1"
+stories:
+  - story: frame size answered with a greeting one day
+    steps:
+      - intent: ask_frame_size
+      - action: utter_greet
+"""
+    assert errors(workshop, {**GOOD, "tests/bikes.yml": wanted}) == []
 
 
 def test_an_intent_nobody_defines_and_an_unknown_action_are_found_where_they_are_used(

