@@ -366,6 +366,9 @@ async def take_rating(sessions: async_sessionmaker, tenant_id: str, sender_id: s
             .execution_options(synchronize_session=False))).rowcount
         if changed != 1:
             return None
-        _log(session, row, SATISFACTION, None, rating=rating, assignee=row.resolved_by)
+        # Whom the rating is for, in the shape every other event gives an assignee.
+        assignee = ({"id": row.assignee_id, "name": row.assignee_name}
+                    if row.assignee_id else None)
+        _log(session, row, SATISFACTION, None, rating=rating, assignee=assignee)
         await session.commit()
         return rating

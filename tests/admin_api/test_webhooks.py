@@ -102,6 +102,23 @@ async def handoff_story(admin: Admin, visitor: str) -> int:
     return row.id
 
 
+@pytest.mark.asyncio
+async def test_every_event_gives_its_assignee_in_one_shape(clean: Admin) -> None:
+    """A consumer reads `assignee` as {"id", "name"} whichever event carries it (the rating's
+    was a bare id)."""
+    admin = clean
+    handoff_id = await handoff_story(admin, "visitor-rates")
+    await handoffs.rating_asked(admin.sessions, handoff_id)
+    sender = f"{admin.demo.id}:web:visitor-rates"
+    assert await handoffs.take_rating(admin.sessions, admin.demo.id, sender, "5 stars!") == 5
+    async with admin.sessions() as session:
+        events = (await session.scalars(select(handoffs.ConversationEventRow).where(
+            handoffs.ConversationEventRow.handoff_id == handoff_id))).all()
+    assignees = {e.kind: e.data["assignee"] for e in events if "assignee" in e.data}
+    assert assignees == {"handoff.claimed": {"id": "user-ada", "name": "Ada"},
+                         "satisfaction.given": {"id": "user-ada", "name": "Ada"}}
+
+
 # -- subscriptions -----------------------------------------------------------------------------
 @pytest.mark.asyncio
 async def test_an_owner_subscribes_sees_the_secret_once_and_unsubscribes(clean: Admin) -> None:
