@@ -477,9 +477,25 @@ def _shown(loc: tuple[str | int, ...]) -> list[str | int]:
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's errors without echoing the input back (it may hold a password)."""
-    return [{"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-            for error in exc.errors(include_url=False, include_input=False)]
+    """pydantic's errors without echoing the input back (it may hold a password), as a person
+    reads them: a field typed `X | None` is checked against each member of the union, so a 400
+    for a return window reads "return_window_days.constrained-int: Input should be less than or
+    equal to 365" and "return_window_days.none: Input should be None". The None member's
+    complaint says nothing and the other's member tag is no part of the field's name: both go.
+    So does pydantic's "Value error, " before what our own validators say."""
+    errors = exc.errors(include_url=False, include_input=False)
+    unions = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "none_required" and e["loc"]}
+    shown = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        union = next((u for u in unions if loc[:len(u)] == u and len(loc) > len(u)), None)
+        if union is not None:
+            if error["type"] == "none_required":
+                continue
+            loc = union + loc[len(union) + 1:]
+        shown.append({"loc": list(loc), "msg": error["msg"].removeprefix("Value error, "),
+                      "type": error["type"]})
+    return shown
 
 
 API = Api()

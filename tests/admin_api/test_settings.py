@@ -104,6 +104,19 @@ async def test_invalid_settings_are_refused_with_the_field_named(
     assert settings["return_window_days"] == 30  # nothing stored
 
 
+async def test_a_refusal_reads_as_one_sentence_per_field(admin: Admin) -> None:
+    """No "Input should be None" beside the real complaint for a field that may be empty,
+    no union member's tag in the field's name, no "Value error, " before our own words."""
+    status, answer = await admin.call("PATCH", "/settings",
+                                      json={"return_window_days": 400, "retention_days": 0})
+    assert status == 422
+    assert [(e["loc"], e["msg"]) for e in answer["detail"]] == [
+        (["return_window_days"], "Input should be less than or equal to 365"),
+        (["retention_days"], "Input should be greater than or equal to 1")]
+    status, answer = await admin.call("PATCH", "/settings", json={"return_window_days": None})
+    assert [e["msg"] for e in answer["detail"]] == ["return_window_days cannot be null"]
+
+
 async def test_null_is_refused_where_a_value_is_needed_and_empty_changes_nothing(
         admin: Admin) -> None:
     status, answer = await admin.call("PATCH", "/settings", json={"rate_per_shop": None})
