@@ -77,10 +77,12 @@ def invitation_link(base_url: str, token: str) -> str:
 
 
 def invitation_text(shop: str, role: str, link: str, invited_by: str | None) -> str:
+    """Who invited: the person (`user:<email>`); an API key is the shop's own script, so the
+    shop's team (never Switchboard's, which sent nothing)."""
     who = invited_by.removeprefix("user:") if invited_by and invited_by.startswith("user:") \
-        else "The Switchboard team"
+        else f"The {shop} team"
     return (
-        f"Hello,\n\n{who} invited you to help run {shop}'s support bot on Switchboard "
+        f"Hello,\n\n{who} invited you to help run the support bot of {shop} on Switchboard "
         f"as {'an' if role[:1] in 'aeiou' else 'a'} {role}.\n\n"
         f"Choose your password and join here (the link works once, for 7 days):\n\n{link}\n\n"
         "If you did not expect this, ignore this mail: nothing happens until the link is "
