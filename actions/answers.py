@@ -57,6 +57,24 @@ _ASKS_FOR_PERSON = re.compile(
     r"|manager|real|talk|speak|call|chat|support|service|employee|colleague)\b", re.I)
 _ASKS_ABOUT_ORDER = re.compile(
     r"\b(?:where|track\w*|status|when (?:will|does|do|is)|other order|order\s*#?\d)|#\d", re.I)
+# Words of the other flow's own, which a message that switches flows uses besides any order
+# number or email it also holds: "forget the return, where is my order #1001?" asks where it
+# is; "order 1001" alone answers the question. Where-words for the order status form, return
+# words for the return form (switches_flow). "It arrived damaged" is a reason for a return,
+# so arriving counts only in a question ("did it arrive", "when will it arrive").
+_ASKS_WHERE = re.compile(
+    r"\b(?:where|wheres|where's|track\w*|status|on (?:its|it's|the) way|eta"
+    r"|when (?:will|does|do|did|is|are|can)|ship(?:ped)? yet"
+    r"|(?:has|have|did)\b[^.,;!?]{0,30}\b(?:ship|arriv|deliver)\w*)", re.I)
+_WANTS_RETURN = re.compile(
+    r"\b(?:return\w*|send\w* (?:\w+ ){0,4}back|refund\w*|exchange\w*)\b", re.I)
+# A yes that opens a message: "yes pls, the coat's zipper broke", "yeah please", "sure!".
+# "ok" and "please" alone are not: "ok, I want to return the scarf then" acknowledges.
+_OPENS_WITH_YES = re.compile(
+    r"^\W*(?:(?:ok|okay|oh|um+|well|hmm+)\W+)?"
+    r"(?:y|yes+|yeah|yea|yah|yep|yup|ya|ye|yas|sure|absolutely|definitely|of course"
+    r"|please do|pls do|go ahead|that would be (?:great|good|nice|helpful)|i'?d like that)"
+    r"(?!\w)(?!\s*(?:but|,\s*but)\b)", re.I)
 _ENDS_WITH_QUESTION_MARK = re.compile(
     r"\?(?:\s*(?:pls|please|thanks|thx|thank you|ty|lol|:\)|:-\)))*[\s!?.:)(]*$", re.I)
 _ORDER_NUMBER = re.compile(r"(?<![\d@])#?\s?(\d{4,10})(?![\d@])")
@@ -165,6 +183,26 @@ def leads_elsewhere(turn: Turn, form: str) -> bool:
         return True
     # By the rule for an `inform` that answers nothing (data/rules/knowledge.yml).
     return turn.intent == "inform" and question_like(turn.text)
+
+
+def switches_flow(turn: Turn, form: str) -> bool:
+    """The message asks for the other flow in words of its own while `form` runs, whatever
+    order number or email it also holds: the form must not take those as its answers (the
+    rule for the switch then runs, data/rules). "Actually forget the return, where is my
+    order #1001?" leaves the return form; "#1001" or "order 1001" answer it."""
+    if turn.is_payload:
+        return False
+    if form == "return_form":
+        return turn.intent == "check_order_status" and bool(_ASKS_WHERE.search(turn.text))
+    if form == "order_status_form":
+        return turn.intent == "request_return" and bool(_WANTS_RETURN.search(turn.text))
+    return False
+
+
+def opens_with_yes(text: str) -> bool:
+    """"yes pls, the coat's zipper broke", "yeah", "sure, thanks": a yes, whatever follows.
+    Not "yes but…", and not a bare "ok" (an acknowledgement)."""
+    return bool(_OPENS_WITH_YES.match(text))
 
 
 def reason_in(turn: Turn) -> str | None:

@@ -24,6 +24,8 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.answers import opens_with_yes
+
 MISUNDERSTOOD: Final = "misunderstood_turns"
 UNANSWERED: Final = "unanswered_question"
 HANDOFF_AFTER: Final = 2  # misunderstood turns in a row before a person takes over
@@ -93,6 +95,29 @@ def answers_the_offer(tracker: Tracker) -> bool:
     waits for an order number or an email (its validator leaves the message to the rules)."""
     intent = (tracker.latest_message.get("intent") or {}).get("name")
     return intent in OFFER_ANSWERS and bool(tracker.get_slot("handoff_offered"))
+
+
+def offered_last_turn(tracker: Tracker) -> bool:
+    """The bot's answer to the visitor's previous message offered a person, and the offer
+    still stands (an offer the visitor let pass is not answered three messages later)."""
+    if not tracker.get_slot("handoff_offered"):
+        return False
+    events = tracker.events
+    users = [i for i, e in enumerate(events) if e.get("event") == "user"]
+    if not users:
+        return False
+    start = users[-2] if len(users) > 1 else 0
+    return any(e.get("event") == "slot" and e.get("name") == "handoff_offered"
+               and e.get("value") is True for e in events[start:users[-1]])
+
+
+def says_yes_to_the_offer(tracker: Tracker) -> bool:
+    """A yes with more words right after the bot offered a person: "yes pls, the coat's
+    zipper broke" after "…a person from our team can look at your case". NLU reads such a
+    message by its other words (request_return, a question), so the `affirm` rules never see
+    it; the form or the knowledge route that gets it hands over instead (`HANDOFF_ACTION`)."""
+    text = str(tracker.latest_message.get("text") or "")
+    return not text.startswith("/") and opens_with_yes(text) and offered_last_turn(tracker)
 
 
 def misunderstood_twice(tracker: Tracker) -> bool:

@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -39,6 +39,9 @@ class ActionAnswerFromKnowledge(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         question = (tracker.latest_message.get("text") or "").strip()
+        if escalation.says_yes_to_the_offer(tracker):
+            # "yes please, my parcel never came" to the person just offered: that person.
+            return [FollowupAction(escalation.HANDOFF_ACTION)]
         if not question or question.startswith("/"):  # a button payload, not a question
             return not_answered(dispatcher, tracker, None, "utter_knowledge_not_found")
         try:

@@ -25,7 +25,8 @@ from rasa_sdk.interfaces import ActionExecutionRejection
 from core.metrics import CHANNELS, OTHER, bounded
 
 # Action (or form validation) name -> the flow it belongs to; anything else is "other"
-# (session start, greetings, cancel or a stop with nothing running, fallback).
+# (session start, greetings, cancel or a stop with nothing running, fallback, and the email
+# question both forms ask, action_ask_email).
 ROUTES: Mapping[str, str] = {
     "validate_order_status_form": "order_status",
     "action_order_status": "order_status",

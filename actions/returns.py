@@ -1,8 +1,10 @@
 """Return flow: verify the order, check it can be returned, pick items and reason, confirm.
 
 Order-level problems (cancelled, not delivered yet, outside the window, already returned) are
-explained right after verification, before asking anything else. The reference is idempotent:
-asking again for the same order and items gives the same one.
+explained right after verification, before asking anything else; outside the window a person
+is offered (buttons, a typed yes or no, or a yes with the story: actions/escalation.py), and a
+return asked for next is about another order, so the form asks which. The reference is
+idempotent: asking again for the same order and items gives the same one.
 """
 
 from __future__ import annotations
@@ -88,6 +90,19 @@ def request_text(tracker: Tracker, form: str) -> str:
     return ""
 
 
+def refused_since_verified(tracker: Tracker) -> bool:
+    """The verified order was refused a return after it was last verified: "I want to return
+    something else" then means another order, not the same refusal again."""
+    for event in reversed(tracker.events):
+        if event.get("event") != "slot":
+            continue
+        if event.get("name") == "verified_order" and event.get("value"):
+            return False
+        if event.get("name") == "flow_stop_reason" and event.get("value") == STOP_NOT_ELIGIBLE:
+            return True
+    return False
+
+
 class ValidateReturnForm(VerifiedOrderForm):
     def name(self) -> str:
         return "validate_return_form"
@@ -99,7 +114,8 @@ class ValidateReturnForm(VerifiedOrderForm):
         if tracker.get_slot("order_number") or tracker.get_slot("flow_stop_reason"):
             return await super().extract_order_number(dispatcher, tracker, domain)
         verified = tracker.get_slot("verified_order")
-        if verified and tracker.get_slot("email") and self.asked(tracker) is None:
+        if (verified and tracker.get_slot("email") and self.asked(tracker) is None
+                and not refused_since_verified(tracker)):
             return {"order_number": verified}
         return await super().extract_order_number(dispatcher, tracker, domain)
 

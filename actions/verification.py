@@ -18,10 +18,20 @@ only when the provider reported that the sender's domain passed DMARC (or SPF an
 aligned); otherwise the bot says where to verify instead (the web chat, or a reply from the
 order's own address) and answers everything else as usual.
 
+A new order number in a conversation that proved another order is tried with the email proved
+for that one (a household's orders often share it). When they do not match, no try is used and
+nothing is counted (the visitor never said the order was theirs under that email): the number
+stays and `action_ask_email` asks which email goes with it. An email typed for it is a try.
+
 What the visitor types while the form asks is read by `extract_<slot>` (actions/answers.py):
 an answer that fits is taken whatever NLU thought of the message; a question or a request
 with a rule of its own is left alone, so the form rejects the turn and the rule answers
-(data/rules); anything else is passed to `validate_<slot>`, which says what it needs.
+(data/rules); anything else is passed to `validate_<slot>`, which says what it needs. A
+message that asks for the other flow in words of its own ("forget the return, where is my
+order #1001?", `switches_flow`) is rejected before anything in it is taken, whatever Rasa's
+from_entity mappings filled, so the rule for the switch runs. A yes with more words to the
+person the bot just offered ("yes pls, the zipper broke", which NLU may read as a return)
+ends the form at its start and hands over (`STOP_PERSON_WANTED`).
 """
 
 from __future__ import annotations
@@ -32,14 +42,20 @@ import re
 import time
 from typing import Any
 
-from rasa_sdk import Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActionExecutionRejected, EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
 from actions import escalation
-from actions.answers import Turn, email_in, leads_elsewhere, order_number_in
+from actions.answers import (
+    Turn,
+    email_in,
+    leads_elsewhere,
+    order_number_in,
+    switches_flow,
+)
 from actions.attempts import Lockout
 from actions.commerce.base import BackendError, Order, normalise_email, normalise_order_number
 from actions.runtime import runtime
@@ -60,6 +76,7 @@ STOP_BACKEND_UNAVAILABLE = "backend_unavailable"
 STOP_NO_TENANT = "no_tenant"
 STOP_LOCKED = "verification_locked"  # too many failures for this email, order or client
 STOP_UNPROVEN_SENDER = "unproven_sender"  # an email whose From the provider did not vouch for
+STOP_PERSON_WANTED = "person_wanted"  # a yes to the person just offered opened the form
 
 # What a visitor proved about an order; forgotten together when the proof expires.
 VERIFIED_AT = "verified_at"  # unix time the pair was verified or last used to reveal the order
@@ -114,6 +131,18 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         if tracker.get_slot("flow_stop_reason"):
             return []
         return domain_slots
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        if self.asked(tracker) is not None and switches_flow(Turn.of(tracker.latest_message),
+                                                             self.form_name()):
+            # "Actually forget the return, where is my order #1001?": neither the number in
+            # it (nor what Rasa's from_entity mapping made of it) is this form's answer. The
+            # form rejects the turn and the rule for the switch runs (data/rules), which
+            # starts the other form with the number already filled.
+            return [ActionExecutionRejected(self.form_name())]
+        return await super().run(dispatcher, tracker, domain)
 
     def asked(self, tracker: Tracker) -> str | None:
         """The slot this form asked for in its last message (None while it starts)."""
@@ -190,6 +219,10 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         events = await super().get_validation_events(dispatcher, tracker, domain)
         if tracker.get_slot("flow_stop_reason"):
             return events
+        if self.asked(tracker) is None and escalation.says_yes_to_the_offer(tracker):
+            # "yes pls, the coat's zipper broke" right after "a person from our team can look
+            # at your case": NLU heard a return, the visitor accepted the person.
+            return [SlotSet("flow_stop_reason", STOP_PERSON_WANTED)]
         if sender_unproven(tracker):
             dispatcher.utter_message(response="utter_verify_elsewhere")
             return events + [SlotSet("order_number", None), SlotSet("email", None),
@@ -203,7 +236,8 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         changed = {"order_number", "email"} & set(tracker.slots_to_validate())
         if tracker.get_slot("verified_order") == number and not changed:
             return events
-        return events + await self._verify(number, email, dispatcher, tracker)
+        return events + await self._verify(number, email, dispatcher, tracker,
+                                           counts=not email_carried_over(number, email, tracker))
 
     async def _forget_stale_proof(self, tracker: Tracker) -> list[EventType]:
         """Forget a verified order (and the email proved with it) once the shop's quiet period
@@ -222,8 +256,11 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
             SlotSet(slot, None) for slot in ("email",) if slot not in given]
 
     async def _verify(
-        self, number: str, email: str, dispatcher: CollectingDispatcher, tracker: Tracker
+        self, number: str, email: str, dispatcher: CollectingDispatcher, tracker: Tracker,
+        counts: bool = True,
     ) -> list[EventType]:
+        """Check the pair; a miss is a failed try unless `counts` is False (the email was
+        proved for another order and not given for this one: the form asks for it)."""
         cleared = [SlotSet("order_number", None), SlotSet("email", None),
                    SlotSet("verified_order", None), SlotSet(VERIFIED_AT, None)]
         try:
@@ -243,6 +280,14 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
             dispatcher.utter_message(response="utter_backend_unavailable")
             return [SlotSet("flow_stop_reason", STOP_BACKEND_UNAVAILABLE),
                     SlotSet("handoff_offered", True)]
+        if order is None and not counts:
+            # The visitor never said this order was theirs under that email: no try is used
+            # and nothing is counted against the email, the order or the client. The number
+            # stays; action_ask_email asks which email goes with it.
+            log.info("known email is not the new order's",
+                     extra={"tenant_id": tenant.id, "sender": logs.visitor(tracker.sender_id)})
+            return [SlotSet("email", None), SlotSet("verified_order", None),
+                    SlotSet(VERIFIED_AT, None)]
         if order is None:
             failures = int(tracker.get_slot("verification_failures") or 0) + 1
             log.info("order verification failed",
@@ -273,6 +318,35 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         self, tenant: Tenant, order: Order, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
         """Hook: the order was just verified (check eligibility, resolve items...)."""
+        return []
+
+
+def email_carried_over(number: str, email: str, tracker: Tracker) -> bool:
+    """Whether `email` is the one proved for another order earlier in the conversation, not
+    given for `number` ("and where is order 1004?" after #1001 with alex@example.com): typing
+    it again in this message is giving it."""
+    verified = tracker.get_slot("verified_order")
+    if not verified or verified == number or slot_before_turn(tracker, "email") != email:
+        return False
+    typed = email_in(str(tracker.latest_message.get("text") or ""))
+    return typed is None or normalise_email(typed) != email
+
+
+class ActionAskEmail(Action):
+    """The forms' question for the email: which email goes with the order when the one the
+    conversation knew was dropped (it did not match a new order number, or its proof expired),
+    else the usual question."""
+
+    def name(self) -> str:
+        return "action_ask_email"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        if tracker.get_slot("order_number") and slot_before_turn(tracker, "email"):
+            dispatcher.utter_message(response="utter_ask_email_for_order")
+        else:
+            dispatcher.utter_message(response="utter_ask_email")
         return []
 
 
@@ -331,6 +405,8 @@ def explain_stop(reason: str, dispatcher: CollectingDispatcher) -> list[EventTyp
     if reason == STOP_VERIFICATION_FAILED:
         dispatcher.utter_message(response="utter_verification_exhausted")
         return [SlotSet("handoff_offered", True)]
+    if reason == STOP_PERSON_WANTED:
+        return [FollowupAction(escalation.HANDOFF_ACTION)]
     if reason == STOP_NO_TENANT:
         dispatcher.utter_message(response="utter_handoff_failed")
     # not_eligible / backend_unavailable / verification_locked / unproven_sender: the

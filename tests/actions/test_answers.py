@@ -9,9 +9,11 @@ from actions.answers import (
     choose_items,
     email_in,
     leads_elsewhere,
+    opens_with_yes,
     order_number_in,
     question_like,
     reason_in,
+    switches_flow,
 )
 from actions.commerce.base import LineItem
 
@@ -144,3 +146,39 @@ def test_reasons_are_typed_freely(text: str, intent: str, reason: str | None) ->
 )
 def test_what_leads_elsewhere(text: str, intent: str, form: str, elsewhere: bool) -> None:
     assert leads_elsewhere(Turn(text, intent, 0.9), form) is elsewhere
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "form", "switches"),
+    [("actually forget the return, where is my order #1001?", "check_order_status",
+      "return_form", True),
+     ("hmm actually can you just tell me where order 1001 is", "check_order_status",
+      "return_form", True),
+     ("has my order 1001 shipped yet", "check_order_status", "return_form", True),
+     ("can you track 1001 for me", "check_order_status", "return_form", True),
+     ("order 1001", "check_order_status", "return_form", False),  # an answer NLU misread
+     ("#1001", "check_order_status", "return_form", False),
+     ("where is my order?", "ask_question", "return_form", False),  # NLU's word decides
+     ("It arrived damaged", "check_order_status", "return_form", False),  # a reason
+     ("did order 1001 arrive yet", "check_order_status", "return_form", True),
+     ("actually I want to return order 1002", "request_return", "order_status_form", True),
+     ("can I send the jacket from 1002 back", "request_return", "order_status_form", True),
+     ("1002", "request_return", "order_status_form", False),
+     ("where is order 1002?", "check_order_status", "order_status_form", False),
+     ("/check_order_status", "check_order_status", "return_form", False)],
+)
+def test_what_switches_flows(text: str, intent: str, form: str, switches: bool) -> None:
+    assert switches_flow(Turn(text, intent, 0.9), form) is switches
+
+
+@pytest.mark.parametrize(
+    ("text", "yes"),
+    [("yes pls, the coat's zipper broke", True), ("Yes please!", True), ("yeah", True),
+     ("sure, it's the zip", True), ("ok yes please", True), ("yep", True), ("y", True),
+     ("please do", True),
+     ("ok", False), ("ok, I want to return the scarf then", False), ("please", False),
+     ("yes but I want to return 1002", False), ("yesterday it broke", False),
+     ("no thanks", False), ("you there?", False)],
+)
+def test_a_yes_that_opens_a_message(text: str, yes: bool) -> None:
+    assert opens_with_yes(text) is yes

@@ -233,6 +233,64 @@ def test_another_order_asks_for_its_number_but_not_the_email_again(visitor: Visi
     assert "Wool coat" in answer and "delivered" in answer
 
 
+@pytest.mark.one_shape
+@pytest.mark.parametrize("number_given_before", [False, True])
+def test_leaving_a_return_for_an_orders_status_with_its_number(visitor: Visitor,
+                                                              number_given_before: bool) -> None:
+    # The number in the switch was taken as the return's answer: "can't be returned yet".
+    assert asks_order_number(visitor.say("I want to return something"))
+    if number_given_before:
+        assert asks_email(visitor.say("1001"))
+        switch = "hmm actually can you just tell me where order 1001 is"
+    else:
+        switch = "actually forget the return, where is my order #1001?"
+    assert asks_email(visitor.say(switch))
+    answer = visitor.say("alex@example.com")
+    assert "UPS" in answer and TRACKING in answer and "returned" not in answer
+
+
+@pytest.mark.one_shape
+def test_a_return_outside_the_window_offers_a_person_a_yes_with_the_story_gets_one(
+        stack: Stack, visitor: Visitor) -> None:
+    visitor.say("i want to return order 1003")
+    refusal = visitor.say("sam@example.com")
+    assert "closed" in refusal and refusal.endswith("Would you like me to pass you to them?")
+    assert [b["payload"] for b in visitor.buttons()] == ["/human_handoff", "/deny"]
+    accepted = visitor.say("yes pls, the coat's zipper broke")
+    assert "person from our team" in accepted and "closed" not in accepted
+    [(status, summary, last)] = rows(
+        stack, "SELECT status, summary, last_message FROM handoff_requests "
+               "WHERE sender_id LIKE :s", s=f"%:rest:{visitor.sender}")
+    assert status == "queued" and "1003" in str(summary) and "zipper" in last
+    assert visitor.say("hello?") == ""  # a person owns the conversation now
+
+
+@pytest.mark.one_shape
+def test_no_thanks_to_the_person_and_another_return_asks_which_order(visitor: Visitor) -> None:
+    visitor.say("i want to return order 1003")
+    visitor.say("sam@example.com")
+    assert "anything else" in visitor.say("no thanks").lower()
+    asked = visitor.say("I want to return something else")
+    assert asks_order_number(asked) and "closed" not in asked
+
+
+@pytest.mark.one_shape
+def test_a_second_order_under_another_email_asks_for_it_and_uses_no_try(
+        stack: Stack, visitor: Visitor) -> None:
+    assert TRACKING in visitor.say("where is order 1001, alex@example.com")
+    asked = visitor.say("and where is order 1004?")
+    assert asked == "Which email address did you use for order #1004?"
+    answer = visitor.say("kim@example.com")
+    assert "#1004" in answer and "hasn't shipped" in answer
+    # (That no try was counted against alex@example.com, #1004 or the client is
+    # tests/actions/test_visitor_meant.py's: the stack's counts are shared by its tests.)
+    # The same in a return: the scarf of #1002 after checking #1001.
+    other = Visitor(stack)
+    assert TRACKING in other.say("where is order 1001, alex@example.com")
+    asked = other.say("can i return the scarf from 1002 instead?")
+    assert asked == "Which email address did you use for order #1002?"
+
+
 # Forms take natural answers (actions/answers.py): what fits the question is taken whatever
 # NLU made of it; a real question is answered and the form asks again with what it has.
 
