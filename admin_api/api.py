@@ -412,10 +412,16 @@ def _validate(model: type[BaseModel], values: dict[str, str]) -> BaseModel:
         raise Unprocessable(_errors(exc)) from None
 
 
+# Other names a client may send a raw body's media type under: YAML's registered type (RFC
+# 9512, 2024) is application/yaml; application/x-yaml and the text/ forms came before it.
+MEDIA_ALIASES = {"application/x-yaml": ("application/yaml", "text/yaml", "text/x-yaml")}
+
+
 def _raw_body(media_type: str, request: Request) -> str:
-    """The body as text, sent as `media_type` (a charset parameter may say utf-8)."""
+    """The body as text, sent as `media_type` or one of its aliases (a charset parameter may
+    say utf-8)."""
     content_type = (request.content_type or "").split(";")[0].strip().lower()
-    if content_type != media_type:
+    if content_type != media_type and content_type not in MEDIA_ALIASES.get(media_type, ()):
         raise UnsupportedMediaType(
             f"send the body as {media_type} (Content-Type: {media_type}), not "
             f"{content_type[:100] or 'without a Content-Type'}")

@@ -35,7 +35,7 @@ class JobOut(Model):
     @classmethod
     def of(cls, job: Job) -> JobOut:
         return cls(id=job.id, kind=job.kind, status=cast(JobStatus, job.status),
-                   progress=job.progress, result=job.result, error=job.error,
+                   progress=round(job.progress, 3), result=job.result, error=job.error,
                    created_by=job.created_by, created_at=job.created_at,
                    started_at=job.started_at, finished_at=job.finished_at)
 

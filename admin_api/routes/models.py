@@ -237,7 +237,8 @@ def _stage(version: ModelVersion, job: Job | None) -> str:
 def model_out(version: ModelVersion, job: Job | None, active: Active) -> ModelOut:
     state, error = _state(version, job)
     is_active = active.version_id == version.id
-    progress = {"ready": 1.0, "failed": None}.get(state, job.progress if job else 0.0)
+    progress = {"ready": 1.0, "failed": None}.get(
+        state, round(job.progress, 3) if job else 0.0)  # 0.035, not 0.034999999999999996
     return ModelOut(
         id=version.id, state=state, progress=progress,
         stage=_stage(version, job) if state in ("queued", "training") else None,

@@ -112,6 +112,9 @@ async def test_only_rasa_yaml_is_accepted_as_a_body(admin: Admin) -> None:
     status, _ = await put(admin, "nlu", "sizes", NLU,
                           headers={"Content-Type": "application/x-yaml; charset=utf-8"})
     assert status == 201
+    for other_name in ("application/yaml", "text/yaml"):  # YAML's registered type, RFC 9512
+        status, _ = await put(admin, "nlu", "sizes", NLU, headers={"Content-Type": other_name})
+        assert status == 200, other_name
     status, answer = await put(admin, "nlu", "latin", "version: \"3.1\"\n# caf\xe9\n"
                                .encode("latin-1"))
     assert status == 400 and "UTF-8" in answer["detail"]
