@@ -67,7 +67,7 @@ class BadRange(ValueError):
 
 
 @lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
+def zones() -> frozenset[str]:
     """IANA zone names (the same database PostgreSQL's AT TIME ZONE reads, checked: every
     one of these is in pg_timezone_names), so a name we accept never fails in SQL."""
     return frozenset(available_timezones())
@@ -86,7 +86,7 @@ class Period:
             raise BadRange("`from` is after `to`")
         if self.days > MAX_DAYS:
             raise BadRange(f"at most {MAX_DAYS} days at once")
-        if self.tz not in _zones():
+        if self.tz not in zones():
             raise BadRange(f"unknown time zone {self.tz!r} (an IANA name, e.g. Europe/Berlin)")
 
     @property

@@ -15,8 +15,9 @@ second misunderstanding in a row handed to a person (admin_api/analytics.py).
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 
@@ -29,10 +30,15 @@ log = logging.getLogger(__name__)
 SUMMARY_WAIT = 2.0  # seconds the summary waits for the questions' grouping
 
 
+DEFAULT_DAYS = 30  # the period when none is asked for: the last 30 days, today included
+
+
 class RangeQuery(Model):
-    first: date = Field(alias="from", description="first day (YYYY-MM-DD), inclusive")
-    last: date = Field(alias="to", description="last day (YYYY-MM-DD), inclusive; at most "
-                       f"{analytics.MAX_DAYS} days after `from`")
+    first: date | None = Field(None, alias="from", description="first day (YYYY-MM-DD), "
+                               f"inclusive; default: {DEFAULT_DAYS - 1} days before `to`")
+    last: date | None = Field(None, alias="to", description="last day (YYYY-MM-DD), inclusive, "
+                              f"at most {analytics.MAX_DAYS} days after `from`; default: today "
+                              "in `tz`")
     tz: str = Field("UTC", max_length=64,
                     description="IANA time zone the days are counted in, e.g. Europe/Berlin")
 
@@ -42,7 +48,12 @@ class RangeQuery(Model):
         return self
 
     def period(self) -> analytics.Period:
-        return analytics.Period(self.first, self.last, self.tz)
+        last = self.last
+        if last is None:
+            zone = self.tz if self.tz in analytics.zones() else "UTC"  # Period says it is bad
+            last = datetime.now(ZoneInfo(zone)).date()
+        first = self.first or last - timedelta(days=DEFAULT_DAYS - 1)
+        return analytics.Period(first, last, self.tz)
 
 
 class UnansweredQuery(RangeQuery):

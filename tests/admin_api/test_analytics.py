@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import insert, select, update
@@ -254,13 +255,23 @@ async def test_agents_may_not_read_analytics(admin: Admin) -> None:
     "from=2025-01-01&to=2026-03-01",  # over 366 days
     "from=2026-02-30&to=2026-03-01",  # no such day
     "from=yesterday&to=2026-03-01",
-    "to=2026-03-01",  # from missing
+    "from=2999-01-01",  # after today, the default `to`
     "from=2026-03-01&to=2026-03-02&tz=Mars/Olympus",
     "from=2026-03-01&to=2026-03-02&tz=../../etc/passwd",
 ])
 async def test_a_bad_range_is_refused(admin: Admin, query: str) -> None:
     status, body = await admin.call("GET", f"/analytics/summary?{query}")
     assert status == 422 and body["detail"]
+
+
+async def test_without_a_range_the_last_30_days_are_summarised(admin: Admin) -> None:
+    status, body = await admin.call("GET", "/analytics/summary?tz=Pacific/Kiritimati")
+    assert status == 200, body
+    today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+    assert (body["first_day"], body["last_day"]) == (
+        (today - timedelta(days=29)).isoformat(), today.isoformat())
+    status, body = await admin.call("GET", "/analytics/summary?to=2026-03-31")
+    assert (body["first_day"], body["last_day"]) == ("2026-03-02", "2026-03-31")
 
 
 async def test_the_summary_does_not_wait_long_for_the_topics(
