@@ -34,8 +34,9 @@ to Rasa (it records them; action_handoff paused the tracker, so it predicts noth
 message goes out, not even the apology: whatever Rasa said is dropped with a warning, and the
 agents' pages get a live event (`message.visitor`). Whether a person owns it is read before the
 turn, so the turn that escalates still says the bot's announcement. After an agent resolved and
-the visitor was asked for a rating, a bare 1-5 is their rating (`take_rating`): it is thanked in
-the shop's words (utter_thanks_for_rating) without asking Rasa.
+the visitor was asked for a rating, a rating as people write it ("4", "5 stars, thanks!", "I'd
+give it a 4": core/handoffs.py `rating_in`) is theirs (`take_rating`): it is thanked in the
+shop's words (utter_thanks_for_rating) without asking Rasa.
 
 With billing on, every visitor message on every channel asks the conversation meter
 (billing/conversations.py) before Rasa: a conversation that started past the shop's monthly
