@@ -166,4 +166,9 @@ def test_our_renderer_matches_rasas_templated_generator(bot_python: Path) -> Non
         if rasas is not None:
             # Rasa keeps the selecting keys in the message; they are not part of what is said.
             rasas = {k: v for k, v in rasas.items() if k not in ("channel", "condition")}
+        if rasas is not None and None in case["slots"].values():
+            # Our one departure (tenants/texts.py): an empty slot fills in nothing; Rasa
+            # writes "None", which no visitor should read.
+            assert "None" in rasas["text"]
+            rasas = {**rasas, "text": rasas["text"].replace("None", "")}
         assert mine == rasas, case
