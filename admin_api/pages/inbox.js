@@ -188,12 +188,16 @@ function lastText(item) {
   return typeof last === "object" ? last.text || "" : String(last);
 }
 
-/** What the bot already knows: intent, order number, the question it could not answer. */
+/** What the bot already knows: intent, order number, the question it could not answer, and
+ * what the visitor said when they were handed over (unless that is the question). */
 function summaryText(handoff) {
   const summary = handoff.summary || {};
+  const said = handoff.visitor_said && handoff.visitor_said !== summary.question
+    ? `said: “${handoff.visitor_said}”` : "";
   return [summary.intent ? `intent: ${words(summary.intent)}` : "",
     summary.order_number ? `order ${summary.order_number}` : "",
-    summary.question ? `unanswered: “${summary.question}”` : ""].filter(Boolean).join(" · ");
+    summary.question ? `unanswered: “${summary.question}”` : "", said]
+    .filter(Boolean).join(" · ");
 }
 
 function ownerText(handoff) {

@@ -129,6 +129,8 @@ class HandoffOut(Model):
                                     "misunderstood, ...")
     summary: dict[str, Any] = Field(description="what the bot already knows: intent, "
                                                 "order_number, question (any may be missing)")
+    visitor_said: str | None = Field(None, description="the visitor's message the handoff "
+                                                       "came with, in their words")
     assignee: AgentOut | None
     requested_at: datetime
     waiting_seconds: float = Field(description="how long the visitor waited for a person's "
@@ -142,6 +144,7 @@ def handoff_out(row: HandoffRow) -> HandoffOut:
     return HandoffOut.model_validate({
         "id": row.id, "status": row.status if row.status in handoffs.STATUSES else "queued",
         "reason": row.reason, "summary": dict(row.summary or {}),
+        "visitor_said": row.last_message,
         "assignee": {"id": row.assignee_id, "name": row.assignee_name or row.assignee_id}
         if row.assignee_id else None,
         "requested_at": row.created_at,

@@ -120,6 +120,7 @@ async def test_the_queue_is_oldest_first_with_what_the_bot_knows(inbox: Inbox) -
     assert handoff["status"] == "queued" and handoff["assignee"] is None
     assert handoff["reason"] == "visitor_asked"
     assert handoff["summary"] == {"intent": "human_handoff", "order_number": "1001"}
+    assert handoff["visitor_said"] == "I want a person"  # in their words, for the agent
     assert handoff["waiting_seconds"] >= 0 and handoff["requested_at"]
     status, agents = await inbox.call("GET", "/agents")
     assert status == 200

@@ -200,6 +200,8 @@ def test_an_escalation_arrives_live_and_is_claimed_answered_noted_and_resolved(
     waiting = option(page, "…1111")
     expect(waiting).to_contain_text(text)
     expect(waiting).to_contain_text("order 1001")
+    # Their words stay on the card when the bot's "a person will reply" is the last message.
+    expect(waiting).to_contain_text(f"said: “{text}”")
     expect(waiting).to_contain_text("Waiting for an agent")
     expect(page.locator("#unread")).to_have_text("1 unread")
     expect(page).to_have_title("(1) Inbox · Switchboard")
