@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 from sqlalchemy import delete, select
 
-from admin_api import live
+from admin_api import live, people
 from admin_api.api import API, Call, Model, Page
 from admin_api.audit import record
 from admin_api.auth import authenticate
@@ -70,6 +70,12 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 class ReplyIn(Model):
     text: Text = Field(description="what the visitor reads, on their own channel")
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                           max_length=100)] | None = Field(
+        None, description="API keys only: the name the visitor sees beside the reply (a helpdesk "
+                          "bridge names the person whose words it relays); default: the "
+                          "shop's name, never the key's label. A person is always shown by "
+                          "their own name.")
 
 
 class NoteIn(Model):
@@ -113,6 +119,16 @@ async def agent_of(call: Call[Any, Any]) -> Agent:
         user = admin_session.user
         return Agent(principal.user_id, user.name or user.email)
     return Agent(principal.actor, principal.actor)
+
+
+async def shown_name(call: Call[ReplyIn, None], agent: Agent) -> str:
+    """Whom the visitor reads a reply from: a person by their name; an API key (a helpdesk
+    bridge, a script) by the name its call gives, else as the shop. A key's label is the
+    owner's note of what it is for ("development agent (devtools.bootstrap)", "zendesk
+    bridge #2"), nothing a visitor should read."""
+    if not agent.id.startswith("key:"):
+        return agent.name
+    return call.body.name or await people.shop_name(call.ctx.sessions, call.shop)
 
 
 async def open_handoff(call: Call[Any, Any]) -> tuple[str, HandoffRow]:
@@ -253,12 +269,12 @@ async def reply_to_visitor(call: Call[ReplyIn, None]) -> ReplyOut:
                       assignee={"id": agent.id, "name": agent.name})
     may_act(call, agent, row, "reply in")
     text = call.body.text
-    by = {"id": agent.id, "name": agent.name}
+    by = {"id": agent.id, "name": await shown_name(call, agent)}
     pk = await deliver(call, sender_id, row, {"text": text},
                        {"agent": by, "messages": [{"text": text}], "handoff_id": row.id},
-                       agent)
+                       Agent(agent.id, by["name"]))
     await handoffs.agent_replied(call.ctx.sessions, row.id)
-    await append_to_tracker(call, sender_id, [agent_said(text, agent.name)])
+    await append_to_tracker(call, sender_id, [agent_said(text, by["name"])])
     at = utcnow()
     message = AgentMessageOut(id=pk, text=text, at=at, agent=AgentOut(**by))
     await publish(call, AGENT_MESSAGE, sender_id, handoff_id=row.id,

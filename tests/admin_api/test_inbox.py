@@ -137,7 +137,8 @@ async def test_a_reply_is_recorded_and_handed_to_the_gateway_and_to_rasa(inbox: 
     assert status == 202, body
     message = body["message"]
     assert message["text"] == "Hi, I'm Sam from the shop."
-    assert message["agent"]["name"] == "test agent"
+    # A key's label ("test agent") is the owner's note; the visitor reads the shop's name.
+    assert message["agent"]["name"] == "Demo Outfitters"
 
     ((sent, authorization),) = inbox.gateway.received
     assert authorization == f"Bearer {inbox.admin.settings.internal_token.reveal()}"
@@ -149,7 +150,7 @@ async def test_a_reply_is_recorded_and_handed_to_the_gateway_and_to_rasa(inbox: 
     ((tracked_sender, events, rasa_auth),) = inbox.rasa.tracker_events
     assert tracked_sender == sent["sender_id"]
     assert [(e["event"], e["text"], e["metadata"]) for e in events] == [
-        ("bot", "Hi, I'm Sam from the shop.", {"agent": "test agent"})]
+        ("bot", "Hi, I'm Sam from the shop.", {"agent": "Demo Outfitters"})]
     claims = jwt.decode(str(rasa_auth).removeprefix("Bearer "),
                         inbox.admin.settings.rasa_jwt_key.reveal(), algorithms=["HS256"])
     assert claims["user"]["role"] == "admin"
@@ -160,16 +161,22 @@ async def test_a_reply_is_recorded_and_handed_to_the_gateway_and_to_rasa(inbox: 
     assert said == [{"text": "Hi, I'm Sam from the shop.", "buttons": [], "image": None,
                      "agent": message["agent"], "deliveries": []}]
     (handoff,) = transcript["handoffs"]
-    assert handoff["id"] == handoff_id and handoff["assignee"] == message["agent"]
+    key_agent = {"id": message["agent"]["id"], "name": "test agent"}  # the inbox's name for it
+    assert handoff["id"] == handoff_id and handoff["assignee"] == key_agent
 
     # Someone else may not reply in it; an owner may.
     status, body = await inbox.call("POST", f"/conversations/{conversation}/messages",
                                     key=inbox.agent2, json={"text": "me too"})
-    assert status == 409 and body["assignee"] == message["agent"]
+    assert status == 409 and body["assignee"] == key_agent
     status, _ = await inbox.call("POST", f"/conversations/{conversation}/messages", "owner",
                                  json={"text": "The owner here."})
     assert status == 202
-    assert len(inbox.gateway.received) == 2
+    # A helpdesk bridge's key names the person whose words it relays.
+    status, body = await inbox.call("POST", f"/conversations/{conversation}/messages",
+                                    json={"text": "Maria here.", "name": "Maria"})
+    assert status == 202 and body["message"]["agent"]["name"] == "Maria"
+    assert inbox.gateway.received[-1][0]["author"]["name"] == "Maria"
+    assert len(inbox.gateway.received) == 3
     for text in ("", "   ", "x" * 4097):
         status, _ = await inbox.call("POST", f"/conversations/{conversation}/messages",
                                      json={"text": text})
