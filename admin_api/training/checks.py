@@ -21,11 +21,17 @@ file at a time in reader.py and domain_file.py, the set over the base here):
   their required slots; responses are `utter_*` with text, buttons, etc.
 - The base stays intact. Drafts only add: intents, examples (also to base intents),
   entities, slots, responses, rules, stories, forms. A draft may not redefine a slot, form,
-  action or response of the base, reuse the name of a base rule or story, set
+  action, entity or response of the base, reuse the name of a base rule or story, set
   session_config, or start a rule or story with a base intent and go on differently from the
-  base's rule for it. Steps may use only what exists: intents, slots, entities and forms of
-  the base or the drafts, `utter_` responses, and the base's actions (custom actions are
-  code, which a draft cannot add).
+  base's rule for it; a rule with a condition or `conversation_start` may not start with an
+  intent the base's rules answer at all (RulePolicy prefers it to the base's rule wherever its
+  condition holds), unless its condition is a draft's own form being active. Nor may a draft
+  change how the base's entities are read: a regex or lookup named after a base entity, or a
+  synonym (a `- synonym:` item or an annotation with a value) whose text or value can be a
+  value of a base entity (its regexes match it, its lookups or examples list it) or that maps
+  a base entity's values at all. Steps may use only what exists: intents, slots, entities
+  and forms of the base or the drafts, `utter_` responses, and the base's actions (custom
+  actions are code, which a draft cannot add).
 - Drafts agree with each other: two rules (in one draft or two) that start with the same
   intent and go on with different actions contradict each other, which Rasa's RulePolicy
   refuses at training time, minutes later, while Rasa's checks let them pass.
@@ -38,6 +44,8 @@ file at a time in reader.py and domain_file.py, the set over the base here):
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -62,6 +70,7 @@ UNUSED_STORY = ("story '{name}' would never be followed: this bot's dialogue pol
                 "({policies} in config.yml) learn from rules only, not from stories; write the "
                 "flow as a rule (a rules draft with the same steps under `- rule:`) and delete "
                 "this stories draft")
+ENTITIES_STAY = "a draft cannot change how the base's entities are read"
 CUSTOM_ACTION = ("the action '{name}' does not exist: actions that run code are part of the "
                  "product and a draft cannot add one; use an utter_ response (defined under "
                  "responses in a domain draft), a form, or one of the base's actions (GET "
@@ -80,6 +89,7 @@ def our_problems(drafts: Sequence[ParsedFile], base: Definitions,
     seen = Definitions()  # what the drafts define, first definition wins
     for draft in drafts:
         problems.extend(_redefinitions(draft, base, seen))
+        problems.extend(_rewrites(draft, base))
         seen.merge(draft.defs)
     for draft in drafts:
         combined.merge(draft.defs)
@@ -142,6 +152,24 @@ def _redefinitions(draft: ParsedFile, base: Definitions, seen: Definitions
         if intent in base.intents:
             yield problem(where, f"the base defines intent '{intent}'; a draft may add examples "
                                  "to it but cannot change its settings")
+    for entity, where in defs.entities_with_properties.items():
+        if entity in base.entities:
+            yield problem(where, f"the base defines entity '{entity}' at "
+                                 f"{base.entities[entity]}; a draft cannot redefine it or change "
+                                 "its roles, groups or settings: give your entity another name")
+    for noun, tables, effect in (
+            ("regex", defs.regexes, "Rasa's RegexEntityExtractor would extract it by your "
+                                    "pattern too"),
+            ("lookup", defs.lookups, "your entries would count as its values for Rasa's "
+                                     "RegexFeaturizer")):
+        for name, where in tables.items():
+            theirs_where = base.entities.get(name) or base.regexes.get(name) \
+                or base.lookups.get(name)
+            if theirs_where is not None:
+                yield problem(where, f"{noun} '{name}' is named after the base's entity '{name}' "
+                                     f"({theirs_where}): {effect}, also in the base's flows; "
+                                     f"{ENTITIES_STAY}: name the {noun} after an entity of "
+                                     "your own")
     for noun, mine, theirs, drafted in (("rule", defs.rules, base.rules, seen.rules),
                                         ("story", defs.stories, base.stories, seen.stories),
                                         ("test story", defs.tests, base.tests, seen.tests)):
@@ -163,6 +191,94 @@ def _redefinitions(draft: ParsedFile, base: Definitions, seen: Definitions
         elif drafted_start is not None and action and drafted_start[2] \
                 and action != drafted_start[2]:
             yield problem(where, contradiction(name, (intent, entities), action, drafted_start))
+    yield from _guarded_starts(defs, base)
+
+
+def _guarded_starts(defs: Definitions, base: Definitions) -> Iterable[Problem]:
+    """Rules with a condition or at a conversation's start that begin with an intent the
+    base's rules answer: Rasa's RulePolicy prefers the rule with more conditions, so such a
+    rule replaces the base's answer wherever its condition holds, whatever it is. Only a
+    condition on a form of the drafts' own (active_loop) keeps it out of the base's flows."""
+    answers: dict[tuple[str, frozenset[str]], tuple[str, Where, str]] = dict(base.starts)
+    for theirs in base.guarded:
+        answers.setdefault((theirs.intent, theirs.entities),
+                           (theirs.name, theirs.where, theirs.action))
+    for mine in defs.guarded:
+        answer = answers.get((mine.intent, mine.entities))
+        if answer is None or (mine.loops and not mine.loops & base.forms.keys()):
+            continue
+        base_name, base_where, base_action = answer
+        shown = mine.intent + (f" (with {', '.join(sorted(mine.entities))})"
+                               if mine.entities else "")
+        if mine.action and mine.action != base_action:
+            said = (f"'{mine.name}' answers {shown} with {mine.action} {mine.when}, but the "
+                    f"base's rule '{base_name}' ({base_where}) answers it with {base_action}")
+        else:
+            said = (f"'{mine.name}' starts with {shown} {mine.when}, which the base's rule "
+                    f"'{base_name}' ({base_where}) answers with {base_action}")
+        yield Problem(mine.where.file, mine.where.line,
+                      f"{said}; a draft cannot change a base flow, whatever the rule's "
+                      "condition: use a new intent (or make the condition a form of your own, "
+                      "active_loop: <your form>)")
+
+
+def _rewrites(draft: ParsedFile, base: Definitions) -> Iterable[Problem]:
+    """Synonyms that would rewrite values of the base's entities: Rasa's EntitySynonymMapper
+    replaces any entity's value that equals a synonym's text (lower-cased), whichever entity
+    it is, so "1001" -> "1003" makes every order number 1001 another one. Values of the base's
+    entities are what its regexes match (as RegexEntityExtractor: whole, ignoring case) and
+    what its lookup tables and annotated examples list."""
+    patterns = [(entity, compiled, where) for entity, found in base.patterns.items()
+                for compiled, where in _compiled(tuple(found))]
+
+    def base_value(text: str) -> tuple[str, str] | None:
+        for entity, compiled, where in patterns:
+            if compiled.fullmatch(text.strip()):
+                return entity, f"it matches the base's pattern for {entity}, {where}"
+        for entity, values in base.values.items():
+            if text.strip().lower() in values:
+                return entity, f"the base lists it as {entity}, {values[text.strip().lower()]}"
+        return None
+
+    told: set[Where] = set()  # a value is reported once, where it is written
+    for synonym in draft.defs.synonyms:
+        text, value, entity, where = synonym.text, synonym.value, synonym.entity, synonym.where
+        if entity is not None and entity in base.entities:
+            yield Problem(where.file, where.line,
+                          f"[{text}]({entity}:{value}) gives the base's entity '{entity}' the "
+                          f"synonym '{value}': Rasa's EntitySynonymMapper would turn every "
+                          f"'{text}' found into '{value}', also in the base's flows; "
+                          f"{ENTITIES_STAY}: annotate it as [{text}]({entity})")
+            continue
+        named = (f"synonym '{value}'" if entity is None
+                 else f"the synonym [{text}]({entity}:{value})")
+        for of_value, subject, at in ((False, text, where),
+                                      (True, value, synonym.value_where)):
+            found = base_value(subject)
+            if found is None or (of_value and at in told):
+                continue
+            told.add(at)
+            base_entity, why = found
+            change = (f"Rasa's EntitySynonymMapper would turn '{text}' into it, a value that "
+                      f"reads as {base_entity}" if of_value else
+                      f"Rasa's EntitySynonymMapper would turn it into '{value}' wherever it is "
+                      "found")
+            yield Problem(at.file, at.line,
+                          f"{named}: '{subject}' can be a value of the base's entity "
+                          f"'{base_entity}' ({why}), and {change}, also in the base's flows; "
+                          f"{ENTITIES_STAY}: keep synonyms to values of your own entities")
+            break
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(patterns: tuple[tuple[str, Where], ...]) -> list[tuple[re.Pattern[str], Where]]:
+    compiled = []
+    for pattern, where in patterns:
+        try:  # RegexEntityExtractor's default: case_sensitive false
+            compiled.append((re.compile(pattern, re.IGNORECASE), where))
+        except re.error:
+            continue
+    return compiled
 
 
 def _unknown(refs: Iterable[Ref], known: Definitions) -> Iterable[Problem]:

@@ -39,8 +39,11 @@ class DomainReader(FileReader):
     def _domain_entities(self, node: Node) -> None:
         for entry in self.sequence(node, "entities"):
             if isinstance(entry, MappingNode):
-                for entity, key_node, _ in self.mapping(entry, "an entity"):
+                for entity, key_node, value in self.mapping(entry, "an entity"):
                     self.define(self.defs.entities, "entity", entity, key_node)
+                    if not is_null(value):  # roles, groups, influence_conversation
+                        self.defs.entities_with_properties.setdefault(entity,
+                                                                      self.at(key_node))
             else:
                 entity_name = self.name(entry, "an entity")
                 if entity_name is not None:

@@ -42,6 +42,8 @@ NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # An annotated entity in an example: [text](entity), [text](entity:value), [text]{"entity":..}
 ANNOTATION = re.compile(r"\[[^\]\n]*\]\(([^)\n:]+)(?::[^)\n]*)?\)")
 JSON_ANNOTATION = re.compile(r"\]\{[^}\n]*\"entity\"\s*:\s*\"([^\"\n]+)\"")
+# The same annotations whole: the text, then (entity, value) or the JSON object.
+ANNOTATED = re.compile(r"\[([^\]\n]*)\](?:\(([^)\n:]+)(?::([^)\n]*))?\)|(\{[^}\n]*\}))")
 TAG_STR = "tag:yaml.org,2002:str"
 TAG_NULL = "tag:yaml.org,2002:null"
 # compose() on libyaml when it is there: a 512 KB draft in milliseconds instead of a second.
@@ -76,6 +78,32 @@ class Ref:
     where: Where
 
 
+@dataclass(frozen=True)
+class Synonym:
+    """A text Rasa's EntitySynonymMapper turns into `value` wherever an extractor finds it as
+    an entity's value, whichever entity: a `- synonym:` item's example, or an annotated
+    example whose value differs from its text ([1001](order_number:1003); then `entity`)."""
+
+    text: str
+    value: str
+    entity: str | None
+    where: Where  # the text's line
+    value_where: Where  # the value's line (a `- synonym:` item's head)
+
+
+@dataclass(frozen=True)
+class GuardedStart:
+    """A rule with a condition or `conversation_start: true` that starts with an intent."""
+
+    intent: str
+    entities: frozenset[str]
+    name: str
+    where: Where
+    action: str  # the action that follows ("" when none does)
+    when: str  # "at a conversation's start" or "under its condition"
+    loops: frozenset[str]  # the forms its condition requires active (active_loop: <form>)
+
+
 @dataclass
 class Definitions:
     """What a set of files defines, each name with where (the first place) it is."""
@@ -96,15 +124,33 @@ class Definitions:
     # (intent, entities) -> (its name, where, the action that follows).
     starts: dict[tuple[str, frozenset[str]], tuple[str, Where, str]] = field(
         default_factory=dict)
+    guarded: list[GuardedStart] = field(default_factory=list)
+    entities_with_properties: dict[str, Where] = field(default_factory=dict)
+    regexes: dict[str, Where] = field(default_factory=dict)  # `- regex:` items by name
+    lookups: dict[str, Where] = field(default_factory=dict)  # `- lookup:` items by name
+    # How an entity's values are recognised: a regex named after it (its patterns, each where
+    # it is written), and texts known as its values (its lookup table's entries, annotated
+    # examples), lower-cased as Rasa's synonym mapper compares them.
+    patterns: dict[str, list[tuple[str, Where]]] = field(default_factory=dict)
+    values: dict[str, dict[str, Where]] = field(default_factory=dict)
+    synonyms: list[Synonym] = field(default_factory=list)
     refs: list[Ref] = field(default_factory=list)
 
     def merge(self, other: Definitions) -> None:
         for name in ("intents", "intents_with_properties", "entities", "slots", "forms",
                      "form_slots", "actions", "responses", "examples", "rules", "stories",
-                     "tests", "starts"):
+                     "tests", "starts", "entities_with_properties", "regexes", "lookups"):
             mine = getattr(self, name)
             for key, value in getattr(other, name).items():
                 mine.setdefault(key, value)
+        for entity, patterns in other.patterns.items():
+            self.patterns.setdefault(entity, []).extend(patterns)
+        for entity, values in other.values.items():
+            known = self.values.setdefault(entity, {})
+            for value, where in values.items():
+                known.setdefault(value, where)
+        self.guarded.extend(other.guarded)
+        self.synonyms.extend(other.synonyms)
         self.refs.extend(other.refs)
 
     def forms_asking_for(self, slot: str) -> list[str]:

@@ -4,6 +4,7 @@ the names it uses, for the checks over the base (admin_api/training/checks.py)."
 
 from __future__ import annotations
 
+import json
 import re
 
 import yaml
@@ -11,6 +12,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from admin_api.training.domain_file import DomainReader
 from admin_api.training.nodes import (
+    ANNOTATED,
     ANNOTATION,
     JSON_ANNOTATION,
     LOADER,
@@ -20,8 +22,10 @@ from admin_api.training.nodes import (
     TAG_STR,
     TOP_KEYS,
     VERSION,
+    GuardedStart,
     ParsedFile,
     Ref,
+    Synonym,
     Where,
     is_null,
     line_of,
@@ -107,12 +111,16 @@ class _Reader(DomainReader):
                     continue
                 self.defs.examples.setdefault(name, self.at(keys[head][1]))
                 self.ref("nlu_intent", name, keys[head][1])
+            elif head == "regex":
+                self.defs.regexes.setdefault(name, self.at(keys[head][1]))
+            elif head == "lookup":
+                self.defs.lookups.setdefault(name, self.at(keys[head][1]))
             if "examples" not in keys:
                 self.problem(item, f"{head} '{name}' has no examples")
                 continue
-            self._examples(keys["examples"][1], head, name)
+            self._examples(keys["examples"][1], head, name, self.at(keys[head][1]))
 
-    def _examples(self, node: Node, head: str, name: str) -> None:
+    def _examples(self, node: Node, head: str, name: str, named_at: Where) -> None:
         if isinstance(node, SequenceNode):  # the structured form: - text: ...
             for entry in node.value:
                 text_node = dict((k, v) for k, _, v in self.mapping(entry, "an example")
@@ -143,6 +151,7 @@ class _Reader(DomainReader):
                 continue
             count += 1
             example = line[2:].strip()
+            where = self.at(first + offset)
             if head == "intent":
                 self._annotations(example, first + offset)
             elif head == "regex":
@@ -151,12 +160,33 @@ class _Reader(DomainReader):
                 except re.error as exc:
                     self.problem(first + offset, f"regex '{name}': this pattern does not "
                                                  f"compile ({exc})")
+                else:
+                    self.defs.patterns.setdefault(name, []).append((example, where))
+            elif head == "lookup":
+                self.defs.values.setdefault(name, {}).setdefault(example.lower(), where)
+            else:
+                self.defs.synonyms.append(Synonym(example, name, None, where, named_at))
         if not count:
             self.problem(node, f"{head} '{name}' has no examples")
 
     def _annotations(self, example: str, line: int) -> None:
         for entity in (*ANNOTATION.findall(example), *JSON_ANNOTATION.findall(example)):
             self.defs.refs.append(Ref("entity", entity.strip(), self.at(line)))
+        for text, entity, value, as_json in ANNOTATED.findall(example):
+            if as_json:
+                try:
+                    spec = json.loads(as_json)
+                except ValueError:
+                    continue
+                if not isinstance(spec, dict) or not isinstance(spec.get("entity"), str):
+                    continue
+                entity = spec["entity"]
+                value = str(spec["value"]) if spec.get("value") is not None else ""
+            entity = entity.strip()
+            self.defs.values.setdefault(entity, {}).setdefault(text.lower(), self.at(line))
+            if value and value != text:  # Rasa keeps it as a synonym of the text
+                self.defs.synonyms.append(Synonym(text, value, entity, self.at(line),
+                                                  self.at(line)))
 
     # --- rules, stories and test stories ---
 
@@ -195,18 +225,33 @@ class _Reader(DomainReader):
             if not steps:
                 self.problem(keys["steps"][1], f"{noun} '{name}' has no steps")
                 continue
-            conditional = "condition" in keys or "conversation_start" in keys
+            at_start = "conversation_start" in keys and \
+                (text_of(keys["conversation_start"][1]) or "").lower() == "true"
+            conditions: list[Node] = []
+            loops: set[str] = set()
             if "condition" in keys:
-                for step in self.sequence(keys["condition"][1], "condition"):
-                    step_keys = {k for k, _, _ in self.mapping(step, "a condition")}
-                    if not step_keys <= {"active_loop", "slot_was_set"}:
+                conditions = self.sequence(keys["condition"][1], "condition")
+                for step in conditions:
+                    step_pairs = self.mapping(step, "a condition")
+                    if not {k for k, _, _ in step_pairs} <= {"active_loop", "slot_was_set"}:
                         self.problem(step, "a condition is active_loop or slot_was_set")
+                    loops.update(text_of(v) or "" for k, _, v in step_pairs
+                                 if k == "active_loop" and not is_null(v))
                     self._step(step, noun)
             parsed = [self._step(step, noun) for step in steps]
             first = parsed[0]
-            if not conditional and self.kind != "tests" and first and first[0] == "intent":
-                second = parsed[1] if len(parsed) > 1 else None
-                action = second[1] if second is not None and second[0] == "action" else ""
+            if self.kind == "tests" or not first or first[0] != "intent":
+                continue
+            second = parsed[1] if len(parsed) > 1 else None
+            action = second[1] if second is not None and second[0] == "action" else ""
+            if at_start or conditions:
+                # Not a plain start: checked against the base's flows whatever the condition
+                # (checks.py), as Rasa's RulePolicy prefers a rule with more conditions.
+                when = "at a conversation's start" if at_start else "under its condition"
+                self.defs.guarded.append(GuardedStart(first[1], first[2], name,
+                                                      self.at(keys[noun][1]), action, when,
+                                                      frozenset(loops - {""})))
+            else:
                 start = (first[1], first[2])
                 other = self.defs.starts.setdefault(start, (name, self.at(keys[noun][1]),
                                                             action))

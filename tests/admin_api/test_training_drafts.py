@@ -359,6 +359,202 @@ rules:
         "message"]
 
 
+ENTITY_DOMAIN = DOMAIN + """entities:
+  - frame_size
+  - email:
+      roles:
+        - sender
+  - item
+"""
+ENTITY_NLU = """version: "3.1"
+nlu:
+  - intent: ask_size
+    examples: |
+      - is [medium](frame_size) right for me
+      - do you have it in [M](frame_size:medium)
+  - synonym: medium
+    examples: |
+      - med
+      - mid
+  - synonym: "1003"
+    examples: |
+      - 1001
+  - synonym: support@example.com
+    examples: |
+      - our shop address
+  - regex: order_number
+    examples: |
+      - \\d+
+  - lookup: email
+    examples: |
+      - alex@example.com
+  - intent: check_order_status
+    examples: |
+      - where is order [1001](order_number:1003)
+      - is my [trainers](frame_size:large) order here
+"""
+
+
+async def test_a_draft_cannot_change_how_the_base_reads_its_entities(admin: Admin) -> None:
+    """The walkthrough's synonym "1001" -> "1003" passed every check, and with it live the
+    order status flow looked for another order (Rasa's EntitySynonymMapper rewrites any
+    entity's value). What would change the base's order numbers, emails or items is refused
+    where it is written; synonyms and annotations of the draft's own entities stay."""
+    await put(admin, "domain", "sizes", ENTITY_DOMAIN)
+    status, saved = await put(admin, "nlu", "sizes", ENTITY_NLU)
+    assert status == 201
+    found = {(p["file"], p["line"]): p["message"] for p in (await validation(admin))["errors"]}
+    assert set(found) == {("domain/sizes.yml", 10), *(("nlu/sizes.yml", line)
+                                                       for line in (13, 14, 17, 20, 25, 26))
+                          }, found
+    # the base's entity, redefined with roles (a plain `- item` may list it again)
+    assert found[("domain/sizes.yml", 10)].startswith(
+        "the base defines entity 'email' at bot/domain/orders.yml:")
+    assert "cannot redefine it or change its roles" in found[("domain/sizes.yml", 10)]
+    # a synonym whose text reads as an order number: every 1001 would become 1003
+    assert found[("nlu/sizes.yml", 13)].startswith(
+        "synonym '1003': '1001' can be a value of the base's entity 'order_number' (it matches "
+        "the base's pattern for order_number, data/nlu/patterns.yml:")
+    assert "EntitySynonymMapper would turn it into '1003'" in found[("nlu/sizes.yml", 13)]
+    assert "cannot change how the base's entities are read" in found[("nlu/sizes.yml", 13)]
+    # ... or that turns the draft's words into an email address
+    assert found[("nlu/sizes.yml", 14)].startswith(
+        "synonym 'support@example.com': 'support@example.com' can be a value of the base's "
+        "entity 'email'")
+    assert "regex 'order_number' is named after the base's entity" in found[
+        ("nlu/sizes.yml", 17)]
+    assert "RegexEntityExtractor" in found[("nlu/sizes.yml", 17)]
+    assert "lookup 'email' is named after the base's entity" in found[("nlu/sizes.yml", 20)]
+    # annotations that map values are synonyms too
+    assert found[("nlu/sizes.yml", 25)].startswith(
+        "[1001](order_number:1003) gives the base's entity 'order_number' the synonym '1003'")
+    assert "annotate it as [1001](order_number)" in found[("nlu/sizes.yml", 25)]
+    assert found[("nlu/sizes.yml", 26)].startswith(
+        "the synonym [trainers](frame_size:large): 'trainers' can be a value of the base's "
+        "entity 'item' (the base lists it as item, data/nlu/item_lookup.yml:")
+    # The PUT of the nlu draft shows the same, for that file.
+    assert [p["line"] for p in saved["problems"]] == [13, 14, 17, 20, 25, 26]
+
+
+GUARDED_RULES = """version: "3.1"
+rules:
+  - rule: thank at the start of a conversation
+    conversation_start: true
+    steps:
+      - intent: thank
+      - action: utter_size_guide
+  - rule: greet after a handoff was asked gets the size guide
+    condition:
+      - slot_was_set:
+          - handoff_offered: true
+    steps:
+      - intent: greet
+      - action: utter_size_guide
+  - rule: yes to an offered person is no longer a person
+    condition:
+      - slot_was_set:
+          - handoff_offered: true
+    steps:
+      - intent: affirm
+      - action: utter_anything_else
+  - rule: thank during the order status form gets the size guide
+    condition:
+      - active_loop: order_status_form
+    steps:
+      - intent: thank
+      - action: utter_size_guide
+      - action: order_status_form
+      - active_loop: order_status_form
+  - rule: size questions at the start get the size guide
+    conversation_start: true
+    steps:
+      - intent: ask_size
+      - action: utter_size_guide
+"""
+
+
+async def test_a_condition_does_not_let_a_rule_change_a_base_flow(admin: Admin) -> None:
+    """The walkthrough's rules on thank and greet passed with a condition or at a
+    conversation's start (Rasa's RulePolicy then prefers them to the base's rule): refused as
+    a plain rule is, whatever the condition; on the draft's own intents they stay."""
+    for kind, text in (("domain", DOMAIN), ("nlu", NLU), ("rules", GUARDED_RULES)):
+        await put(admin, kind, "sizes", text)
+    found = {(p["file"], p["line"]): p["message"] for p in (await validation(admin))["errors"]}
+    assert set(found) == {("rules/sizes.yml", line) for line in (3, 8, 15, 22)}, found
+    assert found[("rules/sizes.yml", 3)].startswith(
+        "'thank at the start of a conversation' answers thank with utter_size_guide at a "
+        "conversation's start, but the base's rule 'thanks' (data/rules/smalltalk.yml:")
+    assert found[("rules/sizes.yml", 8)].startswith(
+        "'greet after a handoff was asked gets the size guide' answers greet with "
+        "utter_size_guide under its condition, but the base's rule 'greet' (")
+    # the same answer as the base's plain rule, but it would take the place of the base's
+    # "yes to an offered person" (action_handoff)
+    assert found[("rules/sizes.yml", 15)].startswith(
+        "'yes to an offered person is no longer a person' starts with affirm under its "
+        "condition, which the base's rule")
+    for message in found.values():
+        assert "a draft cannot change a base flow, whatever the rule's condition: use a new " \
+               "intent" in message
+
+
+FORM_DOMAIN = """version: "3.1"
+intents:
+  - ask_height_help
+entities:
+  - bike_height
+slots:
+  rider_height:
+    type: text
+    mappings:
+      - type: from_entity
+        entity: bike_height
+forms:
+  height_form:
+    required_slots:
+      - rider_height
+responses:
+  utter_ask_rider_height:
+    - text: "How tall is the rider?"
+  utter_height_thanks:
+    - text: "You're welcome! And how tall is the rider?"
+"""
+FORM_NLU = """version: "3.1"
+nlu:
+  - intent: ask_height_help
+    examples: |
+      - which frame for my height
+      - I am [180 cm](bike_height), which size
+      - I am [six foot](bike_height:183 cm), which size
+"""
+FORM_RULES = """version: "3.1"
+rules:
+  - rule: height help starts the form
+    steps:
+      - intent: ask_height_help
+      - action: height_form
+      - active_loop: height_form
+  - rule: thank during the height form
+    condition:
+      - active_loop: height_form
+    steps:
+      - intent: thank
+      - action: utter_height_thanks
+      - action: height_form
+      - active_loop: height_form
+"""
+
+
+async def test_a_rule_inside_a_drafts_own_form_may_answer_a_base_intent(admin: Admin) -> None:
+    """A condition on the draft's own form keeps the rule out of the base's flows: a thanks
+    while the draft's form asks is the draft's to answer; its annotated synonym (six foot ->
+    183 cm) is of its own entity."""
+    for kind, text in (("nlu", FORM_NLU), ("domain", FORM_DOMAIN), ("rules", FORM_RULES)):
+        status, saved = await put(admin, kind, "height", text)
+        assert status == 201, saved
+    assert saved["problems"] == [], saved
+    assert (await validation(admin))["errors"] == []
+
+
 async def test_the_base_can_be_read(admin: Admin) -> None:
     status, base = await admin.call("GET", "/training/base", role="designer")
     assert status == 200
