@@ -294,8 +294,26 @@ async function loadSettings() {
     }
     settingsShown = current;
     say(status, "");
+    await noteGreetingOverride();
   } catch (error) {
     failed(status, error);
+  }
+}
+
+/** The greeting is utter_greet's default: a text changed in the Texts tab wins over it, so
+ * the field says so rather than saving a greeting the bot never says. */
+async function noteGreetingOverride() {
+  const hint = $("setting-greeting-hint");
+  if (!hint) return;
+  let greet = null;
+  try {
+    greet = await api("GET", "/responses/utter_greet");
+  } catch {
+    return; // not readable for this role: nothing to say
+  }
+  if (greet && greet.override) {
+    hint.append(el("strong", { class: "override-note" }, " The bot says the Texts tab's "
+      + "utter_greet instead, which was changed there: restore its default to use this."));
   }
 }
 

@@ -113,7 +113,8 @@ class OpeningHours(Model):
 class SettingsOut(Model):
     slug: str = Field(description="the shop's name in public URLs (not changeable here)")
     name: str
-    greeting: str | None
+    greeting: str | None = Field(description="what the bot says when a visitor greets it or "
+                                             "starts (utter_greet's text); empty: the default")
     support_email: str | None
     return_window_days: int
     verification_expiry_minutes: int

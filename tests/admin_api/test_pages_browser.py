@@ -276,6 +276,12 @@ def test_a_text_is_changed_and_restored(served: Served, page: Page) -> None:
     answer = page.request.get(f"{served.base}/api/v1/responses", params={"page_size": 200})
     greet = next(i for i in answer.json()["items"] if i["name"] == "utter_greet")
     assert greet["override"][0]["text"] == "Welcome to the demo shop! Ask me anything."
+    page.reload()  # the Settings tab's greeting now says the changed text wins over it
+    page.get_by_role("tab", name="Settings").click()
+    expect(page.locator("#setting-greeting-hint")).to_contain_text("Texts tab's utter_greet")
+    page.get_by_role("tab", name="Texts").click()
+    page.get_by_label("Find a response").fill("utter_greet")
+    card = page.locator('article[data-name="utter_greet"]')
 
     page.once("dialog", lambda dialog: dialog.accept())
     card.get_by_role("button", name="Restore default").click()
