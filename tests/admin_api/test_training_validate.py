@@ -13,6 +13,7 @@ import pytest
 from tests.admin_api.conftest import Admin
 from tests.admin_api.test_training_drafts import DOMAIN, NLU, RULES, put
 from tests.bot.workshop_process import running_workshop
+from tests.gift_form_drafts import GIFT_DOMAIN, GIFT_NLU, GIFT_RULES
 from tests.servers import free_port
 
 pytestmark = pytest.mark.asyncio
@@ -89,57 +90,6 @@ async def test_yaml_syntax_errors_skip_rasas_checks(admin: Admin) -> None:
     assert any("YAML syntax" in e["message"] for e in body["errors"]), body
 
 
-GIFT_DOMAIN = """version: "3.1"
-intents:
-  - ask_height_help
-  - ask_gift_wrap
-entities:
-  - bike_height
-slots:
-  rider_height:
-    type: text
-    mappings:
-      - type: from_entity
-        entity: bike_height
-forms:
-  height_form:
-    required_slots:
-      - rider_height
-responses:
-  utter_ask_rider_height:
-    - text: "How tall is the rider?"
-  utter_height_done:
-    - text: "Thanks, I will pick the frame for that height."
-"""
-GIFT_NLU = """version: "3.1"
-nlu:
-  - intent: ask_height_help
-    examples: |
-      - which frame for my height
-      - I am [180 cm](bike_height), which size
-      - help me pick a size for my height
-  - intent: ask_gift_wrap
-    examples: |
-      - can you gift wrap it
-      - do you wrap presents
-"""
-GIFT_RULES = """version: "3.1"
-rules:
-  - rule: height help starts the form
-    steps:
-      - intent: ask_height_help
-      - action: height_form
-      - active_loop: height_form
-  - rule: the form is done
-    condition:
-      - active_loop: height_form
-    steps:
-      - action: height_form
-      - active_loop: null
-      - slot_was_set:
-          - requested_slot: null
-      - action: utter_height_done
-"""
 
 
 async def test_a_form_and_a_new_intent_without_a_rule_can_train(admin: Admin,

@@ -20,6 +20,7 @@ from bot.rasa_checks import REMEMBERED, Checker, Report
 from core.rasa_http import rasa_api_token
 from core.settings import BotSettings
 from tests.bot.workshop_process import running_workshop
+from tests.gift_form_drafts import GIFT_DOMAIN, GIFT_NLU, GIFT_RULES
 
 TOKEN = "workshop-test-token-" + "x" * 20
 KEY = BotSettings.from_env({"RASA_TOKEN": TOKEN}).rasa_jwt_key
@@ -116,61 +117,9 @@ def test_a_good_overlay_has_no_errors(workshop: str) -> None:
     assert answer.json() == {"errors": [], "warnings": [], "complete": True}
 
 
-# A form in drafts (the walkthrough's): it asks for the rider's height with
-# utter_ask_rider_height, which no rule says; the form says it.
-FORM_DOMAIN = """version: "3.1"
-intents:
-  - ask_height_help
-  - ask_gift_wrap
-entities:
-  - bike_height
-slots:
-  rider_height:
-    type: text
-    mappings:
-      - type: from_entity
-        entity: bike_height
-forms:
-  height_form:
-    required_slots:
-      - rider_height
-responses:
-  utter_ask_rider_height:
-    - text: "How tall is the rider?"
-  utter_height_done:
-    - text: "Thanks, I will pick the frame for that height."
-  utter_gift_wrap:
+# The walkthrough's form (tests/gift_form_drafts.py) and a response no rule says.
+FORM_DOMAIN = GIFT_DOMAIN + """  utter_gift_wrap:
     - text: "We wrap gifts for free."
-"""
-FORM_NLU = """version: "3.1"
-nlu:
-  - intent: ask_height_help
-    examples: |
-      - which frame for my height
-      - I am [180 cm](bike_height), which size
-      - help me pick a size for my height
-  - intent: ask_gift_wrap
-    examples: |
-      - can you gift wrap it
-      - do you wrap presents
-      - is gift wrapping possible
-"""
-FORM_RULES = """version: "3.1"
-rules:
-  - rule: height help starts the form
-    steps:
-      - intent: ask_height_help
-      - action: height_form
-      - active_loop: height_form
-  - rule: the form is done
-    condition:
-      - active_loop: height_form
-    steps:
-      - action: height_form
-      - active_loop: null
-      - slot_was_set:
-          - requested_slot: null
-      - action: utter_height_done
 """
 
 
@@ -179,8 +128,8 @@ def test_what_rasa_only_warns_about_is_a_warning_and_a_forms_question_not_even_t
     """Rasa never fails a validation on an intent or a response "not used in any story or
     rule": they come back as warnings, which never stop a training, with what they mean; a
     form's utter_ask_<slot> is how the form asks, so nothing is said about it."""
-    answer = check(workshop, {"domain/gift.yml": FORM_DOMAIN, "nlu/gift.yml": FORM_NLU,
-                              "rules/gift.yml": FORM_RULES})
+    answer = check(workshop, {"domain/gift.yml": FORM_DOMAIN, "nlu/gift.yml": GIFT_NLU,
+                              "rules/gift.yml": GIFT_RULES})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["errors"] == [], body
