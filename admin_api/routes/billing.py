@@ -30,7 +30,7 @@ from admin_api.errors import ApiError, BadGateway, Conflict, NotFound, Unprocess
 from admin_api.plan_limits import agent_count, configured_channels, document_count
 from admin_api.principal import OWNERS
 from billing.account import BillingState
-from billing.plans import ACTIVE_STATES, PAST_DUE, Limits, Plan
+from billing.plans import ACTIVE_STATES, COMPED, PAST_DUE, Limits, Plan
 from billing.stripe_api import StripeApi, StripeFailure, StripeUnavailable, ensure_customer
 from billing.usage import monthly_usage
 from connectors.channels import CHANNELS
@@ -226,6 +226,9 @@ async def start_checkout(call: Call[CheckoutIn, None]) -> UrlOut:
         elif state.status == PAST_DUE:
             raise Conflict("a payment failed: update the payment method in the customer "
                            "portal first (POST /api/v1/billing/portal)")
+        elif state.status == COMPED and state.subscribed_plan == plan.name:
+            raise Conflict(f"the shop has the {plan.name} plan at no charge already; "
+                           "subscribing to it would charge for what it has")
         else:
             customer = await ensure_customer(api, call.ctx.sessions, call.shop)
             url = await api.checkout_session(

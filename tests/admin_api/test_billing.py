@@ -175,6 +175,22 @@ async def test_checkout_refuses_unknown_and_free_plans(billed: Billed) -> None:
     assert billed.stripe.sandbox.calls == []
 
 
+async def test_a_comped_shop_is_not_sent_to_pay_for_the_plan_it_has(billed: Billed) -> None:
+    """The platform gave the demo shop pro at no charge (as `make run` does): a Checkout for
+    pro would charge for what it has; another plan is a subscription like any other."""
+    shop = billed.admin.demo
+    async with billed.admin.sessions() as db:
+        db.add(BillingAccountRow(tenant_id=shop.id, plan="pro", status="comped"))
+        await db.commit()
+    status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
+                                       json={"plan": "pro"})
+    assert status == 409 and "at no charge" in answer["detail"], answer
+    assert billed.stripe.sandbox.calls == []
+    status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
+                                       json={"plan": "starter"})
+    assert status == 200 and answer["url"], answer
+
+
 async def test_two_first_checkouts_at_once_make_one_customer(billed: Billed) -> None:
     answers = await asyncio.gather(*(billed.call("POST", "/billing/checkout",
                                                  json={"plan": "starter"})
