@@ -47,11 +47,11 @@ from sanic.response import json as json_response
 
 from admin_api.errors import BadRequest, Forbidden, Unprocessable, UnsupportedMediaType
 from admin_api.principal import Principal
+from core.db import UNSTORABLE
 
 PREFIX = "/api/v1"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATH_PARAM = re.compile(r"{(\w+)}")
-UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")  # see the module's docstring
 UNSTORABLE_MESSAGE = ("text may not hold NUL characters (U+0000) or unpaired surrogates "
                       "(\\ud800-\\udfff): they cannot be stored")
 

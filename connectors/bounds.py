@@ -45,6 +45,7 @@ from typing import Any
 from sanic import Request, Sanic
 
 from connectors.errors import BadRequest, PayloadTooLarge
+from core.db import UNSTORABLE
 
 KB = 1024
 MB = 1024 * KB
@@ -57,7 +58,6 @@ EMAIL_BODY = 32 * MB
 LARGEST_BODY = max(DEFAULT_BODY, REST_BODY, TWILIO_BODY, META_BODY, EMAIL_BODY)
 
 MAX_ID = 255  # messages.message_id and messages.sender_id (String(255))
-UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 

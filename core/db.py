@@ -6,6 +6,7 @@ every query we write runs on both, and Alembic migrations build the same schema 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,11 @@ from sqlalchemy.types import TypeDecorator
 
 from core.aiosqlite_trips import fewer_round_trips
 from core.sqlite import install_sqlite_pragmas
+
+# Characters no text column keeps: NUL (PostgreSQL's text refuses it) and lone surrogates
+# (JSON spells "\ud800"; no driver encodes one as UTF-8). The gateway cleans them from what
+# visitors send (connectors/bounds.py), the admin API refuses them (admin_api/api.py).
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 # Stable constraint names, so migrations can drop/alter them on both databases.
 NAMING = {

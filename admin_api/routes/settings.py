@@ -19,15 +19,15 @@ secret (credentials live in channels.py and never appear here).
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import select
 
+from admin_api.analytics import zones
 from admin_api.api import API, Call, Model
 from admin_api.audit import record
 from admin_api.errors import Conflict, NotFound
@@ -59,15 +59,10 @@ def _minutes(clock: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-@functools.cache
-def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
 def _zone_enum(schema: dict[str, Any]) -> None:
     """The known zones in the document: a client can offer a list, and every zone the
     document allows is one the validator accepts."""
-    schema["enum"] = sorted(_zones())
+    schema["enum"] = sorted(zones())
 
 
 class OpeningHours(Model):
@@ -84,7 +79,7 @@ class OpeningHours(Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        if value not in _zones():
+        if value not in zones():
             raise ValueError(f"{value[:64]!r} is not an IANA time zone (e.g. Europe/Berlin)")
         try:
             ZoneInfo(value)

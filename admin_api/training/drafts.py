@@ -27,9 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from admin_api.api import UNSTORABLE
 from admin_api.errors import Unprocessable
-from core.db import Base, UtcDateTime, utcnow
+from core.db import UNSTORABLE, Base, UtcDateTime, utcnow
 from tenants.models import TenantRow
 
 KINDS = ("nlu", "rules", "stories", "domain", "tests")

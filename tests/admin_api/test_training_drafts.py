@@ -22,6 +22,7 @@ from admin_api.tables import AuditRow
 from admin_api.training.drafts import MAX_DRAFT_BYTES, MAX_SHOP_BYTES, fingerprint
 from core.settings import ROOT
 from tests.admin_api.conftest import Admin, Shop, admin_settings
+from tests.gift_form_drafts import GIFT_DOMAIN, GIFT_NLU, GIFT_RULES
 from tests.sanic_client import RunningAppClient, stop_app
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("rasa_finds_nothing")]
@@ -497,43 +498,16 @@ async def test_a_condition_does_not_let_a_rule_change_a_base_flow(admin: Admin) 
                "intent" in message
 
 
-FORM_DOMAIN = """version: "3.1"
-intents:
-  - ask_height_help
-entities:
-  - bike_height
-slots:
-  rider_height:
-    type: text
-    mappings:
-      - type: from_entity
-        entity: bike_height
-forms:
-  height_form:
-    required_slots:
-      - rider_height
-responses:
-  utter_ask_rider_height:
-    - text: "How tall is the rider?"
-  utter_height_thanks:
+# The walkthrough's form (tests/gift_form_drafts.py), answering thanks while it asks, and an
+# annotated synonym of its own entity.
+FORM_DOMAIN = GIFT_DOMAIN + """  utter_height_thanks:
     - text: "You're welcome! And how tall is the rider?"
 """
-FORM_NLU = """version: "3.1"
-nlu:
-  - intent: ask_height_help
+FORM_NLU = GIFT_NLU + """  - intent: ask_height_help
     examples: |
-      - which frame for my height
-      - I am [180 cm](bike_height), which size
       - I am [six foot](bike_height:183 cm), which size
 """
-FORM_RULES = """version: "3.1"
-rules:
-  - rule: height help starts the form
-    steps:
-      - intent: ask_height_help
-      - action: height_form
-      - active_loop: height_form
-  - rule: thank during the height form
+FORM_RULES = GIFT_RULES + """  - rule: thank during the height form
     condition:
       - active_loop: height_form
     steps:
