@@ -14,13 +14,23 @@ Stripe down: 502 `{"detail"}`; Stripe refusing the request: 409. Billing off (no
 STRIPE_API_KEY): GET /billing shows the plan "unlimited" without limits, the pages are 409.
 Links back from Stripe open the owner page's billing section (/app/#billing) on
 ADMIN_PUBLIC_URL, or on the origin of the request (as invitations do).
+
+What a plan costs is its Stripe Price's (amount, currency, interval), read from Stripe so the
+page never states a price Checkout would not charge: an owner should see it before being sent
+to Stripe. A Price's amount and interval cannot change once created (Stripe makes a new Price
+instead), so each is read once per process and kept; one Stripe cannot answer for now is
+`price: null` (the page says Checkout shows it) and asked for again next time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import weakref
 from datetime import datetime
 from typing import Any
 
+import stripe
 from pydantic import Field
 from sqlalchemy import select
 
@@ -37,6 +47,8 @@ from connectors.channels import CHANNELS
 from core.db import utcnow
 from tenants.crypto import CredentialsError
 from tenants.models import TenantRow
+
+log = logging.getLogger(__name__)
 
 PAGE = "/app/"
 SECTION = "#billing"
@@ -99,9 +111,26 @@ class BillingOut(Model):
     invoices_unavailable: bool = Field(description="Stripe could not be asked for them now")
 
 
+class PriceOut(Model):
+    """A Stripe Price as an owner reads it."""
+
+    amount: int | None = Field(description="per interval (or per unit used, metered) in the "
+                                           "currency's smallest unit (cents); null: tiered")
+    currency: str = Field(description="ISO code, lower case as Stripe gives it (usd)")
+    interval: str | None = Field(description="day, week, month or year; null: one-time")
+    interval_count: int = Field(description="intervals between charges (1: every month)")
+    metered: bool = Field(description="charged per unit used (conversations), not flat")
+
+
 class PlanOut(Model):
     name: str
     price_id: str | None = Field(description="the Stripe Price; null: free, no checkout")
+    price: PriceOut | None = Field(
+        description="what price_id charges; null for a free plan, or when Stripe could not "
+                    "say now (Checkout shows it)")
+    usage_prices: list[PriceOut] = Field(
+        description="usage-based Prices Checkout adds to the flat one (per conversation), "
+                    "those Stripe could say now")
     limits: LimitsOut
     current: bool = Field(description="the plan whose limits bind the shop now")
 
@@ -177,17 +206,63 @@ async def get_billing(call: Call[None, None]) -> BillingOut:
                       invoices_unavailable=unavailable)
 
 
+# Prices read from Stripe, per StripeApi (one per app, so per deployment's Stripe account).
+_PRICES: weakref.WeakKeyDictionary[StripeApi, dict[str, PriceOut]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _price_of(raw: dict[str, Any]) -> PriceOut:
+    recurring = raw.get("recurring") or {}
+    amount = raw.get("unit_amount")
+    return PriceOut(amount=int(amount) if isinstance(amount, int) else None,
+                    currency=str(raw.get("currency") or ""),
+                    interval=recurring.get("interval"),
+                    interval_count=int(recurring.get("interval_count") or 1),
+                    metered=recurring.get("usage_type") == "metered")
+
+
+async def _price(api: StripeApi, price_id: str) -> PriceOut | None:
+    known = _PRICES.setdefault(api, {})
+    if price_id in known:
+        return known[price_id]
+    try:
+        found = await api.client.v1.prices.retrieve_async(price_id)
+    except stripe.StripeError as exc:
+        log.warning("stripe price read failed", extra={
+            "price_id": price_id, "stripe_error": type(exc).__name__,
+            "http_status": exc.http_status})
+        return None
+    known[price_id] = _price_of(found.to_dict())
+    return known[price_id]
+
+
+async def _prices(call: Call[Any, Any], plans: list[Plan]) -> dict[str, PriceOut]:
+    """The plans' Prices Stripe could tell now, by id (none with billing off)."""
+    api: StripeApi | None = getattr(call.ctx, "stripe", None)
+    wanted = sorted({p for plan in plans for p in (plan.price_id, *plan.metered_price_ids)
+                     if p})
+    if api is None or not wanted:
+        return {}
+    found = await asyncio.gather(*(_price(api, price_id) for price_id in wanted))
+    return {price_id: price for price_id, price in zip(wanted, found, strict=True)
+            if price is not None}
+
+
 @API.route("GET", "/billing/plans", roles=OWNERS, response=list[PlanOut],
-           summary="The plans on offer with their limits")
+           summary="The plans on offer with their limits and prices")
 async def list_plans(call: Call[None, None]) -> list[PlanOut]:
-    """Empty when billing is off (nothing is charged or limited)."""
+    """Empty when billing is off (nothing is charged or limited). Prices are Stripe's."""
     pricing = call.ctx.billing.pricing
     if pricing is None:
         return []
     state = await call.ctx.billing.state(call.shop)
-    return [PlanOut(name=plan.name, price_id=plan.price_id, limits=LimitsOut.of(plan.limits),
-                    current=plan.name == state.plan.name)
-            for plan in pricing.plans.values()]
+    plans = list(pricing.plans.values())
+    prices = await _prices(call, plans)
+    return [PlanOut(name=plan.name, price_id=plan.price_id,
+                    price=prices.get(plan.price_id) if plan.price_id else None,
+                    usage_prices=[prices[p] for p in plan.metered_price_ids if p in prices],
+                    limits=LimitsOut.of(plan.limits), current=plan.name == state.plan.name)
+            for plan in plans]
 
 
 def _plan(call: Call[CheckoutIn, None]) -> Plan:

@@ -36,6 +36,7 @@ from connectors.app import create_app as create_gateway
 from connectors.billing_webhook import PATH
 from core.db import utcnow
 from core.settings import Settings
+from devtools.stripe_sandbox import api as sandbox_api
 from knowledge.tables import KnowledgeDocumentRow
 from tests.admin_api.conftest import KEY, Admin, Shop, admin_settings
 from tests.conftest import services
@@ -121,11 +122,44 @@ async def test_plans_list_prices_limits_and_the_current_one(billed: Billed) -> N
     assert status == 200
     by_name = {p["name"]: p for p in plans}
     assert list(by_name) == ["free", "starter", "pro"]
-    assert by_name["free"] == {"name": "free", "price_id": None, "limits": FREE_LIMITS,
-                               "current": True}
+    assert by_name["free"] == {"name": "free", "price_id": None, "price": None,
+                               "usage_prices": [], "limits": FREE_LIMITS, "current": True}
     assert by_name["starter"]["price_id"] == "price_sb_starter_monthly"
     assert by_name["pro"]["limits"]["own_models"] is True
     assert not by_name["starter"]["current"] and not by_name["pro"]["current"]
+
+
+def serve_prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox answers GET /v1/prices/{id} as Stripe does, from the Prices it knows
+    (devtools/stripe_sandbox serves no such route yet)."""
+    monkeypatch.setitem(sandbox_api._ROUTES, ("GET", r"/v1/prices/([^/]+)"),
+                        lambda api, params, id_: api.price(id_, "id").as_stripe())
+
+
+async def test_plans_show_what_stripe_charges_before_checkout(
+        billed: Billed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An owner sees a plan's price before being sent to Stripe: the amount and interval
+    of its Stripe Price (and of the usage Prices Checkout adds), read from Stripe once; while
+    Stripe cannot say, the plans still answer, with `price` null."""
+    status, plans = await billed.call("GET", "/billing/plans")
+    assert status == 200  # the sandbox serves no prices: Stripe cannot say
+    assert [(p["name"], p["price"], p["usage_prices"]) for p in plans] == [
+        ("free", None, []), ("starter", None, []), ("pro", None, [])]
+
+    serve_prices(monkeypatch)
+    _, plans = await billed.call("GET", "/billing/plans")
+    by_name = {p["name"]: p for p in plans}
+    monthly = {"currency": "usd", "interval": "month", "interval_count": 1}
+    assert by_name["starter"]["price"] == {"amount": 2900, **monthly, "metered": False}
+    assert by_name["pro"]["price"] == {"amount": 9900, **monthly, "metered": False}
+    assert by_name["pro"]["usage_prices"] == [{"amount": 1, **monthly, "metered": True}]
+    assert by_name["free"]["price"] is None
+    asked = len(billed.stripe.sandbox.calls_to("/v1/prices/"))
+    assert asked == 3 + 3  # each Price once while missing, once when found
+
+    _, again = await billed.call("GET", "/billing/plans")
+    assert again == plans
+    assert len(billed.stripe.sandbox.calls_to("/v1/prices/")) == asked  # kept: never changes
 
 
 async def test_checkout_sends_the_plans_prices_for_the_shop_with_idempotency_keys(
