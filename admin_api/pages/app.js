@@ -1,7 +1,10 @@
 // The owner page: log in, then one tab per part of the shop (settings, texts, knowledge,
-// conversations, analytics, people, billing). Everything goes through the admin API under /api/v1 with the
-// session cookie; what the page may show follows the role the login answered (the API checks
-// it again on every call).
+// conversations, analytics, people, channels, developers, audit log, billing). Everything goes
+// through the admin API under /api/v1 with the session cookie; what the page may show follows
+// the role the login answered (the API checks it again on every call).
+//
+// The tabs added after this file grew long live in modules of their own (channels.js,
+// developers.js, audit.js, privacy.js), wired with `kit`: the few pieces they share with it.
 //
 // Forms are built from data, and the settings form from the API's own OpenAPI document
 // (field types, choices, which fields PATCH accepts): a new setting appears here without an
@@ -12,10 +15,14 @@
 
 import { api, ApiError, el, humanize, say, setCsrf, svg, when } from "./api.js";
 import { logIn, logOut } from "./session.js";
+import { wireAudit } from "./audit.js";
+import { wireChannels } from "./channels.js";
+import { wireDevelopers } from "./developers.js";
+import { privacyFor, wirePrivacy } from "./privacy.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 25;
-const state = { session: null, loaded: new Set(), checkout: null };
+const state = { session: null, loaded: new Set(), checkout: null, transcript: null };
 
 // ---------------------------------------------------------------------------------------------
 // Session
@@ -34,6 +41,11 @@ async function start() {
   wireAnalytics();
   wirePeople();
   wireBilling();
+  const kit = { failed, pager, pageSize: PAGE_SIZE, loaders: LOADERS };
+  wireChannels(kit);
+  wireDevelopers(kit);
+  wireAudit(kit);
+  wirePrivacy(kit);
   window.addEventListener("hashchange", () => {
     const tab = tabNamed(window.location.hash.slice(1));
     if (!state.session || !tab || tab.hidden) return;
@@ -82,6 +94,7 @@ function entered(session) {
   $("who").hidden = false;
   $("logout").hidden = false;
   $("inbox-link").hidden = role !== "owner" && role !== "agent"; // the inbox is theirs
+  $("privacy").hidden = role !== "owner"; // a data-subject request is the shop's, answered by owners
   $("login").hidden = true;
   $("app").hidden = false;
   let first = null;
@@ -354,6 +367,7 @@ function wireSettings() {
 // Texts: every utter_* response, the shop's variants over the domain's defaults
 
 let textsPage = 1;
+const TEXTS_PER_PAGE = 10;
 
 function variantEditor(name, variant, index) {
   const id = `text-${name}-${index}`;
@@ -424,38 +438,52 @@ function responseCard(item) {
   return card;
 }
 
-async function loadTexts(page = textsPage) {
+async function loadTexts() {
   const status = $("texts-status");
-  textsPage = page;
   say(status, "Loading…");
   try {
-    // All of them at once (a domain has tens of responses, the API gives up to 200 a page):
-    // the filter then only hides cards, so it never replaces one being edited.
-    const answer = await api("GET", "/responses", { query: { page, page_size: 200 } });
-    const items = Array.isArray(answer) ? answer : answer.items;
+    // All of them (a domain has tens of responses, the API gives up to 200 a page), so the
+    // filter searches every text; the page then shows TEXTS_PER_PAGE of the matches at once
+    // (all ~80 cards were 19,000 px tall). Cards out of view are hidden, never rebuilt, so
+    // a text being edited keeps its changes across pages and filters.
+    const items = [];
+    for (let page = 1; ; page += 1) {
+      const answer = await api("GET", "/responses", { query: { page, page_size: 200 } });
+      const chunk = Array.isArray(answer) ? answer : answer.items;
+      items.push(...chunk);
+      if (Array.isArray(answer) || !chunk.length || items.length >= answer.total) break;
+    }
     $("texts-list").replaceChildren(...items.map(responseCard));
-    if (!Array.isArray(answer)) pager($("texts-pager"), answer, loadTexts);
-    filterTexts();
+    filterTexts(textsPage);
   } catch (error) {
     failed(status, error);
   }
 }
 
-function filterTexts() {
+function filterTexts(page = 1) {
   const filter = $("texts-filter").value.trim().toLowerCase();
-  let shown = 0;
-  for (const card of $("texts-list").children) {
+  const matches = [...$("texts-list").children].filter((card) => {
     const text = `${card.dataset.name} ${[...card.querySelectorAll("textarea")]
       .map((area) => area.value).join(" ")}`.toLowerCase();
-    card.hidden = Boolean(filter) && !text.includes(filter);
-    if (!card.hidden) shown += 1;
-  }
-  say($("texts-status"), shown ? "" : "No response matches.");
+    return !filter || text.includes(filter);
+  });
+  const pages = Math.max(1, Math.ceil(matches.length / TEXTS_PER_PAGE));
+  textsPage = Math.min(Math.max(1, page), pages);
+  const shown = new Set(matches.slice((textsPage - 1) * TEXTS_PER_PAGE, textsPage * TEXTS_PER_PAGE));
+  for (const card of $("texts-list").children) card.hidden = !shown.has(card);
+  pager($("texts-pager"), { page: textsPage, total: matches.length, page_size: TEXTS_PER_PAGE },
+    (next) => {
+      filterTexts(next);
+      $("texts-list").querySelector("article:not([hidden]) textarea")?.focus();
+    });
+  say($("texts-status"), matches.length ? (filter
+    ? `${matches.length} response${matches.length === 1 ? "" : "s"} match.` : "")
+    : "No response matches.");
 }
 
 function wireTexts() {
-  LOADERS.texts = () => loadTexts(1);
-  $("texts-filter").addEventListener("input", filterTexts);
+  LOADERS.texts = () => loadTexts();
+  $("texts-filter").addEventListener("input", () => filterTexts(1));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,6 +719,8 @@ async function openTranscript(conversation, row, before = null) {
     $("transcript-title").textContent = ["Transcript", transcript.channel || conversation.channel,
       transcript.visitor || conversation.visitor, transcript.state].filter(Boolean).join(" · ");
     $("transcript").hidden = false;
+    state.transcript = conversation.id;
+    $("transcript-privacy").hidden = $("privacy").hidden;
     if (!before) $("transcript-title").focus();
   } catch (error) {
     failed(status, error);
@@ -703,6 +733,10 @@ function openOlder(conversation, row, before) {
 
 function wireConversations() {
   LOADERS.conversations = () => loadConversations(1);
+  $("transcript-privacy").addEventListener("click", () => {
+    privacyFor(state.transcript);
+    $("privacy-value").focus();
+  });
   $("conversations-form").addEventListener("submit", (event) => {
     event.preventDefault();
     $("transcript").hidden = true;
@@ -1066,18 +1100,38 @@ function choosePlan(plan) {
   };
 }
 
+const EVERY = { day: "a day", week: "a week", month: "a month", year: "a year" };
+
+/** "$29.00 a month", "$0.01 per unit used, billed monthly" (a Price of GET /billing/plans). */
+function priceText(price) {
+  if (price.amount === null || price.amount === undefined) return "tiered (see Stripe)";
+  const amount = money(price.amount, price.currency);
+  const every = !price.interval ? "once" : price.interval_count > 1
+    ? `every ${price.interval_count} ${price.interval}s` : EVERY[price.interval] || price.interval;
+  return price.metered ? `${amount} per unit used, billed ${price.interval_count > 1 ? every
+    : `${price.interval}ly`}` : `${amount} ${every}`;
+}
+
+function planPrice(plan) {
+  if (!plan.price_id) return "free";
+  if (!plan.price) return "shown on Stripe's checkout page";
+  return [priceText(plan.price), ...(plan.usage_prices || []).map((p) => el("div", { class: "hint" },
+    `plus usage: ${priceText(p)}`))];
+}
+
 function showPlans(billing, plans) {
   const subscribedNow = SUBSCRIBED.has(billing.status) && billing.subscribed_plan === billing.plan;
   const rows = plans.map((plan) => {
     const limits = plan.limits || {};
     const choose = plan.price_id && !plan.current
-      ? el("button", { type: "button", class: "small", "aria-label": `Choose ${plan.name}`,
+      ? el("button", { type: "button", class: "small", "aria-label": `Choose ${plan.name}${
+        plan.price ? `, ${priceText(plan.price)}` : ""}`,
         onclick: choosePlan(plan) }, "Choose") : null;
     return el("tr", { class: plan.current ? "current" : undefined,
       "aria-current": plan.current ? "true" : undefined },
     el("th", { scope: "row" }, plan.name,
-      plan.current ? el("span", { class: "badge custom" }, "current plan") : null,
-      plan.price_id ? null : el("div", { class: "hint" }, "no charge")),
+      plan.current ? el("span", { class: "badge custom" }, "current plan") : null),
+    el("td", { class: "price" }, planPrice(plan)),
     PLAN_LIMITS.map((name) => el("td", { class: "num" }, limitText(limits[name]))),
     el("td", {}, limits.own_models ? "yes" : "no"), el("td", {}, choose));
   });
