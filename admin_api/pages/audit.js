@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 // What the routes record (admin_api/routes/*.py `record(call, "<action>"…)`), by kind; the API
 // takes a prefix ending in "." for a kind.
 const KINDS = [
-  ["", "any change"], ["settings.", "settings"], ["response.", "texts"],
+  ["", "any change"], ["session.", "logins"], ["settings.", "settings"], ["response.", "texts"],
   ["knowledge.", "knowledge"], ["training.", "training drafts"], ["model.", "own models"],
   ["conversation.", "conversations (agents)"], ["user.", "people"],
   ["channel.", "channels"], ["order_backend.", "order backend"], ["key.", "API keys"],

@@ -66,6 +66,7 @@ const FORMS = {
   },
   rest: {
     section: "rest",
+    summary: "Set a reply callback",
     about: "Your own servers talk to the bot with a REST API key (see Developers). Optional: "
       + "where replies that people write later are sent.",
     fields: [
@@ -215,7 +216,7 @@ function channelCard(channel) {
   form.addEventListener("submit", (event) => submitChannel(event, channel, spec, fields, status));
   const details = el("details", {},
     el("summary", {}, stored ? `Change the ${channel.label} settings`
-      : `Connect ${channel.label}`), form);
+      : spec.summary || `Connect ${channel.label}`), form);
   card.append(details);
   if (stored) {
     const remove = el("button", { type: "button", class: "danger small",

@@ -72,26 +72,25 @@ function messagesOf(detail) {
 
 /** Puts a 422's messages next to the fields they name (`fields`: from `field`, whose
  * spec.path is the name the API uses, e.g. "smtp.host"; `section` is what our checks put
- * before it, e.g. "email"); the rest goes to `status`. Moves focus to the first field in
- * error. Returns how many messages found a field. */
+ * before it, e.g. "email"); the rest goes to `status`. Moves focus to the form's first field
+ * in error. Returns how many messages found a field. */
 export function showFieldErrors(fields, status, detail, section = "") {
   const unplaced = [];
   let placed = 0;
-  let first = null;
   for (const [loc, message] of messagesOf(detail)) {
     const target = loc !== null ? fieldOfLoc(fields, loc) : fieldNamedIn(fields, message, section);
     if (target) {
       showOn(target, message);
       placed += 1;
-      first ||= target;
     } else {
       unplaced.push(loc ? `${loc}: ${message}` : message);
     }
   }
   if (status) {
     say(status, unplaced.length ? unplaced.join(" ")
-      : "Not saved: see the fields marked below.", "error");
+      : "Not saved: see the marked fields.", "error");
   }
+  const first = fields.find((f) => !f.error.hidden); // in the form's order, as a person reads
   if (first) first.input.focus();
   return placed;
 }
