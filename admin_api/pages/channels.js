@@ -67,6 +67,7 @@ const FORMS = {
   rest: {
     section: "rest",
     summary: "Set a reply callback",
+    save: "Save the callback",
     about: "Your own servers talk to the bot with a REST API key (see Developers). Optional: "
       + "where replies that people write later are sent.",
     fields: [
@@ -82,7 +83,8 @@ const BACKENDS = {
   shopify: { label: "Shopify", fields: [
     { path: "shop_url", label: "Shop address", placeholder: "acme.myshopify.com" },
     { path: "access_token", label: "Admin API access token", type: "password", secret: true },
-    { path: "api_version", label: "API version (optional)", placeholder: "2024-10" },
+    { path: "api_version", label: "API version (optional)", placeholder: "2024-10",
+      hint: "Shopify's Admin API version, as year-month (2024-10)." },
   ] },
   woocommerce: { label: "WooCommerce", fields: [
     { path: "store_url", label: "Store address", placeholder: "https://shop.example" },
@@ -210,7 +212,7 @@ function channelCard(channel) {
   const stored = channel.secret_fields.length || Object.keys(channel.fields).length;
   const fields = formFields(spec.fields, channel);
   const status = el("p", { class: "message", role: "status", "aria-live": "polite" });
-  const save = el("button", { type: "submit" }, stored ? "Save changes" : "Connect");
+  const save = el("button", { type: "submit" }, spec.save || (stored ? "Save changes" : "Connect"));
   const form = el("form", { class: "fields", novalidate: true,
     "aria-label": `${channel.label} settings` }, fields, el("div", { class: "wide" }, save, status));
   form.addEventListener("submit", (event) => submitChannel(event, channel, spec, fields, status));
