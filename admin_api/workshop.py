@@ -18,8 +18,11 @@ is queued or running (`TrainingConflict`); `GET /train/{version}` says how far i
 the workshop does not know it, e.g. after a restart: `UnknownVersion`, submit it again);
 `DELETE /train/{version}` cancels it; `PUT /shops/{shop}/active {version}` switches the shop's
 bot to a trained version or (None) to the base model, 404 when that model's file does not
-exist (`UnknownVersion`). The same rule for everything else: unreachable, a 5xx, an
-unexpected status or an answer that is not the contract's JSON is `WorkshopUnavailable`.
+exist (`UnknownVersion`); `DELETE /shops/{shop}/models/{version}` removes a version's model
+file (200 whether or not there was one; 409 `TrainingConflict` while the shop's bot serves it
+or another version's testing compares with it). The same rule for everything else:
+unreachable, a 5xx, an unexpected status or an answer that is not the contract's JSON is
+`WorkshopUnavailable`.
 
 Testing a trained version (issue 15): `POST /evaluate {shop, version, files, against:
 {version, files}, messages}` queues its evaluation in the same queue (202/200, 409 as for
@@ -172,6 +175,14 @@ class WorkshopClient:
         answer = await self._send("PUT", f"/shops/{shop}/active", {"version": version})
         if not isinstance(answer, dict) or answer.get("version") != version:
             raise WorkshopUnavailable("the workshop's answer is not what it should be")
+
+    async def delete_model(self, shop: str, version: str) -> bool:
+        """Remove the version's model file (its training or testing stopped first); whether
+        there was one."""
+        answer = await self._send("DELETE", f"/shops/{shop}/models/{version}")
+        if not isinstance(answer, dict) or not isinstance(answer.get("deleted"), bool):
+            raise WorkshopUnavailable("the workshop's answer is not what it should be")
+        return bool(answer["deleted"])
 
     async def aclose(self) -> None:
         if self._client is not None:

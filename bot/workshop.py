@@ -38,7 +38,13 @@ MAX_MESSAGES;
     GET /shops/{shop}/active  PUT /shops/{shop}/active {"version": "<id>" | null}
 
 which trained version a shop's conversations use (null: the base model), the file every bot
-runtime watches (bot/shop_models.py); 404 when that version's model does not exist.
+runtime watches (bot/shop_models.py); 404 when that version's model does not exist;
+
+    DELETE /shops/{shop}/models/{version}   -> {"shop", "version", "deleted": bool}
+
+a version's model file and its training-time record gone (the admin deletes the version):
+its training or testing, if any, is cancelled first; 409 while the shop's bot serves it or
+another version's testing compares with it (that test would lose its model half-way).
 
 Authenticated like Rasa's HTTP API (bot/serve.py): `Authorization: Bearer <JWT>`, HS256 with
 `BotSettings.rasa_jwt_key`, which the admin service mints with core/rasa_http.py
@@ -60,6 +66,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -259,6 +266,40 @@ async def set_active_model(request: web.Request) -> web.Response:
     return web.json_response({"shop": shop, "version": version})
 
 
+async def delete_model(request: web.Request) -> web.Response:
+    shop = checked(check_shop, request.match_info["shop"])
+    version = checked(check_version, request.match_info["version"])
+    if request.app[REGISTRY].active().get(shop) == version:
+        return problem(409, f"shop {shop} uses model {version}: switch it to another first")
+    queue = request.app[QUEUE]
+    for testing in queue.evaluations.values():
+        if testing.shop == shop and testing.active and testing.request.get(
+                "against", {}).get("version") == version:
+            return problem(409, f"model {version} is being compared with {testing.version}; "
+                                "delete it once that testing has ended")
+    for kind, jobs in (("train", queue.jobs), ("evaluate", queue.evaluations)):
+        job = jobs.get(version)
+        if job is not None and job.shop == shop:
+            queue.cancel(version, kind)  # a cancelled training never writes its model
+            del jobs[version]  # forgotten: a poll is 404, as for a version never trained
+    model = request.app[REGISTRY].model_file(shop, version)
+    deleted = await asyncio.to_thread(remove_model, model)
+    log.info("shop model %s of shop %s deleted (%s)", version, shop,
+             "its file removed" if deleted else "there was no file")
+    return web.json_response({"shop": shop, "version": version, "deleted": deleted})
+
+
+def remove_model(model: Path) -> bool:
+    """The model file and its training time's record beside it (bot/training.py `_sidecar`);
+    whether the model was there."""
+    model.with_name(model.name.replace(".tar.gz", ".json")).unlink(missing_ok=True)
+    try:
+        model.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 async def warm_up(app: web.Application) -> None:
     """Rasa's import and the base run on the worker thread while the server already answers."""
     loop = asyncio.get_running_loop()
@@ -289,6 +330,7 @@ def create_app(settings: BotSettings, checker: Checker | None = None) -> web.App
     app.router.add_delete("/evaluate/{version}", cancel_evaluation)
     app.router.add_get("/shops/{shop}/active", active_model)
     app.router.add_put("/shops/{shop}/active", set_active_model)
+    app.router.add_delete("/shops/{shop}/models/{version}", delete_model)
     return app
 
 

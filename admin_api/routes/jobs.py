@@ -1,6 +1,8 @@
-"""Background jobs of the shop (knowledge ingestion now, training later): how far along one is,
-and how it ended. Jobs are queued by other routes (POST /knowledge/documents answers
-`{"job": {...}}`); admin_api/worker.py runs them."""
+"""Background jobs of the shop (knowledge ingestion, model training): how far along one is, and
+how it ended. Jobs are queued by other routes (POST /knowledge/documents answers
+`{"job": {...}}`, POST /models too); admin_api/worker.py runs them. A model version's training
+cancelled by a designer (POST /models/{id}/cancel) shows its job `cancelled`, with who
+cancelled it in `error`."""
 
 from __future__ import annotations
 
@@ -16,17 +18,19 @@ from admin_api.principal import DESIGNERS
 from core.jobs import Job, get_job, list_jobs
 
 _JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-JobStatus = Literal["queued", "running", "done", "failed"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
 class JobOut(Model):
     id: str
-    kind: str = Field(description="knowledge.ingest | knowledge.delete | knowledge.reindex")
-    status: JobStatus
+    kind: str = Field(description="knowledge.ingest | knowledge.delete | knowledge.reindex | "
+                                  "model.train")
+    status: JobStatus = Field(description="queued, running, then done, failed or cancelled")
     progress: float = Field(ge=0, le=1, description="0..1; 1 once done")
     result: dict[str, Any] | None = Field(
         description="what the job did, once done (e.g. the document's id and chunk count)")
-    error: str | None = Field(description="why it failed, for people; null unless failed")
+    error: str | None = Field(description="why it failed, for people, or who cancelled it; "
+                                          "null otherwise")
     created_by: str | None
     created_at: datetime
     started_at: datetime | None
@@ -49,7 +53,8 @@ class JobFilter(PageQuery):
 @API.route("GET", "/jobs/{job_id}", roles=DESIGNERS, response=JobOut,
            summary="Read a background job")
 async def read_job(call: Call[None, None]) -> JobOut:
-    """Poll this until `status` is done or failed; `progress` moves from 0 to 1 meanwhile."""
+    """Poll this until `status` is done, failed or cancelled; `progress` moves from 0 to 1
+    meanwhile."""
     job_id = call.path["job_id"]
     # Only a well-formed id reaches the database (PostgreSQL refuses a NUL byte with an error).
     job = (await get_job(call.ctx.sessions, call.shop, job_id)

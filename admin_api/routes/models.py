@@ -6,11 +6,33 @@ back. Designers and owners.
 them into a new version and queues its `model.train` job (admin_api/training/jobs.py), which
 trains it in the workshop. One version of a shop trains at a time (409 names the one training).
 `GET /models[/{id}]` shows each version: queued, training (progress and the workshop's stage;
-after the training itself, "testing: ..." while it is tested and compared), ready or failed
-(why), with its snapshot's files, fingerprint, size, training time, its `evaluation` and
-whether the shop's bot serves it. `POST /models/{id}/activate` switches the shop's bot to a ready
-version (any earlier one too: that is a rollback); the id `base` names the base model every
-shop starts with, there and in GET /models/base.
+after the training itself, "testing: ..." while it is tested and compared), ready, failed
+(why) or cancelled (by whom), with its snapshot's files, fingerprint, size, training time, its
+`evaluation` and whether the shop's bot serves it. `POST /models/{id}/activate` switches the
+shop's bot to a ready version (any earlier one too: that is a rollback); the id `base` names
+the base model every shop starts with, there and in GET /models/base.
+
+`POST /models/{id}/cancel` stops a version that is queued or training (testing included): an
+action on the version, like activate, that leaves it listed as `cancelled`, rather than a
+DELETE, which would leave nothing to read back. The version and its job are recorded
+cancelled first, in one transaction (a queued job is then never claimed; a running one's
+worker loses it at its next heartbeat, within a second, and the next of the shop's jobs may
+start), then the workshop is told (DELETE /train and /evaluate: its trainer process is
+killed and its slot goes to the next training). A workshop that does not answer does not undo
+the cancel: one that restarted has forgotten the training anyway, and one that was only slow
+is told again by the job's handler as it stops (admin_api/training/jobs.py). Cancelling a
+version that has ended is 409.
+
+`DELETE /models/{id}` removes a version that is neither training (409: cancel it first) nor
+the one the shop's bot serves (409: activate another first): the workshop deletes its model
+file first (503 when it cannot: nothing is deleted, and a retry does it), then its row and its
+job's row go; serialised with activations of the shop, so a version is never deleted while it
+is being activated.
+
+Reading never waits on the workshop or on a job: GET /models[/{id}] reads our tables only,
+whatever is training or being tested. Activating another version while one is tested is
+allowed: the version under test is compared with the version that was active when its
+training ended (its `evaluation.against` names it), whatever is activated meanwhile.
 
 Activating tells the workshop first (`PUT /shops/{shop}/active`: the bot runtime follows the
 file it writes within about a second) and records the switch after. The workshop's file is what
@@ -43,15 +65,21 @@ from admin_api.plan_limits import require_own_models
 from admin_api.principal import DESIGNERS
 from admin_api.routes.training import check_drafts
 from admin_api.training.drafts import file_of, read_contents
-from admin_api.training.jobs import TRAIN
+from admin_api.training.jobs import TRAIN, stop_in_workshop
 from admin_api.training.models import (
+    CANCELLED,
     FAILED,
     READY,
     Active,
     ModelVersion,
+    NotTraining,
+    ServedVersion,
+    StillTraining,
     TrainingUnderWay,
     attach_job,
+    cancel_version,
     create_version,
+    delete_version,
     fail_version,
     get_active,
     get_version,
@@ -59,13 +87,14 @@ from admin_api.training.models import (
     list_versions,
     set_active,
 )
-from admin_api.workshop import UnknownVersion, WorkshopUnavailable
+from admin_api.workshop import TrainingConflict, UnknownVersion, WorkshopUnavailable
 from core.jobs import Job, enqueue
 
 log = logging.getLogger(__name__)
 
 BASE = "base"
-ModelState = Literal["queued", "training", "ready", "failed"]
+ModelState = Literal["queued", "training", "ready", "failed", "cancelled"]
+UNDER_WAY = ("queued", "training")
 _locks: dict[str, asyncio.Lock] = {}  # shop -> its activations in this process, one at a time
 
 
@@ -187,13 +216,17 @@ def evaluation_out(stored: dict[str, Any] | None) -> EvaluationOut | EvaluationF
 
 class ModelOut(Model):
     id: str = Field(description="32 hex digits, or base")
-    state: ModelState = Field(description="queued, training, ready (may be activated) or failed")
+    state: ModelState = Field(description="queued, training (testing included), ready (may be "
+                                          "activated), failed, or cancelled (POST "
+                                          "/models/{id}/cancel)")
     progress: float | None = Field(ge=0, le=1, description="0..1 while queued or training; 1 "
-                                                           "once ready; null when failed")
+                                                           "once ready; null when failed or "
+                                                           "cancelled")
     stage: str | None = Field(description="what the workshop is doing, in words for people, "
                                           "while queued or training")
     queue_position: int | None = Field(description="k: k-th in the workshop's queue")
-    error: str | None = Field(description="why the training failed; null unless failed")
+    error: str | None = Field(description="why the training failed, or who cancelled it "
+                                          "(\"cancelled by user:...\"); null otherwise")
     created_by: str | None
     created_at: datetime | None = Field(description="null only for base")
     finished_at: datetime | None
@@ -219,6 +252,8 @@ def _state(version: ModelVersion, job: Job | None) -> tuple[ModelState, str | No
         return "ready", None
     if version.state == FAILED:
         return "failed", version.error
+    if version.state == CANCELLED:
+        return "cancelled", version.error
     if job is not None and job.status == "failed":
         return "failed", job.error
     if version.queue_position == 0:  # the workshop said it is running
@@ -237,12 +272,12 @@ def _stage(version: ModelVersion, job: Job | None) -> str:
 def model_out(version: ModelVersion, job: Job | None, active: Active) -> ModelOut:
     state, error = _state(version, job)
     is_active = active.version_id == version.id
-    progress = {"ready": 1.0, "failed": None}.get(
+    progress = {"ready": 1.0, "failed": None, "cancelled": None}.get(
         state, round(job.progress, 3) if job else 0.0)  # 0.035, not 0.034999999999999996
     return ModelOut(
         id=version.id, state=state, progress=progress,
-        stage=_stage(version, job) if state in ("queued", "training") else None,
-        queue_position=version.queue_position if state in ("queued", "training") else None,
+        stage=_stage(version, job) if state in UNDER_WAY else None,
+        queue_position=version.queue_position if state in UNDER_WAY else None,
         error=error, created_by=version.created_by, created_at=version.created_at,
         finished_at=version.finished_at or (job.finished_at if state == "failed" and job
                                             else None),
@@ -400,3 +435,81 @@ async def _tell_workshop(call: Call[Any, Any], version_id: str | None) -> None:
         log.warning("the workshop was not told the shop's active model: %s", exc)
         raise Unavailable("the workshop, which serves shops their models, did not answer; "
                           "nothing changed; try again in a minute") from None
+
+
+@API.route("POST", "/models/{model_id}/cancel", roles=DESIGNERS, params=ModelPath,
+           response=ModelOut, errors=(409,),
+           summary="Cancel a version's training (queued, training or being tested)")
+async def cancel_model(call: Call[None, None]) -> ModelOut:
+    """Stops the version: queued, it never starts; training or being tested, the workshop
+    stops it and its place goes to the next training. It ends `cancelled` (`error` says who
+    cancelled it), its job too, and the shop may train again at once. 409 when the version
+    has ended (ready, failed or cancelled; DELETE /models/{id} removes one that is not
+    needed), and for base."""
+    model_id = call.path["model_id"]
+    if model_id == BASE:
+        raise Conflict("the base model is not trained here: there is nothing to cancel",
+                       extra={"state": "ready"})
+    before = await _answer(call, model_id)
+    try:
+        if before.state not in UNDER_WAY:
+            raise NotTraining(model_id)
+        await cancel_version(call.ctx.sessions, call.shop, model_id, call.principal.actor)
+    except NotTraining:
+        state = (await _answer(call, model_id)).state
+        raise Conflict(f"the version is {state}: only a queued or training version can be "
+                       "cancelled (DELETE /api/v1/models/{id} removes a version)",
+                       extra={"state": state}) from None
+    await stop_in_workshop(call.ctx.workshop, model_id)
+    await record(call, "model.cancel", target=model_id,
+                 before={"state": before.state, "stage": before.stage},
+                 after={"state": "cancelled"})
+    log.info("model training cancelled", extra={"tenant_id": call.shop, "version": model_id})
+    return await _answer(call, model_id)
+
+
+@API.route("DELETE", "/models/{model_id}", roles=DESIGNERS, params=ModelPath,
+           errors=(409, 503), summary="Delete a model version of the shop")
+async def delete_model(call: Call[None, None]) -> None:
+    """Removes a version and its model file; GET /models no longer lists it. 409 for the
+    version the shop's bot serves (activate another first), for one still queued or training
+    (cancel it first: POST /models/{id}/cancel) and for base; 503 when the workshop, which
+    keeps the model files, did not answer (nothing was deleted)."""
+    model_id = call.path["model_id"]
+    if model_id == BASE:
+        raise Conflict("the base model is every shop's starting point and cannot be deleted",
+                       extra={"state": "ready"})
+    async with _one_activation_at_a_time(call):
+        shown = await _answer(call, model_id)
+        _refuse_deleting(shown)
+        try:
+            await call.ctx.workshop.delete_model(call.shop, model_id)
+        except TrainingConflict as exc:
+            raise Conflict(f"the workshop still needs the version's model: {exc}",
+                           extra={"state": shown.state}) from None
+        except (UnknownVersion, WorkshopUnavailable) as exc:
+            log.warning("the workshop did not delete a model version's file: %s", exc)
+            raise Unavailable("the workshop, which keeps the model files, did not answer; "
+                              "nothing was deleted; try again in a minute") from None
+        try:
+            found = await delete_version(call.ctx.sessions, call.shop, model_id)
+        except (ServedVersion, StillTraining):  # cannot be: checked above, under the lock
+            _refuse_deleting(await _answer(call, model_id))
+            raise
+    if not found:  # deleted by another call meanwhile
+        raise NotFound("no such model version in your shop; GET /api/v1/models lists them")
+    await record(call, "model.delete", target=model_id,
+                 before={"state": shown.state, "files": [f.file for f in shown.files],
+                         "fingerprint": shown.fingerprint})
+    log.info("model version deleted", extra={"tenant_id": call.shop, "version": model_id})
+
+
+def _refuse_deleting(shown: ModelOut) -> None:
+    if shown.active:
+        raise Conflict("the shop's bot serves this version: activate another one (or base) "
+                       "first with POST /api/v1/models/{id}/activate, then delete it",
+                       extra={"state": shown.state, "active": True})
+    if shown.state in UNDER_WAY:
+        raise Conflict(f"the version is {shown.state}: cancel it first with POST "
+                       "/api/v1/models/{id}/cancel, then delete it",
+                       extra={"state": shown.state, "active": False})

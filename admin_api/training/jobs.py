@@ -21,6 +21,13 @@ What can go wrong on the way, and what the handler does:
 Giving up also cancels the version in the workshop (best effort), so it does not hold the
 shop's place there.
 
+A designer cancelling the version (POST /models/{id}/cancel) records it and its job cancelled
+and tells the workshop (`stop_in_workshop`). The job's worker then loses the job at its next
+heartbeat (core/jobs.py: the row is no longer running under its lease) and cancels this
+handler, which, finding the version cancelled, tells the workshop again: a training submitted
+between the route's word to the workshop and the worker's heartbeat is stopped all the same.
+A result that arrives after the cancel records nothing.
+
 The admin process stopping (the worker cancels its job and hands it back to the queue,
 admin_api/worker.py) leaves the workshop's training running: the job is claimed again at once
 by another admin process or this one restarted, which submits the same version, hears that
@@ -44,6 +51,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from admin_api.training import evaluation
 from admin_api.training.models import (
+    CANCELLED,
     TRAINING,
     fail_version,
     finish_version,
@@ -95,14 +103,22 @@ def training_handlers(sessions: async_sessionmaker, workshop: WorkshopClient, *,
         except JobFailed as exc:
             await fail_version(sessions, tenant_id, version_id, str(exc))
             raise
+        except asyncio.CancelledError:
+            await follow.stop_if_cancelled()
+            raise
         except Exception:
             await fail_version(sessions, tenant_id, version_id, UNEXPECTED)
             raise
-        # asyncio.CancelledError (the admin stops) passes: the workshop trains on.
-        tested = await follow.evaluate()
-        await finish_version(sessions, tenant_id, version_id, fingerprint=model.fingerprint,
-                             size_bytes=model.size, training_seconds=model.seconds,
-                             evaluation=tested)
+        try:
+            tested = await follow.evaluate()
+        except asyncio.CancelledError:
+            await follow.stop_if_cancelled()
+            raise
+        if not await finish_version(sessions, tenant_id, version_id,
+                                    fingerprint=model.fingerprint, size_bytes=model.size,
+                                    training_seconds=model.seconds, evaluation=tested):
+            log.info("model trained, but cancelled meanwhile: not recorded", extra=follow.extra)
+            return {"version": version_id, "state": CANCELLED}
         log.info("model trained and tested", extra={
             **follow.extra, "seconds": model.seconds, "bytes": model.size,
             "tested": "error" not in tested})
@@ -111,6 +127,22 @@ def training_handlers(sessions: async_sessionmaker, workshop: WorkshopClient, *,
                 "evaluated": "error" not in tested}
 
     return {TRAIN: train}
+
+
+async def stop_in_workshop(workshop: WorkshopClient, version_id: str) -> bool:
+    """Cancel the version's training and testing in the workshop (whichever it has: a known
+    one that ended stays as it ended); False when the workshop could not be told."""
+    told = True
+    for cancel in (workshop.cancel, workshop.cancel_evaluation):
+        try:
+            await cancel(version_id)
+        except UnknownVersion:
+            pass  # not there (never submitted, or the workshop restarted): nothing runs
+        except (TrainingConflict, WorkshopUnavailable) as exc:
+            log.warning("the workshop was not told to stop a cancelled version: %s", exc,
+                        extra={"version": version_id})
+            told = False
+    return told
 
 
 class _Follow:
@@ -125,6 +157,14 @@ class _Follow:
         self.extra = {"job_id": run.job.id, "tenant_id": self.tenant_id,
                       "version": version_id}
         self._said: tuple[str, int | None] | None = None
+
+    async def stop_if_cancelled(self) -> None:
+        """The handler is being cancelled: by the admin stopping (the workshop trains on, see
+        the module doc) or, its job cancelled, by the worker; then the workshop stops too."""
+        version = await get_version(self.sessions, self.tenant_id, self.version_id)
+        if version is not None and version.state == CANCELLED:
+            log.info("the version was cancelled; stopping it in the workshop", extra=self.extra)
+            await stop_in_workshop(self.workshop, self.version_id)
 
     async def evaluate(self) -> dict[str, Any]:
         """The trained version's evaluation, or {"error": ...}; never fails the job."""

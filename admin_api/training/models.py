@@ -7,8 +7,12 @@ trained from, and the same snapshot can be submitted again after the workshop re
 (32 lowercase hex) is ours and is also the version's name in the workshop (POST /train) and in
 the model file's name there (shops/<shop>/<version>.tar.gz). `state` is `training` until the
 job (admin_api/training/jobs.py) records `ready` (fingerprint, size, training time) or
-`failed` (the workshop's message); `stage` and `queue_position` are what the workshop last
-said, for people watching. `evaluation` stays null until testing and comparison fill it.
+`failed` (the workshop's message), or a designer cancels it: `cancelled`, its job too (the
+jobs row's status `cancelled`: a claim never starts it, and the worker running it loses it at
+its next heartbeat), with who did it in `error`. `stage` and `queue_position` are what the
+workshop last said, for people watching. `evaluation` stays null until testing and comparison
+fill it. A version that is not training and not the shop's active one may be deleted, its
+training job's row with it.
 
 The shop's active version is a row of its own in `shop_models` (tenant_id primary key,
 version_id null = the base model) rather than a flag on the versions: "one active version a
@@ -38,6 +42,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    delete,
     func,
     select,
     update,
@@ -49,8 +54,11 @@ from core.db import Base, UtcDateTime, utcnow
 from core.jobs import ACTIVE, Job, JobRow
 from tenants.models import TenantRow
 
-TRAINING, READY, FAILED = "training", "ready", "failed"
-STATES = (TRAINING, READY, FAILED)
+TRAINING, READY, FAILED, CANCELLED = "training", "ready", "failed", "cancelled"
+STATES = (TRAINING, READY, FAILED, CANCELLED)
+# A cancelled training's job row says so too (core/jobs.py's states end a job done or failed;
+# a row in any status but queued or running is never claimed nor held up by).
+JOB_CANCELLED = "cancelled"
 ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
@@ -135,6 +143,18 @@ class TrainingUnderWay(Exception):
         self.version_id = version_id
 
 
+class NotTraining(Exception):
+    """The version is no longer training (it ended, or was cancelled, meanwhile)."""
+
+
+class StillTraining(Exception):
+    """The version is queued or training: cancel it before deleting it."""
+
+
+class ServedVersion(Exception):
+    """The version is the shop's active one: activate another before deleting it."""
+
+
 def snapshot_hash(files: Mapping[str, str]) -> str:
     """The same drafts give the same hash, whatever order they were read in."""
     return hashlib.sha256(json.dumps(dict(files), sort_keys=True, ensure_ascii=False)
@@ -213,6 +233,65 @@ async def fail_version(sessions: async_sessionmaker, tenant_id: str, version_id:
     """Failed, with a sentence for people. False when it was no longer training."""
     return await _set(sessions, tenant_id, version_id, only_training=True, state=FAILED,
                       queue_position=None, finished_at=utcnow(), error=error[:2000])
+
+
+async def cancel_version(sessions: async_sessionmaker, tenant_id: str, version_id: str,
+                         actor: str | None) -> None:
+    """Cancelled, with its job, in one transaction: the version only while it is training
+    (`NotTraining` otherwise: the training job recorded it first), the job only while queued
+    or running (an ended job keeps how it ended). The workshop is told by the caller."""
+    now = utcnow()
+    said = f"cancelled by {actor or 'someone'}"
+    async with sessions() as session:
+        result = await session.execute(
+            update(ModelVersionRow)
+            .where(ModelVersionRow.id == version_id, ModelVersionRow.tenant_id == tenant_id,
+                   ModelVersionRow.state == TRAINING)
+            .values(state=CANCELLED, stage=None, queue_position=None, finished_at=now,
+                    error=said[:2000])
+            .execution_options(synchronize_session=False))
+        if not getattr(result, "rowcount", 0):
+            await session.rollback()
+            raise NotTraining(version_id)
+        job_id = await session.scalar(select(ModelVersionRow.job_id)
+                                      .where(ModelVersionRow.id == version_id))
+        if job_id is not None:
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.tenant_id == tenant_id,
+                       JobRow.status.in_(ACTIVE))
+                .values(status=JOB_CANCELLED, finished_at=now, error=said[:2000],
+                        lease_owner=None, lease_expires_at=None)
+                .execution_options(synchronize_session=False))
+        await session.commit()
+
+
+async def delete_version(sessions: async_sessionmaker, tenant_id: str, version_id: str) -> bool:
+    """The version's row and its ended training job's row gone; False when the shop has no
+    such version. `ServedVersion` for the shop's active one, `StillTraining` while it trains
+    (both checked in the deleting transaction; the caller serialises it with activations)."""
+    async with sessions() as session:
+        row = await session.scalar(select(ModelVersionRow).where(
+            ModelVersionRow.id == version_id, ModelVersionRow.tenant_id == tenant_id))
+        if row is None:
+            return False
+        job_status = None if row.job_id is None else await session.scalar(
+            select(JobRow.status).where(JobRow.id == row.job_id))
+        # Training with its job ended unrecorded is shown failed (and may go); with the job
+        # queued or running, or not queued yet (POST /models is between its two writes), not.
+        if row.state == TRAINING and (job_status is None or job_status in ACTIVE):
+            raise StillTraining(version_id)
+        active = await session.get(ShopModelRow, tenant_id)
+        if active is not None and active.version_id == version_id:
+            raise ServedVersion(version_id)
+        if row.job_id is not None:
+            await session.execute(delete(JobRow).where(
+                JobRow.id == row.job_id, JobRow.tenant_id == tenant_id,
+                JobRow.status.not_in(ACTIVE)))
+        await session.execute(delete(ModelVersionRow).where(
+            ModelVersionRow.id == version_id, ModelVersionRow.tenant_id == tenant_id))
+        await session.commit()
+    return True
 
 
 async def get_version(sessions: async_sessionmaker, tenant_id: str,

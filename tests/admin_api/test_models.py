@@ -6,7 +6,9 @@ After training each version is tested and compared in the workshop (its evaluati
 and shown; the shop's recent visitor messages sent masked; a failed evaluation leaves the
 version ready). Also: drafts that do not pass are refused with their errors, the plan, another
 shop's versions, a version not ready, the workshop down, a training that fails, a workshop that
-restarted mid-training, an admin that stops mid-training, and roles."""
+restarted mid-training, an admin that stops mid-training, and roles. A designer cancels a
+version queued, training or being tested (the workshop stops it, the shop trains again at
+once; reading and activating go on meanwhile) and deletes versions that are not in use."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from sqlalchemy import select
 
 from admin_api.app import create_app
 from admin_api.tables import AuditRow
+from admin_api.training.jobs import training_handlers
+from admin_api.worker import Worker
 from core import jobs
 from core.conversations import record_message
 from core.db import utcnow
@@ -424,7 +428,8 @@ async def test_an_admin_that_stops_leaves_the_training_to_the_workshop(
 
 async def test_agents_may_not_train_or_activate(admin: Admin) -> None:
     for method, path in (("POST", "/models"), ("GET", "/models"), ("GET", "/models/base"),
-                         ("POST", "/models/base/activate")):
+                         ("POST", "/models/base/activate"), ("POST", "/models/base/cancel"),
+                         ("DELETE", "/models/base")):
         status, body = await admin.call(method, path, role="agent")
         assert status == 403 and body["detail"].startswith("the agent role may not"), body
 
@@ -438,3 +443,125 @@ async def test_a_workshop_that_blinks_mid_training_is_asked_again(
     body, _ = await ended(admin, first["id"])
     assert body["state"] == "ready", body
     assert len(workshop.requests_to("/train", "POST")) == 1
+
+
+async def audited(admin: Admin, action: str) -> list[tuple[str | None, str | None]]:
+    async with admin.sessions() as session:
+        return [(target, actor) for target, actor in (await session.execute(
+            select(AuditRow.target, AuditRow.actor).where(AuditRow.action == action)
+            .order_by(AuditRow.id))).all()]
+
+
+async def test_a_queued_version_cancelled_never_starts(admin: Admin,
+                                                       workshop: TrainingWorkshop) -> None:
+    await drafts(admin)
+    for worker in admin.app.ctx.training_workers:  # nobody claims the job meanwhile
+        await worker.stop()
+    first = await train(admin)
+    status, body = await admin.call("POST", f"/models/{first['id']}/cancel", role="designer",
+                                    shop=admin.other)
+    assert status == 404, body  # another shop's
+    status, body = await admin.call("POST", f"/models/{first['id']}/cancel", role="designer")
+    assert status == 200, body
+    assert body["state"] == "cancelled" and body["progress"] is None and body["stage"] is None
+    assert body["error"].startswith("cancelled by key:") and body["finished_at"]
+    job = await admin.call("GET", f"/jobs/{first['job']['id']}", role="designer")
+    assert job[1]["status"] == "cancelled" and job[1]["error"] == body["error"], job
+    listed = (await admin.call("GET", "/jobs?status=cancelled", role="designer"))[1]
+    assert [j["id"] for j in listed["items"]] == [first["job"]["id"]]
+    worker = Worker(admin.sessions, training_handlers(admin.sessions, admin.app.ctx.workshop))
+    assert await worker.run_once() is None  # the cancelled job is not claimed
+    assert not workshop.requests_to("/train", "POST")
+    status, again = await admin.call("POST", f"/models/{first['id']}/cancel", role="designer")
+    assert status == 409 and again["state"] == "cancelled", again
+    assert "only a queued or training version" in again["detail"]
+    status, again = await activate(admin, first["id"])
+    assert status == 409 and again["state"] == "cancelled", again
+    assert await audited(admin, "model.cancel") == [(first["id"], body["error"][13:])]
+
+
+async def test_cancelling_stops_the_workshop_and_frees_the_shop(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    workshop.running_for = 30
+    await drafts(admin)
+    first = await train(admin)
+
+    async def training() -> bool:
+        return (await model(admin, first["id"]))["stage"] == "training the NLU"
+    await until(training)
+    status, body = await admin.call("POST", f"/models/{first['id']}/cancel", role="owner")
+    assert status == 200 and body["state"] == "cancelled", body
+    assert workshop.trainings[first["id"]].cancelled  # DELETE /train/{version}
+    assert (await job_ended(admin, first["job"]["id"]))["status"] == "cancelled"
+    # The shop's place is free at once: the next training starts and ends ready.
+    workshop.running_for = 0.3
+    second = await train(admin)
+    assert (await ended(admin, second["id"]))[0]["state"] == "ready"
+    assert (await model(admin, first["id"]))["state"] == "cancelled"
+
+
+async def test_a_version_being_tested_is_read_and_others_activated_until_it_is_cancelled(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    await drafts(admin)
+    first = await train(admin)
+    assert (await ended(admin, first["id"]))[0]["state"] == "ready"
+    workshop.evaluating_for = 30
+    await drafts(admin, NLU + "  - intent: ask_size\n    examples: |\n      - size chart?\n")
+    second = await train(admin)
+
+    async def testing() -> bool:
+        return (await model(admin, second["id"]))["stage"] == "testing: running the test stories"
+    await until(testing)
+    # While it is tested: reading it, and activating another version (and back), answer.
+    assert (await activate(admin, first["id"]))[0] == 200
+    assert (await activate(admin, "base"))[0] == 200
+    assert (await model(admin, second["id"]))["state"] == "training"
+    status, body = await admin.call("POST", f"/models/{second['id']}/cancel", role="designer")
+    assert status == 200 and body["state"] == "cancelled", body
+    assert workshop.requests_to(f"/evaluate/{second['id']}", "DELETE")
+    job = await job_ended(admin, second["job"]["id"])
+    assert job["status"] == "cancelled" and job["result"] is None, job
+    body = await model(admin, second["id"])  # the handler's end recorded nothing over it
+    assert body["state"] == "cancelled" and body["evaluation"] is None, body
+    status, body = await admin.call("POST", f"/models/{first['id']}/cancel", role="designer")
+    assert status == 409 and body["state"] == "ready", body
+
+
+async def test_a_version_not_in_use_is_deleted_with_its_model_file(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    await drafts(admin)
+    first = await train(admin)
+    assert (await ended(admin, first["id"]))[0]["state"] == "ready"
+    assert (await activate(admin, first["id"]))[0] == 200
+    status, body = await admin.call("DELETE", f"/models/{first['id']}", role="designer")
+    assert status == 409 and body["active"] is True, body
+    assert "activate another one (or base) first" in body["detail"]
+    workshop.queued_for = 30
+    second = await train(admin)
+    status, body = await admin.call("DELETE", f"/models/{second['id']}", role="designer")
+    assert status == 409 and body["state"] == "queued", body
+    assert "cancel it first" in body["detail"]
+    assert (await admin.call("POST", f"/models/{second['id']}/cancel", role="designer"))[0] \
+        == 200
+    status, body = await admin.call("DELETE", f"/models/{second['id']}", role="owner",
+                                    shop=admin.other)
+    assert status == 404, body
+    status, body = await admin.call("DELETE", "/models/base", role="designer")
+    assert status == 409 and "cannot be deleted" in body["detail"], body
+    status, body = await admin.call("DELETE", f"/models/{second['id']}", role="designer")
+    assert status == 204, body
+    assert (await admin.call("GET", f"/models/{second['id']}", role="designer"))[0] == 404
+    assert (await admin.call("GET", f"/jobs/{second['job']['id']}", role="designer"))[0] == 404
+    assert (await activate(admin, "base"))[0] == 200
+    workshop.fail_next(503, match=lambda r: r.method == "DELETE")  # the workshop down
+    status, body = await admin.call("DELETE", f"/models/{first['id']}", role="designer")
+    assert status == 503 and "nothing was deleted" in body["detail"], body
+    assert first["id"] in workshop.models
+    assert (await model(admin, first["id"]))["state"] == "ready"
+    status, body = await admin.call("DELETE", f"/models/{first['id']}", role="designer")
+    assert status == 204, body
+    assert first["id"] not in workshop.models  # its file is gone
+    assert workshop.requests_to(f"/shops/{admin.demo.id}/models/{second['id']}", "DELETE")
+    assert (await admin.call("GET", "/models", role="designer"))[1]["total"] == 0
+    assert [target for target, _ in await audited(admin, "model.delete")] == [
+        second["id"], first["id"]]

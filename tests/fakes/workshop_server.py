@@ -2,7 +2,8 @@
 `QuietWorkshop` answers POST /validate (with a bearer JWT) that Rasa found nothing;
 `TrainingWorkshop` also speaks the training contract (queued -> running -> done in a few
 hundred ms, or failed) and the evaluation contract (POST/GET/DELETE /evaluate: running -> done
-with a canned result built from what was sent, or failed). The real workshop runs in
+with a canned result built from what was sent, or failed; DELETE cancels a running one), and
+deletes model files (DELETE /shops/{shop}/models/{version}). The real workshop runs in
 tests/bot/test_workshop.py and tests/admin_api/test_training_validate.py."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.fakes import FakeServer, RecordedRequest, Response
+
+CANCELLED = "cancelled"  # the workshop's error for a job cancelled by DELETE
 
 
 class QuietWorkshop(FakeServer):
@@ -80,9 +83,15 @@ class TrainingWorkshop(QuietWorkshop):
                                                                                  "DELETE"):
                 if parts[1] not in self.evaluations:
                     return 404, {}, {"detail": "unknown evaluation: submit it again"}
+                if request.method == "DELETE" and self._evaluation(parts[1])["state"] == "running":
+                    body, started, _ = self.evaluations[parts[1]]
+                    self.evaluations[parts[1]] = (body, started, CANCELLED)  # failed now
                 return 200, {}, self._evaluation(parts[1])
             if parts[0] == "shops" and len(parts) == 3 and parts[2] == "active":
                 return self._active(request, parts[1])
+            if (request.method, parts[0], parts[2:3]) == ("DELETE", "shops", ["models"]) \
+                    and len(parts) == 4:
+                return self._delete_model(parts[1], parts[3])
         return super().route(request)
 
     def _submit(self, request: RecordedRequest) -> Response:
@@ -144,7 +153,7 @@ class TrainingWorkshop(QuietWorkshop):
 
     def _evaluation(self, version: str) -> dict[str, Any]:
         body, started, fails_with = self.evaluations[version]
-        running = time.monotonic() - started < self.evaluating_for
+        running = fails_with != CANCELLED and time.monotonic() - started < self.evaluating_for
         state = "running" if running else ("failed" if fails_with else "done")
         scores = {"intents": {"ask_size": {"precision": 1.0, "recall": 0.5, "f1": 0.6667,
                                            "support": 2}},
@@ -168,6 +177,17 @@ class TrainingWorkshop(QuietWorkshop):
                 if running else None, "error": fails_with if state == "failed" else None,
                 "against": body["against"]["version"],
                 "result": result if state == "done" else None}
+
+    def _delete_model(self, shop: str, version: str) -> Response:
+        if self.active.get(shop) == version:
+            return 409, {}, {"detail": f"shop {shop} uses model {version}: switch it first"}
+        training = self.trainings.get(version)
+        if training is not None and training.shop == shop:
+            training.cancelled = True
+        deleted = self.models.get(version) == shop
+        if deleted:
+            del self.models[version]
+        return 200, {}, {"shop": shop, "version": version, "deleted": deleted}
 
     def _active(self, request: RecordedRequest, shop: str) -> Response:
         if request.method == "GET":
