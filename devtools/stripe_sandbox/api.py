@@ -418,6 +418,7 @@ class StripeApi:
 _ROUTES: dict[tuple[str, str], Any] = {
     ("POST", r"/v1/customers"): lambda api, p: api.create_customer(p),
     ("GET", r"/v1/customers/([^/]+)"): lambda api, p, id_: api.customer(id_),
+    ("GET", r"/v1/prices/([^/]+)"): lambda api, p, id_: api.price(id_, "id").as_stripe(),
     ("POST", r"/v1/checkout/sessions"): lambda api, p: api.create_checkout_session(p),
     ("GET", r"/v1/checkout/sessions/([^/]+)"): lambda api, p, id_: api.public_session(id_),
     ("POST", r"/v1/billing_portal/sessions"): lambda api, p: api.create_portal_session(p),

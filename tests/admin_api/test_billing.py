@@ -129,11 +129,9 @@ async def test_plans_list_prices_limits_and_the_current_one(billed: Billed) -> N
     assert not by_name["starter"]["current"] and not by_name["pro"]["current"]
 
 
-def serve_prices(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sandbox answers GET /v1/prices/{id} as Stripe does, from the Prices it knows
-    (devtools/stripe_sandbox serves no such route yet)."""
-    monkeypatch.setitem(sandbox_api._ROUTES, ("GET", r"/v1/prices/([^/]+)"),
-                        lambda api, params, id_: api.price(id_, "id").as_stripe())
+def refuse_prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox stops answering GET /v1/prices/{id}, as Stripe does when it is down."""
+    monkeypatch.delitem(sandbox_api._ROUTES, ("GET", r"/v1/prices/([^/]+)"))
 
 
 async def test_plans_show_what_stripe_charges_before_checkout(
@@ -141,12 +139,13 @@ async def test_plans_show_what_stripe_charges_before_checkout(
     """An owner sees a plan's price before being sent to Stripe: the amount and interval
     of its Stripe Price (and of the usage Prices Checkout adds), read from Stripe once; while
     Stripe cannot say, the plans still answer, with `price` null."""
+    refuse_prices(monkeypatch)
     status, plans = await billed.call("GET", "/billing/plans")
-    assert status == 200  # the sandbox serves no prices: Stripe cannot say
+    assert status == 200  # Stripe cannot say
     assert [(p["name"], p["price"], p["usage_prices"]) for p in plans] == [
         ("free", None, []), ("starter", None, []), ("pro", None, [])]
 
-    serve_prices(monkeypatch)
+    monkeypatch.undo()
     _, plans = await billed.call("GET", "/billing/plans")
     by_name = {p["name"]: p for p in plans}
     monthly = {"currency": "usd", "interval": "month", "interval_count": 1}
