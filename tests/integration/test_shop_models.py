@@ -3,7 +3,8 @@ own over the admin API, the workshop trains it with Rasa, activation switches th
 runtime while a conversation runs, the new intent answers on REST and in the widget while
 another shop's bot is unchanged, rollback restores the old behaviour, and the runtime unloads
 and reloads shop models under its memory budget (the stack's BOT_MODEL_MEMORY_MB is 1 MB:
-one shop model resident at a time).
+one shop model resident at a time). Last, a training started by mistake is cancelled: its
+trainer process ends and the next training gets the slot at once; both versions are deleted.
 
 One real training and testing (about 90 s on 2 cores), on the PostgreSQL + Redis stack when
 the suite has one, else on the embedded one; the tests of this module run in order on the
@@ -13,6 +14,7 @@ model it produced.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -327,3 +329,35 @@ def test_models_are_unloaded_under_the_memory_budget_and_reload_on_demand(
     # memory the unloaded one freed may grow it by less, so only the floor is certain.
     assert described["budget_mb"] == 1 and described["used_mb"] >= 1
     assert described["resident"][0]["cost_mb"] >= 1
+
+
+def test_a_training_cancelled_stops_its_trainer_and_frees_the_slot(
+        stack: Stack, designer: httpx.Client, trained: dict[str, Any]) -> None:
+    workshop = stack.procs["workshop"].pid
+
+    def trainers() -> list[str]:
+        found = subprocess.run(["pgrep", "-P", str(workshop), "-f", "bot.train_shop"],
+                               capture_output=True, text=True).stdout
+        return found.split()
+
+    def training(version: str) -> dict[str, Any] | None:
+        model: dict[str, Any] = designer.get(f"/models/{version}").json()
+        return model if model["state"] == "training" else None  # running in the workshop
+
+    versions = []
+    for _ in range(2):  # the second starts at once in the slot the first one held
+        started = designer.post("/models")
+        assert started.status_code == 202, started.text
+        versions.append(started.json()["id"])
+        wait_for(lambda: training(versions[-1]), 60, "running in the workshop")
+        wait_for(trainers, 30, "the trainer process started")
+        cancelled = designer.post(f"/models/{versions[-1]}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["state"] == "cancelled"
+        wait_for(lambda: not trainers(), 10, "the trainer process ended", trainers)
+        job = designer.get(f"/jobs/{started.json()['job']['id']}").json()
+        assert job["status"] == "cancelled", job
+    for version in versions:
+        assert designer.delete(f"/models/{version}").status_code == 204
+    listed = {m["id"] for m in designer.get("/models").json()["items"]}
+    assert trained["id"] in listed and not listed & set(versions)
