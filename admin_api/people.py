@@ -530,6 +530,28 @@ async def cancel_invitation(sessions: async_sessionmaker, tenant_id: str,
         return Invitation.of(row)
 
 
+async def pending_invitation(sessions: async_sessionmaker,
+                             token: str) -> tuple[Invitation, bool]:
+    """The invitation a link names, still usable, and whether its email has an account (then
+    accepting takes that account's password, `accept`): what the invitation page shows."""
+    async with sessions() as session:
+        row = await _usable(session, token)
+        existing = await _user_by_email(session, row.email)
+        return Invitation.of(row), existing is not None and existing.password_hash is not None
+
+
+async def _usable(session: AsyncSession, token: str) -> InviteRow:
+    row = (await session.execute(select(InviteRow).where(
+        InviteRow.token_hash == token_hash(token)))).scalar_one_or_none()
+    if row is None:
+        raise InvalidInvitation("this invitation link is not valid: ask for a new one")
+    if row.accepted_at is not None:
+        raise InvitationGone("this invitation was used already: log in instead")
+    if row.expires_at <= utcnow():
+        raise InvitationGone("this invitation has expired: ask the shop's owner for a new one")
+    return row
+
+
 async def accept(sessions: async_sessionmaker, token: str, password: str,
                  name: str | None) -> tuple[User, Invitation]:
     """Accept an invitation: the email's user gets the role in the shop (and is created, with
@@ -537,14 +559,7 @@ async def accept(sessions: async_sessionmaker, token: str, password: str,
     the link only proves the holder can read the mail, and whoever invited may see the link
     (no SMTP), so it must not reset anyone's password."""
     async with sessions() as session:
-        row = (await session.execute(select(InviteRow).where(
-            InviteRow.token_hash == token_hash(token)))).scalar_one_or_none()
-        if row is None:
-            raise InvalidInvitation("this invitation link is not valid: ask for a new one")
-        if row.accepted_at is not None:
-            raise InvitationGone("this invitation was used already: log in instead")
-        if row.expires_at <= utcnow():
-            raise InvitationGone("this invitation has expired: ask the shop's owner for a new one")
+        row = await _usable(session, token)
         existing = await _user_by_email(session, row.email)
         invitation = Invitation.of(row)
     hashed = None

@@ -1,13 +1,14 @@
 """Browser sessions: log in (sets the `sb_session` cookie and returns the CSRF token), who am I,
 switch shop, log out, and accepting an invitation (which logs the new member in).
 
-Logging in and accepting an invitation are the public routes of the API. A wrong email and a
-wrong password answer the same 401; failed logins are limited per email and per client
-address (429 with Retry-After): admin_api/people.py.
+Logging in, reading what an invitation is for and accepting it are the public routes of the
+API. A wrong email and a wrong password answer the same 401; failed logins are limited per
+email and per client address (429 with Retry-After): admin_api/people.py.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -76,6 +77,19 @@ class AcceptIn(Model):
                           description="your new password (or your existing one, when the "
                                       "email has an account already)")
     name: str | None = Field(None, max_length=200)
+
+
+class InvitationIn(Model):
+    token: str = Field(min_length=1, max_length=200, description="from the invitation link")
+
+
+class InvitationOut(Model):
+    shop: str = Field(description="the inviting shop's name")
+    email: str = Field(description="whom the invitation is for")
+    role: str = Field(description="the role it gives: owner | designer | agent")
+    expires_at: datetime
+    has_account: bool = Field(description="the email has an account already: accepting takes "
+                                          "its password (and sets no new one)")
 
 
 class SwitchIn(Model):
@@ -179,6 +193,27 @@ async def log_out(call: Call[None, None]) -> HTTPResponse:
         await _audit(call, session, "session.logout")
         clear_session_cookie(response)
     return response
+
+
+@API.route("POST", "/invitations/lookup", public=True, roles=frozenset(), body=InvitationIn,
+           response=InvitationOut, summary="What an invitation link is for",
+           errors=(404, 410))
+async def look_up_invitation(call: Call[InvitationIn, None]) -> InvitationOut:
+    """The shop, role and email of a usable invitation, for the invitation page to say what
+    joining means before asking for a password (the token travels in the body, not in an
+    address that logs keep). A used or expired link is 410; an unknown one 404."""
+    try:
+        invitation, has_account = await people.pending_invitation(call.ctx.sessions,
+                                                                   call.body.token)
+    except people.InvitationGone as exc:
+        raise Gone(str(exc)) from None
+    except people.InvalidInvitation as exc:
+        raise NotFound(str(exc)) from None
+    async with call.ctx.sessions() as db:
+        shop = await db.get(TenantRow, invitation.tenant_id)
+    return InvitationOut(shop=shop.name if shop else "", email=invitation.email,
+                         role=invitation.role, expires_at=invitation.expires_at,
+                         has_account=has_account)
 
 
 @API.route("POST", "/invitations/accept", public=True, roles=frozenset(), body=AcceptIn,

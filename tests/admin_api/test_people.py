@@ -60,6 +60,10 @@ async def test_an_invitation_mailed_accepted_and_used_once(admin: Admin,
                                                                    "invited")]
 
     browser = Browser(admin)
+    status, offer, _ = await browser.call("POST", "/invitations/lookup", json={"token": token})
+    assert status == 200, offer  # what the invitation page says before asking for a password
+    assert (offer["shop"], offer["email"], offer["role"], offer["has_account"]) == (
+        "Demo Outfitters", "nina@example.com", "designer", False)
     status, joined, response = await browser.call(
         "POST", "/invitations/accept",
         json={"token": token, "password": "nina's new password", "name": "Nina"})
@@ -71,6 +75,9 @@ async def test_an_invitation_mailed_accepted_and_used_once(admin: Admin,
 
     status, again, _ = await Browser(admin).call(
         "POST", "/invitations/accept", json={"token": token, "password": "another password"})
+    assert status == 410 and "used already" in again["detail"]
+    status, again, _ = await Browser(admin).call("POST", "/invitations/lookup",
+                                                 json={"token": token})
     assert status == 410 and "used already" in again["detail"]
 
     _, page = await admin.call("GET", "/users")
@@ -104,6 +111,9 @@ async def test_bad_expired_and_replaced_links(admin: Admin) -> None:
     status, body, _ = await browser.call(
         "POST", "/invitations/accept", json={"token": "made-up", "password": "long enough pw"})
     assert status == 404 and body["detail"]
+    status, body, _ = await browser.call("POST", "/invitations/lookup",
+                                         json={"token": "made-up"})
+    assert status == 404 and body["detail"]
 
     _, first = await admin.call("POST", "/users", json={"email": "eve@example.com",
                                                         "role": "agent"})
@@ -134,6 +144,8 @@ async def test_an_existing_account_joins_with_its_own_password(admin: Admin) -> 
                                                           "role": "agent"}, shop=admin.other)
     token = invited["link"].rpartition("=")[2]
     browser = Browser(admin)
+    status, offer, _ = await browser.call("POST", "/invitations/lookup", json={"token": token})
+    assert status == 200 and offer["has_account"] is True and offer["role"] == "agent"
     status, body, _ = await browser.call(
         "POST", "/invitations/accept", json={"token": token, "password": "a new password!"})
     assert status == 403 and "has an account" in body["detail"]
