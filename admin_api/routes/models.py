@@ -96,6 +96,7 @@ BASE = "base"
 ModelState = Literal["queued", "training", "ready", "failed", "cancelled"]
 UNDER_WAY = ("queued", "training")
 _locks: dict[str, asyncio.Lock] = {}  # shop -> its activations in this process, one at a time
+STOP_WAIT = 10.0  # seconds a cancel waits for the workshop to stop the version (about 50 ms)
 
 
 class ModelPath(Model):
@@ -402,9 +403,10 @@ async def activate_model(call: Call[None, None]) -> ModelOut:
         if version is None:
             raise NotFound("no such model version in your shop; GET /api/v1/models lists them")
         if version.state != READY:
-            state = (await _answer(call, version_id)).state
-            raise Conflict(f"the version is {state}; only a ready version can be activated",
-                           extra={"state": state})
+            shown = await _answer(call, version_id)
+            doing = f" ({shown.stage})" if shown.stage else ""  # "testing: ..." after training
+            raise Conflict(f"the version is {shown.state}{doing}; only a ready version can be "
+                           "activated", extra={"state": shown.state})
     async with _one_activation_at_a_time(call):
         before = await get_active(call.ctx.sessions, call.shop)
         await _tell_workshop(call, version_id)
@@ -460,7 +462,9 @@ async def cancel_model(call: Call[None, None]) -> ModelOut:
         raise Conflict(f"the version is {state}: only a queued or training version can be "
                        "cancelled (DELETE /api/v1/models/{id} removes a version)",
                        extra={"state": state}) from None
-    await stop_in_workshop(call.ctx.workshop, model_id)
+    # Bounded: the cancel stands already, and the job's handler tells a slow workshop again.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop_in_workshop(call.ctx.workshop, model_id), STOP_WAIT)
     await record(call, "model.cancel", target=model_id,
                  before={"state": before.state, "stage": before.stage},
                  after={"state": "cancelled"})

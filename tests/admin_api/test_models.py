@@ -516,6 +516,9 @@ async def test_a_version_being_tested_is_read_and_others_activated_until_it_is_c
     assert (await activate(admin, first["id"]))[0] == 200
     assert (await activate(admin, "base"))[0] == 200
     assert (await model(admin, second["id"]))["state"] == "training"
+    status, body = await activate(admin, second["id"])  # itself: not before it is ready
+    assert status == 409 and body["state"] == "training", body
+    assert body["detail"].startswith("the version is training (testing: running the test")
     status, body = await admin.call("POST", f"/models/{second['id']}/cancel", role="designer")
     assert status == 200 and body["state"] == "cancelled", body
     assert workshop.requests_to(f"/evaluate/{second['id']}", "DELETE")
