@@ -15,14 +15,18 @@ across files would only repeat them.
 
 What Rasa reports comes as Python warnings (`rasa.shared.utils.io.raise_warning`), log records
 of `rasa.*` (story conflicts) and exceptions. Each becomes a `Finding` on the draft and line it
-is about: the draft named in the message, or the first line of a draft that names what the
-message quotes (an intent, action, response, rule or story; for a story conflict the stories,
-not the intent before it), searched in rules, stories, tests, domain, then NLU drafts, where
-a name is most often used rather than defined. A message that names nothing in the drafts goes
-to the first of them, line 1. The base's own warnings (the base run, computed once) are not
-the designer's: a message the base alone produces is dropped, and the base's warnings are
-logged once at start-up instead (47 today: mostly responses that only custom actions say,
-"not used in any story or rule").
+is about (`_attribute`): the draft and line Rasa gives (a schema or syntax error), or the draft
+a message names as a file; otherwise what the message is about decides (`ABOUT`, with the
+drafts' definitions and uses from bot/draft_places.py): a definition Rasa finds unused or
+without examples is where a domain draft defines it (not a test story or another draft that
+mentions the name: "The intent 'ask_beta' is not used in any story or rule" belongs to the
+domain draft listing ask_beta), a name Rasa cannot find is where a step uses it, a story
+conflict is where the rules or stories it names start. A message that names nothing of the
+drafts gets no file and line 0 (`NO_FILE`, `NO_LINE`: about the drafts as a whole) rather than
+a wrong place; one whose draft is known but not its line, that draft and line 0. The base's own
+warnings (the base run, computed once) are not the designer's: a message the base alone
+produces is dropped, and the base's warnings are logged once at start-up instead (47 today:
+mostly responses that only custom actions say, "not used in any story or rule").
 
 Errors and warnings: Rasa itself never fails a validation on three of its messages, even with
 `--fail-on-warnings` (rasa/validator.py sets `everything_is_alright = ignore_warnings or
@@ -43,16 +47,18 @@ time on one worker thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import tempfile
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.draft_places import Place, Places, places
 from bot.project import domain_path, lay_out, training_paths
 from core.settings import ROOT
 
@@ -61,8 +67,6 @@ log = logging.getLogger(__name__)
 KINDS = ("nlu", "rules", "stories", "domain", "tests")
 DRAFT_FILE = re.compile(r"^(nlu|rules|stories|domain|tests)/([a-z0-9][a-z0-9_-]{0,63})\.yml$")
 QUOTED = re.compile(r"'([^'\n]{1,200})'")
-# Where a quoted name is most likely written where it is used: steps first, definitions last.
-SEARCH_ORDER = ("rules", "stories", "tests", "domain", "nlu")
 REMEMBERED = 16  # reports kept by Checker, the latest
 # Python's own and the libraries' notices while Rasa loads, not findings about the data.
 IGNORED_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
@@ -79,6 +83,39 @@ WARNINGS = (
                       "utter_ask_<slot> responses)."),
     (WITHOUT_EXAMPLES, "The bot cannot recognise it until an nlu draft gives it examples."),
 )
+# What each of Rasa's messages is about, and so where it belongs: where the name it quotes
+# (group 1) is defined ("defined", in the kinds of definition given, first found first), used
+# ("used": a step, in the rule or story of group 2 when the message names one), or an NLU
+# example with that text ("example"). rasa/validator.py and rasa/shared/core/domain.py word
+# them; a message none of these fits goes to the first definition, else use, of a name it
+# quotes; story conflicts (CONFLICT) to the rules and stories they name.
+ABOUT: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
+    (WITHOUT_EXAMPLES, "defined", ("intent",)),
+    (UNUSED_INTENT, "defined", ("intent",)),
+    (UNUSED_RESPONSE, "defined", ("response", "action")),
+    (re.compile(r"^There is a message in the training data labeled with intent '([^']+)'"),
+     "defined", ("nlu_intent",)),
+    (re.compile(r"^The intent '([^']+)' is used in your stories"), "used", ("intent",)),
+    (re.compile(r"^The action '([^']+)' is used in the stories, but is not a valid"), "used",
+     ("action",)),
+    (re.compile(r"^The (?:form|action) '([^']+)' is used in the '([^']*)' block"), "used",
+     ("action", "form")),
+    (re.compile(r"^The form slot '[^']+' in form '([^']+)'"), "defined", ("form",)),
+    (re.compile(r"^Slot '([^']+)' has a mapping condition"), "defined", ("slot",)),
+    (re.compile(r"^Action '([^']+)' is listed as a response action"), "defined", ("action",)),
+    (re.compile(r"^Entities: .* for intent '([^']+)'\."), "defined", ("intent",)),
+    (re.compile(r"^The example '(.+)' was found labeled with multiple different intents"),
+     "example", ()),
+)
+CONFLICT = re.compile(r"^Story structure conflict (?:after \w+ '[^']*'|at the beginning of "
+                      r"stories):")
+ALL_KINDS = ("intent", "response", "action", "form", "slot", "entity", "rule", "story",
+             "nlu_intent", "synonym", "regex", "lookup")
+USES = ("intent", "action", "form", "slot")
+# A finding no draft can be named for (Rasa could not load the data, and said nothing that
+# names a draft or a name of one): the drafts as a whole, rather than a wrong file or line.
+NO_FILE = ""
+NO_LINE = 0
 
 
 @dataclass(frozen=True)
@@ -173,15 +210,16 @@ class Checker:
             return Report(_unique(schema), False)
         errors, warned = [], []
         found, paths, asked = self._layered(drafts)
+        where = functools.cache(lambda: places(drafts))
         for raw in found:
             message = _label(raw.message, paths)
             if message in base:
                 continue
             warning = _warning(message, asked)
             if warning is None:
-                errors.append(_attribute(raw, message, drafts, paths))
+                errors.append(_attribute(raw, message, drafts, paths, where))
             elif warning:
-                warned.append(_attribute(raw, warning, drafts, paths))
+                warned.append(_attribute(raw, warning, drafts, paths, where))
         return Report(_unique(errors), True, _unique(warned))
 
     # --- running Rasa ---
@@ -197,7 +235,6 @@ class Checker:
 
     def _validate(self, tmp: Path) -> tuple[list[_Raw], frozenset[str]]:
         from rasa.shared.exceptions import RasaException, YamlException
-        from rasa.shared.importers.importer import TrainingDataImporter
         from rasa.validator import Validator
 
         found: list[_Raw] = []
@@ -209,10 +246,7 @@ class Checker:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    importer = TrainingDataImporter.load_from_config(
-                        config_path=str(self.root / "config.yml"),
-                        domain_path=str(domain_path(tmp)),
-                        training_data_paths=training_paths(tmp, self.root))
+                    importer = _importer(self.root, tmp)
                     if importer.get_domain().is_empty():
                         found.append(_Raw("Encountered empty domain during validation."))
                     else:
@@ -235,6 +269,59 @@ class Checker:
         found.extend(_Raw(str(w.message)) for w in caught
                      if not issubclass(w.category, IGNORED_WARNINGS))
         return found, frozenset(asked)
+
+
+def _importer(root: Path, tmp: Path) -> Any:
+    """The importer `TrainingDataImporter.load_from_config` makes for config.yml (which names
+    no importers: E2EImporter(ResponsesSyncImporter(CombinedDataImporter([RasaFileImporter]))),
+    but one that reads the NLU files once and the domain files once.
+
+    Rasa 3.6 reads them twice: ResponsesSyncImporter asks the combined importer for the NLU
+    data as `get_nlu_data()` in `get_domain` and as `get_nlu_data("en")` in `get_nlu_data`,
+    two keys of Rasa's `cached_method`, so every NLU file was read, schema-checked, hashed and
+    merged twice; and RasaFileImporter.get_domain, not cached, reads the domain files again for
+    the stories; and the combined importer merged its one importer's data into an empty
+    TrainingData (a deep copy and a hash of every example). With 2 MB of NLU drafts (4 files
+    of 500 KB, 1,632 new intents with 20 examples each, a domain listing them) a check took
+    16.4-18.2 s of CPU here, 27-30 s on the clock while other work shared the 2 cores: the
+    admin service's 30 s timeout. Reading each once: 10.0-10.3 s of CPU (11-15 s on the
+    clock). The rest is Rasa's: its YAML schema checks (ruamel, in Python; 1.7 s of them our
+    schema pass before loading) and the deep copies and hashes of TrainingData.merge.
+    """
+    from rasa.shared.importers.importer import (
+        CombinedDataImporter,
+        E2EImporter,
+        ResponsesSyncImporter,
+        TrainingDataImporter,
+    )
+    from rasa.shared.importers.rasa import RasaFileImporter
+    from rasa.shared.utils.common import cached_method
+    from rasa.shared.utils.io import read_config_file
+
+    config, domain = str(root / "config.yml"), str(domain_path(tmp))
+    if read_config_file(config).get("importers"):  # importers of its own: Rasa's way
+        return TrainingDataImporter.load_from_config(
+            config_path=config, domain_path=domain, training_data_paths=training_paths(tmp, root))
+
+    class ReadsNluOnce(CombinedDataImporter):
+        def get_nlu_data(self, language: str | None = "en") -> Any:
+            return self._nlu_data(language)  # one cache key for () and ("en",)
+
+        @cached_method
+        def _nlu_data(self, language: str | None) -> Any:
+            # One importer: its data as it is, not merged into an empty TrainingData (a deep
+            # copy and a hash of every example; the importers above copy it anyway).
+            (only,) = self._importers
+            return only.get_nlu_data(language)
+
+    class ReadsDomainOnce(RasaFileImporter):
+        @cached_method
+        def get_domain(self) -> Any:
+            return super().get_domain()
+
+    files = ReadsDomainOnce(config_file=config, domain_path=domain,
+                            training_data_paths=training_paths(tmp, root))
+    return E2EImporter(ResponsesSyncImporter(ReadsNluOnce([files])))
 
 
 def _asked_by_forms(domain: Any) -> set[str]:
@@ -325,36 +412,62 @@ def _line_for_path(content: Any, path: str) -> int | None:
 
 
 def _attribute(raw: _Raw, message: str, drafts: Mapping[str, str],
-               paths: Mapping[str, str]) -> Finding:
-    """The draft and line a message is about (see the module's docstring)."""
-    named = [name for name in drafts if name in message]
+               paths: Mapping[str, str], where: Callable[[], Places]) -> Finding:
+    """The draft and line a message is about (see the module's docstring); `where` gives the
+    drafts' definitions and uses, read at the first message that needs them."""
+    named = _drafts_named(message, drafts)
     if raw.path is not None:
         label = paths.get(str(Path(raw.path).resolve())) or paths.get(raw.path)
         if label is not None and label in drafts:
             named = [label]
-    names = QUOTED.findall(message)
-    if message.startswith("Story structure conflict") and len(names) > 1:
-        names = names[1:]  # the stories in conflict, not the intent or action before it
     if named:
         if raw.line is not None:
             return Finding(named[0], raw.line, message)
-        return Finding(named[0], _line_naming(drafts[named[0]], names) or 1, message)
-    ordered = sorted(drafts, key=lambda name: (SEARCH_ORDER.index(name.split("/", 1)[0]), name))
-    for quoted in names:
-        for name in ordered:
-            line = _line_naming(drafts[name], [quoted])
-            if line:
-                return Finding(name, line, message)
-    return Finding(ordered[0], 1, message)
+        place = _place(message, where(), only=named[0])
+        return Finding(named[0], place.line if place is not None else NO_LINE, message)
+    place = _place(message, where())
+    if place is None:
+        return Finding(NO_FILE, NO_LINE, message)
+    return Finding(place.file, place.line, message)
 
 
-def _line_naming(content: str, names: Iterable[str]) -> int | None:
-    """The first line of `content` where one of `names` is written as a whole name."""
-    for name in names:
-        pattern = re.compile(rf"(?<![\w-]){re.escape(name.strip())}(?![\w-])")
-        for number, text in enumerate(content.splitlines(), start=1):
-            if pattern.search(text.split("#", 1)[0]):
-                return number
+def _drafts_named(message: str, drafts: Iterable[str]) -> list[str]:
+    """The drafts a message names as files: "rules/smalltalk.yml", but not inside the base's
+    "data/rules/smalltalk.yml"."""
+    return [name for name in drafts
+            if re.search(rf"(?<![\w/.-]){re.escape(name)}(?![\w.-])", message)]
+
+
+def _place(message: str, places: Places, only: str | None = None) -> Place | None:
+    """Where the thing the message is about is written: its definition or its use as ABOUT
+    says for the message, else the first definition, then use, of a name it quotes."""
+    def within(place: Place | None) -> Place | None:
+        return place if place is not None and (only is None or place.file == only) else None
+
+    conflict = CONFLICT.match(message)
+    if conflict:  # the rules and stories in conflict, where they start
+        for name in QUOTED.findall(message[conflict.end():]):
+            for part in (name, *name.split(" > ")):
+                found = within(places.definition(("rule", "story"), part))
+                if found:
+                    return found
+        return None
+    for pattern, site, kinds in ABOUT:
+        found_about = pattern.search(message)
+        if found_about is None:
+            continue
+        name = found_about.group(1)
+        if site == "example":
+            return next((p for p in places.examples.get(name, ()) if within(p)), None)
+        if site == "defined":
+            return within(places.definition(kinds, name))
+        block = found_about.group(2) if pattern.groups > 1 else None
+        return within(places.use(kinds, name, block)) or within(places.use(kinds, name)) \
+            or within(places.definition(("rule", "story"), block or ""))
+    for name in QUOTED.findall(message):
+        found = within(places.definition(ALL_KINDS, name)) or within(places.use(USES, name))
+        if found:
+            return found
     return None
 
 

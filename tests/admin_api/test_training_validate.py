@@ -110,3 +110,43 @@ async def test_a_form_and_a_new_intent_without_a_rule_can_train(admin: Admin,
     assert warning.startswith("Rasa: The intent 'ask_gift_wrap' is not used in any story or "
                               "rule.") and "fallback" in warning
     assert "utter_ask_rider_height" not in repr(body)
+
+
+# A second domain draft whose intent and response nothing uses yet, and a test story (not
+# training data: Rasa's checks never read it) that already expects them.
+BETA_DOMAIN = """version: "3.1"
+intents:
+  - ask_frame_colour
+responses:
+  utter_frame_colours:
+    - text: "Frames come in red and blue."
+"""
+BETA_TESTS = """version: "3.1"
+stories:
+  - story: colour questions get the colours one day
+    steps:
+      - user: |
+          which colours does the frame come in
+        intent: ask_frame_colour
+      - action: utter_frame_colours
+"""
+
+
+async def test_rasas_messages_land_where_the_thing_they_name_is_defined(
+        admin: Admin, workshop: str) -> None:
+    """The walkthrough's designer saw Rasa's warnings about domain/colour.yml's intent and
+    response at tests/colour.yml (the first draft that mentioned the names): an unused or
+    example-less definition belongs where a domain draft defines it."""
+    admin.use_workshop(workshop)
+    for kind, name, text in (("domain", "sizes", DOMAIN), ("nlu", "sizes", NLU),
+                             ("rules", "sizes", RULES), ("domain", "colour", BETA_DOMAIN),
+                             ("tests", "colour", BETA_TESTS)):
+        assert (await put(admin, kind, name, text))[0] == 201
+    status, body = await validate(admin)
+    assert status == 200, body
+    found = {(w["file"], w["line"], w["message"].split("'")[1]) for w in body["warnings"]}
+    assert found == {("domain/colour.yml", 3, "ask_frame_colour"),
+                     ("domain/colour.yml", 5, "utter_frame_colours")}, body
+    assert len(body["warnings"]) == 3  # ask_frame_colour: no examples, and no rule
+    # ours says the same place for the missing examples
+    assert [(e["file"], e["line"]) for e in body["errors"]] == [("domain/colour.yml", 3)], body
