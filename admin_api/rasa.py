@@ -3,8 +3,11 @@
 An agent's reply is appended as a bot utterance (`{"event": "bot", "text", "metadata":
 {"agent": name}}`), so when the conversation is handed back the bot's policies and actions see
 what the person said; resolving appends `{"event": "resume"}` (Rasa's ConversationResumed:
-the bot predicts again). Both go to `POST {RASA_URL}/conversations/{sender}/tracker/events`
-with the same short-lived JWT the gateway sends (core/rasa_http.py).
+the bot predicts again). Both go to `POST {RASA_URL}/webhooks/switchboard/events` with the
+sender id in the body (bot/tracker_events.py says why not Rasa's own
+`/conversations/{sender}/tracker/events`: a sender id in a path can name another
+conversation, even another shop's), with the same short-lived JWT the gateway sends
+(core/rasa_http.py).
 
 Connection failures and 5xx are retried a few times (tenacity); then `RasaUnavailable`. The
 callers treat the tracker as context, not as the record (that is our database): a reply that
@@ -16,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -40,13 +42,11 @@ class RasaTracker:
         self._poster = RetryingPoster(10.0, client, attempts, retry_wait)
 
     async def append(self, sender_id: str, events: list[dict[str, Any]]) -> None:
-        # Rasa's Sanic 21 does not unquote path parameters: a quoted ':' or '@' would name
-        # another conversation ("t%3Arest%3Ax"), so only what a path cannot hold is quoted.
         base = self._runtimes.for_sender(sender_id)
-        url = f"{base}/conversations/{quote(sender_id, safe=':@+/')}/tracker/events"
         try:
             answer = await self._poster.post(
-                url, json=events, params={"include_events": "NONE"},
+                f"{base}/webhooks/switchboard/events",
+                json={"sender": sender_id, "events": events},
                 headers=self._authorization.headers())
         except Unreachable as exc:
             raise RasaUnavailable(f"Rasa is not reachable ({exc.error})") from None

@@ -27,6 +27,8 @@ events read).
 
 `GET /webhooks/switchboard/models` (same bearer JWT as Rasa's HTTP API) says which model
 answers which shop, which are loaded and the memory they take (`ShopRouter.describe`).
+`POST /webhooks/switchboard/events` appends events to the conversation its body names
+(bot/tracker_events.py: an agent's reply, a resume).
 
 At most BOT_TURN_SLOTS turns run inside Rasa at once; the others wait, each shop's in the order
 they came and the shops taking turns, and a turn kept waiting by the action server gives its
@@ -62,6 +64,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import tracker_events
 from bot.featurizer import encoded_ahead, load_ahead_encoder
 from bot.runtime import ShopRouter, served_by, shop_of
 from bot.turn_gate import TurnGate, waiting_on
@@ -217,4 +220,5 @@ class SwitchboardInput(RestInput):
                 log.exception("switchboard turn failed")
             return response.json({"messages": collector.messages, "turn": turn})
 
+        tracker_events.register(webhook)  # POST /webhooks/switchboard/events
         return webhook

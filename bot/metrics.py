@@ -40,6 +40,7 @@ ENDPOINTS = (
     "/model/train", "/model/test/stories", "/model/test/intents",
     "/webhooks/rest", "/webhooks/rest/webhook",
     "/webhooks/switchboard", "/webhooks/switchboard/webhook",  # bot/channel.py, the gateway's
+    "/webhooks/switchboard/models", "/webhooks/switchboard/events",  # the admin service's
     "/conversations/{conversation_id}/tracker", "/conversations/{conversation_id}/tracker/events",
     "/conversations/{conversation_id}/story", "/conversations/{conversation_id}/execute",
     "/conversations/{conversation_id}/trigger_intent",

@@ -13,7 +13,7 @@ source (in the text's message: the gateway reads either shape), "unknown questio
 knowledge route abstaining; "gibberish" nlu_fallback. With `silent=True` it answers no
 message to anything, as Rasa does when the action server is down.
 
-Rasa's HTTP API's `POST /conversations/{sender}/tracker/events` (the admin service appends an
+`POST /webhooks/switchboard/events` (bot/tracker_events.py: the admin service appends an
 agent's reply and a resume) is recorded in `tracker_events`: (sender id, the events, the
 Authorization header), answered 200.
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
-from urllib.parse import unquote
 
 from tests.fakes import FakeServer, RecordedRequest, Response
 
@@ -39,7 +38,7 @@ class RasaFake(FakeServer):
         self.silent = silent
         self.seen: list[dict[str, Any]] = []  # every request body, in order
         self.paused: set[str] = set()  # senders handed to a person
-        # POST /conversations/{sender}/tracker/events: (sender, events, Authorization)
+        # POST /webhooks/switchboard/events: (sender, events, Authorization)
         self.tracker_events: list[tuple[str, Any, str | None]] = []
         self.in_flight = 0
         self.most_in_flight = 0  # turns answered at once ("slow" ones)
@@ -104,13 +103,12 @@ class RasaFake(FakeServer):
     def route(self, request: RecordedRequest) -> Response:
         body = request.json()
         path = request.path
-        if path.startswith("/conversations/") and path.endswith("/tracker/events"):
-            sender = unquote(path.removeprefix("/conversations/").removesuffix("/tracker/events"))
-            self.tracker_events.append((sender, body, request.headers.get("authorization")))
-            for event in body if isinstance(body, list) else [body]:
-                if event.get("event") == "resume":
-                    self.paused.discard(sender)
-            return 200, {}, {"sender_id": sender}
+        if path == "/webhooks/switchboard/events":
+            sender, events = body["sender"], body["events"]
+            self.tracker_events.append((sender, events, request.headers.get("authorization")))
+            if any(event.get("event") == "resume" for event in events):
+                self.paused.discard(sender)
+            return 200, {}, {"appended": len(events)}
         self.seen.append(body)
         status, messages = self.answer(body)
         if status != 200:

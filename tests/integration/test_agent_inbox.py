@@ -806,6 +806,42 @@ def test_another_shops_agent_sees_neither_the_thread_nor_its_events(
     assert agent.post(f"/conversations/{conversation}/resolve").status_code == 200
 
 
+def test_a_sender_id_cannot_walk_into_another_shops_conversation(
+        stack: Stack, other_shop: OtherShop) -> None:
+    """Another shop's REST sender written as a path ("x/../../../conversations/<demo>:rest:
+    <visitor>"): its agent's reply and resume go to that shop's own conversation, and the demo
+    visitor's tracker in Rasa never sees them (security walk, finding 1)."""
+    victim = RestVisitor(stack)
+    victim.say("hi")
+    sneaky = f"x/../../../conversations/{victim.sender_id}"
+    response = httpx.post(f"{stack.gateway}/channels/{other_shop.slug}/rest/webhook",
+                          json={"sender": sneaky, "message": ASK_FOR_PERSON},
+                          headers={"Authorization": f"Bearer {other_shop.rest_key}"},
+                          timeout=WAIT)
+    assert response.status_code == 200, response.text
+    theirs = stack.conversation_id(other_shop.tenant_id,
+                                   sender_id(other_shop.tenant_id, "rest", sneaky))
+    other_shop.live.wait_for("handoff.requested", theirs)
+    injected = f"INJECTED {secrets.token_hex(3)}"
+    assert other_shop.agent.post(f"/conversations/{theirs}/claim").status_code == 200
+    assert other_shop.agent.post(f"/conversations/{theirs}/messages",
+                                 json={"text": injected}).status_code == 202
+    assert other_shop.agent.post(f"/conversations/{theirs}/resolve").status_code == 200
+
+    def tracker(sender: str) -> dict[str, Any]:
+        answer = httpx.get(f"{stack.rasa}/conversations/{sender}/tracker",
+                           headers=stack.rasa_headers(), timeout=WAIT)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    transcript = httpx.get(f"{stack.admin}/api/v1/conversations/{theirs}", timeout=WAIT,
+                           headers=other_shop.agent.headers).json()
+    assert injected in json.dumps(transcript)  # sent to their own visitor, and recorded
+    events = tracker(victim.sender_id)["events"]
+    assert injected not in json.dumps(events)
+    assert not any(e["event"] == "resume" for e in events)
+
+
 # -- the widget and the inbox page, both in Chromium ----------------------------------------
 def test_a_widget_visitor_and_an_agent_in_the_inbox_page(stack: Stack, browser: Browser,
                                                          agent: httpx.Client) -> None:
