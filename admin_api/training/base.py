@@ -2,7 +2,8 @@
 data/stories and data/tests (Rasa's training data and test stories) and bot/domain (the
 domain). Read and parsed once per process (the files change with a deploy); drafts are checked
 against what it defines (admin_api/training/checks.py), and against the dialogue policies
-config.yml names (`policies`: whether stories are learned at all)."""
+config.yml names (`policies`: whether stories are learned at all) and how its pipeline's
+RegexEntityExtractor reads regexes and lookup tables (`regex_extraction`)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,29 @@ def policies(root: Path = ROOT) -> tuple[str, ...]:
     config = yaml.safe_load((root / "config.yml").read_text(encoding="utf-8")) or {}
     return tuple(str(policy.get("name")) for policy in config.get("policies") or []
                  if isinstance(policy, dict))
+
+
+@dataclass(frozen=True)
+class RegexExtraction:
+    """How config.yml's RegexEntityExtractor extracts entities by pattern (Rasa's defaults,
+    rasa/nlu/extractors/regex_entity_extractor.py, for what it does not set). It extracts
+    only entities some NLU example marks (`use_only_entities`); a regex or lookup of another
+    name is a feature for RegexFeaturizer, nothing more."""
+
+    regexes: bool  # use_regexes
+    lookups: bool  # use_lookup_tables
+    case_sensitive: bool
+    word_boundaries: bool  # a lookup entry matches as \bentry\b
+
+
+@functools.cache
+def regex_extraction(root: Path = ROOT) -> RegexExtraction | None:
+    """config.yml's RegexEntityExtractor; None when its pipeline has none."""
+    config = yaml.safe_load((root / "config.yml").read_text(encoding="utf-8")) or {}
+    for component in config.get("pipeline") or []:
+        if isinstance(component, dict) and component.get("name") == "RegexEntityExtractor":
+            return RegexExtraction(bool(component.get("use_regexes", True)),
+                                   bool(component.get("use_lookup_tables", True)),
+                                   bool(component.get("case_sensitive", False)),
+                                   bool(component.get("use_word_boundaries", True)))
+    return None

@@ -44,13 +44,14 @@ file at a time in reader.py and domain_file.py, the set over the base here):
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from admin_api.training.base import policies
+from admin_api.training.base import RegexExtraction, policies, regex_extraction
 from admin_api.training.nodes import (
     DEFAULT_ACTIONS,
     DEFAULT_INTENTS,
@@ -62,6 +63,7 @@ from admin_api.training.nodes import (
     Where,
 )
 from admin_api.training.reader import contradiction, parse
+from tenants.texts import INTERNAL_SLOTS
 
 # Rasa's policies that learn from stories (rasa/core/policies/): with none of them in
 # config.yml, only rules are followed.
@@ -93,9 +95,11 @@ def our_problems(drafts: Sequence[ParsedFile], base: Definitions,
         seen.merge(draft.defs)
     for draft in drafts:
         combined.merge(draft.defs)
+    marked = {found.entity for found in combined.annotated}
     for draft in drafts:
         problems.extend(_unknown(draft.defs.refs, combined))
         problems.extend(_without_examples(draft, combined))
+        problems.extend(_taken_values(draft, base, marked, regex_extraction()))
     return sorted(problems, key=lambda p: (p.file, p.line, p.message))
 
 
@@ -270,6 +274,90 @@ def _rewrites(draft: ParsedFile, base: Definitions) -> Iterable[Problem]:
             break
 
 
+def _taken_values(draft: ParsedFile, base: Definitions, marked: set[str],
+                  extraction: RegexExtraction | None) -> Iterable[Problem]:
+    """A regex or lookup of the shop's own entity whose pattern also matches, in the base's
+    examples, a value they mark as one of the base's entities (a regex `\\d{4}` for a frame
+    code matches the order number 1001 of "where is order [1001](order_number)").
+
+    An error when Rasa's RegexEntityExtractor (config.yml) would extract the entity by it: it
+    does so for every match in every message, whatever the intent, for entities some NLU
+    example marks, with regexes (use_regexes) and lookup tables (use_lookup_tables). Such a
+    message then carries the draft's entity beside the base's, and the base's rules that start
+    with an intent and that entity alone (RulePolicy compares a turn's entities as a whole)
+    stop applying: "1001" typed out of the blue no longer starts the order status form. The
+    base example is named so the designer sees which value would be taken.
+
+    A warning when the extractor would not use it: a regex or lookup of an entity no example
+    marks, or a lookup when the extractor reads no lookup tables (config.yml today), is only
+    a hint for RegexFeaturizer; it takes nothing from the base now, but the pattern fires on
+    the base's values too (and an example marking the entity later makes a regex an error).
+
+    Compared with the base's annotated examples, as Rasa would read them (annotations reduced
+    to their text, the extractor's case sensitivity and lookups' word boundaries), and not with
+    the base's own regexes: whether two patterns can match the same text is not decidable in
+    general, and the values the base's flows are built on are in its examples."""
+    flags = 0 if extraction is not None and extraction.case_sensitive else re.IGNORECASE
+    own = [(name, written) for name, written in draft.defs.patterns.items()
+           if name not in base.entities and name not in base.regexes
+           and name not in base.lookups]
+    candidates: list[tuple[str, str, Where, re.Pattern[str], bool]] = []
+    for name, written in own:
+        for pattern, where in written:
+            try:
+                compiled = re.compile(pattern, flags)
+            except re.error:
+                continue  # reported where it is written (reader.py)
+            candidates.append(("regex", name, where, compiled,
+                               extraction is not None and extraction.regexes))
+    bound = r"\b" if extraction is None or extraction.word_boundaries else ""
+    for name, entries in draft.defs.listed.items():
+        if name in base.entities or name in base.regexes or name in base.lookups:
+            continue
+        for entry, where in entries:
+            candidates.append(("lookup", name, where,
+                               re.compile(f"{bound}{re.escape(entry)}{bound}", flags),
+                               extraction is not None and extraction.lookups))
+    for noun, name, where, compiled, read in candidates:
+        taken = [(value, hit) for value in base.annotated if value.entity != name
+                 for hit in compiled.finditer(value.example)
+                 if hit.end() > hit.start() and hit.start() < value.end
+                 and hit.end() > value.start][:1]
+        if not taken:
+            continue
+        value, hit = taken[0]
+        shown = (f"{noun} '{name}' also matches '{hit.group()}' in the base's example "
+                 f"\"{value.example}\" ({value.where}), which marks '{value.text}' as "
+                 f"{value.entity}")
+        if read and name in marked:
+            yield Problem(where.file, where.line,
+                          f"{shown}: Rasa's RegexEntityExtractor would find {name} there too, "
+                          f"so such a message would carry {name} beside {value.entity}"
+                          f"{_rule_expecting(value.entity, base)}; {ENTITIES_STAY}: make "
+                          "the pattern match only your own values (a word or prefix they come "
+                          "with, anchors)")
+        else:
+            why = (f"no example marks {name}, so Rasa's RegexEntityExtractor does not "
+                   "extract it by this pattern" if name not in marked else
+                   "config.yml's RegexEntityExtractor reads no lookup tables"
+                   if noun == "lookup" else "config.yml's RegexEntityExtractor reads no "
+                   "regexes")
+            yield Problem(where.file, where.line,
+                          f"{shown}: today it takes nothing from {value.entity} ({why}; it "
+                          f"is a hint for recognising intents), but once Rasa extracts {name} "
+                          f"by it, such a message would carry {name} beside {value.entity}; "
+                          "better match only your own values", "warning")
+
+
+def _rule_expecting(entity: str, base: Definitions) -> str:
+    for (intent, entities), (name, where, _) in sorted(base.starts.items(),
+                                                       key=lambda item: item[1][1].line):
+        if entity in entities:
+            return (f", and the base's rule '{name}' ({where}), which answers {intent} with "
+                    f"{', '.join(sorted(entities))} alone, would no longer apply")
+    return ""
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(patterns: tuple[tuple[str, Where], ...]) -> list[tuple[re.Pattern[str], Where]]:
     compiled = []
@@ -297,6 +385,19 @@ def _unknown(refs: Iterable[Ref], known: Definitions) -> Iterable[Problem]:
         elif ref.what == "entity" and name not in known.entities:
             message = (f"entity '{name}' is not defined: list it under entities in a domain "
                        "draft")
+        elif ref.what == "placeholder":
+            message = _placeholder(ref, known)
+        elif ref.what == "payload_intent" and name not in known.intents \
+                and name not in DEFAULT_INTENTS:
+            message = (f"response '{ref.of}': a button's payload /{name} names no intent of "
+                       f"the base or your drafts{_like(name, known.intents)}, so Rasa would "
+                       f"read '/{name}' as words the visitor typed; use an intent that exists "
+                       "(GET /api/v1/training/base lists the base's) or list it under intents "
+                       "in a domain draft")
+        elif ref.what == "payload_entity" and name not in known.entities:
+            message = (f"response '{ref.of}': a button's payload sets entity '{name}', which is "
+                       f"not defined{_like(name, known.entities)}, so Rasa would drop it; list "
+                       "it under entities in a domain draft")
         elif ref.what == "form" and name not in known.forms:
             message = f"form '{name}' is not defined: define it under forms in a domain draft"
         elif ref.what == "action":
@@ -310,6 +411,30 @@ def _unknown(refs: Iterable[Ref], known: Definitions) -> Iterable[Problem]:
                 message = CUSTOM_ACTION.format(name=name)
         if message is not None:
             yield Problem(where.file, where.line, message)
+
+
+def _placeholder(ref: Ref, known: Definitions) -> str | None:
+    """A response's `{name}`: the renderer fills in slots (tenants/texts.py; a draft's own
+    response gets no arguments from an action, which only the base's actions pass) and leaves
+    any other name as written, so the visitor would read "{ordr_number}"."""
+    name = ref.name
+    if name in INTERNAL_SLOTS:
+        return (f"response '{ref.of}': {{{name}}} is a slot the bot keeps for its own "
+                "bookkeeping, not something to tell a visitor; use another slot or write the "
+                "words out")
+    if name in known.slots or name in DEFAULT_SLOTS:
+        return None
+    usable = sorted(set(known.slots) - INTERNAL_SLOTS)
+    return (f"response '{ref.of}': {{{name}}} names no slot{_like(name, usable, braces=True)}, "
+            f"so the bot would say '{{{name}}}' as written; a placeholder is a slot of the base "
+            "or of your domain drafts (write a literal brace as {{ or }})")
+
+
+def _like(name: str, known: Iterable[str], braces: bool = False) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if not close:
+        return ""
+    return f" (did you mean {{{close[0]}}}?)" if braces else f" (did you mean '{close[0]}'?)"
 
 
 def _without_examples(draft: ParsedFile, known: Definitions) -> Iterable[Problem]:
@@ -348,20 +473,28 @@ async def rasa_problems(drafts: Sequence[tuple[str, str, str]],
 
 
 def validate(drafts: Sequence[tuple[str, str, str]], base: Definitions) -> list[Problem]:
-    """Our checks of the shop's drafts, (kind, name, content) each, over the base."""
+    """Our checks' errors about the shop's drafts, (kind, name, content) each, over the base
+    (what a PUT answers; `validate_all` also gives our warnings)."""
+    return [p for p in _ours(drafts, base) if p.severity == "error"]
+
+
+def _ours(drafts: Sequence[tuple[str, str, str]], base: Definitions) -> list[Problem]:
     parsed = [parse(f"{kind}/{name}.yml", kind, content) for kind, name, content in drafts]
     return merge(our_problems(parsed, base))
 
 
 async def validate_all(drafts: Sequence[tuple[str, str, str]], base: Definitions,
                        rasa: RasaChecks) -> Checked:
-    """Ours, then Rasa's unless ours found YAML syntax errors; merged."""
-    ours = await asyncio.to_thread(validate, drafts, base)
-    if any(p.message.startswith(SYNTAX) for p in ours):
-        return Checked(ours, rasa_checked=False)
+    """Ours, then Rasa's unless ours found YAML syntax errors; merged, errors and warnings."""
+    ours = await asyncio.to_thread(_ours, drafts, base)
+    errors = [p for p in ours if p.severity == "error"]
+    warned = [p for p in ours if p.severity == "warning"]
+    if any(p.message.startswith(SYNTAX) for p in errors):
+        return Checked(errors, rasa_checked=False, warnings=warned)
     theirs = await rasa_problems(drafts, rasa)
-    return Checked(merge(ours, [p for p in theirs if p.severity == "error"]), rasa_checked=True,
-                   warnings=merge(p for p in theirs if p.severity == "warning"))
+    return Checked(merge(errors, [p for p in theirs if p.severity == "error"]),
+                   rasa_checked=True,
+                   warnings=merge(warned, [p for p in theirs if p.severity == "warning"]))
 
 
 def merge(*groups: Iterable[Problem]) -> list[Problem]:

@@ -73,9 +73,10 @@ class Where:
 class Ref:
     """A name a file uses, to look up once every file is read."""
 
-    what: str  # intent | nlu_intent | action | slot | form | entity
+    what: str  # intent | nlu_intent | action | slot | form | entity | placeholder | payload_*
     name: str
     where: Where
+    of: str = ""  # what uses it, when the message needs it: the response of a placeholder
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,19 @@ class Synonym:
     entity: str | None
     where: Where  # the text's line
     value_where: Where  # the value's line (a `- synonym:` item's head)
+
+
+@dataclass(frozen=True)
+class Annotated:
+    """An entity's value as an NLU example marks it: `text` at `start:end` of `example`, the
+    example as Rasa reads it (annotations reduced to their text)."""
+
+    entity: str
+    text: str
+    example: str
+    start: int
+    end: int
+    where: Where
 
 
 @dataclass(frozen=True)
@@ -133,7 +147,9 @@ class Definitions:
     # examples), lower-cased as Rasa's synonym mapper compares them.
     patterns: dict[str, list[tuple[str, Where]]] = field(default_factory=dict)
     values: dict[str, dict[str, Where]] = field(default_factory=dict)
+    listed: dict[str, list[tuple[str, Where]]] = field(default_factory=dict)  # lookup entries
     synonyms: list[Synonym] = field(default_factory=list)
+    annotated: list[Annotated] = field(default_factory=list)  # entity values in examples
     refs: list[Ref] = field(default_factory=list)
 
     def merge(self, other: Definitions) -> None:
@@ -145,12 +161,15 @@ class Definitions:
                 mine.setdefault(key, value)
         for entity, patterns in other.patterns.items():
             self.patterns.setdefault(entity, []).extend(patterns)
+        for lookup, entries in other.listed.items():
+            self.listed.setdefault(lookup, []).extend(entries)
         for entity, values in other.values.items():
             known = self.values.setdefault(entity, {})
             for value, where in values.items():
                 known.setdefault(value, where)
         self.guarded.extend(other.guarded)
         self.synonyms.extend(other.synonyms)
+        self.annotated.extend(other.annotated)
         self.refs.extend(other.refs)
 
     def forms_asking_for(self, slot: str) -> list[str]:
@@ -207,8 +226,8 @@ class FileReader:
     def problem(self, node: Node | int, message: str) -> None:
         self.problems.append(Problem(self.file, self.at(node).line, message))
 
-    def ref(self, what: str, name: str, node: Node) -> None:
-        self.defs.refs.append(Ref(what, name, self.at(node)))
+    def ref(self, what: str, name: str, node: Node | int, of: str = "") -> None:
+        self.defs.refs.append(Ref(what, name, self.at(node), of))
 
     def define(self, table: dict[str, Where], what: str, name: str, node: Node) -> None:
         if name in table:

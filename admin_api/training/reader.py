@@ -22,6 +22,7 @@ from admin_api.training.nodes import (
     TAG_STR,
     TOP_KEYS,
     VERSION,
+    Annotated,
     GuardedStart,
     ParsedFile,
     Ref,
@@ -164,6 +165,7 @@ class _Reader(DomainReader):
                     self.defs.patterns.setdefault(name, []).append((example, where))
             elif head == "lookup":
                 self.defs.values.setdefault(name, {}).setdefault(example.lower(), where)
+                self.defs.listed.setdefault(name, []).append((example, where))
             else:
                 self.defs.synonyms.append(Synonym(example, name, None, where, named_at))
         if not count:
@@ -172,7 +174,14 @@ class _Reader(DomainReader):
     def _annotations(self, example: str, line: int) -> None:
         for entity in (*ANNOTATION.findall(example), *JSON_ANNOTATION.findall(example)):
             self.defs.refs.append(Ref("entity", entity.strip(), self.at(line)))
-        for text, entity, value, as_json in ANNOTATED.findall(example):
+        marked = []  # (entity, text, start, end) in the example as Rasa reads it
+        plain, done = [], 0
+        for found in ANNOTATED.finditer(example):
+            text, entity, value, as_json = found.groups(default="")
+            plain.append(example[done:found.start()])
+            done = found.end()
+            start = sum(map(len, plain))
+            plain.append(text)
             if as_json:
                 try:
                     spec = json.loads(as_json)
@@ -183,10 +192,15 @@ class _Reader(DomainReader):
                 entity = spec["entity"]
                 value = str(spec["value"]) if spec.get("value") is not None else ""
             entity = entity.strip()
+            marked.append((entity, text, start, start + len(text)))
             self.defs.values.setdefault(entity, {}).setdefault(text.lower(), self.at(line))
             if value and value != text:  # Rasa keeps it as a synonym of the text
                 self.defs.synonyms.append(Synonym(text, value, entity, self.at(line),
                                                   self.at(line)))
+        if marked:
+            read = "".join(plain) + example[done:]
+            self.defs.annotated.extend(Annotated(entity, text, read, start, end, self.at(line))
+                                       for entity, text, start, end in marked)
 
     # --- rules, stories and test stories ---
 

@@ -553,3 +553,95 @@ async def test_the_document_describes_yaml_bodies_and_answers() -> None:
     assert kind["schema"]["enum"] == ["nlu", "rules", "stories", "domain", "tests"]
     validate = paths["/api/v1/training/validate"]["post"]["responses"]["200"]
     assert "application/json" in validate["content"]
+
+
+# The walkthrough's responses: a placeholder with a typo and one of the bot's own slots, a
+# variant for "twilio" (a provider, not a channel), buttons whose payloads name an intent and
+# an entity nobody defines, and entities that are not JSON.
+RESPONSES_DOMAIN = DOMAIN + """  utter_size_for_order:
+    - text: "Your order {ordr_number} ships from {tenant_id}; size {{S}} fits most."
+    - text: "Frames for order {order_number} come in S and M."
+      channel: twilio
+      buttons:
+        - title: "Small"
+          payload: '/choose_size{"frame_size": "S"}'
+        - title: "Tell me more"
+          payload: '/ask_size{size: S}'
+"""
+
+
+async def test_responses_are_checked_as_the_bot_would_say_them(admin: Admin) -> None:
+    """What passed every check and misbehaved live: the visitor read "{ordr_number}" and the
+    shop's id, the twilio variant reached nobody, the buttons sent words to the NLU instead
+    of an intent. Each is refused on its own line, saying what the visitor would get."""
+    await put(admin, "nlu", "sizes", NLU)
+    status, saved = await put(admin, "domain", "sizes", RESPONSES_DOMAIN)
+    assert status == 201
+    found = [(p["line"], p["message"]) for p in saved["problems"]]
+    assert [line for line, _ in found] == [9, 9, 11, 14, 14, 16], found
+    typo, internal, channel, intent, entity, broken = (message for _, message in found)
+    assert typo.startswith("response 'utter_size_for_order': {ordr_number} names no slot (did "
+                           "you mean {order_number}?), so the bot would say '{ordr_number}'")
+    assert "{tenant_id} is a slot the bot keeps for its own bookkeeping" in internal
+    assert "channel 'twilio' is none of this bot's channels" in channel
+    assert "rest, web, sms, whatsapp, email" in channel
+    assert "payload /choose_size names no intent of the base or your drafts" in intent
+    assert "read '/choose_size' as words the visitor typed" in intent
+    assert "sets entity 'frame_size', which is not defined" in entity
+    assert "the button 'Tell me more' sends /ask_size{size: S}, whose entities are not a " \
+           "JSON object" in broken
+    assert (await validation(admin))["errors"] == saved["problems"]
+    # written right, the same responses pass
+    fixed = (RESPONSES_DOMAIN.replace("{ordr_number} ships from {tenant_id}", "{order_number}")
+             .replace("twilio", "sms").replace("/choose_size{", "/ask_size{")
+             .replace('"frame_size"', '"order_number"').replace("{size: S}", ""))
+    assert (await put(admin, "domain", "sizes", fixed))[1]["problems"] == []
+
+
+FRAME_CODES_DOMAIN = DOMAIN + """entities:
+  - frame_code
+  - frame_colour
+"""
+FRAME_CODES_NLU = NLU + """  - intent: ask_size
+    examples: |
+      - my frame code is [4471](frame_code)
+      - is it in [red](frame_colour)
+  - regex: frame_code
+    examples: |
+      - FC-\\d{4}
+      - \\d{4}
+  - lookup: frame_colour
+    examples: |
+      - red
+      - 1002
+"""
+
+
+async def test_a_pattern_of_the_shops_entity_may_not_take_the_bases_values(
+        admin: Admin) -> None:
+    """The walkthrough's frame codes: a regex \\d{4} for the shop's own entity matched every
+    order number, so "1001" typed alone came with a frame_code and no longer started the order
+    status form. Refused with the base example whose value it would take; a lookup the
+    extractor does not read (config.yml) is a warning; a pattern of its own values passes."""
+    await put(admin, "domain", "sizes", FRAME_CODES_DOMAIN)
+    status, saved = await put(admin, "nlu", "sizes", FRAME_CODES_NLU)
+    assert status == 201
+    assert [p["line"] for p in saved["problems"]] == [18], saved
+    message = saved["problems"][0]["message"]
+    assert message.startswith(
+        "regex 'frame_code' also matches '1001' in the base's example \"Where's order #1001? my "
+        "email is alex@example.com\" (data/nlu/orders.yml:12), which marks '#1001' as "
+        "order_number: Rasa's RegexEntityExtractor would find frame_code there too"), message
+    assert "the base's rule 'an order number out of the blue starts the order status form' " \
+           "(data/rules/order_status.yml:" in message
+    result = await validation(admin)
+    assert result["errors"] == saved["problems"]
+    assert [(w["file"], w["line"]) for w in result["warnings"]] == [("nlu/sizes.yml", 22)]
+    assert result["warnings"][0]["message"].startswith(
+        "lookup 'frame_colour' also matches '1002' in the base's example \"order 1002 "
+        "status?\" (data/nlu/orders.yml:13)")
+    assert "reads no lookup tables" in result["warnings"][0]["message"]
+    own = FRAME_CODES_NLU.replace("      - \\d{4}\n", "").replace("      - 1002\n", "")
+    assert (await put(admin, "nlu", "sizes", own))[1]["problems"] == []
+    assert await validation(admin) == {"ok": True, "errors": [], "warnings": [],
+                                       "rasa_checked": True}

@@ -5,11 +5,14 @@ syntax errors Rasa is not asked; what Rasa only warns about is a warning, never 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
+from admin_api.workshop import WorkshopClient
 from tests.admin_api.conftest import Admin
 from tests.admin_api.test_training_drafts import DOMAIN, NLU, RULES, put
 from tests.bot.workshop_process import running_workshop
@@ -79,6 +82,24 @@ async def test_a_workshop_that_does_not_answer_is_503(admin: Admin) -> None:
     status, body = await validate(admin)
     assert status == 503, body
     assert body["detail"].startswith("Rasa's own checks could not run")
+
+
+async def test_a_workshop_that_takes_too_long_is_503_not_500(admin: Admin) -> None:
+    """2 MB of drafts took Rasa near the admin's 30 s timeout (bot/rasa_checks.py `_importer`
+    has the numbers): past it the designer gets a 503 that says to try again, never a 500.
+    A socket that takes connections and never answers stands for the busy workshop, and the
+    admin's own client waits 1 s instead of 30."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(8)  # the kernel completes connections; nothing ever reads or answers
+        assert (await put(admin, "nlu", "sizes", NLU))[0] == 201  # the app is up
+        admin.app.ctx.workshop = WorkshopClient(
+            f"http://127.0.0.1:{busy.getsockname()[1]}", admin.settings.rasa_jwt_key,
+            client=httpx.AsyncClient(timeout=httpx.Timeout(1.0)))
+        status, body = await validate(admin)
+    assert status == 503, body
+    assert body["detail"].startswith("Rasa's own checks could not run") \
+        and "try again" in body["detail"]
 
 
 async def test_yaml_syntax_errors_skip_rasas_checks(admin: Admin) -> None:
