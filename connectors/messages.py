@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.bounds import check_ids, storable_values
+from core import cards
 from core.sender_ids import SenderId, sender_id
 from tenants import Tenant
 
@@ -82,6 +83,9 @@ class InboundMessage:
             value = getattr(self, name)
             if (cleaned := storable_values(value)) != value:
                 object.__setattr__(self, name, cleaned)
+        # A card number typed into a chat is kept by nobody, Rasa included (core/cards.py).
+        object.__setattr__(self, "text", cards.mask(self.text))
+        object.__setattr__(self, "questions", tuple(map(cards.mask, self.questions)))
 
     @property
     def sender_id(self) -> str:

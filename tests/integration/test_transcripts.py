@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from core.sender_ids import sender_id
+from devtools.demo_shop import DEMO_TENANT_ID
 from tests.fakes.anthropic_server import AnthropicFake, grounded_responder
 from tests.integration.conftest import Visitor
 from tests.integration.stack import Stack
@@ -73,3 +75,23 @@ def test_the_owner_reads_what_the_bot_made_of_each_turn(
     assert turns[4]["actions"] == ["action_handoff"]
     assert [m["text"] for m in turns[4]["bot"]] == [handoff]
     assert transcript["state"] == "queued"
+
+
+def test_a_card_number_a_visitor_types_is_kept_by_nobody(stack: Stack,
+                                                         owner: httpx.Client) -> None:
+    """The transcript, the search and Rasa's tracker hold only its last four digits
+    (core/cards.py); the visitor still gets an answer."""
+    visitor = Visitor(stack)
+    assert visitor.say("my card 4111 1111 1111 1111 was charged twice, why?").strip()
+    page = eventually(lambda: owner.get("/conversations", params={
+        "channel": "rest", "q": "charged twice"}).json()["items"] or None, timeout=10,
+        what="the conversation")
+    transcript = owner.get(f"/conversations/{page[0]['id']}").json()
+    said = transcript["turns"][0]["visitor"]["text"]
+    assert said == "my card **** **** **** 1111 was charged twice, why?"
+    assert owner.get("/conversations", params={"q": "4111"}).json()["items"] == []
+    events = httpx.get(
+        f"{stack.rasa}/conversations/{sender_id(DEMO_TENANT_ID, 'rest', visitor.sender)}"
+        "/tracker", headers=stack.rasa_headers(), timeout=30).json()["events"]
+    texts = [e.get("text") or "" for e in events if e["event"] == "user"]
+    assert texts == ["my card **** **** **** 1111 was charged twice, why?"]

@@ -1,0 +1,31 @@
+"""Card numbers typed into a chat are masked; order and tracking numbers are not."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.cards import luhn_valid, mask
+
+
+@pytest.mark.parametrize("typed", [
+    "4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111",
+    "378282246310005",  # American Express, 15 digits
+    "6011 0009 9013 9424",  # Discover
+    "30569309025904",  # Diners Club, 14 digits
+])
+def test_a_card_number_keeps_only_its_last_four_digits(typed: str) -> None:
+    masked = mask(f"my card is {typed}, why was it charged twice?")
+    assert masked == f"my card is **** **** **** {typed[-4:]}, why was it charged twice?"
+
+
+@pytest.mark.parametrize("text", [
+    "where is order #1001?", "purchase 5566778899 where is it", "order no 20230045566",
+    "tracking 1Z999AA10123456784", "4111 1111 1111 1112",  # one digit off: no card
+    "call me on +49 151 1234 5678", "invoice INV-4111111111111111",
+])
+def test_what_is_no_card_number_stays_as_typed(text: str) -> None:
+    assert mask(text) == text
+
+
+def test_luhn() -> None:
+    assert luhn_valid("79927398713") and not luhn_valid("79927398710")
