@@ -1,10 +1,11 @@
 // The owner page: log in, then one tab per part of the shop (settings, texts, knowledge,
-// conversations, analytics, people, channels, developers, audit log, billing). Everything goes
-// through the admin API under /api/v1 with the session cookie; what the page may show follows
-// the role the login answered (the API checks it again on every call).
+// training, conversations, analytics, people, channels, developers, audit log, billing).
+// Everything goes through the admin API under /api/v1 with the session cookie; what the page
+// may show follows the role the login answered (the API checks it again on every call).
 //
 // The tabs added after this file grew long live in modules of their own (channels.js,
-// developers.js, audit.js, privacy.js), wired with `kit`: the few pieces they share with it.
+// developers.js, audit.js, privacy.js, training.js), wired with `kit`: the few pieces they
+// share with it.
 //
 // Forms are built from data, and the settings form from the API's own OpenAPI document
 // (field types, choices, which fields PATCH accepts): a new setting appears here without an
@@ -19,6 +20,7 @@ import { wireAudit } from "./audit.js";
 import { wireChannels } from "./channels.js";
 import { wireDevelopers } from "./developers.js";
 import { privacyFor, wirePrivacy } from "./privacy.js";
+import { wireTraining } from "./training.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 25;
@@ -46,6 +48,7 @@ async function start() {
   wireDevelopers(kit);
   wireAudit(kit);
   wirePrivacy(kit);
+  wireTraining(kit);
   window.addEventListener("hashchange", () => {
     const tab = tabNamed(window.location.hash.slice(1));
     if (!state.session || !tab || tab.hidden) return;

@@ -1,0 +1,291 @@
+"""The owner page's Training tab in headless Chromium against a real admin process (`python -m
+admin_api serve` on a migrated SQLite database, as tests/admin_api/test_pages_browser.py
+starts it) whose workshop is tests/admin_api/test_models.py's stand-in (TrainingWorkshop: the
+training contract in a second, no Rasa), so the page's calls, the job workers and our own
+checks of the drafts are real.
+
+One browser. A designer starts an NLU draft from its template, saves it with a line indented
+wrongly, validates, clicks the error (the draft opens with the caret on that line), fixes it
+(keeping the open draft when asked about unsaved changes), validates clean, trains, watches
+the version finish, reads its evaluation, activates it, trains and activates a second one,
+rolls back to the first, deletes the second, cancels a third mid-training, and accepts a gap
+(visitors' gift-wrap questions) into a draft that then shows the examples. An agent sees no
+Training tab, not even from a link.
+
+Marked `integration`: it needs Chromium (`make test` installs Debian's) and a server process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect
+
+from admin_api import people
+from core.conversations import MessageRow
+from core.db import create_engine, session_factory
+from core.settings import async_database_url
+from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
+from tests.admin_api.test_pages_browser import admin_process, log_in
+from tests.browser import chromium, require_chromium, watched_page
+from tests.databases import migrated_url
+from tests.fakes.workshop_server import TrainingWorkshop
+
+pytestmark = pytest.mark.integration
+
+WAIT_MS = 10_000
+DESIGNER = "designer@demo.example"
+AGENT = "agent@demo.example"
+# Line 6 is indented as a key of the intent's item, not as an example: a YAML error there.
+BROKEN = """version: "3.1"
+nlu:
+  - intent: check_order_status
+    examples: |
+      - where is my bike
+    - has my bike shipped yet
+"""
+GIFT_WRAP = ["do you offer gift wrapping?", "Do you offer gift wrapping?",
+             "can you gift wrap my order", "is gift wrap available for my purchase"]
+
+
+@dataclass(frozen=True)
+class Served:
+    base: str
+    password: str
+    workshop: TrainingWorkshop
+
+
+async def prepare(database_url: str, password: str) -> None:
+    """The demo shop, a designer and an agent with `password`, and visitors' gift-wrap
+    questions the bot fell back on yesterday (a gap)."""
+    engine = create_engine(async_database_url(database_url))
+    try:
+        sessions = session_factory(engine)
+        await seed_demo(sessions)
+        for email, role in ((DESIGNER, "designer"), (AGENT, "agent")):
+            await people.set_password(sessions, email, password, create=True)
+            await people.ensure_member(sessions, DEMO_TENANT_ID, email, role)
+        at = datetime.now(UTC) - timedelta(days=1)
+        async with sessions() as session:
+            session.add_all([
+                MessageRow(tenant_id=DEMO_TENANT_ID, sender_id=f"{DEMO_TENANT_ID}:web:gift-{n}",
+                           channel="web", direction="in", message_id=f"gift-{n}", text=said,
+                           intent="nlu_fallback", confidence=0.3, outcome="fallback",
+                           created_at=at + timedelta(minutes=n),
+                           handled_at=at + timedelta(minutes=n))
+                for n, said in enumerate(GIFT_WRAP)])
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    require_chromium()
+    root = tmp_path_factory.mktemp("training-tab")
+    database_url = migrated_url("sqlite", root)
+    password = secrets.token_urlsafe(12)
+    asyncio.run(prepare(database_url, password))
+    with TrainingWorkshop(queued_for=0.2, running_for=0.4, evaluating_for=0.2) as workshop, \
+            admin_process(root, database_url, WORKSHOP_URL=workshop.base_url,
+                          # Sanic's own SANIC_ settings: the training workers ask the
+                          # workshop every 0.1 s instead of every second.
+                          SANIC_TRAINING_POLL="0.1") as base:
+        yield Served(base, password, workshop)
+
+
+@pytest.fixture(scope="module")
+def browser(served: Served) -> Iterator[Browser]:
+    expect.set_options(timeout=WAIT_MS)
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(browser: Browser, served: Served) -> Iterator[Page]:
+    with watched_page(browser, WAIT_MS, base_url=served.base) as page:
+        yield page
+
+
+def answer_next_dialog(page: Page, accept: bool = True) -> list[str]:
+    """Accepts (or dismisses) the next confirm(); returns the list its message lands in."""
+    said: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        said.append(dialog.message)
+        if accept:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.once("dialog", answer)
+    return said
+
+
+def caret_line(page: Page) -> int:
+    return int(page.evaluate("""() => {
+        const area = document.getElementById('draft-text');
+        return area.value.slice(0, area.selectionStart).split('\\n').length; }"""))
+
+
+def write_a_broken_draft_and_fix_it(page: Page) -> None:
+    page.get_by_role("tab", name="Training").click()
+    expect(page.locator("#drafts-list")).to_contain_text("No drafts yet")
+    page.get_by_text("New draft").click()
+    page.get_by_label("Kind", exact=True).select_option("nlu")
+    page.get_by_label("Name", exact=True).fill("bikes")
+    page.get_by_role("button", name="Start the draft").click()
+    expect(page.locator("#draft-title")).to_have_text("nlu/bikes.yml (new, not saved yet)")
+    editor = page.get_by_label("Rasa YAML")
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value(re.compile(r"^version: \"3.1\"\n#"))  # the template
+    editor.fill(BROKEN)
+    expect(page.locator("#draft-gutter span")).to_have_count(7)  # six lines and the last break
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#draft-status")).to_contain_text("Saved, with 1 problem")
+    expect(page.get_by_role("button", name="nlu/bikes.yml", exact=True)).to_be_visible()
+
+    page.get_by_role("button", name="Validate all drafts").click()
+    expect(page.locator("#validate-status")).to_contain_text("1 error to fix")
+    error = page.locator("#validate-errors").get_by_role("button")
+    expect(error).to_have_text(re.compile(r"^nlu/bikes\.yml, line 6: YAML syntax error"))
+    editor.evaluate("area => area.setSelectionRange(0, 0)")
+    error.click()
+    expect(editor).to_be_focused()
+    expect(page.locator("#draft-caret")).to_have_text("Line 6, column 1")
+    assert caret_line(page) == 6
+    # The line is selected: typing replaces it.
+    page.keyboard.type("      - has my bike shipped yet")
+
+    # Another draft may not silently take the unsaved fix away: kept when the designer says so.
+    page.get_by_label("Name", exact=True).fill("other")
+    asked = answer_next_dialog(page, accept=False)
+    page.get_by_role("button", name="Start the draft").click()
+    expect(page.locator("#draft-title")).to_have_text("nlu/bikes.yml")
+    assert asked and "not saved" in asked[0]
+    expect(editor).to_have_value(BROKEN.replace("\n    - has", "\n      - has"))
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#draft-status")).to_have_text("Saved.")
+    page.get_by_role("button", name="Validate all drafts").click()
+    expect(page.locator("#validate-status")).to_have_text(
+        re.compile("^No errors: the drafts can train."))
+    expect(page.locator("#validate-errors")).to_be_hidden()
+
+
+def version_row(page: Page, state: str | None = None) -> Locator:
+    rows = page.locator("#models-table tbody tr:not([data-id=base])")
+    return rows.filter(has_text=state) if state else rows
+
+
+def train(page: Page) -> str:
+    """Trains the stored drafts; the new version's id once the page says it is ready."""
+    page.get_by_role("button", name="Train a new version").click()
+    expect(page.locator("#validate-status")).to_contain_text("Training version ")
+    status = page.locator("#models-status")
+    expect(status).to_contain_text("is ready")
+    found = re.search(r"version ([0-9a-f]{8})", status.inner_text())
+    assert found, status.inner_text()
+    return found.group(1)
+
+
+def train_compare_activate_roll_back_delete_cancel(page: Page, served: Served) -> None:
+    first = train(page)
+    # Ready: its details open with the evaluation against the base model.
+    details = page.locator("#model-details")
+    expect(details.get_by_role("heading", level=3)).to_have_text(f"Details of version {first}")
+    expect(details).to_contain_text("Compared with the base model")
+    intent = details.get_by_role("row", name=re.compile("^ask_size"))
+    expect(intent).to_contain_text("1.00")  # precision
+    expect(intent).to_contain_text("0.67")  # F1
+    expect(details.get_by_role("row", name=re.compile("^returns"))).to_contain_text(
+        "failed → passed")
+    expect(details).to_contain_text("31 of 31 pass (the base model: 30 of 31)")
+    row = version_row(page).filter(has_text=first)
+    expect(row).to_contain_text("ready")
+    expect(row).to_contain_text(f"user:{DESIGNER}")
+    expect(row).to_contain_text("4.2 kB")
+
+    asked = answer_next_dialog(page)
+    row.get_by_role("button", name=f"Activate: version {first}").click()
+    expect(page.locator("#models-status")).to_have_text(f"version {first} is active: the shop's "
+                                                        "bot uses it now.")
+    assert asked and "Activate version" in asked[0]
+    expect(version_row(page).filter(has_text=first)).to_contain_text("active")
+
+    second = train(page)
+    answer_next_dialog(page)
+    page.get_by_role("button", name=f"Activate: version {second}").click()
+    expect(page.locator("#models-status")).to_contain_text(f"version {second} is active")
+    asked = answer_next_dialog(page)
+    page.get_by_role("button", name=f"Roll back to this: version {first}").click()
+    expect(page.locator("#models-status")).to_contain_text(f"version {first} is active")
+    assert asked and asked[0].startswith("Roll back to version")
+    active = page.locator("#models-table tbody tr[aria-current=true]")
+    expect(active).to_have_count(1)
+    expect(active).to_contain_text(first)
+    # The version in use cannot be deleted from the page; the other one can.
+    expect(active.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
+    asked = answer_next_dialog(page)
+    page.get_by_role("button", name=f"Delete version {second}").click()
+    expect(page.locator("#models-status")).to_have_text(f"Deleted version {second}.")
+    expect(version_row(page)).to_have_count(1)
+    assert asked and "cannot be undone" in asked[0]
+
+    # A training started by mistake: cancelled while it runs.
+    served.workshop.running_for = 5.0
+    page.get_by_role("button", name="Train a new version").click()
+    job = page.locator("#train-job")
+    expect(job.get_by_role("status")).to_contain_text(re.compile("queued|training"))
+    asked = answer_next_dialog(page)
+    job.get_by_role("button", name="Cancel the training").click()
+    expect(page.locator("#models-status")).to_contain_text("was cancelled")
+    expect(job).to_be_hidden()
+    expect(version_row(page, "cancelled")).to_have_count(1)
+    assert asked and "Cancel the training" in asked[0]
+
+
+def accept_a_gap(page: Page) -> None:
+    gap = page.locator("#gaps-list").get_by_role("button", name="Do you offer gift wrapping?",
+                                                 exact=True)
+    expect(page.locator("#gaps-list li")).to_contain_text("asked 4 times; suggested intent ")
+    gap.click()
+    form = page.locator("#gap-form")
+    examples = form.get_by_label("Examples (one a line)")
+    expect(examples).to_be_focused()
+    expect(examples).to_have_value(re.compile("can you gift wrap my order"))
+    form.get_by_label("Intent", exact=True).fill("ask_gift_wrap")
+    examples.fill("do you offer gift wrapping?\ncan you gift wrap my order\nwrap it as a gift")
+    form.get_by_role("button", name="Add to the draft").click()
+    expect(form.get_by_role("status")).to_contain_text(
+        "Added 3 examples of ask_gift_wrap to nlu/gaps.yml. The new intent is listed in "
+        "domain/gaps.yml.")
+    expect(page.locator("#draft-title")).to_have_text("nlu/gaps.yml")
+    editor = page.get_by_label("Rasa YAML")
+    expect(editor).to_have_value(re.compile(r"intent: ask_gift_wrap"))
+    expect(editor).to_have_value(re.compile(r"- wrap it as a gift"))
+    expect(page.get_by_role("button", name="domain/gaps.yml")).to_be_visible()
+
+
+def test_a_designer_edits_validates_trains_compares_activates_and_accepts_a_gap(
+        served: Served, page: Page) -> None:
+    log_in(page, served.base, DESIGNER, served.password)
+    write_a_broken_draft_and_fix_it(page)
+    train_compare_activate_roll_back_delete_cancel(page, served)
+    accept_a_gap(page)
+
+
+def test_an_agent_has_no_training_tab(served: Served, page: Page) -> None:
+    log_in(page, served.base, AGENT, served.password)
+    expect(page.get_by_role("tab", name="Conversations")).to_have_attribute("aria-selected",
+                                                                            "true")
+    expect(page.get_by_role("tab", name="Training")).to_be_hidden()
+    page.goto(f"{served.base}/app/#training")
+    expect(page.get_by_role("tab", name="Conversations")).to_have_attribute("aria-selected",
+                                                                            "true")
+    expect(page.locator("#panel-training")).to_be_hidden()
