@@ -56,8 +56,9 @@ class DraftPath(Model):
 
 
 class ProblemOut(Model):
-    file: str = Field(description='"<kind>/<name>.yml"')
-    line: int = Field(description="1-based")
+    file: str = Field(description='"<kind>/<name>.yml"; "" for one of Rasa\'s findings that '
+                                  "names nothing of the drafts (about them as a whole)")
+    line: int = Field(description="1-based; 0 when no line can be named")
     message: str
 
 
