@@ -29,7 +29,8 @@ const KINDS = [
 const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/; // admin_api/training/drafts.py NAME_PATTERN
 
 // A small start per kind, in Rasa 3's formats; together they are a whole feature (a new
-// intent, its examples, its answer, the rule that gives it and a test story), and pass.
+// intent, its examples, its answer, the rule that gives it and a test story) that passes
+// validation. The stories one says why validation refuses stories (this bot follows rules).
 const TEMPLATES = {
   nlu: `version: "3.1"
 # Examples of what visitors write, by intent. A new intent is also listed in a domain draft;
@@ -301,17 +302,16 @@ async function validateAll() {
   const button = $("training-validate");
   button.disabled = true;
   say(status, "Checking every draft (ours, then Rasa's own checks)…");
+  // Validation reads the stored drafts: an editor's unsaved text is not what it checks.
+  const unsaved = state.open && editor.dirty ? ` (${fileOf(state.open.kind, state.open.name)}`
+    + " as stored: its changes in the editor are not saved yet)" : "";
   try {
-    if (state.open && editor.dirty) {
-      say(status, `Checking the stored drafts: ${fileOf(state.open.kind, state.open.name)} `
-        + "has changes not saved yet, which are not checked.");
-    }
     const answer = await api("POST", "/training/validate");
     const errors = answer.errors || [];
     const warnings = answer.warnings || [];
     showProblems(errors, warnings);
-    const noted = warnings.length ? ` ${warnings.length} warning${warnings.length === 1 ? ""
-      : "s"} (they do not stop a training).` : "";
+    const noted = `${unsaved}${warnings.length ? ` ${warnings.length} warning${
+      warnings.length === 1 ? "" : "s"} (they do not stop a training).` : ""}`;
     if (answer.ok) say(status, `No errors: the drafts can train.${noted}`, "ok");
     else {
       say(status, `${errors.length} error${errors.length === 1 ? "" : "s"} to fix before `
@@ -328,10 +328,10 @@ async function validateAll() {
 // -- wiring -------------------------------------------------------------------------------------
 
 async function loadTraining() {
-  state.loaded = true;
   say($("training-status"), "");
   await loadDrafts();
   await Promise.all([loadModels(), loadGaps()]);
+  state.loaded = true; // from now on, showing the tab again refreshes what may have moved
 }
 
 /** `tabKit`: the owner page's shared pieces (app.js): failed(node, error), pager, loaders. */

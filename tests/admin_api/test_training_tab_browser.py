@@ -8,9 +8,9 @@ One browser. A designer starts an NLU draft from its template, saves it with a l
 wrongly, validates, clicks the error (the draft opens with the caret on that line), fixes it
 (keeping the open draft when asked about unsaved changes), validates clean, trains, watches
 the version finish, reads its evaluation, activates it, trains and activates a second one,
-rolls back to the first, deletes the second, cancels a third mid-training, and accepts a gap
-(visitors' gift-wrap questions) into a draft that then shows the examples. An agent sees no
-Training tab, not even from a link.
+rolls back to the first, deletes the second, cancels a third mid-training (whose progress is
+polled only while the tab is shown), and accepts a gap (visitors' gift-wrap questions) into a
+draft that then shows the examples. An agent sees no Training tab, not even from a link.
 
 Marked `integration`: it needs Chromium (`make test` installs Debian's) and a server process.
 """
@@ -242,6 +242,17 @@ def train_compare_activate_roll_back_delete_cancel(page: Page, served: Served) -
     page.get_by_role("button", name="Train a new version").click()
     job = page.locator("#train-job")
     expect(job.get_by_role("status")).to_contain_text(re.compile("queued|training"))
+    # Its progress is asked for only while the tab is shown, and again once back.
+    polled: list[str] = []
+    page.on("request", lambda request: polled.append(request.url)
+            if "/api/v1/models/" in request.url else None)
+    page.get_by_role("tab", name="Texts").click()
+    page.wait_for_timeout(200)  # a poll sent just before the click
+    polled.clear()
+    page.wait_for_timeout(1000)  # more than the page's 0.7 s between polls
+    assert polled == []
+    with page.expect_request(re.compile(r"/api/v1/models/[0-9a-f]{32}$")):
+        page.get_by_role("tab", name="Training").click()
     asked = answer_next_dialog(page)
     job.get_by_role("button", name="Cancel the training").click()
     expect(page.locator("#models-status")).to_contain_text("was cancelled")
