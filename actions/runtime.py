@@ -69,9 +69,11 @@ class Runtime:
 
     @property
     def http(self) -> httpx.AsyncClient:
-        # Created lazily so that it binds to the action server's running event loop.
+        # Created lazily so that it binds to the action server's running event loop. Shops'
+        # order backends are at URLs their owners name: public addresses only, unless
+        # ALLOW_PRIVATE_DESTINATIONS (core/destinations.py).
         if self._http is None:
-            self._http = httpx.AsyncClient(
+            self._http = self.settings.destinations.client(
                 timeout=httpx.Timeout(5.0, connect=3.0),
                 limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
             )

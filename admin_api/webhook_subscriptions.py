@@ -5,7 +5,6 @@ delivery log the owner reads. admin_api/webhooks.py sends the events.
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from admin_api.webhook_tables import (
     WebhookRow,
 )
 from core.db import utcnow
+from core.destinations import Destinations, numeric_address
 from core.handoffs import ConversationEventRow
 from tenants.crypto import CredentialsBox
 
@@ -35,33 +35,18 @@ class BadUrl(ValueError):
     """A URL we will not POST to; the message says why (the API's 422 detail)."""
 
 
-def private_host(host: str) -> bool:
-    """Loopback, private, link-local (cloud metadata at 169.254.169.254), shared or reserved
-    addresses, and names that stand for this host or the local network."""
-    name = host.lower().rstrip(".")
-    if name in _LOOPBACK_NAMES or name.endswith((".localhost", ".local", ".internal")):
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return not address.is_global
-
-
 def _loopback(host: str) -> bool:
     name = host.lower().rstrip(".")
     if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
         return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    address = numeric_address(name)
+    return address is not None and address.is_loopback
 
 
-def check_url(raw: str, *, private_ok: bool) -> str:
+def check_url(raw: str, destinations: Destinations) -> str:
     """The URL a subscription may POST to: https, or http to this host (development);
-    no credentials in it; private-network targets only when `private_ok` (a development
-    deployment: the admin service is not behind HTTPS, COOKIE_SECURE=false)."""
+    no credentials in it; a public host unless the deployment allows private destinations
+    (core/destinations.py; ALLOW_PRIVATE_DESTINATIONS, development and tests)."""
     url = raw.strip()
     if any(c.isspace() or not c.isprintable() for c in url):
         raise BadUrl("a URL has no spaces or control characters (percent-encode them)")
@@ -79,8 +64,9 @@ def check_url(raw: str, *, private_ok: bool) -> str:
         raise BadUrl("a URL with a #fragment cannot be posted to")
     if parts.scheme == "http" and not _loopback(host):
         raise BadUrl("use https:// (plain http only to this host, for development)")
-    if not private_ok and private_host(host):
-        raise BadUrl("this URL points to a private network address; use a public https URL")
+    refused = destinations.refusal(host)
+    if refused:
+        raise BadUrl(f"this URL {refused}")
     return url
 
 

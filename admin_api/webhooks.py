@@ -31,10 +31,10 @@ no answer) is retried after 10 s, 20 s, 40 s, … (doubling, at most 3 h apart, 
 until GIVE_UP after the event, then the delivery is `failed`. Every try is kept
 (`webhook_attempts`) for the shop's delivery log.
 
-Where it may POST: https, or plain http to this host; in production (the admin behind
-HTTPS, COOKIE_SECURE on) never to a private network: the URL is checked when subscribed
-(webhook_subscriptions.check_url) and its host's addresses again before every try
-(`_resolves_privately`).
+Where it may POST: https, or plain http to this host; never to a private network unless the
+deployment allows private destinations (ALLOW_PRIVATE_DESTINATIONS: development, tests): the URL
+is checked when subscribed (webhook_subscriptions.check_url) and every try connects only to a
+public address its host resolves to right then (core/destinations.py `Destinations.client`).
 Delivered and failed deliveries are kept KEEP for the log, then pruned (hourly).
 
 Several admin processes: the fan-out inserts delivery rows under a unique (subscription,
@@ -59,13 +59,11 @@ import hmac
 import json
 import logging
 import random
-import socket
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import delete, or_, select, update
@@ -74,7 +72,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from admin_api.routes.conversations import conversation_id
-from admin_api.webhook_subscriptions import private_host
 from admin_api.webhook_tables import (
     DELIVERED,
     FAILED,
@@ -84,6 +81,7 @@ from admin_api.webhook_tables import (
     WebhookRow,
 )
 from core.db import utcnow
+from core.destinations import Destinations, PrivateDestination
 from core.handoffs import ConversationEventRow
 from core.tasks import wait_or_cancel
 from tenants.crypto import CredentialsBox
@@ -146,28 +144,6 @@ def _why(exc: httpx.HTTPError) -> str:
     return f"request failed ({type(exc).__name__})"
 
 
-class _Refused(Exception):
-    """A try not made: the message says why (the delivery log shows it)."""
-
-
-async def _resolves_privately(url: str) -> bool:
-    """Whether the host of `url` has a non-public address now (a public name pointed at the
-    shop's neighbours or at cloud metadata after check_url accepted it). A name that does not
-    resolve is left to the request to fail. The request resolves again: a name that changes
-    between the two (DNS rebinding) is not caught here; a proxy for outbound webhooks is."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if private_host(host):
-        return True
-    try:
-        found = await asyncio.get_running_loop().getaddrinfo(
-            host, parts.port or (443 if parts.scheme == "https" else 80),
-            type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    return any(private_host(str(address[4][0]).split("%")[0]) for address in found)
-
-
 async def prune(sessions: async_sessionmaker, now: datetime) -> int:
     """Forget deliveries that ended (delivered or failed) more than KEEP ago, with their
     tries; returns how many. Pending ones are never pruned."""
@@ -199,9 +175,9 @@ class Dispatcher:
     def __init__(self, sessions: async_sessionmaker, box: CredentialsBox,
                  conversation_key: bytes, *, owner: str | None = None,
                  client: httpx.AsyncClient | None = None, poll: float = POLL,
-                 private_ok: bool = False) -> None:
+                 destinations: Destinations | None = None) -> None:
         self.sessions = sessions
-        self.private_ok = private_ok
+        self.destinations = destinations or Destinations()
         self._pruned_at: datetime | None = None
         self.box = box
         self.conversation_key = conversation_key
@@ -216,9 +192,10 @@ class Dispatcher:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            # No redirects: a 3xx is a failed try (a redirect could lead anywhere, unsigned).
-            self._client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False,
-                                             headers={"User-Agent": "Switchboard-Webhooks/1"})
+            # No redirects: a 3xx is a failed try (a redirect could lead anywhere, unsigned);
+            # public addresses only, resolved at each connection (core/destinations.py).
+            self._client = self.destinations.client(
+                timeout=TIMEOUT, headers={"User-Agent": "Switchboard-Webhooks/1"})
         return self._client
 
     def start(self) -> asyncio.Task[None]:
@@ -375,8 +352,6 @@ class Dispatcher:
         error: str | None = None
         started = time.monotonic()
         try:
-            if not self.private_ok and await _resolves_privately(out.url):
-                raise _Refused("the URL's host resolves to a private network address")
             response = await self.client.post(out.url, content=out.body, headers=headers,
                                               timeout=TIMEOUT)
             status = response.status_code
@@ -387,8 +362,8 @@ class Dispatcher:
             error = _why(exc)
         except httpx.InvalidURL:  # not an HTTPError; check_url should have refused it
             error = "the URL cannot be requested"
-        except _Refused as exc:
-            error = str(exc)
+        except PrivateDestination:
+            error = "the URL's host resolves to a private network address"
         took = int((time.monotonic() - started) * 1000)
         await self._record(out, now, status, error, took)
 

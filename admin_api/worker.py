@@ -291,10 +291,10 @@ def install_webhooks(app: Sanic, settings: Settings) -> None:
         app.ctx.webhooks = None
         if app.config.get("WEBHOOK_WORKER", True):
             # As for the subscriptions' URLs (admin_api/routes/webhooks.py): private
-            # network targets only where the admin is not behind HTTPS (development).
+            # network targets only where ALLOW_PRIVATE_DESTINATIONS says (development).
             app.ctx.webhooks = Dispatcher(app.ctx.sessions, app.ctx.box,
                                           settings.conversation_id_key, owner=worker_name(),
-                                          private_ok=not settings.cookie_secure)
+                                          destinations=settings.destinations)
             app.ctx.webhooks.start()
 
     @app.before_server_stop

@@ -56,6 +56,9 @@ class Connections:
     redis: aioredis.Redis | None
     rasa: RasaClient
     provider_http: httpx.AsyncClient  # outbound calls to providers
+    # Calls to shops' own servers (REST reply callbacks): public addresses only, unless
+    # ALLOW_PRIVATE_DESTINATIONS (core/destinations.py).
+    shop_http: httpx.AsyncClient
 
 
 def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
@@ -89,6 +92,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
                             settings.rasa_timeout, settings.action_server_url),
             # Outbound calls to providers: bounded waits, never the event loop.
             provider_http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)),
+            shop_http=settings.destinations.client(timeout=httpx.Timeout(10.0, connect=3.0)),
         )
         sessions = session_factory(engine)
         sealed = ChannelCredentials(CredentialsBox(settings.credentials_key.reveal()))
@@ -112,7 +116,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
         web_push = app.ctx.web_push = WebPush(redis)
         app.ctx.agent_replies = AgentReplies(
             sessions, tenants.get, outbox, sealed, web_push,
-            RestCallbacks(connections.provider_http, attempts=settings.send_attempts))
+            RestCallbacks(connections.shop_http, attempts=settings.send_attempts))
 
         async def history(tenant_id: str, sender_id: str, limit: int) -> list[StoredMessage]:
             return await recent_messages(sessions, tenant_id, sender_id, limit)
@@ -155,6 +159,7 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
             await app.ctx.live.aclose()
         connections: Connections = app.ctx.connections
         await connections.provider_http.aclose()
+        await connections.shop_http.aclose()
         await connections.rasa.aclose()
         if connections.redis is not None:
             await connections.redis.aclose()

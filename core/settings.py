@@ -26,8 +26,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:  # httpx and httpcore: not at import time (Rasa's Python reads this module)
+    from core.destinations import Destinations
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -548,6 +551,14 @@ class Settings(BotSettings):
     cookie_secure: bool = env_field(
         "COOKIE_SECURE", boolean, default=True, used_by=("admin",),
         doc="admin session cookies only over HTTPS; `make run` turns it off for http://localhost")
+    allow_private_destinations: bool = env_field(
+        "ALLOW_PRIVATE_DESTINATIONS", boolean, default=False,
+        used_by=("gateway", "admin", "actions"),
+        doc="let shops' owners name private network destinations (this host, local networks, "
+            "cloud metadata) for webhooks, the REST reply callback, the WooCommerce or Shopify "
+            "URL and the SMTP server (core/destinations.py); false in production, where they "
+            "would make our servers call internal services; `make run` and tests set it true "
+            "for their local stand-ins")
     upload_max_bytes: int = env_field(
         "UPLOAD_MAX_BYTES", integer(1024), default=20 * 1024 * 1024, used_by=("admin",),
         doc="the largest knowledge file the admin API accepts (bytes)")
@@ -616,6 +627,13 @@ class Settings(BotSettings):
         credentials key like `log_key`: every process that has the key has the token."""
         first = self.credentials_key.reveal().split(",")[0].strip()
         return Secret(_derived_key(first, b"internal routes").hex())
+
+    @property
+    def destinations(self) -> Destinations:
+        """Where this process may connect on shops' behalf (core/destinations.py)."""
+        from core.destinations import Destinations
+
+        return Destinations(allow_private=self.allow_private_destinations)
 
     @property
     def widget_secret(self) -> bytes:

@@ -13,6 +13,9 @@ DEMO_DESIGNER_KEY, DEMO_AGENT_KEY, DEMO_AGENT2_KEY (a second agent), and DEMO_OW
 for owner@demo.example. The file also gets the Stripe sandbox's keys when it lacks them
 (STRIPE_API_KEY sk_test_sandbox_..., STRIPE_WEBHOOK_SECRET whsec_...): `make run` bills
 through the sandbox (devtools/stripe_sandbox), which signs its events with that secret.
+And ALLOW_PRIVATE_DESTINATIONS=true when the file does not say: the demo shop's SMTP server,
+the sandboxes and a developer's own shop backends or callbacks listen on 127.0.0.1, which
+production refuses as shops' destinations (core/destinations.py).
 """
 
 from __future__ import annotations
@@ -79,6 +82,15 @@ def stripe_dev_keys(path: Path) -> None:
             set_env_value(path, name, value)
             log.info("development Stripe key written", extra={"path": str(path),
                                                               "variable": name})
+
+
+def private_destinations(path: Path) -> None:
+    """ALLOW_PRIVATE_DESTINATIONS=true in the env file at `path` unless it says otherwise:
+    under `make run` shops' servers (the sandbox's SMTP, local stores and callbacks) are on
+    this host."""
+    if env_value(path, "ALLOW_PRIVATE_DESTINATIONS") is None:
+        set_env_value(path, "ALLOW_PRIVATE_DESTINATIONS", "true")
+        log.info("development destinations allowed", extra={"path": str(path)})
 
 
 def load_dev_env(path: Path) -> None:
@@ -244,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     env_file = args.dev_env or settings.var_dir / "dev.env"
     if env_file.exists():  # `make run` made it (--dev-env) before; this adds what it lacks
         stripe_dev_keys(env_file)
+        private_destinations(env_file)
     load_dev_env(env_file)
     settings = ProcessSettings.from_env()  # the file may have set more than secrets
     settings.var_dir.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,11 @@ platform behaves the same way towards the actions:
 * connect errors, timeouts, HTTP 429 and 5xx -> `TransientBackendError`, retried by tenacity
   (3 attempts, short exponential backoff, `Retry-After` honoured but capped so a chat visitor
   is never kept waiting long);
-* HTTP 401/403 and redirects -> `BackendNotConfigured` (wrong/expired credentials, missing
-  scopes, wrong store URL), never retried;
+* HTTP 401/403, redirects and a store URL whose host resolves to a private network address
+  -> `BackendNotConfigured` (wrong/expired credentials, missing scopes, wrong store URL),
+  never retried. The shop's owner names the store's URL, so the clients connect only to public
+  addresses (core/destinations.py; the runtime's client, or `client_for` below) unless
+  ALLOW_PRIVATE_DESTINATIONS (development, tests);
 * anything else unexpected -> `BackendError`.
 
 Nothing here ever logs headers, credentials or response bodies: messages carry the platform
@@ -33,6 +36,7 @@ from tenacity import (
 )
 
 from actions.commerce.base import BackendError, BackendNotConfigured
+from core.destinations import Destinations, PrivateDestination
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,12 @@ _BACKOFF = wait_exponential(multiplier=0.25, min=0.25, max=2.0)
 RETRY_AFTER_CAP = 2.0
 
 JSONDict = dict[str, Any]
+
+
+def client_for(timeout: float, destinations: Destinations | None) -> httpx.AsyncClient:
+    """A backend's own client when none is shared with it: no redirects, and public
+    addresses only unless `destinations` allows private ones."""
+    return (destinations or Destinations()).client(timeout=timeout)
 
 
 class TransientBackendError(BackendError):
@@ -128,6 +138,11 @@ async def send_once(
             # Per request, so our timeout also applies to a client the caller passed in.
             timeout=timeout,
         )
+    except PrivateDestination:
+        raise BackendNotConfigured(
+            f"{platform}: the store's URL resolves to a private network address; "
+            "configure the store's public https URL"
+        ) from None
     except httpx.TimeoutException as exc:
         raise TransientBackendError(
             f"{platform}: {method} {path} got no answer within {timeout:g}s"

@@ -49,12 +49,14 @@ from actions.commerce.base import (
 from actions.commerce.http import (
     JSONDict,
     TransientBackendError,
+    client_for,
     idempotency_ref,
     parse_datetime,
     request_json,
     retrying,
     same_email,
 )
+from core.destinations import Destinations
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,7 @@ class ShopifyBackend:
         *,
         client: httpx.AsyncClient | None = None,
         timeout: float = 5.0,
+        destinations: Destinations | None = None,
     ) -> None:
         if not shop_url.strip() or not access_token.strip():
             raise BackendNotConfigured("shopify: shop URL and access token are required")
@@ -145,7 +148,9 @@ class ShopifyBackend:
         self._token = access_token.strip()
         self._timeout = timeout
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        # A client of our own connects to public addresses only, unless `destinations`
+        # allows private ones; a shared one is the caller's (actions/runtime.py: the same).
+        self._client = client or client_for(timeout, destinations)
 
     def __repr__(self) -> str:  # never show the token
         return f"ShopifyBackend(shop_url={self._shop_url!r})"

@@ -50,12 +50,14 @@ from actions.commerce.base import (
 )
 from actions.commerce.http import (
     JSONDict,
+    client_for,
     idempotency_ref,
     parse_datetime,
     request_json,
     retrying,
     same_email,
 )
+from core.destinations import Destinations
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class WooCommerceBackend:
         *,
         client: httpx.AsyncClient | None = None,
         timeout: float = 5.0,
+        destinations: Destinations | None = None,
     ) -> None:
         if not store_url.strip() or not consumer_key.strip() or not consumer_secret.strip():
             raise BackendNotConfigured("woocommerce: store URL, key and secret are required")
@@ -108,7 +111,9 @@ class WooCommerceBackend:
         self._auth = httpx.BasicAuth(consumer_key.strip(), consumer_secret.strip())
         self._timeout = timeout
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        # A client of our own connects to public addresses only, unless `destinations`
+        # allows private ones; a shared one is the caller's (actions/runtime.py: the same).
+        self._client = client or client_for(timeout, destinations)
 
     def __repr__(self) -> str:  # never show key or secret
         return f"WooCommerceBackend(store_url={self._store_url!r})"

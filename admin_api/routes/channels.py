@@ -14,7 +14,9 @@ same rules the gateway applies before it accepts a webhook (connectors/channels/
 credentials it would refuse are refused here with 422 and the problems (field names, never
 values). The order backend (`PUT /channels/order_backend`) is checked for the fields its client
 needs (required in its body's schema, as admin_api/routes/settings.py BACKEND_FIELDS) and
-becomes the shop's backend.
+becomes the shop's backend. Hosts our servers would connect to for the shop (the REST reply
+callback, the SMTP server, the store's URL) must be public unless the deployment allows private
+destinations (core/destinations.py): a 422 naming the field otherwise.
 
 The audit entry names the fields that changed, never their values.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, RootModel
 from sqlalchemy import select
@@ -40,6 +43,7 @@ from admin_api.plan_limits import binding_plan, require_channel
 from admin_api.principal import OWNERS
 from admin_api.routes.settings import BACKEND_FIELDS
 from connectors.channels import BY_NAME, CHANNELS, Channel
+from core.destinations import Destinations
 from tenants.crypto import CredentialsError
 from tenants.models import TenantRow
 
@@ -56,6 +60,7 @@ PUBLIC: dict[str, frozenset[str]] = {
     "rest": frozenset({"callback_url"}),
 }
 _BACKENDS = ("demo", *BACKEND_FIELDS)
+BACKEND_URLS = {"shopify": "shop_url", "woocommerce": "store_url"}  # what the actions call
 SECTIONS = {c.name: c.section for c in CHANNELS}  # what the plan's channel limit counts
 
 
@@ -160,11 +165,32 @@ def backend_problems(backend: str, section: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _problems(channel: Channel, credentials: Mapping[str, Any]) -> list[str]:
-    """The channel's own check; a value of a shape it does not expect (a list where it wants
-    a name) is a problem too, not a crash."""
+def backend_url_problems(backend: str, section: Mapping[str, Any],
+                         destinations: Destinations) -> list[str]:
+    """The store's URL under the outbound-destination policy (the action server's client
+    checks its addresses again at each call). Read as the backends read it: without a
+    scheme, https:// is meant."""
+    name = BACKEND_URLS.get(backend)
+    raw = str(section.get(name) or "").strip() if name else ""
+    if not raw:
+        return []
     try:
-        return channel.problems(credentials)
+        host = urlsplit(raw if "://" in raw else f"https://{raw}").hostname or ""
+    except ValueError:
+        return [f"{backend}.{name} is not a URL (https://shop.example)"]
+    if not host:
+        return [f"{backend}.{name} needs a host name (https://shop.example)"]
+    refused = destinations.refusal(host)
+    return [f"{backend}.{name} {refused}"] if refused else []
+
+
+def _problems(channel: Channel, credentials: Mapping[str, Any],
+              destinations: Destinations | None = None) -> list[str]:
+    """The channel's own check (and with `destinations`, its hosts under that policy); a
+    value of a shape it does not expect (a list where it wants a name) is a problem too, not
+    a crash."""
+    try:
+        return channel.problems(credentials, destinations)
     except (TypeError, AttributeError, ValueError):
         return [f"{channel.section} has a field of the wrong type (see README, Channels)"]
 
@@ -269,7 +295,7 @@ async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
         credentials = _opened(call, row)
         section, changed = merge(_section(credentials, channel.section), body.credentials)
         candidate = {**credentials, channel.section: section}
-        problems = _problems(channel, candidate)
+        problems = _problems(channel, candidate, call.ctx.settings.destinations)
         if problems:
             raise Unprocessable(problems)
         if changed:  # one channel more than the plan allows: 402 (a configured one is fine)
@@ -297,6 +323,10 @@ async def put_order_backend(call: Call[OrderBackendPut, None]) -> ChannelOut:
         candidate = dict(credentials)
         if not isinstance(body, DemoBackendPut):
             section = body.credentials.model_dump(exclude_none=True)
+            problems = backend_url_problems(body.backend, section,
+                                            call.ctx.settings.destinations)
+            if problems:
+                raise Unprocessable(problems)
             stored = _section(credentials, body.backend)
             changed = sorted(name for name in {*section, *stored}
                              if section.get(name) != stored.get(name))

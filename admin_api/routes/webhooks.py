@@ -96,10 +96,9 @@ async def create_webhook(call: Call[NewWebhook, None]) -> CreatedWebhookOut:
     POSTed to the URL as JSON, signed with the secret this answer shows once, retried with
     backoff for 24 hours until the server answers 2xx."""
     try:
-        # A deployment whose admin is not behind HTTPS (development) may post to this host
-        # and its network; a production one only to public addresses.
-        url = hooks.check_url(call.body.url,
-                              private_ok=not call.ctx.settings.cookie_secure)
+        # Public addresses only, unless the deployment allows private destinations
+        # (ALLOW_PRIVATE_DESTINATIONS: development, tests; core/destinations.py).
+        url = hooks.check_url(call.body.url, call.ctx.settings.destinations)
     except hooks.BadUrl as exc:
         raise Unprocessable(str(exc)) from None
     try:

@@ -38,6 +38,7 @@ from connectors.messages import InboundMessage, StatusUpdate
 from connectors.outbound import Sender
 from connectors.replay import ReplayGuard
 from core.conversations import StoredMessage
+from core.destinations import Destinations
 from core.settings import Settings
 from tenants import Tenant, UnknownTenant
 from tenants.api_keys import ApiKey, InvalidApiKey
@@ -45,6 +46,11 @@ from tenants.api_keys import ApiKey, InvalidApiKey
 # Checks one channel's credentials section; returns what is wrong ([] when usable), each
 # problem naming the field ("twilio.auth_token is missing").
 CredentialsCheck = Callable[[Mapping[str, Any]], list[str]]
+# Checks the hosts a channel's credentials make the gateway connect to on the shop's behalf
+# (REST's reply callback, email's SMTP server) against the deployment's policy
+# (core/destinations.py): what the owner is told when saving them; the gateway checks again
+# when it connects.
+DestinationsCheck = Callable[[Mapping[str, Any], Destinations], list[str]]
 SenderFactory = Callable[[httpx.AsyncClient, Settings], Sender[Any]]
 # A conversation's stored messages, oldest first: (tenant_id, sender_id, limit).
 History = Callable[[str, str, int], Awaitable[list[StoredMessage]]]
@@ -65,6 +71,7 @@ class Channel:
     # Credentials a channel works without but a shop may set (REST's reply callback):
     # checked only when the shop's section is there.
     optional_credentials: CredentialsCheck | None = None
+    check_destinations: DestinationsCheck | None = None  # None: connects to no shop's host
     # Names the world already knows the channel by: shops configured these URLs at the
     # provider and stored these credentials sections before the registry existed.
     url_segment: str | None = None
@@ -94,18 +101,24 @@ class Channel:
         """A fresh blueprint of its routes (Sanic binds a blueprint to one app)."""
         return self.routes(self)
 
-    def problems(self, credentials: Mapping[str, Any]) -> list[str]:
-        """What is wrong with a shop's credentials for this channel ([] when usable)."""
+    def problems(self, credentials: Mapping[str, Any],
+                 destinations: Destinations | None = None) -> list[str]:
+        """What is wrong with a shop's credentials for this channel ([] when usable); with
+        `destinations` (a shop saving them), also the hosts that policy refuses."""
         section = credentials.get(self.section)
         if self.check_credentials is None:
             if self.optional_credentials is None or section is None:
                 return []
             if not isinstance(section, Mapping):
                 return [f"{self.section} must be an object"]
-            return self.optional_credentials(section)
-        if not isinstance(section, Mapping) or not section:
+            problems = self.optional_credentials(section)
+        elif not isinstance(section, Mapping) or not section:
             return [f"{self.section} is missing"]
-        return self.check_credentials(section)
+        else:
+            problems = self.check_credentials(section)
+        if problems or destinations is None or self.check_destinations is None:
+            return problems
+        return self.check_destinations(section, destinations)
 
     def section_of(self, credentials: Mapping[str, Any]) -> Mapping[str, Any]:
         """This channel's section of a shop's credentials; 404 unless it passes the channel's

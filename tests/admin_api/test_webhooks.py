@@ -24,6 +24,7 @@ from admin_api.tables import AuditRow
 from admin_api.webhook_tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookRow
 from core import handoffs
 from core.db import create_engine, session_factory, utcnow
+from core.destinations import Destinations, PrivateDestination
 from core.handoffs import Agent
 from tenants.crypto import CredentialsBox
 from tests.admin_api.conftest import KEY, Admin
@@ -79,10 +80,10 @@ async def clean(admin: Admin) -> Admin:
 
 
 def dispatcher(admin: Admin, owner: str, sessions: Any = None) -> webhooks.Dispatcher:
-    # private_ok: the shop's server is on loopback here (admin.settings: COOKIE_SECURE off).
+    # The shop's server is on loopback here (admin.settings: ALLOW_PRIVATE_DESTINATIONS).
     return webhooks.Dispatcher(sessions or admin.sessions, CredentialsBox(KEY),
                                admin.settings.conversation_id_key, owner=owner,
-                               private_ok=True)
+                               destinations=admin.settings.destinations)
 
 
 async def subscribe(admin: Admin, url: str, events: list[str]) -> dict[str, Any]:
@@ -192,21 +193,26 @@ async def test_unusable_urls_and_events_are_refused(clean: Admin) -> None:
 
 
 def test_private_network_targets_only_in_development() -> None:
+    production, development = Destinations(), Destinations(allow_private=True)
     for url in ("https://10.0.0.5/hook", "https://169.254.169.254/latest", "https://[::1]/x",
-                "https://localhost/x", "https://printer.local/x", "http://127.0.0.1:8080/x"):
-        with pytest.raises(webhook_subscriptions.BadUrl):
-            webhook_subscriptions.check_url(url, private_ok=False)
-    assert webhook_subscriptions.check_url("http://127.0.0.1:8080/x", private_ok=True)
-    assert webhook_subscriptions.check_url("https://hooks.example.com/x?shop=1", private_ok=False)
+                "https://localhost/x", "https://printer.local/x", "http://127.0.0.1:8080/x",
+                "https://127.1/x", "https://2130706433/x", "https://0177.0.0.1/x",
+                "https://[::ffff:169.254.169.254]/latest"):
+        with pytest.raises(webhook_subscriptions.BadUrl, match="private network"):
+            webhook_subscriptions.check_url(url, production)
+    assert webhook_subscriptions.check_url("http://127.0.0.1:8080/x", development)
+    assert webhook_subscriptions.check_url("https://hooks.example.com/x?shop=1", production)
 
 
 @pytest.mark.asyncio
-async def test_a_public_looking_name_of_a_private_address_is_caught_before_a_try() -> None:
+async def test_a_public_looking_name_of_a_private_address_is_caught_at_the_try() -> None:
     name = socket.gethostname()  # a name, not an address: only resolving it tells
     addresses = {str(a[4][0]) for a in socket.getaddrinfo(name, 443, type=socket.SOCK_STREAM)}
     if any(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
         pytest.skip(f"{name} resolves to a public address here")
-    assert await webhooks._resolves_privately(f"https://{name}/hooks")
+    async with Destinations().client() as client:
+        with pytest.raises(PrivateDestination):
+            await client.post(f"https://{name}/hooks")
 
 
 def test_a_signature_verifies_only_for_its_body_secret_and_time() -> None:
@@ -316,7 +322,8 @@ async def test_production_never_posts_to_a_private_address(
         clean.sessions, tenant_id=clean.demo.id, sender_id=f"{clean.demo.id}:web:v4",
         channel="web", reason="visitor_asked", last_message=None)
     sending = webhooks.Dispatcher(clean.sessions, CredentialsBox(KEY),
-                                  clean.settings.conversation_id_key, private_ok=False)
+                                  clean.settings.conversation_id_key,
+                                  destinations=Destinations())
     try:
         assert await sending.run_once() == 1
     finally:

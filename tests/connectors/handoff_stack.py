@@ -296,7 +296,9 @@ async def open_stack(kind: str, tmp_path: Path,
                    "ACTION_SERVER_URL": rasa.base_url, "RASA_TIMEOUT": "3",
                    "SWITCHBOARD_VAR_DIR": str(tmp_path), "TWILIO_API_URL": twilio.base_url,
                    "GRAPH_API_URL": graph.base_url, "ADMIN_URL": admin.base_url,
-                   "SEND_ATTEMPTS": "2"}
+                   "SEND_ATTEMPTS": "2",
+                   # The shop's callback server and SMTP server are on loopback.
+                   "ALLOW_PRIVATE_DESTINATIONS": "true"}
             if redis_url:
                 env["REDIS_URL"] = redis_url
             env.update(extra_env or {})  # billing on: tests/connectors/test_conversation_limit.py

@@ -63,6 +63,7 @@ BAD_VALUES = [
     ("ADMIN_URL", "ftp://127.0.0.1:8080"),
     ("SMTP_URL", "http://mail.example.com"),
     ("COOKIE_SECURE", "maybe"),
+    ("ALLOW_PRIVATE_DESTINATIONS", "sometimes"),
     ("KNOWLEDGE_WARM", "later"),
     ("UPLOAD_MAX_BYTES", "12"),
     ("STRIPE_API_KEY", "pk_test_publishable"),

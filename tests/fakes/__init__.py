@@ -9,7 +9,8 @@ idempotency matter).
 Use as a context manager::
 
     with ShopifyFake(token="shpat_x") as shop:
-        backend = ShopifyBackend(shop.base_url, "shpat_x")
+        backend = ShopifyBackend(shop.base_url, "shpat_x",
+                                 destinations=Destinations(allow_private=True))
 """
 
 from __future__ import annotations

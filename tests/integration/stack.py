@@ -127,6 +127,8 @@ class Stack:
             # (the warm-up costs every stack ~2 s of CPU and ~250 MB it would never use).
             KNOWLEDGE_WARM="false",
             COOKIE_SECURE="false",
+            # Shops' servers here (callbacks, SMTP, webhooks) are local fakes on loopback.
+            ALLOW_PRIVATE_DESTINATIONS="true",
             RASA_TIMEOUT="20",
             PYTHONPATH=str(ROOT),
             LOG_LEVEL="INFO",

@@ -6,5 +6,6 @@ from connectors.channels.email.routes import routes
 from connectors.channels.email.sender import SmtpSender
 
 CHANNEL = Channel(name="email", label="email", routes=routes,
-                  sender=lambda http, settings: SmtpSender(),
-                  check_credentials=credentials.check)
+                  sender=lambda http, settings: SmtpSender(settings.destinations),
+                  check_credentials=credentials.check,
+                  check_destinations=credentials.check_destinations)

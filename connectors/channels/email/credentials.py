@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from core.destinations import Destinations
+
 SERVICES = {"mailgun": "mailgun_signing_key", "sendgrid": "sendgrid_public_key"}
 # One mailbox's address (what visitors write to and replies come from), not a display form.
 ADDRESS = re.compile(r"^[^@\s<>\",;]+@[^@\s<>\",;]+\.[^@\s<>\",;.]+$")
@@ -36,3 +38,10 @@ def check(section: Mapping[str, Any]) -> list[str]:
     elif isinstance(smtp, Mapping) and smtp.get("port") is not None and not port(smtp["port"]):
         problems.append("email.smtp.port must be a port number (1-65535), e.g. 587")
     return problems
+
+
+def check_destinations(section: Mapping[str, Any], destinations: Destinations) -> list[str]:
+    """The SMTP server's host under the deployment's policy (checked when the owner saves it;
+    the sender checks its addresses again when it connects)."""
+    refused = destinations.refusal(str(section["smtp"]["host"]))
+    return [f"email.smtp.host {refused}"] if refused else []

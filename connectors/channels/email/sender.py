@@ -17,6 +17,11 @@ SUBJECT_CHARS, without links, addresses or control characters.
 One attempt per call; the outbox retries TransientSendError. Error mapping:
 connection refused/dropped, timeouts and SMTP 4xx → TransientSendError; SMTP 5xx (550 recipient
 refused, 535 authentication failed, ...) → PermanentSendError(code="550").
+
+The SMTP server is the shop's to name, so the connection is made the way core/destinations.py
+says: its host's addresses are checked when connecting and the SMTP client gets a socket to one
+just checked (TLS still verifies the host's name). A host that resolves to a private address
+is a PermanentSendError that says so, unless ALLOW_PRIVATE_DESTINATIONS (development, tests).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import aiosmtplib
 
 from connectors.outbound import OutboundContext, PermanentSendError, Reply, TransientSendError
 from connectors.rendering import ProductCard, message_text, product_cards
+from core.destinations import Destinations, PrivateDestination
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +169,9 @@ def render_html(replies: Sequence[Reply]) -> str:
 class SmtpSender:
     """Renders to one EmailMessage (text and HTML parts) for all the replies to one email."""
 
-    def __init__(self, timeout: float = 15.0) -> None:
+    def __init__(self, destinations: Destinations | None = None,
+                 timeout: float = 15.0) -> None:
+        self.destinations = destinations or Destinations()  # public SMTP servers only
         self.timeout = timeout
 
     def build(self, context: OutboundContext, replies: Sequence[Reply]) -> EmailMessage | None:
@@ -204,11 +212,19 @@ class SmtpSender:
             port = int(smtp.get("port") or 587)
         except (TypeError, ValueError):
             raise PermanentSendError("The shop's SMTP port is not a number.") from None
+        host = str(smtp["host"])
+        try:
+            sock = await self.destinations.connect(host, port, self.timeout)
+        except PrivateDestination:
+            raise PermanentSendError("The shop's SMTP server is at a private network address; "
+                                     "it must be reachable at a public one.") from None
+        except OSError as exc:  # includes TimeoutError
+            raise TransientSendError(f"SMTP server unreachable: {type(exc).__name__}.") from None
         try:
             await aiosmtplib.send(
                 message,
-                hostname=str(smtp["host"]),
-                port=port,
+                hostname=host,  # for TLS: the certificate names the host, not its address
+                sock=sock,
                 username=smtp.get("username") or None,
                 password=smtp.get("password") or None,
                 start_tls=None if starttls is None else bool(starttls),
@@ -227,6 +243,8 @@ class SmtpSender:
             ) from None
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise TransientSendError(f"SMTP server unreachable: {type(exc).__name__}.") from None
+        finally:
+            sock.close()  # the SMTP client closed it already when it got that far
         message_id = str(message["Message-ID"])
         log.info("email sent", extra={"tenant": context.tenant.slug, "message_id": message_id})
         return message_id

@@ -8,4 +8,5 @@ from connectors.channels.rest import credentials
 from connectors.channels.rest.routes import routes
 
 CHANNEL = Channel(name="rest", label="REST", routes=routes,
-                  optional_credentials=credentials.check)
+                  optional_credentials=credentials.check,
+                  check_destinations=credentials.check_destinations)

@@ -9,6 +9,13 @@ One POST per message, in order. The timestamp is signed with the body so a captu
 cannot be replayed later (the shop refuses old timestamps); verify with `signature` below.
 Timeouts, connection errors and 5xx answers are retried with exponential backoff (tenacity);
 any other answer over 299 is final (the shop's server refused it).
+
+The client the gateway gives us connects only to public addresses (core/destinations.py
+`Destinations.client`, unless ALLOW_PRIVATE_DESTINATIONS) and follows no redirect: a callback
+URL whose host resolves to a private address is refused before anything is sent, and its
+failure says so, never whether something listens there. What a public server answered (its
+status, or that it could not be reached) is shown to the shop's owner as it is: that is how
+they debug their own server, and it tells nothing about our network.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from connectors.channels.rest.credentials import CallbackConfig
+from core.destinations import PrivateDestination
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,9 @@ class RestCallbacks:
                    "User-Agent": "Switchboard-Callbacks/1"}
         try:
             answer = await self._client.post(config.url, content=body, headers=headers)
+        except PrivateDestination:
+            raise CallbackFailed("callback not sent: its host resolves to a private network "
+                                 "address", transient=False) from None
         except httpx.HTTPError as exc:
             raise CallbackFailed(f"callback not reached: {type(exc).__name__}",
                                  transient=True) from None

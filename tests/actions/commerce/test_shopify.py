@@ -20,9 +20,12 @@ from actions.commerce.base import (
     PlatformReturn,
 )
 from actions.commerce.shopify import ShopifyBackend
+from core.destinations import Destinations
 from tests.fakes import load_fixture
 from tests.fakes.shopify_server import ShopifyFake, is_graphql
 
+# The fakes listen on loopback, which production refuses as a shop's URL (core/destinations.py).
+LOCAL = Destinations(allow_private=True)
 TOKEN = "shpat_0123456789abcdefSECRET"
 
 
@@ -34,7 +37,7 @@ def shop() -> Iterator[ShopifyFake]:
 
 @pytest_asyncio.fixture
 async def backend(shop: ShopifyFake) -> AsyncIterator[ShopifyBackend]:
-    b = ShopifyBackend(shop.base_url, TOKEN, timeout=2.0)
+    b = ShopifyBackend(shop.base_url, TOKEN, timeout=2.0, destinations=LOCAL)
     yield b
     await b.aclose()
 
@@ -302,7 +305,7 @@ async def test_gives_up_after_three_attempts(shop: ShopifyFake, backend: Shopify
 
 @pytest.mark.asyncio
 async def test_bad_token_is_not_configured_and_not_retried(shop: ShopifyFake) -> None:
-    backend = ShopifyBackend(shop.base_url, "shpat_wrong", timeout=2.0)
+    backend = ShopifyBackend(shop.base_url, "shpat_wrong", timeout=2.0, destinations=LOCAL)
     try:
         with pytest.raises(BackendNotConfigured):
             await backend.find_order("1001", "alex.rivera@example.com")
@@ -314,7 +317,7 @@ async def test_bad_token_is_not_configured_and_not_retried(shop: ShopifyFake) ->
 @pytest.mark.asyncio
 async def test_timeout_is_a_backend_error_within_bounded_time(shop: ShopifyFake) -> None:
     shop.hang_next(seconds=5, times=3)
-    backend = ShopifyBackend(shop.base_url, TOKEN, timeout=0.3)
+    backend = ShopifyBackend(shop.base_url, TOKEN, timeout=0.3, destinations=LOCAL)
     started = time.monotonic()
     try:
         with pytest.raises(BackendError):
@@ -331,7 +334,7 @@ async def test_token_never_appears_in_logs_or_errors(
     shop: ShopifyFake, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    backend = ShopifyBackend(shop.base_url, TOKEN, timeout=0.3)
+    backend = ShopifyBackend(shop.base_url, TOKEN, timeout=0.3, destinations=LOCAL)
     try:
         shop.fail_next(500)
         shop.hang_next(seconds=2, match=lambda r: "events.json" in r.path)
@@ -357,7 +360,7 @@ async def test_aclose_only_closes_its_own_client(shop: ShopifyFake) -> None:
         assert not shared.is_closed
         assert await borrowed.find_order("1001", "alex.rivera@example.com") is not None
 
-    owned = ShopifyBackend(shop.base_url, TOKEN)
+    owned = ShopifyBackend(shop.base_url, TOKEN, destinations=LOCAL)
     await owned.aclose()
     assert owned._client.is_closed
 

@@ -20,8 +20,11 @@ from actions.commerce.base import (
     OrderState,
 )
 from actions.commerce.woocommerce import WooCommerceBackend
+from core.destinations import Destinations
 from tests.fakes.woocommerce_server import WooCommerceFake
 
+# The fakes listen on loopback, which production refuses as a shop's URL (core/destinations.py).
+LOCAL = Destinations(allow_private=True)
 KEY = "ck_5f1c0a9e8d7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f"
 SECRET = "cs_9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"
 
@@ -34,7 +37,7 @@ def store() -> Iterator[WooCommerceFake]:
 
 @pytest_asyncio.fixture
 async def backend(store: WooCommerceFake) -> AsyncIterator[WooCommerceBackend]:
-    b = WooCommerceBackend(store.base_url, KEY, SECRET, timeout=2.0)
+    b = WooCommerceBackend(store.base_url, KEY, SECRET, timeout=2.0, destinations=LOCAL)
     yield b
     await b.aclose()
 
@@ -238,7 +241,8 @@ async def test_retries_once_after_a_500(
 
 @pytest.mark.asyncio
 async def test_bad_keys_are_not_configured_and_not_retried(store: WooCommerceFake) -> None:
-    backend = WooCommerceBackend(store.base_url, KEY, "cs_wrong", timeout=2.0)
+    backend = WooCommerceBackend(store.base_url, KEY, "cs_wrong", timeout=2.0,
+                                 destinations=LOCAL)
     try:
         with pytest.raises(BackendNotConfigured):
             await backend.find_order("1001", "alex.rivera@example.com")
@@ -250,7 +254,8 @@ async def test_bad_keys_are_not_configured_and_not_retried(store: WooCommerceFak
 @pytest.mark.asyncio
 async def test_timeout_is_a_backend_error_within_bounded_time(store: WooCommerceFake) -> None:
     store.hang_next(seconds=5, times=3)
-    backend = WooCommerceBackend(store.base_url, KEY, SECRET, timeout=0.3)
+    backend = WooCommerceBackend(store.base_url, KEY, SECRET, timeout=0.3,
+                                 destinations=LOCAL)
     started = time.monotonic()
     try:
         with pytest.raises(BackendError):
@@ -266,7 +271,8 @@ async def test_keys_never_appear_in_logs_or_errors(
     store: WooCommerceFake, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    backend = WooCommerceBackend(store.base_url, KEY, SECRET, timeout=0.3)
+    backend = WooCommerceBackend(store.base_url, KEY, SECRET, timeout=0.3,
+                                 destinations=LOCAL)
     try:
         store.fail_next(429, headers={"Retry-After": "0"})
         store.hang_next(seconds=2, match=lambda r: r.method == "POST")
@@ -294,7 +300,7 @@ async def test_aclose_only_closes_its_own_client(store: WooCommerceFake) -> None
         assert not shared.is_closed
         assert await borrowed.find_order("1001", "alex.rivera@example.com") is not None
 
-    owned = WooCommerceBackend(store.base_url, KEY, SECRET)
+    owned = WooCommerceBackend(store.base_url, KEY, SECRET, destinations=LOCAL)
     await owned.aclose()
     assert owned._client.is_closed
 

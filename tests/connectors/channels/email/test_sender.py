@@ -21,11 +21,13 @@ from aiosmtpd.smtp import AuthResult
 from connectors.channels import email
 from connectors.channels.email.sender import SmtpSender
 from connectors.outbound import OutboundContext, PermanentSendError, Reply, TransientSendError
+from core.destinations import Destinations
 from core.settings import Settings
 from tests.connectors.channels.harness import shop
 from tests.servers import free_port
 
 TENANT = shop("demo", "t-demo", name="Demo Shop")
+LOCAL = Destinations(allow_private=True)  # the SMTP servers here listen on loopback
 PARENT = "<CAHs7k1Qz8r2nB+X0v4Jm9fXh3a6W2cK@mail.gmail.com>"
 ANCESTOR = "<171740271203.4411.1234567890@shop.example>"
 
@@ -118,21 +120,21 @@ def assert_threaded_reply(mail: EmailMessage) -> None:
 
 
 def test_render_builds_one_threaded_mail_with_both_parts() -> None:
-    [mail] = SmtpSender().render(context(25), ONE)
+    [mail] = SmtpSender(LOCAL).render(context(25), ONE)
     assert_threaded_reply(mail)
     assert mail.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in mail.iter_parts()] == ["text/plain", "text/html"]
 
 
 def test_render_puts_every_answer_in_one_mail() -> None:
-    parts = SmtpSender().render(context(25, subject="A few questions", references=""), SEVERAL)
+    parts = SmtpSender(LOCAL).render(context(25, subject="A few questions", references=""), SEVERAL)
     assert len(parts) == 1
     assert parts[0]["Subject"] == "Re: A few questions"
     assert parts[0]["References"] == PARENT
 
 
 def test_render_without_a_parent_starts_a_thread_named_after_the_shop() -> None:
-    [mail] = SmtpSender().render(context(25, subject="", message_id="", references=""), ONE)
+    [mail] = SmtpSender(LOCAL).render(context(25, subject="", message_id="", references=""), ONE)
     assert mail["Subject"] == "Re: Demo Shop"
     assert mail["In-Reply-To"] is None and mail["References"] is None
 
@@ -150,13 +152,13 @@ def test_render_without_a_parent_starts_a_thread_named_after_the_shop() -> None:
     ("https://evil.example", "Re: Demo Shop"),
 ])
 def test_the_subject_repeats_only_a_bounded_clean_original(subject: str, expected: str) -> None:
-    [mail] = SmtpSender().render(context(25, subject=subject), ONE)
+    [mail] = SmtpSender(LOCAL).render(context(25, subject=subject), ONE)
     assert mail["Subject"] == expected
 
 
 def test_nothing_to_say_renders_nothing() -> None:
-    assert SmtpSender().render(context(25), [Reply("hi?", ())]) == []
-    assert SmtpSender().render(context(25), []) == []
+    assert SmtpSender(LOCAL).render(context(25), [Reply("hi?", ())]) == []
+    assert SmtpSender(LOCAL).render(context(25), []) == []
 
 
 # --- deliver ---------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def test_nothing_to_say_renders_nothing() -> None:
 async def test_reply_is_threaded_on_the_wire(smtp: tuple[KeepingHandler, int]) -> None:
     handler, port = smtp
     ctx = context(port)
-    await send(SmtpSender(), ctx, ONE)
+    await send(SmtpSender(LOCAL), ctx, ONE)
     [mail] = handler.messages()
     assert handler.envelopes[0].rcpt_tos == ["alex.miller@gmail.com"]
     assert_threaded_reply(mail)
@@ -176,8 +178,8 @@ async def test_reply_is_threaded_on_the_wire(smtp: tuple[KeepingHandler, int]) -
 async def test_deliver_returns_our_message_id(smtp: tuple[KeepingHandler, int]) -> None:
     handler, port = smtp
     ctx = context(port)
-    [part] = SmtpSender().render(ctx, ONE)
-    message_id = await SmtpSender().deliver(ctx, part)
+    [part] = SmtpSender(LOCAL).render(ctx, ONE)
+    message_id = await SmtpSender(LOCAL).deliver(ctx, part)
     [mail] = handler.messages()
     assert isinstance(message_id, str)  # the outbox records it and matches replies to it
     assert message_id == mail["Message-ID"] == part["Message-ID"]
@@ -187,7 +189,7 @@ async def test_deliver_returns_our_message_id(smtp: tuple[KeepingHandler, int]) 
 async def test_plain_and_html_alternatives_with_escaped_clickable_links(
         smtp: tuple[KeepingHandler, int]) -> None:
     handler, port = smtp
-    await send(SmtpSender(), context(port), ONE)
+    await send(SmtpSender(LOCAL), context(port), ONE)
     [mail] = handler.messages()
     assert mail.get_content_type() == "multipart/alternative"
     text = part(mail, "plain")
@@ -202,7 +204,7 @@ async def test_plain_and_html_alternatives_with_escaped_clickable_links(
 async def test_several_answers_in_one_mail_in_order_without_quoting_the_questions(
         smtp: tuple[KeepingHandler, int]) -> None:
     handler, port = smtp
-    ids = await send(SmtpSender(), context(port, subject="A few questions", references=""),
+    ids = await send(SmtpSender(LOCAL), context(port, subject="A few questions", references=""),
                      SEVERAL)
     assert len(ids) == 1 and len(handler.envelopes) == 1
     [mail] = handler.messages()
@@ -227,7 +229,7 @@ async def test_refused_recipient_is_permanent_with_the_smtp_code(
         smtp: tuple[KeepingHandler, int]) -> None:
     handler, port = smtp
     with pytest.raises(PermanentSendError) as caught:
-        await send(SmtpSender(), context(port, to="refused@shop.example"), ONE)
+        await send(SmtpSender(LOCAL), context(port, to="refused@shop.example"), ONE)
     assert caught.value.code == "550"
     assert handler.envelopes == []
 
@@ -236,7 +238,7 @@ async def test_refused_recipient_is_permanent_with_the_smtp_code(
 async def test_greylisting_4xx_is_transient(smtp: tuple[KeepingHandler, int]) -> None:
     handler, port = smtp
     with pytest.raises(TransientSendError) as caught:
-        await send(SmtpSender(), context(port, to="busy@shop.example"), ONE)
+        await send(SmtpSender(LOCAL), context(port, to="busy@shop.example"), ONE)
     assert caught.value.code == "451"
     assert handler.envelopes == []
 
@@ -244,7 +246,7 @@ async def test_greylisting_4xx_is_transient(smtp: tuple[KeepingHandler, int]) ->
 @pytest.mark.asyncio
 async def test_server_down_is_transient() -> None:
     with pytest.raises(TransientSendError):
-        await send(SmtpSender(timeout=2), context(free_port()), ONE)
+        await send(SmtpSender(LOCAL, timeout=2), context(free_port()), ONE)
 
 
 @pytest.mark.asyncio
@@ -258,7 +260,7 @@ async def test_authentication_failure_is_permanent() -> None:
     try:
         ctx = context(port, smtp={"username": "support@shop.example", "password": "wrong"})
         with pytest.raises(PermanentSendError) as caught:
-            await send(SmtpSender(), ctx, ONE)
+            await send(SmtpSender(LOCAL), ctx, ONE)
         assert caught.value.code == "535"
         assert handler.envelopes == []
     finally:
@@ -268,9 +270,9 @@ async def test_authentication_failure_is_permanent() -> None:
 @pytest.mark.asyncio
 async def test_a_shop_without_an_smtp_host_is_permanent() -> None:
     ctx = context(25, smtp={"host": ""})
-    [part] = SmtpSender().render(ctx, ONE)
+    [part] = SmtpSender(LOCAL).render(ctx, ONE)
     with pytest.raises(PermanentSendError):
-        await SmtpSender().deliver(ctx, part)
+        await SmtpSender(LOCAL).deliver(ctx, part)
 
 
 @pytest.mark.asyncio
@@ -285,6 +287,6 @@ async def test_the_registry_builds_the_smtp_sender() -> None:
 @pytest.mark.asyncio
 async def test_a_port_stored_before_ports_were_checked_is_permanent_not_a_crash() -> None:
     ctx = context(25, smtp={"port": "abc"})
-    [part] = SmtpSender().render(ctx, ONE)
+    [part] = SmtpSender(LOCAL).render(ctx, ONE)
     with pytest.raises(PermanentSendError, match="SMTP port"):
-        await SmtpSender().deliver(ctx, part)
+        await SmtpSender(LOCAL).deliver(ctx, part)
