@@ -273,8 +273,10 @@ async def _read_live(redis: Any, seen: list[LiveEvent], ready: asyncio.Event) ->
         await pubsub.aclose()
 
 
-async def open_stack(kind: str, tmp_path: Path,
-                     extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
+async def open_stack(kind: str, tmp_path: Path, extra_env: dict[str, str] | None = None,
+                     callback_host: str = "127.0.0.1") -> AsyncIterator[Stack]:
+    """`callback_host`: the name the shop's callback URL gives its server (it listens on
+    127.0.0.1; tests/connectors/test_private_destinations.py names it `localhost`)."""
     url = migrated_url(kind, tmp_path)
     redis_url = services()["redis_url"] if kind == "postgresql" else None
     handler = KeepingSmtp()
@@ -287,8 +289,8 @@ async def open_stack(kind: str, tmp_path: Path,
             async with sessions() as session:
                 await session.execute(update(TenantRow).where(TenantRow.id == DEMO_TENANT_ID)
                                       .values(credentials_encrypted=CredentialsBox(key).seal(
-                                          credentials(controller.port,
-                                                      f"{callback.base_url}/replies"))))
+                                          credentials(controller.port, callback.base_url.replace(
+                                              "127.0.0.1", callback_host) + "/replies"))))
                 await session.commit()
             rest_key = (await issue_key(sessions, DEMO_TENANT_ID, "tests")).secret
             env = {"DATABASE_URL": url, "SWITCHBOARD_CREDENTIALS_KEY": key,

@@ -244,6 +244,15 @@ async def test_greylisting_4xx_is_transient(smtp: tuple[KeepingHandler, int]) ->
 
 
 @pytest.mark.asyncio
+async def test_an_smtp_host_resolving_to_a_private_address_is_refused_when_connecting(
+        smtp: tuple[KeepingHandler, int]) -> None:
+    handler, port = smtp
+    with pytest.raises(PermanentSendError, match="private network address"):
+        await send(SmtpSender(), context(port, smtp={"host": "localhost"}), ONE)  # production
+    assert handler.envelopes == []
+
+
+@pytest.mark.asyncio
 async def test_server_down_is_transient() -> None:
     with pytest.raises(TransientSendError):
         await send(SmtpSender(LOCAL, timeout=2), context(free_port()), ONE)
