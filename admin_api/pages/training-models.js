@@ -196,6 +196,7 @@ export async function loadModels({ page = modelsPage, quiet = false } = {}) {
     }
     const underWay = answer.items.find((m) => UNDER_WAY.has(m.state));
     if (underWay && following !== underWay.id && tk.visible()) follow(underWay.id);
+    if (!underWay && !following) $("train-job").hidden = true; // it ended while away
   } catch (error) {
     tk.failed(status, error);
   }

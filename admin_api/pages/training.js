@@ -351,6 +351,8 @@ export function wireTraining(tabKit) {
     if (state.loaded && visible()) Promise.all([loadModels(), loadGaps({ again: true })]);
   }).observe($("panel-training"), { attributes: true, attributeFilter: ["hidden"] });
   window.addEventListener("beforeunload", (event) => {
-    if (state.open && editor.dirty) event.preventDefault();
+    if (!state.open || !editor.dirty) return;
+    event.preventDefault(); // the browser asks whether to leave
+    event.returnValue = ""; // (the older way of asking it)
   });
 }
