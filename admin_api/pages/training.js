@@ -279,13 +279,16 @@ export function showList(list, problems, kind) {
   list.replaceChildren(...problems.map((problem) => {
     const [draftKind, rest] = String(problem.file).split("/");
     const draftName = (rest || "").replace(/\.yml$/, "");
-    const where = `${problem.file}, line ${problem.line}`;
+    // Rasa may name no file or line (file "", line 0): then the message is all there is.
+    const where = [problem.file, problem.line > 0 ? `line ${problem.line}` : ""]
+      .filter(Boolean).join(", ");
     const known = state.drafts.some((d) => d.kind === draftKind && d.name === draftName);
-    const text = `${where}: ${problem.message}`;
+    const text = where ? `${where}: ${problem.message}` : problem.message;
     return el("li", { class: kind }, known
       ? el("button", { type: "button", class: "link problem",
-        "aria-label": `${text} (opens the draft at line ${problem.line})`,
-        onclick: () => openDraft(draftKind, draftName, { line: problem.line }) },
+        "aria-label": `${text} (opens the draft${problem.line > 0 ? ` at line ${problem.line}`
+          : ""})`,
+        onclick: () => openDraft(draftKind, draftName, { line: problem.line || null }) },
         text)
       : text);
   }));
