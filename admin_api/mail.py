@@ -1,4 +1,5 @@
-"""The platform's own mail (invitations), sent over SMTP_URL with aiosmtplib.
+"""The platform's own mail (invitations, password reset links), sent over SMTP_URL with
+aiosmtplib.
 
 Not a shop's email channel (connectors/channels/email/): this is Switchboard writing to the
 people who run shops, from MAIL_FROM, through one server the platform configures:
@@ -101,6 +102,21 @@ async def deliver_invitation(settings: Settings, *, base_url: str, token: str, e
                invitation_text(shop, role, link, invited_by))
     log.info("invitation mailed", extra={"role": role})
     return None
+
+
+def reset_link(base_url: str, token: str) -> str:
+    """The page that chooses a new password (admin_api/pages: `/reset?token=…`)."""
+    return f"{base_url.rstrip('/')}/reset?token={token}"
+
+
+def reset_text(email: str, link: str, valid_for: str) -> str:
+    """The reset mail. It says what the link does to other browsers, so someone who did not
+    ask and follows it anyway is not surprised."""
+    return (
+        f"Hello,\n\nSomeone asked to reset the password of the Switchboard account {email}.\n\n"
+        f"Choose a new password here (the link works once, for {valid_for}):\n\n{link}\n\n"
+        "A new password logs out every browser signed in to the account. If you did not ask "
+        "for this, ignore this mail: your password stays as it is.\n")
 
 
 def handoff_notice_text(shop: str, channel: str, reason: str, link: str) -> str:

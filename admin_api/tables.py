@@ -1,5 +1,5 @@
 """The admin service's tables: people and their roles per shop, invitations, browser sessions,
-failed logins (rate limits) and the audit log."""
+failed logins (rate limits), password resets and the audit log."""
 
 from __future__ import annotations
 
@@ -79,6 +79,31 @@ class LoginFailureRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(300), index=True)  # "email:…" | "ip:…"
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class PasswordResetRow(Base):
+    """A one-time link to choose a new password, mailed on request; only its hash is stored
+    (admin_api/passwords.py)."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ResetRequestRow(Base):
+    """One request for a reset link, counted per email (its hash: strangers type addresses
+    here) and per client address, so the mail cannot be used to flood an inbox."""
+
+    __tablename__ = "password_reset_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300), index=True)  # "email:<sha256>" | "ip:…"
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

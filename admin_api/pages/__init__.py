@@ -1,5 +1,5 @@
-"""The owner page, the agents' inbox, the accept-invitation page and the API's reference
-(`/docs`), served by the admin process itself.
+"""The owner page, the agents' inbox, the accept-invitation and password reset pages and the
+API's reference (`/docs`), served by the admin process itself.
 
 Plain files beside this module (HTML, CSS, ES modules), no build step and no CDN: what the
 browser runs is what is in the repository (Swagger UI, for `/docs`, comes from the pinned
@@ -9,10 +9,10 @@ swagger-ui-bundle-v2 package), and the page talks only to this origin's
 
 Every page answer carries a strict Content-Security-Policy (scripts and styles only from this
 origin, no inline script, no framing, fetches only to this origin), `X-Frame-Options: DENY`
-against clickjacking, `Referrer-Policy: no-referrer` so an invitation token in `/invite?token=`
-never leaks to another site, and `Cache-Control: no-store` on the HTML. The files are read once
-when the app is built: only the names in `ASSETS` are served, so no request path ever reaches
-the file system.
+against clickjacking, `Referrer-Policy: no-referrer` so a token in `/invite?token=` or
+`/reset?token=` never leaks to another site, and `Cache-Control: no-store` on the HTML. The
+files are read once when the app is built: only the names in `ASSETS` are served, so no request
+path ever reaches the file system.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
 ASSETS = ("app.css", "api.js", "session.js", "app.js", "forms.js", "channels.js",
           "developers.js", "audit.js", "privacy.js", "training.js", "training-editor.js",
-          "training-models.js", "training-gaps.js", "invite.js", "inbox.css", "inbox.js",
-          "inbox-transcript.js", "docs.js")  # under /app/
+          "training-models.js", "training-gaps.js", "invite.js", "reset.js", "inbox.css",
+          "inbox.js", "inbox-transcript.js", "docs.js")  # under /app/
 PAGES = {"/app/": "index.html", "/app/inbox": "inbox.html", "/invite": "invite.html",
-         "/docs": "docs.html"}
+         "/reset": "reset.html", "/docs": "docs.html"}
 SWAGGER_UI = ("swagger-ui.css", "swagger-ui-bundle.js")  # under /docs/, from the package
 
 
@@ -71,7 +71,8 @@ def answer(asset: Asset) -> HTTPResponse:
 
 def mount(app: Sanic) -> None:
     """Add the pages to the admin app: `/` and `/app` lead to `/app/`, `/app/inbox` is the
-    agents' inbox, `/invite` the invitation page, `/app/<asset>` their scripts and styles."""
+    agents' inbox, `/invite` the invitation page, `/reset` the password reset page,
+    `/app/<asset>` their scripts and styles."""
     pages = {uri: load(name) for uri, name in PAGES.items()}
     assets = {name: load(name) for name in ASSETS}
     swagger_ui = {name: load(name, Path(str(swagger_ui_path))) for name in SWAGGER_UI}

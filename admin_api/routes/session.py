@@ -1,9 +1,10 @@
 """Browser sessions: log in (sets the `sb_session` cookie and returns the CSRF token), who am I,
 switch shop, log out, and accepting an invitation (which logs the new member in).
 
-Logging in, reading what an invitation is for and accepting it are the public routes of the
-API. A wrong email and a wrong password answer the same 401; failed logins are limited per
-email and per client address (429 with Retry-After): admin_api/people.py.
+Logging in, reading what an invitation is for and accepting it are public routes of the API
+(so are the password reset's: admin_api/routes/passwords.py). A wrong email and a wrong
+password answer the same 401; failed logins are limited per email and per client address (429
+with Retry-After): admin_api/people.py.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ async def session_out(call: Call[Any, Any], session: people.Session,
         shops=[_shop_out(s) for s in await people.shops_of(call.ctx.sessions, user.id)])
 
 
-def _with_cookie(out: SessionOut, token: str, call: Call[Any, Any]) -> HTTPResponse:
+def with_cookie(out: SessionOut, token: str, call: Call[Any, Any]) -> HTTPResponse:
     response = json(out.model_dump(mode="json"))
     set_session_cookie(response, token, call.ctx.settings)
     return response
@@ -148,7 +149,7 @@ async def log_in(call: Call[LoginIn, None]) -> HTTPResponse:
     except people.NotAMember as exc:
         raise Forbidden(str(exc)) from None
     await _audit(call, issued.session, "session.login")
-    return _with_cookie(await session_out(call, issued.session, issued.token), issued.token,
+    return with_cookie(await session_out(call, issued.session, issued.token), issued.token,
                         call)
 
 
@@ -240,7 +241,7 @@ async def accept_invitation(call: Call[AcceptIn, None]) -> HTTPResponse:
                         action="user.join", target=user.id, after={"role": invitation.role},
                         created_at=utcnow()))
         await db.commit()
-    return _with_cookie(await session_out(call, issued.session, issued.token), issued.token,
+    return with_cookie(await session_out(call, issued.session, issued.token), issued.token,
                         call)
 
 

@@ -1,0 +1,155 @@
+"""Forgotten passwords: a reset link asked for by email (a real SMTP server catches it), the
+same answer for an email without an account, the link resetting once within its hour, every
+old session ended, failed logins forgotten, and requests limited per email and per address."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from admin_api import passwords
+from admin_api.tables import AuditRow, PasswordResetRow
+from core.db import utcnow
+from tests.admin_api import test_people
+from tests.admin_api.accounts import PASSWORD, Browser, person
+from tests.admin_api.conftest import Admin
+from tests.admin_api.test_people import with_smtp
+from tests.integration.mailbox import Mailbox
+
+pytestmark = pytest.mark.asyncio
+LINK = re.compile(r"(https?://\S+/reset\?token=([\w-]+))")
+NEW_PASSWORD = "a brand new passphrase"
+mailbox = test_people.mailbox  # the real SMTP server (aiosmtpd) the invitation tests use
+
+
+async def forgot(admin: Admin, email: str) -> tuple[int, dict[str, str]]:
+    """Ask for a link and wait until its mail (if any) has gone: it leaves after the answer."""
+    status, body, response = await Browser(admin).call("POST", "/password/forgot",
+                                                       json={"email": email})
+    await passwords.Outbox.of(admin.app.ctx).settle()
+    return status, {"detail": body["detail"], "retry-after":
+                    response.headers.get("retry-after", "")}
+
+
+def token_in(mailbox: Mailbox, email: str) -> str:
+    *_, mail = mailbox.to(email)
+    link, token = LINK.search(mail.get_content()).groups()  # type: ignore[union-attr]  # used
+    assert link.startswith("https://admin.example.com/reset?token=")
+    return token
+
+
+async def test_the_mailed_link_resets_once_and_ends_every_old_session(
+        admin: Admin, mailbox: Mailbox) -> None:
+    with_smtp(admin, mailbox.port, public_url="https://admin.example.com")
+    user = await person(admin, "olga@example.com")
+    await person(admin, "olga@example.com", role="agent", shop=admin.other)
+    stolen = Browser(admin)
+    await stolen.log_in("olga@example.com")
+    for _ in range(5):  # someone else guessing: the email is locked out of logins
+        await Browser(admin).call("POST", "/session", json={"email": "olga@example.com",
+                                                            "password": "a wrong guess"})
+    status, body, _ = await Browser(admin).call("POST", "/session", json={
+        "email": "olga@example.com", "password": PASSWORD})
+    assert status == 429, body
+
+    known = await forgot(admin, "Olga@Example.com ")
+    unknown = await forgot(admin, "nobody@example.com")
+    assert known[0] == unknown[0] == 202
+    assert known == unknown  # no account enumeration
+    assert known[1]["detail"].startswith("If an account exists for that address, we sent a link")
+    assert mailbox.to("nobody@example.com") == []
+    [mail] = mailbox.to("olga@example.com")
+    assert "password" in mail["Subject"].lower() and "1 hour" in mail.get_content()
+    token = token_in(mailbox, "olga@example.com")
+    async with admin.sessions() as session:  # only the token's hash is stored
+        stored = (await session.execute(select(PasswordResetRow.token_hash))).scalars().all()
+    assert stored and token not in " ".join(stored)
+
+    browser = Browser(admin)
+    status, link, _ = await browser.call("POST", "/password/reset/lookup", json={"token": token})
+    assert status == 200 and link["email"] == "olga@example.com"
+    status, body, _ = await browser.call("POST", "/password/reset",
+                                         json={"token": token, "password": "short"})
+    assert status == 422 and body["detail"][0]["loc"][-1] == "password"
+    status, session, response = await browser.call(
+        "POST", "/password/reset", json={"token": token, "password": NEW_PASSWORD})
+    assert status == 200, session
+    assert session["user"]["email"] == "olga@example.com" and session["csrf_token"]
+    assert "sb_session=" in response.headers["set-cookie"]  # logged in at once
+    browser.csrf = session["csrf_token"]
+    assert (await browser.call("GET", "/session"))[0] == 200
+    assert (await stolen.call("GET", "/session"))[0] == 401  # the old session ended
+
+    for path, body in (("/password/reset", {"password": "yet another password"}),
+                       ("/password/reset/lookup", {})):
+        status, body, _ = await Browser(admin).call("POST", path, json={"token": token, **body})
+        assert status == 410 and "used already" in body["detail"], (path, body)
+    status, _, _ = await Browser(admin).call("POST", "/session", json={
+        "email": "olga@example.com", "password": PASSWORD})
+    assert status == 401  # the old password is gone; the lockout was cleared with the reset
+    await Browser(admin).log_in("olga@example.com", NEW_PASSWORD)
+
+    async with admin.sessions() as db:
+        audited = (await db.execute(select(AuditRow.tenant_id, AuditRow.actor).where(
+            AuditRow.action == "user.password_reset"))).all()
+    assert sorted(audited) == sorted([(admin.demo.id, "user:olga@example.com"),
+                                      (admin.other.id, "user:olga@example.com")])
+    _, page = await admin.call("GET", "/audit", params={"action": "user.password_reset"})
+    assert any(e["action"] == "user.password_reset" and e["target"] == user.id
+               for e in page["items"]), page
+
+
+async def test_unknown_expired_and_replaced_links(admin: Admin, mailbox: Mailbox) -> None:
+    with_smtp(admin, mailbox.port, public_url="https://admin.example.com")
+    await person(admin, "pia@example.com")
+    status, body, _ = await Browser(admin).call(
+        "POST", "/password/reset", json={"token": "made-up", "password": NEW_PASSWORD})
+    assert status == 404 and body["detail"]
+
+    await forgot(admin, "pia@example.com")
+    first = token_in(mailbox, "pia@example.com")
+    await forgot(admin, "pia@example.com")
+    second = token_in(mailbox, "pia@example.com")
+    status, _, _ = await Browser(admin).call(
+        "POST", "/password/reset", json={"token": first, "password": NEW_PASSWORD})
+    assert status == 404  # the new request replaced the first link
+
+    async with admin.sessions() as session:  # an hour later
+        await session.execute(update(PasswordResetRow).values(
+            expires_at=utcnow() - timedelta(seconds=1)))
+        await session.commit()
+    status, body, _ = await Browser(admin).call(
+        "POST", "/password/reset", json={"token": second, "password": NEW_PASSWORD})
+    assert status == 410 and "expired" in body["detail"]
+    await Browser(admin).log_in("pia@example.com")  # the password did not change
+
+
+async def test_requests_are_limited_per_email_and_per_address(
+        admin: Admin, mailbox: Mailbox) -> None:
+    with_smtp(admin, mailbox.port, public_url="https://admin.example.com")
+    await person(admin, "quinn@example.com")
+    for email in ("quinn@example.com", "nobody@example.com"):  # alike with or without account
+        for _ in range(passwords.REQUESTS_PER_EMAIL):
+            assert (await forgot(admin, email))[0] == 202
+        status, body = await forgot(admin, email)
+        assert status == 429 and "too many" in body["detail"]
+        assert 3000 < int(body["retry-after"]) <= 3601
+    assert len(mailbox.to("quinn@example.com")) == passwords.REQUESTS_PER_EMAIL  # no more
+
+    left = passwords.REQUESTS_PER_ADDRESS - 2 * passwords.REQUESTS_PER_EMAIL
+    for n in range(left):
+        assert (await forgot(admin, f"someone-{n}@example.com"))[0] == 202
+    status, body = await forgot(admin, "someone-else@example.com")
+    assert status == 429 and int(body["retry-after"]) > 3000  # this address, any email
+
+
+async def test_without_smtp_the_answer_is_the_same_and_nothing_is_made(admin: Admin) -> None:
+    await person(admin, "rosa@example.com")
+    known = await forgot(admin, "rosa@example.com")
+    unknown = await forgot(admin, "nobody@example.com")
+    assert known == unknown and known[0] == 202
+    async with admin.sessions() as session:  # no link anybody could be shown
+        assert (await session.execute(select(PasswordResetRow))).first() is None
