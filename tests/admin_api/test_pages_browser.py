@@ -9,8 +9,9 @@ cookie is HttpOnly), changing a setting that is still there after a reload, a sc
 request without the CSRF header refused while the page's own succeed, a text changed and
 restored, a document uploaded, followed to its end as a job and deleted, a text written into
 the knowledge base, the analytics of a day of conversations as a chart, the conversations
-filtered and one transcript read, and an owner inviting a person who chooses a password on
-the invitation page and logs in with it.
+filtered and one transcript read, an owner inviting a person who chooses a password on
+the invitation page and logs in with it, and an owner who forgot the password asking for a link
+(mailed: that test's admin process has an SMTP server) and choosing a new one on /reset.
 
 Marked `integration`: it needs Chromium, which `make test` installs (never a browser
 download), and a server process of its own.
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time as clock
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -43,6 +45,7 @@ from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
 from tenants.crypto import CredentialsBox
 from tests.browser import chromium, require_chromium, watched_page
 from tests.databases import migrated_url
+from tests.integration.mailbox import Mailbox
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -185,8 +188,8 @@ def csrf_of(page: Page) -> str:
 
 
 def test_pages_carry_a_strict_policy(served: Served) -> None:
-    for path in ("/app/", "/invite", "/app/app.js", "/app/api.js", "/app/app.css", "/docs",
-                 "/docs/swagger-ui-bundle.js"):
+    for path in ("/app/", "/invite", "/reset", "/app/reset.js", "/app/app.js", "/app/api.js",
+                 "/app/app.css", "/docs", "/docs/swagger-ui-bundle.js"):
         response = httpx.get(f"{served.base}{path}")
         assert response.status_code == 200, path
         policy = response.headers["content-security-policy"]
@@ -340,6 +343,41 @@ def test_the_invitation_page_sets_a_password_and_the_new_person_logs_in(
     page.reload()
     page.get_by_role("tab", name="People").click()
     expect(page.locator("#people-table tbody tr", has_text=email)).to_contain_text("active")
+
+
+def test_a_forgotten_password_is_reset_from_the_mailed_link(
+        browser: Browser, tmp_path: Path) -> None:
+    """Forgot → mail → reset page → logged in, on an admin process of its own that sends mail
+    (the module's has no SMTP server, so that an invitation answers its link)."""
+    database_url = migrated_url("sqlite", tmp_path)
+    with ThreadPoolExecutor(1) as thread:  # Playwright's loop runs in this one
+        thread.submit(asyncio.run, prepare(database_url, tmp_path / "dev.env")).result()
+    with Mailbox(free_port()) as mailbox, admin_process(
+            tmp_path, database_url, SMTP_URL=f"smtp://127.0.0.1:{mailbox.port}") as base, \
+            watched_page(browser, WAIT_MS) as page:
+        page.goto(f"{base}/")
+        page.get_by_role("link", name="Forgot your password?").click()
+        page.get_by_label("Your account's email").fill(OWNER)
+        page.get_by_role("button", name="Email me a link").click()
+        expect(page.locator("#forgot-status")).to_contain_text(
+            "If an account exists for that address, we sent a link")
+        mail = mailbox.wait_for(lambda message: OWNER in str(message["To"]))
+        found = re.search(r"/reset\?token=([\w-]+)", mail.get_content())
+        assert found, mail.get_content()
+
+        page.goto(f"{base}{found.group()}")  # the mail's origin is ADMIN_URL, not this port
+        assert "token" not in page.url  # taken out of the address bar and the history
+        expect(page.locator("#reset-for")).to_contain_text(OWNER)
+        password = secrets.token_urlsafe(12)
+        page.get_by_label("New password (at least 10 characters)").fill(password)
+        page.get_by_label("New password again").fill(password)
+        page.get_by_role("button", name="Set the new password").click()
+        expect(page.get_by_role("alert")).to_have_text(
+            "Your password is changed and you are logged in.")
+        page.get_by_role("link", name="open your shop's page").click()
+        expect(page.get_by_role("tab", name="Settings")).to_have_attribute("aria-selected",
+                                                                           "true")
+        expect(page.locator("#who")).to_contain_text(OWNER)
 
 
 def test_a_document_is_uploaded_indexed_and_deleted(
