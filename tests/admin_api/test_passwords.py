@@ -4,7 +4,9 @@ old session ended, failed logins forgotten, and requests limited per email and p
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -152,4 +154,25 @@ async def test_without_smtp_the_answer_is_the_same_and_nothing_is_made(admin: Ad
     unknown = await forgot(admin, "nobody@example.com")
     assert known == unknown and known[0] == 202
     async with admin.sessions() as session:  # no link anybody could be shown
+        assert (await session.execute(select(PasswordResetRow))).first() is None
+
+
+async def test_the_answer_never_waits_for_the_mail_server(admin: Admin) -> None:
+    """A mail server that accepts and says nothing (SMTP's timeout is 10 s): the answer comes
+    at once, as it does for an email without an account; the link nobody got is withdrawn."""
+    silent: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda _, writer: silent.append(writer), "127.0.0.1", 0)
+    with_smtp(admin, server.sockets[0].getsockname()[1], public_url="https://admin.example.com")
+    await person(admin, "sven@example.com")
+    started = time.monotonic()
+    status, _, _ = await Browser(admin).call("POST", "/password/forgot",
+                                             json={"email": "sven@example.com"})
+    assert status == 202 and time.monotonic() - started < 2
+    while not silent:  # the mail is on its way, after the answer
+        await asyncio.sleep(0.01)
+    for writer in silent:
+        writer.close()  # the server hangs up: the mail fails
+    server.close()
+    await passwords.Outbox.of(admin.app.ctx).settle()
+    async with admin.sessions() as session:
         assert (await session.execute(select(PasswordResetRow))).first() is None
