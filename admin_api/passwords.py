@@ -212,8 +212,8 @@ async def _usable(session: AsyncSession, token: str) -> PasswordResetRow:
     row = (await session.execute(select(PasswordResetRow).where(
         PasswordResetRow.token_hash == people.token_hash(token)))).scalar_one_or_none()
     if row is None:
-        raise InvalidReset("this reset link is not valid (a newer one replaces it): ask for "
-                           "a new one")
+        raise InvalidReset("this reset link is not valid, or a newer one replaced it: ask "
+                           "for a new one")
     if row.used_at is not None:
         raise ResetGone("this reset link was used already: log in, or ask for a new one")
     if row.expires_at <= utcnow():
