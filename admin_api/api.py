@@ -29,6 +29,22 @@ and a response text holding one is sent to visitors. pydantic refuses lone surro
 searched, keys and values, before any model sees it. Nothing is cleaned instead: a person
 typed these texts, and a client sending NUL has a bug to see (the gateway, whose senders are
 visitors, keeps their text and drops the characters: connectors/bounds.py).
+
+Bodies are bounded before they are read: an upload route takes the settings' upload limit,
+every other route `BODY_LIMIT` (1 MB), checked from Content-Length (413 at once, the body
+unread) and, for a chunked body, as it is read (connectors/bounds.py, installed by app.py).
+One limit for every route was the upload's 20 MB, and an unauthenticated POST /session of 20
+MB of `[{},{},...]` held the event loop 1.4 s in json.loads and grew the process by 500 MB.
+The largest body a person writes is a response's texts: 20 variants of 4096 characters with
+10 buttons each (200 + 1000 characters) are 330 KB of ASCII and 960 KB of CJK as UTF-8
+(browsers send JSON unescaped); a gap accept is at most 200 examples of 300 characters, a
+YAML draft 512 KB (admin_api/training/drafts.py says so itself, under this limit).
+
+A JSON body must say so (Content-Type: application/json, else 415; an empty Content-Type
+header was once read as JSON): a cross-site page can POST text/plain or a typeless body with
+no preflight (`fetch(..., {mode: "no-cors"})`), never application/json. JSON nested deeper
+than the parser's recursion limit is a 400 like any unreadable JSON (a RecursionError was a
+500 and a logged traceback).
 """
 
 from __future__ import annotations
@@ -50,6 +66,7 @@ from admin_api.principal import Principal
 from core.db import UNSTORABLE
 
 PREFIX = "/api/v1"
+BODY_LIMIT = 1024 * 1024  # every route but uploads (see the module's docstring)
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATH_PARAM = re.compile(r"{(\w+)}")
 UNSTORABLE_MESSAGE = ("text may not hold NUL characters (U+0000) or unpaired surrogates "
@@ -182,14 +199,18 @@ class Api:
 
     # --- serving ---------------------------------------------------------------------------
 
-    def mount(self, app: Sanic, authenticate: Authenticator, check_csrf: CsrfCheck) -> None:
+    def mount(self, app: Sanic, authenticate: Authenticator, check_csrf: CsrfCheck,
+              upload_limit: int) -> None:
+        """Every route on `app`; each names its body limit (`upload_limit` for uploads,
+        BODY_LIMIT for the rest), which connectors/bounds.py checks before the body is read."""
         # Every error is JSON (`{"detail"}`); named here, Sanic does not read each handler's
         # source to guess the format (2-3 ms a route at every app's start).
         for endpoint in self.endpoints:
             uri = self.prefix + _PATH_PARAM.sub(r"<\1:str>", endpoint.path)
             app.add_route(_serve(endpoint, authenticate, check_csrf), uri,
                           methods=[endpoint.method], name=endpoint.operation_id,
-                          error_format="json")
+                          error_format="json",
+                          ctx_body_limit=upload_limit if endpoint.upload else BODY_LIMIT)
 
     # --- the document ----------------------------------------------------------------------
 
@@ -297,7 +318,7 @@ class Api:
             statuses.add(404)
         if endpoint.upload or endpoint.body is not None or endpoint.raw_body is not None:
             statuses.add(413)
-        if endpoint.raw_body is not None:
+        if endpoint.body is not None or endpoint.raw_body is not None:
             statuses.add(415)
         for status in sorted(statuses):
             operation["responses"][str(status)] = {"description": _REASONS.get(status, "error"),
@@ -417,10 +438,16 @@ def _validate(model: type[BaseModel], values: dict[str, str]) -> BaseModel:
 MEDIA_ALIASES = {"application/x-yaml": ("application/yaml", "text/yaml", "text/x-yaml")}
 
 
+def _media_type(request: Request) -> str:
+    """The body's media type as sent, "" without one (Sanic's `content_type` says
+    application/octet-stream then)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def _raw_body(media_type: str, request: Request) -> str:
     """The body as text, sent as `media_type` or one of its aliases (a charset parameter may
     say utf-8)."""
-    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    content_type = _media_type(request)
     if content_type != media_type and content_type not in MEDIA_ALIASES.get(media_type, ()):
         raise UnsupportedMediaType(
             f"send the body as {media_type} (Content-Type: {media_type}), not "
@@ -437,14 +464,18 @@ def _raw_body(media_type: str, request: Request) -> str:
 
 
 def _parse_body(model: type[BaseModel], request: Request) -> BaseModel:
-    content_type = (request.content_type or "").split(";")[0].strip().lower()
-    if content_type not in ("application/json", ""):
-        raise BadRequest("send a JSON body (Content-Type: application/json)")
+    content_type = _media_type(request)
+    if content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"send a JSON body (Content-Type: application/json), not "
+            f"{content_type[:100] or 'without a Content-Type'}")
     try:
         data = json.loads(request.body or b"null")
+        _refuse_unstorable(data)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON") from None
-    _refuse_unstorable(data)
+    except RecursionError:
+        raise BadRequest("the body's JSON is nested too deeply") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

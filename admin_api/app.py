@@ -13,8 +13,8 @@ from sanic.response import HTTPResponse, json
 
 import admin_api.routes  # noqa: F401  (declares every route on API)
 from admin_api import auth, billing_tasks, live, nlg, notices, retention
-from admin_api.api import API
-from admin_api.errors import ApiError
+from admin_api.api import API, BODY_LIMIT
+from admin_api.errors import ApiError, PayloadTooLarge
 from admin_api.gateway import GatewayClient
 from admin_api.pages import mount as mount_pages
 from admin_api.rasa import RasaTracker
@@ -23,6 +23,7 @@ from admin_api.workshop import WorkshopClient
 from billing.account import Accounts
 from billing.plans import billing_enabled, pricing
 from billing.stripe_api import StripeApi
+from connectors.bounds import refuse_bodies_over_limits
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from tenants.api_keys import ApiKeyVerifier
@@ -36,10 +37,14 @@ VERSION = "1.0.0"
 def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
     app = Sanic(name, configure_logging=False)  # core.logs owns the log format
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    app.config.REQUEST_MAX_SIZE = settings.upload_max_bytes + 64 * 1024  # multipart overhead
+    upload_limit = settings.upload_max_bytes + 64 * 1024  # multipart overhead
+    app.config.REQUEST_MAX_SIZE = upload_limit  # the largest route limit: nothing bigger is read
     app.ctx.settings = settings
     answer_errors(app)
-    API.mount(app, auth.authenticate, auth.check_csrf)
+    # Each route's own limit, refused from Content-Length before the body is read: uploads
+    # take theirs, every other route (public ones too) BODY_LIMIT (admin_api/api.py).
+    refuse_bodies_over_limits(app, BODY_LIMIT, PayloadTooLarge)
+    API.mount(app, auth.authenticate, auth.check_csrf, upload_limit)
     nlg.install(app)  # Rasa's NLG endpoint (/nlg): the shop's texts without retraining
     mount_pages(app)  # the owner page (/app/) and the invitation page (/invite)
     document = API.openapi(title=TITLE, version=VERSION)

@@ -9,6 +9,8 @@ Content-Length over the limit is a 413 at once, without reading a byte of the bo
 connection is closed; a chunked body (no length up front) is read only up to the limit,
 because the same handler lowers the request stream's own limit, which Sanic checks per chunk
 (413 too). The global limit becomes the largest route limit, so nothing bigger is ever read.
+The admin service checks its routes' limits the same way (`refuse_bodies_over_limits`, with its
+own default and its own 413: admin_api/app.py).
 
 The limits, from what each route legitimately receives:
 - REST and the widget (64 KB): a visitor's message is at most 4000 characters (16 KB of
@@ -39,7 +41,7 @@ id holding one is a 400 (`check_ids`), since two ids cleaned alike would be one 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sanic import Request, Sanic
@@ -65,21 +67,29 @@ def readable(size: int) -> str:
     return f"{size // MB} MB" if size >= MB and size % MB == 0 else f"{size // KB} KB"
 
 
-def body_limit(request: Request) -> int:
-    """The limit of the route this request was routed to."""
+def body_limit(request: Request, default: int = DEFAULT_BODY) -> int:
+    """The limit of the route this request was routed to (`default` when it names none)."""
     route = request.route
     limit = getattr(route.ctx, "body_limit", None) if route is not None else None
-    return int(limit) if limit else DEFAULT_BODY
+    return int(limit) if limit else default
 
 
 def limit_bodies(app: Sanic) -> None:
-    """Per-route body limits on this app (see the module's docstring)."""
+    """Per-route body limits on the gateway (see the module's docstring)."""
     app.config.REQUEST_MAX_SIZE = LARGEST_BODY
     app.config.WEBSOCKET_MAX_SIZE = WIDGET_FRAME
+    refuse_bodies_over_limits(app, DEFAULT_BODY, PayloadTooLarge)
+
+
+def refuse_bodies_over_limits(app: Sanic, default: int,
+                              too_large: Callable[[str], Exception]) -> None:
+    """A body over its route's limit (`ctx_body_limit`, else `default`) is refused as
+    `too_large(detail)`, the app's own 413, before it is read (see the module's docstring).
+    The app's REQUEST_MAX_SIZE stays its caller's: set it to the largest route limit."""
 
     @app.signal("http.routing.after")
     async def refuse_large_bodies(request: Request, **_: Any) -> None:
-        limit = body_limit(request)
+        limit = body_limit(request, default)
         stream = request.stream
         if stream is not None and hasattr(stream, "request_max_size"):
             stream.request_max_size = min(stream.request_max_size, limit)
@@ -87,8 +97,8 @@ def limit_bodies(app: Sanic) -> None:
         if length is not None and length.strip().isdigit() and int(length) > limit:
             if stream is not None and hasattr(stream, "keep_alive"):
                 stream.keep_alive = False  # the body stays unread: no next request after it
-            raise PayloadTooLarge(f"The body is larger than this endpoint takes "
-                                  f"({readable(limit)}).")
+            raise too_large(f"The body is larger than this endpoint takes "
+                            f"({readable(limit)}).")
 
 
 def check_ids(sender_id: str, message_id: str | None) -> None:
