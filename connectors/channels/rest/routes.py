@@ -80,6 +80,8 @@ def parse(body: bytes, tenant: Tenant, provider: str = "rest") -> InboundMessage
         payload = json.loads(body or b"")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Body must be JSON: {\"sender\": ..., \"message\": ...}") from None
+    except RecursionError:  # `[[[[...` past the parser's depth: the client's error, not ours
+        raise BadRequest("Body must be JSON nested at most a few levels deep.") from None
     if not isinstance(payload, dict):
         raise BadRequest("Body must be a JSON object with 'sender' and 'message'.")
     sender = payload.get("sender")

@@ -93,6 +93,9 @@ def parse_frame(raw_frame: str | bytes | None) -> Frame:
         data = json.loads(raw_frame)
     except ValueError:
         raise FrameError("bad_frame", "Frames must be JSON objects.") from None
+    except RecursionError:  # `[[[[...` past the parser's depth: a bad frame, not a crash
+        raise FrameError("bad_frame", "Frames must be JSON objects nested a few levels deep."
+                         ) from None
     if not isinstance(data, dict):
         raise FrameError("bad_frame", "Frames must be JSON objects.")
     kind = data.get("type")

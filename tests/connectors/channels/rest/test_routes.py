@@ -199,10 +199,13 @@ async def test_a_repeat_of_a_handled_message_id_gets_an_empty_answer() -> None:
     ({"sender": "v", "message": "hi", "metadata": {"locale": {"lang": "de"}}}, "'metadata.locale'"),
     ({"sender": "v", "message": "hi", "metadata": {"page_url": "x" * MAX_METADATA}},
      f"larger than {MAX_METADATA} bytes"),
+    (b'{"sender": "v", "message": "hi", "metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+     "nested"),  # past the parser's recursion limit: was a 500 with a traceback
 ], ids=["empty", "not-json", "not-utf8", "array", "string", "no-sender", "empty-sender",
         "blank-sender", "bool-sender", "list-sender", "long-sender", "no-message",
         "blank-message", "object-message", "long-message", "list-metadata", "numeric-id",
-        "long-id", "unknown-metadata", "object-metadata-value", "large-metadata"])
+        "long-id", "unknown-metadata", "object-metadata-value", "large-metadata",
+        "deep-metadata"])
 @pytest.mark.asyncio
 async def test_bad_bodies_are_400_with_a_clear_detail(body: Any, detail: str) -> None:
     h = harness()

@@ -358,6 +358,7 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_usable(gateway: 
         (json.dumps({"type": "message", "text": "hi", "payload": ["/x"]}), "bad_message"),
         (json.dumps({"type": "message", "text": "hi", "payload": "/" * 501}), "bad_message"),
         (json.dumps({"type": "hello", "token": None}), "bad_frame"),
+        ("[" * 7000, "bad_frame"),  # past the parser's recursion limit: closed 1011 before
     ]
     async with websockets.connect(gateway.socket_url()) as ws:
         await hello(ws)
