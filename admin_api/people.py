@@ -15,9 +15,18 @@ Sessions end after 12 idle hours or 7 days in any case. The CSRF token of a sess
 of its token (`csrf_token`), so no column holds it and it cannot be computed without the
 cookie and the server's key.
 
-Failed logins are counted per email and per client address over a sliding 15 minutes (5 per
-email, 20 per address); past either the login answers 429 with Retry-After, before a password
-is checked. A successful login clears its email's failures.
+Failed logins are counted per email and client address together and per address alone, over
+a sliding 15 minutes (5 for one email from one address, 20 from one address); past either the
+login answers 429 with Retry-After, before a password is checked. A successful login clears
+the failures of its email from its address. What this trades: counted per email alone (as
+before), five wrong passwords from anywhere locked the owner out for 15 minutes, even with the
+right password, and one address could keep four owners locked out indefinitely. Now an owner
+is never refused for failures made from other addresses; the price is that someone with many
+addresses (a botnet) gets 5 guesses per address per 15 minutes at one account instead of 5 in
+all. Argon2id and a 10-character minimum keep such guessing slow; a CAPTCHA or a second
+factor would be the answer to a large one, not a lockout. Behind a proxy, `client_address`
+sees the proxy unless Sanic is told to trust it (admin_api/routes/session.py), and then every
+login shares one address.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ SESSION_IDLE = timedelta(hours=12)
 SESSION_ABSOLUTE = timedelta(days=7)
 LAST_SEEN_EVERY = timedelta(minutes=1)  # a session's last_seen_at is written at most this often
 LOGIN_WINDOW = timedelta(minutes=15)
-FAILURES_PER_EMAIL = 5
+FAILURES_PER_EMAIL = 5  # for one email from one address
 FAILURES_PER_ADDRESS = 20
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1000  # argon2 takes any length; this bounds the work one request can ask for
@@ -604,10 +613,17 @@ async def accept(sessions: async_sessionmaker, token: str, password: str,
 # --- logins and sessions -------------------------------------------------------------------
 
 
+def _failure_keys(email: str, address: str) -> tuple[str, str]:
+    """The keys a failure counts under: this email from this address, and this address. The
+    address comes first, so an email at its longest (254) still leaves it whole in the column
+    (String(300)); an IPv6 address with its zone is at most ~45 characters."""
+    return f"ip:{address} email:{email}"[:300], f"ip:{address}"[:300]
+
+
 async def _throttle(session: AsyncSession, email: str, address: str) -> None:
     since = utcnow() - LOGIN_WINDOW
-    for key, limit in ((f"email:{email}", FAILURES_PER_EMAIL),
-                       (f"ip:{address}", FAILURES_PER_ADDRESS)):
+    pair, alone = _failure_keys(email, address)
+    for key, limit in ((pair, FAILURES_PER_EMAIL), (alone, FAILURES_PER_ADDRESS)):
         times = (await session.execute(
             select(LoginFailureRow.created_at)
             .where(LoginFailureRow.key == key, LoginFailureRow.created_at > since)
@@ -623,8 +639,8 @@ async def _failed(sessions: async_sessionmaker, email: str, address: str) -> Non
     async with sessions() as session:
         await session.execute(delete(LoginFailureRow).where(
             LoginFailureRow.created_at < now - LOGIN_WINDOW))
-        session.add_all([LoginFailureRow(key=f"email:{email}", created_at=now),
-                         LoginFailureRow(key=f"ip:{address}", created_at=now)])
+        session.add_all([LoginFailureRow(key=key, created_at=now)
+                         for key in _failure_keys(email, address)])
         await session.commit()
 
 
@@ -644,7 +660,7 @@ async def login(sessions: async_sessionmaker, email: str, password: str, address
         raise LoginRefused()
     async with sessions() as session:
         await session.execute(delete(LoginFailureRow).where(
-            LoginFailureRow.key == f"email:{email}"))
+            LoginFailureRow.key == _failure_keys(email, address)[0]))
         if stored and _HASHER.check_needs_rehash(stored):  # argon2's parameters were raised
             rehashed = await asyncio.to_thread(_HASHER.hash, password)
             await session.execute(update(UserRow).where(UserRow.id == user.id)
@@ -748,9 +764,11 @@ async def logout(sessions: async_sessionmaker, token: str) -> None:
         await session.commit()
 
 
-async def failures(sessions: async_sessionmaker, key: str) -> int:
-    """Failed logins counted for `email:<email>` or `ip:<address>` in the window (tests,
-    diagnostics)."""
+async def failures(sessions: async_sessionmaker, email: str | None, address: str) -> int:
+    """Failed logins counted in the window for `email` from `address`, or (None) for every
+    email from `address` (tests, diagnostics)."""
+    pair, alone = _failure_keys(email or "", address)
+    key = alone if email is None else pair
     async with sessions() as session:
         count = (await session.execute(select(func.count()).select_from(LoginFailureRow).where(
             LoginFailureRow.key == key,

@@ -141,7 +141,7 @@ async def test_a_wrong_password_and_an_unknown_email_answer_alike(admin: Admin) 
     assert "set-cookie" not in wrong[2].headers
 
 
-async def test_failed_logins_are_limited_per_email(admin: Admin) -> None:
+async def test_failed_logins_are_limited_per_email_from_one_address(admin: Admin) -> None:
     await person(admin, "olga@demo.example")
     browser = Browser(admin)
     attempt = {"email": "olga@demo.example", "password": "guess-guess-guess"}
@@ -159,6 +159,27 @@ async def test_failed_logins_are_limited_per_email(admin: Admin) -> None:
     answers = [(await browser.call("POST", "/session", json=ghost))[0]
                for _ in range(people.FAILURES_PER_EMAIL + 1)]
     assert answers == [401] * people.FAILURES_PER_EMAIL + [429]
+
+
+async def test_failures_from_elsewhere_never_lock_the_owner_out(admin: Admin) -> None:
+    """The security walk's lockout: five wrong passwords for an owner's email, from any
+    address, refused the owner's right password for 15 minutes. Now the guesser's address is
+    throttled for that email, and the owner logs in from their own."""
+    await person(admin, "olga@demo.example")
+    admin.app.config.REAL_IP_HEADER = "x-real-ip"  # a trusted proxy names each client
+    attacker, owner = {"X-Real-IP": "203.0.113.9"}, {"X-Real-IP": "198.51.100.7"}
+    browser = Browser(admin)
+    guess = {"email": "olga@demo.example", "password": "guess-guess-guess"}
+    for _ in range(people.FAILURES_PER_EMAIL):
+        assert (await browser.call("POST", "/session", json=guess, headers=attacker))[0] == 401
+    status, _, _ = await browser.call("POST", "/session", json=guess, headers=attacker)
+    assert status == 429
+    status, body, _ = await browser.call(
+        "POST", "/session", json={**guess, "password": PASSWORD}, headers=owner)
+    assert status == 200, body
+    # The owner's login cleared only the owner's own failures: the guesser still waits.
+    assert await people.failures(admin.sessions, "olga@demo.example", "203.0.113.9") == 5
+    assert (await browser.call("POST", "/session", json=guess, headers=attacker))[0] == 429
 
 
 async def test_failed_logins_are_limited_per_address(admin: Admin) -> None:
