@@ -551,6 +551,13 @@ class Settings(BotSettings):
     cookie_secure: bool = env_field(
         "COOKIE_SECURE", boolean, default=True, used_by=("admin",),
         doc="admin session cookies only over HTTPS; `make run` turns it off for http://localhost")
+    trusted_proxies: int = env_field(
+        "TRUSTED_PROXIES", integer(0, 10), default=0, used_by=("gateway", "admin"),
+        doc="reverse proxies (TLS termination) in front of the gateway and the admin service "
+            "that append X-Forwarded-For: that many of its last entries are trusted to name "
+            "the client; 0: the connection's peer is the client. Behind a proxy, leave it 0 "
+            "and every visitor and every login shares the proxy's address (rate limits, "
+            "failed order checks and login limits then count them all as one)")
     allow_private_destinations: bool = env_field(
         "ALLOW_PRIVATE_DESTINATIONS", boolean, default=False,
         used_by=("gateway", "admin", "actions"),

@@ -6,16 +6,19 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
 from admin_api import people
+from admin_api.app import create_app
 from admin_api.tables import AdminSessionRow
 from core.db import utcnow
 from tests.admin_api.accounts import PASSWORD, Browser, person, slug_of
-from tests.admin_api.conftest import Admin
+from tests.admin_api.conftest import Admin, admin_settings, api_call
+from tests.sanic_client import RunningAppClient, stop_app
 
 pytestmark = pytest.mark.asyncio
 
@@ -192,6 +195,45 @@ async def test_failed_logins_are_limited_per_address(admin: Admin) -> None:
     status, _, response = await browser.call(
         "POST", "/session", json={"email": "olga@demo.example", "password": PASSWORD})
     assert status == 429 and int(response.headers["retry-after"]) >= 1
+
+
+async def spray(client: Any, forwarded_for: str) -> None:
+    """As many failed logins as one address may make, each for another email."""
+    for n in range(people.FAILURES_PER_ADDRESS):
+        status, _, _ = await api_call(
+            client, "POST", "/session", {"X-Forwarded-For": forwarded_for},
+            json={"email": f"spray{n}@demo.example", "password": "x" * 12})
+        assert status == 401
+
+
+async def test_forwarded_addresses_count_only_behind_trusted_proxies(admin: Admin,
+                                                                     tmp_path: Path) -> None:
+    """Behind TLS termination every login comes from the proxy: without TRUSTED_PROXIES one
+    client's failures locked every login. With it, each client is the address the proxy
+    appended (last in X-Forwarded-For: an entry the client wrote itself changes nothing);
+    without it X-Forwarded-For is ignored (a client cannot name itself anew per request)."""
+    await person(admin, "olga@demo.example")
+    login = {"email": "olga@demo.example", "password": PASSWORD}
+    await spray(admin.client, "203.0.113.9")
+    status, _, _ = await api_call(admin.client, "POST", "/session",
+                                  {"X-Forwarded-For": "198.51.100.7"}, json=login)
+    assert status == 429  # not trusted: the same peer as the spray
+
+    behind = create_app(admin_settings(tmp_path / "proxied", admin.database_url,
+                                       TRUSTED_PROXIES="1"), name=f"proxied-{time.time_ns()}")
+    behind.config.WEBHOOK_WORKER = False
+    client = RunningAppClient(behind)
+    try:
+        await spray(client, "198.51.100.1, 203.0.113.50")  # the client wrote one, the proxy one
+        status, _, _ = await api_call(client, "POST", "/session",
+                                      {"X-Forwarded-For": "198.51.100.7"}, json=login)
+        assert status == 200
+        status, _, _ = await api_call(client, "POST", "/session",
+                                      {"X-Forwarded-For": "198.51.100.7, 203.0.113.50"},
+                                      json=login)
+        assert status == 429  # the proxy's entry names the sprayer: forging the first is no use
+    finally:
+        await stop_app(behind)
 
 
 async def test_a_person_in_two_shops_chooses_and_switches(admin: Admin) -> None:

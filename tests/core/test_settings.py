@@ -44,6 +44,8 @@ BAD_VALUES = [
     ("GRAPH_API_URL", "graph"),
     ("SEND_ATTEMPTS", "0"),
     ("SEND_ATTEMPTS", "many"),
+    ("TRUSTED_PROXIES", "-1"),
+    ("TRUSTED_PROXIES", "yes"),
     ("LOG_MESSAGE_TEXT", "sometimes"),
     ("ADMIN_HOST", "https://0.0.0.0"),
     ("ADMIN_PORT", "0"),
