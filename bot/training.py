@@ -227,6 +227,13 @@ class TrainingQueue:
             else:
                 job.state, job.stage = "running", "starting the trainer"
                 job.task = asyncio.create_task(self._run(job), name=f"train-{job.version}")
+            # The slot is given back when the task ends, however it ends: a task cancelled
+            # before it first ran never enters `_in_slot`, whose `finally` would not run.
+            job.task.add_done_callback(self._slot_freed)
+
+    def _slot_freed(self, _: asyncio.Task[None]) -> None:
+        self._running -= 1
+        self._start_next()
 
     async def _run_evaluation(self, job: TrainingJob) -> None:
         work_dir = self.registry.model_file(job.shop, job.version).parent \
@@ -270,8 +277,8 @@ class TrainingQueue:
 
     async def _in_slot(self, job: TrainingJob, work_dir: Path, what: str,
                        work: Callable[[], Awaitable[None]]) -> None:
-        """Runs a job's work in its slot: failures in words, the slot and the work directory
-        freed whatever happens, the next job started."""
+        """Runs a job's work in its slot: failures in words, the work directory removed
+        whatever happens (the slot is freed when the task ends: `_start_next`)."""
         try:
             work_dir.mkdir(parents=True, exist_ok=True)
             await work()
@@ -286,8 +293,6 @@ class TrainingQueue:
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
             job.process = None
-            self._running -= 1
-            self._start_next()
 
     async def _train(self, job: TrainingJob, work_dir: Path) -> Path:
         last = await self._child(job, self.trainer, {"files": job.files,

@@ -103,6 +103,18 @@ async def test_cancelling_stops_a_running_and_a_queued_job(tmp_path: Path) -> No
     await q.close()
 
 
+async def test_a_job_cancelled_before_it_ran_frees_its_slot(tmp_path: Path) -> None:
+    """Cancelled in the same moment it got the slot (its task not yet started): the slot
+    came back never, and the workshop trained nothing more until it restarted."""
+    q = queue(tmp_path)
+    q.submit("shop-a", V1, NLU)
+    q.cancel(V1)
+    assert q.describe(q.jobs[V1])["error"] == "cancelled"
+    q.submit("shop-b", V2, NLU)
+    assert (await until(q, V2, "done", "failed"))["state"] == "done"
+    await q.close()
+
+
 async def test_a_model_trained_before_a_restart_is_not_trained_again(tmp_path: Path) -> None:
     q = queue(tmp_path)
     q.submit("shop-a", V1, NLU)
