@@ -160,8 +160,8 @@ class Worker:
                     log.warning("job progress not recorded", exc_info=True, extra=extra)
                     continue
                 if not ours:
-                    log.warning("job lease lost to another worker; stopping it here",
-                                extra=extra)
+                    log.info("job no longer ours (cancelled, or its lease taken over by "
+                             "another worker); stopping it here", extra=extra)
                     work.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await work

@@ -57,7 +57,7 @@ from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from core.db import Base, UtcDateTime, utcnow
 
-JOB_STATES = ("queued", "running", "done", "failed")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 FAMILIES = ("knowledge.", "model.")  # kinds' prefixes: one of a shop's family runs at a time
 ACTIVE = ("queued", "running")
 
