@@ -44,7 +44,6 @@ from admin_api import mail, people
 from admin_api.tables import (
     AdminSessionRow,
     AuditRow,
-    LoginFailureRow,
     MembershipRow,
     PasswordResetRow,
     ResetRequestRow,
@@ -231,16 +230,6 @@ async def check(sessions: async_sessionmaker, token: str) -> tuple[str, datetime
         return str(email), row.expires_at
 
 
-def _clear_failed_logins(email: str) -> Any:
-    """Every failed login counted for `email`, from any address: the person just proved they
-    read its mail, so a lockout someone else caused must not keep them out. The keys are
-    people.py's: `email:<email>`, and `ip:<address> email:<email>` since failures are counted
-    per email and address together."""
-    return delete(LoginFailureRow).where(or_(
-        LoginFailureRow.key == f"email:{email}",
-        LoginFailureRow.key.endswith(f" email:{email}", autoescape=True)))
-
-
 async def reset(sessions: async_sessionmaker, token: str, password: str) -> people.User:
     """Set the account's new password with a usable link: InvalidReset (404), ResetGone
     (410, also for a disabled account) or WeakPassword (422). The link is used up, the
@@ -264,7 +253,9 @@ async def reset(sessions: async_sessionmaker, token: str, password: str) -> peop
         ended = (await session.execute(select(func.count()).select_from(AdminSessionRow)
                                        .where(AdminSessionRow.user_id == user_id))).scalar_one()
         await session.execute(delete(AdminSessionRow).where(AdminSessionRow.user_id == user_id))
-        await session.execute(_clear_failed_logins(user.email))
+        # The person just proved they read the account's mail: a lockout someone else
+        # caused must not keep them out.
+        await people.forget_failures(session, user.email)
         shops = (await session.execute(select(MembershipRow.tenant_id).where(
             MembershipRow.user_id == user_id).order_by(MembershipRow.id))).scalars().all()
         session.add_all([AuditRow(tenant_id=tenant_id, actor=f"user:{user.email}",

@@ -620,6 +620,13 @@ def _failure_keys(email: str, address: str) -> tuple[str, str]:
     return f"ip:{address} email:{email}"[:300], f"ip:{address}"[:300]
 
 
+async def forget_failures(session: AsyncSession, email: str) -> None:
+    """Forget the failed logins of `email` from every address, in the caller's transaction
+    (its password was just reset through its mail: admin_api/passwords.py)."""
+    await session.execute(delete(LoginFailureRow).where(
+        LoginFailureRow.key.endswith(f" email:{normal_email(email)}", autoescape=True)))
+
+
 async def _throttle(session: AsyncSession, email: str, address: str) -> None:
     since = utcnow() - LOGIN_WINDOW
     pair, alone = _failure_keys(email, address)
