@@ -61,6 +61,10 @@ def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
 
     @app.before_server_start
     async def open_connections(app: Sanic) -> None:
+        if settings.smtp_url and not settings.admin_public_url:
+            log.warning("ADMIN_PUBLIC_URL is not set: password reset mails link to %s "
+                        "(admin_api/passwords.py); set it to the admin service's public origin",
+                        settings.admin_url)
         engine = create_engine(settings.database_url)
         app.ctx.engine = engine
         app.ctx.sessions = session_factory(engine)

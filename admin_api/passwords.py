@@ -9,8 +9,8 @@ answer has gone, so neither the answer nor its timing tells which emails have ac
 Requests are limited per email (3 an hour) and per client address (10 an hour), counted for
 unknown emails too (a refusal then tells nothing either), so nobody can flood someone's inbox
 with reset mails; the email is counted by its SHA-256, since strangers type addresses here.
-Behind a proxy, Sanic must be told to trust it (admin_api/routes/session.py `client_address`),
-or every request comes from the proxy's address and all of them share its 10 an hour.
+Behind a proxy, TRUSTED_PROXIES must say so (connectors/proxies.py), or every request comes
+from the proxy's address and all of them share its 10 an hour.
 
 A link carries a 256-bit random token; the table keeps its SHA-256 only (as invitations do,
 admin_api/people.py). It works once, for an hour, and a new request replaces the account's

@@ -539,8 +539,9 @@ class Settings(BotSettings):
             "details answer only on loopback, and public GET /health says ok or degraded only")
     admin_public_url: str | None = env_field(
         "ADMIN_PUBLIC_URL", url("http", "https"), used_by=("admin",),
-        doc="the admin service's public origin, for links in invitation emails; unset: the "
-            "origin of the request that sent the invitation")
+        doc="the admin service's public origin, for links in invitation and password reset "
+            "emails; unset: invitations use the origin of the request that sent them, resets "
+            "ADMIN_URL (a reset is asked for by anyone, who could choose the Host header)")
     smtp_url: str | None = env_field(
         "SMTP_URL", url("smtp", "smtps"), used_by=("admin",),
         doc="the platform's own mail (invitations, notices to shops): smtp[s]://user:pass@host:"

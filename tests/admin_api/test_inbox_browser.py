@@ -181,6 +181,16 @@ def option(page: Page, visitor: str) -> Any:
     return page.get_by_role("option").filter(has_text=visitor)
 
 
+def test_the_inbox_login_offers_a_password_reset(browser: Browser, inbox: Inbox) -> None:
+    with watched_page(browser, WAIT_MS) as page:
+        page.goto(f"{inbox.base}/app/inbox")
+        page.get_by_label("Email", exact=True).fill(ANN)
+        page.get_by_role("link", name="Forgot your password?").click()
+        expect(page.get_by_label("Your account's email")).to_have_value(ANN)
+        page.get_by_role("button", name="Email me a link").click()
+        expect(page.locator("#forgot-status")).to_contain_text("If an account exists")
+
+
 def test_the_inbox_carries_a_strict_policy(inbox: Inbox) -> None:
     for path in ("/app/inbox", "/app/inbox.js", "/app/inbox.css"):
         response = httpx.get(f"{inbox.base}{path}")
