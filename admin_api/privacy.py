@@ -154,7 +154,9 @@ class Selector:
 _UNUSABLE = {
     "email": "not an email address",
     "phone": "not a phone number: give it international, with the country code (+49…)",
-    "conversation": "not a conversation id: give the id the conversations list shows (c_…)",
+    "conversation": "not a conversation id: give the id the conversations list shows (c_…); "
+                    "a visitor's name there (v-…) is a pseudonym nothing can be found by, and "
+                    "an email, phone number or REST sender goes in its own field",
     "sender": "not a REST sender: at most 255 characters with the shop's id, without "
               "control characters",
 }
@@ -183,8 +185,11 @@ def _phone(raw: str | None) -> str | None:
 
 
 def _conversation(shop: str, raw: str | None) -> str | None:
+    """A sender id ("<channel>:<key>", the shop's id before it or not); anything without a
+    channel (an email, a v-… pseudonym typed into the wrong field) names no conversation,
+    which is said (422) rather than answered "nothing stored" (404)."""
     value = _usable(raw, 255)
-    if value is None:
+    if value is None or ":" not in value:
         return None
     return value if value.startswith(f"{shop}:") else f"{shop}:{value}"
 

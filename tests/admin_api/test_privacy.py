@@ -209,6 +209,20 @@ async def test_a_conversation_of_another_shop_is_never_touched(world: World) -> 
     assert status == 200 and data["conversations"] == [world.bystander]
 
 
+async def test_a_pseudonym_or_an_email_given_as_the_conversation_is_said_to_be_no_id(
+        world: World) -> None:
+    """The walkthrough: the conversations list names visitors v-…, and pasting that (or an
+    email) as the conversation answered 404 'nothing is stored', which an owner answering a
+    data request could pass on as the truth."""
+    for value in ("v-1f2e3d4c5b6a7980", EMAIL):
+        status, body = await world.admin.call("GET", "/privacy/export",
+                                              params={"conversation": value})
+        assert status == 422 and "pseudonym" in str(body) and "own field" in str(body), body
+        status, body = await world.admin.call("POST", "/privacy/erase",
+                                              json={"conversation": value})
+        assert status == 422 and "pseudonym" in str(body), body
+
+
 async def test_the_conversation_id_owners_see_exports_and_erases_it(world: World) -> None:
     """The id of GET /conversations (and of the inbox and webhook events) names the visitor;
     the walkthrough's owner erased with it and got 200 `deleted: 0` while the data stayed."""
