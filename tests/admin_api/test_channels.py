@@ -117,7 +117,9 @@ async def test_the_registrys_check_refuses_what_the_gateway_would(admin: Admin) 
     status, answer = await admin.call("PUT", "/channels/twilio", json={"credentials": {
         "account_sid": "AC1", "auth_token": SECRETS[0], "sms_numbers": "+15550001111"}})
     assert status == 422
-    assert answer["detail"] == ["twilio.sms_numbers must be a list of phone numbers"]
+    assert answer["detail"] == [
+        "twilio.sms_numbers must be a list of phone numbers, each with its country code "
+        "(+1 555 000 1111)"]
     assert SECRETS[0] not in json.dumps(answer)
     status, answer = await admin.call("PUT", "/channels/email", json={"credentials": {
         "address": "a@b.example", "inbound": "postmark", "smtp": {"host": "h"}}})

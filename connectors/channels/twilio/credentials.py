@@ -7,8 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 # A phone number as Twilio shows it, written any way ("+1 (555) 000-1111"): E.164 has 7 to 15
-# digits after its "+" (an optional "whatsapp:" prefix is Twilio's own address form).
-PHONE = re.compile(r"^(?:whatsapp:)?\+?[\d\s().-]+$")
+# digits after its "+" (an optional "whatsapp:" prefix is Twilio's own address form). The "+"
+# and country code are needed: Twilio's webhooks name the shop's number in E.164, and a number
+# saved as "555-0100" matched none of them (every message to it refused).
+PHONE = re.compile(r"^(?:whatsapp:)?\+[\d\s().-]+$")
+NUMBERS = "must be a list of phone numbers, each with its country code (+1 555 000 1111)"
 
 
 def phone_number(value: Any) -> bool:
@@ -27,5 +30,5 @@ def check(section: Mapping[str, Any]) -> list[str]:
         problems.append("twilio needs sms_numbers or whatsapp_numbers")
     for key, value in zip(("sms_numbers", "whatsapp_numbers"), numbers, strict=True):
         if value and not (isinstance(value, list) and all(phone_number(n) for n in value)):
-            problems.append(f"twilio.{key} must be a list of phone numbers")
+            problems.append(f"twilio.{key} {NUMBERS}")
     return problems
