@@ -6,6 +6,7 @@ tracker and privacy exports is a PCI problem for every shop: the gateway masks t
 visitors send before anything stores it (connectors/messages.py), and logs mask them in
 whatever they write (core/logs.py).
 
+A security code or an expiry date is hidden where a word names it ("cvv 123", "exp 12/29").
 A card number is 13 to 19 digits, grouped by spaces or dashes or not at all (not after a
 "+": that is a phone number), and passes the Luhn check (every issued card number does).
 In what visitors send the check leaves alone the long order and tracking numbers some shops
@@ -21,6 +22,11 @@ import re
 
 CARD_SHAPED = re.compile(r"(?<![\w+-])(?:\d[ -]?){12,18}\d(?![\w-])")
 SEPARATORS = re.compile(r"[ -]")
+# What a visitor types after the number: "cvv 123", "CVC: 0421", "exp 12/29", "valid thru
+# 03-2027". Named by its word, so any 3 digits elsewhere stay.
+SECURITY_CODE = re.compile(r"\b(cvv2?|cvc2?|csc|security code)(\W{0,3})\d{3,4}\b", re.I)
+EXPIRY = re.compile(r"\b(exp(?:iry|ires|iration)?(?: date)?|valid (?:thru|through|until))"
+                    r"(\W{0,3})\d{1,2}\s*[/-]\s*\d{2,4}\b", re.I)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -35,9 +41,11 @@ def luhn_valid(digits: str) -> bool:
 
 def mask(text: str, *, checked: bool = True) -> str:
     """`text` with each card number shown as "**** **** **** 1234" (`checked`: only numbers
-    that pass the Luhn check)."""
+    that pass the Luhn check), and a security code or expiry date named as one hidden."""
     if not any(char.isdigit() for char in text):
         return text
+    text = SECURITY_CODE.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    text = EXPIRY.sub(lambda m: f"{m.group(1)}{m.group(2)}**/**", text)
 
     def masked(match: re.Match[str]) -> str:
         digits = SEPARATORS.sub("", match.group())

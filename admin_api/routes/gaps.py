@@ -43,6 +43,7 @@ from admin_api.training.drafts import (
     read_contents,
     update_drafts,
 )
+from admin_api.visitor_text import masked
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class GapsQuery(RangeQuery, PageQuery):
 
 class GapOut(Model):
     id: str = Field(description="stays the same while the topic's question stands for it")
-    question: str = Field(description="the phrasing that stands for the topic")
+    question: str = Field(description="the phrasing that stands for the topic, its personal "
+                                      "data masked (emails, phone and card numbers)")
     count: int = Field(description="how many messages of the period belong to the topic")
     examples: list[str] = Field(description="suggested training examples: the topic's "
                                             "phrasings cleaned, without those training has")
@@ -132,7 +134,7 @@ async def list_gaps(call: Call[None, GapsQuery]) -> GapsOut:
                        page_size=query.page_size)
     found = await _gaps(call, entry)
     return GapsOut(ready=True, total=len(found), page=query.page, page_size=query.page_size,
-                   items=[GapOut(id=g.id, question=g.question, count=g.count,
+                   items=[GapOut(id=g.id, question=masked(g.question), count=g.count,
                                  examples=list(g.examples), suggested_intent=g.suggested_intent,
                                  intent_exists=g.intent_exists)
                           for g in found[query.offset:query.offset + query.page_size]])

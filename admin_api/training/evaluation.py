@@ -6,12 +6,9 @@ The version is compared with the shop's active version as it is when the trainin
 snapshot's drafts, so the workshop can compute that data set's held-out figures; cached there
 by fingerprint) or, when the shop serves the base model, with the base. The visitor messages
 are the shop's distinct visitor texts of the last DAYS days, newest first, at most
-MAX_MESSAGES, with emails, international phone numbers, card numbers and credentials masked by
-core/logs.py `redact` and phone numbers as written at home ("0151 / 123 456 78", "(555)
-123-4567": 7 or more digits with separators, not a date) by `mask_phone_numbers` before they
-leave this process: they come back as the routing change's examples, which GET /models/{id}
-shows to designers. A bare run of digits stays: order and tracking numbers look the same, and
-how the model routes them is what the comparison is about. Button payloads ("/affirm") are
+MAX_MESSAGES, with their personal data masked (admin_api/visitor_text.py) before they leave
+this process: they come back as the routing change's examples, which GET /models/{id} shows to
+designers. Button payloads ("/affirm") are
 left out: they name their intent and no model routes them differently.
 
 An evaluation never fails the version: the model trained, and a designer may still want it.
@@ -24,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -33,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from admin_api.training.models import get_active, get_version
+from admin_api.visitor_text import masked
 from admin_api.workshop import (
     Evaluation,
     TrainingConflict,
@@ -42,7 +39,6 @@ from admin_api.workshop import (
 )
 from core.conversations import MessageRow
 from core.db import utcnow
-from core.logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +51,6 @@ DEADLINE = 1800.0
 UNREACHABLE = 300.0  # as for training (admin_api/training/jobs.py)
 
 
-# Digits with separators between them, as people write their own number.
-_WRITTEN_PHONE = re.compile(r"(?<![\w+])\(?\d[\d ()./-]{5,}\d(?!\w)")
-_DATE = re.compile(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}")
-
-
-def mask_phone_numbers(text: str) -> str:
-    """Phone numbers written with separators -> "[phone]" (the module doc says which)."""
-    def mask(match: re.Match[str]) -> str:
-        number = match.group()
-        digits = sum(c.isdigit() for c in number)
-        if digits < 7 or number.isdigit() or _DATE.fullmatch(number):
-            return number
-        return "[phone]"
-
-    return _WRITTEN_PHONE.sub(mask, text)
 
 
 async def visitor_texts(sessions: async_sessionmaker, tenant_id: str, days: int = DAYS,
@@ -83,12 +64,12 @@ async def visitor_texts(sessions: async_sessionmaker, tenant_id: str, days: int 
                    MessageRow.created_at >= utcnow() - timedelta(days=days),
                    MessageRow.text.is_not(None), ~MessageRow.text.startswith("/"))
             .group_by(MessageRow.text).order_by(last.desc(), MessageRow.text).limit(cap))).all()
-    masked: dict[str, None] = {}  # two texts may mask to one
+    shown: dict[str, None] = {}  # two texts may mask to one
     for text, _ in rows:
-        cleaned = mask_phone_numbers(redact(" ".join(str(text).split())))
+        cleaned = masked(str(text))
         if cleaned:
-            masked.setdefault(cleaned, None)
-    return list(masked)
+            shown.setdefault(cleaned, None)
+    return list(shown)
 
 
 async def comparison(sessions: async_sessionmaker,

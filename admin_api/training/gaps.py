@@ -6,10 +6,12 @@ the shop and its representative question, so a topic keeps its id across calls w
 question stands for it (and another shop's id never matches). What is suggested:
 
 - examples: every phrasing of the topic, cleaned (`clean`): order numbers, emails, phone
-  numbers and links taken out (they are the visitor's, and a number in an example teaches
-  the order_number regex nothing), brackets dropped (Rasa would read `[..](..)` as an entity
-  annotation), spacing and stray punctuation trimmed; repeats folded; phrasings already in the
-  base or the shop's drafts left out (training has them); at most MAX_EXAMPLES;
+  numbers, cards (with their security codes and expiry dates) and links taken out (they are
+  the visitor's, and a number in an example teaches the order_number regex nothing),
+  brackets dropped (Rasa would read `[..](..)` as an entity annotation), spacing and stray
+  punctuation trimmed; repeats folded; phrasings already in the base or the shop's drafts
+  left out (training has them); at most MAX_EXAMPLES; the topic's question is shown masked
+  (admin_api/visitor_text.py);
 - an intent: the one NLU gave most of the topic's messages (more than half of them, as stored
   with each turn), when it exists (base or drafts) and is not a catch-all (nlu_fallback,
   out_of_scope, ask_question: those say only that NLU found no flow for it); otherwise a new
@@ -38,6 +40,7 @@ from admin_api.training.appending import add_examples, add_intent
 from admin_api.training.base import base_data
 from admin_api.training.nodes import DEFAULT_INTENTS, LOADER, NAME, Definitions
 from admin_api.training.reader import parse
+from core import cards
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ _LINK = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # Digits with separators (7 or more digits: `_long`): phone, card or tracking numbers.
 _PHONE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
 _ORDER = re.compile(r"#\s?\w+|(?<![\w#@.])\d{4,}(?![\w@])")  # patterns.yml: #?\d{4,8}
+_MASKED_CARD = re.compile(r"\*{4}(?: \*{4}){2} \d{4}")
 _BRACKETS = re.compile(r"[\[\]{}]")
 _EMPTY_PARENS = re.compile(r"\(\s*\)")
 _SPACE_BEFORE = re.compile(r"\s+([?!.,;:)])")
@@ -73,7 +77,9 @@ def gap_id(shop: str, question: str) -> str:
 
 def clean(text: str) -> str | None:
     """A visitor's message as a training example, or None when too little is left."""
-    cleaned = _EMAIL.sub(" ", text)
+    cleaned = cards.EXPIRY.sub(" ", cards.SECURITY_CODE.sub(" ", text))  # "cvv 123"
+    cleaned = _MASKED_CARD.sub(" ", cleaned)  # as the gateway keeps a card (core/cards.py)
+    cleaned = _EMAIL.sub(" ", cleaned)
     cleaned = _LINK.sub(" ", cleaned)
     cleaned = _PHONE.sub(_long, cleaned)
     cleaned = _ORDER.sub(" ", cleaned)

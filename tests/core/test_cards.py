@@ -29,3 +29,10 @@ def test_what_is_no_card_number_stays_as_typed(text: str) -> None:
 
 def test_luhn() -> None:
     assert luhn_valid("79927398713") and not luhn_valid("79927398710")
+
+
+def test_the_security_code_and_expiry_named_beside_it_are_hidden() -> None:
+    typed = "card 4111 1111 1111 1111 exp 12/29 cvv 123, valid thru 03-2027, CVC: 0421"
+    assert mask(typed) == ("card **** **** **** 1111 exp **/** cvv ***, valid thru **/**, "
+                           "CVC: ***")
+    assert mask("I ordered 123 items on 12/29") == "I ordered 123 items on 12/29"
