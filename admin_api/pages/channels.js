@@ -258,8 +258,11 @@ async function submitChannel(event, channel, spec, fields, status) {
 }
 
 async function disconnect(channel, button) {
+  const effect = channel.name === "rest"
+    ? "its reply callback is removed (the REST channel keeps answering its own requests)"
+    : "it stops answering within about 30 seconds";
   if (!window.confirm(`Disconnect ${channel.label}? Its stored credentials are deleted and `
-    + "it stops answering within about 30 seconds.")) return;
+    + `${effect}.`)) return;
   button.disabled = true;
   try {
     await api("DELETE", `/channels/${encodeURIComponent(channel.name)}`);

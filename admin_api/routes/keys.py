@@ -43,7 +43,8 @@ class IssuedKeyOut(KeyOut):
 @API.route("GET", "/keys", roles=OWNERS, query=PageQuery, response=Page[KeyOut],
            summary="List the shop's API keys")
 async def list_api_keys(call: Call[None, PageQuery]) -> Page[KeyOut]:
-    keys = await list_keys(call.ctx.sessions, call.shop)
+    """Newest first, as the owner page shows them: the key just made is on the first page."""
+    keys = (await list_keys(call.ctx.sessions, call.shop))[::-1]
     chosen = keys[call.query.offset:call.query.offset + call.query.page_size]
     return Page[KeyOut](items=[KeyOut.of(k) for k in chosen], total=len(keys),
                         page=call.query.page, page_size=call.query.page_size)
