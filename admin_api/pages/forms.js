@@ -73,8 +73,10 @@ function messagesOf(detail) {
 /** Puts a 422's messages next to the fields they name (`fields`: from `field`, whose
  * spec.path is the name the API uses, e.g. "smtp.host"; `section` is what our checks put
  * before it, e.g. "email"); the rest goes to `status`. Moves focus to the form's first field
- * in error. Returns how many messages found a field. */
-export function showFieldErrors(fields, status, detail, section = "") {
+ * in error. Returns how many messages found a field. `summary`: what `status` says when every
+ * message found its field. */
+export function showFieldErrors(fields, status, detail, section = "",
+  summary = "Not saved: see the marked fields.") {
   const unplaced = [];
   let placed = 0;
   for (const [loc, message] of messagesOf(detail)) {
@@ -87,8 +89,7 @@ export function showFieldErrors(fields, status, detail, section = "") {
     }
   }
   if (status) {
-    say(status, unplaced.length ? unplaced.join(" ")
-      : "Not saved: see the marked fields.", "error");
+    say(status, unplaced.length ? unplaced.join(" ") : summary, "error");
   }
   const first = fields.find((f) => !f.error.hidden); // in the form's order, as a person reads
   if (first) first.input.focus();

@@ -6,7 +6,7 @@
 // not stay in the browser's history or show on a shared screen; the page sends no Referer
 // (Referrer-Policy: no-referrer) either.
 
-import { api, say, setCsrf } from "./api.js";
+import { api, ApiError, say, setCsrf } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(window.location.search).get("token") || "";
@@ -26,6 +26,7 @@ async function lookUp(status) {
     say(status, error.detail || String(error), "error");
     $("invite-form").hidden = true;
     $("invite-hint").hidden = true;
+    $("invite-login").hidden = !(error instanceof ApiError && error.status === 410);
     return null;
   }
   $("invite-offer").textContent =

@@ -36,7 +36,8 @@ function refused(error, status) {
   if (error instanceof ApiError && error.status === 422) {
     const detail = error.body && error.body.detail;
     showFieldErrors([valueField()], status, typeof detail === "string"
-      ? [{ loc: [$("privacy-by").value], msg: detail }] : detail);
+      ? [{ loc: [$("privacy-by").value], msg: detail }] : detail, "",
+    "Nothing was looked up: see the marked field.");
   } else if (error instanceof ApiError && error.status === 404) {
     say(status, `Nothing found: ${error.detail}`);
   } else {

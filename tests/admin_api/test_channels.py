@@ -25,7 +25,8 @@ TWILIO = {"account_sid": "AC0123456789", "auth_token": SECRETS[0],
           "sms_numbers": ["+15550001111"]}
 META = {"app_secret": SECRETS[1], "verify_token": SECRETS[2], "access_token": SECRETS[3],
         "phone_number_id": "1098765"}
-EMAIL: dict[str, Any] = {"address": "support@demo.example", "inbound": "mailgun",
+EMAIL: dict[str, Any] = {"address": "support@demo.example", "from_name": "Demo Outfitters",
+         "inbound": "mailgun",
          "mailgun_signing_key": SECRETS[5],
          "smtp": {"host": "smtp.demo.example", "port": 587, "username": "bot",
                   "password": SECRETS[4], "starttls": True}}
@@ -87,6 +88,7 @@ async def test_an_owner_sets_every_channel_and_no_secret_comes_back(admin: Admin
     assert by_name["email"]["fields"]["smtp"] == {"host": "smtp.demo.example", "port": 587,
                                                   "username": "bot", "starttls": True}
     assert "smtp.password" in by_name["email"]["secret_fields"]
+    assert by_name["email"]["fields"]["from_name"] == "Demo Outfitters"  # a name, no secret
     assert by_name["rest"]["needs_credentials"] is False
 
     readable = await everything_readable(admin)

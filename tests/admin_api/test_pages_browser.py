@@ -328,6 +328,7 @@ def test_the_invitation_page_sets_a_password_and_the_new_person_logs_in(
     again.goto(link)  # said at once, before anyone types a password
     expect(again.get_by_role("alert")).to_contain_text("used already")
     expect(again.get_by_role("button", name="Join the shop")).to_be_hidden()
+    expect(again.get_by_role("link", name="Log in")).to_be_visible()
     again.context.close()
 
     fresh = browser.new_context().new_page()
