@@ -119,7 +119,11 @@ class PriceOut(Model):
     currency: str = Field(description="ISO code, lower case as Stripe gives it (usd)")
     interval: str | None = Field(description="day, week, month or year; null: one-time")
     interval_count: int = Field(description="intervals between charges (1: every month)")
-    metered: bool = Field(description="charged per unit used (conversations), not flat")
+    metered: bool = Field(description="charged per unit used, not flat")
+    meters: str | None = Field(
+        description="what a metered Price counts, named as the pricing's meters are: "
+                    "conversations or llm_tokens (its Stripe Billing Meter's event name); "
+                    "null: flat, or Stripe's Price names no meter of this deployment")
 
 
 class PlanOut(Model):
@@ -129,8 +133,8 @@ class PlanOut(Model):
         description="what price_id charges; null for a free plan, or when Stripe could not "
                     "say now (Checkout shows it)")
     usage_prices: list[PriceOut] = Field(
-        description="usage-based Prices Checkout adds to the flat one (per conversation), "
-                    "those Stripe could say now")
+        description="usage-based Prices Checkout adds to the flat one (`meters` says per "
+                    "what), those Stripe could say now")
     limits: LimitsOut
     current: bool = Field(description="the plan whose limits bind the shop now")
 
@@ -211,28 +215,42 @@ _PRICES: weakref.WeakKeyDictionary[StripeApi, dict[str, PriceOut]] = (
     weakref.WeakKeyDictionary())
 
 
-def _price_of(raw: dict[str, Any]) -> PriceOut:
+def _price_of(raw: dict[str, Any], meters: str | None) -> PriceOut:
     recurring = raw.get("recurring") or {}
     amount = raw.get("unit_amount")
     return PriceOut(amount=int(amount) if isinstance(amount, int) else None,
                     currency=str(raw.get("currency") or ""),
                     interval=recurring.get("interval"),
                     interval_count=int(recurring.get("interval_count") or 1),
-                    metered=recurring.get("usage_type") == "metered")
+                    metered=recurring.get("usage_type") == "metered", meters=meters)
 
 
-async def _price(api: StripeApi, price_id: str) -> PriceOut | None:
+async def _meter_of(api: StripeApi, raw: dict[str, Any], events: dict[str, str]) -> str | None:
+    """Which of the pricing's meters (conversations, llm_tokens) a metered Price bills from:
+    Stripe's Price names its Billing Meter, whose event name is the one billing/meters.py
+    reports to. The plan file only lists a plan's metered Prices, so this is the one place
+    that says per what an owner pays; a Price of no meter of ours is None ("per unit")."""
+    meter_id = (raw.get("recurring") or {}).get("meter")
+    if not meter_id:
+        return None
+    meter = (await api.client.v1.billing.meters.retrieve_async(str(meter_id))).to_dict()
+    return next((name for name, event in sorted(events.items())
+                 if event == meter.get("event_name")), None)
+
+
+async def _price(api: StripeApi, price_id: str, events: dict[str, str]) -> PriceOut | None:
     known = _PRICES.setdefault(api, {})
     if price_id in known:
         return known[price_id]
     try:
-        found = await api.client.v1.prices.retrieve_async(price_id)
+        raw = (await api.client.v1.prices.retrieve_async(price_id)).to_dict()
+        meters = await _meter_of(api, raw, events)
     except stripe.StripeError as exc:
         log.warning("stripe price read failed", extra={
             "price_id": price_id, "stripe_error": type(exc).__name__,
             "http_status": exc.http_status})
         return None
-    known[price_id] = _price_of(found.to_dict())
+    known[price_id] = _price_of(raw, meters)
     return known[price_id]
 
 
@@ -243,7 +261,8 @@ async def _prices(call: Call[Any, Any], plans: list[Plan]) -> dict[str, PriceOut
                      if p})
     if api is None or not wanted:
         return {}
-    found = await asyncio.gather(*(_price(api, price_id) for price_id in wanted))
+    events = call.ctx.billing.pricing.meters
+    found = await asyncio.gather(*(_price(api, price_id, events) for price_id in wanted))
     return {price_id: price for price_id, price in zip(wanted, found, strict=True)
             if price is not None}
 
