@@ -43,7 +43,8 @@ async function start() {
   wireAnalytics();
   wirePeople();
   wireBilling();
-  const kit = { failed, pager, pageSize: PAGE_SIZE, loaders: LOADERS };
+  const kit = { failed, pager, pageSize: PAGE_SIZE, loaders: LOADERS, refreshers: REFRESHERS,
+    conversationsChanged: refreshConversations };
   wireChannels(kit);
   wireDevelopers(kit);
   wireAudit(kit);
@@ -136,6 +137,11 @@ function failed(node, error) {
 // Tabs (WAI-ARIA tabs pattern: arrows move between tabs)
 
 const LOADERS = {};
+// What a tab shown again reloads: its list's current page only (one call), so what changed
+// meanwhile shows (a designer who joined listed as "invited", an erased conversation still
+// listed: walkthrough). Tabs whose forms hold unsaved edits (settings, texts, channels) keep
+// what they show; training refreshes itself (training.js).
+const REFRESHERS = {};
 
 function showTab(name) {
   for (const tab of document.querySelectorAll('[role="tab"]')) {
@@ -150,6 +156,8 @@ function showTab(name) {
   if (!state.loaded.has(name) && LOADERS[name]) {
     state.loaded.add(name);
     LOADERS[name]();
+  } else if (state.loaded.has(name) && REFRESHERS[name]) {
+    REFRESHERS[name]();
   }
 }
 
@@ -571,6 +579,7 @@ async function followJob(id, doneMessage = null) {
 
 function wireKnowledge() {
   LOADERS.knowledge = () => loadKnowledge(1);
+  REFRESHERS.knowledge = () => loadKnowledge();
   $("knowledge-text-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const status = $("knowledge-status");
@@ -734,8 +743,24 @@ function openOlder(conversation, row, before) {
   return openTranscript(conversation, row, before);
 }
 
+/** The list's current page again, and the open transcript closed when its conversation is
+ * gone (erased here or by another owner, or past the shop's retention). */
+async function refreshConversations() {
+  await loadConversations();
+  if ($("transcript").hidden || !state.transcript) return;
+  try {
+    await api("GET", `/conversations/${encodeURIComponent(state.transcript)}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      $("transcript").hidden = true;
+      state.transcript = null;
+    }
+  }
+}
+
 function wireConversations() {
   LOADERS.conversations = () => loadConversations(1);
+  REFRESHERS.conversations = refreshConversations;
   $("transcript-privacy").addEventListener("click", () => {
     privacyFor(state.transcript);
     $("privacy-value").focus();
@@ -930,6 +955,7 @@ async function loadPeople(page = peoplePage) {
 
 function wirePeople() {
   LOADERS.people = () => loadPeople(1);
+  REFRESHERS.people = () => loadPeople();
   $("people-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const status = $("people-status");
@@ -1104,14 +1130,19 @@ function choosePlan(plan) {
 }
 
 const EVERY = { day: "a day", week: "a week", month: "a month", year: "a year" };
+// What a metered Price counts (its `meters`, the pricing's meter names), as an owner says it.
+// A Price that names none of ours stays "per unit used": the page never guesses the unit.
+const PER = { conversations: "per conversation", llm_tokens: "per LLM token" };
 
-/** "$29.00 a month", "$0.01 per unit used, billed monthly" (a Price of GET /billing/plans). */
+/** "$29.00 a month", "$0.01 per conversation, billed monthly" (a Price of GET
+ * /billing/plans). */
 function priceText(price) {
   if (price.amount === null || price.amount === undefined) return "tiered (see Stripe)";
   const amount = money(price.amount, price.currency);
   const every = !price.interval ? "once" : price.interval_count > 1
     ? `every ${price.interval_count} ${price.interval}s` : EVERY[price.interval] || price.interval;
-  return price.metered ? `${amount} per unit used, billed ${price.interval_count > 1 ? every
+  const per = PER[price.meters] || "per unit used";
+  return price.metered ? `${amount} ${per}, billed ${price.interval_count > 1 ? every
     : `${price.interval}ly`}` : `${amount} ${every}`;
 }
 
@@ -1242,6 +1273,7 @@ function checkoutReturn() {
 function wireBilling() {
   checkoutReturn();
   LOADERS.billing = openBilling;
+  REFRESHERS.billing = () => loadBilling({ quiet: true });
   $("billing-portal").addEventListener("click", async (event) => {
     const button = event.currentTarget;
     const status = $("billing-status");

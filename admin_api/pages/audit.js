@@ -28,12 +28,49 @@ function compact(value) {
   return Object.entries(value).map(([key, inner]) => `${key}: ${compact(inner)}`).join("; ");
 }
 
-/** What changed, in a line: "before → after", or either alone. */
-function changeText(entry) {
-  const before = compact(entry.before);
-  const after = compact(entry.after);
-  if (before && after) return `${before} → ${after}`;
-  return after || (before ? `was ${before}` : "");
+const LONG = 80; // characters of one value shown in the row; the rest behind "Show all"
+
+const isRecord = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+const cut = (text) => (text.length > LONG ? `${text.slice(0, LONG - 1)}…` : text);
+
+/** What changed, a line a field: "field: before → after", "field: after" (new) or
+ * "field: was before" (gone). A record of no fields (before/after not objects) is one line. */
+function changeLines(entry) {
+  const { before, after } = entry;
+  if (!isRecord(before) && !isRecord(after)) {
+    const [was, now] = [compact(before), compact(after)];
+    if (was && now) return [["", was, now]];
+    return now ? [["", "", now]] : was ? [["", was, ""]] : [];
+  }
+  const was = isRecord(before) ? before : {};
+  const now = isRecord(after) ? after : {};
+  return [...new Set([...Object.keys(was), ...Object.keys(now)])]
+    .map((key) => [key, compact(was[key]), compact(now[key])])
+    .filter(([, old, fresh]) => old !== fresh || !isRecord(before) || !isRecord(after));
+}
+
+function lineText([key, was, now], shorten) {
+  const show = shorten ? cut : (text) => text;
+  const change = was && now ? `${show(was)} → ${show(now)}` : now ? show(now)
+    : `was ${show(was)}`;
+  return key ? `${key}: ${change}` : change;
+}
+
+/** The Details cell: the changes a line each, wrapping; long values cut short, with the
+ * whole entry behind a "Show all" disclosure (a text's variants run to paragraphs). The
+ * cell once ran them into one line the table squeezed to a few characters a line. */
+function changeCell(entry) {
+  const lines = changeLines(entry);
+  const shown = lines.slice(0, 3);
+  const list = el("ul", { class: "changes" }, shown.map((line) => el("li", {},
+    lineText(line, true))));
+  const cutShort = lines.length > shown.length
+    || shown.some((line) => lineText(line, true) !== lineText(line, false));
+  const all = cutShort ? el("details", {}, el("summary", {}, lines.length > shown.length
+    ? `Show all ${lines.length} changes` : "Show all"),
+  el("ul", { class: "changes" }, lines.map((line) => el("li", {}, lineText(line, false)))))
+    : null;
+  return el("td", { class: "change", "data-label": "Details" }, lines.length ? list : null, all);
 }
 
 function query(page) {
@@ -48,10 +85,14 @@ async function loadAudit(page = auditPage) {
   say(status, "Loading…");
   try {
     const answer = await api("GET", "/audit", { query: query(page) });
+    // data-label: a phone shows each entry as a block of labelled lines (app.css).
     const rows = answer.items.map((entry) => el("tr", {},
-      el("td", {}, el("time", { datetime: entry.created_at }, when(entry.created_at))),
-      el("td", {}, entry.actor), el("td", {}, el("code", {}, entry.action)),
-      el("td", {}, entry.target || ""), el("td", { class: "change" }, changeText(entry))));
+      el("td", { "data-label": "When" }, el("time", { datetime: entry.created_at },
+        when(entry.created_at))),
+      el("td", { "data-label": "Who", class: "long" }, entry.actor),
+      el("td", { "data-label": "Change" }, el("code", {}, entry.action)),
+      el("td", { "data-label": "What", class: "long" }, entry.target || ""),
+      changeCell(entry)));
     $("audit-table").tBodies[0].replaceChildren(...rows);
     kit.pager($("audit-pager"), answer, loadAudit);
     say(status, rows.length ? `${answer.total} entr${answer.total === 1 ? "y" : "ies"}.`
@@ -61,12 +102,14 @@ async function loadAudit(page = auditPage) {
   }
 }
 
-/** `tabKit`: the owner page's shared pieces (app.js): failed, pager, pageSize, loaders. */
+/** `tabKit`: the owner page's shared pieces (app.js): failed, pager, pageSize, loaders,
+ * refreshers. */
 export function wireAudit(tabKit) {
   kit = tabKit;
   const kinds = $("audit-action");
   kinds.replaceChildren(...KINDS.map(([value, text]) => el("option", { value }, text)));
   kit.loaders.audit = () => loadAudit(1);
+  kit.refreshers.audit = () => loadAudit();
   $("audit-form").addEventListener("submit", (event) => {
     event.preventDefault();
     loadAudit(1);

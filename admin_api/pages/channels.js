@@ -194,6 +194,27 @@ function changesOf(fields) {
   return credentials;
 }
 
+/** Where a card says it was saved or disconnected (under its facts, outside the form that
+ * closes on saving). */
+function cardStatus() {
+  return el("p", { class: "message card-status", role: "status", tabindex: "-1" });
+}
+
+/** A change's outcome in its channel's card (rebuilt by loadChannels), with the focus moved
+ * there so it is seen and read out where the person clicked: on the panel's status line it
+ * was written above the visible part of the page, and nothing seemed to happen. */
+function sayInCard(name, text, kind) {
+  const card = $("channels-list").querySelector(`article[data-channel="${name}"]`);
+  const note = card && card.querySelector(".card-status");
+  if (!note) {
+    say($("channels-status"), text, kind);
+    return;
+  }
+  say($("channels-status"), "");
+  say(note, text, kind);
+  note.focus();
+}
+
 function channelCard(channel) {
   const spec = FORMS[channel.name];
   const [state, kind] = stateOf(channel);
@@ -207,7 +228,8 @@ function channelCard(channel) {
     + "tag with this key into your shop's pages.") : null,
   facts(channel, spec),
   channel.problems.length && (channel.secret_fields.length || Object.keys(channel.fields).length)
-    ? el("ul", { class: "problems error" }, channel.problems.map((p) => el("li", {}, p))) : null);
+    ? el("ul", { class: "problems error" }, channel.problems.map((p) => el("li", {}, p))) : null,
+  cardStatus());
   if (!spec) return card;
   const stored = channel.secret_fields.length || Object.keys(channel.fields).length;
   const fields = formFields(spec.fields, channel);
@@ -243,9 +265,9 @@ async function submitChannel(event, channel, spec, fields, status) {
   try {
     const saved = await api("PUT", `/channels/${encodeURIComponent(channel.name)}`,
       { json: { credentials } });
-    say($("channels-status"), `${channel.label}: saved${saved.configured ? ", connected" : ""}.`,
-      "ok");
     await loadChannels();
+    sayInCard(channel.name, `${channel.label}: saved${saved.configured ? ", connected" : ""}.`,
+      "ok");
   } catch (error) {
     if (error instanceof ApiError && error.status === 422) {
       showFieldErrors(fields, status, error.body && error.body.detail, spec.section);
@@ -266,8 +288,8 @@ async function disconnect(channel, button) {
   button.disabled = true;
   try {
     await api("DELETE", `/channels/${encodeURIComponent(channel.name)}`);
-    say($("channels-status"), `${channel.label}: disconnected.`, "ok");
     await loadChannels();
+    sayInCard(channel.name, `${channel.label}: disconnected.`, "ok");
   } catch (error) {
     kit.failed($("channels-status"), error);
     button.disabled = false;
@@ -287,7 +309,7 @@ function backendCard(channel) {
   el("p", { class: "hint" }, "Where the bot looks up order status and returns."),
   facts(channel, BACKENDS[current]),
   channel.problems.length ? el("ul", { class: "problems error" },
-    channel.problems.map((p) => el("li", {}, p))) : null);
+    channel.problems.map((p) => el("li", {}, p))) : null, cardStatus());
   const choice = field({ name: "backend", label: "Shop platform", type: "select",
     options: Object.entries(BACKENDS).map(([name, b]) => [name, b.label]) });
   choice.input.value = current;
@@ -323,8 +345,8 @@ function backendCard(channel) {
     }
     try {
       await api("PUT", "/channels/order_backend", { json: body });
-      say($("channels-status"), `Orders: ${BACKENDS[backend].label} saved.`, "ok");
       await loadChannels();
+      sayInCard("order_backend", `Orders: ${BACKENDS[backend].label} saved.`, "ok");
     } catch (error) {
       if (error instanceof ApiError && error.status === 422) {
         showFieldErrors([choice, ...fields], status, error.body && error.body.detail, backend);

@@ -248,10 +248,12 @@ function wireHooks() {
   });
 }
 
-/** `tabKit`: the owner page's shared pieces (app.js): failed, pager, pageSize, loaders. */
+/** `tabKit`: the owner page's shared pieces (app.js): failed, pager, pageSize, loaders,
+ * refreshers. */
 export function wireDevelopers(tabKit) {
   kit = tabKit;
   wireKeys();
   wireHooks();
   kit.loaders.developers = () => Promise.all([loadKeys(1), loadHooks(1)]);
+  kit.refreshers.developers = () => Promise.all([loadKeys(), loadHooks()]);
 }

@@ -98,6 +98,7 @@ async function eraseVisitor() {
     const erased = await api("POST", "/privacy/erase", { json: query });
     say(status, `Erased: ${counted(erased.deleted)} deleted.`, "ok");
     $("privacy-download").hidden = true;
+    await kit.conversationsChanged(); // the erased conversations leave the list at once
   } catch (error) {
     refused(error, status);
   }
@@ -111,7 +112,8 @@ export function privacyFor(conversationId) {
   clearErrors([valueField()], $("privacy-status"));
 }
 
-/** `tabKit`: the owner page's shared pieces (app.js): failed. Shown to owners only. */
+/** `tabKit`: the owner page's shared pieces (app.js): failed, conversationsChanged. Shown to
+ * owners only. */
 export function wirePrivacy(tabKit) {
   kit = tabKit;
   $("privacy-form").addEventListener("submit", (event) => {

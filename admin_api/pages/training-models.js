@@ -13,6 +13,12 @@ const $ = (id) => document.getElementById(id);
 const PAGE = 10;
 const POLL_MS = 700;
 const UNDER_WAY = new Set(["queued", "training"]);
+const NO_VERSIONS = "No versions yet: the shop's bot uses the base model.";
+// Held-out examples of an intent below which its scores say little: one example more or less
+// right moves its F1 by 0.2 or more (a new intent of 14 examples holds out 2, and showed F1
+// 0.00 while it answered every phrasing live: walkthrough).
+const FEW = 5;
+const FEW_HELD_OUT = 50; // in all: below it, accuracy and macro F1 swing with each example
 
 let tk = null;
 let modelsPage = 1;
@@ -50,6 +56,8 @@ async function train() {
   const button = $("training-train");
   button.disabled = true;
   say(status, "Checking the drafts, then training…");
+  delete status.dataset.about;
+  say($("models-status"), ""); // what it said (activated, deleted…) was about before this
   try {
     const created = await api("POST", "/models");
     tk.showProblems([]);
@@ -59,9 +67,13 @@ async function train() {
   } catch (error) {
     if (error instanceof ApiError && error.status === 422 && error.body
         && Array.isArray(error.body.errors)) {
+      // In words, not the API's detail (which names the API's own paths for scripts).
+      const count = error.body.errors.length;
       tk.showProblems(error.body.errors);
-      say(status, `Not trained: ${error.detail}. Each error below opens its draft at its line.`,
-        "error");
+      status.dataset.about = "drafts"; // training.js: stale once a draft changes
+      say(status, count ? `Not trained: ${count} error${count === 1 ? "" : "s"} in the drafts `
+        + "to fix first; each below opens its draft at its line."
+        : "Not trained: there are no drafts yet; start one under “New draft”.", "error");
     } else if (error instanceof ApiError && error.status === 409 && error.body && error.body.id) {
       say(status, `Not trained: ${short(error.body.id)} is training; it is shown below.`, "error");
       follow(error.body.id);
@@ -96,6 +108,7 @@ async function follow(id) {
     if (!UNDER_WAY.has(model.state)) {
       box.hidden = true;
       following = null;
+      say($("validate-status"), ""); // "Training version …": over, the line below says how
       const [text, kind] = {
         ready: [`${short(id)} is ready: read its details below, then activate it.`, "ok"],
         failed: [`${short(id)} failed: ${model.error || "no reason given"}`, "error"],
@@ -192,7 +205,9 @@ export async function loadModels({ page = modelsPage, quiet = false } = {}) {
     $("models-table").tBodies[0].replaceChildren(...rows);
     tk.pager($("models-pager"), answer, (next) => loadModels({ page: next }));
     if (!quiet && !answer.total) {
-      say(status, "No versions yet: the shop's bot uses the base model.");
+      say(status, NO_VERSIONS);
+    } else if (answer.total && status.textContent === NO_VERSIONS) {
+      say(status, ""); // one was trained since
     }
     const underWay = answer.items.find((m) => UNDER_WAY.has(m.state));
     if (underWay && following !== underWay.id && tk.visible()) follow(underWay.id);
@@ -266,19 +281,35 @@ function heldOut(evaluation, against) {
   const rows = Object.entries(candidate.intents).sort(([a], [b]) => a.localeCompare(b))
     .map(([intent, s]) => {
       const old = before.intents[intent];
-      return el("tr", {}, el("th", { scope: "row" }, intent),
+      const few = s.support < FEW;
+      return el("tr", { class: few ? "few" : undefined }, el("th", { scope: "row" }, intent,
+        few ? el("div", { class: "hint" }, `${s.support} held-out example${
+          s.support === 1 ? "" : "s"}: too few to judge these scores`) : null),
         el("td", { class: "num" }, score(s.precision)), el("td", { class: "num" }, score(s.recall)),
         el("td", { class: "num" }, score(s.f1)),
         el("td", { class: "num" }, old ? score(old.f1) : "–"),
         el("td", { class: "num" }, String(s.support)));
     });
+  const few = Object.values(candidate.intents).filter((s) => s.support < FEW).length;
+  const caveats = [];
+  if (candidate.examples < FEW_HELD_OUT) {
+    caveats.push(`Only ${candidate.examples} example${candidate.examples === 1 ? " was" : "s were"}`
+      + " held out: these figures move a lot with each one.");
+  }
+  if (few) {
+    caveats.push(`${few === 1 ? "One intent has" : `${few} intents have`} fewer than ${FEW} `
+      + "held-out examples (marked): too few to judge, and each counts as much as any other in "
+      + "macro F1, so a low score there can pull it down while the intent works. Try such an "
+      + "intent in a conversation before judging the version.");
+  }
   return [el("h4", {}, "Intents on held-out examples"),
     el("p", { class: "hint" }, `Accuracy ${percent(candidate.accuracy)} (${against}: `
       + `${percent(before.accuracy)}), macro F1 ${score(candidate.macro_f1)} (${against}: `
       + `${score(before.macro_f1)}), ${candidate.examples} examples held out of training.`),
+    caveats.length ? el("p", { class: "small-sample" }, caveats.join(" ")) : null,
     table("Precision, recall and F1 per intent", [["Intent"], ["Precision", 1], ["Recall", 1],
       ["F1", 1], [`F1 of ${against}`, 1], ["Examples", 1]], rows,
-    "No intent has enough examples to be scored (5 or more).")];
+    `No intent has enough examples to be scored (${FEW} or more).`)];
 }
 
 function storyTests(tests, against) {
@@ -334,7 +365,8 @@ async function showDetails(id) {
       ["Started by", model.created_by], ["Started", when(model.created_at)],
       ["Finished", when(model.finished_at)], ["Training time", seconds(model.training_seconds)],
       ["Size", size(model.size_bytes)],
-      ["Drafts trained", model.files.map((f) => f.file).join(", ")],
+      [model.state === "ready" ? "Drafts trained" : "Drafts given", model.files.map((f) =>
+        f.file).join(", ")],
       ["Fingerprint", model.fingerprint]]),
     evaluationPart(model));
     section.hidden = false;

@@ -159,6 +159,7 @@ function showEditor(kind, name, isNew) {
   $("draft-delete").hidden = isNew;
   $("draft-problems").replaceChildren();
   say($("draft-status"), "");
+  say($("training-status"), ""); // "Deleted …": about the draft that was open
   showDrafts();
 }
 
@@ -205,6 +206,7 @@ async function saveDraft() {
     $("draft-delete").hidden = false;
     const problems = saved.problems || [];
     showList($("draft-problems"), problems, "error");
+    checkedBefore();
     say(status, problems.length ? `Saved, with ${problems.length} problem${
       problems.length === 1 ? "" : "s"} to fix before training (listed below).` : "Saved.",
     problems.length ? "error" : "ok");
@@ -226,6 +228,7 @@ async function deleteDraft() {
     state.open = null;
     editor.load("");
     $("draft-editor").hidden = true;
+    checkedBefore();
     say($("training-status"), `Deleted ${file}.`, "ok");
     await loadDrafts();
     $("drafts-title").focus();
@@ -300,10 +303,21 @@ export function showProblems(errors, warnings = []) {
   showList($("validate-warnings"), warnings, "warning");
 }
 
+/** A draft changed: validation's verdict (or a refused training's) was about the drafts as
+ * they were, so it says so rather than standing as if it were current. */
+function checkedBefore() {
+  const status = $("validate-status");
+  if (status.dataset.about !== "drafts") return;
+  delete status.dataset.about;
+  say(status, "The drafts changed since this check: validate again to see where they stand "
+    + "(the list below is from before).");
+}
+
 async function validateAll() {
   const status = $("validate-status");
   const button = $("training-validate");
   button.disabled = true;
+  status.dataset.about = "drafts";
   say(status, "Checking every draft (ours, then Rasa's own checks)…");
   // Validation reads the stored drafts: an editor's unsaved text is not what it checks.
   const unsaved = state.open && editor.dirty ? ` (${fileOf(state.open.kind, state.open.name)}`

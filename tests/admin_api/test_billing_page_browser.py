@@ -38,6 +38,7 @@ from core.db import create_engine, session_factory, utcnow
 from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID
 from knowledge.tables import KnowledgeDocumentRow
+from tests.admin_api.test_billing import meter_usage_prices
 from tests.admin_api.test_pages_browser import OWNER, WAIT_MS, admin_process, prepare
 from tests.browser import chromium, require_chromium, watched_page
 from tests.databases import migrated_url
@@ -125,9 +126,10 @@ def billed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billed]:
     database_url = migrated_url("sqlite", root)
     password = asyncio.run(prepare(database_url, root / "dev.env"))
     asyncio.run(add_people_and_documents(database_url))
-    with stripe_in_a_thread() as fake, admin_process(
+    with pytest.MonkeyPatch.context() as patch, stripe_in_a_thread() as fake, admin_process(
             root, database_url, STRIPE_API_KEY=fake.api_key,
             STRIPE_API_BASE=fake.base_url) as base:
+        meter_usage_prices(patch)  # its usage Price counts conversations, as Stripe says
         yield Billed(base, password, database_url, fake)
 
 
@@ -183,6 +185,9 @@ def test_an_owner_sees_the_free_plan_and_buys_starter_on_stripe(
     expect(plans.nth(0)).to_contain_text("current plan")
     expect(plans.nth(0).get_by_role("button")).to_have_count(0)
     expect(plans.nth(2)).to_contain_text("no limit")  # pro: channels and agents
+    # What its usage price counts, in words (it said "$0.01 per unit used").
+    expect(plans.nth(2).locator("td.price")).to_contain_text(
+        "$99.00 a monthplus usage: $0.01 per conversation, billed monthly")
     expect(page.locator("#billing-invoices-note")).to_have_text("No invoices yet.")
 
     # One agent more than the free plan allows: the 402's detail, and a way to the plans.

@@ -20,6 +20,7 @@ import asyncio
 import re
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ pytestmark = pytest.mark.integration
 WAIT_MS = 10_000
 DESIGNER = "designer@demo.example"
 AGENT = "agent@demo.example"
+JOINED = "joined@demo.example"
 VISITOR = f"{DEMO_TENANT_ID}:web:privacy-visitor"
 AUTH_TOKEN = "tw-auth-" + secrets.token_hex(8)
 
@@ -51,6 +53,18 @@ class Served:
     base: str
     owner_password: str
     password: str  # the designer's and the agent's
+    database_url: str
+
+
+async def add_member(database_url: str, email: str) -> None:
+    """`email` joins the demo shop as a designer (as accepting an invitation leaves it)."""
+    engine = create_engine(async_database_url(database_url))
+    try:
+        sessions = session_factory(engine)
+        await people.set_password(sessions, email, secrets.token_urlsafe(12), create=True)
+        await people.ensure_member(sessions, DEMO_TENANT_ID, email, "designer")
+    finally:
+        await engine.dispose()
 
 
 async def prepare(database_url: str, dev_env: Path, password: str) -> str:
@@ -96,7 +110,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     password = secrets.token_urlsafe(12)
     owner_password = asyncio.run(prepare(database_url, root / "dev.env", password))
     with admin_process(root, database_url) as base:
-        yield Served(base, owner_password, password)
+        yield Served(base, owner_password, password, database_url)
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +159,13 @@ def connect_twilio(page: Page) -> None:
 
     sid.fill("AC0123456789")
     form.get_by_role("button", name="Connect").click()
-    expect(page.locator("#channels-status")).to_have_text("Twilio: saved, connected.")
+    # Said in the card, where the person is, with the focus there (the panel's own status
+    # line is above the visible part of the page once a card lower down is saved).
     twilio = page.locator('article[data-channel="twilio"]')
+    saved = twilio.locator(".card-status")
+    expect(saved).to_have_text("Twilio: saved, connected.")
+    expect(saved).to_be_focused()
+    expect(saved).to_be_in_viewport()
     expect(twilio.locator(".badge")).to_have_text("connected")
     expect(twilio.locator(".facts")).to_contain_text("+1 555 000 1111")
     expect(twilio.locator(".facts")).to_contain_text("Auth token (never shown)")
@@ -156,7 +175,7 @@ def connect_twilio(page: Page) -> None:
 
     said = accept_next_dialog(page)
     twilio.get_by_role("button", name="Disconnect Twilio").click()
-    expect(page.locator("#channels-status")).to_have_text("Twilio: disconnected.")
+    expect(twilio.locator(".card-status")).to_have_text("Twilio: disconnected.")
     expect(page.locator('article[data-channel="twilio"] .badge')).to_have_text("not connected")
     assert said and "Disconnect Twilio" in said[0]
 
@@ -223,6 +242,12 @@ def read_the_audit_log(page: Page) -> None:
     page.get_by_role("button", name="Show").click()
     expect(rows).to_have_count(2)
     expect(page.locator("#audit-status")).to_have_text("2 entries.")
+    # Details a line per field, given the width to read them (they were squeezed to a few
+    # characters a line by the long ids beside them).
+    created = rows.filter(has_text="key.create").locator("td.change li")
+    expect(created).to_have_text(["name: order system", "role: rest"])
+    box = created.first.bounding_box()
+    assert box and box["width"] >= 200, box
 
 
 def export_and_erase_a_visitor(page: Page) -> None:
@@ -244,6 +269,10 @@ def export_and_erase_a_visitor(page: Page) -> None:
     expect(status).to_contain_text("Erased: ")
     expect(status).to_contain_text("2 messages")
     assert said and "cannot be undone" in said[0]
+    # The erased conversation leaves the list and its transcript closes, without a Search.
+    expect(page.locator("#conversations-table tbody tr", has_text="Noted.")).to_have_count(0)
+    expect(page.locator("#conversations-table tbody tr", has_text="hello")).to_have_count(1)
+    expect(page.locator("#transcript")).to_be_hidden()
     page.get_by_role("button", name="Export", exact=True).click()
     expect(status).to_contain_text("Nothing found: nothing is stored about this visitor")
 
@@ -262,9 +291,23 @@ def page_through_texts(page: Page) -> None:
     expect(page.locator("#texts-pager")).to_be_empty()  # one page of matches
 
 
+def see_people_join(page: Page, served: Served) -> None:
+    """A tab shown again lists what changed meanwhile: someone who joined since People was
+    last shown is listed (People once kept showing an invitee as invited after she joined)."""
+    page.get_by_role("tab", name="People").click()
+    expect(page.locator("#people-table tbody tr", has_text=DESIGNER)).to_be_visible()
+    expect(page.locator("#people-table tbody tr", has_text=JOINED)).to_have_count(0)
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API runs a loop in this thread
+        pool.submit(asyncio.run, add_member(served.database_url, JOINED)).result(30)
+    page.get_by_role("tab", name="Channels").click()
+    page.get_by_role("tab", name="People").click()
+    expect(page.locator("#people-table tbody tr", has_text=JOINED)).to_contain_text("active")
+
+
 def test_an_owner_manages_channels_keys_webhooks_audit_and_privacy_on_the_page(
         served: Served, page: Page) -> None:
     log_in(page, served.base, DEMO_OWNER_EMAIL, served.owner_password)
+    see_people_join(page, served)
     connect_twilio(page)
     create_and_revoke_a_key(page)
     add_a_webhook(page)
@@ -283,6 +326,11 @@ def fits_a_phone(page: Page) -> None:
         expect(page.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (tab, width)
+        if tab == "Audit log":  # each entry a block: its details get the phone's width
+            details = page.locator("#audit-table td.change li").first
+            expect(details).to_be_visible()
+            box = details.bounding_box()
+            assert box and box["width"] >= 250, box
 
 
 @pytest.mark.parametrize(("email", "first_tab"), [(DESIGNER, "Texts"),

@@ -150,6 +150,11 @@ def write_a_broken_draft_and_fix_it(page: Page) -> None:
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#draft-status")).to_contain_text("Saved, with 1 problem")
     expect(page.get_by_role("button", name="nlu/bikes.yml", exact=True)).to_be_visible()
+    # Training refused, in words (the API's detail names its own paths, for scripts).
+    page.get_by_role("button", name="Train a new version").click()
+    expect(page.locator("#validate-status")).to_have_text(
+        "Not trained: 1 error in the drafts to fix first; each below opens its draft at its "
+        "line.")
 
     page.get_by_role("button", name="Validate all drafts").click()
     expect(page.locator("#validate-status")).to_contain_text("1 error to fix")
@@ -172,6 +177,9 @@ def write_a_broken_draft_and_fix_it(page: Page) -> None:
     expect(editor).to_have_value(BROKEN.replace("\n    - has", "\n      - has"))
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#draft-status")).to_have_text("Saved.")
+    # The check's "1 error" was about the draft before this save: it says so.
+    expect(page.locator("#validate-status")).to_have_text(
+        re.compile("^The drafts changed since this check: validate again"))
     page.get_by_role("button", name="Validate all drafts").click()
     expect(page.locator("#validate-status")).to_have_text(
         re.compile("^No errors: the drafts can train."))
@@ -189,6 +197,7 @@ def train(page: Page) -> str:
     expect(page.locator("#validate-status")).to_contain_text("Training version ")
     status = page.locator("#models-status")
     expect(status).to_contain_text("is ready")
+    expect(page.locator("#validate-status")).to_be_empty()  # over: no "Training …" left
     found = re.search(r"version ([0-9a-f]{8})", status.inner_text())
     assert found, status.inner_text()
     return found.group(1)
@@ -203,6 +212,11 @@ def train_compare_activate_roll_back_delete_cancel(page: Page, served: Served) -
     intent = details.get_by_role("row", name=re.compile("^ask_size"))
     expect(intent).to_contain_text("1.00")  # precision
     expect(intent).to_contain_text("0.67")  # F1
+    # 2 held-out examples: the page says they are too few to judge, and why macro F1 moves.
+    expect(intent).to_contain_text("2 held-out examples: too few to judge these scores")
+    expect(details.locator(".small-sample")).to_contain_text(
+        "Only 2 examples were held out")
+    expect(details.locator(".small-sample")).to_contain_text("One intent has fewer than 5")
     expect(details.get_by_role("row", name=re.compile("^returns"))).to_contain_text(
         "failed → passed")
     expect(details).to_contain_text("31 of 31 pass (the base model: 30 of 31)")
