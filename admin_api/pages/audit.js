@@ -89,7 +89,7 @@ async function loadAudit(page = auditPage) {
     const rows = answer.items.map((entry) => el("tr", {},
       el("td", { "data-label": "When" }, el("time", { datetime: entry.created_at },
         when(entry.created_at))),
-      el("td", { "data-label": "Who", class: "long" }, entry.actor),
+      el("td", { "data-label": "Who", class: "actor" }, entry.actor),
       el("td", { "data-label": "Change" }, el("code", {}, entry.action)),
       el("td", { "data-label": "What", class: "long" }, entry.target || ""),
       changeCell(entry)));

@@ -212,7 +212,8 @@ function sayInCard(name, text, kind) {
   }
   say($("channels-status"), "");
   say(note, text, kind);
-  note.focus();
+  note.focus({ preventScroll: true });
+  note.scrollIntoView({ block: "center" }); // with the card's facts above it in view
 }
 
 function channelCard(channel) {
