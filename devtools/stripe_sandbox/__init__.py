@@ -24,6 +24,8 @@ from devtools.stripe_sandbox.sandbox import Delivery, StripeSandbox
 # amounts in cents a month, or a unit for a metered Price).
 DEV_AMOUNTS = {"price_sb_starter_monthly": 2900, "price_sb_pro_monthly": 9900,
                "price_sb_pro_conversations": 1}
+# The development pricing's usage Prices and the meter (billing/plans.yml `meters`) each bills.
+DEV_METERS = {"price_sb_pro_conversations": "conversations"}
 
 
 def prices_from_plans(path: Path) -> dict[str, Price]:
@@ -39,8 +41,10 @@ def prices_from_plans(path: Path) -> dict[str, Price]:
             prices[plan.price_id] = Price(plan.price_id, plan.name.capitalize(),
                                           DEV_AMOUNTS.get(plan.price_id, 1000))
         for metered in plan.metered_price_ids:
+            meter = pricing.meters.get(DEV_METERS.get(metered, ""))
             prices[metered] = Price(metered, f"{plan.name.capitalize()} usage",
-                                    DEV_AMOUNTS.get(metered, 1), metered=True)
+                                    DEV_AMOUNTS.get(metered, 1), metered=True,
+                                    meter_event=meter)
     return prices
 
 

@@ -44,10 +44,17 @@ class Price:
     unit_amount: int  # cents per month (licensed) or per unit (metered)
     metered: bool = False
     currency: str = "usd"
+    meter_event: str | None = None  # metered: the event name of the Billing Meter it bills
+
+    @property
+    def meter_id(self) -> str | None:
+        return f"mtr_sb_{self.meter_event}" if self.metered and self.meter_event else None
 
     def as_stripe(self) -> Json:
-        recurring = {"interval": "month", "interval_count": 1,
-                     "usage_type": "metered" if self.metered else "licensed"}
+        recurring: Json = {"interval": "month", "interval_count": 1,
+                           "usage_type": "metered" if self.metered else "licensed"}
+        if self.meter_id:
+            recurring["meter"] = self.meter_id
         return {"id": self.id, "object": "price", "active": True, "currency": self.currency,
                 "nickname": self.nickname, "unit_amount": self.unit_amount,
                 "recurring": recurring, "type": "recurring", "livemode": False,
@@ -281,6 +288,15 @@ class StripeApi:
             raise missing("price", id_, param)
         return Price(id_, id_, 1000)
 
+    def meter(self, id_: str) -> Json:
+        """A Billing Meter a Price bills from, as GET /v1/billing/meters/{id} answers."""
+        event = next((p.meter_event for p in self.prices.values() if p.meter_id == id_), None)
+        if event is None:
+            raise missing("billing.meter", id_, "id")
+        return {"id": id_, "object": "billing.meter", "status": "active",
+                "event_name": event, "display_name": event.replace("_", " ").capitalize(),
+                "default_aggregation": {"formula": "sum"}, "livemode": False}
+
     def create_customer(self, params: Json) -> Json:
         customer: Json = {"id": new_id("cus"), "object": "customer", "created": int(time.time()),
                           "email": params.get("email"), "name": params.get("name"),
@@ -419,6 +435,7 @@ _ROUTES: dict[tuple[str, str], Any] = {
     ("POST", r"/v1/customers"): lambda api, p: api.create_customer(p),
     ("GET", r"/v1/customers/([^/]+)"): lambda api, p, id_: api.customer(id_),
     ("GET", r"/v1/prices/([^/]+)"): lambda api, p, id_: api.price(id_, "id").as_stripe(),
+    ("GET", r"/v1/billing/meters/([^/]+)"): lambda api, p, id_: api.meter(id_),
     ("POST", r"/v1/checkout/sessions"): lambda api, p: api.create_checkout_session(p),
     ("GET", r"/v1/checkout/sessions/([^/]+)"): lambda api, p, id_: api.public_session(id_),
     ("POST", r"/v1/billing_portal/sessions"): lambda api, p: api.create_portal_session(p),

@@ -134,32 +134,11 @@ def refuse_prices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sandbox_api._ROUTES, ("GET", r"/v1/prices/([^/]+)"))
 
 
-CONVERSATIONS_METER = "mtr_sb_conversations"
 
-
-def meter_usage_prices(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sandbox's metered Prices name their Billing Meter (`recurring.meter`), as Stripe's
-    do, and the meter answers GET /v1/billing/meters/{id} with its event name: the development
-    pricing's conversations meter (billing/plans.yml)."""
-    def price(api: sandbox_api.StripeApi, params: Any, id_: str) -> dict[str, Any]:
-        answer = api.price(id_, "id").as_stripe()
-        if answer["recurring"]["usage_type"] == "metered":
-            answer["recurring"]["meter"] = CONVERSATIONS_METER
-        return answer
-
-    def meter(api: sandbox_api.StripeApi, params: Any, id_: str) -> dict[str, Any]:
-        return {"id": id_, "object": "billing.meter", "status": "active",
-                "event_name": "switchboard_conversations"}
-
-    monkeypatch.setitem(sandbox_api._ROUTES, ("GET", r"/v1/prices/([^/]+)"), price)
-    monkeypatch.setitem(sandbox_api._ROUTES, ("GET", r"/v1/billing/meters/([^/]+)"), meter)
-
-
-async def test_a_usage_price_says_it_counts_conversations(
-        billed: Billed, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_usage_price_says_it_counts_conversations(billed: Billed) -> None:
     """The pro plan's usage Price is per conversation, not per some unit: Stripe's Price names
-    the meter our conversations are reported to (walkthrough: "$0.01 per unit")."""
-    meter_usage_prices(monkeypatch)
+    the meter our conversations are reported to (walkthrough: "$0.01 per unit"), as the
+    sandbox's development Prices do (devtools/stripe_sandbox DEV_METERS)."""
     _, plans = await billed.call("GET", "/billing/plans")
     by_name = {p["name"]: p for p in plans}
     assert [p["meters"] for p in by_name["pro"]["usage_prices"]] == ["conversations"]
@@ -185,9 +164,8 @@ async def test_plans_show_what_stripe_charges_before_checkout(
     flat = {**monthly, "metered": False, "meters": None}
     assert by_name["starter"]["price"] == {"amount": 2900, **flat}
     assert by_name["pro"]["price"] == {"amount": 9900, **flat}
-    # The sandbox's usage Price names no meter: what it counts is not claimed.
     assert by_name["pro"]["usage_prices"] == [{"amount": 1, **monthly, "metered": True,
-                                               "meters": None}]
+                                               "meters": "conversations"}]
     assert by_name["free"]["price"] is None
     asked = len(billed.stripe.sandbox.calls_to("/v1/prices/"))
     assert asked == 3 + 3  # each Price once while missing, once when found

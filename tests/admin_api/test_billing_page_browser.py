@@ -38,7 +38,6 @@ from core.db import create_engine, session_factory, utcnow
 from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID
 from knowledge.tables import KnowledgeDocumentRow
-from tests.admin_api.test_billing import meter_usage_prices
 from tests.admin_api.test_pages_browser import OWNER, WAIT_MS, admin_process, prepare
 from tests.browser import chromium, require_chromium, watched_page
 from tests.databases import migrated_url
@@ -126,10 +125,9 @@ def billed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billed]:
     database_url = migrated_url("sqlite", root)
     password = asyncio.run(prepare(database_url, root / "dev.env"))
     asyncio.run(add_people_and_documents(database_url))
-    with pytest.MonkeyPatch.context() as patch, stripe_in_a_thread() as fake, admin_process(
+    with stripe_in_a_thread() as fake, admin_process(
             root, database_url, STRIPE_API_KEY=fake.api_key,
             STRIPE_API_BASE=fake.base_url) as base:
-        meter_usage_prices(patch)  # its usage Price counts conversations, as Stripe says
         yield Billed(base, password, database_url, fake)
 
 
