@@ -506,9 +506,9 @@ class Settings(BotSettings):
         "LLM_TIMEOUT", seconds, default=8.0, used_by=("actions",),
         doc="seconds for one Messages API call, retries included; 8 s is the production value")
     public_base_url: str | None = env_field(
-        "PUBLIC_BASE_URL", url("http", "https"), used_by=("gateway",),
-        doc="the gateway's public origin when a proxy fronts it (providers sign that URL); "
-            "unset: the request's own URL")
+        "PUBLIC_BASE_URL", url("http", "https"), used_by=("gateway", "admin"),
+        doc="the gateway's public origin when a proxy fronts it (providers sign that URL; the "
+            "owner page's widget script tag names it); unset: the request's own URL")
     gateway_url: str = env_field(
         "GATEWAY_URL", url("http", "https"), default="http://127.0.0.1:8000", local_default=True,
         used_by=("admin",),

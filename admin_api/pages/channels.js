@@ -9,7 +9,7 @@
 // field ("twilio.account_sid is the Account SID…"): forms.js puts each next to its field.
 
 import { api, ApiError, el, say } from "./api.js";
-import { clearErrors, field, showFieldErrors } from "./forms.js";
+import { clearErrors, copyable, field, showFieldErrors } from "./forms.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -227,6 +227,12 @@ function channelCard(channel) {
   spec ? el("p", { class: "hint" }, spec.about) : null,
   channel.name === "web" ? el("p", { class: "hint" }, "Always on: paste the widget's script "
     + "tag with this key into your shop's pages.") : null,
+  channel.embed ? copyable("Script tag for your shop's pages", channel.embed,
+    channel.embed.includes("YOUR-GATEWAY")
+      ? "Replace https://YOUR-GATEWAY with your gateway's public address (or have the "
+        + "operator set PUBLIC_BASE_URL)."
+      : "Paste it before </body> on every page where visitors should see the chat.",
+    "embed") : null,
   facts(channel, spec),
   channel.problems.length && (channel.secret_fields.length || Object.keys(channel.fields).length)
     ? el("ul", { class: "problems error" }, channel.problems.map((p) => el("li", {}, p))) : null,

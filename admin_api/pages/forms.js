@@ -137,8 +137,14 @@ function fieldNamedIn(fields, message, section) {
 
 /** A secret the API answers once: a read-only field, a copy button and a warning. */
 export function shownOnce(labelText, secret, warning) {
-  const box = field({ name: "secret", label: labelText, hint: warning });
+  const box = copyable(labelText, secret, warning);
   box.classList.add("once");
+  return box;
+}
+
+/** A value to paste elsewhere (a key, a script tag): a read-only field and a copy button. */
+export function copyable(labelText, secret, hint, name = "secret") {
+  const box = field({ name, label: labelText, hint });
   box.input.readOnly = true;
   box.input.value = secret;
   const status = el("span", { class: "message", role: "status", "aria-live": "polite" });

@@ -73,6 +73,8 @@ class ChannelOut(Model):
     fields: dict[str, Any] = Field(description="its stored non-secret fields")
     secret_fields: list[str] = Field(description="names of its stored secret fields; their "
                                                  "values are never returned")
+    embed: str | None = Field(default=None, description="web: the script tag to paste into "
+                              "the shop's pages (the gateway's origin: PUBLIC_BASE_URL)")
 
 
 class ChannelPut(Model):
@@ -251,7 +253,7 @@ async def list_channels(call: Call[None, PageQuery]) -> Page[ChannelOut]:
     async with call.ctx.sessions() as session:
         row = await _tenant(session, call.shop)
     credentials = _opened(call, row)
-    items = [_channel_out(c, credentials, row) for c in CHANNELS]
+    items = [_embedded(call, _channel_out(c, credentials, row), row) for c in CHANNELS]
     items.append(_backend_out(credentials, row))
     chosen = items[call.query.offset:call.query.offset + call.query.page_size]
     return Page[ChannelOut](items=chosen, total=len(items), page=call.query.page,
@@ -267,7 +269,26 @@ async def get_channel(call: Call[None, None]) -> ChannelOut:
     credentials = _opened(call, row)
     if name == ORDER_BACKEND:
         return _backend_out(credentials, row)
-    return _channel_out(_known(name), credentials, row)
+    return _embedded(call, _channel_out(_known(name), credentials, row), row)
+
+
+def _embedded(call: Call[Any, Any], out: ChannelOut, row: TenantRow) -> ChannelOut:
+    """The web channel with the script tag an owner pastes into the shop's pages. The
+    gateway's public origin is PUBLIC_BASE_URL; without it, under `make run`, the gateway the
+    admin service talks to on loopback is the public one; otherwise a placeholder the owner
+    replaces (GATEWAY_URL is then the gateway's address inside the deployment)."""
+    if out.name != "web":
+        return out
+    settings = call.ctx.settings
+    origin = settings.public_base_url or (
+        settings.gateway_url if _loopback(settings.gateway_url) else "https://YOUR-GATEWAY")
+    script = (f'<script src="{origin.rstrip("/")}/channels/{row.slug}/web/widget.js" '
+              f'data-key="{row.widget_key}" async></script>')
+    return out.model_copy(update={"embed": script})
+
+
+def _loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
 def _known(name: str) -> Channel:

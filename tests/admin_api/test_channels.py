@@ -5,6 +5,7 @@ audit entry holds a secret value."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -98,6 +99,30 @@ async def test_an_owner_sets_every_channel_and_no_secret_comes_back(admin: Admin
         entry = (await session.execute(select(AuditRow).where(
             AuditRow.action == "channel.credentials", AuditRow.target == "email"))).scalar_one()
     assert "smtp.password" in (entry.after or {})["fields"]
+
+
+async def test_the_widget_card_gives_the_script_tag_to_paste(admin: Admin) -> None:
+    """Its origin is the gateway's public one (PUBLIC_BASE_URL); without it the loopback
+    gateway of `make run`; a gateway known only inside the deployment is no address for a
+    shop's pages: a placeholder the owner replaces."""
+    async with admin.sessions() as session:
+        shop = await session.get(TenantRow, admin.demo.id)
+        assert shop is not None
+        slug, key = shop.slug, shop.widget_key
+    def tag(origin: str) -> str:
+        return (f'<script src="{origin}/channels/{slug}/web/widget.js" data-key="{key}" '
+                'async></script>')
+
+    for settings, origin in (
+            (admin.settings, "http://127.0.0.1:8000"),
+            (replace(admin.settings, public_base_url="https://chat.shop.example/"),
+             "https://chat.shop.example"),
+            (replace(admin.settings, gateway_url="http://gateway:8000"), "https://YOUR-GATEWAY")):
+        admin.app.ctx.settings = settings
+        status, web = await admin.call("GET", "/channels/web")
+        assert status == 200 and web["embed"] == tag(origin), origin
+    _, page = await admin.call("GET", "/channels")
+    assert [c["name"] for c in page["items"] if c["embed"]] == ["web"]
 
 
 async def test_credentials_merge_field_by_field(admin: Admin) -> None:

@@ -141,6 +141,12 @@ def accept_next_dialog(page: Page) -> list[str]:
 
 def connect_twilio(page: Page) -> None:
     page.get_by_role("tab", name="Channels").click()
+    # The widget's card hands the owner the script tag to paste, with the shop's key.
+    web = page.locator('article[data-channel="web"]')
+    tag = web.get_by_label("Script tag for your shop's pages")
+    expect(tag).to_have_value(re.compile(
+        r'^<script src="http://127\.0\.0\.1:\d+/channels/demo/web/widget\.js" '
+        r'data-key="pk_[\w-]+" async></script>$'))
     twilio = page.locator('article[data-channel="twilio"]')
     expect(twilio.locator(".badge")).to_have_text("not connected")
     twilio.get_by_text("Connect Twilio").click()
