@@ -111,6 +111,19 @@ async def test_yaml_syntax_errors_skip_rasas_checks(admin: Admin) -> None:
     assert any("YAML syntax" in e["message"] for e in body["errors"]), body
 
 
+async def test_a_draft_that_does_not_parse_brings_no_findings_about_what_it_defines(
+        admin: Admin) -> None:
+    """The NLU draft's YAML is broken, so it defines nothing for now: the domain draft's
+    intent is not also reported as having no examples (the walkthrough's cascade)."""
+    admin.use_workshop(f"http://127.0.0.1:{free_port()}")  # Rasa's checks are skipped
+    assert (await put(admin, "domain", "bikes", DOMAIN))[0] == 201
+    assert (await put(admin, "nlu", "sizes", NLU + "  - intent: [\n"))[0] == 201
+    status, body = await validate(admin)
+    assert status == 200 and body["ok"] is False, body
+    assert [e["file"] for e in body["errors"]] == ["nlu/sizes.yml"], body
+    assert not any("no examples" in e["message"] for e in body["errors"])
+
+
 
 
 async def test_a_form_and_a_new_intent_without_a_rule_can_train(admin: Admin,
