@@ -562,7 +562,7 @@ async def _usable(session: AsyncSession, token: str) -> InviteRow:
 
 
 async def accept(sessions: async_sessionmaker, token: str, password: str,
-                 name: str | None) -> tuple[User, Invitation]:
+                 name: str | None, address: str = "unknown") -> tuple[User, Invitation]:
     """Accept an invitation: the email's user gets the role in the shop (and is created, with
     this password, when new). An email that has an account already must give its password:
     the link only proves the holder can read the mail, and whoever invited may see the link
@@ -573,7 +573,12 @@ async def accept(sessions: async_sessionmaker, token: str, password: str,
         invitation = Invitation.of(row)
     hashed = None
     if existing is not None and existing.password_hash is not None:
+        # The account's password, asked here as at a login and limited as logins are: the
+        # inviting owner holds the link (no SMTP) and could otherwise guess at it unchecked.
+        async with sessions() as session:
+            await _throttle(session, invitation.email, address)
         if not await password_matches(existing.password_hash, password):
+            await _failed(sessions, invitation.email, address)
             raise AccountExists(f"{invitation.email} has an account already: enter its password "
                                 "to join this shop")
     else:
@@ -670,16 +675,26 @@ async def login(sessions: async_sessionmaker, email: str, password: str, address
             LoginFailureRow.key == _failure_keys(email, address)[0]))
         if stored and _HASHER.check_needs_rehash(stored):  # argon2's parameters were raised
             rehashed = await asyncio.to_thread(_HASHER.hash, password)
-            await session.execute(update(UserRow).where(UserRow.id == user.id)
-                                  .values(password_hash=rehashed))
+            changed = await session.execute(
+                update(UserRow).where(UserRow.id == user.id, UserRow.password_hash == stored)
+                .values(password_hash=rehashed))
+            stored = rehashed if getattr(changed, "rowcount", 0) else stored
         await session.commit()
-    return await start_session(sessions, User.of(user), shop)
+    return await start_session(sessions, User.of(user), shop, checked_against=stored)
 
 
 async def start_session(sessions: async_sessionmaker, user: User,
-                        shop: str | None = None) -> IssuedSession:
+                        shop: str | None = None, *,
+                        checked_against: str | None = None) -> IssuedSession:
     """A new session for a user whose credentials were checked (a login, an invitation just
-    accepted with a password), in the shop with this slug or the user's first."""
+    accepted with a password), in the shop with this slug or the user's first.
+
+    `checked_against`: the password hash the credentials were checked against. The session
+    is made only if it is still the account's: a password reset between the check and here
+    ends every session, and must not miss this one (LoginRefused). The check is the same
+    UPDATE that takes the account's row, so a reset (passwords.py: its UPDATE, then deleting
+    the sessions, in one transaction) either comes after and deletes this session too, or
+    came before and this one is refused."""
     chosen = _choose(await shops_of(sessions, user.id), shop, user.is_operator)
     now = utcnow()
     token = new_token()
@@ -687,8 +702,12 @@ async def start_session(sessions: async_sessionmaker, user: User,
         # Ended sessions are swept here (logins are rare; the table stays its live size).
         await session.execute(delete(AdminSessionRow).where(or_(
             AdminSessionRow.expires_at <= now, AdminSessionRow.last_seen_at <= now - SESSION_IDLE)))
-        await session.execute(update(UserRow).where(UserRow.id == user.id)
-                              .values(last_login_at=now))
+        same = [UserRow.password_hash == checked_against] if checked_against else []
+        seen = await session.execute(update(UserRow).where(UserRow.id == user.id, *same)
+                                     .values(last_login_at=now))
+        if checked_against and not getattr(seen, "rowcount", 0):
+            await session.rollback()
+            raise LoginRefused()
         row = AdminSessionRow(token_hash=token_hash(token), user_id=user.id,
                               tenant_id=chosen.tenant_id if chosen else None, created_at=now,
                               expires_at=now + SESSION_ABSOLUTE, last_seen_at=now)

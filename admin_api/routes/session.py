@@ -218,20 +218,23 @@ async def look_up_invitation(call: Call[InvitationIn, None]) -> InvitationOut:
 
 
 @API.route("POST", "/invitations/accept", public=True, roles=frozenset(), body=AcceptIn,
-           response=SessionOut, summary="Accept an invitation", errors=(403, 404, 410))
+           response=SessionOut, summary="Accept an invitation", errors=(403, 404, 410, 429))
 async def accept_invitation(call: Call[AcceptIn, None]) -> HTTPResponse:
     """Sets your password (a new account) and your role in the inviting shop, and logs you in
     there. A used or expired link is 410; an unknown one 404; an email with an account
-    already must give that account's password (403 otherwise)."""
+    already must give that account's password (403 otherwise; limited as logins are: 429)."""
     try:
         user, invitation = await people.accept(call.ctx.sessions, call.body.token,
-                                               call.body.password, call.body.name)
+                                               call.body.password, call.body.name,
+                                               client_address(call.request))
     except people.InvitationGone as exc:
         raise Gone(str(exc)) from None
     except people.InvalidInvitation as exc:
         raise NotFound(str(exc)) from None
     except people.AccountExists as exc:
         raise Forbidden(str(exc)) from None
+    except people.LoginThrottled as exc:
+        raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     except people.WeakPassword as exc:
         raise Unprocessable(str(exc)) from None
     issued = await people.start_session(call.ctx.sessions, user,

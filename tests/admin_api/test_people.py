@@ -156,6 +156,28 @@ async def test_an_existing_account_joins_with_its_own_password(admin: Admin) -> 
     await Browser(admin).log_in("olga@demo.example")  # the old password still works
 
 
+async def test_guessing_an_accounts_password_through_an_invitation_is_limited(
+        admin: Admin) -> None:
+    """Security walk: an owner invites someone with an account (no SMTP: the owner holds the
+    link) and guesses that account's password at the accept form, which no limit checked.
+    Now it counts as failed logins do: after five, even the right password waits (429)."""
+    await person(admin, "olga@demo.example", "owner")
+    _, invited = await admin.call("POST", "/users", json={"email": "olga@demo.example",
+                                                          "role": "agent"}, shop=admin.other)
+    token = invited["link"].rpartition("=")[2]
+    browser = Browser(admin)
+    for n in range(people.FAILURES_PER_EMAIL):
+        status, _, _ = await browser.call("POST", "/invitations/accept",
+                                          json={"token": token, "password": f"guess {n:08d}"})
+        assert status == 403
+    status, body, response = await browser.call(
+        "POST", "/invitations/accept", json={"token": token, "password": PASSWORD})
+    assert status == 429 and int(response.headers["retry-after"]) >= 1, body
+    status, _, _ = await browser.call("POST", "/session",
+                                      json={"email": "olga@demo.example", "password": PASSWORD})
+    assert status == 429  # the same count as logins: no second allowance through the form
+
+
 async def test_only_owners_manage_people_and_members_cannot_be_invited_twice(
         admin: Admin) -> None:
     for role in ("designer", "agent"):

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from admin_api import people
 from admin_api.app import create_app
-from admin_api.tables import AdminSessionRow
+from admin_api.tables import AdminSessionRow, UserRow
 from core.db import utcnow
 from tests.admin_api.accounts import PASSWORD, Browser, person, slug_of
 from tests.admin_api.conftest import Admin, admin_settings, api_call
@@ -195,6 +195,24 @@ async def test_failed_logins_are_limited_per_address(admin: Admin) -> None:
     status, _, response = await browser.call(
         "POST", "/session", json={"email": "olga@demo.example", "password": PASSWORD})
     assert status == 429 and int(response.headers["retry-after"]) >= 1
+
+
+async def test_a_login_checked_before_a_password_reset_gets_no_session(admin: Admin) -> None:
+    """Security walk: a login whose password was checked just before a reset still saved
+    its session after the reset had ended every session. A session is made only while the
+    hash the password was checked against is the account's."""
+    user = await person(admin, "olga@demo.example")
+    async with admin.sessions() as session:
+        checked = (await session.execute(select(UserRow.password_hash).where(
+            UserRow.id == user.id))).scalar_one()
+    await people.set_password(admin.sessions, "olga@demo.example", "a brand new password!")
+    with pytest.raises(people.LoginRefused):
+        await people.start_session(admin.sessions, user, checked_against=checked)
+    async with admin.sessions() as session:
+        left = (await session.execute(select(AdminSessionRow).where(
+            AdminSessionRow.user_id == user.id))).scalars().all()
+    assert left == []
+    await Browser(admin).log_in("olga@demo.example", "a brand new password!")
 
 
 async def spray(client: Any, forwarded_for: str) -> None:
