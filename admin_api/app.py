@@ -24,7 +24,6 @@ from billing.account import Accounts
 from billing.plans import billing_enabled, pricing
 from billing.stripe_api import StripeApi
 from connectors.bounds import refuse_bodies_over_limits
-from connectors.proxies import trust_proxies
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from tenants.api_keys import ApiKeyVerifier
@@ -38,7 +37,7 @@ VERSION = "1.0.0"
 def create_app(settings: Settings, name: str = "switchboard-admin") -> Sanic:
     app = Sanic(name, configure_logging=False)  # core.logs owns the log format
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    trust_proxies(app, settings.trusted_proxies)
+    app.ctx.trusted_proxies = settings.trusted_proxies  # connectors/proxies.py
     upload_limit = settings.upload_max_bytes + 64 * 1024  # multipart overhead
     app.config.REQUEST_MAX_SIZE = upload_limit  # the largest route limit: nothing bigger is read
     app.ctx.settings = settings

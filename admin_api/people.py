@@ -24,9 +24,9 @@ right password, and one address could keep four owners locked out indefinitely. 
 is never refused for failures made from other addresses; the price is that someone with many
 addresses (a botnet) gets 5 guesses per address per 15 minutes at one account instead of 5 in
 all. Argon2id and a 10-character minimum keep such guessing slow; a CAPTCHA or a second
-factor would be the answer to a large one, not a lockout. Behind a proxy, `client_address`
-sees the proxy unless Sanic is told to trust it (admin_api/routes/session.py), and then every
-login shares one address.
+factor would be the answer to a large one, not a lockout. Behind a proxy, TRUSTED_PROXIES
+must name it (connectors/proxies.py), or every login shares its address; an IPv6 client
+counts by its /64.
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ from connectors.credentials import ChannelCredentials
 from connectors.errors import GatewayError
 from connectors.inbox import Inbox
 from connectors.outbox import Outbox
-from connectors.proxies import trust_proxies
 from connectors.rasa_client import RasaClient
 from connectors.replay import ReplayGuard
 from connectors.urls import request_origin
@@ -65,7 +64,7 @@ class Connections:
 def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     app = Sanic(name, configure_logging=False)  # core.logs owns the log format
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    trust_proxies(app, settings.trusted_proxies)
+    app.ctx.trusted_proxies = settings.trusted_proxies  # connectors/proxies.py
     for channel in CHANNELS:
         app.blueprint(channel.blueprint(), url_prefix=channel.url_prefix)
     app.blueprint(health.blueprint(settings.health_token))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -137,6 +138,19 @@ def integer(low: int, high: int | None = None) -> Parser:
         return value
 
     return parse
+
+
+def networks(raw: str) -> tuple[Any, ...]:
+    """Comma-separated IP addresses or networks ("10.0.0.5, 172.16.0.0/12, ::1")."""
+    found = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is no IP address or network") from None
+    return tuple(found)
 
 
 port = integer(1, 65535)
@@ -552,13 +566,14 @@ class Settings(BotSettings):
     cookie_secure: bool = env_field(
         "COOKIE_SECURE", boolean, default=True, used_by=("admin",),
         doc="admin session cookies only over HTTPS; `make run` turns it off for http://localhost")
-    trusted_proxies: int = env_field(
-        "TRUSTED_PROXIES", integer(0, 10), default=0, used_by=("gateway", "admin"),
-        doc="reverse proxies (TLS termination) in front of the gateway and the admin service "
-            "that append X-Forwarded-For: that many of its last entries are trusted to name "
-            "the client; 0: the connection's peer is the client. Behind a proxy, leave it 0 "
-            "and every visitor and every login shares the proxy's address (rate limits, "
-            "failed order checks and login limits then count them all as one)")
+    trusted_proxies: tuple[Any, ...] = env_field(
+        "TRUSTED_PROXIES", networks, default=(), used_by=("gateway", "admin"),
+        doc="the addresses (IPs or networks, comma-separated) of the reverse proxies in front "
+            "of the gateway and the admin service: only their X-Forwarded-For names the "
+            "client (connectors/proxies.py); unset: the connection's peer is the client. "
+            "Behind a proxy, leave it unset and every visitor and every login shares the "
+            "proxy's address (rate limits, failed order checks and login limits count them "
+            "all as one)")
     allow_private_destinations: bool = env_field(
         "ALLOW_PRIVATE_DESTINATIONS", boolean, default=False,
         used_by=("gateway", "admin", "actions"),

@@ -29,6 +29,7 @@ from admin_api.errors import (
 )
 from admin_api.principal import EVERYONE, OPERATORS
 from admin_api.tables import AuditRow
+from connectors import proxies
 from core.db import utcnow
 from tenants.models import TenantRow
 
@@ -98,9 +99,9 @@ class SwitchIn(Model):
 
 
 def client_address(request: Request) -> str:
-    """The caller's address as Sanic sees it (behind a proxy, set Sanic's PROXIES_COUNT /
-    FORWARDED_SECRET so this is the client, not the proxy)."""
-    return str(request.remote_addr or request.ip or "unknown")
+    """The caller as limits count it: behind TRUSTED_PROXIES the client they forward
+    (connectors/proxies.py)."""
+    return proxies.client_address(request)
 
 
 def _shop_out(shop: people.ShopRole) -> ShopOut:

@@ -47,6 +47,7 @@ from connectors.channels.web.history import bot_messages, load_history
 from connectors.channels.web.look import key_matches
 from connectors.errors import GatewayError, RateLimited, UpstreamUnavailable
 from connectors.messages import InboundMessage
+from connectors.proxies import client_address
 from core import logs
 from core.sender_ids import sender_id
 from tenants import Tenant
@@ -206,9 +207,9 @@ async def serve_socket(channel: Channel, request: Request, ws: WebsocketImplProt
             return
         conversation_id = await open_session(ctx, ws, tenant)
         if conversation_id is not None:
-            # The proxy's forwarded address only when Sanic is configured to trust it.
+            # The client a trusted proxy forwards, else the peer (connectors/proxies.py).
             await Conversation(ctx, channel, ws, tenant, conversation_id,
-                               request.remote_addr or request.ip).serve()
+                               client_address(request)).serve()
     except (ConnectionClosed, WebsocketClosed):
         return  # the visitor left; any turn in flight finishes on its own
     except Exception:
