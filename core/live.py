@@ -148,16 +148,28 @@ class HttpRelay:
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
     async def publish(self, event: LiveEvent) -> None:
-        try:
-            answer = await self._client.post(self._url, content=event.dumps(),
-                                             headers={**self._headers,
-                                                      "Content-Type": "application/json"})
-            if answer.status_code >= 300:
-                log.warning("live event refused by the admin service",
-                            extra={"kind": event.kind, "status": answer.status_code})
-        except httpx.HTTPError:
-            log.info("live event not relayed: the admin service is not reachable",
-                     extra={"kind": event.kind})
+        # A kept-alive connection the admin service closed meanwhile fails at once, before
+        # the event was read ("disconnected without sending a response", or the write
+        # failing): once more, on a new connection. A timeout or a broken answer may follow a
+        # delivered event and is not retried (the agents' pages would show it twice).
+        for attempt in (1, 2):
+            try:
+                answer = await self._client.post(self._url, content=event.dumps(),
+                                                 headers={**self._headers,
+                                                          "Content-Type": "application/json"})
+            except (httpx.RemoteProtocolError, httpx.WriteError):
+                if attempt == 1:
+                    continue
+                log.info("live event not relayed: the admin service closed the connection",
+                         extra={"kind": event.kind})
+            except httpx.HTTPError:
+                log.info("live event not relayed: the admin service is not reachable",
+                         extra={"kind": event.kind})
+            else:
+                if answer.status_code >= 300:
+                    log.warning("live event refused by the admin service",
+                                extra={"kind": event.kind, "status": answer.status_code})
+            return
 
     async def aclose(self) -> None:
         await self._client.aclose()

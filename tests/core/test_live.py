@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 import os
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
-from core.live import LiveEvent, LocalBus, RedisPublisher, relay_from_redis
+from core.live import HttpRelay, LiveEvent, LocalBus, RedisPublisher, relay_from_redis
 from tests.conftest import redis_url_below
 
 pytestmark = pytest.mark.asyncio
@@ -41,3 +42,22 @@ async def test_events_reach_only_subscribers_of_the_same_database() -> None:
             await relay
         await ours.aclose()
         await theirs.aclose()
+
+
+async def test_the_relay_tries_again_when_a_kept_connection_was_closed() -> None:
+    """The admin service closed the kept-alive connection: the event goes on a new one
+    instead of being lost (an agent's page missed a visitor's rating once this way)."""
+    calls: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(204)
+
+    relay = HttpRelay("http://admin.test", "token",
+                      client=httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    await relay.publish(LiveEvent(tenant_id="t", kind="satisfaction.given", sender_id="t:sms:x",
+                                  data={"rating": 4}))
+    assert len(calls) == 2
+    await relay.aclose()
