@@ -7,24 +7,29 @@ visitors send before anything stores it (connectors/messages.py), and logs mask 
 whatever they write (core/logs.py).
 
 A security code or an expiry date is hidden where a word names it ("cvv 123", "exp 12/29").
-A card number is 13 to 19 digits, grouped by spaces or dashes or not at all (not after a
-"+": that is a phone number), and passes the Luhn check (every issued card number does).
-In what visitors send the check leaves alone the long order and tracking numbers some shops
-use nine times in ten (one in ten passes it by chance), which masking by shape alone would
-break for every visitor who types one. Logs mask by shape alone (`checked=False`): there a
-mistyped card number is still one, and a masked order number costs nothing. (Before, logs
-masked 16 to 19 digits only: an American Express number, 15, was logged whole.)
+A card number is 13 to 19 digits, grouped by spaces, dashes, dots or slashes or not at all
+(not after a "+": that is a phone number), and passes the Luhn check (every issued card
+number does). In what visitors send the check leaves alone the long order and tracking
+numbers some shops use nine times in ten (one in ten passes it by chance), which masking by
+shape alone would break for every visitor who types one. Logs mask by shape alone
+(`checked=False`): there a mistyped card number is still one, and a masked order number costs
+nothing. (Before, logs masked 16 to 19 digits only: an American Express number, 15, was
+logged whole.)
 """
 
 from __future__ import annotations
 
 import re
 
-CARD_SHAPED = re.compile(r"(?<![\w+-])(?:\d[ -]?){12,18}\d(?![\w-])")
-SEPARATORS = re.compile(r"[ -]")
+# Digits grouped as people type them: spaces (also non-breaking and doubled), dashes (also
+# en-dashes), dots or slashes, at most two between digits.
+_SEP = "[ \u00a0.\u2013/-]"
+CARD_SHAPED = re.compile(rf"(?<![\w+-])(?:\d{_SEP}{{0,2}}){{12,18}}\d(?![\w-])")
+SEPARATORS = re.compile(_SEP)
 # What a visitor types after the number: "cvv 123", "CVC: 0421", "exp 12/29", "valid thru
 # 03-2027". Named by its word, so any 3 digits elsewhere stay.
-SECURITY_CODE = re.compile(r"\b(cvv2?|cvc2?|csc|security code)(\W{0,3})\d{3,4}\b", re.I)
+SECURITY_CODE = re.compile(r"\b(cvv2?|cvc2?|csc|security code)((?:\W|\s+(?:is|number|no|"
+                           r"code)\b){0,4})\d{3,4}\b", re.I)
 EXPIRY = re.compile(r"\b(exp(?:iry|ires|iration)?(?: date)?|valid (?:thru|through|until))"
                     r"(\W{0,3})\d{1,2}\s*[/-]\s*\d{2,4}\b", re.I)
 

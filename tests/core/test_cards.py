@@ -12,6 +12,8 @@ from core.cards import luhn_valid, mask
     "378282246310005",  # American Express, 15 digits
     "6011 0009 9013 9424",  # Discover
     "30569309025904",  # Diners Club, 14 digits
+    "4111.1111.1111.1111", "4111  1111  1111  1111", "4111\u00a01111\u00a01111\u00a01111",
+    "4111/1111/1111/1111", "4111\u20131111\u20131111\u20131111",  # the second walk's forms
 ])
 def test_a_card_number_keeps_only_its_last_four_digits(typed: str) -> None:
     masked = mask(f"my card is {typed}, why was it charged twice?")
@@ -32,7 +34,8 @@ def test_luhn() -> None:
 
 
 def test_the_security_code_and_expiry_named_beside_it_are_hidden() -> None:
-    typed = "card 4111 1111 1111 1111 exp 12/29 cvv 123, valid thru 03-2027, CVC: 0421"
+    typed = ("card 4111 1111 1111 1111 exp 12/29 cvv 123, valid thru 03-2027, CVC: 0421, "
+             "the CVV is 777")
     assert mask(typed) == ("card **** **** **** 1111 exp **/** cvv ***, valid thru **/**, "
-                           "CVC: ***")
+                           "CVC: ***, the CVV is ***")
     assert mask("I ordered 123 items on 12/29") == "I ordered 123 items on 12/29"
