@@ -85,8 +85,9 @@ def is_public(address: IPAddress) -> bool:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             return is_public(embedded)
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
     return (address.is_global and not address.is_multicast and not address.is_reserved
-            and not address.is_unspecified)
+            and not address.is_unspecified and not site_local)  # fec0::/10: deprecated, local
 
 
 def private_host(host: str) -> bool:

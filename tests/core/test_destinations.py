@@ -20,6 +20,7 @@ PRIVATE = [
     "2852039166", "0.0.0.0", "0", "224.0.0.1", "239.1.2.3", "255.255.255.255",
     # IPv6: loopback, unspecified, link-local (with a zone), unique-local, multicast
     "::1", "[::1]", "::", "fe80::1", "fe80::1%eth0", "fc00::1", "fd12:3456::1", "ff02::1",
+    "fec0::1",  # site-local: deprecated, still local (the second security walk)
     # IPv6 forms that carry a private IPv4 address: mapped, 6to4, NAT64
     "::ffff:127.0.0.1", "::ffff:169.254.169.254", "[::ffff:7f00:1]", "2002:a00:1::",
     "64:ff9b::a9fe:a9fe",
