@@ -61,6 +61,9 @@ class Connections:
     shop_http: httpx.AsyncClient
 
 
+STOP_WAIT = 10.0  # seconds the cancelled background loops get to end at a stop
+
+
 def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     app = Sanic(name, configure_logging=False)  # core.logs owns the log format
     app.config.FALLBACK_ERROR_FORMAT = "json"
@@ -153,7 +156,10 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
 
     @app.after_server_stop
     async def close_connections(app: Sanic) -> None:
-        await background.drain()
+        # The loops were cancelled; one that does not end (a Redis or database call that does
+        # not give way to the cancel) must not hold the stop forever: a fresh-clone suite
+        # once hung here for good (tests/connectors/test_stripe_webhook.py on PostgreSQL).
+        await background.drain(STOP_WAIT)
         await app.ctx.inbox.drain()
         await app.ctx.agent_replies.drain()
         if isinstance(app.ctx.live, HttpRelay):
