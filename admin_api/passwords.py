@@ -100,17 +100,12 @@ async def count_request(sessions: async_sessionmaker, email: str, address: str) 
     async with sessions() as session:
         await session.execute(delete(ResetRequestRow).where(
             ResetRequestRow.created_at <= now - REQUEST_WINDOW))
-        for key, limit in ((by_email, REQUESTS_PER_EMAIL), (by_address, REQUESTS_PER_ADDRESS)):
-            times = (await session.execute(
-                select(ResetRequestRow.created_at)
-                .where(ResetRequestRow.key == key,
-                       ResetRequestRow.created_at > now - REQUEST_WINDOW)
-                .order_by(ResetRequestRow.created_at.desc()).limit(limit))).scalars().all()
-            if len(times) >= limit:
-                # When the limit-th latest request leaves the window, one more is allowed.
-                wait = times[limit - 1] + REQUEST_WINDOW - now
-                await session.commit()
-                raise ResetThrottled(max(1, int(wait.total_seconds()) + 1))
+        wait = await people.window_wait(
+            session, ResetRequestRow,
+            ((by_email, REQUESTS_PER_EMAIL), (by_address, REQUESTS_PER_ADDRESS)), REQUEST_WINDOW)
+        if wait is not None:
+            await session.commit()
+            raise ResetThrottled(wait)
         session.add_all([ResetRequestRow(key=key, created_at=now)
                          for key in (by_email, by_address)])
         await session.commit()

@@ -38,9 +38,11 @@ import hmac
 import re
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -633,17 +635,30 @@ async def forget_failures(session: AsyncSession, email: str) -> None:
 
 
 async def _throttle(session: AsyncSession, email: str, address: str) -> None:
-    since = utcnow() - LOGIN_WINDOW
     pair, alone = _failure_keys(email, address)
-    for key, limit in ((pair, FAILURES_PER_EMAIL), (alone, FAILURES_PER_ADDRESS)):
+    wait = await window_wait(session, LoginFailureRow,
+                             ((pair, FAILURES_PER_EMAIL), (alone, FAILURES_PER_ADDRESS)),
+                             LOGIN_WINDOW)
+    if wait is not None:
+        raise LoginThrottled(wait)
+
+
+async def window_wait(session: AsyncSession, table: Any,
+                      limits: Iterable[tuple[str, int]], window: timedelta) -> int | None:
+    """Seconds until one more try is allowed, when a key already has its limit of rows
+    (`table`: a `key` and a `created_at` column) in the sliding window; None when none does.
+    Failed logins here and reset requests (admin_api/passwords.py) are counted this way."""
+    now = utcnow()
+    for key, limit in limits:
         times = (await session.execute(
-            select(LoginFailureRow.created_at)
-            .where(LoginFailureRow.key == key, LoginFailureRow.created_at > since)
-            .order_by(LoginFailureRow.created_at.desc()).limit(limit))).scalars().all()
+            select(table.created_at)
+            .where(table.key == key, table.created_at > now - window)
+            .order_by(table.created_at.desc()).limit(limit))).scalars().all()
         if len(times) >= limit:
-            # When the limit-th latest failure leaves the window, one more try is allowed.
-            wait = times[limit - 1] + LOGIN_WINDOW - utcnow()
-            raise LoginThrottled(max(1, int(wait.total_seconds()) + 1))
+            # When the limit-th latest row leaves the window, one more try is allowed.
+            wait = times[limit - 1] + window - now
+            return max(1, int(wait.total_seconds()) + 1)
+    return None
 
 
 async def _failed(sessions: async_sessionmaker, email: str, address: str) -> None:

@@ -20,11 +20,11 @@ from admin_api.errors import Forbidden, NotFound, TooManyRequests, Unprocessable
 from admin_api.routes.session import (
     Gone,
     SessionOut,
-    client_address,
     session_out,
     with_cookie,
 )
 from admin_api.routes.users import EmailAddress
+from connectors import proxies
 
 ASKED = ("If an account exists for that address, we sent a link to choose a new password. "
          "It works once, for 1 hour.")
@@ -62,7 +62,7 @@ async def forgot_password(call: Call[ForgotIn, None]) -> ForgotOut:
     past 3 requests for one email or 10 from one address in an hour."""
     try:
         await passwords.count_request(call.ctx.sessions, call.body.email,
-                                      client_address(call.request))
+                                      proxies.client_address(call.request))
     except passwords.ResetThrottled as exc:
         raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     passwords.Outbox.of(call.ctx).start(

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import Field
-from sanic import Request
 from sanic.response import HTTPResponse, json
 
 from admin_api import people
@@ -98,12 +97,6 @@ class SwitchIn(Model):
     shop: str | None = Field(description="a shop's slug; null: an operator's shop-less view")
 
 
-def client_address(request: Request) -> str:
-    """The caller as limits count it: behind TRUSTED_PROXIES the client they forward
-    (connectors/proxies.py)."""
-    return proxies.client_address(request)
-
-
 def _shop_out(shop: people.ShopRole) -> ShopOut:
     return ShopOut(id=shop.tenant_id, slug=shop.slug, name=shop.name, role=shop.role)
 
@@ -141,7 +134,7 @@ async def log_in(call: Call[LoginIn, None]) -> HTTPResponse:
     Retry-After after too many failures (5 per email, 20 per address in 15 minutes)."""
     try:
         issued = await people.login(call.ctx.sessions, call.body.email, call.body.password,
-                                    client_address(call.request), call.body.shop)
+                                    proxies.client_address(call.request), call.body.shop)
     except people.LoginThrottled as exc:
         raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     except people.LoginRefused as exc:
@@ -227,7 +220,7 @@ async def accept_invitation(call: Call[AcceptIn, None]) -> HTTPResponse:
     try:
         user, invitation = await people.accept(call.ctx.sessions, call.body.token,
                                                call.body.password, call.body.name,
-                                               client_address(call.request))
+                                               proxies.client_address(call.request))
     except people.InvitationGone as exc:
         raise Gone(str(exc)) from None
     except people.InvalidInvitation as exc:
