@@ -53,14 +53,20 @@ function counted(counts) {
   return parts.join(", ") || "nothing";
 }
 
+/** The visitor the form names, its earlier errors cleared; null (and said) when it is empty. */
+function asked(status) {
+  const named = visitor();
+  clearErrors([valueField()], status);
+  if (named.value) return named;
+  showFieldErrors([valueField()], status, [{ loc: [named.by], msg: `Enter ${BY[named.by]}.` }]);
+  return null;
+}
+
 async function exportVisitor() {
   const status = $("privacy-status");
-  const { by, value, query } = visitor();
-  clearErrors([valueField()], status);
-  if (!value) {
-    showFieldErrors([valueField()], status, [{ loc: [by], msg: `Enter ${BY[by]}.` }]);
-    return;
-  }
+  const named = asked(status);
+  if (!named) return;
+  const { query } = named;
   say(status, "Collecting…");
   $("privacy-download").hidden = true;
   try {
@@ -84,12 +90,9 @@ async function exportVisitor() {
 
 async function eraseVisitor() {
   const status = $("privacy-status");
-  const { by, value, query } = visitor();
-  clearErrors([valueField()], status);
-  if (!value) {
-    showFieldErrors([valueField()], status, [{ loc: [by], msg: `Enter ${BY[by]}.` }]);
-    return;
-  }
+  const named = asked(status);
+  if (!named) return;
+  const { by, value, query } = named;
   if (!window.confirm(`Erase everything stored about the visitor of ${BY[by]} “${value}”: `
     + "their conversations, messages, handoffs and the bot's records of them? This cannot be "
     + "undone.")) return;
