@@ -42,9 +42,8 @@ class _Reader(DomainReader):
         try:
             root = yaml.compose(text, Loader=LOADER)  # noqa: S506 (safe loader's composer)
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = int(mark.line) + 1 if mark is not None else 1
-            self.problem(line, f"YAML syntax error: {exc.problem or exc.context or exc}")
+            self.problem(syntax_line(text, exc),
+                         f"YAML syntax error: {exc.problem or exc.context or exc}")
             return
         except yaml.YAMLError as exc:
             self.problem(1, f"YAML error: {exc}")
@@ -341,6 +340,31 @@ def contradiction(name: str, start: tuple[str, frozenset[str]], action: str,
     return (f"'{name}' answers {shown} with {action}, but '{other[0]}' ({other[1]}) answers "
             f"it with {other[2]}: Rasa cannot train flows that contradict each other; keep one "
             "answer, or start one of them with another intent")
+
+
+# Line breaks as an editor counts them (a textarea reads \r\n and \r as \n); YAML also
+# counts U+0085, U+2028 and U+2029, which editors show within a line.
+_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def syntax_line(text: str, exc: yaml.MarkedYAMLError) -> int:
+    """The line (1-based, as the designer's editor numbers it) of a YAML syntax error.
+
+    PyYAML marks where it noticed the error, which is often past it: a key without its colon
+    is noticed on a later line ("could not find expected ':'"), an unclosed quote or bracket at
+    the end of the file, which libyaml puts on a line after the last (it ends the stream with
+    a line break of its own), or on the next line with text. Then the context mark is where
+    the key, quote or bracket starts; when that is at the end too, the last line with text is
+    the one to look at."""
+    marks = [exc.problem_mark, exc.context_mark]
+    if ("expected ':'" in (exc.problem or "")
+            or (exc.context or "").startswith("while parsing a flow")):
+        marks.reverse()  # the key's or the bracket's start, not where the parser gave up
+    end = len(text.rstrip())
+    for mark in marks:
+        if mark is not None and 0 <= mark.index < end:
+            return len(_BREAK.findall(text, 0, mark.index)) + 1
+    return len(_BREAK.findall(text, 0, end)) + 1
 
 
 def parse(file: str, kind: str, text: str, *, base: bool = False) -> ParsedFile:

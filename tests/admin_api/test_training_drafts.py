@@ -242,6 +242,39 @@ async def test_a_broken_file_gives_its_line(admin: Admin) -> None:
     assert result["ok"] is False and result["errors"] == saved["problems"]
 
 
+# Mistakes a designer makes, each with the line their editor shows it on (1-based). PyYAML
+# notices some only further on (a key without its colon at the next line, an unclosed quote or
+# bracket at the end of the file, on a line after the last one the editor shows).
+SYNTAX_SLIPS = [
+    ("nlu", 'version: "3.1"\nnlu:\n  - intent: ask_size\n    examples |\n'
+            "      - which frame size\n      - what size fits me\n", 4),
+    ("nlu", 'version: "3.1"\nnlu:\n  - intent: ask_size\n    examples: |\n'
+            "      - which frame size\n  - intent: [ask_fit\n", 6),
+    ("rules", 'version: "3.1"\nrules:\n  - rule: size questions\n    steps:\n'
+              '      - intent: ask_size\n      - action: "utter_size_guide\n'
+              "  - rule: another\n    steps:\n      - intent: greet\n", 6),
+    ("stories", 'version: "3.1"\nstories:\n  - story: sizes\n    steps:\n'
+                "      - intent: ask_size\n        entities: [size\n"
+                "      - action: utter_size_guide", 6),
+    ("domain", 'version: "3.1"\nintents\n  - ask_size\nresponses:\n  utter_size_guide:\n'
+               '    - text: "S, M or L"\n', 2),
+    ("domain", 'version: "3.1"\nintents:\n  - ask_size\nresponses:\n  utter_size_guide:\n'
+               '    - text: "S, M or L', 6),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "line"), SYNTAX_SLIPS,
+                         ids=["no-colon", "open-bracket", "open-quote", "open-list",
+                              "key-without-colon", "quote-open-at-the-end"])
+async def test_a_syntax_error_is_on_the_line_the_editor_shows(admin: Admin, kind: str,
+                                                               text: str, line: int) -> None:
+    status, saved = await put(admin, kind, "sizes", text)
+    assert status == 201, saved
+    assert [(p["file"], p["line"]) for p in saved["problems"]] == [(f"{kind}/sizes.yml", line)]
+    assert saved["problems"][0]["message"].startswith("YAML syntax error"), saved
+    assert line <= len(text.split("\n"))  # a line the editor has
+
+
 async def test_a_draft_cannot_change_the_base(admin: Admin) -> None:
     rules = """version: "3.1"
 rules:
