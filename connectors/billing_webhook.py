@@ -4,7 +4,8 @@
     Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">
     <a Stripe event, JSON>
     -> 200 {"received": true}: stored and handled, or a redelivery of one that was
-       400 {"detail"}: no or a bad signature, older than 300 s, or not an event; nothing stored
+       400 {"detail"}: no or a bad signature, older than 300 s, or not an event (also: JSON
+           nested past core/nesting.py's bound); nothing stored
        503 {"detail"}: STRIPE_WEBHOOK_SECRET is not set, or handling failed (recorded; Stripe
            delivers it again, and the next delivery handles it)
 
@@ -18,7 +19,6 @@ cached in this process is dropped at once; other processes see it within their c
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -31,6 +31,7 @@ from billing.account import Accounts
 from billing.events import HANDLERS, HandlingFailed, MalformedEvent, receive
 from billing.plans import pricing
 from connectors import metrics
+from core import nesting
 from core.metrics import bounded
 from core.settings import Settings
 
@@ -61,11 +62,14 @@ def verified(body: bytes, signature: str | None, secrets: tuple[str, ...]) -> di
     for secret in secrets:
         try:
             stripe.Webhook.construct_event(body, signature, secret)
+            event = nesting.loads(body)
         except stripe.SignatureVerificationError:
             continue
+        except (RecursionError, nesting.TooDeep):  # construct_event parses it too
+            raise Refused(f"The body is not a Stripe event: JSON nested more than "
+                          f"{nesting.MAX_DEPTH} levels deep.") from None
         except ValueError:  # not UTF-8, not JSON, not a snapshot event
             raise Refused("The body is not a Stripe event.") from None
-        event = json.loads(body)
         if not isinstance(event, dict):
             raise Refused("The body is not a Stripe event.")
         return event

@@ -29,6 +29,8 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core import nesting
+
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "sb:live:"
@@ -55,7 +57,10 @@ class LiveEvent:
 
     @classmethod
     def loads(cls, raw: str | bytes) -> LiveEvent:
-        value = json.loads(raw)
+        """The event `dumps` wrote; ValueError (JSON nested past core/nesting.py's bound
+        included: a RecursionError once ended the Redis relay for good), KeyError or
+        TypeError for anything else."""
+        value = nesting.loads(raw)
         return cls(tenant_id=str(value["tenant_id"]), kind=str(value["kind"]),
                    sender_id=str(value["sender_id"]), data=dict(value.get("data") or {}),
                    at=float(value.get("at") or time.time()))

@@ -145,6 +145,33 @@ async def test_a_signed_body_that_is_not_an_event_is_400(kind: str, tmp_path: Pa
         assert await gw.rows(StripeEventRow) == []
 
 
+# Past the JSON parser's depth (Python's recursion limit): `construct_event` raised
+# RecursionError, which nothing caught, so whoever holds the secret (a sandbox signing its
+# own bodies) got a 500. Nesting a parser takes but our storage would not is refused too.
+NESTED = {
+    "arrays": b"[" * 100_000 + b"]" * 100_000,
+    "objects": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "inside an event": b'{"object": "event", "id": "evt_1", "type": "invoice.paid", "data": '
+                       + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "parseable, too deep to store": b'{"object": "event", "id": "evt_1", "type": '
+                                    b'"invoice.paid", "created": 1, "data": {"object": '
+                                    + b"[" * 900 + b"]" * 900 + b"}}",
+}
+
+
+@pytest.mark.parametrize("nesting", sorted(NESTED))
+async def test_a_signed_body_nested_past_the_parsers_depth_is_400(
+        kind: str, tmp_path: Path, nesting: str) -> None:
+    payload = NESTED[nesting]
+    async with gateway(kind, tmp_path, SECRET) as gw:
+        answer = await gw.post(payload, signature_header(payload, SECRET))
+        assert answer.status_code == 400, answer.text
+        assert "nested" in answer.json()["detail"]
+        assert await gw.rows(StripeEventRow) == []
+        # The gateway still handles the next event.
+        assert (await gw.deliver(stripe_event("invoice.paid"))).status_code == 200
+
+
 async def test_a_signature_a_few_minutes_old_is_accepted(kind: str, tmp_path: Path) -> None:
     async with gateway(kind, tmp_path, SECRET) as gw:
         answer = await gw.deliver(stripe_event("customer.subscription.created"),

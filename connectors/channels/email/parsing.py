@@ -23,7 +23,6 @@ the provider vouched for it, and only then does the bot talk about orders by ema
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 from connectors.channels.email.text import html_to_text
 from connectors.errors import BadRequest
 from connectors.messages import Media
+from core import nesting
 
 
 @dataclass(frozen=True)
@@ -141,10 +141,12 @@ def _decoded_payload(part: Message) -> bytes:
 
 
 def _loads(value: str | None, fallback: Any) -> Any:
+    """A JSON field of the provider's form; `fallback` when it is absent or unreadable (also
+    when nested past core/nesting.py's bound: once a RecursionError, a 500 retried for hours)."""
     if not value:
         return fallback
     try:
-        return json.loads(value)
+        return nesting.loads(value)
     except ValueError:
         return fallback
 

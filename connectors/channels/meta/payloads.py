@@ -4,15 +4,14 @@
      "value": {"metadata": {"phone_number_id"}, "contacts", "messages" | "statuses"}}]}]}
 
 The (already signature-checked) body becomes frozen dataclasses with every field checked (400
-naming the field otherwise); each message type is translated by one entry of `TRANSLATORS`
-into text, media and metadata; types we do not handle are logged and acknowledged, so Meta
-does not retry them forever.
+naming the field otherwise; 400 too for JSON nested past core/nesting.py's bound); each message
+type is translated by one entry of `TRANSLATORS` into text, media and metadata; types we do not
+handle are logged and acknowledged, so Meta does not retry them forever.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 
 from connectors.errors import BadRequest
 from connectors.messages import InboundMessage, Media, StatusUpdate
+from core import nesting
 from tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,10 @@ def _parse_change(raw: Any, where: str) -> WaChange:
 def parse_notification(body: bytes) -> WaNotification:
     """Validate the (already signature-checked) body; 400 with a reason otherwise."""
     try:
-        payload = json.loads(body or b"")
+        payload = nesting.loads(body or b"")
+    except nesting.TooDeep:  # RecursionError in json, or later in str() of a location name
+        raise BadRequest(f"Body must be JSON nested at most {nesting.MAX_DEPTH} levels "
+                         "deep.") from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Body must be a WhatsApp Cloud API JSON notification.") from None
     payload = _obj(payload, "body")

@@ -288,6 +288,27 @@ async def test_mailgun_malformed_mail_is_406_so_mailgun_does_not_retry() -> None
     assert offered(h) == []
 
 
+# JSON fields of a provider's form nested past the parser's depth: a RecursionError, which
+# was a 500 that the provider retried for hours.
+TOO_DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("field", ["message-headers", "attachments"])
+@pytest.mark.parametrize("value", [TOO_DEEP, '{"a":' * 100_000 + "1" + "}" * 100_000],
+                         ids=["arrays", "objects"])
+async def test_mailgun_json_field_nested_too_deep_is_read_as_absent(field: str,
+                                                                    value: str) -> None:
+    h = harness("mailgun")
+    form = mailgun_form(h, "reply_with_history.json", fields={field: value})
+    assert await post_mailgun(h, form) == (200, {"status": "ok"})
+    [inbound] = h.inbox.accepted  # still answered, from the form's own fields
+    assert inbound.user_key == "alex.miller@gmail.com"
+    assert inbound.message_id == "<CAHs7k1Qz8r2nB+X0v4Jm9fXh3a6W2cK@mail.gmail.com>"
+    assert inbound.media == ()
+    assert inbound.sender_authenticated is False  # no provider verdict could be read
+
+
 @pytest.mark.asyncio
 async def test_mailgun_endpoint_refused_for_a_sendgrid_shop(
         sendgrid_key: ec.EllipticCurvePrivateKey) -> None:
@@ -511,6 +532,28 @@ async def test_sendgrid_signed_but_not_multipart_is_400(
                                             content_type="application/json")
     assert status == 400 and "multipart" in body_json["detail"]
     assert offered(h) == []
+
+
+def with_field(body: bytes, name: str, value: str) -> bytes:
+    """`body` (a captured SendGrid post) with the field `name` holding `value` instead."""
+    head = f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+    start = body.index(head) + len(head)
+    end = body.index(b"\r\n--xYzZY", start)
+    return body[:start] + value.encode() + body[end:]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("field", ["charsets", "envelope"])
+async def test_sendgrid_json_field_nested_too_deep_is_read_as_absent(
+        sendgrid_key: ec.EllipticCurvePrivateKey, field: str) -> None:
+    h = harness("sendgrid", public_key_b64(sendgrid_key))
+    body = with_field(sendgrid_body(h, "reply_with_history.multipart"), field, TOO_DEEP)
+    ts = str(int(time.time()))
+    assert await post_sendgrid(h, body, sign(sendgrid_key, body, ts), ts) == (
+        200, {"status": "ok"})
+    [inbound] = h.inbox.accepted  # charsets default to UTF-8, recipients come from "to"
+    assert inbound.user_key == "sam.lee@icloud.com"
+    assert inbound.text == "How long does the refund take once you receive the parcel?"
 
 
 @pytest.mark.asyncio

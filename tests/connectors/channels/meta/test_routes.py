@@ -229,6 +229,15 @@ async def test_a_phone_number_id_stored_or_sent_as_a_number_is_still_the_shops()
     (b"[]", "JSON object"),
     (json.dumps({"object": "page", "entry": []}).encode(), "whatsapp_business_account"),
     (json.dumps({"object": "whatsapp_business_account", "entry": {}}).encode(), "entry"),
+    # Past the parser's depth (a RecursionError, once a 500), and deep enough that the
+    # parser takes it but turning a location's name into text would not.
+    (b"[" * 100_000 + b"]" * 100_000, "nested"),
+    (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "nested"),
+    (b'{"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages",'
+     b' "value": {"metadata": {"phone_number_id": "' + PHONE_NUMBER_ID.encode() + b'"},'
+     b' "messages": [{"from": "16505551234", "id": "wamid.deep", "type": "location",'
+     b' "location": {"latitude": 1, "longitude": 2, "name": ' + b"[" * 900 + b"]" * 900
+     + b"}}]}}]}]}", "nested"),
 ])
 async def test_malformed_signed_body_is_400(h: MetaHarness, body: bytes, fragment: str) -> None:
     response = await h.post(h.webhook, *signed(APP_SECRET, body))
