@@ -43,7 +43,6 @@ log store, delete) those lines; log retention is the log pipeline's own setting.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -73,7 +72,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from actions.attempts import Attempts, VerificationFailureRow, derive_key
 from actions.commerce.tables import ReturnRequestRow
 from admin_api.errors import Unavailable, Unprocessable
-from core import logs
+from core import logs, nesting
 from core.conversations import HandoffRow, MessageRow
 from core.db import create_engine
 from core.deliveries import DeliveryRow
@@ -286,8 +285,11 @@ def _like(text: str) -> str:
 
 
 def _parsed(data: str | None) -> dict[str, Any]:
+    """A stored event's (or cached answer's) JSON object; {} when it is unreadable, nested
+    past core/nesting.py's bound included (a RecursionError: a 500, and no export or erase
+    for the visitor at all)."""
     try:
-        value = json.loads(data or "{}")
+        value = nesting.loads(data or "{}")
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}

@@ -147,6 +147,35 @@ async def test_an_export_by_email_finds_every_conversation_and_store(world: Worl
     assert (entry.after or {})["messages"] == 6
 
 
+async def raw_event(world: World, sender: str, data: str) -> None:
+    """An event row whose data is `data` as it is (Rasa's writer, or anything else with
+    access to the tracker store)."""
+    async with world.tracker.begin() as conn:
+        await conn.execute(insert(privacy.EVENTS).values(
+            sender_id=sender, type_name="slot", timestamp=utcnow().timestamp(), data=data))
+
+
+@pytest.mark.parametrize("depth", [100_000, 900])
+async def test_an_event_nested_too_deep_is_unreadable_not_a_500(world: World,
+                                                                 depth: int) -> None:
+    """Past the JSON parser's depth `_parsed` raised RecursionError (a 500: no export or
+    erase for the visitor); 900 levels parse but do not go back out as JSON."""
+    nested = "[" * depth + "]" * depth
+    deep = f'{{"event": "slot", "name": "email", "value": "{EMAIL}", "x": {nested}}}'
+    await raw_event(world, world.web, deep)  # her own conversation, found by its slot
+    await raw_event(world, world.bystander, deep)  # mentions her email, not readable as hers
+    status, data = await world.admin.call("GET", "/privacy/export", params={"email": EMAIL})
+    assert status == 200, data
+    assert data["conversations"] == sorted([world.mail, world.web, world.rest])
+    slots = [e["data"] for e in data["tracker_events"] if e["type"] == "slot"]
+    assert {"event": "slot", "name": "email", "value": "Alice@Example.com",
+            "timestamp": None} in slots and {} in slots  # the deep one, unreadable
+    status, erased = await world.admin.call("POST", "/privacy/erase", json={"email": EMAIL})
+    assert status == 200, erased
+    assert erased["deleted"]["tracker_events"] == 5 and await world.events(world.web) == 0
+    assert await world.events(world.bystander) == 3
+
+
 async def test_an_erase_by_phone_spares_the_same_number_at_another_shop(world: World) -> None:
     status, erased = await world.admin.call("POST", "/privacy/erase", json={
         "phone": "+1 (555) 000-1111"})
