@@ -73,6 +73,37 @@ async def test_filters_and_pages(admin: Admin) -> None:
     assert second["items"][-1]["actor"] == "user:owner@demo.example"  # the oldest, last
 
 
+async def test_who_is_found_by_any_part_of_it_whatever_its_case(admin: Admin) -> None:
+    """Owners type "anna", not "user:anna@shop.test"; % and _ are letters there, not LIKE's
+    wildcards."""
+    actors = ["user:anna@shop.test", "user:Hanna_B@shop.test", "user:bob@shop.test",
+              "key:sk_50%off", "system:retention"]
+    async with admin.sessions() as session:
+        for actor in actors:
+            await session.execute(insert(AuditRow).values(
+                tenant_id=admin.demo.id, actor=actor, action="settings.update",
+                target="settings", before=None, after={"by": actor}, created_at=utcnow()))
+        await session.execute(insert(AuditRow).values(
+            tenant_id=admin.other.id, actor="user:anna@other.test", action="settings.update",
+            target="settings", before=None, after=None, created_at=utcnow()))
+        await session.commit()
+
+    async def who(typed: str) -> list[str]:
+        status, page = await admin.call("GET", "/audit", params={"actor": typed})
+        assert status == 200, page
+        return sorted(entry["actor"] for entry in page["items"])
+
+    assert await who("anna") == ["user:Hanna_B@shop.test", "user:anna@shop.test"]
+    assert await who("ANNA@") == ["user:anna@shop.test"]
+    assert await who("user:anna@shop.test") == ["user:anna@shop.test"]
+    assert await who("a_b") == ["user:Hanna_B@shop.test"]
+    assert await who("n_a") == []  # "_" is no wildcard ("nna" would match it)
+    assert await who("50%") == ["key:sk_50%off"]
+    assert await who("%") == ["key:sk_50%off"]  # "%" is no wildcard either
+    assert await who("\\") == []
+    assert await who("nobody") == []
+
+
 async def test_bad_filters_are_refused(admin: Admin) -> None:
     for params in ({"from": "2026-02-30"}, {"page_size": "1000"}, {"actor": "key:\x00"}):
         status, answer = await admin.call("GET", "/audit", params=params)
