@@ -4,7 +4,6 @@ the names it uses, for the checks over the base (admin_api/training/checks.py)."
 
 from __future__ import annotations
 
-import json
 import re
 
 import yaml
@@ -33,6 +32,7 @@ from admin_api.training.nodes import (
     text_of,
     walk,
 )
+from core import nesting
 
 
 class _Reader(DomainReader):
@@ -183,8 +183,8 @@ class _Reader(DomainReader):
             plain.append(text)
             if as_json:
                 try:
-                    spec = json.loads(as_json)
-                except ValueError:
+                    spec = nesting.loads(as_json)
+                except ValueError:  # not JSON, or nested past its bound (core/nesting.py)
                     continue
                 if not isinstance(spec, dict) or not isinstance(spec.get("entity"), str):
                     continue

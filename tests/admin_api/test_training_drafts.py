@@ -631,6 +631,18 @@ async def test_responses_are_checked_as_the_bot_would_say_them(admin: Admin) -> 
     assert (await put(admin, "domain", "sizes", fixed))[1]["problems"] == []
 
 
+async def test_an_annotation_nested_too_deep_is_unreadable_not_a_500(admin: Admin) -> None:
+    """An annotation's JSON nested past the parser's depth raised RecursionError while the
+    draft was read: a 500 on saving it, and on every validation after. (5000 levels: the
+    annotation patterns take time quadratic in the brackets of one line, 27 s for 100 000.)"""
+    nested = "[" * 5000 + "]" * 5000
+    text = NLU + f'      - is [six foot]{{"entity": "size", "value": {nested}}} too tall\n'
+    status, saved = await put(admin, "nlu", "sizes", text)
+    assert status == 201, saved
+    assert (await get_text(admin, "/training/nlu/sizes"))[1] == text
+    assert (await validation(admin))["errors"] == saved["problems"]
+
+
 FRAME_CODES_DOMAIN = DOMAIN + """entities:
   - frame_code
   - frame_colour
