@@ -74,6 +74,16 @@ async function train() {
       say(status, count ? `Not trained: ${count} error${count === 1 ? "" : "s"} in the drafts `
         + "to fix first; each below opens its draft at its line."
         : "Not trained: there are no drafts yet; start one under “New draft”.", "error");
+    } else if (error instanceof ApiError && error.status === 409 && error.body
+        && error.body.id && error.body.state === "ready") {
+      // The drafts are exactly those a ready version was trained from: the same model again.
+      const { id, active } = error.body;
+      status.dataset.about = "drafts"; // training.js: stale once a draft changes
+      say(status, `Not trained: the drafts are the ones ${short(id)} was trained from, and `
+        + (active ? "the shop's bot uses it already." : "it is ready: activate it below.")
+        + " Change a draft to train a new version.");
+      await loadModels({ quiet: true });
+      await showDetails(id);
     } else if (error instanceof ApiError && error.status === 409 && error.body && error.body.id) {
       say(status, `Not trained: ${short(error.body.id)} is training; it is shown below.`, "error");
       follow(error.body.id);

@@ -5,6 +5,9 @@ back. Designers and owners.
 422 and the same errors when they do not pass, 503 when Rasa's checks cannot run), snapshots
 them into a new version and queues its `model.train` job (admin_api/training/jobs.py), which
 trains it in the workshop. One version of a shop trains at a time (409 names the one training).
+Drafts exactly as a ready version was trained from are not trained again (minutes of the
+workshop's CPU for the same model): 409 names that version (`id`, `state` ready, `active`), so
+the designer activates it, or changes a draft first.
 `GET /models[/{id}]` shows each version: queued, training (progress and the workshop's stage;
 after the training itself, "testing: ..." while it is tested and compared), ready, failed
 (why) or cancelled (by whom), with its snapshot's files, fingerprint, size, training time, its
@@ -85,6 +88,7 @@ from admin_api.training.models import (
     get_version,
     get_version_and_job,
     list_versions,
+    ready_from,
     set_active,
 )
 from admin_api.workshop import TrainingConflict, UnknownVersion, WorkshopUnavailable
@@ -315,12 +319,23 @@ async def _answer(call: Call[Any, Any], model_id: str) -> ModelOut:
            errors=(402, 409, 503), summary="Train a model version from the shop's drafts")
 async def create_model(call: Call[None, None]) -> ModelCreated:
     """Checks the drafts first (422 with `errors` as POST /training/validate gives them), then
-    trains them as they are now in the background: follow `job` or GET /models/{id}."""
+    trains them as they are now in the background: follow `job` or GET /models/{id}. 409 when
+    a version is training (`id` names it), and when a ready version was trained from these
+    very drafts (`id`, `state` "ready" and `active` name it: activate it instead)."""
     await require_own_models(call)
     drafts = await read_contents(call.ctx.sessions, call.shop)
     if not drafts:
         raise Unprocessable("the shop has no training data drafts to train: add some with PUT "
                             "/api/v1/training/{kind}/{name} first", extra={"errors": []})
+    files = {file_of(kind, name): content for kind, name, content in drafts}
+    same = await ready_from(call.ctx.sessions, call.shop, files)
+    if same is not None:
+        active = (await get_active(call.ctx.sessions, call.shop)).version_id == same.id
+        use = ("the shop's bot serves it already" if active else "activate it with POST "
+               f"/api/v1/models/{same.id}/activate")
+        raise Conflict(f"nothing to train: the drafts are exactly those version {same.id} "
+                       f"(ready) was trained from; {use}, or change a draft first",
+                       extra={"id": same.id, "state": "ready", "active": active})
     checked = await check_drafts(call, drafts)
     if checked.problems:
         raise Unprocessable(
@@ -328,7 +343,6 @@ async def create_model(call: Call[None, None]) -> ModelCreated:
             "(POST /api/v1/training/validate shows the same)",
             extra={"errors": [{"file": p.file, "line": p.line, "message": p.message}
                               for p in checked.problems]})
-    files = {file_of(kind, name): content for kind, name, content in drafts}
     try:
         version = await create_version(call.ctx.sessions, call.shop, files,
                                        call.principal.actor)

@@ -192,6 +192,20 @@ async def create_version(sessions: async_sessionmaker, tenant_id: str,
         return ModelVersion.of(row)
 
 
+async def ready_from(sessions: async_sessionmaker, tenant_id: str,
+                     files: Mapping[str, str]) -> ModelVersion | None:
+    """The shop's newest ready version trained from exactly these drafts (same names, same
+    text), if any: training them again would make the same model."""
+    async with sessions() as session:
+        row = await session.scalar(
+            select(ModelVersionRow).where(ModelVersionRow.tenant_id == tenant_id,
+                                          ModelVersionRow.state == READY,
+                                          ModelVersionRow.snapshot_sha256 == snapshot_hash(files))
+            .order_by(ModelVersionRow.created_at.desc(), ModelVersionRow.id.desc()).limit(1))
+    # The hash names the drafts; the row's own files are compared too, never a hash alone.
+    return ModelVersion.of(row) if row is not None and row.files == dict(files) else None
+
+
 async def _set(sessions: async_sessionmaker, tenant_id: str, version_id: str,
                only_training: bool = False, **values: Any) -> bool:
     where = [ModelVersionRow.id == version_id, ModelVersionRow.tenant_id == tenant_id]

@@ -222,6 +222,39 @@ async def test_train_activate_train_again_roll_back_and_return_to_base(
     assert "frames come in" not in repr(rows)  # the audit keeps names and a hash, no content
 
 
+async def test_drafts_a_ready_version_was_trained_from_are_not_trained_again(
+        admin: Admin, workshop: TrainingWorkshop) -> None:
+    """Minutes of CPU for the same model: the designer is pointed at the version instead."""
+    await drafts(admin)
+    first = await train(admin)
+    assert (await ended(admin, first["id"]))[0]["state"] == "ready"
+    await drafts(admin)  # saved again, the same text
+    status, body = await admin.call("POST", "/models", role="designer")
+    assert status == 409, body
+    assert body["id"] == first["id"] and body["state"] == "ready" and body["active"] is False
+    assert first["id"] in body["detail"] and "activate" in body["detail"], body
+    assert (await activate(admin, first["id"]))[0] == 200
+    status, body = await admin.call("POST", "/models", role="designer")
+    assert status == 409 and body["active"] is True, body
+    assert "serves it already" in body["detail"], body
+    assert len(workshop.requests_to("/train", "POST")) == 1  # never sent again
+    _, listing = await admin.call("GET", "/models", role="designer")
+    assert listing["total"] == 1
+
+    # Any change trains: an edited draft, and the drafts of a version that failed.
+    await drafts(admin, NLU + "  - intent: ask_size\n    examples: |\n      - size chart?\n")
+    workshop.fail_with = "out of memory"
+    failed = await train(admin)
+    assert (await ended(admin, failed["id"]))[0]["state"] == "failed"
+    workshop.fail_with = None
+    second = await train(admin)
+    assert (await ended(admin, second["id"]))[0]["state"] == "ready"
+    # Back to the first version's drafts: that version is named, not the newest.
+    await drafts(admin)
+    status, body = await admin.call("POST", "/models", role="designer")
+    assert status == 409 and body["id"] == first["id"], body
+
+
 async def test_drafts_that_do_not_pass_are_not_trained(admin: Admin,
                                                        workshop: TrainingWorkshop) -> None:
     status, body = await admin.call("POST", "/models", role="designer")
@@ -540,7 +573,8 @@ async def test_a_version_not_in_use_is_deleted_with_its_model_file(
     assert status == 409 and body["active"] is True, body
     assert "activate another one (or base) first" in body["detail"]
     workshop.queued_for = 30
-    second = await train(admin)
+    await drafts(admin, NLU + "  - intent: ask_size\n    examples: |\n      - size chart?\n")
+    second = await train(admin)  # from changed drafts: the same ones are not trained again
     status, body = await admin.call("DELETE", f"/models/{second['id']}", role="designer")
     assert status == 409 and body["state"] == "queued", body
     assert "cancel it first" in body["detail"]

@@ -232,6 +232,22 @@ def train_compare_activate_roll_back_delete_cancel(page: Page, served: Served) -
     assert asked and "Activate version" in asked[0]
     expect(version_row(page).filter(has_text=first)).to_contain_text("active")
 
+    # The same drafts again: no second training of the same model; the page says which
+    # version they made and how to train anew.
+    page.get_by_role("button", name="Train a new version").click()
+    expect(page.locator("#validate-status")).to_have_text(
+        f"Not trained: the drafts are the ones version {first} was trained from, and the "
+        "shop's bot uses it already. Change a draft to train a new version.")
+    expect(details.get_by_role("heading", level=3)).to_have_text(f"Details of version {first}")
+    expect(version_row(page)).to_have_count(1)
+    editor = page.get_by_label("Rasa YAML")
+    expect(page.locator("#draft-title")).to_have_text("nlu/bikes.yml")
+    editor.fill(editor.input_value() + "      - where is my order\n")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#draft-status")).to_have_text("Saved.")
+    expect(page.locator("#validate-status")).to_have_text(
+        re.compile("^The drafts changed since this check"))
+
     second = train(page)
     answer_next_dialog(page)
     page.get_by_role("button", name=f"Activate: version {second}").click()
