@@ -122,9 +122,12 @@ async function accept(event, gap, [intent, examples, draft], status, submit) {
       body.draft)}.` : "";
     say(status, `Added ${answer.added.length} example${answer.added.length === 1 ? "" : "s"} `
       + `of ${answer.intent} to ${file}.${listed}${skipped}`, "ok");
+    // Drafts changed as a save changes them: a check or refused training above is stale now.
+    if (answer.drafts.length) tk.checkedBefore();
     await tk.loadDrafts();
     await tk.openDraft("nlu", body.draft, { reload: true });
-    if (answer.problems.length) tk.showProblems(answer.problems);
+    // Under the draft, as a save shows its problems (validation's list is about all drafts).
+    if (answer.problems.length) tk.showList($("draft-problems"), answer.problems, "error");
     ready = false; // the gap's examples are training data now: it shrinks or goes
     await loadGaps();
   } catch (error) {
@@ -138,7 +141,8 @@ async function accept(event, gap, [intent, examples, draft], status, submit) {
   }
 }
 
-/** `shared`: training.js's pieces (visible, openDraft, loadDrafts, showProblems, fileOf). */
+/** `shared`: training.js's pieces (visible, openDraft, loadDrafts, showList, fileOf,
+ * checkedBefore). */
 export function wireGaps(shared) {
   tk = shared;
 }

@@ -303,8 +303,9 @@ export function showProblems(errors, warnings = []) {
   showList($("validate-warnings"), warnings, "warning");
 }
 
-/** A draft changed: validation's verdict (or a refused training's) was about the drafts as
- * they were, so it says so rather than standing as if it were current. */
+/** A draft changed (saved, deleted, or a gap accepted into it): validation's verdict (or a
+ * refused training's) was about the drafts as they were, so it says so rather than standing
+ * as if it were current. */
 function checkedBefore() {
   const status = $("validate-status");
   if (status.dataset.about !== "drafts") return;
@@ -359,7 +360,8 @@ export function wireTraining(tabKit) {
   $("draft-save").addEventListener("click", saveDraft);
   $("draft-delete").addEventListener("click", deleteDraft);
   $("training-validate").addEventListener("click", validateAll);
-  const shared = { ...kit, visible, openDraft, loadDrafts, showProblems, fileOf };
+  const shared = { ...kit, visible, openDraft, loadDrafts, showProblems, showList, fileOf,
+    checkedBefore };
   wireModels(shared);
   wireGaps(shared);
   kit.loaders.training = loadTraining;

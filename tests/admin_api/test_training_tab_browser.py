@@ -292,6 +292,9 @@ def train_compare_activate_roll_back_delete_cancel(page: Page, served: Served) -
 
 
 def accept_a_gap(page: Page) -> None:
+    page.get_by_role("button", name="Validate all drafts").click()
+    expect(page.locator("#validate-status")).to_have_text(
+        re.compile("^No errors: the drafts can train."))
     gap = page.locator("#gaps-list").get_by_role("button", name="Do you offer gift wrapping?",
                                                  exact=True)
     expect(page.locator("#gaps-list li")).to_contain_text("asked 4 times; suggested intent ")
@@ -311,6 +314,9 @@ def accept_a_gap(page: Page) -> None:
     expect(editor).to_have_value(re.compile(r"intent: ask_gift_wrap"))
     expect(editor).to_have_value(re.compile(r"- wrap it as a gift"))
     expect(page.get_by_role("button", name="domain/gaps.yml")).to_be_visible()
+    # The drafts changed as a save changes them: the check above says it is stale.
+    expect(page.locator("#validate-status")).to_have_text(
+        re.compile("^The drafts changed since this check: validate again"))
 
 
 def test_a_designer_edits_validates_trains_compares_activates_and_accepts_a_gap(
