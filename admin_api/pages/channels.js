@@ -6,7 +6,9 @@
 // secret left empty keeps the stored one; a non-secret field emptied is removed (the API
 // merges what is sent into the stored section, null removes a field). The API checks the
 // merged section with the channel's own rules and answers 422 with sentences that name the
-// field ("twilio.account_sid is the Account SID…"): forms.js puts each next to its field.
+// field by its label here ("Account SID is the Account SID…", with its `loc`): forms.js puts
+// each next to its field. The labels below are the API's too (admin_api/routes/channels.py
+// LABELS; a test keeps them alike).
 
 import { api, ApiError, el, say } from "./api.js";
 import { clearErrors, copyable, field, showFieldErrors } from "./forms.js";

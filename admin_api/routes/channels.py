@@ -29,6 +29,7 @@ applies within 30 s, new credentials for the same backend once the action server
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -59,6 +60,28 @@ PUBLIC: dict[str, frozenset[str]] = {
     "woocommerce": frozenset({"store_url"}),
     "rest": frozenset({"callback_url"}),
 }
+# Each field as the Channels tab labels it (admin_api/pages/channels.js FORMS and BACKENDS;
+# a test keeps the two alike): a 422 names the field the owner sees, never the API's path.
+LABELS: dict[str, dict[str, str]] = {
+    "twilio": {"account_sid": "Account SID", "auth_token": "Auth token",
+               "sms_numbers": "SMS numbers", "whatsapp_numbers": "WhatsApp numbers",
+               "whatsapp_template.content_sid": "WhatsApp template (content SID)"},
+    "meta_whatsapp": {"phone_number_id": "Phone number ID", "access_token": "Access token",
+                      "app_secret": "App secret", "verify_token": "Verify token",
+                      "template.name": "Template name", "template.language": "Template language"},
+    "email": {"address": "Support address", "inbound": "Inbound mail service",
+              "mailgun_signing_key": "Mailgun signing key",
+              "sendgrid_public_key": "SendGrid verification key", "smtp.host": "SMTP host",
+              "smtp.port": "SMTP port", "smtp.username": "SMTP user name",
+              "smtp.password": "SMTP password", "smtp.starttls": "Use STARTTLS"},
+    "rest": {"callback_url": "Reply callback URL", "signing_secret": "Callback signing secret"},
+    "shopify": {"shop_url": "Shop address", "access_token": "Admin API access token",
+                "api_version": "API version"},
+    "woocommerce": {"store_url": "Store address", "consumer_key": "Consumer key",
+                    "consumer_secret": "Consumer secret"},
+}
+# Paths the checks name that are no field of their own: the field the owner fills for them.
+STANDS_FOR = {"email": {"smtp": ("smtp.host", "SMTP server")}}
 _BACKENDS = ("demo", *BACKEND_FIELDS)
 BACKEND_URLS = {"shopify": "shop_url", "woocommerce": "store_url"}  # what the actions call
 SECTIONS = {c.name: c.section for c in CHANNELS}  # what the plan's channel limit counts
@@ -184,6 +207,36 @@ def backend_url_problems(backend: str, section: Mapping[str, Any],
         return [f"{backend}.{name} needs a host name (https://shop.example)"]
     refused = destinations.refusal(host)
     return [f"{backend}.{name} {refused}"] if refused else []
+
+
+def labelled(section: str, problems: list[str], label: str, at: tuple[str, ...] = ()
+             ) -> list[dict[str, Any]]:
+    """A 422's detail for the Channels tab and scripts alike: each problem of the section's
+    check with its fields named by their labels ("Auth token is missing", not
+    "twilio.auth_token is missing"); `loc` (under `at`) and `field` name the first field it is
+    about, for a form to put it there ([] and null: about the section as a whole)."""
+    names = {path: (path, text) for path, text in LABELS.get(section, {}).items()}
+    names.update(STANDS_FOR.get(section, {}))
+    detail = []
+    for problem in problems:
+        first: tuple[int, str, str] | None = None
+        text = problem
+        for path in sorted(names, key=len, reverse=True):
+            field, shown = names[path]
+            # section.path anywhere; a bare path only when it cannot be an English word
+            bare = rf"|(?<![\w.]){re.escape(path)}(?![\w.])" if "_" in path else ""
+            pattern = re.compile(rf"(?<![\w.]){re.escape(section)}\.{re.escape(path)}"
+                                 rf"(?![\w.]){bare}")
+            found = pattern.search(problem)
+            if found and (first is None or found.start() < first[0]):
+                first = (found.start(), field, shown)
+            text = pattern.sub(shown, text)
+        if text.startswith(f"{section} "):
+            text = f"{label[:1].upper()}{label[1:]}{text[len(section):]}"
+        detail.append({"loc": [*at, *first[1].split(".")] if first else [],
+                       "field": f"{section}.{first[1]}" if first else None,
+                       "label": first[2] if first else None, "msg": text})
+    return detail
 
 
 def _problems(channel: Channel, credentials: Mapping[str, Any],
@@ -318,7 +371,8 @@ async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
         candidate = {**credentials, channel.section: section}
         problems = _problems(channel, candidate, call.ctx.settings.destinations)
         if problems:
-            raise Unprocessable(problems)
+            raise Unprocessable(labelled(channel.section, problems, channel.label,
+                                         at=("credentials",)))
         if changed:  # one channel more than the plan allows: 402 (a configured one is fine)
             require_channel(plan, channel.name, credentials, SECTIONS)
             row.credentials_encrypted = call.ctx.box.seal(candidate)
@@ -347,7 +401,8 @@ async def put_order_backend(call: Call[OrderBackendPut, None]) -> ChannelOut:
             problems = backend_url_problems(body.backend, section,
                                             call.ctx.settings.destinations)
             if problems:
-                raise Unprocessable(problems)
+                raise Unprocessable(labelled(body.backend, problems, body.backend,
+                                             at=(body.backend, "credentials")))
             stored = _section(credentials, body.backend)
             changed = sorted(name for name in {*section, *stored}
                              if section.get(name) != stored.get(name))

@@ -5,14 +5,17 @@ audit entry holds a secret value."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from admin_api.routes.channels import LABELS
 from admin_api.tables import AuditRow
 from connectors.channels import BY_NAME
+from core.settings import ROOT
 from tenants.crypto import CredentialsBox
 from tenants.models import TenantRow
 from tests.admin_api.conftest import KEY, Admin
@@ -136,7 +139,9 @@ async def test_credentials_merge_field_by_field(admin: Admin) -> None:
     # null removes a field; removing a required one is refused with the channel's words.
     status, answer = await admin.call("PUT", "/channels/email",
                                       json={"credentials": {"address": None}})
-    assert status == 422 and answer["detail"] == ["email.address is missing"]
+    assert status == 422 and answer["detail"] == [{  # named as the Channels tab shows it
+        "loc": ["credentials", "address"], "field": "email.address",
+        "label": "Support address", "msg": "Support address is missing"}]
     assert (await stored(admin))["email"]["address"] == "help@demo.example"
 
 
@@ -144,13 +149,16 @@ async def test_the_registrys_check_refuses_what_the_gateway_would(admin: Admin) 
     status, answer = await admin.call("PUT", "/channels/twilio", json={"credentials": {
         "account_sid": "AC1", "auth_token": SECRETS[0], "sms_numbers": "+15550001111"}})
     assert status == 422
-    assert answer["detail"] == [
-        "twilio.sms_numbers must be a list of phone numbers, each with its country code "
-        "(+1 555 000 1111)"]
+    assert [(e["loc"], e["msg"]) for e in answer["detail"]] == [(
+        ["credentials", "sms_numbers"], "SMS numbers must be a list of phone numbers, each "
+        "with its country code (+1 555 000 1111)")]
     assert SECRETS[0] not in json.dumps(answer)
     status, answer = await admin.call("PUT", "/channels/email", json={"credentials": {
         "address": "a@b.example", "inbound": "postmark", "smtp": {"host": "h"}}})
-    assert status == 422 and "email.inbound is 'mailgun' or 'sendgrid'" in answer["detail"]
+    assert status == 422 and {"loc": ["credentials", "inbound"], "field": "email.inbound",
+                              "label": "Inbound mail service",
+                              "msg": "Inbound mail service is 'mailgun' or 'sendgrid'"} \
+        in answer["detail"]
     status, answer = await admin.call("PUT", "/channels/order_backend", json={
         "backend": "shopify", "credentials": {"shop_url": "x.myshopify.com"}})
     assert status == 422 and [e["loc"][-1] for e in answer["detail"]] == ["access_token"]
@@ -159,8 +167,9 @@ async def test_the_registrys_check_refuses_what_the_gateway_would(admin: Admin) 
     assert status == 422
     status, answer = await admin.call("PUT", "/channels/email", json={"credentials": {
         "address": "a@b.example", "inbound": ["mailgun"], "smtp": {"host": "h"}}})
-    assert status == 422 and answer["detail"] == [
-        "email has a field of the wrong type (see README, Channels)"]
+    assert status == 422 and answer["detail"] == [{  # about no one field
+        "loc": [], "field": None, "label": None,
+        "msg": "Email has a field of the wrong type (see README, Channels)"}]
     assert await stored(admin) == {}
     status, _ = await admin.call("PUT", "/channels/rest", json={"credentials": {"a": "b"}})
     assert status == 422
@@ -209,7 +218,8 @@ async def test_an_owner_sets_where_agents_replies_to_rest_visitors_go(admin: Adm
     status, answer = await admin.call("PUT", "/channels/rest", json={"credentials": {
         "callback_url": "https://shop.example/switchboard", "signing_secret": "short"}})
     assert status == 422
-    assert answer["detail"] == ["rest.signing_secret must have at least 16 characters"]
+    assert [e["msg"] for e in answer["detail"]] == [
+        "Callback signing secret must have at least 16 characters"]
     status, answer = await admin.call("PUT", "/channels/rest", json={"credentials": {
         "callback_url": "https://shop.example/switchboard", "signing_secret": secret}})
     assert status == 200, answer
@@ -220,3 +230,13 @@ async def test_an_owner_sets_where_agents_replies_to_rest_visitors_go(admin: Adm
     assert (await stored(admin))["rest"]["signing_secret"] == secret
     status, answer = await admin.call("DELETE", "/channels/rest")
     assert status == 200 and answer["fields"] == {} and "rest" not in await stored(admin)
+
+
+def test_422s_name_fields_as_the_channels_tab_labels_them() -> None:
+    """The labels the API's 422s use are the page's own (admin_api/pages/channels.js)."""
+    page = (ROOT / "admin_api" / "pages" / "channels.js").read_text(encoding="utf-8")
+    on_page = re.findall(r'\{ path: "([^"]+)", label: "([^"]+)"', page)
+    ours = [(path, label) for fields in LABELS.values() for path, label in fields.items()]
+    assert sorted(ours) == sorted(
+        (path, label.removesuffix(" (optional)")) for path, label in on_page)
+

@@ -36,9 +36,11 @@ async def test_private_destinations_are_refused_when_saved_unless_allowed(admin:
     for path, body, field in PRIVATE:
         status, answer = await admin.call("PUT", path, json=body)
         assert status == 422, (field, answer)
-        assert answer["detail"] == [f"{field} points to a private network address (this "
-                                    "server, a local network or cloud metadata); give the "
-                                    "public address of your server"]
+        [said] = answer["detail"]  # the field as the Channels tab labels it
+        assert said["field"] == field and said["loc"][-1] == field.split(".")[-1], said
+        assert said["msg"] == (f"{said['label']} points to a private network address (this "
+                               "server, a local network or cloud metadata); give the "
+                               "public address of your server")
     status, answer = await admin.call("POST", "/webhooks", json={
         "url": "https://[::ffff:127.0.0.1]/hooks", "events": ["handoff.requested"]})
     assert status == 422 and "private network address" in answer["detail"]
