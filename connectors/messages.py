@@ -25,6 +25,12 @@ CHANNELS = ("rest", "web", "sms", "whatsapp", "email")
 # its inbound service's name); recovery reads them as today's name.
 _FORMER_PROVIDER_NAMES = {"mailgun": "email", "sendgrid": "email"}
 
+# Metadata that is an id a provider or the shop chose, never text a visitor typed: kept as it
+# is when card numbers are masked in the rest (a WhatsApp media id is 15 or 16 digits and may
+# pass the Luhn check; a dedupe id must stay the same on every retry).
+_IDS = frozenset({"message_id", "context_message_id", "reply_id", "media_ids",
+                  "button_payload", "timestamp"})
+
 
 @dataclass(frozen=True)
 class Media:
@@ -83,9 +89,16 @@ class InboundMessage:
             value = getattr(self, name)
             if (cleaned := storable_values(value)) != value:
                 object.__setattr__(self, name, cleaned)
-        # A card number typed into a chat is kept by nobody, Rasa included (core/cards.py).
+        # A card number typed into a chat is kept by nobody, Rasa included (core/cards.py):
+        # not in the text, nor in what comes with it and is stored, shown and handed to Rasa
+        # as well (an email's subject, a widget's or REST client's metadata, a profile name).
         object.__setattr__(self, "text", cards.mask(self.text))
         object.__setattr__(self, "questions", tuple(map(cards.mask, self.questions)))
+        if (masked := cards.mask_values(self.client_metadata, keep=_IDS)) != self.client_metadata:
+            object.__setattr__(self, "client_metadata", masked)
+        subject = self.reply_context.get("subject")  # the rest: addresses, ids for threading
+        if subject and (masked := cards.mask(subject)) != subject:
+            object.__setattr__(self, "reply_context", {**self.reply_context, "subject": masked})
 
     @property
     def sender_id(self) -> str:

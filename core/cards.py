@@ -3,8 +3,9 @@
 Visitors sometimes type a card number into a chat ("my card is 4111 1111 1111 1111, why was
 it charged twice?"). The bot never needs one, and a card number kept in transcripts, Rasa's
 tracker and privacy exports is a PCI problem for every shop: the gateway masks them in what
-visitors send before anything stores it (connectors/messages.py), and logs mask them in
-whatever they write (core/logs.py).
+visitors send before anything stores it (connectors/messages.py: the text, and with
+`mask_values` what comes with it, such as an email's subject or a widget's metadata), and logs
+mask them in whatever they write (core/logs.py).
 
 A security code or an expiry date is hidden where a word names it ("cvv 123", "exp 12/29").
 A card number is 13 to 19 digits, grouped by spaces, dashes, dots or slashes or not at all
@@ -20,6 +21,8 @@ logged whole.)
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from typing import Any
 
 # Digits grouped as people type them: spaces (also non-breaking and doubled), dashes (also
 # en-dashes), dots or slashes, at most two between digits.
@@ -59,3 +62,18 @@ def mask(text: str, *, checked: bool = True) -> str:
         return "**** **** **** " + digits[-4:]
 
     return CARD_SHAPED.sub(masked, text)
+
+
+def mask_values(value: Any, *, keep: Collection[str] = ()) -> Any:
+    """`value` (JSON-like: a message's metadata) with every string in it masked (`mask`), in
+    lists and objects at any depth, except the values of its own keys named in `keep` (ids a
+    provider or the shop chose, which must stay as they are: a WhatsApp media id is 15 or 16
+    digits and may pass the Luhn check)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {key: item if key in keep else mask_values(item)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(mask_values(item) for item in value)
+    return value

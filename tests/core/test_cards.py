@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.cards import luhn_valid, mask
+from core.cards import luhn_valid, mask, mask_values
 
 
 @pytest.mark.parametrize("typed", [
@@ -39,3 +39,14 @@ def test_the_security_code_and_expiry_named_beside_it_are_hidden() -> None:
     assert mask(typed) == ("card **** **** **** 1111 exp **/** cvv ***, valid thru **/**, "
                            "CVC: ***, the CVV is ***")
     assert mask("I ordered 123 items on 12/29") == "I ordered 123 items on 12/29"
+
+
+def test_values_are_masked_at_any_depth_except_under_the_keys_kept() -> None:
+    card = "4111 1111 1111 1111"
+    value = {"subject": f"charged on {card}", "nested": {"list": [f"card {card}", 7, None]},
+             "pair": (card, "x"), "media_ids": ["4111111111111111"], "count": 3}
+    assert mask_values(value, keep={"media_ids"}) == {
+        "subject": "charged on **** **** **** 1111",
+        "nested": {"list": ["card **** **** **** 1111", 7, None]},
+        "pair": ("**** **** **** 1111", "x"), "media_ids": ["4111111111111111"], "count": 3}
+    assert mask_values(f"only {card}") == "only **** **** **** 1111"

@@ -118,6 +118,27 @@ async def test_mailgun_reply_reaches_the_inbox_stripped_and_threaded() -> None:
     }
 
 
+CARD = "4111 1111 1111 1111"
+MASKED = "**** **** **** 1111"
+
+
+@pytest.mark.asyncio
+async def test_a_card_number_in_the_subject_is_masked_before_it_is_kept_or_answered() -> None:
+    """The body's card number was masked, the subject's was stored with the message, shown in
+    the transcript, handed to Rasa and quoted back in the reply's subject."""
+    h = harness("mailgun")
+    luhn_id = "<4012888888881881@mail.gmail.com>"  # an id that looks like a card stays whole
+    form = mailgun_form(h, "reply_with_history.json", subject=f"Charged twice on {CARD}",
+                        fields={"Message-Id": luhn_id, "message-headers": "[]"})
+    assert await post_mailgun(h, form) == (200, {"status": "ok"})
+    [inbound] = h.inbox.accepted
+    assert inbound.reply_context["subject"] == f"Charged twice on {MASKED}"
+    assert inbound.stored_payload()["reply_context"]["subject"] == f"Charged twice on {MASKED}"
+    assert "4111" not in json.dumps([inbound.stored_payload(), inbound.rasa_metadata()])
+    assert inbound.recipient().reply_context["subject"] == f"Charged twice on {MASKED}"
+    assert inbound.message_id == luhn_id == inbound.reply_context["message_id"]
+
+
 @pytest.mark.asyncio
 async def test_mailgun_three_questions_become_three_turns() -> None:
     h = harness("mailgun")

@@ -157,6 +157,24 @@ def test_media_only_image_is_a_graph_media_url() -> None:
     assert media_url(DEFAULT_GRAPH_BASE + "/", "1") == "https://graph.facebook.com/v21.0/1"
 
 
+def test_card_numbers_are_masked_in_what_the_visitor_wrote_not_in_media_ids() -> None:
+    """A caption, a file name and the visitor's profile name are what they typed;
+    the media id (15 digits, passing the Luhn check) is Meta's and must reach the Graph API
+    whole."""
+    payload = fixture("image_message.json")
+    image = message_of(payload)["image"]
+    image.update(id="102290129340398", caption="receipt for 4111 1111 1111 1111",
+                    filename="card 4111111111111111.pdf")
+    payload["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"]["name"] = \
+        "Sam 4012 8888 8888 1881"
+    inbound = inbound_of(payload)
+    assert inbound.text == "receipt for **** **** **** 1111"
+    assert inbound.client_metadata["filename"] == "card **** **** **** 1111.pdf"
+    assert inbound.client_metadata["profile_name"] == "Sam **** **** **** 1881"
+    assert inbound.client_metadata["media_ids"] == ["102290129340398"]
+    assert inbound.media[0].url.endswith("/102290129340398")
+
+
 def test_caption_of_a_document_is_its_text() -> None:
     payload = fixture("image_message.json")
     message = message_of(payload)

@@ -75,6 +75,22 @@ async def test_the_message_is_handed_to_the_inbox_scoped_to_the_shop() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_card_number_in_metadata_is_masked_and_the_message_id_kept() -> None:
+    """The text's card number was masked, a page address's was stored and handed to Rasa."""
+    h = harness()
+    metadata = {"message_id": "4012888888881881", "locale": "en",
+                "page_url": "https://shop.example/pay?card=4111-1111-1111-1111&step=2"}
+    await post(h, {"sender": "v", "message": "my card 4111111111111111", "metadata": metadata})
+    [inbound] = h.inbox.conversed
+    assert inbound.text == "my card **** **** **** 1111"
+    assert inbound.client_metadata == {
+        "message_id": "4012888888881881", "locale": "en",
+        "page_url": "https://shop.example/pay?card=**** **** **** 1111&step=2"}
+    assert inbound.message_id == "4012888888881881"
+    assert "4111" not in json.dumps([inbound.stored_payload(), inbound.rasa_metadata()])
+
+
+@pytest.mark.asyncio
 async def test_a_client_cannot_choose_the_shop_or_channel_in_metadata() -> None:
     h = harness()
     response = await post(h, {"sender": "v", "message": "hi",
