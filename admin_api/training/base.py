@@ -8,6 +8,7 @@ RegexEntityExtractor reads regexes and lookup tables (`regex_extraction`)."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,19 @@ def read_base(root: Path = ROOT) -> BaseData:
 @functools.cache
 def base_data() -> BaseData:
     return read_base()
+
+
+@functools.cache
+def base_digest(root: Path = ROOT) -> str:
+    """One hash of what every shop's model trains from besides its drafts: the base's files
+    and config.yml. The same drafts on another base (a deploy changed it) make another model."""
+    digest = hashlib.sha256()
+    for folder in FOLDERS.values():
+        for path in sorted((root / folder).glob("*.yml")):
+            digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    digest.update((root / "config.yml").read_bytes())
+    return digest.hexdigest()
 
 
 @functools.cache

@@ -50,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from admin_api.training.base import base_digest
 from core.db import Base, UtcDateTime, utcnow
 from core.jobs import ACTIVE, Job, JobRow
 from tenants.models import TenantRow
@@ -156,8 +157,10 @@ class ServedVersion(Exception):
 
 
 def snapshot_hash(files: Mapping[str, str]) -> str:
-    """The same drafts give the same hash, whatever order they were read in."""
-    return hashlib.sha256(json.dumps(dict(files), sort_keys=True, ensure_ascii=False)
+    """The same drafts on the same base give the same hash, whatever order they were read in
+    (`ready_from`: a deploy that changed the base makes training them again worthwhile)."""
+    snapshot = {"files": dict(files), "base": base_digest()}
+    return hashlib.sha256(json.dumps(snapshot, sort_keys=True, ensure_ascii=False)
                           .encode("utf-8")).hexdigest()
 
 

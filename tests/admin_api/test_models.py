@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from admin_api.app import create_app
 from admin_api.tables import AuditRow
+from admin_api.training import models as training_models
 from admin_api.training.jobs import training_handlers
 from admin_api.worker import Worker
 from core import jobs
@@ -253,6 +254,20 @@ async def test_drafts_a_ready_version_was_trained_from_are_not_trained_again(
     await drafts(admin)
     status, body = await admin.call("POST", "/models", role="designer")
     assert status == 409 and body["id"] == first["id"], body
+
+
+async def test_the_same_drafts_train_again_on_a_base_a_deploy_changed(
+        admin: Admin, workshop: TrainingWorkshop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new base (data/, bot/domain, config.yml) makes another model from the same drafts:
+    that training is no repeat, and it is the only way to bring the shop's model up to it."""
+    await drafts(admin)
+    first = await train(admin)
+    assert (await ended(admin, first["id"]))[0]["state"] == "ready"
+    monkeypatch.setattr(training_models, "base_digest", lambda: "another deploy's base")
+    second = await train(admin)
+    assert second["id"] != first["id"]
+    assert (await ended(admin, second["id"]))[0]["state"] == "ready"
+    assert len(workshop.requests_to("/train", "POST")) == 2
 
 
 async def test_drafts_that_do_not_pass_are_not_trained(admin: Admin,
