@@ -6,11 +6,22 @@ Asking (`count_request`, then `mail_link` off the request path) answers alike wh
 the email has an account: the request is counted and recorded the same way for any address,
 and looking the account up, making the link and talking to the mail server happen after the
 answer has gone, so neither the answer nor its timing tells which emails have accounts.
-Requests are limited per email (3 an hour) and per client address (10 an hour), counted for
-unknown emails too (a refusal then tells nothing either), so nobody can flood someone's inbox
-with reset mails; the email is counted by its SHA-256, since strangers type addresses here.
+Limits keep the form from flooding someone's inbox with reset mails without letting a
+stranger who knows the address lock its owner out (both counted in a sliding hour,
+`people.window_wait`, for unknown emails too, and the email by its SHA-256, since strangers
+type addresses here):
+- one client may ask 3 times for one email (REQUESTS_PER_EMAIL_AND_ADDRESS) and 10 times in
+  all (REQUESTS_PER_ADDRESS); past either it gets 429 with Retry-After. This says nothing
+  about the email: it counts only what that client itself asked. Counted per email alone
+  (3 an hour, before), a stranger's 3 requests left the owner unable to reset for an hour.
+- one inbox gets at most 6 reset mails an hour from all clients together (MAILS_PER_EMAIL),
+  against strangers on many addresses. Past that a request is answered the same 202 and no
+  mail goes out: a 429 there would tell a stranger that others had asked for this email.
+  This cannot lock the owner out either: only requests that were mailed are counted, so
+  while the inbox is at its limit the newest of those mails is less than an hour old, and
+  its link (which replaced the ones before) still works.
 Behind a proxy, TRUSTED_PROXIES must say so (connectors/proxies.py), or every request comes
-from the proxy's address and all of them share its 10 an hour.
+from the proxy's address and all of them share one client's limits.
 
 A link carries a 256-bit random token; the table keeps its SHA-256 only (as invitations do,
 admin_api/people.py). It works once, for an hour, and a new request replaces the account's
@@ -56,8 +67,9 @@ log = logging.getLogger(__name__)
 
 RESET_TTL = timedelta(hours=1)
 REQUEST_WINDOW = timedelta(hours=1)
-REQUESTS_PER_EMAIL = 3  # mails one inbox can be sent in the window
+REQUESTS_PER_EMAIL_AND_ADDRESS = 3  # requests one client may make for one email in the window
 REQUESTS_PER_ADDRESS = 10  # requests one client address may make in the window
+MAILS_PER_EMAIL = 6  # mails one inbox can be sent in the window, from every client together
 KEEP_ENDED = timedelta(days=1)  # a used or expired link is kept this long: a reuse says 410
 
 
@@ -87,28 +99,37 @@ class IssuedReset:
 # --- asking for a link ---------------------------------------------------------------------
 
 
-def _request_keys(email: str, address: str) -> tuple[str, str]:
+def _request_keys(email: str, address: str) -> tuple[str, str, str]:
+    """The keys a request counts under: its inbox, this client asking for it, this client."""
     digest = hashlib.sha256(people.normal_email(email).encode()).hexdigest()
-    return f"email:{digest}", f"ip:{address}"[:300]
+    return f"email:{digest}", f"email:{digest} ip:{address}"[:300], f"ip:{address}"[:300]
 
 
-async def count_request(sessions: async_sessionmaker, email: str, address: str) -> None:
+async def count_request(sessions: async_sessionmaker, email: str, address: str) -> bool:
     """Count one request for a link to `email` from `address`: ResetThrottled (nothing
-    counted) past either limit, the same for an email with or without an account."""
+    counted) past the client's limits; else whether a mail may go out (False when the inbox
+    had its MAILS_PER_EMAIL in the window: answered alike, module doc). The same for an email
+    with or without an account."""
     now = utcnow()
-    by_email, by_address = _request_keys(email, address)
+    inbox, asked, client = _request_keys(email, address)
     async with sessions() as session:
         await session.execute(delete(ResetRequestRow).where(
             ResetRequestRow.created_at <= now - REQUEST_WINDOW))
         wait = await people.window_wait(
             session, ResetRequestRow,
-            ((by_email, REQUESTS_PER_EMAIL), (by_address, REQUESTS_PER_ADDRESS)), REQUEST_WINDOW)
+            ((asked, REQUESTS_PER_EMAIL_AND_ADDRESS), (client, REQUESTS_PER_ADDRESS)),
+            REQUEST_WINDOW)
         if wait is not None:
             await session.commit()
             raise ResetThrottled(wait)
-        session.add_all([ResetRequestRow(key=key, created_at=now)
-                         for key in (by_email, by_address)])
+        mail = await people.window_wait(session, ResetRequestRow,
+                                        ((inbox, MAILS_PER_EMAIL),), REQUEST_WINDOW) is None
+        # The inbox counts mails only: requests it did not get would keep it at its limit
+        # after the last link it got has expired.
+        keys = (inbox, asked, client) if mail else (asked, client)
+        session.add_all([ResetRequestRow(key=key, created_at=now) for key in keys])
         await session.commit()
+    return mail
 
 
 async def issue(sessions: async_sessionmaker, email: str) -> IssuedReset | None:

@@ -1,6 +1,8 @@
 """Forgotten passwords: a reset link asked for by email (a real SMTP server catches it), the
 same answer for an email without an account, the link resetting once within its hour, every
-old session ended, failed logins forgotten, and requests limited per email and per address."""
+old session ended, failed logins forgotten, and requests limited per client (for one email
+and in all) and mails per inbox, so that a stranger can neither flood an inbox nor lock its
+owner out."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import re
 import time
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
 from admin_api import passwords
+from admin_api.routes import passwords as passwords_route
 from admin_api.tables import AuditRow, PasswordResetRow
 from core.db import utcnow
 from tests.admin_api import test_people
@@ -27,10 +31,15 @@ NEW_PASSWORD = "a brand new passphrase"
 mailbox = test_people.mailbox  # the real SMTP server (aiosmtpd) the invitation tests use
 
 
-async def forgot(admin: Admin, email: str) -> tuple[int, dict[str, str]]:
-    """Ask for a link and wait until its mail (if any) has gone: it leaves after the answer."""
-    status, body, response = await Browser(admin).call("POST", "/password/forgot",
-                                                       json={"email": email})
+async def forgot(admin: Admin, email: str,
+                 client: str | None = None) -> tuple[int, dict[str, str]]:
+    """Ask for a link (from the address `client` when given) and wait until its mail (if
+    any) has gone: it leaves after the answer."""
+    browser = Browser(admin)
+    if client is not None:  # the connection's peer, as a browser's own address would be
+        browser.client._transport = httpx.ASGITransport(app=admin.app, client=(client, 4321))
+    status, body, response = await browser.call("POST", "/password/forgot",
+                                                json={"email": email})
     await passwords.Outbox.of(admin.app.ctx).settle()
     return status, {"detail": body["detail"], "retry-after":
                     response.headers.get("retry-after", "")}
@@ -129,23 +138,53 @@ async def test_unknown_expired_and_replaced_links(admin: Admin, mailbox: Mailbox
     await Browser(admin).log_in("pia@example.com")  # the password did not change
 
 
-async def test_requests_are_limited_per_email_and_per_address(
-        admin: Admin, mailbox: Mailbox) -> None:
+async def test_a_stranger_cannot_use_up_the_persons_requests(admin: Admin,
+                                                             mailbox: Mailbox) -> None:
+    """Once 3 requests an hour per email from anyone: a stranger who knew the address asked 3
+    times and its owner could not reset their password for an hour."""
     with_smtp(admin, mailbox.port, public_url="https://admin.example.com")
     await person(admin, "quinn@example.com")
-    for email in ("quinn@example.com", "nobody@example.com"):  # alike with or without account
-        for _ in range(passwords.REQUESTS_PER_EMAIL):
-            assert (await forgot(admin, email))[0] == 202
-        status, body = await forgot(admin, email)
-        assert status == 429 and "too many" in body["detail"]
-        assert 3000 < int(body["retry-after"]) <= 3601
-    assert len(mailbox.to("quinn@example.com")) == passwords.REQUESTS_PER_EMAIL  # no more
+    for _ in range(3):
+        assert (await forgot(admin, "quinn@example.com", "203.0.113.7"))[0] == 202
+    status, body = await forgot(admin, "quinn@example.com", "203.0.113.7")
+    assert status == 429 and 3000 < int(body["retry-after"]) <= 3601  # the stranger's limit
 
-    left = passwords.REQUESTS_PER_ADDRESS - 2 * passwords.REQUESTS_PER_EMAIL
-    for n in range(left):
-        assert (await forgot(admin, f"someone-{n}@example.com"))[0] == 202
-    status, body = await forgot(admin, "someone-else@example.com")
-    assert status == 429 and int(body["retry-after"]) > 3000  # this address, any email
+    assert (await forgot(admin, "quinn@example.com", "198.51.100.2"))[0] == 202  # the person
+    assert len(mailbox.to("quinn@example.com")) == 4
+    token = token_in(mailbox, "quinn@example.com")
+    status, _, _ = await Browser(admin).call(
+        "POST", "/password/reset", json={"token": token, "password": NEW_PASSWORD})
+    assert status == 200
+
+
+async def test_an_inbox_gets_a_bounded_number_of_mails_and_the_answer_never_tells(
+        admin: Admin, mailbox: Mailbox) -> None:
+    """Strangers on many addresses still cannot flood an inbox: past MAILS_PER_EMAIL in the
+    hour no more mails go out, and the answer is the same 202 as before (a 429 would tell that
+    others asked for this email). The newest mail's link still works: its owner is not
+    locked out."""
+    with_smtp(admin, mailbox.port, public_url="https://admin.example.com")
+    await person(admin, "quinn@example.com")
+    answers = [await forgot(admin, email, f"203.0.113.{n}")
+               for n in range(passwords.MAILS_PER_EMAIL + 3)
+               for email in ("quinn@example.com", "nobody@example.com")]
+    assert {(status, body["detail"], body["retry-after"]) for status, body in answers} == {
+        (202, passwords_route.ASKED, "")}
+    assert len(mailbox.to("quinn@example.com")) == passwords.MAILS_PER_EMAIL
+    token = token_in(mailbox, "quinn@example.com")
+    status, _, _ = await Browser(admin).call(
+        "POST", "/password/reset", json={"token": token, "password": NEW_PASSWORD})
+    assert status == 200
+
+
+async def test_one_client_is_limited_across_emails(admin: Admin, mailbox: Mailbox) -> None:
+    with_smtp(admin, mailbox.port, public_url="https://admin.example.com")
+    for n in range(passwords.REQUESTS_PER_ADDRESS):
+        assert (await forgot(admin, f"someone-{n}@example.com", "2001:db8::1"))[0] == 202
+    # the same /64 is the same client
+    status, body = await forgot(admin, "someone-else@example.com", "2001:db8::2")
+    assert status == 429 and "too many" in body["detail"] and int(body["retry-after"]) > 3000
+    assert (await forgot(admin, "someone-else@example.com", "2001:db8:1::1"))[0] == 202
 
 
 async def test_without_smtp_the_answer_is_the_same_and_nothing_is_made(admin: Admin) -> None:
