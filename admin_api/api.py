@@ -13,7 +13,10 @@ into pydantic models (422 with the validation errors otherwise), call the handle
 its model. `openapi` builds the OpenAPI 3.1 document from the same declarations and pydantic's
 JSON Schemas (2020-12, which OpenAPI 3.1 uses as is), so the document cannot drift from what
 the code validates. Path parameters come from `{name}` in the path; a `params` model validates
-them (422) and gives the document their schemas.
+them (422) and gives the document their schemas. A route whose form shows the body's 422
+may word it itself (`body_errors=`: pydantic's error in, the detail out; PUT
+/channels/order_backend names fields as the Channels tab labels them); the others answer
+pydantic's errors as `_errors` shows them.
 
 Most routes speak JSON. A route may instead take its body as text of one media type
 (`raw_body="application/x-yaml"`: another Content-Type is a 415, the handler gets the text as
@@ -134,6 +137,8 @@ class Call(Generic[B, Q]):
 
 
 Handler = Callable[[Call[Any, Any]], Awaitable[Any]]
+# A route's own words for its body's 422 (given pydantic's error; never echo the input).
+BodyErrors = Callable[[ValidationError], Any]
 # (request) -> Principal or raise Unauthorized; installed by app.py from admin_api/auth.py.
 Authenticator = Callable[[Request], Awaitable[Principal]]
 # (request, principal) -> raise Forbidden when an unsafe browser request lacks the CSRF token.
@@ -161,6 +166,7 @@ class Endpoint:
     raw_body: str | None = None  # the body is text of this media type (call.body: str)
     produces: str = "application/json"  # another: the handler returns the body as a str
     also: tuple[int, ...] = field(default=())  # more success statuses (WithStatus)
+    body_errors: BodyErrors | None = None  # the body's 422 detail in the route's words
 
     @property
     def operation_id(self) -> str:
@@ -184,8 +190,8 @@ class Api:
               upload: bool = False, public: bool = False, description: str | None = None,
               errors: tuple[int, ...] = (), stream: bool = False,
               params: type[BaseModel] | None = None, raw_body: str | None = None,
-              produces: str = "application/json",
-              also: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
+              produces: str = "application/json", also: tuple[int, ...] = (),
+              body_errors: BodyErrors | None = None) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(Endpoint(
                 method=method.upper(), path=path, handler=handler, roles=roles, summary=summary,
@@ -193,7 +199,7 @@ class Api:
                 response=response, status=status if response is not None else 204,
                 upload=upload, public=public, description=description or handler.__doc__,
                 extra_errors=errors, stream=stream, path_model=params, raw_body=raw_body,
-                produces=produces, also=also))
+                produces=produces, also=also, body_errors=body_errors))
             return handler
         return register
 
@@ -388,7 +394,7 @@ def _serve(endpoint: Endpoint, authenticate: Authenticator,
         query = _parse_query(endpoint.query, request) if endpoint.query else None
         body: Any = None
         if endpoint.body:
-            body = _parse_body(endpoint.body, request)
+            body = _parse_body(endpoint.body, request, endpoint.body_errors)
         elif endpoint.raw_body:
             body = _raw_body(endpoint.raw_body, request)
         result = await endpoint.handler(Call(request, principal, body, query, path))
@@ -463,7 +469,8 @@ def _raw_body(media_type: str, request: Request) -> str:
     return text
 
 
-def _parse_body(model: type[BaseModel], request: Request) -> BaseModel:
+def _parse_body(model: type[BaseModel], request: Request,
+                worded: BodyErrors | None = None) -> BaseModel:
     content_type = _media_type(request)
     if content_type != "application/json":
         raise UnsupportedMediaType(
@@ -479,7 +486,7 @@ def _parse_body(model: type[BaseModel], request: Request) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise Unprocessable(_errors(exc)) from None
+        raise Unprocessable(_errors(exc) if worded is None else worded(exc)) from None
 
 
 def unstorable_in(value: Any, loc: tuple[str | int, ...] = ()

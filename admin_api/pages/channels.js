@@ -8,7 +8,8 @@
 // merged section with the channel's own rules and answers 422 with sentences that name the
 // field by its label here ("Account SID is the Account SID…", with its `loc`): forms.js puts
 // each next to its field. The labels below are the API's too (admin_api/routes/channels.py
-// LABELS; a test keeps them alike).
+// LABELS; a test keeps them alike), so the problems GET lists in a card read the same way
+// ("Auth token is missing"), as do the order backend's 422s.
 
 import { api, ApiError, el, say } from "./api.js";
 import { clearErrors, copyable, field, showFieldErrors } from "./forms.js";

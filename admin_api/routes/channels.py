@@ -11,12 +11,14 @@ PUT merges the body into the stored section (a field sent as null is removed; ne
 such as email's `smtp` merge too, so changing the SMTP host does not drop its password), then
 checks the merged section with the channel's own `check_credentials` from the registry, the
 same rules the gateway applies before it accepts a webhook (connectors/channels/contract.py):
-credentials it would refuse are refused here with 422 and the problems (field names, never
-values). The order backend (`PUT /channels/order_backend`) is checked for the fields its client
-needs (required in its body's schema, as admin_api/routes/settings.py BACKEND_FIELDS) and
-becomes the shop's backend. Hosts our servers would connect to for the shop (the REST reply
-callback, the SMTP server, the store's URL) must be public unless the deployment allows private
-destinations (core/destinations.py): a 422 naming the field otherwise.
+credentials it would refuse are refused here with 422 and the problems (each field named as
+the Channels tab labels it, never a value; GET says what stored ones lack in the same words).
+The order backend (`PUT /channels/order_backend`) is checked for the fields its client needs
+(required in its body's schema, as admin_api/routes/settings.py BACKEND_FIELDS; that body's
+422 is worded here too, `order_backend_errors`) and becomes the shop's backend. Hosts our
+servers would connect to for the shop (the REST reply callback, the SMTP server, the store's
+URL) must be public unless the deployment allows private destinations (core/destinations.py):
+a 422 naming the field otherwise.
 
 The audit entry names the fields that changed, never their values.
 
@@ -34,7 +36,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, RootModel
+from pydantic import Field, RootModel, ValidationError
 from sqlalchemy import select
 
 from admin_api.api import API, Call, Model, Page, PageQuery
@@ -82,9 +84,20 @@ LABELS: dict[str, dict[str, str]] = {
 }
 # Paths the checks name that are no field of their own: the field the owner fills for them.
 STANDS_FOR = {"email": {"smtp": ("smtp.host", "SMTP server")}}
+# The order backend form's choice and its options, as channels.js words them (a test too).
+CHOICE_LABEL = "Shop platform"
+BACKEND_LABELS = {"demo": "Demo orders (no shop platform)", "shopify": "Shopify",
+                  "woocommerce": "WooCommerce"}
 _BACKENDS = ("demo", *BACKEND_FIELDS)
 BACKEND_URLS = {"shopify": "shop_url", "woocommerce": "store_url"}  # what the actions call
 SECTIONS = {c.name: c.section for c in CHANNELS}  # what the plan's channel limit counts
+
+
+class ProblemOut(Model):
+    field: str | None = Field(description="the field it is about, as PUT's 422 names it "
+                              "(`twilio.auth_token`); null: the section as a whole")
+    label: str | None = Field(description="that field's label on the Channels tab")
+    msg: str = Field(description="what is wrong, as `problems` says it")
 
 
 class ChannelOut(Model):
@@ -92,7 +105,10 @@ class ChannelOut(Model):
     label: str
     needs_credentials: bool
     configured: bool = Field(description="usable: its credentials pass the channel's check")
-    problems: list[str] = Field(description="what its stored credentials lack (field names)")
+    problems: list[str] = Field(description="what its stored credentials lack, each field "
+                                "named as the Channels tab labels it")
+    problem_details: list[ProblemOut] = Field(description="the same problems, each with the "
+                                              "field it is about")
     fields: dict[str, Any] = Field(description="its stored non-secret fields")
     secret_fields: list[str] = Field(description="names of its stored secret fields; their "
                                                  "values are never returned")
@@ -239,6 +255,73 @@ def labelled(section: str, problems: list[str], label: str, at: tuple[str, ...] 
     return detail
 
 
+def shown_problems(section: str, problems: list[str], label: str) -> dict[str, Any]:
+    """GET's `problems` and `problem_details`: the section's problems in the Channels tab's
+    words (as a 422's, `labelled`), without the 422's `loc` (no body to point into)."""
+    detail = labelled(section, problems, label)
+    return {"problems": [p["msg"] for p in detail],
+            "problem_details": [ProblemOut(field=p["field"], label=p["label"], msg=p["msg"])
+                                for p in detail]}
+
+
+# A field's own format, said when its pattern refuses a value (the rest only need text).
+FORMATS = {"shopify.api_version": "is a year and month, as 2024-10"}
+
+
+def _field_said(field: str, label: str, error: Mapping[str, Any]) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "missing" or (kind == "string_pattern_mismatch" and ctx.get("pattern") == _FILLED):
+        return f"{label} is missing"  # blank: the backends strip what they are given
+    if kind == "string_pattern_mismatch" and field in FORMATS:
+        return f"{label} {FORMATS[field]}"
+    if kind == "string_type":
+        return f"{label} must be a string"
+    if kind == "string_too_long":
+        return f"{label} is too long (at most {ctx.get('max_length')} characters)"
+    return f"{label}: {error['msg']}"
+
+
+def order_backend_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """PUT /channels/order_backend's body refused before the route runs (api.py), answered
+    as the route's own checks are (`labelled`): {loc, field, label, msg} with each field named
+    as the Channels tab labels it, and pydantic's `type`. Never the input (a token); a key
+    nobody asked for is named, cut to 40 characters."""
+    detail: list[dict[str, Any]] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc, kind = [str(part) for part in error["loc"]], error["type"]
+        said: dict[str, Any] = {"loc": loc, "field": None, "label": None, "type": kind}
+        if not loc and kind in ("union_tag_invalid", "union_tag_not_found"):
+            said.update(loc=["backend"], field="backend", label=CHOICE_LABEL,
+                        msg=f"{CHOICE_LABEL} is missing" if kind == "union_tag_not_found"
+                        else f"{CHOICE_LABEL} is one of {', '.join(_BACKENDS)}")
+        elif not loc:
+            said["msg"] = ("Send an object with the backend and its credentials (see README, "
+                           "Channels)")
+        else:
+            backend, rest = loc[0], loc[1:]
+            named, labels = BACKEND_LABELS.get(backend, backend), LABELS.get(backend, {})
+            if rest[:1] != ["credentials"]:
+                said["msg"] = (f"There is no {rest[0][:40]!r} in the body: send the backend "
+                               "and its credentials")
+            elif backend == "demo":
+                said["msg"] = "Demo orders take no credentials"
+            elif len(rest) == 1:
+                said["msg"] = (
+                    f"{named} needs its credentials: "
+                    f"{', '.join(labels[name] for name in BACKEND_FIELDS[backend])}"
+                    if kind == "missing" else f"{named}'s credentials must be an object of "
+                    "its fields (see README, Channels)")
+            elif len(rest) == 2 and rest[1] in labels:
+                field = f"{backend}.{rest[1]}"
+                said.update(field=field, label=labels[rest[1]],
+                            msg=_field_said(field, labels[rest[1]], error))
+            else:
+                said["msg"] = (f"{named} has no field {rest[1][:40]!r} (its fields: "
+                               f"{', '.join(labels.values())})")
+        detail.append({**said, "type": kind})
+    return detail
+
+
 def _problems(channel: Channel, credentials: Mapping[str, Any],
               destinations: Destinations | None = None) -> list[str]:
     """The channel's own check (and with `destinations`, its hosts under that policy); a
@@ -272,13 +355,15 @@ def _channel_out(channel: Channel, credentials: Mapping[str, Any],
         fields: dict[str, Any] = {"widget_key": row.widget_key} if channel.name == "web" else {}
         shown, hidden = split_fields(section, PUBLIC.get(channel.section, frozenset()))
         return ChannelOut(name=channel.name, label=channel.label, needs_credentials=False,
-                          configured=True, problems=_problems(channel, credentials),
-                          fields={**fields, **shown}, secret_fields=hidden)
+                          configured=True, fields={**fields, **shown}, secret_fields=hidden,
+                          **shown_problems(channel.section, _problems(channel, credentials),
+                                           channel.label))
     shown, hidden = split_fields(section, PUBLIC.get(channel.section, frozenset()))
     problems = _problems(channel, credentials) if section else []
     return ChannelOut(name=channel.name, label=channel.label, needs_credentials=True,
-                      configured=bool(section) and not problems, problems=problems,
-                      fields=shown, secret_fields=hidden)
+                      configured=bool(section) and not problems, fields=shown,
+                      secret_fields=hidden,
+                      **shown_problems(channel.section, problems, channel.label))
 
 
 def _backend_out(credentials: Mapping[str, Any], row: TenantRow) -> ChannelOut:
@@ -288,8 +373,8 @@ def _backend_out(credentials: Mapping[str, Any], row: TenantRow) -> ChannelOut:
     problems = backend_problems(backend, section) if backend in BACKEND_FIELDS else []
     return ChannelOut(name=ORDER_BACKEND, label=f"order backend ({backend})",
                       needs_credentials=backend in BACKEND_FIELDS, configured=not problems,
-                      problems=problems, fields={"backend": backend, **shown},
-                      secret_fields=hidden)
+                      fields={"backend": backend, **shown}, secret_fields=hidden,
+                      **shown_problems(backend, problems, BACKEND_LABELS.get(backend, backend)))
 
 
 async def _tenant(session: Any, shop: str) -> TenantRow:
@@ -385,7 +470,8 @@ async def put_channel(call: Call[ChannelPut, None]) -> ChannelOut:
 
 
 @API.route("PUT", "/channels/order_backend", roles=OWNERS, body=OrderBackendPut,
-           response=ChannelOut, summary="Choose the order backend and set its credentials")
+           response=ChannelOut, summary="Choose the order backend and set its credentials",
+           body_errors=order_backend_errors)
 async def put_order_backend(call: Call[OrderBackendPut, None]) -> ChannelOut:
     """Shopify needs shop_url and access_token (api_version optional), WooCommerce store_url,
     consumer_key and consumer_secret; they replace the stored ones. The backend becomes the
@@ -401,7 +487,8 @@ async def put_order_backend(call: Call[OrderBackendPut, None]) -> ChannelOut:
             problems = backend_url_problems(body.backend, section,
                                             call.ctx.settings.destinations)
             if problems:
-                raise Unprocessable(labelled(body.backend, problems, body.backend,
+                raise Unprocessable(labelled(body.backend, problems,
+                                             BACKEND_LABELS[body.backend],
                                              at=(body.backend, "credentials")))
             stored = _section(credentials, body.backend)
             changed = sorted(name for name in {*section, *stored}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from admin_api.routes.channels import LABELS
+from admin_api.routes.channels import BACKEND_LABELS, CHOICE_LABEL, LABELS
 from admin_api.tables import AuditRow
 from connectors.channels import BY_NAME
 from core.settings import ROOT
@@ -240,3 +240,110 @@ def test_422s_name_fields_as_the_channels_tab_labels_them() -> None:
     assert sorted(ours) == sorted(
         (path, label.removesuffix(" (optional)")) for path, label in on_page)
 
+
+
+async def store(admin: Admin, credentials: dict[str, Any], order_backend: str = "demo") -> None:
+    """Credentials as `python -m tenants add` or an older release may have left them: stored
+    without the admin API's check."""
+    async with admin.sessions() as session:
+        row = await session.get(TenantRow, admin.demo.id)
+        assert row is not None
+        row.credentials_encrypted = CredentialsBox(KEY).seal(credentials)
+        row.order_backend = order_backend
+        await session.commit()
+
+
+async def test_the_channels_tab_shows_what_stored_credentials_lack_by_label(
+        admin: Admin) -> None:
+    """GET's problems are what the Channels tab's cards show: each field named by its label
+    there, with the field's name beside it for scripts (problem_details)."""
+    await store(admin, {
+        "twilio": {"account_sid": "AC0123456789", "sms_numbers": ["+15550001111"]},
+        "email": {"address": "a@b.example", "inbound": "mailgun", "smtp": {"port": 587}},
+        "shopify": {"shop_url": "x.myshopify.com"}}, order_backend="shopify")
+    _, page = await admin.call("GET", "/channels")
+    by_name = {item["name"]: item for item in page["items"]}
+    assert by_name["twilio"]["configured"] is False
+    assert by_name["twilio"]["problems"] == ["Auth token is missing"]
+    assert by_name["twilio"]["problem_details"] == [{
+        "field": "twilio.auth_token", "label": "Auth token", "msg": "Auth token is missing"}]
+    assert by_name["email"]["problems"] == [
+        "Email via mailgun needs its signing key (Mailgun signing key)",
+        "SMTP server needs a host"]
+    assert [p["field"] for p in by_name["email"]["problem_details"]] == [
+        "email.mailgun_signing_key", "email.smtp.host"]
+    assert by_name["order_backend"]["problems"] == ["Admin API access token is missing"]
+    assert by_name["order_backend"]["problem_details"] == [{
+        "field": "shopify.access_token", "label": "Admin API access token",
+        "msg": "Admin API access token is missing"}]
+    status, one = await admin.call("GET", "/channels/twilio")
+    assert status == 200 and one["problems"] == ["Auth token is missing"]
+    assert not any("." in p for item in page["items"] for p in item["problems"]), page
+
+
+async def test_an_order_backend_body_missing_a_field_is_told_by_label(admin: Admin) -> None:
+    """The body is checked before the route runs; its 422 still names each field as the
+    Channels tab labels it, as the route's own checks do (pydantic's `type` kept)."""
+    async def refused(body: Any) -> list[dict[str, Any]]:
+        status, answer = await admin.call("PUT", "/channels/order_backend", json=body)
+        assert status == 422, answer
+        return list(answer["detail"])
+
+    assert await refused({"backend": "shopify", "credentials": {
+        "shop_url": "x.myshopify.com"}}) == [{
+            "loc": ["shopify", "credentials", "access_token"], "field": "shopify.access_token",
+            "label": "Admin API access token", "msg": "Admin API access token is missing",
+            "type": "missing"}]
+    said = await refused({"backend": "shopify", "credentials": {
+        "shop_url": "x.myshopify.com", "access_token": "  ", "api_version": "v1"}})
+    assert [(e["field"], e["msg"]) for e in said] == [
+        ("shopify.access_token", "Admin API access token is missing"),
+        ("shopify.api_version", "API version is a year and month, as 2024-10")]
+    said = await refused({"backend": "woocommerce", "credentials": {
+        "store_url": 5, "consumer_key": "k" * 501, "consumer_secret": SECRETS[8]}})
+    assert [(e["loc"], e["label"], e["msg"]) for e in said] == [
+        (["woocommerce", "credentials", "store_url"], "Store address",
+         "Store address must be a string"),
+        (["woocommerce", "credentials", "consumer_key"], "Consumer key",
+         "Consumer key is too long (at most 500 characters)")]
+    assert SECRETS[8] not in json.dumps(said) and "k" * 501 not in json.dumps(said)
+    # The shop platform itself: the form's choice.
+    assert await refused({"backend": "magento"}) == [{
+        "loc": ["backend"], "field": "backend", "label": "Shop platform",
+        "msg": "Shop platform is one of demo, shopify, woocommerce",
+        "type": "union_tag_invalid"}]
+    assert [e["msg"] for e in await refused({})] == ["Shop platform is missing"]
+    # About the body as a whole, no one field: loc names where, field and label are null.
+    for body, loc, msg in (
+            ({"backend": "shopify"}, ["shopify", "credentials"],
+             "Shopify needs its credentials: Shop address, Admin API access token"),
+            ({"backend": "woocommerce", "credentials": ["x"]}, ["woocommerce", "credentials"],
+             "WooCommerce's credentials must be an object of its fields (see README, "
+             "Channels)"),
+            ({"backend": "demo", "credentials": {}}, ["demo", "credentials"],
+             "Demo orders take no credentials"),
+            ({"backend": "shopify", "credentials": {"shop_url": "x.myshopify.com",
+                                                    "access_token": SECRETS[6],
+                                                    "password": "p"}},
+             ["shopify", "credentials", "password"],
+             "Shopify has no field 'password' (its fields: Shop address, Admin API access "
+             "token, API version)"),
+            (["shopify"], [], "Send an object with the backend and its credentials (see "
+                              "README, Channels)")):
+        said = await refused(body)
+        assert [(e["loc"], e["field"], e["label"], e["msg"]) for e in said] == [
+            (loc, None, None, msg)], body
+    assert await stored(admin) == {}
+    # Other bodies' 422s keep pydantic's own form.
+    status, answer = await admin.call("PUT", "/channels/twilio", json={"credentials": "x"})
+    assert status == 422 and answer["detail"] == [{
+        "loc": ["credentials"], "msg": "Input should be a valid dictionary",
+        "type": "dict_type"}]
+
+
+def test_the_order_backends_words_are_the_channels_tabs() -> None:
+    """The shop platform's label and each backend's name in the 422s are the page's own."""
+    page = (ROOT / "admin_api" / "pages" / "channels.js").read_text(encoding="utf-8")
+    assert f'name: "backend", label: "{CHOICE_LABEL}"' in page
+    for backend, label in BACKEND_LABELS.items():
+        assert f'{backend}: {{ label: "{label}"' in page, backend
