@@ -289,18 +289,18 @@ def order_backend_errors(exc: ValidationError) -> list[dict[str, Any]]:
     detail: list[dict[str, Any]] = []
     for error in exc.errors(include_url=False, include_input=False):
         loc, kind = [str(part) for part in error["loc"]], error["type"]
-        said: dict[str, Any] = {"loc": loc, "field": None, "label": None, "type": kind}
+        said: dict[str, Any] = {"loc": loc, "field": None, "label": None}
         if not loc and kind in ("union_tag_invalid", "union_tag_not_found"):
             said.update(loc=["backend"], field="backend", label=CHOICE_LABEL,
                         msg=f"{CHOICE_LABEL} is missing" if kind == "union_tag_not_found"
                         else f"{CHOICE_LABEL} is one of {', '.join(_BACKENDS)}")
-        elif not loc:
+        elif len(loc) < 2:
             said["msg"] = ("Send an object with the backend and its credentials (see README, "
                            "Channels)")
         else:
             backend, rest = loc[0], loc[1:]
             named, labels = BACKEND_LABELS.get(backend, backend), LABELS.get(backend, {})
-            if rest[:1] != ["credentials"]:
+            if rest[0] != "credentials":
                 said["msg"] = (f"There is no {rest[0][:40]!r} in the body: send the backend "
                                "and its credentials")
             elif backend == "demo":
@@ -308,7 +308,7 @@ def order_backend_errors(exc: ValidationError) -> list[dict[str, Any]]:
             elif len(rest) == 1:
                 said["msg"] = (
                     f"{named} needs its credentials: "
-                    f"{', '.join(labels[name] for name in BACKEND_FIELDS[backend])}"
+                    f"{', '.join(labels[name] for name in BACKEND_FIELDS.get(backend, ()))}"
                     if kind == "missing" else f"{named}'s credentials must be an object of "
                     "its fields (see README, Channels)")
             elif len(rest) == 2 and rest[1] in labels:

@@ -328,6 +328,8 @@ async def test_an_order_backend_body_missing_a_field_is_told_by_label(admin: Adm
              ["shopify", "credentials", "password"],
              "Shopify has no field 'password' (its fields: Shop address, Admin API access "
              "token, API version)"),
+            ({"backend": "demo", "note": "x"}, ["demo", "note"],
+             "There is no 'note' in the body: send the backend and its credentials"),
             (["shopify"], [], "Send an object with the backend and its credentials (see "
                               "README, Channels)")):
         said = await refused(body)
