@@ -404,10 +404,17 @@ async def get_channel(call: Call[None, None]) -> ChannelOut:
     name = call.path["name"]
     async with call.ctx.sessions() as session:
         row = await _tenant(session, call.shop)
-    credentials = _opened(call, row)
-    if name == ORDER_BACKEND:
-        return _backend_out(credentials, row)
-    return _embedded(call, _channel_out(_known(name), credentials, row), row)
+    return _embedded(call, _channel_out(_known(name), _opened(call, row), row), row)
+
+
+# Its own route: PUT /channels/order_backend is a path of its own, which the router matches
+# before /channels/{name}, so a GET there would otherwise be a 405.
+@API.route("GET", "/channels/order_backend", roles=OWNERS, response=ChannelOut,
+           summary="Read the order backend's setup (never its secrets)")
+async def get_order_backend(call: Call[None, None]) -> ChannelOut:
+    async with call.ctx.sessions() as session:
+        row = await _tenant(session, call.shop)
+    return _backend_out(_opened(call, row), row)
 
 
 def _embedded(call: Call[Any, Any], out: ChannelOut, row: TenantRow) -> ChannelOut:

@@ -186,8 +186,12 @@ async def test_removing_a_channel_and_switching_backends(admin: Admin) -> None:
     await admin.call("PUT", "/channels/order_backend", json={
         "backend": "shopify", "credentials": {"shop_url": "x.myshopify.com",
                                               "access_token": SECRETS[6]}})
+    status, shown = await admin.call("GET", "/channels/order_backend")
+    assert status == 200 and shown["name"] == "order_backend", shown
+    assert shown["fields"]["backend"] == "shopify" and SECRETS[6] not in str(shown)
     status, out = await admin.call("PUT", "/channels/order_backend", json={"backend": "demo"})
     assert status == 200 and out["fields"] == {"backend": "demo"}
+    assert (await admin.call("GET", "/channels/order_backend"))[1] == out
     _, settings = await admin.call("GET", "/settings")
     assert settings["order_backend"] == "demo"
     assert (await stored(admin))["shopify"]["access_token"] == SECRETS[6]  # kept for later
