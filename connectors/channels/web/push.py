@@ -21,6 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core import nesting
 from core.live import pubsub_channel
 
 log = logging.getLogger(__name__)
@@ -86,18 +87,13 @@ class WebPush:
                 async for message in pubsub.listen():
                     if message.get("type") != "pmessage":
                         continue
-                    channel = message["channel"]
-                    if isinstance(channel, bytes):
-                        channel = channel.decode()
-                    sender_id = str(channel)[len(self._prefix):]
-                    if sender_id not in self._sockets:
-                        continue
                     try:
-                        frames = json.loads(message["data"])["frames"]
-                    except (ValueError, KeyError, TypeError):
-                        log.warning("malformed web push ignored")
-                        continue
-                    await self.deliver_here(sender_id, list(frames))
+                        await self._relay(message)
+                    except (ValueError, TypeError) as exc:  # UnicodeDecodeError, TooDeep too
+                        log.warning("malformed web push ignored",
+                                    extra={"error": type(exc).__name__})
+                    except Exception:  # one message, whatever it is, never ends the relay
+                        log.exception("web push not relayed")
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
@@ -105,3 +101,24 @@ class WebPush:
                 await asyncio.sleep(1.0)
             finally:
                 await pubsub.aclose()
+
+    async def _relay(self, message: dict[str, Any]) -> None:
+        """A published push to this process's sockets of its conversation; ValueError or
+        TypeError for one that `push` did not write."""
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        sender_id = str(channel)[len(self._prefix):]
+        if sender_id in self._sockets:
+            await self.deliver_here(sender_id, frames_of(message["data"]))
+
+
+def frames_of(data: str | bytes) -> list[dict[str, Any]]:
+    """The frames of a push as `push` publishes them. Anyone who can publish on the Redis server
+    reaches the relay: JSON nested past the parser's depth was a RecursionError that ended it
+    (core/nesting.py), `{"frames": 5}` a TypeError; each is a ValueError here."""
+    value = nesting.loads(data)
+    frames = value.get("frames") if isinstance(value, dict) else None
+    if not isinstance(frames, list) or not all(isinstance(frame, dict) for frame in frames):
+        raise ValueError("not a web push: {frames: [objects]}")
+    return frames
