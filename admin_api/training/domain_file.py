@@ -14,7 +14,6 @@ Each problem is on the line of what is wrong in the response: its text, channel 
 
 from __future__ import annotations
 
-import json
 import re
 
 from yaml.nodes import MappingNode, Node, ScalarNode
@@ -31,6 +30,7 @@ from admin_api.training.nodes import (
     text_of,
     walk,
 )
+from core import nesting
 from core.metrics import CHANNELS
 
 # Keys of a variant the renderer fills in (tenants/texts.py, as Rasa's response.py).
@@ -40,6 +40,7 @@ TAG = re.compile(r"{([^\n{}]+?)}")
 # rasa/shared/core/training_data/story_reader/yaml_story_reader.py _regex_message_pattern
 PAYLOAD = re.compile(r"^/(?P<intent>[^{@]+)(?P<confidence>@[0-9.]+)?(?P<entities>{.+})?"
                      r"(?P<rest>.*)$", re.DOTALL)
+SHOWN = 80  # of a payload in a problem: its start says which; a draft line may be 512 KB
 UNKNOWN_CHANNEL = ("response '{response}': channel '{channel}' is none of this bot's "
                    "channels, so no visitor would get this variant; a variant's channel is "
                    f"one of {', '.join(CHANNELS)} (how each turn names its channel), or "
@@ -236,7 +237,7 @@ class DomainReader(FileReader):
         if not payload.startswith("/"):
             return
         self._payloads.add(node)
-        button = f"response '{response}': the button '{title}' sends {payload}"
+        button = f"response '{response}': the button '{title}' sends {_shown(payload)}"
         parsed = PAYLOAD.match(payload)
         if parsed is None or not parsed.group("intent").strip():
             self.problem(node, f"{button}, which is not /<intent> or /<intent>{{\"<entity>\": "
@@ -244,8 +245,8 @@ class DomainReader(FileReader):
             return
         self.ref("payload_intent", parsed.group("intent").strip(), node, of=response)
         if parsed.group("entities"):
-            try:
-                entities = json.loads(parsed.group("entities"))
+            try:  # nested past the parser's depth too (core/nesting.py): a 500 on RecursionError
+                entities = nesting.loads(parsed.group("entities"))
                 if not isinstance(entities, dict):
                     raise ValueError("not an object")
             except ValueError as exc:
@@ -257,8 +258,12 @@ class DomainReader(FileReader):
                     self.ref("payload_entity", str(entity), node, of=response)
         if parsed.group("rest").strip():
             self.problem(node, f"{button}: Rasa reads no further than the intent and its "
-                               f"entities, so '{parsed.group('rest').strip()}' would be "
+                               f"entities, so '{_shown(parsed.group('rest').strip())}' would be "
                                "ignored")
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= SHOWN else text[:SHOWN] + "..."
 
 
 class _Anything(dict[str, str]):

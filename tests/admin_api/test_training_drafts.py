@@ -643,6 +643,34 @@ async def test_an_annotation_nested_too_deep_is_unreadable_not_a_500(admin: Admi
     assert (await validation(admin))["errors"] == saved["problems"]
 
 
+@pytest.mark.parametrize("nested", ['{"size": ' * 100 + '"S"' + "}" * 100,
+                                    '{"size": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+                         ids=["past our bound", "past the parser"])
+async def test_a_payloads_entities_nested_too_deep_are_a_problem_not_a_500(
+        admin: Admin, nested: str) -> None:
+    """A button's /intent{json} payload nested past the parser's depth raised RecursionError
+    while the domain draft was read: a 500 on saving it, and on every validation after. It is
+    refused on its line as entities that are not a JSON object, and the message quotes the
+    payload's start only, not its 200 KB."""
+    text = DOMAIN + ("  utter_pick_size:\n"
+                     "    - text: \"Which size?\"\n"
+                     "      buttons:\n"
+                     "        - title: \"Small\"\n"
+                     f"          payload: '/ask_size{nested}'\n")
+    await put(admin, "nlu", "sizes", NLU)
+    status, saved = await put(admin, "domain", "sizes", text)
+    assert status == 201, saved
+    assert [p["line"] for p in saved["problems"]] == [12], saved
+    message = saved["problems"][0]["message"]
+    assert message.startswith("response 'utter_pick_size': the button 'Small' sends "
+                              '/ask_size{"size": ')
+    assert "whose entities are not a JSON object (JSON nested more than 64 levels deep)" \
+        in message
+    assert len(message) < 400
+    assert (await get_text(admin, "/training/domain/sizes"))[1] == text
+    assert (await validation(admin))["errors"] == saved["problems"]
+
+
 FRAME_CODES_DOMAIN = DOMAIN + """entities:
   - frame_code
   - frame_colour
