@@ -75,7 +75,7 @@ run: setup $(MODEL) var/dev.env
 	@echo "  gateway         http://0.0.0.0:8000     (public: channels, GET /health)"
 	@echo "  admin           http://localhost:8080   (owner page /app/, agents' inbox /app/inbox, API /api/v1, docs /docs; Rasa's NLG at /nlg)"
 	@echo "                  log in as owner@demo.example, password DEMO_OWNER_PASSWORD in var/dev.env"
-	@echo "                  API keys: DEMO_OWNER_KEY, DEMO_DESIGNER_KEY, DEMO_AGENT_KEY in var/dev.env"
+	@echo "                  API keys: DEMO_OWNER_KEY, DEMO_DESIGNER_KEY, DEMO_AGENT_KEY, DEMO_AGENT2_KEY (a second agent) in var/dev.env"
 	@echo "  workshop        http://127.0.0.1:5006   (loopback only: Rasa's own checks of designers' drafts)"
 	@echo "  sandbox         http://127.0.0.1:8025 + smtp 127.0.0.1:2525  (stands in for Twilio, Meta, SMTP and Stripe)"
 	@echo "  metrics         http://127.0.0.1:9101/metrics (gateway), :9102 (actions), :9103 (Rasa), :9104 (admin)  (loopback only)"

@@ -15,7 +15,7 @@ import httpx
 import redis.asyncio as aioredis
 from sanic import Request, Sanic
 from sanic.exceptions import SanicException
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse, json, raw
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.account import Accounts
@@ -35,6 +35,7 @@ from connectors.outbox import Outbox
 from connectors.rasa_client import RasaClient
 from connectors.replay import ReplayGuard
 from connectors.urls import request_origin
+from core import favicon
 from core.conversations import StoredMessage, recent_messages
 from core.db import create_engine, session_factory
 from core.live import HttpRelay, publisher
@@ -73,6 +74,12 @@ def create_app(settings: Settings, name: str = "switchboard-gateway") -> Sanic:
     app.blueprint(health.blueprint(settings.health_token))
     app.blueprint(agent_replies.routes(settings.internal_token))
     app.blueprint(billing_webhook.routes(settings))
+
+    async def icon(request: Request) -> HTTPResponse:  # the widget demo page's tab
+        return raw(favicon.icon(), content_type=favicon.CONTENT_TYPE,
+                   headers={"Cache-Control": "public, max-age=86400"})
+
+    app.add_route(icon, "/favicon.ico", methods=["GET"], name="favicon")
     answer_errors(app)
     limit_bodies(app)
     metrics.count_webhook_responses(app, {c.segment: c.name for c in CHANNELS})

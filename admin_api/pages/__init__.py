@@ -27,6 +27,7 @@ from sanic.response import HTTPResponse, raw, redirect
 from swagger_ui_bundle import swagger_ui_path
 
 from admin_api.errors import NotFound
+from core import favicon
 
 HERE = Path(__file__).resolve().parent
 RouteHandler = Callable[[Request], Coroutine[Any, Any, HTTPResponse]]
@@ -42,7 +43,8 @@ SECURITY_HEADERS = {
 }
 TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
-ASSETS = ("app.css", "api.js", "session.js", "app.js", "forms.js", "channels.js",
+ASSETS = ("app.css", "api.js", "session.js", "app.js", "forms.js", "settings.js",
+          "opening-hours.js", "transcript.js", "channels.js",
           "developers.js", "audit.js", "privacy.js", "training.js", "training-editor.js",
           "training-models.js", "training-gaps.js", "invite.js", "reset.js", "inbox.css",
           "inbox.js", "inbox-transcript.js", "docs.js")  # under /app/
@@ -90,7 +92,12 @@ def mount(app: Sanic) -> None:
             raise NotFound("no such file")
         return answer(assets[name])
 
+    async def icon(request: Request) -> HTTPResponse:
+        return raw(favicon.icon(), content_type=favicon.CONTENT_TYPE,
+                   headers={**SECURITY_HEADERS, "Cache-Control": "public, max-age=86400"})
+
     app.add_route(home, "/", methods=["GET"], name="pages_home")
+    app.add_route(icon, "/favicon.ico", methods=["GET"], name="pages_favicon")
     app.add_route(home, "/app", methods=["GET"], name="pages_app_redirect")
     for uri, served in pages.items():
         app.add_route(page(served), uri, methods=["GET"], strict_slashes=True,
