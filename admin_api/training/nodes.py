@@ -5,6 +5,7 @@ marks give each key and item its line."""
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,16 +40,141 @@ VARIANT_CONTENT = ("text", "image", "custom", "buttons", "attachment", "quick_re
 STEP_KEYS = frozenset({"intent", "user", "entities", "action", "bot", "active_loop",
                        "slot_was_set", "checkpoint", "or", "metadata"})
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-# An annotated entity in an example: [text](entity), [text](entity:value), [text]{"entity":..}
-ANNOTATION = re.compile(r"\[[^\]\n]*\]\(([^)\n:]+)(?::[^)\n]*)?\)")
-JSON_ANNOTATION = re.compile(r"\]\{[^}\n]*\"entity\"\s*:\s*\"([^\"\n]+)\"")
-# The same annotations whole: the text, then (entity, value) or the JSON object.
-ANNOTATED = re.compile(r"\[([^\]\n]*)\](?:\(([^)\n:]+)(?::([^)\n]*))?\)|(\{[^}\n]*\}))")
 TAG_STR = "tag:yaml.org,2002:str"
 TAG_NULL = "tag:yaml.org,2002:null"
 # compose() on libyaml when it is there: a 512 KB draft in milliseconds instead of a second.
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_NODES = 200_000
+
+# --- annotations --------------------------------------------------------------------
+# An annotated entity in an example: [text](entity), [text](entity:value), [text]{"entity":..}.
+# Found by a scan, not by the regular expressions they were found with (kept as the reference
+# in tests/admin_api/test_training_annotations.py): `\[[^\]\n]*\]\(...` is tried from every
+# `[` and reads on to the next `]` from each, so one line of 100 000 `[` (a 100 KB draft) held
+# the admin service 27 s. From the `[` of a stretch without `]` a match is the same or there
+# is none, so the scan tries it once; and it looks each closing character up among positions
+# found once per example. Linear in the example's length, and the same matches.
+
+
+@dataclass(frozen=True)
+class AnnotationMatch:
+    r"""One annotation, as a match of `\[(text)\](?:\((entity)(?::(value))?\)|(\{json\}))`
+    gives it (`start`, `end`, `groups` like re.Match's)."""
+
+    span: tuple[int, int]
+    text: str
+    entity: str | None  # [text](entity) and [text](entity:value)
+    value: str | None  # [text](entity:value)
+    json: str | None  # [text]{...}, braces included
+
+    def start(self) -> int:
+        return self.span[0]
+
+    def end(self) -> int:
+        return self.span[1]
+
+    def groups(self, default: str = "") -> tuple[str, str, str, str]:
+        return (self.text, default if self.entity is None else self.entity,
+                default if self.value is None else self.value,
+                default if self.json is None else self.json)
+
+
+class _Positions:
+    """Where the next of some characters is, from any offset: a bisection of their positions
+    in the text, found at once (str.find again from each offset would be quadratic too)."""
+
+    def __init__(self, text: str, characters: str) -> None:
+        self._at = [found.start() for found in re.finditer(f"[{re.escape(characters)}]", text)]
+        self._end = len(text)
+
+    def next(self, offset: int) -> int:
+        """The first position at `offset` or after; the text's length when there is none."""
+        index = bisect_left(self._at, offset)
+        return self._at[index] if index < len(self._at) else self._end
+
+
+class Annotations:
+    """The annotations of an example, left to right and not overlapping, as `finditer` of the
+    pattern `AnnotationMatch` describes finds them (with JSON objects or without: `[a]{..}`
+    is then no annotation, and a `[b](e)` inside its braces is one)."""
+
+    def __init__(self, json: bool) -> None:
+        self._json = json
+
+    def finditer(self, example: str) -> Iterator[AnnotationMatch]:
+        end = len(example)
+        closing = _Positions(example, "]\n")  # what ends a text
+        entity_end = _Positions(example, "):\n")
+        value_end = _Positions(example, ")\n")
+        json_end = _Positions(example, "}\n") if self._json else None
+        offset = 0
+        while (start := example.find("[", offset)) >= 0:
+            # Every `[` from here to the next `]` or newline has that one as its text's end.
+            close = closing.next(start + 1)
+            if close == end:
+                return
+            if example[close] == "\n":
+                offset = close + 1
+                continue
+            after = close + 1
+            found: AnnotationMatch | None = None
+            if after < end and example[after] == "(":
+                stop = entity_end.next(after + 1)
+                if after + 1 < stop < end and example[stop] == ")":
+                    found = AnnotationMatch((start, stop + 1), example[start + 1:close],
+                                            example[after + 1:stop], None, None)
+                elif after + 1 < stop < end and example[stop] == ":":
+                    shut = value_end.next(stop + 1)
+                    if shut < end and example[shut] == ")":
+                        found = AnnotationMatch((start, shut + 1), example[start + 1:close],
+                                                example[after + 1:stop],
+                                                example[stop + 1:shut], None)
+            elif json_end is not None and after < end and example[after] == "{":
+                shut = json_end.next(after + 1)
+                if shut < end and example[shut] == "}":
+                    found = AnnotationMatch((start, shut + 1), example[start + 1:close], None,
+                                            None, example[after:shut + 1])
+            if found is None:  # nor from any `[` before `close`: they end at the same `]`
+                offset = close + 1
+            else:
+                yield found
+                offset = found.end()
+
+    def findall(self, example: str) -> list[str]:
+        """The entity each [text](entity) or [text](entity:value) names."""
+        return [found.entity for found in self.finditer(example) if found.entity is not None]
+
+
+class JsonEntities:
+    r"""The entity each `]{..."entity": "<name>"...}` names, as `findall` of
+    `\]\{[^}\n]*"entity"\s*:\s*"([^"\n]+)"` finds them: of the `"entity"` keys between `]{`
+    and the next `}` or newline, the last one followed by `: "<name>"`."""
+
+    _KEY = '"entity"'
+    _NAME = re.compile(r'"entity"\s*:\s*"([^"\n]+)"')
+
+    def findall(self, example: str) -> list[str]:
+        names = []
+        closing = _Positions(example, "}\n")
+        offset = 0
+        while (start := example.find("]{", offset)) >= 0:
+            close = closing.next(start + 2)
+            last = close
+            found = None
+            # Each key at most once: a later `]{` before `close` sees the same keys or fewer.
+            while found is None and (key := example.rfind(self._KEY, start + 2, last)) >= 0:
+                found = self._NAME.match(example, key)
+                last = key + len(self._KEY) - 1  # keys before this one (they may share a quote)
+            if found is not None:
+                names.append(found.group(1))
+            offset = max(close, found.end() if found is not None else 0)
+        return names
+
+
+ANNOTATION = Annotations(json=False)
+ANNOTATED = Annotations(json=True)
+JSON_ANNOTATION = JsonEntities()
+
 
 @dataclass(frozen=True)
 class Problem:

@@ -7,6 +7,7 @@ workshop: tests/admin_api/test_training_validate.py)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -669,6 +670,18 @@ async def test_a_payloads_entities_nested_too_deep_are_a_problem_not_a_500(
     assert len(message) < 400
     assert (await get_text(admin, "/training/domain/sizes"))[1] == text
     assert (await validation(admin))["errors"] == saved["problems"]
+
+
+async def test_a_line_of_brackets_is_read_at_once(admin: Admin) -> None:
+    """The annotation patterns took time quadratic in the `[` of one line: 100 000 held the
+    admin service 27 s, every other request waiting. Read in linear time now; the bound is
+    generous, only a guard against the quadratic (tens of seconds), not a benchmark."""
+    await put(admin, "domain", "sizes", DOMAIN)
+    text = NLU + "      - " + "[" * 100_000 + "\n"
+    started = time.perf_counter()
+    status, saved = await put(admin, "nlu", "sizes", text)
+    assert time.perf_counter() - started < 2, "the brackets took as long as before"
+    assert status == 201 and saved["problems"] == [], saved
 
 
 FRAME_CODES_DOMAIN = DOMAIN + """entities:
