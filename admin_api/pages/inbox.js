@@ -39,7 +39,8 @@ const state = {
   limit: RECENT, // how many of its latest messages the thread shows
   thread: null, // the selected conversation's transcript as the API answered it
   unread: new Map(), // conversation id -> new escalations and visitors' messages not yet seen
-  agents: [],
+  agents: [], // the people a conversation can be transferred to
+  said: new Map(), // conversation id -> the visitor's latest words heard live (see visitorText)
   source: null,
   retry: 0,
   retryTimer: null,
@@ -182,18 +183,23 @@ function channelName(channel) {
   return CHANNELS[channel] || channel || "";
 }
 
-function lastText(item) {
+/** A card's main line: what the visitor last wrote. The conversation's last message is
+ * usually the bot's own "I've asked a person from our team..." or an agent's reply, which
+ * agents do not scan for; then their words heard live since the page opened, else what they
+ * said when they were handed over. */
+function visitorText(item) {
   const last = item.last_message;
-  if (!last) return "";
-  return typeof last === "object" ? last.text || "" : String(last);
+  if (last && typeof last === "object" && last.direction === "in" && last.text) return last.text;
+  return state.said.get(item.id) || handoffOf(item).visitor_said || "";
 }
 
 /** What the bot already knows: intent, order number, the question it could not answer, and
- * what the visitor said when they were handed over (unless that is the question). */
-function summaryText(handoff) {
+ * what the visitor said when they were handed over (unless that is the question, or `shown`:
+ * the card's main line already). */
+function summaryText(handoff, shown = "") {
   const summary = handoff.summary || {};
   const said = handoff.visitor_said && handoff.visitor_said !== summary.question
-    ? `said: “${handoff.visitor_said}”` : "";
+    && handoff.visitor_said !== shown ? `said: “${handoff.visitor_said}”` : "";
   return [summary.intent ? `intent: ${words(summary.intent)}` : "",
     summary.order_number ? `order ${summary.order_number}` : "",
     summary.question ? `unanswered: “${summary.question}”` : "", said]
@@ -205,6 +211,13 @@ function ownerText(handoff) {
   if (handoff.status === "resolved") return "Resolved";
   if (!assignee) return "Waiting for an agent";
   return assignee.id === myId() ? "Yours" : `Taken by ${assignee.name || assignee.id}`;
+}
+
+/** Someone else holds it and the caller is no owner: the API refuses their reply, transfer
+ * and resolve (409), so the page offers none of them, only reading and internal notes. */
+function heldByOther(handoff) {
+  return !!handoff && handoff.status === "assigned" && !!handoff.assignee
+    && handoff.assignee.id !== myId() && roleOf(state.session || {}) !== "owner";
 }
 
 async function loadQueue() {
@@ -250,6 +263,7 @@ function renderQueue() {
     const item = state.items.get(id);
     const handoff = handoffOf(item);
     const unread = state.unread.get(id) || 0;
+    const said = visitorText(item);
     const option = el("li", {
       role: "option", id: optionId(id), "data-id": id,
       "aria-selected": String(id === state.selected),
@@ -261,8 +275,9 @@ function renderQueue() {
       el("span", { class: "visitor" }, item.visitor || ""),
       el("span", { class: "wait", "data-id": id }, duration(waitingSeconds(item))),
       unread ? el("span", { class: "new" }, `${unread} new`) : null),
-    el("div", { class: "last" }, lastText(item) || "(no text)"),
-    summaryText(handoff) ? el("div", { class: "summary" }, summaryText(handoff)) : null,
+    el("div", { class: "last" }, said || "(no text)"),
+    summaryText(handoff, said)
+      ? el("div", { class: "summary" }, summaryText(handoff, said)) : null,
     el("div", { class: "owner" }, ownerText(handoff)));
     option.addEventListener("click", () => select(id));
     return option;
@@ -502,12 +517,14 @@ function onLive(kind, message) {
   const seen = id === state.selected && document.visibilityState === "visible";
   switch (kind) {
     case "handoff.requested":
+      if (id) state.said.delete(id); // a new request: its own visitor_said is newer
       if (id) bump(id);
       beep();
       announce(`New conversation waiting: ${labelOf(id, data)}.`);
       scheduleQueue();
       break;
     case "message.visitor":
+      if (id && data.text) state.said.set(id, String(data.text));
       if (id && !seen) bump(id);
       beep();
       announce(`New message in ${labelOf(id, data)}${data.text ? `: ${data.text}` : "."}`);
@@ -580,6 +597,7 @@ async function loadThread(id) {
     state.early = null;
     $("thread-title").textContent = "Conversation";
     $("thread-actions").hidden = true;
+    $("held").hidden = true;
     $("composer").hidden = true;
     failed($("thread-status"), error);
   }
@@ -605,10 +623,17 @@ function renderTranscript(thread) {
 function showActions() {
   const handoff = currentHandoff();
   const open = !!handoff && (handoff.status === "queued" || handoff.status === "assigned");
-  $("thread-actions").hidden = !open;
+  const held = open && heldByOther(handoff);
+  $("thread-actions").hidden = !open || held;
   $("composer").hidden = !state.selected || !state.thread;
-  $("reply-form").hidden = !open;
-  if (!open) return;
+  $("reply-form").hidden = !open || held;
+  $("held").hidden = !held;
+  if (held) {
+    const who = handoff.assignee.name || "Another agent";
+    $("held").textContent = `${who} has this conversation: you can read it and add internal `
+      + `notes. To reply, ask ${who} or an owner to transfer it to you.`;
+  }
+  if (!open || held) return;
   const mine = handoff.assignee && handoff.assignee.id === myId();
   $("claim").disabled = !!mine;
   $("claim").replaceChildren(mine ? "Yours" : "Claim", " ",
@@ -633,7 +658,7 @@ async function busy(button, work) {
 }
 
 async function claim() {
-  if (!state.selected || !currentHandoff()) return;
+  if (!state.selected || !currentHandoff() || heldByOther(currentHandoff())) return;
   const status = $("thread-status");
   await busy($("claim"), async () => {
     try {
@@ -693,7 +718,10 @@ function note(event) {
 async function loadAgents() {
   try {
     const answer = await api("GET", "/agents");
-    state.agents = Array.isArray(answer) ? answer : (answer && answer.items) || [];
+    const found = Array.isArray(answer) ? answer : (answer && answer.items) || [];
+    // People only: the API also lists the shop's agent API keys (scripts, helpdesk bridges),
+    // and a conversation transferred to one reaches nobody who watches this page.
+    state.agents = found.filter((agent) => agent.kind === "person");
   } catch (error) {
     state.agents = [];
     if (error instanceof ApiError && error.status === 401) failed($("thread-status"), error);
@@ -706,8 +734,11 @@ function renderAgents() {
   const chosen = menu.value;
   const handoff = currentHandoff() || {};
   const holder = handoff.assignee && handoff.assignee.id;
+  // A person by their name (their email when they gave none); an owner is said to be one.
+  const label = (agent) => `${agent.name || agent.id}${agent.id === myId() ? " (you)"
+    : agent.role === "owner" ? " (owner)" : ""}`;
   const options = state.agents.filter((a) => a.id !== holder).map((agent) => el("option",
-    { value: agent.id }, `${agent.name || agent.id}${agent.id === myId() ? " (you)" : ""}`));
+    { value: agent.id }, label(agent)));
   menu.replaceChildren(el("option", { value: "" }, "Choose…"), ...options);
   if ([...menu.options].some((o) => o.value === chosen)) menu.value = chosen;
 }
@@ -737,7 +768,9 @@ async function transfer() {
 
 async function resolve() {
   const handoff = currentHandoff();
-  if (!state.selected || !handoff || handoff.status === "resolved") return;
+  if (!state.selected || !handoff || handoff.status === "resolved" || heldByOther(handoff)) {
+    return;
+  }
   const status = $("thread-status");
   await busy($("resolve"), async () => {
     try {

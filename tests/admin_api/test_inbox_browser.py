@@ -11,9 +11,12 @@ action server send them without Redis: `POST /internal/live` with the internal t
 Ann logs in, a visitor's escalation appears in the queue without a reload (with the unread count
 in the page and the title, a beep and an announcement), she takes it with `c`, replies with `r`
 (the reply reaches the gateway's route with her name), writes a note (never sent) and resolves
-with `e`; a conversation Bo holds tells her so when she tries to claim it; visitors' messages
-in another conversation raise the unread count until she opens it (beeping until she mutes),
-and she transfers that one to Bo.
+with `e`; a queue card shows what the visitor wrote, not the bot's "a person will take over";
+a conversation Bo holds is read-only for her (no claim, reply, transfer or resolve, saying who
+has it), also when Bo won a claim race, while an owner keeps all of it; visitors' messages in
+another conversation raise the unread count until she opens it (beeping until she mutes), and
+she transfers that one to Bo, choosing among people only (no API keys). On a phone (390x844,
+Chromium's mobile emulation) the page fits the screen's width.
 
 Marked `integration`: it needs Chromium and a server process. About 15 s.
 """
@@ -43,6 +46,7 @@ from core.db import create_engine, session_factory, utcnow
 from core.live import RELAY_PATH, LiveEvent
 from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID, seed_demo
+from tenants.api_keys import issue_key
 from tests.admin_api.conftest import KEY, admin_settings
 from tests.admin_api.fake_gateway import GatewayFake
 from tests.admin_api.test_pages_browser import WAIT_MS, admin_process
@@ -53,6 +57,8 @@ from tests.fakes.rasa_server import RasaFake
 pytestmark = pytest.mark.integration
 
 ANN = "ann.agent@demo.example"
+OWNER = "olga.owner@demo.example"  # no name: listed by email
+BOT_HANDOFF = "I've asked a person from our team to take over; they will reply here."
 PASSWORD = "inbox test password 1"
 T = TypeVar("T")
 
@@ -108,6 +114,16 @@ class Inbox:
         self.db(store)
         return sender
 
+    def bot_says(self, sender: str, channel: str, text: str) -> None:
+        """The bot's answer as the gateway records it (after the visitor's message)."""
+        async def store(sessions: async_sessionmaker) -> None:
+            async with sessions() as session:
+                session.add(MessageRow(tenant_id=DEMO_TENANT_ID, sender_id=sender,
+                                       channel=channel, direction="out", text=text,
+                                       created_at=utcnow()))
+                await session.commit()
+        self.db(store)
+
     def escalate(self, sender: str, channel: str, text: str,
                  summary: dict[str, Any] | None = None) -> int:
         async def open_(sessions: async_sessionmaker) -> int:
@@ -136,6 +152,11 @@ async def make_agents(sessions: async_sessionmaker) -> tuple[str, handoffs.Agent
             await session.execute(update(UserRow).where(UserRow.id == user.id).values(name=name))
             await session.commit()
         ids.append(user.id)
+    await people.set_password(sessions, OWNER, PASSWORD, create=True)
+    await people.ensure_member(sessions, DEMO_TENANT_ID, OWNER, "owner")
+    # An agent API key, as devtools.bootstrap makes: it takes conversations over the API, but
+    # nobody watches the inbox for it.
+    await issue_key(sessions, DEMO_TENANT_ID, "development agent (devtools.bootstrap)", "agent")
     return ids[0], handoffs.Agent(ids[1], "Bo Agent")
 
 
@@ -164,16 +185,20 @@ def browser(inbox: Inbox) -> Iterator[Browser]:
         yield browser
 
 
+def log_in(page: Page, inbox: Inbox, email: str) -> None:
+    page.goto(f"{inbox.base}/app/inbox")
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#live")).to_have_text("Live")
+
+
 @pytest.fixture
 def page(browser: Browser, inbox: Inbox) -> Iterator[Page]:
     """Ann's inbox in a fresh context, logged in; at the end, no script error and nothing the
     page's Content-Security-Policy refused."""
     with watched_page(browser, WAIT_MS, init_script=COUNT_BEEPS, timezone_id="UTC") as page:
-        page.goto(f"{inbox.base}/app/inbox")
-        page.get_by_label("Email", exact=True).fill(ANN)
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        expect(page.locator("#live")).to_have_text("Live")
+        log_in(page, inbox, ANN)
         yield page
 
 
@@ -204,14 +229,17 @@ def test_an_escalation_arrives_live_and_is_claimed_answered_noted_and_resolved(
     expect(page.locator("#queue-status")).to_have_text("No conversation is waiting.")
     text = "I want to talk to a person about order 1001"
     sender = inbox.visitor_writes("sms", "+15550001111", text)
+    inbox.bot_says(sender, "sms", BOT_HANDOFF)
     inbox.escalate(sender, "sms", text, {"intent": "order_status", "order_number": "1001"})
     inbox.live("handoff.requested", sender, channel="sms", reason="visitor_asked")
 
     waiting = option(page, "…1111")
-    expect(waiting).to_contain_text(text)
+    # The card's main line is what the visitor wrote, not the bot's "a person will reply"
+    # (the conversation's last message), and it is not repeated in the summary.
+    expect(waiting.locator(".last")).to_have_text(text)
+    expect(waiting).not_to_contain_text("asked a person")
+    expect(waiting).not_to_contain_text("said:")
     expect(waiting).to_contain_text("order 1001")
-    # Their words stay on the card when the bot's "a person will reply" is the last message.
-    expect(waiting).to_contain_text(f"said: “{text}”")
     expect(waiting).to_contain_text("Waiting for an agent")
     expect(page.locator("#unread")).to_have_text("1 unread")
     expect(page).to_have_title("(1) Inbox · Switchboard")
@@ -253,6 +281,17 @@ def test_an_escalation_arrives_live_and_is_claimed_answered_noted_and_resolved(
     expect(page.locator("#transcript .note .meta")).to_contain_text("Internal note")
     assert "courier" not in json.dumps(inbox.gateway.bodies())
 
+    # The visitor writes again, live: the card shows their new words (the last message),
+    # and still after Ann's next reply (the last message again hers).
+    again = "It was supposed to arrive on Monday."
+    inbox.visitor_writes("sms", "+15550001111", again)
+    inbox.live("message.visitor", sender, channel="sms", text=again)
+    expect(waiting.locator(".last")).to_have_text(again)
+    page.get_by_label("Reply to the visitor").fill("Thank you, I'm looking into it.")
+    page.get_by_role("button", name="Send reply").click()
+    expect(page.locator("#transcript .from-agent").last).to_contain_text("looking into it")
+    expect(waiting.locator(".last")).to_have_text(again)
+
     page.keyboard.press("Escape")
     page.keyboard.press("e")
     expect(page.locator("#thread-status")).to_contain_text("Resolved")
@@ -276,9 +315,11 @@ def test_visitors_messages_raise_the_unread_count_and_a_taken_conversation_names
     expect(web).to_contain_text("unanswered: “do you ship to Mars?”")
 
     option(page, "…2222").click()
-    page.keyboard.press("c")
-    expect(page.locator("#thread-status")).to_have_text(
-        "Already taken: Bo Agent has this conversation.")
+    read_only_for(page, "Bo Agent")
+    page.keyboard.press("c")  # nothing to claim: it stays Bo's, the page says nothing new
+    page.keyboard.press("e")
+    expect(page.locator("#thread-status")).to_have_text("")
+    expect(option(page, "…2222")).to_contain_text("Taken by Bo Agent")
 
     inbox.live("message.visitor", waiting, channel="web", text="is anyone there?")
     expect(page.locator("#unread")).to_have_text("1 unread")
@@ -303,6 +344,10 @@ def test_visitors_messages_raise_the_unread_count_and_a_taken_conversation_names
 
     page.keyboard.press("t")
     expect(page.get_by_label("Transfer to")).to_be_focused()
+    # People only, by name (an owner without one by email); the agent API key is no one to
+    # hand a visitor to.
+    choices = page.get_by_label("Transfer to").locator("option")
+    expect(choices).to_have_text(["Choose…", "Ann Agent (you)", "Bo Agent", f"{OWNER} (owner)"])
     page.get_by_label("Transfer to").select_option(label="Bo Agent")
     page.get_by_role("button", name="Transfer", exact=True).click()
     expect(page.locator("#thread-status")).to_have_text("Transferred to Bo Agent.")
@@ -371,3 +416,73 @@ def test_keys_pressed_while_a_conversation_loads_wait_for_it(inbox: Inbox, page:
     expect(box).to_be_visible()
     expect(box).to_have_value("")
     expect(box).not_to_be_focused()
+
+
+def read_only_for(page: Page, holder: str) -> None:
+    """The open conversation is `holder`'s: it reads, takes notes, and says who has it."""
+    expect(page.locator("#held")).to_have_text(
+        f"{holder} has this conversation: you can read it and add internal notes. To reply, "
+        f"ask {holder} or an owner to transfer it to you.")
+    for name in ("Claim", "Transfer", "Resolve"):
+        expect(page.get_by_role("button", name=name, exact=False)).to_have_count(0)
+    expect(page.get_by_label("Reply to the visitor")).to_be_hidden()
+    expect(page.get_by_label("Internal note")).to_be_visible()
+
+
+def test_who_lost_a_claim_race_reads_and_an_owner_keeps_acting(
+        browser: Browser, inbox: Inbox, page: Page) -> None:
+    sender = inbox.visitor_writes("sms", "+15550004444", "my card was charged twice")
+    handoff_id = inbox.escalate(sender, "sms", "my card was charged twice")
+    page.reload()
+    option(page, "…4444").click()
+    expect(page.get_by_role("button", name="Claim")).to_be_visible()
+    expect(page.get_by_label("Reply to the visitor")).to_be_visible()
+    # Bo is faster, and no event tells Ann's page before she presses Claim.
+    inbox.db(lambda sessions: handoffs.claim(sessions, DEMO_TENANT_ID, handoff_id, inbox.bo))
+    page.get_by_role("button", name="Claim").click()
+    expect(page.locator("#thread-status")).to_have_text(
+        "Already taken: Bo Agent has this conversation.")
+    read_only_for(page, "Bo Agent")
+    page.get_by_label("Internal note").fill("Refund case, Bo.")
+    page.get_by_role("button", name="Add note").click()
+    expect(page.locator("#transcript .note")).to_contain_text("Refund case, Bo.")
+
+    # An owner may act on any conversation: all of it stays on their page.
+    with watched_page(browser, WAIT_MS, timezone_id="UTC") as owner:
+        log_in(owner, inbox, OWNER)
+        option(owner, "…4444").click()
+        expect(owner.locator("#thread-facts")).to_contain_text("Taken by Bo Agent")
+        expect(owner.locator("#held")).to_be_hidden()
+        for name in ("Claim", "Transfer", "Resolve"):
+            expect(owner.get_by_role("button", name=name, exact=False).first).to_be_visible()
+        owner.get_by_label("Reply to the visitor").fill("This is the shop owner: refunded.")
+        owner.get_by_role("button", name="Send reply").click()
+        expect(owner.locator("#thread-status")).to_contain_text("Reply sent")
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_the_inbox_fits_a_phone(browser: Browser, inbox: Inbox) -> None:
+    """Chromium's mobile emulation (as tests/integration/test_widget_browser.py's phone): the
+    queue and the open thread, with a long unbroken word, within the screen's width (the
+    walkthrough measured 476 px)."""
+    long = "https://shop.example/orders/1001/tracking?carrier=dhl&number=" + "9" * 40
+    sender = inbox.visitor_writes("sms", "+15550005555", f"where is it? {long}")
+    inbox.escalate(sender, "sms", f"where is it? {long}",
+                   {"intent": "order_status", "order_number": "1001", "question": long})
+    with watched_page(browser, WAIT_MS, viewport=PHONE, is_mobile=True, has_touch=True,
+                      timezone_id="UTC") as phone:
+        log_in(phone, inbox, ANN)
+        card = option(phone, "…5555")
+        expect(card).to_be_visible()
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], ("queue", width)
+        card.click()
+        expect(phone.get_by_label("Reply to the visitor")).to_be_visible()
+        expect(phone.locator("#transcript .from-visitor")).to_contain_text("where is it?")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], ("thread", width)
+        for part in ("#thread-actions", "#composer", "#queue"):
+            box = phone.locator(part).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (part, box)
