@@ -77,7 +77,10 @@ class HandoffRow(Base):
     """One escalation of a conversation to a person; core/handoffs.py owns its transitions."""
 
     __tablename__ = "handoff_requests"
-    __table_args__ = (Index("ix_handoff_requests_tenant_id_status", "tenant_id", "status"),)
+    # AUTOINCREMENT: without it SQLite gives an erased handoff's id to the next one, and
+    # webhook events name two people's handoffs by one id (migration 0012).
+    __table_args__ = (Index("ix_handoff_requests_tenant_id_status", "tenant_id", "status"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(36), index=True)

@@ -52,7 +52,10 @@ class ConversationEventRow(Base):
     """Append-only: what happened to a conversation's handoffs, in order (id)."""
 
     __tablename__ = "conversation_events"
-    __table_args__ = (Index("ix_conversation_events_tenant_id_id", "tenant_id", "id"),)
+    # AUTOINCREMENT: SQLite would give an erased event's id again, and webhooks' cursor
+    # (`id > last_event_id`) would never send those events (migration 0012).
+    __table_args__ = (Index("ix_conversation_events_tenant_id_id", "tenant_id", "id"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(36))
@@ -69,7 +72,7 @@ class NoteRow(Base):
 
     __tablename__ = "conversation_notes"
     __table_args__ = (Index("ix_conversation_notes_tenant_id_sender_id", "tenant_id",
-                            "sender_id"),)
+                            "sender_id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(36))
