@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 import warnings
 
 from core import heap, logs
@@ -24,25 +23,13 @@ warnings.filterwarnings("ignore",
 log = logging.getLogger(__name__)
 
 
-def _warm_knowledge() -> None:
-    try:
-        from actions.runtime import action_settings
-        from knowledge.embeddings import get_embedder
-
-        settings = action_settings()
-        get_embedder(settings.embed_precision).encode_query("warm up")
-        heap.settle("embedding model loaded")
-    except Exception:  # the route answers "not available" then, and says why in its log
-        log.exception("embedding model failed to load")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Switchboard action server")
     parser.add_argument("--host", help="address to listen on (default: ACTIONS_HOST)")
     parser.add_argument("--port", type=int, help="port to listen on (default: ACTIONS_PORT)")
     args = parser.parse_args()
 
-    from actions.runtime import action_settings, runtime
+    from actions.runtime import action_settings, runtime, warm_when_started
 
     settings = action_settings()  # a missing secret or a bad value stops the process here
     logs.configure(settings.log_level, pseudonym_key=settings.log_key,
@@ -54,14 +41,15 @@ def main() -> None:
     from actions.metrics import InstrumentedExecutor
 
     runtime()  # open the database at start-up, not on the first turn
-    # Load the embedding model now, beside serving, so the first knowledge question does not
-    # wait seconds for it (order status and returns never need it).
-    threading.Thread(target=_warm_knowledge, name="warm-knowledge", daemon=True).start()
     serve_metrics(settings.metrics_host, settings.actions_metrics_port, "actions")
     executor = InstrumentedExecutor()  # rasa-sdk's, each action counted by route
     executor.register_package("actions")
     app = create_app(executor)
     heap.settle_when_started(app)
+    # The knowledge runtime, the embedder and the shops' indexes load once the server is up,
+    # beside serving: the first knowledge question waited ~10 s for them (most of it the
+    # anthropic package's import), later ones 15-400 ms. Order status and returns never need them.
+    warm_when_started(app)
     log.info("action server listening", extra={"url": f"http://{host}:{port}"})
     app.run(host=host, port=port, single_process=True, access_log=False, motd=False)
 

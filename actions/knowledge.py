@@ -46,7 +46,7 @@ class ActionAnswerFromKnowledge(Action):
             return not_answered(dispatcher, tracker, None, "utter_knowledge_not_found")
         try:
             tenant = await tenant_of(tracker)
-            answer = await runtime().knowledge.answer(tenant, question)
+            answer = await (await runtime().knowledge_answers()).answer(tenant, question)
         except NoTenant:
             log.warning("knowledge question without tenant",
                         extra={"sender": logs.visitor(tracker.sender_id)})

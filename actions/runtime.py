@@ -7,13 +7,14 @@ carry tenant data.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from redis.asyncio import Redis
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from actions.commerce.base import BackendNotConfigured, Order, OrderBackend
 from actions.commerce.demo_store import DemoStoreBackend
+from core import heap
 from core.db import create_engine, session_factory
 from core.live import HttpRelay, Publisher, publisher
 from core.settings import Settings
@@ -34,6 +36,11 @@ if TYPE_CHECKING:
     from knowledge.answers import KnowledgeAnswers
 
 log = logging.getLogger(__name__)
+
+# Shops' indexes loaded at start, the most recently built first: each stays in memory from then
+# on (the demo shop's 172 chunks: ~1 MB and 0.5-0.9 s to load), so a deployment of many shops
+# loads the others at their first question, as before.
+WARM_INDEXES = 50
 
 
 @dataclass
@@ -51,6 +58,7 @@ class Runtime:
     # this many seconds the second read is served from memory instead of the shop's API.
     order_ttl: float = 30.0
     _orders: dict[tuple[str, str, str], tuple[float, Order]] = field(default_factory=dict)
+    _knowledge_loading: asyncio.Future[KnowledgeAnswers] | None = None
 
     async def find_order(self, tenant: Tenant, number: str, email: str) -> Order | None:
         """The tenant's order if `email` matches it (see OrderBackend.find_order)."""
@@ -104,6 +112,49 @@ class Runtime:
             "mode": "llm" if llm else "extractive (no ANTHROPIC_API_KEY)",
             "cache": "redis" if s.redis_url else "memory"})
         return KnowledgeAnswers(retriever, cache, llm)
+
+    async def knowledge_answers(self) -> KnowledgeAnswers:
+        """`knowledge`, built in a worker thread: its imports alone take seconds (anthropic's
+        2-10 s on these machines), which on the event loop would hold every conversation.
+        A caller that comes while it is being built (by `warm_knowledge`, or another question)
+        waits for that same build."""
+        if "knowledge" in self.__dict__:
+            return self.knowledge
+        loading = self._knowledge_loading
+        if loading is None:
+            loading = self._knowledge_loading = asyncio.ensure_future(
+                asyncio.to_thread(lambda: self.knowledge))
+        try:
+            return await asyncio.shield(loading)  # one caller's cancellation stops no other
+        except Exception:
+            if self._knowledge_loading is loading:  # the next caller tries again
+                self._knowledge_loading = None
+            raise
+
+    async def warm_knowledge(self, limit: int = WARM_INDEXES) -> None:
+        """Load what a shop's first knowledge question would otherwise wait for (~10 s after
+        `make run`): the knowledge runtime, the embedder's question encoder, then the indexes of
+        the `limit` shops whose index was built last, each searched once (its question
+        rewriter and word lists are built on the first search). Off the event loop; questions
+        that arrive meanwhile wait for the same loads (IndexFiles.load and the encoder hold a
+        lock while they load), and a shop whose index fails to load is left to its first
+        question."""
+        started = time.perf_counter()
+        retriever = (await self.knowledge_answers()).retriever
+        await asyncio.to_thread(retriever.embedder.encode_query, "warm up")
+        runtime_ms = round((time.perf_counter() - started) * 1000)
+        tenant_ids = await asyncio.to_thread(retriever.index_files.tenants, limit + 1)
+        loaded = 0
+        for tenant_id in tenant_ids[:limit]:
+            try:
+                ranking = await asyncio.to_thread(retriever.ranking, tenant_id, "warm up")
+            except Exception:  # noqa: BLE001 - its first question loads it, or says why
+                log.exception("index not warmed", extra={"tenant_id": tenant_id})
+                continue
+            loaded += ranking.version is not None  # None: unreadable (IndexFiles.load logs it)
+        log.info("knowledge warmed", extra={
+            "ms": round((time.perf_counter() - started) * 1000), "runtime_ms": runtime_ms,
+            "indexes": loaded, "more_not_warmed": len(tenant_ids) > limit})
 
     @functools.cached_property
     def billing(self) -> Accounts:
@@ -204,6 +255,32 @@ class Runtime:
             ) from None
         raise BackendNotConfigured(
             f"tenant {tenant.slug}: unknown backend {tenant.order_backend!r}")
+
+
+def warm_when_started(app: Any) -> None:
+    """Warm the knowledge runtime (`Runtime.warm_knowledge`) in the background once the action
+    server has started, so the first visitor's question is as fast as later ones; turns that
+    need no knowledge (order status, returns) are served meanwhile."""
+
+    async def start_warming(app: Any) -> None:
+        app.ctx.warming = asyncio.create_task(_warm(runtime()), name="warm-knowledge")
+
+    async def stop_warming(app: Any) -> None:
+        warming = getattr(app.ctx, "warming", None)
+        if warming is not None and not warming.done():
+            warming.cancel()
+
+    app.register_listener(start_warming, "after_server_start")
+    app.register_listener(stop_warming, "before_server_stop")
+
+
+async def _warm(rt: Runtime) -> None:
+    try:
+        await rt.warm_knowledge()
+    except Exception:  # noqa: BLE001 - the first question loads it then, and logs why it fails
+        log.exception("knowledge runtime failed to load")
+        return
+    heap.settle("knowledge warmed")  # what was just loaded lives as long as the process
 
 
 @functools.lru_cache(maxsize=1)

@@ -186,6 +186,21 @@ class IndexFiles:
         except FileNotFoundError:
             return None
 
+    def tenants(self, limit: int) -> list[str]:
+        """Up to `limit` tenant ids with an index on disk, the most recently built first (the
+        action server loads these at start)."""
+        built: list[tuple[float, str]] = []
+        try:
+            folders = list(self.root.iterdir())
+        except FileNotFoundError:  # nothing ingested yet
+            return []
+        for folder in folders:
+            try:
+                built.append(((folder / "CURRENT").stat().st_mtime, folder.name))
+            except OSError:  # not a tenant's folder, or one without a finished build
+                continue
+        return [tenant_id for _, tenant_id in sorted(built, reverse=True)[:limit]]
+
     def digests(self, tenant_id: str) -> dict[int, int]:
         """chunk id -> text digest of the current version (empty when unreadable)."""
         version = self.current_version(tenant_id)
