@@ -23,6 +23,10 @@ writing to another shop) is never read or touched.
 
 The stores, each answered with its own count:
 - `messages`, `deliveries`, `handoff_requests`, `return_requests` (our tables, by sender id);
+- `conversation_notes`, agents' internal notes (free text about the visitor: names, addresses,
+  order facts), and `conversation_events`, the handoff event log (requested, claimed,
+  transferred, resolved, the visitor's rating; core/handoffs.py), by sender id too. A shop's
+  webhook delivery of an erased event sends nothing (admin_api/webhooks.py);
 - Rasa's tracker `events` table (the same database in production; the `rasa-tracker.db` file
   under SWITCHBOARD_VAR_DIR when embedded, Settings.tracker_store_url);
 - `verification_failures`: failed order checks are counted under an HMAC of the email tried
@@ -32,6 +36,12 @@ The stores, each answered with its own count:
   so the visitor's own questions give the keys. In Redis they are found and removed; without
   Redis the cache lives in each action server's memory, out of our reach, and expires by
   itself within 24 h (TTL_SECONDS).
+
+The audit log names the conversations agents acted in by their `c_…` id, which the shop's key
+decrypts to the sender id (the phone number or email): erasing keeps those entries (what staff
+did) but names the conversation by its log pseudonym instead, as the erase's own entry does.
+Billing counts conversations under that pseudonym already (billing/tables.py), and analytics
+only per day; neither is touched.
 
 Logs: no log line holds a visitor's address or message text (core/logs.py). A conversation
 appears there as a keyed pseudonym, `visitor(sender_id)`: "<shop>:<channel>:v-<16 hex>". Log
@@ -72,10 +82,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from actions.attempts import Attempts, VerificationFailureRow, derive_key
 from actions.commerce.tables import ReturnRequestRow
 from admin_api.errors import Unavailable, Unprocessable
+from admin_api.routes.conversations import conversation_id
+from admin_api.tables import AuditRow
 from core import logs, nesting
 from core.conversations import HandoffRow, MessageRow
 from core.db import create_engine
 from core.deliveries import DeliveryRow
+from core.handoffs import ConversationEventRow, NoteRow
 from knowledge.cache import normalise
 
 log = logging.getLogger(__name__)
@@ -98,7 +111,8 @@ _PHONE_NOISE = re.compile(r"[\s().-]")
 _PHONE = re.compile(r"\+[1-9]\d{6,14}")
 _OUR_TABLES: tuple[tuple[str, Any], ...] = (
     ("messages", MessageRow), ("deliveries", DeliveryRow), ("handoff_requests", HandoffRow),
-    ("return_requests", ReturnRequestRow))
+    ("return_requests", ReturnRequestRow), ("conversation_notes", NoteRow),
+    ("conversation_events", ConversationEventRow))
 
 
 class NamesNoOne(Unprocessable):
@@ -201,6 +215,7 @@ class Stores:
     tracker: AsyncEngine
     redis: Any  # redis.asyncio.Redis, or None when embedded
     credentials_key: str  # derives the verification counters' HMAC key
+    conversation_key: bytes  # seals sender ids into the c_… ids the audit log names
 
 
 def tracker_engine(ctx: Any) -> AsyncEngine:
@@ -217,7 +232,7 @@ def tracker_engine(ctx: Any) -> AsyncEngine:
 
 def stores_of(ctx: Any) -> Stores:
     return Stores(ctx.sessions, tracker_engine(ctx), ctx.redis,
-                  ctx.settings.credentials_key.reveal())
+                  ctx.settings.credentials_key.reveal(), ctx.settings.conversation_id_key)
 
 
 async def has_events_table(engine: AsyncEngine) -> bool:
@@ -372,10 +387,8 @@ async def export(stores: Stores, shop: str, selector: Selector) -> dict[str, Any
                 {"sender_id": r.sender_id, "type": r.type_name, "timestamp": r.timestamp,
                  "intent": r.intent_name, "action": r.action_name, "data": _parsed(r.data)}
                 for r in rows]
-    seen = sorted({r["sender_id"] for name in ("messages", "tracker_events") for r in out[name]}
-                  | {r["sender_id"] for name in ("deliveries", "handoff_requests",
-                                                 "return_requests")
-                     for r in out[name] if r.get("sender_id")})
+    seen = sorted({r["sender_id"] for name in ("tracker_events", *(n for n, _ in _OUR_TABLES))
+                   for r in out[name] if r.get("sender_id")})
     out["conversations"] = seen
     out["log_pseudonyms"] = [logs.visitor(s) for s in seen]
     out["cached_answers"] = []
@@ -398,6 +411,7 @@ async def erase(stores: Stores, shop: str, selector: Selector) -> dict[str, int]
         for name, table in _OUR_TABLES:
             counts[name] = await _deleted(session, delete(table).where(
                 table.tenant_id == shop, table.sender_id.in_(senders))) if senders else 0
+        await _unlink_audit(session, stores, shop, senders)
         keys = _failure_keys(stores, shop, selector)
         counts["verification_failures"] = await _deleted(session, delete(
             VerificationFailureRow).where(VerificationFailureRow.tenant_id == shop,
@@ -415,6 +429,18 @@ async def erase(stores: Stores, shop: str, selector: Selector) -> dict[str, int]
     log.info("visitor erased", extra={"tenant_id": shop, "visitor": selector.pseudonym(shop),
                                       **{f"deleted_{k}": v for k, v in counts.items()}})
     return counts
+
+
+async def _unlink_audit(session: Any, stores: Stores, shop: str,
+                        senders: Sequence[str]) -> None:
+    """The shop's audit entries about these conversations name them by pseudonym instead of
+    their c_… id (which decrypts to the sender id); the entries themselves stay."""
+    for sender in senders:
+        await session.execute(
+            update(AuditRow)
+            .where(AuditRow.tenant_id == shop,
+                   AuditRow.target == conversation_id(stores.conversation_key, shop, sender))
+            .values(target=logs.visitor(sender)).execution_options(synchronize_session=False))
 
 
 async def _deleted(session: Any, statement: Any) -> int:

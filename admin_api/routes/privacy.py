@@ -51,6 +51,11 @@ class VisitorExport(Model):
     deliveries: list[dict[str, Any]]
     handoff_requests: list[dict[str, Any]]
     return_requests: list[dict[str, Any]]
+    conversation_notes: list[dict[str, Any]] = Field(description="agents' internal notes on "
+                                                                 "those conversations")
+    conversation_events: list[dict[str, Any]] = Field(
+        description="those conversations' handoff event log: requested, claimed, "
+                    "transferred, resolved, the visitor's rating")
     verification_failures: list[dict[str, Any]]
     tracker_events: list[dict[str, Any]] = Field(description="Rasa's events of those "
                                                              "conversations")
@@ -100,9 +105,10 @@ async def export_visitor(call: Call[None, VisitorQuery]) -> VisitorExport:
 @API.route("POST", "/privacy/erase", roles=OWNERS, body=VisitorQuery, response=ErasedOut,
            errors=(404,), summary="Erase everything stored about one visitor")
 async def erase_visitor(call: Call[VisitorQuery, None]) -> ErasedOut:
-    """Deletes the visitor's conversations from every store (our tables, Rasa's tracker
-    events, verification counters, cached answers in Redis). 404 when nothing was stored
-    under what was given (so also when it was erased before): nothing was deleted."""
+    """Deletes the visitor's conversations from every store (our tables, agents' notes and
+    the handoff event log included, Rasa's tracker events, verification counters, cached
+    answers in Redis). 404 when nothing was stored under what was given (so also when it was
+    erased before): nothing was deleted."""
     selector = _selector(call, call.body)
     counts = await privacy.erase(privacy.stores_of(call.ctx), call.shop, selector)
     pseudonym = selector.pseudonym(call.shop)

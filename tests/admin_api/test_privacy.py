@@ -1,4 +1,5 @@
-"""A visitor's data: exported and erased across our tables, Rasa's tracker events (an `events`
+"""A visitor's data: exported and erased across our tables (agents' notes and the handoff
+event log included), Rasa's tracker events (an `events`
 table made as Rasa's SQL tracker store makes it, in the tracker database the admin service
 opens), verification counters and cached answers, never touching another shop's visitor; the
 visitor named by what owners have (the conversation id they see, the REST sender), and
@@ -24,9 +25,11 @@ from actions.commerce.tables import ReturnRequestRow
 from admin_api import privacy, retention
 from admin_api.routes.conversations import conversation_id
 from admin_api.tables import AuditRow
+from core import handoffs, logs
 from core.conversations import HandoffRow, MessageRow, record_message
 from core.db import create_engine, utcnow
 from core.deliveries import DeliveryRow
+from core.handoffs import ConversationEventRow, NoteRow
 from knowledge.cache import cache_key
 from tests.admin_api.conftest import KEY, Admin
 
@@ -215,6 +218,106 @@ async def test_an_erase_by_email_reaches_rasas_events_returns_and_counters(
     assert EMAIL not in json.dumps([entry.target, entry.after])
 
 
+async def handed_over(world: World, sender: str, note: str) -> int:
+    """A person's help as the walkthrough's agent gave it: the visitor asks for a person, an
+    agent claims the conversation and writes an internal note (through the API), resolves it,
+    and the visitor rates it 5. Returns the handoff's id."""
+    admin = world.admin
+    shop_id, channel, _ = sender.split(":", 2)
+    shop = admin.demo if shop_id == admin.demo.id else admin.other
+    row, created = await handoffs.open_handoff(
+        admin.sessions, tenant_id=shop_id, sender_id=sender, channel=channel,
+        reason="visitor_asked", last_message="can I talk to a real person please")
+    assert created
+    ident = conversation_id(admin.settings.conversation_id_key, shop_id, sender)
+    status, body = await admin.call("POST", f"/conversations/{ident}/claim", role="agent",
+                                    shop=shop)
+    assert status == 200, body
+    status, body = await admin.call("POST", f"/conversations/{ident}/notes", role="agent",
+                                    shop=shop, json={"text": note})
+    assert status == 201, body
+    ann = handoffs.Agent("u-ann", "Ann Agent")
+    await handoffs.resolve(admin.sessions, shop_id, row.id, ann)
+    await handoffs.rating_asked(admin.sessions, row.id)
+    assert await handoffs.take_rating(admin.sessions, shop_id, sender, "5 stars") == 5
+    return row.id
+
+
+async def test_an_erase_takes_agents_notes_and_the_handoff_event_log(world: World) -> None:
+    """The walkthrough: the erase said done, a later export 'nothing is stored', and the
+    agent's note about the visitor (and the handoff events with their rating) stayed."""
+    admin = world.admin
+    note = "Replacement size M sent to 12 Harbour Street, ticket 55"
+    await handed_over(world, world.whatsapp, note)
+    await handed_over(world, world.others_sms, "the other shop's note, same phone")
+    await handed_over(world, world.bystander, "Bob wants a call back")
+    mine = conversation_id(admin.settings.conversation_id_key, admin.demo.id, world.whatsapp)
+
+    status, data = await admin.call("GET", "/privacy/export", params={"phone": PHONE})
+    assert status == 200, data
+    assert [(n["text"], n["sender_id"]) for n in data["conversation_notes"]] == [
+        (note, world.whatsapp)]
+    events = data["conversation_events"]
+    assert [e["kind"] for e in events] == [handoffs.REQUESTED, handoffs.CLAIMED,
+                                           handoffs.HANDOFF_RESOLVED, handoffs.SATISFACTION]
+    assert events[-1]["data"]["rating"] == 5
+    assert {e["sender_id"] for e in events} == {world.whatsapp}
+    assert world.whatsapp in data["conversations"]
+    assert "Bob" not in json.dumps(data) and "other shop" not in json.dumps(data)
+
+    status, erased = await admin.call("POST", "/privacy/erase", json={"phone": PHONE})
+    assert status == 200, erased
+    assert erased["deleted"]["conversation_notes"] == 1
+    assert erased["deleted"]["conversation_events"] == 4
+    assert erased["deleted"]["handoff_requests"] == 2  # the seeded sms one and this one
+    # Nothing of hers is left; Bob's and the other shop's customer's (same phone) all stay.
+    for table, theirs_left in ((NoteRow, 1), (ConversationEventRow, 4), (HandoffRow, 1)):
+        assert await world.count(table, world.whatsapp) == 0, table
+        assert await world.count(table, world.others_sms) == theirs_left, table
+        assert await world.count(table, world.bystander) == theirs_left, table
+    # The agents' claim and note stay in the audit log, naming the conversation by its log
+    # pseudonym: its c_… id decrypts to the phone number.
+    async with admin.sessions() as session:
+        audited = (await session.execute(select(AuditRow.action, AuditRow.target).where(
+            AuditRow.action.in_(("conversation.claim", "conversation.note")),
+            AuditRow.tenant_id == admin.demo.id).order_by(AuditRow.id))).all()
+        theirs = (await session.execute(select(AuditRow.target).where(
+            AuditRow.action == "conversation.note", AuditRow.tenant_id == admin.other.id)
+        )).scalar_one()
+    bob = conversation_id(admin.settings.conversation_id_key, admin.demo.id, world.bystander)
+    assert audited == [("conversation.claim", logs.visitor(world.whatsapp)),
+                       ("conversation.note", logs.visitor(world.whatsapp)),
+                       ("conversation.claim", bob), ("conversation.note", bob)]
+    assert theirs == conversation_id(admin.settings.conversation_id_key, admin.other.id,
+                                     world.others_sms)
+    status, again = await admin.call("GET", "/privacy/export",
+                                     params={"conversation": mine})
+    assert status == 404 and "nothing is stored" in again["detail"], again
+
+
+async def test_an_erased_handoffs_id_is_never_given_again(world: World) -> None:
+    """On SQLite an INTEGER PRIMARY KEY reused the largest id left: the erased visitor's
+    handoff was 4, the next visitor's handoff 4 too, and webhook events named both by it.
+    Event ids are webhooks' cursor (id > last sent): a reused one would never be sent."""
+    admin = world.admin
+    erased_handoff = await handed_over(world, world.whatsapp, "size M sent")
+    async with admin.sessions() as session:
+        erased_event = (await session.execute(select(func.max(ConversationEventRow.id)))
+                        ).scalar_one()
+        erased_note = (await session.execute(select(func.max(NoteRow.id)))).scalar_one()
+    status, erased = await admin.call("POST", "/privacy/erase", json={"phone": PHONE})
+    assert status == 200 and erased["deleted"]["conversation_events"] == 4, erased
+
+    next_handoff = await handed_over(world, world.bystander, "Bob wants a call back")
+    assert next_handoff > erased_handoff
+    async with admin.sessions() as session:
+        first_event = (await session.execute(select(func.min(ConversationEventRow.id)))
+                       ).scalar_one()
+        note = (await session.execute(select(NoteRow))).scalar_one()
+    assert first_event > erased_event and note.id > erased_note
+    assert note.handoff_id == next_handoff and note.sender_id == world.bystander
+
+
 async def test_a_conversation_of_another_shop_is_never_touched(world: World) -> None:
     admin = world.admin
     key = admin.settings.conversation_id_key
@@ -357,7 +460,8 @@ async def test_cached_answers_to_the_visitors_questions_leave_redis(world: World
     try:
         for key in (mine, theirs, unrelated):
             await redis.set(key, json.dumps({"answer": "Returns are free."}), ex=60)
-        stores = privacy.Stores(world.admin.sessions, world.tracker, redis, KEY)
+        stores = privacy.Stores(world.admin.sessions, world.tracker, redis, KEY,
+                                world.admin.settings.conversation_id_key)
         selector = privacy.Selector.of(demo, email=EMAIL)
         exported = await privacy.export(stores, demo, selector)
         assert exported["cached_answers"] == [{"answer": "Returns are free."}]
