@@ -17,15 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from actions.cards import without_cards
 from actions.commerce.base import LineItem
 
 # Intents that, when the message does not fit the question, lead somewhere else: each has a
 # rule for the forms (data/rules/order_status.yml, data/rules/return.yml), so the form rejects
 # the turn and the rule answers, switches, stops or hands off.
 CONTROL_INTENTS = frozenset({"stop", "human_handoff", "check_order_status", "request_return",
-                             "greet", "thank", "bot_challenge"})
+                             "greet", "thank", "goodbye", "bot_challenge"})
 KNOWLEDGE_INTENTS = frozenset({"ask_question", "out_of_scope", "nlu_fallback"})
-SMALLTALK_INTENTS = frozenset({"greet", "thank", "bot_challenge"})
+SMALLTALK_INTENTS = frozenset({"greet", "thank", "goodbye", "bot_challenge"})
 
 # A message that opens like a question: "how long…", "do you…", "can I…", "is it…".
 # "does not fit" and "when I tried it on…" are answers, hence the subject after the verb
@@ -97,7 +98,8 @@ _ONLY_IT = re.compile(r"\b(?:it|that|this|them|those|these)\b", re.I)
 _PLEASANTRIES = frozenset({
     "thanks", "thank", "you", "thx", "ty", "cheers", "hi", "hello", "hey", "there", "ok", "okay",
     "great", "cool", "please", "pls", "so", "much", "a", "lot", "very", "good", "morning",
-    "evening", "afternoon", "again", "awesome", "perfect", "nice", "lovely", "bye",
+    "evening", "afternoon", "again", "awesome", "perfect", "nice", "lovely", "bye", "goodbye",
+    "see", "later", "for", "now", "day", "have",
 })
 # Words that carry no product meaning in an answer about items.
 _STOPWORDS = frozenset({
@@ -154,8 +156,9 @@ def cancels(text: str) -> bool:
 
 
 def order_number_in(text: str) -> str | None:
-    """'1001', '#1001', 'order#1001', 'no.1001', 'sorry, it's 1001.' -> '1001'."""
-    found = _ORDER_NUMBER.search(text)
+    """'1001', '#1001', 'order#1001', 'no.1001', 'sorry, it's 1001.' -> '1001'; never the last
+    four digits of a card number the gateway masked ("**** **** **** 1111")."""
+    found = _ORDER_NUMBER.search(without_cards(text))
     return found.group(1) if found else None
 
 

@@ -94,7 +94,11 @@ def answers_the_offer(tracker: Tracker) -> bool:
     """A yes or no while a person is on offer: the answer to that offer, also while a form
     waits for an order number or an email (its validator leaves the message to the rules)."""
     intent = (tracker.latest_message.get("intent") or {}).get("name")
-    return intent in OFFER_ANSWERS and bool(tracker.get_slot("handoff_offered"))
+    # Also once action_handoff_declined took the "no thanks" (the form runs again after it in
+    # the same turn, and must not read the answer to the offer as its own: "That doesn't look
+    # like an email address").
+    return intent in OFFER_ANSWERS and bool(
+        tracker.get_slot("handoff_offered") or slot_before_turn(tracker, "handoff_offered"))
 
 
 def offered_last_turn(tracker: Tracker) -> bool:
@@ -109,6 +113,20 @@ def offered_last_turn(tracker: Tracker) -> bool:
     start = users[-2] if len(users) > 1 else 0
     return any(e.get("event") == "slot" and e.get("name") == "handoff_offered"
                and e.get("value") is True for e in events[start:users[-1]])
+
+
+def offered_this_turn(tracker: Tracker) -> bool:
+    """The bot offered a person in answer to the visitor's latest message (the knowledge route
+    could not answer it) and that offer still stands. A form that asks its question after
+    that stays silent (its ask actions): the offer and the question at once would leave the
+    visitor unsure which to answer. The form still waits: an answer typed next is taken, a
+    "no thanks" to the offer brings the question back (data/rules)."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            return False
+        if event.get("event") == "slot" and event.get("name") == "handoff_offered":
+            return event.get("value") is True
+    return False
 
 
 def says_yes_to_the_offer(tracker: Tracker) -> bool:

@@ -25,13 +25,14 @@ from rasa_sdk.interfaces import ActionExecutionRejection
 from core.metrics import CHANNELS, OTHER, bounded
 
 # Action (or form validation) name -> the flow it belongs to; anything else is "other"
-# (session start, greetings, cancel or a stop with nothing running, fallback, and the email
-# question both forms ask, action_ask_email).
+# (session start, greetings, cancel or a stop with nothing running, fallback, and the order
+# number and email questions both forms ask, action_ask_order_number and action_ask_email).
 ROUTES: Mapping[str, str] = {
     "validate_order_status_form": "order_status",
     "action_order_status": "order_status",
     "validate_return_form": "returns",
     "action_ask_return_items": "returns",
+    "action_ask_return_reason": "returns",
     "action_submit_return": "returns",
     "action_handoff": "handoff",
     "action_handoff_declined": "handoff",

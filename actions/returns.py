@@ -212,6 +212,8 @@ class ActionAskReturnItems(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
+        if escalation.offered_this_turn(tracker):
+            return []  # the person just offered is the turn's one question
         try:
             found = await verified_order(tracker)
         except (BackendError, NoTenant):
@@ -227,6 +229,20 @@ class ActionAskReturnItems(Action):
         dispatcher.utter_message(response="utter_which_return_items_of_order",
                                  order_number=order.number,
                                  order_items=_item_list(order.items), buttons=buttons)
+        return []
+
+
+class ActionAskReturnReason(Action):
+    """Ask the reason, with the usual choices, unless a person was just offered instead."""
+
+    def name(self) -> str:
+        return "action_ask_return_reason"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        if not escalation.offered_this_turn(tracker):
+            dispatcher.utter_message(response="utter_ask_return_reason")
         return []
 
 

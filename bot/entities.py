@@ -11,12 +11,16 @@ This one, with the same settings and the same training:
 - stores the trained CRFs themselves (crfsuite's model files, pickled by sklearn-crfsuite as
   Rasa's other scikit-learn components are) and its tag order, not the training set;
 - loads those; a model stored by Rasa's own component loads as Rasa loads it.
-Same entities and confidences as Rasa's (tests/bot/test_entities.py).
+Same entities and confidences as Rasa's (tests/bot/test_entities.py), except in a card number
+the gateway masked ("**** **** **** 1111", core/cards.py): nothing there is an entity (its
+last four digits are no order number), as the order number pattern (data/nlu/patterns.yml)
+leaves them out too.
 """
 
 from __future__ import annotations
 
 import pickle
+import re
 from typing import Any
 
 import numpy as np
@@ -26,10 +30,25 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.extractors import crf_entity_extractor as rasa_crf
+from rasa.shared.nlu.constants import ENTITIES, ENTITY_ATTRIBUTE_END, ENTITY_ATTRIBUTE_START, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
 TAGGERS = "crf_taggers.pkl"
 ORDER = "crf_order.json"
+# What core/cards.py `mask` writes for a card number (tests/integration test_card_numbers.py).
+MASKED_CARD = re.compile(r"\*{4} \*{4} \*{4} \d{4}")
+
+
+def outside_masked_cards(message: Message) -> None:
+    """Drop the message's entities that lie in a masked card number."""
+    spans = [found.span() for found in MASKED_CARD.finditer(message.get(TEXT) or "")]
+    if not spans:
+        return
+    kept = [entity for entity in message.get(ENTITIES, [])
+            if not any(entity.get(ENTITY_ATTRIBUTE_START, -1) < end
+                       and entity.get(ENTITY_ATTRIBUTE_END, -1) > start
+                       for start, end in spans)]
+    message.set(ENTITIES, kept, add_to_output=True)
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR, is_trainable=True)
@@ -43,6 +62,12 @@ class CRFEntityExtractor(rasa_crf.CRFEntityExtractor):
             return None  # every token's dense features are then [] (Rasa's own fallback)
         features: np.ndarray | None = super()._get_dense_features(message)
         return features
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        processed: list[Message] = super().process(messages)
+        for message in processed:
+            outside_masked_cards(message)
+        return processed
 
     def persist(self, dataset: list[list[rasa_crf.CRFToken]]) -> None:
         """The trained CRFs and their order (not `dataset`, which Rasa's load trains from)."""

@@ -1,0 +1,75 @@
+"""A card number typed into the chat, through the real gateway, Rasa and actions: the gateway
+masks it (core/cards.py), its last four digits fill no slot (data/nlu/patterns.yml, the CRF in
+bot/entities.py, the forms in actions/), and the visitor is asked once, beside the answer to
+what they asked, not to send card numbers (actions/cards.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from core.sender_ids import sender_id
+from devtools.demo_shop import DEMO_TENANT_ID
+from tests.integration.conftest import Visitor
+from tests.integration.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.one_shape]
+
+CARD = "4111 1111 1111 1111"
+WARNING = "hidden the card number"
+
+
+def tracker(stack: Stack, visitor: Visitor) -> dict[str, Any]:
+    response = httpx.get(
+        f"{stack.rasa}/conversations/{sender_id(DEMO_TENANT_ID, 'rest', visitor.sender)}/tracker",
+        headers=stack.rasa_headers(), timeout=30)
+    response.raise_for_status()
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def filled(stack: Stack, visitor: Visitor) -> set[Any]:
+    """Every value any slot was ever set to in the conversation."""
+    return {e.get("value") for e in tracker(stack, visitor)["events"] if e["event"] == "slot"}
+
+
+def test_a_return_with_the_card_paid_with_asks_for_the_order_number(
+        stack: Stack, visitor: Visitor) -> None:
+    reply = visitor.say(f"I'd like to return my denim jacket, I paid with card {CARD}")
+    assert reply.count(WARNING) == 1
+    # What they asked goes on: the return form asks for the order number, not the email.
+    assert "order number" in reply and "email" not in reply
+    assert reply.index(WARNING) < reply.index("order number")
+    assert "1111" not in filled(stack, visitor)
+    state = tracker(stack, visitor)
+    assert state["slots"]["order_number"] is None
+    assert state["slots"]["requested_slot"] == "order_number"
+    # The real order number typed next is the answer.
+    assert "email" in visitor.say("it's 1002")
+    assert tracker(stack, visitor)["slots"]["order_number"] == "1002"
+
+
+def test_a_refund_to_a_card_is_no_order_number(stack: Stack, visitor: Visitor) -> None:
+    reply = visitor.say(f"my card is {CARD}, can you refund to it?")
+    assert reply.count(WARNING) == 1 and "email" not in reply
+    assert "1111" not in filled(stack, visitor)
+
+
+def test_a_card_beside_an_order_number_keeps_the_order_number(
+        stack: Stack, visitor: Visitor) -> None:
+    reply = visitor.say(f"paid with {CARD}, where is my order 1001?")
+    assert reply.count(WARNING) == 1 and "email" in reply
+    assert tracker(stack, visitor)["slots"]["order_number"] == "1001"
+    assert "1111" not in filled(stack, visitor)
+    answer = visitor.say("alex@example.com")
+    assert "UPS" in answer and WARNING not in answer  # once: only where a card was sent
+
+
+def test_a_card_alone_starts_no_order_lookup(stack: Stack, visitor: Visitor) -> None:
+    reply = visitor.say(f"my card number is {CARD}")
+    assert reply.count(WARNING) == 1
+    state = tracker(stack, visitor)
+    assert state["active_loop"].get("name") is None
+    assert "1111" not in filled(stack, visitor)
