@@ -6,11 +6,18 @@ What is counted (the owner page and `GET /analytics/summary` show these):
   calendar day: a visitor who comes back another day starts another one, as Rasa starts a new
   session after an hour of silence; so the days and the channels add up to the totals;
 - a conversation *involved a human* when the bot handed it off that day: an inbound message
-  whose outcome is "handoff", or a handoff request (actions record one); containment = the
-  share that did not, handoff rate = the share that did;
+  whose outcome is "handoff", or a handoff request (actions record one); handoff rate = the
+  share that did;
+- a conversation is *not answered* when no human was involved but at least one of its
+  messages ended in a fallback or an abstention, and *contained* when neither: the
+  Conversations tab's outcomes handoff, fallback and contained, from the one definition
+  (core/conversations.py `conversation_outcome`); containment = the contained share. (Until
+  2026-12 containment was every conversation without a human, so a conversation the list
+  showed as "fallback" counted as contained: an owner saw two answers for the same data.)
 - fallback rate = inbound messages whose outcome is "fallback" / inbound messages;
   knowledge answers and abstentions count inbound messages with those outcomes;
-- top intents count inbound messages by the intent Rasa gave them;
+- top intents count inbound messages by the intent Rasa gave them (named for people by
+  `intent_label`);
 - unanswered messages (grouped into topics by admin_api/topics.py) are the ones the bot could
   not handle: outcome fallback or abstained, and the message a second misunderstanding in a
   row handed to a person (found through its handoff request, reason "misunderstood").
@@ -46,13 +53,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from admin_api.tables import AnalyticsDayRow, AnalyticsIntentRow
-from core.conversations import HandoffRow
+from core.conversations import MISSED, HandoffRow, conversation_outcome
 from tenants.models import TenantRow
 
 MAX_DAYS = 366
@@ -119,13 +127,19 @@ class Figures:
     fallbacks: int = 0
     knowledge_answers: int = 0
     abstentions: int = 0
+    not_answered: int = 0  # conversations without a human with a fallback or abstention
+
+    @property
+    def contained(self) -> int:
+        """Conversations the bot handled alone, answering every message."""
+        return self.conversations - self.handed_off - self.not_answered
 
     @property
     def containment(self) -> float | None:
-        """Share of conversations no human was involved in (None without conversations)."""
+        """Share of conversations contained (None without conversations)."""
         if not self.conversations:
             return None
-        return round(1 - self.handed_off / self.conversations, 4)
+        return round(self.contained / self.conversations, 4)
 
     @property
     def handoff_rate(self) -> float | None:
@@ -147,7 +161,7 @@ class Figures:
 def _counts(figures: Figures) -> tuple[int, ...]:
     return (figures.conversations, figures.handed_off, figures.messages_in,
             figures.messages_out, figures.fallbacks, figures.knowledge_answers,
-            figures.abstentions)
+            figures.abstentions, figures.not_answered)
 
 
 @dataclass(frozen=True)
@@ -182,10 +196,21 @@ def _day_sql(dialect: str, period: Period) -> tuple[str, dict[str, Any]]:
     return "date(created_at, :offset)", {"offset": f"{minutes:+d} minutes"}
 
 
-def _figures_sql(day: str) -> str:
+def _outcome_sql(dialect: Dialect) -> str:
+    """A thread's outcome over the columns of `_figures_sql`'s threads, written by the one
+    definition the Conversations tab's list uses."""
+    outcome = conversation_outcome(literal_column("handed_off") == 1,
+                                   literal_column("n_missed") > 0)
+    return str(outcome.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+_MISSED_SQL = ", ".join(f"'{outcome}'" for outcome in MISSED)
+
+
+def _figures_sql(day: str, dialect: Dialect) -> str:
     """Rows (day, channel, conversations, handed_off, messages_in, messages_out, fallbacks,
-    knowledge_answers, abstentions) from the messages themselves: grouped by day and thread,
-    then by day and channel, so the database answers a few hundred rows."""
+    knowledge_answers, abstentions, not_answered) from the messages themselves: grouped by
+    day and thread, then by day and channel, so the database answers a few hundred rows."""
     return f"""
         WITH rows AS (
             SELECT {day} AS day, channel, sender_id, direction, outcome
@@ -202,11 +227,14 @@ def _figures_sql(day: str) -> str:
                    count(*) FILTER (WHERE direction = 'in' AND outcome = 'fallback') AS n_fb,
                    count(*) FILTER (WHERE direction = 'in' AND outcome = 'knowledge') AS n_kn,
                    count(*) FILTER (WHERE direction = 'in' AND outcome = 'abstained') AS n_ab,
+                   count(*) FILTER (WHERE direction = 'in' AND outcome IN ({_MISSED_SQL}))
+                       AS n_missed,
                    max(CASE WHEN outcome = 'handoff' THEN 1 ELSE 0 END) AS handed_off
             FROM rows GROUP BY day, channel, sender_id
         )
         SELECT day, channel, count(*), sum(handed_off), sum(n_in), sum(n_out), sum(n_fb),
-               sum(n_kn), sum(n_ab)
+               sum(n_kn), sum(n_ab),
+               sum(CASE WHEN {_outcome_sql(dialect)} = 'fallback' THEN 1 ELSE 0 END)
         FROM threads GROUP BY day, channel"""
 
 
@@ -271,7 +299,8 @@ async def _from_messages(session: AsyncSession, tenant_id: str, period: Period) 
         await session.execute(text("SET LOCAL work_mem = '64MB'"))
         await session.execute(text("SET LOCAL jit = off"))
     found = _Slices()
-    for row in (await session.execute(text(_figures_sql(day)), params)).all():
+    figures_sql = _figures_sql(day, session.bind.dialect)
+    for row in (await session.execute(text(figures_sql), params)).all():
         found.figures[(_as_date(row[0]), row[1])] = Figures(*(int(n or 0) for n in row[2:]))
     for on, channel, intent, count in (await session.execute(text(_intents_sql(day)),
                                                              params)).all():
@@ -286,11 +315,12 @@ async def _from_rollups(session: AsyncSession, tenant_id: str, period: Period) -
     days = AnalyticsDayRow
     rows = await session.execute(select(
         days.day, days.channel, days.conversations, days.handed_off, days.messages_in,
-        days.messages_out, days.fallbacks, days.knowledge_answers, days.abstentions).where(
+        days.messages_out, days.fallbacks, days.knowledge_answers, days.abstentions,
+        days.not_answered).where(
         days.tenant_id == tenant_id, days.tz == period.tz,
         days.day.between(period.first, period.last), days.channel != ""))
     for on, channel, *numbers in rows.all():
-        found.figures[(on, channel)] = Figures(*numbers)
+        found.figures[(on, channel)] = Figures(*(n or 0 for n in numbers))
     intents = AnalyticsIntentRow
     rows = await session.execute(select(
         intents.channel, intents.intent, func.sum(intents.count)).where(
@@ -312,10 +342,14 @@ def _settled(period: Period, now: datetime) -> date | None:
 async def _roll_up(sessions: async_sessionmaker, tenant_id: str, period: Period) -> None:
     """Store the figures of the period's finished days that are not stored yet."""
     async with sessions() as session:
-        stored = set((await session.execute(select(AnalyticsDayRow.day).where(
+        stored = dict((await session.execute(select(
+            AnalyticsDayRow.day, AnalyticsDayRow.not_answered).where(
             AnalyticsDayRow.tenant_id == tenant_id, AnalyticsDayRow.tz == period.tz,
             AnalyticsDayRow.day.between(period.first, period.last),
-            AnalyticsDayRow.channel == ""))).scalars())
+            AnalyticsDayRow.channel == ""))).all())
+        older = sorted(d for d, not_answered in stored.items() if not_answered is None)
+        if older:
+            await _add_not_answered(session, tenant_id, Period(older[0], older[-1], period.tz))
         missing = [d for d in period.each_day() if d not in stored]
         if not missing:
             return
@@ -337,6 +371,22 @@ async def _roll_up(sessions: async_sessionmaker, tenant_id: str, period: Period)
         await session.commit()
 
 
+async def _add_not_answered(session: AsyncSession, tenant_id: str, span: Period) -> None:
+    """Days rolled up before `not_answered` was counted (migration 0013 left it null): count
+    it from the messages still kept. Their other figures stay as stored; a message deleted
+    since (retention, an erasure) is missing from this one count only."""
+    found = await _from_messages(session, tenant_id, span)
+    days = AnalyticsDayRow
+    stale = (days.tenant_id == tenant_id, days.tz == span.tz,
+             days.day.between(span.first, span.last), days.not_answered.is_(None))
+    for (on, channel), figures in found.figures.items():
+        await session.execute(update(days).where(
+            *stale, days.day == on, days.channel == channel).values(
+            not_answered=figures.not_answered))
+    await session.execute(update(days).where(*stale).values(not_answered=0))
+    await session.commit()
+
+
 def _zero() -> dict[str, int]:
     return _columns(Figures())
 
@@ -345,7 +395,7 @@ def _columns(figures: Figures) -> dict[str, int]:
     return {"conversations": figures.conversations, "handed_off": figures.handed_off,
             "messages_in": figures.messages_in, "messages_out": figures.messages_out,
             "fallbacks": figures.fallbacks, "knowledge_answers": figures.knowledge_answers,
-            "abstentions": figures.abstentions}
+            "abstentions": figures.abstentions, "not_answered": figures.not_answered}
 
 
 async def roll_up_recent(sessions: async_sessionmaker, tenant_id: str, days: int = 90,
@@ -410,6 +460,37 @@ async def summarise(sessions: async_sessionmaker, tenant_id: str, period: Period
     return Summary(period=period, totals=sum(channels.values(), Figures()), days=days,
                    channels=dict(sorted(channels.items())), top_intents=_top(overall, top),
                    intents_by_channel={c: _top(n, top) for c, n in sorted(per_channel.items())})
+
+
+# What the base's intents (bot/domain/) mean, in the words of the owner page; a shop's own
+# intents (training drafts) read as their names with spaces (`intent_label`).
+INTENT_LABELS: dict[str, str] = {
+    "affirm": "Said yes",
+    "ask_question": "Asked a question",
+    "bot_challenge": "Asked if it is a bot",
+    "check_order_status": "Order status",
+    "deny": "Said no",
+    "goodbye": "Said goodbye",
+    "greet": "Greeting",
+    "human_handoff": "Asked for a person",
+    "inform": "Gave details (order number, email, ...)",
+    "nlu_fallback": "Not understood",
+    "out_of_scope": "Off-topic question",
+    "request_return": "Return request",
+    "send_media": "Sent a picture or file",
+    "stop": "Asked to stop",
+    "thank": "Said thanks",
+}
+
+
+def intent_label(name: str) -> str:
+    """An intent's name as people read it: "nlu_fallback" -> "Not understood", a shop's
+    "gift_wrapping" -> "Gift wrapping"."""
+    known = INTENT_LABELS.get(name)
+    if known is not None:
+        return known
+    words = name.replace("_", " ").replace("-", " ").strip()
+    return words[:1].upper() + words[1:] if words else name
 
 
 def _top(counts: Counter[str], n: int) -> list[tuple[str, int]]:
@@ -590,7 +671,7 @@ async def summarise_handoffs(sessions: async_sessionmaker, tenant_id: str, perio
         period=period, requested=len(rows), answered=answered, resolved=resolved,
         waiting=Durations.of(waiting), handling=Durations.of(handling),
         conversations=totals.conversations,
-        resolved_by_bot=totals.conversations - totals.handed_off,
+        resolved_by_bot=totals.contained,
         resolved_by_human=len(human_days), satisfaction=Ratings.of(ratings),
         satisfaction_by_channel={c: Ratings.of(r) for c, r in sorted(by_channel.items())},
         agents=sorted((AgentFigures(who, a["name"], a["resolved"], Durations.of(a["handling"]),

@@ -142,6 +142,9 @@ class AnalyticsDayRow(Base):
     fallbacks: Mapped[int] = mapped_column(Integer, default=0)
     knowledge_answers: Mapped[int] = mapped_column(Integer, default=0)
     abstentions: Mapped[int] = mapped_column(Integer, default=0)
+    # Conversations without a human that had a fallback or abstention; null on days rolled
+    # up before it was counted (migration 0013), until a summary counts it.
+    not_answered: Mapped[int | None] = mapped_column(Integer, default=0)
 
 
 class AnalyticsIntentRow(Base):

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     Float,
     Index,
     Integer,
@@ -127,7 +128,8 @@ class HandoffRow(Base):
 #   "flow"       anything else: a scripted flow (order status, returns, their questions and
 #                answers, affirm/deny, stop, media) went on.
 #
-# Containment for analytics: a conversation with no "handoff" turn was contained.
+# A conversation's outcome (analytics counts the same three: `conversation_outcome`) is
+# defined further down, beside the list that shows it.
 OUTCOMES: Final = ("flow", "knowledge", "abstained", "fallback", "handoff", "smalltalk")
 HANDOFF_ACTIONS: Final = frozenset({"action_handoff"})
 FALLBACK_ACTIONS: Final = frozenset({"action_default_fallback", "action_fallback"})
@@ -321,6 +323,15 @@ CONVERSATION_OUTCOMES: Final = ("contained", "handoff", "fallback")
 MISSED: Final = ("fallback", "abstained")
 
 
+def conversation_outcome(handed_off: ColumnElement[bool],
+                         missed: ColumnElement[bool]) -> ColumnElement[str]:
+    """A conversation's outcome (CONVERSATION_OUTCOMES, the comment above), in SQL: the list
+    below and analytics' containment (admin_api/analytics.py) both read this one, so the
+    Conversations tab and Analytics never disagree about a conversation. `handed_off`: a
+    person was involved; `missed`: at least one turn's outcome is in MISSED."""
+    return case((handed_off, "handoff"), (missed, "fallback"), else_="contained")
+
+
 @dataclass(frozen=True)
 class ConversationQuery:
     """Which of a shop's conversations to list. `since`/`until` bound the messages looked at
@@ -410,8 +421,8 @@ async def list_conversations(sessions: async_sessionmaker, tenant_id: str,
         .where(*where).group_by(m.sender_id, m.channel).subquery())
     handoffs = _latest_handoffs(tenant_id)
     state = case((handoffs.c.status.is_(None), "bot"), else_=handoffs.c.status)
-    outcome = case((or_(grouped.c.handoffs > 0, handoffs.c.status.is_not(None)), "handoff"),
-                   (grouped.c.missed > 0, "fallback"), else_="contained")
+    outcome = conversation_outcome(
+        or_(grouped.c.handoffs > 0, handoffs.c.status.is_not(None)), grouped.c.missed > 0)
     listed = (select(grouped.c.sender_id, grouped.c.channel, grouped.c.started_at,
                      grouped.c.last_message_at, grouped.c.messages, state.label("state"),
                      outcome.label("outcome"), func.count().over().label("total"))

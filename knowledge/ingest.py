@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from core.db import utcnow
@@ -153,6 +153,7 @@ async def ingest(
                 row = await session.merge(row)
             row.title, row.url, row.content_hash = document.title[:300], document.url, file.digest
             row.chunk_count, row.updated_at = len(chunks), utcnow()
+            row.size = len(file.data)  # the Knowledge tab's Size, however it was ingested
             session.add(row)
             await session.flush()
             for chunk in chunks:
@@ -160,6 +161,12 @@ async def ingest(
                                                   ordinal=chunk.ordinal, heading=chunk.heading,
                                                   text=chunk.text, url=chunk.url))
         session.add_all(new_rows)
+        unchanged = set(report.unchanged)
+        for file in files:  # unchanged, but ingested before sizes were kept
+            old = existing.get(file.source)
+            if file.source in unchanged and old is not None and old.size is None:
+                await session.execute(update(KnowledgeDocumentRow).where(
+                    KnowledgeDocumentRow.id == old.id).values(size=len(file.data)))
         await session.flush()
         new_owners = np.array([row.id for row, group in zip(new_rows, new_windows, strict=True)
                                for _ in group],

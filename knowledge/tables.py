@@ -26,6 +26,9 @@ class KnowledgeDocumentRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Bytes of the file as ingested (uploaded or from the command line); null for documents
+    # ingested before migration 0013 until they are ingested again.
+    size: Mapped[int | None] = mapped_column(Integer)
 
 
 class KnowledgeChunkRow(Base):

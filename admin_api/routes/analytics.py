@@ -70,8 +70,14 @@ class FiguresOut(Model):
     knowledge_answers: int = Field(description="visitor messages answered from the knowledge "
                                                "base")
     abstentions: int = Field(description="questions the knowledge base could not answer")
-    containment: float | None = Field(description="share of conversations with no human "
-                                                  "involved; null without conversations")
+    not_answered: int = Field(description="conversations with no human involved in which the "
+                                          "bot could not answer at least once (a fallback or "
+                                          "an abstention): the Conversations tab's outcome "
+                                          "'fallback'")
+    contained: int = Field(description="conversations the bot handled alone, answering every "
+                                       "message: the Conversations tab's outcome 'contained'")
+    containment: float | None = Field(description="contained / conversations; null without "
+                                                  "conversations")
     handoff_rate: float | None
     fallback_rate: float | None = Field(description="fallbacks / messages_in")
 
@@ -80,7 +86,8 @@ class FiguresOut(Model):
         return {"conversations": figures.conversations, "handed_off": figures.handed_off,
                 "messages_in": figures.messages_in, "messages_out": figures.messages_out,
                 "fallbacks": figures.fallbacks, "knowledge_answers": figures.knowledge_answers,
-                "abstentions": figures.abstentions, "containment": figures.containment,
+                "abstentions": figures.abstentions, "not_answered": figures.not_answered,
+                "contained": figures.contained, "containment": figures.containment,
                 "handoff_rate": figures.handoff_rate, "fallback_rate": figures.fallback_rate}
 
 
@@ -95,7 +102,8 @@ class DayOut(FiguresOut):
 
 
 class IntentCount(Model):
-    name: str
+    name: str = Field(description="the intent's name in the training data, e.g. nlu_fallback")
+    label: str = Field(description="what it means, for people: e.g. 'Not understood'")
     count: int
 
 
@@ -141,7 +149,8 @@ async def _unanswered(call: Call[Any, Any], period: analytics.Period, total: int
 
 
 def _intents(pairs: list[tuple[str, int]]) -> list[IntentCount]:
-    return [IntentCount(name=name, count=count) for name, count in pairs]
+    return [IntentCount(name=name, label=analytics.intent_label(name), count=count)
+            for name, count in pairs]
 
 
 @API.route("GET", "/analytics/summary", roles=DESIGNERS, query=RangeQuery,
@@ -225,7 +234,8 @@ class HandoffsOut(Model):
     handling: DurationsOut = Field(description="from the claim (or the last transfer) to the "
                                                "resolution")
     conversations: int = Field(description="as in the summary: visitor threads per day")
-    resolved_by_bot: int = Field(description="conversations no person was involved in")
+    resolved_by_bot: int = Field(description="conversations the bot handled alone, answering "
+                                             "every message (the summary's contained)")
     resolved_by_human: int = Field(description="conversations whose handoff a person resolved")
     satisfaction: RatingsOut
     satisfaction_by_channel: list[ChannelRatingsOut]

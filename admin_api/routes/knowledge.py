@@ -46,8 +46,10 @@ class DocumentOut(Model):
     url: str | None = Field(description="the page it came from, when the document names one")
     kind: str = Field(description="md, html, pdf, txt or csv")
     chunks: int = Field(description="passages in the index")
-    size: int | None = Field(description="bytes of the uploaded file; null for documents "
-                                         "ingested with the command-line tool")
+    size: int | None = Field(description="bytes of the file as ingested (uploaded or with "
+                                         "the command-line tool); null for a document "
+                                         "ingested before sizes were kept, until its next "
+                                         "ingestion")
     updated_at: datetime
     status: DocumentStatus = Field(
         description="updating or deleting while a job for it is queued or running")
@@ -98,7 +100,8 @@ def _out(row: KnowledgeDocumentRow, library: Library, pending: dict[str, str]) -
     status = pending.get(row.source, "ready")
     return DocumentOut(id=row.id, name=row.source, title=row.title, url=row.url,
                        kind=_kind(row.source), chunks=row.chunk_count,
-                       size=library.uploads.size(row.tenant_id, row.source),
+                       size=(row.size if row.size is not None
+                             else library.uploads.size(row.tenant_id, row.source)),
                        updated_at=row.updated_at, status=cast(DocumentStatus, status))
 
 

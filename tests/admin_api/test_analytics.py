@@ -94,15 +94,18 @@ async def seed_known_days(admin: Admin) -> None:
 def figures(body: dict[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in ("conversations", "handed_off", "messages_in", "messages_out",
                                  "fallbacks", "knowledge_answers", "abstentions",
-                                 "containment", "handoff_rate", "fallback_rate")}
+                                 "not_answered", "contained", "containment", "handoff_rate",
+                                 "fallback_rate")}
 
 
 def counts(conversations: int = 0, handed_off: int = 0, messages: int = 0, fallbacks: int = 0,
-           knowledge: int = 0, abstentions: int = 0) -> dict[str, Any]:
+           knowledge: int = 0, abstentions: int = 0, not_answered: int = 0) -> dict[str, Any]:
+    contained = conversations - handed_off - not_answered
     return {"conversations": conversations, "handed_off": handed_off,
             "messages_in": messages, "messages_out": messages, "fallbacks": fallbacks,
             "knowledge_answers": knowledge, "abstentions": abstentions,
-            "containment": round(1 - handed_off / conversations, 4) if conversations else None,
+            "not_answered": not_answered, "contained": contained,
+            "containment": round(contained / conversations, 4) if conversations else None,
             "handoff_rate": round(handed_off / conversations, 4) if conversations else None,
             "fallback_rate": round(fallbacks / messages, 4) if messages else None}
 
@@ -115,24 +118,28 @@ async def test_an_owner_reads_the_figures_of_each_day_and_channel(
     assert (body["first_day"], body["last_day"], body["tz"]) == (str(D1), str(D2), "UTC")
 
     assert figures(body["totals"]) == counts(conversations=5, handed_off=2, messages=7,
-                                             fallbacks=1, knowledge=1, abstentions=1)
-    assert body["totals"]["containment"] == 0.6 and body["totals"]["fallback_rate"] == 0.1429
+                                             fallbacks=1, knowledge=1, abstentions=1,
+                                             not_answered=1)
+    assert body["totals"]["containment"] == 0.4 and body["totals"]["fallback_rate"] == 0.1429
 
     first, second = body["days"]
     assert first["date"] == str(D1) and second["date"] == str(D2)
     assert figures(first) == counts(conversations=3, handed_off=1, messages=5, fallbacks=1,
                                     knowledge=1)
-    assert figures(second) == counts(conversations=2, handed_off=1, messages=2, abstentions=1)
+    assert figures(second) == counts(conversations=2, handed_off=1, messages=2, abstentions=1,
+                                     not_answered=1)
     by_channel = {c["channel"]: figures(c) for c in first["channels"]}
     assert by_channel == {"web": counts(conversations=2, handed_off=1, messages=4, fallbacks=1),
                           "whatsapp": counts(conversations=1, messages=1, knowledge=1)}
     by_channel = {c["channel"]: figures(c) for c in second["channels"]}
-    assert by_channel == {"web": counts(conversations=1, messages=1, abstentions=1),
+    assert by_channel == {"web": counts(conversations=1, messages=1, abstentions=1,
+                                        not_answered=1),
                           "sms": counts(conversations=1, handed_off=1, messages=1)}
 
     assert {c["channel"]: figures(c) for c in body["channels"]} == {
         "sms": counts(conversations=1, handed_off=1, messages=1),
-        "web": counts(conversations=3, handed_off=1, messages=5, fallbacks=1, abstentions=1),
+        "web": counts(conversations=3, handed_off=1, messages=5, fallbacks=1, abstentions=1,
+                      not_answered=1),
         "whatsapp": counts(conversations=1, messages=1, knowledge=1)}
     assert [(i["name"], i["count"]) for i in body["top_intents"]] == [
         ("ask_question", 2), ("order_status", 2), ("human_handoff", 1), ("out_of_scope", 1),
@@ -158,6 +165,73 @@ async def test_an_owner_reads_the_figures_of_each_day_and_channel(
     # reads it too.
     status, again = await admin.call("GET", f"/analytics/summary?{RANGE}", role="designer")
     assert status == 200 and again == body
+
+
+async def test_analytics_and_the_conversations_list_agree_on_each_conversation(
+        admin: Admin) -> None:
+    # The walkthrough's case: the list showed a conversation as "fallback" (not answered)
+    # while Analytics counted it as contained, with 0 fallbacks.
+    day = date(2026, 3, 10)
+    demo = Seeder(admin.sessions, admin.demo.id)
+    demo.turn("web", "sam", at(day, 9), "what sizes does the jacket come in?", "ask_question",
+              "knowledge")
+    demo.turn("web", "sam", at(day, 9, 1), "what's the capital of mongolia?", "out_of_scope",
+              "abstained")
+    demo.turn("web", "kim", at(day, 10), "blorp", "nlu_fallback", "fallback")
+    demo.turn("sms", "+4915100000003", at(day, 11), "where is my order?", "check_order_status",
+              "flow")
+    demo.turn("web", "lea", at(day, 12), "eh?", "nlu_fallback", "fallback")
+    demo.turn("web", "lea", at(day, 12, 1), "a person please", "human_handoff", "handoff")
+    demo.handoff("web", "lea", at(day, 12, 1), "visitor_asked")
+    await demo.save()
+
+    listed: dict[str, int] = {}
+    for outcome in ("contained", "fallback", "handoff"):
+        status, page = await admin.call("GET", "/conversations", params={
+            "from": str(day), "to": str(day), "outcome": outcome})
+        assert status == 200, page
+        listed[outcome] = page["total"]
+    assert listed == {"contained": 1, "fallback": 2, "handoff": 1}
+
+    status, body = await admin.call("GET", f"/analytics/summary?from={day}&to={day}")
+    assert status == 200, body
+    totals = body["totals"]
+    assert (totals["contained"], totals["not_answered"], totals["handed_off"]) == (
+        listed["contained"], listed["fallback"], listed["handoff"])
+    assert totals["conversations"] == sum(listed.values())
+    assert totals["containment"] == 0.25  # 1 of 4, not 3 of 4 ("no person involved")
+    assert (totals["fallbacks"], totals["abstentions"]) == (2, 1)  # messages, as before
+    # Read again from the day's rollup: the same.
+    _, again = await admin.call("GET", f"/analytics/summary?from={day}&to={day}")
+    assert again["totals"] == totals
+
+
+async def test_days_rolled_up_before_not_answered_was_counted_get_it(admin: Admin) -> None:
+    from admin_api.tables import AnalyticsDayRow
+
+    await seed_known_days(admin)
+    _, first = await admin.call("GET", f"/analytics/summary?{RANGE}")  # rolls D1, D2 up
+    async with admin.sessions() as session:  # as migration 0013 leaves older rollups
+        await session.execute(update(AnalyticsDayRow).where(
+            AnalyticsDayRow.tenant_id == admin.demo.id).values(not_answered=None))
+        await session.commit()
+    _, body = await admin.call("GET", f"/analytics/summary?{RANGE}")
+    assert body["totals"] == first["totals"] and body["totals"]["not_answered"] == 1
+    assert [d["not_answered"] for d in body["days"]] == [0, 1]
+
+
+async def test_top_intents_read_as_words_and_keep_their_names(admin: Admin) -> None:
+    demo = Seeder(admin.sessions, admin.demo.id)
+    demo.turn("web", "a", at(D1, 9), "blorp", "nlu_fallback", "fallback")
+    demo.turn("web", "a", at(D1, 9, 1), "where is it", "check_order_status", "flow")
+    demo.turn("web", "b", at(D1, 10), "do you wrap gifts", "gift_wrapping", "flow")
+    await demo.save()
+    _, body = await admin.call("GET", f"/analytics/summary?{RANGE}")
+    assert [(i["name"], i["label"], i["count"]) for i in body["top_intents"]] == [
+        ("check_order_status", "Order status", 1), ("gift_wrapping", "Gift wrapping", 1),
+        ("nlu_fallback", "Not understood", 1)]
+    assert [i["label"] for i in body["top_intents_by_channel"]["web"]] == [
+        "Order status", "Gift wrapping", "Not understood"]
 
 
 async def test_the_other_shop_sees_only_its_own_numbers(admin: Admin) -> None:
@@ -324,7 +398,8 @@ async def test_days_rolled_up_ahead_of_time_read_the_same(admin: Admin) -> None:
                               (D2 + timedelta(days=1), "web", 1)]
     _, body = await admin.call("GET", f"/analytics/summary?{RANGE}")
     assert figures(body["totals"]) == counts(conversations=5, handed_off=2, messages=7,
-                                             fallbacks=1, knowledge=1, abstentions=1)
+                                             fallbacks=1, knowledge=1, abstentions=1,
+                                             not_answered=1)
 
 
 async def test_the_hourly_housekeeping_rolls_up_every_shop(admin: Admin) -> None:

@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import update
 
 from admin_api.worker import Worker, knowledge_handlers, library_for
 from knowledge.__main__ import run_ingest
 from knowledge.embeddings import get_embedder
 from knowledge.index import IndexFiles
 from knowledge.retrieval import Retriever
+from knowledge.tables import KnowledgeDocumentRow
 from tests.admin_api.conftest import Admin, Shop
 from tests.knowledge.conftest import pdf_bytes
 
@@ -264,6 +266,28 @@ async def test_syncing_a_folder_with_the_cli_keeps_what_designers_uploaded(
     assert listed["lighthouse.md"]["size"] == len(LIGHTHOUSE.encode())
     assert (await search(admin, admin.demo, "lighthouse workshop Westerhever"))[:1] == [
         "lighthouse.md"]
+
+
+async def test_documents_synced_with_the_cli_show_their_size(admin: Admin,
+                                                              tmp_path: Path) -> None:
+    # `make run` and `python -m knowledge ingest` bring files in without an upload: the
+    # Knowledge tab's Size column was empty for them.
+    opening = "# Opening hours\n\nWe answer mail on weekdays, 9 to 17.\n"
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "opening.md").write_text(opening)
+    assert await run_ingest(admin.settings, "demo", [folder]) == 0
+    assert (await documents(admin))["opening.md"]["size"] == len(opening.encode())
+
+    # Ingested before sizes were kept: the next sync fills it in without re-reading the file.
+    async with admin.sessions() as session:
+        await session.execute(update(KnowledgeDocumentRow).values(size=None))
+        await session.commit()
+    assert (await documents(admin))["opening.md"]["size"] is None
+    assert await run_ingest(admin.settings, "demo", [folder]) == 0
+    listed = await documents(admin)
+    assert listed["opening.md"]["size"] == len(opening.encode())
+    assert listed["opening.md"]["chunks"] >= 1
 
 
 async def test_every_supported_format_is_ingested(admin: Admin) -> None:
