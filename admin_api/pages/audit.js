@@ -2,7 +2,9 @@
 // filtered as GET /audit allows (a kind of change by its prefix, who, which days in UTC).
 //
 // Entries hold before/after for settings and texts and only field names for credentials, so
-// showing them never shows a secret; they are shown as text, never as markup.
+// showing them never shows a secret; they are shown as text, never as markup. Ids are shown as
+// what they stand for (the API's `what` and `names`: a person's name, "web conversation with
+// …1234"), the recorded id behind it as a tooltip.
 
 import { api, el, say, when } from "./api.js";
 
@@ -21,11 +23,13 @@ const KINDS = [
 let kit = null;
 let auditPage = 1;
 
-function compact(value) {
+function compact(value, names = {}) {
   if (value === null || value === undefined) return "";
+  if (typeof value === "string" && Object.hasOwn(names, value)) return names[value];
   if (typeof value !== "object") return String(value);
-  if (Array.isArray(value)) return value.map(compact).join(", ");
-  return Object.entries(value).map(([key, inner]) => `${key}: ${compact(inner)}`).join("; ");
+  if (Array.isArray(value)) return value.map((inner) => compact(inner, names)).join(", ");
+  return Object.entries(value).map(([key, inner]) => `${key}: ${compact(inner, names)}`)
+    .join("; ");
 }
 
 const LONG = 80; // characters of one value shown in the row; the rest behind "Show all"
@@ -37,15 +41,16 @@ const cut = (text) => (text.length > LONG ? `${text.slice(0, LONG - 1)}…` : te
  * "field: was before" (gone). A record of no fields (before/after not objects) is one line. */
 function changeLines(entry) {
   const { before, after } = entry;
+  const names = entry.names || {};
   if (!isRecord(before) && !isRecord(after)) {
-    const [was, now] = [compact(before), compact(after)];
+    const [was, now] = [compact(before, names), compact(after, names)];
     if (was && now) return [["", was, now]];
     return now ? [["", "", now]] : was ? [["", was, ""]] : [];
   }
   const was = isRecord(before) ? before : {};
   const now = isRecord(after) ? after : {};
   return [...new Set([...Object.keys(was), ...Object.keys(now)])]
-    .map((key) => [key, compact(was[key]), compact(now[key])])
+    .map((key) => [key, compact(was[key], names), compact(now[key], names)])
     .filter(([, old, fresh]) => old !== fresh || !isRecord(before) || !isRecord(after));
 }
 
@@ -73,6 +78,14 @@ function changeCell(entry) {
   return el("td", { class: "change", "data-label": "Details" }, lines.length ? list : null, all);
 }
 
+/** A cell showing what an id stands for, the id itself as its tooltip. */
+function named(label, className, recorded, readable) {
+  const shown = readable || recorded || "";
+  const attributes = { "data-label": label, class: className };
+  if (readable && recorded && readable !== recorded) attributes.title = recorded;
+  return el("td", attributes, shown);
+}
+
 function query(page) {
   const q = { page, page_size: kit.pageSize };
   for (const [key, value] of new FormData($("audit-form"))) q[key] = String(value).trim();
@@ -89,9 +102,9 @@ async function loadAudit(page = auditPage) {
     const rows = answer.items.map((entry) => el("tr", {},
       el("td", { "data-label": "When" }, el("time", { datetime: entry.created_at },
         when(entry.created_at))),
-      el("td", { "data-label": "Who", class: "actor" }, entry.actor),
+      named("Who", "actor", entry.actor, (entry.names || {})[entry.actor]),
       el("td", { "data-label": "Change" }, el("code", {}, entry.action)),
-      el("td", { "data-label": "What", class: "long" }, entry.target || ""),
+      named("What", "long", entry.target, entry.what),
       changeCell(entry)));
     $("audit-table").tBodies[0].replaceChildren(...rows);
     kit.pager($("audit-pager"), answer, loadAudit);

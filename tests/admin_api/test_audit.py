@@ -4,6 +4,7 @@ read it."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -118,3 +119,53 @@ async def test_only_owners_read_the_log(admin: Admin) -> None:
     for role in ("designer", "agent"):
         status, answer = await admin.call("GET", "/audit", role=role)
         assert status == 403 and answer["detail"]
+
+
+async def test_ids_are_shown_as_the_people_and_conversations_they_stand_for(
+        admin: Admin) -> None:
+    from admin_api.routes.conversations import conversation_id
+    from admin_api.tables import UserRow
+
+    ann, ben = str(uuid.uuid4()), str(uuid.uuid4())
+    status, key = await admin.call("POST", "/keys", json={"name": "night shift",
+                                                          "role": "agent"})
+    assert status == 201, key
+    _, page = await admin.call("GET", "/audit", params={"action": "key.create"})
+    night_shift = f"key:{page['items'][0]['target']}"
+    conversation = conversation_id(admin.settings.conversation_id_key, admin.demo.id,
+                                   f"{admin.demo.id}:sms:+4915112345678")
+    foreign = conversation_id(admin.settings.conversation_id_key, admin.other.id,
+                              f"{admin.other.id}:web:x")
+    async with admin.sessions() as session:
+        session.add_all([UserRow(id=ann, email="ann@demo.example", name="Ann Agent"),
+                         UserRow(id=ben, email="ben@demo.example")])
+        entries = [("user.join", ann, None, {"role": "agent"}),
+                   ("conversation.transfer", conversation, {"assignee": ann},
+                    {"assignee": ben}),
+                   ("conversation.claim", conversation, None,
+                    {"handoff_id": 4, "assignee": night_shift}),
+                   ("privacy.erase", f"{admin.demo.id}:web:v-0123456789abcdef", None,
+                    {"deleted": {"messages": 3}}),
+                   ("conversation.note", foreign, None, {"note_id": 1})]
+        for n, (action, target, before, after) in enumerate(entries):
+            await session.execute(insert(AuditRow).values(
+                tenant_id=admin.demo.id, actor=night_shift if n == 2 else f"user:{n}@x.test",
+                action=action, target=target, before=before, after=after,
+                created_at=utcnow() - timedelta(minutes=10 - n)))
+        await session.commit()
+
+    status, page = await admin.call("GET", "/audit", params={"action": "conversation."})
+    assert status == 200
+    note, claim, transfer = page["items"]
+    assert transfer["what"] == "sms conversation with …5678"
+    assert transfer["names"] == {ann: "Ann Agent <ann@demo.example>", ben: "ben@demo.example"}
+    assert (transfer["before"], transfer["after"]) == ({"assignee": ann}, {"assignee": ben})
+    assert claim["names"] == {night_shift: "API key 'night shift'"}  # the assignee and actor
+    assert note["what"] is None and note["names"] == {}  # not an id of this shop: as recorded
+    _, page = await admin.call("GET", "/audit", params={"action": "user.join"})
+    assert page["items"][0]["what"] == "Ann Agent <ann@demo.example>"
+    _, page = await admin.call("GET", "/audit", params={"action": "privacy."})
+    assert page["items"][0]["what"] == "web visitor v-0123456789abcdef"
+    # Settings and the like keep their target as it is.
+    _, page = await admin.call("GET", "/audit", params={"action": "key.create"})
+    assert page["items"][0]["what"] is None
