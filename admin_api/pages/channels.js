@@ -54,6 +54,8 @@ const FORMS = {
     about: "Visitors write to your support address; replies go out through your mail server.",
     fields: [
       { path: "address", label: "Support address", placeholder: "support@shop.example" },
+      { path: "from_name", label: "Sender name", placeholder: "Acme Support",
+        hint: "The name visitors see on the bot's replies; empty: your shop's name." },
       { path: "inbound", label: "Inbound mail service", type: "select",
         options: [["", "(choose)"], ["mailgun", "Mailgun"], ["sendgrid", "SendGrid"]] },
       { path: "mailgun_signing_key", label: "Mailgun signing key", type: "password",

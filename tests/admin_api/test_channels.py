@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from admin_api.routes.channels import BACKEND_LABELS, CHOICE_LABEL, LABELS
+from admin_api.routes.channels import BACKEND_LABELS, CHOICE_LABEL, LABELS, PUBLIC
 from admin_api.tables import AuditRow
 from connectors.channels import BY_NAME
 from core.settings import ROOT
@@ -244,6 +244,17 @@ def test_422s_name_fields_as_the_channels_tab_labels_them() -> None:
     assert sorted(ours) == sorted(
         (path, label.removesuffix(" (optional)")) for path, label in on_page)
 
+
+
+def test_every_field_shown_back_has_a_label() -> None:
+    """A card's facts are its public fields by label: the email's sender name once read as
+    the raw key `from_name`."""
+    for section, public in PUBLIC.items():
+        labelled = LABELS[section]
+        for path in public:
+            assert path in labelled or any(p.startswith(f"{path}.") for p in labelled), (
+                section, path)
+    assert LABELS["email"]["from_name"] == "Sender name"
 
 
 async def store(admin: Admin, credentials: dict[str, Any], order_backend: str = "demo") -> None:
