@@ -3,7 +3,9 @@
 `sweep` runs once an hour in the admin process (started by `install`'s listener) and is what
 tests call directly. For every shop with a period it deletes, older than now - period:
 
-- our messages, deliveries and handoff requests (by their `created_at`);
+- our messages, deliveries, handoff requests, agents' internal notes and the handoff event
+  log (by their `created_at`: notes are free text about the visitor, and the events name the
+  visitor's conversation and rating, so they go with the conversation, as an erase takes them);
 - Rasa's tracker events (by their `timestamp`), which is also what bounds the tracker store's
   growth: Rasa itself never deletes events. A conversation still going on loses only its old
   turns; Rasa rebuilds its tracker from what is left (slots set before the cut are forgotten,
@@ -37,6 +39,7 @@ from admin_api.tables import AuditRow
 from core.conversations import HandoffRow, MessageRow
 from core.db import utcnow
 from core.deliveries import DeliveryRow
+from core.handoffs import ConversationEventRow, NoteRow
 from tenants.models import TenantRow
 
 log = logging.getLogger(__name__)
@@ -114,7 +117,8 @@ async def _sweep_shop(sessions: async_sessionmaker, shop: str,
     counts: dict[str, int] = {}
     async with sessions() as session:
         for name, table in (("messages", MessageRow), ("deliveries", DeliveryRow),
-                            ("handoff_requests", HandoffRow)):
+                            ("handoff_requests", HandoffRow), ("conversation_notes", NoteRow),
+                            ("conversation_events", ConversationEventRow)):
             result: Any = await session.execute(delete(table).where(
                 table.tenant_id == shop, table.created_at < cutoff))
             counts[name] = int(result.rowcount or 0)

@@ -17,7 +17,9 @@ const STORES = { conversations: ["conversation", "conversations"],
   handoff_requests: ["handoff", "handoffs"], return_requests: ["return request", "return requests"],
   verification_failures: ["verification counter", "verification counters"],
   tracker_events: ["dialogue event", "dialogue events"],
-  cached_answers: ["cached answer", "cached answers"] };
+  cached_answers: ["cached answer", "cached answers"],
+  conversation_notes: ["agent's note", "agents' notes"],
+  conversation_events: ["handoff event", "handoff events"] };
 
 let kit = null;
 let download = null; // the object URL of the last export, freed when the next replaces it

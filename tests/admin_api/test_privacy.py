@@ -489,12 +489,26 @@ async def test_retention_deletes_a_shops_old_conversations_only(world: World) ->
         session.add(ReturnRequestRow(
             tenant_id=admin.demo.id, order_number="900", reference="R-900", items_key="x",
             items=[], reason="old", sender_id=world.web, created_at=old))
+        for at, text, kind in ((old, "old address: Kastanienallee 1", "handoff.requested"),
+                               (utcnow(), "asked about sizes this week", "satisfaction.given")):
+            session.add(NoteRow(tenant_id=admin.demo.id, sender_id=world.bystander,
+                                handoff_id=None, author_id="u1", author_name="Ann",
+                                text=text, created_at=at))
+            session.add(ConversationEventRow(tenant_id=admin.demo.id, sender_id=world.bystander,
+                                             kind=kind, data={}, created_at=at))
         await session.commit()
 
     swept = await retention.sweep(admin.sessions, world.tracker)
     assert list(swept) == [admin.demo.id]  # the other shop keeps everything (no period)
     assert swept[admin.demo.id] == {"messages": 1, "deliveries": 0, "handoff_requests": 0,
+                                    "conversation_notes": 1, "conversation_events": 1,
                                     "tracker_events": 1, "return_requests_unlinked": 1}
+    async with admin.sessions() as session:  # an agent's note and the rating of this week stay
+        left = [(n.text, n.created_at > old) for n in (await session.execute(
+            select(NoteRow).where(NoteRow.sender_id == world.bystander))).scalars()]
+        events = (await session.execute(select(ConversationEventRow.kind).where(
+            ConversationEventRow.sender_id == world.bystander))).scalars().all()
+    assert left == [("asked about sizes this week", True)] and events == ["satisfaction.given"]
     assert await world.count(MessageRow, world.bystander) == 2  # this week's turn stays
     assert await world.events(world.bystander) == 2
     assert await world.count(MessageRow, world.others_sms) == 3
