@@ -3,13 +3,12 @@
 // Everything goes through the admin API under /api/v1 with the session cookie; what the page
 // may show follows the role the login answered (the API checks it again on every call).
 //
-// The tabs added after this file grew long live in modules of their own (channels.js,
-// developers.js, audit.js, privacy.js, training.js), wired with `kit`: the few pieces they
-// share with it.
+// The tabs added after this file grew long live in modules of their own (settings.js,
+// channels.js, developers.js, audit.js, privacy.js, training.js), wired with `kit`: the few
+// pieces they share with it; a conversation's transcript is transcript.js's.
 //
 // Forms are built from data, and the settings form from the API's own OpenAPI document
-// (field types, choices, which fields PATCH accepts): a new setting appears here without an
-// edit of this file.
+// (settings.js): a new setting appears there without an edit of a page file.
 //
 // The address's fragment names the open tab (/app/#billing opens the billing tab, as Stripe's
 // pages link back to it); a tab the role may not see is never opened from it.
@@ -20,11 +19,14 @@ import { wireAudit } from "./audit.js";
 import { wireChannels } from "./channels.js";
 import { wireDevelopers } from "./developers.js";
 import { privacyFor, wirePrivacy } from "./privacy.js";
+import { wireSettings } from "./settings.js";
+import { firstMoment, transcriptItems } from "./transcript.js";
 import { wireTraining } from "./training.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 25;
-const state = { session: null, loaded: new Set(), checkout: null, transcript: null };
+const state = { session: null, loaded: new Set(), checkout: null, transcript: null,
+  transcriptFrom: -Infinity };
 
 // ---------------------------------------------------------------------------------------------
 // Session
@@ -36,7 +38,6 @@ async function start() {
     tab.addEventListener("click", () => showTab(tab.id.replace("tab-", "")));
     tab.addEventListener("keydown", tabKeys);
   }
-  wireSettings();
   wireTexts();
   wireKnowledge();
   wireConversations();
@@ -45,6 +46,7 @@ async function start() {
   wireBilling();
   const kit = { failed, pager, pageSize: PAGE_SIZE, loaders: LOADERS, refreshers: REFRESHERS,
     conversationsChanged: refreshConversations };
+  wireSettings(kit);
   wireChannels(kit);
   wireDevelopers(kit);
   wireAudit(kit);
@@ -182,196 +184,6 @@ function pager(node, page, onPage) {
     el("button", { type: "button", class: "secondary small", disabled: page.page >= pages,
       onclick: () => onPage(page.page + 1) }, "Next"),
   );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Settings: the form follows the OpenAPI document's schemas of GET and PATCH /settings
-
-let openapi = null;
-let settingsShown = {};
-
-async function apiDocument() {
-  if (!openapi) {
-    const response = await fetch("/openapi.json", { credentials: "same-origin" });
-    openapi = response.ok ? await response.json() : {};
-  }
-  return openapi;
-}
-
-function resolve(doc, schema) {
-  let seen = 0;
-  while (schema && schema.$ref && seen++ < 10) {
-    schema = schema.$ref.replace(/^#\//, "").split("/").reduce((at, key) => (at || {})[key], doc);
-  }
-  return schema || {};
-}
-
-function properties(doc, operation, where) {
-  const content = where === "body"
-    ? operation && operation.requestBody && operation.requestBody.content
-    : operation && operation.responses && (operation.responses["200"] || {}).content;
-  const schema = resolve(doc, content && content["application/json"]
-    && content["application/json"].schema);
-  return schema.properties || null;
-}
-
-/** "number" | "integer" | "boolean" | "string" | "json", with choices for an enum. */
-function fieldKind(doc, schema, value) {
-  schema = resolve(doc, schema);
-  const options = schema.anyOf || schema.oneOf || [schema];
-  const types = [];
-  let choices = schema.enum || null;
-  let nullable = false;
-  for (const option of options.map((o) => resolve(doc, o))) {
-    const type = option.type || (option.enum ? "string" : option.properties ? "object" : null);
-    if (type === "null") nullable = true;
-    else if (type) types.push(type);
-    if (option.enum) choices = option.enum.filter((c) => c !== null);
-    if (option.const !== undefined) choices = [...(choices || []), option.const];
-  }
-  // What the API says about the field, and for a JSON one an example built from its schema's
-  // own examples (opening hours: {"timezone": "Europe/Berlin", "days": {"mon": [...]}}).
-  const description = schema.description || options.map((o) => resolve(doc, o).description)
-    .find(Boolean) || "";
-  let example = null;
-  for (const option of options.map((o) => resolve(doc, o))) {
-    for (const [key, prop] of Object.entries(option.properties || {})) {
-      if (prop.examples && prop.examples.length) (example ||= {})[key] = prop.examples[0];
-    }
-  }
-  let kind = types[0];
-  if (!kind) {
-    kind = typeof value === "boolean" ? "boolean" : typeof value === "number" ? "number"
-      : value !== null && typeof value === "object" ? "json" : "string";
-  }
-  if (kind === "object" || kind === "array") kind = "json";
-  return { kind, choices, nullable, description, example };
-}
-
-function settingInput(name, value, spec, editable) {
-  const id = `setting-${name}`;
-  const common = { id, name, disabled: !editable, "data-kind": spec.kind };
-  let input;
-  if (spec.choices && spec.choices.length) {
-    input = el("select", common,
-      spec.nullable ? el("option", { value: "" }, "(none)") : null,
-      spec.choices.map((choice) => el("option", { value: String(choice) }, String(choice))));
-    input.value = value === null || value === undefined ? "" : String(value);
-  } else if (spec.kind === "boolean") {
-    input = el("input", { ...common, type: "checkbox" });
-    input.checked = Boolean(value);
-  } else if (spec.kind === "json") {
-    input = el("textarea", { ...common, class: "json", rows: 6, spellcheck: "false" });
-    input.value = value === null || value === undefined ? "" : JSON.stringify(value, null, 2);
-  } else {
-    const type = spec.kind === "integer" || spec.kind === "number" ? "number"
-      : /email/.test(name) ? "email" : "text";
-    input = el("input", { ...common, type, step: spec.kind === "number" ? "any" : undefined });
-    input.value = value === null || value === undefined ? "" : String(value);
-  }
-  input.dataset.nullable = String(spec.nullable);
-  if (spec.kind === "json" && spec.example) {
-    input.placeholder = `e.g. ${JSON.stringify(spec.example)}`;
-  }
-  const hint = spec.description ? el("p", { class: "hint field-hint", id: `${id}-hint` },
-    spec.description) : null;
-  if (hint) input.setAttribute("aria-describedby", hint.id);
-  const wide = spec.kind === "json" || name === "greeting";
-  return el("div", { class: wide ? "wide" : undefined },
-    el("label", { for: id }, humanize(name)), input, hint);
-}
-
-function readInput(input) {
-  const kind = input.dataset.kind;
-  const nullable = input.dataset.nullable === "true";
-  if (input.type === "checkbox") return input.checked;
-  const raw = input.value.trim();
-  if (raw === "" && (nullable || kind !== "string")) return null;
-  if (kind === "integer" || kind === "number") {
-    const number = Number(raw);
-    if (!Number.isFinite(number)) throw new Error(`${humanize(input.name)}: not a number`);
-    return number;
-  }
-  if (kind === "json") {
-    try {
-      return JSON.parse(raw);
-    } catch {
-      throw new Error(`${humanize(input.name)}: not valid JSON`);
-    }
-  }
-  return input.value;
-}
-
-async function loadSettings() {
-  const status = $("settings-status");
-  say(status, "Loading…");
-  try {
-    const [doc, current] = await Promise.all([apiDocument(), api("GET", "/settings")]);
-    const path = (doc.paths || {})["/api/v1/settings"] || {};
-    const shape = properties(doc, path.get, "response") || {};
-    const writable = properties(doc, path.patch, "body");
-    const fields = $("settings-fields");
-    fields.replaceChildren();
-    for (const [name, value] of Object.entries(current)) {
-      const spec = fieldKind(doc, shape[name] || {}, value);
-      fields.append(settingInput(name, value, spec, !writable || name in writable));
-    }
-    settingsShown = current;
-    say(status, "");
-    await noteGreetingOverride();
-  } catch (error) {
-    failed(status, error);
-  }
-}
-
-/** The greeting is utter_greet's default: a text changed in the Texts tab wins over it, so
- * the field says so rather than saving a greeting the bot never says. */
-async function noteGreetingOverride() {
-  const hint = $("setting-greeting-hint");
-  if (!hint) return;
-  let greet = null;
-  try {
-    greet = await api("GET", "/responses/utter_greet");
-  } catch {
-    return; // not readable for this role: nothing to say
-  }
-  if (greet && greet.override) {
-    hint.append(el("strong", { class: "override-note" }, " The bot says the Texts tab's "
-      + "utter_greet instead, which was changed there: restore its default to use this."));
-  }
-}
-
-function wireSettings() {
-  LOADERS.settings = loadSettings;
-  $("settings-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const status = $("settings-status");
-    const changes = {};
-    try {
-      for (const input of $("settings-fields").querySelectorAll("[name]:not(:disabled)")) {
-        const value = readInput(input);
-        if (JSON.stringify(value) !== JSON.stringify(settingsShown[input.name] ?? null)) {
-          changes[input.name] = value;
-        }
-      }
-    } catch (error) {
-      say(status, error.message, "error");
-      return;
-    }
-    if (!Object.keys(changes).length) {
-      say(status, "Nothing changed.");
-      return;
-    }
-    say(status, "Saving…");
-    try {
-      const saved = await api("PATCH", "/settings", { json: changes });
-      say(status, `Saved: ${Object.keys(changes).map(humanize).join(", ")}.`, "ok");
-      if (saved && typeof saved === "object") settingsShown = saved;
-      else settingsShown = { ...settingsShown, ...changes };
-    } catch (error) {
-      failed(status, error);
-    }
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -665,54 +477,6 @@ async function loadConversations(page = conversationsPage) {
   }
 }
 
-function botMessages(turn) {
-  const messages = turn.bot || turn.replies || turn.bot_messages
-    || (turn.direction === "out" ? (turn.messages || [turn]) : []);
-  return Array.isArray(messages) ? messages : [];
-}
-
-function sourcesOf(item) {
-  const knowledge = item.knowledge || (item.custom && item.custom.knowledge)
-    || (item.json && item.json.knowledge) || {};
-  const sources = item.sources || knowledge.sources || [];
-  return sources.map((s) => (typeof s === "string" ? s : s.title || s.document || s.url || ""))
-    .filter(Boolean);
-}
-
-/** One turn of a transcript: the visitor's message with what the bot made of it, then the
- * bot's messages with their knowledge sources and how each provider delivered them. */
-function turnItems(turn) {
-  const items = [];
-  const visitor = turn.visitor ?? turn.visitor_text ?? (turn.direction === "in" ? turn : null);
-  if (visitor) {
-    const text = typeof visitor === "object" ? visitor.text : visitor;
-    const facts = [when(visitor.at || turn.at || turn.created_at),
-      turn.intent ? `intent ${turn.intent}` : "",
-      typeof turn.confidence === "number" ? `confidence ${turn.confidence.toFixed(2)}` : "",
-      turn.outcome ? `outcome ${turn.outcome}` : "",
-      (turn.actions || []).length ? `actions ${turn.actions.join(", ")}` : ""];
-    items.push(el("li", { class: "turn in" },
-      el("div", { class: "bubble" }, text || ""),
-      el("div", { class: "meta" }, facts.filter(Boolean).join(" · "))));
-  }
-  for (const message of botMessages(turn)) {
-    const buttons = (message.buttons || []).map((b) => el("span", {}, b.title || b.payload || ""));
-    items.push(el("li", { class: "turn out" },
-      el("div", { class: "bubble" }, message.text || (message.image ? `[image] ${message.image}` : ""),
-        buttons.length ? el("div", { class: "buttons" }, buttons) : null)));
-  }
-  const sources = sourcesOf(turn);
-  const deliveries = (turn.deliveries || []).map((d) => [d.provider, d.status,
-    d.provider_message_id, d.error_code, d.error_detail].filter(Boolean).join(" "));
-  const facts = [turn.knowledge_mode ? `knowledge: ${turn.knowledge_mode}` : "",
-    sources.length ? `sources: ${sources.join(", ")}` : "",
-    deliveries.length ? `delivery: ${deliveries.join("; ")}` : ""].filter(Boolean);
-  if (facts.length && items.length) {
-    items[items.length - 1].append(el("div", { class: "meta" }, facts.join(" · ")));
-  }
-  return items;
-}
-
 async function openTranscript(conversation, row, before = null) {
   for (const other of $("conversations-table").tBodies[0].rows) other.removeAttribute("aria-current");
   row.setAttribute("aria-current", "true");
@@ -720,14 +484,18 @@ async function openTranscript(conversation, row, before = null) {
   try {
     const transcript = await api("GET", `/conversations/${encodeURIComponent(conversation.id)}`,
       { query: { before } });
-    const turns = transcript.turns || transcript.messages || transcript.items || [];
     const list = $("transcript-turns");
     const older = transcript.older_than
       ? el("li", {}, el("button", { type: "button", class: "secondary small",
         onclick: (event) => { event.currentTarget.parentElement.remove(); openOlder(conversation, row, transcript.older_than); } },
       "Show older messages")) : null;
-    if (before) list.prepend(...[older, ...turns.flatMap(turnItems)].filter(Boolean));
-    else list.replaceChildren(...[older, ...turns.flatMap(turnItems)].filter(Boolean));
+    // Notes and handoff lines of this page's period only (the next older page has the rest).
+    const until = before ? state.transcriptFrom : Infinity;
+    const from = transcript.older_than ? firstMoment(transcript) ?? -Infinity : -Infinity;
+    state.transcriptFrom = from;
+    const items = [older, ...transcriptItems(transcript, from, until)].filter(Boolean);
+    if (before) list.prepend(...items);
+    else list.replaceChildren(...items);
     $("transcript-title").textContent = ["Transcript", transcript.channel || conversation.channel,
       transcript.visitor || conversation.visitor, transcript.state].filter(Boolean).join(" · ");
     $("transcript").hidden = false;

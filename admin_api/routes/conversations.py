@@ -137,6 +137,7 @@ class HandoffOut(Model):
                                                "first reply (so far, while none came)")
     resolved_at: datetime | None = None
     rating: int | None = Field(None, description="the visitor's 1-5 after it was resolved")
+    rated_at: datetime | None = Field(None, description="when the visitor rated it")
 
 
 def handoff_out(row: HandoffRow) -> HandoffOut:
@@ -149,7 +150,8 @@ def handoff_out(row: HandoffRow) -> HandoffOut:
         if row.assignee_id else None,
         "requested_at": row.created_at,
         "waiting_seconds": max(0.0, round((until - row.created_at).total_seconds(), 1)),
-        "resolved_at": row.resolved_at, "rating": row.rating})
+        "resolved_at": row.resolved_at, "rating": row.rating,
+        "rated_at": row.rated_at})
 
 
 class LastMessageOut(Model):

@@ -14,6 +14,7 @@ from sqlalchemy import insert
 from admin_api.routes.conversations import masked_visitor
 from core.conversations import HandoffRow, MessageRow
 from core.deliveries import DeliveryRow
+from core.handoffs import NoteRow
 from core.sender_ids import sender_id
 from tests.admin_api.conftest import Admin
 
@@ -313,3 +314,43 @@ async def test_each_reply_shows_its_own_deliveries_in_a_turn_an_agent_also_answe
     assert [(m["text"], [d["provider_message_id"] for d in m["deliveries"]])
             for m in turn["bot"]] == [("A person will reply here.", ["wamid-bot"]),
                                       ("Hi, Maria here.", ["wamid-agent"])]
+
+
+async def test_a_transcript_says_who_wrote_each_reply_with_notes_and_the_rating(
+        admin: Admin) -> None:
+    """What the owner's transcript shows of a person's help: the agent's reply carries its
+    author (the bot's none), the agents' internal notes, and the handoff with the visitor's
+    rating and when it was given (a rating belongs after the message that gave it)."""
+    tenant, sender = admin.demo.id, sender_id(admin.demo.id, "web", "rated-visitor")
+    async with admin.sessions() as session:
+        session.add_all([
+            MessageRow(tenant_id=tenant, sender_id=sender, channel="web", direction="in",
+                       text="a person please", intent="human_handoff", outcome="handoff",
+                       created_at=at(30)),
+            MessageRow(tenant_id=tenant, sender_id=sender, channel="web", direction="out",
+                       text="A person will reply here.", created_at=at(29.9),
+                       payload={"messages": [{"text": "A person will reply here."}]}),
+            MessageRow(tenant_id=tenant, sender_id=sender, channel="web", direction="out",
+                       text="Hi, Ann here.", created_at=at(25),
+                       payload={"agent": {"id": "user-ann", "name": "Ann Agent"},
+                                "messages": [{"text": "Hi, Ann here."}]}),
+            HandoffRow(tenant_id=tenant, sender_id=sender, channel="web",
+                       reason="visitor_asked", last_message="a person please",
+                       status="resolved", created_at=at(29.8), assignee_id="user-ann",
+                       assignee_name="Ann Agent", resolved_at=at(20), rating=5,
+                       rated_at=at(19)),
+            NoteRow(tenant_id=tenant, sender_id=sender, author_id="user-ann",
+                    author_name="Ann Agent", text="A regular: free shipping offered.",
+                    created_at=at(22))])
+        await session.commit()
+    conversation = (await listing(admin, "?channel=web"))["items"][0]
+    _, transcript = await admin.call("GET", f"/conversations/{conversation['id']}")
+    [turn] = transcript["turns"]
+    assert [(m["text"], m["agent"]) for m in turn["bot"]] == [
+        ("A person will reply here.", None),
+        ("Hi, Ann here.", {"id": "user-ann", "name": "Ann Agent"})]
+    [note] = transcript["notes"]
+    assert note["author"]["name"] == "Ann Agent" and note["text"].startswith("A regular")
+    [handoff] = transcript["handoffs"]
+    assert handoff["rating"] == 5
+    assert datetime.fromisoformat(handoff["rated_at"]) == at(19)
