@@ -31,7 +31,11 @@ LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DOMAIN_SECTIONS = {"intents": "intent", "entities": "entity", "slots": "slot",
                    "forms": "form", "actions": "action", "responses": "response"}
 # [text](entity), [text](entity:value), [text]{"entity": ...}: Rasa keeps the text.
-ANNOTATION = re.compile(r"\[([^\]\n]*)\](?:\([^)\n]*\)|\{[^}\n]*\})")
+# Linear in the line's length: a text holds no `[` (each `[` then scans only to the next
+# bracket) and an entity or JSON part is bounded, since "[[[[..." or "[a](" * 30,000 made
+# the unbounded pattern quadratic (minutes of the workshop's validation for one line of a
+# draft); no annotation a designer writes is that long. admin_api/training/gaps.py alike.
+ANNOTATION = re.compile(r"\[([^\[\]\n]*)\](?:\([^)\n]{0,300}\)|\{[^}\n]{0,300}\})")
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,32 @@ def test_a_draft_with_a_line_of_brackets_is_read_at_once() -> None:
     assert parsed.problems == []
     assert [(a.entity, a.text, a.example) for a in parsed.defs.annotated] == \
         [("size", "frame size", "which frame size for me")]
+
+
+# The two other readers of annotations (admin_api/training/gaps.py, bot/draft_places.py) keep
+# an expression, bounded to stay linear: the same keys and texts for what designers write.
+HOSTILE = ["[" * 100_000, "[" * 100_000 + "](e)", "[a](" * 30_000, "[a]{" * 30_000,
+           "[a](" + "x" * 100_000, '[a]{"entity": "' + "x" * 100_000]
+
+
+def test_a_gaps_key_reads_annotations_as_their_text_in_linear_time() -> None:
+    from admin_api.training.gaps import example_key
+
+    assert example_key("Is the [denim jacket](product) in [M]{\"entity\": \"size\"}?") == \
+        example_key("is the denim jacket in m")
+    assert example_key("[a [b](e) c") == example_key("[a b c")  # a bracket before: kept
+    started = time.perf_counter()
+    for line in HOSTILE:
+        example_key(line)
+    assert time.perf_counter() - started < 5  # a guard against the quadratic scan (minutes)
+
+
+def test_the_workshops_places_read_hostile_examples_in_linear_time() -> None:
+    from bot.draft_places import ANNOTATION as PLACES_ANNOTATION
+
+    assert PLACES_ANNOTATION.sub(r"\1", "my [size](size:m) is [M]{\"entity\": \"size\"}") == \
+        "my size is M"
+    started = time.perf_counter()
+    for line in HOSTILE:
+        PLACES_ANNOTATION.sub(r"\1", line)
+    assert time.perf_counter() - started < 5  # a guard, as above
