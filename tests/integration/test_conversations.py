@@ -210,7 +210,9 @@ def test_question_in_the_middle_of_a_form_then_carry_on(visitor: Visitor) -> Non
 def test_unrelated_question_in_the_middle_of_a_return_then_carry_on(visitor: Visitor) -> None:
     visitor.say("I need to return something")
     answer = visitor.say("what's the weather like in paris today?")
-    assert "don't know" in answer and asks_order_number(answer)
+    # One question in the reply: the person offered, not that and the form's question at once
+    # (tests/integration/test_form_exits.py). The form still waits for the number.
+    assert "don't know" in answer and not asks_order_number(answer)
     assert asks_email(visitor.say("1002"))
 
 
