@@ -115,7 +115,9 @@ function settingInput(name, value, spec, editable) {
     input.value = value === null || value === undefined ? "" : String(value);
   }
   input.dataset.nullable = String(spec.nullable);
-  if (spec.kind === "json" && spec.example) input.placeholder = `e.g. ${JSON.stringify(spec.example)}`;
+  if (spec.kind === "json" && spec.example) {
+    input.placeholder = `e.g. ${JSON.stringify(spec.example)}`;
+  }
   const hint = spec.description ? el("p", { class: "hint field-hint", id: `${id}-hint` },
     spec.description) : null;
   const error = el("p", { class: "field-error error", id: `${id}-error`, hidden: true });
