@@ -49,10 +49,9 @@ class ActionCancelFlow(Action):
     ) -> list[EventType]:
         # A goodbye in the middle of a flow ends it as a goodbye ends any conversation
         # (data/rules): the visitor is leaving, not asking what else the bot can do.
-        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        leaving = (tracker.latest_message.get("intent") or {}).get("name") == "goodbye"
         cards.warn_once(tracker, dispatcher)
-        dispatcher.utter_message(
-            response="utter_goodbye" if intent == "goodbye" else "utter_cancelled")
+        dispatcher.utter_message(response="utter_goodbye" if leaving else "utter_cancelled")
         unproven = [] if tracker.get_slot("verified_order") else [SlotSet("email", None)]
         return [SlotSet(slot, None) for slot in FLOW_SLOTS] + unproven
 

@@ -15,6 +15,7 @@ from actions.cards import MASKED, warn_once
 from actions.order_status import ValidateOrderStatusForm
 from actions.returns import ActionAskReturnReason, ValidateReturnForm
 from actions.runtime import Runtime
+from actions.smalltalk import ActionCancelFlow
 from actions.verification import ActionAskEmail, ActionAskOrderNumber
 from core import cards
 from tests.actions.conftest import DOMAIN
@@ -157,3 +158,19 @@ async def test_no_thanks_to_the_offer_is_not_taken_for_the_email() -> None:
     dispatcher = CollectingDispatcher()
     assert await ValidateOrderStatusForm().extract_email(dispatcher, t, DOMAIN) == {}
     assert dispatcher.messages == []
+
+
+@pytest.mark.parametrize(("intent", "text", "response"),
+                         [("goodbye", "thanks, bye", "utter_goodbye"),
+                          ("stop", "stop", "utter_cancelled")])
+@pytest.mark.asyncio
+async def test_a_goodbye_ends_the_flow_with_a_goodbye(intent: str, text: str,
+                                                      response: str) -> None:
+    t = conversation(("request_return", "I want to return my denim jacket",
+                      asking("return_form", "email")),
+                     (intent, text, [ran("action_deactivate_loop")]),
+                     slots={"order_number": "1002"})
+    dispatcher = CollectingDispatcher()
+    slots = events_of(await ActionCancelFlow().run(dispatcher, t, DOMAIN))
+    assert [m["response"] for m in dispatcher.messages] == [response]
+    assert slots["order_number"] is None and slots["requested_slot"] is None
