@@ -623,7 +623,8 @@ function showSummary(summary) {
     channels.map((c) => [c.channel, c.conversations, messages(c),
       c.containment === null || c.containment === undefined ? "" : percent(c.containment)]));
   const intents = summary.top_intents || summary.intents || [];
-  table($("analytics-intents"), ["Intent", "Count"], intents.map((i) => [i.name || i.intent, i.count]));
+  table($("analytics-intents"), ["Intent", "Count"], intents.map((i) => [
+    el("span", { title: i.name || i.intent }, i.label || i.name || i.intent), i.count]));
   showUnanswered(summary.unanswered || summary.clusters || []);
 }
 
