@@ -117,7 +117,7 @@ class AuditRow(Base):
     tenant_id: Mapped[str | None] = mapped_column(String(36))  # None: platform operator actions
     actor: Mapped[str] = mapped_column(String(200))  # "user:<email>" | "key:<prefix>" | "cli"
     action: Mapped[str] = mapped_column(String(64))  # "settings.update", "response.put", ...
-    target: Mapped[str | None] = mapped_column(String(200))
+    target: Mapped[str | None] = mapped_column(String(1024))  # a conversation id fits (0014)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

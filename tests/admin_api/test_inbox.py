@@ -283,3 +283,17 @@ async def test_another_shops_conversation_is_not_found_by_any_inbox_route(
     # Designers read conversations but take none.
     status, _ = await inbox.call("POST", f"/conversations/{ours}/claim", "designer")
     assert status == 403
+
+
+async def test_a_visitor_with_a_long_address_is_handled_like_any_other(inbox: Inbox) -> None:
+    """A REST sender or an email address of a hundred characters and more makes a conversation
+    id longer than 200 characters; the audit entry of each agent action names it whole."""
+    long_email = "a.very.long.name." * 8 + "@customers.example.com"
+    conversation, _ = await inbox.escalate(user=long_email, channel="email")
+    assert len(conversation) > 200
+    for path, body in ((f"/conversations/{conversation}/claim", None),
+                       (f"/conversations/{conversation}/notes", {"text": "long address"})):
+        status, answer = await inbox.call("POST", path, json=body)
+        assert status in (200, 201), answer
+    _, page = await inbox.call("GET", "/audit", "owner", params={"page_size": 100})
+    assert conversation in [entry["target"] for entry in page["items"]]
