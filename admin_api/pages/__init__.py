@@ -44,7 +44,7 @@ SECURITY_HEADERS = {
 TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
 ASSETS = ("app.css", "api.js", "session.js", "app.js", "forms.js", "settings.js",
-          "opening-hours.js", "transcript.js", "channels.js",
+          "opening-hours.js", "timeline.js", "transcript.js", "channels.js",
           "developers.js", "audit.js", "privacy.js", "training.js", "training-editor.js",
           "training-models.js", "training-gaps.js", "invite.js", "reset.js", "inbox.css",
           "inbox.js", "inbox-transcript.js", "docs.js")  # under /app/

@@ -2,21 +2,11 @@
 // and agents' messages with their delivery status, internal notes and what happened to the
 // conversation's handoffs, each told apart by a class and a label (not by colour alone).
 //
-// The API gives the messages in turns (a visitor message and what answered it, in the order
-// recorded) without a time on the bot's and agents' messages; notes and handoff lines have a
-// time. Each of those goes into the turn it happened in: a handoff request before the turn's
-// first agent reply, a note or a resolution after its last one (else at the turn's end).
+// Where each goes in time is timeline.js's (shared with the owner page's transcript); this is
+// the inbox's look.
 
 import { el } from "./api.js";
-
-export function words(name) {
-  return String(name || "").replaceAll("_", " ");
-}
-
-function stamp(value) {
-  const time = Date.parse(value || "");
-  return Number.isNaN(time) ? null : time;
-}
+import { authorName, stamp, timeline, words } from "./timeline.js";
 
 /** Today's moments as a time of day, older ones with their date. */
 export function moment(value) {
@@ -28,18 +18,12 @@ export function moment(value) {
     : date.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
 }
 
-export function authorName(author) {
-  if (!author) return "";
-  return typeof author === "object" ? author.name || author.id || "" : String(author);
-}
-
 function deliveryLine(deliveries) {
-  if (!deliveries || !deliveries.length) return null;
+  if (!deliveries.length) return null;
   return el("div", { class: "delivery" }, "Delivery: ", ...deliveries.map((d, n) => el("span",
-    { class: `status status-${String(d.status || "").replace(/[^a-z_-]/gi, "")}` },
+    { class: `status status-${String(d.status).replace(/[^a-z_-]/gi, "")}` },
     `${n ? ", " : ""}${d.status || "unknown"}${d.provider ? ` (${d.provider})` : ""}`,
-    d.error_code || d.error_detail
-      ? ` ${[d.error_code, d.error_detail].filter(Boolean).join(" ")}` : "")));
+    d.error ? ` ${d.error}` : "")));
 }
 
 function messageItem(kind, who, at, text, extra = []) {
@@ -49,92 +33,39 @@ function messageItem(kind, who, at, text, extra = []) {
     ...extra);
 }
 
-/** One turn: its time (the visitor's message, else the turn before's) and its messages in the
- * API's order (the visitor's, then the bot's and agents' as they were recorded). */
-function turnOf(turn, inherited) {
-  const visitor = turn.visitor;
-  const messages = [];
-  if (visitor) {
-    messages.push({ agent: false,
-      node: messageItem("visitor", "Visitor", visitor.at, visitor.text) });
-  }
-  const said = turn.bot || [];
-  said.forEach((message) => {
-    const agent = message.agent || null;
-    const buttons = (message.buttons || []).map((b) => el("span", {}, b.title || b.payload || ""));
-    const extra = [buttons.length ? el("div", { class: "buttons" }, buttons) : null,
-      deliveryLine(message.deliveries)].filter(Boolean);
-    messages.push({ agent: !!agent, node: messageItem(agent ? "agent" : "bot",
-      agent ? `${authorName(agent)} (agent)` : "Bot", message.at || null,
-      message.text || (message.image ? `[image] ${message.image}` : ""), extra) });
-  });
-  return { time: stamp(visitor && visitor.at) ?? inherited, messages, events: [] };
+function message(item) {
+  if (item.kind === "visitor") return messageItem("visitor", "Visitor", item.at, item.text);
+  const extra = [item.buttons.length
+    ? el("div", { class: "buttons" }, item.buttons.map((b) => el("span", {}, b))) : null,
+  deliveryLine(item.deliveries)].filter(Boolean);
+  return messageItem(item.kind, item.agent ? `${authorName(item.agent)} (agent)` : "Bot",
+    item.at, item.text, extra);
 }
 
-/** Notes and handoff lines, with their times and where in their turn they go. */
-function eventsOf(thread) {
-  const line = (at, text, place) => ({ at: stamp(at), place,
-    node: el("li", { class: "event" }, [text, moment(at)].filter(Boolean).join(" · ")) });
-  const events = [];
-  for (const handoff of thread.handoffs || []) {
-    const requested = handoff.requested_at || handoff.created_at;
-    if (requested) {
-      events.push(line(requested, `Handed to a person${handoff.reason
-        ? ` (${words(handoff.reason)})` : ""}`, "request"));
-    }
-    if (handoff.resolved_at) {
-      events.push(line(handoff.resolved_at, "Resolved: back to the bot", "after"));
-    }
-    if (handoff.rating) {
-      events.push(line(handoff.rated_at || handoff.resolved_at,
-        `The visitor rated the help ${handoff.rating} of 5`, "end"));
-    }
-  }
-  for (const written of thread.notes || []) {
-    const at = written.at || written.created_at;
-    const who = authorName(written.author) || written.author_name || "";
-    events.push({ at: stamp(at), place: "after", node: el("li", { class: "msg note" },
-      el("div", { class: "meta" }, ["Internal note", who, moment(at)].filter(Boolean)
-        .join(" · ")),
-      el("div", { class: "bubble" }, written.text || "")) });
-  }
-  return events;
+function line(at, text) {
+  return el("li", { class: "event" }, [text, moment(at)].filter(Boolean).join(" · "));
 }
 
-function position(turn, place) {
-  const agents = turn.messages.map((m, n) => (m.agent ? n : -1)).filter((n) => n >= 0);
-  const end = turn.messages.length;
-  if (place === "request") return agents.length ? agents[0] - 0.5 : end;
-  if (place === "after") return agents.length ? agents[agents.length - 1] + 0.5 : end;
-  return end;
+function event(item) {
+  const handoff = item.handoff;
+  if (item.kind === "request") {
+    if (!item.at) return null; // no time, no line (the API always gives one)
+    return line(item.at, `Handed to a person${handoff.reason
+      ? ` (${words(handoff.reason)})` : ""}`);
+  }
+  if (item.kind === "resolved") return line(item.at, "Resolved: back to the bot");
+  if (item.kind === "rating") {
+    return line(item.at, `The visitor rated the help ${handoff.rating} of 5`);
+  }
+  const note = item.note;
+  const who = authorName(note.author) || note.author_name || "";
+  return el("li", { class: "msg note" },
+    el("div", { class: "meta" }, ["Internal note", who, moment(item.at)].filter(Boolean)
+      .join(" · ")),
+    el("div", { class: "bubble" }, note.text || ""));
 }
 
 /** The transcript's list items, oldest first. */
 export function transcriptNodes(thread) {
-  const turns = [];
-  let inherited = -Infinity;
-  for (const turn of thread.turns || []) {
-    const made = turnOf(turn, inherited);
-    inherited = made.time;
-    turns.push(made);
-  }
-  const leading = [];
-  for (const event of eventsOf(thread)) {
-    let home = null;
-    for (const turn of turns) if (event.at === null || turn.time <= event.at) home = turn;
-    if (home) home.events.push({ ...event, pos: position(home, event.place) });
-    else leading.push(event);
-  }
-  const byTime = (a, b) => (a.at ?? 0) - (b.at ?? 0);
-  const nodes = leading.sort(byTime).map((event) => event.node);
-  for (const turn of turns) {
-    const events = turn.events.sort((a, b) => a.pos - b.pos || byTime(a, b));
-    let next = 0;
-    turn.messages.forEach((message, n) => {
-      while (next < events.length && events[next].pos < n) nodes.push(events[next++].node);
-      nodes.push(message.node);
-    });
-    while (next < events.length) nodes.push(events[next++].node);
-  }
-  return nodes;
+  return timeline(thread, { message, event });
 }

@@ -15,7 +15,8 @@
 
 import { api, ApiError, el, say, setCsrf } from "./api.js";
 import { logIn, logOut } from "./session.js";
-import { authorName, transcriptNodes, words } from "./inbox-transcript.js";
+import { transcriptNodes } from "./inbox-transcript.js";
+import { authorName, words } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
 const TITLE = "Inbox · Switchboard";
@@ -213,11 +214,16 @@ function ownerText(handoff) {
   return assignee.id === myId() ? "Yours" : `Taken by ${assignee.name || assignee.id}`;
 }
 
+/** Someone else holds it: nobody can claim it (409, owners too). */
+function takenByOther(handoff) {
+  return !!handoff && handoff.status === "assigned" && !!handoff.assignee
+    && handoff.assignee.id !== myId();
+}
+
 /** Someone else holds it and the caller is no owner: the API refuses their reply, transfer
  * and resolve (409), so the page offers none of them, only reading and internal notes. */
 function heldByOther(handoff) {
-  return !!handoff && handoff.status === "assigned" && !!handoff.assignee
-    && handoff.assignee.id !== myId() && roleOf(state.session || {}) !== "owner";
+  return takenByOther(handoff) && roleOf(state.session || {}) !== "owner";
 }
 
 async function loadQueue() {
@@ -635,6 +641,8 @@ function showActions() {
   }
   if (!open || held) return;
   const mine = handoff.assignee && handoff.assignee.id === myId();
+  // An owner may reply, transfer and resolve what someone else holds, but not claim it.
+  $("claim").hidden = takenByOther(handoff);
   $("claim").disabled = !!mine;
   $("claim").replaceChildren(mine ? "Yours" : "Claim", " ",
     el("kbd", { "aria-hidden": "true" }, "c"));
@@ -658,7 +666,7 @@ async function busy(button, work) {
 }
 
 async function claim() {
-  if (!state.selected || !currentHandoff() || heldByOther(currentHandoff())) return;
+  if (!state.selected || !currentHandoff() || takenByOther(currentHandoff())) return;
   const status = $("thread-status");
   await busy($("claim"), async () => {
     try {

@@ -13,7 +13,8 @@ in the page and the title, a beep and an announcement), she takes it with `c`, r
 (the reply reaches the gateway's route with her name), writes a note (never sent) and resolves
 with `e`; a queue card shows what the visitor wrote, not the bot's "a person will take over";
 a conversation Bo holds is read-only for her (no claim, reply, transfer or resolve, saying who
-has it), also when Bo won a claim race, while an owner keeps all of it; visitors' messages in
+has it), also when Bo won a claim race, while an owner may still reply, transfer and resolve
+it (not claim it: no Claim for them either); visitors' messages in
 another conversation raise the unread count until she opens it (beeping until she mutes), and
 she transfers that one to Bo, choosing among people only (no API keys). On a phone (390x844,
 Chromium's mobile emulation) the page fits the screen's width.
@@ -447,17 +448,23 @@ def test_who_lost_a_claim_race_reads_and_an_owner_keeps_acting(
     page.get_by_role("button", name="Add note").click()
     expect(page.locator("#transcript .note")).to_contain_text("Refund case, Bo.")
 
-    # An owner may act on any conversation: all of it stays on their page.
+    # An owner may reply, transfer and resolve any conversation, but not claim one someone
+    # else holds (the API answers 409): no Claim on their page, and `c` does nothing.
     with watched_page(browser, WAIT_MS, timezone_id="UTC") as owner:
         log_in(owner, inbox, OWNER)
         option(owner, "…4444").click()
         expect(owner.locator("#thread-facts")).to_contain_text("Taken by Bo Agent")
         expect(owner.locator("#held")).to_be_hidden()
-        for name in ("Claim", "Transfer", "Resolve"):
+        for name in ("Transfer", "Resolve"):
             expect(owner.get_by_role("button", name=name, exact=False).first).to_be_visible()
+        expect(owner.get_by_role("button", name="Claim", exact=False)).to_have_count(0)
+        asked: list[str] = []
+        owner.on("request", lambda request: asked.append(f"{request.method} {request.url}"))
+        owner.keyboard.press("c")
         owner.get_by_label("Reply to the visitor").fill("This is the shop owner: refunded.")
         owner.get_by_role("button", name="Send reply").click()
         expect(owner.locator("#thread-status")).to_contain_text("Reply sent")
+        assert not [line for line in asked if line.endswith("/claim")], asked
 
 
 PHONE = {"width": 390, "height": 844}
