@@ -16,7 +16,10 @@ email, the order number or the client's address, no check runs and the visitor i
 or offered a person. On email, the From header proves nothing by itself: an order is checked
 only when the provider reported that the sender's domain passed DMARC (or SPF and DKIM,
 aligned); otherwise the bot says where to verify instead (the web chat, or a reply from the
-order's own address) and answers everything else as usual.
+order's own address) and answers everything else as usual. When the provider did vouch, the
+address the mail came from is the order's email until the visitor gives another: the order is
+checked with it at once (a miss is a try, as a typed email's would be, and is said plainly);
+it is not tried again for that order in the conversation.
 
 A new order number in a conversation that proved another order is tried with the email proved
 for that one (a household's orders often share it). When they do not match, no try is used and
@@ -81,6 +84,8 @@ STOP_PERSON_WANTED = "person_wanted"  # a yes to the person just offered opened 
 # What a visitor proved about an order; forgotten together when the proof expires.
 VERIFIED_AT = "verified_at"  # unix time the pair was verified or last used to reveal the order
 IDENTITY_SLOTS = ("order_number", "email", "verified_order", VERIFIED_AT)
+# The order is not under the address a vouched email sender writes from (`sender_address`).
+NOT_UNDER_SENDER = "utter_order_not_under_sender"
 
 
 def _metadata(tracker: Tracker) -> dict[str, Any]:
@@ -106,6 +111,32 @@ def sender_unproven(tracker: Tracker) -> bool:
     """An email conversation whose latest message the provider did not vouch for (DMARC)."""
     return (channel_of(tracker) == "email"
             and _metadata(tracker).get("sender_authenticated") is not True)
+
+
+def sender_address(tracker: Tracker) -> str | None:
+    """The address an email conversation writes from, when the provider vouched for it in the
+    latest message: the order's email unless the visitor gives another."""
+    if channel_of(tracker) != "email" or sender_unproven(tracker):
+        return None
+    address = normalise_email(parse_sender_id(tracker.sender_id).user_key)
+    return address if _EMAIL.fullmatch(address) else None
+
+
+def sender_refused(tracker: Tracker, number: str) -> bool:
+    """Whether the sender's address was already checked for order `number` in this
+    conversation and the order was not under it (`NOT_UNDER_SENDER` said, then the number kept
+    by the same action): it is not tried again, whatever the visitor says next."""
+    refused, checking = False, False
+    for event in tracker.events:
+        kind = event.get("event")
+        if kind == "bot":
+            checking = (event.get("metadata") or {}).get("utter_action") == NOT_UNDER_SENDER
+        elif kind == "user":
+            checking = False
+        elif checking and kind == "slot" and event.get("name") == "order_number":
+            refused = refused or event.get("value") == number
+            checking = False
+    return refused
 
 
 def _first(value: Any) -> str:
@@ -236,6 +267,15 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
         tracker.add_slots(forgotten)
         events += forgotten
         number, email = tracker.get_slot("order_number"), tracker.get_slot("email")
+        own = sender_address(tracker)
+        if number and not email and own and not sender_refused(tracker, number):
+            # The provider vouched for the address this mail came from: it is the email the
+            # visitor would type. Checked once per order number; a miss is a try as a typed
+            # email's would be (counted here and across conversations), and said plainly.
+            given = [SlotSet("email", own)]
+            tracker.add_slots(given)
+            return events + given + await self._verify(number, own, dispatcher, tracker,
+                                                       by_sender=True)
         if not (number and email):
             return events
         changed = {"order_number", "email"} & set(tracker.slots_to_validate())
@@ -262,10 +302,12 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
 
     async def _verify(
         self, number: str, email: str, dispatcher: CollectingDispatcher, tracker: Tracker,
-        counts: bool = True,
+        counts: bool = True, by_sender: bool = False,
     ) -> list[EventType]:
         """Check the pair; a miss is a failed try unless `counts` is False (the email was
-        proved for another order and not given for this one: the form asks for it)."""
+        proved for another order and not given for this one: the form asks for it).
+        `by_sender`: the email is the vouched sender's own address, not typed; on a miss the
+        number stays and the visitor is told the order is not under that address."""
         cleared = [SlotSet("order_number", None), SlotSet("email", None),
                    SlotSet("verified_order", None), SlotSet(VERIFIED_AT, None)]
         try:
@@ -304,6 +346,11 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
                 return cleared + self._locked(lockout, dispatcher)
             if failures >= MAX_ATTEMPTS:
                 return cleared + [SlotSet("flow_stop_reason", STOP_VERIFICATION_FAILED)]
+            if by_sender:
+                # The number stays (restated, so `sender_refused` finds it after the message)
+                # and the form asks only for the email the order was placed with.
+                dispatcher.utter_message(response=NOT_UNDER_SENDER)
+                return [SlotSet("order_number", number), *cleared[1:]]
             dispatcher.utter_message(
                 response="utter_order_not_found", attempt=failures + 1, max_attempts=MAX_ATTEMPTS
             )
@@ -348,13 +395,24 @@ class ActionAskEmail(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        if escalation.offered_this_turn(tracker):
+        if escalation.offered_this_turn(tracker) or refused_this_turn(tracker):
             return []
         if tracker.get_slot("order_number") and slot_before_turn(tracker, "email"):
             dispatcher.utter_message(response="utter_ask_email_for_order")
         else:
             dispatcher.utter_message(response="utter_ask_email")
         return []
+
+
+def refused_this_turn(tracker: Tracker) -> bool:
+    """The bot just said the order is not under the sender's address, which asks for the
+    email already."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            return False
+        if event.get("event") == "bot":
+            return (event.get("metadata") or {}).get("utter_action") == NOT_UNDER_SENDER
+    return False
 
 
 class ActionAskOrderNumber(Action):

@@ -298,6 +298,33 @@ def test_spoofed_email_gets_no_order_details_and_relays_nothing(
     assert reply["In-Reply-To"] == mail.message_id  # still threaded
 
 
+def test_vouched_sender_is_not_asked_for_the_email_it_writes_from(
+        stack: Stack, mailbox: Mailbox) -> None:
+    """The provider vouched for the From (DMARC): that address is the order's email, so the
+    order is checked at once; an order not under it is said plainly, once."""
+    creds = stack.demo_credentials()["email"]
+
+    def ask(sender: str, body: str, subject: str = "My order") -> str:
+        mail = simulate.mailgun_message(stack.gateway, "demo", creds, sender, subject, body)
+        assert httpx.post(mail.url, content=mail.body, headers=mail.headers).status_code == 200
+        reply = mailbox.wait_for(lambda m: sender in str(m["To"])
+                                 and m["In-Reply-To"] == mail.message_id)
+        return mail_body(reply, "plain")
+
+    said = ask("sam@example.com", "Hi, where is my order 1002? Thanks, Sam")
+    assert "Order #1002" in said and "delivered" in said
+    assert "what email address did you use" not in said
+
+    stranger = f"shopper-{secrets.token_hex(4)}@example.net"
+    said = ask(stranger, "Hi, where is my order 1002?")
+    assert "couldn't find order #1002 under the email address you're writing from" in said
+    assert "what email address did you use" not in said and "delivered" not in said
+    said = ask(stranger, "I'm not sure, let me check", subject="Re: My order")
+    assert "writing from" not in said and "delivered" not in said  # not tried again
+    said = ask(stranger, "sam@example.com", subject="Re: My order")
+    assert "Order #1002" in said and "delivered" in said
+
+
 def test_provider_outage_is_retried_and_the_reply_still_arrives(
         stack: Stack, texter: Texter) -> None:
     texter.twilio.fail_next(503, times=2, match=lambda r: r.path.endswith("/Messages.json"))
