@@ -55,6 +55,8 @@ def test_an_override_is_said_in_the_next_rest_turn_and_delete_restores(
         stack: Stack, designer: httpx.Client) -> None:
     visitor = Visitor(stack)
     assert DEFAULT in visitor.say("are you a bot?")
+    # "are you a bot? I want a person" is often both: a person is one tap away.
+    assert visitor.buttons() == [{"title": "Talk to a person", "payload": "/human_handoff"}]
 
     changed = designer.put("/responses/utter_iamabot", json={"variants": [
         {"text": EVERYWHERE, "channel": None, "buttons": [
