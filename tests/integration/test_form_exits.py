@@ -68,3 +68,14 @@ def test_after_an_unanswered_question_the_answer_typed_next_is_taken(
     offer = visitor.say("do you sell replacement straps for the smartwatch?")
     assert "don't know" in offer and "email address" not in offer
     assert "reason" in visitor.say("sam@example.com")
+
+
+def test_a_hello_inside_a_form_is_greeted_briefly_and_the_question_stands(
+        stack: Stack, visitor: Visitor) -> None:
+    visitor.say("where is my order?")
+    assert "email address" in visitor.say("1001")
+    reply = visitor.say("hi")
+    # Not the shop's greeting ("... How can I help?") asked as if nothing ran: one question.
+    assert reply.count("?") == 1, reply
+    assert reply.lower().startswith("hi") and "email address" in reply
+    assert asking(stack, visitor) == ("order_status_form", "email")
