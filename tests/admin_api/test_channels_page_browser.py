@@ -13,9 +13,7 @@ Marked `integration`: Chromium and a server process of its own.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,9 +24,8 @@ from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID
 from tenants.crypto import CredentialsBox
 from tenants.models import TenantRow
-from tests.admin_api.test_pages_browser import OWNER, WAIT_MS, admin_process, log_in, prepare
-from tests.browser import chromium, require_chromium, watched_page
-from tests.databases import migrated_url
+from tests.admin_api.test_pages_browser import OWNER, WAIT_MS, Served, demo_served, log_in
+from tests.browser import chromium, watched_page
 
 pytestmark = pytest.mark.integration
 
@@ -36,12 +33,6 @@ KEY = CredentialsBox.generate_key()
 STORED: dict[str, Any] = {
     "twilio": {"account_sid": "AC0123456789", "sms_numbers": ["+15550001111"]},
     "shopify": {"shop_url": "acme.myshopify.com"}}
-
-
-@dataclass(frozen=True)
-class Served:
-    base: str
-    owner_password: str
 
 
 async def store(database_url: str) -> None:
@@ -60,13 +51,9 @@ async def store(database_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    require_chromium()
-    root = tmp_path_factory.mktemp("channels-page")
-    database_url = migrated_url("sqlite", root)
-    password = asyncio.run(prepare(database_url, root / "dev.env"))
-    asyncio.run(store(database_url))
-    with admin_process(root, database_url, SWITCHBOARD_CREDENTIALS_KEY=KEY) as base:
-        yield Served(base, password)
+    with demo_served(tmp_path_factory.mktemp("channels-page"), store,
+                     SWITCHBOARD_CREDENTIALS_KEY=KEY) as served:
+        yield served
 
 
 @pytest.fixture

@@ -26,12 +26,13 @@ import secrets
 import subprocess
 import sys
 import time as clock
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -147,17 +148,27 @@ def admin_process(root: Path, database_url: str, **extra_env: str) -> Iterator[s
         log.close()
 
 
+@contextmanager
+def demo_served(root: Path, seed: Callable[[str], Coroutine[Any, Any, None]] | None = None,
+                **extra_env: str) -> Iterator[Served]:
+    """The demo shop (`prepare`) on SQLite under `root`, `seed` run on its database first,
+    served by `admin_process` (`extra_env` to it)."""
+    require_chromium()
+    database_url = migrated_url("sqlite", root)
+    password = asyncio.run(prepare(database_url, root / "dev.env"))
+    if seed is not None:
+        asyncio.run(seed(database_url))
+    with admin_process(root, database_url, **extra_env) as base:
+        yield Served(base, password)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     # The pages on SQLite only (`make run`'s storage): what they show and change goes through
     # the API routes, which tests/admin_api/ checks on both databases (and with Redis), and the
     # production shape's pages are driven by tests/integration/test_agent_inbox.py.
-    require_chromium()
-    root = tmp_path_factory.mktemp("pages")
-    database_url = migrated_url("sqlite", root)
-    password = asyncio.run(prepare(database_url, root / "dev.env"))
-    with admin_process(root, database_url) as base:
-        yield Served(base, password)
+    with demo_served(tmp_path_factory.mktemp("pages")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

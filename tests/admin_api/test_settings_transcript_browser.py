@@ -15,9 +15,7 @@ Marked `integration`: Chromium and a server process of its own.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,19 +26,12 @@ from core.db import create_engine, session_factory
 from core.handoffs import NoteRow
 from core.settings import async_database_url
 from devtools.demo_shop import DEMO_TENANT_ID
-from tests.admin_api.test_pages_browser import OWNER, WAIT_MS, admin_process, log_in, prepare
-from tests.browser import chromium, require_chromium, watched_page
-from tests.databases import migrated_url
+from tests.admin_api.test_pages_browser import OWNER, WAIT_MS, Served, demo_served, log_in
+from tests.browser import chromium, watched_page
 
 pytestmark = pytest.mark.integration
 
 VISITOR = f"{DEMO_TENANT_ID}:web:helped-visitor"
-
-
-@dataclass(frozen=True)
-class Served:
-    base: str
-    owner_password: str
 
 
 async def helped(database_url: str) -> None:
@@ -89,13 +80,8 @@ async def helped(database_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    require_chromium()
-    root = tmp_path_factory.mktemp("settings-page")
-    database_url = migrated_url("sqlite", root)
-    password = asyncio.run(prepare(database_url, root / "dev.env"))
-    asyncio.run(helped(database_url))
-    with admin_process(root, database_url) as base:
-        yield Served(base, password)
+    with demo_served(tmp_path_factory.mktemp("settings-page"), helped) as served:
+        yield served
 
 
 @pytest.fixture
