@@ -202,15 +202,16 @@ def domain_texts(directory: Path = DOMAIN_DIR) -> DomainTexts:
 
 # --- checking and rendering templates -------------------------------------------------------
 
-def _strings(value: Any) -> Iterable[str]:
+def strings_in(value: Any) -> Iterable[str]:
+    """Every string in a JSON-like value, inside its lists and dicts too (values, not keys)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
         for item in value.values():
-            yield from _strings(item)
+            yield from strings_in(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _strings(item)
+            yield from strings_in(item)
 
 
 def placeholders(variants: Sequence[Variant]) -> list[str]:
@@ -218,7 +219,7 @@ def placeholders(variants: Sequence[Variant]) -> list[str]:
     found: dict[str, None] = {}
     for variant in variants:
         for key in _INTERPOLATED:
-            for text in _strings(variant.get(key)):
+            for text in strings_in(variant.get(key)):
                 for name in _TAG.findall(text.replace("{{", "").replace("}}", "")):
                     found.setdefault(name, None)
     return list(found)
@@ -250,7 +251,7 @@ def validate(name: str, variants: Sequence[Variant], domain: DomainTexts) -> Non
                 f"{name} does not know; it can use "
                 f"{', '.join('{' + p + '}' for p in sorted(allowed))}")
         probe = {p: "x" for p in allowed}
-        for text in (t for key in _INTERPOLATED for t in _strings(variant.get(key))):
+        for text in (t for key in _INTERPOLATED for t in strings_in(variant.get(key))):
             try:
                 _TAG.sub(r"{0[\1]}", text).format(probe)
             except (ValueError, IndexError, KeyError, AttributeError) as exc:

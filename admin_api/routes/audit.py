@@ -14,7 +14,7 @@ those (the walkthrough found 100-character ids and "assignee: 19b1… → ab7c�
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from admin_api.principal import OWNERS
 from admin_api.routes.conversations import ID_PREFIX, masked_visitor, sender_of
 from admin_api.tables import AuditRow, UserRow
 from tenants.api_keys import ApiKeyRow
+from tenants.texts import strings_in
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
@@ -60,7 +61,7 @@ class AuditEntryOut(Model):
 
     @classmethod
     def of(cls, row: AuditRow, names: dict[str, str], what: str | None) -> AuditEntryOut:
-        mentioned = set(_strings([row.actor, row.target, row.before, row.after]))
+        mentioned = set(strings_in([row.actor, row.target, row.before, row.after]))
         return cls(id=row.id, actor=row.actor, action=row.action, target=row.target,
                    what=what, before=row.before, after=row.after,
                    names={k: v for k, v in names.items() if k in mentioned},
@@ -71,22 +72,10 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 _KEY = re.compile(r"^key:([0-9a-zA-Z_-]{1,16})$")
 
 
-def _strings(value: Any) -> Iterator[str]:
-    """Every string in a value, and inside its lists and dicts (values, not keys)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for inner in value.values():
-            yield from _strings(inner)
-    elif isinstance(value, list | tuple):
-        for inner in value:
-            yield from _strings(inner)
-
-
 async def _names(call: Call[Any, Any], rows: Sequence[AuditRow]) -> dict[str, str]:
     """Who the user ids and API keys mentioned in `rows` are: "Ann Agent <ann@shop.test>",
     "API key 'night shift'". Keys only of the caller's shop."""
-    mentioned = set(_strings([[r.actor, r.target, r.before, r.after] for r in rows]))
+    mentioned = set(strings_in([[r.actor, r.target, r.before, r.after] for r in rows]))
     user_ids = {m for m in mentioned if _UUID.match(m)}
     prefixes = {match[1]: m for m in mentioned if (match := _KEY.match(m))}
     names: dict[str, str] = {}
