@@ -1,6 +1,8 @@
-"""Brute force across senders is locked out: failed checks count per shop + email, per shop +
-order number and per client address, whatever the sender id, the session or a handoff; on
-SQLite and on PostgreSQL (+ Redis when it answers)."""
+"""Brute force across senders is locked out: failed checks count per shop + client address, on
+its own and with the email or the order number tried, whatever the sender id, the session or a
+handoff, and per email and order number over every client (contested: fewer tries for each
+client, never a lock for the customer's own right pair); on SQLite and on PostgreSQL (+ Redis
+when it answers)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from redis.asyncio import Redis
 from sqlalchemy import select, update
 
-from actions.attempts import LIMITS, LOCK, WINDOW, Attempts, VerificationFailureRow
+from actions.attempts import (
+    CONTESTED_LIMIT,
+    LIMITS,
+    LOCK,
+    WINDOW,
+    Attempts,
+    VerificationFailureRow,
+)
 from actions.handoff import ActionHandoff
 from actions.order_status import ValidateOrderStatusForm
 from actions.runtime import Runtime
@@ -38,30 +47,63 @@ async def attempt(number: str, email: str, *, user: str, client: str = "203.0.11
 
 async def test_walking_order_numbers_for_one_email_across_senders_is_locked(
         action_runtime: Runtime) -> None:
-    # A new sender (and client) for every try: each conversation would allow three.
-    for n in range(LIMITS["email"] - 1):
+    # One client, a new sender for every try: each conversation would allow three.
+    for n in range(LIMITS["client_email"] - 1):
         slots, said = await attempt(f"{2001 + n}", "sam@example.com", user=f"walker-{n}",
-                                    client=f"198.51.100.{n}")
+                                    client="198.51.100.1")
         assert "utter_order_not_found" in said and slots.get("flow_stop_reason") is None
     slots, said = await attempt("2999", "sam@example.com", user="walker-last",
-                                client="198.51.100.99")
+                                client="198.51.100.1")
     assert "utter_verification_locked" in said
     assert slots["flow_stop_reason"] == STOP_LOCKED and slots["handoff_offered"] is True
-    # Locked: even the right pair is not checked, for anyone, in any conversation.
-    slots, said = await attempt("1002", "sam@example.com", user="someone-else",
-                                client="192.0.2.1")
+    # Locked: even the right pair is not checked for that client, in any conversation.
+    slots, said = await attempt("1002", "sam@example.com", user="walker-again",
+                                client="198.51.100.1")
     assert "utter_verification_locked" in said and slots.get("verified_order") is None
-    # Another customer's email is not locked by it.
-    slots, said = await attempt("1001", "alex@example.com", user="alex", client="192.0.2.2")
+
+
+async def test_failures_with_a_customers_email_do_not_lock_the_customer_out(
+        action_runtime: Runtime) -> None:
+    # Someone who knows Sam's email fails with it, from one address and then from many: the
+    # email was locked for everyone on every channel, Sam included, for half an hour.
+    for n in range(LIMITS["client_email"]):
+        await attempt(f"{2001 + n}", "sam@example.com", user=f"pest-{n}", client="198.51.100.1")
+    for n in range(LIMITS["email"]):
+        await attempt(f"{2101 + n}", "sam@example.com", user=f"spread-{n}",
+                      client=f"198.51.100.{10 + n}")
+    # Sam, from his own address, with his order number: answered, on the web and by SMS.
+    slots, said = await attempt("1002", "sam@example.com", user="sam", client="192.0.2.1")
+    assert slots["verified_order"] == "1002" and "utter_verification_locked" not in said
+    slots, _ = await attempt("1002", "sam@example.com", user="+15550001111", channel="sms",
+                             client="+15550001111")
+    assert slots["verified_order"] == "1002"
+    # The contested email still guards Sam: one more address gets a typo's worth of tries.
+    for n in range(CONTESTED_LIMIT - 1):
+        slots, said = await attempt(f"{2201 + n}", "sam@example.com", user=f"late-{n}",
+                                    client="198.51.100.99")
+        assert "utter_order_not_found" in said
+    slots, said = await attempt("2299", "sam@example.com", user="late-last",
+                                client="198.51.100.99")
+    assert "utter_verification_locked" in said
+    # Another customer's email is not touched by any of it.
+    slots, said = await attempt("1001", "alex@example.com", user="alex", client="198.51.100.99")
     assert slots["verified_order"] == "1001"
 
 
-async def test_walking_emails_against_one_order_is_locked(action_runtime: Runtime) -> None:
-    for n in range(LIMITS["order"]):
+async def test_walking_emails_against_one_order_locks_the_walker_not_the_owner(
+        action_runtime: Runtime) -> None:
+    for n in range(LIMITS["client_order"]):
         slots, said = await attempt("1001", f"guess{n}@example.org", user=f"g-{n}",
-                                    client=f"198.51.100.{n}")
+                                    client="198.51.100.1")
     assert "utter_verification_locked" in said
+    assert "utter_verification_locked" in (await attempt(
+        "1001", "alex@example.com", user="g-right", client="198.51.100.1"))[1]
     slots, said = await attempt("1001", "alex@example.com", user="alex", client="192.0.2.2")
+    assert slots["verified_order"] == "1001"
+    # The order is contested now: a new address fails CONTESTED_LIMIT times, then waits.
+    for n in range(CONTESTED_LIMIT):
+        slots, said = await attempt("1001", f"more{n}@example.org", user=f"m-{n}",
+                                    client="198.51.100.2")
     assert "utter_verification_locked" in said
 
 
@@ -77,13 +119,13 @@ async def test_one_client_trying_many_pairs_is_locked(action_runtime: Runtime) -
 
 
 async def test_a_handoff_does_not_reset_the_count(action_runtime: Runtime) -> None:
-    for n in range(LIMITS["email"] - 1):
-        await attempt(f"{4001 + n}", "kim@example.com", user="h", client=f"198.51.100.{n}")
+    for n in range(LIMITS["client_email"] - 1):
+        await attempt(f"{4001 + n}", "kim@example.com", user="h", client="198.51.100.5")
     t = tracker({"verification_failures": 3.0}, user="h", text="a person please")
     events = await ActionHandoff().run(CollectingDispatcher(), t, DOMAIN)
     assert "verification_failures" not in {e.get("name") for e in events}
     slots, said = await attempt("4999", "kim@example.com", user="h-restarted",
-                                client="192.0.2.50")
+                                client="198.51.100.5")
     assert "utter_verification_locked" in said
 
 
@@ -91,14 +133,15 @@ async def test_counts_are_keyed_hashes_and_the_lock_ends(action_runtime: Runtime
     attempts: Attempts = action_runtime.attempts
     check = attempts.check(DEMO_TENANT_ID, email="Sam@Example.com ", order_number="1002",
                            client="198.51.100.1")
-    assert [s.kind for s in check.subjects] == ["email", "order", "client"]
+    assert [s.kind for s in check.subjects] == [
+        "email", "order", "client", "client_email", "client_order"]
     assert all(len(s.key) == 64 and "sam" not in s.key for s in check.subjects)
     assert attempts.check(DEMO_TENANT_ID, email="sam@example.com", order_number="1002",
                           client="198.51.100.1") == check
     assert attempts.check("other-shop", email="sam@example.com", order_number="1002",
                           client="198.51.100.1").subjects[0] != check.subjects[0]
     lockout = None
-    for _ in range(LIMITS["email"]):
+    for _ in range(LIMITS["client_email"]):
         lockout = await attempts.failed(check)
     assert lockout is not None and 25 <= lockout.minutes_left() <= 30
     assert await attempts.locked(check) is not None
