@@ -360,6 +360,10 @@ class ConversationSummary:
     outcome: str
     last_message: str | None = None
     last_direction: str | None = None
+    # The visitor's own latest message of the period (the last one is often the bot's or an
+    # agent's): what an agent scans the queue for.
+    visitor_last_message: str | None = None
+    visitor_last_at: datetime | None = None
 
 
 def _same_shop(column: Any, tenant_id: str) -> Any:
@@ -447,25 +451,38 @@ async def list_conversations(sessions: async_sessionmaker, tenant_id: str,
         last = await _last_messages(session, tenant_id, [row.sender_id for row in rows], query)
     return [ConversationSummary(row.sender_id, row.channel, row.started_at,
                                 row.last_message_at, row.messages, row.state, row.outcome,
-                                *last.get(row.sender_id, (None, None)))
+                                **last.get(row.sender_id, {}))
             for row in rows], total
 
 
 async def _last_messages(session: Any, tenant_id: str, senders: Sequence[str],
-                         query: ConversationQuery) -> dict[str, tuple[str | None, str]]:
-    """Each listed conversation's latest message (text, direction) in the period, at once."""
+                         query: ConversationQuery) -> dict[str, dict[str, Any]]:
+    """Each listed conversation's latest message (text, direction) in the period and its
+    visitor's latest one (text, when), at once: the latest of each direction, in one
+    statement; the later of the two is the conversation's last."""
     if not senders:
         return {}
     m = MessageRow
-    ranked = (select(m.sender_id, m.text, m.direction, func.row_number().over(
-        partition_by=m.sender_id, order_by=(m.created_at.desc(), m.id.desc())).label("n"))
-        .where(_same_shop(m.tenant_id, tenant_id), m.sender_id.in_(senders),
-               *([m.created_at >= query.since] if query.since is not None else []),
-               *([m.created_at < query.until] if query.until is not None else []))
-        .subquery())
-    rows = (await session.execute(select(ranked.c.sender_id, ranked.c.text,
-                                         ranked.c.direction).where(ranked.c.n == 1))).all()
-    return {row.sender_id: (row.text, row.direction) for row in rows}
+    ranked = (select(m.sender_id, m.text, m.direction, m.created_at, m.id,
+                     func.row_number().over(partition_by=(m.sender_id, m.direction),
+                                            order_by=(m.created_at.desc(), m.id.desc()))
+                     .label("n"))
+              .where(_same_shop(m.tenant_id, tenant_id), m.sender_id.in_(senders),
+                     *([m.created_at >= query.since] if query.since is not None else []),
+                     *([m.created_at < query.until] if query.until is not None else []))
+              .subquery())
+    rows = (await session.execute(select(ranked).where(ranked.c.n == 1))).all()
+    latest: dict[str, Any] = {}
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        fields = found.setdefault(row.sender_id, {})
+        if row.direction == "in":
+            fields.update(visitor_last_message=row.text, visitor_last_at=row.created_at)
+        before = latest.get(row.sender_id)
+        if before is None or (row.created_at, row.id) > (before.created_at, before.id):
+            latest[row.sender_id] = row
+            fields.update(last_message=row.text, last_direction=row.direction)
+    return found
 
 
 @dataclass(frozen=True)

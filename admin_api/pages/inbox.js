@@ -41,7 +41,6 @@ const state = {
   thread: null, // the selected conversation's transcript as the API answered it
   unread: new Map(), // conversation id -> new escalations and visitors' messages not yet seen
   agents: [], // the people a conversation can be transferred to
-  said: new Map(), // conversation id -> the visitor's latest words heard live (see visitorText)
   source: null,
   retry: 0,
   retryTimer: null,
@@ -184,14 +183,13 @@ function channelName(channel) {
   return CHANNELS[channel] || channel || "";
 }
 
-/** A card's main line: what the visitor last wrote. The conversation's last message is
- * usually the bot's own "I've asked a person from our team..." or an agent's reply, which
- * agents do not scan for; then their words heard live since the page opened, else what they
- * said when they were handed over. */
+/** A card's main line: what the visitor last wrote (the API's last_visitor_message), not
+ * the conversation's last message, which is usually the bot's own "I've asked a person from
+ * our team..." or an agent's reply; what they said when handed over when that has no text. A
+ * visitor's message heard live reloads the queue, so this is always the stored record. */
 function visitorText(item) {
-  const last = item.last_message;
-  if (last && typeof last === "object" && last.direction === "in" && last.text) return last.text;
-  return state.said.get(item.id) || handoffOf(item).visitor_said || "";
+  const said = item.last_visitor_message;
+  return (said && said.text) || handoffOf(item).visitor_said || "";
 }
 
 /** What the bot already knows: intent, order number, the question it could not answer, and
@@ -523,14 +521,12 @@ function onLive(kind, message) {
   const seen = id === state.selected && document.visibilityState === "visible";
   switch (kind) {
     case "handoff.requested":
-      if (id) state.said.delete(id); // a new request: its own visitor_said is newer
       if (id) bump(id);
       beep();
       announce(`New conversation waiting: ${labelOf(id, data)}.`);
       scheduleQueue();
       break;
     case "message.visitor":
-      if (id && data.text) state.said.set(id, String(data.text));
       if (id && !seen) bump(id);
       beep();
       announce(`New message in ${labelOf(id, data)}${data.text ? `: ${data.text}` : "."}`);

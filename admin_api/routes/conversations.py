@@ -159,6 +159,11 @@ class LastMessageOut(Model):
     text: str | None
 
 
+class VisitorMessageSaid(Model):
+    text: str | None
+    at: datetime
+
+
 class ConversationOut(Model):
     id: str = Field(description="opaque; GET /conversations/{id} reads its transcript")
     channel: str
@@ -169,6 +174,9 @@ class ConversationOut(Model):
     state: Literal["bot", "queued", "assigned", "resolved"]
     outcome: Literal["contained", "handoff", "fallback"]
     last_message: LastMessageOut | None
+    last_visitor_message: VisitorMessageSaid | None = Field(
+        None, description="the visitor's own latest message (in the period): what they wrote "
+                          "last when the last message is the bot's or an agent's")
     handoff: HandoffOut | None = Field(None, description="its latest handoff request, if any")
 
 
@@ -192,6 +200,8 @@ async def list_conversations(call: Call[None, ConversationFilter]) -> Page[Conve
         "outcome": c.outcome,
         "last_message": None if c.last_direction is None else {
             "direction": c.last_direction, "text": c.last_message},
+        "last_visitor_message": None if c.visitor_last_at is None else {
+            "text": c.visitor_last_message, "at": c.visitor_last_at},
         "handoff": handoff_out(latest[c.sender_id]) if c.sender_id in latest else None})
         for c in found]
     return Page[ConversationOut](items=items, total=total, page=call.query.page,

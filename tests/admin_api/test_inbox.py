@@ -129,6 +129,36 @@ async def test_the_queue_is_oldest_first_with_what_the_bot_knows(inbox: Inbox) -
     assert "test designer" not in names and "test owner" not in names
 
 
+async def test_the_queue_says_what_the_visitor_wrote_last_after_an_agents_reply(
+        inbox: Inbox) -> None:
+    """A card shows the visitor's latest words: when an agent (or the bot) wrote last, the
+    conversation's last message is theirs, and the handoff's message is older than what the
+    visitor wrote since."""
+    conversation, _ = await inbox.escalate(text="I want a person")
+    sender = sender_id(inbox.admin.demo.id, "sms", PHONE)
+
+    async def queue_item() -> dict[str, Any]:
+        status, body = await inbox.call("GET", "/conversations",
+                                        params={"state": "assigned", "sort": "waiting"})
+        assert status == 200, body
+        (item,) = [i for i in body["items"] if i["id"] == conversation]
+        return dict(item)
+
+    status, _ = await inbox.call("POST", f"/conversations/{conversation}/messages",
+                                 json={"text": "Hello, how can I help?"})
+    assert status == 202
+    await record_message(inbox.admin.sessions, tenant_id=inbox.admin.demo.id, sender_id=sender,
+                         channel="sms", direction="in", text="My parcel never arrived.")
+    status, _ = await inbox.call("POST", f"/conversations/{conversation}/messages",
+                                 json={"text": "Let me check with the courier."})
+    assert status == 202
+    item = await queue_item()
+    assert item["last_message"] == {"direction": "out", "text": "Let me check with the courier."}
+    assert item["handoff"]["visitor_said"] == "I want a person"
+    assert item["last_visitor_message"]["text"] == "My parcel never arrived."
+    assert item["last_visitor_message"]["at"] < item["last_message_at"]
+
+
 async def test_a_reply_is_recorded_and_handed_to_the_gateway_and_to_rasa(inbox: Inbox) -> None:
     conversation, handoff_id = await inbox.escalate()
     # Replying to a queued conversation takes it.

@@ -292,6 +292,12 @@ def test_an_escalation_arrives_live_and_is_claimed_answered_noted_and_resolved(
     page.get_by_role("button", name="Send reply").click()
     expect(page.locator("#transcript .from-agent").last).to_contain_text("looking into it")
     expect(waiting.locator(".last")).to_have_text(again)
+    # After a reload too: the queue's API says what the visitor wrote last (the page heard
+    # nothing live since), not the handoff's older message.
+    page.reload()
+    expect(page.locator("#live")).to_have_text("Live")
+    expect(waiting.locator(".last")).to_have_text(again)
+    expect(waiting).not_to_contain_text("looking into it")
 
     page.keyboard.press("Escape")
     page.keyboard.press("e")
