@@ -10,7 +10,11 @@
 
 The poll returns the bot's and the shop's agents' messages after an id (a person's replies
 come later than any request; a shop that set a callback URL also gets them POSTed:
-callbacks.py).
+callbacks.py). Each message has its own `id` (`poll_id`), an integer that grows in the order
+messages are listed, and the next poll's `after` is the last one seen. A turn's messages are
+stored in one row; before, all of them carried that row's id, so a client that drops repeated
+ids showed only the first. An `after` below `POLL_ID_BASE` is such a row id, kept by a client
+that polled before: it still means "after that whole turn".
 
 Existing Rasa REST clients work unchanged besides the key; the URL names the shop. The key is
 for a shop's own servers (`python -m tenants keys create`); browsers use the web widget, whose
@@ -46,6 +50,12 @@ MAX_SENDER = 128
 METADATA_KEYS = ("message_id", "locale", "page_url")
 MAX_METADATA = 2048  # bytes of the metadata object as JSON
 POLL_LIMIT = 100  # the conversation's latest messages a poll looks at
+# A polled message's id: POLL_ID_BASE + stored row id * PER_ROW + its place in the row. The
+# base sets these apart from the row ids that `after` was before (10**15 stays below 2**53,
+# so JavaScript clients read them exactly for 8 * 10**12 rows); a turn's messages past
+# PER_ROW (no bot says 1000 things at once) are not listed.
+POLL_ID_BASE = 10**15
+PER_ROW = 1000
 
 
 def parse_metadata(metadata: Any) -> dict[str, str]:
@@ -138,25 +148,37 @@ def routes(channel: Channel) -> Blueprint:
     return bp
 
 
-def poll_query(sender: str | None, after: str | None) -> tuple[str, int]:
-    """The poll's `sender` and `after` (an id from an earlier answer; 0: from the start)."""
+def poll_query(sender: str | None, after: str | None) -> tuple[str, tuple[int, int]]:
+    """The poll's `sender` and `after` as (stored row id, place in it): an id from an earlier
+    answer, a row id from before messages had their own (that row's messages all seen), or
+    nothing (from the start)."""
     if not sender or not sender.strip():
         raise BadRequest("'sender' is required: the visitor's sender as posted to /webhook.")
     if len(sender) > MAX_SENDER:
         raise BadRequest(f"'sender' is longer than {MAX_SENDER} characters.")
     if after is None or after == "":
-        return sender.strip(), 0
+        return sender.strip(), (0, PER_ROW)
     if not after.isdigit() or len(after) > 18:
         raise BadRequest("'after' must be a message id (a non-negative integer).")
-    return sender.strip(), int(after)
+    cursor = int(after)
+    if cursor < POLL_ID_BASE:
+        return sender.strip(), (cursor, PER_ROW)
+    return sender.strip(), divmod(cursor - POLL_ID_BASE, PER_ROW)
 
 
-def polled(rows: list[StoredMessage], sender: str, after: int) -> list[dict[str, Any]]:
-    """The bot's and agents' messages after id `after`, oldest first, in the webhook's shape
-    plus `id` (the next poll's `after`), `at` and, for a person's reply, `agent`."""
+def poll_id(row_id: int, place: int) -> int:
+    """The id of the message at `place` in stored row `row_id` (see POLL_ID_BASE)."""
+    return POLL_ID_BASE + row_id * PER_ROW + place
+
+
+def polled(rows: list[StoredMessage], sender: str,
+           after: tuple[int, int]) -> list[dict[str, Any]]:
+    """The bot's and agents' messages after `after` (row id, place), oldest first, in the
+    webhook's shape plus `id` (its own; the next poll's `after`), `at` and, for a person's
+    reply, `agent`."""
     out: list[dict[str, Any]] = []
     for row in rows:
-        if row.direction != "out" or row.id <= after:
+        if row.direction != "out" or row.id < after[0]:
             continue
         payload = row.payload if isinstance(row.payload, dict) else {}
         messages = payload.get("messages")
@@ -166,6 +188,8 @@ def polled(rows: list[StoredMessage], sender: str, after: int) -> list[dict[str,
         said_by = ({"agent": {"id": agent.get("id"), "name": agent.get("name")}}
                    if isinstance(agent, dict) else {})
         at = row.created_at.isoformat() if row.created_at is not None else None
-        out.extend({**message, "recipient_id": sender, "id": row.id, **said_by, "at": at}
-                   for message in texts)
+        out.extend({**message, "recipient_id": sender, "id": poll_id(row.id, place),
+                    **said_by, "at": at}
+                   for place, message in enumerate(texts[:PER_ROW])
+                   if (row.id, place) > after)
     return out
