@@ -31,7 +31,9 @@ and a response text holding one is sent to visitors. pydantic refuses lone surro
 `str` fields it validates, not NUL, and not in `dict[str, Any]` values: so the parsed JSON is
 searched, keys and values, before any model sees it. Nothing is cleaned instead: a person
 typed these texts, and a client sending NUL has a bug to see (the gateway, whose senders are
-visitors, keeps their text and drops the characters: connectors/bounds.py).
+visitors, keeps their text and drops the characters: connectors/bounds.py). A route that words
+its body's 422 (`body_errors=`) words these too: they reach it as pydantic errors of type
+`string_unstorable` located in the JSON as sent.
 
 Bodies are bounded before they are read: an upload route takes the settings' upload limit,
 every other route `BODY_LIMIT` (1 MB), checked from Content-Length (413 at once, the body
@@ -60,6 +62,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, empty, raw
 from sanic.response import json as json_response
@@ -478,11 +481,14 @@ def _parse_body(model: type[BaseModel], request: Request,
             f"{content_type[:100] or 'without a Content-Type'}")
     try:
         data = json.loads(request.body or b"null")
-        _refuse_unstorable(data)
+        found = unstorable_in(data)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON") from None
     except RecursionError:
         raise BadRequest("the body's JSON is nested too deeply") from None
+    if found and worded is not None:  # in the route's words, as its other field errors
+        raise Unprocessable(worded(_unstorable_error(model, found)))
+    _refuse(found)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -507,11 +513,24 @@ def unstorable_in(value: Any, loc: tuple[str | int, ...] = ()
 
 
 def _refuse_unstorable(value: Any) -> None:
+    _refuse(unstorable_in(value))
+
+
+def _refuse(found: list[tuple[str | int, ...]]) -> None:
     """422 naming each place that holds NUL or a lone surrogate, as pydantic's errors do."""
-    found = unstorable_in(value)
     if found:
         raise Unprocessable([{"loc": _shown(loc), "msg": UNSTORABLE_MESSAGE,
                               "type": "string_unstorable"} for loc in found[:20]])
+
+
+def _unstorable_error(model: type[BaseModel], found: list[tuple[str | int, ...]]
+                      ) -> ValidationError:
+    """The places `unstorable_in` found as a pydantic error of type string_unstorable, for a
+    route's `body_errors`. Their locations are the JSON's (a tagged union's tag is no part of
+    them, as it is in pydantic's own)."""
+    return ValidationError.from_exception_data(model.__name__, [
+        InitErrorDetails(type=PydanticCustomError("string_unstorable", UNSTORABLE_MESSAGE),
+                         loc=tuple(_shown(loc)), input=None) for loc in found[:20]])
 
 
 def _shown(loc: tuple[str | int, ...]) -> list[str | int]:

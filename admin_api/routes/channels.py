@@ -44,7 +44,7 @@ from admin_api.audit import record
 from admin_api.errors import NotFound, Unprocessable
 from admin_api.plan_limits import binding_plan, require_channel
 from admin_api.principal import OWNERS
-from admin_api.routes.settings import BACKEND_FIELDS
+from admin_api.routes.settings import BACKEND_FIELD_LABELS, BACKEND_FIELDS, BACKEND_NAMES
 from connectors.channels import BY_NAME, CHANNELS, Channel
 from core.destinations import Destinations
 from tenants.crypto import CredentialsError
@@ -78,17 +78,13 @@ LABELS: dict[str, dict[str, str]] = {
               "smtp.port": "SMTP port", "smtp.username": "SMTP user name",
               "smtp.password": "SMTP password", "smtp.starttls": "Use STARTTLS"},
     "rest": {"callback_url": "Reply callback URL", "signing_secret": "Callback signing secret"},
-    "shopify": {"shop_url": "Shop address", "access_token": "Admin API access token",
-                "api_version": "API version"},
-    "woocommerce": {"store_url": "Store address", "consumer_key": "Consumer key",
-                    "consumer_secret": "Consumer secret"},
+    **BACKEND_FIELD_LABELS,
 }
 # Paths the checks name that are no field of their own: the field the owner fills for them.
 STANDS_FOR = {"email": {"smtp": ("smtp.host", "SMTP server")}}
 # The order backend form's choice and its options, as channels.js words them (a test too).
 CHOICE_LABEL = "Shop platform"
-BACKEND_LABELS = {"demo": "Demo orders (no shop platform)", "shopify": "Shopify",
-                  "woocommerce": "WooCommerce"}
+BACKEND_LABELS = {"demo": "Demo orders (no shop platform)", **BACKEND_NAMES}
 _BACKENDS = ("demo", *BACKEND_FIELDS)
 BACKEND_URLS = {"shopify": "shop_url", "woocommerce": "store_url"}  # what the actions call
 SECTIONS = {c.name: c.section for c in CHANNELS}  # what the plan's channel limit counts
@@ -282,6 +278,27 @@ def _field_said(field: str, label: str, error: Mapping[str, Any]) -> str:
     return f"{label}: {error['msg']}"
 
 
+UNSTORABLE = "string_unstorable"  # api.py: NUL or an unpaired surrogate, where it was sent
+_CANNOT_STORE = ("holds a character that cannot be stored (NUL, U+0000, or an unpaired "
+                 "surrogate): type or paste it again")
+
+
+def _unstorable_said(loc: list[str]) -> dict[str, Any]:
+    """Where api.py found text no database keeps, located in the JSON as sent
+    (`credentials.access_token`, no backend tag): the field by its label. The backends'
+    credential names are distinct, so the name tells the backend."""
+    if loc == ["backend"]:
+        return {"field": "backend", "label": CHOICE_LABEL,
+                "msg": f"{CHOICE_LABEL} {_CANNOT_STORE}"}
+    name = loc[1] if len(loc) == 2 and loc[0] == "credentials" else None
+    backend = next((b for b, labels in BACKEND_FIELD_LABELS.items() if name in labels), None)
+    if name is None or backend is None:
+        return {"msg": f"The body's {'.'.join(loc)[:80] or 'text'} {_CANNOT_STORE}"}
+    label = BACKEND_FIELD_LABELS[backend][name]
+    return {"loc": [backend, *loc], "field": f"{backend}.{name}", "label": label,
+            "msg": f"{label} {_CANNOT_STORE}"}
+
+
 def order_backend_errors(exc: ValidationError) -> list[dict[str, Any]]:
     """PUT /channels/order_backend's body refused before the route runs (api.py), answered
     as the route's own checks are (`labelled`): {loc, field, label, msg} with each field named
@@ -291,7 +308,9 @@ def order_backend_errors(exc: ValidationError) -> list[dict[str, Any]]:
     for error in exc.errors(include_url=False, include_input=False):
         loc, kind = [str(part) for part in error["loc"]], error["type"]
         said: dict[str, Any] = {"loc": loc, "field": None, "label": None}
-        if not loc and kind in ("union_tag_invalid", "union_tag_not_found"):
+        if kind == UNSTORABLE:
+            said.update(_unstorable_said(loc))
+        elif not loc and kind in ("union_tag_invalid", "union_tag_not_found"):
             said.update(loc=["backend"], field="backend", label=CHOICE_LABEL,
                         msg=f"{CHOICE_LABEL} is missing" if kind == "union_tag_not_found"
                         else f"{CHOICE_LABEL} is one of {', '.join(_BACKENDS)}")

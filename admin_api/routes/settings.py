@@ -11,7 +11,9 @@ client: a rate of 0 turns that limit off (connectors/limits.py), a shop without 
 token budget or a retention period has `null`. Switching the order backend to Shopify or
 WooCommerce is refused (409) until that backend's credentials are stored (PUT
 /channels/order_backend), with the same check the tenants CLI runs, because a backend
-without credentials would fail every order question mid-conversation.
+without credentials would fail every order question mid-conversation. The 409's detail is for
+the owner (the credentials as the Channels tab labels them, and where to enter them); its
+`backend`, `missing` (`shopify.access_token`) and `set_with` are for programs.
 
 The audit entry holds the fields that actually changed, before and after; none of these is a
 secret (credentials live in channels.py and never appear here).
@@ -47,6 +49,15 @@ _MODEL = r"^claude-[a-z0-9][a-z0-9.-]{0,90}$"
 BACKEND_FIELDS: dict[str, tuple[str, ...]] = {
     "shopify": ("shop_url", "access_token"),
     "woocommerce": ("store_url", "consumer_key", "consumer_secret"),
+}
+# The backends and their credentials as the Channels tab labels them (its "Orders" card):
+# the 409 below says them so, and channels.py labels its fields and 422s with the same.
+BACKEND_NAMES = {"shopify": "Shopify", "woocommerce": "WooCommerce"}
+BACKEND_FIELD_LABELS: dict[str, dict[str, str]] = {
+    "shopify": {"shop_url": "Shop address", "access_token": "Admin API access token",
+                "api_version": "API version"},
+    "woocommerce": {"store_url": "Store address", "consumer_key": "Consumer key",
+                    "consumer_secret": "Consumer secret"},
 }
 
 
@@ -268,8 +279,14 @@ def _require_backend_credentials(call: Call[Any, Any], row: TenantRow, backend: 
         stored = {}
     section = stored.get(backend)
     section = section if isinstance(section, dict) else {}
-    missing = [f"{backend}.{name}" for name in BACKEND_FIELDS[backend] if not section.get(name)]
+    missing = [name for name in BACKEND_FIELDS[backend] if not section.get(name)]
     if missing:
+        named, labels = BACKEND_NAMES[backend], BACKEND_FIELD_LABELS[backend]
+        said = [labels[name] for name in missing]
+        needs = " and ".join(filter(None, (", ".join(said[:-1]), said[-1])))
         raise Conflict(
-            f"the {backend} order backend needs its credentials first ({', '.join(missing)}"
-            " missing): PUT /api/v1/channels/order_backend")
+            f"{named} cannot answer order questions without its {needs}: enter "
+            f"{'them' if len(missing) > 1 else 'it'} on the Channels tab, under Orders (Shop "
+            f"platform: {named}); saving there makes {named} the shop's order backend",
+            extra={"backend": backend, "missing": [f"{backend}.{name}" for name in missing],
+                   "set_with": "PUT /api/v1/channels/order_backend"})

@@ -358,6 +358,35 @@ async def test_an_order_backend_body_missing_a_field_is_told_by_label(admin: Adm
         "type": "dict_type"}]
 
 
+async def test_a_nul_in_the_order_backend_body_is_told_by_label(admin: Admin) -> None:
+    """NUL (or an unpaired surrogate) is refused before the body is read as a backend (api.py);
+    the 422 still names the field as the Channels tab labels it, as its other field errors do
+    (it was pydantic's bare {loc: ["credentials", "access_token"], msg: "text may not hold
+    ..."}, which names the API's field)."""
+    status, answer = await admin.call("PUT", "/channels/order_backend", json={
+        "backend": "shopify", "credentials": {"shop_url": "x.myshopify.com",
+                                              "access_token": "shpat_\u0000x"}})
+    assert status == 422, answer
+    assert answer["detail"] == [{
+        "loc": ["shopify", "credentials", "access_token"], "field": "shopify.access_token",
+        "label": "Admin API access token",
+        "msg": "Admin API access token holds a character that cannot be stored (NUL, U+0000, "
+               "or an unpaired surrogate): type or paste it again",
+        "type": "string_unstorable"}]
+    status, answer = await admin.call("PUT", "/channels/order_backend", json={
+        "backend": "woo\u0000", "credentials": {
+            "store_url": "https://x.example", "consumer_key": "k", "consumer_secret": "s\u0000"}})
+    assert status == 422
+    assert [(e["field"], e["label"], e["msg"].split(" holds ")[0]) for e in answer["detail"]] == [
+        ("backend", "Shop platform", "Shop platform"),
+        ("woocommerce.consumer_secret", "Consumer secret", "Consumer secret")]
+    status, answer = await admin.call("PUT", "/channels/order_backend", json={
+        "backend": "demo", "note\u0000": "x"})
+    assert status == 422 and answer["detail"][0]["field"] is None
+    assert answer["detail"][0]["msg"].startswith("The body's note\\u0000 holds a character")
+    assert await stored(admin) == {}
+
+
 def test_the_order_backends_words_are_the_channels_tabs() -> None:
     """The shop platform's label and each backend's name in the 422s are the page's own."""
     page = (ROOT / "admin_api" / "pages" / "channels.js").read_text(encoding="utf-8")

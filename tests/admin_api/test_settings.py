@@ -131,7 +131,19 @@ async def test_null_is_refused_where_a_value_is_needed_and_empty_changes_nothing
 async def test_a_backend_without_its_credentials_is_refused(admin: Admin) -> None:
     status, answer = await admin.call("PATCH", "/settings", json={"order_backend": "shopify"})
     assert status == 409
-    assert "shopify.shop_url" in answer["detail"] and "/channels/order_backend" in answer["detail"]
+    # In the owner's words: which backend, which credentials (as the Channels tab labels
+    # them), where to enter them; the API's names in fields of their own for programs.
+    assert answer["detail"] == (
+        "Shopify cannot answer order questions without its Shop address and Admin API access "
+        "token: enter them on the Channels tab, under Orders (Shop platform: Shopify); saving "
+        "there makes Shopify the shop's order backend")
+    assert answer["backend"] == "shopify"
+    assert answer["missing"] == ["shopify.shop_url", "shopify.access_token"]
+    assert answer["set_with"] == "PUT /api/v1/channels/order_backend"
+    status, answer = await admin.call("PATCH", "/settings", json={"order_backend": "woocommerce"})
+    assert status == 409 and answer["detail"].startswith(
+        "WooCommerce cannot answer order questions without its Store address, Consumer key and "
+        "Consumer secret: enter them on the Channels tab")
     status, _ = await admin.call("PUT", "/channels/order_backend", json={
         "backend": "shopify", "credentials": {"shop_url": "demo.myshopify.com",
                                               "access_token": "shpat_secret_1"}})
