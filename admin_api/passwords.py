@@ -17,9 +17,12 @@ type addresses here):
 - one inbox gets at most 6 reset mails an hour from all clients together (MAILS_PER_EMAIL),
   against strangers on many addresses. Past that a request is answered the same 202 and no
   mail goes out: a 429 there would tell a stranger that others had asked for this email.
-  This cannot lock the owner out either: only requests that were mailed are counted, so
-  while the inbox is at its limit the newest of those mails is less than an hour old, and
-  its link (which replaced the ones before) still works.
+  This cannot lock the owner out either: only mails that went out are counted (a request
+  holds a place in the count while its mail is on its way, given back when nothing was sent:
+  no account, no SMTP_URL, or the mail server failed), so while the inbox is at its limit the
+  newest of those mails is less than an hour old, and its link (which replaced the ones
+  before) still works. Counting failed sends too, an SMTP outage of a few minutes used up an
+  inbox's hour and the person's reset after it was silently not sent.
 Behind a proxy, TRUSTED_PROXIES must say so (connectors/proxies.py), or every request comes
 from the proxy's address and all of them share one client's limits.
 
@@ -105,11 +108,13 @@ def _request_keys(email: str, address: str) -> tuple[str, str, str]:
     return f"email:{digest}", f"email:{digest} ip:{address}"[:300], f"ip:{address}"[:300]
 
 
-async def count_request(sessions: async_sessionmaker, email: str, address: str) -> bool:
+async def count_request(sessions: async_sessionmaker, email: str,
+                        address: str) -> int | None:
     """Count one request for a link to `email` from `address`: ResetThrottled (nothing
-    counted) past the client's limits; else whether a mail may go out (False when the inbox
-    had its MAILS_PER_EMAIL in the window: answered alike, module doc). The same for an email
-    with or without an account."""
+    counted) past the client's limits; else the place the mail takes in the inbox's count,
+    for `mail_link` to give back when nothing is sent, or None when no mail may go out (the
+    inbox had its MAILS_PER_EMAIL in the window: answered alike, module doc). The same for an
+    email with or without an account."""
     now = utcnow()
     inbox, asked, client = _request_keys(email, address)
     async with sessions() as session:
@@ -126,10 +131,23 @@ async def count_request(sessions: async_sessionmaker, email: str, address: str) 
                                         ((inbox, MAILS_PER_EMAIL),), REQUEST_WINDOW) is None
         # The inbox counts mails only: requests it did not get would keep it at its limit
         # after the last link it got has expired.
-        keys = (inbox, asked, client) if mail else (asked, client)
-        session.add_all([ResetRequestRow(key=key, created_at=now) for key in keys])
+        place = ResetRequestRow(key=inbox, created_at=now) if mail else None
+        session.add_all([ResetRequestRow(key=key, created_at=now) for key in (asked, client)])
+        if place is not None:
+            session.add(place)
+        await session.flush()
+        taken = place.id if place is not None else None
         await session.commit()
-    return mail
+    return taken
+
+
+async def _give_back(sessions: async_sessionmaker, place: int | None) -> None:
+    """A mail that did not go out leaves the inbox's count."""
+    if place is None:
+        return
+    async with sessions() as session:
+        await session.execute(delete(ResetRequestRow).where(ResetRequestRow.id == place))
+        await session.commit()
 
 
 async def issue(sessions: async_sessionmaker, email: str) -> IssuedReset | None:
@@ -165,11 +183,23 @@ def link_origin(settings: Settings) -> str:
     return settings.admin_public_url or settings.admin_url
 
 
-async def mail_link(settings: Settings, sessions: async_sessionmaker, email: str) -> bool:
+async def mail_link(settings: Settings, sessions: async_sessionmaker, email: str,
+                    place: int | None = None) -> bool:
     """Make a link for the account of `email` and mail it; False when nothing was sent (no
     account, a disabled one, no SMTP_URL, or the mail server failed: then the link is
-    withdrawn). Runs after the request was answered, so it logs instead of raising, and
-    never the address."""
+    withdrawn). `place` (from `count_request`) leaves the inbox's count unless the mail went
+    out. Runs after the request was answered, so it logs instead of raising, and never the
+    address."""
+    sent = False
+    try:
+        sent = await _mail_link(settings, sessions, email)
+    finally:
+        if not sent:
+            await _give_back(sessions, place)
+    return sent
+
+
+async def _mail_link(settings: Settings, sessions: async_sessionmaker, email: str) -> bool:
     if not settings.smtp_url:
         log.info("password reset asked without SMTP_URL: nothing sent")
         return False
@@ -182,6 +212,7 @@ async def mail_link(settings: Settings, sessions: async_sessionmaker, email: str
                         mail.reset_text(issued.email, link, "1 hour"))
     except mail.MailError:
         await withdraw(sessions, issued)
+        log.warning("password reset mail failed: the inbox's count is given back")
         return False
     log.info("password reset link mailed")
     return True

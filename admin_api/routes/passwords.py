@@ -58,17 +58,18 @@ class ResetIn(Model):
            errors=(429,))
 async def forgot_password(call: Call[ForgotIn, None]) -> ForgotOut:
     """Mails a one-time link (1 hour) to choose a new password when the email has an account
-    and the platform sends mail, and its inbox got fewer than 6 reset mails in the hour. The
-    answer is the same in every case; 429 with Retry-After only past what this client may
-    ask: 3 requests for one email or 10 in all an hour."""
+    and the platform sends mail, and its inbox got fewer than 6 reset mails in the hour (a
+    mail that failed to go out is not counted). The answer is the same in every case; 429
+    with Retry-After only past what this client may ask: 3 requests for one email or 10 in
+    all an hour."""
     try:
-        mail = await passwords.count_request(call.ctx.sessions, call.body.email,
-                                             proxies.client_address(call.request))
+        place = await passwords.count_request(call.ctx.sessions, call.body.email,
+                                              proxies.client_address(call.request))
     except passwords.ResetThrottled as exc:
         raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
-    if mail:
-        passwords.Outbox.of(call.ctx).start(
-            passwords.mail_link(call.ctx.settings, call.ctx.sessions, call.body.email))
+    if place is not None:
+        passwords.Outbox.of(call.ctx).start(passwords.mail_link(
+            call.ctx.settings, call.ctx.sessions, call.body.email, place))
     return ForgotOut(detail=ASKED)
 
 

@@ -215,3 +215,24 @@ async def test_the_answer_never_waits_for_the_mail_server(admin: Admin) -> None:
     await passwords.Outbox.of(admin.app.ctx).settle()
     async with admin.sessions() as session:
         assert (await session.execute(select(PasswordResetRow))).first() is None
+
+
+async def test_mails_the_server_refused_do_not_use_up_the_inbox(admin: Admin,
+                                                                 mailbox: Mailbox) -> None:
+    """A mail server that is down for a while: the requests meanwhile sent nothing, and the
+    person's request once it is back gets its mail (they counted toward the inbox's
+    MAILS_PER_EMAIL, which then silently sent nothing for the rest of the hour)."""
+    await person(admin, "tara@example.com")
+    down = await asyncio.start_server(lambda _, writer: writer.close(), "127.0.0.1", 0)
+    with_smtp(admin, down.sockets[0].getsockname()[1], public_url="https://admin.example.com")
+    for n in range(passwords.MAILS_PER_EMAIL):
+        assert (await forgot(admin, "tara@example.com", f"203.0.113.{n}"))[0] == 202
+    down.close()
+    async with admin.sessions() as session:  # no link anybody got
+        assert (await session.execute(select(PasswordResetRow))).first() is None
+    with_smtp(admin, mailbox.port, public_url="https://admin.example.com")
+    assert (await forgot(admin, "tara@example.com", "198.51.100.7"))[0] == 202
+    token = token_in(mailbox, "tara@example.com")
+    status, _, _ = await Browser(admin).call(
+        "POST", "/password/reset", json={"token": token, "password": NEW_PASSWORD})
+    assert status == 200
