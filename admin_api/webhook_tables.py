@@ -30,6 +30,9 @@ class WebhookRow(Base):
     event log (`last_event_id`: every event up to it has its delivery row)."""
 
     __tablename__ = "webhooks"
+    # AUTOINCREMENT: the id is in the API and the audit log; SQLite would give a deleted
+    # subscription's id to the next one (migration 0015).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -51,6 +54,9 @@ class WebhookDeliveryRow(Base):
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_id"),
         Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        # AUTOINCREMENT: shops dedupe by the id (X-Switchboard-Delivery); SQLite would give a
+        # pruned delivery's id to the next one (migration 0015).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

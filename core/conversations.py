@@ -45,6 +45,9 @@ class MessageRow(Base):
         UniqueConstraint("tenant_id", "channel", "direction", "message_id"),
         # Transcripts, conversation lists and analytics read a shop's messages by time.
         Index("ix_messages_tenant_id_created_at", "tenant_id", "created_at"),
+        # AUTOINCREMENT: SQLite would give erased messages' ids to the next ones, below the
+        # REST poll cursors clients hold (migration 0015).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

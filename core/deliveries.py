@@ -23,7 +23,9 @@ _RANK = {"pending": 0, "accepted": 1, "queued": 1, "sending": 2, "sent": 3, "del
 
 class DeliveryRow(Base):
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("provider", "provider_message_id"),)
+    # AUTOINCREMENT: SQLite would give erased deliveries' ids to the next ones (0015).
+    __table_args__ = (UniqueConstraint("provider", "provider_message_id"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(36), index=True)
