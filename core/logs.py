@@ -43,14 +43,25 @@ _pseudonym_key = secrets.token_bytes(32)
 _log_message_text = False
 
 
+# At interpreter exit Python sets modules' globals to None, in no fixed order, while objects'
+# __del__ still log (aiohttp's unclosed sessions in Rasa's process: "TypeError: 'NoneType'
+# object is not callable" from `redact`, printed as "Exception ignored in ..."). Logging must
+# not raise then, nor print what it could not mask: the record factory and the formatter hold
+# what they call in closures and class attributes (which survive), and fall back to this line.
+_WITHHELD = "[withheld: could not be redacted]"
+
+
 def redact(text: str, *, personal: bool = True) -> str:
     """Card numbers and `token=...`-shaped credentials masked; with `personal`, also emails
-    and international phone numbers."""
-    text = cards.mask(text, checked=False)
-    if personal:
-        text = _EMAIL.sub("[email]", text)
-        text = _PHONE.sub("[phone]", text)
-    return _SECRET_KV.sub(lambda m: m.group(1) + m.group(2) + "[redacted]", text)
+    and international phone numbers. Never raises: what cannot be masked is withheld."""
+    try:
+        text = cards.mask(text, checked=False)
+        if personal:
+            text = _EMAIL.sub("[email]", text)
+            text = _PHONE.sub("[phone]", text)
+        return _SECRET_KV.sub(lambda m: m.group(1) + m.group(2) + "[redacted]", text)
+    except Exception:  # noqa: BLE001 - at interpreter exit (see _WITHHELD)
+        return "[withheld: could not be redacted]"  # _WITHHELD as a literal: globals may be None
 
 
 def visitor(sender_id: str) -> str:
@@ -78,7 +89,17 @@ def message_text(text: str | None) -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    _withheld = _WITHHELD
+    _dumps = staticmethod(json.dumps)
+
     def format(self, record: logging.LogRecord) -> str:
+        try:
+            return self._format(record)
+        except Exception:  # noqa: BLE001 - at interpreter exit (see _WITHHELD)
+            return self._dumps({"level": str(record.levelname).lower(),
+                                "logger": str(record.name), "msg": self._withheld})
+
+    def _format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -116,6 +137,8 @@ def redact_every_record() -> None:
     previous = logging.getLogRecordFactory()
     if getattr(previous, "redacting", False):
         return
+    # Closure cells, unlike this module's globals, are still there at interpreter exit.
+    masked, formatter, withheld = redact, logging.Formatter(), _WITHHELD
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
@@ -123,9 +146,13 @@ def redact_every_record() -> None:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed format is the handler's to report
             return record
-        record.msg, record.args = redact(message), ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        try:
+            record.msg, record.args = masked(message), ()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = masked(formatter.formatException(record.exc_info))
+        except Exception:  # noqa: BLE001 - at interpreter exit (see _WITHHELD)
+            record.msg, record.args = withheld, ()
+            record.exc_info, record.exc_text = None, withheld
         return record
 
     factory.redacting = True  # type: ignore[attr-defined]  # marks ours: installed once
