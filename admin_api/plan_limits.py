@@ -97,6 +97,13 @@ async def agent_count(call: Call[Any, Any], besides_email: str | None = None) ->
     """Members with the agent role, unexpired invitations as agents and unrevoked agent API keys
     (a key claims and answers conversations as a person does; owners answer too, uncounted);
     `besides_email`: leave out that address's pending invitation (it is being replaced)."""
+    return sum(await agent_seats(call, besides_email))
+
+
+async def agent_seats(call: Call[Any, Any], besides_email: str | None = None
+                      ) -> tuple[int, int]:
+    """`agent_count`'s seats as (people, API keys): people are members with the agent role
+    and unexpired invitations as agents."""
     async with call.ctx.sessions() as session:
         keys = (await session.execute(select(func.count(ApiKeyRow.id)).where(
             ApiKeyRow.tenant_id == call.shop, ApiKeyRow.scope == AGENT,
@@ -109,7 +116,7 @@ async def agent_count(call: Call[Any, Any], besides_email: str | None = None) ->
         if besides_email is not None:
             invited = invited.where(InviteRow.email != besides_email)
         pending = (await session.execute(invited)).scalar_one()
-    return int(members) + int(pending) + int(keys)
+    return int(members) + int(pending), int(keys)
 
 
 # --- checks ---------------------------------------------------------------------------------

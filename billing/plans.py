@@ -19,6 +19,7 @@ Without STRIPE_API_KEY billing is off: `UNLIMITED` binds every shop.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -76,6 +77,36 @@ class Pricing:
         if not price_id:
             return None
         return next((p for p in self.plans.values() if p.price_id == price_id), None)
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One limit a plan change lowers, or that the shop's use is over on the new plan."""
+
+    limit: str  # a Limits field
+    now: int | bool | None  # the current plan's (None: no limit; own_models: yes/no)
+    allowed: int | bool | None  # the new plan's
+    used: int  # what the shop has or used this month now
+    over: bool  # used is more than the new plan allows (own_models: models it has)
+
+
+def losses(current: Plan, new: Plan, used: Mapping[str, int]) -> list[Loss]:
+    """What the shop would lose going from `current` to `new` (in Limits' order): every
+    limit `new` lowers (own_models taken away included) and every one its use `used` (by
+    limit name) is over on `new` even if not lowered (a limit it outgrew while comped)."""
+    found: list[Loss] = []
+    for name in (f.name for f in fields(Limits)):
+        before, after = getattr(current.limits, name), getattr(new.limits, name)
+        count = used.get(name, 0)
+        if name == "own_models":
+            if before and not after:
+                found.append(Loss(name, before, after, count, over=count > 0))
+            continue
+        lowered = after is not None and (before is None or after < before)
+        over = after is not None and count > after
+        if lowered or over:
+            found.append(Loss(name, before, after, count, over))
+    return found
 
 
 # Billing off: no plan, no limit (a deployment that does not charge its shops).

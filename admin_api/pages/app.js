@@ -783,6 +783,15 @@ function day(value) {
   return Number.isNaN(date.getTime()) ? String(value)
     : date.toLocaleDateString(undefined, { year: "numeric", month: "long", day: "numeric" });
 }
+// How agent seats are counted (GET /billing's usage.agents = agent_people + agent_api_keys).
+const SEATS = "Each person with the agent role (pending invitations included) and each agent "
+  + "API key takes an agent seat; owners are not counted.";
+// What a plan with less takes away (POST /billing/checkout's 409 `losses`), per limit.
+const LOSS_NOUNS = {
+  conversations_per_month: "conversations a month", llm_tokens_per_month: "LLM tokens a month",
+  channels: "channels besides the web widget", knowledge_documents: "knowledge documents",
+  agents: "agent seats",
+};
 
 /** An amount in the currency's smallest unit (Stripe's cents) with its currency. */
 function money(amount, currency) {
@@ -874,20 +883,94 @@ function showUsage(billing) {
   const rows = USAGE.map(([label, used, limit]) => {
     if (used !== "conversations") return usageRow(label, usage[used] ?? 0, limits[limit]);
     const refused = usage.conversations_refused || 0;
+/** "2 people + 1 agent API key": the seats behind usage.agents. */
+function seatsText(usage) {
+  const people = usage.agent_people ?? 0;
+  const keys = usage.agent_api_keys ?? 0;
+  return `${count(people)} ${people === 1 ? "person" : "people"} + ${count(keys)} agent API `
+    + `${keys === 1 ? "key" : "keys"}`;
+}
+
     return usageRow(label, usage.conversations ?? 0, limits[limit],
       el("div", { class: "hint" }, `+ ${count(refused)} refused past the limit`), refused > 0);
   });
   $("billing-usage").tBodies[0].replaceChildren(...rows);
 }
 
-function choosePlan(plan) {
+/** A loss of POST /billing/checkout's 409 in words: "Agent seats: 5 instead of no limit
+ * (the shop has 6 now: more than the plan allows)". */
+function lossText(loss) {
+  if (loss.limit === "own_models") {
+    return "Own models: designers can no longer train the shop's own models"
+      + (loss.used ? ` (the shop has ${count(loss.used)})` : "");
+  }
+  const noun = LOSS_NOUNS[loss.limit] || humanize(loss.limit);
+  const words = `${noun[0].toUpperCase()}${noun.slice(1)}: ${count(loss.allowed)} instead of `
+    + `${limitText(loss.now)}`;
+  return loss.over ? `${words} (the shop has ${count(loss.used)} now: more than the plan allows)`
+    : words;
+}
+
+/** The 409 of a plan with less than the shop has: what it takes away, and a choice. Resolves
+ * true when the owner goes on. */
+function confirmLosses(plan, losses, current) {
+  $("billing-confirm")?.remove();
+  return new Promise((resolve) => {
+    const title = el("h3", { id: "billing-confirm-title" },
+      `The ${plan.name} plan allows less than the shop has now`);
+    const done = (going) => () => {
+      box.remove();
+      resolve(going);
+    };
+    const go = el("button", { type: "button", onclick: done(true) },
+      `Change to ${plan.name} anyway`);
+    const box = el("div", { id: "billing-confirm", class: "notice", role: "group",
+      "aria-labelledby": "billing-confirm-title" }, title,
+    el("p", {}, `Compared with the ${current} plan, the shop would have:`),
+    el("ul", {}, losses.map((loss) => el("li", { class: loss.over ? "error" : undefined },
+      lossText(loss)))),
+    losses.some((loss) => loss.over)
+      ? el("p", {}, "What is over a limit keeps working; nothing more of it can be added "
+        + "(and conversations past the monthly limit are refused).") : null,
+    el("div", { class: "row" }, go, el("button", { type: "button", class: "secondary",
+      onclick: done(false) }, `Keep the ${current} plan`)));
+    $("billing-plans-hint").after(box);
+    go.focus();
+  });
+}
+
+async function checkout(plan, confirmed) {
+  return api("POST", "/billing/checkout", { json: confirmed
+    ? { plan: plan.name, confirm_losses: true } : { plan: plan.name } });
+}
+
+function choosePlan(plan, current) {
   return async (event) => {
     const button = event.currentTarget;
+    if (used === "agents") {
+      return usageRow(label, usage.agents ?? 0, limits[limit], el("div", { class: "hint" },
+        `${seatsText(usage)}, a seat each; owners are not counted`));
+    }
     const status = $("billing-status");
     button.disabled = true;
     say(status, `Opening Stripe for the ${plan.name} plan…`);
     try {
-      const answer = await api("POST", "/billing/checkout", { json: { plan: plan.name } });
+      let answer;
+      try {
+        answer = await checkout(plan, false);
+      } catch (error) {
+        const losses = error instanceof ApiError && error.status === 409 && error.body
+          && error.body.losses;
+        if (!Array.isArray(losses)) throw error;
+        say(status, "");
+        if (!await confirmLosses(plan, losses, current)) {
+          button.disabled = false;
+          button.focus();
+          return;
+        }
+        say(status, `Opening Stripe for the ${plan.name} plan…`);
+        answer = await checkout(plan, true);
+      }
       const url = stripePage(answer && answer.url);
       if (!url) throw new Error("Stripe's answer had no page to open.");
       window.location.assign(url);
@@ -929,7 +1012,7 @@ function showPlans(billing, plans) {
     const choose = plan.price_id && !plan.current
       ? el("button", { type: "button", class: "small", "aria-label": `Choose ${plan.name}${
         plan.price ? `, ${priceText(plan.price)}` : ""}`,
-        onclick: choosePlan(plan) }, "Choose") : null;
+        onclick: choosePlan(plan, billing.plan) }, "Choose") : null;
     return el("tr", { class: plan.current ? "current" : undefined,
       "aria-current": plan.current ? "true" : undefined },
     el("th", { scope: "row" }, plan.name,
@@ -939,10 +1022,11 @@ function showPlans(billing, plans) {
     el("td", {}, limits.own_models ? "yes" : "no"), el("td", {}, choose));
   });
   $("billing-plans").tBodies[0].replaceChildren(...rows);
-  $("billing-plans-hint").textContent = subscribedNow
+  $("billing-plans-hint").textContent = `${subscribedNow
     ? "Choosing another plan opens Stripe to confirm the change; to go back to a free plan, "
       + "cancel under \"Manage billing\"."
-    : "Choose opens Stripe Checkout; the plan applies as soon as Stripe confirms the payment.";
+    : "Choose opens Stripe Checkout; the plan applies as soon as Stripe confirms the payment."
+  } A plan with less than the shop has is said first. Agents: ${SEATS}`;
 }
 
 function showInvoices(billing) {

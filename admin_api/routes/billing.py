@@ -25,6 +25,7 @@ instead), so each is read once per process and kept; one Stripe cannot answer fo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import weakref
 from datetime import datetime
@@ -37,10 +38,10 @@ from sqlalchemy import select
 from admin_api.api import API, Call, Model
 from admin_api.audit import record
 from admin_api.errors import ApiError, BadGateway, Conflict, NotFound, Unprocessable
-from admin_api.plan_limits import agent_count, configured_channels, document_count
+from admin_api.plan_limits import agent_seats, configured_channels, document_count
 from admin_api.principal import OWNERS
 from billing.account import BillingState
-from billing.plans import ACTIVE_STATES, COMPED, PAST_DUE, Limits, Plan
+from billing.plans import ACTIVE_STATES, COMPED, PAST_DUE, Limits, Loss, Plan, losses
 from billing.stripe_api import StripeApi, StripeFailure, StripeUnavailable, ensure_customer
 from billing.usage import monthly_usage
 from connectors.channels import CHANNELS
@@ -79,7 +80,11 @@ class UsageOut(Model):
     llm_tokens: int = Field(description="their input and output tokens")
     channels: int = Field(description="configured channels besides the web widget")
     knowledge_documents: int
-    agents: int = Field(description="agents, pending invitations as agents included")
+    agents: int = Field(description="agent seats: agent_people + agent_api_keys")
+    agent_people: int = Field(description="people with the agent role, pending invitations "
+                                          "as agents included (owners uncounted)")
+    agent_api_keys: int = Field(description="unrevoked agent API keys (a key claims and "
+                                            "answers conversations as a person does)")
     shop_models: int = Field(description="the shop's own trained models")
 
 
@@ -141,6 +146,20 @@ class PlanOut(Model):
 
 class CheckoutIn(Model):
     plan: str = Field(min_length=1, max_length=64, description="a plan of GET /billing/plans")
+    confirm_losses: bool = Field(
+        False, description="the owner saw the 409's `losses` (what the plan allows less of "
+                           "than the shop has now) and goes on")
+
+
+class LossOut(Model):
+    """A limit the chosen plan lowers, or that the shop's use is over on it."""
+
+    limit: str = Field(description="a name of `limits` (own_models: the feature)")
+    now: int | bool | None = Field(description="the current plan's; null: no limit")
+    allowed: int | bool | None = Field(description="the chosen plan's; null: no limit")
+    used: int = Field(description="the shop's use now (`usage`: this month for the monthly "
+                                  "ones; own_models: the shop's models)")
+    over: bool = Field(description="used is more than the chosen plan allows")
 
 
 class UrlOut(Model):
@@ -189,17 +208,22 @@ async def _invoices(call: Call[Any, Any], state: BillingState) -> tuple[list[Inv
     return [InvoiceOut(**invoice.as_dict()) for invoice in found], False
 
 
+async def _usage(call: Call[Any, Any]) -> UsageOut:
+    month = await monthly_usage(call.ctx.sessions, call.shop, utcnow())
+    people, keys = await agent_seats(call)
+    return UsageOut(**month.as_dict(), channels=await _channel_count(call),
+                    knowledge_documents=await document_count(call),
+                    agents=people + keys, agent_people=people, agent_api_keys=keys,
+                    shop_models=0)  # designers' training (issue 15) does not exist yet
+
+
 @API.route("GET", "/billing", roles=OWNERS, response=BillingOut,
            summary="The shop's plan, subscription, usage against its limits, and invoices")
 async def get_billing(call: Call[None, None]) -> BillingOut:
     """Usage counts this calendar month (UTC) for conversations and the LLM; channels,
     documents and agents as they are now. `limits` are the binding plan's."""
     state = await call.ctx.billing.state(call.shop)
-    month = await monthly_usage(call.ctx.sessions, call.shop, utcnow())
-    usage = UsageOut(**month.as_dict(), channels=await _channel_count(call),
-                     knowledge_documents=await document_count(call),
-                     agents=await agent_count(call),
-                     shop_models=0)  # designers' training (issue 15) does not exist yet
+    usage = await _usage(call)
     invoices, unavailable = await _invoices(call, state)
     return BillingOut(enabled=call.ctx.billing.enabled, plan=state.plan.name,
                       subscribed_plan=state.subscribed_plan, status=state.status,
@@ -297,22 +321,65 @@ def _plan(call: Call[CheckoutIn, None]) -> Plan:
     return plan
 
 
+# What each limit counts, as the 409 of a plan with less says it.
+_NOUNS = {"conversations_per_month": "conversations a month",
+          "llm_tokens_per_month": "LLM tokens a month",
+          "channels": "channels besides the web widget",
+          "knowledge_documents": "knowledge documents",
+          "agents": "agent seats (people with the agent role and agent API keys)"}
+_USED = {"conversations_per_month": "conversations", "llm_tokens_per_month": "llm_tokens",
+         "channels": "channels", "knowledge_documents": "knowledge_documents",
+         "agents": "agents", "own_models": "shop_models"}
+
+
+def _loss_words(loss: Loss) -> str:
+    if loss.limit == "own_models":
+        return "no own models (designers cannot train the shop's own models)"
+    now = "no limit" if loss.now is None else f"{loss.now:,}"
+    said = f"{loss.allowed:,} {_NOUNS.get(loss.limit, loss.limit)} (now {now}"
+    return f"{said}; the shop has {loss.used:,}, more than that)" if loss.over else f"{said})"
+
+
+async def _confirmed(call: Call[CheckoutIn, None], current: Plan, plan: Plan) -> list[str]:
+    """409 with `losses` when `plan` allows less than `current` or than the shop uses, until
+    the owner confirms (`confirm_losses`): a plan change that takes something away is said
+    before Stripe is asked. The confirmed losses' names (for the audit log)."""
+    usage = (await _usage(call)).model_dump()
+    found = losses(current, plan, {limit: usage[name] for limit, name in _USED.items()})
+    if found and not call.body.confirm_losses:
+        raise Conflict(
+            f"the {plan.name} plan allows less than the shop has now on the {current.name} "
+            f"plan: {'; '.join(_loss_words(loss) for loss in found)}. Send confirm_losses: "
+            "true to go on", extra={"losses": [LossOut(**dataclasses.asdict(loss)).model_dump()
+                                               for loss in found],
+                                    "confirm": "confirm_losses"})
+    return [loss.limit for loss in found]
+
+
 @API.route("POST", "/billing/checkout", roles=OWNERS, body=CheckoutIn, response=UrlOut,
            summary="Subscribe to a plan (Stripe Checkout) or change plan (customer portal)",
            errors=(409, 502))
 async def start_checkout(call: Call[CheckoutIn, None]) -> UrlOut:
     """Without an active subscription: a Stripe Checkout page for the plan. With one: the
     customer portal's page confirming the change to the plan. The plan applies once Stripe's
-    events arrive (GET /billing shows it). A free plan or an unknown one: 422."""
+    events arrive (GET /billing shows it). A free plan or an unknown one: 422.
+
+    A plan that allows less than the one binding now (a lower limit, no own models), or less
+    than the shop uses (an agent seat, channel, document or this month's conversations over
+    its limit): 409 `{"detail", "losses": [{limit, now, allowed, used, over}], "confirm":
+    "confirm_losses"}` before Stripe is asked; the same body with `confirm_losses: true`
+    goes on. Comped shops too: a smaller paid plan ends the comped one."""
     api = _stripe(call)
     plan = _plan(call)
     state = await call.ctx.billing.state(call.shop)
     mode = "checkout"
+    lost: list[str] = []
     try:
         if state.status in ACTIVE_STATES and state.subscription_id and state.customer_id:
             if state.subscribed_plan == plan.name:
                 raise Conflict(f"the shop is on the {plan.name} plan already; manage it in "
                                "the customer portal (POST /api/v1/billing/portal)")
+            lost = await _confirmed(call, state.plan, plan)
             mode = "plan_change"
             url = await api.portal_session(
                 customer_id=state.customer_id, return_url=_back_to(call),
@@ -324,6 +391,7 @@ async def start_checkout(call: Call[CheckoutIn, None]) -> UrlOut:
             raise Conflict(f"the shop has the {plan.name} plan at no charge already; "
                            "subscribing to it would charge for what it has")
         else:
+            lost = await _confirmed(call, state.plan, plan)
             customer = await ensure_customer(api, call.ctx.sessions, call.shop)
             url = await api.checkout_session(
                 plan=plan, customer_id=customer, tenant_id=call.shop,
@@ -333,7 +401,7 @@ async def start_checkout(call: Call[CheckoutIn, None]) -> UrlOut:
         raise _failed(exc) from None
     await record(call, "billing.checkout", target=plan.name,
                  before={"plan": state.subscribed_plan, "status": state.status},
-                 after={"plan": plan.name, "mode": mode})
+                 after={"plan": plan.name, "mode": mode, "losses_confirmed": lost})
     return UrlOut(url=url)
 
 

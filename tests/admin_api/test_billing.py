@@ -113,6 +113,7 @@ async def test_a_free_shop_sees_its_plan_usage_and_limits(billed: Billed) -> Non
                              "conversations_refused": 0, "llm_answers": 0, "llm_tokens": 0,
                              "channels": 0, "knowledge_documents": 0,
                              "agents": 1,  # the fixture's agent API key: a seat
+                             "agent_people": 0, "agent_api_keys": 1,
                              "shop_models": 0}
     assert billed.stripe.sandbox.calls == []  # nothing to ask Stripe without a customer
 
@@ -210,8 +211,8 @@ async def test_checkout_sends_the_plans_prices_for_the_shop_with_idempotency_key
             AuditRow.tenant_id == shop.id, AuditRow.action == "billing.checkout")
             .order_by(AuditRow.id))).scalars().all()
     assert [(a.target, a.after) for a in audited] == [
-        ("pro", {"plan": "pro", "mode": "checkout"}),
-        ("starter", {"plan": "starter", "mode": "checkout"})]
+        ("pro", {"plan": "pro", "mode": "checkout", "losses_confirmed": []}),
+        ("starter", {"plan": "starter", "mode": "checkout", "losses_confirmed": []})]
 
 
 async def test_checkout_refuses_unknown_and_free_plans(billed: Billed) -> None:
@@ -233,9 +234,103 @@ async def test_a_comped_shop_is_not_sent_to_pay_for_the_plan_it_has(billed: Bill
                                        json={"plan": "pro"})
     assert status == 409 and "at no charge" in answer["detail"], answer
     assert billed.stripe.sandbox.calls == []
+    # A smaller plan ends the comped one: said first, what is lost, then confirmed.
     status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
                                        json={"plan": "starter"})
+    assert status == 409 and answer["confirm"] == "confirm_losses", answer
+    assert [loss["limit"] for loss in answer["losses"]] == [
+        "conversations_per_month", "channels", "knowledge_documents", "llm_tokens_per_month",
+        "own_models", "agents"]
+    assert billed.stripe.sandbox.calls == []
+    status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
+                                       json={"plan": "starter", "confirm_losses": True})
     assert status == 200 and answer["url"], answer
+
+
+async def test_a_plan_with_less_than_the_shop_uses_is_said_before_stripe(
+        billed: Billed) -> None:
+    """Comped on pro with 4 agent seats (3 people, 1 key) and 2 channels: starter lowers
+    every limit and takes the own models; free is under what the shop uses (the 409 says
+    which, with the numbers); an active pro changing to starter is told the same before the
+    portal. Confirmed, Stripe is asked and the audit log keeps what was confirmed."""
+    shop = billed.admin.demo
+    async with billed.admin.sessions() as db:
+        db.add(BillingAccountRow(tenant_id=shop.id, plan="pro", status="comped"))
+        await db.commit()
+    for email in ("a@shop.example", "b@shop.example", "c@shop.example"):
+        status, _ = await billed.call("POST", "/users", shop=shop,
+                                      json={"email": email, "role": "agent"})
+        assert status == 201
+    for name, body in (("twilio", {"credentials": TWILIO}),
+                       ("meta", {"credentials": META})):
+        status, answer = await billed.call("PUT", f"/channels/{name}", shop=shop, json=body)
+        assert status == 200, answer
+    _, page = await billed.call("GET", "/billing", shop=shop)
+    usage = page["usage"]
+    assert (usage["agents"], usage["agent_people"], usage["agent_api_keys"]) == (4, 3, 1)
+
+    status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
+                                       json={"plan": "starter"})
+    assert status == 409, answer
+    by_limit = {loss["limit"]: loss for loss in answer["losses"]}
+    assert by_limit["agents"] == {"limit": "agents", "now": None, "allowed": 5, "used": 4,
+                                  "over": False}
+    assert by_limit["own_models"] == {"limit": "own_models", "now": True, "allowed": False,
+                                      "used": 0, "over": False}
+    assert "the starter plan allows less than the shop has now on the pro plan" in (
+        answer["detail"])
+    assert "5 agent seats (people with the agent role and agent API keys) (now no limit)" in (
+        answer["detail"])
+    assert billed.stripe.sandbox.calls == []
+
+    # Past what the shop uses now, starting from a plan it outgrew (as free after comped).
+    async with billed.admin.sessions() as db:
+        row = (await db.execute(select(BillingAccountRow).where(
+            BillingAccountRow.tenant_id == shop.id))).scalar_one()
+        row.status = "canceled"  # the free plan binds now, with pro's agents and channels
+        await db.commit()
+    status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
+                                       json={"plan": "starter"})
+    assert status == 200, answer  # starter lowers nothing of free's and holds what it has
+    async with billed.admin.sessions() as db:
+        row = (await db.execute(select(BillingAccountRow).where(
+            BillingAccountRow.tenant_id == shop.id))).scalar_one()
+        row.plan, row.status = "pro", "comped"
+        await db.commit()
+    for email in ("d@shop.example", "e@shop.example"):
+        status, _ = await billed.call("POST", "/users", shop=shop,
+                                      json={"email": email, "role": "agent"})
+        assert status == 201
+    status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
+                                       json={"plan": "starter"})
+    assert status == 409
+    assert {loss["limit"]: loss["over"] for loss in answer["losses"]}["agents"] is True
+    assert ("5 agent seats (people with the agent role and agent API keys) (now no limit; "
+            "the shop has 6, more than that)") in answer["detail"]
+
+    # An active subscription: the same before the portal's confirmation page.
+    async with billed.admin.sessions() as db:
+        row = (await db.execute(select(BillingAccountRow).where(
+            BillingAccountRow.tenant_id == shop.id))).scalar_one()
+        row.status = "canceled"
+        await db.commit()
+    await subscribe(billed, shop, "pro")
+    portals = len(billed.stripe.sandbox.portal_sessions)
+    status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
+                                       json={"plan": "starter"})
+    assert status == 409 and answer["losses"], answer
+    assert len(billed.stripe.sandbox.portal_sessions) == portals
+    status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
+                                       json={"plan": "starter", "confirm_losses": True})
+    assert status == 200 and "/stripe/portal/" in answer["url"], answer
+    async with billed.admin.sessions() as db:
+        audited = (await db.execute(select(AuditRow).where(
+            AuditRow.tenant_id == shop.id, AuditRow.action == "billing.checkout")
+            .order_by(AuditRow.id.desc()))).scalars().first()
+    assert audited is not None and audited.after["mode"] == "plan_change"
+    assert audited.after["losses_confirmed"] == [
+        "conversations_per_month", "channels", "knowledge_documents", "llm_tokens_per_month",
+        "own_models", "agents"]
 
 
 async def test_two_first_checkouts_at_once_make_one_customer(billed: Billed) -> None:

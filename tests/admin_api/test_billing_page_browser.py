@@ -12,7 +12,8 @@ sees the plan in words, usage against the limits (80 % and 100 % marked), the pl
 again: the webhook's effect (written here, as the gateway's handler would) shows as the
 starter plan, with its invoice and "Manage billing" opening the portal, whose "Back" returns
 to the tab. A failed payment shows the grace period's end; ?checkout=cancelled says nothing
-changed. A designer never sees the tab.
+changed. Comped on pro, choosing starter lists what it takes away and asks first (keep pro,
+or go on to Checkout); agent seats say how they are counted. A designer never sees the tab.
 
 Marked `integration`: Chromium and a server process of its own.
 """
@@ -108,7 +109,10 @@ async def _set_account(database_url: str, values: dict[str, object]) -> None:
     try:
         async with session_factory(engine)() as session:
             row = (await session.execute(select(BillingAccountRow).where(
-                BillingAccountRow.tenant_id == DEMO_TENANT_ID))).scalar_one()
+                BillingAccountRow.tenant_id == DEMO_TENANT_ID))).scalar_one_or_none()
+            if row is None:  # no checkout yet (this test's module fixture on its own)
+                row = BillingAccountRow(tenant_id=DEMO_TENANT_ID)
+                session.add(row)
             for key, value in values.items():
                 setattr(row, key, value)
             await session.commit()
@@ -246,6 +250,41 @@ def test_an_owner_sees_the_free_plan_and_buys_starter_on_stripe(
     expect(state).to_contain_text("A payment failed. The starter plan stays until "
                                   f"{grace:%B} {grace.day}, {grace.year}")
     expect(state).to_have_class(re.compile("error"))
+
+
+def test_a_smaller_plan_says_what_the_shop_loses_and_asks_first(
+        billed: Billed, page: Page) -> None:
+    """Comped on pro (as `make run`'s demo shop): choosing starter lists what it takes away
+    (agent seats and the rest, own models) and asks; keeping pro stays on the page, going on
+    opens Stripe. Agent seats say how they are counted, with the numbers."""
+    set_account(billed.database_url, plan="pro", status="comped", past_due_since=None,
+                stripe_subscription_id=None)
+    log_in_at(page, f"{billed.base}/app/#billing", OWNER, billed.owner_password)
+    agents = usage_row(page, "Agents")
+    expect(agents).to_contain_text(
+        "1 person + 2 agent API keys, a seat each; owners are not counted")
+    expect(page.locator("#billing-plans-hint")).to_contain_text(
+        "Agents: Each person with the agent role (pending invitations included) and each "
+        "agent API key takes an agent seat; owners are not counted.")
+
+    page.get_by_role("button", name="Choose starter").click()
+    confirm = page.get_by_role("group", name="The starter plan allows less than the shop has now")
+    expect(confirm).to_contain_text("Compared with the pro plan, the shop would have:")
+    expect(confirm.locator("li")).to_have_count(6)
+    expect(confirm).to_contain_text("Agent seats: 5 instead of no limit")
+    expect(confirm).to_contain_text("Channels besides the web widget: 3 instead of no limit")
+    expect(confirm).to_contain_text(
+        "Own models: designers can no longer train the shop's own models")
+    sessions_before = len(billed.stripe.sandbox.checkout_sessions)
+    confirm.get_by_role("button", name="Keep the pro plan").click()
+    expect(confirm).to_have_count(0)
+    expect(page.get_by_role("button", name="Choose starter")).to_be_focused()
+    assert len(billed.stripe.sandbox.checkout_sessions) == sessions_before
+
+    page.get_by_role("button", name="Choose starter").click()
+    confirm.get_by_role("button", name="Change to starter anyway").click()
+    page.wait_for_url(f"{billed.stripe.base_url}/stripe/checkout/cs_test_*")
+    assert len(billed.stripe.sandbox.checkout_sessions) == sessions_before + 1
 
 
 def test_a_designer_does_not_see_billing(billed: Billed, page: Page) -> None:
