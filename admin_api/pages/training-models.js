@@ -202,6 +202,17 @@ function row(model, active) {
   el("td", { class: "num" }, size(model.size_bytes)), actions(model, active));
 }
 
+/** The active version was trained before a deploy changed the base every shop shares: the
+ * shop's bot lacks it until the drafts train again (they may, unchanged: POST /models trains
+ * them on the new base rather than naming that version). */
+function showBaseNewer(active) {
+  const notice = $("base-newer");
+  notice.hidden = !(active && active.predates_base);
+  notice.textContent = notice.hidden ? "" : `The active ${short(active.id)} was trained before `
+    + "the base training data every shop shares last changed, so the shop's bot does not "
+    + "have the current base yet. Training again includes it, even with unchanged drafts.";
+}
+
 /** The versions, newest first, the base model last; follows one under way. */
 export async function loadModels({ page = modelsPage, quiet = false } = {}) {
   modelsPage = page;
@@ -211,6 +222,7 @@ export async function loadModels({ page = modelsPage, quiet = false } = {}) {
       api("GET", "/models", { query: { page, page_size: PAGE } }), api("GET", "/models/base")]);
     shown = [...answer.items, base];
     const active = shown.find((m) => m.active) || null;
+    showBaseNewer(active);
     const rows = shown.map((model) => row(model, active));
     $("models-table").tBodies[0].replaceChildren(...rows);
     tk.pager($("models-pager"), answer, (next) => loadModels({ page: next }));

@@ -88,6 +88,7 @@ from admin_api.training.models import (
     get_version,
     get_version_and_job,
     list_versions,
+    predates_base,
     ready_from,
     set_active,
 )
@@ -248,6 +249,11 @@ class ModelOut(Model):
                     "for base). When testing failed it is {\"error\": \"...\"} and the "
                     "version is ready all the same: the model trained")
     job: JobRef | None = Field(description="the training job; null for base")
+    predates_base: bool = Field(
+        description="trained before the base training data every shop shares (data/, "
+                           "bot/domain, config.yml) last changed: training again, even from "
+                           "unchanged drafts, makes a version that includes the current base; "
+                           "false for base")
 
 
 def _state(version: ModelVersion, job: Job | None) -> tuple[ModelState, str | None]:
@@ -292,7 +298,8 @@ def model_out(version: ModelVersion, job: Job | None, active: Active) -> ModelOu
                for name, content in sorted(version.files.items())],
         active=is_active, activated_at=active.activated_at if is_active else None,
         evaluation=evaluation_out(version.evaluation),
-        job=JobRef(id=version.job_id) if version.job_id else None)
+        job=JobRef(id=version.job_id) if version.job_id else None,
+        predates_base=predates_base(version))
 
 
 def base_out(active: Active) -> ModelOut:
@@ -302,7 +309,7 @@ def base_out(active: Active) -> ModelOut:
                     error=None, created_by=None, created_at=None, finished_at=None,
                     training_seconds=None, size_bytes=None, fingerprint=None, files=[],
                     active=is_active, activated_at=active.activated_at if is_active else None,
-                    evaluation=None, job=None)
+                    evaluation=None, job=None, predates_base=False)
 
 
 async def _answer(call: Call[Any, Any], model_id: str) -> ModelOut:

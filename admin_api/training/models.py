@@ -164,6 +164,13 @@ def snapshot_hash(files: Mapping[str, str]) -> str:
                           .encode("utf-8")).hexdigest()
 
 
+def predates_base(version: ModelVersion) -> bool:
+    """Trained on another base than the one this process reads (a deploy changed data/,
+    bot/domain or config.yml since): its snapshot hash no longer matches its own drafts on
+    the current base, so training the same drafts again makes a model that includes it."""
+    return version.snapshot_sha256 != snapshot_hash(version.files)
+
+
 async def create_version(sessions: async_sessionmaker, tenant_id: str,
                          files: Mapping[str, str], actor: str | None) -> ModelVersion:
     """A new version in `training`, unless the shop has one training already

@@ -263,10 +263,19 @@ async def test_the_same_drafts_train_again_on_a_base_a_deploy_changed(
     await drafts(admin)
     first = await train(admin)
     assert (await ended(admin, first["id"]))[0]["state"] == "ready"
+    assert (await activate(admin, first["id"]))[0] == 200
+    assert (await model(admin, first["id"]))["predates_base"] is False
     monkeypatch.setattr(training_models, "base_digest", lambda: "another deploy's base")
+    # The active version says it predates the base (the Training tab says so), in the list
+    # too; the base model itself never does.
+    assert (await model(admin, first["id"]))["predates_base"] is True
+    _, listing = await admin.call("GET", "/models", role="designer")
+    assert [(m["id"], m["predates_base"]) for m in listing["items"]] == [(first["id"], True)]
+    assert (await model(admin, "base"))["predates_base"] is False
     second = await train(admin)
     assert second["id"] != first["id"]
     assert (await ended(admin, second["id"]))[0]["state"] == "ready"
+    assert (await model(admin, second["id"]))["predates_base"] is False
     assert len(workshop.requests_to("/train", "POST")) == 2
 
 

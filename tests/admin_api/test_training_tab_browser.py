@@ -21,13 +21,16 @@ import asyncio
 import re
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect
+from sqlalchemy import select, update
 
 from admin_api import people
+from admin_api.training.models import ModelVersionRow, ShopModelRow
 from core.conversations import MessageRow
 from core.db import create_engine, session_factory
 from core.settings import async_database_url
@@ -59,6 +62,7 @@ class Served:
     base: str
     password: str
     workshop: TrainingWorkshop
+    database_url: str
 
 
 async def prepare(database_url: str, password: str) -> None:
@@ -97,7 +101,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                           # Sanic's own SANIC_ settings: the training workers ask the
                           # workshop every 0.1 s instead of every second.
                           SANIC_TRAINING_POLL="0.1") as base:
-        yield Served(base, password, workshop)
+        yield Served(base, password, workshop, database_url)
 
 
 @pytest.fixture(scope="module")
@@ -319,12 +323,44 @@ def accept_a_gap(page: Page) -> None:
         re.compile("^The drafts changed since this check: validate again"))
 
 
+async def trained_on_an_older_base(database_url: str) -> None:
+    """The shop's active version as a deploy leaves it when it changes the base (data/,
+    bot/domain, config.yml): its snapshot's hash was made over the base before."""
+    engine = create_engine(async_database_url(database_url))
+    try:
+        async with session_factory(engine)() as session:
+            active = await session.scalar(select(ShopModelRow.version_id).where(
+                ShopModelRow.tenant_id == DEMO_TENANT_ID))
+            await session.execute(update(ModelVersionRow).where(
+                ModelVersionRow.id == active).values(snapshot_sha256="0" * 64))
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+def a_deploy_changed_the_base(page: Page, served: Served) -> None:
+    notice = page.locator("#base-newer")
+    expect(notice).to_be_hidden()  # the active version is on the current base
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API runs a loop in this thread
+        pool.submit(asyncio.run, trained_on_an_older_base(served.database_url)).result()
+    page.reload()
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("was trained before the base training data every shop "
+                                   "shares last changed")
+    expect(notice).to_contain_text("Training again includes it, even with unchanged drafts.")
+    answer_next_dialog(page)
+    page.get_by_role("button", name="Back to the base model: the base model").click()
+    expect(page.locator("#models-status")).to_have_text("The shop's bot uses the base model now.")
+    expect(notice).to_be_hidden()
+
+
 def test_a_designer_edits_validates_trains_compares_activates_and_accepts_a_gap(
         served: Served, page: Page) -> None:
     log_in(page, served.base, DESIGNER, served.password)
     write_a_broken_draft_and_fix_it(page)
     train_compare_activate_roll_back_delete_cancel(page, served)
     accept_a_gap(page)
+    a_deploy_changed_the_base(page, served)
 
 
 def test_an_agent_has_no_training_tab(served: Served, page: Page) -> None:
