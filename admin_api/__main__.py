@@ -91,7 +91,9 @@ class Cli:
 
     async def invite(self, tenant_id: str, shop: str, email: str, role: str) -> list[str]:
         try:
-            issued = await people.invite(self.sessions, tenant_id, email, role, ACTOR)
+            issued = await people.invite(
+                self.sessions, tenant_id, email, role, ACTOR,
+                emailed=self.settings is not None and bool(self.settings.smtp_url))
         except people.AlreadyMember as exc:
             raise SystemExit(str(exc)) from None
         await self.audit(tenant_id, "user.invite", people.normal_email(email), {"role": role})

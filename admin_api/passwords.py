@@ -297,6 +297,8 @@ async def reset(sessions: async_sessionmaker, token: str, password: str) -> peop
             await session.rollback()
             raise ResetGone("this account is disabled: ask the shop's owner")
         user.password_hash = hashed
+        # The link came by mail: the address is the person's (admin_api/people.py, invitations).
+        user.email_verified_at = user.email_verified_at or now
         ended = (await session.execute(select(func.count()).select_from(AdminSessionRow)
                                        .where(AdminSessionRow.user_id == user_id))).scalar_one()
         await session.execute(delete(AdminSessionRow).where(AdminSessionRow.user_id == user_id))

@@ -11,6 +11,23 @@ Invitation links and session cookies carry 256-bit random tokens; the tables kee
 SHA-256 (a fast hash is right for random tokens, as for API keys): a copy of the database
 opens no session and accepts no invitation. An invitation is good once, for 7 days.
 
+Accounts are global (one person, many shops), and without SMTP_URL an invitation's link goes
+to the inviting owner to pass on, so whoever opens it makes the account of the invited email:
+an owner could make an account in someone else's name, which that person would meet (or its
+maker would keep using) when another shop invites them. So an account records whether its
+email was proven (`email_verified_at`): by accepting an invitation whose link went only to
+that inbox (`emailed`), by a mailed reset link (admin_api/passwords.py), or by the operator's
+set-password. An invitation for an email whose account was never proven is accepted only
+through a mailed link (which proves it: with the account's password, or choosing the first
+one of an account that has none); through a handed-over link it makes and joins nothing
+(`UnprovenAccount`, 403) until the person proves the address with a reset mail. An account an
+owner made through a handed-over link works in that shop as before.
+
+What the invitation page is told (`pending_invitation`) is what the person holding the link
+needs: whether the email has an account, only when the link was mailed (the holder is the
+invitee). A handed-over link may be in the inviting owner's hands, and "this email has an
+account" is not theirs to learn by opening it: the page asks the person instead.
+
 Sessions end after 12 idle hours or 7 days in any case. The CSRF token of a session is an HMAC
 of its token (`csrf_token`), so no column holds it and it cannot be computed without the
 cookie and the server's key.
@@ -89,6 +106,11 @@ class InvitationGone(PeopleError):
 
 class AccountExists(PeopleError):
     """The invited email has an account with a password: accepting needs that password."""
+
+
+class UnprovenAccount(PeopleError):
+    """The invited email has an account whose address was never proven, and this link was
+    not mailed: joining waits for the proof (a reset mail)."""
 
 
 class AlreadyMember(PeopleError):
@@ -173,6 +195,7 @@ class Invitation:
     created_at: datetime
     expires_at: datetime
     accepted_at: datetime | None
+    emailed: bool = False  # the link went only to the invited inbox
 
     @property
     def public_id(self) -> str:
@@ -183,7 +206,8 @@ class Invitation:
     def of(cls, row: InviteRow) -> Invitation:
         return cls(id=row.id, tenant_id=row.tenant_id, email=row.email, role=row.role,
                    invited_by=row.invited_by, created_at=row.created_at,
-                   expires_at=row.expires_at, accepted_at=row.accepted_at)
+                   expires_at=row.expires_at, accepted_at=row.accepted_at,
+                   emailed=bool(row.emailed))
 
 
 @dataclass(frozen=True)
@@ -303,7 +327,8 @@ async def set_password(sessions: async_sessionmaker, email: str, password: str,
                        *, create: bool = False) -> User:
     """Set a user's password (the CLI; the demo bootstrap). `create` makes the user when the
     email has none; UnknownUser otherwise. The user's sessions end: a new password logs
-    every browser out."""
+    every browser out. The operator who sets it vouches for the address: the account counts
+    as proven (module doc)."""
     hashed = await hash_password(password)
     async with sessions() as session:
         row = await _user_by_email(session, email)
@@ -314,8 +339,11 @@ async def set_password(sessions: async_sessionmaker, email: str, password: str,
             session.add(row)
         elif row.password_hash is not None and await password_matches(row.password_hash,
                                                                        password):
+            row.email_verified_at = row.email_verified_at or utcnow()
+            await session.commit()
             return User.of(row)  # the same password: keep the hash and the sessions
         row.password_hash = hashed
+        row.email_verified_at = row.email_verified_at or utcnow()
         await session.flush()
         await session.execute(delete(AdminSessionRow).where(AdminSessionRow.user_id == row.id))
         await session.commit()
@@ -471,9 +499,11 @@ async def remove_member(sessions: async_sessionmaker, tenant_id: str, user_id: s
 
 
 async def invite(sessions: async_sessionmaker, tenant_id: str, email: str, role: str,
-                 invited_by: str | None) -> IssuedInvitation:
+                 invited_by: str | None, *, emailed: bool = False) -> IssuedInvitation:
     """A one-time invitation to the shop with this role. Inviting an email again replaces its
-    pending invitation (the old link stops working); a member already: AlreadyMember."""
+    pending invitation (the old link stops working); a member already: AlreadyMember.
+    `emailed`: the link will go only to the invited inbox (the caller withdraws the
+    invitation if the mail fails)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     email = normal_email(email)
@@ -489,7 +519,8 @@ async def invite(sessions: async_sessionmaker, tenant_id: str, email: str, role:
             InviteRow.tenant_id == tenant_id, InviteRow.email == email,
             InviteRow.accepted_at.is_(None)))
         row = InviteRow(tenant_id=tenant_id, email=email, role=role, token_hash=token_hash(token),
-                        invited_by=invited_by, created_at=now, expires_at=now + INVITE_TTL)
+                        invited_by=invited_by, created_at=now, expires_at=now + INVITE_TTL,
+                        emailed=emailed)
         session.add(row)
         await session.commit()
         return IssuedInvitation(Invitation.of(row), token)
@@ -542,11 +573,14 @@ async def cancel_invitation(sessions: async_sessionmaker, tenant_id: str,
 
 
 async def pending_invitation(sessions: async_sessionmaker,
-                             token: str) -> tuple[Invitation, bool]:
+                             token: str) -> tuple[Invitation, bool | None]:
     """The invitation a link names, still usable, and whether its email has an account (then
-    accepting takes that account's password, `accept`): what the invitation page shows."""
+    accepting takes that account's password, `accept`): what the invitation page shows. None
+    for a link that was not mailed: its holder may be the inviting owner (module doc)."""
     async with sessions() as session:
         row = await _usable(session, token)
+        if not row.emailed:
+            return Invitation.of(row), None
         existing = await _user_by_email(session, row.email)
         return Invitation.of(row), existing is not None and existing.password_hash is not None
 
@@ -568,11 +602,18 @@ async def accept(sessions: async_sessionmaker, token: str, password: str,
     """Accept an invitation: the email's user gets the role in the shop (and is created, with
     this password, when new). An email that has an account already must give its password:
     the link only proves the holder can read the mail, and whoever invited may see the link
-    (no SMTP), so it must not reset anyone's password."""
+    (no SMTP), so it must not reset anyone's password. An account whose email was never
+    proven joins only through a mailed link (UnprovenAccount otherwise), which proves it."""
     async with sessions() as session:
         row = await _usable(session, token)
         existing = await _user_by_email(session, row.email)
         invitation = Invitation.of(row)
+    if existing is not None and existing.email_verified_at is None and not invitation.emailed:
+        raise UnprovenAccount(
+            f"{invitation.email} has a Switchboard account whose address was never confirmed "
+            "by mail, so it cannot join another shop through a link passed on by hand. Ask for "
+            "a password reset link on the login page (it goes to that address), choose the "
+            "password with it, then open this invitation again.")
     hashed = None
     if existing is not None and existing.password_hash is not None:
         # The account's password, asked here as at a login and limited as logins are: the
@@ -582,7 +623,8 @@ async def accept(sessions: async_sessionmaker, token: str, password: str,
         if not await password_matches(existing.password_hash, password):
             await _failed(sessions, invitation.email, address)
             raise AccountExists(f"{invitation.email} has an account already: enter its password "
-                                "to join this shop")
+                                "to join this shop (forgot it? ask for a reset link on the "
+                                "login page)")
     else:
         hashed = await hash_password(password)
     now = utcnow()
@@ -598,6 +640,8 @@ async def accept(sessions: async_sessionmaker, token: str, password: str,
             session.add(user)
         if hashed is not None:
             user.password_hash = hashed
+        if invitation.emailed:  # the link reached this inbox only: the address is proven
+            user.email_verified_at = user.email_verified_at or now
         if name and name.strip():
             user.name = clean(name).strip()[:200]
         await session.flush()

@@ -26,6 +26,10 @@ class UserRow(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When someone showed they read the email's inbox (a mailed invitation or reset link, or
+    # the operator's set-password); None: never, the account may be someone else's doing
+    # (admin_api/people.py, invitations).
+    email_verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class MembershipRow(Base):
@@ -55,6 +59,9 @@ class InviteRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The link went only to the invited inbox (SMTP_URL set), not to whoever invited: holding
+    # it proves the person reads that mail.
+    emailed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class AdminSessionRow(Base):

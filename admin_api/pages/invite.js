@@ -2,6 +2,11 @@
 // sets the invited person's name and password (or, for an email with an account already,
 // takes that account's password: the API does not let a link reset it).
 //
+// Whether the email has an account is said by the API only for a link that was mailed to the
+// invitee (has_account true or false). A link the inviting owner passed on may still be in the
+// owner's hands, so there it is null and the page asks the person: new to Switchboard, or
+// already has an account.
+//
 // The token is read once and removed from the address bar (history.replaceState), so it does
 // not stay in the browser's history or show on a shared screen; the page sends no Referer
 // (Referrer-Policy: no-referrer) either.
@@ -18,6 +23,40 @@ const ROLES = {
   agent: "an agent (the inbox: answering visitors)",
 };
 
+const NEW_HINT = "Choose your name and a password to join the shop. This link works once.";
+
+// Ask for what a new account needs (name, password twice) or for the account's own password.
+function askFor(existing, email) {
+  $("invite-new-account").hidden = existing;
+  $("invite-confirm-field").hidden = existing;
+  $("invite-password-label").textContent =
+    existing ? "Your Switchboard password" : "Password (at least 10 characters)";
+  $("invite-password").autocomplete = existing ? "current-password" : "new-password";
+  $("invite-hint").textContent = existing
+    ? `Enter the password of your Switchboard account ${email} to add this shop.`
+    : NEW_HINT;
+}
+
+// The person says whether they have an account: two radio buttons above the form's fields.
+function offerChoice(email, onChange) {
+  const choice = document.createElement("fieldset");
+  choice.id = "invite-choice";
+  const legend = document.createElement("legend");
+  legend.textContent = `Do you have a Switchboard account for ${email}?`;
+  choice.append(legend);
+  for (const [value, words] of [["new", "No, I am new to Switchboard"],
+    ["existing", "Yes, I have an account"]]) {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    Object.assign(input, { type: "radio", name: "invite-account", value });
+    input.checked = value === "new";
+    input.addEventListener("change", () => onChange(value === "existing"));
+    label.append(input, ` ${words}`);
+    choice.append(label);
+  }
+  $("invite-form").prepend(choice);
+}
+
 async function lookUp(status) {
   let offer;
   try {
@@ -31,12 +70,15 @@ async function lookUp(status) {
   }
   $("invite-offer").textContent =
     `${offer.shop} invites ${offer.email} to join as ${ROLES[offer.role] || offer.role}.`;
-  if (offer.has_account) {
+  offer.existing = offer.has_account === true;
+  if (offer.has_account === null) {
+    offerChoice(offer.email, (existing) => {
+      offer.existing = existing;
+      askFor(existing, offer.email);
+    });
+  } else if (offer.existing) {
     // The account's own password; name and a new password are not asked for.
-    $("invite-new-account").hidden = true;
-    $("invite-confirm-field").hidden = true;
-    $("invite-password-label").textContent = "Your Switchboard password";
-    $("invite-password").autocomplete = "current-password";
+    askFor(true, offer.email);
     $("invite-hint").textContent =
       `${offer.email} has a Switchboard account already: enter its password to add this shop.`;
   }
@@ -57,11 +99,11 @@ async function start() {
     event.preventDefault();
     const name = $("invite-name").value.trim();
     const password = $("invite-password").value;
-    if (!name && !offer.has_account) {
+    if (!name && !offer.existing) {
       say(status, "Enter your name.", "error");
       return;
     }
-    if (!offer.has_account && password !== $("invite-confirm").value) {
+    if (!offer.existing && password !== $("invite-confirm").value) {
       say(status, "The two passwords differ.", "error");
       return;
     }
@@ -69,7 +111,7 @@ async function start() {
     button.disabled = true;
     try {
       // Accepting logs the new member in (the cookie); the owner page needs its CSRF token.
-      const json = offer.has_account ? { token, password } : { token, password, name };
+      const json = offer.existing ? { token, password } : { token, password, name };
       const session = await api("POST", "/invitations/accept", { json });
       if (session && session.csrf_token) setCsrf(session.csrf_token);
       $("invite-form").hidden = true;

@@ -89,8 +89,10 @@ class InvitationOut(Model):
     email: str = Field(description="whom the invitation is for")
     role: str = Field(description="the role it gives: owner | designer | agent")
     expires_at: datetime
-    has_account: bool = Field(description="the email has an account already: accepting takes "
-                                          "its password (and sets no new one)")
+    has_account: bool | None = Field(
+        description="the email has an account already: accepting takes its password (and sets "
+                    "no new one). Said only for a link that was mailed to the invitee; null for "
+                    "a link the inviting owner passed on (ask the person instead)")
 
 
 class SwitchIn(Model):
@@ -216,7 +218,9 @@ async def look_up_invitation(call: Call[InvitationIn, None]) -> InvitationOut:
 async def accept_invitation(call: Call[AcceptIn, None]) -> HTTPResponse:
     """Sets your password (a new account) and your role in the inviting shop, and logs you in
     there. A used or expired link is 410; an unknown one 404; an email with an account
-    already must give that account's password (403 otherwise; limited as logins are: 429)."""
+    already must give that account's password (403 otherwise; limited as logins are: 429).
+    An account whose email was never confirmed by mail joins only through a mailed link (403
+    for one passed on by hand, until a reset mail confirms it)."""
     try:
         user, invitation = await people.accept(call.ctx.sessions, call.body.token,
                                                call.body.password, call.body.name,
@@ -225,7 +229,7 @@ async def accept_invitation(call: Call[AcceptIn, None]) -> HTTPResponse:
         raise Gone(str(exc)) from None
     except people.InvalidInvitation as exc:
         raise NotFound(str(exc)) from None
-    except people.AccountExists as exc:
+    except (people.AccountExists, people.UnprovenAccount) as exc:
         raise Forbidden(str(exc)) from None
     except people.LoginThrottled as exc:
         raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None

@@ -77,7 +77,8 @@ async def send_invitation(call: Call[Any, Any], tenant_id: str, email: str,
     """Create the invitation and mail it (or hand back its link). When the mail server fails
     the invitation is withdrawn and the answer is 503, so no link exists that nobody got."""
     issued = await people.invite(call.ctx.sessions, tenant_id, email, role,
-                                 call.principal.actor)
+                                 call.principal.actor,
+                                 emailed=bool(call.ctx.settings.smtp_url))
     base = f"{call.request.scheme}://{call.request.host}"
     try:
         link = await deliver_invitation(

@@ -327,6 +327,12 @@ def test_the_invitation_page_sets_a_password_and_the_new_person_logs_in(
     assert "token" not in guest.url  # taken out of the address bar and the history
     expect(guest.locator("#invite-offer")).to_contain_text(
         f"invites {email} to join as a conversation designer")
+    # The owner passed this link on: the page does not say whether the email has an account
+    # (the API does not tell the link's holder); the person says so.
+    guest.get_by_label("Yes, I have an account").check()
+    expect(guest.get_by_label("Your Switchboard password")).to_be_visible()
+    expect(guest.get_by_label("Your name")).to_be_hidden()
+    guest.get_by_label("No, I am new to Switchboard").check()
     password = secrets.token_urlsafe(12)
     guest.get_by_label("Your name").fill("Dana Designer")
     guest.get_by_label("Password (at least 10 characters)").fill(password)

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from admin_api import people
+from admin_api import passwords, people
 from admin_api.tables import AuditRow, InviteRow
 from core.db import utcnow
 from tests.admin_api.accounts import PASSWORD, Browser, person
@@ -145,7 +145,8 @@ async def test_an_existing_account_joins_with_its_own_password(admin: Admin) -> 
     token = invited["link"].rpartition("=")[2]
     browser = Browser(admin)
     status, offer, _ = await browser.call("POST", "/invitations/lookup", json={"token": token})
-    assert status == 200 and offer["has_account"] is True and offer["role"] == "agent"
+    # The owner holds this link (no SMTP): whether the email has an account is not said.
+    assert status == 200 and offer["has_account"] is None and offer["role"] == "agent"
     status, body, _ = await browser.call(
         "POST", "/invitations/accept", json={"token": token, "password": "a new password!"})
     assert status == 403 and "has an account" in body["detail"]
@@ -276,3 +277,93 @@ async def test_an_operator_creates_a_shop_and_its_owner_joins(admin: Admin) -> N
     # Shop people and their keys never reach the operator's route.
     assert (await boss.call("POST", "/operator/shops", json={**shop, "slug": "b2"}))[0] == 403
     assert (await admin.call("POST", "/operator/shops", json={**shop, "slug": "b3"}))[0] == 403
+
+
+async def test_an_account_made_through_a_passed_on_link_is_not_reused_by_another_shop(
+        admin: Admin, mailbox: Mailbox) -> None:
+    """Without SMTP the owner of the other shop holds the link for xena@example.com and makes
+    her account with a password of their own. When the demo shop invites Xena, that account
+    (its address never proven) joins nothing through a link passed on by hand, whoever
+    knows its password; a mailed link or a reset mail to Xena proves the address."""
+    _, invited = await admin.call("POST", "/users", json={"email": "xena@example.com",
+                                                          "role": "agent"}, shop=admin.other)
+    made = invited["link"].rpartition("=")[2]
+    status, _, _ = await Browser(admin).call(
+        "POST", "/invitations/accept", json={"token": made, "password": "the maker's pass"})
+    assert status == 200  # it works in the shop that made it, as before
+
+    _, invited = await admin.call("POST", "/users", json={"email": "xena@example.com",
+                                                          "role": "designer"})
+    token = invited["link"].rpartition("=")[2]
+    for password in ("the maker's pass", "xena's own password"):
+        status, body, _ = await Browser(admin).call(
+            "POST", "/invitations/accept", json={"token": token, "password": password})
+        assert status == 403 and "never confirmed" in body["detail"], body
+    _, page = await admin.call("GET", "/users")
+    assert [(m["email"], m["status"]) for m in page["items"]] == [
+        ("xena@example.com", "invited")]  # nobody joined the demo shop
+
+    # A mailed invitation reaches Xena only: with a password she chooses by a reset mail
+    # (the maker's sessions end), she joins, and the address counts as hers from then on.
+    with_smtp(admin, mailbox.port, public_url="https://admin.example.com")
+    status, invited = await admin.call("POST", "/users", json={"email": "xena@example.com",
+                                                               "role": "designer"})
+    assert status == 201 and invited["emailed"] is True
+    [mail] = mailbox.to("xena@example.com")
+    mailed = LINK.search(mail.get_content()).group(2)  # type: ignore[union-attr]  # a link
+    status, offer, _ = await Browser(admin).call("POST", "/invitations/lookup",
+                                                 json={"token": mailed})
+    assert status == 200 and offer["has_account"] is True  # told to the invitee herself
+    status, body, _ = await Browser(admin).call(
+        "POST", "/invitations/accept", json={"token": mailed, "password": "xena's own password"})
+    assert status == 403 and "reset link" in body["detail"]
+    await Browser(admin).call("POST", "/password/forgot", json={"email": "xena@example.com"})
+    await passwords.Outbox.of(admin.app.ctx).settle()
+    reset = re.search(r"reset\?token=([\w-]+)", mailbox.to("xena@example.com")[-1]
+                      .get_content()).group(1)  # type: ignore[union-attr]  # mailed
+    status, _, _ = await Browser(admin).call(
+        "POST", "/password/reset", json={"token": reset, "password": "xena's own password"})
+    assert status == 200
+    status, joined, _ = await Browser(admin).call(
+        "POST", "/invitations/accept", json={"token": mailed, "password": "xena's own password"})
+    assert status == 200 and joined["shop"]["id"] == admin.demo.id
+
+
+async def test_a_proven_account_joins_through_a_passed_on_link_with_its_password(
+        admin: Admin, mailbox: Mailbox) -> None:
+    """Proof by a mailed invitation: the account made with it joins the next shop through a
+    link passed on by hand, with its password, as before."""
+    with_smtp(admin, mailbox.port, public_url="https://admin.example.com")
+    await admin.call("POST", "/users", json={"email": "yuri@example.com", "role": "agent"},
+                     shop=admin.other)
+    mail = mailbox.to("yuri@example.com")[0].get_content()
+    token = LINK.search(mail).group(2)  # type: ignore[union-attr]  # mailed
+    status, _, _ = await Browser(admin).call(
+        "POST", "/invitations/accept", json={"token": token, "password": "yuri's password"})
+    assert status == 200
+    admin.app.ctx.settings = admin.settings  # no SMTP from here: the owner gets the link
+    _, invited = await admin.call("POST", "/users", json={"email": "yuri@example.com",
+                                                          "role": "designer"})
+    token = invited["link"].rpartition("=")[2]
+    status, offer, _ = await Browser(admin).call("POST", "/invitations/lookup",
+                                                 json={"token": token})
+    assert status == 200 and offer["has_account"] is None  # the owner holds this link
+    status, joined, _ = await Browser(admin).call(
+        "POST", "/invitations/accept", json={"token": token, "password": "yuri's password"})
+    assert status == 200 and {s["role"] for s in joined["shops"]} == {"agent", "designer"}
+
+
+async def test_a_passed_on_link_does_not_tell_whether_the_email_has_an_account(
+        admin: Admin) -> None:
+    """The owner holding a link (no SMTP) learned from the lookup whether the invited email
+    had an account anywhere, before anyone used the link. The answer is the same now."""
+    await person(admin, "has@example.com", "owner", shop=admin.other)
+    offers = []
+    for email in ("has@example.com", "hasnot@example.com"):
+        _, invited = await admin.call("POST", "/users", json={"email": email, "role": "agent"})
+        status, offer, _ = await Browser(admin).call(
+            "POST", "/invitations/lookup",
+            json={"token": invited["link"].rpartition("=")[2]})
+        assert status == 200
+        offers.append({k: v for k, v in offer.items() if k not in ("email", "expires_at")})
+    assert offers[0] == offers[1] and offers[0]["has_account"] is None
