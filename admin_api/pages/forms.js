@@ -51,7 +51,9 @@ export function clearErrors(fields, status) {
   if (status) say(status, "");
 }
 
-function showOn(f, message) {
+/** Marks one field (from `field`, or any {input, error}) with `message`, after what it
+ * says already; nothing moves the focus (for a check as the owner types). */
+export function showOn(f, message) {
   f.error.textContent = f.error.textContent ? `${f.error.textContent} ${message}` : message;
   f.error.hidden = false;
   f.input.setAttribute("aria-invalid", "true");

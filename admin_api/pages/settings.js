@@ -8,17 +8,21 @@
 // empty field that needs a value, opening hours that end before they start) it says without a
 // request; the API's 422 is translated from its `loc` and `type`, with the bounds the document
 // gives the field (or, for what the page has no words for, the API's own message after the
-// field's label).
+// field's label). What is wrong is shown together: a save the page refuses itself still
+// shows the API's last refusals of values not changed since, and a marked setting is checked
+// again as it is edited, its mark gone once it is fixed.
 
 import { api, ApiError, el, humanize, say } from "./api.js";
-import { clearErrors, showFieldErrors } from "./forms.js";
+import { clearErrors, showFieldErrors, showOn } from "./forms.js";
 import { DAY_NAMES, hoursEditor } from "./opening-hours.js";
 
 const $ = (id) => document.getElementById(id);
 const SUMMARY = "Not saved: see the marked fields.";
 
 let openapi = null;
-const shown = { values: {}, fields: [], hours: null, writable: {} };
+// `refused`: the API's last 422 per setting, {value sent (JSON), words}: shown again with
+// the page's own checks until that setting is changed.
+const shown = { values: {}, fields: [], hours: null, writable: {}, refused: {} };
 
 async function apiDocument() {
   if (!openapi) {
@@ -268,7 +272,10 @@ async function loadSettings(failed) {
       }
     }
     box.replaceChildren(...nodes);
+    box.oninput = recheck; // a property, not a listener: each load of the tab sets it again
+    box.onchange = recheck;
     shown.values = current;
+    shown.refused = {};
     shown.writable = writable || {};
     shown.nodes = nodes.filter((n) => !writable || n.name in writable);
     shown.fields = nodes.flatMap((n) => n.fields || [n.field]);
@@ -303,6 +310,56 @@ function clearAll(status) {
   }
 }
 
+/** The setting's value as a save would send it (JSON), or null when the page refuses it. */
+function sentForm(node) {
+  const read = node.read();
+  return read.problem || read.problems ? null : JSON.stringify(read.value ?? null);
+}
+
+/** What is wrong with one setting now: the page's own check, else the API's last refusal of
+ * the value it still has. As [{loc, msg}] (the API's already in the page's words). */
+function problemsOf(node) {
+  const read = node.read();
+  if (read.problem) return [{ loc: [node.name], msg: read.problem }];
+  if (read.problems) return read.problems;
+  const refused = shown.refused[node.name];
+  return refused && refused.value === sentForm(node) ? refused.words : [];
+}
+
+/** The API's 422 (in the page's words) kept per setting, with the value it refused. */
+function rememberRefused(words, changes) {
+  shown.refused = {};
+  for (const word of words) {
+    if (typeof word !== "object" || !(word.loc[0] in changes)) continue;
+    const name = word.loc[0];
+    const kept = shown.refused[name] || { value: JSON.stringify(changes[name] ?? null),
+      words: [] };
+    kept.words.push(word);
+    shown.refused[name] = kept;
+  }
+}
+
+/** As the owner edits a setting that is marked: its marks again, gone once it is fixed (the
+ * page's check passes and the value the API refused was changed); the status line with them. */
+function recheck(event) {
+  const node = (shown.nodes || []).find((n) => n.contains(event.target));
+  if (!node) return;
+  const fields = node.fields || [node.field];
+  if (fields.every((f) => f.error.hidden)) return; // nothing shown here: no nagging as one types
+  for (const f of fields) {
+    f.error.hidden = true;
+    f.error.textContent = "";
+    if (f.input) f.input.removeAttribute("aria-invalid");
+  }
+  for (const problem of problemsOf(node)) {
+    const path = problem.loc.join(".");
+    const target = fields.find((f) => f.spec.path === path)
+      || fields.find((f) => path.startsWith(`${f.spec.path}.`)) || fields[0];
+    showOn(target, problem.msg);
+  }
+  if (shown.fields.every((f) => f.error.hidden)) say($("settings-status"), "");
+}
+
 /** The fields that changed, or the problems the page finds itself (as a 422's detail). */
 function changed() {
   const changes = {};
@@ -324,7 +381,12 @@ async function save(event, failed) {
   clearAll(status);
   const { changes, problems } = changed();
   if (problems.length) {
-    showFieldErrors(shown.fields, status, problems, "", SUMMARY);
+    // With the API's refusals of values not changed since: everything wrong at once.
+    const refused = (shown.nodes || []).flatMap((node) => {
+      const kept = shown.refused[node.name];
+      return kept && kept.value === sentForm(node) ? kept.words : [];
+    });
+    showFieldErrors(shown.fields, status, [...problems, ...refused], "", SUMMARY);
     return;
   }
   if (!Object.keys(changes).length) {
@@ -336,9 +398,12 @@ async function save(event, failed) {
     const saved = await api("PATCH", "/settings", { json: changes });
     say(status, `Saved: ${Object.keys(changes).map(humanize).join(", ")}.`, "ok");
     shown.values = saved && typeof saved === "object" ? saved : { ...shown.values, ...changes };
+    shown.refused = {};
   } catch (error) {
     if (error instanceof ApiError && error.status === 422 && error.body && error.body.detail) {
-      showFieldErrors(shown.fields, status, inPageWords(error.body.detail), "", SUMMARY);
+      const words = inPageWords(error.body.detail);
+      rememberRefused(words, changes);
+      showFieldErrors(shown.fields, status, words, "", SUMMARY);
     } else {
       failed(status, error);
     }

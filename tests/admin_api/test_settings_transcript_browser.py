@@ -4,8 +4,9 @@ against a real admin process (tests/admin_api/test_pages_browser.py's `admin_pro
 Settings: what is wrong goes under its field in the page's words ("Return window days must be
 0 or more", refused by the API; "needs a value" and opening hours that end before they start,
 told by the page itself), never pydantic's "return_window_days: Input should be ..." in the
-status line. Opening hours are a time zone and a form per weekday (closed, or spans from-to)
-saved in the API's shape, shown again after a reload, and cleared (not set: always staffed).
+status line; the API's and the page's errors together, each gone once its field is fixed.
+Opening hours are a time zone and a form per weekday (closed, or spans from-to) saved in the
+API's shape, shown again after a reload, and cleared (not set: always staffed).
 
 Transcript: each message says who wrote it (Visitor, Bot, "Ann Agent (agent)"), and the
 handoff, the agents' internal note and the visitor's rating stand where they happened.
@@ -133,6 +134,48 @@ def test_settings_errors_stand_under_their_fields_in_the_pages_words(
     expect(status).to_have_text("Saved: Support email.")
     expect(page.locator(".field-error:visible")).to_have_count(0)
     assert stored_settings(page, served.base)["support_email"] == "help@demo.example"
+
+
+def test_the_apis_and_the_pages_errors_show_together_and_go_when_fixed(
+        served: Served, page: Page) -> None:
+    """A save the page refuses itself (a value missing) still shows what the API refused of
+    values not changed since; a marked field loses its mark as it is fixed, before saving.
+    (The page's own check used to hide the API's errors until the next save.)"""
+    log_in(page, served.base, OWNER, served.owner_password)
+    status = page.locator("#settings-status")
+    email, days = page.get_by_label("Support email"), page.get_by_label("Return window days")
+    temperature = page.get_by_label("LLM temperature")
+    expect(days).to_be_editable()
+    email.fill("not an address")
+    days.fill("-5")
+    page.get_by_role("button", name="Save settings").click()
+    errors = page.locator(".field-error:visible")
+    expect(errors).to_have_text(["Support email is not an email address",
+                                 "Return window days must be 0 or more"])
+
+    temperature.fill("")  # the page's own check, no request: shown with the API's two
+    page.get_by_role("button", name="Save settings").click()
+    expect(errors).to_have_text(["Support email is not an email address",
+                                 "Return window days must be 0 or more",
+                                 "LLM temperature needs a value"])
+    expect(status).to_have_text("Not saved: see the marked fields.")
+
+    temperature.fill("0.3")  # fixed: its mark goes as it is typed
+    expect(errors).to_have_text(["Support email is not an email address",
+                                 "Return window days must be 0 or more"])
+    expect(temperature).not_to_have_attribute("aria-invalid", "true")
+    days.fill("")  # still wrong, now by the page's words
+    expect(errors).to_have_text(["Support email is not an email address",
+                                 "Return window days needs a value"])
+    days.fill("14")
+    email.fill("help@demo.example")
+    expect(errors).to_have_count(0)
+    expect(status).to_have_text("")
+    page.get_by_role("button", name="Save settings").click()
+    expect(status).to_contain_text("Saved:")
+    stored = stored_settings(page, served.base)
+    assert (stored["support_email"], stored["return_window_days"], stored["llm_temperature"]) == (
+        "help@demo.example", 14, 0.3)
 
 
 def test_opening_hours_are_a_form_per_weekday_saved_in_the_apis_shape(
