@@ -23,7 +23,7 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import cards, escalation
+from actions import escalation
 from actions.runtime import runtime
 from actions.tenancy import NoTenant, tenant_of
 from core import logs
@@ -42,7 +42,6 @@ class ActionAnswerFromKnowledge(Action):
         if escalation.says_yes_to_the_offer(tracker):
             # "yes please, my parcel never came" to the person just offered: that person.
             return [FollowupAction(escalation.HANDOFF_ACTION)]
-        cards.warn_once(tracker, dispatcher)
         if not question or question.startswith("/"):  # a button payload, not a question
             return not_answered(dispatcher, tracker, None, "utter_knowledge_not_found")
         try:

@@ -10,7 +10,7 @@ from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import cards, escalation
+from actions import escalation
 from actions.knowledge import ActionAnswerFromKnowledge
 from core import logs
 from core.asking import asks_something
@@ -35,7 +35,6 @@ class ActionGreet(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        cards.warn_once(tracker, dispatcher)
         dispatcher.utter_message(response="utter_greet")
         return []
 
@@ -50,7 +49,6 @@ class ActionCancelFlow(Action):
         # A goodbye in the middle of a flow ends it as a goodbye ends any conversation
         # (data/rules): the visitor is leaving, not asking what else the bot can do.
         leaving = (tracker.latest_message.get("intent") or {}).get("name") == "goodbye"
-        cards.warn_once(tracker, dispatcher)
         dispatcher.utter_message(response="utter_goodbye" if leaving else "utter_cancelled")
         unproven = [] if tracker.get_slot("verified_order") else [SlotSet("email", None)]
         return [SlotSet(slot, None) for slot in FLOW_SLOTS] + unproven
@@ -90,7 +88,6 @@ class ActionFallback(Action):
     ) -> list[EventType]:
         intent = (tracker.latest_message.get("intent") or {}).get("name")
         log.info("fallback", extra={"intent": intent, "sender": logs.visitor(tracker.sender_id)})
-        cards.warn_once(tracker, dispatcher)
         counted = escalation.misunderstood(tracker, dispatcher, "utter_cannot_answer_yet")
         # As Rasa's own fallback does: forget the turn, so the next prediction is to listen.
         # Without it the policies see the same state again and predict this action until

@@ -166,7 +166,6 @@ class VerifiedOrderForm(FormValidationAction, abc.ABC):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        cards.warn_once(tracker, dispatcher)
         if self.asked(tracker) is not None and switches_flow(Turn.of(tracker.latest_message),
                                                              self.form_name()):
             # "Actually forget the return, where is my order #1001?": neither the number in

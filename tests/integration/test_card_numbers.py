@@ -73,3 +73,33 @@ def test_a_card_alone_starts_no_order_lookup(stack: Stack, visitor: Visitor) -> 
     state = tracker(stack, visitor)
     assert state["active_loop"].get("name") is None
     assert "1111" not in filled(stack, visitor)
+
+
+# Turns a rule's template answers, a form that answers nothing of them, or an action without
+# a warning of its own: a card in any of them is warned about once, before the turn's own
+# reply (actions/cards.py ActionWarnAboutCards, run by Rasa inside action_extract_slots on
+# every turn). None: whatever NLU makes of the masked digits ("thanks, my card ..." may read
+# as an answer), some reply besides the warning.
+ANY_TURN = [
+    ([], f"thanks so much! {CARD}", None),
+    ([], f"ok bye, paid with {CARD}", None),
+    ([], f"are you a bot? my card is {CARD}", "virtual assistant"),
+    (["where is my order?", "1001"], f"hello again {CARD}", None),
+    (["I want to return my denim jacket", "1002"], f"thanks, bye. card was {CARD}", None),
+    ([], f"I want to talk to a person, my card is {CARD}", "from our team"),
+]
+
+
+@pytest.mark.parametrize(("before", "message", "answer"), ANY_TURN)
+def test_every_turn_with_a_card_is_warned_once_whatever_answers_it(
+        stack: Stack, visitor: Visitor, before: list[str], message: str,
+        answer: str | None) -> None:
+    for earlier in before:
+        assert WARNING not in visitor.say(earlier)
+    reply = visitor.say(message)
+    assert reply.count(WARNING) == 1, reply
+    others = [r.get("text", "") for r in visitor.replies if WARNING not in r.get("text", "")]
+    assert others, reply  # the turn's own answer too
+    if answer is not None:
+        assert reply.index(WARNING) < reply.index(answer), reply
+    assert "1111" not in filled(stack, visitor)
