@@ -772,6 +772,15 @@ const USAGE = [
 const PLAN_LIMITS = ["conversations_per_month", "llm_tokens_per_month", "channels",
   "knowledge_documents", "agents"];
 const SUBSCRIBED = new Set(["active", "trialing"]);
+// How agent seats are counted (GET /billing's usage.agents = agent_people + agent_api_keys).
+const SEATS = "Each person with the agent role (pending invitations included) and each agent "
+  + "API key takes an agent seat; owners are not counted.";
+// What a plan with less takes away (POST /billing/checkout's 409 `losses`), per limit.
+const LOSS_NOUNS = {
+  conversations_per_month: "conversations a month", llm_tokens_per_month: "LLM tokens a month",
+  channels: "channels besides the web widget", knowledge_documents: "knowledge documents",
+  agents: "agent seats",
+};
 
 const count = (value) => (typeof value === "number" ? value.toLocaleString() : String(value ?? ""));
 const limitText = (limit) => (limit === null || limit === undefined ? "no limit" : count(limit));
@@ -783,15 +792,6 @@ function day(value) {
   return Number.isNaN(date.getTime()) ? String(value)
     : date.toLocaleDateString(undefined, { year: "numeric", month: "long", day: "numeric" });
 }
-// How agent seats are counted (GET /billing's usage.agents = agent_people + agent_api_keys).
-const SEATS = "Each person with the agent role (pending invitations included) and each agent "
-  + "API key takes an agent seat; owners are not counted.";
-// What a plan with less takes away (POST /billing/checkout's 409 `losses`), per limit.
-const LOSS_NOUNS = {
-  conversations_per_month: "conversations a month", llm_tokens_per_month: "LLM tokens a month",
-  channels: "channels besides the web widget", knowledge_documents: "knowledge documents",
-  agents: "agent seats",
-};
 
 /** An amount in the currency's smallest unit (Stripe's cents) with its currency. */
 function money(amount, currency) {
@@ -872,6 +872,14 @@ function usageRow(label, used, limit, extra = null, reachedAnyway = false) {
     el("td", { class: "num" }, limitText(limit)), el("td", { class: "share" }, share));
 }
 
+/** "2 people + 1 agent API key": the seats behind usage.agents. */
+function seatsText(usage) {
+  const people = usage.agent_people ?? 0;
+  const keys = usage.agent_api_keys ?? 0;
+  return `${count(people)} ${people === 1 ? "person" : "people"} + ${count(keys)} agent API `
+    + `${keys === 1 ? "key" : "keys"}`;
+}
+
 function showUsage(billing) {
   const usage = billing.usage || {};
   const limits = billing.limits || {};
@@ -881,16 +889,12 @@ function showUsage(billing) {
   $("billing-usage-caption").textContent = `Usage against the ${billing.plan} plan's limits `
     + `(conversations and LLM tokens in ${month}, UTC; the rest as it is now).`;
   const rows = USAGE.map(([label, used, limit]) => {
+    if (used === "agents") {
+      return usageRow(label, usage.agents ?? 0, limits[limit], el("div", { class: "hint" },
+        `${seatsText(usage)}, a seat each; owners are not counted`));
+    }
     if (used !== "conversations") return usageRow(label, usage[used] ?? 0, limits[limit]);
     const refused = usage.conversations_refused || 0;
-/** "2 people + 1 agent API key": the seats behind usage.agents. */
-function seatsText(usage) {
-  const people = usage.agent_people ?? 0;
-  const keys = usage.agent_api_keys ?? 0;
-  return `${count(people)} ${people === 1 ? "person" : "people"} + ${count(keys)} agent API `
-    + `${keys === 1 ? "key" : "keys"}`;
-}
-
     return usageRow(label, usage.conversations ?? 0, limits[limit],
       el("div", { class: "hint" }, `+ ${count(refused)} refused past the limit`), refused > 0);
   });
@@ -947,10 +951,6 @@ async function checkout(plan, confirmed) {
 function choosePlan(plan, current) {
   return async (event) => {
     const button = event.currentTarget;
-    if (used === "agents") {
-      return usageRow(label, usage.agents ?? 0, limits[limit], el("div", { class: "hint" },
-        `${seatsText(usage)}, a seat each; owners are not counted`));
-    }
     const status = $("billing-status");
     button.disabled = true;
     say(status, `Opening Stripe for the ${plan.name} plan…`);
