@@ -47,7 +47,7 @@ ASSETS = ("app.css", "api.js", "session.js", "app.js", "forms.js", "settings.js"
           "opening-hours.js", "timeline.js", "transcript.js", "channels.js",
           "developers.js", "audit.js", "privacy.js", "training.js", "training-editor.js",
           "training-models.js", "training-gaps.js", "invite.js", "reset.js", "inbox.css",
-          "inbox.js", "inbox-transcript.js", "docs.js")  # under /app/
+          "inbox.js", "inbox-transcript.js", "unsaved.js", "docs.js")  # under /app/
 PAGES = {"/app/": "index.html", "/app/inbox": "inbox.html", "/invite": "invite.html",
          "/reset": "reset.html", "/docs": "docs.html"}
 SWAGGER_UI = ("swagger-ui.css", "swagger-ui-bundle.js")  # under /docs/, from the package

@@ -22,6 +22,7 @@ import { privacyFor, wirePrivacy } from "./privacy.js";
 import { wireSettings } from "./settings.js";
 import { firstMoment, transcriptItems } from "./transcript.js";
 import { wireTraining } from "./training.js";
+import { guardLeaving, mayLogOut, trackUnsaved } from "./unsaved.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 25;
@@ -34,6 +35,7 @@ const state = { session: null, loaded: new Set(), checkout: null, transcript: nu
 async function start() {
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
+  guardLeaving(() => state.session !== null);
   for (const tab of document.querySelectorAll('[role="tab"]')) {
     tab.addEventListener("click", () => showTab(tab.id.replace("tab-", "")));
     tab.addEventListener("keydown", tabKeys);
@@ -81,6 +83,7 @@ function login(event) {
 }
 
 async function logout() {
+  if (!mayLogOut()) return; // unsaved edits (a draft, a text, settings) stay as they are
   await logOut();
   showLogin();
 }
@@ -217,6 +220,11 @@ function responseCard(item) {
       ? el("p", { class: "hint" }, `Placeholders: ${item.placeholders.map((p) => `{${p}}`).join(" ")}`)
       : null,
     editors);
+  // What a save would store, to tell unsaved edits (unsaved.js) from what is stored.
+  const typed = () => JSON.stringify([...editors.querySelectorAll("textarea")]
+    .map((area) => area.value).filter((text) => text.trim()));
+  card.stored = typed();
+  card.unsaved = () => typed() !== card.stored;
   const save = el("button", { type: "button", class: "small" }, "Save");
   const add = el("button", { type: "button", class: "secondary small" }, "Add a variant");
   const reset = el("button", { type: "button", class: "danger small", hidden: !custom },
@@ -235,6 +243,7 @@ function responseCard(item) {
     save.disabled = true;
     try {
       await api("PUT", `/responses/${encodeURIComponent(item.name)}`, { json: { variants: body } });
+      card.stored = JSON.stringify(body.map((variant) => variant.text));
       say(status, "Saved: the next conversation says it.", "ok");
       reset.hidden = false;
       card.querySelector(".badge").textContent = "this shop's text";
@@ -306,6 +315,8 @@ function filterTexts(page = 1) {
 
 function wireTexts() {
   LOADERS.texts = () => loadTexts();
+  trackUnsaved(() => [...$("texts-list").children].filter((card) => card.unsaved && card.unsaved())
+    .map((card) => `the text ${card.dataset.name}`));
   $("texts-filter").addEventListener("input", () => filterTexts(1));
 }
 

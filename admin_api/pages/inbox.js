@@ -17,6 +17,7 @@ import { api, ApiError, el, say, setCsrf } from "./api.js";
 import { logIn, logOut } from "./session.js";
 import { transcriptNodes } from "./inbox-transcript.js";
 import { authorName, words } from "./timeline.js";
+import { guardLeaving, mayLogOut, trackUnsaved } from "./unsaved.js";
 
 const $ = (id) => document.getElementById(id);
 const TITLE = "Inbox · Switchboard";
@@ -60,6 +61,9 @@ const state = {
 async function start() {
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
+  guardLeaving(() => state.session !== null);
+  trackUnsaved(() => [[$("reply-text"), "a reply not sent"], [$("note-text"), "a note not added"]]
+    .filter(([box]) => box.value.trim()).map(([, what]) => what));
   $("mute").addEventListener("click", toggleMute);
   $("help-open").addEventListener("click", showHelp);
   $("claim").addEventListener("click", claim);
@@ -102,6 +106,7 @@ function login(event) {
 }
 
 async function logout() {
+  if (!mayLogOut()) return; // a reply or note being written stays
   disconnect();
   await logOut();
   state.unread.clear();

@@ -15,6 +15,7 @@
 import { api, ApiError, el, humanize, say } from "./api.js";
 import { clearErrors, showFieldErrors, showOn } from "./forms.js";
 import { DAY_NAMES, hoursEditor } from "./opening-hours.js";
+import { trackUnsaved } from "./unsaved.js";
 
 const $ = (id) => document.getElementById(id);
 const SUMMARY = "Not saved: see the marked fields.";
@@ -413,5 +414,10 @@ async function save(event, failed) {
 /** `kit`: app.js's shared pieces (failed, loaders). */
 export function wireSettings(kit) {
   kit.loaders.settings = () => loadSettings(kit.failed);
+  trackUnsaved(() => {
+    const { changes, problems } = changed();
+    const fields = [...Object.keys(changes), ...problems.map((p) => p.loc[0])];
+    return fields.length ? [`settings (${[...new Set(fields)].map(humanize).join(", ")})`] : [];
+  });
   $("settings-form").addEventListener("submit", (event) => save(event, kit.failed));
 }

@@ -18,6 +18,7 @@ import { clearErrors, field, showFieldErrors } from "./forms.js";
 import { DraftEditor } from "./training-editor.js";
 import { loadGaps, wireGaps } from "./training-gaps.js";
 import { loadModels, wireModels } from "./training-models.js";
+import { trackUnsaved } from "./unsaved.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -369,9 +370,6 @@ export function wireTraining(tabKit) {
   new MutationObserver(() => {
     if (state.loaded && visible()) Promise.all([loadModels(), loadGaps({ again: true })]);
   }).observe($("panel-training"), { attributes: true, attributeFilter: ["hidden"] });
-  window.addEventListener("beforeunload", (event) => {
-    if (!state.open || !editor.dirty) return;
-    event.preventDefault(); // the browser asks whether to leave
-    event.returnValue = ""; // (the older way of asking it)
-  });
+  trackUnsaved(() => (state.open && editor.dirty
+    ? [`the training draft ${fileOf(state.open.kind, state.open.name)}`] : []));
 }

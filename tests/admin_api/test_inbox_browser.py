@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Browser, Dialog, Page, Route, expect
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -499,3 +499,39 @@ def test_the_inbox_fits_a_phone(browser: Browser, inbox: Inbox) -> None:
         for part in ("#thread-actions", "#composer", "#queue"):
             box = phone.locator(part).bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (part, box)
+
+
+def test_logging_out_or_leaving_with_a_note_being_written_asks_first(
+        inbox: Inbox, page: Page) -> None:
+    sender = inbox.visitor_writes("sms", "+15550006666", "can someone call me?")
+    inbox.escalate(sender, "sms", "can someone call me?")
+    page.reload()
+    option(page, "…6666").click()
+    note = page.get_by_label("Internal note")
+    note.fill("Called back, no answer: try again at 3")
+
+    asked: list[str] = []
+
+    def keep(dialog: Dialog) -> None:  # the question asked, answered "stay"
+        asked.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.once("dialog", keep)
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("#app")).to_be_visible()  # kept: still logged in, the note kept
+    expect(note).to_have_value("Called back, no answer: try again at 3")
+    assert len(asked) == 1 and asked[0].startswith("confirm: "), asked
+    assert "a note not added" in asked[0], asked
+
+    # Closing the tab (or reloading) asks too: the browser's own question.
+    page.once("dialog", keep)
+    page.close(run_before_unload=True)
+    for _ in range(50):
+        if len(asked) == 2:
+            break
+        page.wait_for_timeout(100)
+    assert asked[1:] == ["beforeunload: "] and not page.is_closed(), asked
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_label("Email", exact=True)).to_be_visible()

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from core.conversations import HandoffRow, MessageRow
 from core.db import create_engine, session_factory
@@ -262,3 +262,49 @@ def test_the_transcript_says_who_wrote_each_message_with_notes_and_the_rating(
     expect(page.locator("#transcript-turns .turn.from-bot .who").first).to_have_text("Bot")
     expect(page.locator("#transcript-turns .event.rating")).to_contain_text("rated the help 5")
 
+
+
+def test_logging_out_with_unsaved_settings_or_texts_asks_first(
+        served: Served, page: Page) -> None:
+    log_in(page, served.base, OWNER, served.owner_password)
+    days = page.get_by_label("Return window days")
+    expect(days).to_be_editable()
+    asked: list[str] = []
+
+    def answer(accept: bool) -> None:
+        def answered(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            if accept:
+                dialog.accept()
+            else:
+                dialog.dismiss()
+        page.once("dialog", answered)
+
+    # Nothing edited: logging out asks nothing.
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    assert asked == []
+
+    log_in(page, served.base, OWNER, served.owner_password)
+    expect(days).to_be_editable()
+    days.fill(str(int(days.input_value() or "0") + 7))
+    page.get_by_role("tab", name="Texts").click()
+    text = page.locator("#texts-list article:visible textarea").first
+    expect(text).to_be_editable()
+    name = text.locator("xpath=ancestor::article").get_attribute("data-name")
+    text.fill("Hello! A text being reworded.")
+    answer(accept=False)
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("#app")).to_be_visible()  # stayed, with both edits
+    expect(text).to_have_value("Hello! A text being reworded.")
+    assert len(asked) == 1 and "settings (Return window days)" in asked[0], asked
+    assert f"the text {name}" in asked[0], asked
+    # Leaving the page asks too (the browser's own question).
+    left = page.evaluate("""() => { const event = new Event('beforeunload', {cancelable: true});
+        window.dispatchEvent(event); return event.defaultPrevented; }""")
+    assert left is True
+
+    answer(accept=True)
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    assert len(asked) == 2

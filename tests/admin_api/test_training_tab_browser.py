@@ -10,7 +10,9 @@ wrongly, validates, clicks the error (the draft opens with the caret on that lin
 the version finish, reads its evaluation, activates it, trains and activates a second one,
 rolls back to the first, deletes the second, cancels a third mid-training (whose progress is
 polled only while the tab is shown), and accepts a gap (visitors' gift-wrap questions) into a
-draft that then shows the examples. An agent sees no Training tab, not even from a link.
+draft that then shows the examples; logging out with that draft edited asks first; once the
+active version predates the base (a deploy changed it) the tab says so. An agent sees no
+Training tab, not even from a link.
 
 Marked `integration`: it needs Chromium (`make test` installs Debian's) and a server process.
 """
@@ -338,6 +340,18 @@ async def trained_on_an_older_base(database_url: str) -> None:
         await engine.dispose()
 
 
+def logging_out_with_an_unsaved_draft_asks_first(page: Page) -> None:
+    editor = page.get_by_label("Rasa YAML")
+    stored = editor.input_value()
+    editor.fill(stored + "      - gift wrap, please\n")
+    asked = answer_next_dialog(page, accept=False)
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("#app")).to_be_visible()  # stayed, the edit kept
+    expect(editor).to_have_value(re.compile("gift wrap, please"))
+    assert asked and "the training draft nlu/gaps.yml" in asked[0], asked
+    editor.fill(stored)  # as stored: nothing to ask about any more
+
+
 def a_deploy_changed_the_base(page: Page, served: Served) -> None:
     notice = page.locator("#base-newer")
     expect(notice).to_be_hidden()  # the active version is on the current base
@@ -360,6 +374,7 @@ def test_a_designer_edits_validates_trains_compares_activates_and_accepts_a_gap(
     write_a_broken_draft_and_fix_it(page)
     train_compare_activate_roll_back_delete_cancel(page, served)
     accept_a_gap(page)
+    logging_out_with_an_unsaved_draft_asks_first(page)
     a_deploy_changed_the_base(page, served)
 
 
