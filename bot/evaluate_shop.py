@@ -40,7 +40,7 @@ from typing import Any
 
 from bot.project import conversation_tests, domain_path, lay_out, training_paths
 from bot.rasa_checks import parse_files
-from bot.scoring import compare_tests, metrics, routing, split
+from bot.scoring import compare_tests, metrics, routing, split, unscored
 from bot.train_shop import emit, keep_stdout_for_the_protocol
 from core.settings import ROOT
 
@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 # In the held-out cache's file names: a change of method invalidates them. 2: test stories'
 # texts are no longer part of the data set (bot/project.py holds them out of training).
-METHOD = 2
+# 3: the result names the intents too small to score (`unscored`).
+METHOD = 3
 # Never change an intent (see the module doc).
 NOT_FOR_INTENTS = frozenset({"CRFEntityExtractor", "bot.entities.CRFEntityExtractor",
                              "RegexEntityExtractor", "EntitySynonymMapper"})
@@ -93,7 +94,8 @@ async def held_out(files: Mapping[str, str], fingerprint: str, cache: Path, work
         domain_path=str(domain_path(project)), training_data_paths=training_paths(project, ROOT))
     data = importer.get_nlu_data()
     examples = [m for m in data.intent_examples if m.get(TEXT) and m.get(INTENT)]
-    train_pairs, held = split([(m.get(TEXT), m.get(INTENT)) for m in examples])
+    pairs = [(m.get(TEXT), m.get(INTENT)) for m in examples]
+    train_pairs, held = split(pairs)
     train_texts = {text for text, _ in train_pairs}
     kept = [m for m in examples if m.get(TEXT) in train_texts]
     subset = TrainingData(training_examples=kept, entity_synonyms=data.entity_synonyms,
@@ -113,6 +115,7 @@ async def held_out(files: Mapping[str, str], fingerprint: str, cache: Path, work
     agent = Agent.load(model)
     predicted = await _parse_intents(agent, [text for text, _ in held])
     result = metrics(zip([intent for _, intent in held], predicted, strict=True))
+    result["unscored"] = unscored(pairs)
     log.warning("held-out %s: trained in %.1f s, scored in %.1f s", label, trained,
                 time.perf_counter() - started - trained)
     cache.mkdir(parents=True, exist_ok=True)

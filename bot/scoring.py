@@ -51,6 +51,13 @@ def split(examples: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]],
     return train, held
 
 
+def unscored(examples: Sequence[tuple[str, str]]) -> dict[str, int]:
+    """Intents with fewer than MIN_EXAMPLES examples and how many they have: `split` trains on
+    them whole, so no score says whether they work (a designer's new intent often starts so)."""
+    counts = Counter(intent for _, intent in examples)
+    return {intent: n for intent, n in sorted(counts.items()) if n < MIN_EXAMPLES}
+
+
 def metrics(pairs: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
     """Per-intent precision, recall, F1 and support of (true, predicted) intents, with the
     accuracy and the macro F1 over the true intents. A prediction of nlu_fallback (or none)

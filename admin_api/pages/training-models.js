@@ -18,6 +18,7 @@ const NO_VERSIONS = "No versions yet: the shop's bot uses the base model.";
 // right moves its F1 by 0.2 or more (a new intent of 14 examples holds out 2, and showed F1
 // 0.00 while it answered every phrasing live: walkthrough).
 const FEW = 5;
+const MIN_EXAMPLES = 5; // bot/scoring.py: an intent with fewer is trained on whole, not scored
 const FEW_HELD_OUT = 50; // in all: below it, accuracy and macro F1 swing with each example
 
 let tk = null;
@@ -324,6 +325,13 @@ function heldOut(evaluation, against) {
       + "macro F1, so a low score there can pull it down while the intent works. Try such an "
       + "intent in a conversation before judging the version.");
   }
+  // Intents too small to hold one out: no row above, so say why rather than leave them out.
+  const small = Object.entries(candidate.unscored || {})
+    .map(([intent, n]) => `${intent} (${n} example${n === 1 ? "" : "s"})`);
+  const unscored = small.length ? el("p", { class: "hint", id: "unscored-intents" },
+    `Not scored: ${small.join(", ")}. An intent needs ${MIN_EXAMPLES} examples or more before `
+      + "one is held out to score it; these are all trained on, so try them in a conversation "
+      + "or add examples.") : null;
   return [el("h4", {}, "Intents on held-out examples"),
     el("p", { class: "hint" }, `Accuracy ${percent(candidate.accuracy)} (${against}: `
       + `${percent(before.accuracy)}), macro F1 ${score(candidate.macro_f1)} (${against}: `
@@ -331,7 +339,7 @@ function heldOut(evaluation, against) {
     caveats.length ? el("p", { class: "small-sample" }, caveats.join(" ")) : null,
     table("Precision, recall and F1 per intent", [["Intent"], ["Precision", 1], ["Recall", 1],
       ["F1", 1], [`F1 of ${against}`, 1], ["Examples", 1]], rows,
-    `No intent has enough examples to be scored (${FEW} or more).`)];
+    `No intent has enough examples to be scored (${MIN_EXAMPLES} or more).`), unscored];
 }
 
 function storyTests(tests, against) {

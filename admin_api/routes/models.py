@@ -144,6 +144,9 @@ class HeldOutScores(_Stored):
     accuracy: float = Field(ge=0, le=1)
     macro_f1: float = Field(ge=0, le=1)
     examples: int = Field(description="held-out examples scored")
+    unscored: dict[str, int] = Field(
+        default_factory=dict, description="intents with fewer than 5 examples, by their count: "
+                                          "all trained on, none held out, so not scored")
 
 
 class HeldOut(_Stored):

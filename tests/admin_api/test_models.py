@@ -147,6 +147,7 @@ async def test_train_activate_train_again_roll_back_and_return_to_base(
     assert evaluation["heldout"]["candidate"]["intents"]["ask_size"] == {
         "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
     assert evaluation["heldout"]["against"]["intents"] == {}
+    assert evaluation["heldout"]["candidate"]["unscored"] == {"ask_gift_wrap": 2}
     assert evaluation["tests"]["changed"] == [{"story": "returns", "file":
                                                "data/tests/test_returns.yml",
                                                "before": "failed", "after": "passed"}]

@@ -223,6 +223,9 @@ def train_compare_activate_roll_back_delete_cancel(page: Page, served: Served) -
     expect(details.locator(".small-sample")).to_contain_text(
         "Only 2 examples were held out")
     expect(details.locator(".small-sample")).to_contain_text("One intent has fewer than 5")
+    # An intent too small to hold one out is named, not silently missing from the table.
+    expect(details.locator("#unscored-intents")).to_contain_text(
+        "Not scored: ask_gift_wrap (2 examples). An intent needs 5 examples or more")
     expect(details.get_by_role("row", name=re.compile("^returns"))).to_contain_text(
         "failed → passed")
     expect(details).to_contain_text("31 of 31 pass (the base model: 30 of 31)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.scoring import compare_tests, metrics, routing, split
+from bot.scoring import compare_tests, metrics, routing, split, unscored
 
 
 def test_the_split_is_deterministic_stratified_and_about_a_fifth() -> None:
@@ -23,6 +23,16 @@ def test_the_split_is_deterministic_stratified_and_about_a_fifth() -> None:
     more = examples + [("a shop's own example", "big")]
     assert {e for e in split(more)[1] if e[1] == "big"} - {("a shop's own example", "big")} \
         == {e for e in held if e[1] == "big"}
+
+
+def test_intents_too_small_to_score_are_named_with_their_counts() -> None:
+    examples = [(f"example {i} of {intent}", intent)
+                for intent, n in (("big", 40), ("new_intent", 2), ("almost", 4), ("five", 5))
+                for i in range(n)]
+    assert unscored(examples) == {"almost": 4, "new_intent": 2}
+    # exactly the intents the split holds nothing out of
+    held = {intent for _, intent in split(examples)[1]}
+    assert held == {"big", "five"} and not held & set(unscored(examples))
 
 
 def test_metrics_per_intent_with_the_fallback_counted_wrong() -> None:
