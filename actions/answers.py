@@ -19,6 +19,7 @@ from typing import Any
 
 from actions.cards import without_cards
 from actions.commerce.base import LineItem
+from core.asking import defers
 
 # Intents that, when the message does not fit the question, lead somewhere else: each has a
 # rule for the forms (data/rules/order_status.yml, data/rules/return.yml), so the form rejects
@@ -210,7 +211,8 @@ def opens_with_yes(text: str) -> bool:
 
 def reason_in(turn: Turn) -> str | None:
     """A return reason is anything typed in answer, unless it plainly means something else:
-    a cancellation, a request for a person or an order, a question, a bare greeting or thanks.
+    a cancellation, a request for a person or an order, a question, a bare greeting or thanks,
+    a goodbye or thanks that puts it off for later.
 
     Reasons are short and often end in a question mark ("too small?"), so a question mark
     alone makes a question only when NLU also took the message for one."""
@@ -226,8 +228,10 @@ def reason_in(turn: Turn) -> str | None:
     if cancels(text) and turn.intent in {"stop", "deny", "goodbye"} | KNOWLEDGE_INTENTS:
         return None
     if turn.intent in SMALLTALK_INTENTS and (
-            question_like(text) or not set(turn.words) - _PLEASANTRIES):
-        return None  # "thanks!", "hi there", "are you a bot?"; not "doesnt fit thx"
+            question_like(text) or defers(text) or not set(turn.words) - _PLEASANTRIES):
+        # "thanks!", "hi there", "are you a bot?", "ok thanks I'll check later" (leaving for
+        # now: the goodbye's rule ends the form); not "doesnt fit thx"
+        return None
     if turn.intent in {"ask_question", "out_of_scope"} and question_like(text):
         return None
     if opens_like_question(text):

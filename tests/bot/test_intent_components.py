@@ -143,6 +143,7 @@ guarded = guard.process([
     classified("can you stop this now?", ("stop", 0.9), ("ask_question", 0.1)),
     classified("bye, have a nice day", ("goodbye", 0.8), ("ask_question", 0.2)),
     classified("thanks, can't wait to get it", ("thank", 0.8), ("ask_question", 0.2)),
+    classified("thanks, will look later", ("goodbye", 0.9), ("ask_question", 0.1)),
 ])
 out["guarded"] = [m.get("intent")["name"] for m in guarded]
 print(json.dumps(out))
@@ -198,4 +199,5 @@ def test_a_greeting_with_a_question_is_a_question(result: dict[str, Any]) -> Non
         "stop",  # asking to stop is a stop
         "goodbye",  # a wish, not a question
         "thank",  # "can't" opens no question
+        "goodbye",  # "will look later" puts it off: no question (it fell back before)
     ]

@@ -37,6 +37,25 @@ def test_a_goodbye_ends_the_form_with_a_goodbye(stack: Stack, visitor: Visitor,
     assert "order number" in visitor.say("where is my order?")
 
 
+@pytest.mark.parametrize(("flow", "later"), [
+    (["where is my order?", "1001"], "ok thanks I'll check later"),
+    (["where is my order?", "1001"], "thanks, will look later"),
+    (["I want to return my denim jacket", "1002", "sam@example.com"],
+     "let me find it and come back"),
+])
+def test_a_thanks_that_puts_it_off_ends_the_form_with_a_goodbye(
+        stack: Stack, visitor: Visitor, flow: list[str], later: str) -> None:
+    # Not "You're welcome!" and the question again: the visitor leaves the flow for now.
+    for message in flow:
+        visitor.say(message)
+    assert asking(stack, visitor)[0] is not None
+    reply = visitor.say(later)
+    assert INVALID not in reply and "?" not in reply, reply
+    assert "bye" in reply.lower() or "take care" in reply.lower(), reply
+    assert asking(stack, visitor) == (None, None)
+    assert tracker(stack, visitor)["slots"]["order_number"] is None
+
+
 def test_a_thanks_is_acknowledged_and_the_question_stands(stack: Stack,
                                                           visitor: Visitor) -> None:
     visitor.say("where is my order?")
