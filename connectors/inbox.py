@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -73,7 +74,7 @@ from connectors.outbox import Outbox
 from connectors.rasa_client import BotTurn
 from connectors.rendering import pick_choice
 from connectors.urls import request_origin
-from core import conversations, handoffs, live
+from core import cards, conversations, handoffs, live
 from core.conversations import NOTHING_UNDERSTOOD, DuplicateMessage, Understood
 from core.db import utcnow
 from core.live import LiveEvent, Publisher
@@ -103,6 +104,12 @@ LIMIT_RESPONSE = "utter_conversation_limit_reached"
 LIMIT = "Sorry, we can't start a new chat right now. Please reach {shop} at {contact}."
 LIMIT_NO_CONTACT_RESPONSE = "utter_conversation_limit_reached_no_contact"
 LIMIT_NO_CONTACT = "Sorry, we can't start a new chat right now. Please try again later."
+# Said once in a turn whose message held a card number the gateway masked (core/cards.py),
+# before whatever answers it (`_card_warned`; bot/domain/smalltalk.yml, shops may reword it).
+CARD_WARNING_RESPONSE = "utter_card_number_hidden"
+CARD_WARNING = ("Just so you know: I've hidden the card number you sent. Please don't share "
+                "card details in the chat, I never need them, and our team won't ask for them "
+                "here.")
 
 ResolveTenant = Callable[[str], Awaitable[Tenant]]
 
@@ -451,7 +458,9 @@ class Inbox:
             texts = (MEDIA_PAYLOAD,) if inbound.media else ()
         replies: list[Reply] = []
         turns: list[BotTurn] = []
+        warned = False
         for text in texts:
+            written = text
             if len(texts) == 1 and not for_a_person:
                 text = await self._chosen(inbound, text) or text
             try:
@@ -462,6 +471,11 @@ class Inbox:
                 apology = await self._texts.say(inbound.tenant.id, APOLOGY_RESPONSE,
                                                 inbound.channel, APOLOGY)
                 turn = BotTurn(messages=[apology])
+            if not (warned or for_a_person):
+                # Once a message, on the first of its questions that shows a card number.
+                unwarned = turn
+                turn = await self._card_warned(inbound, written, turn)
+                warned = turn is not unwarned
             turns.append(turn)
             if for_a_person:
                 self._drop_bot_messages(inbound, turn.messages)
@@ -548,6 +562,7 @@ class Inbox:
             if isinstance(turn_result, BaseException):
                 raise turn_result
             message_pk, turn = stored_result, turn_result
+        turn = await self._card_warned(inbound, inbound.text, turn)
         replies = turn.messages
         understood = turn.understood()
         if replies or understood != NOTHING_UNDERSTOOD:
@@ -615,6 +630,18 @@ class Inbox:
     # -- shared ---------------------------------------------------------------------------
     async def _rasa_turn(self, inbound: InboundMessage, text: str) -> BotTurn:
         return await self._rasa.turn(inbound.sender_id, text, inbound.rasa_metadata())
+
+    async def _card_warned(self, inbound: InboundMessage, written: str, turn: BotTurn) -> BotTurn:
+        """`turn` with the card warning first when what the visitor wrote showed a card number
+        the gateway masked; `turn` itself otherwise. Said here, whatever in Rasa answers the
+        message (a rule's template, a form, a custom action), with no call to the action server
+        on the turns that hold no card. A turn with nothing to say (a person owns it) says no
+        warning either."""
+        if not turn.messages or not cards.holds_card(written):
+            return turn
+        warning = await self._texts.say(inbound.tenant.id, CARD_WARNING_RESPONSE,
+                                        inbound.channel, CARD_WARNING)
+        return dataclasses.replace(turn, messages=[dict(warning), *turn.messages])
 
     async def _store_inbound(self, inbound: InboundMessage, payload: dict[str, Any] | None) -> int:
         """Raises DuplicateMessage when its provider id was stored before."""

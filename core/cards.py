@@ -35,6 +35,9 @@ SECURITY_CODE = re.compile(r"\b(cvv2?|cvc2?|csc|security code)((?:\W|\s+(?:is|nu
                            r"code)\b){0,4})\d{3,4}\b", re.I)
 EXPIRY = re.compile(r"\b(exp(?:iry|ires|iration)?(?: date)?|valid (?:thru|through|until))"
                     r"(\W{0,3})\d{1,2}\s*[/-]\s*\d{2,4}\b", re.I)
+# What `mask` writes for a card number: the actions read masked text for it (actions/cards.py),
+# and the gateway warns the visitor of it (`holds_card`).
+MASKED = re.compile(r"\*{4} \*{4} \*{4} (\d{4})")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -77,3 +80,8 @@ def mask_values(value: Any, *, keep: Collection[str] = ()) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(mask_values(item) for item in value)
     return value
+
+
+def holds_card(text: str) -> bool:
+    """`text` (as `mask` left it) shows a masked card number."""
+    return bool(MASKED.search(text))

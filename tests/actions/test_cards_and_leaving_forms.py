@@ -1,18 +1,18 @@
-"""A card number the gateway masked is no answer to a form, and the visitor is asked not to
-send one (actions/cards.py); a goodbye is no answer either, and a form whose turn offered a
-person asks nothing more in that turn (actions/escalation.py offered_this_turn). Trackers as
-Rasa sends them (tests/actions/test_handoff.py `conversation`)."""
+"""A card number the gateway masked is no answer to a form (actions/cards.py; the gateway asks
+the visitor not to send one, tests/connectors/test_inbox.py); a goodbye is no answer either,
+and a form whose turn offered a person asks nothing more in that turn (actions/escalation.py
+offered_this_turn). Trackers as Rasa sends them (tests/actions/test_handoff.py
+`conversation`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.answers import order_number_in
-from actions.cards import MASKED, ActionWarnAboutCards
+from actions.cards import MASKED
 from actions.order_status import ValidateOrderStatusForm
 from actions.returns import ActionAskReturnReason, ValidateReturnForm
 from actions.runtime import Runtime
@@ -48,7 +48,7 @@ async def validate(form: Any, tracker: Any) -> tuple[dict[str, Any], list[str]]:
 async def test_a_card_in_the_request_starts_the_return_with_no_number(
         action_runtime: Runtime) -> None:
     # A model trained before the order number pattern left masked digits out tags "1111":
-    # the form does not take it. The warning was said before it ran (ActionWarnAboutCards).
+    # the form does not take it. The warning is the gateway's (connectors/inbox.py).
     t = conversation(("request_return", MASKED_TEXT, [slot("order_number", "1111")]))
     slots, said = await validate(ValidateReturnForm(), t)
     assert slots.get("order_number") is None
@@ -66,37 +66,6 @@ async def test_a_card_while_the_number_is_asked_keeps_the_real_number(
     slots, said = await validate(ValidateOrderStatusForm(), t)
     assert slots["order_number"] == "1002"
     assert said == []
-
-
-@pytest.mark.parametrize("intent", ["thank", "goodbye", "greet", "bot_challenge",
-                                    "human_handoff", "inform"])
-@pytest.mark.asyncio
-async def test_every_turn_with_a_card_is_warned_once_whatever_answers_it(intent: str) -> None:
-    # Rasa runs this inside action_extract_slots on every turn, before the rule's template,
-    # the form or the custom action that answers (tests/integration/test_card_numbers.py).
-    action = ActionWarnAboutCards()
-    assert action.name() == "action_validate_slot_mappings"
-    t = conversation(("check_order_status", "where is my order",
-                      asking("order_status_form", "email")),
-                     (intent, cards.mask(f"thanks, {CARD}"), []), active_loop="order_status_form")
-    dispatcher = CollectingDispatcher()
-    assert await action.run(dispatcher, t, DOMAIN) == []  # the slots Rasa extracted stand
-    assert [m["response"] for m in dispatcher.messages] == ["utter_card_number_hidden"]
-    quiet = CollectingDispatcher()
-    await action.run(quiet, conversation(("thank", "thanks", [])), DOMAIN)
-    assert quiet.messages == []  # no card in this message
-
-
-@pytest.mark.asyncio
-async def test_no_warning_while_a_person_holds_the_conversation() -> None:
-    # Paused for an agent: Rasa records the message and the bot says nothing.
-    t = conversation(("human_handoff", "a person please", [{"event": "pause"}]),
-                     ("inform", MASKED_TEXT, []))
-    held = Tracker(t.sender_id, t.slots, t.latest_message, t.events, True, None, {},
-                   "action_extract_slots")
-    dispatcher = CollectingDispatcher()
-    await ActionWarnAboutCards().run(dispatcher, held, DOMAIN)
-    assert dispatcher.messages == []
 
 
 @pytest.mark.parametrize("text", ["thanks, bye", "bye", "ok goodbye", "see you later"])

@@ -12,7 +12,14 @@ import redis.asyncio as aioredis
 
 import connectors.rasa_client
 from connectors.errors import UpstreamUnavailable
-from connectors.inbox import APOLOGY, APOLOGY_RESPONSE, MEDIA_PAYLOAD, Inbox
+from connectors.inbox import (
+    APOLOGY,
+    APOLOGY_RESPONSE,
+    CARD_WARNING,
+    CARD_WARNING_RESPONSE,
+    MEDIA_PAYLOAD,
+    Inbox,
+)
 from connectors.messages import Media
 from connectors.rasa_client import BotTurn, RasaClient
 from core import conversations
@@ -97,6 +104,39 @@ async def test_the_apology_is_said_in_the_shops_words(world: World) -> None:
 def test_the_apology_is_the_domains_default_text() -> None:
     [variant] = domain_texts().responses[APOLOGY_RESPONSE]
     assert variant["text"] == APOLOGY
+
+
+def test_the_card_warning_is_the_domains_default_text() -> None:
+    [variant] = domain_texts().responses[CARD_WARNING_RESPONSE]
+    assert variant["text"] == CARD_WARNING
+
+
+CARD = "4111 1111 1111 1111"
+
+
+async def test_a_card_number_is_warned_about_once_before_the_answers(world: World) -> None:
+    # Whatever answers in Rasa (here an echo), the gateway that masked the number says it,
+    # once for the message, before the answer to the question that held it.
+    questions = ("where is my order?", f"my card is {CARD}, was I charged?",
+                 f"and {CARD} again?")
+    await world.inbox.accept(world.message(" ".join(questions), "SM-card", questions=questions))
+    await world.settle()
+    assert all(CARD not in text for text in world.rasa.texts())
+    [_, reply] = await world.rows(MessageRow)
+    texts = [m.get("text", "") for m in reply.payload["messages"]]
+    assert [t for t in texts if t == CARD_WARNING] == [CARD_WARNING]
+    assert texts.index(CARD_WARNING) == 1  # after the first answer, before the second's
+    assert texts[0] == "echo: where is my order?"
+
+
+async def test_a_conversation_hears_the_card_warning_in_the_shops_words(world: World) -> None:
+    await store_override(world.sessions, world.tenant.id, CARD_WARNING_RESPONSE,
+                         [{"text": "No card numbers here, please!"}], actor="test")
+    message = world.message(f"thanks, paid with {CARD}", "web-card", channel="web")
+    said = [m["text"] for m in await world.inbox.converse(message) or []]
+    assert said == ["No card numbers here, please!", "echo: thanks, paid with **** **** **** 1111"]
+    plain = world.message("thanks", "web-plain", channel="web")
+    assert [m["text"] for m in await world.inbox.converse(plain) or []] == ["echo: thanks"]
 
 
 async def test_a_turn_that_fails_is_answered_on_the_retry(world: World) -> None:

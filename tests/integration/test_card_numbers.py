@@ -1,7 +1,7 @@
 """A card number typed into the chat, through the real gateway, Rasa and actions: the gateway
 masks it (core/cards.py), its last four digits fill no slot (data/nlu/patterns.yml, the CRF in
 bot/entities.py, the forms in actions/), and the visitor is asked once, beside the answer to
-what they asked, not to send card numbers (actions/cards.py)."""
+what they asked, not to send card numbers (connectors/inbox.py)."""
 
 from __future__ import annotations
 
@@ -77,9 +77,9 @@ def test_a_card_alone_starts_no_order_lookup(stack: Stack, visitor: Visitor) -> 
 
 # Turns a rule's template answers, a form that answers nothing of them, or an action without
 # a warning of its own: a card in any of them is warned about once, before the turn's own
-# reply (actions/cards.py ActionWarnAboutCards, run by Rasa inside action_extract_slots on
-# every turn). None: whatever NLU makes of the masked digits ("thanks, my card ..." may read
-# as an answer), some reply besides the warning.
+# reply (the gateway's, connectors/inbox.py, whatever in Rasa answers). None: whatever NLU
+# makes of the masked digits ("thanks, my card ..." may read as an answer), some reply
+# besides the warning.
 ANY_TURN = [
     ([], f"thanks so much! {CARD}", None),
     ([], f"ok bye, paid with {CARD}", None),
