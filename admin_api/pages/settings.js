@@ -376,6 +376,17 @@ function changed() {
   return { changes, problems };
 }
 
+/** What the API refused, as inPageWords gives it: a 422's detail, or the 409 of an order
+ * backend without its credentials, which is about the Order backend setting (under it, and
+ * gone once another backend is chosen; in the status line it stayed after that). Else null. */
+function refusalOf(code, body) {
+  if (code === 422) return inPageWords(body.detail);
+  if (code === 409 && body.backend && "order_backend" in shown.writable) {
+    return [{ loc: ["order_backend"], msg: String(body.detail) }];
+  }
+  return null;
+}
+
 async function save(event, failed) {
   event.preventDefault();
   const status = $("settings-status");
@@ -401,10 +412,11 @@ async function save(event, failed) {
     shown.values = saved && typeof saved === "object" ? saved : { ...shown.values, ...changes };
     shown.refused = {};
   } catch (error) {
-    if (error instanceof ApiError && error.status === 422 && error.body && error.body.detail) {
-      const words = inPageWords(error.body.detail);
-      rememberRefused(words, changes);
-      showFieldErrors(shown.fields, status, words, "", SUMMARY);
+    const refused = error instanceof ApiError && error.body && error.body.detail
+      ? refusalOf(error.status, error.body) : null;
+    if (refused) {
+      rememberRefused(refused, changes);
+      showFieldErrors(shown.fields, status, refused, "", SUMMARY);
     } else {
       failed(status, error);
     }

@@ -308,3 +308,28 @@ def test_logging_out_with_unsaved_settings_or_texts_asks_first(
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("button", name="Log in")).to_be_visible()
     assert len(asked) == 2
+
+
+def test_an_order_backend_without_credentials_is_marked_under_it_until_changed(
+        served: Served, page: Page) -> None:
+    """PATCH /settings' 409 (Shopify has no credentials yet) stands under Order backend in
+    its own words, and goes once another backend is chosen. (It stood in the status line
+    only, and stayed there after the owner had chosen demo again.)"""
+    log_in(page, served.base, OWNER, served.owner_password)
+    status = page.locator("#settings-status")
+    backend = page.get_by_label("Order backend")
+    expect(backend).to_be_editable()
+    backend.select_option("shopify")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#setting-order_backend-error")).to_have_text(
+        "Shopify cannot answer order questions without its Shop address and Admin API access "
+        "token: enter them on the Channels tab, under Orders (Shop platform: Shopify); saving "
+        "there makes Shopify the shop's order backend")
+    expect(backend).to_have_attribute("aria-invalid", "true")
+    expect(status).to_have_text("Not saved: see the marked fields.")
+
+    backend.select_option("demo")  # fixed: the mark and the status line go
+    expect(page.locator(".field-error:visible")).to_have_count(0)
+    expect(backend).not_to_have_attribute("aria-invalid", "true")
+    expect(status).to_have_text("")
+    assert stored_settings(page, served.base)["order_backend"] == "demo"
