@@ -75,7 +75,8 @@ class ReplyIn(Model):
         None, description="API keys only: the name the visitor sees beside the reply (a helpdesk "
                           "bridge names the person whose words it relays); default: the "
                           "shop's name, never the key's label. A person is always shown by "
-                          "their own name.")
+                          "their own name (the shop's when they have none, never their "
+                          "email).")
 
 
 class NoteIn(Model):
@@ -122,13 +123,16 @@ async def agent_of(call: Call[Any, Any]) -> Agent:
 
 
 async def shown_name(call: Call[ReplyIn, None], agent: Agent) -> str:
-    """Whom the visitor reads a reply from: a person by their name; an API key (a helpdesk
-    bridge, a script) by the name its call gives, else as the shop. A key's label is the
-    owner's note of what it is for ("development agent (devtools.bootstrap)", "zendesk
-    bridge #2"), nothing a visitor should read."""
-    if not agent.id.startswith("key:"):
-        return agent.name
-    return call.body.name or await people.shop_name(call.ctx.sessions, call.shop)
+    """Whom the visitor reads a reply from: a person by their name, a person who never gave
+    one as the shop; an API key (a helpdesk bridge, a script) by the name its call gives, else
+    as the shop. A key's label is the owner's note of what it is for ("development agent
+    (devtools.bootstrap)", "zendesk bridge #2"), and a person's email (the inbox's name for
+    someone without a name: `agent_of`) is the shop's own business: neither is for visitors."""
+    if agent.id.startswith("key:"):
+        return call.body.name or await people.shop_name(call.ctx.sessions, call.shop)
+    admin_session = getattr(call.request.ctx, "admin_session", None)
+    own = admin_session.user.name if admin_session is not None else None
+    return own or await people.shop_name(call.ctx.sessions, call.shop)
 
 
 async def open_handoff(call: Call[Any, Any]) -> tuple[str, HandoffRow]:

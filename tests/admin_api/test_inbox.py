@@ -16,12 +16,14 @@ from typing import Any
 import jwt
 import pytest
 import pytest_asyncio
+from sqlalchemy import update
 
 from admin_api.tables import MembershipRow, UserRow
 from core import handoffs
 from core.conversations import record_message
 from core.sender_ids import sender_id
 from tenants.api_keys import issue_key
+from tests.admin_api.accounts import Browser, person
 from tests.admin_api.conftest import Admin, Shop
 from tests.admin_api.fake_gateway import GatewayFake
 from tests.fakes.rasa_server import RasaFake
@@ -327,3 +329,35 @@ async def test_a_visitor_with_a_long_address_is_handled_like_any_other(inbox: In
         assert status in (200, 201), answer
     _, page = await inbox.call("GET", "/audit", "owner", params={"page_size": 100})
     assert conversation in [entry["target"] for entry in page["items"]]
+
+
+async def test_a_person_is_shown_to_the_visitor_by_their_name_never_their_email(
+        inbox: Inbox) -> None:
+    """A person who never gave a name (the owner `make run` seeds, an account made through a
+    link passed on by hand) replies: the visitor reads the shop's name beside it, not the
+    person's email address (the widget showed 'owner@demo.example: Hello'); a person with a
+    name is shown by it."""
+    await person(inbox.admin, "olga@demo.example", "owner")
+    olga = Browser(inbox.admin)
+    await olga.log_in("olga@demo.example")
+    conversation, _ = await inbox.escalate()
+    status, body, _ = await olga.call("POST", f"/conversations/{conversation}/messages",
+                                      json={"text": "Hello, the owner here."})
+    assert status == 202, body
+    assert body["message"]["agent"]["name"] == "Demo Outfitters"
+    ((sent, _),) = inbox.gateway.received
+    assert sent["author"]["name"] == "Demo Outfitters"
+    ((_, events, _),) = inbox.rasa.tracker_events
+    assert [e["metadata"] for e in events] == [{"agent": "Demo Outfitters"}]
+    assert "olga@demo.example" not in repr((sent, events))
+
+    async with inbox.admin.sessions() as session:
+        await session.execute(update(UserRow).where(UserRow.email == "olga@demo.example")
+                              .values(name="Olga"))
+        await session.commit()
+    await olga.log_in("olga@demo.example")  # a session reads the name at login
+    status, body, _ = await olga.call("POST", f"/conversations/{conversation}/messages",
+                                      json={"text": "Olga again."})
+    assert status == 202, body
+    assert body["message"]["agent"]["name"] == "Olga"
+    assert inbox.gateway.received[-1][0]["author"]["name"] == "Olga"
