@@ -229,6 +229,12 @@ def train_compare_activate_roll_back_delete_cancel(page: Page, served: Served) -
     expect(details.get_by_role("row", name=re.compile("^returns"))).to_contain_text(
         "failed → passed")
     expect(details).to_contain_text("31 of 31 pass (the base model: 30 of 31)")
+    # On a phone the details keep to the screen's width: the fingerprint (one long word)
+    # made the whole page scroll sideways, the held-out table with it.
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(details.locator("dd").filter(has_text=re.compile(r"^[0-9a-f]{32}$"))).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 720})
     row = version_row(page).filter(has_text=first)
     expect(row).to_contain_text("ready")
     expect(row).to_contain_text(f"user:{DESIGNER}")
