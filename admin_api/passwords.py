@@ -245,6 +245,11 @@ class Outbox:
         except Exception:
             log.exception("password reset mail failed")
 
+    @property
+    def pending(self) -> int:
+        """Mails on their way now."""
+        return len(self._tasks)
+
     async def settle(self) -> None:
         """Wait for the mails on their way now (tests; shutdown)."""
         while self._tasks:
