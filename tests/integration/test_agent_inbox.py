@@ -43,7 +43,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from core.sender_ids import sender_id
 from devtools import simulate
 from devtools.bootstrap import DEMO_OWNER_EMAIL, env_value
-from devtools.demo_shop import DEMO_TENANT_ID, DEMO_WIDGET_KEY
+from devtools.demo_shop import DEMO_NAME, DEMO_TENANT_ID, DEMO_WIDGET_KEY
 from tests.browser import chromium
 from tests.fakes.graph_server import GraphFake
 from tests.fakes.twilio_server import TwilioFake
@@ -526,14 +526,15 @@ def test_an_agent_takes_over_and_hands_back(stack: Stack, channel_visitor: Chann
     expect(desk.locator("#thread-status")).to_have_text("You have this conversation now.")
     live.wait_for("handoff.claimed", conversation)
     me = agent.get(f"/conversations/{conversation}").json()["handoffs"][-1]["assignee"]
-    assert me["name"]
+    assert me["name"] == DEMO_OWNER_EMAIL  # the inbox's name for a person who gave none
 
-    # The agent's reply reaches the visitor through their own channel.
+    # The agent's reply reaches the visitor through their own channel, signed by the shop:
+    # a person without a name is never shown to visitors by their email.
     before = len(visitor.received())
-    hello = f"Hi, this is {me['name']} from the team ({secrets.token_hex(3)}). How can I help?"
+    hello = f"Hi, this is the team ({secrets.token_hex(3)}). How can I help?"
     reply_in_page(desk, hello)
     visitor.wait_reply(before, hello)
-    visitor.check_agent_reply(hello, me["name"])
+    visitor.check_agent_reply(hello, DEMO_NAME)
     note = f"Customer sounds upset, offer a refund ({secrets.token_hex(3)})"
     noted = agent.post(f"/conversations/{conversation}/notes", json={"text": note})
     assert noted.status_code == 201, noted.text
@@ -884,7 +885,9 @@ def test_a_widget_visitor_and_an_agent_in_the_inbox_page(stack: Stack, browser: 
         expect(from_agent).to_contain_text(reply)
         handoff = agent.get(f"/conversations/{conversation}").json()["handoffs"][-1]
         assert handoff["status"] == "assigned" and handoff["assignee"]["name"]
-        expect(from_agent.locator(".who")).to_contain_text(handoff["assignee"]["name"])
+        # The demo owner gave no name: the visitor reads the shop's, never their email.
+        expect(from_agent.locator(".who")).to_contain_text(DEMO_NAME)
+        expect(from_agent.locator(".who")).not_to_contain_text(DEMO_OWNER_EMAIL)
 
         # The visitor answers: the agent's page shows it live, and the bot stays silent.
         bot_messages = widget.bot_messages().count()
