@@ -20,7 +20,6 @@ from actions.attempts import CONTESTED_LIMIT, LIMITS
 from tests.databases import sync_engine
 from tests.integration.conftest import Visitor
 from tests.integration.stack import APP_PY, ROOT, Stack
-from tests.integration.test_card_numbers import tracker
 from tests.integration.test_channels import rows
 
 pytestmark = pytest.mark.integration
@@ -147,20 +146,6 @@ def test_return_asks_which_items_with_buttons(visitor: Visitor) -> None:
     assert "reason" in visitor.say("the scarf").lower()
     done = visitor.say("I no longer need it")
     assert REFERENCE.search(done) and "Scarf" in done
-
-
-@pytest.mark.one_shape
-@pytest.mark.parametrize("report", ["my jacket from order 1002 has a broken zip",
-                                    "order #1002 arrived damaged, the zipper is broken"])
-def test_a_defect_reported_with_its_order_number_starts_the_return(
-        stack: Stack, visitor: Visitor, report: str) -> None:
-    # Read as an answer (`inform`) with an order number, it started the order status form.
-    assert asks_email(visitor.say(report))
-    state = tracker(stack, visitor)
-    assert state["active_loop"].get("name") == "return_form"
-    assert state["slots"]["order_number"] == "1002"
-    after = visitor.say("sam@example.com").lower()
-    assert "reason" in after or "which item" in after, after
 
 
 @pytest.mark.one_shape
