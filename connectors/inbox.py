@@ -44,6 +44,10 @@ limit gets the polite refusal in the shop's words (utter_conversation_limit_reac
 shop's support email; ..._no_contact without one) instead of the bot, for each of its messages.
 The visitor's message is stored as always and the refusal is stored as the bot's reply and
 sent like one; Rasa never hears of it. A conversation a person owns is never refused.
+
+A message that held a card number (masked on arrival: connectors/messages.py, core/cards.py)
+gets the shop's utter_card_number_hidden before the bot's answer, once a message, whatever in
+Rasa answers it (`_card_warned`): no call of its own on the turns that hold none.
 """
 
 from __future__ import annotations
