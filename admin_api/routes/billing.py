@@ -40,6 +40,7 @@ from admin_api.audit import record
 from admin_api.errors import ApiError, BadGateway, Conflict, NotFound, Unprocessable
 from admin_api.plan_limits import agent_seats, configured_channels, document_count
 from admin_api.principal import OWNERS
+from admin_api.training.models import ready_count
 from billing.account import BillingState
 from billing.plans import ACTIVE_STATES, COMPED, PAST_DUE, Limits, Loss, Plan, losses
 from billing.stripe_api import StripeApi, StripeFailure, StripeUnavailable, ensure_customer
@@ -214,7 +215,7 @@ async def _usage(call: Call[Any, Any]) -> UsageOut:
     return UsageOut(**month.as_dict(), channels=await _channel_count(call),
                     knowledge_documents=await document_count(call),
                     agents=people + keys, agent_people=people, agent_api_keys=keys,
-                    shop_models=0)  # designers' training (issue 15) does not exist yet
+                    shop_models=await ready_count(call.ctx.sessions, call.shop))
 
 
 @API.route("GET", "/billing", roles=OWNERS, response=BillingOut,

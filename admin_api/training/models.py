@@ -362,6 +362,15 @@ async def list_versions(sessions: async_sessionmaker, tenant_id: str, *, offset:
              for version, job in rows], int(total or 0))
 
 
+async def ready_count(sessions: async_sessionmaker, tenant_id: str) -> int:
+    """The shop's own trained models: its versions ready to serve (GET /billing's
+    usage.shop_models)."""
+    async with sessions() as session:
+        found = await session.scalar(select(func.count()).select_from(ModelVersionRow).where(
+            ModelVersionRow.tenant_id == tenant_id, ModelVersionRow.state == READY))
+    return int(found or 0)
+
+
 async def get_active(sessions: async_sessionmaker, tenant_id: str) -> Active:
     async with sessions() as session:
         row = await session.get(ShopModelRow, tenant_id)

@@ -29,6 +29,7 @@ from admin_api.app import create_app
 from admin_api.errors import PaymentRequired
 from admin_api.plan_limits import require_own_models
 from admin_api.tables import AuditRow
+from admin_api.training.models import create_version, finish_version
 from billing.account import Accounts
 from billing.plans import pricing
 from billing.tables import BillingAccountRow
@@ -265,9 +266,15 @@ async def test_a_plan_with_less_than_the_shop_uses_is_said_before_stripe(
                        ("meta", {"credentials": META})):
         status, answer = await billed.call("PUT", f"/channels/{name}", shop=shop, json=body)
         assert status == 200, answer
+    # One of the shop's own models trained (a designer's version, ready to serve).
+    version = await create_version(billed.admin.sessions, shop.id, {"nlu/bikes.yml": "x"},
+                                   actor="test")
+    assert await finish_version(billed.admin.sessions, shop.id, version.id, fingerprint="f",
+                                size_bytes=1, training_seconds=1.0)
     _, page = await billed.call("GET", "/billing", shop=shop)
     usage = page["usage"]
     assert (usage["agents"], usage["agent_people"], usage["agent_api_keys"]) == (4, 3, 1)
+    assert usage["shop_models"] == 1  # was always 0
 
     status, answer = await billed.call("POST", "/billing/checkout", shop=shop,
                                        json={"plan": "starter"})
@@ -276,7 +283,7 @@ async def test_a_plan_with_less_than_the_shop_uses_is_said_before_stripe(
     assert by_limit["agents"] == {"limit": "agents", "now": None, "allowed": 5, "used": 4,
                                   "over": False}
     assert by_limit["own_models"] == {"limit": "own_models", "now": True, "allowed": False,
-                                      "used": 0, "over": False}
+                                      "used": 1, "over": True}  # a model starter forbids
     assert "the starter plan allows less than the shop has now on the pro plan" in (
         answer["detail"])
     assert "5 agent seats (people with the agent role and agent API keys) (now no limit)" in (
